@@ -1,0 +1,3 @@
+from carpet.cli import main
+
+main()
