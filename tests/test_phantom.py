@@ -261,3 +261,20 @@ def test_whole_body_default_size_and_lesions():
     assert np.unique(ph.lesion_labels.array).size == 31
     components = cc3d.connected_components(ph.pet.array >= 4.0, connectivity=26)
     assert components.max() == 30
+
+
+def test_truth_centroids_and_patient_totals(small):
+    records = small.truth["lesions"]
+    labels = small.lesion_labels.array
+    centroids = []
+    for les in records:
+        pts = voxel_centres(small.pet, labels == les["id"])
+        assert les["centroid_mm"] == pytest.approx(pts.mean(axis=0).tolist())
+        assert les["tlg"] == pytest.approx(small.pet.array[labels == les["id"]].sum() * 0.064, rel=1e-6)
+        centroids.append(pts.mean(axis=0))
+    dmax = max(math.dist(a, b) for a in centroids for b in centroids)
+    summary = small.truth["summary"]
+    assert summary["dmax_mm"] == pytest.approx(dmax)
+    assert summary["n_lesions"] == 8 and summary["n_paramedullary"] == 2
+    assert summary["mtv_ml"] == pytest.approx((labels > 0).sum() * 0.064)
+    assert summary["suv_max"] == pytest.approx(small.pet.array.max())

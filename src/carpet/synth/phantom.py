@@ -249,14 +249,28 @@ def _ct_grid(spec: PhantomSpec, pet: _Grid) -> _Grid:
 # ---------------------------------------------------------------------------------------------
 # Analytic anatomy
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Ellipsoid:
-    centre: tuple[float, float, float]
-    semi: tuple[float, float, float]
+class _Shape:
+    """A solid in world mm; ``box()`` bounds it, ``contains`` tests broadcastable coordinates."""
+
+    def box(self) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
 
     @property
     def z_range(self) -> tuple[float, float]:
-        return self.centre[2] - self.semi[2], self.centre[2] + self.semi[2]
+        lo, hi = self.box()
+        return float(lo[2]), float(hi[2])
+
+    def contains(self, x, y, z):
+        return self.sdf(x, y, z) <= 0.0
+
+
+@dataclass(frozen=True)
+class _Ellipsoid(_Shape):
+    centre: tuple[float, float, float]
+    semi: tuple[float, float, float]
+
+    def box(self):
+        return np.subtract(self.centre, self.semi), np.add(self.centre, self.semi)
 
     def contains(self, x, y, z):
         return (((x - self.centre[0]) / self.semi[0]) ** 2 + ((y - self.centre[1]) / self.semi[1]) ** 2
@@ -264,7 +278,7 @@ class _Ellipsoid:
 
 
 @dataclass(frozen=True)
-class _EllipticCylinderZ:
+class _EllipticCylinderZ(_Shape):
     cx: float
     cy: float
     a: float
@@ -272,16 +286,17 @@ class _EllipticCylinderZ:
     z0: float
     z1: float
 
-    @property
-    def z_range(self) -> tuple[float, float]:
-        return self.z0, self.z1
+    def box(self):
+        return (np.array([self.cx - self.a, self.cy - self.b, self.z0]),
+                np.array([self.cx + self.a, self.cy + self.b, self.z1]))
 
     def contains(self, x, y, z):
-        return ((((x - self.cx) / self.a) ** 2 + ((y - self.cy) / self.b) ** 2) <= 1.0) & (z >= self.z0) & (z <= self.z1)
+        in_ellipse = (((x - self.cx) / self.a) ** 2 + ((y - self.cy) / self.b) ** 2) <= 1.0
+        return in_ellipse & (z >= self.z0) & (z <= self.z1)
 
 
 @dataclass(frozen=True)
-class _CappedCylinderZ:
+class _CappedCylinderZ(_Shape):
     """Circular cylinder along z with flat caps; exact signed distance (negative inside)."""
 
     cx: float
@@ -290,39 +305,32 @@ class _CappedCylinderZ:
     z0: float
     z1: float
 
-    @property
-    def z_range(self) -> tuple[float, float]:
-        return self.z0, self.z1
+    def box(self):
+        r = self.radius
+        return np.array([self.cx - r, self.cy - r, self.z0]), np.array([self.cx + r, self.cy + r, self.z1])
 
     def sdf(self, x, y, z):
         d_r = np.hypot(x - self.cx, y - self.cy) - self.radius
         d_z = np.abs(z - (self.z0 + self.z1) / 2) - (self.z1 - self.z0) / 2
         return np.minimum(np.maximum(d_r, d_z), 0.0) + np.hypot(np.maximum(d_r, 0.0), np.maximum(d_z, 0.0))
 
-    def contains(self, x, y, z):
-        return self.sdf(x, y, z) <= 0.0
-
 
 @dataclass(frozen=True)
-class _RoundBox:
+class _RoundBox(_Shape):
     """Axis-aligned box with rounded edges (radius ``rounding``); exact signed distance."""
 
     centre: tuple[float, float, float]
     half: tuple[float, float, float]
     rounding: float
 
-    @property
-    def z_range(self) -> tuple[float, float]:
-        return self.centre[2] - self.half[2], self.centre[2] + self.half[2]
+    def box(self):
+        return np.subtract(self.centre, self.half), np.add(self.centre, self.half)
 
     def sdf(self, x, y, z):
         q = [np.abs(p - c) - (h - self.rounding) for p, c, h in zip((x, y, z), self.centre, self.half)]
         outside = np.sqrt(sum(np.maximum(qa, 0.0) ** 2 for qa in q))
         inside = np.minimum(np.maximum(np.maximum(q[0], q[1]), q[2]), 0.0)
         return outside + inside - self.rounding
-
-    def contains(self, x, y, z):
-        return self.sdf(x, y, z) <= 0.0
 
 
 @dataclass(frozen=True)
@@ -422,14 +430,6 @@ def _build_anatomy(pet: _Grid, spec: PhantomSpec) -> _Anatomy:
 # ---------------------------------------------------------------------------------------------
 # Lesion placement
 # ---------------------------------------------------------------------------------------------
-def _bone_box(bone: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Bounding box (mm) of a bone primitive."""
-    if isinstance(bone, _CappedCylinderZ):
-        r = bone.radius
-        return (np.array([bone.cx - r, bone.cy - r, bone.z0]), np.array([bone.cx + r, bone.cy + r, bone.z1]))
-    return np.asarray(bone.centre) - bone.half, np.asarray(bone.centre) + bone.half
-
-
 def _fibonacci_sphere(n: int) -> np.ndarray:
     """``n`` nearly uniform unit vectors (golden-angle spiral)."""
     k = np.arange(n) + 0.5
@@ -492,7 +492,7 @@ class _Placer:
 
     def _surface_point(self, bone: Any) -> tuple[np.ndarray, np.ndarray] | None:
         """A random point on a bone's surface and the outward normal there (Newton projection)."""
-        lo, hi = _bone_box(bone)
+        lo, hi = bone.box()
         p = self.rng.uniform(lo - 20.0, hi + 20.0)
         h = 1e-4
         for _ in range(6):
@@ -511,16 +511,8 @@ class _Placer:
         r = lesion.radius_mm
         if lesion.kind == "extramedullary":
             code = {"liver": LIVER, "lung": LUNG, "soft_tissue": SOFT}[site]
-            box = next(s for t, s in self.anatomy.shapes if t == code)  # first shape of the tissue
-            if code == SOFT:
-                lo, hi = np.array([-box.a, -box.b, box.z0]), np.array([box.a, box.b, box.z1])
-            elif code == LUNG:
-                lung = [s for t, s in self.anatomy.shapes if t == LUNG][self.rng.integers(2)]
-                lo = np.asarray(lung.centre) - lung.semi
-                hi = np.asarray(lung.centre) + lung.semi
-            else:
-                lo, hi = np.asarray(box.centre) - box.semi, np.asarray(box.centre) + box.semi
-            c = self.rng.uniform(lo, hi)
+            shapes = [shp for t, shp in self.anatomy.shapes if t == code]
+            c = self.rng.uniform(*shapes[self.rng.integers(len(shapes))].box())
             if self.anatomy.bone_sdf(c)[0] < r + EMD_MIN_BONE_DISTANCE_MM:
                 return None
             if not np.all(self._tissues(_ball_points(c, r)) == code):
@@ -529,7 +521,7 @@ class _Placer:
         bones = [b for s, b in self.anatomy.bones if s == site]
         bone = bones[self.rng.integers(len(bones))]
         if lesion.kind == "intramedullary":
-            lo, hi = _bone_box(bone)
+            lo, hi = bone.box()
             c = self.rng.uniform(lo, hi)
             return c if bone.sdf(*c) <= -(self.anatomy.cortex_mm + r) else None
         surf = self._surface_point(bone)
@@ -641,19 +633,48 @@ class Phantom:
         return write_phantom_dicom(self, out_dir)
 
 
-def _lesion_records(lesions: list[tuple[LesionSpec, np.ndarray, str]], labels: np.ndarray,
-                    bone: np.ndarray, voxel_ml: float) -> list[dict[str, Any]]:
-    counts = np.bincount(labels.ravel(), minlength=len(lesions) + 1)
-    in_bone = np.bincount(labels[bone].ravel(), minlength=len(lesions) + 1)
+def _lesion_records(lesions: list[tuple[LesionSpec, np.ndarray, str]], labels: Volume,
+                    bone: np.ndarray) -> list[dict[str, Any]]:
+    """Per-lesion truth from the ideal label map (voxel counts, bone fraction, voxel centroid).
+
+    ``tlg`` is that of the ideal image (every lesion voxel at the lesion's SUV), in mL·SUV.
+    """
+    from scipy import ndimage
+
+    n_labels = len(lesions) + 1
+    counts = np.bincount(labels.array.ravel(), minlength=n_labels)
+    in_bone = np.bincount(labels.array[bone].ravel(), minlength=n_labels)
+    boxes = ndimage.find_objects(labels.array, max_label=n_labels - 1)
+    voxel_ml = labels.voxel_volume_ml
     records = []
     for lid, (lesion, centre, site) in enumerate(lesions, start=1):
         n = int(counts[lid])
+        centroid = np.full(3, np.nan)
+        if n:  # voxel centroid, from the lesion's bounding box only
+            box = boxes[lid - 1]
+            idx = np.argwhere(labels.array[box] == lid) + [s.start for s in box]
+            centroid = labels.index_to_world(idx.mean(axis=0))
         records.append({"id": lid, "kind": lesion.kind, "site": site,
                         "centre_mm": [float(c) for c in centre], "radius_mm": lesion.radius_mm,
                         "suv": lesion.suv, "gap_mm": lesion.gap_mm if lesion.kind == "abutting" else None,
-                        "n_voxels": n, "volume_ml": n * voxel_ml,
+                        "n_voxels": n, "volume_ml": n * voxel_ml, "tlg": n * voxel_ml * lesion.suv,
+                        "centroid_mm": [float(c) for c in centroid],
                         "bone_fraction": float(in_bone[lid] / n) if n else 0.0})
     return records
+
+
+def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Patient totals of the ideal image, named as in ``summary.json`` of ``carpet quantify``."""
+    from scipy.spatial.distance import pdist
+
+    centroids = np.array([r["centroid_mm"] for r in records]).reshape(-1, 3)
+    kinds = [r["kind"] for r in records]
+    return {"n_lesions": len(records),
+            "mtv_ml": float(sum(r["volume_ml"] for r in records)),
+            "tlg": float(sum(r["tlg"] for r in records)),
+            "suv_max": float(max((r["suv"] for r in records), default=0.0)),
+            "dmax_mm": float(pdist(centroids).max()) if len(records) > 1 else 0.0,
+            **{f"n_{kind}": kinds.count(kind) for kind in LESION_KINDS}}
 
 
 def _rasterise_tissue(anatomy: _Anatomy, grid: _Grid, slab: int = 16) -> np.ndarray:
@@ -725,8 +746,9 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     if spec.physiological_uptake:
         organs.update(brain=tissue == BRAIN, bladder=tissue == BLADDER, kidneys=tissue == KIDNEY)
 
+    records = _lesion_records(lesions, pet_grid.volume(labels), organs["bone"])
     truth = {
-        "pet_grid": {"shape": list(pet_grid.shape), "spacing_mm": list(pet_grid.spacing),
+        "grid": {"shape": list(pet_grid.shape), "spacing_mm": list(pet_grid.spacing),
                      "origin_mm": list(pet_grid.origin), "direction": np.eye(3).ravel().tolist()},
         "ct_grid": {"shape": list(ct_grid.shape), "spacing_mm": list(ct_grid.spacing),
                     "origin_mm": list(ct_grid.origin), "direction": np.eye(3).ravel().tolist()},
@@ -736,7 +758,9 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
         "tissue_hu": {TISSUE_NAMES[c]: int(v) for c, v in TISSUE_HU.items()},
         "liver_voi": {"centre_mm": list(anatomy.liver_voi_mm), "radius_mm": LIVER_VOI_RADIUS_MM},
         "aorta_voi": {"centre_mm": list(anatomy.aorta_voi_mm), "radius_mm": AORTA_VOI_RADIUS_MM},
-        "lesions": _lesion_records(lesions, labels, organs["bone"], pet_grid.volume(labels).voxel_volume_ml),
+        "ideal_image": "lesion SUV, TLG and totals describe the image before PSF blur and noise",
+        "lesions": records,
+        "summary": _summary(records),
         "provenance": provenance(method="carpet.synth.phantom", seed=spec.seed,
                                  lesion_rule="voxel centre within radius (|x-c|^2 <= r^2)"),
     }
