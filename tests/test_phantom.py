@@ -278,3 +278,12 @@ def test_truth_centroids_and_patient_totals(small):
     assert summary["n_lesions"] == 8 and summary["n_paramedullary"] == 2
     assert summary["mtv_ml"] == pytest.approx((labels > 0).sum() * 0.064)
     assert summary["suv_max"] == pytest.approx(small.pet.array.max())
+
+
+def test_bad_patient_and_placement_inputs_are_input_errors():
+    with pytest.raises(InputError, match="weight_kg"):
+        PhantomSpec.small(weight_kg=0)
+    with pytest.raises(InputError, match="injection_time"):
+        PhantomSpec.small(injection_time="9:00")
+    with pytest.raises(InputError, match="field of view"):
+        make_phantom(PhantomSpec.small(lesions=[LesionSpec("extramedullary", 8.0, 6.0, centre_mm=(0, 0, 1000))]))

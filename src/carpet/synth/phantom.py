@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,20 @@ class PhantomSpec:
             lesion if isinstance(lesion, LesionSpec) else LesionSpec(**lesion) for lesion in self.lesions))
         if len(self.pet_shape) != 3 or min(self.pet_shape) < 16:
             raise InputError(f"pet_shape must be 3 sizes of at least 16 voxels, got {self.pet_shape}")
+        positive = {"weight_kg": self.weight_kg, "height_cm": self.height_cm, "dose_mbq": self.dose_mbq,
+                    "cortex_mm": self.cortex_mm, **{f"pet_spacing_mm[{a}]": v
+                                                    for a, v in enumerate(self.pet_spacing_mm)}}
+        for name, value in positive.items():
+            if not value > 0:
+                raise InputError(f"{name} must be positive, got {value}")
+        if self.psf_fwhm_mm < 0 or self.noise_rel_sd < 0 or self.uptake_min < 0:
+            raise InputError("psf_fwhm_mm, noise_rel_sd and uptake_min must not be negative, got "
+                             f"{self.psf_fwhm_mm}, {self.noise_rel_sd}, {self.uptake_min}")
+        try:
+            datetime.strptime(self.study_date + self.injection_time, "%Y%m%d%H%M%S")
+        except ValueError:
+            raise InputError(f"study_date must be YYYYMMDD and injection_time HHMMSS, got "
+                             f"{self.study_date!r}, {self.injection_time!r}") from None
         if self.sex not in ("M", "F"):
             raise InputError(f"sex must be 'M' or 'F', got {self.sex!r}")
         background = (self.liver_suv, self.blood_pool_suv, self.marrow_suv, self.cortex_suv,
@@ -687,14 +702,14 @@ def _rasterise_tissue(anatomy: _Anatomy, grid: _Grid, slab: int = 16) -> np.ndar
     return out
 
 
-def _paint_lesions(grid: _Grid, lesions: list[tuple[LesionSpec, np.ndarray, str]],
-                   dtype: Any = np.int32) -> np.ndarray:
-    """Label map of the lesion spheres (label = 1-based index), one bounding-box crop per lesion."""
-    labels = np.zeros(grid.shape, dtype=dtype)
-    for lid, (lesion, centre, _) in enumerate(lesions, start=1):
+def _paint_lesions(target: np.ndarray, grid: _Grid, lesions: list[tuple[LesionSpec, np.ndarray, str]],
+                   values: Any) -> np.ndarray:
+    """Set ``target`` to ``values[n]`` inside lesion sphere ``n`` (0-based), one bounding-box crop
+    per lesion; returns ``target``."""
+    for n, (lesion, centre, _) in enumerate(lesions):
         sl, inside = grid.sphere_crop(centre, lesion.radius_mm)
-        labels[sl][inside] = lid
-    return labels
+        target[sl][inside] = values[n]
+    return target
 
 
 def make_phantom(spec: PhantomSpec) -> Phantom:
@@ -716,6 +731,9 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     for idx, lesion in enumerate(spec.lesions):
         if lesion.centre_mm is not None:
             c = np.asarray(lesion.centre_mm, dtype=float)
+            if not pet_grid.contains_sphere(c, lesion.radius_mm, margin_voxels=0):
+                raise InputError(f"lesion {idx + 1} (centre {lesion.centre_mm} mm, radius {lesion.radius_mm} mm) "
+                                 f"does not fit in the PET field of view")
             placer.placed.append((c, lesion.radius_mm))
             placed[idx] = (c, lesion.site or _site_of(anatomy, c))
     for idx, lesion in enumerate(spec.lesions):
@@ -724,21 +742,20 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     lesions = [(lesion, *placed[idx]) for idx, lesion in enumerate(spec.lesions)]
 
     tissue = _rasterise_tissue(anatomy, pet_grid)
-    labels = _paint_lesions(pet_grid, lesions)
+    labels = _paint_lesions(np.zeros(pet_grid.shape, np.int32), pet_grid, lesions,
+                            range(1, len(lesions) + 1))
 
     suv_of = {AIR: 0.0, SOFT: spec.soft_tissue_suv, LUNG: spec.lung_suv, LIVER: spec.liver_suv,
               BLOOD: spec.blood_pool_suv, KIDNEY: spec.kidney_suv, BLADDER: spec.bladder_suv,
               BRAIN: spec.brain_suv, CORTEX: spec.cortex_suv, MARROW: spec.marrow_suv}
     lut = np.array([suv_of[c] for c in range(len(TISSUE_NAMES))], dtype=np.float32)
-    suv = lut[tissue]
-    lesion_suv = np.array([0.0] + [lesion.suv for lesion, _, _ in lesions], dtype=np.float32)
-    suv = np.where(labels > 0, lesion_suv[labels], suv)
+    suv = _paint_lesions(lut[tissue], pet_grid, lesions, [lesion.suv for lesion, _, _ in lesions])
     suv = _blur_and_noise(suv, pet_grid.spacing, spec, np.random.default_rng(noise_seq))
 
     ct_tissue = tissue if ct_grid is pet_grid else _rasterise_tissue(anatomy, ct_grid)
-    ct_labels = labels if ct_grid is pet_grid else _paint_lesions(ct_grid, lesions, dtype=np.uint8)
     hu_lut = np.array([TISSUE_HU[c] for c in range(len(TISSUE_NAMES))], dtype=np.int16)
-    hu = np.where(ct_labels > 0, np.int16(LESION_HU), hu_lut[ct_tissue]).astype(np.int16)
+    # Lesions are lytic (40 HU) wherever they are: where they cross the cortex it is destroyed.
+    hu = _paint_lesions(hu_lut[ct_tissue], ct_grid, lesions, [LESION_HU] * len(lesions))
 
     organs = {"body": tissue != AIR, "lungs": tissue == LUNG, "liver": tissue == LIVER,
               "aorta": tissue == BLOOD, "bone": (tissue == CORTEX) | (tissue == MARROW),
