@@ -287,3 +287,10 @@ def test_bad_patient_and_placement_inputs_are_input_errors():
         PhantomSpec.small(injection_time="9:00")
     with pytest.raises(InputError, match="field of view"):
         make_phantom(PhantomSpec.small(lesions=[LesionSpec("extramedullary", 8.0, 6.0, centre_mm=(0, 0, 1000))]))
+
+
+def test_paramedullary_soft_tissue_part_exceeds_one_ml(small):
+    # So that the provisional rule of spec/clinical-rules.md §4.3 (V_out >= 1 mL) can call them paraskeletal.
+    for les in small.truth["lesions"]:
+        if les["kind"] == "paramedullary":
+            assert (1 - les["bone_fraction"]) * les["volume_ml"] >= 1.0

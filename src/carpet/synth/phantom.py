@@ -101,11 +101,18 @@ class LesionSpec:
             object.__setattr__(self, "centre_mm", tuple(float(c) for c in self.centre_mm))
 
 
+#: Radius ranges (mm) of the generated lesions. Paramedullary lesions are big enough that their
+#: soft-tissue part exceeds 1 mL (the provisional v_min_out of spec/clinical-rules.md §4.3).
+_DEFAULT_RADIUS_MM = {"intramedullary": (6.0, 8.0), "paramedullary": (10.0, 13.0),
+                      "extramedullary": (7.0, 12.0), "abutting": (7.0, 10.0)}
+
+
 @dataclass(frozen=True)
 class PhantomSpec:
     """Everything that defines a phantom; ``make_phantom(spec)`` is deterministic in it.
 
-    Grid sizes are in voxels (i, j, k), spacings in mm. Uptakes are SUVbw. ``ct_spacing_mm=None``
+    The default grid is whole-body size (see :meth:`whole_body`, :meth:`small` for tests), without
+    lesions. Grid sizes are in voxels (i, j, k), spacings in mm. Uptakes are SUVbw. ``ct_spacing_mm=None``
     puts the CT on the PET grid; otherwise the CT covers the same field of view on a finer grid
     (each PET extent must be a whole number of CT voxels). Diffuse marrow uptake: raise
     ``marrow_suv`` (keep it below 4 to keep the "only lesions ≥ 4 SUV" guarantee).
@@ -113,7 +120,7 @@ class PhantomSpec:
     ``1 + noise_rel_sd·N(0, 1)``. The patient and timing fields feed the DICOM SUV header.
     """
 
-    pet_shape: tuple[int, int, int] = (64, 64, 80)
+    pet_shape: tuple[int, int, int] = (200, 200, 400)
     pet_spacing_mm: tuple[float, float, float] = (4.0, 4.0, 4.0)
     ct_spacing_mm: tuple[float, float, float] | None = None
     lesions: tuple[LesionSpec, ...] = ()
@@ -174,13 +181,9 @@ class PhantomSpec:
     def small(cls, seed: int = 0, **overrides: Any) -> "PhantomSpec":
         """A torso of 64×64×80 voxels at 4 mm with two lesions of each kind (fast tests)."""
         rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-        lesions = []
-        for kind in LESION_KINDS:
-            for _ in range(2):
-                radius = {"intramedullary": 6.0, "paramedullary": 8.0}.get(kind, 7.0)
-                lesions.append(LesionSpec(kind, radius, float(np.round(rng.uniform(5.0, 12.0), 2))))
-        fields = dict(pet_shape=(64, 64, 80), pet_spacing_mm=(4.0, 4.0, 4.0), lesions=tuple(lesions),
-                      seed=seed)
+        lesions = tuple(LesionSpec(kind, _DEFAULT_RADIUS_MM[kind][0], float(np.round(rng.uniform(5.0, 12.0), 2)))
+                        for kind in LESION_KINDS for _ in range(2))
+        fields = dict(pet_shape=(64, 64, 80), pet_spacing_mm=(4.0, 4.0, 4.0), lesions=lesions, seed=seed)
         fields.update(overrides)
         return cls(**fields)
 
@@ -192,8 +195,7 @@ class PhantomSpec:
         """
         rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
         kinds = rng.choice(LESION_KINDS, size=n_lesions, p=[0.4, 0.2, 0.3, 0.1])
-        lesions = tuple(LesionSpec(str(kind),
-                                   float(np.round(rng.uniform(5.0, 8.0 if kind == "intramedullary" else 12.0), 1)),
+        lesions = tuple(LesionSpec(str(kind), float(np.round(rng.uniform(*_DEFAULT_RADIUS_MM[kind]), 1)),
                                    float(np.round(rng.uniform(5.0, 20.0), 2)))
                         for kind in kinds)
         fields = dict(pet_shape=(200, 200, 400), pet_spacing_mm=(4.0, 4.0, 4.0), lesions=lesions, seed=seed)
