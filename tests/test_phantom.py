@@ -261,6 +261,13 @@ def test_whole_body_default_size_and_lesions():
     assert np.unique(ph.lesion_labels.array).size == 31
     components = cc3d.connected_components(ph.pet.array >= 4.0, connectivity=26)
     assert components.max() == 30
+    labels, bone = ph.lesion_labels.array, ph.organs["bone"].array
+    fraction = {les["id"]: bone[labels == les["id"]].mean() for les in ph.truth["lesions"]}
+    for les in ph.truth["lesions"]:
+        assert les["bone_fraction"] == pytest.approx(fraction[les["id"]])
+        low, high = {"intramedullary": (1, 1), "paramedullary": (0.3, 0.7)}.get(les["kind"], (0, 0))
+        assert low <= fraction[les["id"]] <= high, les
+    assert "femur" in {les["site"] for les in ph.truth["lesions"]}
 
 
 def test_truth_centroids_and_patient_totals(small):
@@ -285,6 +292,8 @@ def test_bad_patient_and_placement_inputs_are_input_errors():
         PhantomSpec.small(weight_kg=0)
     with pytest.raises(InputError, match="injection_time"):
         PhantomSpec.small(injection_time="9:00")
+    with pytest.raises(InputError, match="no femur"):
+        make_phantom(PhantomSpec.small(lesions=[LesionSpec("intramedullary", 6.0, 6.0, site="femur")]))
     with pytest.raises(InputError, match="field of view"):
         make_phantom(PhantomSpec.small(lesions=[LesionSpec("extramedullary", 8.0, 6.0, centre_mm=(0, 0, 1000))]))
 

@@ -33,7 +33,7 @@ from carpet.provenance import provenance
 from carpet.volume import Volume
 
 LESION_KINDS = ("intramedullary", "paramedullary", "extramedullary", "abutting")
-BONE_SITES = ("spine", "pelvis")
+BONE_SITES = ("spine", "pelvis", "femur")  # femurs only in a whole-body field of view
 SOFT_SITES = ("liver", "lung", "soft_tissue")
 _SITES_BY_KIND = {"intramedullary": BONE_SITES, "paramedullary": BONE_SITES,
                   "abutting": BONE_SITES, "extramedullary": SOFT_SITES}
@@ -438,6 +438,9 @@ def _build_anatomy(pet: _Grid, spec: PhantomSpec) -> _Anatomy:
     wing_half = (max(0.14 * A, 22.0), 22.0, max(0.1 * L, 25.0))
     for side in (-1, 1):
         bones.append(("pelvis", _RoundBox((side * 0.5 * A, 0.1 * B, zt(0.14)), wing_half, 4.0)))
+    if whole_body:  # femoral shafts in the thighs, thick enough for marrow lesions
+        for side in (-1, 1):
+            bones.append(("femur", _CappedCylinderZ(side * 0.45 * A, 0.0, 18.0, fov_lo[2] + 60.0, t_bot - 10.0)))
 
     liver_voi = (liver.centre[0] - 0.35 * liver.semi[0], liver.centre[1], liver.centre[2])
     aorta_voi = (aorta.cx, aorta.cy, zt(0.78))
@@ -556,7 +559,10 @@ class _Placer:
         return c if (self._tissues(_ball_points(c, r)) != AIR).all() else None
 
     def place(self, lesion: LesionSpec, max_tries: int = 4000) -> tuple[np.ndarray, str]:
-        sites = [lesion.site] if lesion.site else list(_SITES_BY_KIND[lesion.kind])
+        available = {s for s, _ in self.anatomy.bones} | set(SOFT_SITES)
+        sites = [s for s in ([lesion.site] if lesion.site else _SITES_BY_KIND[lesion.kind]) if s in available]
+        if not sites:
+            raise InputError(f"there is no {lesion.site} in this field of view; choose another site")
         for attempt in range(max_tries):
             site = sites[self.rng.integers(len(sites))]
             c = self._candidate(lesion, site)
@@ -569,7 +575,7 @@ class _Placer:
 
 def _site_of(anatomy: _Anatomy, centre: np.ndarray) -> str:
     """Site name of a user-placed lesion: nearest bone site when near bone, else its tissue."""
-    d = {s: anatomy.bone_sdf(centre, s)[0] for s in BONE_SITES}
+    d = {s: anatomy.bone_sdf(centre, s)[0] for s in {site for site, _ in anatomy.bones}}
     nearest = min(d, key=d.get)
     if d[nearest] < EMD_MIN_BONE_DISTANCE_MM:
         return nearest
