@@ -7,9 +7,9 @@ signed distance functions (SDFs), which is what lets lesions be placed with a kn
 bone surface: fully inside the marrow (intramedullary), centred on the bone surface (paramedullary),
 a chosen gap outside it (abutting), or at least 2 cm away from it (extramedullary).
 
-Nothing in the scientific Python stack builds such a phantom (XCAT and friends are licensed and
-not on PyPI), so the geometry is written here; blur and noise use :mod:`scipy.ndimage` and numpy's
-``default_rng``.
+No package we found builds such a phantom (XCAT is licensed; the geometric CT/MRI phantoms on PyPI
+have no PET uptake, bone cortex/marrow or lesion-to-bone truth), so the geometry is written here;
+blur and noise use :mod:`scipy.ndimage` and numpy's ``default_rng``, DICOM uses pydicom.
 
 Ideal truth: a lesion voxel is a PET voxel whose centre lies within the lesion radius
 (``|x - c|² <= r²``); its SUV is exactly the lesion's SUV. Without blur, noise or physiological
@@ -38,7 +38,7 @@ SOFT_SITES = ("liver", "lung", "soft_tissue")
 _SITES_BY_KIND = {"intramedullary": BONE_SITES, "paramedullary": BONE_SITES,
                   "abutting": BONE_SITES, "extramedullary": SOFT_SITES}
 
-# Tissue codes of the internal label map; later tissues in ``_PAINT_ORDER`` overwrite earlier ones.
+# Tissue codes of the internal label map (shapes are painted in the order the anatomy lists them).
 AIR, SOFT, LUNG, LIVER, BLOOD, KIDNEY, BLADDER, BRAIN, CORTEX, MARROW = range(10)
 TISSUE_NAMES = {AIR: "air", SOFT: "soft_tissue", LUNG: "lung", LIVER: "liver", BLOOD: "blood",
                 KIDNEY: "kidney", BLADDER: "bladder", BRAIN: "brain", CORTEX: "cortex",
@@ -76,7 +76,7 @@ class LesionSpec:
     gap_mm : float
         Distance from lesion surface to bone surface for ``'abutting'`` lesions (mm).
     site : str, optional
-        ``'spine'`` or ``'pelvis'`` for bone kinds; ``'liver'``, ``'lung'`` or ``'soft_tissue'`` for
+        ``'spine'``, ``'pelvis'`` or ``'femur'`` (whole-body field of view only) for bone kinds; ``'liver'``, ``'lung'`` or ``'soft_tissue'`` for
         extramedullary lesions. ``None`` lets placement choose.
     """
 
@@ -156,8 +156,9 @@ class PhantomSpec:
         if len(self.pet_shape) != 3 or min(self.pet_shape) < 16:
             raise InputError(f"pet_shape must be 3 sizes of at least 16 voxels, got {self.pet_shape}")
         positive = {"weight_kg": self.weight_kg, "height_cm": self.height_cm, "dose_mbq": self.dose_mbq,
-                    "cortex_mm": self.cortex_mm, **{f"pet_spacing_mm[{a}]": v
-                                                    for a, v in enumerate(self.pet_spacing_mm)}}
+                    "cortex_mm": self.cortex_mm,
+                    **{f"pet_spacing_mm[{a}]": v for a, v in enumerate(self.pet_spacing_mm)},
+                    **{f"ct_spacing_mm[{a}]": v for a, v in enumerate(self.ct_spacing_mm or ())}}
         for name, value in positive.items():
             if not value > 0:
                 raise InputError(f"{name} must be positive, got {value}")
@@ -181,11 +182,9 @@ class PhantomSpec:
     def small(cls, seed: int = 0, **overrides: Any) -> "PhantomSpec":
         """A torso of 64×64×80 voxels at 4 mm with two lesions of each kind (fast tests)."""
         rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-        lesions = tuple(LesionSpec(kind, _DEFAULT_RADIUS_MM[kind][0], float(np.round(rng.uniform(5.0, 12.0), 2)))
+        lesions = tuple(LesionSpec(kind, _DEFAULT_RADIUS_MM[kind][0], float(np.round(rng.uniform(5, 12), 2)))
                         for kind in LESION_KINDS for _ in range(2))
-        fields = dict(pet_shape=(64, 64, 80), pet_spacing_mm=(4.0, 4.0, 4.0), lesions=lesions, seed=seed)
-        fields.update(overrides)
-        return cls(**fields)
+        return cls(**{"pet_shape": (64, 64, 80), "lesions": lesions, "seed": seed, **overrides})
 
     @classmethod
     def whole_body(cls, seed: int = 0, n_lesions: int = 30, **overrides: Any) -> "PhantomSpec":
@@ -198,9 +197,7 @@ class PhantomSpec:
         lesions = tuple(LesionSpec(str(kind), float(np.round(rng.uniform(*_DEFAULT_RADIUS_MM[kind]), 1)),
                                    float(np.round(rng.uniform(5.0, 20.0), 2)))
                         for kind in kinds)
-        fields = dict(pet_shape=(200, 200, 400), pet_spacing_mm=(4.0, 4.0, 4.0), lesions=lesions, seed=seed)
-        fields.update(overrides)
-        return cls(**fields)
+        return cls(**{"pet_shape": (200, 200, 400), "lesions": lesions, "seed": seed, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (tuples become lists)."""
@@ -563,7 +560,7 @@ class _Placer:
         sites = [s for s in ([lesion.site] if lesion.site else _SITES_BY_KIND[lesion.kind]) if s in available]
         if not sites:
             raise InputError(f"there is no {lesion.site} in this field of view; choose another site")
-        for attempt in range(max_tries):
+        for _ in range(max_tries):
             site = sites[self.rng.integers(len(sites))]
             c = self._candidate(lesion, site)
             if c is not None and self._is_free(c, lesion.radius_mm):
@@ -720,6 +717,33 @@ def _paint_lesions(target: np.ndarray, grid: _Grid, lesions: list[tuple[LesionSp
     return target
 
 
+def _place_lesions(spec: PhantomSpec, anatomy: _Anatomy, grid: _Grid,
+                   rng: np.random.Generator) -> list[tuple[LesionSpec, np.ndarray, str]]:
+    """(lesion, centre_mm, site) for every lesion of the spec, in its order.
+
+    User-placed lesions go first, so that automatic placement keeps clear of them.
+    """
+    placer = _Placer(anatomy, grid, spec, rng)
+    placed: dict[int, tuple[np.ndarray, str]] = {}
+    for idx, lesion in enumerate(spec.lesions):
+        if lesion.centre_mm is not None:
+            c = np.asarray(lesion.centre_mm, dtype=float)
+            if not grid.contains_sphere(c, lesion.radius_mm, margin_voxels=0):
+                raise InputError(f"lesion {idx + 1} (centre {lesion.centre_mm} mm, radius {lesion.radius_mm} "
+                                 f"mm) does not fit in the PET field of view")
+            placer.placed.append((c, lesion.radius_mm))
+            placed[idx] = (c, lesion.site or _site_of(anatomy, c))
+    for idx, lesion in enumerate(spec.lesions):
+        if lesion.centre_mm is None:
+            placed[idx] = placer.place(lesion)
+    return [(lesion, *placed[idx]) for idx, lesion in enumerate(spec.lesions)]
+
+
+def _grid_record(grid: _Grid) -> dict[str, Any]:
+    return {"shape": list(grid.shape), "spacing_mm": list(grid.spacing), "origin_mm": list(grid.origin),
+            "direction": np.eye(3).ravel().tolist()}
+
+
 def make_phantom(spec: PhantomSpec) -> Phantom:
     """Build the phantom described by ``spec`` (deterministic in it).
 
@@ -732,22 +756,7 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     ct_grid = _ct_grid(spec, pet_grid)
     anatomy = _build_anatomy(pet_grid, spec)
     place_seq, noise_seq = np.random.SeedSequence(spec.seed).spawn(2)
-    placer = _Placer(anatomy, pet_grid, spec, np.random.default_rng(place_seq))
-
-    # User-placed lesions first, so automatic placement keeps clear of them.
-    placed: dict[int, tuple[np.ndarray, str]] = {}
-    for idx, lesion in enumerate(spec.lesions):
-        if lesion.centre_mm is not None:
-            c = np.asarray(lesion.centre_mm, dtype=float)
-            if not pet_grid.contains_sphere(c, lesion.radius_mm, margin_voxels=0):
-                raise InputError(f"lesion {idx + 1} (centre {lesion.centre_mm} mm, radius {lesion.radius_mm} mm) "
-                                 f"does not fit in the PET field of view")
-            placer.placed.append((c, lesion.radius_mm))
-            placed[idx] = (c, lesion.site or _site_of(anatomy, c))
-    for idx, lesion in enumerate(spec.lesions):
-        if lesion.centre_mm is None:
-            placed[idx] = placer.place(lesion)
-    lesions = [(lesion, *placed[idx]) for idx, lesion in enumerate(spec.lesions)]
+    lesions = _place_lesions(spec, anatomy, pet_grid, np.random.default_rng(place_seq))
 
     tissue = _rasterise_tissue(anatomy, pet_grid)
     labels = _paint_lesions(np.zeros(pet_grid.shape, np.int32), pet_grid, lesions,
@@ -773,17 +782,15 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
 
     records = _lesion_records(lesions, pet_grid.volume(labels), organs["bone"])
     truth = {
-        "grid": {"shape": list(pet_grid.shape), "spacing_mm": list(pet_grid.spacing),
-                     "origin_mm": list(pet_grid.origin), "direction": np.eye(3).ravel().tolist()},
-        "ct_grid": {"shape": list(ct_grid.shape), "spacing_mm": list(ct_grid.spacing),
-                    "origin_mm": list(ct_grid.origin), "direction": np.eye(3).ravel().tolist()},
+        "grid": _grid_record(pet_grid),
+        "ct_grid": _grid_record(ct_grid),
         "spec": spec.to_dict(),
         "organ_suv": {TISSUE_NAMES[c]: float(v) for c, v in suv_of.items()
                       if c not in HOT_TISSUES or spec.physiological_uptake},
         "tissue_hu": {TISSUE_NAMES[c]: int(v) for c, v in TISSUE_HU.items()},
         "liver_voi": {"centre_mm": list(anatomy.liver_voi_mm), "radius_mm": LIVER_VOI_RADIUS_MM},
         "aorta_voi": {"centre_mm": list(anatomy.aorta_voi_mm), "radius_mm": AORTA_VOI_RADIUS_MM},
-        "ideal_image": "lesion SUV, TLG and totals describe the image before PSF blur and noise",
+        "notes": "lesion SUV, TLG and totals describe the image before PSF blur and noise",
         "lesions": records,
         "summary": _summary(records),
         "provenance": provenance(method="carpet.synth.phantom", seed=spec.seed,
