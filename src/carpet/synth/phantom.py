@@ -76,7 +76,8 @@ class LesionSpec:
     gap_mm : float
         Distance from lesion surface to bone surface for ``'abutting'`` lesions (mm).
     site : str, optional
-        ``'spine'``, ``'pelvis'`` or ``'femur'`` (whole-body field of view only) for bone kinds; ``'liver'``, ``'lung'`` or ``'soft_tissue'`` for
+        ``'spine'``, ``'pelvis'`` or ``'femur'`` (whole-body field of view only) for bone kinds;
+        ``'liver'``, ``'lung'`` or ``'soft_tissue'`` for
         extramedullary lesions. ``None`` lets placement choose.
     """
 
@@ -412,7 +413,8 @@ def _build_anatomy(pet: _Grid, spec: PhantomSpec) -> _Anatomy:
         for side in (-1, 1):
             shapes.append((SOFT, _EllipticCylinderZ(side * 0.45 * A, 0.0, 0.4 * A, 0.6 * B,
                                                     fov_lo[2] + 10.0, t_bot + 5.0)))
-    lungs = [_Ellipsoid((side * 0.5 * A, -0.05 * B, zt(0.82)), (0.3 * A, 0.6 * B, 0.2 * L)) for side in (-1, 1)]
+    lungs = [_Ellipsoid((side * 0.5 * A, -0.05 * B, zt(0.82)), (0.3 * A, 0.6 * B, 0.2 * L))
+             for side in (-1, 1)]
     liver = _Ellipsoid((-0.42 * A, -0.1 * B, zt(0.53)), (0.45 * A, 0.6 * B, 0.14 * L))
     aorta = _EllipticCylinderZ(0.28 * A, 0.3 * B, 13.0, 13.0, zt(0.2), zt(0.98))
     shapes += [(LUNG, lung) for lung in lungs] + [(LIVER, liver), (BLOOD, aorta)]
@@ -437,7 +439,8 @@ def _build_anatomy(pet: _Grid, spec: PhantomSpec) -> _Anatomy:
         bones.append(("pelvis", _RoundBox((side * 0.5 * A, 0.1 * B, zt(0.14)), wing_half, 4.0)))
     if whole_body:  # femoral shafts in the thighs, thick enough for marrow lesions
         for side in (-1, 1):
-            bones.append(("femur", _CappedCylinderZ(side * 0.45 * A, 0.0, 18.0, fov_lo[2] + 60.0, t_bot - 10.0)))
+            shaft = _CappedCylinderZ(side * 0.45 * A, 0.0, 18.0, fov_lo[2] + 60.0, t_bot - 10.0)
+            bones.append(("femur", shaft))
 
     liver_voi = (liver.centre[0] - 0.35 * liver.semi[0], liver.centre[1], liver.centre[2])
     aorta_voi = (aorta.cx, aorta.cy, zt(0.78))
@@ -503,7 +506,8 @@ class _Placer:
         """Fraction of the lesion's PET voxels whose centres are in bone."""
         sl, inside = self.grid.sphere_crop(c, r)
         axes = [ax[s] for ax, s in zip(self.grid.axes(), sl)]
-        tissue = self.anatomy.tissue_at(axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :])
+        tissue = self.anatomy.tissue_at(axes[0][:, None, None], axes[1][None, :, None],
+                                        axes[2][None, None, :])
         n = int(inside.sum())
         return float(((tissue == CORTEX) | (tissue == MARROW))[inside].sum() / n) if n else 0.0
 
@@ -567,7 +571,8 @@ class _Placer:
                 self.placed.append((c, lesion.radius_mm))
                 return c, site
         raise InputError(f"could not place a {lesion.kind} lesion of radius {lesion.radius_mm} mm "
-                         f"(sites {sites}) in {max_tries} tries; use fewer or smaller lesions or a larger grid")
+                         f"(sites {sites}) in {max_tries} tries; use fewer or smaller lesions or a larger "
+                         f"grid")
 
 
 def _site_of(anatomy: _Anatomy, centre: np.ndarray) -> str:
