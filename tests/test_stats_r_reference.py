@@ -1,0 +1,117 @@
+"""carpet.stats against R (survival 3.5-3, maxstat 0.7-25): every applicable record of
+``../shared/reference/survival/reference_values.json``, with the issue's tolerances."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import pytest
+
+from _r_reference import (COX_FULL, COX_LABELS, COX_RE, KM_LABELS, KM_RE, LOGRANK_LABELS, LR_RE, assert_close,
+                          dataset, group_index, load_records, record_id, select, subset)
+from carpet.stats import cox, kaplan_meier, logrank
+from conftest import reference_path
+
+RECORDS = load_records()
+KM_RECORDS = select(KM_RE, RECORDS)
+LR_RECORDS = select(LR_RE, RECORDS)
+COX_RECORDS = select(COX_RE, RECORDS)
+KM_REL = "rel 1e-6"  # the issue: KM estimates, CIs, medians, numbers at risk to 1e-6 relative
+
+
+@pytest.fixture(autouse=True)
+def _need_reference():
+    reference_path("survival", "reference_values.json")
+
+
+@lru_cache(maxsize=None)
+def _km(name: str, label: str, group: str, conf_type: str):
+    df = subset(dataset(name), KM_LABELS[label], group)
+    return kaplan_meier(df["time"], df["event"], conf_type=conf_type)
+
+
+def _km_value(rec):
+    m = KM_RE.match(rec["what"])
+    label, group, q = m["label"], m["group"], m["q"]
+    ct = re.search(r"conf\.type=([\w-]+)", q)
+    km = _km(rec["dataset"], label, group, ct.group(1) if ct else "log")
+    if q == "n":
+        return km.n
+    if q == "events":
+        return km.events
+    if q == "median":
+        return km.median
+    if q.startswith("median 95% CI"):
+        lo, hi = km.median_ci
+        return lo if "lower" in q else hi
+    t = float(re.search(r"(?:S\(|t=)([\d.]+)", q).group(1))
+    row = km.survival_at([t]).iloc[0]
+    if q.startswith("n.risk"):
+        return int(row["n_risk"])
+    if q.startswith("std.err"):
+        return row["std_err"]
+    if "CI lower" in q:
+        return row["lower"]
+    if "CI upper" in q:
+        return row["upper"]
+    assert re.fullmatch(r"S\([\d.]+\)", q), q
+    return row["surv"]
+
+
+@pytest.mark.parametrize("rec", KM_RECORDS, ids=record_id)
+def test_kaplan_meier_matches_r(rec):
+    value = _km_value(rec)
+    assert_close(None if value is None else float(value), rec, KM_REL)
+
+
+@lru_cache(maxsize=None)
+def _logrank(name: str, label: str, rho: int):
+    group_col, strata_col = LOGRANK_LABELS[label]
+    df = dataset(name)
+    return logrank(df["time"], df["event"], df[group_col], strata=None if strata_col is None else df[strata_col],
+                   rho=rho)
+
+
+@pytest.mark.parametrize("rec", LR_RECORDS, ids=record_id)
+def test_logrank_matches_r(rec):
+    m = LR_RE.match(rec["what"])
+    lr = _logrank(rec["dataset"], m["label"], 0 if m["kind"] == "log-rank" else 1)
+    q = m["q"]
+    if q in ("chisq", "df", "p"):
+        value = {"chisq": lr.statistic, "df": lr.df, "p": lr.p_value}[q]
+    else:
+        i = group_index(lr.groups, m["group"])
+        value = (lr.observed if q == "observed" else lr.expected)[i]
+    assert_close(float(value), rec)
+
+
+@lru_cache(maxsize=None)
+def _cox(name: str, label: str, ties: str):
+    covariates = COX_FULL[name] if label == "full" else COX_LABELS[label]
+    return cox(dataset(name), duration="time", event="event", covariates=covariates, ties=ties)
+
+
+COX_FIT_VALUES = {
+    "n used": lambda f: f.n, "events used": lambda f: f.n_events,
+    "log partial likelihood (fitted)": lambda f: f.loglik[1], "log partial likelihood (null)": lambda f: f.loglik[0],
+    "likelihood ratio test": lambda f: f.lr_test.statistic, "LR test df": lambda f: f.lr_test.df,
+    "LR test p": lambda f: f.lr_test.p_value, "Wald test": lambda f: f.wald_test.statistic,
+    "Wald test p": lambda f: f.wald_test.p_value, "score (log-rank) test": lambda f: f.score_test.statistic,
+    "score test p": lambda f: f.score_test.p_value,
+    "concordance (Harrell C, as printed by summary.coxph)": lambda f: f.concordance,
+}
+COX_COEF_COLUMNS = {"coef": "coef", "HR": "hr", "se(coef)": "se", "z": "z", "p (Wald)": "p",
+                    "HR 95% CI lower": "hr_lower", "HR 95% CI upper": "hr_upper"}
+
+
+@pytest.mark.parametrize("rec", [r for r in COX_RECORDS if COX_RE.match(r["what"])["q"] in COX_FIT_VALUES
+                                 or COX_RE.match(r["what"])["var"]], ids=record_id)
+def test_cox_matches_r(rec):
+    m = COX_RE.match(rec["what"])
+    fit = _cox(rec["dataset"], m["label"], m["ties"])
+    if m["var"]:
+        value = fit.summary.loc[m["var"], COX_COEF_COLUMNS[m["q"]]]
+    else:
+        value = COX_FIT_VALUES[m["q"]](fit)
+    assert_close(float(value), rec)
