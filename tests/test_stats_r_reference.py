@@ -10,7 +10,7 @@ import pytest
 
 from _r_reference import (COX_FULL, COX_LABELS, COX_RE, KM_LABELS, KM_RE, LOGRANK_LABELS, LR_RE, assert_close,
                           dataset, group_index, load_records, record_id, select, subset)
-from carpet.stats import cox, kaplan_meier, logrank
+from carpet.stats import concordance_counts, cox, kaplan_meier, logrank
 from conftest import reference_path
 
 RECORDS = load_records()
@@ -100,13 +100,15 @@ COX_FIT_VALUES = {
     "Wald test p": lambda f: f.wald_test.p_value, "score (log-rank) test": lambda f: f.score_test.statistic,
     "score test p": lambda f: f.score_test.p_value,
     "concordance (Harrell C, as printed by summary.coxph)": lambda f: f.concordance,
+    "concordance se": lambda f: f.concordance_se,
+    "cox.zph GLOBAL chisq (km transform)": lambda f: f.zph().loc["GLOBAL", "chisq"],
+    "cox.zph GLOBAL p (km transform)": lambda f: f.zph().loc["GLOBAL", "p"],
 }
 COX_COEF_COLUMNS = {"coef": "coef", "HR": "hr", "se(coef)": "se", "z": "z", "p (Wald)": "p",
                     "HR 95% CI lower": "hr_lower", "HR 95% CI upper": "hr_upper"}
 
 
-@pytest.mark.parametrize("rec", [r for r in COX_RECORDS if COX_RE.match(r["what"])["q"] in COX_FIT_VALUES
-                                 or COX_RE.match(r["what"])["var"]], ids=record_id)
+@pytest.mark.parametrize("rec", COX_RECORDS, ids=record_id)
 def test_cox_matches_r(rec):
     m = COX_RE.match(rec["what"])
     fit = _cox(rec["dataset"], m["label"], m["ties"])
@@ -115,3 +117,16 @@ def test_cox_matches_r(rec):
     else:
         value = COX_FIT_VALUES[m["q"]](fit)
     assert_close(float(value), rec)
+
+
+RAW_C = {"Harrell C of raw age as risk marker": "concordance", "Harrell C of raw age: concordant pairs": "concordant",
+         "Harrell C of raw age: discordant pairs": "discordant", "Harrell C of raw age: tied.x pairs": "tied_x",
+         "Harrell C of raw age: tied.y pairs": "tied_y",
+         "Harrell C of raw age: tied.xy pairs": "tied_xy"}
+
+
+@pytest.mark.parametrize("rec", [r for r in RECORDS if r["what"] in RAW_C], ids=record_id)
+def test_raw_marker_concordance_matches_r(rec):
+    df = dataset("lung")
+    counts = concordance_counts(df["time"], df["event"], df["age"])  # higher age = higher risk (R: reverse=TRUE)
+    assert_close(float(getattr(counts, RAW_C[rec["what"]])), rec)

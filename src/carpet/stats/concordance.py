@@ -24,6 +24,8 @@ class ConcordanceCounts:
     discordant: float
     tied_x: float
     tied_y: float
+    tied_xy: float
+    std_err: float = float("nan")
 
     @property
     def concordance(self) -> float:
@@ -47,28 +49,45 @@ def concordance_counts(time, event, risk, strata=None) -> ConcordanceCounts:
     Notes
     -----
     A pair (i, j) is comparable when i has an event and j is known to outlive it: t_j > t_i, or
-    t_j = t_i with j censored. Pairs with tied event times are not comparable (counted in
-    ``tied_y``); pairs tied in ``risk`` count 1/2 (``tied_x``).
+    t_j = t_i with j censored. Pairs of events at the same time are not comparable (counted in
+    ``tied_y``, or ``tied_xy`` when also tied in risk); comparable pairs tied in ``risk`` count 1/2
+    (``tied_x``). ``std_err`` is the infinitesimal-jackknife standard error, as R reports it.
     """
     t, e = survival_arrays(time, event)
     x = np.asarray(risk, dtype=float).ravel()
     s = np.zeros(t.size, dtype=int) if strata is None else np.unique(np.asarray(strata), return_inverse=True)[1]
-    conc = disc = tie_x = tie_y = 0.0
+    conc = disc = tie_x = tie_y = tie_xy = 0.0
+    # per-subject sums over the pairs it belongs to: score (1, 1/2, 0) and number of comparable pairs,
+    # for the infinitesimal-jackknife standard error
+    score_i = np.zeros(t.size)
+    comparable_i = np.zeros(t.size)
     for code in np.unique(s):
-        sel = s == code
-        ts, es, xs = t[sel], e[sel], x[sel]
-        ev = np.flatnonzero(es)
-        for start in range(0, ev.size, _BLOCK):
-            i = ev[start:start + _BLOCK]
+        idx = np.flatnonzero(s == code)
+        ts, es, xs = t[idx], e[idx], x[idx]
+        for start in range(0, np.count_nonzero(es), _BLOCK):
+            i = np.flatnonzero(es)[start:start + _BLOCK]
             ti, xi = ts[i][:, None], xs[i][:, None]
             later = (ts[None, :] > ti) | ((ts[None, :] == ti) & ~es[None, :])
-            conc += np.count_nonzero(later & (xs[None, :] < xi))
-            disc += np.count_nonzero(later & (xs[None, :] > xi))
-            tie_x += np.count_nonzero(later & (xs[None, :] == xi))
+            lower = later & (xs[None, :] < xi)
+            tied = later & (xs[None, :] == xi)
+            n_lower, n_tied, n_later = lower.sum(axis=1), tied.sum(axis=1), later.sum(axis=1)
+            conc += n_lower.sum()
+            tie_x += n_tied.sum()
+            disc += (n_later - n_lower - n_tied).sum()
+            score_i[idx[i]] += n_lower + 0.5 * n_tied
+            comparable_i[idx[i]] += n_later
+            score_i[idx] += lower.sum(axis=0) + 0.5 * tied.sum(axis=0)
+            comparable_i[idx] += later.sum(axis=0)
             # event pairs at the same time, each unordered pair once
             same = (ts[None, :] == ti) & es[None, :]
-            tie_y += (np.count_nonzero(same) - i.size) / 2
-    return ConcordanceCounts(float(conc), float(disc), float(tie_x), float(tie_y))
+            same_x = same & (xs[None, :] == xi)
+            tie_y += (np.count_nonzero(same) - np.count_nonzero(same_x)) / 2
+            tie_xy += (np.count_nonzero(same_x) - i.size) / 2
+    total = conc + disc + tie_x
+    c = (conc + 0.5 * tie_x) / total if total else float("nan")
+    # infinitesimal jackknife: dC/dw_k = (dN_k - C dD_k) / D, var = sum_k (dC/dw_k)^2
+    se = float(np.sqrt(np.sum(((score_i - c * comparable_i) / total) ** 2))) if total else float("nan")
+    return ConcordanceCounts(float(conc), float(disc), float(tie_x), float(tie_y), float(tie_xy), se)
 
 
 def concordance_index(time, event, risk, strata=None) -> float:

@@ -14,7 +14,7 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-from scipy.stats import chi2, norm
+from scipy.stats import chi2, norm, rankdata
 
 from carpet.errors import InputError
 from carpet.provenance import provenance
@@ -53,36 +53,43 @@ class _CoxData:
         rank_in_group = np.arange(ev.size) - np.searchsorted(self.death_group, self.death_group, side="left")
         self.frac = rank_in_group / self.d[self.death_group] if efron else np.zeros(ev.size)
 
+    def _risk_sum(self, a: np.ndarray) -> np.ndarray:
+        """Sum of ``a`` over each event time's risk set (rows at or after it, same stratum)."""
+        rc = np.concatenate((np.cumsum(a[::-1], axis=0)[::-1], np.zeros((1,) + a.shape[1:])))
+        return rc[self.group_start] - rc[self.group_end]
+
+    def _death_sum(self, a: np.ndarray) -> np.ndarray:
+        """Sum of ``a`` over the deaths tied at each event time."""
+        out = np.zeros((self.group_start.size,) + a.shape[1:])
+        np.add.at(out, self.death_group, a[self.death_rows])
+        return out
+
+    def per_death(self, beta: np.ndarray, second: bool = True):
+        """Per death row: eta (shifted), Efron risk-set sum s0, weighted mean a and second moment.
+
+        With Efron ties the l-th of d tied deaths uses the risk set minus l/d of the tied deaths'
+        weights; Breslow uses the whole risk set (frac = 0).
+        """
+        eta = self.X @ beta
+        eta = eta - eta.max()  # a common shift cancels between numerator and risk sets
+        r = np.exp(eta)
+        rx = r[:, None] * self.X
+        g, f = self.death_group, self.frac[:, None]
+        s0 = self._risk_sum(r)[g] - self.frac * self._death_sum(r)[g]
+        a = (self._risk_sum(rx)[g] - f * self._death_sum(rx)[g]) / s0[:, None]
+        m2 = None
+        if second:
+            rxx = rx[:, :, None] * self.X[:, None, :]
+            m2 = (self._risk_sum(rxx)[g] - f[:, :, None] * self._death_sum(rxx)[g]) / s0[:, None, None]
+        return eta, s0, a, m2
+
     def terms(self, beta: np.ndarray, second: bool = True):
         """Log partial likelihood, score vector and information matrix at ``beta``."""
-        X = self.X
-        eta = X @ beta
-        r = np.exp(eta - eta.max())  # a common shift cancels between numerator and risk sets
-        p = X.shape[1]
-        n_groups = self.group_start.size
-
-        def risk_sum(a: np.ndarray) -> np.ndarray:
-            rc = np.concatenate((np.cumsum(a[::-1], axis=0)[::-1], np.zeros((1,) + a.shape[1:])))
-            return rc[self.group_start] - rc[self.group_end]
-
-        def death_sum(a: np.ndarray) -> np.ndarray:
-            out = np.zeros((n_groups,) + a.shape[1:])
-            np.add.at(out, self.death_group, a[self.death_rows])
-            return out
-
-        rx = r[:, None] * X
-        g, f = self.death_group, self.frac[:, None]
-        s0 = risk_sum(r)[g] - self.frac * death_sum(r)[g]
-        s1 = risk_sum(rx)[g] - f * death_sum(rx)[g]
-        loglik = float((eta - eta.max())[self.death_rows].sum() - np.log(s0).sum())
-        a = s1 / s0[:, None]
-        score = X[self.death_rows].sum(axis=0) - a.sum(axis=0)
-        if not second:
-            return loglik, score, None
-        rxx = rx[:, :, None] * X[:, None, :]
-        s2 = risk_sum(rxx)[g] - f[:, :, None] * death_sum(rxx)[g]
-        info = (s2 / s0[:, None, None]).sum(axis=0) - a.T @ a
-        return loglik, score, info.reshape(p, p)
+        eta, s0, a, m2 = self.per_death(beta, second)
+        loglik = float(eta[self.death_rows].sum() - np.log(s0).sum())
+        score = self.X[self.death_rows].sum(axis=0) - a.sum(axis=0)
+        info = None if m2 is None else m2.sum(axis=0) - a.T @ a
+        return loglik, score, info
 
 
 def _newton(data: _CoxData, p: int, max_iter: int = 50, tol: float = 1e-12):
@@ -107,8 +114,12 @@ def _newton(data: _CoxData, p: int, max_iter: int = 50, tol: float = 1e-12):
                      "check for a covariate that separates events perfectly)", where="covariates")
 
 
-def _design(df: pd.DataFrame, covariates: list[str]) -> pd.DataFrame:
-    """Numeric design matrix; categorical columns become treatment dummies named like R (``xlevel``)."""
+def _design(df: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, dict[str, list[int]]]:
+    """Numeric design matrix and its columns per covariate (term).
+
+    Categorical/text/bool columns become treatment dummies against the first level, named like R
+    (``column + level``).
+    """
     parts = []
     for c in covariates:
         col = df[c]
@@ -118,7 +129,11 @@ def _design(df: pd.DataFrame, covariates: list[str]) -> pd.DataFrame:
             parts.append(dummies)
         else:
             parts.append(col.astype(float).to_frame(c))
-    return pd.concat(parts, axis=1)
+    terms, start = {}, 0
+    for c, part in zip(covariates, parts):
+        terms[c] = list(range(start, start + part.shape[1]))
+        start += part.shape[1]
+    return pd.concat(parts, axis=1), terms
 
 
 @dataclass(frozen=True)
@@ -136,6 +151,8 @@ class CoxResult:
     n, n_events : int
         Rows used (after dropping missing values) and events among them.
     ties : str
+    terms : dict
+        Design columns (positions) of each covariate, e.g. 3 dummies for a 4-level factor.
     """
 
     params: pd.Series
@@ -148,6 +165,7 @@ class CoxResult:
     ties: str
     conf_level: float
     iterations: int
+    terms: dict
     _data: _CoxData
     _strata_names: list | None
 
@@ -206,6 +224,11 @@ class CoxResult:
         pairs with tied event times are not comparable; computed within strata)."""
         return self._concordance.concordance
 
+    @property
+    def concordance_se(self) -> float:
+        """Infinitesimal-jackknife standard error of :attr:`concordance` (R's ``se(C)``)."""
+        return self._concordance.std_err
+
     def zph(self, transform: str = "km") -> pd.DataFrame:
         """Proportional-hazards test like R's ``cox.zph`` (see :func:`carpet.stats.cox.cox_zph`)."""
         return cox_zph(self, transform=transform)
@@ -250,7 +273,7 @@ def cox(df: pd.DataFrame, duration: str = "time", event: str = "event", covariat
         raise InputError(f"column(s) {missing} not found; available: {list(df.columns)}", where="columns")
     frame = df[used].dropna()
     t, e = survival_arrays(frame[duration], frame[event], source=f"columns {duration!r}/{event!r}")
-    design = _design(frame, covariates)
+    design, terms = _design(frame, covariates)
     X = design.to_numpy(dtype=float)
     X = X - X.mean(axis=0)  # R centres covariates; coefficients are unchanged, exp() stays finite
     s_codes = (pd.MultiIndex.from_frame(frame[strata_cols]).factorize()[0] if strata_cols
@@ -261,9 +284,54 @@ def cox(df: pd.DataFrame, duration: str = "time", event: str = "event", covariat
     var = pd.DataFrame(np.linalg.inv(info), index=names, columns=names)
     return CoxResult(params=pd.Series(beta, index=names), variance=var, loglik=(ll0, ll), score_u0=u0,
                      info0=info0, n=int(t.size), n_events=int(e.sum()), ties=ties, conf_level=conf_level,
-                     iterations=iters, _data=data, _strata_names=strata_cols or None)
+                     iterations=iters, terms=terms, _data=data, _strata_names=strata_cols or None)
+
+
+def _transformed_times(time: np.ndarray, event: np.ndarray, transform: str) -> np.ndarray:
+    """cox.zph's time transform g(t) per subject (``km``: 1 - S(t-) of the pooled KM curve)."""
+    if transform == "km":
+        uniq, inv = np.unique(time, return_inverse=True)
+        d = np.bincount(inv, weights=event, minlength=uniq.size)
+        n_risk = np.cumsum(np.bincount(inv, minlength=uniq.size)[::-1])[::-1]
+        surv_before = np.concatenate(([1.0], np.cumprod(1 - d / n_risk)))[:-1]
+        return 1 - surv_before[inv]
+    if transform == "identity":
+        return time.astype(float)
+    if transform == "log":
+        return np.log(time)
+    if transform == "rank":
+        return rankdata(time)
+    raise InputError(f"transform must be 'km', 'rank', 'identity' or 'log', got {transform!r}", where="transform")
 
 
 def cox_zph(fit: CoxResult, transform: str = "km") -> pd.DataFrame:
-    """Placeholder replaced below once implemented."""
-    raise NotImplementedError
+    """Test of proportional hazards per term and globally, as R's ``cox.zph`` (survival >= 3.0).
+
+    Score test, at the fitted coefficients, of adding covariate × g(t) for every covariate, where
+    g is the transformed time centred on its mean over events (survival 3's method; not the older
+    Grambsch–Therneau approximation that lifelines implements). Written here because no Python
+    library implements it.
+
+    Returns
+    -------
+    DataFrame indexed by term and ``GLOBAL`` with columns chisq, df, p.
+    """
+    d = fit._data
+    ttimes = _transformed_times(d.time, d.event, transform)
+    gtime = ttimes - ttimes[d.event.astype(bool)].mean()
+    _, _, a, m2 = d.per_death(fit.params.to_numpy())
+    g = gtime[d.death_rows]
+    v = m2 - a[:, :, None] * a[:, None, :]  # per-death information contribution
+    p = a.shape[1]
+    imat = np.empty((2 * p, 2 * p))
+    imat[:p, :p] = v.sum(axis=0)
+    imat[:p, p:] = imat[p:, :p] = np.einsum("i,ijk->jk", g, v)
+    imat[p:, p:] = np.einsum("i,ijk->jk", g * g, v)
+    u_gamma = (g[:, None] * (d.X[d.death_rows] - a)).sum(axis=0)
+    rows = []
+    for name, cols in [*fit.terms.items(), ("GLOBAL", list(range(p)))]:
+        kk = list(range(p)) + [p + c for c in cols]
+        u = np.concatenate((np.zeros(p), u_gamma[cols]))
+        stat = float(u @ np.linalg.solve(imat[np.ix_(kk, kk)], u))
+        rows.append({"term": name, "chisq": stat, "df": len(cols), "p": float(chi2.sf(stat, len(cols)))})
+    return pd.DataFrame(rows).set_index("term")
