@@ -8,9 +8,10 @@ from functools import lru_cache
 
 import pytest
 
-from _r_reference import (COX_FULL, COX_LABELS, COX_RE, KM_LABELS, KM_RE, LOGRANK_LABELS, LR_RE, assert_close,
+from _r_reference import (COX_FULL, COX_LABELS, COX_RE, KM_LABELS, KM_RE, LOGRANK_LABELS, LR_RE, MAXSTAT_LABELS,
+                          MAXSTAT_RE, assert_close,
                           dataset, group_index, load_records, record_id, select, subset)
-from carpet.stats import concordance_counts, cox, kaplan_meier, logrank
+from carpet.stats import concordance_counts, cox, cutpoint, kaplan_meier, logrank
 from conftest import reference_path
 
 RECORDS = load_records()
@@ -130,3 +131,34 @@ def test_raw_marker_concordance_matches_r(rec):
     df = dataset("lung")
     counts = concordance_counts(df["time"], df["event"], df["age"])  # higher age = higher risk (R: reverse=TRUE)
     assert_close(float(getattr(counts, RAW_C[rec["what"]])), rec)
+
+
+@lru_cache(maxsize=None)
+def _cutpoint(name: str, label: str, n_perm: int = 0):
+    df = dataset(name)
+    return cutpoint(df["time"], df["event"], df[MAXSTAT_LABELS[label]], n_perm=n_perm, seed=29)
+
+
+MAXSTAT_VALUES = {
+    "estimated cutpoint": (lambda c: c.value, "abs 0"),  # the issue: cut-point exact
+    "statistic M (max |standardized log-rank score statistic|)": (lambda c: c.statistic, "abs 1e-5"),
+    "number of candidate cutpoints": (lambda c: c.n_candidates, "abs 0"),
+    "p-value (pmethod=Lau92)": (lambda c: c.p_value, None),  # record: rel 1e-4, stricter than the issue
+    "p-value (pmethod=Lau94)": (lambda c: c.p_value_lau94, None),
+}
+
+
+@pytest.mark.parametrize("rec", [r for r in RECORDS if (m := MAXSTAT_RE.match(r["what"]))
+                                 and m["q"] in MAXSTAT_VALUES], ids=record_id)
+def test_cutpoint_matches_maxstat(rec):
+    m = MAXSTAT_RE.match(rec["what"])
+    getter, tolerance = MAXSTAT_VALUES[m["q"]]
+    assert_close(float(getter(_cutpoint(rec["dataset"], m["label"]))), rec, tolerance)
+
+
+@pytest.mark.parametrize("rec", [r for r in RECORDS if (m := MAXSTAT_RE.match(r["what"]))
+                                 and m["q"] == "p-value (pmethod=condMC)"], ids=record_id)
+def test_cutpoint_permutation_p_agrees_with_maxstat_condmc(rec):
+    # both are Monte-Carlo with 10,000 permutations (different generators): the record's abs 0.02
+    m = MAXSTAT_RE.match(rec["what"])
+    assert_close(_cutpoint(rec["dataset"], m["label"], n_perm=10_000).p_value_perm, rec)
