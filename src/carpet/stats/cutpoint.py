@@ -24,7 +24,7 @@ from carpet.stats.concordance import concordance_counts
 from carpet.stats.cox import cox
 from carpet.stats.logrank import logrank
 
-_PERM_BLOCK = 1000
+_PERM_CELLS = 2_000_000  # permuted scores held at once (block of permutations × subjects), ~16 MB
 
 
 def logrank_scores(time, event) -> np.ndarray:
@@ -174,8 +174,9 @@ def cutpoint(time, event, x, min_prop: float = 0.1, max_prop: float = 0.9, n_per
     if n_perm > 0:
         rng = np.random.default_rng(seed)
         exceed = 0
-        for start in range(0, n_perm, _PERM_BLOCK):
-            block = min(_PERM_BLOCK, n_perm - start)
+        rows = max(1, _PERM_CELLS // n)
+        for start in range(0, n_perm, rows):
+            block = min(rows, n_perm - start)
             perm = rng.permuted(np.broadcast_to(ys, (block, n)), axis=1)
             perm_stats = _standardised(np.cumsum(perm, axis=1)[:, m - 1], m, n, total, sum_sq)
             exceed += int(np.count_nonzero(perm_stats.max(axis=1) >= stat * (1 - 1e-12)))
