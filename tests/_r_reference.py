@@ -125,7 +125,8 @@ def assert_close(actual, rec: dict, tolerance: str | None = None) -> None:
         assert actual is None or (isinstance(actual, float) and math.isnan(actual)), (record_id(rec), actual)
         return
     assert actual is not None and not (isinstance(actual, float) and math.isnan(actual)), (record_id(rec), actual)
-    kind, value = (tolerance or rec["tolerance"]).split()[:2]
+    spec = tolerance or rec["tolerance"]
+    kind, value = ("abs", "0") if spec == "exact" else spec.split()[:2]
     tol = float(value)
     err = abs(float(actual) - float(expected))
     limit = tol if kind == "abs" else tol * abs(float(expected)) + 1e-300

@@ -162,3 +162,28 @@ def test_cutpoint_permutation_p_agrees_with_maxstat_condmc(rec):
     # both are Monte-Carlo with 10,000 permutations (different generators): the record's abs 0.02
     m = MAXSTAT_RE.match(rec["what"])
     assert_close(_cutpoint(rec["dataset"], m["label"], n_perm=10_000).p_value_perm, rec)
+
+
+RISK_RE = re.compile(r"^survminer risk table by sex \[sex=(?P<sex>\d)\] t=(?P<t>\d+): (?P<q>[\w.]+)$")
+RISK_COLUMNS = {"n.risk": "n_risk", "cum.n.event": "cum_events", "cum.n.censor": "cum_censored"}
+
+
+@pytest.mark.parametrize("rec", select(RISK_RE, RECORDS), ids=record_id)
+def test_risk_table_matches_survminer(rec):
+    m = RISK_RE.match(rec["what"])
+    table = _km("lung", "by sex", f"sex={m['sex']}", "log").risk_table([float(m["t"])])
+    assert_close(float(table[RISK_COLUMNS[m["q"]]].iloc[0]), rec)
+
+
+@pytest.mark.parametrize("rec", [r for r in RECORDS if r["what"].startswith("survminer surv_pvalue")], ids=record_id)
+def test_logrank_p_matches_survminer(rec):
+    assert_close(_logrank("lung", "by sex (2-group)", 0).p_value, rec)
+
+
+@pytest.mark.parametrize("rec", [r for r in RECORDS if r["what"].startswith("survminer surv_cutpoint karno")],
+                         ids=record_id)
+def test_cutpoint_matches_survminer_surv_cutpoint(rec):
+    cut, statistic = rec["value"]
+    cp = _cutpoint("veteran", "karno")
+    assert cp.value == cut
+    assert abs(cp.statistic - statistic) <= 1e-6

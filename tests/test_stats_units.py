@@ -49,6 +49,10 @@ def test_risk_table_brute_force():
         assert row.n_risk == int((d["time"] >= t).sum())
         assert row.cum_events == int(((d["time"] <= t) & (d["event"] == 1)).sum())
         assert row.cum_censored == int(((d["time"] <= t) & (d["event"] == 0)).sum())
+    previous = np.concatenate(([-np.inf], times[:-1]))
+    in_interval = (d["time"].to_numpy()[:, None] > previous) & (d["time"].to_numpy()[:, None] <= times)
+    np.testing.assert_array_equal(table["n_event"], (in_interval & (d["event"].to_numpy()[:, None] == 1)).sum(0))
+    np.testing.assert_array_equal(table["n_censor"], (in_interval & (d["event"].to_numpy()[:, None] == 0)).sum(0))
 
 
 def test_logrank_matches_lifelines():
@@ -164,3 +168,12 @@ def test_bad_options_and_shapes():
         cox(pd.DataFrame({"time": [1, 2], "event": [1, 0]}), covariates=["mtv_ml"])
     with pytest.raises(InputError, match="ties"):
         cox(pd.DataFrame({"time": [1, 2], "event": [1, 0], "x": [0, 1]}), covariates=["x"], ties="exact")
+
+
+def test_cox_refuses_constant_and_separating_covariates():
+    d = pd.DataFrame({"time": [1, 2, 3, 4, 5, 6], "event": [1, 1, 0, 1, 1, 0], "x": [1] * 6, "y": [0, 1] * 3})
+    with pytest.raises(InputError, match=r"\['x'\] take a single value"):
+        cox(d, covariates=["x", "y"])
+    separated = d.assign(event=[0, 0, 0, 1, 1, 1], x=[0, 0, 0, 1, 1, 1])
+    with pytest.raises(InputError, match="separates events"):
+        cox(separated, covariates=["x"])

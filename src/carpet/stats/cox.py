@@ -98,7 +98,12 @@ def _newton(data: _CoxData, p: int, max_iter: int = 50, tol: float = 1e-12):
     ll, u, info = data.terms(beta)
     null = (ll, u, info)
     for it in range(1, max_iter + 1):
-        step = np.linalg.solve(info, u)
+        try:
+            step = np.linalg.solve(info, u)
+        except np.linalg.LinAlgError:
+            raise InputError("Cox model information matrix is singular: a covariate is collinear with others, "
+                             "or a coefficient diverges (a covariate separates events perfectly)",
+                             where="covariates") from None
         new = beta + step
         ll_new, u_new, info_new = data.terms(new)
         halvings = 0
@@ -276,6 +281,10 @@ def cox(df: pd.DataFrame, duration: str = "time", event: str = "event", covariat
     design, terms = _design(frame, covariates)
     X = design.to_numpy(dtype=float)
     X = X - X.mean(axis=0)  # R centres covariates; coefficients are unchanged, exp() stays finite
+    constant = [name for name, col in zip(design.columns, X.T) if not np.any(col)]
+    if constant:
+        raise InputError(f"covariate(s) {constant} take a single value in the {len(X)} rows used; "
+                         "a Cox model cannot estimate their effect", where="covariates")
     s_codes = (pd.MultiIndex.from_frame(frame[strata_cols]).factorize()[0] if strata_cols
                else np.zeros(t.size, dtype=int))
     data = _CoxData(X, t, e.astype(float), s_codes, efron=(ties == "efron"))

@@ -231,15 +231,17 @@ class KaplanMeier:
 
         Returns
         -------
-        DataFrame with columns time, n_risk (subjects with time >= t), cum_events and
-        cum_censored (events / censorings at or before t).
+        DataFrame with columns time, n_risk (subjects with time >= t), n_event and n_censor
+        (events / censorings after the previous time and up to t, as ``summary(fit, times)``),
+        cum_events and cum_censored (at or before t, as survminer's risk table).
         """
         t, idx = self._index_at(times)
-        cum_e = np.concatenate(([0], np.cumsum(self.n_event)))
-        cum_c = np.concatenate(([0], np.cumsum(self.n_censor)))
-        return pd.DataFrame({"time": t, "n_risk": self._n_at_risk(t),
-                             "cum_events": cum_e[idx + 1].astype(int),
-                             "cum_censored": cum_c[idx + 1].astype(int)})
+        if np.any(np.diff(t) < 0):
+            raise InputError("risk-table times must be in increasing order", where="times")
+        cum_e = np.concatenate(([0], np.cumsum(self.n_event)))[idx + 1].astype(int)
+        cum_c = np.concatenate(([0], np.cumsum(self.n_censor)))[idx + 1].astype(int)
+        return pd.DataFrame({"time": t, "n_risk": self._n_at_risk(t), "n_event": np.diff(cum_e, prepend=0),
+                             "n_censor": np.diff(cum_c, prepend=0), "cum_events": cum_e, "cum_censored": cum_c})
 
     @property
     def summary(self) -> pd.DataFrame:
