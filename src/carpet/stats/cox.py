@@ -31,27 +31,26 @@ class _CoxData:
         self.X = X[order]
         self.time = time[order]
         self.event = event[order]
-        self.strata = strata[order]
+        self.strata = strata = strata[order]
         self.order = order
         n = self.time.size
         # end (exclusive) of each row's stratum: risk-set sums are revcum[i] - revcum[end]
-        new_stratum = np.flatnonzero(np.diff(self.strata)) + 1
+        new_stratum = np.flatnonzero(np.diff(strata)) + 1
         bounds = np.concatenate((new_stratum, [n]))
         self.stratum_end = bounds[np.searchsorted(bounds, np.arange(n), side="right")]
         # one group per (stratum, event time); first row of that time (risk set starts there)
         ev = np.flatnonzero(self.event)
         key_change = np.ones(n, dtype=bool)
-        key_change[1:] = (self.time[1:] != self.time[:-1]) | (self.strata[1:] != self.strata[:-1])
+        key_change[1:] = (self.time[1:] != self.time[:-1]) | (strata[1:] != strata[:-1])
         first_of_time = np.maximum.accumulate(np.where(key_change, np.arange(n), 0))
         self.death_rows = ev
         grp_start = first_of_time[ev]
         _, self.death_group, d_counts = np.unique(grp_start, return_inverse=True, return_counts=True)
         self.group_start = np.unique(grp_start)
         self.group_end = self.stratum_end[self.group_start]
-        self.d = d_counts.astype(float)
         # Efron: the l-th of d tied deaths sees the risk set minus l/d of the tied deaths
         rank_in_group = np.arange(ev.size) - np.searchsorted(self.death_group, self.death_group, side="left")
-        self.frac = rank_in_group / self.d[self.death_group] if efron else np.zeros(ev.size)
+        self.frac = rank_in_group / d_counts[self.death_group] if efron else np.zeros(ev.size)
 
     def _risk_sum(self, a: np.ndarray) -> np.ndarray:
         """Sum of ``a`` over each event time's risk set (rows at or after it, same stratum)."""
@@ -64,7 +63,7 @@ class _CoxData:
         np.add.at(out, self.death_group, a[self.death_rows])
         return out
 
-    def per_death(self, beta: np.ndarray, second: bool = True):
+    def per_death(self, beta: np.ndarray):
         """Per death row: eta (shifted), Efron risk-set sum s0, weighted mean a and second moment.
 
         With Efron ties the l-th of d tied deaths uses the risk set minus l/d of the tied deaths'
@@ -77,19 +76,16 @@ class _CoxData:
         g, f = self.death_group, self.frac[:, None]
         s0 = self._risk_sum(r)[g] - self.frac * self._death_sum(r)[g]
         a = (self._risk_sum(rx)[g] - f * self._death_sum(rx)[g]) / s0[:, None]
-        m2 = None
-        if second:
-            rxx = rx[:, :, None] * self.X[:, None, :]
-            m2 = (self._risk_sum(rxx)[g] - f[:, :, None] * self._death_sum(rxx)[g]) / s0[:, None, None]
+        rxx = rx[:, :, None] * self.X[:, None, :]
+        m2 = (self._risk_sum(rxx)[g] - f[:, :, None] * self._death_sum(rxx)[g]) / s0[:, None, None]
         return eta, s0, a, m2
 
-    def terms(self, beta: np.ndarray, second: bool = True):
+    def terms(self, beta: np.ndarray):
         """Log partial likelihood, score vector and information matrix at ``beta``."""
-        eta, s0, a, m2 = self.per_death(beta, second)
+        eta, s0, a, m2 = self.per_death(beta)
         loglik = float(eta[self.death_rows].sum() - np.log(s0).sum())
         score = self.X[self.death_rows].sum(axis=0) - a.sum(axis=0)
-        info = None if m2 is None else m2.sum(axis=0) - a.T @ a
-        return loglik, score, info
+        return loglik, score, m2.sum(axis=0) - a.T @ a
 
 
 def _newton(data: _CoxData, p: int, max_iter: int = 50, tol: float = 1e-12):

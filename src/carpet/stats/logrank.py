@@ -44,7 +44,7 @@ class LogRankResult(TestResult):
 
     @property
     def summary(self) -> pd.DataFrame:
-        """Per-group N-free table like ``print(survdiff)``: observed, expected, (O-E)^2/E."""
+        """Per-group table like ``print(survdiff)``: observed, expected, (O-E)^2/E."""
         o, e = self.observed, self.expected
         return pd.DataFrame({"group": self.groups, "observed": o, "expected": e,
                              "(O-E)^2/E": (o - e) ** 2 / e}).set_index("group")
@@ -79,7 +79,8 @@ def _stratum_sums(t, e, g, k, rho):
     expected = (w[:, None] * d[:, None] * frac).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         c = np.where(n_risk > 1, w**2 * d * (n_risk - d) / (n_risk - 1), 0.0)
-    variance = np.einsum("t,ti,ij->ij", c, frac, np.eye(k)) - np.einsum("t,ti,tj->ij", c, frac, frac)
+    # hypergeometric variance: sum_t c_t (diag(f_t) - f_t f_t')
+    variance = np.diag(c @ frac) - (c[:, None] * frac).T @ frac
     return observed, expected, variance
 
 
