@@ -177,3 +177,15 @@ def test_cox_refuses_constant_and_separating_covariates():
     separated = d.assign(event=[0, 0, 0, 1, 1, 1], x=[0, 0, 0, 1, 1, 1])
     with pytest.raises(InputError, match="separates events"):
         cox(separated, covariates=["x"])
+
+
+def test_logrank_group_without_expected_events_drops_out_like_survdiff():
+    # group "c" only has subjects censored before the first event: expected = 0, so R reports df = 1
+    time = [1, 2, 3, 4, 5, 6, 0.5, 0.5]
+    event = [1, 1, 0, 1, 1, 0, 0, 0]
+    group = ["a", "a", "a", "b", "b", "b", "c", "c"]
+    lr = logrank(time, event, group)
+    two = logrank(time[:6], event[:6], group[:6])
+    assert lr.df == 1 and lr.expected[2] == 0
+    assert lr.statistic == pytest.approx(two.statistic)
+    assert lr.statistic == pytest.approx(2.469388, abs=1e-6)  # R 4.2.2 survdiff: Chisq 2.469388 on 1 df

@@ -107,7 +107,8 @@ def logrank(time, event, group, strata=None, rho: float = 0, trend: bool = False
     Returns
     -------
     LogRankResult
-        statistic (chi-square), df (k−1, or 1 for trend), p_value, observed, expected, variance.
+        statistic (chi-square), df (k−1 over groups with expected events > 0, as R; 1 for trend),
+        p_value, observed, expected, variance.
     """
     t, e = survival_arrays(time, event)
     g_raw = pd.Series(np.asarray(group, dtype=object).ravel())
@@ -141,9 +142,9 @@ def logrank(time, event, group, strata=None, rho: float = 0, trend: bool = False
         stat = float((sc @ diff) ** 2 / (sc @ variance @ sc))
         df = 1
     else:
-        # survdiff: generalised inverse on the first k-1 groups (the k-th is redundant)
-        vv = variance[:-1, :-1]
-        stat = float(diff[:-1] @ np.linalg.solve(vv, diff[:-1]))
-        df = k - 1
+        # survdiff: groups with no expected events drop out; of the rest the first is redundant
+        keep = np.flatnonzero(expected > 0)[1:]
+        df = keep.size
+        stat = float(diff[keep] @ np.linalg.solve(variance[np.ix_(keep, keep)], diff[keep])) if df else 0.0
     return LogRankResult(statistic=stat, df=df, p_value=float(chi2.sf(stat, df)), groups=list(groups),
                          observed=observed, expected=expected, variance=variance, rho=rho, trend=trend)
