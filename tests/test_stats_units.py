@@ -189,3 +189,15 @@ def test_logrank_group_without_expected_events_drops_out_like_survdiff():
     assert lr.df == 1 and lr.expected[2] == 0
     assert lr.statistic == pytest.approx(two.statistic)
     assert lr.statistic == pytest.approx(2.469388, abs=1e-6)  # R 4.2.2 survdiff: Chisq 2.469388 on 1 df
+
+
+def test_logrank_trend_follows_categorical_level_order():
+    d = _tied_data()
+    labels = np.array(["low", "mid", "high"])[d["group"]]
+    ordered = pd.Categorical(labels, categories=["low", "mid", "high"])
+    by_level = logrank(d["time"], d["event"], ordered, trend=True)
+    by_code = logrank(d["time"], d["event"], d["group"], trend=True)
+    assert by_level.groups == ["low", "mid", "high"]
+    assert by_level.statistic == pytest.approx(by_code.statistic, rel=1e-12)
+    # alphabetical order (high, low, mid) is a different trend
+    assert logrank(d["time"], d["event"], labels, trend=True).statistic != pytest.approx(by_code.statistic)

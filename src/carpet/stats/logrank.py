@@ -26,7 +26,8 @@ class LogRankResult(TestResult):
     Attributes
     ----------
     groups : list
-        Group labels, sorted (the order of ``observed``/``expected``).
+        Group labels in order (a Categorical's levels, otherwise sorted): the order of
+        ``observed``/``expected`` and of the trend scores.
     observed, expected : arrays
         (Weighted) observed and expected events per group, summed over strata.
     variance : 2-D array
@@ -94,6 +95,7 @@ def logrank(time, event, group, strata=None, rho: float = 0, trend: bool = False
         Follow-up time (>= 0) and event indicator (1 event, 0 censored).
     group : array-like
         Group label per subject (2 or more distinct values; missing labels are dropped, as R does).
+        Groups are ordered as a pandas Categorical's levels, otherwise sorted.
     strata : array-like, optional
         Stratum per subject; observed, expected and variance are summed over strata
         (``+ strata(s)`` in R).
@@ -111,7 +113,9 @@ def logrank(time, event, group, strata=None, rho: float = 0, trend: bool = False
         p_value, observed, expected, variance.
     """
     t, e = survival_arrays(time, event)
-    g_raw = pd.Series(np.asarray(group, dtype=object).ravel())
+    # keep a categorical's level order (R's factor order), otherwise sort the labels
+    g_raw = (pd.Series(group).reset_index(drop=True) if isinstance(getattr(group, "dtype", None), pd.CategoricalDtype)
+             else pd.Series(np.asarray(group, dtype=object).ravel()))
     if g_raw.size != t.size:
         raise InputError(f"group has {g_raw.size} values but time has {t.size}", where="group")
     s_raw = (pd.Series(np.zeros(t.size, dtype=int)) if strata is None
@@ -120,7 +124,11 @@ def logrank(time, event, group, strata=None, rho: float = 0, trend: bool = False
         raise InputError(f"strata has {s_raw.size} values but time has {t.size}", where="strata")
     ok = (g_raw.notna() & s_raw.notna()).to_numpy()
     t, e, g_raw, s_raw = t[ok], e[ok], g_raw[ok], s_raw[ok]
-    g_codes, groups = pd.factorize(g_raw, sort=True)
+    if isinstance(g_raw.dtype, pd.CategoricalDtype):
+        cat = g_raw.cat.remove_unused_categories()
+        g_codes, groups = cat.cat.codes.to_numpy(), cat.cat.categories
+    else:
+        g_codes, groups = pd.factorize(g_raw, sort=True)
     k = len(groups)
     if k < 2:
         raise InputError(f"log-rank needs at least 2 groups, found {k}", where="group")
