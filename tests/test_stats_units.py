@@ -201,3 +201,18 @@ def test_logrank_trend_follows_categorical_level_order():
     assert by_level.statistic == pytest.approx(by_code.statistic, rel=1e-12)
     # alphabetical order (high, low, mid) is a different trend
     assert logrank(d["time"], d["event"], labels, trend=True).statistic != pytest.approx(by_code.statistic)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kaplan_meier_and_log_log_band_match_lifelines(seed):
+    # lifelines' only band is R's log-log ("exponential Greenwood"); its S(t) is the same product-limit
+    from lifelines import KaplanMeierFitter
+    d = _tied_data(n=90, seed=seed)
+    ours = kaplan_meier(d["time"], d["event"], conf_type="log-log")
+    theirs = KaplanMeierFitter().fit(d["time"], d["event"])
+    times = np.unique(d["time"])
+    np.testing.assert_allclose(ours.survival_at(times)["surv"], theirs.survival_function_at_times(times), rtol=1e-12)
+    band = theirs.confidence_interval_.loc[times]
+    inside = (ours.surv > 0) & (ours.surv < 1)
+    np.testing.assert_allclose(ours.lower[inside], band.iloc[:, 0].to_numpy()[inside], rtol=1e-9)
+    np.testing.assert_allclose(ours.upper[inside], band.iloc[:, 1].to_numpy()[inside], rtol=1e-9)

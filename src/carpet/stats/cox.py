@@ -265,6 +265,8 @@ def cox(df: pd.DataFrame, duration: str = "time", event: str = "event", covariat
     """
     if ties not in ("efron", "breslow"):
         raise InputError(f"ties must be 'efron' or 'breslow', got {ties!r}", where="ties")
+    if isinstance(covariates, str):
+        covariates = [covariates]
     if not covariates:
         raise InputError("a Cox model needs at least one covariate", where="covariates")
     strata_cols = [] if strata is None else ([strata] if isinstance(strata, str) else list(strata))
