@@ -1,0 +1,627 @@
+"""Simulated cohorts calibrated to the published CAR T studies.
+
+Every simulated patient carries the clinical variables, PET findings and outcomes that one of the
+studies in ``../shared/studies/`` reports, drawn so that the cohort reproduces the study's summary
+figures within sampling error. The figures and their sources live in
+:mod:`carpet.synth.calibration`; this module only draws from them.
+
+>>> c = simulate_cohort("moffitt_post_cart", seed=0)
+>>> len(c.patients), bool(c.patients["simulated"].all())
+(106, True)
+
+Studies (``STUDIES``):
+
+``moffitt_post_cart``
+    106 myeloma patients who progressed after ide-cel / cilta-cel; baseline and progression EMD/PMD
+    (Figure 2 transitions), progression patterns (Table 2), first salvage (Table 3), time to
+    progression, PFS2 and OS from progression by baseline × progression EMD (Figures 3–5).
+``certainty_pet``
+    61 myeloma patients with baseline PET (MTV, SUVmax, lesions, bone-independent EMD, PMD,
+    diffuse marrow uptake), day-30 metCR and PFS.
+``lbcl_mtv``
+    111 LBCL patients from 6 centres with MTV (SUV 4.0), the raw IPI components and PFS/OS.
+
+Everything drawn is labelled simulated: a ``simulated`` column, ``SIM-`` patient ids and a README
+written next to the table. Not written by a library: no package simulates cohorts from published
+summary figures; the survival draws are plain inverse-CDF exponential draws (numpy).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import brentq
+
+from carpet.errors import InputError
+from carpet.provenance import provenance
+from carpet.synth import calibration as cal
+from carpet.synth.calibration import Target
+
+DAYS_PER_MONTH = 365.25 / 12
+REFRACTORY_DAYS = 60  # Moffitt: "progression within 60 days of CAR T-cell infusion"
+
+SIMULATED_NOTICE = (
+    "SIMULATED DATA - NOT REAL PATIENTS.\n"
+    "Every row of patients.csv was drawn at random by carpet's cohort simulator (carpet.synth.cohort),\n"
+    "calibrated to the published summary figures of one study. No value belongs to a real person.\n"
+    "Do not use these data for clinical decisions or report them as observed results.\n"
+)
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """A study the simulator can reproduce."""
+
+    id: str
+    disease: str
+    n: int
+    description: str
+    targets: dict[str, Target]
+    simulate: Callable[[np.random.Generator, int], pd.DataFrame] = field(repr=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# small drawing helpers
+# --------------------------------------------------------------------------------------------------
+def _tv(targets: dict[str, Target], key: str):
+    return targets[key].value
+
+
+def _categorical(rng, n: int, counts_or_probs: dict) -> np.ndarray:
+    """Draw ``n`` labels with probabilities proportional to the dict values."""
+    labels = np.array(list(counts_or_probs), dtype=object)
+    p = np.asarray(list(counts_or_probs.values()), float)
+    return labels[rng.choice(len(labels), size=n, p=p / p.sum())]
+
+
+def _by_group(rng, groups: np.ndarray, per_group: dict, draw: Callable) -> np.ndarray:
+    """Apply ``draw(rng, size, spec)`` separately within each group value (e.g. EMD yes/no)."""
+    out = np.empty(len(groups), dtype=object)
+    for key, spec in per_group.items():
+        mask = groups == key
+        out[mask] = draw(rng, int(mask.sum()), spec)
+    return out
+
+
+def _quartile_draw(rng, n: int, quartiles, value_range) -> np.ndarray:
+    """Draw from the piecewise-linear distribution through (min, Q1, median, Q3, max).
+
+    A published median and IQR fix three quantiles; linear interpolation between them (and the
+    assumed range) reproduces them exactly in expectation without choosing a parametric family.
+    """
+    lo, hi = value_range
+    return np.interp(rng.random(n), [0.0, 0.25, 0.5, 0.75, 1.0], [lo, *quartiles, hi])
+
+
+def _exponential_months(u: np.ndarray, median_months) -> np.ndarray:
+    """Exponential times with the given median(s) from uniforms ``u`` (inverse CDF)."""
+    return -np.log1p(-u) * np.asarray(median_months, float) / np.log(2.0)
+
+
+def _censor(time_months: np.ndarray, follow_up_months: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Administrative censoring: observed time and 0/1 event indicator."""
+    event = (time_months <= follow_up_months).astype(np.int64)
+    return np.minimum(time_months, follow_up_months), event
+
+
+def _dates(rng, n: int, window) -> pd.DatetimeIndex:
+    start, end = (np.datetime64(d, "D") for d in window)
+    days = rng.integers(0, int((end - start).astype(int)) + 1, size=n)
+    return pd.DatetimeIndex(start + days.astype("timedelta64[D]"))
+
+
+def _ids(prefix: str, n: int) -> list[str]:
+    return [f"SIM-{prefix}-{i:04d}" for i in range(1, n + 1)]
+
+
+def _myeloma_demographics(rng, n: int, emd: np.ndarray) -> dict[str, Any]:
+    """Age, sex, race, ECOG and monoclonal protein, by baseline EMD as in Moffitt Table 1."""
+    t = cal.MOFFITT_TARGETS
+    age = _by_group(rng, emd, _tv(t, "age_quartiles_by_emd"),
+                    lambda r, k, q: _quartile_draw(r, k, q, _tv(t, "age_range_years"))).astype(float)
+    male = _by_group(rng, emd, _tv(t, "male_by_emd"), lambda r, k, p: r.random(k) < p).astype(bool)
+    race = _by_group(rng, emd, _tv(t, "race_counts_by_emd"), _categorical)
+    ecog_cat = _by_group(rng, emd, _tv(t, "ecog_counts_by_emd"), _categorical)
+    ecog = np.where(ecog_cat == "0-1", (rng.random(n) >= _tv(t, "ecog0_share_of_0_1")).astype(int),
+                    ecog_cat).astype(np.int64)
+    heavy = _by_group(rng, emd, _tv(t, "heavy_chain_counts_by_emd"), _categorical)
+    light_counts = _tv(t, "light_chain_counts")
+    no_heavy = heavy == "none"
+    # the non-secretory patients are those without a heavy chain whose light chain is also absent
+    p_nonsec = light_counts["none"] / sum(_tv(t, "heavy_chain_counts_by_emd")[g]["none"] for g in (True, False))
+    non_secretory = no_heavy & (rng.random(n) < p_nonsec)
+    light = _categorical(rng, n, {k: v for k, v in light_counts.items() if k != "none"}).astype(object)
+    light[non_secretory] = None
+    heavy = np.where(no_heavy, np.where(non_secretory, "none", "light_chain_only"), heavy)
+    return {
+        "sex": np.where(male, "M", "F"),
+        "age_years": np.round(age).astype(np.int64),
+        "race": race,
+        "ecog": ecog,
+        "heavy_chain": heavy,
+        "involved_light_chain": light,
+        "non_secretory": non_secretory,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Moffitt: post-CAR T progression
+# --------------------------------------------------------------------------------------------------
+def _site_flags(category: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """EMD / PMD flags from a Figure 2 category; 'unknown' gives missing (pandas NA)."""
+    unknown = category == "unknown"
+    emd = pd.array(np.isin(category, ["emd_only", "both"]), dtype="boolean")
+    pmd = pd.array(np.isin(category, ["pmd_only", "both"]), dtype="boolean")
+    emd[unknown] = pd.NA
+    pmd[unknown] = pd.NA
+    return emd, pmd
+
+
+def moffitt_pattern_probabilities() -> dict[str, float]:
+    """Conditional probabilities of the progression patterns, derived from Table 2.
+
+    The isolated-pattern rows of Table 2 imply strong dependence between the patterns (no isolated
+    marrow relapse; few progressions without both biochemical relapse and EMD/PMD). The model:
+    marrow involvement only together with biochemical relapse; biochemical relapse depends on
+    EMD/PMD at progression (E); new bone disease depends on both; a progression with neither
+    biochemical relapse nor E is a new-bone-only progression. Solving the marginals of Table 2 and
+    the isolated bone / isolated EMD-PMD rows gives the probabilities below; isolated biochemical
+    progression then follows (about 7% vs 6% published).
+    """
+    t = cal.MOFFITT_TARGETS
+    counts = _tv(t, "transition_counts")
+    known = sum(v for row in counts.values() for k, v in row.items() if k != "unknown")
+    p_e = sum(v for row in counts.values() for k, v in row.items() if k in ("emd_only", "pmd_only", "both")) / known
+    p_b, p_m, p_n = (_tv(t, k) for k in ("pattern_biochemical", "pattern_marrow", "pattern_bone"))
+    p_not_b_not_e = _tv(t, "isolated_bone")            # forced new-bone-only progressions
+    p_not_b_e = (1 - p_b) - p_not_b_not_e
+    p_n_given_not_b_e = 1 - _tv(t, "isolated_emd_or_pmd") / p_not_b_e
+    return {
+        "e": p_e,
+        "b_given_e": (p_e - p_not_b_e) / p_e,
+        "b_given_not_e": (1 - p_e - p_not_b_not_e) / (1 - p_e),
+        "m_given_b": p_m / p_b,
+        "n_given_b": (p_n - p_not_b_not_e - p_not_b_e * p_n_given_not_b_e) / p_b,
+        "n_given_not_b_e": p_n_given_not_b_e,
+    }
+
+
+def _moffitt_patterns(rng, n: int, e: np.ndarray, non_secretory: np.ndarray) -> dict[str, np.ndarray]:
+    p = moffitt_pattern_probabilities()
+    # non-secretory disease cannot relapse biochemically; the others carry its share so the
+    # cohort-wide rate stays at the published 82%
+    p_sec = 1 - cal.MOFFITT_TARGETS["light_chain_counts"].value["none"] / cal.MOFFITT_TARGETS["n"].value
+    p_b = np.where(e, p["b_given_e"], p["b_given_not_e"]) / p_sec
+    b = (rng.random(n) < p_b) & ~non_secretory
+    m = b & (rng.random(n) < p["m_given_b"])
+    u = rng.random(n)
+    bone = np.where(b, u < p["n_given_b"], np.where(e, u < p["n_given_not_b_e"], True))
+    return {"pattern_biochemical": b, "pattern_marrow": m, "pattern_bone": bone}
+
+
+def _simulate_moffitt(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    t = cal.MOFFITT_TARGETS
+    base_cat = _categorical(rng, n, _tv(t, "baseline_status_counts"))
+    prog_cat = _by_group(rng, base_cat, _tv(t, "transition_counts"), _categorical)
+    emd_bl = np.isin(base_cat, ["emd_only", "both"])
+    pmd_bl = np.isin(base_cat, ["pmd_only", "both"])
+    emd_pd, pmd_pd = _site_flags(prog_cat)
+    emd_pd_known = emd_pd.fillna(False).to_numpy(bool)
+    e_any = emd_pd_known | pmd_pd.fillna(False).to_numpy(bool)
+
+    demo = _myeloma_demographics(rng, n, emd_bl)
+    product = _categorical(rng, n, _tv(t, "product_counts"))
+    p_refr = {k: v / _tv(t, "product_counts")[k] for k, v in _tv(t, "refractory_counts_by_product").items()}
+    refractory = _by_group(rng, product, p_refr, lambda r, k, p: r.random(k) < p).astype(bool)
+
+    # time to progression: piecewise-linear quantile function through the published quartiles,
+    # with the lower 13% (P(refractory)) of the distribution below 60 days
+    p_ref_all = sum(_tv(t, "refractory_counts_by_product").values()) / _tv(t, "n")
+    lo, hi = _tv(t, "ttp_range_months")
+    q1, q2, q3 = _tv(t, "ttp_quartiles_months")
+    cut = REFRACTORY_DAYS / DAYS_PER_MONTH
+    u = np.where(refractory, rng.random(n) * p_ref_all, p_ref_all + rng.random(n) * (1 - p_ref_all))
+    ttp_days = np.interp(u, [0, p_ref_all, 0.25, 0.5, 0.75, 1], [lo, cut, q1, q2, q3, hi]) * DAYS_PER_MONTH
+    ttp_days = np.where(refractory, np.minimum(np.floor(ttp_days), REFRACTORY_DAYS),
+                        np.maximum(np.ceil(ttp_days), REFRACTORY_DAYS + 1)).astype(np.int64)
+
+    # infusion inside the study window, early enough that progression precedes the data cut-off
+    start, end = (np.datetime64(d, "D") for d in _tv(t, "infusion_window"))
+    cutoff = np.datetime64(_tv(t, "data_cutoff"), "D")
+    last = np.minimum(end, cutoff - ttp_days.astype("timedelta64[D]"))
+    span = (last - start).astype(np.int64)
+    infusion = start + np.floor(rng.random(n) * (span + 1)).astype("timedelta64[D]")
+    progression = infusion + ttp_days.astype("timedelta64[D]")
+
+    # post-progression outcomes: exponential by (baseline EMD, progression EMD); PFS2 and OS share
+    # one uniform, so PFS2 <= OS (an assumption, see calibration 'pfs2_os_coupling')
+    m_pfs2 = cal.moffitt_group_medians("pfs2")
+    m_os = cal.moffitt_group_medians("os_pp")
+    groups = list(zip(emd_bl, emd_pd_known))
+    u = rng.random(n)
+    pfs2_raw = _exponential_months(u, [m_pfs2[g] for g in groups])
+    os_raw = _exponential_months(u, [m_os[g] for g in groups])
+    follow_up = (cutoff - progression).astype(np.int64) / DAYS_PER_MONTH
+    pfs2, pfs2_event = _censor(pfs2_raw, follow_up)
+    os_pp, os_pp_event = _censor(os_raw, follow_up)
+    patterns = _moffitt_patterns(rng, n, e_any, demo["non_secretory"])
+
+    # day-90 response: refractory patients have progressed; the others carry the published rates
+    p_orr = np.where(emd_bl, _tv(t, "day90_orr_by_emd")[True], _tv(t, "day90_orr_by_emd")[False]) / (1 - p_ref_all)
+    p_cr = np.where(emd_bl, _tv(t, "day90_cr_by_emd")[True], _tv(t, "day90_cr_by_emd")[False]) / (1 - p_ref_all)
+    u = rng.random(n)
+    lines = _by_group(rng, emd_bl, _tv(t, "prior_lines_quartiles_by_emd"),
+                      lambda r, k, q: _quartile_draw(r, k, q, _tv(t, "prior_lines_range")))
+    ttp_months = ttp_days / DAYS_PER_MONTH
+
+    return pd.DataFrame({
+        "patient_id": _ids("MM", n),
+        **{k: demo[k] for k in ("sex", "age_years", "race", "ecog", "heavy_chain", "involved_light_chain",
+                                "non_secretory")},
+        "disease": "MM",
+        "product": product,
+        "infusion_date": pd.DatetimeIndex(infusion),
+        "prior_lines": np.round(lines.astype(float)).astype(np.int64),
+        "prior_asct": rng.random(n) < _tv(t, "prior_asct"),
+        "high_risk_cytogenetics": rng.random(n) < _tv(t, "high_risk_cytogenetics"),
+        "anemia": rng.random(n) < _tv(t, "anemia"),
+        "neutropenia": rng.random(n) < _tv(t, "neutropenia"),
+        "thrombocytopenia": rng.random(n) < _tv(t, "thrombocytopenia"),
+        "renal_failure": rng.random(n) < _tv(t, "renal_failure"),
+        "emd_baseline": emd_bl,
+        "pmd_baseline": pmd_bl,
+        "day90_orr": ~refractory & (u < p_orr),
+        "day90_cr": ~refractory & (u < p_cr),
+        "pfs_months": ttp_months,
+        "pfs_event": np.ones(n, np.int64),  # every patient of this study progressed
+        "progression_date": pd.DatetimeIndex(progression),
+        "refractory": refractory,
+        "emd_progression": emd_pd,
+        "pmd_progression": pmd_pd,
+        **patterns,
+        "pattern_emd": emd_pd,
+        "pattern_pmd": pmd_pd,
+        "first_salvage_class": _categorical(rng, n, _tv(t, "first_salvage_counts")),
+        "pfs2_months": pfs2,
+        "pfs2_event": pfs2_event,
+        "os_pp_months": os_pp,
+        "os_pp_event": os_pp_event,
+        "os_months": ttp_months + os_pp,
+        "os_event": os_pp_event,
+    })
+
+
+# --------------------------------------------------------------------------------------------------
+# CERTAINTY: myeloma PET before / after CAR T
+# --------------------------------------------------------------------------------------------------
+def _lognormal(rng, median, log_sd, n):
+    return np.asarray(median, float) * np.exp(log_sd * rng.standard_normal(n))
+
+
+def _simulate_certainty(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    t = cal.CERTAINTY_TARGETS
+    n_pub = _tv(t, "n")
+    emd = rng.random(n) < _tv(t, "emd_baseline")
+    pmd = rng.random(n) < _tv(t, "pmd_baseline")
+    demo = _myeloma_demographics(rng, n, np.zeros(n, bool))  # borrowed: Moffitt "No EMD" column
+
+    # which patients had each PET: the published counts as a fraction of the cohort
+    has_pet0 = rng.random(n) < _tv(t, "baseline_pet_n") / n_pub
+    has_pet30 = rng.random(n) < _tv(t, "day30_pet_n") / n_pub
+    mtv = _lognormal(rng, np.where(emd, *(_tv(t, "mtv_median_ml_by_emd")[k] for k in (True, False))),
+                     _tv(t, "mtv_log_sd"), n)
+    suv_max = _lognormal(rng, np.where(emd, *(_tv(t, "suv_max_median_by_emd")[k] for k in (True, False))), 0.35, n)
+    n_les = 1 + rng.poisson(np.where(emd, *(_tv(t, "n_lesions_mean_by_emd")[k] for k in (True, False))) - 1)
+    diffuse = rng.random(n) < _tv(t, "diffuse_marrow_uptake")
+
+    # metCR: the EMD rate is assumed, the other rate solved so the overall rate is the published one
+    p_emd, p_all, p_m_emd = _tv(t, "emd_baseline"), _tv(t, "metcr_day30"), _tv(t, "metcr_day30_given_emd")
+    p_m_other = (p_all - p_emd * p_m_emd) / (1 - p_emd)
+    metcr = rng.random(n) < np.where(emd, p_m_emd, p_m_other)
+    scr = rng.random(n) < _tv(t, "serological_cr_day30")
+
+    medians = _tv(t, "pfs_median_months_by_emd")
+    pfs_raw = _exponential_months(rng.random(n), np.where(emd, medians[True], medians[False]))
+    pfs, pfs_event = _censor(pfs_raw, rng.uniform(*_tv(t, "follow_up_months"), size=n))
+
+    def pet(values, have):  # missing where the patient had no such PET
+        return pd.array(np.where(have, values, None), dtype=pd.array(values).dtype)
+
+    return pd.DataFrame({
+        "patient_id": _ids("MMPET", n),
+        **{k: demo[k] for k in ("sex", "age_years", "heavy_chain", "involved_light_chain")},
+        "disease": "MM",
+        "product": _categorical(rng, n, _tv(t, "product_share")),
+        "infusion_date": _dates(rng, n, _tv(t, "infusion_window")),
+        "baseline_pet": has_pet0,
+        "emd_baseline": pet(emd, has_pet0),
+        "pmd_baseline": pet(pmd, has_pet0),
+        "diffuse_marrow_uptake": pet(diffuse, has_pet0),
+        "mtv_ml": np.where(has_pet0, mtv, np.nan),
+        "suv_max": np.where(has_pet0, suv_max, np.nan),
+        "n_lesions": pet(n_les.astype(np.int64), has_pet0),
+        "day30_pet": has_pet30,
+        "metcr_day30": pet(metcr, has_pet30),
+        "serological_cr_day30": scr,
+        "pfs_months": pfs,
+        "pfs_event": pfs_event,
+    })
+
+
+# --------------------------------------------------------------------------------------------------
+# LBCL: baseline MTV before CAR T
+# --------------------------------------------------------------------------------------------------
+def lbcl_baseline_median_months(median_months: float, log_hr: float) -> float:
+    """Exponential median at mean log-MTV that makes the *cohort* median equal ``median_months``.
+
+    The hazard is ``h0 * exp(log_hr * z)`` with ``z`` standard normal (standardised log MTV); the
+    cohort survival is the average over ``z`` (Gauss–Hermite quadrature).
+    """
+    x, w = np.polynomial.hermite_e.hermegauss(40)
+    w = w / w.sum()
+    scale = np.exp(log_hr * x)
+    rate0 = brentq(lambda r: np.sum(w * np.exp(-r * scale * median_months)) - 0.5, 1e-6, 100.0)
+    return float(np.log(2.0) / rate0)
+
+
+def _simulate_lbcl(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    t = cal.LBCL_TARGETS
+    z = rng.standard_normal(n)  # standardised log MTV
+    mtv = _tv(t, "mtv_median_ml") * np.exp(_tv(t, "mtv_log_sd") * z)
+    suv_max = np.maximum(4.0, _tv(t, "suv_max_median") * np.exp(0.4 * rng.standard_normal(n) + 0.1 * z))
+    n_les = 1 + rng.poisson(np.exp(1.2 + 0.5 * z))
+    centre = rng.integers(0, _tv(t, "n_centres"), size=n)
+    uln = np.asarray(_tv(t, "ldh_uln_u_l_by_centre"), float)[centre]
+    # LDH rises with tumour burden; the offset puts the published-style share above the ULN
+    latent = 0.6 * z + 0.8 * rng.standard_normal(n)
+    offset = -np.sqrt(0.6**2 + 0.8**2) * _norm_ppf(1 - _tv(t, "ldh_elevated"))
+    ldh = np.round(uln * np.exp(0.35 * (latent + offset)))
+    stage_latent = 0.5 * z + np.sqrt(0.75) * rng.standard_normal(n)
+    stage_cum = np.cumsum(list(_tv(t, "stage_share").values()))[:-1]
+    stage = 1 + np.searchsorted(_norm_ppf(stage_cum), stage_latent)
+    age = _quartile_draw(rng, n, _tv(t, "age_quartiles_years"), _tv(t, "age_range_years"))
+
+    log_hr = _tv(t, "pfs_log_hr_per_sd_log_mtv")
+    u = rng.random(n)
+    scale = np.exp(-log_hr * z)  # median scales inversely with the hazard
+    pfs_raw = _exponential_months(u, lbcl_baseline_median_months(_tv(t, "pfs_median_months"), log_hr) * scale)
+    os_raw = _exponential_months(u, lbcl_baseline_median_months(_tv(t, "os_median_months"), log_hr) * scale)
+    follow_up = rng.uniform(*_tv(t, "follow_up_months"), size=n)
+    pfs, pfs_event = _censor(pfs_raw, follow_up)
+    os_, os_event = _censor(os_raw, follow_up)
+    return pd.DataFrame({
+        "patient_id": _ids("LBCL", n),
+        "centre": [f"C{c + 1}" for c in centre],
+        "sex": np.where(rng.random(n) < _tv(t, "male"), "M", "F"),
+        "age_years": np.round(age).astype(np.int64),
+        "disease": "LBCL",
+        "product": _categorical(rng, n, _tv(t, "product_share")),
+        "infusion_date": _dates(rng, n, _tv(t, "infusion_window")),
+        "mtv_method": _tv(t, "mtv_method"),
+        "mtv_ml": mtv,
+        "suv_max": suv_max,
+        "n_lesions": n_les.astype(np.int64),
+        "ldh_u_l": ldh.astype(np.int64),
+        "ldh_uln_u_l": uln.astype(np.int64),
+        "ecog": _categorical(rng, n, _tv(t, "ecog_share")).astype(np.int64),
+        "ann_arbor_stage": stage.astype(np.int64),
+        "n_extranodal_sites": rng.poisson(_tv(t, "extranodal_sites_mean"), size=n).astype(np.int64),
+        "pfs_months": pfs,
+        "pfs_event": pfs_event,
+        "os_months": os_,
+        "os_event": os_event,
+    })
+
+
+def _norm_ppf(p):
+    from scipy.special import ndtri
+    return ndtri(np.asarray(p, float))
+
+
+STUDIES: dict[str, StudyInfo] = {
+    "moffitt_post_cart": StudyInfo(
+        "moffitt_post_cart", "MM", 106,
+        "Post-progression outcomes after BCMA CAR T in myeloma, EMD and PMD (Front Oncol 2025)",
+        cal.MOFFITT_TARGETS, _simulate_moffitt),
+    "certainty_pet": StudyInfo(
+        "certainty_pet", "MM", 61,
+        "PET/CT before and after BCMA CAR T in myeloma (CERTAINTY, HemaSphere 2025)",
+        cal.CERTAINTY_TARGETS, _simulate_certainty),
+    "lbcl_mtv": StudyInfo(
+        "lbcl_mtv", "LBCL", 111,
+        "Baseline MTV (SUV 4.0) before CAR T in large B-cell lymphoma (J Nucl Med, 6 centres)",
+        cal.LBCL_TARGETS, _simulate_lbcl),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------------------
+#: pandas dtypes of the columns whose type a CSV cannot carry (read back by :func:`read_patients`)
+_NULLABLE_BOOL = ("emd_progression", "pmd_progression", "pattern_emd", "pattern_pmd", "emd_baseline",
+                  "pmd_baseline", "diffuse_marrow_uptake", "metcr_day30")
+_DATE_COLUMNS = ("infusion_date", "progression_date")
+_NULLABLE_INT = ("n_lesions",)
+_NULLABLE_FLOAT = ("mtv_ml", "suv_max")
+
+
+@dataclass(frozen=True)
+class SimulatedCohort:
+    """A simulated cohort: one row per patient, the targets it was calibrated to, and how it was made.
+
+    Attributes
+    ----------
+    study : str
+        Study id, a key of ``STUDIES``.
+    seed : int
+        Seed of the numpy Generator that drew the cohort; the same (study, n, seed) gives the same table.
+    patients : pandas.DataFrame
+        One row per patient; ``patient_id`` like ``SIM-MM-0001``; column ``simulated`` is True.
+    targets : dict
+        Calibration targets, ``{name: {value, source, assumed, note}}``.
+    provenance : dict
+        carpet version, time, study, seed, n.
+    """
+
+    study: str
+    seed: int
+    patients: pd.DataFrame = field(repr=False)
+    targets: dict[str, dict[str, Any]] = field(repr=False)
+    provenance: dict[str, Any] = field(repr=False)
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``patients.csv``, ``README-simulated.txt`` and ``cohort.json`` into ``out_dir``.
+
+        The CSV is plain UTF-8 with ISO dates and empty cells for missing values, so it opens in
+        Excel and R; :func:`read_patients` restores the column types. ``cohort.json`` holds the
+        targets with their sources and the provenance.
+
+        Returns
+        -------
+        dict
+            ``{"patients": path, "readme": path, "cohort": path}``.
+        """
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"patients": out / "patients.csv", "readme": out / "README-simulated.txt",
+                 "cohort": out / "cohort.json"}
+        self.patients.to_csv(paths["patients"], index=False, date_format="%Y-%m-%d")
+        info = STUDIES[self.study]
+        paths["readme"].write_text(
+            SIMULATED_NOTICE
+            + f"\nStudy simulated: {self.study} - {info.description}\n"
+            + f"Patients: {len(self.patients)}; seed: {self.seed}; carpet {self.provenance['carpet_version']}\n"
+            + "Calibration targets and their sources (published unless marked assumed): cohort.json\n",
+            encoding="utf-8")
+        paths["cohort"].write_text(json.dumps(
+            {"simulated": True, "study": self.study, "seed": self.seed, "n": len(self.patients),
+             "targets": self.targets, "provenance": self.provenance}, indent=2, default=str), encoding="utf-8")
+        return paths
+
+    def lesion_plan(self, patient_id: str, small: bool = True) -> list[dict[str, Any]]:
+        """Lesions a phantom of this patient should carry: ``kind``, ``radius_mm``, ``suv``, ``site``.
+
+        One intramedullary (bone) lesion stands for the marrow disease of every myeloma patient,
+        plus an extramedullary lesion with baseline EMD and a paramedullary one with baseline PMD;
+        LBCL lesions are extramedullary (nodal / soft tissue). With a known ``mtv_ml`` the sphere
+        radii share that volume equally (clipped to what the phantom can hold); ``small`` limits
+        the plan to 3 lesions of radius 4–12 mm, the whole-body phantom to ``n_lesions`` (≤ 12)
+        of 4–40 mm.
+        """
+        row = self._row(patient_id)
+        max_lesions, (r_lo, r_hi) = (3, (4.0, 12.0)) if small else (12, (4.0, 40.0))
+        kinds: list[str]
+        if row["disease"] == "LBCL":
+            kinds = ["extramedullary"] * int(min(max_lesions, _value(row, "n_lesions", 1)))
+        else:
+            extra = [k for k, col in (("extramedullary", "emd_baseline"), ("paramedullary", "pmd_baseline"))
+                     if bool(_value(row, col, False))]
+            n_total = int(min(max_lesions, max(_value(row, "n_lesions", 1 + len(extra)), 1 + len(extra))))
+            kinds = extra + ["intramedullary"] * (n_total - len(extra))
+        mtv = _value(row, "mtv_ml", None)
+        if mtv is None:
+            radius = np.full(len(kinds), 10.0)  # no PET volume known: a clearly visible default sphere
+        else:
+            radius = np.full(len(kinds), (3 * mtv * 1000 / (4 * np.pi * len(kinds))) ** (1 / 3))
+        radius = np.clip(radius, r_lo, r_hi)
+        suv = float(_value(row, "suv_max", 8.0))
+        return [{"kind": k, "radius_mm": float(r), "suv": suv,
+                 "site": "lymph_node" if row["disease"] == "LBCL" else None}
+                for k, r in zip(kinds, radius)]
+
+    def phantom_spec(self, patient_id: str, small: bool = True):
+        """A :class:`carpet.synth.phantom.PhantomSpec` whose lesions reflect this patient.
+
+        The phantom seed is derived from the cohort seed and the patient's row, so the same
+        cohort always gives the same phantom. See :meth:`lesion_plan` for the lesions.
+        """
+        from carpet.synth.phantom import LesionSpec, PhantomSpec  # lazy: the phantom module is optional here
+
+        plan = self.lesion_plan(patient_id, small=small)
+        lesions = [LesionSpec(p["kind"], p["radius_mm"], p["suv"], site=p["site"]) for p in plan]
+        index = int(np.flatnonzero(self.patients["patient_id"].to_numpy() == patient_id)[0])
+        seed = int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
+        if small:
+            return PhantomSpec.small(seed, lesions=lesions)
+        return PhantomSpec.whole_body(seed, len(lesions), lesions=lesions)
+
+    def _row(self, patient_id: str) -> pd.Series:
+        rows = self.patients.loc[self.patients["patient_id"] == patient_id]
+        if rows.empty:
+            raise InputError(f"no simulated patient {patient_id!r} in cohort {self.study} (seed {self.seed})",
+                             where="patient_id",
+                             hint=f"ids run from {self.patients['patient_id'].iloc[0]} "
+                                  f"to {self.patients['patient_id'].iloc[-1]}")
+        return rows.iloc[0]
+
+
+def _value(row: pd.Series, column: str, default):
+    """Row value, or ``default`` when the column is absent or the value missing."""
+    if column not in row.index or pd.isna(row[column]):
+        return default
+    return row[column]
+
+
+def simulate_cohort(study: str, n: int | None = None, seed: int = 0) -> SimulatedCohort:
+    """Draw a simulated cohort calibrated to a published study.
+
+    Parameters
+    ----------
+    study : str
+        A key of ``STUDIES``: ``'moffitt_post_cart'``, ``'certainty_pet'`` or ``'lbcl_mtv'``.
+    n : int, optional
+        Number of patients; default the study's published size.
+    seed : int
+        Seed of the numpy Generator; the same (study, n, seed) always gives the same cohort.
+
+    Returns
+    -------
+    SimulatedCohort
+    """
+    if study not in STUDIES:
+        raise InputError(f"unknown study {study!r}; expected one of {', '.join(STUDIES)}", where="study")
+    info = STUDIES[study]
+    n = info.n if n is None else int(n)
+    if n < 1:
+        raise InputError(f"n must be a positive number of patients, got {n}", where="n")
+    rng = np.random.default_rng(seed)
+    patients = info.simulate(rng, n)
+    patients.insert(1, "simulated", True)
+    patients = _normalise_dtypes(patients)
+    return SimulatedCohort(
+        study=study, seed=seed, patients=patients,
+        targets={k: v.as_dict() for k, v in info.targets.items()},
+        provenance=provenance(method="carpet.synth.cohort.simulate_cohort", study=study, seed=seed, n=n,
+                              simulated=True, calibration="carpet.synth.calibration"),
+    )
+
+
+def read_patients(path: str | Path) -> pd.DataFrame:
+    """Read a ``patients.csv`` written by :meth:`SimulatedCohort.write`, restoring column types.
+
+    Dates become datetimes, the yes/no columns that may be missing become pandas nullable
+    booleans, and ``involved_light_chain`` keeps missing values as ``None``.
+    """
+    return _normalise_dtypes(pd.read_csv(path))
+
+
+def _normalise_dtypes(df: pd.DataFrame) -> pd.DataFrame:
+    """One set of column types for freshly simulated and read-back tables."""
+    df = df.copy()
+    for col in df.columns:
+        if col in _DATE_COLUMNS:
+            df[col] = pd.to_datetime(df[col]).astype("datetime64[ns]")
+        elif col in _NULLABLE_BOOL:
+            df[col] = df[col].astype("boolean")
+        elif col in _NULLABLE_INT:
+            df[col] = df[col].astype("Int64")
+        elif col in _NULLABLE_FLOAT:
+            df[col] = df[col].astype("float64")
+        elif col == "involved_light_chain":
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
+    return df
