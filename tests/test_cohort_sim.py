@@ -107,7 +107,7 @@ def test_write_labels_simulated_and_reads_back_identically(tmp_path):
     for study in STUDIES:
         c = simulate_cohort(study, seed=3)
         paths = c.write(tmp_path / study)
-        assert set(paths) == {"patients", "readme", "cohort"}
+        assert set(paths) == {"patients", "readme", "cohort"} | ({"labs"} if STUDIES[study].disease == "MM" else set())
         assert "SIMULATED DATA - NOT REAL PATIENTS" in paths["readme"].read_text()
         raw = pd.read_csv(paths["patients"])  # plain pandas, as Excel / R would see it
         assert raw.shape == c.patients.shape and raw["simulated"].all()
@@ -305,3 +305,96 @@ def test_phantom_spec_links_patient_to_phantom():
     assert "extramedullary" in [les.kind for les in spec.lesions]
     again = c.phantom_spec(pid)
     assert again == spec
+
+
+# --------------------------------------------------------------------------------------------------
+# link to laboratory series for the IMWG engine
+# --------------------------------------------------------------------------------------------------
+def _meets_pd(value: float, nadir: float, absolute: float, strict: bool) -> bool:
+    """IMWG 2016 (spec §3.4): rise >= 25% from the nadir and the absolute rise."""
+    rise = value - nadir
+    return value >= 1.25 * nadir and (rise > absolute if strict else rise >= absolute)
+
+
+def imwg_progression_date(labs: pd.DataFrame, involved: str | None):
+    """First date of a confirmed IMWG progression, written from spec §3.4/§3.7 independently of the simulator.
+
+    Serum M-protein (>= 0.5 g/dL, >= 1 g/dL from a nadir >= 5) or, for light-chain disease, dFLC
+    (> 10 mg/dL), each confirmed by the next assessment; a new lesion needs no confirmation.
+    """
+    candidates = []
+    serum = labs[labs["parameter"] == "serum_m_protein"].sort_values("date")
+    series = [(serum["date"].tolist(), serum["value"].astype(float).to_numpy(), None)]
+    if involved is not None:
+        wide = labs.pivot_table(index="date", columns="parameter", values="value", aggfunc="first")
+        if f"{involved}_flc" in wide:
+            other = "lambda" if involved == "kappa" else "kappa"
+            dflc = (wide[f"{involved}_flc"].astype(float) - wide[f"{other}_flc"].astype(float)).sort_index()
+            series.append((dflc.index.tolist(), dflc.to_numpy(), 10.0))
+    for dates, values, flc_abs in series:
+        for i in range(1, len(values) - 1):
+            nadir = values[:i].min()
+            absolute = flc_abs if flc_abs is not None else (1.0 if nadir >= 5 else 0.5)
+            if all(_meets_pd(values[j], nadir, absolute, strict=flc_abs is not None) for j in (i, i + 1)):
+                candidates.append(dates[i])
+                break
+    lesions = labs.loc[(labs["parameter"] == "new_lesion") & (labs["value"] == 1), "date"]
+    candidates += lesions.tolist()
+    return min(candidates) if candidates else None
+
+
+@pytest.mark.parametrize("study", ["moffitt_post_cart", "certainty_pet"])
+def test_lab_series_give_the_simulated_progression(study):
+    for seed in range(3):
+        c = simulate_cohort(study, seed=seed)
+        labs = c.lab_series()
+        assert list(labs.columns) == ["patient_id", "date", "parameter", "value", "unit"]
+        for row in c.patients.itertuples():
+            mine = labs[labs["patient_id"] == row.patient_id]
+            if study == "moffitt_post_cart":
+                expected = row.progression_date
+            else:
+                expected = (row.infusion_date + pd.Timedelta(days=round(row.pfs_months * 365.25 / 12))
+                            if row.pfs_event else None)
+            found = imwg_progression_date(mine, row.involved_light_chain)
+            assert found == expected, row.patient_id
+            if expected is not None:  # nothing after the confirming assessment (next therapy starts)
+                assert mine["date"].max() <= expected + pd.Timedelta(days=14)
+
+
+def test_lab_series_show_the_day90_response():
+    c = simulate_cohort("moffitt_post_cart", seed=5)
+    labs = c.lab_series()
+    checked = 0
+    for row in c.patients.itertuples():
+        if row.heavy_chain not in ("IgG", "IgA", "IgD") or (row.progression_date - row.infusion_date).days <= 90:
+            continue
+        mine = labs[labs["patient_id"] == row.patient_id]
+        serum = mine[mine["parameter"] == "serum_m_protein"].set_index("date")["value"].astype(float)
+        ife = mine[mine["parameter"] == "serum_ife"].set_index("date")["value"]
+        day90 = row.infusion_date + pd.Timedelta(days=90)
+        change = serum[day90] / serum.iloc[0] - 1
+        if row.day90_cr:
+            bm = mine[(mine["parameter"] == "bm_plasma_cells") & (mine["date"] == day90)]["value"]
+            assert serum[day90] == 0 and ife[day90] == "negative" and float(bm.iloc[0]) < 5
+        elif row.day90_orr:
+            assert change <= -0.5 and ife[day90] == "positive"
+        else:
+            assert change > -0.5
+        checked += 1
+    assert checked > 40
+
+
+def test_lab_series_deterministic_per_patient_and_written(tmp_path):
+    c = simulate_cohort("moffitt_post_cart", seed=2)
+    full = c.lab_series()
+    ids = ["SIM-MM-0010", "SIM-MM-0003"]
+    part = c.lab_series(ids)
+    pd.testing.assert_frame_equal(part, full[full["patient_id"].isin(ids)].reset_index(drop=True))
+    paths = c.write(tmp_path)
+    back = pd.read_csv(paths["labs"], parse_dates=["date"])
+    assert len(back) == len(full) and set(back["patient_id"]) <= set(c.patients["patient_id"])
+    assert "labs.csv" in paths["readme"].read_text()
+    with pytest.raises(InputError, match="myeloma"):
+        simulate_cohort("lbcl_mtv", n=3).lab_series()
+    assert "labs" not in simulate_cohort("lbcl_mtv", n=3).write(tmp_path / "lbcl")

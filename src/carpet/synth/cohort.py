@@ -481,27 +481,69 @@ class SimulatedCohort:
         Excel and R; :func:`read_patients` restores the column types. ``cohort.json`` holds the
         targets with their sources and the provenance.
 
+        For myeloma cohorts ``labs.csv`` (:meth:`lab_series`) is written too.
+
         Returns
         -------
         dict
-            ``{"patients": path, "readme": path, "cohort": path}``.
+            ``{"patients": path, "readme": path, "cohort": path}`` (+ ``"labs"``).
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"patients": out / "patients.csv", "readme": out / "README-simulated.txt",
                  "cohort": out / "cohort.json"}
         self.patients.to_csv(paths["patients"], index=False, date_format="%Y-%m-%d")
+        if STUDIES[self.study].disease == "MM":
+            paths["labs"] = out / "labs.csv"
+            self.lab_series().to_csv(paths["labs"], index=False, date_format="%Y-%m-%d")
         info = STUDIES[self.study]
         paths["readme"].write_text(
             SIMULATED_NOTICE
             + f"\nStudy simulated: {self.study} - {info.description}\n"
             + f"Patients: {len(self.patients)}; seed: {self.seed}; carpet {self.provenance['carpet_version']}\n"
-            + "Calibration targets and their sources (published unless marked assumed): cohort.json\n",
+            + "Calibration targets and their sources (published unless marked assumed): cohort.json\n"
+            + ("Simulated laboratory series (long format for `carpet imwg --assessments`): labs.csv\n"
+               if "labs" in paths else ""),
             encoding="utf-8")
         paths["cohort"].write_text(json.dumps(
             {"simulated": True, "study": self.study, "seed": self.seed, "n": len(self.patients),
              "targets": self.targets, "provenance": self.provenance}, indent=2, default=str), encoding="utf-8")
         return paths
+
+    def lab_series(self, patient_ids: list[str] | None = None) -> pd.DataFrame:
+        """Simulated laboratory assessments in the long format of ``carpet imwg --assessments``.
+
+        Columns ``patient_id, date, parameter, value, unit``; parameters ``serum_m_protein`` (g/dL)
+        and ``serum_ife`` for IgG/IgA/IgD disease, ``kappa_flc`` / ``lambda_flc`` (mg/dL) for
+        light-chain-only disease, ``bm_plasma_cells`` (%) and ``new_lesion`` (1). The series is built so
+        that the IMWG 2016 rules (spec/clinical-rules.md §3.4, §3.7) find what the patient row says:
+
+        - baseline 7 days before infusion, then every 30 days;
+        - response: the day-90 row (``day90_cr``, ``day90_orr``; CERTAINTY: ``serological_cr_day30``)
+          sets the nadir — CR gives an unmeasurable M-protein with negative immunofixation (or a normal
+          FLC ratio) and < 5% marrow plasma cells, a response a 50-95% fall, no response a 0-40% fall;
+        - progression: on ``progression_date`` (CERTAINTY: infusion + PFS when ``pfs_event``) and 14 days
+          later (the confirming pair), a rise >= 25% and >= 0.5 g/dL serum M-protein (> 10 mg/dL dFLC)
+          from the nadir when the progression was biochemical, a ``new_lesion`` when it was by imaging
+          (new bone disease, EMD or PMD), ``bm_plasma_cells`` >= 10% with marrow involvement;
+          values are never higher before that date, and nothing is recorded after it (next therapy).
+
+        Each patient's series is drawn from its own seed (cohort seed and row), so it does not depend
+        on which patients are asked for.
+        """
+        if STUDIES[self.study].disease != "MM":
+            raise InputError(f"laboratory series are simulated for myeloma cohorts only, not {self.study}",
+                             where="study")
+        rows = self.patients.to_dict("records")
+        position = {row["patient_id"]: i for i, row in enumerate(rows)}
+        records: list[tuple] = []
+        for pid in (position if patient_ids is None else patient_ids):
+            if pid not in position:
+                self._row(pid)  # raises the InputError naming the valid ids
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, position[pid], 1]))
+            records += _patient_labs(rows[position[pid]], rng)
+        out = pd.DataFrame(records, columns=["patient_id", "date", "parameter", "value", "unit"])
+        return out.sort_values(["patient_id", "date", "parameter"], kind="stable").reset_index(drop=True)
 
     def lesion_plan(self, patient_id: str, small: bool = True) -> list[dict[str, Any]]:
         """Lesions a phantom of this patient should carry: ``kind``, ``radius_mm``, ``suv``, ``site``.
@@ -560,11 +602,92 @@ class SimulatedCohort:
         return rows.iloc[0]
 
 
-def _value(row: pd.Series, column: str, default):
-    """Row value, or ``default`` when the column is absent or the value missing."""
-    if column not in row.index or pd.isna(row[column]):
+def _value(row, column: str, default):
+    """Row (Series or dict) value, or ``default`` when the column is absent or the value missing."""
+    if column not in row or pd.isna(row[column]):
         return default
     return row[column]
+
+
+ASSESSMENT_INTERVAL_DAYS = 30
+CONFIRMATION_DAYS = 14
+BASELINE_DAY = -7
+
+
+def _patient_labs(row: dict, rng: np.random.Generator) -> list[tuple]:
+    """One patient's simulated assessments as (patient_id, date, parameter, value, unit) tuples.
+
+    See :meth:`SimulatedCohort.lab_series` for the model.
+    """
+    infusion = pd.Timestamp(row["infusion_date"])
+    if "progression_date" in row:
+        pd_day = int((pd.Timestamp(row["progression_date"]) - infusion).days)
+        end_day = pd_day + CONFIRMATION_DAYS
+    else:
+        end_day = int(round(row["pfs_months"] * DAYS_PER_MONTH))
+        pd_day = end_day if row["pfs_event"] == 1 else None
+        end_day += CONFIRMATION_DAYS if pd_day is not None else 0
+    before = np.arange(ASSESSMENT_INTERVAL_DAYS, end_day + 1, ASSESSMENT_INTERVAL_DAYS)
+    days = np.concatenate([[BASELINE_DAY], before[before < pd_day] if pd_day is not None else before])
+    at_pd = np.array([], int) if pd_day is None else np.array([pd_day, pd_day + CONFIRMATION_DAYS])
+
+    if pd_day is not None and pd_day <= REFRACTORY_DAYS:
+        response = "none"
+    elif "day90_cr" in row:
+        response = "cr" if row["day90_cr"] else "response" if row["day90_orr"] else "none"
+    else:  # CERTAINTY: serological CR at day 30 is published-style; the rest are assumed responders
+        response = "cr" if row["serological_cr_day30"] else "response"
+    nadir_fraction = {"cr": 0.0, "response": rng.uniform(0.05, 0.5), "none": rng.uniform(0.6, 1.0)}[response]
+    # fall to the nadir by day 60: half-way at day 30
+    level = np.where(days <= 0, 1.0, np.where(days < 60, (1 + nadir_fraction) / 2, nadir_fraction))
+
+    heavy = row.get("heavy_chain")
+    non_secretory = bool(row.get("non_secretory", False)) or heavy == "none"
+    by_labs = bool(row.get("pattern_biochemical", not non_secretory))
+    # a progression that is not biochemical was seen on imaging (Moffitt: new bone disease, EMD or PMD)
+    by_imaging = not by_labs or any(bool(_value(row, c, False)) for c in ("pattern_bone", "pattern_emd",
+                                                                          "pattern_pmd", "emd_baseline"))
+    records: list[tuple[int, str, Any, str]] = []
+
+    if not non_secretory and heavy != "light_chain_only":
+        m0 = 1.0 + rng.lognormal(np.log(1.5), 0.6)  # measurable: >= 1.0 g/dL
+        m = np.round(m0 * level, 2)
+        records += [(d, "serum_m_protein", v, "g/dL") for d, v in zip(days, m)]
+        records += [(d, "serum_ife", "negative" if v == 0 else "positive", "") for d, v in zip(days, m)]
+        if len(at_pd):
+            nadir = float(m.min())
+            rise = 1.0 if nadir >= 5 else 0.5  # IMWG absolute rise, larger from a nadir >= 5 g/dL
+            first = np.round(nadir * 1.3 + rise + 0.1, 2) if by_labs else nadir
+            values = [first, np.round(first * 1.2, 2) if by_labs else nadir]
+            records += [(d, "serum_m_protein", v, "g/dL") for d, v in zip(at_pd, values)]
+            records += [(d, "serum_ife", "negative" if v == 0 else "positive", "") for d, v in zip(at_pd, values)]
+    elif not non_secretory:
+        involved = row["involved_light_chain"]
+        other = "lambda" if involved == "kappa" else "kappa"
+        uninvolved = np.round(rng.uniform(0.3, 1.0), 2)
+        d0 = 10.0 + rng.lognormal(np.log(30.0), 0.7)  # measurable dFLC: >= 10 mg/dL
+        inv = np.round(uninvolved + d0 * level, 2)
+        if len(at_pd):
+            dflc_nadir = float(inv.min()) - uninvolved
+            first = np.round(uninvolved + dflc_nadir * 1.3 + 12.0, 2) if by_labs else float(inv.min())
+            inv = np.concatenate([inv, [first, np.round(first * 1.2, 2) if by_labs else first]])
+        all_days = np.concatenate([days, at_pd])
+        records += [(d, f"{involved}_flc", v, "mg/dL") for d, v in zip(all_days, inv)]
+        records += [(d, f"{other}_flc", uninvolved, "mg/dL") for d in all_days]
+        # free light chains show on serum immunofixation until they are back to the uninvolved level
+        records += [(d, "serum_ife", "negative" if v <= uninvolved else "positive", "")
+                    for d, v in zip(all_days, inv)]
+
+    records.append((BASELINE_DAY, "bm_plasma_cells", float(np.round(rng.uniform(10, 60), 1)), "%"))
+    if response == "cr" and (pd_day is None or pd_day > 90):
+        records.append((90, "bm_plasma_cells", float(np.round(rng.uniform(0, 4.5), 1)), "%"))
+    if pd_day is not None and bool(_value(row, "pattern_marrow", False)):
+        records.append((pd_day, "bm_plasma_cells", float(np.round(rng.uniform(10, 50), 1)), "%"))
+    if pd_day is not None and by_imaging:
+        records.append((pd_day, "new_lesion", 1, ""))
+
+    pid = row["patient_id"]
+    return [(pid, infusion + pd.Timedelta(days=int(d)), name, value, unit) for d, name, value, unit in records]
 
 
 def simulate_cohort(study: str, n: int | None = None, seed: int = 0) -> SimulatedCohort:
