@@ -287,24 +287,36 @@ def test_lesion_plan_reflects_baseline_sites_and_mtv():
         assert "intramedullary" in kinds and len(plan) <= 3
     pet = simulate_cohort("certainty_pet", seed=0)
     with_pet = pet.patients[pet.patients["baseline_pet"]]
+    unclipped = 0
     for _, row in with_pet.iterrows():
         plan = pet.lesion_plan(row["patient_id"], small=False)
         volume_ml = sum(4 / 3 * np.pi * p["radius_mm"] ** 3 for p in plan) / 1000
-        if all(4.0 < p["radius_mm"] < 40.0 for p in plan):  # not clipped: the spheres carry the MTV
+        # radii between 4 mm and 8 mm (the smallest cap, bone lesions) are not clipped: the spheres carry the MTV
+        if all(4.0 < p["radius_mm"] < 8.0 for p in plan):
             assert volume_ml == pytest.approx(row["mtv_ml"], rel=1e-9)
+            unclipped += 1
         assert len(plan) == min(12, max(row["n_lesions"], 1 + row["emd_baseline"] + row["pmd_baseline"]))
         assert all(p["suv"] == pytest.approx(row["suv_max"]) for p in plan)
+    assert unclipped >= 5
 
 
 def test_phantom_spec_links_patient_to_phantom():
     phantom = pytest.importorskip("carpet.synth.phantom")
     c = simulate_cohort("moffitt_post_cart", seed=0)
-    pid = c.patients.loc[c.patients["emd_baseline"], "patient_id"].iloc[0]
-    spec = c.phantom_spec(pid)
+    df = c.patients
+    both = df.loc[df["emd_baseline"] & df["pmd_baseline"]].iloc[0]
+    spec = c.phantom_spec(both["patient_id"])
     assert isinstance(spec, phantom.PhantomSpec)
-    assert "extramedullary" in [les.kind for les in spec.lesions]
-    again = c.phantom_spec(pid)
-    assert again == spec
+    assert spec == c.phantom_spec(both["patient_id"]), "same cohort, same phantom"
+    assert spec.sex == both["sex"]
+    truth = phantom.make_phantom(spec).truth["lesions"]
+    assert sorted(les["kind"] for les in truth) == ["extramedullary", "intramedullary", "paramedullary"]
+    # CERTAINTY: the whole-body plan carries the patient's lesion count and the diffuse marrow uptake
+    pet = simulate_cohort("certainty_pet", seed=0)
+    row = pet.patients.loc[flag(pet.patients["diffuse_marrow_uptake"])].iloc[0]
+    wb = pet.phantom_spec(row["patient_id"], small=False)
+    assert len(wb.lesions) == len(pet.lesion_plan(row["patient_id"], small=False))
+    assert wb.marrow_suv > phantom.PhantomSpec().marrow_suv
 
 
 # --------------------------------------------------------------------------------------------------

@@ -550,14 +550,14 @@ class SimulatedCohort:
 
         One intramedullary (bone) lesion stands for the marrow disease of every myeloma patient,
         plus an extramedullary lesion with baseline EMD and a paramedullary one with baseline PMD;
-        LBCL lesions are extramedullary (nodal / soft tissue). With a known ``mtv_ml`` the sphere
-        radii share that volume equally (clipped to what the phantom can hold); ``small`` limits
-        the plan to 3 lesions of radius 4–12 mm, the whole-body phantom to ``n_lesions`` (≤ 12)
-        of 4–40 mm.
+        LBCL lesions are extramedullary soft-tissue (nodal) lesions. With a known ``mtv_ml`` the
+        spheres share that volume equally, their radii clipped to what the phantom can hold (at least
+        4 mm; bone lesions at most 6 mm, paramedullary 8 mm, others 12 mm in the small phantom; 8, 10
+        and 40 mm in the whole body). ``small`` limits the plan to 3 lesions, the whole body to
+        ``n_lesions`` (at most 12). Every lesion gets the patient's ``suv_max``.
         """
         row = self._row(patient_id)
-        max_lesions, (r_lo, r_hi) = (3, (4.0, 12.0)) if small else (12, (4.0, 40.0))
-        kinds: list[str]
+        max_lesions = 3 if small else 12
         if row["disease"] == "LBCL":
             kinds = ["extramedullary"] * int(min(max_lesions, _value(row, "n_lesions", 1)))
         else:
@@ -570,10 +570,12 @@ class SimulatedCohort:
             radius = np.full(len(kinds), 10.0)  # no PET volume known: a clearly visible default sphere
         else:
             radius = np.full(len(kinds), (3 * mtv * 1000 / (4 * np.pi * len(kinds))) ** (1 / 3))
-        radius = np.clip(radius, r_lo, r_hi)
+        # a lesion inside or against a bone must fit the phantom's vertebrae and pelvis
+        r_max = {"intramedullary": 6.0 if small else 8.0, "paramedullary": 8.0 if small else 10.0,
+                 "extramedullary": 12.0 if small else 40.0}
+        radius = [float(np.clip(r, MIN_LESION_RADIUS_MM, r_max[k])) for k, r in zip(kinds, radius)]
         suv = float(_value(row, "suv_max", 8.0))
-        return [{"kind": k, "radius_mm": float(r), "suv": suv,
-                 "site": "lymph_node" if row["disease"] == "LBCL" else None}
+        return [{"kind": k, "radius_mm": r, "suv": suv, "site": "soft_tissue" if row["disease"] == "LBCL" else None}
                 for k, r in zip(kinds, radius)]
 
     def phantom_spec(self, patient_id: str, small: bool = True):
@@ -584,13 +586,17 @@ class SimulatedCohort:
         """
         from carpet.synth.phantom import LesionSpec, PhantomSpec  # lazy: the phantom module is optional here
 
-        plan = self.lesion_plan(patient_id, small=small)
-        lesions = [LesionSpec(p["kind"], p["radius_mm"], p["suv"], site=p["site"]) for p in plan]
-        index = int(np.flatnonzero(self.patients["patient_id"].to_numpy() == patient_id)[0])
-        seed = int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
+        row = self._row(patient_id)
+        lesions = [LesionSpec(p["kind"], p["radius_mm"], p["suv"], site=p["site"])
+                   for p in self.lesion_plan(patient_id, small=small)]
+        seed = int(np.random.SeedSequence([self.seed, int(row.name)]).generate_state(1)[0])
+        # diffuse marrow uptake (CERTAINTY, IMPeTUs) raises the marrow background, kept below SUV 4
+        patient = {"sex": row["sex"], "lesions": tuple(lesions)}
+        if bool(_value(row, "diffuse_marrow_uptake", False)):
+            patient["marrow_suv"] = DIFFUSE_MARROW_SUV
         if small:
-            return PhantomSpec.small(seed, lesions=lesions)
-        return PhantomSpec.whole_body(seed, len(lesions), lesions=lesions)
+            return PhantomSpec.small(seed, **patient)
+        return PhantomSpec.whole_body(seed, len(lesions), **patient)
 
     def _row(self, patient_id: str) -> pd.Series:
         rows = self.patients.loc[self.patients["patient_id"] == patient_id]
@@ -609,6 +615,8 @@ def _value(row, column: str, default):
     return row[column]
 
 
+DIFFUSE_MARROW_SUV = 2.5  # assumed: visibly above the phantom's default marrow (1.2), below SUV 4
+MIN_LESION_RADIUS_MM = 4.0  # one 4 mm PET voxel either side of the centre
 ASSESSMENT_INTERVAL_DAYS = 30
 CONFIRMATION_DAYS = 14
 BASELINE_DAY = -7
