@@ -101,6 +101,7 @@ MOFFITT_TARGETS: dict[str, Target] = {
                             note="proportion among patients with known status (100 of 106)"),
     "pmd_progression": _pub(0.09, f"{MOFFITT}, Table 2 'Any PMD 9 (9%)'",
                             note="the Figure 2 counts give 10/100; the simulator follows Figure 2"),
+    # Table 2 percentages have varying denominators (patients with the data); used as cohort-wide rates
     "pattern_biochemical": _pub(0.82, f"{MOFFITT}, Table 2 'Biochemical recurrence 83 (82%)'"),
     "pattern_marrow": _pub(0.59, f"{MOFFITT}, Table 2 'BM involvement 51 (59%)'"),
     "pattern_bone": _pub(0.50, f"{MOFFITT}, Table 2 'New bone disease 47 (50%)'"),
@@ -181,11 +182,13 @@ CERTAINTY_TARGETS: dict[str, Target] = {
                                      "MTV distribution not printed; chosen so that ~1/3 exceed 54.3 mL"),
     "mtv_log_sd": _assumed(1.1, "spread of log MTV"),
     "suv_max_median_by_emd": _assumed({True: 10.0, False: 6.0}, "SUVmax distribution not printed"),
+    "suv_max_log_sd": _assumed(0.35, "spread of log SUVmax"),
     "n_lesions_mean_by_emd": _assumed({True: 6.0, False: 4.0}, "lesion counts not printed (1 + Poisson)"),
     "metcr_day30_given_emd": _assumed(0.15, "metCR among EMD patients not printed; the non-EMD rate is "
                                             "solved so the overall rate is the published 37%"),
     "serological_cr_day30": _assumed(0.35, "serological CR share at day 30 not printed"),
-    "demographics": _assumed("moffitt", "age, sex, chains borrowed from the Moffitt Table 1 (all patients)"),
+    "demographics": _assumed("moffitt", "age, sex and monoclonal protein drawn as in the Moffitt Table 1, "
+                                        "by EMD status"),
     "infusion_window": _assumed(("2021-04-01", "2023-12-31"), "treatment window not printed"),
     "follow_up_months": _assumed((6.0, 30.0), "administrative follow-up from infusion, uniform"),
 }
@@ -203,6 +206,12 @@ LBCL_TARGETS: dict[str, Target] = {
     "mtv_median_ml": _assumed(80.0, "MTV distribution not printed"),
     "mtv_log_sd": _assumed(1.3, "spread of log MTV"),
     "suv_max_median": _assumed(18.0, "SUVmax distribution not printed"),
+    "suv_max_log_sd": _assumed(0.4, "spread of log SUVmax (floored at 4, the segmentation threshold)"),
+    "n_lesions_mean_at_median_mtv": _assumed(4.3, "lesion counts not printed (1 + Poisson)"),
+    "n_lesions_log_slope": _assumed(0.5, "lesion count rises with MTV: log-mean slope per SD of log MTV"),
+    "ldh_log_sd": _assumed(0.35, "spread of log(LDH / ULN)"),
+    "ldh_mtv_correlation": _assumed(0.6, "LDH rises with tumour burden"),
+    "stage_mtv_correlation": _assumed(0.5, "stage rises with tumour burden"),
     "pfs_log_hr_per_sd_log_mtv": _assumed(0.35, "MTV effect on PFS; gives Harrell C near the published 0.59"),
     "pfs_median_months": _assumed(6.0, "PFS median not printed (real-world CAR T LBCL range 3-9 months)"),
     "os_median_months": _assumed(18.0, "OS median not printed"),

@@ -36,6 +36,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
+from scipy.special import ndtri
 
 from carpet.errors import InputError
 from carpet.provenance import provenance
@@ -182,7 +183,6 @@ def moffitt_pattern_probabilities() -> dict[str, float]:
     p_not_b_e = (1 - p_b) - p_not_b_not_e
     p_n_given_not_b_e = 1 - _tv(t, "isolated_emd_or_pmd") / p_not_b_e
     return {
-        "e": p_e,
         "b_given_e": (p_e - p_not_b_e) / p_e,
         "b_given_not_e": (1 - p_e - p_not_b_not_e) / (1 - p_e),
         "m_given_b": p_m / p_b,
@@ -308,14 +308,15 @@ def _simulate_certainty(rng: np.random.Generator, n: int) -> pd.DataFrame:
     n_pub = _tv(t, "n")
     emd = rng.random(n) < _tv(t, "emd_baseline")
     pmd = rng.random(n) < _tv(t, "pmd_baseline")
-    demo = _myeloma_demographics(rng, n, np.zeros(n, bool))  # borrowed: Moffitt "No EMD" column
+    demo = _myeloma_demographics(rng, n, emd)  # borrowed from Moffitt Table 1 (assumed, see targets)
 
     # which patients had each PET: the published counts as a fraction of the cohort
     has_pet0 = rng.random(n) < _tv(t, "baseline_pet_n") / n_pub
     has_pet30 = rng.random(n) < _tv(t, "day30_pet_n") / n_pub
     mtv = _lognormal(rng, np.where(emd, *(_tv(t, "mtv_median_ml_by_emd")[k] for k in (True, False))),
                      _tv(t, "mtv_log_sd"), n)
-    suv_max = _lognormal(rng, np.where(emd, *(_tv(t, "suv_max_median_by_emd")[k] for k in (True, False))), 0.35, n)
+    suv_max = _lognormal(rng, np.where(emd, *(_tv(t, "suv_max_median_by_emd")[k] for k in (True, False))),
+                         _tv(t, "suv_max_log_sd"), n)
     n_les = 1 + rng.poisson(np.where(emd, *(_tv(t, "n_lesions_mean_by_emd")[k] for k in (True, False))) - 1)
     diffuse = rng.random(n) < _tv(t, "diffuse_marrow_uptake")
 
@@ -373,17 +374,19 @@ def _simulate_lbcl(rng: np.random.Generator, n: int) -> pd.DataFrame:
     t = cal.LBCL_TARGETS
     z = rng.standard_normal(n)  # standardised log MTV
     mtv = _tv(t, "mtv_median_ml") * np.exp(_tv(t, "mtv_log_sd") * z)
-    suv_max = np.maximum(4.0, _tv(t, "suv_max_median") * np.exp(0.4 * rng.standard_normal(n) + 0.1 * z))
-    n_les = 1 + rng.poisson(np.exp(1.2 + 0.5 * z))
+    # every lesion found by SUV 4.0 has SUVmax >= 4
+    suv_max = np.maximum(4.0, _lognormal(rng, _tv(t, "suv_max_median"), _tv(t, "suv_max_log_sd"), n))
+    n_les = 1 + rng.poisson((_tv(t, "n_lesions_mean_at_median_mtv") - 1) * np.exp(_tv(t, "n_lesions_log_slope") * z))
     centre = rng.integers(0, _tv(t, "n_centres"), size=n)
     uln = np.asarray(_tv(t, "ldh_uln_u_l_by_centre"), float)[centre]
-    # LDH rises with tumour burden; the offset puts the published-style share above the ULN
-    latent = 0.6 * z + 0.8 * rng.standard_normal(n)
-    offset = -np.sqrt(0.6**2 + 0.8**2) * _norm_ppf(1 - _tv(t, "ldh_elevated"))
-    ldh = np.round(uln * np.exp(0.35 * (latent + offset)))
-    stage_latent = 0.5 * z + np.sqrt(0.75) * rng.standard_normal(n)
+    # LDH and stage rise with tumour burden: standard-normal latents correlated with z, cut at the
+    # normal quantiles that give the assumed shares
+    r_ldh, r_stage = _tv(t, "ldh_mtv_correlation"), _tv(t, "stage_mtv_correlation")
+    ldh_latent = r_ldh * z + np.sqrt(1 - r_ldh**2) * rng.standard_normal(n)
+    ldh = np.round(uln * np.exp(_tv(t, "ldh_log_sd") * (ldh_latent - ndtri(1 - _tv(t, "ldh_elevated")))))
+    stage_latent = r_stage * z + np.sqrt(1 - r_stage**2) * rng.standard_normal(n)
     stage_cum = np.cumsum(list(_tv(t, "stage_share").values()))[:-1]
-    stage = 1 + np.searchsorted(_norm_ppf(stage_cum), stage_latent)
+    stage = 1 + np.searchsorted(ndtri(stage_cum), stage_latent)
     age = _quartile_draw(rng, n, _tv(t, "age_quartiles_years"), _tv(t, "age_range_years"))
 
     log_hr = _tv(t, "pfs_log_hr_per_sd_log_mtv")
@@ -416,11 +419,6 @@ def _simulate_lbcl(rng: np.random.Generator, n: int) -> pd.DataFrame:
         "os_months": os_,
         "os_event": os_event,
     })
-
-
-def _norm_ppf(p):
-    from scipy.special import ndtri
-    return ndtri(np.asarray(p, float))
 
 
 STUDIES: dict[str, StudyInfo] = {
