@@ -45,6 +45,13 @@ from carpet.synth.calibration import Target
 
 DAYS_PER_MONTH = 365.25 / 12
 REFRACTORY_DAYS = 60  # Moffitt: "progression within 60 days of CAR T-cell infusion"
+# simulated laboratory schedule: baseline a week before infusion, monthly, confirmation 2 weeks later
+BASELINE_DAY = -7
+ASSESSMENT_INTERVAL_DAYS = 30
+CONFIRMATION_DAYS = 14
+# phantom link
+DIFFUSE_MARROW_SUV = 2.5  # assumed: visibly above the phantom's default marrow (1.2), below SUV 4
+MIN_LESION_RADIUS_MM = 4.0  # one 4 mm PET voxel either side of the centre
 
 SIMULATED_NOTICE = (
     "SIMULATED DATA - NOT REAL PATIENTS.\n"
@@ -448,7 +455,7 @@ _NULLABLE_INT = ("n_lesions",)
 _NULLABLE_FLOAT = ("mtv_ml", "suv_max")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: DataFrames do not compare to a single bool
 class SimulatedCohort:
     """A simulated cohort: one row per patient, the targets it was calibrated to, and how it was made.
 
@@ -490,11 +497,11 @@ class SimulatedCohort:
         out.mkdir(parents=True, exist_ok=True)
         paths = {"patients": out / "patients.csv", "readme": out / "README-simulated.txt",
                  "cohort": out / "cohort.json"}
+        info = STUDIES[self.study]
         self.patients.to_csv(paths["patients"], index=False, date_format="%Y-%m-%d")
-        if STUDIES[self.study].disease == "MM":
+        if info.disease == "MM":
             paths["labs"] = out / "labs.csv"
             self.lab_series().to_csv(paths["labs"], index=False, date_format="%Y-%m-%d")
-        info = STUDIES[self.study]
         paths["readme"].write_text(
             SIMULATED_NOTICE
             + f"\nStudy simulated: {self.study} - {info.description}\n"
@@ -613,11 +620,6 @@ def _value(row, column: str, default):
     return row[column]
 
 
-DIFFUSE_MARROW_SUV = 2.5  # assumed: visibly above the phantom's default marrow (1.2), below SUV 4
-MIN_LESION_RADIUS_MM = 4.0  # one 4 mm PET voxel either side of the centre
-ASSESSMENT_INTERVAL_DAYS = 30
-CONFIRMATION_DAYS = 14
-BASELINE_DAY = -7
 
 
 def _patient_labs(row: dict, rng: np.random.Generator) -> list[tuple]:
