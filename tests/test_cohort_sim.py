@@ -166,7 +166,8 @@ def test_moffitt_day90_response_by_baseline_emd():
     assert_prevalence(df["day90_orr"][bl], 0.47, "ORR | EMD")
     assert_prevalence(df["day90_orr"][~bl], 0.72, "ORR | no EMD")
     assert_prevalence(df["day90_cr"][~bl], 0.55, "CR | no EMD")
-    assert not df.loc[df["refractory"], "day90_orr"].any()
+    progressed_by_day90 = (df["progression_date"] - df["infusion_date"]).dt.days <= 90
+    assert not df.loc[progressed_by_day90, "day90_orr"].any()
     assert (df["day90_orr"] | ~df["day90_cr"]).all(), "CR implies response"
 
 
@@ -410,3 +411,22 @@ def test_lab_series_deterministic_per_patient_and_written(tmp_path):
     with pytest.raises(InputError, match="myeloma"):
         simulate_cohort("lbcl_mtv", n=3).lab_series()
     assert "labs" not in simulate_cohort("lbcl_mtv", n=3).write(tmp_path / "lbcl")
+
+
+def test_imwg_engine_reads_the_simulated_labs(tmp_path):
+    """With the IMWG engine (carpet.scores.imwg, contract outputs of `carpet imwg`), the written
+    patients.csv + labs.csv give back each patient's progression date, refractoriness and day-90 response."""
+    imwg = pytest.importorskip("carpet.scores.imwg")
+    c = simulate_cohort("moffitt_post_cart", seed=11)
+    paths = c.write(tmp_path)
+    result = imwg.assess_cohort(paths["patients"], paths["labs"])
+    got = result.progression.set_index("patient_id").loc[c.patients["patient_id"]]
+    pt = c.patients.set_index("patient_id")
+    assert (pd.to_datetime(got["progression_date"]) == pt["progression_date"]).all()
+    assert (got["refractory"].astype(str).str.lower() == pt["refractory"].astype(str).str.lower()).all()
+    secretory = ~pt["non_secretory"]
+    best = got["best_response"][secretory]
+    responders = {"sCR", "CR", "VGPR", "PR"}
+    assert best[pt["day90_cr"][secretory]].isin({"sCR", "CR", "VGPR"}).all()
+    assert best[pt["day90_orr"][secretory]].isin(responders).all()
+    assert not best[~pt["day90_orr"][secretory]].isin(responders).any()

@@ -129,8 +129,9 @@ MOFFITT_TARGETS: dict[str, Target] = {
         f"{MOFFITT}, Table 1 'Heavy chain monoclonal component'"),
     "light_chain_counts": _pub({"kappa": 71, "lambda": 31, "none": 4},
                                f"{MOFFITT}, Table 1 'Light chain monoclonal component'",
-                               note="'none' = the 4 non-/oligosecretory patients (Table 1), "
-                                    "drawn among those without a heavy chain"),
+                               note="'none' = the 4 non-/oligosecretory patients (Table 1), drawn among "
+                                    "those without a heavy chain; they still get a kappa/lambda clone "
+                                    "(marrow immunohistochemistry) for the IMWG patients table"),
     "prior_lines_quartiles_by_emd": _pub({True: (4, 5, 7), False: (5, 6, 7)},
                                          f"{MOFFITT}, Table 1 'Median number of prior lines of therapy (IQR)'"),
     "prior_lines_range": _assumed((3, 14), "range of prior lines not printed"),

@@ -45,6 +45,7 @@ from carpet.synth.calibration import Target
 
 DAYS_PER_MONTH = 365.25 / 12
 REFRACTORY_DAYS = 60  # Moffitt: "progression within 60 days of CAR T-cell infusion"
+DAY90 = 90  # Moffitt: response assessed on day 90 post-infusion
 # simulated laboratory schedule: baseline a week before infusion, monthly, confirmation 2 weeks later
 BASELINE_DAY = -7
 ASSESSMENT_INTERVAL_DAYS = 30
@@ -143,8 +144,9 @@ def _myeloma_demographics(rng, n: int, emd: np.ndarray) -> dict[str, Any]:
     # the non-secretory patients are those without a heavy chain whose light chain is also absent
     p_nonsec = light_counts["none"] / sum(_tv(t, "heavy_chain_counts_by_emd")[g]["none"] for g in (True, False))
     non_secretory = no_heavy & (rng.random(n) < p_nonsec)
-    light = _categorical(rng, n, {k: v for k, v in light_counts.items() if k != "none"}).astype(object)
-    light[non_secretory] = None
+    # non-secretory plasma cells still carry a kappa or lambda light chain (seen on marrow
+    # immunohistochemistry), so every patient has the involved chain `carpet imwg` needs
+    light = _categorical(rng, n, {k: v for k, v in light_counts.items() if k != "none"})
     heavy = np.where(no_heavy, np.where(non_secretory, "none", "light_chain_only"), heavy)
     return {
         "sex": np.where(male, "M", "F"),
@@ -258,9 +260,12 @@ def _simulate_moffitt(rng: np.random.Generator, n: int) -> pd.DataFrame:
     os_pp, os_pp_event = _censor(os_raw, follow_up)
     patterns = _moffitt_patterns(rng, n, e_any, demo["non_secretory"])
 
-    # day-90 response: refractory patients have progressed; the others carry the published rates
-    p_orr = np.where(emd_bl, _tv(t, "day90_orr_by_emd")[True], _tv(t, "day90_orr_by_emd")[False]) / (1 - p_ref_all)
-    p_cr = np.where(emd_bl, _tv(t, "day90_cr_by_emd")[True], _tv(t, "day90_cr_by_emd")[False]) / (1 - p_ref_all)
+    # day-90 response: patients who progressed by day 90 have none; the others carry the published
+    # rates, scaled up by the share still progression-free at day 90 (independent of EMD here)
+    p_by_day90 = np.interp(DAY90 / DAYS_PER_MONTH, [lo, cut, q1, q2, q3, hi], [0, p_ref_all, 0.25, 0.5, 0.75, 1])
+    early = ttp_days <= DAY90
+    p_orr = np.where(emd_bl, _tv(t, "day90_orr_by_emd")[True], _tv(t, "day90_orr_by_emd")[False]) / (1 - p_by_day90)
+    p_cr = np.where(emd_bl, _tv(t, "day90_cr_by_emd")[True], _tv(t, "day90_cr_by_emd")[False]) / (1 - p_by_day90)
     u = rng.random(n)
     lines = _by_group(rng, emd_bl, _tv(t, "prior_lines_quartiles_by_emd"),
                       lambda r, k, q: _quartile_draw(r, k, q, _tv(t, "prior_lines_range")))
@@ -282,8 +287,8 @@ def _simulate_moffitt(rng: np.random.Generator, n: int) -> pd.DataFrame:
         "renal_failure": rng.random(n) < _tv(t, "renal_failure"),
         "emd_baseline": emd_bl,
         "pmd_baseline": pmd_bl,
-        "day90_orr": ~refractory & (u < p_orr),
-        "day90_cr": ~refractory & (u < p_cr),
+        "day90_orr": ~early & (u < p_orr),
+        "day90_cr": ~early & (u < p_cr),
         "pfs_months": ttp_months,
         "pfs_event": np.ones(n, np.int64),  # every patient of this study progressed
         "progression_date": pd.DatetimeIndex(progression),
@@ -334,7 +339,9 @@ def _simulate_certainty(rng: np.random.Generator, n: int) -> pd.DataFrame:
     scr = rng.random(n) < _tv(t, "serological_cr_day30")
 
     medians = _tv(t, "pfs_median_months_by_emd")
-    pfs_raw = _exponential_months(rng.random(n), np.where(emd, medians[True], medians[False]))
+    # at least one day: a progression is seen after the infusion, not on it
+    pfs_raw = np.maximum(_exponential_months(rng.random(n), np.where(emd, medians[True], medians[False])),
+                         1 / DAYS_PER_MONTH)
     pfs, pfs_event = _censor(pfs_raw, rng.uniform(*_tv(t, "follow_up_months"), size=n))
 
     def pet(values, have):  # missing where the patient had no such PET
@@ -518,8 +525,9 @@ class SimulatedCohort:
     def lab_series(self, patient_ids: list[str] | None = None) -> pd.DataFrame:
         """Simulated laboratory assessments in the long format of ``carpet imwg --assessments``.
 
-        Columns ``patient_id, date, parameter, value, unit``; parameters ``serum_m_protein`` (g/dL)
-        and ``serum_ife`` for IgG/IgA/IgD disease, ``kappa_flc`` / ``lambda_flc`` (mg/dL) for
+        Columns ``patient_id, date, parameter, value, unit``; parameters ``serum_m_protein`` (g/dL),
+        ``urine_m_protein`` (mg/24h, never measurable) for IgG/IgA/IgD disease, ``serum_ife`` and
+        ``urine_ife`` (positive/negative), ``kappa_flc`` / ``lambda_flc`` (mg/dL) for
         light-chain-only disease, ``bm_plasma_cells`` (%) and ``new_lesion`` (1). The series is built so
         that the IMWG 2016 rules (spec/clinical-rules.md §3.4, §3.7) find what the patient row says:
 
@@ -622,6 +630,22 @@ def _value(row, column: str, default):
 
 
 
+def _pd_reference(before: np.ndarray) -> float:
+    """The value a progression must rise from, whichever IMWG nadir mode the reader uses.
+
+    Values before progression never rise, so the lowest value is the last one, and the lowest
+    *confirmed* value (confirmed by the next assessment) is the one before it (baseline when there is
+    no earlier one). Rising enough from the larger of the two satisfies both nadir modes.
+    """
+    return float(before[-2] if len(before) >= 2 else before[-1])
+
+
+def _progression_pair(reference: float, absolute_rise: float) -> list[float]:
+    """Two rising values that each meet IMWG progression from ``reference`` (>= 25% and the absolute rise)."""
+    first = round(reference * 1.3 + absolute_rise, 2)
+    return [first, round(first * 1.2, 2)]
+
+
 def _patient_labs(row: dict, rng: np.random.Generator) -> list[tuple]:
     """One patient's simulated assessments as (patient_id, date, parameter, value, unit) tuples.
 
@@ -639,11 +663,11 @@ def _patient_labs(row: dict, rng: np.random.Generator) -> list[tuple]:
     days = np.concatenate([[BASELINE_DAY], before[before < pd_day] if pd_day is not None else before])
     at_pd = np.array([], int) if pd_day is None else np.array([pd_day, pd_day + CONFIRMATION_DAYS])
 
-    if pd_day is not None and pd_day <= REFRACTORY_DAYS:
-        response = "none"
-    elif "day90_cr" in row:
+    if "day90_cr" in row:
         response = "cr" if row["day90_cr"] else "response" if row["day90_orr"] else "none"
-    else:  # CERTAINTY: serological CR at day 30 is published-style; the rest are assumed responders
+    elif pd_day is not None and pd_day <= REFRACTORY_DAYS:
+        response = "none"
+    else:  # CERTAINTY: serological CR at day 30 as drawn; the others are assumed responders
         response = "cr" if row["serological_cr_day30"] else "response"
     nadir_fraction = {"cr": 0.0, "response": rng.uniform(0.05, 0.5), "none": rng.uniform(0.6, 1.0)}[response]
     # fall to the nadir by day 60: half-way at day 30
@@ -656,39 +680,41 @@ def _patient_labs(row: dict, rng: np.random.Generator) -> list[tuple]:
     by_imaging = not by_labs or any(bool(_value(row, c, False)) for c in ("pattern_bone", "pattern_emd",
                                                                           "pattern_pmd", "emd_baseline"))
     records: list[tuple[int, str, Any, str]] = []
+    all_days = np.concatenate([days, at_pd])
+
+    def ife(values, threshold):  # serum and urine immunofixation: negative only at the CR level
+        return [(d, f"{fluid}_ife", "negative" if v <= threshold else "positive", "")
+                for fluid in ("serum", "urine") for d, v in zip(all_days, values)]
 
     if not non_secretory and heavy != "light_chain_only":
         m0 = 1.0 + rng.lognormal(np.log(1.5), 0.6)  # measurable: >= 1.0 g/dL
         m = np.round(m0 * level, 2)
-        records += [(d, "serum_m_protein", v, "g/dL") for d, v in zip(days, m)]
-        records += [(d, "serum_ife", "negative" if v == 0 else "positive", "") for d, v in zip(days, m)]
         if len(at_pd):
-            nadir = float(m.min())
-            rise = 1.0 if nadir >= 5 else 0.5  # IMWG absolute rise, larger from a nadir >= 5 g/dL
-            first = np.round(nadir * 1.3 + rise + 0.1, 2) if by_labs else nadir
-            values = [first, np.round(first * 1.2, 2) if by_labs else nadir]
-            records += [(d, "serum_m_protein", v, "g/dL") for d, v in zip(at_pd, values)]
-            records += [(d, "serum_ife", "negative" if v == 0 else "positive", "") for d, v in zip(at_pd, values)]
+            reference = _pd_reference(m)
+            rise = 1.0 if reference >= 5 else 0.5  # IMWG absolute rise, larger from a nadir >= 5 g/dL
+            m = np.concatenate([m, _progression_pair(reference, rise + 0.1) if by_labs else [m[-1]] * 2])
+        records += [(d, "serum_m_protein", v, "g/dL") for d, v in zip(all_days, m)]
+        # a small, non-measurable urine M-protein (< 200 mg/24 h) that falls with the serum: VGPR and
+        # CR need it (< 100 mg/24 h); it stays put at progression
+        u0 = rng.uniform(20.0, 150.0)
+        urine = np.round(u0 * np.concatenate([level, [level[-1]] * len(at_pd)]))
+        records += [(d, "urine_m_protein", v, "mg/24h") for d, v in zip(all_days, urine)]
+        records += ife(m, 0.0)
     elif not non_secretory:
         involved = row["involved_light_chain"]
         other = "lambda" if involved == "kappa" else "kappa"
         uninvolved = np.round(rng.uniform(0.3, 1.0), 2)
         d0 = 10.0 + rng.lognormal(np.log(30.0), 0.7)  # measurable dFLC: >= 10 mg/dL
-        inv = np.round(uninvolved + d0 * level, 2)
-        if len(at_pd):
-            dflc_nadir = float(inv.min()) - uninvolved
-            first = np.round(uninvolved + dflc_nadir * 1.3 + 12.0, 2) if by_labs else float(inv.min())
-            inv = np.concatenate([inv, [first, np.round(first * 1.2, 2) if by_labs else first]])
-        all_days = np.concatenate([days, at_pd])
-        records += [(d, f"{involved}_flc", v, "mg/dL") for d, v in zip(all_days, inv)]
+        dflc = np.round(d0 * level, 2)
+        if len(at_pd):  # dFLC must rise by more than 10 mg/dL
+            dflc = np.concatenate([dflc, _progression_pair(_pd_reference(dflc), 12.0) if by_labs else [dflc[-1]] * 2])
+        records += [(d, f"{involved}_flc", np.round(uninvolved + v, 2), "mg/dL") for d, v in zip(all_days, dflc)]
         records += [(d, f"{other}_flc", uninvolved, "mg/dL") for d in all_days]
-        # free light chains show on serum immunofixation until they are back to the uninvolved level
-        records += [(d, "serum_ife", "negative" if v <= uninvolved else "positive", "")
-                    for d, v in zip(all_days, inv)]
+        records += ife(dflc, 0.0)  # free light chains show on immunofixation until dFLC is 0
 
     records.append((BASELINE_DAY, "bm_plasma_cells", float(np.round(rng.uniform(10, 60), 1)), "%"))
-    if response == "cr" and (pd_day is None or pd_day > 90):
-        records.append((90, "bm_plasma_cells", float(np.round(rng.uniform(0, 4.5), 1)), "%"))
+    if response == "cr" and (pd_day is None or pd_day > DAY90):
+        records.append((DAY90, "bm_plasma_cells", float(np.round(rng.uniform(0, 4.5), 1)), "%"))
     if pd_day is not None and bool(_value(row, "pattern_marrow", False)):
         records.append((pd_day, "bm_plasma_cells", float(np.round(rng.uniform(10, 50), 1)), "%"))
     if pd_day is not None and by_imaging:
@@ -735,8 +761,8 @@ def simulate_cohort(study: str, n: int | None = None, seed: int = 0) -> Simulate
 def read_patients(path: str | Path) -> pd.DataFrame:
     """Read a ``patients.csv`` written by :meth:`SimulatedCohort.write`, restoring column types.
 
-    Dates become datetimes, the yes/no columns that may be missing become pandas nullable
-    booleans, and ``involved_light_chain`` keeps missing values as ``None``.
+    Dates become datetimes, and the yes/no and count columns that may be missing become pandas
+    nullable booleans and integers.
     """
     return _normalise_dtypes(pd.read_csv(path))
 
@@ -753,6 +779,4 @@ def _normalise_dtypes(df: pd.DataFrame) -> pd.DataFrame:
             df[col] = df[col].astype("Int64")
         elif col in _NULLABLE_FLOAT:
             df[col] = df[col].astype("float64")
-        elif col == "involved_light_chain":
-            df[col] = df[col].astype(object).where(df[col].notna(), None)
     return df
