@@ -72,6 +72,8 @@ class StudyInfo:
     description: str
     targets: dict[str, Target]
     simulate: Callable[[np.random.Generator, int], pd.DataFrame] = field(repr=False)
+    #: model parameters derived from the targets (recorded in the provenance)
+    derived: Callable[[], dict[str, Any]] = field(repr=False, default=dict)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -435,11 +437,27 @@ def _simulate_lbcl(rng: np.random.Generator, n: int) -> pd.DataFrame:
     })
 
 
+def _moffitt_derived() -> dict[str, Any]:
+    def named(medians):
+        return {f"bl_emd={bl},pd_emd={pd_}": round(m, 4) for (bl, pd_), m in medians.items()}
+    return {"pfs2_group_medians_months": named(cal.moffitt_group_medians("pfs2")),
+            "os_pp_group_medians_months": named(cal.moffitt_group_medians("os_pp")),
+            "pattern_probabilities": {k: round(v, 4) for k, v in moffitt_pattern_probabilities().items()}}
+
+
+def _lbcl_derived() -> dict[str, Any]:
+    t = cal.LBCL_TARGETS
+    log_hr = _tv(t, "pfs_log_hr_per_sd_log_mtv")
+    return {f"{k}_median_at_median_mtv_months": round(lbcl_baseline_median_months(_tv(t, f"{k}_median_months"),
+                                                                                  log_hr), 4)
+            for k in ("pfs", "os")}
+
+
 STUDIES: dict[str, StudyInfo] = {
     "moffitt_post_cart": StudyInfo(
         "moffitt_post_cart", "MM", 106,
         "Post-progression outcomes after BCMA CAR T in myeloma, EMD and PMD (Front Oncol 2025)",
-        cal.MOFFITT_TARGETS, _simulate_moffitt),
+        cal.MOFFITT_TARGETS, _simulate_moffitt, _moffitt_derived),
     "certainty_pet": StudyInfo(
         "certainty_pet", "MM", 61,
         "PET/CT before and after BCMA CAR T in myeloma (CERTAINTY, HemaSphere 2025)",
@@ -447,7 +465,7 @@ STUDIES: dict[str, StudyInfo] = {
     "lbcl_mtv": StudyInfo(
         "lbcl_mtv", "LBCL", 111,
         "Baseline MTV (SUV 4.0) before CAR T in large B-cell lymphoma (J Nucl Med, 6 centres)",
-        cal.LBCL_TARGETS, _simulate_lbcl),
+        cal.LBCL_TARGETS, _simulate_lbcl, _lbcl_derived),
 }
 
 
@@ -754,7 +772,8 @@ def simulate_cohort(study: str, n: int | None = None, seed: int = 0) -> Simulate
         study=study, seed=seed, patients=patients,
         targets={k: v.as_dict() for k, v in info.targets.items()},
         provenance=provenance(method="carpet.synth.cohort.simulate_cohort", study=study, seed=seed, n=n,
-                              simulated=True, calibration="carpet.synth.calibration"),
+                              simulated=True, calibration="carpet.synth.calibration",
+                              derived_parameters=info.derived()),
     )
 
 
