@@ -329,7 +329,7 @@ def _meets_pd(value: float, nadir: float, absolute: float, strict: bool) -> bool
     return value >= 1.25 * nadir and (rise > absolute if strict else rise >= absolute)
 
 
-def imwg_progression_date(labs: pd.DataFrame, involved: str | None):
+def imwg_progression_date(labs: pd.DataFrame, involved: str):
     """First date of a confirmed IMWG progression, written from spec §3.4/§3.7 independently of the simulator.
 
     Serum M-protein (>= 0.5 g/dL, >= 1 g/dL from a nadir >= 5) or, for light-chain disease, dFLC
@@ -338,12 +338,12 @@ def imwg_progression_date(labs: pd.DataFrame, involved: str | None):
     candidates = []
     serum = labs[labs["parameter"] == "serum_m_protein"].sort_values("date")
     series = [(serum["date"].tolist(), serum["value"].astype(float).to_numpy(), None)]
-    if involved is not None:
-        wide = labs.pivot_table(index="date", columns="parameter", values="value", aggfunc="first")
-        if f"{involved}_flc" in wide:
-            other = "lambda" if involved == "kappa" else "kappa"
-            dflc = (wide[f"{involved}_flc"].astype(float) - wide[f"{other}_flc"].astype(float)).sort_index()
-            series.append((dflc.index.tolist(), dflc.to_numpy(), 10.0))
+    other = "lambda" if involved == "kappa" else "kappa"
+    flc = {chain: labs[labs["parameter"] == f"{chain}_flc"].set_index("date")["value"].astype(float)
+           for chain in (involved, other)}
+    if len(flc[involved]):
+        dflc = (flc[involved] - flc[other]).dropna().sort_index()
+        series.append((dflc.index.tolist(), dflc.to_numpy(), 10.0))
     for dates, values, flc_abs in series:
         for i in range(1, len(values) - 1):
             nadir = values[:i].min()
@@ -362,8 +362,9 @@ def test_lab_series_give_the_simulated_progression(study):
         c = simulate_cohort(study, seed=seed)
         labs = c.lab_series()
         assert list(labs.columns) == ["patient_id", "date", "parameter", "value", "unit"]
+        by_patient = dict(list(labs.groupby("patient_id")))
         for row in c.patients.itertuples():
-            mine = labs[labs["patient_id"] == row.patient_id]
+            mine = by_patient[row.patient_id]
             if study == "moffitt_post_cart":
                 expected = row.progression_date
             else:
