@@ -26,7 +26,8 @@ from carpet.io.dicom import SPACING_RTOL
 from carpet.volume import Volume, resample_to
 
 _RTSTRUCT_UID = "1.2.840.10008.5.1.4.1.1.481.3"
-_SEG_UID = "1.2.840.10008.5.1.4.1.1.66.4"
+#: Segmentation Storage and Label Map Segmentation Storage (what highdicom.seg.SOP_CLASS_UIDS holds).
+_SEG_UIDS = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -41,7 +42,7 @@ def _dicom_object(path: Path) -> pydicom.Dataset | None:
             ds = pydicom.dcmread(f)
         except Exception:
             continue
-        if str(ds.get("SOPClassUID", "")) in (_RTSTRUCT_UID, _SEG_UID):
+        if str(ds.get("SOPClassUID", "")) in (_RTSTRUCT_UID, *_SEG_UIDS):
             ds.filename = str(f)
             found.append(ds)
     if len(found) > 1:
@@ -82,7 +83,7 @@ def read_mask(path: str | Path, reference: Volume) -> Volume:
     ds = _dicom_object(path)
     if ds is None:
         raise InputError("not a NIfTI label map, RTSTRUCT or DICOM SEG", source=path)
-    if str(ds.SOPClassUID) == _SEG_UID:
+    if str(ds.SOPClassUID) in _SEG_UIDS:
         return read_seg(path if path.is_file() else Path(ds.filename), reference)
     rois = read_rtstruct(Path(ds.filename), reference)
     labels = np.zeros(reference.shape, dtype=np.int32)
