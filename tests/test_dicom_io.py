@@ -166,3 +166,36 @@ def test_empty_folder(tmp_path):
     shutil.rmtree(tmp_path)
     with pytest.raises(InputError, match="no such file"):
         read_series(tmp_path)
+
+
+# ---- round trip through carpet.synth's DICOM writer ---------------------------------------------
+@pytest.fixture(scope="module")
+def phantom_dicom(tmp_path_factory):
+    from carpet.synth import PhantomSpec, make_phantom
+
+    ph = make_phantom(PhantomSpec.small(seed=3, weight_kg=64.0, sex="M", dose_mbq=310.0, uptake_min=65.0))
+    return ph, ph.write_dicom(tmp_path_factory.mktemp("phantom"))
+
+
+def test_suv_from_carpet_dicom_equals_phantom_suv(phantom_dicom):
+    from carpet.suv import to_suv
+
+    ph, paths = phantom_dicom
+    suv, result = to_suv(paths["pet_dir"])
+    assert suv.same_grid(ph.pet)
+    truth = ph.pet.array.astype(np.float64)
+    # int16 storage with a per-slice slope spanning the slice's range: error ≤ half a step
+    step = np.abs(truth).max(axis=(0, 1)) / 32000
+    err = np.abs(suv.array - truth).max(axis=(0, 1))
+    assert np.all(err <= step / 2 + 1e-5), (err / np.maximum(step, 1e-12)).max()
+    assert result.weight_kg == 64.0 and result.dose_bq == pytest.approx(310e6)
+    assert "SeriesTime" in result.reference_time_rule
+
+
+def test_ct_from_carpet_dicom_equals_phantom_ct(phantom_dicom):
+    ph, paths = phantom_dicom
+    ct = read_series(paths["ct_dir"])
+    assert ct.same_grid(ph.ct) and ct.meta["units"] == "HU"
+    np.testing.assert_array_equal(ct.array, ph.ct.array)
+    pet, ct_on_pet = read_pet_ct(paths["pet_dir"].parent)
+    assert ct_on_pet.same_grid(ph.pet) and pet.meta["units"] == "SUVbw"
