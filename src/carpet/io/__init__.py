@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from carpet.errors import InputError
-from carpet.io.dicom import find_series, read_pet_ct, read_series
+from carpet.io.dicom import _load, find_series, read_pet_ct, read_series
 from carpet.io.masks import read_mask, read_rtstruct, read_seg, write_seg
 from carpet.io.nifti import read_nifti, write_nifti
 from carpet.volume import Volume
@@ -35,7 +35,7 @@ def read_image(path: str | Path, *, units: str | None = None, **suv_options) -> 
     Volume
         PET in SUV (``meta['suv']`` holds the conversion record for DICOM) or CT in HU.
     """
-    from carpet.suv import to_suv
+    from carpet.suv import series_to_suv
 
     path = Path(path)
     if path.is_file() and path.name.endswith((".nii", ".nii.gz")):
@@ -44,12 +44,7 @@ def read_image(path: str | Path, *, units: str | None = None, **suv_options) -> 
                              f"header; give a NIfTI in one of {NIFTI_PET_UNITS} or the DICOM series",
                              source=path)
         return read_nifti(path, units=units or "SUVbw", units_assumed=units is None)
-    series = find_series(path)
-    images = [s for s in series if s.modality in ("PT", "CT")]
-    if len(images) == 1 and images[0].modality == "PT":
-        return to_suv(images[0].files, **suv_options)[0]
-    if len(images) == 1:
-        return read_series(images[0].files)
-    raise InputError(f"expected one PET or CT series, found {len(images)}: "
-                     + "; ".join(str(s) for s in images), source=path,
-                     hint="point to the folder of a single series")
+    series = _load(path)  # one image series, or an error listing what the folder holds
+    if series.volume.meta["modality"] == "PT":
+        return series_to_suv(series, **suv_options)[0]
+    return series.volume

@@ -136,7 +136,8 @@ def _pixels(ds: Dataset, path: Path) -> np.ndarray:
                          where="PixelData (7FE0,0010)")
     tsyntax = ds.file_meta.get("TransferSyntaxUID", pydicom.uid.ImplicitVRLittleEndian)
     bits = int(ds.BitsAllocated)
-    if tsyntax in _UNCOMPRESSED and bits in (8, 16, 32):
+    # Fast path only when every allocated bit is a pixel bit; otherwise pydicom masks/sign-extends.
+    if tsyntax in _UNCOMPRESSED and bits in (8, 16, 32) and int(ds.get("BitsStored", bits)) == bits:
         signed = int(ds.get("PixelRepresentation", 0)) == 1
         dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
         if tsyntax == pydicom.uid.ExplicitVRBigEndian:
