@@ -199,3 +199,13 @@ def test_ct_from_carpet_dicom_equals_phantom_ct(phantom_dicom):
     np.testing.assert_array_equal(ct.array, ph.ct.array)
     pet, ct_on_pet = read_pet_ct(paths["pet_dir"].parent)
     assert ct_on_pet.same_grid(ph.pet) and pet.meta["units"] == "SUVbw"
+
+
+def test_datasets_passed_in_are_not_modified(tmp_path):
+    import pydicom
+
+    files = write_series(tmp_path, ramp())
+    datasets = [pydicom.dcmread(f) for f in files]
+    vol = read_series(datasets)
+    np.testing.assert_allclose(vol.array, ramp())
+    assert all("PixelData" in ds for ds in datasets)

@@ -226,3 +226,11 @@ def test_cli_suv(tmp_path):
     res = CliRunner().invoke(app, ["suv", str(tmp_path / "bad"), "--out", str(out)])
     assert res.exit_code == 1
     assert "PatientWeight (0010,1030)" in res.output and "--weight-kg" in res.output
+
+
+def test_injection_time_override_before_midnight(tmp_path):
+    header = pet_header(SeriesDate="20250102", SeriesTime="003000", AcquisitionDate="20250102",
+                        AcquisitionTime="003000")
+    _, res = _suv(tmp_path, header, injection_time="23:30")
+    assert res.injection_time == "2025-01-01T23:30:00"
+    assert res.factor * BQML == pytest.approx(_expected_bw(), rel=1e-9)

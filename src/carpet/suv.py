@@ -246,20 +246,21 @@ def _t_ave_s(lam: float, duration_s: float) -> float:
     return math.log(lt / -math.expm1(-lt)) / lam
 
 
-def _parse_time_override(value: str | datetime, day: datetime) -> datetime:
+def _parse_time_override(value: str | datetime, scan: datetime) -> datetime:
+    """``--injection-time``: an ISO date-time as given, or a time of day before the scan."""
     if isinstance(value, datetime):
         return value
     text = str(value).strip()
+    for fmt in ("%H:%M:%S", "%H:%M", "%H%M%S", "%H%M"):
+        try:
+            t = datetime.combine(scan.date(), datetime.strptime(text, fmt).time())
+        except ValueError:
+            continue
+        return t - timedelta(days=1) if t > scan else t  # injected before midnight
     try:
         return datetime.fromisoformat(text)
     except ValueError:
         pass
-    for fmt in ("%H:%M:%S", "%H:%M", "%H%M%S", "%H%M"):
-        try:
-            t = datetime.strptime(text, fmt).time()
-            return datetime.combine(day.date(), t)
-        except ValueError:
-            continue
     raise InputError(f"cannot read injection time {value!r}; expected HH:MM[:SS] or an ISO date-time",
                      where="--injection-time")
 
@@ -510,12 +511,9 @@ def _reference_time(slices: Sequence[Dataset], lam: float, tags: dict) -> tuple[
 
 def _injection(ds: Dataset, rp: Dataset, override: str | datetime | None, scan: datetime | None,
                tags: dict, required: bool = True) -> datetime | None:
-    day = scan or _dt(ds.get("SeriesDate"), "000000") or datetime(1900, 1, 1)
     if override is not None:
-        t = _parse_time_override(override, day)
-        if isinstance(override, str) and len(override.strip()) <= 8 and scan is not None and t > scan:
-            t -= timedelta(days=1)
-        return t
+        return _parse_time_override(override, scan or _dt(ds.get("SeriesDate"), "235959.999")
+                                    or datetime(1900, 1, 1, 23, 59, 59))
     if rp.get("RadiopharmaceuticalStartDateTime"):
         tags["RadiopharmaceuticalStartDateTime (0018,1078)"] = str(rp.RadiopharmaceuticalStartDateTime)
         return _datetime(rp.RadiopharmaceuticalStartDateTime)

@@ -265,8 +265,12 @@ def _geometry(members: list[tuple[Path, Dataset]]) -> tuple[list[int], tuple[flo
     return [int(i) for i in order], spacing, positions[0], direction
 
 
-def _build(members: list[tuple[Path, Dataset]], source: Path) -> _Series:
-    """Turn one series' full datasets into a Volume (rescaled values) plus sorted headers."""
+def _build(members: list[tuple[Path, Dataset]], source: Path, free_pixels: bool = True) -> _Series:
+    """Turn one series' full datasets into a Volume (rescaled values) plus sorted headers.
+
+    With ``free_pixels`` the raw pixel bytes are dropped from the headers once decoded (only for
+    datasets carpet read itself, never for datasets a caller passed in).
+    """
     modalities = {str(ds.get("Modality", "")) for _, ds in members}
     if len(modalities) > 1:
         raise InputError(f"mixed modalities {sorted(modalities)} in one series", source=source,
@@ -304,7 +308,8 @@ def _build(members: list[tuple[Path, Dataset]], source: Path) -> _Series:
             np.multiply(px, np.float32(slopes[k]), out=buf[k])
             if inters[k]:
                 buf[k] += np.float32(inters[k])
-        del ds.PixelData  # keep headers, free the raw bytes
+        if free_pixels:
+            del ds.PixelData  # keep headers, free the raw bytes
     arr = buf.transpose(2, 1, 0)
     ds0 = members[0][1]
     facts = {kw: _plain(ds0.get(kw)) for kw in (
@@ -328,7 +333,8 @@ def _plain(value: Any) -> Any:
 def _load(path: str | Path | Sequence[Dataset], series_uid: str | None = None,
           modality: str | None = None) -> _Series:
     """Read one series (pixels and sorted headers) from a folder, a file list or datasets."""
-    if isinstance(path, (str, Path)) or (len(path) and isinstance(path[0], (str, Path))):
+    own = isinstance(path, (str, Path)) or (len(path) and isinstance(path[0], (str, Path)))
+    if own:
         files = _candidate_files(Path(path)) if isinstance(path, (str, Path)) else [Path(p) for p in path]
         source = Path(path) if isinstance(path, (str, Path)) else files[0].parent
         found = [(p, ds) for p in files if (ds := _read_file(p, pixels=True)) is not None]
@@ -352,7 +358,7 @@ def _load(path: str | Path | Sequence[Dataset], series_uid: str | None = None,
                          f"(series found: {listing})", source=source,
                          hint="point to the folder of a single series, or pass series_uid=")
     (members,) = images.values()
-    return _build(members, source)
+    return _build(members, source, free_pixels=bool(own))
 
 
 def read_series(path: str | Path | Sequence[str | Path] | Sequence[Dataset], *, series_uid: str | None = None) -> Volume:
