@@ -209,3 +209,30 @@ def test_datasets_passed_in_are_not_modified(tmp_path):
     vol = read_series(datasets)
     np.testing.assert_allclose(vol.array, ramp())
     assert all("PixelData" in ds for ds in datasets)
+
+
+def test_compressed_series_decoded_by_pydicom(tmp_path):
+    import pydicom
+    from pydicom.uid import RLELossless
+
+    values = ramp()
+    for f in write_series(tmp_path, values, slopes=[1, 2, 1, 0.5]):
+        ds = pydicom.dcmread(f)
+        ds.compress(RLELossless)
+        ds.save_as(f)
+    assert pydicom.dcmread(f).file_meta.TransferSyntaxUID == RLELossless
+    np.testing.assert_allclose(read_series(tmp_path).array, values)
+
+
+def test_multiframe_refused(tmp_path):
+    write_series(tmp_path, ramp(), header=pet_header(NumberOfFrames="2"))
+    with pytest.raises(InputError, match=r"NumberOfFrames \(0028,0008\).*multi-frame"):
+        read_series(tmp_path)
+
+
+def test_ambiguous_ct_pairing(tmp_path):
+    write_series(tmp_path / "pet", np.full((8, 6, 4), 1000.0), for_uid="9.9")
+    for name in ("ct1", "ct2"):
+        write_series(tmp_path / name, ramp(), header={"Modality": "CT"}, for_uid="9.9", prefix=name)
+    with pytest.raises(InputError, match="several CT series match the PET.*--ct"):
+        read_pet_ct(tmp_path)

@@ -234,3 +234,12 @@ def test_injection_time_override_before_midnight(tmp_path):
     _, res = _suv(tmp_path, header, injection_time="23:30")
     assert res.injection_time == "2025-01-01T23:30:00"
     assert res.factor * BQML == pytest.approx(_expected_bw(), rel=1e-9)
+
+
+def test_sex_needed_for_lbm(tmp_path):
+    with pytest.raises(InputError, match=r"PatientSex \(0010,0040\).*--sex"):
+        _suv(tmp_path / "a", pet_header(PatientSex=None), norm="lbm")
+    with pytest.raises(InputError, match="--sex: sex must be M, F or O, got 'X'"):
+        _suv(tmp_path / "b", norm="ibw", sex="x")
+    vol, _ = _suv(tmp_path / "c", pet_header(PatientSex=None), norm="bsa")  # BSA needs no sex
+    assert vol.array == pytest.approx(_expected_bw() * 1.8481e4 / 70e3, rel=1e-4)

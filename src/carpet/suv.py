@@ -341,9 +341,12 @@ def suv_factor(headers: Dataset | Sequence[Dataset], norm: str = "bw", *, lbm_fo
         if sex is None:
             sex = str(ds.get("PatientSex", "") or "").strip().upper()
             tags["PatientSex (0010,0040)"] = sex
-            if sex not in ("M", "F", "O") and (norm in ("lbm", "ibw") or suv_type not in (None, "BW", "BSA")):
-                raise _missing("PatientSex", "the patient's sex (M, F or O)")
-        sex = str(sex).upper()
+        sex = str(sex).strip().upper()
+        needs_sex = norm in ("lbm", "ibw") or (units == "GML" and suv_type not in (None, "BW", "BSA"))
+        if sex not in ("M", "F", "O") and needs_sex:
+            if "sex" in overrides:
+                raise InputError(f"sex must be M, F or O, got {sex!r}", where="--sex")
+            raise _missing("PatientSex", "the patient's sex (M, F or O)")
         if sex == "O":
             notes.append("sex 'O': mean of the male and female normalisers (IBSI manual)")
     norm_value, norm_name = normaliser(norm, weight_kg, height_cm, sex, lbm_formula)
