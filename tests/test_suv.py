@@ -243,3 +243,11 @@ def test_sex_needed_for_lbm(tmp_path):
         _suv(tmp_path / "b", norm="ibw", sex="x")
     vol, _ = _suv(tmp_path / "c", pet_header(PatientSex=None), norm="bsa")  # BSA needs no sex
     assert vol.array == pytest.approx(_expected_bw() * 1.8481e4 / 70e3, rel=1e-4)
+
+
+def test_unreadable_time(tmp_path):
+    with pytest.warns(UserWarning, match="Invalid value for VR DT"):  # pydicom, while writing it
+        write_series(tmp_path, np.full((4, 4, 2), BQML),
+                     header=pet_header(RadiopharmaceuticalStartDateTime="yesterday 10h"))
+    with pytest.raises(InputError, match="cannot read the DICOM date/time.*--injection-time"):
+        to_suv(tmp_path)

@@ -202,12 +202,21 @@ def _missing(keyword: str, what: str) -> InputError:
                       where=f"{keyword} ({_TAG[keyword]})", hint=f"supply it with {_FLAG[keyword]}")
 
 
+def _unreadable(value: Any) -> InputError:
+    return InputError(f"cannot read the DICOM date/time {value!r} (expected YYYYMMDD, HHMMSS[.FFFFFF] "
+                      "or YYYYMMDDHHMMSS)", where="date/time attributes of the SUV header",
+                      hint="fix the header or give --injection-time")
+
+
 def _dt(date: Any, time: Any) -> datetime | None:
     if not time:
         return None
-    t = TM(str(time).strip())
-    d = DT(str(date).strip() + "000000") if date else DT("19000101000000")
-    return datetime(d.year, d.month, d.day, t.hour, t.minute, t.second, t.microsecond)
+    try:
+        t = TM(str(time).strip())
+        d = DT(str(date).strip() + "000000") if date else DT("19000101000000")
+        return datetime(d.year, d.month, d.day, t.hour, t.minute, t.second, t.microsecond)
+    except (ValueError, TypeError):
+        raise _unreadable(f"{date} {time}") from None
 
 
 def _datetime(value: Any) -> datetime | None:
@@ -215,8 +224,11 @@ def _datetime(value: Any) -> datetime | None:
         return None
     if isinstance(value, bytes):
         value = value.decode("ascii", "ignore")
-    dt = DT(str(value).strip().rstrip("\x00 "))
-    return datetime(dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, dt.microsecond)
+    try:
+        dt = DT(str(value).strip().rstrip("\x00 "))
+        return datetime(dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, dt.microsecond)
+    except (ValueError, TypeError):
+        raise _unreadable(value) from None
 
 
 def _acq_datetime(ds: Dataset) -> datetime | None:
