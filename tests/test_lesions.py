@@ -151,3 +151,14 @@ def test_sdmax_and_bsa():
     s = study_measures(table, bsa_m2=bsa)
     assert s["dmax_mm"] == pytest.approx(500.0)
     assert s["sdmax_per_m"] == pytest.approx(0.5 / bsa)
+
+
+def test_memory_order_does_not_change_results(study):
+    """carpet's arrays from SimpleITK are F-ordered views; C-ordered arrays must give the same table."""
+    pet, labels, _ = study
+    pet_f = pet.with_array(np.asfortranarray(pet.array))
+    a = measure_lesions(pet, np.ascontiguousarray(labels))
+    b = measure_lesions(pet_f, np.asfortranarray(labels))
+    pd_testing = __import__("pandas").testing
+    pd_testing.assert_frame_equal(a, b)
+    assert dmax_voxel_mm(pet, np.ascontiguousarray(labels)) == dmax_voxel_mm(pet_f, np.asfortranarray(labels))

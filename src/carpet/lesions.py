@@ -79,26 +79,43 @@ def local_sphere_means(image: np.ndarray, box: tuple[slice, ...], kernel: np.nda
 
 
 @dataclass(frozen=True)
-class _LesionVoxels:
-    """Lesion voxels gathered once: flat indices, labels and SUVs, grouped by label."""
+class LesionVoxels:
+    """The lesion voxels of a label map, gathered in one pass over the volume.
 
-    flat: np.ndarray      # flat indices into the volume, sorted by label
-    label: np.ndarray     # label of each voxel (sorted)
+    Everything per lesion (counts, sums, centroids, boxes, maxima) and the voxel Dmax is then
+    computed over these voxels only. Flat indices follow the label map's memory order (``'F'`` for
+    carpet's transposed SimpleITK arrays), so no copy of the volume is made.
+    """
+
+    flat: np.ndarray      # flat indices (memory order), sorted by label, then by position
+    order: str            # 'C' or 'F'
+    ijk: tuple            # voxel indices (three arrays), same order as ``flat``
+    label: np.ndarray     # label of each voxel
     suv: np.ndarray       # SUV of each voxel (float64)
-    starts: np.ndarray    # first position of each label 1..n in the sorted arrays
+    starts: np.ndarray    # first position of each label 1..n (== next start when empty)
+    n: int                # highest label
 
 
-def _gather(suv: np.ndarray, labels: np.ndarray, n: int) -> _LesionVoxels:
-    flat = np.flatnonzero(labels)
-    lab = labels.ravel()[flat]
-    order = np.argsort(lab, kind="stable")
-    flat, lab = flat[order], lab[order]
+def gather_lesion_voxels(suv: np.ndarray, labels: np.ndarray) -> LesionVoxels:
+    """Collect the lesion voxels of ``labels`` (and their SUVs) in one pass, O(voxels)."""
+    labels = np.asarray(labels)
+    order = "F" if labels.flags.f_contiguous and not labels.flags.c_contiguous else "C"
+    lab_flat = labels.ravel(order=order)  # a view when the order matches the memory
+    flat = np.flatnonzero(lab_flat)
+    lab = lab_flat[flat]
+    if len(lab) and lab.min() < 0:
+        raise InputError("label map has negative labels")
+    sort = np.argsort(lab, kind="stable")  # stable: positions stay increasing inside a label
+    flat, lab = flat[sort], lab[sort]
+    n = int(lab[-1]) if len(lab) else 0
+    ijk = np.unravel_index(flat, labels.shape, order=order)
     starts = np.searchsorted(lab, np.arange(1, n + 1))
-    return _LesionVoxels(flat, lab, suv.ravel()[flat].astype(np.float64), starts)
+    return LesionVoxels(flat, order, ijk, lab, np.asarray(suv)[ijk].astype(np.float64), starts, n)
 
 
 def measure_lesions(pet: Volume, labels: np.ndarray, *, peak: bool = True,
-                    peak_radius_mm: float = PEAK_RADIUS_MM) -> pd.DataFrame:
+                    peak_radius_mm: float = PEAK_RADIUS_MM,
+                    voxels: LesionVoxels | None = None) -> pd.DataFrame:
     """Measure every lesion of a label map on the PET grid.
 
     Parameters
@@ -111,6 +128,8 @@ def measure_lesions(pet: Volume, labels: np.ndarray, *, peak: bool = True,
         Compute ``suv_peak`` and ``suv_peak_local`` (IBSI global and local intensity peak).
     peak_radius_mm : float
         Sphere radius for the peaks (default 6.2035 mm, 1 cm³).
+    voxels : LesionVoxels, optional
+        The gathered lesion voxels, when the caller has them (see :func:`gather_lesion_voxels`).
 
     Returns
     -------
@@ -123,40 +142,36 @@ def measure_lesions(pet: Volume, labels: np.ndarray, *, peak: bool = True,
     labels = np.asarray(labels)
     if labels.shape != pet.shape:
         raise InputError(f"label map shape {labels.shape} does not match the PET grid {pet.shape}")
-    if labels.size and labels.min() < 0:
-        raise InputError("label map has negative labels")
-    n = int(labels.max()) if labels.size else 0
+    suv = np.asarray(pet.array)
+    vox = voxels if voxels is not None else gather_lesion_voxels(suv, labels)
+    n = vox.n
     if n == 0:
         return pd.DataFrame(columns=LESION_COLUMNS)
-    suv = np.asarray(pet.array)
-    stats = cc3d.statistics(np.ascontiguousarray(labels), no_slice_conversion=True)
-    counts = np.asarray(stats["voxel_counts"][1:n + 1], dtype=np.int64)
+    counts = np.bincount(vox.label, minlength=n + 1)[1:]
     present = np.flatnonzero(counts) + 1
-    vox = _gather(suv, labels, n)
-
+    starts = vox.starts[present - 1]
     sums = np.bincount(vox.label, weights=vox.suv, minlength=n + 1)[1:]
     sq = np.bincount(vox.label, weights=vox.suv ** 2, minlength=n + 1)[1:]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = sums / counts
-        sd = np.sqrt(np.maximum(sq / counts - mean ** 2, 0.0))
-    vmax = np.full(n, np.nan)
-    nonempty = counts > 0
-    vmax[nonempty] = np.maximum.reduceat(vox.suv, vox.starts[nonempty])
-
-    centroid_ijk = np.asarray(stats["centroids"][1:n + 1], dtype=np.float64)
+    cnt = counts[present - 1]
+    mean = sums[present - 1] / cnt
+    sd = np.sqrt(np.maximum(sq[present - 1] / cnt - mean ** 2, 0.0))
+    vmax = np.maximum.reduceat(vox.suv, starts)
+    centroid_ijk = np.column_stack(
+        [np.bincount(vox.label, weights=a, minlength=n + 1)[1:][present - 1] / cnt for a in vox.ijk])
     centroid_mm = pet.index_to_world(centroid_ijk)
-    bbox = np.asarray(stats["bounding_boxes"][1:n + 1], dtype=np.int64).reshape(n, 6)  # inclusive min,max per axis
+    bbox = np.column_stack([f.reduceat(a, starts) for a in vox.ijk
+                            for f in (np.minimum, np.maximum)]).astype(np.int64)  # inclusive
 
     table = pd.DataFrame({
-        "lesion_id": np.arange(1, n + 1),
-        "n_voxels": counts,
-        "volume_ml": counts * pet.voxel_volume_ml,
+        "lesion_id": present,
+        "n_voxels": cnt,
+        "volume_ml": cnt * pet.voxel_volume_ml,
         "suv_max": vmax,
         "suv_mean": mean,
         "suv_sd": sd,
         "suv_peak": np.nan,
         "suv_peak_local": np.nan,
-        "tlg": sums * pet.voxel_volume_ml,
+        "tlg": sums[present - 1] * pet.voxel_volume_ml,
         "centroid_x_mm": centroid_mm[:, 0],
         "centroid_y_mm": centroid_mm[:, 1],
         "centroid_z_mm": centroid_mm[:, 2],
@@ -165,16 +180,14 @@ def measure_lesions(pet: Volume, labels: np.ndarray, *, peak: bool = True,
         "bbox_k0": bbox[:, 4], "bbox_k1": bbox[:, 5] + 1,
     })
     if peak:
-        g, loc = suv_peaks(suv, labels, pet.spacing, bbox=bbox, lesion_max=vmax,
-                           labels_present=present, radius_mm=peak_radius_mm)
-        table["suv_peak"], table["suv_peak_local"] = g, loc
-    return table.iloc[present - 1].reset_index(drop=True)[LESION_COLUMNS]
+        table["suv_peak"], table["suv_peak_local"] = suv_peaks(
+            suv, labels, pet.spacing, present, bbox, vmax, radius_mm=peak_radius_mm)
+    return table[LESION_COLUMNS]
 
 
-def suv_peaks(suv: np.ndarray, labels: np.ndarray, spacing, *, bbox: np.ndarray | None = None,
-              lesion_max: np.ndarray | None = None, labels_present=None,
-              radius_mm: float = PEAK_RADIUS_MM) -> tuple[np.ndarray, np.ndarray]:
-    """IBSI 1 global and local intensity peaks of every lesion.
+def suv_peaks(suv: np.ndarray, labels: np.ndarray, spacing, lesion_ids=None, bbox=None,
+              lesion_max=None, radius_mm: float = PEAK_RADIUS_MM) -> tuple[np.ndarray, np.ndarray]:
+    """IBSI 1 global and local intensity peaks of lesions.
 
     Global peak: the highest mean over spheres of ``radius_mm`` centred on any lesion voxel.
     Local peak: the mean over the sphere centred on the lesion's maximum voxel; when several
@@ -186,36 +199,33 @@ def suv_peaks(suv: np.ndarray, labels: np.ndarray, spacing, *, bbox: np.ndarray 
     suv : ndarray
         Image (SUV).
     labels : ndarray of int
-        Label map on the same grid; lesions 1..n.
+        Label map on the same grid.
     spacing : sequence of 3 floats
         Voxel size in mm.
-    bbox, lesion_max, labels_present : optional
-        Bounding boxes (n, 6 inclusive), per-lesion max, and labels to compute, when the caller
-        has them already (as :func:`measure_lesions` does); computed otherwise.
+    lesion_ids, bbox, lesion_max : optional
+        The labels to compute, their bounding boxes ((m, 6) inclusive min/max per axis) and
+        maxima, when the caller has them already (as :func:`measure_lesions` does); found otherwise.
 
     Returns
     -------
-    (global_peak, local_peak) : two float64 arrays of length n (NaN for empty labels)
+    (global_peak, local_peak) : two float64 arrays, one value per lesion id
     """
-    labels = np.asarray(labels)
-    n = int(labels.max()) if labels.size else 0
-    if bbox is None:
-        bbox = np.asarray(cc3d.statistics(np.ascontiguousarray(labels),
-                                          no_slice_conversion=True)["bounding_boxes"][1:n + 1], dtype=np.int64).reshape(n, 6)
-    if labels_present is None:
-        labels_present = np.flatnonzero(np.bincount(labels.ravel(), minlength=n + 1)[1:]) + 1
+    if lesion_ids is None:
+        stats = cc3d.statistics(np.ascontiguousarray(labels), no_slice_conversion=True)
+        counts = np.asarray(stats["voxel_counts"])
+        lesion_ids = np.flatnonzero(counts[1:]) + 1
+        bbox = np.asarray(stats["bounding_boxes"], dtype=np.int64).reshape(-1, 6)[lesion_ids]
     kernel = sphere_kernel(spacing, radius_mm)
-    glob = np.full(n, np.nan)
-    loc = np.full(n, np.nan)
-    for lab in labels_present:
-        b = bbox[lab - 1]
+    glob = np.empty(len(lesion_ids))
+    loc = np.empty(len(lesion_ids))
+    for n, (lab, b) in enumerate(zip(lesion_ids, bbox)):
         box = (slice(b[0], b[1] + 1), slice(b[2], b[3] + 1), slice(b[4], b[5] + 1))
         inside = labels[box] == lab
         means = local_sphere_means(suv, box, kernel)[inside]
         values = suv[box][inside]
-        top = values.max() if lesion_max is None else lesion_max[lab - 1]
-        glob[lab - 1] = means.max()
-        loc[lab - 1] = means[values == top].max()
+        top = values.max() if lesion_max is None else lesion_max[n]
+        glob[n] = means.max()
+        loc[n] = means[values == top].max()
     return glob, loc
 
 
@@ -249,26 +259,28 @@ def max_pairwise_distance(points_mm: np.ndarray, metric: str = "euclidean") -> f
     return float(pdist(pts, _METRICS[metric]).max())
 
 
-def lesion_voxel_extremes(labels: np.ndarray) -> np.ndarray:
+def lesion_voxel_extremes(voxels: LesionVoxels, shape) -> np.ndarray:
     """Voxel indices (m, 3) that can be extreme points of the set of all lesion voxel centres.
 
-    Along each line of constant (i, j) only the first and last lesion voxel can be a vertex of
-    the convex hull (any voxel between them lies on their segment), which cuts the candidates
-    from all lesion voxels to at most two per line, in one pass.
+    Along each grid line of the fastest axis in memory, only the first and last lesion voxel can
+    be a vertex of the convex hull (any voxel between them lies on their segment), which cuts the
+    candidates from all lesion voxels to at most two per line. Written here because no library
+    offers this pre-filter; the hull itself is scipy's (Qhull).
     """
-    i, j, k = np.nonzero(labels)  # C order: sorted by i, then j, then k
-    if len(i) == 0:
+    flat = np.sort(voxels.flat)  # all lesions together, memory order
+    if len(flat) == 0:
         return np.empty((0, 3))
-    line = i.astype(np.int64) * labels.shape[1] + j
+    line = flat // (shape[0] if voxels.order == "F" else shape[2])
     first = np.r_[True, line[1:] != line[:-1]]
     last = np.r_[line[1:] != line[:-1], True]
-    keep = first | last
-    return np.column_stack([i[keep], j[keep], k[keep]])
+    return np.column_stack(np.unravel_index(flat[first | last], shape, order=voxels.order))
 
 
-def dmax_voxel_mm(pet: Volume, labels: np.ndarray, metric: str = "euclidean") -> float:
+def dmax_voxel_mm(pet: Volume, labels: np.ndarray, metric: str = "euclidean",
+                  voxels: LesionVoxels | None = None) -> float:
     """Largest distance (mm) between the centres of any two lesion voxels (all lesions)."""
-    return max_pairwise_distance(pet.index_to_world(lesion_voxel_extremes(labels)), metric)
+    voxels = voxels if voxels is not None else gather_lesion_voxels(pet.array, labels)
+    return max_pairwise_distance(pet.index_to_world(lesion_voxel_extremes(voxels, labels.shape)), metric)
 
 
 def bsa_du_bois_m2(height_cm: float, weight_kg: float) -> float:

@@ -25,7 +25,8 @@ import pandas as pd
 
 from carpet.errors import InputError, NotYetAvailable
 from carpet.io import read_nifti, write_nifti
-from carpet.lesions import (bsa_du_bois_m2, dmax_voxel_mm, measure_lesions, study_measures)
+from carpet.lesions import (bsa_du_bois_m2, dmax_voxel_mm, gather_lesion_voxels, measure_lesions,
+                            study_measures)
 from carpet.provenance import file_sha256, provenance
 from carpet.segment import METHODS, SegmentParams, label_components, segment
 from carpet.volume import Volume, resample_to
@@ -142,10 +143,6 @@ def user_lesions(mask: Volume, pet: Volume, connectivity: int = 26) -> np.ndarra
     return lut[arr]
 
 
-def _study_row(table, labels_arr, pet, bsa_m2):
-    return study_measures(table, dmax_voxel=dmax_voxel_mm(pet, labels_arr), bsa_m2=bsa_m2)
-
-
 def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | None = None,
                    exclude: Volume | None = None, method: str = "suv4",
                    params: SegmentParams | None = None, liver_voi=None,
@@ -213,9 +210,12 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         if m not in seg_labels:
             rows.append({"method": m, **{k: None for k in STUDY_KEYS}, "skipped": skipped.get(m)})
             continue
-        table = measure_lesions(pet, seg_labels[m])
+        voxels = gather_lesion_voxels(suv, seg_labels[m])  # one pass, shared by both measures
+        table = measure_lesions(pet, seg_labels[m], voxels=voxels)
         tables[m] = table
-        rows.append({"method": m, **_study_row(table, seg_labels[m], pet, bsa_m2), "skipped": None})
+        dmax_voxel = dmax_voxel_mm(pet, seg_labels[m], voxels=voxels)
+        rows.append({"method": m, **study_measures(table, dmax_voxel=dmax_voxel, bsa_m2=bsa_m2),
+                     "skipped": None})
 
     main = methods[0]
     labels_vol = pet.with_array(seg_labels[main].astype(np.int32), modality="SEG", units="label")

@@ -106,8 +106,9 @@ def label_components(mask: np.ndarray, spacing, *, connectivity: int = 26,
     Labels are numbered in cc3d's scan order (C order of the first voxel), so the same mask
     always gives the same labels.
     """
-    labels = cc3d.connected_components(np.ascontiguousarray(mask, dtype=bool),
-                                       connectivity=connectivity, out_dtype=np.uint32)
+    # cc3d reads C- or F-ordered masks as they are: no copy of the volume.
+    labels = cc3d.connected_components(np.asarray(mask, dtype=bool), connectivity=connectivity,
+                                       out_dtype=np.uint32)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     if min_volume_ml > 0 and labels.any():
         counts = np.bincount(labels.ravel())
@@ -116,7 +117,7 @@ def label_components(mask: np.ndarray, spacing, *, connectivity: int = 26,
         lut = np.zeros(len(counts), dtype=np.int32)
         lut[keep] = np.arange(1, keep.sum() + 1, dtype=np.int32)
         return lut[labels]
-    return labels.astype(np.int32, copy=False)
+    return labels.view(np.int32)  # same bits: fewer than 2**31 components fit any volume here
 
 
 def _threshold_label(suv, threshold, spacing, params, exclude):
