@@ -78,10 +78,10 @@ def test_dmax_voxel_brute_force(study):
     assert dmax_voxel_mm(pet, labels) == pytest.approx(truth, rel=1e-12)
 
 
-def test_suv_peak_brute_force():
+@pytest.mark.parametrize("spacing", [(2.0, 2.0, 3.0), (1.0, 1.0, 1.5)])  # direct and FFT paths
+def test_suv_peak_brute_force(spacing):
     rng = np.random.default_rng(3)
     shape = (14, 12, 10)
-    spacing = (2.0, 2.0, 3.0)
     suv = rng.gamma(2.0, 1.0, shape)
     labels = np.zeros(shape, dtype=np.int32)
     labels[0:4, 0:3, 0:3] = 1        # touches the image corner: spheres are cut by the border

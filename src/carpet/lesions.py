@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import cc3d
 import numpy as np
 import pandas as pd
-from scipy import signal
+from scipy import ndimage, signal
 from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist
 
@@ -68,14 +68,21 @@ def local_sphere_means(image: np.ndarray, box: tuple[slice, ...], kernel: np.nda
     lo = [b.start - h for b, h in zip(box, half)]
     hi = [b.stop + h for b, h in zip(box, half)]
     src = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(lo, hi, image.shape))
-    pad = [(s.start - a, b - s.stop) for s, a, b in zip(src, lo, hi)]
-    values = np.pad(image[src].astype(np.float64, copy=False), pad)
-    inside = np.pad(np.ones(tuple(s.stop - s.start for s in src)), pad)
+    inner = tuple(slice(b.start - s.start, b.stop - s.start) for b, s in zip(box, src))
     k = kernel.astype(np.float64)
-    # 'valid' keeps exactly the box voxels; scipy picks direct or FFT by cost. Kernel is symmetric.
-    sums = signal.convolve(values, k, mode="valid")
-    counts = signal.convolve(inside, k, mode="valid")
+    # Zero padding beyond the crop = beyond the image (the crop holds all the box's spheres need).
+    sums = _convolve_same(image[src].astype(np.float64), k)[inner]
+    if all(a >= 0 for a in lo) and all(b <= n for b, n in zip(hi, image.shape)):
+        return sums / k.sum()  # the sphere never leaves the image here
+    counts = _convolve_same(np.ones(tuple(s.stop - s.start for s in src)), k)[inner]
     return sums / np.rint(counts)
+
+
+def _convolve_same(values: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Zero-padded 'same' convolution with a symmetric kernel: direct if small, else FFT."""
+    if kernel.size <= 343:  # up to 7×7×7 (r 6.2 mm at ≥ 2 mm voxels): direct is cheaper
+        return ndimage.correlate(values, kernel, mode="constant")
+    return signal.fftconvolve(values, kernel, mode="same")
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,7 @@ def gather_lesion_voxels(suv: np.ndarray, labels: np.ndarray) -> LesionVoxels:
     labels = np.asarray(labels)
     order = "F" if labels.flags.f_contiguous and not labels.flags.c_contiguous else "C"
     lab_flat = labels.ravel(order=order)  # a view when the order matches the memory
-    flat = np.flatnonzero(lab_flat)
+    flat = np.flatnonzero(lab_flat != 0)  # bool nonzero is ~10× faster than on int32
     lab = lab_flat[flat]
     if len(lab) and lab.min() < 0:
         raise InputError("label map has negative labels")

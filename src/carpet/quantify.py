@@ -17,6 +17,7 @@ import json
 import math
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -306,9 +307,12 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
     for k, p in paths.items():
         if not p.exists():
             raise InputError(f"{k} input not found", source=p)
-    vols = {k: _read(p, k) for k, p in paths.items()}
+    # Hash the input files in a thread while they are decoded (hashlib releases the GIL).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashes = {k: pool.submit(file_sha256, p) for k, p in paths.items()}
+        vols = {k: _read(p, k) for k, p in paths.items()}
+        inputs = {k: {"path": str(p), "sha256": hashes[k].result()} for k, p in paths.items()}
     t_read = time.perf_counter()
-    inputs = {k: {"path": str(p), "sha256": file_sha256(p)} for k, p in paths.items()}
     bsa = bsa_du_bois_m2(height_cm, weight_kg) if height_cm and weight_kg else None
     result = quantify_study(vols["pet"], ct=vols.get("ct"), lesions=vols.get("lesions"),
                             exclude=vols.get("exclude"), method=method, params=params,
