@@ -1,0 +1,1 @@
+"""Figures and reports: journal-style plots (KM with number at risk, MIP, Sankey) and self-contained HTML."""

@@ -1,0 +1,83 @@
+"""Self-contained HTML reports: one file, figures embedded as PNG, tables as HTML, provenance at the end.
+
+A :class:`Report` collects sections in order; :meth:`Report.write` renders them with a jinja2
+template (``templates/report.html.j2``). Nothing is fetched: no CDN, no external fonts or scripts.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from carpet import __version__
+from carpet.report.style import figure_png_bytes
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    """An HTML report built section by section.
+
+    Examples
+    --------
+    >>> r = Report("Demo")
+    >>> _ = r.section("Cohort").text("106 simulated patients.")
+    """
+
+    title: str
+    subtitle: str = ""
+    sections: list[Section] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, title: str) -> "Report":
+        self.sections.append(Section(title))
+        return self
+
+    def _add(self, block: dict[str, Any]) -> "Report":
+        if not self.sections:
+            self.section("")
+        self.sections[-1].blocks.append(block)
+        return self
+
+    def text(self, text: str) -> "Report":
+        return self._add({"kind": "text", "html": html.escape(text)})
+
+    def note(self, text: str) -> "Report":
+        return self._add({"kind": "note", "html": html.escape(text)})
+
+    def figure(self, fig, caption: str = "") -> "Report":
+        """Embed a matplotlib figure (it is closed after rendering)."""
+        data = base64.b64encode(figure_png_bytes(fig)).decode("ascii")
+        return self._add({"kind": "figure", "src": f"data:image/png;base64,{data}", "caption": caption})
+
+    def table(self, df: pd.DataFrame, caption: str = "", index: bool = False, float_format: str = "{:.3g}") -> "Report":
+        table_html = df.to_html(index=index, border=0, classes="tbl", na_rep="NA",
+                                float_format=lambda v: float_format.format(v), escape=True)
+        return self._add({"kind": "table", "html": table_html, "caption": caption})
+
+    def files(self, paths: list[tuple[str, str]]) -> "Report":
+        """A list of (relative link, description) for files written beside the report."""
+        return self._add({"kind": "files", "items": paths})
+
+    def render(self) -> str:
+        env = Environment(loader=PackageLoader("carpet.report", "templates"),
+                          autoescape=select_autoescape(["html", "j2"]))
+        template = env.get_template("report.html.j2")
+        return template.render(report=self, version=__version__)
+
+    def write(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.render(), encoding="utf-8")
+        return path
