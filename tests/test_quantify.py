@@ -195,3 +195,23 @@ def test_cli_on_phantom_nifti(phantom, tmp_path):
     assert set(SUMMARY_CONTRACT) <= set(summary)
     labels = read_nifti(out / "lesions.nii.gz")
     assert labels.same_grid(phantom.pet)
+
+
+def test_user_mask_seeds_pct41_and_rejects_global_methods():
+    pet, truth, _, _ = _ideal_study()
+    only_two = pet.with_array((truth == 2).astype(np.uint8))
+    result = quantify_study(pet, lesions=only_two, method="pct41")
+    # ideal ball of SUV 8.5 on background 1.2: 0.41 × 8.5 > 1.2, so pct41 returns the ball exactly
+    assert len(result.lesions) == 1 and result.lesions["n_voxels"].iloc[0] == (truth == 2).sum()
+    assert result.summary["provenance"]["segmentation"]["lesions_from"] == "threshold seeded by the user mask"
+    from carpet.errors import InputError
+    with pytest.raises(InputError, match="pct41 and a50p"):
+        quantify_study(pet, lesions=only_two, method="suv4")
+
+
+def test_min_volume_warning_is_recorded_and_printed(study_files, tmp_path):
+    paths, _ = study_files
+    res = _run(paths["pet"], "--out", tmp_path / "w")
+    assert "no minimum lesion volume" in res.output
+    summary = json.loads((tmp_path / "w" / "summary.json").read_text())
+    assert any("minimum lesion volume" in w for w in summary["provenance"]["warnings"])

@@ -69,8 +69,9 @@ def quantify(
     ct: Optional[Path] = typer.Option(None, "--ct", help="CT (DICOM folder or NIfTI), any grid; enables lesion sites."),
     lesions: Optional[Path] = typer.Option(None, "--lesions", help="Lesion mask to measure instead of thresholding."),
     exclude: Optional[Path] = typer.Option(None, "--exclude", help="Mask of physiological uptake to remove."),
-    method: str = typer.Option("suv4", "--method",
-                               help="suv4, suv2.5, pct41, a50p, percist, liver3sd, mv2, mv3, or all."),
+    method: Optional[str] = typer.Option(
+        None, "--method", help="suv4 (default), suv2.5, pct41, a50p, percist, liver3sd, mv2, mv3, or all. "
+                               "With --lesions: none (measure the mask) or pct41/a50p (seeded by it)."),
     connectivity: int = typer.Option(26, "--connectivity", help="Lesion connectivity: 6, 18 or 26."),
     min_volume_ml: float = typer.Option(0.0, "--min-volume-ml", help="Drop lesions smaller than this (mL)."),
     liver_voi: Optional[str] = typer.Option(None, "--liver-voi",
@@ -89,6 +90,8 @@ def quantify(
                           auto_exclude=auto_exclude,
                           params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml))
     s = result.summary
+    for note in s["provenance"].get("warnings", []):
+        err.print(f"[yellow]warning:[/] {note}", highlight=False)
     typer.echo(f"{s['method']}: {s['n_lesions']} lesions, MTV {s['mtv_ml']:.2f} mL, TLG {s['tlg']:.1f}, "
                f"Dmax {s['dmax_mm']:.1f} mm -> {out}")
 

@@ -1,10 +1,10 @@
 """Per-lesion measures and study totals: volume, SUVmax/mean/sd/peak, TLG, centroid, Dmax, SDmax.
 
 All lesions are measured together in O(voxels): one pass picks the lesion voxels out of the
-volume (``np.flatnonzero``), voxel counts, bounding boxes and centroids come from
-``cc3d.statistics`` (one C++ pass), intensity sums from ``np.bincount`` over the lesion voxels
-only, and SUVpeak from a convolution of each lesion's bounding box (plus the sphere radius) with
-a spherical kernel. No step touches the whole image once per lesion.
+volume (:func:`gather_lesion_voxels`); counts, sums, centroids, bounding boxes and maxima are
+``np.bincount`` / ``ufunc.reduceat`` over those voxels only; SUVpeak is a convolution of each
+lesion's bounding box (plus the sphere radius) with a spherical kernel (scipy.ndimage, or FFT for
+large kernels); Dmax uses the convex hull (Qhull). No step touches the whole image once per lesion.
 
 Definitions follow IBSI 1 (intensity peak) and ``spec/clinical-rules.md`` §5.4 (MTV, TLG, Dmax).
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cc3d
 import numpy as np
 import pandas as pd
 from scipy import ndimage, signal
@@ -157,11 +156,14 @@ def measure_lesions(pet: Volume, labels: np.ndarray, *, peak: bool = True,
     counts = np.bincount(vox.label, minlength=n + 1)[1:]
     present = np.flatnonzero(counts) + 1
     starts = vox.starts[present - 1]
-    sums = np.bincount(vox.label, weights=vox.suv, minlength=n + 1)[1:]
-    sq = np.bincount(vox.label, weights=vox.suv ** 2, minlength=n + 1)[1:]
+    sums = np.bincount(vox.label, weights=vox.suv, minlength=n + 1)
+    mean_by_label = np.zeros(n + 1)
+    mean_by_label[present] = sums[present] / counts[present - 1]
+    # two-pass variance (no cancellation): Σ (x − mean)² per label
+    sq_dev = np.bincount(vox.label, weights=(vox.suv - mean_by_label[vox.label]) ** 2, minlength=n + 1)
     cnt = counts[present - 1]
-    mean = sums[present - 1] / cnt
-    sd = np.sqrt(np.maximum(sq[present - 1] / cnt - mean ** 2, 0.0))
+    mean = mean_by_label[present]
+    sd = np.sqrt(sq_dev[present] / cnt)
     vmax = np.maximum.reduceat(vox.suv, starts)
     centroid_ijk = np.column_stack(
         [np.bincount(vox.label, weights=a, minlength=n + 1)[1:][present - 1] / cnt for a in vox.ijk])
@@ -178,7 +180,7 @@ def measure_lesions(pet: Volume, labels: np.ndarray, *, peak: bool = True,
         "suv_sd": sd,
         "suv_peak": np.nan,
         "suv_peak_local": np.nan,
-        "tlg": sums[present - 1] * pet.voxel_volume_ml,
+        "tlg": sums[present] * pet.voxel_volume_ml,
         "centroid_x_mm": centroid_mm[:, 0],
         "centroid_y_mm": centroid_mm[:, 1],
         "centroid_z_mm": centroid_mm[:, 2],
@@ -187,12 +189,13 @@ def measure_lesions(pet: Volume, labels: np.ndarray, *, peak: bool = True,
         "bbox_k0": bbox[:, 4], "bbox_k1": bbox[:, 5] + 1,
     })
     if peak:
+        boxes = [tuple(slice(b[2 * a], b[2 * a + 1] + 1) for a in range(3)) for b in bbox]
         table["suv_peak"], table["suv_peak_local"] = suv_peaks(
-            suv, labels, pet.spacing, present, bbox, vmax, radius_mm=peak_radius_mm)
+            suv, labels, pet.spacing, present, boxes, vmax, radius_mm=peak_radius_mm)
     return table[LESION_COLUMNS]
 
 
-def suv_peaks(suv: np.ndarray, labels: np.ndarray, spacing, lesion_ids=None, bbox=None,
+def suv_peaks(suv: np.ndarray, labels: np.ndarray, spacing, lesion_ids=None, boxes=None,
               lesion_max=None, radius_mm: float = PEAK_RADIUS_MM) -> tuple[np.ndarray, np.ndarray]:
     """IBSI 1 global and local intensity peaks of lesions.
 
@@ -209,24 +212,22 @@ def suv_peaks(suv: np.ndarray, labels: np.ndarray, spacing, lesion_ids=None, bbo
         Label map on the same grid.
     spacing : sequence of 3 floats
         Voxel size in mm.
-    lesion_ids, bbox, lesion_max : optional
-        The labels to compute, their bounding boxes ((m, 6) inclusive min/max per axis) and
-        maxima, when the caller has them already (as :func:`measure_lesions` does); found otherwise.
+    lesion_ids, boxes, lesion_max : optional
+        The labels to compute, their bounding boxes (tuples of slices) and maxima, when the
+        caller has them already (as :func:`measure_lesions` does); found otherwise.
 
     Returns
     -------
     (global_peak, local_peak) : two float64 arrays, one value per lesion id
     """
     if lesion_ids is None:
-        stats = cc3d.statistics(np.ascontiguousarray(labels), no_slice_conversion=True)
-        counts = np.asarray(stats["voxel_counts"])
-        lesion_ids = np.flatnonzero(counts[1:]) + 1
-        bbox = np.asarray(stats["bounding_boxes"], dtype=np.int64).reshape(-1, 6)[lesion_ids]
+        found = ndimage.find_objects(labels)
+        lesion_ids = [n + 1 for n, sl in enumerate(found) if sl is not None]
+        boxes = [found[n - 1] for n in lesion_ids]
     kernel = sphere_kernel(spacing, radius_mm)
     glob = np.empty(len(lesion_ids))
     loc = np.empty(len(lesion_ids))
-    for n, (lab, b) in enumerate(zip(lesion_ids, bbox)):
-        box = (slice(b[0], b[1] + 1), slice(b[2], b[3] + 1), slice(b[4], b[5] + 1))
+    for n, (lab, box) in enumerate(zip(lesion_ids, boxes)):
         inside = labels[box] == lab
         means = local_sphere_means(suv, box, kernel)[inside]
         values = suv[box][inside]

@@ -145,7 +145,7 @@ def user_lesions(mask: Volume, pet: Volume, connectivity: int = 26) -> np.ndarra
 
 
 def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | None = None,
-                   exclude: Volume | None = None, method: str = "suv4",
+                   exclude: Volume | None = None, method: str | None = None,
                    params: SegmentParams | None = None, liver_voi=None,
                    bsa_m2: float | None = None, inputs: dict | None = None) -> QuantifyResult:
     """Segment (or take the user's lesions), measure, and summarise one study.
@@ -157,14 +157,17 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     ct : Volume, optional
         CT in HU on any grid; used for lesion sites and the automatic liver VOI.
     lesions : Volume, optional
-        User lesion mask: measured as given instead of thresholding.
+        User lesion mask (labels, or a binary mask split into connected components). Without
+        ``method`` its lesions are measured as given; with ``method`` 'pct41' or 'a50p' they are
+        the seeds of the per-lesion threshold.
     exclude : Volume, optional
         Mask of physiological uptake removed before labelling.
-    method : str
-        One of :data:`carpet.segment.METHODS` or ``'all'``.
+    method : str, optional
+        One of :data:`carpet.segment.METHODS` or ``'all'``; default ``'suv4'`` (or the user mask
+        as given when ``lesions`` is given).
     params : SegmentParams
         Connectivity, minimum volume, seed/VOI settings, liver reference.
-    liver_voi : tuple, optional
+    liver_voi : tuple or str, optional
         (x, y, z) or (x, y, z, diameter_mm), LPS mm: the liver VOI for percist / liver3sd.
     bsa_m2 : float, optional
         Body surface area for SDmax.
@@ -172,25 +175,28 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         Provenance of the input files (name → {path, sha256}).
     """
     params = params or SegmentParams()
-    if method != "all" and method not in METHODS:
+    if method is not None and method != "all" and method not in METHODS:
         raise InputError(f"unknown method {method!r}; expected one of {', '.join(METHODS)} or all",
                          hint="--method")
-    methods = list(METHODS) if method == "all" else [method]
+    if lesions is not None and method not in (None, "pct41", "a50p"):
+        raise InputError(f"--lesions with --method {method}: a lesion mask is measured as given, or "
+                         "seeds the per-lesion methods pct41 and a50p", hint="leave out --method")
     excl = None
     if exclude is not None:
         ex = exclude if exclude.same_grid(pet) else resample_to(exclude, pet, interpolation="nearest")
         excl = np.asarray(ex.array) > 0
     suv = np.asarray(pet.array)
-    liver_info = None
-    if lesions is not None:
-        labels_arr = user_lesions(lesions, pet, params.connectivity)
+    user = None if lesions is None else user_lesions(lesions, pet, params.connectivity)
+    liver_info, notes = None, []
+    if user is not None and method is None:
         if excl is not None:
-            labels_arr = np.where(excl, 0, labels_arr).astype(np.int32)
-        seg_labels = {"user_mask": labels_arr}
-        thresholds, skipped, methods = {"user_mask": None}, {}, ["user_mask"]
+            user = np.where(excl, 0, user).astype(np.int32)
+        methods = ["user_mask"]
+        seg_labels, thresholds, skipped = {"user_mask": user}, {"user_mask": None}, {}
     else:
+        method = method or "suv4"
+        methods = list(METHODS) if method == "all" else [method]
         if any(m in ("percist", "liver3sd") for m in methods) and params.liver_mean is None:
-            needed = method != "all"
             try:
                 centre, diam = _parse_liver_voi(liver_voi)
                 region = liver_reference_from_voi(pet, ct, centre, diam)
@@ -198,12 +204,13 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                 liver_info = {"mean": float(region.mean), "sd": float(region.sd),
                               "n_voxels": int(region.n_voxels), "provenance": region.provenance}
             except (InputError, NotYetAvailable):
-                if needed:
+                if method != "all":
                     raise
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            seg = segment(suv, pet.spacing, methods, params=params, exclude=excl,
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            seg = segment(suv, pet.spacing, methods, params=params, exclude=excl, seeds=user,
                           skip_unavailable=(method == "all"))
+        notes = sorted({str(w.message) for w in caught})
         seg_labels, thresholds, skipped = seg.labels, seg.thresholds, seg.skipped
 
     rows, tables = [], {}
@@ -222,7 +229,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     labels_vol = pet.with_array(seg_labels[main].astype(np.int32), modality="SEG", units="label")
     table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
     study = next(r for r in rows if r["method"] == main)
-    summary = {"method": main if lesions is None else "user_mask",
+    summary = {"method": main,
                **{k: study[k] for k in STUDY_KEYS}}
     summary = add_summary_keys(summary, table, ct)
     summary["provenance"] = provenance(
@@ -233,7 +240,9 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                       "bg_shell_mm": params.bg_shell_mm, "percist_variant": params.percist_variant,
                       "mv_inputs": list(params.mv_inputs),
                       "exclusion_mask": exclude is not None,
-                      "lesions_from": "user mask" if lesions is not None else "threshold"},
+                      "lesions_from": ("user mask" if main == "user_mask" else
+                                       "threshold seeded by the user mask" if user is not None else
+                                       "threshold")},
         measures={"volume": "n_voxels x voxel volume on the PET grid",
                   "suv_peak": "IBSI global intensity peak, 1 cm3 sphere (r 6.2035 mm), voxel centres",
                   "suv_peak_local": "IBSI local intensity peak (sphere on the max voxel)",
@@ -241,7 +250,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                   "dmax_mm": "largest Euclidean distance between lesion centroids",
                   "dmax_voxel_mm": "largest Euclidean distance between lesion voxel centres",
                   "sdmax_per_m": "dmax (m) / BSA (m2)" if bsa_m2 else "not computed (no BSA)"},
-        bsa_m2=bsa_m2, liver_reference=liver_info,
+        bsa_m2=bsa_m2, liver_reference=liver_info, warnings=notes,
         site_classification=("carpet.classify" if ct is not None and
                               _optional("carpet.classify", "classify_lesions") else "not available"),
     )
@@ -291,7 +300,7 @@ def _read(path: Path, what: str) -> Volume:
 
 
 def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_path=None,
-                 method: str = "suv4", params: SegmentParams | None = None, liver_voi=None,
+                 method: str | None = None, params: SegmentParams | None = None, liver_voi=None,
                  height_cm: float | None = None, weight_kg: float | None = None,
                  auto_exclude: bool = False) -> QuantifyResult:
     """Read the inputs, quantify, write the outputs in ``out_dir``; returns the result.
