@@ -90,11 +90,11 @@ def add_summary_keys(summary: dict, table: pd.DataFrame, ct: Volume | None) -> d
 def _optional(module: str, name: str):
     """A function from a module that may not have landed yet (None when absent)."""
     import importlib
+    import importlib.util
 
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
+    if importlib.util.find_spec(module) is None:
         return None
+    return getattr(importlib.import_module(module), name, None)  # a broken module still raises
 
 
 def liver_reference_from_voi(pet: Volume, ct: Volume | None, centre_mm=None,

@@ -103,7 +103,7 @@ def label_components(mask: np.ndarray, spacing, *, connectivity: int = 26,
                      min_volume_ml: float = 0.0) -> np.ndarray:
     """Connected components of a boolean mask as int32 labels 1..n (cc3d), small ones dropped.
 
-    Labels are numbered in cc3d's scan order (C order of the first voxel), so the same mask
+    Labels are numbered in cc3d's scan order (the array's memory order), so the same mask
     always gives the same labels.
     """
     # cc3d reads C- or F-ordered masks as they are: no copy of the volume.
@@ -148,8 +148,15 @@ def liver_threshold(method: str, liver_mean: float | None, liver_sd: float | Non
 
 def seeds_from_threshold(suv: np.ndarray, spacing, params: SegmentParams,
                          exclude: np.ndarray | None = None) -> np.ndarray:
-    """Seed lesions for per-lesion methods: components of SUV ≥ ``params.seed_suv``."""
-    return _threshold_label(suv, params.seed_suv, spacing, params, exclude)
+    """Seed lesions for per-lesion methods: components of SUV ≥ ``params.seed_suv``.
+
+    No minimum volume here: a small seed may grow into a lesion above it (the minimum applies
+    to the final lesions).
+    """
+    mask = suv >= params.seed_suv
+    if exclude is not None:
+        mask &= ~exclude
+    return label_components(mask, spacing, connectivity=params.connectivity)
 
 
 @dataclass
