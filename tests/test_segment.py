@@ -141,8 +141,8 @@ def test_user_seeds_and_unknown_method():
 
 def test_min_volume_applies_to_grown_lesions_not_to_seeds():
     a = np.ones((20, 20, 20), np.float32)
-    a[10, 10, 10] = 12.0                                   # a one-voxel seed above 2.5 ...
-    a[8:13, 8:13, 8:13] = np.maximum(a[8:13, 8:13, 8:13], 2.0)  # ... in a 5³ region above 0.41 × 12
-    params = SegmentParams(min_volume_ml=0.5)              # 125 voxels × 8 mm³ = 1.0 mL ≥ 0.5 mL
+    a[8:13, 8:13, 8:13] = 5.0                              # a 5³ region above 0.41 × 12 = 4.92 ...
+    a[10, 10, 10] = 12.0                                   # ... around a one-voxel seed above 6
+    params = SegmentParams(min_volume_ml=0.5, seed_suv=6.0)  # 125 × 8 mm³ = 1.0 mL ≥ 0.5; seed 0.008 mL
     lab = segment(a, SP, ["pct41"], params=params).labels["pct41"]
     assert lab.max() == 1 and (lab == 1).sum() == 125
