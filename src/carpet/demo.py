@@ -95,10 +95,11 @@ def _imaging(state: dict) -> None:
         study_dir = out / "studies" / pid
         paths = phantom.write_nifti(study_dir / "input")
         result = run_quantify(paths["pet"], ct_path=paths["ct"], out_dir=study_dir / "quantify", method="suv4")
-        truth_ml = sum(les["volume_ml"] for les in phantom.truth["lesions"])
+        truth = phantom.truth["lesions"]
         s = result.summary
-        rows.append({"patient_id": pid, "n_lesions": s["n_lesions"], "mtv_ml": s["mtv_ml"],
-                     "truth_mtv_ml": truth_ml, "tlg": s["tlg"], "suv_max": s["suv_max"],
+        rows.append({"patient_id": pid, "n_lesions": s["n_lesions"], "truth_n_lesions": len(truth),
+                     "truth_suv_min": min(les["suv"] for les in truth), "mtv_ml": s["mtv_ml"],
+                     "truth_mtv_ml": sum(les["volume_ml"] for les in truth), "tlg": s["tlg"], "suv_max": s["suv_max"],
                      "dmax_mm": s["dmax_mm"], "n_bone": s.get("n_bone"),
                      "n_paramedullary": s.get("n_paramedullary"),
                      "n_extramedullary": s.get("n_extramedullary")})
@@ -109,7 +110,8 @@ def _imaging(state: dict) -> None:
     report.section("2. PET/CT phantoms quantified (SUV ≥ 4.0, 26-connected)")
     report.text("Digital PET/CT phantoms built for CERTAINTY-like patients (lesions reflecting each patient's "
                 "MTV, bone, paramedullary and extramedullary disease), written as NIfTI and measured with "
-                "`carpet quantify`. truth_mtv_ml is the phantom's exact voxel-count volume.")
+                "`carpet quantify`. truth_* columns are the phantom's design (exact voxel counts); a lesion whose "
+                "designed SUV is below 4.0 is, correctly, not found by the SUV ≥ 4.0 method.")
     report.table(table, caption="Study measures (imaging.csv)", float_format="{:.2f}")
     pet, labels, sites, pid = state["mip"]
     report.figure(mip_figure(pet, labels, sites, title=f"{pid} (simulated)"),
