@@ -189,9 +189,9 @@ def test_moffitt_dates_and_times_are_consistent():
 
 
 # published medians (months), Figures 3-5 and their text; the 4-group exponential model cannot fit
-# all seven per endpoint exactly, so each has a stated relative tolerance: 10% for the overall and
-# baseline-EMD medians (the headline figures), 20% for the "no EMD at progression" OS medians
-# (model misfit 11-15%), 12% for the rest
+# all seven per endpoint exactly, so each has a stated relative tolerance: 8% for the overall and
+# baseline-EMD medians (the headline figures; model misfit <= 4%), 20% for the medians
+# without EMD at progression (misfit 11-17%), 12% for the rest (misfit <= 7%)
 PUBLISHED_MEDIANS = {
     "pfs2": {"all": 5.8, "bl_emd": 3.6, "bl_no_emd": 7.0, "pd_emd": 4.7, "pd_no_emd": 8.5,
              "bl_emd_pd_emd": 4.0, "bl_no_emd_pd_no_emd": 8.6},
@@ -209,9 +209,9 @@ def test_moffitt_post_progression_medians(endpoint):
              "bl_emd_pd_emd": bl & pd_pos, "bl_no_emd_pd_no_emd": ~bl & pd_neg}
     simulated = {k: km_median(df, f"{endpoint}_months", f"{endpoint}_event", m) for k, m in masks.items()}
     implied = cal.model_medians(cal.moffitt_group_medians(endpoint))
-    tolerance = {"all": 0.10, "bl_emd": 0.10, "bl_no_emd": 0.10}
+    tolerance = {"all": 0.08, "bl_emd": 0.08, "bl_no_emd": 0.08, "pd_no_emd": 0.20}
     if endpoint == "os_pp":
-        tolerance.update(pd_no_emd=0.20, bl_no_emd_pd_no_emd=0.20)
+        tolerance["bl_no_emd_pd_no_emd"] = 0.20
     for key, published in PUBLISHED_MEDIANS[endpoint].items():
         # the simulation (draws + censoring + KM) reproduces the model's analytic medians ...
         assert simulated[key] == pytest.approx(implied[key], rel=0.06), key
