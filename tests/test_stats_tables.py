@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -291,3 +292,28 @@ def test_sankey_figure_draws_one_ribbon_per_flow(tmp_path):
     assert heights == expected
     fig.savefig(tmp_path / "sankey.png")
     assert (tmp_path / "sankey.png").stat().st_size > 5000
+
+
+def test_table1_matches_r_fixture_on_simulated_cohort():
+    """R values from tests/fixtures/r/table1_r_reference.R on the cohort of ``_cohort()``."""
+    fixtures = Path(__file__).parent / "fixtures" / "r"
+    r = dict(pd.read_csv(fixtures / "table1_r_reference.csv")[["what", "value"]].itertuples(index=False))
+    # "None" is a heavy-chain level here, not a missing value (as in R's read.csv(na.strings=c("", "NA")))
+    df = pd.read_csv(fixtures / "table1_cohort_sim.csv", keep_default_na=False, na_values=[""])
+    expected = _cohort()
+    expected["race"] = expected["race"].astype(object).where(expected["race"].notna(), np.nan)
+    pd.testing.assert_frame_equal(df.drop(columns="grp"), expected, check_dtype=False)
+    three = table1(df, "grp", continuous=["age"], categorical=["race", "ecog"],
+                   nonnormal=["prior_lines"]).tests.set_index("variable")
+    assert three.loc["age", "statistic"] == pytest.approx(r["age by grp: Welch ANOVA F"], rel=1e-9)
+    assert three.loc["age", "p_value"] == pytest.approx(r["age by grp: Welch ANOVA p"], rel=1e-6)
+    assert three.loc["prior_lines", "statistic"] == pytest.approx(r["prior_lines by grp: Kruskal-Wallis chisq"],
+                                                                  rel=1e-9)
+    assert three.loc["prior_lines", "p_value"] == pytest.approx(r["prior_lines by grp: Kruskal-Wallis p"], rel=1e-6)
+    for var in ("race", "ecog"):
+        assert three.loc[var, "test"] == "Fisher exact"
+        assert three.loc[var, "p_value"] == pytest.approx(r[f"{var} by grp: Fisher p"], rel=1e-6)
+    two = table1(df, "emd", categorical=["heavy_chain"], nonnormal=["prior_lines"]).tests.set_index("variable")
+    assert two.loc["heavy_chain", "p_value"] == pytest.approx(r["heavy_chain by emd: Fisher p"], rel=1e-6)
+    assert two.loc["prior_lines", "statistic"] == r["prior_lines by emd: Mann-Whitney W"]
+    assert two.loc["prior_lines", "p_value"] == pytest.approx(r["prior_lines by emd: Mann-Whitney p"], rel=1e-6)
