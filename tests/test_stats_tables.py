@@ -212,7 +212,7 @@ def _brute_force_fisher(table: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("table", [[[3, 1, 4], [0, 5, 2]], [[2, 0, 1], [1, 3, 0], [0, 2, 4]],
-                                   [[4, 1], [0, 3], [2, 2], [1, 0]]])
+                                   [[4, 1], [0, 3], [2, 2], [1, 0]], [[5, 2, 1], [1, 6, 3], [2, 1, 7]]])
 def test_fisher_rxc_matches_brute_force(table):
     table = np.array(table)
     res = fisher_test(table)
@@ -249,7 +249,7 @@ def _study_transitions_df() -> pd.DataFrame:
 
 def test_transitions_table_flows_and_test():
     df = _study_transitions_df()
-    tr = transitions(df, "baseline", "progression", order=STUDY_ORDER, max_tables=200_000)
+    tr = transitions(df, "baseline", "progression", order=STUDY_ORDER)
     assert list(tr.table.index) == STUDY_ORDER + ["Unknown"]
     assert list(tr.table.columns) == STUDY_ORDER + ["Unknown"]
     assert tr.table.to_numpy().sum() == 106
@@ -262,7 +262,11 @@ def test_transitions_table_flows_and_test():
     # flows follow the fixed order, not the data order
     ranks = [(STUDY_ORDER + ["Unknown"]).index(s) for s in tr.flows.source]
     assert ranks == sorted(ranks)
-    assert tr.test.test.startswith("Fisher exact")  # expected counts < 5
+    # expected counts < 5 → exact 4×4 Fisher on the known states, as R fisher.test (table1_r_reference.R)
+    r = dict(pd.read_csv(Path(__file__).parent / "fixtures" / "r" / "table1_r_reference.csv")[["what", "value"]]
+             .itertuples(index=False))
+    assert tr.test.test == "Fisher exact"
+    assert tr.test.p_value == pytest.approx(r["study transitions 4x4: Fisher p"], rel=1e-6)
     assert tr.provenance["n"] == 106
 
 

@@ -320,15 +320,13 @@ def fisher_test(counts, *, max_tables: int = 2_000_000, seed: int = 0) -> TestRe
     if t.shape == (2, 2):
         res = stats.fisher_exact(t)
         return TestResult("Fisher exact", float(res.statistic), np.nan, float(res.pvalue))
-    log_p, weight = _enumerate_table_log_probs(t, max_tables)
-    if log_p is None:
+    log_obs = _table_log_prob(t)
+    p_value = _fisher_rxc_p(t, log_obs + np.log(_FISHER_REL_ERR), max_tables)
+    if p_value is None:
         res = stats.fisher_exact(t, method=stats.MonteCarloMethod(n_resamples=100_000,
                                                                   rng=np.random.default_rng(seed)))
         return TestResult(f"Fisher exact (Monte Carlo, > {max_tables} tables)", float(res.statistic), np.nan,
                           float(res.pvalue))
-    log_obs = _table_log_prob(t)
-    keep = log_p <= log_obs + np.log(_FISHER_REL_ERR)
-    p_value = float(np.dot(weight[keep], np.exp(log_p[keep])))
     return TestResult("Fisher exact", float(np.exp(log_obs)), np.nan, min(1.0, p_value))
 
 
@@ -337,23 +335,28 @@ def _table_log_prob(t: np.ndarray) -> float:
     return float(gammaln(rows + 1).sum() + gammaln(cols + 1).sum() - gammaln(t.sum() + 1) - gammaln(t + 1).sum())
 
 
-def _enumerate_table_log_probs(t: np.ndarray, max_tables: int):
-    """Log-probabilities (and multiplicities) of every table with the margins of ``t``.
+def _fisher_rxc_p(t: np.ndarray, log_threshold: float, max_tables: int) -> float | None:
+    """Total null probability of the tables with the margins of ``t`` whose log-probability is
+    ``<= log_threshold`` — the two-sided r×c Fisher p-value.
 
     Fills the table cell by cell, column-major, carrying the remaining row sums of every partial
-    table as a numpy array; the last row of each column and the last column are determined. After
-    each column, partial tables with the same remaining row sums and the same partial probability
-    (to 1e-9 in log) are merged with a multiplicity, as their completions are identical — this keeps
-    4×4 tables of ~100 patients small. Returns ``(None, n)`` once a step would hold more than
+    table as a numpy array (the last row of each column and the last column are determined). After
+    each column, partial tables with the same remaining row sums and partial probability (to 1e-9 in
+    log) are merged with a multiplicity, and — as in the network algorithm of Mehta & Patel (1983)
+    that R's FEXACT implements — a partial table is settled at once when bounds on the probability
+    of its completions show that all of them (the sum of their probabilities has a closed form) or
+    none of them fall below the threshold. Returns ``None`` once a step would hold more than
     ``max_tables`` partial tables.
     """
     if t.shape[0] > t.shape[1]:
         t = t.T  # fewer rows → fewer free cells per column
     rows, cols = t.sum(axis=1), t.sum(axis=0)
     r = len(rows)
+    const = gammaln(rows + 1).sum() + gammaln(cols + 1).sum() - gammaln(rows.sum() + 1)
     remaining = rows[None, :].copy()
-    log_terms = np.zeros(1)
+    log_terms = np.array([const])
     weight = np.ones(1)
+    p_settled = 0.0
     for j in range(len(cols) - 1):
         col_left = np.full(len(remaining), cols[j])
         for i in range(r - 1):
@@ -363,7 +366,7 @@ def _enumerate_table_log_probs(t: np.ndarray, max_tables: int):
             width = hi - lo + 1
             total = int(width.sum())
             if total > max_tables:
-                return None, total
+                return None
             idx = np.repeat(np.arange(len(remaining)), width)
             offsets = np.arange(total) - np.repeat(np.cumsum(width) - width, width)
             x = lo[idx] + offsets
@@ -376,6 +379,54 @@ def _enumerate_table_log_probs(t: np.ndarray, max_tables: int):
         key, inverse = np.unique(key, axis=0, return_inverse=True)
         weight = np.bincount(inverse.ravel(), weights=weight)
         remaining, log_terms = key[:, :r].astype(np.int64), key[:, r]
+        future = cols[j + 1:]
+        f_max = sum(_max_column_term(remaining, c) for c in future)
+        f_min = sum(_min_column_term(remaining, c) for c in future)
+        all_in = log_terms + f_max <= log_threshold
+        none_in = log_terms + f_min > log_threshold
+        if all_in.any():
+            # sum over completions of prod 1/x! = N_rem! / (prod R! prod c!)
+            n_rem = future.sum()
+            log_all = (gammaln(n_rem + 1) - gammaln(remaining[all_in] + 1).sum(axis=1) - gammaln(future + 1).sum())
+            p_settled += float(np.dot(weight[all_in], np.exp(log_terms[all_in] + log_all)))
+        open_ = ~(all_in | none_in)
+        remaining, log_terms, weight = remaining[open_], log_terms[open_], weight[open_]
     log_terms = log_terms - gammaln(remaining + 1).sum(axis=1)
-    const = gammaln(rows + 1).sum() + gammaln(cols + 1).sum() - gammaln(rows.sum() + 1)
-    return const + log_terms, weight
+    keep = log_terms <= log_threshold
+    return p_settled + float(np.dot(weight[keep], np.exp(log_terms[keep])))
+
+
+def _max_column_term(caps: np.ndarray, c: int) -> np.ndarray:
+    """Upper bound on -Σ log x_i! for one column of sum ``c`` with x_i <= caps_i (per row of ``caps``).
+
+    The concave objective is maximised by spreading ``c`` as evenly as the caps allow (water-filling),
+    ignoring the other columns — a relaxation, hence a bound.
+    """
+    s = np.sort(caps, axis=1)
+    m, r = s.shape
+    rem = np.full(m, c, dtype=np.int64)
+    out = np.zeros(m)
+    done = np.zeros(m, dtype=bool)
+    for k in range(r):
+        n_left = r - k
+        share, extra = rem // n_left, rem % n_left
+        binds = ~done & (s[:, k] <= share)
+        out[binds] -= gammaln(s[binds, k] + 1)
+        rem[binds] -= s[binds, k]
+        split = ~done & ~binds  # every later cap exceeds the even share: split the rest evenly
+        out[split] -= extra[split] * gammaln(share[split] + 2) + (n_left - extra[split]) * gammaln(share[split] + 1)
+        done |= split
+    return out
+
+
+def _min_column_term(caps: np.ndarray, c: int) -> np.ndarray:
+    """Lower bound on -Σ log x_i! for one column of sum ``c`` with x_i <= caps_i: the convex objective
+    Σ log x_i! is largest when the largest caps are filled first (that vector majorises all others)."""
+    s = -np.sort(-caps, axis=1)
+    rem = np.full(len(s), c, dtype=np.int64)
+    out = np.zeros(len(s))
+    for k in range(s.shape[1]):
+        x = np.minimum(s[:, k], rem)
+        out -= gammaln(x + 1)
+        rem -= x
+    return out
