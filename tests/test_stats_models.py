@@ -14,7 +14,6 @@ from lifelines import KaplanMeierFitter
 from carpet.errors import InputError
 from carpet.stats.landmark import landmark
 from carpet.stats.models import compare_models, harrell_c, td_auc
-from tests.conftest import reference_path
 
 FIXTURES = Path(__file__).parent / "fixtures" / "r"
 MODELS = {"IPI": ["ipi"], "MTV": ["log_mtv"], "IPI+MTV": ["ipi", "log_mtv"],
@@ -98,10 +97,10 @@ def test_harrell_c_matches_brute_force(sim):
                                                                  abs=1e-12)
 
 
-def test_c_index_and_loglik_match_shared_r_reference():
-    data = json.loads(reference_path("survival", "reference_values.json").read_text())
+def test_c_index_and_loglik_match_shared_r_reference(reference):
+    data = json.loads(reference("survival", "reference_values.json").read_text())
     r = {(v["dataset"], v["what"]): v["value"] for v in data["values"]}
-    whas = pd.read_csv(reference_path("survival", "data", "whas500.csv"))
+    whas = pd.read_csv(reference("survival", "data", "whas500.csv"))
     covs = ["age", "gender", "bmi", "chf", "hr", "sysbp"]
     res = compare_models(whas, "time", "status", {"age": ["age"], "full": covs}, n_boot=0)
     full = res.summary.set_index("model").loc["full"]

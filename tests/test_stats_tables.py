@@ -16,11 +16,10 @@ from scipy import stats
 from carpet.errors import InputError
 from carpet.stats.table1 import fisher_test, format_p, table1, wilcox_test
 from carpet.stats.transitions import transitions
-from tests.conftest import reference_path
 
 
-def _r_values(dataset: str, prefix: str) -> dict:
-    data = json.loads(reference_path("survival", "reference_values.json").read_text())
+def _r_values(reference, dataset: str, prefix: str) -> dict:
+    data = json.loads(reference("survival", "reference_values.json").read_text())
     return {r["what"][len(prefix):]: r["value"] for r in data["values"]
             if r["dataset"] == dataset and r["what"].startswith(prefix)}
 
@@ -147,9 +146,9 @@ def test_table1_rejects_bad_input():
         table1(df[df.emd == "No EMD"], "emd", continuous=["age"])
 
 
-def test_tests_match_r_on_lung():
-    r = _r_values("lung", "Table1 ")
-    lung = pd.read_csv(reference_path("survival", "data", "lung.csv"))
+def test_tests_match_r_on_lung(reference):
+    r = _r_values(reference, "lung", "Table1 ")
+    lung = pd.read_csv(reference("survival", "data", "lung.csv"))
     lung["ecog_ge2"] = (lung["ph.ecog"] >= 2).astype(float).where(lung["ph.ecog"].notna())
     t = table1(lung, "sex", continuous=["age"], categorical=["ecog_ge2", "ph.ecog"],
                nonnormal=["wt.loss"]).tests.set_index("variable")
@@ -172,9 +171,9 @@ def test_tests_match_r_on_lung():
     assert fisher_test(table).p_value == pytest.approx(r["2x2 sex x (ph.ecog>=2): Fisher p (two-sided)"], rel=1e-4)
 
 
-def test_tests_match_r_on_gbsg2():
-    r = _r_values("gbsg2", "Table1 ")
-    g = pd.read_csv(reference_path("survival", "data", "gbsg2.csv"))
+def test_tests_match_r_on_gbsg2(reference):
+    r = _r_values(reference, "gbsg2", "Table1 ")
+    g = pd.read_csv(reference("survival", "data", "gbsg2.csv"))
     t = table1(g, "horTh", continuous=["tsize"], categorical=["tgrade", "menostat"],
                nonnormal=["pnodes"]).tests.set_index("variable")
     assert t.loc["tgrade", "statistic"] == pytest.approx(r["horTh x tgrade (2x3): chisq"], abs=1e-6)

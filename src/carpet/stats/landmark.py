@@ -16,6 +16,7 @@ import pandas as pd
 
 from carpet.errors import InputError
 from carpet.provenance import provenance
+from carpet.stats.table1 import require_columns
 
 
 @dataclass
@@ -81,9 +82,7 @@ def landmark(df: pd.DataFrame, duration: str, event: str, landmark_time: float, 
     """
     from lifelines.statistics import multivariate_logrank_test
 
-    missing = [c for c in (duration, event, group) if c not in df.columns]
-    if missing:
-        raise InputError(f"column(s) {missing} not found; available: {list(df.columns)}", where="columns")
+    require_columns(df, [duration, event, group])
     base = df.dropna(subset=[duration, event, group])
     if (base[duration] < 0).any():
         row = base.index[base[duration] < 0][0]

@@ -35,6 +35,7 @@ from scipy import stats
 
 from carpet.errors import InputError
 from carpet.provenance import provenance
+from carpet.stats.table1 import require_columns
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,7 @@ def compare_models(df: pd.DataFrame, duration: str, event: str, models: Mapping[
     for name, covs in models.items():
         if not covs:
             raise InputError(f"model '{name}' has no covariates", where="models")
-    missing = [c for c in [duration, event, *used] if c not in df.columns]
-    if missing:
-        raise InputError(f"column(s) {missing} not found; available: {list(df.columns)}", where="columns")
+    require_columns(df, [duration, event, *used])
     # One set of complete cases for all models: AIC and LR tests are only comparable on the same rows.
     data = df[[duration, event, *used]].dropna().reset_index(drop=True)
     for c in used:

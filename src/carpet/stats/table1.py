@@ -159,7 +159,7 @@ def table1(df: pd.DataFrame, by: str, continuous: Sequence[str] = (), categorica
     order = dict(order or {})
     nonnormal = list(nonnormal)
     continuous = list(continuous) + [c for c in nonnormal if c not in continuous]
-    _check_columns(df, [by, *continuous, *categorical])
+    require_columns(df, [by, *continuous, *categorical])
 
     groups = _levels(df[by], order.get(by))
     if len(groups) < 2:
@@ -193,7 +193,7 @@ def table1(df: pd.DataFrame, by: str, continuous: Sequence[str] = (), categorica
             counts = pd.crosstab(df.loc[in_group, var], df.loc[in_group, by]).reindex(
                 index=levels, columns=groups, fill_value=0)
             result = association_test(counts.to_numpy(), max_tables=max_tables, seed=seed)
-            shown = [levels[-1]] if _is_binary(df[var], levels) else levels
+            shown = [next(v for v in levels if v == 1)] if _is_binary(df[var], levels) else levels
             for k, level in enumerate(shown):
                 cells = {"Overall": _count_cell(df[var], level, pct_decimals)}
                 cells.update({str(g): _count_cell(df.loc[df[by] == g, var], level, pct_decimals)
@@ -215,7 +215,8 @@ def table1(df: pd.DataFrame, by: str, continuous: Sequence[str] = (), categorica
     return Table1(table=table, tests=pd.DataFrame(tests), provenance=prov)
 
 
-def _check_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
+def require_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
+    """Raise :class:`InputError` naming the columns of ``columns`` that ``df`` lacks."""
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise InputError(f"column(s) {missing} not found; available: {list(df.columns)}", where="columns")
@@ -262,7 +263,7 @@ def _continuous_cell(x: pd.Series, robust: bool, decimals: int) -> str:
 
 def _continuous_test(samples: list[np.ndarray], robust: bool) -> TestResult:
     samples = [s for s in samples if len(s)]
-    if len(samples) < 2 or any(len(s) < 2 for s in samples) and not robust:
+    if len(samples) < 2 or (not robust and any(len(s) < 2 for s in samples)):
         return TestResult("not tested (too few values)", np.nan, np.nan, np.nan)
     if robust:
         if len(samples) == 2:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from carpet.errors import InputError
 from carpet.provenance import provenance
-from carpet.stats.table1 import TestResult, association_test
+from carpet.stats.table1 import TestResult, association_test, require_columns
 
 
 @dataclass
@@ -68,9 +68,8 @@ def transitions(df: pd.DataFrame, before: str, after: str, order: Sequence, *,
     -------
     Transitions
     """
+    require_columns(df, [before, after])
     for col in (before, after):
-        if col not in df.columns:
-            raise InputError(f"column '{col}' not found; available: {list(df.columns)}", where="columns")
         bad = sorted({str(v) for v in df[col].dropna() if v not in list(order)})
         if bad:
             raise InputError(f"values {bad} of column '{col}' are not in order={list(order)}",
