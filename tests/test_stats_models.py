@@ -134,6 +134,9 @@ def test_compare_models_uses_common_complete_cases_and_rejects_bad_input(sim):
         compare_models(sim, "time_months", "event", {"IPI": ["ipi"]})
     with pytest.raises(InputError, match="not found"):
         compare_models(sim, "time_months", "event", {"a": ["ipi"], "b": ["nope"]})
+    df["constant"] = 1.0
+    with pytest.raises(InputError, match="constant"):
+        compare_models(df, "time_months", "event", {"a": ["ipi"], "b": ["ipi", "constant"]}, n_boot=0)
     df["arm"] = "x"
     with pytest.raises(InputError, match="not numeric"):
         compare_models(df, "time_months", "event", {"a": ["ipi"], "b": ["arm"]})

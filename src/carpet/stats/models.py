@@ -115,6 +115,8 @@ def compare_models(df: pd.DataFrame, duration: str, event: str, models: Mapping[
         if not pd.api.types.is_numeric_dtype(data[c]):
             raise InputError(f"covariate '{c}' is not numeric", where=f"column '{c}'",
                              hint="code categories as 0/1 indicator columns")
+        if data[c].nunique() < 2:
+            raise InputError(f"covariate '{c}' is constant on the {len(data)} complete cases", where=f"column '{c}'")
     time = data[duration].to_numpy(float)
     status = data[event].to_numpy(int)
 
@@ -141,7 +143,10 @@ def compare_models(df: pd.DataFrame, duration: str, event: str, models: Mapping[
 
     differences = _bootstrap_differences(data, duration, event, fits, n_boot=n_boot, seed=seed, alpha=alpha,
                                          refit=refit)
-    prov = provenance(method="compare_models", model="Cox proportional hazards (Efron ties, lifelines)",
+    import lifelines
+
+    prov = provenance(method="compare_models",
+                      model=f"Cox proportional hazards (Efron ties, lifelines {lifelines.__version__})",
                       c_index="Harrell (R survival concordance)", horizon=horizon,
                       td_auc="cumulative/dynamic, IPCW with marginal KM censoring (Uno/Blanche)",
                       bootstrap={"n_boot": n_boot, "seed": seed, "refit": refit, "ci": "percentile",
@@ -151,10 +156,16 @@ def compare_models(df: pd.DataFrame, duration: str, event: str, models: Mapping[
 
 def _fit_cox(data: pd.DataFrame, duration: str, event: str, covariates: list[str]) -> CoxFit:
     from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceError
 
     # R's coxph converges to ~1e-9 in loglik; lifelines' default tolerance is looser (reference README #4).
-    cph = CoxPHFitter().fit(data[[duration, event, *covariates]], duration_col=duration, event_col=event,
-                            fit_options={"precision": 1e-12})
+    try:
+        cph = CoxPHFitter().fit(data[[duration, event, *covariates]], duration_col=duration, event_col=event,
+                                fit_options={"precision": 1e-12})
+    except ConvergenceError as exc:
+        raise InputError(f"the Cox model on {covariates} does not converge ({str(exc).splitlines()[0]})",
+                         where=f"columns {covariates}",
+                         hint="drop constant or collinear covariates, or those that separate events") from exc
     lp = data[covariates].to_numpy(float) @ cph.params_.to_numpy()
     return CoxFit(tuple(covariates), float(cph.log_likelihood_), lp, cph.params_.copy())
 
