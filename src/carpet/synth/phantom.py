@@ -1,0 +1,764 @@
+"""A digital whole-body PET/CT phantom with known truth.
+
+The anatomy is defined analytically in world millimetres (LPS) — elliptic cylinders, ellipsoids,
+capped cylinders and rounded boxes — and rasterised on the voxel centres of each grid, so a CT on
+a finer grid agrees with the PET grid by construction (it is not resampled). Bones carry exact
+signed distance functions (SDFs), which is what lets lesions be placed with a known relation to the
+bone surface: fully inside the marrow (intramedullary), centred on the bone surface (paramedullary),
+a chosen gap outside it (abutting), or at least 2 cm away from it (extramedullary).
+
+Nothing in the scientific Python stack builds such a phantom (XCAT and friends are licensed and
+not on PyPI), so the geometry is written here; blur and noise use :mod:`scipy.ndimage` and numpy's
+``default_rng``.
+
+Ideal truth: a lesion voxel is a PET voxel whose centre lies within the lesion radius
+(``|x - c|² <= r²``); its SUV is exactly the lesion's SUV. Without blur, noise or physiological
+uptake every non-lesion voxel is below 4 SUV, so a global SUV ≥ 4 threshold finds exactly the lesions,
+and lesions are kept two voxel diagonals apart so their 26-connected components never merge.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from carpet.errors import InputError
+from carpet.provenance import provenance
+from carpet.volume import Volume
+
+LESION_KINDS = ("intramedullary", "paramedullary", "extramedullary", "abutting")
+BONE_SITES = ("spine", "pelvis")
+SOFT_SITES = ("liver", "lung", "soft_tissue")
+_SITES_BY_KIND = {"intramedullary": BONE_SITES, "paramedullary": BONE_SITES,
+                  "abutting": BONE_SITES, "extramedullary": SOFT_SITES}
+
+# Tissue codes of the internal label map; later tissues in ``_PAINT_ORDER`` overwrite earlier ones.
+AIR, SOFT, LUNG, LIVER, BLOOD, KIDNEY, BLADDER, BRAIN, CORTEX, MARROW = range(10)
+TISSUE_NAMES = {AIR: "air", SOFT: "soft_tissue", LUNG: "lung", LIVER: "liver", BLOOD: "blood",
+                KIDNEY: "kidney", BLADDER: "bladder", BRAIN: "brain", CORTEX: "cortex",
+                MARROW: "marrow"}
+HOT_TISSUES = (KIDNEY, BLADDER, BRAIN)
+#: CT numbers (HU) of each tissue; lesions are lytic soft tissue (40 HU) wherever they are.
+TISSUE_HU = {AIR: -1000, SOFT: 40, LUNG: -800, LIVER: 60, BLOOD: 40, KIDNEY: 35, BLADDER: 10,
+             BRAIN: 35, CORTEX: 1000, MARROW: 250}
+LESION_HU = 40
+#: Extramedullary lesions keep at least this distance (mm) from every bone surface.
+EMD_MIN_BONE_DISTANCE_MM = 20.0
+#: Reference VOI radii (mm): a 3 cm sphere in the liver, a 1 cm sphere in the descending aorta.
+LIVER_VOI_RADIUS_MM = 15.0
+AORTA_VOI_RADIUS_MM = 5.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Specification
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LesionSpec:
+    """One lesion of the phantom.
+
+    Parameters
+    ----------
+    kind : {'intramedullary', 'paramedullary', 'extramedullary', 'abutting'}
+        Geometry relative to bone. ``'abutting'`` is a soft-tissue lesion whose surface lies
+        ``gap_mm`` outside the outer bone surface (no contact; the 'indeterminate' class).
+    radius_mm : float
+        Sphere radius in mm.
+    suv : float
+        Uptake (SUVbw) of every lesion voxel.
+    centre_mm : tuple of 3 floats, optional
+        LPS centre in mm; ``None`` places it automatically (deterministic from the seed).
+    gap_mm : float
+        Distance from lesion surface to bone surface for ``'abutting'`` lesions (mm).
+    site : str, optional
+        ``'spine'`` or ``'pelvis'`` for bone kinds; ``'liver'``, ``'lung'`` or ``'soft_tissue'`` for
+        extramedullary lesions. ``None`` lets placement choose.
+    """
+
+    kind: str
+    radius_mm: float
+    suv: float
+    centre_mm: tuple[float, float, float] | None = None
+    gap_mm: float = 2.5
+    site: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in LESION_KINDS:
+            raise InputError(f"lesion kind must be one of {LESION_KINDS}, got {self.kind!r}")
+        if not self.radius_mm > 0 or not self.suv > 0:
+            raise InputError(f"lesion radius_mm and suv must be positive, got {self.radius_mm}, {self.suv}")
+        if self.site is not None and self.site not in _SITES_BY_KIND[self.kind]:
+            raise InputError(f"site {self.site!r} is not possible for a {self.kind} lesion; "
+                             f"expected one of {_SITES_BY_KIND[self.kind]}")
+        if self.kind == "abutting" and not self.gap_mm > 0:
+            raise InputError(f"an abutting lesion needs gap_mm > 0, got {self.gap_mm}")
+        if self.centre_mm is not None:
+            object.__setattr__(self, "centre_mm", tuple(float(c) for c in self.centre_mm))
+
+
+@dataclass(frozen=True)
+class PhantomSpec:
+    """Everything that defines a phantom; ``make_phantom(spec)`` is deterministic in it.
+
+    Grid sizes are in voxels (i, j, k), spacings in mm. Uptakes are SUVbw. ``ct_spacing_mm=None``
+    puts the CT on the PET grid; otherwise the CT covers the same field of view on a finer grid
+    (each PET extent must be a whole number of CT voxels). Diffuse marrow uptake: raise
+    ``marrow_suv`` (keep it below 4 to keep the "only lesions ≥ 4 SUV" guarantee).
+    ``psf_fwhm_mm`` blurs the PET with a Gaussian, then ``noise_rel_sd`` multiplies each voxel by
+    ``1 + noise_rel_sd·N(0, 1)``. The patient and timing fields feed the DICOM SUV header.
+    """
+
+    pet_shape: tuple[int, int, int] = (64, 64, 80)
+    pet_spacing_mm: tuple[float, float, float] = (4.0, 4.0, 4.0)
+    ct_spacing_mm: tuple[float, float, float] | None = None
+    lesions: tuple[LesionSpec, ...] = ()
+    liver_suv: float = 2.0
+    blood_pool_suv: float = 1.6
+    marrow_suv: float = 1.2
+    cortex_suv: float = 0.5
+    soft_tissue_suv: float = 0.8
+    lung_suv: float = 0.3
+    physiological_uptake: bool = False
+    brain_suv: float = 8.0
+    bladder_suv: float = 15.0
+    kidney_suv: float = 5.0
+    cortex_mm: float = 8.0
+    psf_fwhm_mm: float = 0.0
+    noise_rel_sd: float = 0.0
+    seed: int = 0
+    weight_kg: float = 75.0
+    height_cm: float = 175.0
+    sex: str = "M"
+    dose_mbq: float = 300.0
+    uptake_min: float = 60.0
+    study_date: str = "20240115"
+    injection_time: str = "090000"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pet_shape", tuple(int(n) for n in self.pet_shape))
+        object.__setattr__(self, "pet_spacing_mm", tuple(float(s) for s in self.pet_spacing_mm))
+        if self.ct_spacing_mm is not None:
+            object.__setattr__(self, "ct_spacing_mm", tuple(float(s) for s in self.ct_spacing_mm))
+        object.__setattr__(self, "lesions", tuple(
+            lesion if isinstance(lesion, LesionSpec) else LesionSpec(**lesion) for lesion in self.lesions))
+        if len(self.pet_shape) != 3 or min(self.pet_shape) < 16:
+            raise InputError(f"pet_shape must be 3 sizes of at least 16 voxels, got {self.pet_shape}")
+        if self.sex not in ("M", "F"):
+            raise InputError(f"sex must be 'M' or 'F', got {self.sex!r}")
+        background = (self.liver_suv, self.blood_pool_suv, self.marrow_suv, self.cortex_suv,
+                      self.soft_tissue_suv, self.lung_suv)
+        if max(background) >= 4.0:
+            raise InputError(f"background uptakes must stay below 4 SUV so that SUV ≥ 4 finds only "
+                             f"the lesions, got max {max(background)}")
+
+    @classmethod
+    def small(cls, seed: int = 0, **overrides: Any) -> "PhantomSpec":
+        """A torso of 64×64×80 voxels at 4 mm with two lesions of each kind (fast tests)."""
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+        lesions = []
+        for kind in LESION_KINDS:
+            for _ in range(2):
+                radius = {"intramedullary": 6.0, "paramedullary": 8.0}.get(kind, 7.0)
+                lesions.append(LesionSpec(kind, radius, float(np.round(rng.uniform(5.0, 12.0), 2))))
+        fields = dict(pet_shape=(64, 64, 80), pet_spacing_mm=(4.0, 4.0, 4.0), lesions=tuple(lesions),
+                      seed=seed)
+        fields.update(overrides)
+        return cls(**fields)
+
+    @classmethod
+    def whole_body(cls, seed: int = 0, n_lesions: int = 30, **overrides: Any) -> "PhantomSpec":
+        """Head to thighs on 200×200×400 voxels at 4 mm, ``n_lesions`` lesions of mixed kinds.
+
+        Pass ``ct_spacing_mm=(1.5625, 1.5625, 4.0)`` for a 512×512×400 CT.
+        """
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+        kinds = rng.choice(LESION_KINDS, size=n_lesions, p=[0.4, 0.2, 0.3, 0.1])
+        lesions = tuple(LesionSpec(str(kind),
+                                   float(np.round(rng.uniform(5.0, 8.0 if kind == "intramedullary" else 12.0), 1)),
+                                   float(np.round(rng.uniform(5.0, 20.0), 2)))
+                        for kind in kinds)
+        fields = dict(pet_shape=(200, 200, 400), pet_spacing_mm=(4.0, 4.0, 4.0), lesions=lesions, seed=seed)
+        fields.update(overrides)
+        return cls(**fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (tuples become lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Grids
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Grid:
+    """An axis-aligned LPS grid: ``world = origin + spacing * index`` (identity direction)."""
+
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+
+    def axes(self) -> list[np.ndarray]:
+        return [self.origin[a] + self.spacing[a] * np.arange(self.shape[a]) for a in range(3)]
+
+    def volume(self, array: np.ndarray, **meta: Any) -> Volume:
+        return Volume(array, self.spacing, self.origin, np.eye(3), meta)
+
+    def sphere_crop(self, centre: np.ndarray, radius: float) -> tuple[tuple[slice, ...], np.ndarray]:
+        """Slices of the bounding box of a sphere and the mask of voxel centres inside it."""
+        slices, coords = [], []
+        for a in range(3):
+            lo = max(0, math.floor((centre[a] - radius - self.origin[a]) / self.spacing[a]))
+            hi = min(self.shape[a], math.ceil((centre[a] + radius - self.origin[a]) / self.spacing[a]) + 1)
+            slices.append(slice(lo, max(lo, hi)))
+            coords.append(self.origin[a] + self.spacing[a] * np.arange(lo, max(lo, hi)) - centre[a])
+        d2 = coords[0][:, None, None] ** 2 + coords[1][None, :, None] ** 2 + coords[2][None, None, :] ** 2
+        return tuple(slices), d2 <= radius * radius
+
+    def contains_sphere(self, centre: np.ndarray, radius: float, margin_voxels: int = 1) -> bool:
+        lo = np.asarray(self.origin) + margin_voxels * np.asarray(self.spacing)
+        hi = np.asarray(self.origin) + (np.asarray(self.shape) - 1 - margin_voxels) * np.asarray(self.spacing)
+        return bool(np.all(centre - radius >= lo) and np.all(centre + radius <= hi))
+
+
+def _pet_grid(spec: PhantomSpec) -> _Grid:
+    """PET grid centred on world (0, 0, 0)."""
+    origin = tuple(-(n - 1) / 2.0 * s for n, s in zip(spec.pet_shape, spec.pet_spacing_mm))
+    return _Grid(spec.pet_shape, spec.pet_spacing_mm, origin)
+
+
+def _ct_grid(spec: PhantomSpec, pet: _Grid) -> _Grid:
+    """The CT grid: the PET field of view (voxel edges) cut into ``ct_spacing_mm`` voxels."""
+    if spec.ct_spacing_mm is None:
+        return pet
+    shape, origin = [], []
+    for a in range(3):
+        extent = pet.shape[a] * pet.spacing[a]
+        n = extent / spec.ct_spacing_mm[a]
+        if abs(n - round(n)) > 1e-6:
+            raise InputError(f"ct_spacing_mm[{a}] = {spec.ct_spacing_mm[a]} does not divide the PET field of "
+                             f"view ({extent} mm) into whole voxels")
+        shape.append(int(round(n)))
+        origin.append(pet.origin[a] - pet.spacing[a] / 2 + spec.ct_spacing_mm[a] / 2)
+    return _Grid(tuple(shape), spec.ct_spacing_mm, tuple(origin))
+
+
+# ---------------------------------------------------------------------------------------------
+# Analytic anatomy
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Ellipsoid:
+    centre: tuple[float, float, float]
+    semi: tuple[float, float, float]
+
+    @property
+    def z_range(self) -> tuple[float, float]:
+        return self.centre[2] - self.semi[2], self.centre[2] + self.semi[2]
+
+    def contains(self, x, y, z):
+        return (((x - self.centre[0]) / self.semi[0]) ** 2 + ((y - self.centre[1]) / self.semi[1]) ** 2
+                + ((z - self.centre[2]) / self.semi[2]) ** 2) <= 1.0
+
+
+@dataclass(frozen=True)
+class _EllipticCylinderZ:
+    cx: float
+    cy: float
+    a: float
+    b: float
+    z0: float
+    z1: float
+
+    @property
+    def z_range(self) -> tuple[float, float]:
+        return self.z0, self.z1
+
+    def contains(self, x, y, z):
+        return ((((x - self.cx) / self.a) ** 2 + ((y - self.cy) / self.b) ** 2) <= 1.0) & (z >= self.z0) & (z <= self.z1)
+
+
+@dataclass(frozen=True)
+class _CappedCylinderZ:
+    """Circular cylinder along z with flat caps; exact signed distance (negative inside)."""
+
+    cx: float
+    cy: float
+    radius: float
+    z0: float
+    z1: float
+
+    @property
+    def z_range(self) -> tuple[float, float]:
+        return self.z0, self.z1
+
+    def sdf(self, x, y, z):
+        d_r = np.hypot(x - self.cx, y - self.cy) - self.radius
+        d_z = np.abs(z - (self.z0 + self.z1) / 2) - (self.z1 - self.z0) / 2
+        return np.minimum(np.maximum(d_r, d_z), 0.0) + np.hypot(np.maximum(d_r, 0.0), np.maximum(d_z, 0.0))
+
+    def contains(self, x, y, z):
+        return self.sdf(x, y, z) <= 0.0
+
+
+@dataclass(frozen=True)
+class _RoundBox:
+    """Axis-aligned box with rounded edges (radius ``rounding``); exact signed distance."""
+
+    centre: tuple[float, float, float]
+    half: tuple[float, float, float]
+    rounding: float
+
+    @property
+    def z_range(self) -> tuple[float, float]:
+        return self.centre[2] - self.half[2], self.centre[2] + self.half[2]
+
+    def sdf(self, x, y, z):
+        q = [np.abs(p - c) - (h - self.rounding) for p, c, h in zip((x, y, z), self.centre, self.half)]
+        outside = np.sqrt(sum(np.maximum(qa, 0.0) ** 2 for qa in q))
+        inside = np.minimum(np.maximum(np.maximum(q[0], q[1]), q[2]), 0.0)
+        return outside + inside - self.rounding
+
+    def contains(self, x, y, z):
+        return self.sdf(x, y, z) <= 0.0
+
+
+@dataclass(frozen=True)
+class _Anatomy:
+    """The analytic patient: soft-tissue shapes painted in order, then bones (cortex, marrow)."""
+
+    shapes: tuple[tuple[int, Any], ...]           # (tissue code, shape), painted in this order
+    bones: tuple[tuple[str, Any], ...]            # (site, shape with .sdf)
+    cortex_mm: float
+    liver_voi_mm: tuple[float, float, float]
+    aorta_voi_mm: tuple[float, float, float]
+
+    def tissue_at(self, x, y, z) -> np.ndarray:
+        """Tissue code at points (broadcastable coordinate arrays, mm)."""
+        shape = np.broadcast_shapes(np.shape(x), np.shape(y), np.shape(z))
+        out = np.full(shape, AIR, dtype=np.uint8)
+        zmin, zmax = float(np.min(z)), float(np.max(z))
+        for code, shp in self.shapes:
+            z0, z1 = shp.z_range
+            if z1 >= zmin and z0 <= zmax:
+                out[np.broadcast_to(shp.contains(x, y, z), shape)] = code
+        for _, bone in self.bones:
+            z0, z1 = bone.z_range
+            if z1 >= zmin and z0 <= zmax:
+                d = np.broadcast_to(bone.sdf(x, y, z), shape)
+                out[d <= 0.0] = CORTEX
+                out[d <= -self.cortex_mm] = MARROW
+        return out
+
+    def bone_sdf(self, points: np.ndarray, site: str | None = None) -> np.ndarray:
+        """Signed distance (mm) of points (n, 3) to the union of bones (exact outside bone)."""
+        pts = np.atleast_2d(points)
+        return np.min([b.sdf(pts[:, 0], pts[:, 1], pts[:, 2]) for s, b in self.bones
+                       if site is None or s == site], axis=0)
+
+
+def _build_anatomy(pet: _Grid, spec: PhantomSpec) -> _Anatomy:
+    """Lay the organs out in the PET field of view.
+
+    A field of view shorter than 1 m holds a torso (pelvis at the bottom, lungs at the top);
+    a longer one adds a head above and thighs below. Transverse sizes follow the field of view
+    up to an adult torso (semi-axes 170 × 115 mm); bones keep absolute sizes so that the marrow
+    always has room for lesions inside an 8 mm cortex.
+    """
+    fov_lo = np.asarray(pet.origin) - np.asarray(pet.spacing) / 2
+    fov_hi = fov_lo + np.asarray(pet.shape) * np.asarray(pet.spacing)
+    A = min(170.0, 0.45 * (fov_hi[0] - fov_lo[0]))
+    B = min(0.68 * A, 0.45 * (fov_hi[1] - fov_lo[1]))
+    whole_body = fov_hi[2] - fov_lo[2] >= 1000.0
+    if whole_body:
+        head_c = fov_hi[2] - 140.0
+        t_top = head_c - 160.0
+        t_bot = t_top - 650.0
+    else:
+        t_bot, t_top = fov_lo[2], fov_hi[2]
+    L = t_top - t_bot
+
+    def zt(t: float) -> float:
+        return t_bot + t * L
+
+    shapes: list[tuple[int, Any]] = [(SOFT, _EllipticCylinderZ(0.0, 0.0, A, B, t_bot, t_top))]
+    if whole_body:
+        shapes += [(SOFT, _EllipticCylinderZ(0.0, 0.0, 0.35 * B, 0.35 * B, t_top - 5.0, head_c)),
+                   (SOFT, _Ellipsoid((0.0, 0.0, head_c), (75.0, 95.0, 110.0)))]
+        for side in (-1, 1):
+            shapes.append((SOFT, _EllipticCylinderZ(side * 0.45 * A, 0.0, 0.4 * A, 0.6 * B,
+                                                    fov_lo[2] + 10.0, t_bot + 5.0)))
+    lungs = [_Ellipsoid((side * 0.5 * A, -0.05 * B, zt(0.82)), (0.3 * A, 0.6 * B, 0.2 * L)) for side in (-1, 1)]
+    liver = _Ellipsoid((-0.42 * A, -0.1 * B, zt(0.53)), (0.45 * A, 0.6 * B, 0.14 * L))
+    aorta = _EllipticCylinderZ(0.28 * A, 0.3 * B, 13.0, 13.0, zt(0.2), zt(0.98))
+    shapes += [(LUNG, lung) for lung in lungs] + [(LIVER, liver), (BLOOD, aorta)]
+    if spec.physiological_uptake:
+        shapes += [(KIDNEY, _Ellipsoid((side * 0.42 * A, 0.4 * B, zt(0.4)), (25.0, 20.0, 45.0)))
+                   for side in (-1, 1)]
+        shapes.append((BLADDER, _Ellipsoid((0.0, -0.35 * B, zt(0.1)), (35.0, 25.0, 25.0))))
+        if whole_body:
+            shapes.append((BRAIN, _Ellipsoid((0.0, 0.0, head_c + 10.0), (60.0, 80.0, 70.0))))
+
+    # Spine: big vertebral bodies (48 mm wide, 40 mm tall, 6 mm discs) from the pelvis to the top
+    # of the torso, so that an 8 mm cortex leaves room for lesions in the marrow.
+    bones: list[tuple[str, Any]] = []
+    spine_y, v_radius, v_half, pitch = 0.55 * B, 24.0, 20.0, 46.0
+    z = zt(0.02) + v_half
+    while z + v_half <= zt(0.99):
+        bones.append(("spine", _CappedCylinderZ(0.0, spine_y, v_radius, z - v_half, z + v_half)))
+        z += pitch
+    # Pelvis: two iliac wings as thick rounded boxes.
+    wing_half = (max(0.14 * A, 22.0), 22.0, max(0.1 * L, 25.0))
+    for side in (-1, 1):
+        bones.append(("pelvis", _RoundBox((side * 0.5 * A, 0.1 * B, zt(0.14)), wing_half, 4.0)))
+
+    liver_voi = (liver.centre[0] - 0.35 * liver.semi[0], liver.centre[1], liver.centre[2])
+    aorta_voi = (aorta.cx, aorta.cy, zt(0.78))
+    return _Anatomy(tuple(shapes), tuple(bones), spec.cortex_mm, liver_voi, aorta_voi)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lesion placement
+# ---------------------------------------------------------------------------------------------
+def _bone_box(bone: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Bounding box (mm) of a bone primitive."""
+    if isinstance(bone, _CappedCylinderZ):
+        r = bone.radius
+        return (np.array([bone.cx - r, bone.cy - r, bone.z0]), np.array([bone.cx + r, bone.cy + r, bone.z1]))
+    return np.asarray(bone.centre) - bone.half, np.asarray(bone.centre) + bone.half
+
+
+def _fibonacci_sphere(n: int) -> np.ndarray:
+    """``n`` nearly uniform unit vectors (golden-angle spiral)."""
+    k = np.arange(n) + 0.5
+    polar = np.arccos(1 - 2 * k / n)
+    azim = np.pi * (1 + 5 ** 0.5) * k
+    return np.stack([np.cos(azim) * np.sin(polar), np.sin(azim) * np.sin(polar), np.cos(polar)], axis=1)
+
+
+_DIRS = _fibonacci_sphere(200)
+
+
+def _ball_points(centre: np.ndarray, radius: float) -> np.ndarray:
+    """Sample points filling a ball: its centre and three concentric shells."""
+    shells = [centre + f * radius * _DIRS for f in (1 / 3, 2 / 3, 1.0)]
+    return np.vstack([centre[None, :]] + shells)
+
+
+@dataclass
+class _Placer:
+    """Rejection sampling of lesion centres that satisfy the geometry of their kind."""
+
+    anatomy: _Anatomy
+    grid: _Grid
+    spec: PhantomSpec
+    rng: np.random.Generator
+    placed: list[tuple[np.ndarray, float]] = field(default_factory=list)
+
+    @property
+    def clearance_mm(self) -> float:
+        """Two voxel diagonals: spheres this far apart never share a 26-neighbourhood."""
+        return 2.0 * float(np.linalg.norm(self.grid.spacing))
+
+    def _tissues(self, pts: np.ndarray) -> np.ndarray:
+        return self.anatomy.tissue_at(pts[:, 0], pts[:, 1], pts[:, 2])
+
+    def _is_free(self, c: np.ndarray, r: float) -> bool:
+        """In the field of view, apart from other lesions, the reference VOIs and hot organs."""
+        gap = self.clearance_mm
+        if not self.grid.contains_sphere(c, r):
+            return False
+        if any(np.linalg.norm(c - c2) < r + r2 + gap for c2, r2 in self.placed):
+            return False
+        for voi, voi_r in ((self.anatomy.liver_voi_mm, LIVER_VOI_RADIUS_MM),
+                           (self.anatomy.aorta_voi_mm, AORTA_VOI_RADIUS_MM)):
+            if np.linalg.norm(c - np.asarray(voi)) < r + voi_r + gap:
+                return False
+        if self.spec.physiological_uptake:
+            halo = _ball_points(c, r + gap + self.spec.psf_fwhm_mm)
+            if np.isin(self._tissues(halo), HOT_TISSUES).any():
+                return False
+        return True
+
+    def _bone_fraction(self, c: np.ndarray, r: float) -> float:
+        """Fraction of the lesion's PET voxels whose centres are in bone."""
+        sl, inside = self.grid.sphere_crop(c, r)
+        axes = [ax[s] for ax, s in zip(self.grid.axes(), sl)]
+        tissue = self.anatomy.tissue_at(axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :])
+        n = int(inside.sum())
+        return float(((tissue == CORTEX) | (tissue == MARROW))[inside].sum() / n) if n else 0.0
+
+    def _surface_point(self, bone: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """A random point on a bone's surface and the outward normal there (Newton projection)."""
+        lo, hi = _bone_box(bone)
+        p = self.rng.uniform(lo - 20.0, hi + 20.0)
+        h = 1e-4
+        for _ in range(6):
+            d = float(bone.sdf(*p))
+            grad = np.array([(bone.sdf(*(p + h * e)) - bone.sdf(*(p - h * e))) / (2 * h) for e in np.eye(3)])
+            norm = np.linalg.norm(grad)
+            if norm < 1e-9:
+                return None
+            grad /= norm
+            p = p - d * grad
+        if abs(float(bone.sdf(*p))) > 1e-6:
+            return None
+        return p, grad
+
+    def _candidate(self, lesion: LesionSpec, site: str) -> np.ndarray | None:
+        r = lesion.radius_mm
+        if lesion.kind == "extramedullary":
+            code = {"liver": LIVER, "lung": LUNG, "soft_tissue": SOFT}[site]
+            box = next(s for t, s in self.anatomy.shapes if t == code)  # first shape of the tissue
+            if code == SOFT:
+                lo, hi = np.array([-box.a, -box.b, box.z0]), np.array([box.a, box.b, box.z1])
+            elif code == LUNG:
+                lung = [s for t, s in self.anatomy.shapes if t == LUNG][self.rng.integers(2)]
+                lo = np.asarray(lung.centre) - lung.semi
+                hi = np.asarray(lung.centre) + lung.semi
+            else:
+                lo, hi = np.asarray(box.centre) - box.semi, np.asarray(box.centre) + box.semi
+            c = self.rng.uniform(lo, hi)
+            if self.anatomy.bone_sdf(c)[0] < r + EMD_MIN_BONE_DISTANCE_MM:
+                return None
+            if not np.all(self._tissues(_ball_points(c, r)) == code):
+                return None
+            return c
+        bones = [b for s, b in self.anatomy.bones if s == site]
+        bone = bones[self.rng.integers(len(bones))]
+        if lesion.kind == "intramedullary":
+            lo, hi = _bone_box(bone)
+            c = self.rng.uniform(lo, hi)
+            return c if bone.sdf(*c) <= -(self.anatomy.cortex_mm + r) else None
+        surf = self._surface_point(bone)
+        if surf is None:
+            return None
+        s, n = surf
+        if lesion.kind == "paramedullary":
+            # A little inside the surface: on convex bone a sphere centred on the surface is < 50 % in bone.
+            c = s - 0.15 * r * n
+            body = self._tissues(_ball_points(c, r)) != AIR
+            return c if body.all() and 0.3 <= self._bone_fraction(c, r) <= 0.7 else None
+        c = s + (r + lesion.gap_mm) * n  # abutting: the nearest bone surface must be exactly gap_mm away
+        if abs(self.anatomy.bone_sdf(c)[0] - (r + lesion.gap_mm)) > 1e-6:
+            return None
+        return c if (self._tissues(_ball_points(c, r)) != AIR).all() else None
+
+    def place(self, lesion: LesionSpec, max_tries: int = 4000) -> tuple[np.ndarray, str]:
+        sites = [lesion.site] if lesion.site else list(_SITES_BY_KIND[lesion.kind])
+        for attempt in range(max_tries):
+            site = sites[self.rng.integers(len(sites))]
+            c = self._candidate(lesion, site)
+            if c is not None and self._is_free(c, lesion.radius_mm):
+                self.placed.append((c, lesion.radius_mm))
+                return c, site
+        raise InputError(f"could not place a {lesion.kind} lesion of radius {lesion.radius_mm} mm "
+                         f"(sites {sites}) in {max_tries} tries; use fewer or smaller lesions or a larger grid")
+
+
+def _site_of(anatomy: _Anatomy, centre: np.ndarray) -> str:
+    """Site name of a user-placed lesion: nearest bone site when near bone, else its tissue."""
+    d = {s: anatomy.bone_sdf(centre, s)[0] for s in BONE_SITES}
+    nearest = min(d, key=d.get)
+    if d[nearest] < EMD_MIN_BONE_DISTANCE_MM:
+        return nearest
+    tissue = int(anatomy.tissue_at(*centre))
+    return {LIVER: "liver", LUNG: "lung"}.get(tissue, "soft_tissue")
+
+
+# ---------------------------------------------------------------------------------------------
+# The phantom
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Phantom:
+    """A made phantom: images, truth masks and the truth record.
+
+    Attributes
+    ----------
+    pet : Volume
+        float32 SUVbw on the PET grid.
+    ct : Volume
+        int16 HU on the CT grid.
+    lesion_labels : Volume
+        int32 on the PET grid; lesion ``id`` (1..n) where the voxel centre is inside the sphere.
+    organs : dict of str to Volume
+        bool masks on the PET grid: body, lungs, liver, aorta, bone (cortex + marrow), cortex,
+        marrow, and brain / bladder / kidneys when physiological uptake is on.
+    truth : dict
+        JSON-serialisable: grids, spec, organ SUVs, reference VOIs and one record per lesion.
+    spec : PhantomSpec
+    """
+
+    pet: Volume
+    ct: Volume
+    lesion_labels: Volume
+    organs: dict[str, Volume]
+    truth: dict[str, Any]
+    spec: PhantomSpec
+
+    @property
+    def exclude(self) -> Volume | None:
+        """Physiological-uptake exclusion mask on the PET grid (None without physiological uptake)."""
+        hot = [self.organs[n].array for n in ("brain", "bladder", "kidneys") if n in self.organs]
+        if not hot:
+            return None
+        mask = np.logical_or.reduce(hot)
+        margin = self.spec.psf_fwhm_mm
+        if margin > 0:
+            from scipy import ndimage
+
+            # Cover the blurred spill-over: dilate by the FWHM (an ellipsoidal ball in voxels).
+            rad = [max(1, math.ceil(margin / s)) for s in self.pet.spacing]
+            g = np.ogrid[tuple(slice(-r, r + 1) for r in rad)]
+            ball = sum((gi / ri) ** 2 for gi, ri in zip(g, rad)) <= 1.0
+            mask = ndimage.binary_dilation(mask, structure=ball)
+        return self.pet.with_array(mask, units="mask", modality="SEG")
+
+    def write_nifti(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``pet.nii.gz`` (SUV), ``ct.nii.gz`` (HU), ``lesions.nii.gz``, ``truth.json``
+        and ``exclude.nii.gz`` (only with physiological uptake). Returns their paths."""
+        from carpet.io.nifti import write_nifti
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"pet": write_nifti(self.pet, out / "pet.nii.gz"),
+                 "ct": write_nifti(self.ct, out / "ct.nii.gz"),
+                 "lesions": write_nifti(self.lesion_labels, out / "lesions.nii.gz")}
+        exclude = self.exclude
+        if exclude is not None:
+            paths["exclude"] = write_nifti(exclude, out / "exclude.nii.gz", dtype=np.uint8)
+        paths["truth"] = out / "truth.json"
+        paths["truth"].write_text(json.dumps(self.truth, indent=2))
+        return paths
+
+    def write_dicom(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write the PET (Bq/mL, full SUV header) and CT (HU) as DICOM series; see
+        :func:`carpet.synth.dicom.write_phantom_dicom`."""
+        from carpet.synth.dicom import write_phantom_dicom
+
+        return write_phantom_dicom(self, out_dir)
+
+
+def _lesion_records(lesions: list[tuple[LesionSpec, np.ndarray, str]], labels: np.ndarray,
+                    bone: np.ndarray, voxel_ml: float) -> list[dict[str, Any]]:
+    counts = np.bincount(labels.ravel(), minlength=len(lesions) + 1)
+    in_bone = np.bincount(labels[bone].ravel(), minlength=len(lesions) + 1)
+    records = []
+    for lid, (lesion, centre, site) in enumerate(lesions, start=1):
+        n = int(counts[lid])
+        records.append({"id": lid, "kind": lesion.kind, "site": site,
+                        "centre_mm": [float(c) for c in centre], "radius_mm": lesion.radius_mm,
+                        "suv": lesion.suv, "gap_mm": lesion.gap_mm if lesion.kind == "abutting" else None,
+                        "n_voxels": n, "volume_ml": n * voxel_ml,
+                        "bone_fraction": float(in_bone[lid] / n) if n else 0.0})
+    return records
+
+
+def _rasterise_tissue(anatomy: _Anatomy, grid: _Grid, slab: int = 16) -> np.ndarray:
+    """Tissue codes at every voxel centre, a slab of slices at a time (bounded memory)."""
+    x, y, z = grid.axes()
+    out = np.empty(grid.shape, dtype=np.uint8)
+    for k0 in range(0, grid.shape[2], slab):
+        zs = z[k0:k0 + slab]
+        out[:, :, k0:k0 + slab] = anatomy.tissue_at(x[:, None, None], y[None, :, None], zs[None, None, :])
+    return out
+
+
+def _paint_lesions(grid: _Grid, lesions: list[tuple[LesionSpec, np.ndarray, str]],
+                   dtype: Any = np.int32) -> np.ndarray:
+    """Label map of the lesion spheres (label = 1-based index), one bounding-box crop per lesion."""
+    labels = np.zeros(grid.shape, dtype=dtype)
+    for lid, (lesion, centre, _) in enumerate(lesions, start=1):
+        sl, inside = grid.sphere_crop(centre, lesion.radius_mm)
+        labels[sl][inside] = lid
+    return labels
+
+
+def make_phantom(spec: PhantomSpec) -> Phantom:
+    """Build the phantom described by ``spec`` (deterministic in it).
+
+    Returns
+    -------
+    Phantom
+        PET (SUVbw), CT (HU), lesion label map, organ masks and the truth record.
+    """
+    pet_grid = _pet_grid(spec)
+    ct_grid = _ct_grid(spec, pet_grid)
+    anatomy = _build_anatomy(pet_grid, spec)
+    place_seq, noise_seq = np.random.SeedSequence(spec.seed).spawn(2)
+    placer = _Placer(anatomy, pet_grid, spec, np.random.default_rng(place_seq))
+
+    # User-placed lesions first, so automatic placement keeps clear of them.
+    placed: dict[int, tuple[np.ndarray, str]] = {}
+    for idx, lesion in enumerate(spec.lesions):
+        if lesion.centre_mm is not None:
+            c = np.asarray(lesion.centre_mm, dtype=float)
+            placer.placed.append((c, lesion.radius_mm))
+            placed[idx] = (c, lesion.site or _site_of(anatomy, c))
+    for idx, lesion in enumerate(spec.lesions):
+        if lesion.centre_mm is None:
+            placed[idx] = placer.place(lesion)
+    lesions = [(lesion, *placed[idx]) for idx, lesion in enumerate(spec.lesions)]
+
+    tissue = _rasterise_tissue(anatomy, pet_grid)
+    labels = _paint_lesions(pet_grid, lesions)
+
+    suv_of = {AIR: 0.0, SOFT: spec.soft_tissue_suv, LUNG: spec.lung_suv, LIVER: spec.liver_suv,
+              BLOOD: spec.blood_pool_suv, KIDNEY: spec.kidney_suv, BLADDER: spec.bladder_suv,
+              BRAIN: spec.brain_suv, CORTEX: spec.cortex_suv, MARROW: spec.marrow_suv}
+    lut = np.array([suv_of[c] for c in range(len(TISSUE_NAMES))], dtype=np.float32)
+    suv = lut[tissue]
+    lesion_suv = np.array([0.0] + [lesion.suv for lesion, _, _ in lesions], dtype=np.float32)
+    suv = np.where(labels > 0, lesion_suv[labels], suv)
+    suv = _blur_and_noise(suv, pet_grid.spacing, spec, np.random.default_rng(noise_seq))
+
+    ct_tissue = tissue if ct_grid is pet_grid else _rasterise_tissue(anatomy, ct_grid)
+    ct_labels = labels if ct_grid is pet_grid else _paint_lesions(ct_grid, lesions, dtype=np.uint8)
+    hu_lut = np.array([TISSUE_HU[c] for c in range(len(TISSUE_NAMES))], dtype=np.int16)
+    hu = np.where(ct_labels > 0, np.int16(LESION_HU), hu_lut[ct_tissue]).astype(np.int16)
+
+    organs = {"body": tissue != AIR, "lungs": tissue == LUNG, "liver": tissue == LIVER,
+              "aorta": tissue == BLOOD, "bone": (tissue == CORTEX) | (tissue == MARROW),
+              "cortex": tissue == CORTEX, "marrow": tissue == MARROW}
+    if spec.physiological_uptake:
+        organs.update(brain=tissue == BRAIN, bladder=tissue == BLADDER, kidneys=tissue == KIDNEY)
+
+    truth = {
+        "pet_grid": {"shape": list(pet_grid.shape), "spacing_mm": list(pet_grid.spacing),
+                     "origin_mm": list(pet_grid.origin), "direction": np.eye(3).ravel().tolist()},
+        "ct_grid": {"shape": list(ct_grid.shape), "spacing_mm": list(ct_grid.spacing),
+                    "origin_mm": list(ct_grid.origin), "direction": np.eye(3).ravel().tolist()},
+        "spec": spec.to_dict(),
+        "organ_suv": {TISSUE_NAMES[c]: float(v) for c, v in suv_of.items()
+                      if c not in HOT_TISSUES or spec.physiological_uptake},
+        "tissue_hu": {TISSUE_NAMES[c]: int(v) for c, v in TISSUE_HU.items()},
+        "liver_voi": {"centre_mm": list(anatomy.liver_voi_mm), "radius_mm": LIVER_VOI_RADIUS_MM},
+        "aorta_voi": {"centre_mm": list(anatomy.aorta_voi_mm), "radius_mm": AORTA_VOI_RADIUS_MM},
+        "lesions": _lesion_records(lesions, labels, organs["bone"], pet_grid.volume(labels).voxel_volume_ml),
+        "provenance": provenance(method="carpet.synth.phantom", seed=spec.seed,
+                                 lesion_rule="voxel centre within radius (|x-c|^2 <= r^2)"),
+    }
+    return Phantom(
+        pet=pet_grid.volume(suv.astype(np.float32), modality="PT", units="SUVbw"),
+        ct=ct_grid.volume(hu, modality="CT", units="HU"),
+        lesion_labels=pet_grid.volume(labels, modality="SEG", units="label"),
+        organs={name: pet_grid.volume(mask, modality="SEG", units="mask", organ=name)
+                for name, mask in organs.items()},
+        truth=truth, spec=spec)
+
+
+def _blur_and_noise(suv: np.ndarray, spacing: tuple[float, float, float], spec: PhantomSpec,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Gaussian PSF (FWHM in mm → sigma in voxels per axis), then multiplicative Gaussian noise."""
+    if spec.psf_fwhm_mm > 0:
+        from scipy import ndimage
+
+        sigma = [spec.psf_fwhm_mm / (2.0 * math.sqrt(2.0 * math.log(2.0))) / s for s in spacing]
+        # 'reflect' keeps the activity that reaches the field-of-view edge inside it.
+        suv = ndimage.gaussian_filter(suv.astype(np.float64), sigma, mode="reflect")
+    if spec.noise_rel_sd > 0:
+        suv = suv * (1.0 + spec.noise_rel_sd * rng.standard_normal(suv.shape))
+        suv = np.clip(suv, 0.0, None)
+    return suv.astype(np.float32)
