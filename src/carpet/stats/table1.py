@@ -52,8 +52,14 @@ _FISHER_REL_ERR = 1.0 + 1e-7
 
 
 @dataclass(frozen=True)
-class TestResult:
-    """One hypothesis test: its name, statistic, degrees of freedom (NaN when none) and p-value."""
+class TableTest:
+    """One Table 1 test: its name, statistic, degrees of freedom and p-value.
+
+    ``df`` is the chi-square / Kruskal–Wallis df, the Welch t df, or the *denominator* df of Welch's
+    ANOVA (numerator = groups − 1); NaN for Fisher and Mann–Whitney. ``statistic`` is chi-square,
+    t, F, Kruskal–Wallis H, Mann–Whitney W (= U of the first group), the sample odds ratio (Fisher
+    2×2) or the observed table's probability (Fisher r×c).
+    """
 
     test: str
     statistic: float
@@ -261,25 +267,25 @@ def _continuous_cell(x: pd.Series, robust: bool, decimals: int) -> str:
     return f"{v.mean():.{decimals}f} ({sd:.{decimals}f})"
 
 
-def _continuous_test(samples: list[np.ndarray], robust: bool) -> TestResult:
+def _continuous_test(samples: list[np.ndarray], robust: bool) -> TableTest:
     samples = [s for s in samples if len(s)]
     if len(samples) < 2 or (not robust and any(len(s) < 2 for s in samples)):
-        return TestResult("not tested (too few values)", np.nan, np.nan, np.nan)
+        return TableTest("not tested (too few values)", np.nan, np.nan, np.nan)
     if robust:
         if len(samples) == 2:
             return wilcox_test(*samples)
         res = stats.kruskal(*samples)
-        return TestResult("Kruskal-Wallis", float(res.statistic), len(samples) - 1.0, float(res.pvalue))
+        return TableTest("Kruskal-Wallis", float(res.statistic), len(samples) - 1.0, float(res.pvalue))
     if len(samples) == 2:
         res = stats.ttest_ind(*samples, equal_var=False)
-        return TestResult("Welch t-test", float(res.statistic), float(res.df), float(res.pvalue))
+        return TableTest("Welch t-test", float(res.statistic), float(res.df), float(res.pvalue))
     from statsmodels.stats.oneway import anova_oneway
 
     res = anova_oneway(samples, use_var="unequal")
-    return TestResult("Welch one-way ANOVA", float(res.statistic), float(res.df[1]), float(res.pvalue))
+    return TableTest("Welch one-way ANOVA", float(res.statistic), float(res.df[1]), float(res.pvalue))
 
 
-def wilcox_test(x: np.ndarray, y: np.ndarray) -> TestResult:
+def wilcox_test(x: np.ndarray, y: np.ndarray) -> TableTest:
     """Two-sample Mann–Whitney test with R ``wilcox.test`` defaults; statistic W = U of ``x``.
 
     R uses the exact distribution when both samples have fewer than 50 values and there are no ties,
@@ -290,24 +296,24 @@ def wilcox_test(x: np.ndarray, y: np.ndarray) -> TestResult:
     exact = len(x) < 50 and len(y) < 50 and len(np.unique(pooled)) == len(pooled)
     res = stats.mannwhitneyu(x, y, use_continuity=True, alternative="two-sided",
                              method="exact" if exact else "asymptotic")
-    return TestResult("Mann-Whitney" + (" (exact)" if exact else ""), float(res.statistic), np.nan,
+    return TableTest("Mann-Whitney" + (" (exact)" if exact else ""), float(res.statistic), np.nan,
                       float(res.pvalue))
 
 
-def association_test(counts: np.ndarray, *, max_tables: int = 2_000_000, seed: int = 0) -> TestResult:
+def association_test(counts: np.ndarray, *, max_tables: int = 2_000_000, seed: int = 0) -> TableTest:
     """Chi-square test of a contingency table (Yates on 2×2), or Fisher's exact test when any expected
     count is < 5. Empty rows and columns are dropped first."""
     counts = counts[counts.sum(axis=1) > 0][:, counts.sum(axis=0) > 0]
     if counts.shape[0] < 2 or counts.shape[1] < 2:
-        return TestResult("not tested (one level)", np.nan, np.nan, np.nan)
+        return TableTest("not tested (one level)", np.nan, np.nan, np.nan)
     chi2, p, dof, expected = stats.chi2_contingency(counts, correction=True)
     if expected.min() >= 5:
         name = "Chi-square (Yates)" if dof == 1 else "Chi-square"
-        return TestResult(name, float(chi2), float(dof), float(p))
+        return TableTest(name, float(chi2), float(dof), float(p))
     return fisher_test(counts, max_tables=max_tables, seed=seed)
 
 
-def fisher_test(counts, *, max_tables: int = 2_000_000, seed: int = 0) -> TestResult:
+def fisher_test(counts, *, max_tables: int = 2_000_000, seed: int = 0) -> TableTest:
     """Fisher's exact test on an r×c table, two-sided as R's ``fisher.test``.
 
     2×2 tables use scipy (statistic = sample odds ratio; R reports the conditional MLE, see
@@ -320,15 +326,15 @@ def fisher_test(counts, *, max_tables: int = 2_000_000, seed: int = 0) -> TestRe
     t = t[t.sum(axis=1) > 0][:, t.sum(axis=0) > 0]
     if t.shape == (2, 2):
         res = stats.fisher_exact(t)
-        return TestResult("Fisher exact", float(res.statistic), np.nan, float(res.pvalue))
+        return TableTest("Fisher exact", float(res.statistic), np.nan, float(res.pvalue))
     log_obs = _table_log_prob(t)
     p_value = _fisher_rxc_p(t, log_obs + np.log(_FISHER_REL_ERR), max_tables)
     if p_value is None:
         res = stats.fisher_exact(t, method=stats.MonteCarloMethod(n_resamples=100_000,
                                                                   rng=np.random.default_rng(seed)))
-        return TestResult(f"Fisher exact (Monte Carlo, > {max_tables} tables)", float(res.statistic), np.nan,
+        return TableTest(f"Fisher exact (Monte Carlo, > {max_tables} tables)", float(res.statistic), np.nan,
                           float(res.pvalue))
-    return TestResult("Fisher exact", float(np.exp(log_obs)), np.nan, min(1.0, p_value))
+    return TableTest("Fisher exact", float(np.exp(log_obs)), np.nan, min(1.0, p_value))
 
 
 def _table_log_prob(t: np.ndarray) -> float:

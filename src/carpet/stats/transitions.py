@@ -16,7 +16,7 @@ import pandas as pd
 
 from carpet.errors import InputError
 from carpet.provenance import provenance
-from carpet.stats.table1 import TestResult, association_test, require_columns
+from carpet.stats.table1 import TableTest, association_test, require_columns
 
 
 @dataclass
@@ -28,7 +28,7 @@ class Transitions:
     table : DataFrame
         Counts, rows = ``before`` categories, columns = ``after`` categories, both in the given order
         (the ``unknown`` category last when present); margins not included.
-    test : TestResult
+    test : TableTest
         Association between before and after on patients with both states known.
     flows : DataFrame
         ``source, target, n`` for every non-zero cell, in table order.
@@ -36,7 +36,7 @@ class Transitions:
     """
 
     table: pd.DataFrame
-    test: TestResult
+    test: TableTest
     flows: pd.DataFrame
     provenance: dict = field(default_factory=dict)
 
