@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from carpet.errors import InputError
 from carpet.provenance import provenance
+from carpet.stats.km import kaplan_meier
+from carpet.stats.logrank import LogRankResult, logrank
 from carpet.stats.table1 import require_columns
 
 
@@ -30,36 +31,29 @@ class Landmark:
     at_risk : DataFrame
         Per group: ``group, n_at_risk, events, excluded`` (excluded = event or censoring at or
         before the landmark).
-    logrank : dict
-        ``statistic, df, p_value`` of the log-rank test by group from the landmark (R ``survdiff``).
+    logrank : carpet.stats.LogRankResult
+        Log-rank test by group from the landmark (R ``survdiff``): ``statistic, df, p_value``.
     provenance : dict
     """
 
     data: pd.DataFrame
     at_risk: pd.DataFrame
-    logrank: dict
+    logrank: LogRankResult
     duration: str
     event: str
     group: str
     provenance: dict = field(default_factory=dict)
 
     def survival_at(self, times) -> pd.DataFrame:
-        """Kaplan–Meier survival per group at times *after the landmark*: ``group, time, surv, n_risk``.
+        """Kaplan–Meier survival per group at times *after the landmark*, as R
+        ``summary(survfit(...), times=)``: ``group, time, surv, std_err, lower, upper, n_risk``."""
+        return pd.concat([km.survival_at(times).assign(group=g) for g, km in self.km().items()],
+                         ignore_index=True)[["group", "time", "surv", "std_err", "lower", "upper", "n_risk"]]
 
-        Point estimates from lifelines (equal to R ``summary(survfit, times=)``; its CIs are not used
-        because their default transform differs from R's).
-        """
-        from lifelines import KaplanMeierFitter
-
-        rows = []
-        times = np.atleast_1d(np.asarray(times, float))
-        for g, sub in self.data.groupby(self.group, sort=True):
-            t = sub["time_from_landmark"].to_numpy(float)
-            km = KaplanMeierFitter().fit(t, sub[self.event].to_numpy(int))
-            surv = km.survival_function_at_times(times).to_numpy()
-            rows += [{"group": g, "time": s, "surv": float(v), "n_risk": int((t >= s).sum())}
-                     for s, v in zip(times, surv)]
-        return pd.DataFrame(rows)
+    def km(self, conf_type: str = "log") -> dict:
+        """:class:`carpet.stats.KaplanMeier` per group, time from the landmark."""
+        return {g: kaplan_meier(sub["time_from_landmark"], sub[self.event], conf_type=conf_type)
+                for g, sub in self.data.groupby(self.group, sort=True)}
 
 
 def landmark(df: pd.DataFrame, duration: str, event: str, landmark_time: float, group: str) -> Landmark:
@@ -80,8 +74,6 @@ def landmark(df: pd.DataFrame, duration: str, event: str, landmark_time: float, 
     -------
     Landmark
     """
-    from lifelines.statistics import multivariate_logrank_test
-
     require_columns(df, [duration, event, group])
     base = df.dropna(subset=[duration, event, group])
     if (base[duration] < 0).any():
@@ -98,10 +90,8 @@ def landmark(df: pd.DataFrame, duration: str, event: str, landmark_time: float, 
     if data[group].nunique() < 2:
         raise InputError(f"fewer than two groups of '{group}' remain at risk at the landmark {landmark_time}",
                          where=f"column '{group}'")
-    # lifelines' log-rank equals R survdiff (rho = 0) to ~1e-12 (reference README)
-    lr = multivariate_logrank_test(data["time_from_landmark"], data[group], data[event])
-    logrank = {"statistic": float(lr.test_statistic), "df": int(lr.degrees_of_freedom), "p_value": float(lr.p_value)}
+    test = logrank(data["time_from_landmark"], data[event], data[group])
     prov = provenance(method="landmark", landmark_time=landmark_time, at_risk_rule="time > landmark",
                       test="log-rank (R survdiff rho=0)", n_at_risk=len(data), n_excluded=int((~keep).sum()))
-    return Landmark(data=data, at_risk=at_risk, logrank=logrank, duration=duration, event=event, group=group,
+    return Landmark(data=data, at_risk=at_risk, logrank=test, duration=duration, event=event, group=group,
                     provenance=prov)

@@ -4,23 +4,20 @@ For each named model (a list of covariates) a Cox model (Efron ties) is fitted o
 cases, and the comparison reports:
 
 * Harrell's C of the fitted linear predictor — R ``coxph(...)$concordance`` (survival ≥ 3: ties in
-  the predictor count 1/2, tied event times are not comparable). Computed with lifelines'
-  ``concordance_index``, identical to R for Cox fits (see ``shared/reference/survival/README.md``).
+  the predictor count 1/2, tied event times are not comparable), by :func:`carpet.stats.concordance_index`.
 * log partial likelihood and AIC = −2 loglik + 2k — R ``AIC(coxph)``.
 * likelihood-ratio test for every nested pair (one model's covariates a subset of the other's) —
-  R ``anova(fit_small, fit_big)``.
+  R ``anova(fit_small, fit_big)``. Fits by :func:`carpet.stats.cox` (R ``coxph``).
 * time-dependent AUC at ``horizon``: cumulative cases (event by the horizon) vs dynamic controls
   (event-free after it), inverse-probability-of-censoring weighted with a marginal Kaplan–Meier
   censoring distribution (Uno 2007; Blanche 2013) — R ``riskRegression::Score(..., metrics="auc",
-  cens.model="km")``. Written here (lifelines has none; scikit-survival is not a dependency).
+  cens.model="km")``. Written here (neither carpet.stats nor lifelines has it; scikit-survival is
+  not a dependency).
 * bootstrap CI of the C-index difference for every pair (percentile; resampling patients; no R
   counterpart is checked — the number depends on the random draws). By default the linear
   predictors of the full-data fits are kept fixed, which measures the sampling variability of C
   for the models as fitted; ``refit=True`` refits both models in every resample (slower; includes
   the variability of the fit).
-
-The Cox fits use lifelines ``CoxPHFitter`` with R's convergence tolerance until ``carpet.stats.cox``
-lands; :func:`_fit_cox` is the only place to change.
 """
 
 from __future__ import annotations
@@ -35,6 +32,8 @@ from scipy import stats
 
 from carpet.errors import InputError
 from carpet.provenance import provenance
+from carpet.stats.concordance import concordance_index
+from carpet.stats.cox import cox
 from carpet.stats.table1 import require_columns
 
 
@@ -127,7 +126,7 @@ def compare_models(df: pd.DataFrame, duration: str, event: str, models: Mapping[
         rows.append({"model": name, "covariates": " + ".join(fit.covariates), "n": len(data),
                      "events": int(status.sum()), "k": k, "loglik": fit.loglik,
                      "aic": -2.0 * fit.loglik + 2.0 * k,
-                     "c_index": harrell_c(time, status, fit.linear_predictor),
+                     "c_index": concordance_index(time, status, fit.linear_predictor),
                      "td_auc": np.nan if horizon is None else td_auc(time, status, fit.linear_predictor, horizon)})
     summary = pd.DataFrame(rows)
 
@@ -143,10 +142,7 @@ def compare_models(df: pd.DataFrame, duration: str, event: str, models: Mapping[
 
     differences = _bootstrap_differences(data, duration, event, fits, n_boot=n_boot, seed=seed, alpha=alpha,
                                          refit=refit)
-    import lifelines
-
-    prov = provenance(method="compare_models",
-                      model=f"Cox proportional hazards (Efron ties, lifelines {lifelines.__version__})",
+    prov = provenance(method="compare_models", model="Cox proportional hazards (Efron ties, carpet.stats.cox)",
                       c_index="Harrell (R survival concordance)", horizon=horizon,
                       td_auc="cumulative/dynamic, IPCW with marginal KM censoring (Uno/Blanche)",
                       bootstrap={"n_boot": n_boot, "seed": seed, "refit": refit, "ci": "percentile",
@@ -155,26 +151,8 @@ def compare_models(df: pd.DataFrame, duration: str, event: str, models: Mapping[
 
 
 def _fit_cox(data: pd.DataFrame, duration: str, event: str, covariates: list[str]) -> CoxFit:
-    from lifelines import CoxPHFitter
-    from lifelines.exceptions import ConvergenceError
-
-    # R's coxph converges to ~1e-9 in loglik; lifelines' default tolerance is looser (reference README #4).
-    try:
-        cph = CoxPHFitter().fit(data[[duration, event, *covariates]], duration_col=duration, event_col=event,
-                                fit_options={"precision": 1e-12})
-    except ConvergenceError as exc:
-        raise InputError(f"the Cox model on {covariates} does not converge ({str(exc).splitlines()[0]})",
-                         where=f"columns {covariates}",
-                         hint="drop constant or collinear covariates, or those that separate events") from exc
-    lp = data[covariates].to_numpy(float) @ cph.params_.to_numpy()
-    return CoxFit(tuple(covariates), float(cph.log_likelihood_), lp, cph.params_.copy())
-
-
-def harrell_c(time, event, risk) -> float:
-    """Harrell's C of a risk score (higher = earlier event), as R ``concordance(..., reverse=TRUE)``."""
-    from lifelines.utils import concordance_index
-
-    return float(concordance_index(np.asarray(time, float), -np.asarray(risk, float), np.asarray(event, int)))
+    fit = cox(data, duration=duration, event=event, covariates=covariates, ties="efron")
+    return CoxFit(tuple(covariates), float(fit.loglik[1]), fit.linear_predictor, fit.params.copy())
 
 
 def _censoring_survival(time: np.ndarray, event: np.ndarray):
@@ -225,7 +203,7 @@ def _bootstrap_differences(data, duration, event, fits, *, n_boot, seed, alpha, 
     pairs = list(itertools.combinations(names, 2))
     time = data[duration].to_numpy(float)
     status = data[event].to_numpy(int)
-    full_c = {name: harrell_c(time, status, fit.linear_predictor) for name, fit in fits.items()}
+    full_c = {name: concordance_index(time, status, fit.linear_predictor) for name, fit in fits.items()}
     draws = np.full((max(n_boot, 0), len(names)), np.nan)
     rng = np.random.default_rng(seed)
     for b in range(n_boot):
@@ -238,7 +216,7 @@ def _bootstrap_differences(data, duration, event, fits, *, n_boot, seed, alpha, 
                 lp = _fit_cox(sample, duration, event, list(fits[name].covariates)).linear_predictor
             else:
                 lp = fits[name].linear_predictor[idx]
-            draws[b, m] = harrell_c(time[idx], status[idx], lp)
+            draws[b, m] = concordance_index(time[idx], status[idx], lp)
     rows = []
     for a, b in pairs:
         diff = draws[:, names.index(a)] - draws[:, names.index(b)]
