@@ -136,6 +136,9 @@ def test_landmark_matches_r(sim, r_ref):
     for g in (0, 1):
         assert s.loc[g, "surv"] == pytest.approx(r_ref[f"landmark 3: S(6 after landmark) high_ipi={g}"], rel=1e-6)
         assert s.loc[g, "n_risk"] == r_ref[f"landmark 3: n.risk(6 after landmark) high_ipi={g}"]
+    fig, fig_stats = lm.figure(title="PFS from month 3")
+    assert fig_stats["logrank"]["statistic"] == pytest.approx(r_ref["landmark 3: log-rank chisq"], rel=1e-6)
+    assert fig_stats["groups"]["high_ipi=1"]["n"] == r_ref["landmark 3: n at risk high_ipi=1"]
 
 
 def test_landmark_excludes_patients_not_at_risk():

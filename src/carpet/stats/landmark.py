@@ -50,6 +50,15 @@ class Landmark:
         return pd.concat([km.survival_at(times).assign(group=g) for g, km in self.km().items()],
                          ignore_index=True)[["group", "time", "surv", "std_err", "lower", "upper", "n_risk"]]
 
+    def figure(self, *, xlabel: str = "Time from landmark", **kwargs):
+        """KM curves by group from the landmark with number at risk
+        (:func:`carpet.report.km_plot.km_figure`; returns ``(fig, stats)``)."""
+        from carpet.report.km_plot import km_figure
+
+        groups = {f"{self.group}={g}": (sub["time_from_landmark"], sub[self.event])
+                  for g, sub in self.data.groupby(self.group, sort=True)}
+        return km_figure(groups, xlabel=xlabel, **kwargs)
+
     def km(self, conf_type: str = "log") -> dict:
         """:class:`carpet.stats.KaplanMeier` per group, time from the landmark."""
         return {g: kaplan_meier(sub["time_from_landmark"], sub[self.event], conf_type=conf_type)
