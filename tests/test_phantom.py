@@ -270,6 +270,10 @@ def test_whole_body_default_size_and_lesions():
         low, high = {"intramedullary": (1, 1), "paramedullary": (0.3, 0.7)}.get(les["kind"], (0, 0))
         assert low <= fraction[les["id"]] <= high, les
     assert "femur" in {les["site"] for les in ph.truth["lesions"]}
+    # Whole-body paramedullary lesions have > 1 mL outside bone, so the provisional rule of
+    # spec/clinical-rules.md §4.3 (V_out >= 1 mL) can call them paraskeletal.
+    para = [les for les in ph.truth["lesions"] if les["kind"] == "paramedullary"]
+    assert para and all((1 - les["bone_fraction"]) * les["volume_ml"] > 1.0 for les in para)
 
 
 def test_truth_centroids_and_patient_totals(small):
@@ -300,9 +304,3 @@ def test_bad_patient_and_placement_inputs_are_input_errors():
         outside = LesionSpec("extramedullary", 8.0, 6.0, centre_mm=(0, 0, 1000))
         make_phantom(PhantomSpec.small(lesions=[outside]))
 
-
-def test_paramedullary_soft_tissue_part_exceeds_one_ml(small):
-    # So that the provisional rule of spec/clinical-rules.md §4.3 (V_out >= 1 mL) can call them paraskeletal.
-    for les in small.truth["lesions"]:
-        if les["kind"] == "paramedullary":
-            assert (1 - les["bone_fraction"]) * les["volume_ml"] >= 1.0
