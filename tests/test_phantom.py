@@ -104,17 +104,21 @@ def test_lesion_kinds_are_what_their_geometry_says(small):
         # Brute force: distance from each lesion voxel centre to the nearest bone voxel centre.
         pts = voxel_centres(small.pet, mask)
         d_bone = np.sqrt(((pts[:, None, :] - bone_pts[None, :, :]) ** 2).sum(-1)).min()
+        # The analytic surface-to-surface distance bounds the voxel-centre distance from below.
+        diagonal = np.linalg.norm(small.pet.spacing)
+        assert les["bone_distance_mm"] - 1e-9 <= d_bone <= les["bone_distance_mm"] + 2 * diagonal
         if les["kind"] == "intramedullary":
             assert fraction == 1.0 and organs["marrow"].array[mask].all()
             assert les["site"] in ("spine", "pelvis")
         elif les["kind"] == "paramedullary":
             assert 0.3 <= fraction <= 0.7
         elif les["kind"] == "extramedullary":
-            assert fraction == 0.0 and d_bone >= 20.0
+            assert fraction == 0.0 and d_bone >= les["bone_distance_mm"] >= 20.0
             assert les["site"] in ("liver", "lung", "soft_tissue")
-        else:  # abutting: no contact, but close (within gap + one voxel diagonal on the PET grid)
-            assert fraction == 0.0
-            assert 0 < d_bone <= les["gap_mm"] + 2 * np.linalg.norm(small.pet.spacing)
+        else:  # abutting: no contact, the chosen gap
+            assert fraction == 0.0 and les["bone_distance_mm"] == pytest.approx(les["gap_mm"])
+        if les["kind"] in ("intramedullary", "paramedullary"):
+            assert les["bone_distance_mm"] == 0.0
 
 
 def test_abutting_gap_is_exact_on_a_fine_ct_grid():

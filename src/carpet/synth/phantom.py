@@ -663,8 +663,10 @@ class Phantom:
 
 
 def _lesion_records(lesions: list[tuple[LesionSpec, np.ndarray, str]], labels: Volume,
-                    bone: np.ndarray) -> list[dict[str, Any]]:
-    """Per-lesion truth from the ideal label map (voxel counts, bone fraction, voxel centroid).
+                    bone: np.ndarray, anatomy: _Anatomy) -> list[dict[str, Any]]:
+    """Per-lesion truth from the ideal label map (voxel counts, bone fraction, voxel centroid) and
+    from the analytic geometry (``bone_distance_mm``: sphere surface to bone surface, 0 when they
+    touch or overlap).
 
     ``tlg`` is that of the ideal image (every lesion voxel at the lesion's SUV), in mL·SUV.
     """
@@ -688,7 +690,8 @@ def _lesion_records(lesions: list[tuple[LesionSpec, np.ndarray, str]], labels: V
                         "suv": lesion.suv, "gap_mm": lesion.gap_mm if lesion.kind == "abutting" else None,
                         "n_voxels": n, "volume_ml": n * voxel_ml, "tlg": n * voxel_ml * lesion.suv,
                         "centroid_mm": [float(c) for c in centroid],
-                        "bone_fraction": float(in_bone[lid] / n) if n else 0.0})
+                        "bone_fraction": float(in_bone[lid] / n) if n else 0.0,
+                        "bone_distance_mm": max(0.0, float(anatomy.bone_sdf(centre)[0]) - lesion.radius_mm)})
     return records
 
 
@@ -789,7 +792,7 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     if spec.physiological_uptake:
         organs.update(brain=tissue == BRAIN, bladder=tissue == BLADDER, kidneys=tissue == KIDNEY)
 
-    records = _lesion_records(lesions, pet_grid.volume(labels), organs["bone"])
+    records = _lesion_records(lesions, pet_grid.volume(labels), organs["bone"], anatomy)
     truth = {
         "grid": _grid_record(pet_grid),
         "ct_grid": _grid_record(ct_grid),
