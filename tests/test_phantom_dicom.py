@@ -135,3 +135,24 @@ def test_uids_are_deterministic_per_seed(tmp_path):
     first = lambda p: pydicom.dcmread(sorted(p.iterdir())[0])  # noqa: E731
     assert first(a["pet_dir"]).SOPInstanceUID == first(b["pet_dir"]).SOPInstanceUID
     assert first(a["ct_dir"]).StudyInstanceUID == first(b["ct_dir"]).StudyInstanceUID
+
+
+def test_pet_bed_timing_is_consistent_with_the_series_start(written):
+    """Per-bed AcquisitionTime after SeriesTime; FrameReferenceTime is the decay-weighted mid-frame
+    time (here found numerically) and DecayFactor the decay over it, so that QIBA's back-computation
+    from the earliest acquisition returns the series start."""
+    _, paths = written
+    series = read_series(paths["pet_dir"])
+    start = dicom_datetime(series[0].SeriesDate, series[0].SeriesTime)
+    half_life = float(series[0].RadiopharmaceuticalInformationSequence[0].RadionuclideHalfLife)
+    lam = math.log(2) / half_life
+    acquired = [dicom_datetime(ds.AcquisitionDate, ds.AcquisitionTime) for ds in series]
+    assert min(acquired) == start and max(acquired) > start
+    assert acquired == sorted(acquired)  # beds from the feet up
+    duration_s = float(series[0].ActualFrameDuration) / 1000
+    t = np.linspace(0, duration_s, 200001)
+    t_mean = -math.log(np.exp(-lam * t).mean()) / lam
+    for ds, acq in zip(series, acquired):
+        ref_s = float(ds.FrameReferenceTime) / 1000
+        assert (acq - start).total_seconds() + t_mean == pytest.approx(ref_s, abs=1e-3)
+        assert float(ds.DecayFactor) == pytest.approx(math.exp(lam * ref_s), rel=1e-7)
