@@ -8,11 +8,14 @@ per-slice ``RescaleSlope``. The activity concentration is
 
 Δt being the time from injection (``RadiopharmaceuticalStartDateTime``) to the series start
 (``SeriesDate``/``SeriesTime``), so that the textbook SUVbw formula applied to the header gives back
-the phantom's SUV up to the int16 quantisation. The CT is uint16 with ``RescaleIntercept = -1024``.
+the phantom's SUV up to the int16 quantisation. The PET is acquired in 20 cm beds of 3 min: each
+slice carries its bed's ``AcquisitionTime``, ``FrameReferenceTime`` and ``DecayFactor`` (the first
+bed starts at ``SeriesTime``). The CT is uint16 with ``RescaleIntercept = -1024``.
 Both series share the study and the frame of reference. Patient identity is a pseudonym
 (``SIM^<seed>``); there is no real PHI.
 
-Written with pydicom (datasets built tag by tag: highdicom has no PET/CT image constructors).
+Written with pydicom, tag by tag (highdicom builds SEG, SR and enhanced multi-frame objects, not
+the classic single-frame PET and CT images scanners send).
 """
 
 from __future__ import annotations
