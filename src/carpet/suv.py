@@ -39,6 +39,7 @@ and female normaliser is used, as the IBSI manual suggests.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -231,10 +232,25 @@ def _datetime(value: Any) -> datetime | None:
         raise _unreadable(value) from None
 
 
+def _text(ds: Dataset, keyword: str) -> str | None:
+    """An attribute's text from the undecoded element (pydicom's DA/TM/DT decoding is slow per slice)."""
+    if keyword not in ds:
+        return None
+    value = ds.get_item(keyword).value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return (str(value).strip(" \x00") if value is not None else "") or None
+
+
 def _acq_datetime(ds: Dataset) -> datetime | None:
-    if ds.get("AcquisitionDateTime"):
-        return _datetime(ds.AcquisitionDateTime)
-    return _dt(ds.get("AcquisitionDate") or ds.get("SeriesDate"), ds.get("AcquisitionTime"))
+    if dt := _text(ds, "AcquisitionDateTime"):
+        return _cached_datetime(dt)
+    return _cached_dt(_text(ds, "AcquisitionDate") or _text(ds, "SeriesDate"), _text(ds, "AcquisitionTime"))
+
+
+# Hundreds of slices share a handful of acquisition times: parse each distinct text once.
+_cached_dt = functools.lru_cache(maxsize=1024)(lambda date, time: _dt(date, time))
+_cached_datetime = functools.lru_cache(maxsize=1024)(lambda value: _datetime(value))
 
 
 def _ge_scan_datetime(ds: Dataset) -> datetime | None:
