@@ -38,16 +38,16 @@ def _dicom_object(path: Path) -> pydicom.Dataset | None:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     found = []
     for f in files:
-        try:
-            ds = pydicom.dcmread(f)
+        try:  # headers only: the folder may also hold a whole image series
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
         except Exception:
             continue
         if str(ds.get("SOPClassUID", "")) in (_RTSTRUCT_UID, *_SEG_UIDS):
-            ds.filename = str(f)
-            found.append(ds)
+            found.append(f)
     if len(found) > 1:
-        raise InputError(f"{len(found)} RTSTRUCT/SEG objects found; point to one file", source=path)
-    return found[0] if found else None
+        raise InputError(f"{len(found)} RTSTRUCT/SEG objects found ({', '.join(f.name for f in found)}); "
+                         "point to one file", source=path)
+    return pydicom.dcmread(found[0]) if found else None
 
 
 def read_mask(path: str | Path, reference: Volume) -> Volume:
