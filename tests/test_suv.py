@@ -251,3 +251,15 @@ def test_unreadable_time(tmp_path):
                      header=pet_header(RadiopharmaceuticalStartDateTime="yesterday 10h"))
     with pytest.raises(InputError, match="cannot read the DICOM date/time.*--injection-time"):
         to_suv(tmp_path)
+
+
+@pytest.mark.parametrize("start", ["20241231100000", "20250101113000"])
+def test_implausible_uptake_time(tmp_path, start):
+    # injected a day before the scan (wrong date) or after the scan
+    with pytest.raises(InputError, match="implausible uptake time.*expected 0-24 h"):
+        _suv(tmp_path, pet_header(RadiopharmaceuticalStartDateTime=start))
+
+
+def test_series_date_missing_uses_acquisition_date(tmp_path):
+    _, res = _suv(tmp_path, pet_header(SeriesDate=None, RadiopharmaceuticalStartDateTime=None))
+    assert res.factor * BQML == pytest.approx(_expected_bw(), rel=1e-9)
