@@ -188,7 +188,11 @@ def normaliser(norm: str, weight_kg: float, height_cm: float | None, sex: str | 
         return ibw_kg(height_cm, sex) * 1000.0, "IBW Devine"
     if norm == "lbm":
         fn = {"janma": lbm_janmahasatian_kg, "james": lbm_james_kg}[lbm_formula]
-        return fn(weight_kg, height_cm, sex) * 1000.0, f"LBM {lbm_formula}"
+        lbm = fn(weight_kg, height_cm, sex)
+        if lbm <= 0:  # James's quadratic turns over in obesity (spec §5.1)
+            raise InputError(f"the {lbm_formula} LBM formula gives {lbm:.1f} kg for {weight_kg} kg, "
+                             f"{height_cm} cm", where="--lbm-formula", hint="use --lbm-formula janma")
+        return lbm * 1000.0, f"LBM {lbm_formula}"
     raise InputError(f"unknown SUV normalisation {norm!r}; expected one of {NORMS}", where="--norm")
 
 
