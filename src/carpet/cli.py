@@ -102,7 +102,14 @@ def imwg(
     out: Path = typer.Option(..., "--out", help="Output folder."),
 ) -> None:
     """IMWG 2016 response and progression from lab time series: responses.csv, progression.csv."""
-    raise NotYetAvailable("'carpet imwg' lands with the clinical rules issue (#6).")
+    from carpet.scores.imwg import assess_cohort
+
+    result = assess_cohort(patients, assessments, therapies)
+    paths = result.write(out)
+    n_prog = int(result.progression["progression_confirmed"].sum())
+    typer.echo(f"{len(result.progression)} patients, {n_prog} with confirmed progression (IMWG2016)")
+    for path in paths.values():
+        typer.echo(str(path))
 
 
 # ---------------------------------------------------------------------------------------------

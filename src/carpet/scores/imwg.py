@@ -1,0 +1,570 @@
+"""IMWG 2016 response and progression from laboratory time series (ruleset ``IMWG2016``).
+
+Implements the longitudinal algorithm of ``spec/clinical-rules.md`` §3.7 on the rules of §3.2–§3.6: baseline and
+measurable disease, response per assessment with confirmation, nadir per parameter, progressive disease with the
+triggering parameter, best confirmed response, relapse from CR, refractory status, values after new therapy
+excluded. No library implements IMWG on raw labs in Python, hence this module. Disputed rules ([D]) are named
+switches of :class:`IMWGParams`; every result records the ruleset id and every parameter value.
+
+Internal units: M-protein g/dL, urine M-protein mg/24 h, free light chains mg/dL, marrow plasma cells %.
+Use :func:`carpet.cohort.schema.read_assessments` to convert lab units.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from carpet.cohort.schema import (check_patient_ids, read_assessments, read_patients, read_therapies)
+from carpet.errors import InputError
+from carpet.provenance import file_sha256, provenance
+
+__all__ = ["RULESET", "CATEGORIES", "IMWGParams", "IMWGResult", "assess_patient", "assess_cohort",
+           "refractory_to", "next_therapy_dates"]
+
+RULESET = "IMWG2016"
+#: Response categories from worst to best; ``NE`` (not evaluable) is outside the order.
+CATEGORIES = ("PD", "SD", "MR", "PR", "VGPR", "CR", "sCR")
+_RANK = {c: i for i, c in enumerate(CATEGORIES)}
+PD, SD, MR, PR, VGPR, CR, SCR = range(7)
+NE = -1
+#: Tolerance of threshold comparisons: lab values carry at most ~6 significant digits, so a difference below
+#: 1e-10 (relative) is floating-point noise (0.7 - 0.2 = 0.49999999999999994 must meet ">= 0.5").
+_TOL = 1e-10
+_LAB_COLUMNS = ("serum_m_protein", "urine_m_protein", "kappa_flc", "lambda_flc", "serum_ife", "urine_ife",
+                "bm_plasma_cells", "bm_clonality", "new_lesion")
+
+
+def _ge(a: float, b: float) -> bool:
+    return a >= b - _TOL * max(1.0, abs(b))
+
+
+def _gt(a: float, b: float) -> bool:
+    return a > b + _TOL * max(1.0, abs(b))
+
+
+@dataclass(frozen=True)
+class IMWGParams:
+    """Every threshold and disputed choice of the IMWG 2016 engine (spec tag in brackets).
+
+    Attributes
+    ----------
+    serum_measurable_min : float
+        Serum M-protein (g/dL) at baseline for measurable disease [D]: 1.0 (IMWG) or 0.5 (KarMMa, CARTITUDE-1).
+    urine_measurable_min : float
+        Urine M-protein (mg/24 h) for measurable disease [R].
+    flc_measurable_min : float
+        Involved FLC (mg/dL) for measurable FLC-only disease, with an abnormal ratio [R].
+    flc_normal_range : tuple of float
+        Normal kappa/lambda ratio, inclusive [V]; labs may supply their own (renal range 0.37-3.1).
+    nadir_mode : {'confirmed', 'any'}
+        [D] 'confirmed' (IMWG 2016: the lowest value reached by two consecutive samples) or 'any' (2006/2011: the
+        lowest single value). Baseline is always a candidate nadir.
+    baseline_window_days : int
+        Baseline = latest value within this many days before (or on) the infusion date [C].
+    pd_relative_rise : float
+        Relative rise from nadir for PD (>= 0.25) [V].
+    serum_pd_abs_g_dl, serum_pd_abs_inclusive : float, bool
+        Absolute serum rise for PD, 0.5 g/dL, compared with >= (True) or > (False) [D, minor].
+    serum_high_nadir_g_dl, serum_pd_abs_high_nadir_g_dl : float
+        When the serum nadir is >= 5 g/dL, a rise >= 1 g/dL suffices [V].
+    urine_pd_abs_mg : float
+        Absolute urine rise for PD (>= 200 mg/24 h) [V].
+    flc_pd_abs_mg_dl : float
+        Absolute dFLC rise for PD (> 10 mg/dL, strict) [V].
+    bmpc_pd_abs_pct : float
+        Absolute marrow plasma-cell rise for PD (>= 10 percentage points) [V].
+    bmpc_cr_max_pct : float
+        CR needs marrow plasma cells < 5 % [V].
+    bmpc_pr_baseline_min_pct : float
+        Marrow-only PR needs baseline plasma cells >= 30 % [V].
+    relapse_from_cr_bmpc_pct : float
+        Relapse from CR: marrow plasma cells >= 5 % [V 2006 footnote].
+    flc_ratio_for_cr : bool
+        [D] True: FLC-only disease needs a normal ratio for CR (IMWG); False: only for sCR (some CAR T studies).
+    confirm_required : bool
+        Biochemical categories and PD need two consecutive assessments [V].
+    marrow_pd_needs_confirmation : bool
+        Marrow and imaging PD need no confirmation [V]; set True to require it for marrow PD.
+    refractory_window_days : int
+        Progression within this many days of infusion (inclusive: day 60 counts) is refractory [R]/[C].
+    """
+
+    serum_measurable_min: float = 1.0
+    urine_measurable_min: float = 200.0
+    flc_measurable_min: float = 10.0
+    flc_normal_range: tuple[float, float] = (0.26, 1.65)
+    nadir_mode: str = "confirmed"
+    baseline_window_days: int = 30
+    pd_relative_rise: float = 0.25
+    serum_pd_abs_g_dl: float = 0.5
+    serum_pd_abs_inclusive: bool = True
+    serum_high_nadir_g_dl: float = 5.0
+    serum_pd_abs_high_nadir_g_dl: float = 1.0
+    urine_pd_abs_mg: float = 200.0
+    flc_pd_abs_mg_dl: float = 10.0
+    bmpc_pd_abs_pct: float = 10.0
+    bmpc_cr_max_pct: float = 5.0
+    bmpc_pr_baseline_min_pct: float = 30.0
+    relapse_from_cr_bmpc_pct: float = 5.0
+    flc_ratio_for_cr: bool = True
+    confirm_required: bool = True
+    marrow_pd_needs_confirmation: bool = False
+    refractory_window_days: int = 60
+
+    def __post_init__(self):
+        if self.nadir_mode not in ("confirmed", "any"):
+            raise InputError(f"nadir_mode must be 'confirmed' or 'any', not {self.nadir_mode!r}",
+                             source="IMWGParams")
+
+    def record(self) -> dict[str, Any]:
+        """The parameters as a JSON-ready dict (for provenance)."""
+        rec = asdict(self)
+        rec["flc_normal_range"] = list(self.flc_normal_range)
+        return rec
+
+
+def refractory_to(last_dose_date, pd_date, best_response: str | None = None, window_days: int = 60) -> bool:
+    """Rajkumar 2011 refractoriness to one therapy (spec §3.6).
+
+    True when progression falls within ``window_days`` of the last dose (inclusive: day 60 counts) or, when
+    ``best_response`` is given, when the therapy never reached at least MR.
+    """
+    if best_response is not None and best_response in ("SD", "PD", "NE"):
+        return True
+    if pd_date is None or pd.isna(pd_date):
+        return False
+    days = (pd.Timestamp(pd_date) - pd.Timestamp(last_dose_date)).days
+    return 0 <= days <= window_days
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# one patient
+# ----------------------------------------------------------------------------------------------------------------
+def _wide(assessments: pd.DataFrame, light_chain: str | None) -> pd.DataFrame:
+    """One row per date; same-day duplicates resolved to the worst value (admiralonco convention [V])."""
+    long = assessments[assessments["parameter"].isin(_LAB_COLUMNS)]
+    # worst = highest for every parameter (IFE positive = 1), except the uninvolved light chain, whose fall
+    # widens dFLC; its worst is the lowest.
+    uninvolved = {"kappa": "lambda_flc", "lambda": "kappa_flc"}.get(light_chain or "")
+    hi = long[long["parameter"] != uninvolved].pivot_table(index="date", columns="parameter", values="value",
+                                                           aggfunc="max")
+    lo = long[long["parameter"] == uninvolved].pivot_table(index="date", columns="parameter", values="value",
+                                                           aggfunc="min")
+    wide = hi.join(lo, how="outer") if len(lo) else hi
+    return wide.reindex(columns=list(_LAB_COLUMNS)).sort_index()
+
+
+def _baseline(wide: pd.DataFrame, index_date: pd.Timestamp, window_days: int) -> dict[str, float]:
+    win = wide[(wide.index <= index_date) & (wide.index >= index_date - pd.Timedelta(days=window_days))]
+    return {c: (win[c].dropna().iloc[-1] if win[c].notna().any() else np.nan) for c in wide.columns}
+
+
+def _nadirs(values: np.ndarray, baseline: float, mode: str) -> np.ndarray:
+    """Nadir before each time point: baseline and earlier values (``any``) or values confirmed by the next sample.
+
+    In ``confirmed`` mode a level counts once two consecutive samples of the parameter are at or below it, i.e.
+    ``max(v[i], v[i+1])`` for consecutive available values that both precede the time point.
+    """
+    out = np.full(len(values), np.nan)
+    best = baseline
+    prev = np.nan
+    for j, v in enumerate(values):
+        out[j] = best
+        if np.isnan(v):
+            continue
+        cand = v if mode == "any" else (max(prev, v) if not np.isnan(prev) else np.nan)
+        if not np.isnan(cand):
+            best = cand if np.isnan(best) else min(best, cand)
+        prev = v
+    return out
+
+
+def _rise_pd(value: float, nadir: float, rel: float, abs_min: float, inclusive: bool = True) -> bool:
+    """PD rule 'increase >= rel from nadir and absolute increase >= abs_min' (``>`` when not inclusive).
+
+    A nadir of 0 (or below) makes the relative rise undefined; the absolute rule alone applies (spec §3.7 [C]).
+    """
+    if np.isnan(value) or np.isnan(nadir):
+        return False
+    rise = value - nadir
+    rel_ok = nadir <= 0 or _ge(rise, rel * nadir)
+    abs_ok = _ge(rise, abs_min) if inclusive else _gt(rise, abs_min)
+    return rel_ok and abs_ok
+
+
+def _serum_pd(value: float, nadir: float, p: IMWGParams) -> bool:
+    """Serum PD: >= 25 % and >= 0.5 g/dL above the nadir; from a nadir >= 5 g/dL a rise >= 1 g/dL suffices."""
+    if not np.isnan(nadir) and _ge(nadir, p.serum_high_nadir_g_dl):
+        return _rise_pd(value, nadir, 0.0, p.serum_pd_abs_high_nadir_g_dl)
+    return _rise_pd(value, nadir, p.pd_relative_rise, p.serum_pd_abs_g_dl, p.serum_pd_abs_inclusive)
+
+
+def _ratio_normal(kappa: float, lam: float, normal: tuple[float, float]) -> float:
+    """1.0 normal, 0.0 abnormal, NaN unknown."""
+    if np.isnan(kappa) or np.isnan(lam) or lam <= 0:
+        return np.nan
+    r = kappa / lam
+    return float(normal[0] - _TOL <= r <= normal[1] + _TOL)
+
+
+@dataclass
+class _Disease:
+    serum: bool
+    urine: bool
+    flc: bool
+    marrow: bool
+
+    @property
+    def label(self) -> str:
+        parts = [n for n, f in (("serum", self.serum), ("urine", self.urine), ("flc", self.flc),
+                                ("marrow", self.marrow)) if f]
+        return "+".join(parts) if parts else "none"
+
+
+def _measurable(base: dict[str, float], dflc0: float, inv0: float, ratio_normal0: float, p: IMWGParams) -> _Disease:
+    serum = _ge(base["serum_m_protein"], p.serum_measurable_min) if not np.isnan(base["serum_m_protein"]) else False
+    urine = _ge(base["urine_m_protein"], p.urine_measurable_min) if not np.isnan(base["urine_m_protein"]) else False
+    flc = (not serum and not urine and not np.isnan(inv0) and _ge(inv0, p.flc_measurable_min)
+           and ratio_normal0 == 0.0)
+    marrow = not (serum or urine or flc) and not np.isnan(base["bm_plasma_cells"])
+    return _Disease(serum, urine, flc, marrow)
+
+
+def _reduced(value: float, base: float, fraction: float, strict: bool = False) -> bool:
+    """``value`` is at least (``strict``: more than) ``fraction`` below ``base``; compared in value units so the
+    float tolerance scales with the values."""
+    drop, need = base - value, fraction * base
+    return _gt(drop, need) if strict else _ge(drop, need)
+
+
+def _serum_level(s: float, s0: float) -> int:
+    if s <= 0 or _reduced(s, s0, 0.90):
+        return VGPR
+    if _reduced(s, s0, 0.50):
+        return PR
+    return MR if _reduced(s, s0, 0.25) else SD
+
+
+def _urine_level(u: float, u0: float, measurable: bool) -> int:
+    if u < 100:
+        return VGPR
+    if measurable:
+        if _reduced(u, u0, 0.90) or u < 200:
+            return PR
+        return MR if _reduced(u, u0, 0.50) else SD
+    return PR if u < 200 else SD
+
+
+def _flc_level(d: float, d0: float) -> int:
+    if _reduced(d, d0, 0.90, strict=True):
+        return VGPR
+    return PR if _reduced(d, d0, 0.50) else SD
+
+
+def assess_patient(patient_id: str, infusion_date, assessments: pd.DataFrame,
+                   involved_light_chain: str | None = None, next_therapy_date=None,
+                   params: IMWGParams = IMWGParams()) -> "IMWGResult":
+    """IMWG 2016 response per assessment and progression for one patient.
+
+    Parameters
+    ----------
+    patient_id : str
+    infusion_date : date-like
+        Index date (CAR T infusion); baseline is the latest value in the ``baseline_window_days`` before it.
+    assessments : DataFrame
+        Long format ``date, parameter, value`` in internal units (see module docstring); IFE and clonality as
+        1 (positive) / 0 (negative); ``new_lesion`` 1 when imaging shows a new lesion.
+    involved_light_chain : {'kappa', 'lambda'}, optional
+        Needed for dFLC; without it the FLC path is not evaluable.
+    next_therapy_date : date-like, optional
+        Start of the next line after CAR T; values on or after it are excluded.
+    params : IMWGParams
+
+    Returns
+    -------
+    IMWGResult
+    """
+    p = params
+    index_date = pd.Timestamp(infusion_date)
+    cutoff = None if next_therapy_date is None or pd.isna(next_therapy_date) else pd.Timestamp(next_therapy_date)
+    wide = _wide(assessments, involved_light_chain)
+    n_excluded = int((wide.index >= cutoff).sum()) if cutoff is not None else 0
+    if cutoff is not None:
+        wide = wide[wide.index < cutoff]
+    base = _baseline(wide, index_date, p.baseline_window_days)
+    post = wide[wide.index > index_date]
+
+    inv_col = {"kappa": "kappa_flc", "lambda": "lambda_flc"}.get(involved_light_chain or "")
+    uninv_col = {"kappa": "lambda_flc", "lambda": "kappa_flc"}.get(involved_light_chain or "")
+    def dflc(frame_or_dict):
+        if inv_col is None:
+            return np.nan if isinstance(frame_or_dict, dict) else np.full(len(frame_or_dict), np.nan)
+        return np.asarray(frame_or_dict[inv_col]) - np.asarray(frame_or_dict[uninv_col])
+
+    dflc0 = float(dflc(base))
+    ratio0 = _ratio_normal(base["kappa_flc"], base["lambda_flc"], p.flc_normal_range)
+    disease = _measurable(base, dflc0, base.get(inv_col, np.nan) if inv_col else np.nan, ratio0, p)
+
+    dates = list(post.index)
+    n = len(dates)
+    S, U = post["serum_m_protein"].to_numpy(float), post["urine_m_protein"].to_numpy(float)
+    D = dflc(post).astype(float)
+    B = post["bm_plasma_cells"].to_numpy(float)
+    nad = {
+        "serum": _nadirs(S, base["serum_m_protein"], p.nadir_mode),
+        "urine": _nadirs(U, base["urine_m_protein"], p.nadir_mode),
+        "dflc": _nadirs(D, dflc0, p.nadir_mode),
+        "bmpc": _nadirs(B, base["bm_plasma_cells"], p.nadir_mode),
+    }
+    # latest post-baseline marrow at or before each time point (marrow needs no repeat for CR)
+    marrow = post["bm_plasma_cells"].ffill().to_numpy(float)
+    clonal = post["bm_clonality"].ffill().to_numpy(float)
+
+    cats = np.full(n, NE)
+    triggers: list[str] = [""] * n
+    reasons: list[str] = [""] * n
+    no_confirm = np.zeros(n, bool)  # PD that needs no confirmation (imaging, marrow)
+    for j in range(n):
+        row = post.iloc[j]
+        trig = []
+        if _serum_pd(S[j], nad["serum"][j], p):
+            trig.append("serum_m_protein")
+        if _rise_pd(U[j], nad["urine"][j], p.pd_relative_rise, p.urine_pd_abs_mg):
+            trig.append("urine_m_protein")
+        if not disease.serum and not disease.urine:
+            nd = nad["dflc"][j]
+            if _rise_pd(D[j], max(nd, 0.0) if not np.isnan(nd) else nd, p.pd_relative_rise, p.flc_pd_abs_mg_dl,
+                        inclusive=False):
+                trig.append("dflc")
+        marrow_pd = (disease.marrow or not (disease.serum or disease.urine or disease.flc)) and _rise_pd(
+            B[j], nad["bmpc"][j], p.pd_relative_rise, p.bmpc_pd_abs_pct)
+        if marrow_pd:
+            trig.append("bm_plasma_cells")
+        if row["new_lesion"] == 1:
+            trig.append("new_lesion")
+        if trig:
+            cats[j] = PD
+            triggers[j] = "+".join(trig)
+            no_confirm[j] = ("new_lesion" in trig) or (marrow_pd and not p.marrow_pd_needs_confirmation)
+            continue
+        cats[j], reasons[j] = _response_level(j, row, S, U, D, base, dflc0, disease, marrow, clonal, p)
+
+    # --- progression: first PD confirmed by the next assessment (or needing no confirmation) -----------------
+    prog_j = None
+    unconfirmed_j = None
+    confirmed = np.zeros(n, bool)
+    for j in range(n):
+        if cats[j] != PD:
+            continue
+        if no_confirm[j] or not p.confirm_required:
+            prog_j = j
+            break
+        if j + 1 < n and cats[j + 1] == PD:
+            prog_j = j
+            break
+        if j + 1 == n:
+            unconfirmed_j = j
+    if prog_j is not None:
+        confirmed[prog_j:] = True
+        cats[prog_j:] = PD
+        for k in range(prog_j + 1, n):
+            if not triggers[k]:
+                reasons[k] = "after_progression"
+    # --- confirmation of response categories: the next assessment meets the same or a better category ------
+    end = prog_j if prog_j is not None else n
+    best = NE
+    for j in range(end):
+        if cats[j] == NE or cats[j] == PD:
+            continue
+        nxt = cats[j + 1] if j + 1 < end else NE
+        if not p.confirm_required:
+            confirmed[j] = True
+            best = max(best, cats[j])
+        elif nxt != NE and nxt != PD:
+            confirmed[j] = nxt >= cats[j]
+            best = max(best, min(cats[j], nxt))
+    if best == NE and prog_j is not None:
+        best = PD
+
+    prog_date = dates[prog_j] if prog_j is not None else None
+    responses = pd.DataFrame({
+        "patient_id": patient_id,
+        "date": [d.date().isoformat() for d in dates],
+        "response": [CATEGORIES[c] if c != NE else "NE" for c in cats],
+        "confirmed": confirmed,
+        "pd_trigger": triggers,
+        "reason": reasons,
+        "serum_change_pct": _pct_change(S, base["serum_m_protein"]),
+        "urine_change_pct": _pct_change(U, base["urine_m_protein"]),
+        "dflc_change_pct": _pct_change(D, dflc0),
+        "serum_nadir_g_dl": nad["serum"],
+    })
+    days = (prog_date - index_date).days if prog_date is not None else None
+    progression = {
+        "patient_id": patient_id,
+        "best_response": CATEGORIES[best] if best != NE else "NE",
+        "progression_date": prog_date.date().isoformat() if prog_date is not None else "",
+        "progression_confirmed": prog_date is not None,
+        "refractory": days is not None and days <= p.refractory_window_days,
+        "progression_trigger": triggers[prog_j] if prog_j is not None else "",
+        "days_to_progression": days,
+        "unconfirmed_pd_date": dates[unconfirmed_j].date().isoformat() if unconfirmed_j is not None else "",
+        "measurable_disease": disease.label,
+        "relapse_from_cr_date": _relapse_from_cr(post, cats, confirmed, p),
+        "n_assessments": n,
+        "n_excluded_after_new_therapy": n_excluded,
+        "next_therapy_date": cutoff.date().isoformat() if cutoff is not None else "",
+    }
+    return IMWGResult(responses, pd.DataFrame([progression]), p)
+
+
+def _pct_change(values: np.ndarray, base: float) -> np.ndarray:
+    if np.isnan(base) or base == 0:
+        return np.full(len(values), np.nan)
+    return np.round(100.0 * (values - base) / base, 3)
+
+
+def _response_level(j, row, S, U, D, base, dflc0, disease: _Disease, marrow, clonal, p: IMWGParams) -> tuple[int, str]:
+    """Best category all measurable parameters meet at time point ``j`` (no PD), with the reason codes."""
+    levels, missing = [], []
+    if disease.serum:
+        (missing.append("serum_m_protein") if np.isnan(S[j]) else levels.append(_serum_level(S[j],
+                                                                             base["serum_m_protein"])))
+    if disease.serum or disease.urine:
+        if np.isnan(U[j]):
+            if disease.urine or (levels and max(levels) >= VGPR):
+                missing.append("urine_m_protein")  # needed by VGPR (urine < 100 mg/24 h) and urine disease
+        else:
+            levels.append(_urine_level(U[j], base["urine_m_protein"], disease.urine))
+    if disease.flc:
+        (missing.append("dflc") if np.isnan(D[j]) else levels.append(_flc_level(D[j], dflc0)))
+    if disease.marrow:
+        if np.isnan(marrow[j]):
+            missing.append("bm_plasma_cells")
+        elif base["bm_plasma_cells"] >= p.bmpc_pr_baseline_min_pct and _reduced(
+                marrow[j], base["bm_plasma_cells"], 0.5):
+            levels.append(PR)
+        else:
+            levels.append(SD)
+    if not levels:
+        return NE, "no_measurable_disease" if disease.label == "none" else "missing_" + "+".join(missing)
+    level = min(levels)
+    reason = []
+    if missing:
+        level = max(SD, level - 1)  # missing critical data: next lower level [V admiralonco/IMWG]
+        reason.append("downgraded_missing_" + "+".join(missing))
+        return level, ";".join(reason)
+    if level < VGPR:
+        return level, ""
+    # CR: negative serum and urine IFE and < 5 % marrow plasma cells (and a normal ratio for FLC-only disease)
+    ife_s, ife_u = row["serum_ife"], row["urine_ife"]
+    ratio = _ratio_normal(row["kappa_flc"], row["lambda_flc"], p.flc_normal_range)
+    if not (ife_s == 0 and ife_u == 0):
+        if np.isnan(ife_s) or np.isnan(ife_u):
+            reason.append("cr_not_evaluable_ife_missing")
+        return VGPR, ";".join(reason)
+    if np.isnan(marrow[j]):
+        return VGPR, "cr_not_evaluable_no_marrow"
+    if not marrow[j] < p.bmpc_cr_max_pct:
+        return VGPR, "marrow_plasma_cells_not_below_cr_limit"
+    if disease.flc and p.flc_ratio_for_cr and ratio != 1.0:
+        return VGPR, "flc_ratio_not_normal" if ratio == 0.0 else "cr_not_evaluable_flc_ratio_missing"
+    if ratio == 1.0 and clonal[j] == 0:
+        return SCR, ""
+    return CR, "scr_not_evaluable" if np.isnan(ratio) or np.isnan(clonal[j]) else "scr_criteria_not_met"
+
+
+def _relapse_from_cr(post: pd.DataFrame, cats: np.ndarray, confirmed: np.ndarray, p: IMWGParams) -> str:
+    """First date after a confirmed CR with reappearing M-protein (IFE or electrophoresis), marrow plasma cells
+    >= 5 % or a new lesion (IMWG relapse from CR, for DFS only; not used for progression)."""
+    cr_idx = np.flatnonzero((cats >= CR) & confirmed)
+    if not len(cr_idx):
+        return ""
+    later = post.iloc[cr_idx[0] + 1:]
+    hit = ((later["serum_ife"] == 1) | (later["urine_ife"] == 1) | (later["serum_m_protein"] > 0)
+           | (later["urine_m_protein"] > 0) | (later["bm_plasma_cells"] >= p.relapse_from_cr_bmpc_pct)
+           | (later["new_lesion"] == 1))
+    return later.index[hit.to_numpy()][0].date().isoformat() if hit.any() else ""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# cohort
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class IMWGResult:
+    """IMWG results: ``responses`` (one row per patient and assessment date) and ``progression`` (one per patient)."""
+
+    responses: pd.DataFrame
+    progression: pd.DataFrame
+    params: IMWGParams = field(default_factory=IMWGParams)
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return provenance(ruleset=RULESET, parameters=self.params.record(), inputs=self.inputs,
+                          progression_date_convention="first date of the confirming pair (or of the imaging/"
+                          "marrow assessment that needs no confirmation)",
+                          refractory_definition=f"progression within {self.params.refractory_window_days} days "
+                          "of infusion, inclusive")
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``responses.csv``, ``progression.csv`` and ``provenance.json`` into ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"responses": out / "responses.csv", "progression": out / "progression.csv",
+                 "provenance": out / "provenance.json"}
+        self.responses.to_csv(paths["responses"], index=False)
+        self.progression.to_csv(paths["progression"], index=False)
+        paths["provenance"].write_text(json.dumps(self.provenance, indent=2, default=str))
+        return paths
+
+
+def next_therapy_dates(patients: pd.DataFrame, therapies: pd.DataFrame | None) -> pd.Series:
+    """Start of the first line that begins after each patient's infusion (NaT when none), indexed by patient."""
+    ids = patients["patient_id"]
+    if therapies is None or not len(therapies):
+        return pd.Series(pd.NaT, index=ids)
+    infusion = patients.set_index("patient_id")["infusion_date"]
+    later = therapies[therapies["start_date"] > therapies["patient_id"].map(infusion)]
+    return later.groupby("patient_id")["start_date"].min().reindex(ids)
+
+
+def assess_cohort(patients, assessments, therapies=None, params: IMWGParams = IMWGParams()) -> IMWGResult:
+    """IMWG 2016 response and progression for every patient.
+
+    Parameters
+    ----------
+    patients, assessments, therapies : path or DataFrame
+        Tables as in DESIGN.md (``carpet imwg``); paths (CSV/XLSX) or frames are validated with
+        :mod:`carpet.cohort.schema` (units converted there). ``patients`` needs ``involved_light_chain``.
+    params : IMWGParams
+
+    Returns
+    -------
+    IMWGResult
+    """
+    names = {k: (str(v) if isinstance(v, (str, Path)) else None)
+             for k, v in (("patients", patients), ("assessments", assessments), ("therapies", therapies))}
+    pt = read_patients(patients, require=("involved_light_chain",), name=names["patients"])
+    labs = read_assessments(assessments, name=names["assessments"])
+    check_patient_ids(labs, pt, names["assessments"] or "<assessments table>", "assessments")
+    lines = None
+    if therapies is not None:
+        lines = read_therapies(therapies, name=names["therapies"])
+        check_patient_ids(lines, pt, names["therapies"] or "<therapies table>", "therapies")
+    cut = next_therapy_dates(pt, lines)
+    by_patient = dict(tuple(labs.groupby("patient_id", sort=False)))
+    empty = labs.iloc[:0]
+    parts = [assess_patient(r.patient_id, r.infusion_date, by_patient.get(r.patient_id, empty),
+                            r.involved_light_chain, cut.get(r.patient_id), params)
+             for r in pt.itertuples(index=False)]
+    responses = pd.concat([x.responses for x in parts], ignore_index=True)
+    progression = pd.concat([x.progression for x in parts], ignore_index=True)
+    inputs = {k: {"path": v, "sha256": file_sha256(v)} for k, v in names.items() if v}
+    return IMWGResult(responses, progression, params, inputs)
