@@ -146,23 +146,36 @@ def refractory_to(last_dose_date, pd_date, best_response: str | None = None, win
 # ----------------------------------------------------------------------------------------------------------------
 # one patient
 # ----------------------------------------------------------------------------------------------------------------
-def _wide(assessments: pd.DataFrame, light_chain: str | None) -> pd.DataFrame:
-    """One row per date; same-day duplicates resolved to the worst value (admiralonco convention [V])."""
+_UNINVOLVED = {"kappa": "lambda_flc", "lambda": "kappa_flc"}
+
+
+def _wide(assessments: pd.DataFrame, light_chain: pd.Series) -> pd.DataFrame:
+    """One row per patient and date (all patients at once); same-day duplicates resolved to the worst value
+    (admiralonco convention [V]).
+
+    Worst = highest for every parameter (IFE positive = 1) except the uninvolved light chain, whose fall widens
+    dFLC: its values are negated around a single ``max``.
+    """
     long = assessments[assessments["parameter"].isin(_LAB_COLUMNS)]
-    # worst = highest for every parameter (IFE positive = 1), except the uninvolved light chain, whose fall
-    # widens dFLC; its worst is the lowest.
-    uninvolved = {"kappa": "lambda_flc", "lambda": "kappa_flc"}.get(light_chain or "")
-    hi = long[long["parameter"] != uninvolved].pivot_table(index="date", columns="parameter", values="value",
-                                                           aggfunc="max")
-    lo = long[long["parameter"] == uninvolved].pivot_table(index="date", columns="parameter", values="value",
-                                                           aggfunc="min")
-    wide = hi.join(lo, how="outer") if len(lo) else hi
-    return wide.reindex(columns=list(_LAB_COLUMNS)).sort_index()
+    flip = (long["parameter"] == long["patient_id"].map(light_chain).map(_UNINVOLVED)).to_numpy()
+    signed = long.assign(value=np.where(flip, -long["value"].to_numpy(float), long["value"].to_numpy(float)))
+    wide = signed.pivot_table(index=["patient_id", "date"], columns="parameter", values="value", aggfunc="max")
+    wide = wide.reindex(columns=list(_LAB_COLUMNS))
+    for chain, col in _UNINVOLVED.items():
+        rows = wide.index.get_level_values(0).map(light_chain) == chain
+        wide.loc[rows, col] = -wide.loc[rows, col]
+    return wide.sort_index()
 
 
-def _baseline(wide: pd.DataFrame, index_date: pd.Timestamp, window_days: int) -> dict[str, float]:
-    win = wide[(wide.index <= index_date) & (wide.index >= index_date - pd.Timedelta(days=window_days))]
-    return {c: (win[c].dropna().iloc[-1] if win[c].notna().any() else np.nan) for c in wide.columns}
+def _baseline(dates: np.ndarray, cols: dict[str, np.ndarray], index_date: pd.Timestamp,
+              window_days: int) -> dict[str, float]:
+    """Latest value of each parameter within ``window_days`` before (or on) the index date."""
+    win = (dates <= index_date) & (dates >= index_date - pd.Timedelta(days=window_days))
+    out = {}
+    for c, v in cols.items():
+        ok = np.flatnonzero(win & ~np.isnan(v))
+        out[c] = v[ok[-1]] if len(ok) else np.nan
+    return out
 
 
 def _nadirs(values: np.ndarray, baseline: float, mode: str) -> np.ndarray:
@@ -290,15 +303,24 @@ def assess_patient(patient_id: str, infusion_date, assessments: pd.DataFrame,
     -------
     IMWGResult
     """
-    p = params
+    labs = assessments.assign(patient_id=patient_id)
+    wide = _wide(labs, pd.Series({patient_id: involved_light_chain}, dtype=object))
+    return _assess(patient_id, infusion_date, wide.droplevel(0), involved_light_chain, next_therapy_date, params)
+
+
+def _assess(patient_id, infusion_date, wide: pd.DataFrame, involved_light_chain, next_therapy_date,
+            p: IMWGParams) -> "IMWGResult":
+    """:func:`assess_patient` on the patient's wide table (one row per date, columns ``_LAB_COLUMNS``)."""
     index_date = pd.Timestamp(infusion_date)
     cutoff = None if next_therapy_date is None or pd.isna(next_therapy_date) else pd.Timestamp(next_therapy_date)
-    wide = _wide(assessments, involved_light_chain)
-    n_excluded = int((wide.index >= cutoff).sum()) if cutoff is not None else 0
-    if cutoff is not None:
-        wide = wide[wide.index < cutoff]
-    base = _baseline(wide, index_date, p.baseline_window_days)
-    post = wide[wide.index > index_date]
+    all_dates = wide.index.to_numpy()
+    keep = all_dates < cutoff if cutoff is not None else np.ones(len(all_dates), bool)
+    n_excluded = int((~keep).sum())
+    cols_all = {c: wide[c].to_numpy(float)[keep] for c in _LAB_COLUMNS}
+    all_dates = all_dates[keep]
+    base = _baseline(all_dates, cols_all, index_date, p.baseline_window_days)
+    after = all_dates > index_date
+    post = {c: v[after] for c, v in cols_all.items()}
 
     inv_col = {"kappa": "kappa_flc", "lambda": "lambda_flc"}.get(involved_light_chain or "")
     uninv_col = {"kappa": "lambda_flc", "lambda": "kappa_flc"}.get(involved_light_chain or "")
@@ -311,11 +333,10 @@ def assess_patient(patient_id: str, infusion_date, assessments: pd.DataFrame,
     ratio0 = _ratio_normal(base["kappa_flc"], base["lambda_flc"], p.flc_normal_range)
     disease = _measurable(base, dflc0, base.get(inv_col, np.nan) if inv_col else np.nan, ratio0, p)
 
-    dates = list(post.index)
+    dates = [pd.Timestamp(d) for d in all_dates[after]]
     n = len(dates)
-    S, U = post["serum_m_protein"].to_numpy(float), post["urine_m_protein"].to_numpy(float)
-    D = dflc(post).astype(float)
-    B = post["bm_plasma_cells"].to_numpy(float)
+    S, U, B = post["serum_m_protein"], post["urine_m_protein"], post["bm_plasma_cells"]
+    D = dflc(post).astype(float) if inv_col else np.full(n, np.nan)
     nad = {
         "serum": _nadirs(S, base["serum_m_protein"], p.nadir_mode),
         "urine": _nadirs(U, base["urine_m_protein"], p.nadir_mode),
@@ -323,15 +344,15 @@ def assess_patient(patient_id: str, infusion_date, assessments: pd.DataFrame,
         "bmpc": _nadirs(B, base["bm_plasma_cells"], p.nadir_mode),
     }
     # latest post-baseline marrow at or before each time point (marrow needs no repeat for CR)
-    marrow = post["bm_plasma_cells"].ffill().to_numpy(float)
-    clonal = post["bm_clonality"].ffill().to_numpy(float)
+    marrow = pd.Series(B).ffill().to_numpy(float)
+    clonal = pd.Series(post["bm_clonality"]).ffill().to_numpy(float)
 
     cats = np.full(n, NE)
     triggers: list[str] = [""] * n
     reasons: list[str] = [""] * n
     no_confirm = np.zeros(n, bool)  # PD that needs no confirmation (imaging, marrow)
     for j in range(n):
-        row = post.iloc[j]
+        row = {c: v[j] for c, v in post.items()}
         trig = []
         if _serum_pd(S[j], nad["serum"][j], p):
             trig.append("serum_m_protein")
@@ -416,7 +437,7 @@ def assess_patient(patient_id: str, infusion_date, assessments: pd.DataFrame,
         "days_to_progression": days,
         "unconfirmed_pd_date": dates[unconfirmed_j].date().isoformat() if unconfirmed_j is not None else "",
         "measurable_disease": disease.label,
-        "relapse_from_cr_date": _relapse_from_cr(post, cats, confirmed, p),
+        "relapse_from_cr_date": _relapse_from_cr(dates, post, cats, confirmed, p),
         "n_assessments": n,
         "n_excluded_after_new_therapy": n_excluded,
         "next_therapy_date": cutoff.date().isoformat() if cutoff is not None else "",
@@ -480,17 +501,19 @@ def _response_level(j, row, S, U, D, base, dflc0, disease: _Disease, marrow, clo
     return CR, "scr_not_evaluable" if np.isnan(ratio) or np.isnan(clonal[j]) else "scr_criteria_not_met"
 
 
-def _relapse_from_cr(post: pd.DataFrame, cats: np.ndarray, confirmed: np.ndarray, p: IMWGParams) -> str:
+def _relapse_from_cr(dates: list, post: dict[str, np.ndarray], cats: np.ndarray, confirmed: np.ndarray,
+                     p: IMWGParams) -> str:
     """First date after a confirmed CR with reappearing M-protein (IFE or electrophoresis), marrow plasma cells
     >= 5 % or a new lesion (IMWG relapse from CR, for DFS only; not used for progression)."""
     cr_idx = np.flatnonzero((cats >= CR) & confirmed)
     if not len(cr_idx):
         return ""
-    later = post.iloc[cr_idx[0] + 1:]
-    hit = ((later["serum_ife"] == 1) | (later["urine_ife"] == 1) | (later["serum_m_protein"] > 0)
-           | (later["urine_m_protein"] > 0) | (later["bm_plasma_cells"] >= p.relapse_from_cr_bmpc_pct)
-           | (later["new_lesion"] == 1))
-    return later.index[hit.to_numpy()][0].date().isoformat() if hit.any() else ""
+    later = {c: v[cr_idx[0] + 1:] for c, v in post.items()}
+    with np.errstate(invalid="ignore"):
+        hit = ((later["serum_ife"] == 1) | (later["urine_ife"] == 1) | (later["serum_m_protein"] > 0)
+               | (later["urine_m_protein"] > 0) | (later["bm_plasma_cells"] >= p.relapse_from_cr_bmpc_pct)
+               | (later["new_lesion"] == 1))
+    return dates[cr_idx[0] + 1 + int(np.argmax(hit))].date().isoformat() if hit.any() else ""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -559,11 +582,11 @@ def assess_cohort(patients, assessments, therapies=None, params: IMWGParams = IM
         lines = read_therapies(therapies, name=names["therapies"])
         check_patient_ids(lines, pt, names["therapies"] or "<therapies table>", "therapies")
     cut = next_therapy_dates(pt, lines)
-    by_patient = dict(tuple(labs.groupby("patient_id", sort=False)))
-    empty = labs.iloc[:0]
-    parts = [assess_patient(r.patient_id, r.infusion_date, by_patient.get(r.patient_id, empty),
-                            r.involved_light_chain, cut.get(r.patient_id), params)
-             for r in pt.itertuples(index=False)]
+    wide = _wide(labs, pt.set_index("patient_id")["involved_light_chain"])
+    by_patient = {pid: w.droplevel(0) for pid, w in wide.groupby(level=0, sort=False)}
+    empty = wide.iloc[:0].droplevel(0)
+    parts = [_assess(r.patient_id, r.infusion_date, by_patient.get(r.patient_id, empty), r.involved_light_chain,
+                     cut.get(r.patient_id), params) for r in pt.itertuples(index=False)]
     responses = pd.concat([x.responses for x in parts], ignore_index=True)
     progression = pd.concat([x.progression for x in parts], ignore_index=True)
     inputs = {k: {"path": v, "sha256": file_sha256(v)} for k, v in names.items() if v}
