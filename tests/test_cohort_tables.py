@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from carpet.cohort.schema import (ASSESSMENTS, PATIENTS, check_dates_not_before, check_patient_ids,
-                                  read_assessments, read_patients, read_table, read_therapies)
+                                  read_assessments, read_imaging, read_patients, read_table, read_therapies)
 from carpet.errors import InputError
 
 
@@ -148,6 +148,16 @@ def test_unknown_patient_and_therapy_before_infusion(tmp_path):
         check_dates_not_before(lines[lines.patient_id != "P9"], "start_date", patients, "infusion_date",
                                "t.csv", "therapies")
     assert _problems(exc) == [(4, "start_date")] and "2024-02-01" in str(exc.value)
+
+
+def test_imaging_table_from_quantify_outputs(tmp_path):
+    path = _write(tmp_path, "imaging.csv", "patient_id,study_date,method,mtv_ml,suv_max,n_lesions\n"
+                                           "P1,2024-01-05,suv4,54.3,12.5,3\nP1,2024-01-05,suv4,10,3,1.5\n")
+    with pytest.raises(InputError) as exc:
+        read_imaging(path)
+    assert sorted(_problems(exc)) == [(3, "n_lesions"), (3, "patient_id, study_date")]
+    ok = read_imaging(_write(tmp_path, "ok.csv", "patient_id,study_date,mtv_ml\nP1,2024-01-05,54.3\n"))
+    assert ok["mtv_ml"].iloc[0] == 54.3
 
 
 def test_unreadable_and_unsupported_files(tmp_path):

@@ -312,6 +312,18 @@ def test_nadir_mode_switch():
         IMWGParams(nadir_mode="lowest")
 
 
+def test_missing_critical_data_downgrades():
+    # serum -95 % is VGPR only with urine < 100 mg/24 h; urine not measured -> PR, with the reason
+    r = run([(-5, {"serum_m_protein": 2.0, "urine_m_protein": 50}), (30, {"serum_m_protein": 0.1}),
+             (60, {"serum_m_protein": 0.1, "urine_m_protein": 50, "serum_ife": 1})])
+    assert list(r.responses["response"]) == ["PR", "VGPR"]
+    assert r.responses["reason"].iloc[0] == "downgraded_missing_urine_m_protein"
+    # negative serum IFE but no urine IFE: CR not evaluable -> VGPR
+    r = run([(-5, {"serum_m_protein": 2.0, "urine_m_protein": 50}),
+             (30, {"serum_m_protein": 0, "urine_m_protein": 0, "serum_ife": 0, "bm_plasma_cells": 1})])
+    assert (response(r, 30), r.responses["reason"].iloc[0]) == ("VGPR", "cr_not_evaluable_ife_missing")
+
+
 def test_same_day_duplicates_take_the_worst():
     r = run([(-5, {"serum_m_protein": 3.0}), (30, {"serum_m_protein": 1.2}),
              (30, {"serum_m_protein": 2.0}), (60, {"serum_m_protein": 2.0})])

@@ -240,7 +240,8 @@ class _Disease:
         return "+".join(parts) if parts else "none"
 
 
-def _measurable(base: dict[str, float], dflc0: float, inv0: float, ratio_normal0: float, p: IMWGParams) -> _Disease:
+def _measurable(base: dict[str, float], inv0: float, ratio_normal0: float, p: IMWGParams) -> _Disease:
+    """Measurable disease at baseline (spec §3.2) and the hierarchy serum/urine -> FLC -> marrow."""
     serum = _ge(base["serum_m_protein"], p.serum_measurable_min) if not np.isnan(base["serum_m_protein"]) else False
     urine = _ge(base["urine_m_protein"], p.urine_measurable_min) if not np.isnan(base["urine_m_protein"]) else False
     flc = (not serum and not urine and not np.isnan(inv0) and _ge(inv0, p.flc_measurable_min)
@@ -323,20 +324,22 @@ def _assess(patient_id, infusion_date, wide: pd.DataFrame, involved_light_chain,
     post = {c: v[after] for c, v in cols_all.items()}
 
     inv_col = {"kappa": "kappa_flc", "lambda": "lambda_flc"}.get(involved_light_chain or "")
-    uninv_col = {"kappa": "lambda_flc", "lambda": "kappa_flc"}.get(involved_light_chain or "")
-    def dflc(frame_or_dict):
+    uninv_col = _UNINVOLVED.get(involved_light_chain or "")
+
+    def dflc(values):
+        """Involved minus uninvolved FLC; NaN when the involved chain is not known."""
         if inv_col is None:
-            return np.nan if isinstance(frame_or_dict, dict) else np.full(len(frame_or_dict), np.nan)
-        return np.asarray(frame_or_dict[inv_col]) - np.asarray(frame_or_dict[uninv_col])
+            return np.full_like(values["kappa_flc"], np.nan, dtype=float)
+        return values[inv_col] - values[uninv_col]
 
     dflc0 = float(dflc(base))
     ratio0 = _ratio_normal(base["kappa_flc"], base["lambda_flc"], p.flc_normal_range)
-    disease = _measurable(base, dflc0, base.get(inv_col, np.nan) if inv_col else np.nan, ratio0, p)
+    disease = _measurable(base, base[inv_col] if inv_col else np.nan, ratio0, p)
 
     dates = [pd.Timestamp(d) for d in all_dates[after]]
     n = len(dates)
     S, U, B = post["serum_m_protein"], post["urine_m_protein"], post["bm_plasma_cells"]
-    D = dflc(post).astype(float) if inv_col else np.full(n, np.nan)
+    D = dflc(post)
     nad = {
         "serum": _nadirs(S, base["serum_m_protein"], p.nadir_mode),
         "urine": _nadirs(U, base["urine_m_protein"], p.nadir_mode),
@@ -455,8 +458,10 @@ def _response_level(j, row, S, U, D, base, dflc0, disease: _Disease, marrow, clo
     """Best category all measurable parameters meet at time point ``j`` (no PD), with the reason codes."""
     levels, missing = [], []
     if disease.serum:
-        (missing.append("serum_m_protein") if np.isnan(S[j]) else levels.append(_serum_level(S[j],
-                                                                             base["serum_m_protein"])))
+        if np.isnan(S[j]):
+            missing.append("serum_m_protein")
+        else:
+            levels.append(_serum_level(S[j], base["serum_m_protein"]))
     if disease.serum or disease.urine:
         if np.isnan(U[j]):
             if disease.urine or (levels and max(levels) >= VGPR):
@@ -464,7 +469,10 @@ def _response_level(j, row, S, U, D, base, dflc0, disease: _Disease, marrow, clo
         else:
             levels.append(_urine_level(U[j], base["urine_m_protein"], disease.urine))
     if disease.flc:
-        (missing.append("dflc") if np.isnan(D[j]) else levels.append(_flc_level(D[j], dflc0)))
+        if np.isnan(D[j]):
+            missing.append("dflc")
+        else:
+            levels.append(_flc_level(D[j], dflc0))
     if disease.marrow:
         if np.isnan(marrow[j]):
             missing.append("bm_plasma_cells")
@@ -476,20 +484,17 @@ def _response_level(j, row, S, U, D, base, dflc0, disease: _Disease, marrow, clo
     if not levels:
         return NE, "no_measurable_disease" if disease.label == "none" else "missing_" + "+".join(missing)
     level = min(levels)
-    reason = []
-    if missing:
-        level = max(SD, level - 1)  # missing critical data: next lower level [V admiralonco/IMWG]
-        reason.append("downgraded_missing_" + "+".join(missing))
-        return level, ";".join(reason)
+    if missing:  # missing critical data: the next lower level [V admiralonco/IMWG]
+        return max(SD, level - 1), "downgraded_missing_" + "+".join(missing)
     if level < VGPR:
         return level, ""
     # CR: negative serum and urine IFE and < 5 % marrow plasma cells (and a normal ratio for FLC-only disease)
     ife_s, ife_u = row["serum_ife"], row["urine_ife"]
     ratio = _ratio_normal(row["kappa_flc"], row["lambda_flc"], p.flc_normal_range)
-    if not (ife_s == 0 and ife_u == 0):
-        if np.isnan(ife_s) or np.isnan(ife_u):
-            reason.append("cr_not_evaluable_ife_missing")
-        return VGPR, ";".join(reason)
+    if ife_s == 1 or ife_u == 1:
+        return VGPR, ""
+    if np.isnan(ife_s) or np.isnan(ife_u):
+        return VGPR, "cr_not_evaluable_ife_missing"
     if np.isnan(marrow[j]):
         return VGPR, "cr_not_evaluable_no_marrow"
     if not marrow[j] < p.bmpc_cr_max_pct:
