@@ -127,6 +127,15 @@ def test_xlsx_with_excel_dates(tmp_path):
     assert list(table["age_years"]) == [61.0, 70.5]
 
 
+@pytest.mark.parametrize("value", ["0001-01-01", dt.date(1, 1, 1), dt.datetime(9999, 1, 1), 2958465, True,
+                                   float("inf"), "2024-01-01T00:00", pd.Timestamp("2024-01-01", tz="UTC")])
+def test_dates_out_of_range_or_odd_types(value):
+    raw = pd.DataFrame({"patient_id": ["P1"], "infusion_date": [value]})
+    with pytest.raises(InputError) as exc:
+        read_table(raw, PATIENTS, "sheet")
+    assert _problems(exc) == [(2, "infusion_date")]
+
+
 def test_excel_serial_date_and_time_of_day():
     raw = pd.DataFrame({"patient_id": ["P1", "P2"], "infusion_date": [45301, dt.datetime(2024, 1, 2, 13, 5)]})
     with pytest.raises(InputError) as exc:
@@ -179,7 +188,7 @@ def test_unreadable_and_unsupported_files(tmp_path):
 _cells = st.one_of(st.none(), st.text(max_size=12), st.integers(-10**6, 10**9), st.floats(allow_nan=True),
                    st.booleans(), st.dates(), st.datetimes(), st.sampled_from(
                        ["2024-01-01", "serum_m_protein", "kappa_flc", "g/dL", "mg/L", "positive", "1", "-1",
-                        "2024-02-30", "kappa", "", "nan", "inf", "1e400"]))
+                        "2024-02-30", "kappa", "", "nan", "inf", "1e400", "0001-01-01", "9999-12-31"]))
 _headers = st.lists(st.sampled_from(["patient_id", "date", "parameter", "value", "unit", "infusion_date",
                                      "death_date", "involved_light_chain", "sex", "ecog", "x", ""]),
                     min_size=1, max_size=7)

@@ -36,6 +36,9 @@ __all__ = [
 #: Excel's day zero for serial dates (the 1900 leap-year bug makes it 1899-12-30).
 _EXCEL_EPOCH = pd.Timestamp("1899-12-30")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: Plausible calendar years of clinical dates (also keeps every date inside pandas' datetime range).
+_YEARS = (1900, 2199)
+_EXCEL_SERIAL_MAX = (pd.Timestamp(f"{_YEARS[1]}-12-31") - _EXCEL_EPOCH).days
 _TRUE = {"true", "yes", "y", "1", "1.0", "positive", "pos"}
 _FALSE = {"false", "no", "n", "0", "0.0", "negative", "neg"}
 #: At most this many problems are spelled out in one error message (all are kept on ``error.problems``).
@@ -276,24 +279,27 @@ def _is_blank(v: Any) -> bool:
 
 def _parse_date(v: Any) -> tuple[pd.Timestamp | None, str | None]:
     if isinstance(v, (pd.Timestamp, _dt.datetime)):
-        ts = pd.Timestamp(v)
-        if ts.tzinfo is None and ts == ts.normalize():
-            return ts, None
-        return None, "expected a date without time of day"
-    if isinstance(v, _dt.date):
-        return pd.Timestamp(v), None
-    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+        if v.tzinfo is not None or (v.hour, v.minute, v.second, v.microsecond) != (0, 0, 0, 0):
+            return None, "expected a date without time of day"
+        day = _dt.date(v.year, v.month, v.day)
+    elif isinstance(v, _dt.date):
+        day = v
+    elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)):
         # a number in a date column of a spreadsheet: an Excel serial day (1 = 1900-01-01)
-        if float(v).is_integer() and 1 <= v <= 2958465:
-            return _EXCEL_EPOCH + pd.Timedelta(days=int(v)), None
-        return None, "expected an ISO date YYYY-MM-DD or an Excel date"
-    text = str(v).strip()
-    if not _ISO_DATE.match(text):
-        return None, "expected an ISO date YYYY-MM-DD (e.g. 2024-03-31) or an Excel date"
-    try:
-        return pd.Timestamp(_dt.date.fromisoformat(text)), None
-    except ValueError:
-        return None, "expected an existing calendar date YYYY-MM-DD"
+        if not (np.isfinite(v) and float(v).is_integer() and 1 <= v <= _EXCEL_SERIAL_MAX):
+            return None, "expected an ISO date YYYY-MM-DD or an Excel date"
+        day = (_EXCEL_EPOCH + pd.Timedelta(days=int(v))).date()
+    else:
+        text = str(v).strip()
+        if not _ISO_DATE.match(text):
+            return None, "expected an ISO date YYYY-MM-DD (e.g. 2024-03-31) or an Excel date"
+        try:
+            day = _dt.date.fromisoformat(text)
+        except ValueError:
+            return None, "expected an existing calendar date YYYY-MM-DD"
+    if not _YEARS[0] <= day.year <= _YEARS[1]:
+        return None, f"expected a date in the years {_YEARS[0]}-{_YEARS[1]}"
+    return pd.Timestamp(day), None
 
 
 def _parse_number(v: Any) -> tuple[float | None, str | None]:
