@@ -324,6 +324,57 @@ def test_missing_critical_data_downgrades():
     assert (response(r, 30), r.responses["reason"].iloc[0]) == ("VGPR", "cr_not_evaluable_ife_missing")
 
 
+def _spd_series(spd_test, serum=0.4):
+    # serum -80 % (PR level); plasmacytoma SPD 20 cm2 at baseline, nadir 8 cm2
+    return [(-5, {"serum_m_protein": 2.0, "urine_m_protein": 0, "plasmacytoma_spd": 20}),
+            (30, {"serum_m_protein": serum, "urine_m_protein": 0}),
+            (60, {"serum_m_protein": serum, "urine_m_protein": 0, "plasmacytoma_spd": 8}),
+            (90, {"serum_m_protein": serum, "urine_m_protein": 0, "plasmacytoma_spd": spd_test})]
+
+
+def test_plasmacytoma_pd_boundary_and_no_confirmation():
+    # >= 50 % above the SPD nadir of 8 cm2 -> 12 cm2; imaging PD needs no confirmation
+    assert response(run(_spd_series(12 - EPS)), 90) != "PD"
+    r = run(_spd_series(12))
+    assert response(r, 90) == "PD" and prog(r)["progression_date"] == _day(90)
+    assert prog(r)["progression_trigger"] == "plasmacytoma_spd"
+    assert response(run(_spd_series(12 + EPS)), 90) == "PD"
+
+
+def test_plasmacytoma_caps_the_response():
+    r = run(_spd_series(8))
+    # day 30: no imaging yet -> PR downgraded to MR; day 60/90: SPD -60 % keeps PR
+    assert list(r.responses["response"]) == ["MR", "PR", "PR"]
+    assert "downgraded_missing_plasmacytoma_spd" in r.responses["reason"].iloc[0]
+    # PR needs >= 50 % SPD reduction: 10 cm2 (-50 %) keeps PR, 10 + eps caps at MR ('gt50': > 50 % for MR fails)
+    def at90(spd, **kw):
+        visits = _spd_series(spd)
+        visits[2][1]["plasmacytoma_spd"] = spd
+        return response(run(visits, **kw), 90)
+    assert [at90(10 - EPS), at90(10), at90(10 + EPS)] == ["PR", "PR", "SD"]
+    assert [at90(15 - EPS, mr_plasmacytoma="ge25"), at90(15, mr_plasmacytoma="ge25"),
+            at90(15 + EPS, mr_plasmacytoma="ge25")] == ["MR", "MR", "SD"]
+
+
+def test_first_response_and_duration():
+    r = run([(-5, {"serum_m_protein": 3.0}), (30, {"serum_m_protein": 2.0}), (60, {"serum_m_protein": 1.2}),
+             (90, {"serum_m_protein": 1.1}), (120, {"serum_m_protein": 1.8}), (150, {"serum_m_protein": 2.4})])
+    p = prog(r)
+    assert (p["first_response_date"], p["progression_date"], p["duration_of_response_days"]) == \
+        (_day(60), _day(120), 60)
+
+
+def test_death_confirms_pd_switch():
+    visits = [(-5, {"serum_m_protein": 3.0}), (30, {"serum_m_protein": 1.2}), (60, {"serum_m_protein": 1.2}),
+              (90, {"serum_m_protein": 2.5})]
+    rows = [{"date": INF + pd.Timedelta(days=d), "parameter": k, "value": v} for d, vals in visits
+            for k, v in vals.items()]
+    death = INF + pd.Timedelta(days=100)
+    off = assess_patient("P", INF, pd.DataFrame(rows), "kappa", None, IMWGParams(), death_date=death)
+    on = assess_patient("P", INF, pd.DataFrame(rows), "kappa", None, IMWGParams(death_confirms_pd=True), death)
+    assert prog(off)["progression_date"] == "" and prog(on)["progression_date"] == _day(90)
+
+
 def test_same_day_duplicates_take_the_worst():
     r = run([(-5, {"serum_m_protein": 3.0}), (30, {"serum_m_protein": 1.2}),
              (30, {"serum_m_protein": 2.0}), (60, {"serum_m_protein": 2.0})])

@@ -211,6 +211,7 @@ UNIT_CONVERSIONS: dict[str, tuple[str, dict[str, float]]] = {
     "kappa_flc": ("mg/dL", {"mg/dl": 1.0, "mg/l": 0.1}),
     "lambda_flc": ("mg/dL", {"mg/dl": 1.0, "mg/l": 0.1}),
     "bm_plasma_cells": ("%", {"%": 1.0, "percent": 1.0}),
+    "plasmacytoma_spd": ("cm2", {"cm2": 1.0, "cm^2": 1.0, "mm2": 0.01, "mm^2": 0.01}),
     "calcium": ("mg/dL", {"mg/dl": 1.0, "mmol/l": 4.008}),
     "creatinine": ("mg/dL", {"mg/dl": 1.0, "umol/l": 1 / 88.42}),
     "hb": ("g/dL", {"g/dl": 1.0, "g/l": 0.1}),

@@ -37,7 +37,7 @@ NE = -1
 #: 1e-10 (relative) is floating-point noise (0.7 - 0.2 = 0.49999999999999994 must meet ">= 0.5").
 _TOL = 1e-10
 _LAB_COLUMNS = ("serum_m_protein", "urine_m_protein", "kappa_flc", "lambda_flc", "serum_ife", "urine_ife",
-                "bm_plasma_cells", "bm_clonality", "new_lesion")
+                "bm_plasma_cells", "bm_clonality", "new_lesion", "plasmacytoma_spd")
 
 
 def _ge(a: float, b: float) -> bool:
@@ -91,6 +91,15 @@ class IMWGParams:
         Biochemical categories and PD need two consecutive assessments [V].
     marrow_pd_needs_confirmation : bool
         Marrow and imaging PD need no confirmation [V]; set True to require it for marrow PD.
+    death_confirms_pd : bool
+        Death after an unconfirmed PD at the last assessment confirms it [V: "or death from PD"]. The tables
+        carry no cause of death, so this is off by default [C].
+    plasmacytoma_pd_rise : float
+        Soft-tissue plasmacytoma PD: SPD increase >= 50 % from its nadir [R]; needs no confirmation.
+    plasmacytoma_pr_reduction : float
+        PR (and better) needs an SPD reduction >= 50 % when plasmacytomas were present at baseline [V].
+    mr_plasmacytoma : {'gt50', 'ge25'}
+        [D] MR plasmacytoma clause: SPD reduction > 50 % (one reproduction) or >= 25 % (2016 text by recall).
     refractory_window_days : int
         Progression within this many days of infusion (inclusive: day 60 counts) is refractory [R]/[C].
     """
@@ -115,11 +124,18 @@ class IMWGParams:
     flc_ratio_for_cr: bool = True
     confirm_required: bool = True
     marrow_pd_needs_confirmation: bool = False
+    death_confirms_pd: bool = False
+    plasmacytoma_pd_rise: float = 0.5
+    plasmacytoma_pr_reduction: float = 0.5
+    mr_plasmacytoma: str = "gt50"
     refractory_window_days: int = 60
 
     def __post_init__(self):
         if self.nadir_mode not in ("confirmed", "any"):
             raise InputError(f"nadir_mode must be 'confirmed' or 'any', not {self.nadir_mode!r}",
+                             source="IMWGParams")
+        if self.mr_plasmacytoma not in ("gt50", "ge25"):
+            raise InputError(f"mr_plasmacytoma must be 'gt50' or 'ge25', not {self.mr_plasmacytoma!r}",
                              source="IMWGParams")
 
     def record(self) -> dict[str, Any]:
@@ -283,7 +299,7 @@ def _flc_level(d: float, d0: float) -> int:
 
 def assess_patient(patient_id: str, infusion_date, assessments: pd.DataFrame,
                    involved_light_chain: str | None = None, next_therapy_date=None,
-                   params: IMWGParams = IMWGParams()) -> "IMWGResult":
+                   params: IMWGParams = IMWGParams(), death_date=None) -> "IMWGResult":
     """IMWG 2016 response per assessment and progression for one patient.
 
     Parameters
@@ -293,12 +309,15 @@ def assess_patient(patient_id: str, infusion_date, assessments: pd.DataFrame,
         Index date (CAR T infusion); baseline is the latest value in the ``baseline_window_days`` before it.
     assessments : DataFrame
         Long format ``date, parameter, value`` in internal units (see module docstring); IFE and clonality as
-        1 (positive) / 0 (negative); ``new_lesion`` 1 when imaging shows a new lesion.
+        1 (positive) / 0 (negative); ``new_lesion`` 1 when imaging shows a new lesion; ``plasmacytoma_spd``
+        (cm2) the sum of products of diameters of soft-tissue plasmacytomas.
     involved_light_chain : {'kappa', 'lambda'}, optional
         Needed for dFLC; without it the FLC path is not evaluable.
     next_therapy_date : date-like, optional
         Start of the next line after CAR T; values on or after it are excluded.
     params : IMWGParams
+    death_date : date-like, optional
+        Used only with ``params.death_confirms_pd``.
 
     Returns
     -------
@@ -306,11 +325,12 @@ def assess_patient(patient_id: str, infusion_date, assessments: pd.DataFrame,
     """
     labs = assessments.assign(patient_id=patient_id)
     wide = _wide(labs, pd.Series({patient_id: involved_light_chain}, dtype=object))
-    return _assess(patient_id, infusion_date, wide.droplevel(0), involved_light_chain, next_therapy_date, params)
+    return _assess(patient_id, infusion_date, wide.droplevel(0), involved_light_chain, next_therapy_date, params,
+                   death_date)
 
 
 def _assess(patient_id, infusion_date, wide: pd.DataFrame, involved_light_chain, next_therapy_date,
-            p: IMWGParams) -> "IMWGResult":
+            p: IMWGParams, death_date=None) -> "IMWGResult":
     """:func:`assess_patient` on the patient's wide table (one row per date, columns ``_LAB_COLUMNS``)."""
     index_date = pd.Timestamp(infusion_date)
     cutoff = None if next_therapy_date is None or pd.isna(next_therapy_date) else pd.Timestamp(next_therapy_date)
@@ -345,7 +365,10 @@ def _assess(patient_id, infusion_date, wide: pd.DataFrame, involved_light_chain,
         "urine": _nadirs(U, base["urine_m_protein"], p.nadir_mode),
         "dflc": _nadirs(D, dflc0, p.nadir_mode),
         "bmpc": _nadirs(B, base["bm_plasma_cells"], p.nadir_mode),
+        # imaging needs no confirmation, so every SPD measurement is a candidate nadir
+        "spd": _nadirs(post["plasmacytoma_spd"], base["plasmacytoma_spd"], "any"),
     }
+    spd = pd.Series(post["plasmacytoma_spd"]).ffill().to_numpy(float)  # latest imaging at or before each point
     # latest post-baseline marrow at or before each time point (marrow needs no repeat for CR)
     marrow = pd.Series(B).ffill().to_numpy(float)
     clonal = pd.Series(post["bm_clonality"]).ffill().to_numpy(float)
@@ -372,12 +395,19 @@ def _assess(patient_id, infusion_date, wide: pd.DataFrame, involved_light_chain,
             trig.append("bm_plasma_cells")
         if row["new_lesion"] == 1:
             trig.append("new_lesion")
+        spd_nadir = nad["spd"][j]
+        if _gt(row["plasmacytoma_spd"], spd_nadir if not np.isnan(spd_nadir) else np.inf) and _rise_pd(
+                row["plasmacytoma_spd"], spd_nadir, p.plasmacytoma_pd_rise, 0.0):
+            trig.append("plasmacytoma_spd")
         if trig:
             cats[j] = PD
             triggers[j] = "+".join(trig)
-            no_confirm[j] = ("new_lesion" in trig) or (marrow_pd and not p.marrow_pd_needs_confirmation)
+            imaging = "new_lesion" in trig or "plasmacytoma_spd" in trig
+            no_confirm[j] = imaging or (marrow_pd and not p.marrow_pd_needs_confirmation)
             continue
         cats[j], reasons[j] = _response_level(j, row, S, U, D, base, dflc0, disease, marrow, clonal, p)
+        if base["plasmacytoma_spd"] > 0 and cats[j] != NE:
+            cats[j], reasons[j] = _plasmacytoma_cap(cats[j], reasons[j], spd[j], base["plasmacytoma_spd"], p)
 
     # --- progression: first PD confirmed by the next assessment (or needing no confirmation) -----------------
     prog_j = None
@@ -393,6 +423,10 @@ def _assess(patient_id, infusion_date, wide: pd.DataFrame, involved_light_chain,
             prog_j = j
             break
         if j + 1 == n:
+            died = death_date is not None and not pd.isna(death_date) and pd.Timestamp(death_date) >= dates[j]
+            if p.death_confirms_pd and died:
+                prog_j = j
+                break
             unconfirmed_j = j
     if prog_j is not None:
         confirmed[prog_j:] = True
@@ -415,6 +449,9 @@ def _assess(patient_id, infusion_date, wide: pd.DataFrame, involved_light_chain,
             best = max(best, min(cats[j], nxt))
     if best == NE and prog_j is not None:
         best = PD
+    # first response >= PR: the first assessment of the first pair of consecutive assessments both >= PR
+    first_resp = next((j for j in range(end - 1) if min(cats[j], cats[j + 1]) >= PR), None) \
+        if p.confirm_required else next((j for j in range(end) if cats[j] >= PR), None)
 
     prog_date = dates[prog_j] if prog_j is not None else None
     responses = pd.DataFrame({
@@ -430,6 +467,7 @@ def _assess(patient_id, infusion_date, wide: pd.DataFrame, involved_light_chain,
         "serum_nadir_g_dl": nad["serum"],
     })
     days = (prog_date - index_date).days if prog_date is not None else None
+    resp_date = dates[first_resp] if first_resp is not None else None
     progression = {
         "patient_id": patient_id,
         "best_response": CATEGORIES[best] if best != NE else "NE",
@@ -438,6 +476,9 @@ def _assess(patient_id, infusion_date, wide: pd.DataFrame, involved_light_chain,
         "refractory": days is not None and days <= p.refractory_window_days,
         "progression_trigger": triggers[prog_j] if prog_j is not None else "",
         "days_to_progression": days,
+        "first_response_date": resp_date.date().isoformat() if resp_date is not None else "",
+        "duration_of_response_days": (prog_date - resp_date).days if resp_date is not None and prog_date is not None
+        else None,
         "unconfirmed_pd_date": dates[unconfirmed_j].date().isoformat() if unconfirmed_j is not None else "",
         "measurable_disease": disease.label,
         "relapse_from_cr_date": _relapse_from_cr(dates, post, cats, confirmed, p),
@@ -504,6 +545,24 @@ def _response_level(j, row, S, U, D, base, dflc0, disease: _Disease, marrow, clo
     if ratio == 1.0 and clonal[j] == 0:
         return SCR, ""
     return CR, "scr_not_evaluable" if np.isnan(ratio) or np.isnan(clonal[j]) else "scr_criteria_not_met"
+
+
+def _plasmacytoma_cap(level: int, reason: str, spd: float, spd0: float, p: IMWGParams) -> tuple[int, str]:
+    """Plasmacytomas present at baseline: CR needs them gone, PR/VGPR a >= 50 % SPD reduction, MR the clause
+    chosen by ``mr_plasmacytoma`` [D]. No imaging yet after baseline: one level down (missing data)."""
+    if np.isnan(spd):
+        return max(SD, level - 1), ";".join(filter(None, [reason, "downgraded_missing_plasmacytoma_spd"]))
+    if spd <= 0:
+        cap = SCR
+    elif _reduced(spd, spd0, p.plasmacytoma_pr_reduction):
+        cap = VGPR
+    elif (_reduced(spd, spd0, 0.5, strict=True) if p.mr_plasmacytoma == "gt50" else _reduced(spd, spd0, 0.25)):
+        cap = MR
+    else:
+        cap = SD
+    if cap < level:
+        return cap, ";".join(filter(None, [reason, "capped_by_plasmacytoma_spd"]))
+    return level, reason
 
 
 def _relapse_from_cr(dates: list, post: dict[str, np.ndarray], cats: np.ndarray, confirmed: np.ndarray,
@@ -590,8 +649,9 @@ def assess_cohort(patients, assessments, therapies=None, params: IMWGParams = IM
     wide = _wide(labs, pt.set_index("patient_id")["involved_light_chain"])
     by_patient = {pid: w.droplevel(0) for pid, w in wide.groupby(level=0, sort=False)}
     empty = wide.iloc[:0].droplevel(0)
+    death = pt["death_date"] if "death_date" in pt else pd.Series(pd.NaT, index=pt.index)
     parts = [_assess(r.patient_id, r.infusion_date, by_patient.get(r.patient_id, empty), r.involved_light_chain,
-                     cut.get(r.patient_id), params) for r in pt.itertuples(index=False)]
+                     cut.get(r.patient_id), params, d) for r, d in zip(pt.itertuples(index=False), death)]
     responses = pd.concat([x.responses for x in parts], ignore_index=True)
     progression = pd.concat([x.progression for x in parts], ignore_index=True)
     inputs = {k: {"path": v, "sha256": file_sha256(v)} for k, v in names.items() if v}
