@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from carpet.cohort.schema import (ASSESSMENTS, PATIENTS, check_dates_not_before, check_patient_ids,
+from carpet.cohort.schema import (ASSESSMENTS, PATIENTS,
                                   read_assessments, read_imaging, read_patients, read_table, read_therapies)
 from carpet.errors import InputError
 
@@ -146,17 +146,17 @@ def test_excel_serial_date_and_time_of_day():
     assert ok["infusion_date"].iloc[0] == pd.Timestamp("2024-01-10")
 
 
-def test_unknown_patient_and_therapy_before_infusion(tmp_path):
+def test_unknown_patient(tmp_path):
     patients = read_patients(_write(tmp_path, "p.csv", PATIENTS_OK))
-    lines = read_therapies(_write(tmp_path, "t.csv", "patient_id,line,start_date\nP1,2,2024-05-01\n"
-                                                    "P9,2,2024-05-01\nP2,2,2024-01-01\n"))
+    path = _write(tmp_path, "t.csv", "patient_id,line,start_date\nP1,2,2024-05-01\nP9,2,2024-05-01\n"
+                                     "P2,x,2024-01-01\n")
     with pytest.raises(InputError) as exc:
-        check_patient_ids(lines, patients, "t.csv", "therapies")
-    assert _problems(exc) == [(3, "patient_id")]
+        read_therapies(path)
+    assert _problems(exc) == [(4, "line")]  # ids are checked only against a patients table
     with pytest.raises(InputError) as exc:
-        check_dates_not_before(lines[lines.patient_id != "P9"], "start_date", patients, "infusion_date",
-                               "t.csv", "therapies")
-    assert _problems(exc) == [(4, "start_date")] and "2024-02-01" in str(exc.value)
+        read_therapies(path, patients=patients)
+    # the unknown id is reported together with the file's other problems
+    assert _problems(exc) == [(3, "patient_id"), (4, "line")] and str(path) in str(exc.value)
 
 
 def test_imaging_table_from_quantify_outputs(tmp_path):

@@ -442,3 +442,4 @@ def test_cli_imwg_bad_table_exits_1(tmp_path):
                                    str(tmp_path / "l.csv"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 1
     assert "row 2" in res.output and "g/ml" in res.output
+    assert "row 3" in res.output and "unknown patient" in res.output

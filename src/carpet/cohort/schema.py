@@ -30,7 +30,7 @@ from carpet.errors import InputError
 __all__ = [
     "Column", "TableSchema", "Problem", "PATIENTS", "ASSESSMENTS", "THERAPIES", "IMAGING", "PARAMETERS",
     "UNIT_CONVERSIONS", "read_table", "read_patients", "read_assessments", "read_therapies", "read_imaging",
-    "check_patient_ids",
+    "validate_frame",
 ]
 
 #: Excel's day zero for serial dates (the 1900 leap-year bug makes it 1899-12-30).
@@ -357,17 +357,20 @@ def _parse_cell(col: Column, v: Any) -> tuple[Any, str | None]:
     return text, None
 
 
-def validate_frame(raw: pd.DataFrame, schema: TableSchema, source: str) -> pd.DataFrame:
+def validate_frame(raw: pd.DataFrame, schema: TableSchema, source: str,
+                   patients: pd.DataFrame | None = None) -> pd.DataFrame:
     """Validate and type a frame of raw cells against ``schema``; raise one error listing every problem.
 
-    Columns not in the schema are kept as they are (text), after the schema's columns.
+    Columns not in the schema are kept as they are (text), after the schema's columns. With ``patients`` (a
+    validated patients table), every ``patient_id`` must be one of its ids.
     """
-    table, problems = _validate(raw, schema, source)
+    table, problems = _validate(raw, schema, source, patients)
     _raise(problems, schema.name, source)
     return table
 
 
-def _validate(raw: pd.DataFrame, schema: TableSchema, source: str) -> tuple[pd.DataFrame, list[Problem]]:
+def _validate(raw: pd.DataFrame, schema: TableSchema, source: str,
+              patients: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[Problem]]:
     """Typed table and the list of cell problems (raises at once only when required columns are missing)."""
     problems: list[Problem] = []
     headers = [str(h).strip() for h in raw.columns]
@@ -419,6 +422,10 @@ def _validate(raw: pd.DataFrame, schema: TableSchema, source: str) -> tuple[pd.D
             problems.append(Problem(rows[1], ", ".join(schema.unique), shown,
                                     f"expected unique {'/'.join(schema.unique)}; also in row(s) "
                                     f"{', '.join(map(str, [rows[0], *rows[2:]]))}"))
+    if patients is not None and "patient_id" in table:
+        known = set(patients["patient_id"])
+        problems += [Problem(i + 2, "patient_id", pid, "unknown patient (not in the patients table)")
+                     for i, pid in enumerate(table["patient_id"]) if pid is not None and pid not in known]
     extra = [h for h in raw.columns if h not in table.columns]
     for h in extra:
         table[h] = raw[h].to_numpy()
@@ -426,7 +433,8 @@ def _validate(raw: pd.DataFrame, schema: TableSchema, source: str) -> tuple[pd.D
     return table, problems
 
 
-def read_table(source: str | Path | pd.DataFrame, schema: TableSchema, name: str | None = None) -> pd.DataFrame:
+def read_table(source: str | Path | pd.DataFrame, schema: TableSchema, name: str | None = None,
+               patients: pd.DataFrame | None = None) -> pd.DataFrame:
     """Read a CSV/XLSX file (or validate a DataFrame of raw cells) against ``schema``.
 
     Parameters
@@ -434,6 +442,10 @@ def read_table(source: str | Path | pd.DataFrame, schema: TableSchema, name: str
     source : path or DataFrame
         The file, or an already-loaded frame (``name`` then labels it in messages).
     schema : TableSchema
+    name : str, optional
+        How messages name a DataFrame source.
+    patients : DataFrame, optional
+        Validated patients table; ids not in it are reported with the other problems.
 
     Returns
     -------
@@ -447,9 +459,9 @@ def read_table(source: str | Path | pd.DataFrame, schema: TableSchema, name: str
         Listing every problem of the file (``error.problems`` holds them as :class:`Problem` objects).
     """
     if isinstance(source, pd.DataFrame):
-        return validate_frame(source, schema, name or f"<{schema.name} table>")
+        return validate_frame(source, schema, name or f"<{schema.name} table>", patients)
     path = Path(source)
-    return validate_frame(_load(path), schema, str(path))
+    return validate_frame(_load(path), schema, str(path), patients)
 
 
 def read_patients(source, require: Iterable[str] = (), name: str | None = None) -> pd.DataFrame:
@@ -457,33 +469,33 @@ def read_patients(source, require: Iterable[str] = (), name: str | None = None) 
     return read_table(source, PATIENTS.requiring(*require), name)
 
 
-def read_therapies(source, name: str | None = None) -> pd.DataFrame:
-    """Read the therapies (lines) table."""
-    return read_table(source, THERAPIES, name)
+def read_therapies(source, name: str | None = None, patients: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Read the therapies (lines) table (ids checked against ``patients`` when given)."""
+    return read_table(source, THERAPIES, name, patients)
 
 
-def read_imaging(source, name: str | None = None) -> pd.DataFrame:
+def read_imaging(source, name: str | None = None, patients: pd.DataFrame | None = None) -> pd.DataFrame:
     """Read an imaging table (one row per study, as ``carpet quantify``/``batch`` write them)."""
-    return read_table(source, IMAGING, name)
+    return read_table(source, IMAGING, name, patients)
 
 
-def read_assessments(source, name: str | None = None) -> pd.DataFrame:
+def read_assessments(source, name: str | None = None, patients: pd.DataFrame | None = None) -> pd.DataFrame:
     """Read the long-format assessments table and convert every value to its internal unit.
 
     Returns columns ``patient_id, date, parameter, value`` (float in the canonical unit; 1/0 for qualitative
     results and flags), ``unit`` (canonical), ``source_row``. Unknown parameters or units and values that are not
-    numbers (or not positive/negative for immunofixation) are errors.
+    numbers (or not positive/negative for immunofixation) are errors, as are ids not in ``patients`` when given.
     """
     label = name or (f"<{ASSESSMENTS.name} table>" if isinstance(source, pd.DataFrame) else str(source))
     raw = source if isinstance(source, pd.DataFrame) else _load(Path(source))
-    table, problems = _validate(raw, ASSESSMENTS, label)
+    table, problems = _validate(raw, ASSESSMENTS, label, patients)
     if "unit" not in table:
         table["unit"] = None
     values = np.full(len(table), np.nan)
     units: list[str | None] = [None] * len(table)
-    for i, (param, raw, unit) in enumerate(zip(table["parameter"], table["value"], table["unit"])):
+    for i, (param, cell, unit) in enumerate(zip(table["parameter"], table["value"], table["unit"])):
         row = i + 2
-        if param is None or raw is None:
+        if param is None or cell is None:
             continue
         key = param.strip().lower()
         unit_text = "" if unit is None else unit
@@ -494,15 +506,15 @@ def read_assessments(source, name: str | None = None) -> pd.DataFrame:
                 problems.append(Problem(row, "unit", unit_text, f"unknown unit for {key}; expected one of "
                                         f"{', '.join(sorted(table_of))}"))
                 continue
-            x, why = _parse_number(raw)
+            x, why = _parse_number(cell)
             if why or x < 0:
-                problems.append(Problem(row, "value", raw, why or "expected a non-negative number"))
+                problems.append(Problem(row, "value", cell, why or "expected a non-negative number"))
                 continue
             values[i], units[i] = x * factor, canonical
         elif key in QUALITATIVE or key in FLAGS:
-            flag, why = _parse_bool(raw)
+            flag, why = _parse_bool(cell)
             if why:
-                problems.append(Problem(row, "value", raw, "expected positive or negative" if key in QUALITATIVE
+                problems.append(Problem(row, "value", cell, "expected positive or negative" if key in QUALITATIVE
                                         else "expected 1 (seen) or 0"))
                 continue
             if _norm_unit(unit_text) not in ("", "-", "na"):
@@ -518,23 +530,3 @@ def read_assessments(source, name: str | None = None) -> pd.DataFrame:
     table["value"] = values
     table["unit"] = units
     return table
-
-
-def check_patient_ids(table: pd.DataFrame, patients: pd.DataFrame, source: str, table_name: str) -> None:
-    """Every ``patient_id`` of ``table`` must be in the patients table; one error lists every unknown id."""
-    known = set(patients["patient_id"])
-    problems = [Problem(int(r), "patient_id", pid, "unknown patient (not in the patients table)")
-                for pid, r in zip(table["patient_id"], table["source_row"]) if pid not in known]
-    _raise(problems, table_name, source)
-
-
-def check_dates_not_before(table: pd.DataFrame, column: str, patients: pd.DataFrame, index_column: str,
-                           source: str, table_name: str) -> None:
-    """Dates in ``table[column]`` may not precede the patient's ``patients[index_column]`` (e.g. infusion)."""
-    index = patients.set_index("patient_id")[index_column]
-    ref = table["patient_id"].map(index)
-    bad = (table[column] < ref).to_numpy()
-    problems = [Problem(int(table["source_row"].iloc[i]), column, table[column].iloc[i].date().isoformat(),
-                        f"expected a date on or after the patient's {index_column} "
-                        f"({ref.iloc[i].date().isoformat()})") for i in np.flatnonzero(bad)]
-    _raise(problems, table_name, source)

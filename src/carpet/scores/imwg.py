@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from carpet.cohort.schema import (check_patient_ids, read_assessments, read_patients, read_therapies)
+from carpet.cohort.schema import read_assessments, read_patients, read_therapies
 from carpet.errors import InputError
 from carpet.provenance import file_sha256, provenance
 
@@ -30,7 +30,6 @@ __all__ = ["RULESET", "CATEGORIES", "IMWGParams", "IMWGResult", "assess_patient"
 RULESET = "IMWG2016"
 #: Response categories from worst to best; ``NE`` (not evaluable) is outside the order.
 CATEGORIES = ("PD", "SD", "MR", "PR", "VGPR", "CR", "sCR")
-_RANK = {c: i for i, c in enumerate(CATEGORIES)}
 PD, SD, MR, PR, VGPR, CR, SCR = range(7)
 NE = -1
 #: Tolerance of threshold comparisons: lab values carry at most ~6 significant digits, so a difference below
@@ -465,6 +464,8 @@ def _assess(patient_id, infusion_date, wide: pd.DataFrame, involved_light_chain,
         "urine_change_pct": _pct_change(U, base["urine_m_protein"]),
         "dflc_change_pct": _pct_change(D, dflc0),
         "serum_nadir_g_dl": nad["serum"],
+        "urine_nadir_mg_24h": nad["urine"],
+        "dflc_nadir_mg_dl": nad["dflc"],
     })
     days = (prog_date - index_date).days if prog_date is not None else None
     resp_date = dates[first_resp] if first_resp is not None else None
@@ -639,12 +640,8 @@ def assess_cohort(patients, assessments, therapies=None, params: IMWGParams = IM
     names = {k: (str(v) if isinstance(v, (str, Path)) else None)
              for k, v in (("patients", patients), ("assessments", assessments), ("therapies", therapies))}
     pt = read_patients(patients, require=("involved_light_chain",), name=names["patients"])
-    labs = read_assessments(assessments, name=names["assessments"])
-    check_patient_ids(labs, pt, names["assessments"] or "<assessments table>", "assessments")
-    lines = None
-    if therapies is not None:
-        lines = read_therapies(therapies, name=names["therapies"])
-        check_patient_ids(lines, pt, names["therapies"] or "<therapies table>", "therapies")
+    labs = read_assessments(assessments, name=names["assessments"], patients=pt)
+    lines = None if therapies is None else read_therapies(therapies, name=names["therapies"], patients=pt)
     cut = next_therapy_dates(pt, lines)
     wide = _wide(labs, pt.set_index("patient_id")["involved_light_chain"])
     by_patient = {pid: w.droplevel(0) for pid, w in wide.groupby(level=0, sort=False)}
