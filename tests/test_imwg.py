@@ -312,6 +312,21 @@ def test_nadir_mode_switch():
         IMWGParams(nadir_mode="lowest")
 
 
+def test_missing_measurable_parameter_is_not_evaluable():
+    r = run([(-5, {"serum_m_protein": 2.0}), (30, {"urine_m_protein": 50}), (60, {"serum_m_protein": 0.8}),
+             (90, {"serum_m_protein": 0.8})])
+    assert list(r.responses["response"]) == ["NE", "PR", "PR"]
+    assert r.responses["reason"].iloc[0] == "missing_serum_m_protein"
+    assert prog(r)["best_response"] == "PR"
+    # an NE visit neither confirms nor breaks a pair: PR, NE, PR is a confirmed PR; PD, NE, PD a confirmed PD
+    r = run([(-5, {"serum_m_protein": 2.0}), (30, {"serum_m_protein": 0.8}), (45, {"serum_ife": 1}),
+             (60, {"serum_m_protein": 0.8}), (90, {"serum_m_protein": 1.5}), (100, {"serum_ife": 1}),
+             (120, {"serum_m_protein": 1.6})])
+    assert list(r.responses["response"]) == ["PR", "NE", "PR", "PD", "PD", "PD"]
+    assert bool(r.responses["confirmed"].iloc[0]) and prog(r)["best_response"] == "PR"
+    assert prog(r)["progression_date"] == _day(90)
+
+
 def test_missing_critical_data_downgrades():
     # serum -95 % is VGPR only with urine < 100 mg/24 h; urine not measured -> PR, with the reason
     r = run([(-5, {"serum_m_protein": 2.0, "urine_m_protein": 50}), (30, {"serum_m_protein": 0.1}),

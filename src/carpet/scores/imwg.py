@@ -363,7 +363,8 @@ def _assess(patient_id, infusion_date, wide: pd.DataFrame, involved_light_chain,
         "serum": _nadirs(S, base["serum_m_protein"], p.nadir_mode),
         "urine": _nadirs(U, base["urine_m_protein"], p.nadir_mode),
         "dflc": _nadirs(D, dflc0, p.nadir_mode),
-        "bmpc": _nadirs(B, base["bm_plasma_cells"], p.nadir_mode),
+        # marrow needs no confirmation [V], so every marrow value is a confirmed value
+        "bmpc": _nadirs(B, base["bm_plasma_cells"], "any"),
         # imaging needs no confirmation, so every SPD measurement is a candidate nadir
         "spd": _nadirs(post["plasmacytoma_spd"], base["plasmacytoma_spd"], "any"),
     }
@@ -408,25 +409,23 @@ def _assess(patient_id, infusion_date, wide: pd.DataFrame, involved_light_chain,
         if base["plasmacytoma_spd"] > 0 and cats[j] != NE:
             cats[j], reasons[j] = _plasmacytoma_cap(cats[j], reasons[j], spd[j], base["plasmacytoma_spd"], p)
 
+    # Confirmation uses the next *evaluable* assessment: a visit where only, say, an IFE was drawn (NE) neither
+    # confirms nor breaks a pair.
+    nxt = _next_evaluable(cats)
     # --- progression: first PD confirmed by the next assessment (or needing no confirmation) -----------------
     prog_j = None
     unconfirmed_j = None
     confirmed = np.zeros(n, bool)
-    for j in range(n):
-        if cats[j] != PD:
-            continue
-        if no_confirm[j] or not p.confirm_required:
-            prog_j = j
+    for j in np.flatnonzero(cats == PD):
+        if no_confirm[j] or not p.confirm_required or (nxt[j] >= 0 and cats[nxt[j]] == PD):
+            prog_j = int(j)
             break
-        if j + 1 < n and cats[j + 1] == PD:
-            prog_j = j
-            break
-        if j + 1 == n:
+        if nxt[j] < 0:  # PD at the last evaluable assessment
             died = death_date is not None and not pd.isna(death_date) and pd.Timestamp(death_date) >= dates[j]
             if p.death_confirms_pd and died:
-                prog_j = j
+                prog_j = int(j)
                 break
-            unconfirmed_j = j
+            unconfirmed_j = int(j)
     if prog_j is not None:
         confirmed[prog_j:] = True
         cats[prog_j:] = PD
@@ -436,21 +435,23 @@ def _assess(patient_id, infusion_date, wide: pd.DataFrame, involved_light_chain,
     # --- confirmation of response categories: the next assessment meets the same or a better category ------
     end = prog_j if prog_j is not None else n
     best = NE
+    first_resp = None  # first assessment of the first pair both >= PR
     for j in range(end):
         if cats[j] == NE or cats[j] == PD:
             continue
-        nxt = cats[j + 1] if j + 1 < end else NE
         if not p.confirm_required:
             confirmed[j] = True
-            best = max(best, cats[j])
-        elif nxt != NE and nxt != PD:
-            confirmed[j] = nxt >= cats[j]
-            best = max(best, min(cats[j], nxt))
+            pair = cats[j]
+        elif 0 <= nxt[j] < end and cats[nxt[j]] != PD:
+            confirmed[j] = cats[nxt[j]] >= cats[j]
+            pair = min(cats[j], cats[nxt[j]])
+        else:
+            continue
+        best = max(best, pair)
+        if first_resp is None and pair >= PR:
+            first_resp = j
     if best == NE and prog_j is not None:
         best = PD
-    # first response >= PR: the first assessment of the first pair of consecutive assessments both >= PR
-    first_resp = next((j for j in range(end - 1) if min(cats[j], cats[j + 1]) >= PR), None) \
-        if p.confirm_required else next((j for j in range(end) if cats[j] >= PR), None)
 
     prog_date = dates[prog_j] if prog_j is not None else None
     responses = pd.DataFrame({
@@ -497,19 +498,26 @@ def _pct_change(values: np.ndarray, base: float) -> np.ndarray:
 
 
 def _response_level(j, row, S, U, D, base, dflc0, disease: _Disease, marrow, clonal, p: IMWGParams) -> tuple[int, str]:
-    """Best category all measurable parameters meet at time point ``j`` (no PD), with the reason codes."""
+    """Best category all measurable parameters meet at time point ``j`` (no PD), with the reason codes.
+
+    A measurable parameter not measured at ``j`` makes the time point not evaluable (``NE``); a missing value
+    needed only by a higher category (urine < 100 mg/24 h for VGPR, IFE and marrow for CR, the FLC ratio and
+    clonality for sCR) gives the next lower category [V admiralonco/IMWG].
+    """
     levels, missing = [], []
     if disease.serum:
         if np.isnan(S[j]):
             missing.append("serum_m_protein")
         else:
             levels.append(_serum_level(S[j], base["serum_m_protein"]))
+    vgpr_needs_urine = False
     if disease.serum or disease.urine:
-        if np.isnan(U[j]):
-            if disease.urine or (levels and max(levels) >= VGPR):
-                missing.append("urine_m_protein")  # needed by VGPR (urine < 100 mg/24 h) and urine disease
-        else:
+        if not np.isnan(U[j]):
             levels.append(_urine_level(U[j], base["urine_m_protein"], disease.urine))
+        elif disease.urine:
+            missing.append("urine_m_protein")
+        else:
+            vgpr_needs_urine = True
     if disease.flc:
         if np.isnan(D[j]):
             missing.append("dflc")
@@ -523,11 +531,13 @@ def _response_level(j, row, S, U, D, base, dflc0, disease: _Disease, marrow, clo
             levels.append(PR)
         else:
             levels.append(SD)
-    if not levels:
-        return NE, "no_measurable_disease" if disease.label == "none" else "missing_" + "+".join(missing)
+    if disease.label == "none":
+        return NE, "no_measurable_disease"
+    if missing:
+        return NE, "missing_" + "+".join(missing)
     level = min(levels)
-    if missing:  # missing critical data: the next lower level [V admiralonco/IMWG]
-        return max(SD, level - 1), "downgraded_missing_" + "+".join(missing)
+    if vgpr_needs_urine and level >= VGPR:
+        return PR, "downgraded_missing_urine_m_protein"
     if level < VGPR:
         return level, ""
     # CR: negative serum and urine IFE and < 5 % marrow plasma cells (and a normal ratio for FLC-only disease)
@@ -546,6 +556,17 @@ def _response_level(j, row, S, U, D, base, dflc0, disease: _Disease, marrow, clo
     if ratio == 1.0 and clonal[j] == 0:
         return SCR, ""
     return CR, "scr_not_evaluable" if np.isnan(ratio) or np.isnan(clonal[j]) else "scr_criteria_not_met"
+
+
+def _next_evaluable(cats: np.ndarray) -> np.ndarray:
+    """Index of the next assessment with a category other than NE (-1 when none)."""
+    out = np.full(len(cats), -1)
+    following = -1
+    for j in range(len(cats) - 1, -1, -1):
+        out[j] = following
+        if cats[j] != NE:
+            following = j
+    return out
 
 
 def _plasmacytoma_cap(level: int, reason: str, spd: float, spd0: float, p: IMWGParams) -> tuple[int, str]:
