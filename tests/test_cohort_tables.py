@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from carpet.cohort.schema import (ASSESSMENTS, PATIENTS,
+from carpet.cohort.schema import (ASSESSMENTS, PATIENTS, describe,
                                   read_assessments, read_imaging, read_patients, read_table, read_therapies)
 from carpet.errors import InputError
 
@@ -167,6 +167,13 @@ def test_imaging_table_from_quantify_outputs(tmp_path):
     assert sorted(_problems(exc)) == [(3, "n_lesions"), (3, "patient_id, study_date")]
     ok = read_imaging(_write(tmp_path, "ok.csv", "patient_id,study_date,mtv_ml\nP1,2024-01-05,54.3\n"))
     assert ok["mtv_ml"].iloc[0] == 54.3
+
+
+def test_describe_schema():
+    table = describe(PATIENTS)
+    row = table.set_index("column").loc["death_date"]
+    assert (row["kind"], bool(row["required"]), row["not_before"]) == ("date", False, "infusion_date")
+    assert set(table["column"]) >= {"patient_id", "infusion_date", "emd_baseline", "del17p", "ldh_uln_u_l"}
 
 
 def test_unreadable_and_unsupported_files(tmp_path):

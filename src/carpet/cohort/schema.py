@@ -30,7 +30,7 @@ from carpet.errors import InputError
 __all__ = [
     "Column", "TableSchema", "Problem", "PATIENTS", "ASSESSMENTS", "THERAPIES", "IMAGING", "PARAMETERS",
     "UNIT_CONVERSIONS", "read_table", "read_patients", "read_assessments", "read_therapies", "read_imaging",
-    "validate_frame",
+    "validate_frame", "describe",
 ]
 
 #: Excel's day zero for serial dates (the 1900 leap-year bug makes it 1899-12-30).
@@ -228,6 +228,14 @@ QUALITATIVE = ("serum_ife", "urine_ife", "bm_clonality")
 #: Event flags: value 1 (seen) or 0; unit empty.
 FLAGS = ("new_lesion", "new_bone_lesion")
 PARAMETERS = tuple(UNIT_CONVERSIONS) + QUALITATIVE + FLAGS
+
+
+def describe(schema: TableSchema) -> pd.DataFrame:
+    """The schema as a table (column, kind, required, allowed values, range, meaning) for documentation."""
+    rows = [{"column": c.name, "kind": c.kind, "required": c.required, "choices": ", ".join(c.choices),
+             "min": c.min_value, "max": c.max_value, "not_before": c.not_before or "", "doc": c.doc}
+            for c in schema.columns]
+    return pd.DataFrame(rows)
 
 
 def _norm_unit(unit: str) -> str:

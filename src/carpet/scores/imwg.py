@@ -6,8 +6,22 @@ triggering parameter, best confirmed response, relapse from CR, refractory statu
 excluded. No library implements IMWG on raw labs in Python, hence this module. Disputed rules ([D]) are named
 switches of :class:`IMWGParams`; every result records the ruleset id and every parameter value.
 
-Internal units: M-protein g/dL, urine M-protein mg/24 h, free light chains mg/dL, marrow plasma cells %.
-Use :func:`carpet.cohort.schema.read_assessments` to convert lab units.
+Internal units: M-protein g/dL, urine M-protein mg/24 h, free light chains mg/dL, marrow plasma cells %,
+plasmacytoma SPD cm2. Use :func:`carpet.cohort.schema.read_assessments` to convert lab units.
+
+Conventions ([C] unless a source is named; all recorded in ``provenance.json``):
+
+- Baseline: the latest value of each parameter within ``baseline_window_days`` before or on the infusion date.
+  Only assessments after the infusion date and before the next line's start are assessed.
+- Confirmation: a category is confirmed by the next *evaluable* assessment (one that is not ``NE``) meeting the
+  same or a better category; every category, SD included, needs such a pair [V]. PD by imaging (new lesion,
+  plasmacytoma SPD) or marrow needs none [V].
+- ``nadir_mode='confirmed'``: a level counts toward the nadir once two consecutive samples of that parameter are at
+  or below it; marrow and imaging values count singly (they need no confirmation).
+- Progression date = the first assessment of the confirming pair; later rows are reported as PD.
+- A measurable parameter missing at a visit makes it ``NE``; a value needed only for a higher category
+  downgrades to the next lower category, with the reason in ``responses.reason``.
+- Threshold comparisons tolerate 1e-10 relative float error, so a value exactly at a threshold is at it.
 """
 
 from __future__ import annotations

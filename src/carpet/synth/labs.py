@@ -2,7 +2,8 @@
 
 SIMULATED DATA. Each patient gets a disease type (serum M-protein, urine-only light chain, FLC-only), a target best
 response and a scenario (progression by labs or imaging, refractory progression near day 60, a transient rise,
-an unconfirmed rise at the last visit, no progression, a rise after a new line of therapy). Values are drawn inside
+an unconfirmed rise at the last visit, no progression, a rise after a new line of therapy), some with an extra
+visit where only immunofixation was drawn (not evaluable). Values are drawn inside
 bands kept clear of every IMWG threshold, so the true best response and progression date follow from the
 construction itself, not from running the engine; :func:`simulate_myeloma_labs` returns them as ``truth``.
 Units vary between patients (g/dL or g/L, mg/dL or mg/L) to exercise unit conversion.
@@ -117,6 +118,9 @@ def simulate_myeloma_labs(n: int = 200, seed: int = 0):
         if progressed:
             start = prog_date + pd.Timedelta(days=days[-1] - prog_day + int(rng.integers(3, 20)))
             lines.append(dict(patient_id=pid, line=2, start_date=_iso(start), regimen="KPd"))
+        if rng.random() < 0.3:  # an immunofixation-only visit (not evaluable): must neither confirm nor break a pair
+            extra = infusion + pd.Timedelta(days=days[int(rng.integers(0, len(days)))] + 3)
+            rows.append(p.row(extra, "serum_ife", "negative" if p.cr else "positive", ""))
         labs += rows
     therapies = pd.DataFrame(lines).sort_values(["patient_id", "line"], ignore_index=True)
     return pd.DataFrame(pts), pd.DataFrame(labs), therapies, pd.DataFrame(truth)
