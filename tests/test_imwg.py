@@ -449,6 +449,20 @@ def test_cli_imwg_contract(tmp_path, fmt):
     assert prov["carpet_version"] and len(prov["inputs"]["patients"]["sha256"]) == 64
 
 
+def test_cli_imwg_switches(tmp_path):
+    patients, labs, _ = _tables()
+    patients.to_csv(tmp_path / "p.csv", index=False)
+    labs.to_csv(tmp_path / "l.csv", index=False)
+    args = ["imwg", "--patients", str(tmp_path / "p.csv"), "--assessments", str(tmp_path / "l.csv")]
+    res = CliRunner().invoke(app, args + ["--out", str(tmp_path / "o"), "--nadir-mode", "any",
+                                          "--serum-measurable-min", "0.5"])
+    assert res.exit_code == 0, res.output
+    prov = json.loads((tmp_path / "o" / "provenance.json").read_text())
+    assert prov["parameters"]["nadir_mode"] == "any" and prov["parameters"]["serum_measurable_min"] == 0.5
+    res = CliRunner().invoke(app, args + ["--out", str(tmp_path / "o2"), "--nadir-mode", "lowest"])
+    assert res.exit_code == 1 and "nadir_mode" in res.output
+
+
 def test_cli_imwg_bad_table_exits_1(tmp_path):
     (tmp_path / "p.csv").write_text("patient_id,infusion_date,involved_light_chain\nA,2024-01-10,kappa\n")
     (tmp_path / "l.csv").write_text("patient_id,date,parameter,value,unit\nA,2024-01-05,serum_m_protein,3,g/ml\n"
