@@ -400,6 +400,7 @@ def _assess(patient_id, infusion_date, wide: pd.DataFrame, involved_light_chain,
             trig.append("urine_m_protein")
         if not disease.serum and not disease.urine:
             nd = nad["dflc"][j]
+            # a negative dFLC nadir (uninvolved above involved) is taken as 0 [C]: the rise counts from no excess
             if _rise_pd(D[j], max(nd, 0.0) if not np.isnan(nd) else nd, p.pd_relative_rise, p.flc_pd_abs_mg_dl,
                         inclusive=False):
                 trig.append("dflc")
