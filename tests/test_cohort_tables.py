@@ -70,7 +70,9 @@ def test_duplicate_id_and_event_before_infusion_reported_together(tmp_path):
     assert sorted(_problems(exc)) == sorted([(2, "death_date"), (3, "patient_id"), (3, "sex"),
                                              (4, "infusion_date")])
     msg = str(exc.value)
-    assert "4 problem(s)" in msg and "2023-12-31" in msg and "on or after infusion_date" in msg
+    assert msg.startswith(str(path)) and "4 problem(s)" in msg
+    assert "row 2, column 'death_date': value '2023-12-31'" in msg and "on or after infusion_date" in msg
+    assert "row 3, column 'patient_id': value 'P1'" in msg
     assert "also in row(s) 2" in msg
 
 
