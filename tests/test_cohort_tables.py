@@ -108,6 +108,21 @@ def test_unit_conversion_to_internal_units(tmp_path):
     assert table["unit"].tolist() == ["g/dL", "g/dL", "mg/dL", "mg/24h", "/uL", "/uL", "mg/dL", "", "", "%"]
 
 
+def test_patients_unit_aliases(tmp_path):
+    text = "patient_id,infusion_date,platelets_g_l,hb_g_l,creatinine_umol_l\nP1,2024-01-10,150,90,88.42\n"
+    table = read_patients(_write(tmp_path, "p.csv", text))
+    assert (table["platelets_per_ul"].iloc[0], table["hb_g_dl"].iloc[0]) == pytest.approx((150_000, 9.0))
+    assert table["creatinine_mg_dl"].iloc[0] == pytest.approx(1.0)
+    bad = "patient_id,infusion_date,platelets_g_l,platelets_per_ul,hb_g_l\nP1,2024-01-10,150,150000,-3\n"
+    with pytest.raises(InputError) as exc:
+        read_patients(_write(tmp_path, "bad.csv", bad))
+    assert _problems(exc) == [(1, "platelets_g_l"), (2, "hb_g_l")]
+    neg = "patient_id,infusion_date,hb_g_l\nP1,2024-01-10,-3\nP2,2024-01-10,x\n"
+    with pytest.raises(InputError) as exc:
+        read_patients(_write(tmp_path, "neg.csv", neg))
+    assert _problems(exc) == [(2, "hb_g_l"), (3, "hb_g_l")]
+
+
 def test_all_problems_of_a_file_in_one_error(tmp_path):
     text = ("patient_id,date,parameter,value,unit\n"
             "P1,2024-13-01,serum_m_protein,2,g/dL\n"
@@ -199,7 +214,7 @@ _cells = st.one_of(st.none(), st.text(max_size=12), st.integers(-10**6, 10**9), 
                        ["2024-01-01", "serum_m_protein", "kappa_flc", "g/dL", "mg/L", "positive", "1", "-1",
                         "2024-02-30", "kappa", "", "nan", "inf", "1e400", "0001-01-01", "9999-12-31"]))
 _headers = st.lists(st.sampled_from(["patient_id", "date", "parameter", "value", "unit", "infusion_date",
-                                     "death_date", "involved_light_chain", "sex", "ecog", "x", ""]),
+                                     "death_date", "involved_light_chain", "sex", "ecog", "hb_g_l", "hb_g_dl", "x", ""]),
                     min_size=1, max_size=7)
 
 

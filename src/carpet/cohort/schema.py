@@ -66,20 +66,22 @@ class Column:
 
 @dataclass(frozen=True)
 class TableSchema:
-    """A named table: its columns and the columns whose values must be unique together."""
+    """A named table: its columns, the columns whose values must be unique together, and unit aliases.
+
+    ``unit_aliases`` maps a column written in another unit to ``(column, factor)``: a ``platelets_g_l`` column is
+    read, multiplied by 1000 and stored as ``platelets_per_ul``.
+    """
 
     name: str
     columns: tuple[Column, ...]
     unique: tuple[str, ...] = ()
     doc: str = ""
-
-    def column(self, name: str) -> Column:
-        return next(c for c in self.columns if c.name == name)
+    unit_aliases: tuple[tuple[str, str, float], ...] = ()
 
     def requiring(self, *names: str) -> "TableSchema":
         """The same schema with ``names`` made required (e.g. what one command needs)."""
         cols = tuple(Column(**{**c.__dict__, "required": c.required or c.name in names}) for c in self.columns)
-        return TableSchema(self.name, cols, self.unique, self.doc)
+        return TableSchema(self.name, cols, self.unique, self.doc, self.unit_aliases)
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,12 @@ PATIENTS = TableSchema(
     ),
     unique=("patient_id",),
     doc="One row per patient. Baseline labs are those before lymphodepletion; units are in the column names.",
+    unit_aliases=(
+        ("platelets_g_l", "platelets_per_ul", 1000.0), ("anc_g_l", "anc_per_ul", 1000.0),
+        ("hb_g_l", "hb_g_dl", 0.1), ("crp_mg_l", "crp_mg_dl", 0.1), ("ferritin_ug_l", "ferritin_ng_ml", 1.0),
+        ("b2m_mg_dl", "b2m_mg_l", 10.0), ("albumin_g_l", "albumin_g_dl", 0.1),
+        ("creatinine_umol_l", "creatinine_mg_dl", 1 / 88.42),
+    ),
 )
 
 ASSESSMENTS = TableSchema(
@@ -377,6 +385,27 @@ def validate_frame(raw: pd.DataFrame, schema: TableSchema, source: str,
     return table
 
 
+def _apply_unit_aliases(raw: pd.DataFrame, schema: TableSchema, problems: list[Problem]) -> pd.DataFrame:
+    """Convert columns written in an alias unit into the schema's column (problems named by the alias column)."""
+    for alias, target, factor in schema.unit_aliases:
+        if alias not in raw.columns:
+            continue
+        if target in raw.columns:
+            problems.append(Problem(1, alias, None, f"give either {alias} or {target}, not both"))
+            continue
+        lo = next((c.min_value for c in schema.columns if c.name == target), None)
+        converted = []
+        for i, v in enumerate(raw[alias].tolist()):
+            x, why = (None, None) if _is_blank(v) else _parse_number(v)
+            if x is not None and lo is not None and x * factor < lo:
+                x, why = None, "expected a non-negative number" if lo == 0 else f"expected a value >= {lo / factor:g}"
+            if why:
+                problems.append(Problem(i + 2, alias, v, why))
+            converted.append(None if x is None else x * factor)
+        raw = raw.drop(columns=[alias]).assign(**{target: converted})
+    return raw
+
+
 def _validate(raw: pd.DataFrame, schema: TableSchema, source: str,
               patients: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[Problem]]:
     """Typed table and the list of cell problems (raises at once only when required columns are missing)."""
@@ -394,6 +423,7 @@ def _validate(raw: pd.DataFrame, schema: TableSchema, source: str,
             problems.append(Problem(1, col.name, None, f"missing required column ({col.doc or col.kind})"))
     if problems:
         _raise(problems, schema.name, source)
+    raw = _apply_unit_aliases(raw, schema, problems)
 
     out: dict[str, list[Any]] = {}
     for col in schema.columns:
