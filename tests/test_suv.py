@@ -272,3 +272,14 @@ def test_james_lbm_refused_when_not_positive():
     with pytest.raises(InputError, match="james LBM formula gives .*--lbm-formula janma"):
         normaliser("lbm", 200.0, 150.0, "M", "james")
     assert normaliser("lbm", 200.0, 150.0, "M", "janma")[0] > 0
+
+
+def test_weight_not_a_number(tmp_path):
+    from _dicom_factory import read_header
+
+    (path,) = write_series(tmp_path, np.full((4, 4, 1), BQML))
+    header = read_header(path)
+    del header.PatientWeight
+    header.add_new(0x00101030, "LO", "seventy")  # as some exports write it
+    with pytest.raises(InputError, match=r"PatientWeight \(0010,1030\).*'seventy' is not a number.*--weight-kg"):
+        suv_factor(header)
