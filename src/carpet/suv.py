@@ -409,11 +409,7 @@ def suv_factor(headers: Dataset | Sequence[Dataset], norm: str = "bw", *, lbm_fo
     if dose_mbq is not None:
         dose_bq = float(dose_mbq) * 1e6
     else:
-        d = rp.get("RadionuclideTotalDose")
-        tags["RadionuclideTotalDose (0018,1074)"] = None if d in (None, "") else float(d)
-        if d in (None, "") or float(d) <= 0:
-            raise _missing("RadionuclideTotalDose", "the injected dose")
-        dose_bq = float(d)
+        dose_bq = _header_number(rp, "RadionuclideTotalDose", "the injected dose", tags)
         if dose_bq < 1e5:
             notes.append(f"RadionuclideTotalDose {dose_bq} < 1e5 taken as MBq")
             dose_bq *= 1e6
