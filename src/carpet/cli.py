@@ -69,11 +69,31 @@ def quantify(
     ct: Optional[Path] = typer.Option(None, "--ct", help="CT (DICOM folder or NIfTI), any grid; enables lesion sites."),
     lesions: Optional[Path] = typer.Option(None, "--lesions", help="Lesion mask to measure instead of thresholding."),
     exclude: Optional[Path] = typer.Option(None, "--exclude", help="Mask of physiological uptake to remove."),
-    method: str = typer.Option("suv4", "--method", help="suv4, suv2.5, pct41, a50p, percist, liver3sd, mv2, mv3."),
+    method: Optional[str] = typer.Option(
+        None, "--method", help="suv4 (default), suv2.5, pct41, a50p, percist, liver3sd, mv2, mv3, or all. "
+                               "With --lesions: none (measure the mask) or pct41/a50p (seeded by it)."),
+    connectivity: int = typer.Option(26, "--connectivity", help="Lesion connectivity: 6, 18 or 26."),
+    min_volume_ml: float = typer.Option(0.0, "--min-volume-ml", help="Drop lesions smaller than this (mL)."),
+    liver_voi: Optional[str] = typer.Option(None, "--liver-voi",
+                                            help="Liver VOI centre x,y,z[,diameter_mm] (LPS mm) for percist/liver3sd."),
+    height_cm: Optional[float] = typer.Option(None, "--height-cm", help="Patient height (cm), for SDmax."),
+    weight_kg: Optional[float] = typer.Option(None, "--weight-kg", help="Patient weight (kg), for SDmax."),
+    auto_exclude: bool = typer.Option(False, "--auto-exclude", help="Automatic physiological-uptake removal."),
     out: Path = typer.Option(Path("carpet-quantify"), "--out", help="Output folder."),
 ) -> None:
     """Segment and measure lesions: writes lesions.csv, summary.json and lesions.nii.gz in OUT."""
-    raise NotYetAvailable("'carpet quantify' lands with the segmentation issue (#4).")
+    from carpet.quantify import run_quantify
+    from carpet.segment import SegmentParams
+
+    result = run_quantify(pet, out_dir=out, ct_path=ct, lesions_path=lesions, exclude_path=exclude,
+                          method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
+                          auto_exclude=auto_exclude,
+                          params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml))
+    s = result.summary
+    for note in s["provenance"].get("warnings", []):
+        err.print(f"[yellow]warning:[/] {note}", highlight=False)
+    typer.echo(f"{s['method']}: {s['n_lesions']} lesions, MTV {s['mtv_ml']:.2f} mL, TLG {s['tlg']:.1f}, "
+               f"Dmax {s['dmax_mm']:.1f} mm -> {out}")
 
 
 # ---------------------------------------------------------------------------------------------
