@@ -283,3 +283,31 @@ def test_weight_not_a_number(tmp_path):
     header.add_new(0x00101030, "LO", "seventy")  # as some exports write it
     with pytest.raises(InputError, match=r"PatientWeight \(0010,1030\).*'seventy' is not a number.*--weight-kg"):
         suv_factor(header)
+
+
+def test_private_tags_found_through_their_creator(tmp_path):
+    """GE's scan datetime in another private block (0009,11xx) is found by its creator name."""
+    from _dicom_factory import read_header
+
+    write_series(tmp_path, np.full((4, 4, 2), BQML), header=pet_header(SeriesTime="113000",
+                                                                        AcquisitionTime="110500"))
+    headers = [read_header(p) for p in sorted(tmp_path.glob("*.dcm"))]
+    for h in headers:
+        h.add_new((0x0009, 0x0010), "LO", "SOMEONE_ELSE")
+        h.add_new((0x0009, 0x100D), "DT", "20250101090000")  # not GE's: must be ignored
+        h.add_new((0x0009, 0x0011), "LO", "GEMS_PETD_01")
+        h.add_new((0x0009, 0x110D), "DT", "20250101110000")
+    res = suv_factor(headers)
+    assert res.factor * BQML == pytest.approx(_expected_bw(), rel=1e-9)
+
+
+def test_other_vendors_private_block_is_not_read_as_ge(tmp_path):
+    from _dicom_factory import read_header
+
+    write_series(tmp_path, np.full((4, 4, 2), BQML), header=pet_header(SeriesTime="113000",
+                                                                        AcquisitionTime="110000"))
+    headers = [read_header(p) for p in sorted(tmp_path.glob("*.dcm"))]
+    for h in headers:
+        h.add_new((0x0009, 0x0010), "LO", "SOMEONE_ELSE")
+        h.add_new((0x0009, 0x100D), "DT", "20250101090000")
+    assert "0009,100D" not in suv_factor(headers).reference_time_rule

@@ -270,19 +270,39 @@ _cached_dt = functools.lru_cache(maxsize=1024)(lambda date, time: _dt(date, time
 _cached_datetime = functools.lru_cache(maxsize=1024)(lambda value: _datetime(value))
 
 
-def _ge_scan_datetime(ds: Dataset) -> datetime | None:
-    elem = ds.get((0x0009, 0x100D))
-    if elem is None or not elem.value:
-        return None
-    return _datetime(elem.value)
+_GE_PET = (0x0009, "GEMS_PETD_01")
+_PHILIPS_PET = (0x7053, "Philips PET Private Group")
 
 
-def _private_float(ds: Dataset, tag: tuple[int, int]) -> float | None:
-    elem = ds.get(tag)
+def _private_value(ds: Dataset, block: tuple[int, str], offset: int) -> str | None:
+    """A private attribute's text, found through its private creator (the usual ``xx10`` block when
+    the creator is missing, as in de-identified files and the IBSI DROs)."""
+    group, creator = block
+    try:
+        elem = ds.private_block(group, creator)[offset]
+    except KeyError:
+        # No such creator: use the usual block only if no other creator claims it.
+        elem = None if (group, 0x0010) in ds else ds.get((group, 0x1000 + offset))
     if elem is None or elem.value in (None, b"", ""):
         return None
     value = elem.value.decode("ascii", "ignore") if isinstance(elem.value, bytes) else elem.value
-    return float(str(value).strip().rstrip("\x00"))
+    return str(value).strip(" \x00") or None
+
+
+def _ge_scan_datetime(ds: Dataset) -> datetime | None:
+    value = _private_value(ds, _GE_PET, 0x0D)
+    return _datetime(value) if value else None
+
+
+def _private_float(ds: Dataset, block: tuple[int, str], offset: int, name: str) -> float | None:
+    value = _private_value(ds, block, offset)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"{name} {value!r} is not a number",
+                         where=f"({block[0]:04X},{0x1000 + offset:04X})") from None
 
 
 def _t_ave_s(lam: float, duration_s: float) -> float:
@@ -385,8 +405,8 @@ def suv_factor(headers: Dataset | Sequence[Dataset], norm: str = "bw", *, lbm_fo
                          formula=f"SUV{norm} = stored SUV ({stored}, Units {units}) × {norm_name} / "
                                  f"{stored} normaliser", **common)
     if units == "CNTS":
-        suv_sf = _private_float(ds, (0x7053, 0x1000))
-        act_sf = _private_float(ds, (0x7053, 0x1009))
+        suv_sf = _private_float(ds, _PHILIPS_PET, 0x00, "Philips SUV scale factor")
+        act_sf = _private_float(ds, _PHILIPS_PET, 0x09, "Philips activity concentration scale factor")
         tags["Philips SUV scale factor (7053,1000)"] = suv_sf
         tags["Philips activity concentration scale factor (7053,1009)"] = act_sf
         if suv_sf:
