@@ -285,29 +285,23 @@ def test_weight_not_a_number(tmp_path):
         suv_factor(header)
 
 
-def test_private_tags_found_through_their_creator(tmp_path):
-    """GE's scan datetime in another private block (0009,11xx) is found by its creator name."""
+@pytest.mark.parametrize("private,uses_ge", [
+    # GE's scan datetime in another block (0009,11xx), found by its creator; the 10xx block is not GE's
+    ({(0x0009, 0x0010): ("LO", "SOMEONE_ELSE"), (0x0009, 0x100D): ("DT", "20250101090000"),
+      (0x0009, 0x0011): ("LO", "GEMS_PETD_01"), (0x0009, 0x110D): ("DT", "20250101110000")}, True),
+    # another vendor's block at the usual place is not read as GE's
+    ({(0x0009, 0x0010): ("LO", "SOMEONE_ELSE"), (0x0009, 0x100D): ("DT", "20250101090000")}, False),
+])
+def test_private_tags_found_through_their_creator(tmp_path, private, uses_ge):
     from _dicom_factory import read_header
 
-    write_series(tmp_path, np.full((4, 4, 2), BQML), header=pet_header(SeriesTime="113000",
-                                                                        AcquisitionTime="110500"))
+    write_series(tmp_path, np.full((4, 4, 2), BQML),
+                 header=pet_header(SeriesTime="113000", AcquisitionTime="110000",
+                                   FrameReferenceTime=None, ActualFrameDuration=None))
     headers = [read_header(p) for p in sorted(tmp_path.glob("*.dcm"))]
     for h in headers:
-        h.add_new((0x0009, 0x0010), "LO", "SOMEONE_ELSE")
-        h.add_new((0x0009, 0x100D), "DT", "20250101090000")  # not GE's: must be ignored
-        h.add_new((0x0009, 0x0011), "LO", "GEMS_PETD_01")
-        h.add_new((0x0009, 0x110D), "DT", "20250101110000")
+        for tag, (vr, value) in private.items():
+            h.add_new(tag, vr, value)
     res = suv_factor(headers)
-    assert res.factor * BQML == pytest.approx(_expected_bw(), rel=1e-9)
-
-
-def test_other_vendors_private_block_is_not_read_as_ge(tmp_path):
-    from _dicom_factory import read_header
-
-    write_series(tmp_path, np.full((4, 4, 2), BQML), header=pet_header(SeriesTime="113000",
-                                                                        AcquisitionTime="110000"))
-    headers = [read_header(p) for p in sorted(tmp_path.glob("*.dcm"))]
-    for h in headers:
-        h.add_new((0x0009, 0x0010), "LO", "SOMEONE_ELSE")
-        h.add_new((0x0009, 0x100D), "DT", "20250101090000")
-    assert "0009,100D" not in suv_factor(headers).reference_time_rule
+    assert ("0009,100D" in res.reference_time_rule) == uses_ge
+    assert res.factor * BQML == pytest.approx(_expected_bw(), rel=1e-9)  # 11:00 either way
