@@ -162,6 +162,27 @@ def test_rerun_skips_then_recomputes_only_the_changed_study(root, first_run, tmp
     redo = run_batch(work, out, workers=1, progress=False)
     assert redo.outcomes.set_index("study_id").loc["s0", "status"] == "done"
     assert redo.counts["done"] == 1
+    # a killed run's temp folder is cleared; a done study whose input breaks loses its old outputs
+    (out / "studies" / ".s1.999.tmp").mkdir()
+    (work / "s1" / "pet.nii.gz").write_bytes(b"broken")
+    broke = run_batch(work, out, workers=1, progress=False)
+    assert broke.counts == {"total": 6, "done": 0, "skipped": 4, "failed": 2}
+    assert not (out / "studies" / "s1").exists() and not (out / "studies" / ".s1.999.tmp").exists()
+    assert "s1" not in set(pd.read_csv(out / "lesions.csv").study_id)
+    assert sorted(pd.read_csv(out / "errors.csv").study_id) == ["bad", "s1"]
+
+
+def test_lost_worker_fails_its_study_only():
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from carpet.batch import _result
+
+    lost = Future()
+    lost.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+    outcome = _result(lost, StudyTask("/data/root/s9", "/out"))
+    assert (outcome["study_id"], outcome["status"], outcome["stage"]) == ("s9", "failed", "worker")
+    assert "BrokenProcessPool" in outcome["message"]
 
 
 def test_unexpected_exception_is_recorded_with_type(root, tmp_path, monkeypatch):

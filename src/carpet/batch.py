@@ -258,7 +258,8 @@ def run_study(task: StudyTask) -> dict[str, Any]:
     """Quantify one study into ``OUT/studies/<id>/`` unless its marker says it is done.
 
     Never raises: returns ``{study_id, status ('done'|'skipped'|'failed'), stage, message,
-    seconds}``; a failure also leaves ``OUT/logs/<id>.log`` (traceback) and ``<id>.failed.json``.
+    seconds}``; a failure also leaves ``OUT/logs/<id>.log`` (traceback) and ``<id>.failed.json``,
+    and removes the study's earlier outputs (they no longer match its inputs or options).
     """
     t0 = time.perf_counter()
     source, out = Path(task.source), Path(task.out)
@@ -293,11 +294,13 @@ def run_study(task: StudyTask) -> dict[str, Any]:
                 return {**outcome, "seconds": time.perf_counter() - t0}
         stage = "quantify"
         _quantify_into(inputs, final, task, sid, scrub, expect, listing)
-        failed_marker.unlink(missing_ok=True)
+        for stale in (failed_marker, logs / f"{sid}.log"):
+            stale.unlink(missing_ok=True)
         return {**outcome, "status": "done", "seconds": time.perf_counter() - t0}
     except Exception as exc:  # noqa: BLE001 - one study's failure must not stop the batch
         known = isinstance(exc, CarpetError)
         message = scrub(str(exc) if known else f"{type(exc).__name__}: {exc}")
+        shutil.rmtree(final, ignore_errors=True)
         logs.mkdir(parents=True, exist_ok=True)
         _write_atomic(logs / f"{sid}.log", scrub(traceback.format_exc()))
         _write_atomic(failed_marker, json.dumps({**expect, "listing": listing, "stage": stage,
@@ -412,6 +415,8 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
     sources = discover_studies(root)
     out = Path(out)
     (out / "studies").mkdir(parents=True, exist_ok=True)
+    for leftover in (out / "studies").glob(".*"):  # temp folders of a killed run
+        shutil.rmtree(leftover, ignore_errors=True)
     tasks = [StudyTask(s, str(out), options, force, retry_failed, salt) for s in sources]
     table = pd.DataFrame(list(_execute(tasks, workers, scheduler, progress)))
     table = table.sort_values("study_id").reset_index(drop=True)
@@ -446,13 +451,12 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
         from distributed import as_completed as dask_completed
 
         with Client(scheduler) as client:
-            futures = [client.submit(run_study, t, pure=False, key=f"carpet-study-{i}")
-                       for i, t in enumerate(tasks)]
+            futures = {client.submit(run_study, t, pure=False): t for t in tasks}
             with bar:
                 job = bar.add_task("batch", total=len(tasks))
-                for fut in dask_completed(futures):
+                for fut in dask_completed(list(futures)):
                     bar.advance(job)
-                    yield fut.result()
+                    yield _result(fut, futures[fut])
         return
     if workers == 1:
         with bar:
@@ -462,12 +466,24 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
                 bar.advance(job)
         return
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
-        futures = [pool.submit(run_study, t) for t in tasks]  # workers start before the bar's thread
+        futures = {pool.submit(run_study, t): t for t in tasks}  # workers start before the bar's thread
         with bar:
             job = bar.add_task("batch", total=len(tasks))
             for fut in as_completed(futures):
                 bar.advance(job)
-                yield fut.result()
+                yield _result(fut, futures[fut])
+
+
+def _result(future, task: StudyTask) -> dict[str, Any]:
+    """The outcome of a finished future; a worker that died (killed, out of memory) fails its
+    study without a marker, so the next run redoes it."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - run_study itself never raises: the worker was lost
+        sid = study_id_of(task.source)
+        return {"study_id": pseudonym(sid, task.salt) if task.salt else sid, "status": "failed",
+                "stage": "worker", "message": f"worker lost ({type(exc).__name__}: {exc}); "
+                                             "out of memory? try fewer --workers", "seconds": None}
 
 
 # ---------------------------------------------------------------------------------------------
