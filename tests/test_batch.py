@@ -71,6 +71,16 @@ def test_discovery_layouts(root, tmp_path):
     shutil.copytree(root / "d0" / "export" / "pet", mixed / "pet")
     shutil.copytree(root / "d0" / "export" / "pet", mixed / "pet2")  # same series twice → 1 PET, 2 folders
     assert "several folders" in resolve_inputs(mixed).error
+    both = tmp_path / "both"
+    shutil.copytree(root / "d0", both)
+    shutil.copy(root / "s0" / "pet.nii.gz", both / "pet.nii.gz")
+    assert "expected NIfTI or DICOM, not both" in resolve_inputs(both).error
+    (both / "pet.nii.gz").unlink()
+    shutil.copy(root / "s0" / "ct.nii.gz", both / "ct.nii.gz")
+    assert "expected one CT" in resolve_inputs(both).error
+    shutil.rmtree(both / "export" / "ct")  # a DICOM PET with a NIfTI CT is fine
+    mixed_ok = resolve_inputs(both)
+    assert mixed_ok.error is None and Path(mixed_ok.ct).name == "ct.nii.gz"
     none = tmp_path / "none"
     none.mkdir()
     (none / "notes.txt").write_text("x")

@@ -12,8 +12,9 @@ patient tags, so no name, birth date or MRN reaches the outputs or logs)::
                                         CT series of the same frame of reference (else same study),
                                         each series in its own folder
 
-Two candidates for one role (two ``pet*`` files, two PET series, a NIfTI PET *and* a PET series,
-two matching CTs) are a per-study error, never a guess. Hidden entries (``.name``) are ignored.
+Two candidates for one role (two ``pet*`` files, two PET series, a NIfTI PET beside PET/CT DICOM
+series, a ``ct*`` NIfTI beside a matching CT series, two matching CTs) are a per-study error, never
+a guess. Hidden entries (``.name``) are ignored; other files (``truth.json``, notes) too.
 
 Outputs in ``OUT``::
 
@@ -136,9 +137,11 @@ def resolve_inputs(source: str | Path) -> StudyInputs:
         return StudyInputs(sid, str(source), pet=str(source))
     try:
         found = _nifti_roles(source)
-        if found.get("pet") is None:
+        if "pet" not in found:
             dicom = _dicom_pet_ct(source, has_ct_nifti="ct" in found)
             found.update({k: v for k, v in dicom.items() if v is not None})
+        elif _holds_dicom(source):
+            _refuse_mixed(source, found)
     except InputError as exc:
         return StudyInputs(sid, str(source), error=str(exc))
     return StudyInputs(sid, str(source), **found)
@@ -156,6 +159,25 @@ def _nifti_roles(folder: Path) -> dict[str, str]:
         if hits:
             found[role] = str(hits[0])
     return found
+
+
+def _holds_dicom(folder: Path) -> bool:
+    """Whether any non-NIfTI file below holds the DICOM preamble (stops at the first one)."""
+    from pydicom.misc import is_dicom
+
+    return any(is_dicom(p) for p in folder.rglob("*")
+               if p.is_file() and not p.name.startswith(".") and not _NIFTI.search(p.name))
+
+
+def _refuse_mixed(folder: Path, found: dict[str, str]) -> None:
+    """A NIfTI PET beside PET/CT DICOM series: which PET or CT is meant is a guess, so refuse."""
+    from carpet.io import find_series
+
+    images = [s for s in find_series(folder) if s.modality in ("PT", "CT")]
+    if images:
+        raise InputError(f"holds {Path(found['pet']).name} and DICOM series "
+                         f"({'; '.join(map(str, images))}); expected NIfTI or DICOM, not both",
+                         source=folder, hint="move the unused images out of the study folder")
 
 
 def _dicom_pet_ct(folder: Path, has_ct_nifti: bool) -> dict[str, str | None]:
@@ -179,6 +201,9 @@ def _dicom_pet_ct(folder: Path, has_ct_nifti: bool) -> dict[str, str | None]:
     if len(match) > 1:
         raise InputError(f"several CT series match the PET ({listing})", source=folder,
                          hint="keep one CT series per study folder")
+    if has_ct_nifti and match:
+        raise InputError(f"holds a ct*.nii[.gz] file and a CT DICOM series ({listing}); expected one CT",
+                         source=folder, hint="move the unused CT out of the study folder")
     chosen = [pet] + ([] if has_ct_nifti else match[:1])
     dirs = []
     for s in chosen:
