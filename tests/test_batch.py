@@ -254,5 +254,13 @@ def test_cli(root, tmp_path):
     res = runner.invoke(app, ["batch", str(root), "--out", str(out), "--pseudonymize", "--no-progress"],
                         env={"CARPET_SALT": ""})
     assert res.exit_code == 1 and "salt" in res.output
+    res = runner.invoke(app, ["batch", str(root), "--out", str(out), "--method", "suv9"])
+    assert res.exit_code == 1 and "unknown method 'suv9'" in res.output
+    twice = tmp_path / "twice.csv"
+    twice.write_text("study_id,patient_id,study_date\ns0,P1,2024-01-01\ns0,P1,2024-02-01\n")
+    fresh = tmp_path / "fresh"
+    res = runner.invoke(app, ["batch", str(root), "--out", str(fresh), "--studies", str(twice), "--no-progress"])
+    assert res.exit_code == 1 and "listed more than once: s0" in " ".join(res.output.split())
+    assert not (fresh / "studies").exists()  # checked before any study ran
     res = runner.invoke(app, ["batch", str(tmp_path / "nowhere"), "--out", str(out)])
     assert res.exit_code == 1 and "folder of studies" in res.output

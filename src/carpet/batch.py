@@ -58,8 +58,8 @@ from carpet import __version__
 from carpet.errors import CarpetError, InputError
 from carpet.provenance import file_sha256, provenance
 
-__all__ = ["StudyInputs", "BatchOptions", "BatchResult", "discover_studies", "pseudonym", "run_study",
-           "run_batch", "aggregate"]
+__all__ = ["StudyInputs", "StudyTask", "BatchOptions", "BatchResult", "discover_studies", "resolve_inputs",
+           "study_id_of", "pseudonym", "run_study", "run_batch", "aggregate", "read_study_table"]
 
 _NIFTI = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
 #: NIfTI roles inside a study folder, by the (case-insensitive) start of the file name.
@@ -437,7 +437,15 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
         raise InputError(f"workers must be at least 1, got {workers}", hint="--workers 2")
     if mapping_path and not salt:
         raise InputError("a pseudonym mapping needs pseudonymisation", hint="--pseudonymize --salt TEXT")
+    from carpet.segment import METHODS
+
+    if options.method not in (None, "all", *METHODS):  # fail once here, not once per study
+        raise InputError(f"unknown method {options.method!r}; expected one of {', '.join(METHODS)} or all",
+                         hint="--method suv4")
     sources = discover_studies(root)
+    ids = [study_id_of(s) for s in sources]
+    out_ids = {i: pseudonym(i, salt) if salt else i for i in ids}
+    studies = read_study_table(studies_table, out_ids) if studies_table else None
     out = Path(out)
     (out / "studies").mkdir(parents=True, exist_ok=True)
     for leftover in (out / "studies").glob(".*"):  # temp folders of a killed run
@@ -445,10 +453,9 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
     tasks = [StudyTask(s, str(out), options, force, retry_failed, salt) for s in sources]
     table = pd.DataFrame(list(_execute(tasks, workers, scheduler, progress)))
     table = table.sort_values("study_id").reset_index(drop=True)
-    pseudonyms = {study_id_of(s): pseudonym(study_id_of(s), salt) for s in sources} if salt else None
     if mapping_path:
-        pd.DataFrame(pseudonyms.items(), columns=["study_id", "pseudonym"]).to_csv(mapping_path, index=False)
-    paths = aggregate(out, table, studies_table=studies_table, pseudonyms=pseudonyms)
+        pd.DataFrame(out_ids.items(), columns=["study_id", "pseudonym"]).to_csv(mapping_path, index=False)
+    paths = aggregate(out, table, studies=studies)
     counts = {"total": len(table), **{s: int((table["status"] == s).sum())
                                       for s in ("done", "skipped", "failed")}}
     seconds = time.perf_counter() - t0
@@ -519,8 +526,8 @@ IMAGING_COLUMNS = ("study_id", "status", "method", "n_lesions", "mtv_ml", "tlg",
                    "n_bone", "n_paramedullary", "n_extramedullary")
 
 
-def aggregate(out: str | Path, outcomes: pd.DataFrame, *, studies_table=None,
-              pseudonyms: dict[str, str] | None = None) -> dict[str, Path]:
+def aggregate(out: str | Path, outcomes: pd.DataFrame, *,
+              studies: pd.DataFrame | None = None) -> dict[str, Path]:
     """Rebuild ``imaging.csv``, ``lesions.csv`` and ``errors.csv`` of ``out`` from the studies.
 
     ``outcomes`` (study_id, status, stage, message) lists the studies of this run; done and skipped
@@ -548,8 +555,9 @@ def aggregate(out: str | Path, outcomes: pd.DataFrame, *, studies_table=None,
     imaging = imaging[[*IMAGING_COLUMNS, *rest, "carpet_version"]]
     counts = [c for c in imaging.columns if c.startswith("n_")]
     imaging[counts] = imaging[counts].astype("Float64").astype("Int64")  # failed rows: empty, not 8.0
-    if studies_table is not None:
-        imaging = _with_patients(imaging, studies_table, pseudonyms)
+    if studies is not None:  # patient_id, study_date first, as the cohort schema reads them
+        imaging = studies.merge(imaging, on="study_id", how="right")[
+            ["patient_id", "study_date", *imaging.columns]]
     paths = {"imaging": out / "imaging.csv", "lesions": out / "lesions.csv", "errors": out / "errors.csv"}
     _write_csv(imaging, paths["imaging"])
     lesions = pd.concat(lesion_tables, ignore_index=True) if lesion_tables else pd.DataFrame(
@@ -560,22 +568,28 @@ def aggregate(out: str | Path, outcomes: pd.DataFrame, *, studies_table=None,
     return paths
 
 
-def _with_patients(imaging: pd.DataFrame, path, pseudonyms: dict[str, str] | None) -> pd.DataFrame:
-    """Put ``patient_id`` and ``study_date`` of a study table in front of the imaging rows."""
+def read_study_table(path, study_ids: dict[str, str]) -> pd.DataFrame:
+    """The ``--studies`` table (study_id, patient_id, study_date), checked before any study runs.
+
+    ``study_ids`` maps each study id of the batch (as in ROOT) to the id written in the outputs
+    (itself, or its pseudonym); the returned table carries the output ids.
+    """
     table = pd.read_csv(path, dtype=str)
     missing = {"study_id", "patient_id", "study_date"} - set(table.columns)
     if missing:
         raise InputError(f"study table lacks the column(s) {', '.join(sorted(missing))}; expected "
                          "study_id, patient_id, study_date", source=path, hint="--studies")
     table = table[["study_id", "patient_id", "study_date"]]
-    if pseudonyms:
-        table["study_id"] = table["study_id"].map(lambda s: pseudonyms.get(s, s))
-    unknown = sorted(set(imaging["study_id"]) - set(table["study_id"]))
+    repeated = sorted(set(table.loc[table["study_id"].duplicated(), "study_id"]))
+    if repeated:
+        raise InputError(f"study ids listed more than once: {', '.join(repeated[:10])}", source=path,
+                         hint="one row per study in --studies")
+    unknown = sorted(set(study_ids) - set(table["study_id"]))
     if unknown:
         raise InputError(f"no row for the studies {', '.join(unknown[:10])}", source=path,
-                         hint="add one row per study folder (study_id, patient_id, study_date)")
-    return table.merge(imaging, on="study_id", how="right")[
-        ["patient_id", "study_date", *imaging.columns]]
+                         hint="add one row per study (study_id, patient_id, study_date)")
+    table = table[table["study_id"].isin(study_ids)]
+    return table.assign(study_id=table["study_id"].map(study_ids))
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
