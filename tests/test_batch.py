@@ -198,7 +198,9 @@ def test_lost_worker_fails_its_study_only():
 def test_unexpected_exception_is_recorded_with_type(root, tmp_path, monkeypatch):
     import carpet.quantify
 
-    def boom(*args, **kwargs):
+    def boom(pet, *, out_dir, **kwargs):  # dies half-way through writing its outputs
+        Path(out_dir).mkdir(parents=True)
+        (Path(out_dir) / "lesions.csv").write_text("lesion_id\n1\n")
         raise ZeroDivisionError("synthetic")
 
     monkeypatch.setattr(carpet.quantify, "run_quantify", boom)
@@ -206,7 +208,7 @@ def test_unexpected_exception_is_recorded_with_type(root, tmp_path, monkeypatch)
     assert outcome["status"] == "failed"
     assert outcome["message"] == "ZeroDivisionError: synthetic"
     assert "ZeroDivisionError" in (tmp_path / "logs" / "s1.log").read_text()
-    assert not (tmp_path / "studies" / "s1").exists()
+    assert list((tmp_path / "studies").iterdir()) == []  # no half-written folder, hidden or not
 
 
 def test_pseudonymize_and_studies_table(root, tmp_path):

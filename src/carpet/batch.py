@@ -351,11 +351,26 @@ def _scrubber(source: Path, sid: str) -> Callable[[str], str]:
 def _quantify_into(inputs: StudyInputs, final: Path, task: StudyTask, sid: str, scrub, expect: dict,
                    listing: str) -> None:
     """Run ``carpet quantify`` into a temporary folder, write the marker last, rename into place."""
+    tmp = final.with_name(f".{sid}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _quantify_tmp(inputs, tmp, task, sid, scrub, expect, listing)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half output left behind
+        raise
+    old = final.with_name(f".{sid}.{os.getpid()}.old")
+    if final.exists():
+        final.rename(old)  # a kill between the two renames leaves no marker: the study is redone
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _quantify_tmp(inputs: StudyInputs, tmp: Path, task: StudyTask, sid: str, scrub, expect: dict,
+                  listing: str) -> None:
+    """``carpet quantify``'s outputs in ``tmp``, then (last) the marker."""
     from carpet.quantify import run_quantify
     from carpet.segment import SegmentParams
 
-    tmp = final.with_name(f".{sid}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     opts = task.options
     paths = inputs.paths()
     result = run_quantify(paths["pet"], out_dir=tmp, ct_path=paths.get("ct"),
@@ -371,11 +386,6 @@ def _quantify_into(inputs: StudyInputs, final: Path, task: StudyTask, sid: str, 
         _write_atomic(tmp / "summary.json", json.dumps(result.summary, indent=2, default=str))
     _write_atomic(tmp / MARKER, json.dumps({"study_id": sid, **expect, "inputs": hashes,
                                             "listing": listing}, indent=2))
-    old = final.with_name(f".{sid}.{os.getpid()}.old")
-    if final.exists():
-        final.rename(old)  # a kill between the two renames leaves no marker: the study is redone
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -484,11 +494,15 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
 
         with Client(scheduler) as client:
             futures = {client.submit(run_study, t, pure=False): t for t in tasks}
-            with bar:
-                job = bar.add_task("batch", total=len(tasks))
-                for fut in dask_completed(list(futures)):
-                    bar.advance(job)
-                    yield _result(fut, futures[fut])
+            try:
+                with bar:
+                    job = bar.add_task("batch", total=len(tasks))
+                    for fut in dask_completed(list(futures)):
+                        bar.advance(job)
+                        yield _result(fut, futures[fut])
+            except BaseException:  # Ctrl-C: drop the queued studies (unfinished ones have no marker)
+                client.cancel(list(futures))
+                raise
         return
     if workers == 1:
         with bar:
@@ -499,11 +513,15 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
         return
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
         futures = {pool.submit(run_study, t): t for t in tasks}  # workers start before the bar's thread
-        with bar:
-            job = bar.add_task("batch", total=len(tasks))
-            for fut in as_completed(futures):
-                bar.advance(job)
-                yield _result(fut, futures[fut])
+        try:
+            with bar:
+                job = bar.add_task("batch", total=len(tasks))
+                for fut in as_completed(futures):
+                    bar.advance(job)
+                    yield _result(fut, futures[fut])
+        except BaseException:  # Ctrl-C: do not run the queued studies before exiting
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _result(future, task: StudyTask) -> dict[str, Any]:
