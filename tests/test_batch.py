@@ -266,3 +266,23 @@ def test_cli(root, tmp_path):
     assert not (fresh / "studies").exists()  # checked before any study ran
     res = runner.invoke(app, ["batch", str(tmp_path / "nowhere"), "--out", str(out)])
     assert res.exit_code == 1 and "folder of studies" in res.output
+
+
+def test_kill_between_renames_leaves_nothing_that_looks_done(root, first_run, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    shutil.copytree(first_run[0], out)
+    real_rename = Path.rename
+
+    def rename_then_die(self, target):  # the old outputs moved aside, then the process is killed
+        if self.name.endswith(".tmp"):
+            raise KeyboardInterrupt
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(StudyTask(str(root / "s1"), str(out), force=True))
+    monkeypatch.setattr(Path, "rename", real_rename)
+    assert not (out / "studies" / "s1").exists()  # neither old nor new outputs under the study id
+    rerun = run_batch(root, out, workers=1, progress=False)
+    assert rerun.counts == {"total": 6, "done": 1, "skipped": 4, "failed": 1}
+    assert sorted(p.name for p in (out / "studies").iterdir()) == ["d0", "s0", "s1", "s2", "solo"]
