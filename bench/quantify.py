@@ -99,11 +99,18 @@ def readers():
 
 
 def floor(paths, repeat):
-    """Fastest reader at hand + one numpy pass (max) over each volume."""
+    """Fastest reader at hand + one numpy pass (max) over each volume: one file after the other,
+    and (for the fastest reader) both files decoded at once in two threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
     results = {}
     for name, read_and_pass in readers().items():
         results[name] = best(lambda: [read_and_pass(paths[k]) for k in ("pet", "ct")], repeat)
-    return min(results.values()), results
+    fastest = readers()[min(results, key=results.get)]
+    with ThreadPoolExecutor(2) as pool:
+        results["fastest, 2 threads"] = best(lambda: list(pool.map(fastest, [paths["ct"], paths["pet"]])),
+                                             repeat)
+    return min(v for k, v in results.items() if "threads" not in k), results
 
 
 def peer(paths, out: Path):
@@ -179,7 +186,8 @@ def main():
     print(f"floor (fastest reader + one pass): {t_floor:.2f} s")
     print(f"peer  (SimpleITK pipeline):        {t_peer:.2f} s  ({n_peer} lesions, MTV {mtv_peer:.2f} mL, "
           f"Dmax {dmax_peer:.1f} mm SUV-weighted centres; carpet {s['dmax_mm']:.1f} mm geometric)")
-    print(f"ratio carpet/floor = {t_carpet / t_floor:.2f}  (goal <= 1.3)")
+    print(f"ratio carpet/floor = {t_carpet / t_floor:.2f}  (goal <= 1.3); against the two-thread floor: "
+          f"{t_carpet / per_reader['fastest, 2 threads']:.2f}")
     print(f"ratio carpet/peer  = {t_carpet / t_peer:.2f}  (goal <= 1.0)")
     print(f"ratio 1000/30 lesions = {t_many / t_carpet:.2f}  (goal < 2; files to outputs)")
     print(f"in memory (segment + measure + totals): 30 lesions {t_mem[30]:.3f} s, 1000 lesions "

@@ -17,7 +17,7 @@ import json
 import math
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,8 +154,10 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     ----------
     pet : Volume
         PET in SUV.
-    ct : Volume, optional
-        CT in HU on any grid; used for lesion sites and the automatic liver VOI.
+    ct : Volume or Future of a Volume, optional
+        CT in HU on any grid; used for lesion sites and the automatic liver VOI. A
+        ``concurrent.futures.Future`` is waited for only where the CT is needed, so the CT can be
+        decoded while the PET is segmented and measured (as :func:`run_quantify` does).
     lesions : Volume, optional
         User lesion mask (labels, or a binary mask split into connected components). Without
         ``method`` its lesions are measured as given; with ``method`` 'pct41' or 'a50p' they are
@@ -199,6 +201,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         if any(m in ("percist", "liver3sd") for m in methods) and params.liver_mean is None:
             try:
                 centre, diam = _parse_liver_voi(liver_voi)
+                ct = _resolve(ct)
                 region = liver_reference_from_voi(pet, ct, centre, diam)
                 params = _with_liver(params, region.mean, region.sd)
                 liver_info = {"mean": float(region.mean), "sd": float(region.sd),
@@ -226,6 +229,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                      "skipped": None})
 
     main = methods[0]
+    ct = _resolve(ct)
     labels_vol = pet.with_array(seg_labels[main].astype(np.int32), modality="SEG", units="label")
     table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
     study = next(r for r in rows if r["method"] == main)
@@ -262,6 +266,11 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         summary["provenance"]["skipped"] = skipped
     return QuantifyResult(table, summary, labels_vol, methods_table,
                           extra={"labels": seg_labels, "tables": tables})
+
+
+def _resolve(ct):
+    """The CT Volume (waiting for it when it is still being read in a thread)."""
+    return ct.result() if isinstance(ct, Future) else ct
 
 
 def _with_liver(params: SegmentParams, mean: float, sd: float) -> SegmentParams:
@@ -316,20 +325,23 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
     for k, p in paths.items():
         if not p.exists():
             raise InputError(f"{k} input not found", source=p)
-    # Hash the input files in a thread while they are decoded (hashlib releases the GIL).
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    # In two threads beside the main one: hash the input files (hashlib releases the GIL) and
+    # decode the CT, which is needed only after the PET is segmented and measured.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        ct = pool.submit(_read, paths["ct"], "ct") if "ct" in paths else None  # first in the queue
         hashes = {k: pool.submit(file_sha256, p) for k, p in paths.items()}
-        vols = {k: _read(p, k) for k, p in paths.items()}
-        inputs = {k: {"path": str(p), "sha256": hashes[k].result()} for k, p in paths.items()}
-    t_read = time.perf_counter()
-    bsa = bsa_du_bois_m2(height_cm, weight_kg) if height_cm and weight_kg else None
-    result = quantify_study(vols["pet"], ct=vols.get("ct"), lesions=vols.get("lesions"),
-                            exclude=vols.get("exclude"), method=method, params=params,
-                            liver_voi=liver_voi, bsa_m2=bsa, inputs=inputs)
+        vols = {k: _read(p, k) for k, p in paths.items() if k != "ct"}
+        t_read = time.perf_counter()
+        bsa = bsa_du_bois_m2(height_cm, weight_kg) if height_cm and weight_kg else None
+        result = quantify_study(vols["pet"], ct=ct, lesions=vols.get("lesions"),
+                                exclude=vols.get("exclude"), method=method, params=params,
+                                liver_voi=liver_voi, bsa_m2=bsa)
+        result.summary["provenance"]["inputs"] = {
+            k: {"path": str(p), "sha256": hashes[k].result()} for k, p in paths.items()}
     t_quant = time.perf_counter()
     write_outputs(result, out_dir)
     t_write = time.perf_counter()
-    result.extra["timing_s"] = {"read": t_read - t0, "quantify": t_quant - t_read,
+    result.extra["timing_s"] = {"read_pet": t_read - t0, "quantify_and_ct": t_quant - t_read,
                                 "write": t_write - t_quant}
     return result
 
@@ -343,7 +355,9 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
     result.lesions.to_csv(files["lesions"], index=False)
     files["summary"].write_text(json.dumps(result.summary, indent=2, default=_json_default))
     n = int(result.labels.array.max()) if result.labels.array.size else 0
-    write_nifti(result.labels, files["labels"], dtype=np.uint16 if n < 65536 else np.int32)
+    # the smallest integer type that holds the labels: less to compress
+    dtype = np.uint8 if n < 256 else np.uint16 if n < 65536 else np.int32
+    write_nifti(result.labels, files["labels"], dtype=dtype)
     if result.methods is not None:
         files["methods"] = out / "methods.csv"
         result.methods.to_csv(files["methods"], index=False)
