@@ -105,9 +105,38 @@ def suv(
     dicom_dir: Path = typer.Argument(..., help="Folder holding one PET DICOM series."),
     out: Path = typer.Option(..., "--out", help="Output NIfTI file for the SUV volume."),
     json_out: bool = typer.Option(False, "--json", help="Print the SUV factor and its provenance as JSON."),
+    norm: str = typer.Option("bw", "--norm", help="bw, lbm, bsa or ibw."),
+    lbm_formula: str = typer.Option("janma", "--lbm-formula", help="janma (Janmahasatian) or james."),
+    weight_kg: Optional[float] = typer.Option(None, "--weight-kg", help="Patient weight (kg), overrides (0010,1030)."),
+    height_cm: Optional[float] = typer.Option(None, "--height-cm", help="Patient height (cm), overrides (0010,1020)."),
+    sex: Optional[str] = typer.Option(None, "--sex", help="M, F or O, overrides (0010,0040)."),
+    dose_mbq: Optional[float] = typer.Option(None, "--dose-mbq", help="Injected dose (MBq), overrides (0018,1074)."),
+    injection_time: Optional[str] = typer.Option(None, "--injection-time",
+                                                 help="HH:MM[:SS] or ISO date-time, overrides (0018,1072/1078)."),
+    half_life_s: Optional[float] = typer.Option(None, "--half-life-s", help="Half-life (s), overrides (0018,1075)."),
 ) -> None:
-    """Convert a PET DICOM series to SUV (QIBA vendor-neutral rules) and write it as NIfTI."""
-    raise NotYetAvailable("'carpet suv' lands with the SUV issue (#3).")
+    """Convert a PET DICOM series to SUV (QIBA vendor-neutral rules) and write it as NIfTI.
+
+    The conversion record (factor, rule, tags used, overrides) is also written next to OUT as .json.
+    """
+    import json
+
+    from carpet.io.nifti import write_nifti
+    from carpet.suv import to_suv
+
+    volume, result = to_suv(dicom_dir, norm, lbm_formula=lbm_formula, weight_kg=weight_kg,
+                            height_cm=height_cm, sex=sex, dose_mbq=dose_mbq,
+                            injection_time=injection_time, half_life_s=half_life_s)
+    write_nifti(volume, out)
+    record = json.dumps(result.to_dict(), indent=2, default=str)
+    side = out.with_name(out.name.removesuffix(".gz").removesuffix(".nii") + ".json")
+    side.write_text(record)
+    if json_out:
+        typer.echo(record)
+    else:
+        factor = f"{result.factor:.6g}" if result.factor is not None else "per slice"
+        typer.echo(f"SUV{norm} written to {out} (factor {factor}; {result.formula}; "
+                   f"reference time: {result.reference_time_rule or 'not needed'}); record in {side}")
 
 
 # ---------------------------------------------------------------------------------------------
