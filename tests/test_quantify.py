@@ -215,3 +215,27 @@ def test_min_volume_warning_is_recorded_and_printed(study_files, tmp_path):
     assert "no minimum lesion volume" in res.output
     summary = json.loads((tmp_path / "w" / "summary.json").read_text())
     assert any("minimum lesion volume" in w for w in summary["provenance"]["warnings"])
+
+
+def test_cli_on_phantom_dicom_writes_seg(tmp_path):
+    from carpet.io import read_seg
+    from carpet.suv import bsa_dubois_m2
+    from carpet.synth import PhantomSpec, make_phantom
+
+    ph = make_phantom(PhantomSpec.small(seed=0))
+    paths = ph.write_dicom(tmp_path / "dicom")
+    out = tmp_path / "out"
+    res = _run(paths["pet_dir"], "--ct", paths["ct_dir"], "--out", out,
+               "--height-cm", ph.spec.height_cm, "--weight-kg", ph.spec.weight_kg)
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out / "lesions.csv")
+    assert len(table) == len(ph.truth["lesions"])
+    assert sorted(table["n_voxels"]) == sorted(r["n_voxels"] for r in ph.truth["lesions"])
+    summary = json.loads((out / "summary.json").read_text())
+    bsa = bsa_dubois_m2(ph.spec.weight_kg, ph.spec.height_cm)
+    assert summary["provenance"]["bsa_source"] == "options"
+    assert summary["provenance"]["pet_units"] == "SUVbw" and not summary["provenance"]["pet_units_assumed"]
+    assert summary["sdmax_per_m"] == pytest.approx(summary["dmax_mm"] / 1000 / bsa, rel=1e-6)
+    seg = read_seg(out / "lesions.seg.dcm")
+    nifti = read_nifti(out / "lesions.nii.gz")
+    assert (np.asarray(seg.array) > 0).sum() == (np.asarray(nifti.array) > 0).sum() == table["n_voxels"].sum()

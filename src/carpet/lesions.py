@@ -291,13 +291,6 @@ def dmax_voxel_mm(pet: Volume, labels: np.ndarray, metric: str = "euclidean",
     return max_pairwise_distance(pet.index_to_world(lesion_voxel_extremes(voxels, labels.shape)), metric)
 
 
-def bsa_du_bois_m2(height_cm: float, weight_kg: float) -> float:
-    """Body surface area (m²), Du Bois & Du Bois 1916: 0.007184 · W^0.425 · H^0.725."""
-    if not (height_cm > 0 and weight_kg > 0):
-        raise InputError(f"height and weight must be positive, got {height_cm} cm, {weight_kg} kg")
-    return 0.007184 * weight_kg ** 0.425 * height_cm ** 0.725
-
-
 def study_measures(table: pd.DataFrame, *, dmax_voxel: float | None = None,
                    bsa_m2: float | None = None, metric: str = "euclidean") -> dict:
     """Study totals from a lesion table.

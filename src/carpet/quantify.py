@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 
 from carpet.errors import InputError, NotYetAvailable
-from carpet.io import read_nifti, write_nifti
-from carpet.lesions import (bsa_du_bois_m2, dmax_voxel_mm, gather_lesion_voxels, measure_lesions,
-                            study_measures)
+from carpet.io import read_image, read_mask, write_nifti, write_seg
+from carpet.lesions import dmax_voxel_mm, gather_lesion_voxels, measure_lesions, study_measures
 from carpet.provenance import file_sha256, provenance
 from carpet.segment import METHODS, SegmentParams, label_components, segment
+from carpet.suv import bsa_dubois_m2
 from carpet.volume import Volume, resample_to
 
 SITES = ("bone", "paramedullary", "extramedullary", "indeterminate", "unknown")
@@ -299,15 +299,6 @@ def _parse_liver_voi(text):
 # ---------------------------------------------------------------------------------------------
 # I/O edges
 # ---------------------------------------------------------------------------------------------
-def _read(path: Path, what: str) -> Volume:
-    read_image = _optional("carpet.io", "read_image")
-    if read_image is not None:
-        return read_image(path)
-    if Path(path).is_dir():
-        raise NotYetAvailable(f"{what} {path} is a folder (DICOM): DICOM input lands with carpet.io.read_image")
-    return read_nifti(path)
-
-
 def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_path=None,
                  method: str | None = None, params: SegmentParams | None = None, liver_voi=None,
                  height_cm: float | None = None, weight_kg: float | None = None,
@@ -325,25 +316,41 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
     for k, p in paths.items():
         if not p.exists():
             raise InputError(f"{k} input not found", source=p)
-    # In two threads beside the main one: hash the input files (hashlib releases the GIL) and
-    # decode the CT, which is needed only after the PET is segmented and measured.
+    # In two threads beside the main one: decode the CT, which is needed only after the PET is
+    # segmented and measured, and hash the input files (hashlib releases the GIL).
     with ThreadPoolExecutor(max_workers=2) as pool:
-        ct = pool.submit(_read, paths["ct"], "ct") if "ct" in paths else None  # first in the queue
+        ct = pool.submit(read_image, paths["ct"]) if "ct" in paths else None  # first in the queue
         hashes = {k: pool.submit(file_sha256, p) for k, p in paths.items()}
-        vols = {k: _read(p, k) for k, p in paths.items() if k != "ct"}
+        pet = read_image(paths["pet"])
+        masks = {k: read_mask(paths[k], reference=pet) for k in ("lesions", "exclude") if k in paths}
         t_read = time.perf_counter()
-        bsa = bsa_du_bois_m2(height_cm, weight_kg) if height_cm and weight_kg else None
-        result = quantify_study(vols["pet"], ct=ct, lesions=vols.get("lesions"),
-                                exclude=vols.get("exclude"), method=method, params=params,
-                                liver_voi=liver_voi, bsa_m2=bsa)
-        result.summary["provenance"]["inputs"] = {
-            k: {"path": str(p), "sha256": hashes[k].result()} for k, p in paths.items()}
+        bsa, bsa_source = _bsa(pet, height_cm, weight_kg)
+        result = quantify_study(pet, ct=ct, lesions=masks.get("lesions"), exclude=masks.get("exclude"),
+                                method=method, params=params, liver_voi=liver_voi, bsa_m2=bsa)
+        prov = result.summary["provenance"]
+        prov["inputs"] = {k: {"path": str(p), "sha256": hashes[k].result()} for k, p in paths.items()}
+        prov["pet_units"] = pet.meta.get("units")
+        prov["pet_units_assumed"] = bool(pet.meta.get("units_assumed", False))
+        prov["bsa_source"] = bsa_source
     t_quant = time.perf_counter()
-    write_outputs(result, out_dir)
+    files = write_outputs(result, out_dir)
+    if paths["pet"].is_dir():  # the PET came from DICOM: the label map as DICOM SEG too
+        files["seg"] = write_seg(result.labels, paths["pet"], Path(out_dir) / "lesions.seg.dcm")
+    result.extra["files"] = files
     t_write = time.perf_counter()
     result.extra["timing_s"] = {"read_pet": t_read - t0, "quantify_and_ct": t_quant - t_read,
                                 "write": t_write - t_quant}
     return result
+
+
+def _bsa(pet: Volume, height_cm, weight_kg):
+    """BSA (m², Du Bois) from the options, else from the PET's DICOM header; None when unknown."""
+    header = pet.meta.get("suv") or {}
+    if height_cm and weight_kg:
+        return bsa_dubois_m2(weight_kg, height_cm), "options"
+    if header.get("height_cm") and header.get("weight_kg"):
+        return bsa_dubois_m2(header["weight_kg"], header["height_cm"]), "PET DICOM header"
+    return None, None
 
 
 def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
