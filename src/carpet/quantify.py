@@ -18,7 +18,7 @@ import math
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -230,7 +230,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
 
     main = methods[0]
     ct = _resolve(ct)
-    labels_vol = pet.with_array(seg_labels[main].astype(np.int32), modality="SEG", units="label")
+    labels_vol = pet.with_array(np.asarray(seg_labels[main], dtype=np.int32), modality="SEG", units="label")
     table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
     study = next(r for r in rows if r["method"] == main)
     summary = {"method": main,
@@ -274,8 +274,6 @@ def _resolve(ct):
 
 
 def _with_liver(params: SegmentParams, mean: float, sd: float) -> SegmentParams:
-    from dataclasses import replace
-
     return replace(params, liver_mean=float(mean), liver_sd=float(sd))
 
 

@@ -205,9 +205,8 @@ def per_lesion_threshold(suv: np.ndarray, seeds: np.ndarray, spacing, method: st
     seed_max = [suv[c.box][c.seed].max() for c in crops]
     for c in (crops[i] for i in np.argsort(seed_max, kind="stable")[::-1]):
         values = suv[c.box]
-        svals = values[c.seed]
         if method == "pct41":
-            thr = params.pct_fraction * svals.max()
+            thr = params.pct_fraction * values[c.seed].max()
         else:
             # SUVpeak: the seed's global peak; bg: median of the shell beyond the VOI.
             peak = local_sphere_means(suv, c.box, kernel)[c.seed].max()
