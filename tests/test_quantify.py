@@ -239,3 +239,15 @@ def test_cli_on_phantom_dicom_writes_seg(tmp_path):
     seg = read_seg(out / "lesions.seg.dcm")
     nifti = read_nifti(out / "lesions.nii.gz")
     assert (np.asarray(seg.array) > 0).sum() == (np.asarray(nifti.array) > 0).sum() == table["n_voxels"].sum()
+
+
+def test_study_without_lesions(tmp_path):
+    pet = Volume(np.full((10, 10, 10), 1.0, np.float32), (4.0, 4.0, 4.0))
+    write_nifti(pet, tmp_path / "flat.nii.gz")
+    res = _run(tmp_path / "flat.nii.gz", "--method", "all", "--out", tmp_path / "o")
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["n_lesions"] == 0 and summary["mtv_ml"] == 0 and summary["dmax_mm"] == 0
+    assert summary["suv_max"] is None
+    table = pd.read_csv(tmp_path / "o" / "lesions.csv")
+    assert len(table) == 0 and set(LESION_CONTRACT) <= set(table.columns)
