@@ -78,7 +78,10 @@ def quantify(
                                             help="Liver VOI centre x,y,z[,diameter_mm] (LPS mm) for percist/liver3sd."),
     height_cm: Optional[float] = typer.Option(None, "--height-cm", help="Patient height (cm), for SDmax."),
     weight_kg: Optional[float] = typer.Option(None, "--weight-kg", help="Patient weight (kg), for SDmax."),
-    auto_exclude: bool = typer.Option(False, "--auto-exclude", help="Automatic physiological-uptake removal."),
+    auto_exclude: bool = typer.Option(
+        False, "--auto-exclude",
+        help="Also remove the brain (conservative rule: a component ≥ 500 mL in the top 30 cm); other organs "
+             "need --exclude."),
     out: Path = typer.Option(Path("carpet-quantify"), "--out", help="Output folder."),
 ) -> None:
     """Segment and measure lesions: writes lesions.csv, summary.json and lesions.nii.gz in OUT."""

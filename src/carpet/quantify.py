@@ -28,7 +28,7 @@ from carpet.errors import InputError, NotYetAvailable
 from carpet.io import read_image, read_mask, write_nifti, write_seg
 from carpet.lesions import dmax_voxel_mm, gather_lesion_voxels, measure_lesions, study_measures
 from carpet.provenance import file_sha256, provenance
-from carpet.segment import METHODS, SegmentParams, label_components, segment
+from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
 from carpet.suv import bsa_dubois_m2
 from carpet.volume import Volume, resample_to
 
@@ -147,7 +147,8 @@ def user_lesions(mask: Volume, pet: Volume, connectivity: int = 26) -> np.ndarra
 def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | None = None,
                    exclude: Volume | None = None, method: str | None = None,
                    params: SegmentParams | None = None, liver_voi=None,
-                   bsa_m2: float | None = None, inputs: dict | None = None) -> QuantifyResult:
+                   bsa_m2: float | None = None, inputs: dict | None = None,
+                   auto_exclude: bool = False) -> QuantifyResult:
     """Segment (or take the user's lesions), measure, and summarise one study.
 
     Parameters
@@ -175,6 +176,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         Body surface area for SDmax.
     inputs : dict, optional
         Provenance of the input files (name → {path, sha256}).
+    auto_exclude : bool
+        Also exclude the brain found by :func:`carpet.segment.auto_exclude_brain` (off by default).
     """
     params = params or SegmentParams()
     if method is not None and method != "all" and method not in METHODS:
@@ -188,6 +191,12 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         ex = exclude if exclude.same_grid(pet) else resample_to(exclude, pet, interpolation="nearest")
         excl = np.asarray(ex.array) > 0
     suv = np.asarray(pet.array)
+    auto_record = None
+    if auto_exclude:
+        grids = np.ogrid[tuple(slice(0, n) for n in pet.shape)]
+        z_mm = pet.origin[2] + sum(pet.direction[2, a] * pet.spacing[a] * g for a, g in enumerate(grids))
+        brain, auto_record = auto_exclude_brain(suv, pet.spacing, z_mm)
+        excl = brain if excl is None else excl | brain
     user = None if lesions is None else user_lesions(lesions, pet, params.connectivity)
     liver_info, notes = None, []
     if user is not None and method is None:
@@ -243,7 +252,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                       "seed_suv": params.seed_suv, "voi_margin_mm": params.voi_margin_mm,
                       "bg_shell_mm": params.bg_shell_mm, "percist_variant": params.percist_variant,
                       "mv_inputs": list(params.mv_inputs),
-                      "exclusion_mask": exclude is not None,
+                      "exclusion_mask": exclude is not None, "auto_exclude": auto_record,
                       "lesions_from": ("user mask" if main == "user_mask" else
                                        "threshold seeded by the user mask" if user is not None else
                                        "threshold")},
@@ -305,9 +314,6 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
 
     The timing of each stage is kept in ``result.extra['timing_s']``.
     """
-    if auto_exclude:
-        raise NotYetAvailable("--auto-exclude (automatic physiological-uptake removal) is not built yet; "
-                              "give the regions to remove with --exclude MASK")
     t0 = time.perf_counter()
     paths = {"pet": pet_path, "ct": ct_path, "lesions": lesions_path, "exclude": exclude_path}
     paths = {k: Path(v) for k, v in paths.items() if v is not None}
@@ -324,7 +330,8 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
         t_read = time.perf_counter()
         bsa, bsa_source = _bsa(pet, height_cm, weight_kg)
         result = quantify_study(pet, ct=ct, lesions=masks.get("lesions"), exclude=masks.get("exclude"),
-                                method=method, params=params, liver_voi=liver_voi, bsa_m2=bsa)
+                                method=method, params=params, liver_voi=liver_voi, bsa_m2=bsa,
+                                auto_exclude=auto_exclude)
         prov = result.summary["provenance"]
         prov["inputs"] = {k: {"path": str(p), "sha256": hashes[k].result()} for k, p in paths.items()}
         prov["pet_units"] = pet.meta.get("units")

@@ -231,6 +231,54 @@ def per_lesion_threshold(suv: np.ndarray, seeds: np.ndarray, spacing, method: st
 
 
 # ---------------------------------------------------------------------------------------------
+# automatic exclusion (opt-in)
+# ---------------------------------------------------------------------------------------------
+BRAIN_MIN_ML = 500.0
+BRAIN_TOP_MM = 300.0
+
+
+def auto_exclude_brain(suv: np.ndarray, spacing, z_mm: np.ndarray, *, threshold_suv: float = 4.0,
+                       min_volume_ml: float = BRAIN_MIN_ML,
+                       top_mm: float = BRAIN_TOP_MM) -> tuple[np.ndarray, dict]:
+    """The brain, found by a conservative rule, as a mask to exclude (opt-in: ``--auto-exclude``).
+
+    The brain is the largest 26-connected component of SUV ≥ ``threshold_suv`` that holds at
+    least ``min_volume_ml`` (default 500 mL) and lies entirely within the ``top_mm`` (default
+    30 cm) most superior millimetres of the field of view. A component below 500 mL is never
+    removed, so no lesion-sized component is taken for the brain; a brain with low uptake is then
+    left in, which shows in the lesion table rather than silently removing a lesion. Bladder,
+    kidneys and heart are not attempted: their size overlaps lesions; give them with ``--exclude``.
+
+    Parameters
+    ----------
+    suv : ndarray
+    spacing : 3 floats (mm)
+    z_mm : ndarray, shape of ``suv`` broadcastable
+        LPS z (superior +) of the voxel centres.
+
+    Returns
+    -------
+    (mask, record) : bool mask (all False when no brain was found) and what was removed.
+    """
+    labels = label_components(suv >= threshold_suv, spacing)
+    counts = np.bincount(labels.ravel(order="K"))
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    z = np.broadcast_to(z_mm, suv.shape)
+    z_top = float(z.max())
+    record = {"rule": f"largest SUV >= {threshold_suv} component >= {min_volume_ml} mL within the top "
+                      f"{top_mm} mm of the field of view", "removed": None}
+    for lab in np.argsort(counts[1:])[::-1] + 1:
+        if counts[lab] * voxel_ml < min_volume_ml:
+            break
+        sl = ndimage.find_objects((labels == lab).astype(np.uint8))[0]
+        zs = z[sl][labels[sl] == lab]
+        if zs.min() >= z_top - top_mm:
+            record["removed"] = {"region": "brain", "volume_ml": float(counts[lab] * voxel_ml)}
+            return labels == lab, record
+    return np.zeros(suv.shape, dtype=bool), record
+
+
+# ---------------------------------------------------------------------------------------------
 # the methods
 # ---------------------------------------------------------------------------------------------
 @dataclass
