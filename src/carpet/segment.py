@@ -24,7 +24,8 @@ median SUV of the shell between ``voi_margin_mm`` and ``voi_margin_mm + bg_shell
 10 mm) around the seed, excluding every seed voxel; the median keeps a neighbouring lesion from
 raising it. SUVpeak is IBSI's global peak (1 cm³ sphere) of the seed.
 
-Exclusion masks (physiological uptake) remove voxels before labelling. Lesions are connected
+Exclusion masks (physiological uptake) remove voxels before labelling; opt-in
+:func:`auto_exclude_brain` adds the brain by a conservative rule. Lesions are connected
 components (cc3d; 26-connected by default) of at least ``min_volume_ml``.
 """
 
