@@ -189,9 +189,9 @@ def test_moffitt_dates_and_times_are_consistent():
 
 
 # published medians (months), Figures 3-5 and their text; the 4-group exponential model cannot fit
-# all seven per endpoint exactly, so each has a stated relative tolerance: 10% for the overall and
-# baseline-EMD medians (the issue's headline figures), 20% for the "no EMD at progression" OS medians
-# (model misfit 11-15%), 12% for the rest
+# all seven per endpoint exactly, so each has a stated relative tolerance: 8% for the overall and
+# baseline-EMD medians (the issue's headline figures; model misfit <= 4%), 20% for the medians
+# without EMD at progression (misfit 11-17%), 12% for the rest (misfit <= 7%)
 PUBLISHED_MEDIANS = {
     "pfs2": {"all": 5.8, "bl_emd": 3.6, "bl_no_emd": 7.0, "pd_emd": 4.7, "pd_no_emd": 8.5,
              "bl_emd_pd_emd": 4.0, "bl_no_emd_pd_no_emd": 8.6},
@@ -209,9 +209,9 @@ def test_moffitt_post_progression_medians(endpoint):
              "bl_emd_pd_emd": bl & pd_pos, "bl_no_emd_pd_no_emd": ~bl & pd_neg}
     simulated = {k: km_median(df, f"{endpoint}_months", f"{endpoint}_event", m) for k, m in masks.items()}
     implied = cal.model_medians(cal.moffitt_group_medians(endpoint))
-    tolerance = {"all": 0.10, "bl_emd": 0.10, "bl_no_emd": 0.10}
+    tolerance = {"all": 0.08, "bl_emd": 0.08, "bl_no_emd": 0.08, "pd_no_emd": 0.20}
     if endpoint == "os_pp":
-        tolerance.update(pd_no_emd=0.20, bl_no_emd_pd_no_emd=0.20)
+        tolerance["bl_no_emd_pd_no_emd"] = 0.20
     for key, published in PUBLISHED_MEDIANS[endpoint].items():
         # the simulation (draws + censoring + KM) reproduces the model's analytic medians ...
         assert simulated[key] == pytest.approx(implied[key], rel=0.06), key
@@ -221,6 +221,19 @@ def test_moffitt_post_progression_medians(endpoint):
     assert simulated["bl_emd_pd_emd"] < simulated["bl_no_emd_pd_no_emd"]
     censored = 1 - df[f"{endpoint}_event"].mean()
     assert 0.05 < censored < 0.6, "administrative censoring at the data cut-off"
+
+
+@pytest.mark.parametrize("endpoint,with_site,without_site", [("pfs2", 4.1, 7.4), ("os_pp", 5.7, 21.1)])
+def test_moffitt_medians_not_used_in_the_fit(endpoint, with_site, without_site):
+    """Figures 3B/4B (baseline EMD or PMD) and 3D/4D (baseline PMD) were not calibration targets:
+    they follow from the model (PMD carries no risk of its own), within 15% of the published medians."""
+    df = pooled("moffitt_post_cart")
+    t, e = f"{endpoint}_months", f"{endpoint}_event"
+    site = (df["emd_baseline"] | df["pmd_baseline"]).to_numpy(bool)
+    assert km_median(df, t, e, site) == pytest.approx(with_site, rel=0.15)
+    assert km_median(df, t, e, ~site) == pytest.approx(without_site, rel=0.15)
+    pmd = df["pmd_baseline"].to_numpy(bool)  # "PMD ... was not significantly associated with worse survival"
+    assert 0.8 < km_median(df, t, e, pmd) / km_median(df, t, e, ~pmd) < 1.25
 
 
 def test_moffitt_first_salvage_classes():

@@ -251,3 +251,24 @@ def test_unreadable_time(tmp_path):
                      header=pet_header(RadiopharmaceuticalStartDateTime="yesterday 10h"))
     with pytest.raises(InputError, match="cannot read the DICOM date/time.*--injection-time"):
         to_suv(tmp_path)
+
+
+@pytest.mark.parametrize("start", ["20241231100000", "20250101113000"])
+def test_implausible_uptake_time(tmp_path, start):
+    # injected a day before the scan (wrong date) or after the scan
+    with pytest.raises(InputError, match="implausible uptake time.*expected 0-24 h"):
+        _suv(tmp_path, pet_header(RadiopharmaceuticalStartDateTime=start))
+
+
+def test_series_date_missing_uses_acquisition_date(tmp_path):
+    _, res = _suv(tmp_path, pet_header(SeriesDate=None, RadiopharmaceuticalStartDateTime=None))
+    assert res.factor * BQML == pytest.approx(_expected_bw(), rel=1e-9)
+
+
+def test_james_lbm_refused_when_not_positive():
+    from carpet.suv import normaliser
+
+    # 1.10·W − 128·(W/H)² ≤ 0 once W ≥ 1.10·H²/128: for H = 150 cm, W ≥ 193.4 kg
+    with pytest.raises(InputError, match="james LBM formula gives .*--lbm-formula janma"):
+        normaliser("lbm", 200.0, 150.0, "M", "james")
+    assert normaliser("lbm", 200.0, 150.0, "M", "janma")[0] > 0

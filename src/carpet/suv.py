@@ -27,7 +27,9 @@ Rules, in the order applied
    because the earliest acquisition time is wrong for multi-bed or cropped series — the manual's own
    DRO_3_2 fails with it — and back-computation needs only standard tags.)
 5. Injection time: RadiopharmaceuticalStartDateTime (0018,1078), else RadiopharmaceuticalStartTime
-   (0018,1072) on the series date, moved to the previous day when that would fall after the scan.
+   (0018,1072) on the scan date (SeriesDate, else AcquisitionDate, else StudyDate), moved to the
+   previous day when that would fall after the scan. An injection after the scan or more than 24 h
+   before it is refused (a wrong date, never a silently wrong decay factor).
 6. Dose (0018,1074) below 1e5 is taken as MBq (doses are ~1e2 MBq or ~1e8 Bq); weight (0010,1030)
    above 1000 as grams; height (0010,1020) above 3 as cm.
 7. Half-life: RadionuclideHalfLife (0018,1075), else from the RadionuclideCodeSequence (0054,0300).
@@ -39,6 +41,7 @@ and female normaliser is used, as the IBSI manual suggests.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -185,7 +188,11 @@ def normaliser(norm: str, weight_kg: float, height_cm: float | None, sex: str | 
         return ibw_kg(height_cm, sex) * 1000.0, "IBW Devine"
     if norm == "lbm":
         fn = {"janma": lbm_janmahasatian_kg, "james": lbm_james_kg}[lbm_formula]
-        return fn(weight_kg, height_cm, sex) * 1000.0, f"LBM {lbm_formula}"
+        lbm = fn(weight_kg, height_cm, sex)
+        if lbm <= 0:  # James's quadratic turns over in obesity (spec §5.1)
+            raise InputError(f"the {lbm_formula} LBM formula gives {lbm:.1f} kg for {weight_kg} kg, "
+                             f"{height_cm} cm", where="--lbm-formula", hint="use --lbm-formula janma")
+        return lbm * 1000.0, f"LBM {lbm_formula}"
     raise InputError(f"unknown SUV normalisation {norm!r}; expected one of {NORMS}", where="--norm")
 
 
@@ -231,10 +238,36 @@ def _datetime(value: Any) -> datetime | None:
         raise _unreadable(value) from None
 
 
+def _text(ds: Dataset, keyword: str) -> str | None:
+    """An attribute's text from the undecoded element (pydicom's DA/TM/DT decoding is slow per slice)."""
+    if keyword not in ds:
+        return None
+    value = ds.get_item(keyword).value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return (str(value).strip(" \x00") if value is not None else "") or None
+
+
+def _day(ds: Dataset) -> str | None:
+    """The scan date: SeriesDate, else AcquisitionDate, else StudyDate (never a made-up day)."""
+    return _text(ds, "SeriesDate") or _text(ds, "AcquisitionDate") or _text(ds, "StudyDate")
+
+
+def _series_datetime(ds: Dataset) -> datetime | None:
+    day = _day(ds)
+    return _dt(day, _text(ds, "SeriesTime")) if day else None
+
+
 def _acq_datetime(ds: Dataset) -> datetime | None:
-    if ds.get("AcquisitionDateTime"):
-        return _datetime(ds.AcquisitionDateTime)
-    return _dt(ds.get("AcquisitionDate") or ds.get("SeriesDate"), ds.get("AcquisitionTime"))
+    if dt := _text(ds, "AcquisitionDateTime"):
+        return _cached_datetime(dt)
+    day = _text(ds, "AcquisitionDate") or _day(ds)
+    return _cached_dt(day, _text(ds, "AcquisitionTime")) if day else None
+
+
+# Hundreds of slices share a handful of acquisition times: parse each distinct text once.
+_cached_dt = functools.lru_cache(maxsize=1024)(lambda date, time: _dt(date, time))
+_cached_datetime = functools.lru_cache(maxsize=1024)(lambda value: _datetime(value))
 
 
 def _ge_scan_datetime(ds: Dataset) -> datetime | None:
@@ -258,16 +291,20 @@ def _t_ave_s(lam: float, duration_s: float) -> float:
     return math.log(lt / -math.expm1(-lt)) / lam
 
 
-def _parse_time_override(value: str | datetime, scan: datetime) -> datetime:
+def _parse_time_override(value: str | datetime, scan: datetime | None) -> datetime:
     """``--injection-time``: an ISO date-time as given, or a time of day before the scan."""
     if isinstance(value, datetime):
         return value
     text = str(value).strip()
     for fmt in ("%H:%M:%S", "%H:%M", "%H%M%S", "%H%M"):
         try:
-            t = datetime.combine(scan.date(), datetime.strptime(text, fmt).time())
+            clock = datetime.strptime(text, fmt).time()
         except ValueError:
             continue
+        if scan is None:
+            raise InputError("the header has no scan date to place a time of day on; give "
+                             "--injection-time as an ISO date-time", where="--injection-time")
+        t = datetime.combine(scan.date(), clock)
         return t - timedelta(days=1) if t > scan else t  # injected before midnight
     try:
         return datetime.fromisoformat(text)
@@ -426,6 +463,7 @@ def suv_factor(headers: Dataset | Sequence[Dataset], norm: str = "bw", *, lbm_fo
     if decay == "START":
         t_ref, rule = _reference_time(slices, lam, tags)
         t_adm = _injection(ds, rp, injection_time, t_ref, tags)
+        _check_uptake(t_adm, t_ref, rule)
         f = base * math.exp(lam * (t_ref - t_adm).total_seconds())
         return SUVResult(factor=f, slice_factors=[f] * n,
                          formula=f"SUV{norm} = activity × {norm_name} / (dose × exp(−λ·(t_ref − t_inj)))",
@@ -441,6 +479,7 @@ def suv_factor(headers: Dataset | Sequence[Dataset], norm: str = "bw", *, lbm_fo
                 raise InputError(f"DecayCorrection NONE needs every slice's acquisition time and frame "
                                  f"duration; slice {k} lacks them",
                                  where="AcquisitionTime (0008,0032) / ActualFrameDuration (0018,1242)")
+            _check_uptake(t_adm, t_acq, f"AcquisitionTime of slice {k}")
             lt = lam * float(dur) / 1000.0
             factors.append(base * lt / -math.expm1(-lt)
                            * math.exp(lam * (t_acq - t_adm).total_seconds()))
@@ -491,15 +530,29 @@ def _half_life(rp: Dataset, override: float | None, tags: dict) -> tuple[float, 
     raise _missing("RadionuclideHalfLife", "the radionuclide half-life (and no known radionuclide code)")
 
 
+#: Longest injection-to-scan interval accepted (a day: beyond that a date is surely wrong).
+MAX_UPTAKE = timedelta(hours=24)
+
+
+def _check_uptake(t_adm: datetime, t_ref: datetime, rule: str) -> None:
+    """Refuse an injection after the scan or more than a day before it: a wrong date, not biology."""
+    delta = t_ref - t_adm
+    if delta < timedelta(0) or delta > MAX_UPTAKE:
+        raise InputError(f"implausible uptake time {delta.total_seconds() / 3600:.2f} h between the "
+                         f"injection ({t_adm.isoformat()}) and the scan ({t_ref.isoformat()}, {rule}); "
+                         "expected 0-24 h", where="RadiopharmaceuticalStartDateTime (0018,1078) / "
+                         "SeriesDate (0008,0021)", hint="check the dates, or give --injection-time")
+
+
 def _scan_start(slices: Sequence[Dataset]) -> datetime | None:
     times = [t for s in slices if (t := _acq_datetime(s)) is not None]
-    series = _dt(slices[0].get("SeriesDate"), slices[0].get("SeriesTime"))
+    series = _series_datetime(slices[0])
     return min(times) if times else series
 
 
 def _reference_time(slices: Sequence[Dataset], lam: float, tags: dict) -> tuple[datetime, str]:
     ds = slices[0]
-    series = _dt(ds.get("SeriesDate"), ds.get("SeriesTime"))
+    series = _series_datetime(ds)
     acq = [(t, s) for s in slices if (t := _acq_datetime(s)) is not None]
     earliest, first = min(acq, key=lambda x: x[0]) if acq else (None, None)
     tags["SeriesDate/SeriesTime (0008,0021/0031)"] = series.isoformat() if series else None
@@ -527,14 +580,17 @@ def _reference_time(slices: Sequence[Dataset], lam: float, tags: dict) -> tuple[
 def _injection(ds: Dataset, rp: Dataset, override: str | datetime | None, scan: datetime | None,
                tags: dict, required: bool = True) -> datetime | None:
     if override is not None:
-        return _parse_time_override(override, scan or _dt(ds.get("SeriesDate"), "235959.999")
-                                    or datetime(1900, 1, 1, 23, 59, 59))
+        return _parse_time_override(override, scan)
     if rp.get("RadiopharmaceuticalStartDateTime"):
         tags["RadiopharmaceuticalStartDateTime (0018,1078)"] = str(rp.RadiopharmaceuticalStartDateTime)
         return _datetime(rp.RadiopharmaceuticalStartDateTime)
     if rp.get("RadiopharmaceuticalStartTime"):
         tags["RadiopharmaceuticalStartTime (0018,1072)"] = str(rp.RadiopharmaceuticalStartTime)
-        t = _dt(ds.get("SeriesDate") or ds.get("AcquisitionDate"), rp.RadiopharmaceuticalStartTime)
+        if scan is None or _day(ds) is None:
+            raise InputError("RadiopharmaceuticalStartTime has no date and the header has no scan date",
+                             where="SeriesDate/AcquisitionDate (0008,0021/0022)",
+                             hint="give --injection-time as an ISO date-time")
+        t = _dt(_day(ds), rp.RadiopharmaceuticalStartTime)
         if scan is not None and t > scan:  # injected before midnight, scanned after
             t -= timedelta(days=1)
         return t

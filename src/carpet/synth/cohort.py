@@ -646,8 +646,6 @@ def _value(row, column: str, default):
     return row[column]
 
 
-
-
 def _pd_reference(before: np.ndarray) -> float:
     """The value a progression must rise from, whichever IMWG nadir mode the reader uses.
 
@@ -700,8 +698,8 @@ def _patient_labs(row: dict, rng: np.random.Generator) -> list[tuple]:
     records: list[tuple[int, str, Any, str]] = []
     all_days = np.concatenate([days, at_pd])
 
-    def ife(values, threshold):  # serum and urine immunofixation: negative only at the CR level
-        return [(d, f"{fluid}_ife", "negative" if v <= threshold else "positive", "")
+    def ife(values):  # serum and urine immunofixation: negative only once the M-protein / dFLC is 0 (CR)
+        return [(d, f"{fluid}_ife", "negative" if v <= 0 else "positive", "")
                 for fluid in ("serum", "urine") for d, v in zip(all_days, values)]
 
     if not non_secretory and heavy != "light_chain_only":
@@ -717,7 +715,7 @@ def _patient_labs(row: dict, rng: np.random.Generator) -> list[tuple]:
         u0 = rng.uniform(20.0, 150.0)
         urine = np.round(u0 * np.concatenate([level, [level[-1]] * len(at_pd)]))
         records += [(d, "urine_m_protein", v, "mg/24h") for d, v in zip(all_days, urine)]
-        records += ife(m, 0.0)
+        records += ife(m)
     elif not non_secretory:
         involved = row["involved_light_chain"]
         other = "lambda" if involved == "kappa" else "kappa"
@@ -728,7 +726,7 @@ def _patient_labs(row: dict, rng: np.random.Generator) -> list[tuple]:
             dflc = np.concatenate([dflc, _progression_pair(_pd_reference(dflc), 12.0) if by_labs else [dflc[-1]] * 2])
         records += [(d, f"{involved}_flc", np.round(uninvolved + v, 2), "mg/dL") for d, v in zip(all_days, dflc)]
         records += [(d, f"{other}_flc", uninvolved, "mg/dL") for d in all_days]
-        records += ife(dflc, 0.0)  # free light chains show on immunofixation until dFLC is 0
+        records += ife(dflc)
 
     records.append((BASELINE_DAY, "bm_plasma_cells", float(np.round(rng.uniform(10, 60), 1)), "%"))
     if response == "cr" and (pd_day is None or pd_day > DAY90):

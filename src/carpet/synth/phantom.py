@@ -102,10 +102,13 @@ class LesionSpec:
             object.__setattr__(self, "centre_mm", tuple(float(c) for c in self.centre_mm))
 
 
-#: Radius ranges (mm) of the generated lesions. Paramedullary lesions are big enough that their
+#: Radius ranges (mm) of the whole-body lesions. Paramedullary lesions are big enough that their
 #: soft-tissue part exceeds 1 mL (the provisional v_min_out of spec/clinical-rules.md §4.3).
 _DEFAULT_RADIUS_MM = {"intramedullary": (6.0, 8.0), "paramedullary": (10.0, 13.0),
                       "extramedullary": (7.0, 12.0), "abutting": (7.0, 10.0)}
+#: Radii (mm) of the small phantom's lesions; kept as first released, since other modules' tests
+#: are tuned on these phantoms (the paramedullary soft-tissue part is then about 1 mL).
+_SMALL_RADIUS_MM = {"intramedullary": 6.0, "paramedullary": 8.0, "extramedullary": 7.0, "abutting": 7.0}
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,7 @@ class PhantomSpec:
     def small(cls, seed: int = 0, **overrides: Any) -> "PhantomSpec":
         """A torso of 64×64×80 voxels at 4 mm with two lesions of each kind (fast tests)."""
         rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-        lesions = tuple(LesionSpec(kind, _DEFAULT_RADIUS_MM[kind][0], float(np.round(rng.uniform(5, 12), 2)))
+        lesions = tuple(LesionSpec(kind, _SMALL_RADIUS_MM[kind], float(np.round(rng.uniform(5, 12), 2)))
                         for kind in LESION_KINDS for _ in range(2))
         return cls(**{"pet_shape": (64, 64, 80), "lesions": lesions, "seed": seed, **overrides})
 
@@ -533,7 +536,8 @@ class _Placer:
         if lesion.kind == "extramedullary":
             code = {"liver": LIVER, "lung": LUNG, "soft_tissue": SOFT}[site]
             shapes = [shp for t, shp in self.anatomy.shapes if t == code]
-            c = self.rng.uniform(*shapes[self.rng.integers(len(shapes))].box())
+            shape = shapes[self.rng.integers(len(shapes))] if len(shapes) > 1 else shapes[0]
+            c = self.rng.uniform(*shape.box())
             if self.anatomy.bone_sdf(c)[0] < r + EMD_MIN_BONE_DISTANCE_MM:
                 return None
             if not np.all(self._tissues(_ball_points(c, r)) == code):
@@ -659,8 +663,10 @@ class Phantom:
 
 
 def _lesion_records(lesions: list[tuple[LesionSpec, np.ndarray, str]], labels: Volume,
-                    bone: np.ndarray) -> list[dict[str, Any]]:
-    """Per-lesion truth from the ideal label map (voxel counts, bone fraction, voxel centroid).
+                    bone: np.ndarray, anatomy: _Anatomy) -> list[dict[str, Any]]:
+    """Per-lesion truth from the ideal label map (voxel counts, bone fraction, voxel centroid) and
+    from the analytic geometry (``bone_distance_mm``: sphere surface to bone surface, 0 when they
+    touch or overlap).
 
     ``tlg`` is that of the ideal image (every lesion voxel at the lesion's SUV), in mL·SUV.
     """
@@ -684,7 +690,8 @@ def _lesion_records(lesions: list[tuple[LesionSpec, np.ndarray, str]], labels: V
                         "suv": lesion.suv, "gap_mm": lesion.gap_mm if lesion.kind == "abutting" else None,
                         "n_voxels": n, "volume_ml": n * voxel_ml, "tlg": n * voxel_ml * lesion.suv,
                         "centroid_mm": [float(c) for c in centroid],
-                        "bone_fraction": float(in_bone[lid] / n) if n else 0.0})
+                        "bone_fraction": float(in_bone[lid] / n) if n else 0.0,
+                        "bone_distance_mm": max(0.0, float(anatomy.bone_sdf(centre)[0]) - lesion.radius_mm)})
     return records
 
 
@@ -785,7 +792,7 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     if spec.physiological_uptake:
         organs.update(brain=tissue == BRAIN, bladder=tissue == BLADDER, kidneys=tissue == KIDNEY)
 
-    records = _lesion_records(lesions, pet_grid.volume(labels), organs["bone"])
+    records = _lesion_records(lesions, pet_grid.volume(labels), organs["bone"], anatomy)
     truth = {
         "grid": _grid_record(pet_grid),
         "ct_grid": _grid_record(ct_grid),
