@@ -197,3 +197,13 @@ def test_quantify_auto_exclude_records_what_was_removed():
     removed = on.summary["provenance"]["segmentation"]["auto_exclude"]["removed"]
     assert removed["region"] == "brain" and removed["volume_ml"] == pytest.approx(brain.sum() * 0.064)
     assert off.summary["provenance"]["segmentation"]["auto_exclude"] is None
+
+
+def test_pct41_default_seeds_ignore_background_noise_peaks():
+    a = np.full((30, 20, 20), 2.0, np.float32)             # liver-like background of SUV 2
+    a[5, 10, 10] = 2.6                                      # a noise peak above 2.5 but below 4
+    a[20:23, 9:12, 9:12] = 10.0                             # a lesion
+    lab = segment(a, SP, ["pct41"]).labels["pct41"]         # 0.41 × 10 = 4.1 > background
+    assert lab.max() == 1 and np.array_equal(np.argwhere(lab > 0), np.argwhere(a == 10.0))
+    grown = segment(a, SP, ["pct41"], params=SegmentParams(seed_suv=2.5)).labels["pct41"]
+    assert (grown > 0).sum() > 27                           # 41 % of 2.6 takes the background
