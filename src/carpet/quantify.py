@@ -269,7 +269,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     )
     methods_table = None
     if method == "all":
-        methods_table = pd.DataFrame(rows)
+        methods_table = pd.DataFrame(rows).astype({"n_lesions": "Int64"})  # skipped methods: empty
         summary["methods"] = {r["method"]: {k: r[k] for k in STUDY_KEYS} for r in rows}
         summary["provenance"]["thresholds_suv"] = thresholds
         summary["provenance"]["skipped"] = skipped
