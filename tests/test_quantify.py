@@ -125,6 +125,11 @@ def test_cli_min_volume_and_connectivity(study_files, tmp_path):
     res = _run(paths["pet"], "--min-volume-ml", smallest_ml + 0.01, "--connectivity", 6, "--out", tmp_path / "m")
     assert res.exit_code == 0, res.output
     assert len(pd.read_csv(tmp_path / "m" / "lesions.csv")) == 2
+    # balls of SUV 6, 8.5, 4.5: seeding pct41 at 5 leaves the 4.5 ball out
+    res = _run(paths["pet"], "--method", "pct41", "--seed-suv", 5, "--out", tmp_path / "s")
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_csv(tmp_path / "s" / "lesions.csv")) == 2
+    assert json.loads((tmp_path / "s" / "summary.json").read_text())["provenance"]["segmentation"]["seed_suv"] == 5
 
 
 @pytest.mark.parametrize("args,message", [
