@@ -207,7 +207,7 @@ def test_blur_conserves_activity_and_noise_keeps_truth(small):
     assert values.std() / values.mean() == pytest.approx(0.1, rel=0.15)
 
 
-def test_physiological_uptake_is_hot_and_excluded():
+def test_physiological_uptake_is_hot_and_excluded(tmp_path):
     ph = make_phantom(PhantomSpec.small(seed=2, physiological_uptake=True, psf_fwhm_mm=6.0))
     for name in ("bladder", "kidneys"):
         assert ph.organs[name].array.sum() > 20
@@ -218,6 +218,8 @@ def test_physiological_uptake_is_hot_and_excluded():
     components = cc3d.connected_components((raw.pet.array >= 4) & ~exclude, connectivity=26)
     assert components.max() == len(raw.truth["lesions"])
     assert not (exclude & (raw.lesion_labels.array > 0)).any()
+    written = read_nifti(ph.write_nifti(tmp_path)["exclude"])
+    assert written.same_grid(ph.pet) and np.array_equal(written.array > 0, exclude)
 
 
 def test_user_placed_lesion_counts_and_site():

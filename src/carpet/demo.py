@@ -91,7 +91,7 @@ def _imaging(state: dict) -> None:
     chosen = pet_patients.sort_values("mtv_ml")["patient_id"].iloc[:: max(1, len(pet_patients) // (3 if small else 6))]
     rows = []
     for pid in chosen:
-        phantom = make_phantom(cohort.phantom_spec(pid, small=True))
+        phantom = make_phantom(cohort.phantom_spec(pid, small=small))
         study_dir = out / "studies" / pid
         paths = phantom.write_nifti(study_dir / "input")
         result = run_quantify(paths["pet"], ct_path=paths["ct"], out_dir=study_dir / "quantify", method="suv4")
@@ -133,14 +133,15 @@ def _statistics(state: dict) -> None:
                 "prior_lines"], categorical=["sex", "ecog", "heavy_chain", "high_risk_cytogenetics", "product",
                 "refractory"])
     t1.to_csv(out / "table1_by_baseline_emd.csv")
-    report.table(t1.table, caption="Table 1 by baseline EMD (table1_by_baseline_emd.csv)")
+    report.table(t1.table, caption="Table 1 by baseline EMD (table1_by_baseline_emd.csv)", na_rep="")
 
     moffitt["status_baseline"] = _emd_pmd_state(moffitt["emd_baseline"], moffitt["pmd_baseline"])
     moffitt["status_progression"] = _emd_pmd_state(moffitt["emd_progression"], moffitt["pmd_progression"])
     order = ["None", "EMD", "PMD", "EMD+PMD"]
     tr = transitions(moffitt, "status_baseline", "status_progression", order=order)
     tr.table.to_csv(out / "transitions_emd_pmd.csv")
-    report.table(tr.table.reset_index(), caption=f"EMD/PMD status, baseline (rows) → progression (columns); "
+    shown = tr.table.rename_axis(index="baseline \\ progression", columns=None).reset_index()
+    report.table(shown, caption=f"EMD/PMD status, baseline (rows) → progression (columns); "
                  f"{tr.test.test} p = {tr.test.p_value:.3g}")
     report.figure(sankey_figure(tr.flows, order=order + ["Unknown"], title="EMD/PMD status"),
                   "Status transitions from CAR T infusion to progression.")

@@ -76,7 +76,7 @@ _FLAG = {"PatientWeight": "--weight-kg", "PatientSize": "--height-cm", "PatientS
          "RadionuclideHalfLife": "--half-life-s"}
 _TAG = {"PatientWeight": "0010,1030", "PatientSize": "0010,1020", "PatientSex": "0010,0040",
         "RadionuclideTotalDose": "0018,1074", "RadiopharmaceuticalStartTime": "0018,1072/0018,1078",
-        "RadionuclideHalfLife": "0018,1075", "Units": "0054,1001", "DecayCorrection": "0054,1102"}
+        "RadionuclideHalfLife": "0018,1075"}
 
 
 @dataclass
@@ -270,19 +270,39 @@ _cached_dt = functools.lru_cache(maxsize=1024)(lambda date, time: _dt(date, time
 _cached_datetime = functools.lru_cache(maxsize=1024)(lambda value: _datetime(value))
 
 
-def _ge_scan_datetime(ds: Dataset) -> datetime | None:
-    elem = ds.get((0x0009, 0x100D))
-    if elem is None or not elem.value:
-        return None
-    return _datetime(elem.value)
+_GE_PET = (0x0009, "GEMS_PETD_01")
+_PHILIPS_PET = (0x7053, "Philips PET Private Group")
 
 
-def _private_float(ds: Dataset, tag: tuple[int, int]) -> float | None:
-    elem = ds.get(tag)
+def _private_value(ds: Dataset, block: tuple[int, str], offset: int) -> str | None:
+    """A private attribute's text, found through its private creator (the usual ``xx10`` block when
+    the creator is missing, as in de-identified files and the IBSI DROs)."""
+    group, creator = block
+    try:
+        elem = ds.private_block(group, creator)[offset]
+    except KeyError:
+        # No such creator: use the usual block only if no other creator claims it.
+        elem = None if (group, 0x0010) in ds else ds.get((group, 0x1000 + offset))
     if elem is None or elem.value in (None, b"", ""):
         return None
     value = elem.value.decode("ascii", "ignore") if isinstance(elem.value, bytes) else elem.value
-    return float(str(value).strip().rstrip("\x00"))
+    return str(value).strip(" \x00") or None
+
+
+def _ge_scan_datetime(ds: Dataset) -> datetime | None:
+    value = _private_value(ds, _GE_PET, 0x0D)
+    return _datetime(value) if value else None
+
+
+def _private_float(ds: Dataset, block: tuple[int, str], offset: int, name: str) -> float | None:
+    value = _private_value(ds, block, offset)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"{name} {value!r} is not a number",
+                         where=f"({block[0]:04X},{0x1000 + offset:04X})") from None
 
 
 def _t_ave_s(lam: float, duration_s: float) -> float:
@@ -365,39 +385,9 @@ def suv_factor(headers: Dataset | Sequence[Dataset], norm: str = "bw", *, lbm_fo
         raise InputError(f"SUV needs a PET series, this one has modality {modality!r}",
                          where="Modality (0008,0060)")
 
-    # -- body size --------------------------------------------------------------------------
     suv_type = str(ds.get("SUVType", "") or "").strip().upper() or None
-    need_size = norm != "bw" or units == "CM2ML" or (units == "GML" and suv_type not in (None, "BW"))
-    if weight_kg is None:
-        w = ds.get("PatientWeight")
-        tags["PatientWeight (0010,1030)"] = None if w in (None, "") else float(w)
-        if w in (None, "") or float(w) <= 0:
-            raise _missing("PatientWeight", "the patient's weight")
-        weight_kg = float(w)
-        if weight_kg > 1000:
-            notes.append(f"PatientWeight {weight_kg} > 1000 taken as grams")
-            weight_kg /= 1000.0
-    if need_size:
-        if height_cm is None:
-            h = ds.get("PatientSize")
-            tags["PatientSize (0010,1020)"] = None if h in (None, "") else float(h)
-            if h in (None, "") or float(h) <= 0:
-                raise _missing("PatientSize", "the patient's height")
-            height_cm = float(h) * 100.0
-            if float(h) > 3:
-                notes.append(f"PatientSize {h} > 3 taken as cm")
-                height_cm = float(h)
-        if sex is None:
-            sex = str(ds.get("PatientSex", "") or "").strip().upper()
-            tags["PatientSex (0010,0040)"] = sex
-        sex = str(sex).strip().upper()
-        needs_sex = norm in ("lbm", "ibw") or (units == "GML" and suv_type not in (None, "BW", "BSA"))
-        if sex not in ("M", "F", "O") and needs_sex:
-            if "sex" in overrides:
-                raise InputError(f"sex must be M, F or O, got {sex!r}", where="--sex")
-            raise _missing("PatientSex", "the patient's sex (M, F or O)")
-        if sex == "O":
-            notes.append("sex 'O': mean of the male and female normalisers (IBSI manual)")
+    weight_kg, height_cm, sex = _body(ds, norm, units, suv_type, weight_kg, height_cm, sex,
+                                      tags, notes)
     norm_value, norm_name = normaliser(norm, weight_kg, height_cm, sex, lbm_formula)
 
     common = dict(norm=norm, units=units, lbm_formula=lbm_formula if norm == "lbm" else None,
@@ -415,8 +405,8 @@ def suv_factor(headers: Dataset | Sequence[Dataset], norm: str = "bw", *, lbm_fo
                          formula=f"SUV{norm} = stored SUV ({stored}, Units {units}) × {norm_name} / "
                                  f"{stored} normaliser", **common)
     if units == "CNTS":
-        suv_sf = _private_float(ds, (0x7053, 0x1000))
-        act_sf = _private_float(ds, (0x7053, 0x1009))
+        suv_sf = _private_float(ds, _PHILIPS_PET, 0x00, "Philips SUV scale factor")
+        act_sf = _private_float(ds, _PHILIPS_PET, 0x09, "Philips activity concentration scale factor")
         tags["Philips SUV scale factor (7053,1000)"] = suv_sf
         tags["Philips activity concentration scale factor (7053,1009)"] = act_sf
         if suv_sf:
@@ -439,11 +429,7 @@ def suv_factor(headers: Dataset | Sequence[Dataset], norm: str = "bw", *, lbm_fo
     if dose_mbq is not None:
         dose_bq = float(dose_mbq) * 1e6
     else:
-        d = rp.get("RadionuclideTotalDose")
-        tags["RadionuclideTotalDose (0018,1074)"] = None if d in (None, "") else float(d)
-        if d in (None, "") or float(d) <= 0:
-            raise _missing("RadionuclideTotalDose", "the injected dose")
-        dose_bq = float(d)
+        dose_bq = _header_number(rp, "RadionuclideTotalDose", "the injected dose", tags)
         if dose_bq < 1e5:
             notes.append(f"RadionuclideTotalDose {dose_bq} < 1e5 taken as MBq")
             dose_bq *= 1e6
@@ -490,6 +476,53 @@ def suv_factor(headers: Dataset | Sequence[Dataset], norm: str = "bw", *, lbm_fo
                          injection_time=t_adm.isoformat(), **common)
     raise InputError(f"DecayCorrection {decay or '(empty)'!r} is not one of START, ADMIN, NONE",
                      where="DecayCorrection (0054,1102)")
+
+
+def _header_number(ds: Dataset, keyword: str, what: str, tags: dict) -> float:
+    """A positive number from the header, or an error naming the tag and the flag that supplies it."""
+    value = None
+    try:
+        value = ds.get(keyword)  # pydicom itself raises on a malformed DS
+        number = float(value)
+        tags[f"{keyword} ({_TAG[keyword]})"] = number
+    except (TypeError, ValueError):
+        raise _missing(keyword, what) if value in (None, "") else InputError(
+            f"{what} {value!r} is not a number", where=f"{keyword} ({_TAG[keyword]})",
+            hint=f"supply it with {_FLAG[keyword]}") from None
+    if not number > 0:
+        raise _missing(keyword, what)
+    return number
+
+
+def _body(ds: Dataset, norm: str, units: str, suv_type: str | None, weight_kg: float | None,
+          height_cm: float | None, sex: str | None, tags: dict, notes: list) -> tuple:
+    """Weight (kg), height (cm) and sex from the overrides or the header, with unit fixes noted."""
+    if weight_kg is None:
+        weight_kg = _header_number(ds, "PatientWeight", "the patient's weight", tags)
+        if weight_kg > 1000:
+            notes.append(f"PatientWeight {weight_kg} > 1000 taken as grams")
+            weight_kg /= 1000.0
+    need_size = norm != "bw" or units == "CM2ML" or (units == "GML" and suv_type not in (None, "BW"))
+    if not need_size:
+        return weight_kg, height_cm, sex
+    if height_cm is None:
+        size = _header_number(ds, "PatientSize", "the patient's height", tags)
+        height_cm = size if size > 3 else size * 100.0
+        if size > 3:
+            notes.append(f"PatientSize {size} > 3 taken as cm")
+    from_header = sex is None
+    if from_header:
+        sex = str(ds.get("PatientSex", "") or "")
+        tags["PatientSex (0010,0040)"] = sex
+    sex = str(sex).strip().upper()
+    needs_sex = norm in ("lbm", "ibw") or (units == "GML" and suv_type not in (None, "BW", "BSA"))
+    if sex not in ("M", "F", "O") and needs_sex:
+        if not from_header:
+            raise InputError(f"sex must be M, F or O, got {sex!r}", where="--sex")
+        raise _missing("PatientSex", "the patient's sex (M, F or O)")
+    if sex == "O":
+        notes.append("sex 'O': mean of the male and female normalisers (IBSI manual)")
+    return weight_kg, height_cm, sex
 
 
 def _stored_normaliser(suv_type: str, weight_kg: float, height_cm: float | None, sex: str | None) -> float:

@@ -1,9 +1,9 @@
 """PET and CT DICOM series: discovery, grouping, geometric checks, pixel decoding, PET/CT pairing.
 
 pydicom parses the headers; the pixel data of uncompressed series (nearly all PET and CT exports) is
-decoded here with ``numpy.frombuffer`` in the same pass that reads the file, because pydicom's
-``pixel_array`` handler costs more than the file read itself on small slices. Compressed transfer
-syntaxes fall back to ``pixel_array``. No library does the geometric checks carpet wants to report
+decoded here with ``numpy.frombuffer`` in the same pass that reads the file: on 400 PET slices of
+200×200, ``pixel_array`` took 0.37 s and ``frombuffer`` 0.014 s, against 0.6-0.7 s for reading the
+files (measured here). Compressed transfer syntaxes fall back to ``pixel_array``. No library does the geometric checks carpet wants to report
 (uniform spacing, tilt, duplicates, each error naming the file and tag), so they are written here.
 
 Geometry follows :mod:`carpet.volume`: ``array[i, j, k]`` with ``i`` along the DICOM row direction

@@ -362,20 +362,26 @@ class _Anatomy:
     aorta_voi_mm: tuple[float, float, float]
 
     def tissue_at(self, x, y, z) -> np.ndarray:
-        """Tissue code at points (broadcastable coordinate arrays, mm)."""
+        """Tissue code at points: ``x``, ``y``, ``z`` are broadcastable coordinate arrays (mm).
+
+        For a grid pass open axes, shapes (n, 1, 1), (1, m, 1), (1, 1, l), each ascending: every
+        shape is then evaluated only inside its bounding box, which keeps whole-body grids fast.
+        """
         shape = np.broadcast_shapes(np.shape(x), np.shape(y), np.shape(z))
         out = np.full(shape, AIR, dtype=np.uint8)
-        zmin, zmax = float(np.min(z)), float(np.max(z))
+        coords = (np.asarray(x), np.asarray(y), np.asarray(z))
         for code, shp in self.shapes:
-            z0, z1 = shp.z_range
-            if z1 >= zmin and z0 <= zmax:
-                out[np.broadcast_to(shp.contains(x, y, z), shape)] = code
+            region = _box_region(coords, shape, *shp.box())
+            if region is not None:
+                sl, c = region
+                out[sl][shp.contains(*c)] = code
         for _, bone in self.bones:
-            z0, z1 = bone.z_range
-            if z1 >= zmin and z0 <= zmax:
-                d = np.broadcast_to(bone.sdf(x, y, z), shape)
-                out[d <= 0.0] = CORTEX
-                out[d <= -self.cortex_mm] = MARROW
+            region = _box_region(coords, shape, *bone.box())
+            if region is not None:
+                sl, c = region
+                d = np.broadcast_to(bone.sdf(*c), out[sl].shape)
+                out[sl][d <= 0.0] = CORTEX
+                out[sl][d <= -self.cortex_mm] = MARROW
         return out
 
     def bone_sdf(self, points: np.ndarray, site: str | None = None) -> np.ndarray:
@@ -383,6 +389,27 @@ class _Anatomy:
         pts = np.atleast_2d(points)
         return np.min([b.sdf(pts[:, 0], pts[:, 1], pts[:, 2]) for s, b in self.bones
                        if site is None or s == site], axis=0)
+
+
+def _box_region(coords: tuple[np.ndarray, ...], shape: tuple[int, ...], lo: np.ndarray, hi: np.ndarray):
+    """Where a bounding box [lo, hi] meets the points: ``(slices into the output, coordinates there)``,
+    or None when it misses them. Open grid axes are cut to the box; other point sets are kept whole."""
+    open_axes = len(shape) == 3 and all(c.ndim == 3 and c.shape[a] == c.size for a, c in enumerate(coords))
+    if not open_axes:
+        if any(c.size and (c.max() < l or c.min() > h) for c, l, h in zip(coords, lo, hi)):
+            return None
+        return (Ellipsis,), tuple(np.broadcast_arrays(*coords))
+    slices, cut = [], []
+    for a, (c, l, h) in enumerate(zip(coords, lo, hi)):
+        axis = c.ravel()
+        i0, i1 = np.searchsorted(axis, l, side="left"), np.searchsorted(axis, h, side="right")
+        if i0 >= i1:
+            return None
+        slices.append(slice(i0, i1))
+        index = [slice(None)] * 3
+        index[a] = slice(i0, i1)
+        cut.append(c[tuple(index)])
+    return tuple(slices), tuple(cut)
 
 
 def _build_anatomy(pet: _Grid, spec: PhantomSpec) -> _Anatomy:
