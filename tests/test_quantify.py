@@ -256,3 +256,34 @@ def test_study_without_lesions(tmp_path):
     assert summary["suv_max"] is None
     table = pd.read_csv(tmp_path / "o" / "lesions.csv")
     assert len(table) == 0 and set(LESION_CONTRACT) <= set(table.columns)
+
+
+def test_liver_methods_use_the_reference_region(monkeypatch):
+    """percist/liver3sd through the pipeline, with a stand-in for carpet.anatomy.liver_reference."""
+    from types import SimpleNamespace
+
+    import carpet.quantify as q
+    from carpet.errors import InputError
+
+    calls = []
+
+    def fake_reference(pet, ct=None, centre_mm=None, diameter_mm=30.0, usable=True):
+        calls.append((centre_mm, diameter_mm))
+        return SimpleNamespace(mean=1.6, sd=0.25, n_voxels=400, provenance={"fake": True}, usable=usable,
+                               reason="" if usable else "implausible liver SUV")
+
+    real_optional = q._optional
+    monkeypatch.setattr(q, "_optional", lambda m, n: fake_reference if n == "liver_reference"
+                        else real_optional(m, n))
+    a = np.full((12, 5, 5), 1.0, np.float32)
+    a[2, 2, 2], a[6, 2, 2], a[10, 2, 2] = 2.9 - 1e-4, 2.9, 3.35   # percist 2.9, liver3sd 2.35
+    pet = Volume(a, (4.0, 4.0, 4.0))
+    res = quantify_study(pet, method="percist", liver_voi="10,20,30,25")
+    assert calls[-1] == ((10.0, 20.0, 30.0), 25.0)
+    assert res.summary["n_lesions"] == 2 and res.summary["provenance"]["thresholds_suv"] == pytest.approx(2.9)
+    assert res.summary["provenance"]["liver_reference"]["mean"] == 1.6
+    res = quantify_study(pet, method="liver3sd", liver_voi="10,20,30")
+    assert res.summary["n_lesions"] == 3 and calls[-1][1] == 30.0
+    monkeypatch.setattr(q, "_optional", lambda m, n: (lambda *a, **k: fake_reference(*a, **k, usable=False)))
+    with pytest.raises(InputError, match="not usable"):
+        quantify_study(pet, method="percist", liver_voi="10,20,30")

@@ -114,6 +114,9 @@ def liver_reference_from_voi(pet: Volume, ct: Volume | None, centre_mm=None,
         raise InputError("needs a liver reference: give --liver-voi x,y,z[,diameter_mm] "
                          "(LPS mm) or a CT (--ct) for the automatic liver VOI")
     region = ref(pet, ct=ct, centre_mm=centre_mm, diameter_mm=diameter_mm)
+    if not getattr(region, "usable", True):
+        raise InputError(f"the liver reference is not usable: {getattr(region, 'reason', '')}",
+                         hint="place it with --liver-voi x,y,z[,diameter_mm] (LPS mm)")
     return region
 
 
@@ -215,14 +218,15 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                 params = _with_liver(params, region.mean, region.sd)
                 liver_info = {"mean": float(region.mean), "sd": float(region.sd),
                               "n_voxels": int(region.n_voxels), "provenance": region.provenance}
-            except (InputError, NotYetAvailable):
+            except (InputError, NotYetAvailable) as exc:
                 if method != "all":
                     raise
+                notes.append(f"percist and liver3sd skipped: {exc}")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             seg = segment(suv, pet.spacing, methods, params=params, exclude=excl, seeds=user,
                           skip_unavailable=(method == "all"))
-        notes = sorted({str(w.message) for w in caught})
+        notes += sorted({str(w.message) for w in caught})
         seg_labels, thresholds, skipped = seg.labels, seg.thresholds, seg.skipped
 
     rows, tables = [], {}
