@@ -134,8 +134,11 @@ def test_empty_and_gapped_labels():
                                        ("chebyshev", lambda d: np.abs(d).max())])
 def test_max_pairwise_distance_hull_equals_brute_force(metric, fn):
     rng = np.random.default_rng(1)
+    t = rng.normal(size=(40, 1))
     for pts in (rng.normal(size=(300, 3)) * [50, 30, 80],
-                np.column_stack([rng.normal(size=(50, 2)), np.zeros(50)])):  # coplanar
+                np.column_stack([rng.normal(size=(50, 2)), np.zeros(50)]),  # coplanar (one slice)
+                np.column_stack([rng.normal(size=(50, 2)), np.zeros(50)]) @ [[1, 0, 1], [0, 2, 1], [0, 0, 0]],
+                np.hstack([t, 2 * t, -t]) + 5.0):                          # collinear
         truth = max(fn(a - b) for a, b in itertools.combinations(pts, 2))
         assert max_pairwise_distance(pts, metric) == pytest.approx(truth, rel=1e-12)
 
