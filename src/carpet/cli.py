@@ -74,11 +74,15 @@ def quantify(
                                "With --lesions: none (measure the mask) or pct41/a50p (seeded by it)."),
     connectivity: int = typer.Option(26, "--connectivity", help="Lesion connectivity: 6, 18 or 26."),
     min_volume_ml: float = typer.Option(0.0, "--min-volume-ml", help="Drop lesions smaller than this (mL)."),
+    seed_suv: float = typer.Option(4.0, "--seed-suv", help="Detection threshold seeding pct41/a50p lesions (SUV)."),
     liver_voi: Optional[str] = typer.Option(None, "--liver-voi",
                                             help="Liver VOI centre x,y,z[,diameter_mm] (LPS mm) for percist/liver3sd."),
     height_cm: Optional[float] = typer.Option(None, "--height-cm", help="Patient height (cm), for SDmax."),
     weight_kg: Optional[float] = typer.Option(None, "--weight-kg", help="Patient weight (kg), for SDmax."),
-    auto_exclude: bool = typer.Option(False, "--auto-exclude", help="Automatic physiological-uptake removal."),
+    auto_exclude: bool = typer.Option(
+        False, "--auto-exclude",
+        help="Also remove the brain (conservative rule: a component ≥ 500 mL in the top 30 cm); other organs "
+             "need --exclude."),
     out: Path = typer.Option(Path("carpet-quantify"), "--out", help="Output folder."),
 ) -> None:
     """Segment and measure lesions: writes lesions.csv, summary.json and lesions.nii.gz in OUT."""
@@ -88,7 +92,8 @@ def quantify(
     result = run_quantify(pet, out_dir=out, ct_path=ct, lesions_path=lesions, exclude_path=exclude,
                           method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
                           auto_exclude=auto_exclude,
-                          params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml))
+                          params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml,
+                                               seed_suv=seed_suv))
     s = result.summary
     for note in s["provenance"].get("warnings", []):
         err.print(f"[yellow]warning:[/] {note}", highlight=False)
