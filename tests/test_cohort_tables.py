@@ -177,13 +177,16 @@ def test_unknown_patient(tmp_path):
 
 
 def test_imaging_table_from_quantify_outputs(tmp_path):
-    path = _write(tmp_path, "imaging.csv", "patient_id,study_date,method,mtv_ml,suv_max,n_lesions\n"
-                                           "P1,2024-01-05,suv4,54.3,12.5,3\nP1,2024-01-05,suv4,10,3,1.5\n")
+    path = _write(tmp_path, "imaging.csv", "study_id,patient_id,study_date,method,mtv_ml,suv_max,n_lesions\n"
+                                           "S1,P1,2024-01-05,suv4,54.3,12.5,3\nS1,P1,2024-01-05,suv4,10,3,1.5\n")
     with pytest.raises(InputError) as exc:
         read_imaging(path)
-    assert sorted(_problems(exc)) == [(3, "n_lesions"), (3, "patient_id, study_date")]
-    ok = read_imaging(_write(tmp_path, "ok.csv", "patient_id,study_date,mtv_ml\nP1,2024-01-05,54.3\n"))
+    assert sorted(_problems(exc)) == [(3, "n_lesions"), (3, "study_id")]
+    # batch writes study_id only; patient_id and study_date are optional links
+    ok = read_imaging(_write(tmp_path, "ok.csv", "study_id,mtv_ml\nS1,54.3\n"))
     assert ok["mtv_ml"].iloc[0] == 54.3
+    with pytest.raises(InputError, match="study_id"):
+        read_imaging(_write(tmp_path, "no_id.csv", "patient_id,mtv_ml\nP1,54.3\n"))
 
 
 def test_describe_schema():

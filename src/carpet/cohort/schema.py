@@ -193,17 +193,17 @@ THERAPIES = TableSchema(
 IMAGING = TableSchema(
     "imaging",
     (
-        Column("patient_id", "id", required=True),
-        Column("study_date", "date", required=True),
-        Column("study_id", "text"),
+        Column("study_id", "id", required=True),
+        Column("patient_id", "id", doc="links the study to the patients table (batch --studies adds it)"),
+        Column("study_date", "date"),
         Column("method", "text", doc="segmentation method of carpet quantify"),
         _num("mtv_ml", "metabolic tumour volume (mL)"), _num("tlg", "total lesion glycolysis (mL*SUV)"),
         _num("suv_max", "SUVmax"), _num("dmax_mm", "largest distance between lesions (mm)"),
         Column("n_lesions", "int", min_value=0), Column("n_bone", "int", min_value=0),
         Column("n_paramedullary", "int", min_value=0), Column("n_extramedullary", "int", min_value=0),
     ),
-    unique=("patient_id", "study_date"),
-    doc="One row per PET/CT study, from carpet quantify / batch outputs.",
+    unique=("study_id",),
+    doc="One row per PET/CT study, from carpet quantify / batch outputs (key: study_id, as batch writes it).",
 )
 
 # --------------------------------------------------------------------------------------------------------------
