@@ -45,6 +45,7 @@ attempted: the region is returned unusable with that reason.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,16 +212,21 @@ def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams
     mask = _fill_holes_slicewise(mask, _axial_axis(ct))
     prov = provenance(method="ct_bone_mask", **params.as_dict(),
                       grid="ct" if reference is None or ct.same_grid(reference) else "reference")
-    grid = ct
-    if reference is not None and not ct.same_grid(reference):
-        frac = resample_to(ct.with_array(mask.astype(np.float32)), reference, interpolation="linear",
+    return _mask_volume(mask, ct, reference, prov)
+
+
+def _mask_volume(mask: np.ndarray, grid: Volume, reference: Volume | None, prov: dict) -> Volume:
+    """``mask`` (on ``grid``) as a boolean Volume on ``reference``'s grid: a voxel is in when the linearly
+    resampled 0/1 mask is ≥ 0.5 there (mostly inside); voxels outside ``grid`` are out."""
+    if reference is not None and not grid.same_grid(reference):
+        frac = resample_to(grid.with_array(mask.astype(np.float32)), reference, interpolation="linear",
                            default_value=0.0)
         grid, mask = reference, frac.array >= 0.5
     return Volume(mask, grid.spacing, grid.origin, grid.direction, {"provenance": prov, "modality": "mask"})
 
 
 def marrow_mask(bone: Volume, ct: Volume | None = None, *, cortex_mm: float = BoneParams.cortex_mm,
-                hu_cortex: float = 600.0) -> Volume:
+                hu_cortex: float = 600.0, reference: Volume | None = None) -> Volume:
     """Bone interior without the cortex.
 
     The solid bone mask eroded by ``cortex_mm`` (distance from the bone surface > ``cortex_mm``); with ``ct``,
@@ -238,6 +244,9 @@ def marrow_mask(bone: Volume, ct: Volume | None = None, *, cortex_mm: float = Bo
         Cortical thickness to remove (mm).
     hu_cortex : float
         HU from which a voxel is compact (cortical) bone.
+    reference : Volume, optional
+        Grid to return the mask on (e.g. the PET); computed on ``bone``'s grid (give the CT-grid bone mask)
+        and resampled by majority, as in :func:`bone_mask`.
     """
     inner = _erode_mm(np.asarray(bone.array, bool), cortex_mm, bone.spacing)
     if ct is not None:
@@ -245,7 +254,7 @@ def marrow_mask(bone: Volume, ct: Volume | None = None, *, cortex_mm: float = Bo
                          default_value=AIR_HU).array
         inner &= hu < hu_cortex
     prov = provenance(method="marrow_erosion", cortex_mm=cortex_mm, hu_cortex=None if ct is None else hu_cortex)
-    return Volume(inner, bone.spacing, bone.origin, bone.direction, {"provenance": prov, "modality": "mask"})
+    return _mask_volume(inner, bone, reference, prov)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -354,10 +363,14 @@ class _CtOnPet:
     body: np.ndarray
     lungs: np.ndarray
     bone: np.ndarray
+    marrow: np.ndarray
     xyz: np.ndarray
 
     @classmethod
+    @functools.lru_cache(maxsize=1)
     def build(cls, pet: Volume, ct: Volume, params: BoneParams) -> "_CtOnPet":
+        """Cached for the last (pet, ct, params): the liver, blood-pool and marrow readers of one study share
+        it. Volumes hash by identity, so a new or modified volume is never served stale facts."""
         hu_vol = resample_to(ct.with_array(np.asarray(ct.array, np.float32)), pet, interpolation="linear",
                              default_value=AIR_HU)
         hu = _denoise_ct(hu_vol, params.smooth_mm)
@@ -367,8 +380,10 @@ class _CtOnPet:
         air = body & ~tissue
         # Air inside the body contour that is not bowel-sized speckle: lungs are large.
         lungs = _remove_small(air, int(np.ceil(50.0 / pet.voxel_volume_ml)))
-        bone = np.asarray(bone_mask(ct, reference=pet, params=params).array, bool)
-        return cls(hu=hu, body=body, lungs=lungs, bone=bone, xyz=_voxel_coords_mm(pet))
+        bone_ct = bone_mask(ct, params=params)
+        bone = np.asarray(_mask_volume(bone_ct.array, bone_ct, pet, {}).array, bool)
+        marrow = np.asarray(marrow_mask(bone_ct, ct, cortex_mm=params.cortex_mm, reference=pet).array, bool)
+        return cls(hu=hu, body=body, lungs=lungs, bone=bone, marrow=marrow, xyz=_voxel_coords_mm(pet))
 
 
 def _ball_kernel(spacing, diameter_mm: float) -> np.ndarray:
@@ -380,14 +395,27 @@ def _ball_kernel(spacing, diameter_mm: float) -> np.ndarray:
     return ball / ball.sum()
 
 
+def _fft_filter(arr: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Correlation with a symmetric kernel, zero outside the array, output the shape of ``arr`` (FFT).
+
+    ``scipy.fft`` directly: ``scipy.signal.fftconvolve`` does the same but importing ``scipy.signal`` costs
+    seconds.
+    """
+    from scipy import fft
+
+    shape = [a + k - 1 for a, k in zip(arr.shape, kernel.shape)]
+    shape = [fft.next_fast_len(n, real=True) for n in shape]
+    out = fft.irfftn(fft.rfftn(arr, shape) * fft.rfftn(kernel, shape), shape)
+    start = [(k - 1) // 2 for k in kernel.shape]
+    return out[tuple(slice(s0, s0 + a) for s0, a in zip(start, arr.shape))]
+
+
 def _local_mean_cov(pet: np.ndarray, spacing, diameter_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Mean and coefficient of variation of the PET in a ball around every voxel (FFT convolution)."""
-    from scipy.signal import fftconvolve
-
     k = _ball_kernel(spacing, diameter_mm)
     p = np.asarray(pet, np.float32)
-    mean = fftconvolve(p, k, mode="same")
-    sq = fftconvolve(p * p, k, mode="same")
+    mean = _fft_filter(p, k)
+    sq = _fft_filter(p * p, k)
     sd = np.sqrt(np.clip(sq - mean * mean, 0.0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         cov = np.where(mean > 0, sd / mean, np.inf)
@@ -565,12 +593,13 @@ def marrow_reference(pet: Volume, ct: Volume | None = None, *, marrow: Volume | 
     """Diffuse marrow uptake in the spine (IMPeTUs "BM"), lesions excluded.
 
     The spine is approximated by the marrow within ``spine_halfwidth_mm`` of the body's left-right mid-line
-    (vertebrae and sacrum); focal lesions dilated by ``lesion_margin_mm`` are removed so the statistics describe
-    the background marrow. Give ``marrow`` (a spine/pelvis marrow mask, e.g. from a skeleton segmentation) to
+    (vertebrae and sacrum), kept ``edge_margin_mm`` (default 1.5 PET voxels) inside the cortex against partial
+    volume; focal lesions dilated by ``lesion_margin_mm`` are removed so the statistics describe the
+    background marrow. Give ``marrow`` (a spine/pelvis marrow mask, e.g. from a skeleton segmentation) to
     override. Report ``median`` or ``mean`` as the diffuse marrow uptake.
     """
     if edge_margin_mm is None:
-        edge_margin_mm = max(pet.spacing)
+        edge_margin_mm = 1.5 * max(pet.spacing)
     prov = provenance(method="spine_marrow", spine_halfwidth_mm=spine_halfwidth_mm, edge_margin_mm=edge_margin_mm,
                       lesion_margin_mm=lesion_margin_mm, cortex_mm=bone_params.cortex_mm)
     if marrow is not None:
@@ -579,9 +608,8 @@ def marrow_reference(pet: Volume, ct: Volume | None = None, *, marrow: Volume | 
         reason = ""
     elif ct is not None:
         ctp = _CtOnPet.build(pet, ct, bone_params)
-        m = np.asarray(marrow_mask(pet.with_array(ctp.bone), pet.with_array(ctp.hu),
-                                   cortex_mm=bone_params.cortex_mm).array, bool)
-        # One PET voxel off the cortex: partial volume with the (cold) compact bone.
+        m = ctp.marrow
+        # 1.5 PET voxels off the cortex: partial volume with the (cold) compact bone under the PSF.
         m = _erode_mm(m, edge_margin_mm, pet.spacing)
         x_mid = ctp.xyz[..., 0][ctp.body].mean() if ctp.body.any() else 0.0
         m &= np.abs(ctp.xyz[..., 0] - x_mid) <= spine_halfwidth_mm
