@@ -182,7 +182,8 @@ def test_same_seed_same_phantom_other_seed_other_lesions():
     c = make_phantom(PhantomSpec.small(seed=8))
     assert np.array_equal(a.pet.array, b.pet.array) and np.array_equal(a.ct.array, b.ct.array)
     assert a.truth["lesions"] == b.truth["lesions"]
-    assert [les["centre_mm"] for les in a.truth["lesions"]] != [les["centre_mm"] for les in c.truth["lesions"]]
+    centres = lambda ph: [les["centre_mm"] for les in ph.truth["lesions"]]  # noqa: E731
+    assert centres(a) != centres(c)
 
 
 def test_blur_conserves_activity_and_noise_keeps_truth(small):
@@ -219,8 +220,9 @@ def test_user_placed_lesion_counts_and_site():
     ph0 = make_phantom(PhantomSpec.small(seed=0, lesions=[]))
     liver_pts = voxel_centres(ph0.pet, ndimage.binary_erosion(ph0.organs["liver"].array, iterations=4))
     centre = tuple(liver_pts[len(liver_pts) // 2] + 0.3)
-    ph = make_phantom(PhantomSpec.small(seed=0, lesions=[LesionSpec("extramedullary", 8.0, 9.0, centre_mm=centre),
-                                                         LesionSpec("intramedullary", 6.0, 7.0)]))
+    lesions = [LesionSpec("extramedullary", 8.0, 9.0, centre_mm=centre),
+               LesionSpec("intramedullary", 6.0, 7.0)]
+    ph = make_phantom(PhantomSpec.small(seed=0, lesions=lesions))
     les = ph.truth["lesions"][0]
     assert les["site"] == "liver" and les["centre_mm"] == pytest.approx(centre)
     assert les["n_voxels"] == lattice_count(ph.pet.origin, ph.pet.spacing, ph.pet.shape, centre, 8.0)
@@ -261,3 +263,46 @@ def test_whole_body_default_size_and_lesions():
     assert np.unique(ph.lesion_labels.array).size == 31
     components = cc3d.connected_components(ph.pet.array >= 4.0, connectivity=26)
     assert components.max() == 30
+    labels, bone = ph.lesion_labels.array, ph.organs["bone"].array
+    fraction = {les["id"]: bone[labels == les["id"]].mean() for les in ph.truth["lesions"]}
+    for les in ph.truth["lesions"]:
+        assert les["bone_fraction"] == pytest.approx(fraction[les["id"]])
+        low, high = {"intramedullary": (1, 1), "paramedullary": (0.3, 0.7)}.get(les["kind"], (0, 0))
+        assert low <= fraction[les["id"]] <= high, les
+    assert "femur" in {les["site"] for les in ph.truth["lesions"]}
+
+
+def test_truth_centroids_and_patient_totals(small):
+    records = small.truth["lesions"]
+    labels = small.lesion_labels.array
+    centroids = []
+    for les in records:
+        pts = voxel_centres(small.pet, labels == les["id"])
+        assert les["centroid_mm"] == pytest.approx(pts.mean(axis=0).tolist())
+        assert les["tlg"] == pytest.approx(small.pet.array[labels == les["id"]].sum() * 0.064, rel=1e-6)
+        centroids.append(pts.mean(axis=0))
+    dmax = max(math.dist(a, b) for a in centroids for b in centroids)
+    summary = small.truth["summary"]
+    assert summary["dmax_mm"] == pytest.approx(dmax)
+    assert summary["n_lesions"] == 8 and summary["n_paramedullary"] == 2
+    assert summary["mtv_ml"] == pytest.approx((labels > 0).sum() * 0.064)
+    assert summary["suv_max"] == pytest.approx(small.pet.array.max())
+
+
+def test_bad_patient_and_placement_inputs_are_input_errors():
+    with pytest.raises(InputError, match="weight_kg"):
+        PhantomSpec.small(weight_kg=0)
+    with pytest.raises(InputError, match="injection_time"):
+        PhantomSpec.small(injection_time="9:00")
+    with pytest.raises(InputError, match="no femur"):
+        make_phantom(PhantomSpec.small(lesions=[LesionSpec("intramedullary", 6.0, 6.0, site="femur")]))
+    with pytest.raises(InputError, match="field of view"):
+        outside = LesionSpec("extramedullary", 8.0, 6.0, centre_mm=(0, 0, 1000))
+        make_phantom(PhantomSpec.small(lesions=[outside]))
+
+
+def test_paramedullary_soft_tissue_part_exceeds_one_ml(small):
+    # So that the provisional rule of spec/clinical-rules.md §4.3 (V_out >= 1 mL) can call them paraskeletal.
+    for les in small.truth["lesions"]:
+        if les["kind"] == "paramedullary":
+            assert (1 - les["bone_fraction"]) * les["volume_ml"] >= 1.0

@@ -102,7 +102,8 @@ def test_series_share_study_and_frame_of_reference(written):
     pet, ct = read_series(paths["pet_dir"]), read_series(paths["ct_dir"])
     assert {ds.StudyInstanceUID for ds in pet + ct} == {pet[0].StudyInstanceUID}
     assert {ds.FrameOfReferenceUID for ds in pet + ct} == {pet[0].FrameOfReferenceUID}
-    assert len({ds.SeriesInstanceUID for ds in pet}) == 1 and pet[0].SeriesInstanceUID != ct[0].SeriesInstanceUID
+    assert len({ds.SeriesInstanceUID for ds in pet}) == 1
+    assert pet[0].SeriesInstanceUID != ct[0].SeriesInstanceUID
     instance_uids = [ds.SOPInstanceUID for ds in pet + ct]
     assert len(set(instance_uids)) == len(instance_uids)
     assert all(uid.is_valid for uid in instance_uids)

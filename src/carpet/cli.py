@@ -69,11 +69,31 @@ def quantify(
     ct: Optional[Path] = typer.Option(None, "--ct", help="CT (DICOM folder or NIfTI), any grid; enables lesion sites."),
     lesions: Optional[Path] = typer.Option(None, "--lesions", help="Lesion mask to measure instead of thresholding."),
     exclude: Optional[Path] = typer.Option(None, "--exclude", help="Mask of physiological uptake to remove."),
-    method: str = typer.Option("suv4", "--method", help="suv4, suv2.5, pct41, a50p, percist, liver3sd, mv2, mv3."),
+    method: Optional[str] = typer.Option(
+        None, "--method", help="suv4 (default), suv2.5, pct41, a50p, percist, liver3sd, mv2, mv3, or all. "
+                               "With --lesions: none (measure the mask) or pct41/a50p (seeded by it)."),
+    connectivity: int = typer.Option(26, "--connectivity", help="Lesion connectivity: 6, 18 or 26."),
+    min_volume_ml: float = typer.Option(0.0, "--min-volume-ml", help="Drop lesions smaller than this (mL)."),
+    liver_voi: Optional[str] = typer.Option(None, "--liver-voi",
+                                            help="Liver VOI centre x,y,z[,diameter_mm] (LPS mm) for percist/liver3sd."),
+    height_cm: Optional[float] = typer.Option(None, "--height-cm", help="Patient height (cm), for SDmax."),
+    weight_kg: Optional[float] = typer.Option(None, "--weight-kg", help="Patient weight (kg), for SDmax."),
+    auto_exclude: bool = typer.Option(False, "--auto-exclude", help="Automatic physiological-uptake removal."),
     out: Path = typer.Option(Path("carpet-quantify"), "--out", help="Output folder."),
 ) -> None:
     """Segment and measure lesions: writes lesions.csv, summary.json and lesions.nii.gz in OUT."""
-    raise NotYetAvailable("'carpet quantify' lands with the segmentation issue (#4).")
+    from carpet.quantify import run_quantify
+    from carpet.segment import SegmentParams
+
+    result = run_quantify(pet, out_dir=out, ct_path=ct, lesions_path=lesions, exclude_path=exclude,
+                          method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
+                          auto_exclude=auto_exclude,
+                          params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml))
+    s = result.summary
+    for note in s["provenance"].get("warnings", []):
+        err.print(f"[yellow]warning:[/] {note}", highlight=False)
+    typer.echo(f"{s['method']}: {s['n_lesions']} lesions, MTV {s['mtv_ml']:.2f} mL, TLG {s['tlg']:.1f}, "
+               f"Dmax {s['dmax_mm']:.1f} mm -> {out}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,9 +105,38 @@ def suv(
     dicom_dir: Path = typer.Argument(..., help="Folder holding one PET DICOM series."),
     out: Path = typer.Option(..., "--out", help="Output NIfTI file for the SUV volume."),
     json_out: bool = typer.Option(False, "--json", help="Print the SUV factor and its provenance as JSON."),
+    norm: str = typer.Option("bw", "--norm", help="bw, lbm, bsa or ibw."),
+    lbm_formula: str = typer.Option("janma", "--lbm-formula", help="janma (Janmahasatian) or james."),
+    weight_kg: Optional[float] = typer.Option(None, "--weight-kg", help="Patient weight (kg), overrides (0010,1030)."),
+    height_cm: Optional[float] = typer.Option(None, "--height-cm", help="Patient height (cm), overrides (0010,1020)."),
+    sex: Optional[str] = typer.Option(None, "--sex", help="M, F or O, overrides (0010,0040)."),
+    dose_mbq: Optional[float] = typer.Option(None, "--dose-mbq", help="Injected dose (MBq), overrides (0018,1074)."),
+    injection_time: Optional[str] = typer.Option(None, "--injection-time",
+                                                 help="HH:MM[:SS] or ISO date-time, overrides (0018,1072/1078)."),
+    half_life_s: Optional[float] = typer.Option(None, "--half-life-s", help="Half-life (s), overrides (0018,1075)."),
 ) -> None:
-    """Convert a PET DICOM series to SUV (QIBA vendor-neutral rules) and write it as NIfTI."""
-    raise NotYetAvailable("'carpet suv' lands with the SUV issue (#3).")
+    """Convert a PET DICOM series to SUV (QIBA vendor-neutral rules) and write it as NIfTI.
+
+    The conversion record (factor, rule, tags used, overrides) is also written next to OUT as .json.
+    """
+    import json
+
+    from carpet.io.nifti import write_nifti
+    from carpet.suv import to_suv
+
+    volume, result = to_suv(dicom_dir, norm, lbm_formula=lbm_formula, weight_kg=weight_kg,
+                            height_cm=height_cm, sex=sex, dose_mbq=dose_mbq,
+                            injection_time=injection_time, half_life_s=half_life_s)
+    write_nifti(volume, out)
+    record = json.dumps(result.to_dict(), indent=2, default=str)
+    side = out.with_name(out.name.removesuffix(".gz").removesuffix(".nii") + ".json")
+    side.write_text(record)
+    if json_out:
+        typer.echo(record)
+    else:
+        factor = f"{result.factor:.6g}" if result.factor is not None else "per slice"
+        typer.echo(f"SUV{norm} written to {out} (factor {factor}; {result.formula}; "
+                   f"reference time: {result.reference_time_rule or 'not needed'}); record in {side}")
 
 
 # ---------------------------------------------------------------------------------------------

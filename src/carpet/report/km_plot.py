@@ -53,7 +53,7 @@ def km_figure(groups: Mapping[str, tuple[Sequence[float], Sequence[int]]], *, ti
     with journal_style():
         n_groups = len(data)
         fig = plt.figure(figsize=(figsize[0], figsize[1] + 0.18 * n_groups))
-        gs = fig.add_gridspec(2, 1, height_ratios=[4.0, 0.55 + 0.28 * n_groups], hspace=0.32)
+        gs = fig.add_gridspec(2, 1, height_ratios=[4.0, 0.55 + 0.28 * n_groups], hspace=0.45)
         ax = fig.add_subplot(gs[0])
         ax_risk = fig.add_subplot(gs[1], sharex=ax)
         legend = []

@@ -42,6 +42,6 @@ def journal_style():
 def figure_png_bytes(fig, dpi: int = 200) -> bytes:
     """Render a figure to PNG bytes and close it."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()

@@ -205,12 +205,10 @@ def _write_series(volume: "Volume", folder: Path, series_tags: dict[str, Any], s
         ds.SliceThickness = f"{volume.spacing[2]:g}"
         ds.SliceLocation = f"{position[2]:.6f}"
         ds.InstanceNumber = k + 1
-        ds.ImageIndex = k + 1
-        ds.NumberOfSlices = nk
+        if modality == "PT":
+            ds.ImageIndex, ds.NumberOfSlices = k + 1, nk
         for key, value in series_tags.items():
             setattr(ds, key, value)
-        if modality != "PT":
-            del ds.ImageIndex, ds.NumberOfSlices
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
         ds.Rows, ds.Columns = nj, ni

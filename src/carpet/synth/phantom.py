@@ -7,9 +7,9 @@ signed distance functions (SDFs), which is what lets lesions be placed with a kn
 bone surface: fully inside the marrow (intramedullary), centred on the bone surface (paramedullary),
 a chosen gap outside it (abutting), or at least 2 cm away from it (extramedullary).
 
-Nothing in the scientific Python stack builds such a phantom (XCAT and friends are licensed and
-not on PyPI), so the geometry is written here; blur and noise use :mod:`scipy.ndimage` and numpy's
-``default_rng``.
+No package we found builds such a phantom (XCAT is licensed; the geometric CT/MRI phantoms on PyPI
+have no PET uptake, bone cortex/marrow or lesion-to-bone truth), so the geometry is written here;
+blur and noise use :mod:`scipy.ndimage` and numpy's ``default_rng``, DICOM uses pydicom.
 
 Ideal truth: a lesion voxel is a PET voxel whose centre lies within the lesion radius
 (``|x - c|² <= r²``); its SUV is exactly the lesion's SUV. Without blur, noise or physiological
@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,12 @@ from carpet.provenance import provenance
 from carpet.volume import Volume
 
 LESION_KINDS = ("intramedullary", "paramedullary", "extramedullary", "abutting")
-BONE_SITES = ("spine", "pelvis")
+BONE_SITES = ("spine", "pelvis", "femur")  # femurs only in a whole-body field of view
 SOFT_SITES = ("liver", "lung", "soft_tissue")
 _SITES_BY_KIND = {"intramedullary": BONE_SITES, "paramedullary": BONE_SITES,
                   "abutting": BONE_SITES, "extramedullary": SOFT_SITES}
 
-# Tissue codes of the internal label map; later tissues in ``_PAINT_ORDER`` overwrite earlier ones.
+# Tissue codes of the internal label map (shapes are painted in the order the anatomy lists them).
 AIR, SOFT, LUNG, LIVER, BLOOD, KIDNEY, BLADDER, BRAIN, CORTEX, MARROW = range(10)
 TISSUE_NAMES = {AIR: "air", SOFT: "soft_tissue", LUNG: "lung", LIVER: "liver", BLOOD: "blood",
                 KIDNEY: "kidney", BLADDER: "bladder", BRAIN: "brain", CORTEX: "cortex",
@@ -75,7 +76,8 @@ class LesionSpec:
     gap_mm : float
         Distance from lesion surface to bone surface for ``'abutting'`` lesions (mm).
     site : str, optional
-        ``'spine'`` or ``'pelvis'`` for bone kinds; ``'liver'``, ``'lung'`` or ``'soft_tissue'`` for
+        ``'spine'``, ``'pelvis'`` or ``'femur'`` (whole-body field of view only) for bone kinds;
+        ``'liver'``, ``'lung'`` or ``'soft_tissue'`` for
         extramedullary lesions. ``None`` lets placement choose.
     """
 
@@ -100,11 +102,18 @@ class LesionSpec:
             object.__setattr__(self, "centre_mm", tuple(float(c) for c in self.centre_mm))
 
 
+#: Radius ranges (mm) of the generated lesions. Paramedullary lesions are big enough that their
+#: soft-tissue part exceeds 1 mL (the provisional v_min_out of spec/clinical-rules.md §4.3).
+_DEFAULT_RADIUS_MM = {"intramedullary": (6.0, 8.0), "paramedullary": (10.0, 13.0),
+                      "extramedullary": (7.0, 12.0), "abutting": (7.0, 10.0)}
+
+
 @dataclass(frozen=True)
 class PhantomSpec:
     """Everything that defines a phantom; ``make_phantom(spec)`` is deterministic in it.
 
-    Grid sizes are in voxels (i, j, k), spacings in mm. Uptakes are SUVbw. ``ct_spacing_mm=None``
+    The default grid is whole-body size (see :meth:`whole_body`, :meth:`small` for tests), without
+    lesions. Grid sizes are in voxels (i, j, k), spacings in mm. Uptakes are SUVbw. ``ct_spacing_mm=None``
     puts the CT on the PET grid; otherwise the CT covers the same field of view on a finer grid
     (each PET extent must be a whole number of CT voxels). Diffuse marrow uptake: raise
     ``marrow_suv`` (keep it below 4 to keep the "only lesions ≥ 4 SUV" guarantee).
@@ -112,7 +121,7 @@ class PhantomSpec:
     ``1 + noise_rel_sd·N(0, 1)``. The patient and timing fields feed the DICOM SUV header.
     """
 
-    pet_shape: tuple[int, int, int] = (64, 64, 80)
+    pet_shape: tuple[int, int, int] = (200, 200, 400)
     pet_spacing_mm: tuple[float, float, float] = (4.0, 4.0, 4.0)
     ct_spacing_mm: tuple[float, float, float] | None = None
     lesions: tuple[LesionSpec, ...] = ()
@@ -147,6 +156,21 @@ class PhantomSpec:
             lesion if isinstance(lesion, LesionSpec) else LesionSpec(**lesion) for lesion in self.lesions))
         if len(self.pet_shape) != 3 or min(self.pet_shape) < 16:
             raise InputError(f"pet_shape must be 3 sizes of at least 16 voxels, got {self.pet_shape}")
+        positive = {"weight_kg": self.weight_kg, "height_cm": self.height_cm, "dose_mbq": self.dose_mbq,
+                    "cortex_mm": self.cortex_mm,
+                    **{f"pet_spacing_mm[{a}]": v for a, v in enumerate(self.pet_spacing_mm)},
+                    **{f"ct_spacing_mm[{a}]": v for a, v in enumerate(self.ct_spacing_mm or ())}}
+        for name, value in positive.items():
+            if not value > 0:
+                raise InputError(f"{name} must be positive, got {value}")
+        if self.psf_fwhm_mm < 0 or self.noise_rel_sd < 0 or self.uptake_min < 0:
+            raise InputError("psf_fwhm_mm, noise_rel_sd and uptake_min must not be negative, got "
+                             f"{self.psf_fwhm_mm}, {self.noise_rel_sd}, {self.uptake_min}")
+        try:
+            datetime.strptime(self.study_date + self.injection_time, "%Y%m%d%H%M%S")
+        except ValueError:
+            raise InputError(f"study_date must be YYYYMMDD and injection_time HHMMSS, got "
+                             f"{self.study_date!r}, {self.injection_time!r}") from None
         if self.sex not in ("M", "F"):
             raise InputError(f"sex must be 'M' or 'F', got {self.sex!r}")
         background = (self.liver_suv, self.blood_pool_suv, self.marrow_suv, self.cortex_suv,
@@ -159,15 +183,9 @@ class PhantomSpec:
     def small(cls, seed: int = 0, **overrides: Any) -> "PhantomSpec":
         """A torso of 64×64×80 voxels at 4 mm with two lesions of each kind (fast tests)."""
         rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-        lesions = []
-        for kind in LESION_KINDS:
-            for _ in range(2):
-                radius = {"intramedullary": 6.0, "paramedullary": 8.0}.get(kind, 7.0)
-                lesions.append(LesionSpec(kind, radius, float(np.round(rng.uniform(5.0, 12.0), 2))))
-        fields = dict(pet_shape=(64, 64, 80), pet_spacing_mm=(4.0, 4.0, 4.0), lesions=tuple(lesions),
-                      seed=seed)
-        fields.update(overrides)
-        return cls(**fields)
+        lesions = tuple(LesionSpec(kind, _DEFAULT_RADIUS_MM[kind][0], float(np.round(rng.uniform(5, 12), 2)))
+                        for kind in LESION_KINDS for _ in range(2))
+        return cls(**{"pet_shape": (64, 64, 80), "lesions": lesions, "seed": seed, **overrides})
 
     @classmethod
     def whole_body(cls, seed: int = 0, n_lesions: int = 30, **overrides: Any) -> "PhantomSpec":
@@ -177,13 +195,10 @@ class PhantomSpec:
         """
         rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
         kinds = rng.choice(LESION_KINDS, size=n_lesions, p=[0.4, 0.2, 0.3, 0.1])
-        lesions = tuple(LesionSpec(str(kind),
-                                   float(np.round(rng.uniform(5.0, 8.0 if kind == "intramedullary" else 12.0), 1)),
+        lesions = tuple(LesionSpec(str(kind), float(np.round(rng.uniform(*_DEFAULT_RADIUS_MM[kind]), 1)),
                                    float(np.round(rng.uniform(5.0, 20.0), 2)))
                         for kind in kinds)
-        fields = dict(pet_shape=(200, 200, 400), pet_spacing_mm=(4.0, 4.0, 4.0), lesions=lesions, seed=seed)
-        fields.update(overrides)
-        return cls(**fields)
+        return cls(**{"pet_shape": (200, 200, 400), "lesions": lesions, "seed": seed, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (tuples become lists)."""
@@ -249,14 +264,28 @@ def _ct_grid(spec: PhantomSpec, pet: _Grid) -> _Grid:
 # ---------------------------------------------------------------------------------------------
 # Analytic anatomy
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Ellipsoid:
-    centre: tuple[float, float, float]
-    semi: tuple[float, float, float]
+class _Shape:
+    """A solid in world mm; ``box()`` bounds it, ``contains`` tests broadcastable coordinates."""
+
+    def box(self) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
 
     @property
     def z_range(self) -> tuple[float, float]:
-        return self.centre[2] - self.semi[2], self.centre[2] + self.semi[2]
+        lo, hi = self.box()
+        return float(lo[2]), float(hi[2])
+
+    def contains(self, x, y, z):
+        return self.sdf(x, y, z) <= 0.0
+
+
+@dataclass(frozen=True)
+class _Ellipsoid(_Shape):
+    centre: tuple[float, float, float]
+    semi: tuple[float, float, float]
+
+    def box(self):
+        return np.subtract(self.centre, self.semi), np.add(self.centre, self.semi)
 
     def contains(self, x, y, z):
         return (((x - self.centre[0]) / self.semi[0]) ** 2 + ((y - self.centre[1]) / self.semi[1]) ** 2
@@ -264,7 +293,7 @@ class _Ellipsoid:
 
 
 @dataclass(frozen=True)
-class _EllipticCylinderZ:
+class _EllipticCylinderZ(_Shape):
     cx: float
     cy: float
     a: float
@@ -272,16 +301,17 @@ class _EllipticCylinderZ:
     z0: float
     z1: float
 
-    @property
-    def z_range(self) -> tuple[float, float]:
-        return self.z0, self.z1
+    def box(self):
+        return (np.array([self.cx - self.a, self.cy - self.b, self.z0]),
+                np.array([self.cx + self.a, self.cy + self.b, self.z1]))
 
     def contains(self, x, y, z):
-        return ((((x - self.cx) / self.a) ** 2 + ((y - self.cy) / self.b) ** 2) <= 1.0) & (z >= self.z0) & (z <= self.z1)
+        in_ellipse = (((x - self.cx) / self.a) ** 2 + ((y - self.cy) / self.b) ** 2) <= 1.0
+        return in_ellipse & (z >= self.z0) & (z <= self.z1)
 
 
 @dataclass(frozen=True)
-class _CappedCylinderZ:
+class _CappedCylinderZ(_Shape):
     """Circular cylinder along z with flat caps; exact signed distance (negative inside)."""
 
     cx: float
@@ -290,39 +320,32 @@ class _CappedCylinderZ:
     z0: float
     z1: float
 
-    @property
-    def z_range(self) -> tuple[float, float]:
-        return self.z0, self.z1
+    def box(self):
+        r = self.radius
+        return np.array([self.cx - r, self.cy - r, self.z0]), np.array([self.cx + r, self.cy + r, self.z1])
 
     def sdf(self, x, y, z):
         d_r = np.hypot(x - self.cx, y - self.cy) - self.radius
         d_z = np.abs(z - (self.z0 + self.z1) / 2) - (self.z1 - self.z0) / 2
         return np.minimum(np.maximum(d_r, d_z), 0.0) + np.hypot(np.maximum(d_r, 0.0), np.maximum(d_z, 0.0))
 
-    def contains(self, x, y, z):
-        return self.sdf(x, y, z) <= 0.0
-
 
 @dataclass(frozen=True)
-class _RoundBox:
+class _RoundBox(_Shape):
     """Axis-aligned box with rounded edges (radius ``rounding``); exact signed distance."""
 
     centre: tuple[float, float, float]
     half: tuple[float, float, float]
     rounding: float
 
-    @property
-    def z_range(self) -> tuple[float, float]:
-        return self.centre[2] - self.half[2], self.centre[2] + self.half[2]
+    def box(self):
+        return np.subtract(self.centre, self.half), np.add(self.centre, self.half)
 
     def sdf(self, x, y, z):
         q = [np.abs(p - c) - (h - self.rounding) for p, c, h in zip((x, y, z), self.centre, self.half)]
         outside = np.sqrt(sum(np.maximum(qa, 0.0) ** 2 for qa in q))
         inside = np.minimum(np.maximum(np.maximum(q[0], q[1]), q[2]), 0.0)
         return outside + inside - self.rounding
-
-    def contains(self, x, y, z):
-        return self.sdf(x, y, z) <= 0.0
 
 
 @dataclass(frozen=True)
@@ -390,7 +413,8 @@ def _build_anatomy(pet: _Grid, spec: PhantomSpec) -> _Anatomy:
         for side in (-1, 1):
             shapes.append((SOFT, _EllipticCylinderZ(side * 0.45 * A, 0.0, 0.4 * A, 0.6 * B,
                                                     fov_lo[2] + 10.0, t_bot + 5.0)))
-    lungs = [_Ellipsoid((side * 0.5 * A, -0.05 * B, zt(0.82)), (0.3 * A, 0.6 * B, 0.2 * L)) for side in (-1, 1)]
+    lungs = [_Ellipsoid((side * 0.5 * A, -0.05 * B, zt(0.82)), (0.3 * A, 0.6 * B, 0.2 * L))
+             for side in (-1, 1)]
     liver = _Ellipsoid((-0.42 * A, -0.1 * B, zt(0.53)), (0.45 * A, 0.6 * B, 0.14 * L))
     aorta = _EllipticCylinderZ(0.28 * A, 0.3 * B, 13.0, 13.0, zt(0.2), zt(0.98))
     shapes += [(LUNG, lung) for lung in lungs] + [(LIVER, liver), (BLOOD, aorta)]
@@ -413,6 +437,10 @@ def _build_anatomy(pet: _Grid, spec: PhantomSpec) -> _Anatomy:
     wing_half = (max(0.14 * A, 22.0), 22.0, max(0.1 * L, 25.0))
     for side in (-1, 1):
         bones.append(("pelvis", _RoundBox((side * 0.5 * A, 0.1 * B, zt(0.14)), wing_half, 4.0)))
+    if whole_body:  # femoral shafts in the thighs, thick enough for marrow lesions
+        for side in (-1, 1):
+            shaft = _CappedCylinderZ(side * 0.45 * A, 0.0, 18.0, fov_lo[2] + 60.0, t_bot - 10.0)
+            bones.append(("femur", shaft))
 
     liver_voi = (liver.centre[0] - 0.35 * liver.semi[0], liver.centre[1], liver.centre[2])
     aorta_voi = (aorta.cx, aorta.cy, zt(0.78))
@@ -422,14 +450,6 @@ def _build_anatomy(pet: _Grid, spec: PhantomSpec) -> _Anatomy:
 # ---------------------------------------------------------------------------------------------
 # Lesion placement
 # ---------------------------------------------------------------------------------------------
-def _bone_box(bone: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Bounding box (mm) of a bone primitive."""
-    if isinstance(bone, _CappedCylinderZ):
-        r = bone.radius
-        return (np.array([bone.cx - r, bone.cy - r, bone.z0]), np.array([bone.cx + r, bone.cy + r, bone.z1]))
-    return np.asarray(bone.centre) - bone.half, np.asarray(bone.centre) + bone.half
-
-
 def _fibonacci_sphere(n: int) -> np.ndarray:
     """``n`` nearly uniform unit vectors (golden-angle spiral)."""
     k = np.arange(n) + 0.5
@@ -486,13 +506,14 @@ class _Placer:
         """Fraction of the lesion's PET voxels whose centres are in bone."""
         sl, inside = self.grid.sphere_crop(c, r)
         axes = [ax[s] for ax, s in zip(self.grid.axes(), sl)]
-        tissue = self.anatomy.tissue_at(axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :])
+        tissue = self.anatomy.tissue_at(axes[0][:, None, None], axes[1][None, :, None],
+                                        axes[2][None, None, :])
         n = int(inside.sum())
         return float(((tissue == CORTEX) | (tissue == MARROW))[inside].sum() / n) if n else 0.0
 
     def _surface_point(self, bone: Any) -> tuple[np.ndarray, np.ndarray] | None:
         """A random point on a bone's surface and the outward normal there (Newton projection)."""
-        lo, hi = _bone_box(bone)
+        lo, hi = bone.box()
         p = self.rng.uniform(lo - 20.0, hi + 20.0)
         h = 1e-4
         for _ in range(6):
@@ -511,16 +532,8 @@ class _Placer:
         r = lesion.radius_mm
         if lesion.kind == "extramedullary":
             code = {"liver": LIVER, "lung": LUNG, "soft_tissue": SOFT}[site]
-            box = next(s for t, s in self.anatomy.shapes if t == code)  # first shape of the tissue
-            if code == SOFT:
-                lo, hi = np.array([-box.a, -box.b, box.z0]), np.array([box.a, box.b, box.z1])
-            elif code == LUNG:
-                lung = [s for t, s in self.anatomy.shapes if t == LUNG][self.rng.integers(2)]
-                lo = np.asarray(lung.centre) - lung.semi
-                hi = np.asarray(lung.centre) + lung.semi
-            else:
-                lo, hi = np.asarray(box.centre) - box.semi, np.asarray(box.centre) + box.semi
-            c = self.rng.uniform(lo, hi)
+            shapes = [shp for t, shp in self.anatomy.shapes if t == code]
+            c = self.rng.uniform(*shapes[self.rng.integers(len(shapes))].box())
             if self.anatomy.bone_sdf(c)[0] < r + EMD_MIN_BONE_DISTANCE_MM:
                 return None
             if not np.all(self._tissues(_ball_points(c, r)) == code):
@@ -529,7 +542,7 @@ class _Placer:
         bones = [b for s, b in self.anatomy.bones if s == site]
         bone = bones[self.rng.integers(len(bones))]
         if lesion.kind == "intramedullary":
-            lo, hi = _bone_box(bone)
+            lo, hi = bone.box()
             c = self.rng.uniform(lo, hi)
             return c if bone.sdf(*c) <= -(self.anatomy.cortex_mm + r) else None
         surf = self._surface_point(bone)
@@ -547,20 +560,24 @@ class _Placer:
         return c if (self._tissues(_ball_points(c, r)) != AIR).all() else None
 
     def place(self, lesion: LesionSpec, max_tries: int = 4000) -> tuple[np.ndarray, str]:
-        sites = [lesion.site] if lesion.site else list(_SITES_BY_KIND[lesion.kind])
-        for attempt in range(max_tries):
+        available = {s for s, _ in self.anatomy.bones} | set(SOFT_SITES)
+        sites = [s for s in ([lesion.site] if lesion.site else _SITES_BY_KIND[lesion.kind]) if s in available]
+        if not sites:
+            raise InputError(f"there is no {lesion.site} in this field of view; choose another site")
+        for _ in range(max_tries):
             site = sites[self.rng.integers(len(sites))]
             c = self._candidate(lesion, site)
             if c is not None and self._is_free(c, lesion.radius_mm):
                 self.placed.append((c, lesion.radius_mm))
                 return c, site
         raise InputError(f"could not place a {lesion.kind} lesion of radius {lesion.radius_mm} mm "
-                         f"(sites {sites}) in {max_tries} tries; use fewer or smaller lesions or a larger grid")
+                         f"(sites {sites}) in {max_tries} tries; use fewer or smaller lesions or a larger "
+                         f"grid")
 
 
 def _site_of(anatomy: _Anatomy, centre: np.ndarray) -> str:
     """Site name of a user-placed lesion: nearest bone site when near bone, else its tissue."""
-    d = {s: anatomy.bone_sdf(centre, s)[0] for s in BONE_SITES}
+    d = {s: anatomy.bone_sdf(centre, s)[0] for s in {site for site, _ in anatomy.bones}}
     nearest = min(d, key=d.get)
     if d[nearest] < EMD_MIN_BONE_DISTANCE_MM:
         return nearest
@@ -641,19 +658,48 @@ class Phantom:
         return write_phantom_dicom(self, out_dir)
 
 
-def _lesion_records(lesions: list[tuple[LesionSpec, np.ndarray, str]], labels: np.ndarray,
-                    bone: np.ndarray, voxel_ml: float) -> list[dict[str, Any]]:
-    counts = np.bincount(labels.ravel(), minlength=len(lesions) + 1)
-    in_bone = np.bincount(labels[bone].ravel(), minlength=len(lesions) + 1)
+def _lesion_records(lesions: list[tuple[LesionSpec, np.ndarray, str]], labels: Volume,
+                    bone: np.ndarray) -> list[dict[str, Any]]:
+    """Per-lesion truth from the ideal label map (voxel counts, bone fraction, voxel centroid).
+
+    ``tlg`` is that of the ideal image (every lesion voxel at the lesion's SUV), in mL·SUV.
+    """
+    from scipy import ndimage
+
+    n_labels = len(lesions) + 1
+    counts = np.bincount(labels.array.ravel(), minlength=n_labels)
+    in_bone = np.bincount(labels.array[bone].ravel(), minlength=n_labels)
+    boxes = ndimage.find_objects(labels.array, max_label=n_labels - 1)
+    voxel_ml = labels.voxel_volume_ml
     records = []
     for lid, (lesion, centre, site) in enumerate(lesions, start=1):
         n = int(counts[lid])
+        centroid = np.full(3, np.nan)
+        if n:  # voxel centroid, from the lesion's bounding box only
+            box = boxes[lid - 1]
+            idx = np.argwhere(labels.array[box] == lid) + [s.start for s in box]
+            centroid = labels.index_to_world(idx.mean(axis=0))
         records.append({"id": lid, "kind": lesion.kind, "site": site,
                         "centre_mm": [float(c) for c in centre], "radius_mm": lesion.radius_mm,
                         "suv": lesion.suv, "gap_mm": lesion.gap_mm if lesion.kind == "abutting" else None,
-                        "n_voxels": n, "volume_ml": n * voxel_ml,
+                        "n_voxels": n, "volume_ml": n * voxel_ml, "tlg": n * voxel_ml * lesion.suv,
+                        "centroid_mm": [float(c) for c in centroid],
                         "bone_fraction": float(in_bone[lid] / n) if n else 0.0})
     return records
+
+
+def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Patient totals of the ideal image, named as in ``summary.json`` of ``carpet quantify``."""
+    from scipy.spatial.distance import pdist
+
+    centroids = np.array([r["centroid_mm"] for r in records]).reshape(-1, 3)
+    kinds = [r["kind"] for r in records]
+    return {"n_lesions": len(records),
+            "mtv_ml": float(sum(r["volume_ml"] for r in records)),
+            "tlg": float(sum(r["tlg"] for r in records)),
+            "suv_max": float(max((r["suv"] for r in records), default=0.0)),
+            "dmax_mm": float(pdist(centroids).max()) if len(records) > 1 else 0.0,
+            **{f"n_{kind}": kinds.count(kind) for kind in LESION_KINDS}}
 
 
 def _rasterise_tissue(anatomy: _Anatomy, grid: _Grid, slab: int = 16) -> np.ndarray:
@@ -666,14 +712,41 @@ def _rasterise_tissue(anatomy: _Anatomy, grid: _Grid, slab: int = 16) -> np.ndar
     return out
 
 
-def _paint_lesions(grid: _Grid, lesions: list[tuple[LesionSpec, np.ndarray, str]],
-                   dtype: Any = np.int32) -> np.ndarray:
-    """Label map of the lesion spheres (label = 1-based index), one bounding-box crop per lesion."""
-    labels = np.zeros(grid.shape, dtype=dtype)
-    for lid, (lesion, centre, _) in enumerate(lesions, start=1):
+def _paint_lesions(target: np.ndarray, grid: _Grid, lesions: list[tuple[LesionSpec, np.ndarray, str]],
+                   values: Any) -> np.ndarray:
+    """Set ``target`` to ``values[n]`` inside lesion sphere ``n`` (0-based), one bounding-box crop
+    per lesion; returns ``target``."""
+    for n, (lesion, centre, _) in enumerate(lesions):
         sl, inside = grid.sphere_crop(centre, lesion.radius_mm)
-        labels[sl][inside] = lid
-    return labels
+        target[sl][inside] = values[n]
+    return target
+
+
+def _place_lesions(spec: PhantomSpec, anatomy: _Anatomy, grid: _Grid,
+                   rng: np.random.Generator) -> list[tuple[LesionSpec, np.ndarray, str]]:
+    """(lesion, centre_mm, site) for every lesion of the spec, in its order.
+
+    User-placed lesions go first, so that automatic placement keeps clear of them.
+    """
+    placer = _Placer(anatomy, grid, spec, rng)
+    placed: dict[int, tuple[np.ndarray, str]] = {}
+    for idx, lesion in enumerate(spec.lesions):
+        if lesion.centre_mm is not None:
+            c = np.asarray(lesion.centre_mm, dtype=float)
+            if not grid.contains_sphere(c, lesion.radius_mm, margin_voxels=0):
+                raise InputError(f"lesion {idx + 1} (centre {lesion.centre_mm} mm, radius {lesion.radius_mm} "
+                                 f"mm) does not fit in the PET field of view")
+            placer.placed.append((c, lesion.radius_mm))
+            placed[idx] = (c, lesion.site or _site_of(anatomy, c))
+    for idx, lesion in enumerate(spec.lesions):
+        if lesion.centre_mm is None:
+            placed[idx] = placer.place(lesion)
+    return [(lesion, *placed[idx]) for idx, lesion in enumerate(spec.lesions)]
+
+
+def _grid_record(grid: _Grid) -> dict[str, Any]:
+    return {"shape": list(grid.shape), "spacing_mm": list(grid.spacing), "origin_mm": list(grid.origin),
+            "direction": np.eye(3).ravel().tolist()}
 
 
 def make_phantom(spec: PhantomSpec) -> Phantom:
@@ -688,36 +761,23 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     ct_grid = _ct_grid(spec, pet_grid)
     anatomy = _build_anatomy(pet_grid, spec)
     place_seq, noise_seq = np.random.SeedSequence(spec.seed).spawn(2)
-    placer = _Placer(anatomy, pet_grid, spec, np.random.default_rng(place_seq))
-
-    # User-placed lesions first, so automatic placement keeps clear of them.
-    placed: dict[int, tuple[np.ndarray, str]] = {}
-    for idx, lesion in enumerate(spec.lesions):
-        if lesion.centre_mm is not None:
-            c = np.asarray(lesion.centre_mm, dtype=float)
-            placer.placed.append((c, lesion.radius_mm))
-            placed[idx] = (c, lesion.site or _site_of(anatomy, c))
-    for idx, lesion in enumerate(spec.lesions):
-        if lesion.centre_mm is None:
-            placed[idx] = placer.place(lesion)
-    lesions = [(lesion, *placed[idx]) for idx, lesion in enumerate(spec.lesions)]
+    lesions = _place_lesions(spec, anatomy, pet_grid, np.random.default_rng(place_seq))
 
     tissue = _rasterise_tissue(anatomy, pet_grid)
-    labels = _paint_lesions(pet_grid, lesions)
+    labels = _paint_lesions(np.zeros(pet_grid.shape, np.int32), pet_grid, lesions,
+                            range(1, len(lesions) + 1))
 
     suv_of = {AIR: 0.0, SOFT: spec.soft_tissue_suv, LUNG: spec.lung_suv, LIVER: spec.liver_suv,
               BLOOD: spec.blood_pool_suv, KIDNEY: spec.kidney_suv, BLADDER: spec.bladder_suv,
               BRAIN: spec.brain_suv, CORTEX: spec.cortex_suv, MARROW: spec.marrow_suv}
     lut = np.array([suv_of[c] for c in range(len(TISSUE_NAMES))], dtype=np.float32)
-    suv = lut[tissue]
-    lesion_suv = np.array([0.0] + [lesion.suv for lesion, _, _ in lesions], dtype=np.float32)
-    suv = np.where(labels > 0, lesion_suv[labels], suv)
+    suv = _paint_lesions(lut[tissue], pet_grid, lesions, [lesion.suv for lesion, _, _ in lesions])
     suv = _blur_and_noise(suv, pet_grid.spacing, spec, np.random.default_rng(noise_seq))
 
     ct_tissue = tissue if ct_grid is pet_grid else _rasterise_tissue(anatomy, ct_grid)
-    ct_labels = labels if ct_grid is pet_grid else _paint_lesions(ct_grid, lesions, dtype=np.uint8)
     hu_lut = np.array([TISSUE_HU[c] for c in range(len(TISSUE_NAMES))], dtype=np.int16)
-    hu = np.where(ct_labels > 0, np.int16(LESION_HU), hu_lut[ct_tissue]).astype(np.int16)
+    # Lesions are lytic (40 HU) wherever they are: where they cross the cortex it is destroyed.
+    hu = _paint_lesions(hu_lut[ct_tissue], ct_grid, lesions, [LESION_HU] * len(lesions))
 
     organs = {"body": tissue != AIR, "lungs": tissue == LUNG, "liver": tissue == LIVER,
               "aorta": tissue == BLOOD, "bone": (tissue == CORTEX) | (tissue == MARROW),
@@ -725,18 +785,19 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     if spec.physiological_uptake:
         organs.update(brain=tissue == BRAIN, bladder=tissue == BLADDER, kidneys=tissue == KIDNEY)
 
+    records = _lesion_records(lesions, pet_grid.volume(labels), organs["bone"])
     truth = {
-        "pet_grid": {"shape": list(pet_grid.shape), "spacing_mm": list(pet_grid.spacing),
-                     "origin_mm": list(pet_grid.origin), "direction": np.eye(3).ravel().tolist()},
-        "ct_grid": {"shape": list(ct_grid.shape), "spacing_mm": list(ct_grid.spacing),
-                    "origin_mm": list(ct_grid.origin), "direction": np.eye(3).ravel().tolist()},
+        "grid": _grid_record(pet_grid),
+        "ct_grid": _grid_record(ct_grid),
         "spec": spec.to_dict(),
         "organ_suv": {TISSUE_NAMES[c]: float(v) for c, v in suv_of.items()
                       if c not in HOT_TISSUES or spec.physiological_uptake},
         "tissue_hu": {TISSUE_NAMES[c]: int(v) for c, v in TISSUE_HU.items()},
         "liver_voi": {"centre_mm": list(anatomy.liver_voi_mm), "radius_mm": LIVER_VOI_RADIUS_MM},
         "aorta_voi": {"centre_mm": list(anatomy.aorta_voi_mm), "radius_mm": AORTA_VOI_RADIUS_MM},
-        "lesions": _lesion_records(lesions, labels, organs["bone"], pet_grid.volume(labels).voxel_volume_ml),
+        "notes": "lesion SUV, TLG and totals describe the image before PSF blur and noise",
+        "lesions": records,
+        "summary": _summary(records),
         "provenance": provenance(method="carpet.synth.phantom", seed=spec.seed,
                                  lesion_rule="voxel centre within radius (|x-c|^2 <= r^2)"),
     }

@@ -1,0 +1,358 @@
+"""The ``carpet quantify`` study pipeline: read → segment (or take the user's lesions) → measure → write.
+
+Pure part: :func:`quantify_study` (Volumes in, :class:`QuantifyResult` out). I/O edges:
+:func:`run_quantify` (paths in, files out) and :func:`write_outputs`. Lesion sites and other
+per-lesion columns are added by :func:`add_lesion_columns`, study keys by :func:`add_summary_keys`
+— the two places the anatomy/classification step plugs in.
+
+Outputs (DESIGN.md contract): ``lesions.csv``, ``summary.json`` (with provenance: input hashes,
+method, thresholds, carpet version), ``lesions.nii.gz`` (label map on the PET grid, label =
+``lesion_id``), and for ``method='all'`` ``methods.csv`` (one row per method, study measures side
+by side).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from carpet.errors import InputError, NotYetAvailable
+from carpet.io import read_nifti, write_nifti
+from carpet.lesions import (bsa_du_bois_m2, dmax_voxel_mm, gather_lesion_voxels, measure_lesions,
+                            study_measures)
+from carpet.provenance import file_sha256, provenance
+from carpet.segment import METHODS, SegmentParams, label_components, segment
+from carpet.volume import Volume, resample_to
+
+SITES = ("bone", "paramedullary", "extramedullary", "indeterminate", "unknown")
+STUDY_KEYS = ("n_lesions", "mtv_ml", "tlg", "suv_max", "dmax_mm", "dmax_voxel_mm", "sdmax_per_m")
+
+
+@dataclass
+class QuantifyResult:
+    """Everything ``carpet quantify`` reports for one study.
+
+    Attributes
+    ----------
+    lesions : DataFrame
+        One row a lesion (the chosen method, or the first of ``method='all'``).
+    summary : dict
+        Study measures, site counts and ``provenance``.
+    labels : Volume
+        Label map on the PET grid (int32; label = ``lesion_id``).
+    methods : DataFrame or None
+        For ``method='all'``: one row per method with the study measures.
+    """
+
+    lesions: pd.DataFrame
+    summary: dict
+    labels: Volume
+    methods: pd.DataFrame | None = None
+    extra: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# hooks for the anatomy step (sites, reference regions)
+# ---------------------------------------------------------------------------------------------
+def add_lesion_columns(table: pd.DataFrame, labels: Volume, ct: Volume | None,
+                       connectivity: int = 26) -> pd.DataFrame:
+    """Add per-lesion columns that need anatomy: ``site`` (and its evidence when available).
+
+    Uses ``carpet.classify.classify_lesions`` when it exists and a CT is given; otherwise every
+    lesion's site is ``unknown``.
+    """
+    table = table.copy()
+    classify = _optional("carpet.classify", "classify_lesions")
+    if ct is None or classify is None or table.empty:
+        table["site"] = "unknown"
+        return table
+    sites = classify(labels, ct, connectivity=connectivity)
+    return table.merge(sites, on="lesion_id", how="left")
+
+
+def add_summary_keys(summary: dict, table: pd.DataFrame, ct: Volume | None) -> dict:
+    """Add study keys derived from the lesion sites: ``n_bone``, ``n_paramedullary``,
+    ``n_extramedullary`` (null when the sites are unknown)."""
+    known = ct is not None and "site" in table and (table["site"] != "unknown").any()
+    for site in ("bone", "paramedullary", "extramedullary"):
+        summary[f"n_{site}"] = int((table["site"] == site).sum()) if known else None
+    return summary
+
+
+def _optional(module: str, name: str):
+    """A function from a module that may not have landed yet (None when absent)."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        return None
+    return getattr(importlib.import_module(module), name, None)  # a broken module still raises
+
+
+def liver_reference_from_voi(pet: Volume, ct: Volume | None, centre_mm=None,
+                             diameter_mm: float = 30.0):
+    """Liver mean and SD (SUV) via ``carpet.anatomy.liver_reference``.
+
+    Raises
+    ------
+    NotYetAvailable
+        While the anatomy module has not landed.
+    """
+    ref = _optional("carpet.anatomy", "liver_reference")
+    if ref is None:
+        raise NotYetAvailable("the liver reference (carpet.anatomy.liver_reference) has not landed yet; "
+                              "percist and liver3sd need it (give --liver-voi x,y,z[,d] once available)")
+    if centre_mm is None and ct is None:
+        raise InputError("needs a liver reference: give --liver-voi x,y,z[,diameter_mm] "
+                         "(LPS mm) or a CT (--ct) for the automatic liver VOI")
+    region = ref(pet, ct=ct, centre_mm=centre_mm, diameter_mm=diameter_mm)
+    return region
+
+
+# ---------------------------------------------------------------------------------------------
+# the pure pipeline
+# ---------------------------------------------------------------------------------------------
+def user_lesions(mask: Volume, pet: Volume, connectivity: int = 26) -> np.ndarray:
+    """Lesion labels from a user mask on the PET grid.
+
+    A mask with several labels keeps them (relabelled 1..n in label order); a binary mask is
+    split into connected components.
+    """
+    if not mask.same_grid(pet):
+        mask = resample_to(mask, pet, interpolation="nearest")
+    arr = np.asarray(mask.array)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise InputError("lesion mask must hold integer labels", source=mask.meta.get("source"))
+    arr = arr.astype(np.int64)
+    if arr.min() < 0:
+        raise InputError("lesion mask has negative labels", source=mask.meta.get("source"))
+    values = np.unique(arr)
+    values = values[values > 0]
+    if len(values) <= 1:
+        return label_components(arr > 0, pet.spacing, connectivity=connectivity)
+    lut = np.zeros(int(values.max()) + 1, dtype=np.int32)
+    lut[values] = np.arange(1, len(values) + 1, dtype=np.int32)
+    return lut[arr]
+
+
+def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | None = None,
+                   exclude: Volume | None = None, method: str | None = None,
+                   params: SegmentParams | None = None, liver_voi=None,
+                   bsa_m2: float | None = None, inputs: dict | None = None) -> QuantifyResult:
+    """Segment (or take the user's lesions), measure, and summarise one study.
+
+    Parameters
+    ----------
+    pet : Volume
+        PET in SUV.
+    ct : Volume, optional
+        CT in HU on any grid; used for lesion sites and the automatic liver VOI.
+    lesions : Volume, optional
+        User lesion mask (labels, or a binary mask split into connected components). Without
+        ``method`` its lesions are measured as given; with ``method`` 'pct41' or 'a50p' they are
+        the seeds of the per-lesion threshold.
+    exclude : Volume, optional
+        Mask of physiological uptake removed before labelling.
+    method : str, optional
+        One of :data:`carpet.segment.METHODS` or ``'all'``; default ``'suv4'`` (or the user mask
+        as given when ``lesions`` is given).
+    params : SegmentParams
+        Connectivity, minimum volume, seed/VOI settings, liver reference.
+    liver_voi : tuple or str, optional
+        (x, y, z) or (x, y, z, diameter_mm), LPS mm: the liver VOI for percist / liver3sd.
+    bsa_m2 : float, optional
+        Body surface area for SDmax.
+    inputs : dict, optional
+        Provenance of the input files (name → {path, sha256}).
+    """
+    params = params or SegmentParams()
+    if method is not None and method != "all" and method not in METHODS:
+        raise InputError(f"unknown method {method!r}; expected one of {', '.join(METHODS)} or all",
+                         hint="--method")
+    if lesions is not None and method not in (None, "pct41", "a50p"):
+        raise InputError(f"--lesions with --method {method}: a lesion mask is measured as given, or "
+                         "seeds the per-lesion methods pct41 and a50p", hint="leave out --method")
+    excl = None
+    if exclude is not None:
+        ex = exclude if exclude.same_grid(pet) else resample_to(exclude, pet, interpolation="nearest")
+        excl = np.asarray(ex.array) > 0
+    suv = np.asarray(pet.array)
+    user = None if lesions is None else user_lesions(lesions, pet, params.connectivity)
+    liver_info, notes = None, []
+    if user is not None and method is None:
+        if excl is not None:
+            user = np.where(excl, 0, user).astype(np.int32)
+        methods = ["user_mask"]
+        seg_labels, thresholds, skipped = {"user_mask": user}, {"user_mask": None}, {}
+    else:
+        method = method or "suv4"
+        methods = list(METHODS) if method == "all" else [method]
+        if any(m in ("percist", "liver3sd") for m in methods) and params.liver_mean is None:
+            try:
+                centre, diam = _parse_liver_voi(liver_voi)
+                region = liver_reference_from_voi(pet, ct, centre, diam)
+                params = _with_liver(params, region.mean, region.sd)
+                liver_info = {"mean": float(region.mean), "sd": float(region.sd),
+                              "n_voxels": int(region.n_voxels), "provenance": region.provenance}
+            except (InputError, NotYetAvailable):
+                if method != "all":
+                    raise
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            seg = segment(suv, pet.spacing, methods, params=params, exclude=excl, seeds=user,
+                          skip_unavailable=(method == "all"))
+        notes = sorted({str(w.message) for w in caught})
+        seg_labels, thresholds, skipped = seg.labels, seg.thresholds, seg.skipped
+
+    rows, tables = [], {}
+    for m in methods:
+        if m not in seg_labels:
+            rows.append({"method": m, **{k: None for k in STUDY_KEYS}, "skipped": skipped.get(m)})
+            continue
+        voxels = gather_lesion_voxels(suv, seg_labels[m])  # one pass, shared by both measures
+        table = measure_lesions(pet, seg_labels[m], voxels=voxels)
+        tables[m] = table
+        dmax_voxel = dmax_voxel_mm(pet, seg_labels[m], voxels=voxels)
+        rows.append({"method": m, **study_measures(table, dmax_voxel=dmax_voxel, bsa_m2=bsa_m2),
+                     "skipped": None})
+
+    main = methods[0]
+    labels_vol = pet.with_array(seg_labels[main].astype(np.int32), modality="SEG", units="label")
+    table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
+    study = next(r for r in rows if r["method"] == main)
+    summary = {"method": main,
+               **{k: study[k] for k in STUDY_KEYS}}
+    summary = add_summary_keys(summary, table, ct)
+    summary["provenance"] = provenance(
+        inputs=inputs or {},
+        method=main, thresholds_suv=thresholds.get(main),
+        segmentation={"connectivity": params.connectivity, "min_volume_ml": params.min_volume_ml,
+                      "seed_suv": params.seed_suv, "voi_margin_mm": params.voi_margin_mm,
+                      "bg_shell_mm": params.bg_shell_mm, "percist_variant": params.percist_variant,
+                      "mv_inputs": list(params.mv_inputs),
+                      "exclusion_mask": exclude is not None,
+                      "lesions_from": ("user mask" if main == "user_mask" else
+                                       "threshold seeded by the user mask" if user is not None else
+                                       "threshold")},
+        measures={"volume": "n_voxels x voxel volume on the PET grid",
+                  "suv_peak": "IBSI global intensity peak, 1 cm3 sphere (r 6.2035 mm), voxel centres",
+                  "suv_peak_local": "IBSI local intensity peak (sphere on the max voxel)",
+                  "centroid": "unweighted mean of voxel centres, LPS mm",
+                  "dmax_mm": "largest Euclidean distance between lesion centroids",
+                  "dmax_voxel_mm": "largest Euclidean distance between lesion voxel centres",
+                  "sdmax_per_m": "dmax (m) / BSA (m2)" if bsa_m2 else "not computed (no BSA)"},
+        bsa_m2=bsa_m2, liver_reference=liver_info, warnings=notes,
+        site_classification=("carpet.classify" if ct is not None and
+                              _optional("carpet.classify", "classify_lesions") else "not available"),
+    )
+    methods_table = None
+    if method == "all":
+        methods_table = pd.DataFrame(rows)
+        summary["methods"] = {r["method"]: {k: r[k] for k in STUDY_KEYS} for r in rows}
+        summary["provenance"]["thresholds_suv"] = thresholds
+        summary["provenance"]["skipped"] = skipped
+    return QuantifyResult(table, summary, labels_vol, methods_table,
+                          extra={"labels": seg_labels, "tables": tables})
+
+
+def _with_liver(params: SegmentParams, mean: float, sd: float) -> SegmentParams:
+    from dataclasses import replace
+
+    return replace(params, liver_mean=float(mean), liver_sd=float(sd))
+
+
+def _parse_liver_voi(text):
+    """'x,y,z[,d]' (LPS mm) → ((x, y, z), d); None → (None, 30.0)."""
+    if text is None:
+        return None, 30.0
+    if isinstance(text, str):
+        try:
+            vals = [float(v) for v in text.split(",")]
+        except ValueError:
+            vals = []
+    else:
+        vals = [float(v) for v in text]
+    if len(vals) not in (3, 4) or not all(math.isfinite(v) for v in vals):
+        raise InputError(f"liver VOI must be x,y,z[,diameter_mm] in LPS mm, got {text!r}",
+                         hint="--liver-voi -60,40,-120,30")
+    return tuple(vals[:3]), (vals[3] if len(vals) == 4 else 30.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# I/O edges
+# ---------------------------------------------------------------------------------------------
+def _read(path: Path, what: str) -> Volume:
+    read_image = _optional("carpet.io", "read_image")
+    if read_image is not None:
+        return read_image(path)
+    if Path(path).is_dir():
+        raise NotYetAvailable(f"{what} {path} is a folder (DICOM): DICOM input lands with carpet.io.read_image")
+    return read_nifti(path)
+
+
+def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_path=None,
+                 method: str | None = None, params: SegmentParams | None = None, liver_voi=None,
+                 height_cm: float | None = None, weight_kg: float | None = None,
+                 auto_exclude: bool = False) -> QuantifyResult:
+    """Read the inputs, quantify, write the outputs in ``out_dir``; returns the result.
+
+    The timing of each stage is kept in ``result.extra['timing_s']``.
+    """
+    if auto_exclude:
+        raise NotYetAvailable("--auto-exclude (automatic physiological-uptake removal) is not built yet; "
+                              "give the regions to remove with --exclude MASK")
+    t0 = time.perf_counter()
+    paths = {"pet": pet_path, "ct": ct_path, "lesions": lesions_path, "exclude": exclude_path}
+    paths = {k: Path(v) for k, v in paths.items() if v is not None}
+    for k, p in paths.items():
+        if not p.exists():
+            raise InputError(f"{k} input not found", source=p)
+    # Hash the input files in a thread while they are decoded (hashlib releases the GIL).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashes = {k: pool.submit(file_sha256, p) for k, p in paths.items()}
+        vols = {k: _read(p, k) for k, p in paths.items()}
+        inputs = {k: {"path": str(p), "sha256": hashes[k].result()} for k, p in paths.items()}
+    t_read = time.perf_counter()
+    bsa = bsa_du_bois_m2(height_cm, weight_kg) if height_cm and weight_kg else None
+    result = quantify_study(vols["pet"], ct=vols.get("ct"), lesions=vols.get("lesions"),
+                            exclude=vols.get("exclude"), method=method, params=params,
+                            liver_voi=liver_voi, bsa_m2=bsa, inputs=inputs)
+    t_quant = time.perf_counter()
+    write_outputs(result, out_dir)
+    t_write = time.perf_counter()
+    result.extra["timing_s"] = {"read": t_read - t0, "quantify": t_quant - t_read,
+                                "write": t_write - t_quant}
+    return result
+
+
+def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
+    """Write ``lesions.csv``, ``summary.json``, ``lesions.nii.gz`` (and ``methods.csv``)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"lesions": out / "lesions.csv", "summary": out / "summary.json",
+             "labels": out / "lesions.nii.gz"}
+    result.lesions.to_csv(files["lesions"], index=False)
+    files["summary"].write_text(json.dumps(result.summary, indent=2, default=_json_default))
+    n = int(result.labels.array.max()) if result.labels.array.size else 0
+    write_nifti(result.labels, files["labels"], dtype=np.uint16 if n < 65536 else np.int32)
+    if result.methods is not None:
+        files["methods"] = out / "methods.csv"
+        result.methods.to_csv(files["methods"], index=False)
+    return files
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (Path,)):
+        return str(obj)
+    raise TypeError(f"not JSON-serialisable: {type(obj)}")

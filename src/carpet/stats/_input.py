@@ -1,0 +1,39 @@
+"""Validation of survival input arrays (one place for every ``carpet.stats`` entry point)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from carpet.errors import InputError
+
+
+def survival_arrays(time, event, *, source: str = "survival data") -> tuple[np.ndarray, np.ndarray]:
+    """Return ``time`` as float and ``event`` as bool arrays after checking them.
+
+    Raises
+    ------
+    InputError
+        When lengths differ, a time is missing, negative or infinite, or an event is not 0/1.
+    """
+    t = np.asarray(time, dtype=float).ravel()
+    e_raw = np.asarray(event).ravel()
+    if t.shape != e_raw.shape:
+        raise InputError(f"time has {t.size} values but event has {e_raw.size}; they must be the same length",
+                         source=source)
+    if t.size == 0:
+        raise InputError("no observations", source=source)
+    bad = ~np.isfinite(t) | (t < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"time must be a finite number >= 0, got {t[i]!r}", source=source,
+                         where=f"row {i}, column 'time'")
+    try:
+        e_num = e_raw.astype(float)
+    except (TypeError, ValueError):
+        e_num = np.full(e_raw.shape, np.nan)
+    bad = ~np.isin(e_num, (0.0, 1.0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"event must be 0 (censored) or 1 (event), got {e_raw[i]!r}", source=source,
+                         where=f"row {i}, column 'event'")
+    return t, e_num.astype(bool)

@@ -1,0 +1,134 @@
+"""Harrell's concordance index as R's ``survival::concordance`` counts it, with R's standard error.
+
+Written here so that the counts (not only the ratio) are available per stratum, as R sums them over
+strata for a stratified Cox model, together with the infinitesimal-jackknife standard error. Pair
+counts use dyadic range counting with numpy (O(n log² n), no Python loop over subjects).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+from carpet.stats._input import survival_arrays
+
+
+def _prefix_counts(pt_pos, pt_rank, q_pos, q_rank, side: str) -> np.ndarray:
+    """For each query: #{points with pt_pos < q_pos and pt_rank < q_rank} (side="left", or <= for "right").
+
+    [0, q_pos) is the union of dyadic blocks [b·2^l, (b+1)·2^l) over the set bits l of q_pos, with
+    b = (q_pos >> l) − 1; within a block the ranks are counted by binary search in sorted keys.
+    """
+    out = np.zeros(q_pos.size, dtype=np.int64)
+    if pt_pos.size == 0 or q_pos.size == 0:
+        return out
+    span = int(max(pt_rank.max(), q_rank.max())) + 2
+    for level in range(int(q_pos.max()).bit_length()):
+        has = ((q_pos >> level) & 1).astype(bool)
+        if not has.any():
+            continue
+        keys = np.sort((pt_pos >> level) * span + pt_rank)
+        base = ((q_pos[has] >> level) - 1) * span
+        out[has] += np.searchsorted(keys, base + q_rank[has], side=side) - np.searchsorted(keys, base, side="left")
+    return out
+
+
+@dataclass(frozen=True)
+class ConcordanceCounts:
+    """Pair counts of a concordance computation and Harrell's C = (concordant + tied_x/2) / comparable."""
+
+    concordant: float
+    discordant: float
+    tied_x: float
+    tied_y: float
+    tied_xy: float
+    std_err: float = float("nan")
+
+    @property
+    def concordance(self) -> float:
+        total = self.concordant + self.discordant + self.tied_x
+        return (self.concordant + 0.5 * self.tied_x) / total if total else float("nan")
+
+
+def concordance_counts(time, event, risk, strata=None) -> ConcordanceCounts:
+    """Count concordant/discordant pairs of a risk score against survival.
+
+    Parameters
+    ----------
+    time, event : array-like
+        Follow-up time and event indicator.
+    risk : array-like
+        Risk score, higher = earlier event expected (a Cox linear predictor; for a marker where
+        high means *longer* survival pass its negative, like R's ``reverse``).
+    strata : array-like, optional
+        Pairs are formed within strata only.
+
+    Notes
+    -----
+    A pair (i, j) is comparable when i has an event and j is known to outlive it: t_j > t_i, or
+    t_j = t_i with j censored. Pairs of events at the same time are not comparable (counted in
+    ``tied_y``, or ``tied_xy`` when also tied in risk); comparable pairs tied in ``risk`` count 1/2
+    (``tied_x``). ``std_err`` is the infinitesimal-jackknife standard error, as R reports it.
+    """
+    t, e = survival_arrays(time, event)
+    x = np.asarray(risk, dtype=float).ravel()
+    strata_codes = (np.zeros(t.size, dtype=np.int64) if strata is None
+                    else np.unique(np.asarray(strata), return_inverse=True)[1].ravel())
+    order = np.lexsort((~e, t, strata_codes))  # stratum, time, events before censorings
+    t, e, s = t[order], e[order], strata_codes[order]
+    r = (rankdata(x[order], method="dense") - 1).astype(np.int64)
+    n = t.size
+    pos = np.arange(n, dtype=np.int64)
+    new = np.ones(n, dtype=bool)
+    new[1:] = (s[1:] != s[:-1])
+    stratum_end = np.concatenate((np.flatnonzero(new)[1:], [n]))[np.cumsum(new) - 1]
+    new_run = new.copy()
+    new_run[1:] |= (t[1:] != t[:-1]) | (e[1:] != e[:-1])
+    run_end = np.concatenate((np.flatnonzero(new_run)[1:], [n]))[np.cumsum(new_run) - 1]
+    ev = np.flatnonzero(e)
+    # event i is compared with the rows after its run of tied events, up to the end of its stratum
+    p_i, end_i, r_i = run_end[ev], stratum_end[ev], r[ev]
+
+    def in_suffix(side):
+        return _prefix_counts(pos, r, end_i, r_i, side) - _prefix_counts(pos, r, p_i, r_i, side)
+
+    lower, lower_eq = in_suffix("left"), in_suffix("right")
+    comparable = end_i - p_i
+    tied = lower_eq - lower
+    conc, tie_x = float(lower.sum()), float(tied.sum())
+    disc = float((comparable - lower_eq).sum())
+
+    # the same pairs seen from the later member j: events i with p_i <= j < end_i
+    def as_later(side):
+        q = pos + 1
+        return _prefix_counts(p_i, r_i, q, r, side) - _prefix_counts(end_i, r_i, q, r, side)
+
+    big = np.full(n, r.max() + 1, dtype=np.int64)
+    total_j = _prefix_counts(p_i, r_i, pos + 1, big, "left") - _prefix_counts(end_i, r_i, pos + 1, big, "left")
+    le_j, lt_j = as_later("right"), as_later("left")
+    higher_j, tied_j = total_j - le_j, le_j - lt_j
+    # per-subject sums over its pairs (score 1, 1/2, 0 and number of comparable pairs) for the IJ error
+    score_i = higher_j + 0.5 * tied_j
+    comparable_i = total_j.astype(float)
+    score_i[ev] += lower + 0.5 * tied
+    comparable_i[ev] += comparable
+
+    # events tied in time (not comparable): tied_y, or tied_xy when also tied in risk
+    def tied_pairs(*keys):
+        _, counts = np.unique(np.stack(keys), axis=1, return_counts=True)
+        return float(np.sum(counts * (counts - 1) / 2))
+
+    same_time = tied_pairs(s[ev], t[ev])
+    tie_xy = tied_pairs(s[ev], t[ev], r_i)
+    total = conc + disc + tie_x
+    c = (conc + 0.5 * tie_x) / total if total else float("nan")
+    # infinitesimal jackknife: dC/dw_k = (dN_k - C dD_k) / D, var = sum_k (dC/dw_k)^2
+    se = float(np.sqrt(np.sum(((score_i - c * comparable_i) / total) ** 2))) if total else float("nan")
+    return ConcordanceCounts(conc, disc, tie_x, same_time - tie_xy, tie_xy, se)
+
+
+def concordance_index(time, event, risk, strata=None) -> float:
+    """Harrell's C of ``risk`` (higher = worse), as ``concordance(..., reverse=TRUE)$concordance`` in R."""
+    return concordance_counts(time, event, risk, strata).concordance
