@@ -235,3 +235,44 @@ def test_shrunken_follow_up_gives_expected_delta_and_lugano():
     df2, bm2 = _read(cured)
     r2 = lugano_response(df0["suv_max"].max(), df2["suv_max"].max(), list(df2["deauville"]) + [bm2])
     assert r2.category == "CMR" and r2.delta_suv_max_pct == pytest.approx(-81.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# carpet quantify: sites, distances and Deauville per lesion; references, IMPeTUs and response in the summary
+# ---------------------------------------------------------------------------------------------
+def test_quantify_cli_reads_anatomy_and_baseline_response(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from carpet.cli import app
+
+    base = phantom(lesions=(LesionSpec("intramedullary", 6.0, 10.0), LesionSpec("paramedullary", 8.0, 6.0),
+                            LesionSpec("extramedullary", 9.0, 8.0)))
+    centres = [tuple(les["centre_mm"]) for les in base.truth["lesions"]]
+    follow = phantom(lesions=(LesionSpec("intramedullary", 5.0, 5.0, centre_mm=centres[0]),
+                              LesionSpec("extramedullary", 6.0, 4.5, centre_mm=centres[2])))
+    runner = CliRunner()
+    outs = {}
+    for name, ph, extra in (("base", base, []), ("follow", follow, ["--baseline", tmp_path / "base_out"])):
+        paths = ph.write_nifti(tmp_path / name)
+        outs[name] = tmp_path / f"{name}_out"
+        res = runner.invoke(app, ["quantify", str(paths["pet"]), "--ct", str(paths["ct"]), "--out",
+                                  str(outs[name]), *map(str, extra)])
+        assert res.exit_code == 0, res.output
+    table = pd.read_csv(outs["base"] / "lesions.csv").sort_values("centroid_z_mm")
+    truth = sorted(base.truth["lesions"], key=lambda les: les["centre_mm"][2])
+    expected = {"intramedullary": "bone", "paramedullary": "paramedullary", "extramedullary": "extramedullary"}
+    assert list(table["site"]) == [expected[les["kind"]] for les in truth]
+    assert {"bone_fraction", "distance_to_bone_mm", "volume_in_bone_ml", "deauville"} <= set(table.columns)
+    assert list(table["deauville"]) == [5] * 3                       # SUV 6–10 > 2 × liver SUVmax 2.0
+    s = json.loads((outs["base"] / "summary.json").read_text())
+    assert (s["n_bone"], s["n_paramedullary"], s["n_extramedullary"]) == (1, 1, 1)
+    assert s["reference_regions"]["liver"]["usable"] and s["reference_regions"]["blood_pool"]["usable"]
+    assert s["reference_regions"]["liver"]["suv_mean"] == pytest.approx(LIVER, rel=0.02)
+    assert s["marrow"]["deauville"] == 2                             # marrow 1.2 <= blood pool 1.6
+    assert s["impetus"]["report_string"].startswith("BM2 F1(?)DS5 L? P EMD(?)DS5")
+    assert s["metabolic_response"]["ZAMAGNI2021"]["met_cr"] is False
+    f = json.loads((outs["follow"] / "summary.json").read_text())
+    assert f["response"]["delta_suv_max_pct"] == pytest.approx(-50.0)
+    assert f["response"]["category"] == "PMR"                        # DS 5 (5.0 > 4.0), SUVmax halved

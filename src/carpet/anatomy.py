@@ -55,7 +55,7 @@ from scipy import ndimage
 from carpet.provenance import provenance
 from carpet.volume import Volume, resample_to
 
-__all__ = ["bone_mask", "marrow_mask", "marrow_reference", "liver_reference", "blood_pool_reference",
+__all__ = ["bone_mask", "ct_bone", "marrow_mask", "marrow_reference", "liver_reference", "blood_pool_reference",
            "ReferenceRegion", "BoneParams"]
 
 AIR_HU = -1024.0
@@ -213,6 +213,14 @@ def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams
     prov = provenance(method="ct_bone_mask", **params.as_dict(),
                       grid="ct" if reference is None or ct.same_grid(reference) else "reference")
     return _mask_volume(mask, ct, reference, prov)
+
+
+@functools.lru_cache(maxsize=1)
+def ct_bone(ct: Volume, params: BoneParams = BoneParams()) -> Volume:
+    """:func:`bone_mask` on the CT's own grid, cached for the last CT (volumes hash by identity), so that the
+    lesion sites, the marrow and the reference regions of one study build it once. Do not modify the CT's
+    array in place between calls."""
+    return bone_mask(ct, params=params)
 
 
 def _mask_volume(mask: np.ndarray, grid: Volume, reference: Volume | None, prov: dict) -> Volume:
@@ -380,7 +388,7 @@ class _CtOnPet:
         air = body & ~tissue
         # Air inside the body contour that is not bowel-sized speckle: lungs are large.
         lungs = _remove_small(air, int(np.ceil(50.0 / pet.voxel_volume_ml)))
-        bone_ct = bone_mask(ct, params=params)
+        bone_ct = ct_bone(ct, params)
         bone = np.asarray(_mask_volume(bone_ct.array, bone_ct, pet, {}).array, bool)
         marrow = np.asarray(marrow_mask(bone_ct, ct, cortex_mm=params.cortex_mm, reference=pet).array, bool)
         return cls(hu=hu, body=body, lungs=lungs, bone=bone, marrow=marrow, xyz=_voxel_coords_mm(pet))

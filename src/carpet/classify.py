@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from carpet.anatomy import BoneParams, _close_mm, bone_mask
+from carpet.anatomy import BoneParams, _close_mm, _mask_volume, ct_bone
 from carpet.errors import InputError
 from carpet.provenance import provenance
 from carpet.volume import Volume, resample_to
@@ -190,14 +190,15 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
 
     if params.grid == "ct":
         grid_labels = np.asarray(resample_to(lab, ct, interpolation="nearest", default_value=0).array)
-        bone = np.asarray((bone if bone is not None else bone_mask(ct, params=params.bone)).array, bool)
+        bone = np.asarray((bone if bone is not None else ct_bone(ct, params.bone)).array, bool)
         spacing = ct.spacing
         # A lesion voxel with no CT under it disappears in the resampling: compare counts below.
         fov_ok = None
     elif params.grid == "pet":
         grid_labels = lab_arr
-        bone = np.asarray((bone if bone is not None else bone_mask(ct, reference=lab, params=params.bone)).array,
-                          bool)
+        if bone is None:
+            bone = _mask_volume(ct_bone(ct, params.bone).array, ct, lab, {})
+        bone = np.asarray(bone.array, bool)
         spacing = lab.spacing
         cover = resample_to(ct.with_array(np.ones(ct.shape, np.uint8)), lab, interpolation="nearest",
                             default_value=0)

@@ -79,6 +79,9 @@ def quantify(
     height_cm: Optional[float] = typer.Option(None, "--height-cm", help="Patient height (cm), for SDmax."),
     weight_kg: Optional[float] = typer.Option(None, "--weight-kg", help="Patient weight (kg), for SDmax."),
     auto_exclude: bool = typer.Option(False, "--auto-exclude", help="Automatic physiological-uptake removal."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline",
+                                            help="OUT folder of this patient's baseline quantify run: "
+                                                 "adds the Lugano response (delta SUVmax)."),
     out: Path = typer.Option(Path("carpet-quantify"), "--out", help="Output folder."),
 ) -> None:
     """Segment and measure lesions: writes lesions.csv, summary.json and lesions.nii.gz in OUT."""
@@ -87,7 +90,7 @@ def quantify(
 
     result = run_quantify(pet, out_dir=out, ct_path=ct, lesions_path=lesions, exclude_path=exclude,
                           method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
-                          auto_exclude=auto_exclude,
+                          auto_exclude=auto_exclude, baseline_dir=baseline,
                           params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml))
     s = result.summary
     for note in s["provenance"].get("warnings", []):

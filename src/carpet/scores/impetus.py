@@ -26,7 +26,7 @@ import pandas as pd
 from carpet.provenance import provenance
 from carpet.scores.deauville import NOT_EVALUABLE
 
-__all__ = ["ImpetusRecord", "impetus_record", "count_category", "RULESET"]
+__all__ = ["ImpetusRecord", "impetus_record", "count_category", "RULESET", "StudyReading", "read_study"]
 
 RULESET = "IMPETUS2016"
 SITE_CODES = ("S", "Sp", "E")
@@ -175,3 +175,74 @@ def impetus_record(lesions: pd.DataFrame, bm_ds: int | str | None, *, lytic_coun
         n_indeterminate=int((site == "indeterminate").sum()), warnings=warnings,
         provenance=provenance(ruleset=RULESET, fl_sites_from="bone+paramedullary",
                               days_from_infusion=days_from_infusion, gcsf_within_days=gcsf_within_days))
+
+
+# ---------------------------------------------------------------------------------------------
+# one study, read end to end (the `carpet quantify` step)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class StudyReading:
+    """Reference regions, per-lesion Deauville, marrow score and IMPeTUs record of one PET/CT.
+
+    ``lesions`` is the input table with a ``deauville`` column added; :meth:`to_summary` gives the
+    ``summary.json`` keys (``reference_regions``, ``marrow``, ``deauville``, ``impetus``, ``metabolic_response``).
+    """
+
+    lesions: pd.DataFrame
+    liver: Any
+    blood_pool: Any
+    marrow: Any
+    bm_ds: int | str
+    study_ds: int | str
+    impetus: ImpetusRecord
+    met_cr: dict[str, Any]
+    deauville_provenance: dict[str, Any]
+
+    def to_summary(self) -> dict[str, Any]:
+        return {"reference_regions": {"liver": self.liver.to_dict(), "blood_pool": self.blood_pool.to_dict()},
+                "marrow": {**self.marrow.to_dict(), "deauville": self.bm_ds},
+                "deauville": {"study": self.study_ds, "provenance": self.deauville_provenance},
+                "impetus": self.impetus.to_dict(),
+                "metabolic_response": self.met_cr}
+
+
+def read_study(pet, ct, labels, lesions: pd.DataFrame, *, liver_centre_mm=None, deauville_params=None,
+               days_from_infusion: float | None = None) -> StudyReading:
+    """Read one study: automatic (or given) liver and blood-pool references, spine marrow, per-lesion
+    Deauville (lesion SUVmax), diffuse-marrow Deauville (marrow SUV median), the IMPeTUs record and metCR by
+    each rule.
+
+    Parameters
+    ----------
+    pet : Volume
+        PET in SUV.
+    ct : Volume or None
+        CT in HU (any grid); without it the references are unusable unless ``liver_centre_mm`` is given, and
+        every score is ``'NE'``.
+    labels : Volume
+        Lesion label map on the PET grid (label = ``lesion_id``).
+    lesions : DataFrame
+        One row a lesion with ``lesion_id``, ``suv_max`` and ``site``.
+    liver_centre_mm : sequence of 3 floats, optional
+        Liver VOI centre (LPS mm) overriding the automatic placement.
+    deauville_params : DeauvilleParams, optional
+    """
+    from carpet.anatomy import blood_pool_reference, liver_reference, marrow_reference
+    from carpet.scores.deauville import DeauvilleParams, deauville_from_references, study_deauville
+    from carpet.scores.metabolic_response import METCR_RULES, metabolic_complete_response
+
+    params = deauville_params or DeauvilleParams()
+    liver = liver_reference(pet, ct, centre_mm=liver_centre_mm, lesions=labels)
+    blood = blood_pool_reference(pet, ct, lesions=labels)
+    marrow = marrow_reference(pet, ct, lesions=labels)
+    table = lesions.copy()
+    table["deauville"] = deauville_from_references(table["suv_max"], liver, blood, params)
+    bm_ds = (deauville_from_references([marrow.median], liver, blood, params)[0] if marrow.usable
+             else NOT_EVALUABLE)
+    record = impetus_record(table, bm_ds, days_from_infusion=days_from_infusion)
+    met_cr = {rule: metabolic_complete_response(bm_ds, table["deauville"], rule=rule).to_dict()
+              for rule in METCR_RULES}
+    met_cr["default_rule"] = METCR_RULES[0]
+    return StudyReading(table, liver, blood, marrow, bm_ds, study_deauville(table["deauville"]), record, met_cr,
+                        params.provenance(marrow_uptake="median SUV of the spine marrow",
+                                          lesion_uptake="lesion SUVmax"))

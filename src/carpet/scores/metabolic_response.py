@@ -29,7 +29,7 @@ from carpet.provenance import provenance
 from carpet.scores.deauville import NOT_EVALUABLE
 
 __all__ = ["METCR_RULES", "MetabolicResponse", "metabolic_complete_response", "LuganoResponse",
-           "lugano_response", "delta_suv_max_pct"]
+           "lugano_response", "delta_suv_max_pct", "response_to_baseline"]
 
 METCR_RULES = ("ZAMAGNI2021", "IMWG2016_IMAGING", "LUGANO_STYLE")
 
@@ -171,3 +171,23 @@ def lugano_response(baseline_suv_max: float, followup_suv_max: float, followup_d
     if delta > significant_change_pct:
         return result("PMD", f"DS {worst}, SUVmax {delta:+.1f}% (increase > {significant_change_pct:g}%)")
     return result("NMR", f"DS {worst}, SUVmax {delta:+.1f}% (no significant change)")
+
+
+def response_to_baseline(baseline_summary: dict[str, Any], followup_summary: dict[str, Any], *,
+                         new_lesions: bool = False, significant_change_pct: float = 30.0) -> LuganoResponse:
+    """Lugano 2014 response of a follow-up ``summary.json`` against the baseline's (same patient).
+
+    Uses the study ``suv_max`` of both and the follow-up's Deauville scores (study score and marrow score).
+    New lesions cannot be told from persisting ones without registering the two studies: pass
+    ``new_lesions`` from the reader.
+    """
+    def suv(summary):
+        value = summary.get("suv_max")
+        if value is None:
+            return 0.0 if summary.get("n_lesions") == 0 else float("nan")
+        return float(value)
+
+    scores = [followup_summary.get("deauville", {}).get("study", NOT_EVALUABLE),
+              followup_summary.get("marrow", {}).get("deauville", NOT_EVALUABLE)]
+    return lugano_response(suv(baseline_summary), suv(followup_summary), scores,
+                           new_lesions=new_lesions, significant_change_pct=significant_change_pct)
