@@ -128,7 +128,7 @@ def test_phantom_bone_and_marrow_masks(ct_spacing):
     true_marrow = ph.organs["marrow"].array
     # Inside the true marrow (exactly on the CT's own grid; a finer CT resampled by majority differs from the
     # phantom's voxel-centre truth in a rim of partial-volume voxels).
-    assert np.mean(true_marrow[marrow]) > (0.99 if ct_spacing is None else 0.85)
+    assert np.mean(true_marrow[marrow]) > (0.98 if ct_spacing is None else 0.85)
     assert np.mean(marrow[true_marrow & ~lytic]) > 0.7
 
 

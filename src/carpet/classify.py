@@ -8,7 +8,8 @@ map to the contract's ``site``: intramedullary_FL → ``bone``, paraskeletal →
 Per lesion ``l`` and solid bone mask ``B`` (:func:`carpet.anatomy.bone_mask`)::
 
     f_in   = |l ∩ B| / |l|                    bone_fraction
-    d_min  = min over l of distance to B      distance_to_bone_mm (0 when l overlaps B)
+    d_min  = min over l of distance to B      distance_to_bone_mm (0 when l overlaps B; a lower bound of
+                                              the gap: centre distance minus one voxel diagonal)
     depth  = max over l of depth inside B     depth_in_bone_mm (distance from the bone surface inwards)
     enters = depth > d_enter                  the lesion really reaches into bone
     bone            if enters and (f_in >= f_med or V_out < v_min_out)
@@ -68,12 +69,13 @@ class SiteParams:
         Depth (mm) a lesion must reach inside bone to count as entering it. None → half the largest PET voxel
         spacing (how far a voxel centred outside bone reaches into it across a face).
     envelope_mm : float
-        Radius (mm) of the closing that restores the bone's outline where a lytic lesion has destroyed it
+        Radius (mm) of the closing that restores a bone's outline where a lytic lesion has destroyed it
         (a paramedullary lesion eats a bite out of the cortex: on CT the bite is soft tissue, open to the
-        outside, so hole filling cannot close it). Only lesion voxels are added back. Bites narrower than
-        about twice this radius are restored; concavities between bones closer than that (neighbouring
-        ribs, intervertebral spaces) also count as bone for a lesion lying in them — such lesions, e.g.
-        pleural lesions between ribs, need human review (spec §4.3 edge cases).
+        outside, so hole filling cannot close it). Each connected bone is closed separately and only lesion
+        voxels are added back, so gaps between bones are never bridged. A bite of radius ``a`` is restored
+        below a depth of about ``R - sqrt(R² - a²)`` (3 mm for a = 10 mm, R = 20 mm); concavities of one
+        bone narrower than 2R (e.g. a vertebra's canal, notches of the pelvis) also count as bone for a
+        lesion lying in them, which needs human review (spec §4.3 edge cases).
     grid : {'ct', 'pet'}
         Where to compare lesion and bone. ``'ct'`` (spec §4.3): the lesion map is resampled (nearest) to the CT
         grid and the bone mask stays at CT resolution. ``'pet'``: the bone mask is resampled (majority) to the
@@ -86,7 +88,7 @@ class SiteParams:
     v_min_out_ml: float = 0.5
     d_contact_mm: float | None = None
     d_enter_mm: float | None = None
-    envelope_mm: float = 15.0
+    envelope_mm: float = 20.0
     grid: str = "ct"
     bone: BoneParams = field(default_factory=BoneParams)
 
@@ -125,10 +127,12 @@ def _per_label(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, fn) -> n
 
 
 def _restore_envelope(bone: np.ndarray, labels: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
-    """Add to ``bone`` the lesion voxels that a closing of radius ``radius_mm`` would fill.
+    """Add to ``bone`` the lesion voxels that a closing of radius ``radius_mm`` of one bone would fill.
 
-    Closing is computed in each lesion's bounding box grown by the closing's reach (2 radii), so the cost
-    is proportional to the lesions' neighbourhoods, not to lesions × volume.
+    Each connected bone is closed on its own, so the gap between two neighbouring bones (spine and iliac wing,
+    two vertebrae) is never bridged: only the bite a lesion took out of one bone is restored. Computed in each
+    lesion's bounding box grown by the closing's reach (2 radii): the cost follows the lesions'
+    neighbourhoods, not lesions × volume.
     """
     out = bone.copy()
     reach = [int(np.ceil(2 * radius_mm / s)) + 1 for s in spacing]
@@ -136,8 +140,10 @@ def _restore_envelope(bone: np.ndarray, labels: np.ndarray, radius_mm: float, sp
         if box is None:
             continue
         grown = tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box, reach, bone.shape))
-        closed = _close_mm(bone[grown], radius_mm, spacing)
-        out[grown] |= closed & (labels[grown] == lid)
+        lesion = labels[grown] == lid
+        parts, n_parts = ndimage.label(bone[grown], structure=np.ones((3, 3, 3)))
+        for part in range(1, n_parts + 1):
+            out[grown] |= _close_mm(parts == part, radius_mm, spacing) & lesion
     return out
 
 
@@ -211,10 +217,11 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
                          f"(shape {grid_labels.shape})")
     if params.envelope_mm > 0 and bone.any():
         bone = _restore_envelope(bone, grid_labels, params.envelope_mm, spacing)
-    # One EDT each side of the bone surface for all lesions. Distances between voxel centres exceed the gap
-    # between the voxelised objects by about one voxel (half a voxel on each side): subtract the largest
-    # spacing, which errs towards contact (indeterminate) rather than a false "no contact" (EMD).
-    dist_out = np.maximum(ndimage.distance_transform_edt(~bone, sampling=spacing) - max(spacing), 0.0) \
+    # One EDT each side of the bone surface for all lesions. Two voxels (boxes) whose centres are D apart
+    # are at least D - one voxel diagonal apart: report that lower bound of the gap, which errs towards
+    # contact (indeterminate) rather than a false "no contact" (EMD).
+    diagonal = float(np.linalg.norm(spacing))
+    dist_out = np.maximum(ndimage.distance_transform_edt(~bone, sampling=spacing) - diagonal, 0.0) \
         if bone.any() else np.full(bone.shape, np.inf)
     depth_in = ndimage.distance_transform_edt(np.pad(bone, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
 
