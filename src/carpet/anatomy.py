@@ -65,9 +65,12 @@ AIR_HU = -1024.0
 # small morphology helpers (Euclidean, honour anisotropic spacing)
 # ------------------------------------------------------------------------------------------------
 def _dilate_mm(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
-    """Dilation by a Euclidean ball of ``radius_mm`` (via the EDT, exact for any spacing)."""
+    """Dilation by a Euclidean ball of ``radius_mm`` (binary morphology for small balls, else the EDT)."""
     if radius_mm <= 0 or not mask.any():
         return mask.copy()
+    ball = _ball_structure(radius_mm, spacing)
+    if ball.size <= 125:
+        return ndimage.binary_dilation(mask, ball)
     return ndimage.distance_transform_edt(~mask, sampling=spacing) <= radius_mm
 
 
@@ -75,12 +78,16 @@ def _erode_mm(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
     """Erosion by a Euclidean ball of ``radius_mm``; voxels outside the array count as background."""
     if radius_mm <= 0:
         return mask.copy()
+    ball = _ball_structure(radius_mm, spacing)
+    if ball.size <= 125:
+        return ndimage.binary_erosion(mask, ball, border_value=0)
     padded = np.pad(mask, 1)
     inner = ndimage.distance_transform_edt(padded, sampling=spacing) > radius_mm
     return inner[1:-1, 1:-1, 1:-1]
 
 
 def _ball_structure(radius_mm: float, spacing) -> np.ndarray:
+    """Voxel offsets within ``radius_mm``: the structuring element equal to the EDT's ``<= r`` / ``> r`` tests."""
     half = [int(np.floor(radius_mm / sp)) for sp in spacing]
     ax = [sp * np.arange(-h, h + 1) for sp, h in zip(spacing, half)]
     return (ax[0][:, None, None] ** 2 + ax[1][None, :, None] ** 2 + ax[2][None, None, :] ** 2) <= radius_mm ** 2
@@ -334,21 +341,47 @@ def _region_stats(name: str, pet: Volume, mask: np.ndarray, centre_mm, prov: dic
     return region
 
 
-def _voxel_coords_mm(vol: Volume) -> np.ndarray:
-    """LPS coordinates of all voxel centres, shape (ni, nj, nk, 3)."""
-    idx = np.stack(np.meshgrid(*[np.arange(n) for n in vol.shape], indexing="ij"), axis=-1)
-    return vol.index_to_world(idx.reshape(-1, 3)).reshape(*vol.shape, 3)
+def _voxel_coords_mm(vol: Volume, box: tuple[slice, ...] | None = None) -> tuple[np.ndarray, ...]:
+    """LPS coordinates (x, y, z) of the voxel centres (of ``box``), each a float32 array of the grid's shape,
+    built by broadcasting one axis at a time (no (n, 3) index array)."""
+    box = box or tuple(slice(0, n) for n in vol.shape)
+    idx = [np.arange(b.start, b.stop, dtype=np.float32) * np.float32(sp) for b, sp in zip(box, vol.spacing)]
+    shape = tuple(len(i) for i in idx)
+    out = []
+    for row in range(3):
+        c = np.full(shape, np.float32(vol.origin[row]))
+        for a in range(3):
+            if vol.direction[row, a] != 0.0:
+                c += np.float32(vol.direction[row, a]) * idx[a].reshape([-1 if b == a else 1 for b in range(3)])
+        out.append(c)
+    return tuple(out)
+
+
+def _box_around(vol: Volume, centre_mm, radius_mm: float) -> tuple[slice, ...]:
+    """Index box holding a ball of ``radius_mm`` around ``centre_mm`` (clipped to the grid)."""
+    c = vol.world_to_index(np.asarray(centre_mm, float))
+    r = radius_mm / np.asarray(vol.spacing)            # enough for any direction: the ball's index extent
+    return tuple(slice(int(max(0, np.floor(ci - ri) - 1)), int(min(n, np.ceil(ci + ri) + 2)))
+                 for ci, ri, n in zip(c, np.full(3, r.max()), vol.shape))
 
 
 def _sphere(pet: Volume, centre_mm, diameter_mm: float) -> np.ndarray:
-    xyz = _voxel_coords_mm(pet)
-    return np.sum((xyz - np.asarray(centre_mm)) ** 2, axis=-1) <= (diameter_mm / 2.0) ** 2
+    out = np.zeros(pet.shape, bool)
+    box = _box_around(pet, centre_mm, diameter_mm / 2.0)
+    x, y, z = _voxel_coords_mm(pet, box)
+    c = np.asarray(centre_mm, float)
+    out[box] = (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= (diameter_mm / 2.0) ** 2
+    return out
 
 
 def _cylinder(pet: Volume, centre_mm, diameter_mm: float, length_mm: float) -> np.ndarray:
     """Cylinder along the patient's z axis (LPS), centred at ``centre_mm``."""
-    d = _voxel_coords_mm(pet) - np.asarray(centre_mm)
-    return (d[..., 0] ** 2 + d[..., 1] ** 2 <= (diameter_mm / 2.0) ** 2) & (np.abs(d[..., 2]) <= length_mm / 2.0)
+    out = np.zeros(pet.shape, bool)
+    box = _box_around(pet, centre_mm, float(np.hypot(diameter_mm / 2.0, length_mm / 2.0)))
+    x, y, z = _voxel_coords_mm(pet, box)
+    c = np.asarray(centre_mm, float)
+    out[box] = ((x - c[0]) ** 2 + (y - c[1]) ** 2 <= (diameter_mm / 2.0) ** 2) & (np.abs(z - c[2]) <= length_mm / 2.0)
+    return out
 
 
 def _mask_on_pet(mask: Volume, pet: Volume) -> np.ndarray:
@@ -372,7 +405,7 @@ class _CtOnPet:
     lungs: np.ndarray
     bone: np.ndarray
     marrow: np.ndarray
-    xyz: np.ndarray
+    xyz: tuple[np.ndarray, np.ndarray, np.ndarray]
 
     @classmethod
     @functools.lru_cache(maxsize=1)
@@ -437,12 +470,12 @@ def _auto_liver_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, liver_hu,
     cand = depth >= diameter_mm / 2.0 + max(pet.spacing)
     if avoid is not None and avoid.any():
         cand &= ~_dilate_mm(avoid, diameter_mm / 2.0 + max(pet.spacing), pet.spacing)
-    x_mid = ctp.xyz[..., 0][ctp.body].mean()
-    cand &= ctp.xyz[..., 0] < x_mid                      # patient right = smaller LPS x
+    x_mid = ctp.xyz[0][ctp.body].mean()
+    cand &= ctp.xyz[0] < x_mid                      # patient right = smaller LPS x
     if ctp.lungs.any():
-        right_lung = ctp.lungs & (ctp.xyz[..., 0] < x_mid)
-        z_lung_base = ctp.xyz[..., 2][right_lung if right_lung.any() else ctp.lungs].min()
-        cand &= ctp.xyz[..., 2] >= z_lung_base - search_below_lung_mm
+        right_lung = ctp.lungs & (ctp.xyz[0] < x_mid)
+        z_lung_base = ctp.xyz[2][right_lung if right_lung.any() else ctp.lungs].min()
+        cand &= ctp.xyz[2] >= z_lung_base - search_below_lung_mm
     if not cand.any():
         return None, "no soft tissue in the right upper abdomen can hold the sphere"
     # The liver is the right-sided soft tissue with the highest homogeneous uptake; a ball 2 cm wider than
@@ -452,15 +485,15 @@ def _auto_liver_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, liver_hu,
     if not ok.any():
         return None, "no homogeneous soft-tissue region with plausible liver uptake on the patient's right"
     best = np.unravel_index(np.argmax(np.where(ok, mean, -np.inf)), mean.shape)
-    return tuple(ctp.xyz[best]), ""
+    return tuple(pet.index_to_world(np.asarray(best, float))), ""
 
 
 def _auto_aorta_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, length_mm: float, blood_hu,
                        avoid: np.ndarray | None, plausible_suv):
     axis = _axial_axis(pet)
-    x_mid = ctp.xyz[..., 0][ctp.body].mean()
-    left = ctp.lungs & (ctp.xyz[..., 0] > x_mid)
-    right = ctp.lungs & (ctp.xyz[..., 0] <= x_mid)
+    x_mid = ctp.xyz[0][ctp.body].mean()
+    left = ctp.lungs & (ctp.xyz[0] > x_mid)
+    right = ctp.lungs & (ctp.xyz[0] <= x_mid)
     other = tuple(a for a in range(3) if a != axis)
     thorax = left.any(axis=other) & right.any(axis=other)           # slices holding both lungs
     if thorax.sum() < 2:
@@ -475,14 +508,14 @@ def _auto_aorta_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, length_mm
     fits = ndimage.correlate(soft.astype(np.float32), disk, mode="constant") > 0.999
     pet_disk = ndimage.correlate(np.asarray(pet.array, np.float32), disk, mode="nearest")
     # Posterior mediastinum between the lungs' centroids: the descending aorta's column.
-    lx_r, lx_l = ctp.xyz[..., 0][right].mean(), ctp.xyz[..., 0][left].mean()
-    y_lungs = ctp.xyz[..., 1][ctp.lungs].mean()
+    lx_r, lx_l = ctp.xyz[0][right].mean(), ctp.xyz[0][left].mean()
+    y_lungs = ctp.xyz[1][ctp.lungs].mean()
     sel = [slice(None)] * 3
     sel[axis] = thorax
     col_fits = fits[tuple(sel)].mean(axis=axis) >= 0.8
     col_pet = np.median(np.where(fits, pet_disk, np.nan)[tuple(sel)], axis=axis) if fits.any() else None
-    xy = np.take(ctp.xyz, 0, axis=axis)
-    col_ok = col_fits & (xy[..., 0] > lx_r) & (xy[..., 0] < lx_l) & (xy[..., 1] >= y_lungs)
+    x0, y0 = (np.take(c, 0, axis=axis) for c in ctp.xyz[:2])
+    col_ok = col_fits & (x0 > lx_r) & (x0 < lx_l) & (y0 >= y_lungs)
     with np.errstate(invalid="ignore"):
         col_ok &= (col_pet >= plausible_suv[0]) & (col_pet <= plausible_suv[1])
     if not col_ok.any():
@@ -503,7 +536,7 @@ def _auto_aorta_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, length_mm
     for a, c in zip(other, col):
         idx[a] = c
     idx[axis] = k
-    return tuple(ctp.xyz[tuple(idx)]), ""
+    return tuple(pet.index_to_world(np.asarray(idx, float))), ""
 
 
 def _reference(name: str, pet: Volume, ct: Volume | None, centre_mm, mask: Volume | None, shape_fn,
@@ -619,8 +652,8 @@ def marrow_reference(pet: Volume, ct: Volume | None = None, *, marrow: Volume | 
         m = ctp.marrow
         # 1.5 PET voxels off the cortex: partial volume with the (cold) compact bone under the PSF.
         m = _erode_mm(m, edge_margin_mm, pet.spacing)
-        x_mid = ctp.xyz[..., 0][ctp.body].mean() if ctp.body.any() else 0.0
-        m &= np.abs(ctp.xyz[..., 0] - x_mid) <= spine_halfwidth_mm
+        x_mid = ctp.xyz[0][ctp.body].mean() if ctp.body.any() else 0.0
+        m &= np.abs(ctp.xyz[0] - x_mid) <= spine_halfwidth_mm
         prov["placement"] = "automatic"
         reason = "" if m.any() else "no marrow found near the mid-line"
     else:
