@@ -8,7 +8,8 @@ in the same run, with
 * SimpleITK: ``ImageSeriesReader.GetGDCMSeriesFileNames`` + ``Execute`` (no SUV),
 * dcm2niix (uncompressed NIfTI output) when the binary is on PATH,
 
-after one warm-up read (so the files are in the page cache for everyone), best of ``--repeat`` runs.
+after one warm-up read each (files in the page cache for everyone); the readers take turns, best of
+``--repeat`` rounds.
 
     PYTHONPATH=src /work/venv/bin/python bench/read_dicom.py [--repeat 3] [--keep DIR]
 """
@@ -25,13 +26,21 @@ from pathlib import Path
 import numpy as np
 
 
-def best_of(fn, repeat: int) -> tuple[float, object]:
-    times, out = [], None
+def timed(fn) -> tuple[float, object]:
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def interleaved(fns: dict, repeat: int) -> tuple[dict, dict]:
+    """Run the readers in turn ``repeat`` times (the machine is shared: load drifts between runs);
+    return each one's best time and its last output."""
+    best, outs = {k: float("inf") for k in fns}, {}
     for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
+        for key, fn in fns.items():
+            dt, outs[key] = timed(fn)
+            best[key] = min(best[key], dt)
+    return best, outs
 
 
 def main() -> None:
@@ -63,21 +72,23 @@ def main() -> None:
 
     rows = []
     for name, folder in (("PET", pet_dir), ("CT", ct_dir)):
-        carpet_fn = (lambda f=folder: to_suv(f)[0]) if name == "PET" else (lambda f=folder: read_series(f))
-        sitk_read(folder), carpet_fn()  # warm-up: page cache, imports
-        t_carpet, vol = best_of(carpet_fn, args.repeat)
-        t_sitk, img = best_of(lambda f=folder: sitk_read(f), args.repeat)
+        fns = {"carpet": (lambda f=folder: to_suv(f)[0]) if name == "PET" else (lambda f=folder: read_series(f)),
+               "sitk": lambda f=folder: sitk_read(f)}
+        out = Path(tempfile.mkdtemp(prefix="d2n-"))
+        if shutil.which("dcm2niix"):
+            fns["dcm2niix"] = lambda f=folder, o=out: subprocess.run(
+                ["dcm2niix", "-z", "n", "-b", "n", "-o", str(o), "-f", "x%s", str(f)],
+                check=True, capture_output=True)
+        for fn in fns.values():  # warm-up: page cache, imports
+            fn()
+        best, outs = interleaved(fns, args.repeat)
+        shutil.rmtree(out)
+        vol, img = outs["carpet"], outs["sitk"]
         ref = sitk.GetArrayFromImage(img).transpose(2, 1, 0)
         same = vol.shape == ref.shape and np.allclose(vol.origin, img.GetOrigin(), atol=1e-3)
         if name == "CT":  # HU must agree voxel for voxel (PET differs by the SUV factor)
             same = same and np.array_equal(vol.array, ref)
-        t_d2n = None
-        if shutil.which("dcm2niix"):
-            out = Path(tempfile.mkdtemp(prefix="d2n-"))
-            t_d2n, _ = best_of(lambda f=folder, o=out: subprocess.run(
-                ["dcm2niix", "-z", "n", "-b", "n", "-o", str(o), "-f", "x%s", str(f)],
-                check=True, capture_output=True), args.repeat)
-            shutil.rmtree(out)
+        t_carpet, t_sitk, t_d2n = best["carpet"], best["sitk"], best.get("dcm2niix")
         rows.append((name, t_carpet, t_sitk, t_d2n, same))
 
     print(f"{'series':6} {'carpet s':>9} {'SimpleITK s':>12} {'ratio':>6} {'dcm2niix s':>11} {'ratio':>6}  same grid (CT: and values)")

@@ -37,4 +37,4 @@ def test_small_demo_writes_report_and_tables(tmp_path):
     for name in ("moffitt_post_cart", "certainty_pet", "lbcl_mtv"):
         assert (tmp_path / "cohorts" / name / "patients.csv").is_file()
     stats = json.loads((tmp_path / "statistics.json").read_text())
-    assert 0 <= stats["os_pp"]["logrank"]["p_value"] <= 1
+    assert 0 <= stats["os_pp by baseline EMD"]["logrank"]["p_value"] <= 1

@@ -104,17 +104,21 @@ def test_lesion_kinds_are_what_their_geometry_says(small):
         # Brute force: distance from each lesion voxel centre to the nearest bone voxel centre.
         pts = voxel_centres(small.pet, mask)
         d_bone = np.sqrt(((pts[:, None, :] - bone_pts[None, :, :]) ** 2).sum(-1)).min()
+        # The analytic surface-to-surface distance bounds the voxel-centre distance from below.
+        diagonal = np.linalg.norm(small.pet.spacing)
+        assert les["bone_distance_mm"] - 1e-9 <= d_bone <= les["bone_distance_mm"] + 2 * diagonal
         if les["kind"] == "intramedullary":
             assert fraction == 1.0 and organs["marrow"].array[mask].all()
             assert les["site"] in ("spine", "pelvis")
         elif les["kind"] == "paramedullary":
             assert 0.3 <= fraction <= 0.7
         elif les["kind"] == "extramedullary":
-            assert fraction == 0.0 and d_bone >= 20.0
+            assert fraction == 0.0 and d_bone >= les["bone_distance_mm"] >= 20.0
             assert les["site"] in ("liver", "lung", "soft_tissue")
-        else:  # abutting: no contact, but close (within gap + one voxel diagonal on the PET grid)
-            assert fraction == 0.0
-            assert 0 < d_bone <= les["gap_mm"] + 2 * np.linalg.norm(small.pet.spacing)
+        else:  # abutting: no contact, the chosen gap
+            assert fraction == 0.0 and les["bone_distance_mm"] == pytest.approx(les["gap_mm"])
+        if les["kind"] in ("intramedullary", "paramedullary"):
+            assert les["bone_distance_mm"] == 0.0
 
 
 def test_abutting_gap_is_exact_on_a_fine_ct_grid():
@@ -203,7 +207,7 @@ def test_blur_conserves_activity_and_noise_keeps_truth(small):
     assert values.std() / values.mean() == pytest.approx(0.1, rel=0.15)
 
 
-def test_physiological_uptake_is_hot_and_excluded():
+def test_physiological_uptake_is_hot_and_excluded(tmp_path):
     ph = make_phantom(PhantomSpec.small(seed=2, physiological_uptake=True, psf_fwhm_mm=6.0))
     for name in ("bladder", "kidneys"):
         assert ph.organs[name].array.sum() > 20
@@ -214,6 +218,8 @@ def test_physiological_uptake_is_hot_and_excluded():
     components = cc3d.connected_components((raw.pet.array >= 4) & ~exclude, connectivity=26)
     assert components.max() == len(raw.truth["lesions"])
     assert not (exclude & (raw.lesion_labels.array > 0)).any()
+    written = read_nifti(ph.write_nifti(tmp_path)["exclude"])
+    assert written.same_grid(ph.pet) and np.array_equal(written.array > 0, exclude)
 
 
 def test_user_placed_lesion_counts_and_site():
@@ -270,6 +276,10 @@ def test_whole_body_default_size_and_lesions():
         low, high = {"intramedullary": (1, 1), "paramedullary": (0.3, 0.7)}.get(les["kind"], (0, 0))
         assert low <= fraction[les["id"]] <= high, les
     assert "femur" in {les["site"] for les in ph.truth["lesions"]}
+    # Whole-body paramedullary lesions have > 1 mL outside bone, so the provisional rule of
+    # spec/clinical-rules.md §4.3 (V_out >= 1 mL) can call them paraskeletal.
+    para = [les for les in ph.truth["lesions"] if les["kind"] == "paramedullary"]
+    assert para and all((1 - les["bone_fraction"]) * les["volume_ml"] > 1.0 for les in para)
 
 
 def test_truth_centroids_and_patient_totals(small):
@@ -300,9 +310,3 @@ def test_bad_patient_and_placement_inputs_are_input_errors():
         outside = LesionSpec("extramedullary", 8.0, 6.0, centre_mm=(0, 0, 1000))
         make_phantom(PhantomSpec.small(lesions=[outside]))
 
-
-def test_paramedullary_soft_tissue_part_exceeds_one_ml(small):
-    # So that the provisional rule of spec/clinical-rules.md §4.3 (V_out >= 1 mL) can call them paraskeletal.
-    for les in small.truth["lesions"]:
-        if les["kind"] == "paramedullary":
-            assert (1 - les["bone_fraction"]) * les["volume_ml"] >= 1.0

@@ -10,6 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from carpet.io.nifti import read_nifti
 from carpet.synth import PhantomSpec, make_phantom
 from carpet.volume import Volume
 
@@ -44,8 +45,10 @@ def textbook_suv_factor(ds) -> float:
     return float(ds.PatientWeight) * 1000.0 / decayed_bq
 
 
-def test_pet_dicom_reproduces_the_suv_volume(written):
+def test_pet_dicom_reproduces_the_nifti_suv_volume(written, tmp_path):
     ph, paths = written
+    nifti = read_nifti(ph.write_nifti(tmp_path)["pet"])
+    assert nifti.same_grid(ph.pet)
     series = read_series(paths["pet_dir"])
     assert len(series) == ph.pet.shape[2]
     factor = textbook_suv_factor(series[0])
@@ -57,12 +60,12 @@ def test_pet_dicom_reproduces_the_suv_volume(written):
         slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
         bqml = ds.pixel_array.astype(np.float64) * slope + intercept
         suv = bqml.T * factor
-        expected = ph.pet.array[:, :, k].astype(np.float64)
+        expected = nifti.array[:, :, k].astype(np.float64)
         # int16 quantisation: half a stored step, plus float32 rounding of the phantom's values.
         tol = slope / 2 * factor + 1e-6 * np.abs(expected).max()
         assert np.abs(suv - expected).max() <= tol, k
         assert slope * factor < expected.max() / 30000 + 1e-12  # the full int16 range is used
-        assert np.allclose([float(v) for v in ds.ImagePositionPatient], ph.pet.index_to_world([0, 0, k]))
+        assert np.allclose([float(v) for v in ds.ImagePositionPatient], nifti.index_to_world([0, 0, k]))
 
 
 def test_pet_header_has_every_suv_field(written):
@@ -132,3 +135,24 @@ def test_uids_are_deterministic_per_seed(tmp_path):
     first = lambda p: pydicom.dcmread(sorted(p.iterdir())[0])  # noqa: E731
     assert first(a["pet_dir"]).SOPInstanceUID == first(b["pet_dir"]).SOPInstanceUID
     assert first(a["ct_dir"]).StudyInstanceUID == first(b["ct_dir"]).StudyInstanceUID
+
+
+def test_pet_bed_timing_is_consistent_with_the_series_start(written):
+    """Per-bed AcquisitionTime after SeriesTime; FrameReferenceTime is the decay-weighted mid-frame
+    time (here found numerically) and DecayFactor the decay over it, so that QIBA's back-computation
+    from the earliest acquisition returns the series start."""
+    _, paths = written
+    series = read_series(paths["pet_dir"])
+    start = dicom_datetime(series[0].SeriesDate, series[0].SeriesTime)
+    half_life = float(series[0].RadiopharmaceuticalInformationSequence[0].RadionuclideHalfLife)
+    lam = math.log(2) / half_life
+    acquired = [dicom_datetime(ds.AcquisitionDate, ds.AcquisitionTime) for ds in series]
+    assert min(acquired) == start and max(acquired) > start
+    assert acquired == sorted(acquired)  # beds from the feet up
+    duration_s = float(series[0].ActualFrameDuration) / 1000
+    t = np.linspace(0, duration_s, 200001)
+    t_mean = -math.log(np.exp(-lam * t).mean()) / lam
+    for ds, acq in zip(series, acquired):
+        ref_s = float(ds.FrameReferenceTime) / 1000
+        assert (acq - start).total_seconds() + t_mean == pytest.approx(ref_s, abs=1e-3)
+        assert float(ds.DecayFactor) == pytest.approx(math.exp(lam * ref_s), rel=1e-7)

@@ -122,3 +122,11 @@ def test_cutpoint_with_tied_marker():
     assert narrow.value == R["maxstat/mtv_25_75/cut"]
     close(narrow.statistic, R["maxstat/mtv_25_75/M"], abs_=1e-5)
     close(narrow.p_value, R["maxstat/mtv_25_75/p_lau92"], rel=1e-4)
+
+
+def test_kaplan_meier_other_confidence_level():
+    km = kaplan_meier(COHORT["time"], COHORT["event"], conf_level=0.90)
+    at = km.survival_at(R["km/times"])
+    close(at["lower"], R["km/all/log90/lower"], rel=1e-6)
+    close(at["upper"], R["km/all/log90/upper"], rel=1e-6)
+    close(km.median_ci, R["km/all/log90/median_ci"], rel=1e-6)

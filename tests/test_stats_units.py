@@ -78,6 +78,7 @@ def test_cox_efron_matches_lifelines_and_breslow_matches_statsmodels():
     np.testing.assert_allclose(ours.params, cph.params_, atol=1e-7)
     np.testing.assert_allclose(ours.se, cph.standard_errors_, rtol=1e-6)
     assert ours.loglik[1] == pytest.approx(cph.log_likelihood_, abs=1e-8)
+    assert ours.aic == pytest.approx(cph.AIC_partial_, abs=1e-7)
     assert ours.concordance == pytest.approx(cph.concordance_index_, abs=1e-12)
     bres = cox(d, covariates=["x", "z"], ties="breslow", strata="stratum")
     ph = PHReg(d["time"], d[["x", "z"]], status=d["event"], ties="breslow", strata=d["stratum"]).fit()
@@ -168,6 +169,14 @@ def test_bad_options_and_shapes():
         cox(pd.DataFrame({"time": [1, 2], "event": [1, 0]}), covariates=["mtv_ml"])
     with pytest.raises(InputError, match="ties"):
         cox(pd.DataFrame({"time": [1, 2], "event": [1, 0], "x": [0, 1]}), covariates=["x"], ties="exact")
+
+
+def test_cox_drops_rows_with_missing_values_and_counts_them():
+    d = _tied_data()
+    d.loc[[3, 10], "z"] = np.nan
+    fit = cox(d, covariates=["x", "z"])
+    assert (fit.n, fit.n_dropped) == (len(d) - 2, 2)
+    assert fit.params["x"] == pytest.approx(cox(d.dropna(), covariates=["x", "z"]).params["x"], abs=1e-12)
 
 
 def test_cox_refuses_constant_and_separating_covariates():

@@ -52,3 +52,19 @@ def test_rtstruct_matches_reference_nifti_mask(sts):
     ref_pet = read_nifti(ref_dir / "PET_image.nii.gz")
     assert float(ref_pet.array[read_nifti(ref_dir / "PET_mask.nii.gz").array > 0].max()) == \
         pytest.approx(float(suv.array[a].max()), abs=1e-3)
+
+
+def test_cropped_pet_ct_study_pairs_and_agrees():
+    """The IBSI-cropped STS_001 study (PET already in SUV, Units GML; CT; an RTSTRUCT on each)."""
+    from carpet.io.dicom import read_pet_ct
+
+    root = reference_path("sts-pet", "dicom", "STS_001")
+    pet, ct = read_pet_ct(root)
+    assert pet.meta["suv"]["units"] == "GML" and ct.same_grid(pet)
+    on_pet = read_mask(root / "PET" / "mask", pet)
+    assert on_pet.meta["labels"] == {1: "GTV_Mass_PET"} and (on_pet.array == 1).sum() == 5095
+    assert float(pet.array[on_pet.array == 1].max()) == pytest.approx(7.91, abs=0.02)
+    # the CT-drawn contour, rasterised onto the PET grid, covers nearly the same voxels
+    on_ct = read_mask(root / "CT" / "mask", pet).array == 1
+    dice = 2 * (on_ct & (on_pet.array == 1)).sum() / (on_ct.sum() + (on_pet.array == 1).sum())
+    assert dice > 0.97

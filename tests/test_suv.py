@@ -251,3 +251,57 @@ def test_unreadable_time(tmp_path):
                      header=pet_header(RadiopharmaceuticalStartDateTime="yesterday 10h"))
     with pytest.raises(InputError, match="cannot read the DICOM date/time.*--injection-time"):
         to_suv(tmp_path)
+
+
+@pytest.mark.parametrize("start", ["20241231100000", "20250101113000"])
+def test_implausible_uptake_time(tmp_path, start):
+    # injected a day before the scan (wrong date) or after the scan
+    with pytest.raises(InputError, match="implausible uptake time.*expected 0-24 h"):
+        _suv(tmp_path, pet_header(RadiopharmaceuticalStartDateTime=start))
+
+
+def test_series_date_missing_uses_acquisition_date(tmp_path):
+    _, res = _suv(tmp_path, pet_header(SeriesDate=None, RadiopharmaceuticalStartDateTime=None))
+    assert res.factor * BQML == pytest.approx(_expected_bw(), rel=1e-9)
+
+
+def test_james_lbm_refused_when_not_positive():
+    from carpet.suv import normaliser
+
+    # 1.10·W − 128·(W/H)² ≤ 0 once W ≥ 1.10·H²/128: for H = 150 cm, W ≥ 193.4 kg
+    with pytest.raises(InputError, match="james LBM formula gives .*--lbm-formula janma"):
+        normaliser("lbm", 200.0, 150.0, "M", "james")
+    assert normaliser("lbm", 200.0, 150.0, "M", "janma")[0] > 0
+
+
+def test_weight_not_a_number(tmp_path):
+    from _dicom_factory import read_header
+
+    (path,) = write_series(tmp_path, np.full((4, 4, 1), BQML))
+    header = read_header(path)
+    del header.PatientWeight
+    header.add_new(0x00101030, "LO", "seventy")  # as some exports write it
+    with pytest.raises(InputError, match=r"PatientWeight \(0010,1030\).*'seventy' is not a number.*--weight-kg"):
+        suv_factor(header)
+
+
+@pytest.mark.parametrize("private,uses_ge", [
+    # GE's scan datetime in another block (0009,11xx), found by its creator; the 10xx block is not GE's
+    ({(0x0009, 0x0010): ("LO", "SOMEONE_ELSE"), (0x0009, 0x100D): ("DT", "20250101090000"),
+      (0x0009, 0x0011): ("LO", "GEMS_PETD_01"), (0x0009, 0x110D): ("DT", "20250101110000")}, True),
+    # another vendor's block at the usual place is not read as GE's
+    ({(0x0009, 0x0010): ("LO", "SOMEONE_ELSE"), (0x0009, 0x100D): ("DT", "20250101090000")}, False),
+])
+def test_private_tags_found_through_their_creator(tmp_path, private, uses_ge):
+    from _dicom_factory import read_header
+
+    write_series(tmp_path, np.full((4, 4, 2), BQML),
+                 header=pet_header(SeriesTime="113000", AcquisitionTime="110000",
+                                   FrameReferenceTime=None, ActualFrameDuration=None))
+    headers = [read_header(p) for p in sorted(tmp_path.glob("*.dcm"))]
+    for h in headers:
+        for tag, (vr, value) in private.items():
+            h.add_new(tag, vr, value)
+    res = suv_factor(headers)
+    assert ("0009,100D" in res.reference_time_rule) == uses_ge
+    assert res.factor * BQML == pytest.approx(_expected_bw(), rel=1e-9)  # 11:00 either way

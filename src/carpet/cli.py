@@ -152,9 +152,21 @@ def imwg(
     assessments: Path = typer.Option(..., "--assessments", help="Lab assessments, long format (CSV/XLSX)."),
     therapies: Optional[Path] = typer.Option(None, "--therapies", help="Therapy lines (CSV/XLSX)."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
+    nadir_mode: str = typer.Option("confirmed", "--nadir-mode",
+                                   help="PD nadir: 'confirmed' (IMWG 2016) or 'any' (2006/2011 wording)."),
+    serum_measurable_min: float = typer.Option(1.0, "--serum-measurable-min",
+                                               help="Measurable serum M-protein, g/dL (trials: 0.5)."),
 ) -> None:
     """IMWG 2016 response and progression from lab time series: responses.csv, progression.csv."""
-    raise NotYetAvailable("'carpet imwg' lands with the clinical rules issue (#6).")
+    from carpet.scores.imwg import IMWGParams, assess_cohort
+
+    params = IMWGParams(nadir_mode=nadir_mode, serum_measurable_min=serum_measurable_min)
+    result = assess_cohort(patients, assessments, therapies, params)
+    paths = result.write(out)
+    n_prog = int(result.progression["progression_confirmed"].sum())
+    typer.echo(f"{len(result.progression)} patients, {n_prog} with confirmed progression (IMWG2016)")
+    for path in paths.values():
+        typer.echo(str(path))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,7 +27,9 @@ Rules, in the order applied
    because the earliest acquisition time is wrong for multi-bed or cropped series — the manual's own
    DRO_3_2 fails with it — and back-computation needs only standard tags.)
 5. Injection time: RadiopharmaceuticalStartDateTime (0018,1078), else RadiopharmaceuticalStartTime
-   (0018,1072) on the series date, moved to the previous day when that would fall after the scan.
+   (0018,1072) on the scan date (SeriesDate, else AcquisitionDate, else StudyDate), moved to the
+   previous day when that would fall after the scan. An injection after the scan or more than 24 h
+   before it is refused (a wrong date, never a silently wrong decay factor).
 6. Dose (0018,1074) below 1e5 is taken as MBq (doses are ~1e2 MBq or ~1e8 Bq); weight (0010,1030)
    above 1000 as grams; height (0010,1020) above 3 as cm.
 7. Half-life: RadionuclideHalfLife (0018,1075), else from the RadionuclideCodeSequence (0054,0300).
@@ -39,6 +41,7 @@ and female normaliser is used, as the IBSI manual suggests.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -73,7 +76,7 @@ _FLAG = {"PatientWeight": "--weight-kg", "PatientSize": "--height-cm", "PatientS
          "RadionuclideHalfLife": "--half-life-s"}
 _TAG = {"PatientWeight": "0010,1030", "PatientSize": "0010,1020", "PatientSex": "0010,0040",
         "RadionuclideTotalDose": "0018,1074", "RadiopharmaceuticalStartTime": "0018,1072/0018,1078",
-        "RadionuclideHalfLife": "0018,1075", "Units": "0054,1001", "DecayCorrection": "0054,1102"}
+        "RadionuclideHalfLife": "0018,1075"}
 
 
 @dataclass
@@ -185,7 +188,11 @@ def normaliser(norm: str, weight_kg: float, height_cm: float | None, sex: str | 
         return ibw_kg(height_cm, sex) * 1000.0, "IBW Devine"
     if norm == "lbm":
         fn = {"janma": lbm_janmahasatian_kg, "james": lbm_james_kg}[lbm_formula]
-        return fn(weight_kg, height_cm, sex) * 1000.0, f"LBM {lbm_formula}"
+        lbm = fn(weight_kg, height_cm, sex)
+        if lbm <= 0:  # James's quadratic turns over in obesity (spec §5.1)
+            raise InputError(f"the {lbm_formula} LBM formula gives {lbm:.1f} kg for {weight_kg} kg, "
+                             f"{height_cm} cm", where="--lbm-formula", hint="use --lbm-formula janma")
+        return lbm * 1000.0, f"LBM {lbm_formula}"
     raise InputError(f"unknown SUV normalisation {norm!r}; expected one of {NORMS}", where="--norm")
 
 
@@ -231,25 +238,71 @@ def _datetime(value: Any) -> datetime | None:
         raise _unreadable(value) from None
 
 
-def _acq_datetime(ds: Dataset) -> datetime | None:
-    if ds.get("AcquisitionDateTime"):
-        return _datetime(ds.AcquisitionDateTime)
-    return _dt(ds.get("AcquisitionDate") or ds.get("SeriesDate"), ds.get("AcquisitionTime"))
-
-
-def _ge_scan_datetime(ds: Dataset) -> datetime | None:
-    elem = ds.get((0x0009, 0x100D))
-    if elem is None or not elem.value:
+def _text(ds: Dataset, keyword: str) -> str | None:
+    """An attribute's text from the undecoded element (pydicom's DA/TM/DT decoding is slow per slice)."""
+    if keyword not in ds:
         return None
-    return _datetime(elem.value)
+    value = ds.get_item(keyword).value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return (str(value).strip(" \x00") if value is not None else "") or None
 
 
-def _private_float(ds: Dataset, tag: tuple[int, int]) -> float | None:
-    elem = ds.get(tag)
+def _day(ds: Dataset) -> str | None:
+    """The scan date: SeriesDate, else AcquisitionDate, else StudyDate (never a made-up day)."""
+    return _text(ds, "SeriesDate") or _text(ds, "AcquisitionDate") or _text(ds, "StudyDate")
+
+
+def _series_datetime(ds: Dataset) -> datetime | None:
+    day = _day(ds)
+    return _dt(day, _text(ds, "SeriesTime")) if day else None
+
+
+def _acq_datetime(ds: Dataset) -> datetime | None:
+    if dt := _text(ds, "AcquisitionDateTime"):
+        return _cached_datetime(dt)
+    day = _text(ds, "AcquisitionDate") or _day(ds)
+    return _cached_dt(day, _text(ds, "AcquisitionTime")) if day else None
+
+
+# Hundreds of slices share a handful of acquisition times: parse each distinct text once.
+_cached_dt = functools.lru_cache(maxsize=1024)(lambda date, time: _dt(date, time))
+_cached_datetime = functools.lru_cache(maxsize=1024)(lambda value: _datetime(value))
+
+
+_GE_PET = (0x0009, "GEMS_PETD_01")
+_PHILIPS_PET = (0x7053, "Philips PET Private Group")
+
+
+def _private_value(ds: Dataset, block: tuple[int, str], offset: int) -> str | None:
+    """A private attribute's text, found through its private creator (the usual ``xx10`` block when
+    the creator is missing, as in de-identified files and the IBSI DROs)."""
+    group, creator = block
+    try:
+        elem = ds.private_block(group, creator)[offset]
+    except KeyError:
+        # No such creator: use the usual block only if no other creator claims it.
+        elem = None if (group, 0x0010) in ds else ds.get((group, 0x1000 + offset))
     if elem is None or elem.value in (None, b"", ""):
         return None
     value = elem.value.decode("ascii", "ignore") if isinstance(elem.value, bytes) else elem.value
-    return float(str(value).strip().rstrip("\x00"))
+    return str(value).strip(" \x00") or None
+
+
+def _ge_scan_datetime(ds: Dataset) -> datetime | None:
+    value = _private_value(ds, _GE_PET, 0x0D)
+    return _datetime(value) if value else None
+
+
+def _private_float(ds: Dataset, block: tuple[int, str], offset: int, name: str) -> float | None:
+    value = _private_value(ds, block, offset)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"{name} {value!r} is not a number",
+                         where=f"({block[0]:04X},{0x1000 + offset:04X})") from None
 
 
 def _t_ave_s(lam: float, duration_s: float) -> float:
@@ -258,16 +311,20 @@ def _t_ave_s(lam: float, duration_s: float) -> float:
     return math.log(lt / -math.expm1(-lt)) / lam
 
 
-def _parse_time_override(value: str | datetime, scan: datetime) -> datetime:
+def _parse_time_override(value: str | datetime, scan: datetime | None) -> datetime:
     """``--injection-time``: an ISO date-time as given, or a time of day before the scan."""
     if isinstance(value, datetime):
         return value
     text = str(value).strip()
     for fmt in ("%H:%M:%S", "%H:%M", "%H%M%S", "%H%M"):
         try:
-            t = datetime.combine(scan.date(), datetime.strptime(text, fmt).time())
+            clock = datetime.strptime(text, fmt).time()
         except ValueError:
             continue
+        if scan is None:
+            raise InputError("the header has no scan date to place a time of day on; give "
+                             "--injection-time as an ISO date-time", where="--injection-time")
+        t = datetime.combine(scan.date(), clock)
         return t - timedelta(days=1) if t > scan else t  # injected before midnight
     try:
         return datetime.fromisoformat(text)
@@ -328,39 +385,9 @@ def suv_factor(headers: Dataset | Sequence[Dataset], norm: str = "bw", *, lbm_fo
         raise InputError(f"SUV needs a PET series, this one has modality {modality!r}",
                          where="Modality (0008,0060)")
 
-    # -- body size --------------------------------------------------------------------------
     suv_type = str(ds.get("SUVType", "") or "").strip().upper() or None
-    need_size = norm != "bw" or units == "CM2ML" or (units == "GML" and suv_type not in (None, "BW"))
-    if weight_kg is None:
-        w = ds.get("PatientWeight")
-        tags["PatientWeight (0010,1030)"] = None if w in (None, "") else float(w)
-        if w in (None, "") or float(w) <= 0:
-            raise _missing("PatientWeight", "the patient's weight")
-        weight_kg = float(w)
-        if weight_kg > 1000:
-            notes.append(f"PatientWeight {weight_kg} > 1000 taken as grams")
-            weight_kg /= 1000.0
-    if need_size:
-        if height_cm is None:
-            h = ds.get("PatientSize")
-            tags["PatientSize (0010,1020)"] = None if h in (None, "") else float(h)
-            if h in (None, "") or float(h) <= 0:
-                raise _missing("PatientSize", "the patient's height")
-            height_cm = float(h) * 100.0
-            if float(h) > 3:
-                notes.append(f"PatientSize {h} > 3 taken as cm")
-                height_cm = float(h)
-        if sex is None:
-            sex = str(ds.get("PatientSex", "") or "").strip().upper()
-            tags["PatientSex (0010,0040)"] = sex
-        sex = str(sex).strip().upper()
-        needs_sex = norm in ("lbm", "ibw") or (units == "GML" and suv_type not in (None, "BW", "BSA"))
-        if sex not in ("M", "F", "O") and needs_sex:
-            if "sex" in overrides:
-                raise InputError(f"sex must be M, F or O, got {sex!r}", where="--sex")
-            raise _missing("PatientSex", "the patient's sex (M, F or O)")
-        if sex == "O":
-            notes.append("sex 'O': mean of the male and female normalisers (IBSI manual)")
+    weight_kg, height_cm, sex = _body(ds, norm, units, suv_type, weight_kg, height_cm, sex,
+                                      tags, notes)
     norm_value, norm_name = normaliser(norm, weight_kg, height_cm, sex, lbm_formula)
 
     common = dict(norm=norm, units=units, lbm_formula=lbm_formula if norm == "lbm" else None,
@@ -378,8 +405,8 @@ def suv_factor(headers: Dataset | Sequence[Dataset], norm: str = "bw", *, lbm_fo
                          formula=f"SUV{norm} = stored SUV ({stored}, Units {units}) × {norm_name} / "
                                  f"{stored} normaliser", **common)
     if units == "CNTS":
-        suv_sf = _private_float(ds, (0x7053, 0x1000))
-        act_sf = _private_float(ds, (0x7053, 0x1009))
+        suv_sf = _private_float(ds, _PHILIPS_PET, 0x00, "Philips SUV scale factor")
+        act_sf = _private_float(ds, _PHILIPS_PET, 0x09, "Philips activity concentration scale factor")
         tags["Philips SUV scale factor (7053,1000)"] = suv_sf
         tags["Philips activity concentration scale factor (7053,1009)"] = act_sf
         if suv_sf:
@@ -402,11 +429,7 @@ def suv_factor(headers: Dataset | Sequence[Dataset], norm: str = "bw", *, lbm_fo
     if dose_mbq is not None:
         dose_bq = float(dose_mbq) * 1e6
     else:
-        d = rp.get("RadionuclideTotalDose")
-        tags["RadionuclideTotalDose (0018,1074)"] = None if d in (None, "") else float(d)
-        if d in (None, "") or float(d) <= 0:
-            raise _missing("RadionuclideTotalDose", "the injected dose")
-        dose_bq = float(d)
+        dose_bq = _header_number(rp, "RadionuclideTotalDose", "the injected dose", tags)
         if dose_bq < 1e5:
             notes.append(f"RadionuclideTotalDose {dose_bq} < 1e5 taken as MBq")
             dose_bq *= 1e6
@@ -426,6 +449,7 @@ def suv_factor(headers: Dataset | Sequence[Dataset], norm: str = "bw", *, lbm_fo
     if decay == "START":
         t_ref, rule = _reference_time(slices, lam, tags)
         t_adm = _injection(ds, rp, injection_time, t_ref, tags)
+        _check_uptake(t_adm, t_ref, rule)
         f = base * math.exp(lam * (t_ref - t_adm).total_seconds())
         return SUVResult(factor=f, slice_factors=[f] * n,
                          formula=f"SUV{norm} = activity × {norm_name} / (dose × exp(−λ·(t_ref − t_inj)))",
@@ -441,6 +465,7 @@ def suv_factor(headers: Dataset | Sequence[Dataset], norm: str = "bw", *, lbm_fo
                 raise InputError(f"DecayCorrection NONE needs every slice's acquisition time and frame "
                                  f"duration; slice {k} lacks them",
                                  where="AcquisitionTime (0008,0032) / ActualFrameDuration (0018,1242)")
+            _check_uptake(t_adm, t_acq, f"AcquisitionTime of slice {k}")
             lt = lam * float(dur) / 1000.0
             factors.append(base * lt / -math.expm1(-lt)
                            * math.exp(lam * (t_acq - t_adm).total_seconds()))
@@ -451,6 +476,53 @@ def suv_factor(headers: Dataset | Sequence[Dataset], norm: str = "bw", *, lbm_fo
                          injection_time=t_adm.isoformat(), **common)
     raise InputError(f"DecayCorrection {decay or '(empty)'!r} is not one of START, ADMIN, NONE",
                      where="DecayCorrection (0054,1102)")
+
+
+def _header_number(ds: Dataset, keyword: str, what: str, tags: dict) -> float:
+    """A positive number from the header, or an error naming the tag and the flag that supplies it."""
+    value = None
+    try:
+        value = ds.get(keyword)  # pydicom itself raises on a malformed DS
+        number = float(value)
+        tags[f"{keyword} ({_TAG[keyword]})"] = number
+    except (TypeError, ValueError):
+        raise _missing(keyword, what) if value in (None, "") else InputError(
+            f"{what} {value!r} is not a number", where=f"{keyword} ({_TAG[keyword]})",
+            hint=f"supply it with {_FLAG[keyword]}") from None
+    if not number > 0:
+        raise _missing(keyword, what)
+    return number
+
+
+def _body(ds: Dataset, norm: str, units: str, suv_type: str | None, weight_kg: float | None,
+          height_cm: float | None, sex: str | None, tags: dict, notes: list) -> tuple:
+    """Weight (kg), height (cm) and sex from the overrides or the header, with unit fixes noted."""
+    if weight_kg is None:
+        weight_kg = _header_number(ds, "PatientWeight", "the patient's weight", tags)
+        if weight_kg > 1000:
+            notes.append(f"PatientWeight {weight_kg} > 1000 taken as grams")
+            weight_kg /= 1000.0
+    need_size = norm != "bw" or units == "CM2ML" or (units == "GML" and suv_type not in (None, "BW"))
+    if not need_size:
+        return weight_kg, height_cm, sex
+    if height_cm is None:
+        size = _header_number(ds, "PatientSize", "the patient's height", tags)
+        height_cm = size if size > 3 else size * 100.0
+        if size > 3:
+            notes.append(f"PatientSize {size} > 3 taken as cm")
+    from_header = sex is None
+    if from_header:
+        sex = str(ds.get("PatientSex", "") or "")
+        tags["PatientSex (0010,0040)"] = sex
+    sex = str(sex).strip().upper()
+    needs_sex = norm in ("lbm", "ibw") or (units == "GML" and suv_type not in (None, "BW", "BSA"))
+    if sex not in ("M", "F", "O") and needs_sex:
+        if not from_header:
+            raise InputError(f"sex must be M, F or O, got {sex!r}", where="--sex")
+        raise _missing("PatientSex", "the patient's sex (M, F or O)")
+    if sex == "O":
+        notes.append("sex 'O': mean of the male and female normalisers (IBSI manual)")
+    return weight_kg, height_cm, sex
 
 
 def _stored_normaliser(suv_type: str, weight_kg: float, height_cm: float | None, sex: str | None) -> float:
@@ -491,15 +563,29 @@ def _half_life(rp: Dataset, override: float | None, tags: dict) -> tuple[float, 
     raise _missing("RadionuclideHalfLife", "the radionuclide half-life (and no known radionuclide code)")
 
 
+#: Longest injection-to-scan interval accepted (a day: beyond that a date is surely wrong).
+MAX_UPTAKE = timedelta(hours=24)
+
+
+def _check_uptake(t_adm: datetime, t_ref: datetime, rule: str) -> None:
+    """Refuse an injection after the scan or more than a day before it: a wrong date, not biology."""
+    delta = t_ref - t_adm
+    if delta < timedelta(0) or delta > MAX_UPTAKE:
+        raise InputError(f"implausible uptake time {delta.total_seconds() / 3600:.2f} h between the "
+                         f"injection ({t_adm.isoformat()}) and the scan ({t_ref.isoformat()}, {rule}); "
+                         "expected 0-24 h", where="RadiopharmaceuticalStartDateTime (0018,1078) / "
+                         "SeriesDate (0008,0021)", hint="check the dates, or give --injection-time")
+
+
 def _scan_start(slices: Sequence[Dataset]) -> datetime | None:
     times = [t for s in slices if (t := _acq_datetime(s)) is not None]
-    series = _dt(slices[0].get("SeriesDate"), slices[0].get("SeriesTime"))
+    series = _series_datetime(slices[0])
     return min(times) if times else series
 
 
 def _reference_time(slices: Sequence[Dataset], lam: float, tags: dict) -> tuple[datetime, str]:
     ds = slices[0]
-    series = _dt(ds.get("SeriesDate"), ds.get("SeriesTime"))
+    series = _series_datetime(ds)
     acq = [(t, s) for s in slices if (t := _acq_datetime(s)) is not None]
     earliest, first = min(acq, key=lambda x: x[0]) if acq else (None, None)
     tags["SeriesDate/SeriesTime (0008,0021/0031)"] = series.isoformat() if series else None
@@ -527,14 +613,17 @@ def _reference_time(slices: Sequence[Dataset], lam: float, tags: dict) -> tuple[
 def _injection(ds: Dataset, rp: Dataset, override: str | datetime | None, scan: datetime | None,
                tags: dict, required: bool = True) -> datetime | None:
     if override is not None:
-        return _parse_time_override(override, scan or _dt(ds.get("SeriesDate"), "235959.999")
-                                    or datetime(1900, 1, 1, 23, 59, 59))
+        return _parse_time_override(override, scan)
     if rp.get("RadiopharmaceuticalStartDateTime"):
         tags["RadiopharmaceuticalStartDateTime (0018,1078)"] = str(rp.RadiopharmaceuticalStartDateTime)
         return _datetime(rp.RadiopharmaceuticalStartDateTime)
     if rp.get("RadiopharmaceuticalStartTime"):
         tags["RadiopharmaceuticalStartTime (0018,1072)"] = str(rp.RadiopharmaceuticalStartTime)
-        t = _dt(ds.get("SeriesDate") or ds.get("AcquisitionDate"), rp.RadiopharmaceuticalStartTime)
+        if scan is None or _day(ds) is None:
+            raise InputError("RadiopharmaceuticalStartTime has no date and the header has no scan date",
+                             where="SeriesDate/AcquisitionDate (0008,0021/0022)",
+                             hint="give --injection-time as an ISO date-time")
+        t = _dt(_day(ds), rp.RadiopharmaceuticalStartTime)
         if scan is not None and t > scan:  # injected before midnight, scanned after
             t -= timedelta(days=1)
         return t

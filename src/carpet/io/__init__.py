@@ -13,8 +13,8 @@ from carpet.volume import Volume
 __all__ = ["read_image", "read_nifti", "write_nifti", "read_series", "find_series", "read_pet_ct",
            "read_mask", "read_rtstruct", "read_seg", "write_seg"]
 
-#: Units a NIfTI PET may declare; anything else cannot be turned into SUV without the DICOM header.
-NIFTI_PET_UNITS = ("SUVbw", "SUVlbm", "SUVbsa", "SUVibw", "HU")
+#: Units a NIfTI may declare (CT: HU); anything else cannot be turned into SUV without the DICOM header.
+NIFTI_UNITS = ("SUVbw", "SUVlbm", "SUVbsa", "SUVibw", "HU")
 
 
 def read_image(path: str | Path, *, units: str | None = None, **suv_options) -> Volume:
@@ -24,7 +24,7 @@ def read_image(path: str | Path, *, units: str | None = None, **suv_options) -> 
     ----------
     path : NIfTI file or DICOM folder
     units : str, optional
-        For NIfTI only: what the voxels hold (one of ``NIFTI_PET_UNITS``). A NIfTI without ``units`` is
+        For NIfTI only: what the voxels hold (one of ``NIFTI_UNITS``). A NIfTI without ``units`` is
         taken to be PET in SUVbw (the contract of ``carpet quantify``), recorded as
         ``meta['units_assumed'] = True``.
     **suv_options
@@ -39,9 +39,9 @@ def read_image(path: str | Path, *, units: str | None = None, **suv_options) -> 
 
     path = Path(path)
     if path.is_file() and path.name.endswith((".nii", ".nii.gz")):
-        if units is not None and units not in NIFTI_PET_UNITS:
+        if units is not None and units not in NIFTI_UNITS:
             raise InputError(f"NIfTI voxels in {units!r} cannot be converted to SUV without the DICOM "
-                             f"header; give a NIfTI in one of {NIFTI_PET_UNITS} or the DICOM series",
+                             f"header; give a NIfTI in one of {NIFTI_UNITS} or the DICOM series",
                              source=path)
         return read_nifti(path, units=units or "SUVbw", units_assumed=units is None)
     series = _load(path)  # one image series, or an error listing what the folder holds

@@ -1,9 +1,9 @@
 """PET and CT DICOM series: discovery, grouping, geometric checks, pixel decoding, PET/CT pairing.
 
 pydicom parses the headers; the pixel data of uncompressed series (nearly all PET and CT exports) is
-decoded here with ``numpy.frombuffer`` in the same pass that reads the file, because pydicom's
-``pixel_array`` handler costs more than the file read itself on small slices. Compressed transfer
-syntaxes fall back to ``pixel_array``. No library does the geometric checks carpet wants to report
+decoded here with ``numpy.frombuffer`` in the same pass that reads the file: on 400 PET slices of
+200×200, ``pixel_array`` took 0.37 s and ``frombuffer`` 0.014 s, against 0.6-0.7 s for reading the
+files (measured here). Compressed transfer syntaxes fall back to ``pixel_array``. No library does the geometric checks carpet wants to report
 (uniform spacing, tilt, duplicates, each error naming the file and tag), so they are written here.
 
 Geometry follows :mod:`carpet.volume`: ``array[i, j, k]`` with ``i`` along the DICOM row direction
@@ -123,31 +123,50 @@ def find_series(folder: str | Path) -> list[SeriesInfo]:
 # ------------------------------------------------------------------------------------------------
 # pixels and geometry
 # ------------------------------------------------------------------------------------------------
-def _pixels(ds: Dataset, path: Path) -> np.ndarray:
-    """Stored values of one single-frame slice as a (rows, columns) array, before rescaling."""
-    rows, cols = int(ds.Rows), int(ds.Columns)
+_PIXEL_FORMAT = (("Rows", "0028,0010"), ("Columns", "0028,0011"), ("SamplesPerPixel", "0028,0002"),
+                 ("BitsAllocated", "0028,0100"), ("BitsStored", "0028,0101"),
+                 ("PixelRepresentation", "0028,0103"), ("NumberOfFrames", "0028,0008"))
+
+
+def _pixel_format(members: Sequence[tuple[Path, Dataset]]) -> tuple[int, int, np.dtype | None]:
+    """Rows, columns and the numpy dtype for the fast path (None: let pydicom decode), checked once.
+
+    Every slice must share the format (compared on the undecoded bytes); the fast ``frombuffer`` path
+    needs an uncompressed transfer syntax and every allocated bit to be a pixel bit (otherwise pydicom
+    masks and sign-extends).
+    """
+    for kw, tag in _PIXEL_FORMAT:
+        _check_same(members, kw, tag)
+    path, ds = members[0]
     if int(ds.get("NumberOfFrames", 1) or 1) != 1:
         raise InputError("multi-frame (enhanced) images are not supported; export the series as "
                          "single-frame slices", source=path, where="NumberOfFrames (0028,0008)")
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise InputError("expected a grey-scale image", source=path, where="SamplesPerPixel (0028,0002)")
+    syntaxes = {m.file_meta.get("TransferSyntaxUID", pydicom.uid.ImplicitVRLittleEndian)
+                for _, m in members}
+    bits = int(ds.BitsAllocated)
+    if len(syntaxes) != 1 or not syntaxes <= _UNCOMPRESSED or bits not in (8, 16, 32) \
+            or int(ds.get("BitsStored", bits)) != bits:
+        return int(ds.Rows), int(ds.Columns), None
+    dtype = np.dtype(f"{'i' if int(ds.get('PixelRepresentation', 0)) == 1 else 'u'}{bits // 8}")
+    if syntaxes == {pydicom.uid.ExplicitVRBigEndian}:
+        dtype = dtype.newbyteorder(">")
+    return int(ds.Rows), int(ds.Columns), dtype
+
+
+def _pixels(ds: Dataset, path: Path, rows: int, cols: int, dtype: np.dtype | None) -> np.ndarray:
+    """Stored values of one single-frame slice as a (rows, columns) array, before rescaling."""
     if "PixelData" not in ds:
         raise InputError("the file holds no pixel data (truncated?)", source=path,
                          where="PixelData (7FE0,0010)")
-    tsyntax = ds.file_meta.get("TransferSyntaxUID", pydicom.uid.ImplicitVRLittleEndian)
-    bits = int(ds.BitsAllocated)
-    # Fast path only when every allocated bit is a pixel bit; otherwise pydicom masks/sign-extends.
-    if tsyntax in _UNCOMPRESSED and bits in (8, 16, 32) and int(ds.get("BitsStored", bits)) == bits:
-        signed = int(ds.get("PixelRepresentation", 0)) == 1
-        dtype = np.dtype(f"{'i' if signed else 'u'}{bits // 8}")
-        if tsyntax == pydicom.uid.ExplicitVRBigEndian:
-            dtype = dtype.newbyteorder(">")
-        raw = ds.PixelData
+    if dtype is not None:
+        raw = ds.get_item("PixelData").value  # the bytes, without pydicom's element conversion
         need = rows * cols * dtype.itemsize
         if len(raw) < need:
             raise InputError(f"pixel data holds {len(raw)} bytes, {need} expected for "
-                             f"{rows}×{cols}×{bits} bit: the file is truncated", source=path,
-                             where="PixelData (7FE0,0010)")
+                             f"{rows}×{cols}×{dtype.itemsize * 8} bit: the file is truncated",
+                             source=path, where="PixelData (7FE0,0010)")
         return np.frombuffer(raw, dtype=dtype, count=rows * cols).reshape(rows, cols)
     try:
         return np.asarray(ds.pixel_array).reshape(rows, cols)
@@ -279,11 +298,9 @@ def _build(members: list[tuple[Path, Dataset]], source: Path, free_pixels: bool 
     if modality not in _IMAGE_MODALITIES:
         raise InputError(f"modality {modality!r} is not an image series (expected PT or CT)",
                          source=members[0][0], where="Modality (0008,0060)")
-    for kw, tag in (("Rows", "0028,0010"), ("Columns", "0028,0011")):
-        _check_same(members, kw, tag)
+    rows, cols, dtype = _pixel_format(members)
     order, spacing, origin, direction = _geometry(members)
     members = [members[i] for i in order]
-    rows, cols = int(members[0][1].Rows), int(members[0][1].Columns)
     slopes = np.array([_number(ds, "RescaleSlope", 1.0) for _, ds in members])
     inters = np.array([_number(ds, "RescaleIntercept", 0.0) for _, ds in members])
     if modality == "PT" and np.any(inters != 0):
@@ -297,7 +314,7 @@ def _build(members: list[tuple[Path, Dataset]], source: Path, free_pixels: bool 
     # CT with unit slope stays integer HU (int16 when it fits), everything else is float32.
     buf = np.empty((len(members), rows, cols), dtype=np.int16 if integral else np.float32)
     for k, (path, ds) in enumerate(members):
-        px = _pixels(ds, path)
+        px = _pixels(ds, path, rows, cols, dtype)
         if integral:
             hu = px.astype(np.int32)
             hu += int(inters[k])

@@ -38,16 +38,16 @@ def _dicom_object(path: Path) -> pydicom.Dataset | None:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     found = []
     for f in files:
-        try:
-            ds = pydicom.dcmread(f)
+        try:  # headers only: the folder may also hold a whole image series
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
         except Exception:
             continue
         if str(ds.get("SOPClassUID", "")) in (_RTSTRUCT_UID, *_SEG_UIDS):
-            ds.filename = str(f)
-            found.append(ds)
+            found.append(f)
     if len(found) > 1:
-        raise InputError(f"{len(found)} RTSTRUCT/SEG objects found; point to one file", source=path)
-    return found[0] if found else None
+        raise InputError(f"{len(found)} RTSTRUCT/SEG objects found ({', '.join(f.name for f in found)}); "
+                         "point to one file", source=path)
+    return pydicom.dcmread(found[0]) if found else None
 
 
 def read_mask(path: str | Path, reference: Volume) -> Volume:
@@ -85,7 +85,7 @@ def read_mask(path: str | Path, reference: Volume) -> Volume:
         raise InputError("not a NIfTI label map, RTSTRUCT or DICOM SEG", source=path)
     if str(ds.SOPClassUID) in _SEG_UIDS:
         return read_seg(path if path.is_file() else Path(ds.filename), reference)
-    rois = read_rtstruct(Path(ds.filename), reference)
+    rois = _rtstruct_rois(ds, Path(ds.filename), reference, None)
     labels = np.zeros(reference.shape, dtype=np.int32)
     names = {}
     for n, (name, mask) in enumerate(rois.items(), start=1):
@@ -121,7 +121,14 @@ def read_rtstruct(path: str | Path, reference: Volume,
         contours not parallel to the reference slices.
     """
     path = Path(path)
+    if not path.exists():
+        raise InputError("RTSTRUCT file not found", source=path)
     ds = _dicom_object(path) if path.is_dir() else pydicom.dcmread(path)
+    return _rtstruct_rois(ds, path, reference, roi)
+
+
+def _rtstruct_rois(ds: pydicom.Dataset | None, path: Path, reference: Volume,
+                   roi: str | Sequence[str] | None) -> dict[str, Volume]:
     if ds is None or str(ds.get("SOPClassUID", "")) != _RTSTRUCT_UID:
         raise InputError("not a DICOM RTSTRUCT", source=path, where="SOPClassUID (0008,0016)")
     ref_for = (reference.meta.get("dicom") or {}).get("FrameOfReferenceUID")

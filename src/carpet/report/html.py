@@ -61,8 +61,13 @@ class Report:
         data = base64.b64encode(figure_png_bytes(fig)).decode("ascii")
         return self._add({"kind": "figure", "src": f"data:image/png;base64,{data}", "caption": caption})
 
-    def table(self, df: pd.DataFrame, caption: str = "", index: bool = False, float_format: str = "{:.3g}") -> "Report":
-        table_html = df.to_html(index=index, border=0, classes="tbl", na_rep="NA",
+    def table(self, df: pd.DataFrame, caption: str = "", index: bool = False, float_format: str = "{:.3g}",
+              na_rep: str = "NA") -> "Report":
+        """Embed a table; missing values (NaN, None, NA) print as ``na_rep``."""
+        df = df.copy()
+        for column in df.columns[df.dtypes == object]:
+            df[column] = df[column].where(df[column].notna(), na_rep)
+        table_html = df.to_html(index=index, border=0, classes="tbl", na_rep=na_rep,
                                 float_format=lambda v: float_format.format(v), escape=True)
         return self._add({"kind": "table", "html": table_html, "caption": caption})
 

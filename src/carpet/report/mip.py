@@ -27,7 +27,13 @@ def mip_figure(pet: Volume, labels: Volume | None = None, sites: dict[int, str] 
     views = [("coronal", 1, sx), ("sagittal", 0, sy)]
     boxes = _lesion_boxes(labels) if labels is not None else {}
     with journal_style():
-        fig, axes = plt.subplots(1, 2, figsize=(5.2, 5.0))
+        # size the figure to the projections so there is no empty band around them
+        ni, nj, nk = arr.shape
+        widths = [ni * sx, nj * sy]
+        height_in = 4.6
+        width_in = height_in * sum(widths) / (nk * sz) + 0.4
+        fig, axes = plt.subplots(1, 2, figsize=(max(width_in, 3.0), height_in + 0.5),
+                                 gridspec_kw={"width_ratios": widths})
         for ax, (name, axis, s_in_plane) in zip(axes, views):
             ax.imshow(arr.max(axis=axis).T, cmap="gray_r", vmin=0, vmax=suv_window, origin="lower",
                       aspect=sz / s_in_plane, interpolation="nearest")

@@ -16,9 +16,6 @@ class TestResult:
     # Not a pytest test class, although the name starts with "Test".
     __test__ = False
 
-    def as_dict(self) -> dict[str, float]:
-        return {"statistic": self.statistic, "df": self.df, "p_value": self.p_value}
-
 
 def na(value: float | None) -> str:
     """Format a possibly missing number the way R prints it (``NA`` for None/NaN)."""

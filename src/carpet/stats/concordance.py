@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
+from carpet.errors import InputError
 from carpet.stats._input import survival_arrays
 
 
@@ -74,6 +75,9 @@ def concordance_counts(time, event, risk, strata=None) -> ConcordanceCounts:
     """
     t, e = survival_arrays(time, event)
     x = np.asarray(risk, dtype=float).ravel()
+    if x.shape != t.shape or not np.isfinite(x).all():
+        raise InputError(f"risk needs one finite value per subject ({t.size}); got {x.size} values, "
+                         f"{int(np.sum(~np.isfinite(x)))} missing or infinite", where="risk")
     strata_codes = (np.zeros(t.size, dtype=np.int64) if strata is None
                     else np.unique(np.asarray(strata), return_inverse=True)[1].ravel())
     order = np.lexsort((~e, t, strata_codes))  # stratum, time, events before censorings
@@ -101,13 +105,11 @@ def concordance_counts(time, event, risk, strata=None) -> ConcordanceCounts:
     disc = float((comparable - lower_eq).sum())
 
     # the same pairs seen from the later member j: events i with p_i <= j < end_i
-    def as_later(side):
-        q = pos + 1
-        return _prefix_counts(p_i, r_i, q, r, side) - _prefix_counts(end_i, r_i, q, r, side)
+    def as_later(q_rank, side):
+        return _prefix_counts(p_i, r_i, pos + 1, q_rank, side) - _prefix_counts(end_i, r_i, pos + 1, q_rank, side)
 
-    big = np.full(n, r.max() + 1, dtype=np.int64)
-    total_j = _prefix_counts(p_i, r_i, pos + 1, big, "left") - _prefix_counts(end_i, r_i, pos + 1, big, "left")
-    le_j, lt_j = as_later("right"), as_later("left")
+    total_j = as_later(np.full(n, r.max() + 1, dtype=np.int64), "left")
+    le_j, lt_j = as_later(r, "right"), as_later(r, "left")
     higher_j, tied_j = total_j - le_j, le_j - lt_j
     # per-subject sums over its pairs (score 1, 1/2, 0 and number of comparable pairs) for the IJ error
     score_i = higher_j + 0.5 * tied_j

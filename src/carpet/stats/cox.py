@@ -149,8 +149,8 @@ class CoxResult:
         Inverse information at the estimate.
     loglik : tuple
         (null, fitted) log partial likelihood, as R's ``fit$loglik``.
-    n, n_events : int
-        Rows used (after dropping missing values) and events among them.
+    n, n_events, n_dropped : int
+        Rows used, events among them, and rows dropped for a missing value (R's na.omit).
     ties : str
     terms : dict
         Design columns (positions) of each covariate, e.g. 3 dummies for a 4-level factor.
@@ -163,6 +163,7 @@ class CoxResult:
     info0: np.ndarray
     n: int
     n_events: int
+    n_dropped: int
     ties: str
     conf_level: float
     iterations: int
@@ -186,6 +187,11 @@ class CoxResult:
     @property
     def df(self) -> int:
         return int(self.params.size)
+
+    @property
+    def aic(self) -> float:
+        """Akaike information criterion −2·loglik + 2·df (R's ``AIC(fit)``)."""
+        return -2 * self.loglik[1] + 2 * self.df
 
     @property
     def lr_test(self) -> TestResult:
@@ -290,7 +296,7 @@ def cox(df: pd.DataFrame, duration: str = "time", event: str = "event", covariat
     names = list(design.columns)
     var = pd.DataFrame(np.linalg.inv(info), index=names, columns=names)
     return CoxResult(params=pd.Series(beta, index=names), variance=var, loglik=(ll0, ll), score_u0=u0,
-                     info0=info0, n=int(t.size), n_events=int(e.sum()), ties=ties, conf_level=conf_level,
+                     info0=info0, n=int(t.size), n_events=int(e.sum()), n_dropped=int(len(df) - len(frame)), ties=ties, conf_level=conf_level,
                      iterations=iters, terms=terms, _data=data, _strata_names=strata_cols or None)
 
 

@@ -179,6 +179,7 @@ def cutpoint(time, event, x, min_prop: float = 0.1, max_prop: float = 0.9, n_per
             block = min(rows, n_perm - start)
             perm = rng.permuted(np.broadcast_to(ys, (block, n)), axis=1)
             perm_stats = _standardised(np.cumsum(perm, axis=1)[:, m - 1], m, n, total, sum_sq)
+            # relative slack: a permutation equal to the data must count despite summation-order rounding
             exceed += int(np.count_nonzero(perm_stats.max(axis=1) >= stat * (1 - 1e-12)))
         p_perm = (1 + exceed) / (1 + n_perm)
     return CutpointResult(

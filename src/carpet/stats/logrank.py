@@ -104,7 +104,7 @@ def logrank(time, event, group, strata=None, rho: float = 0, trend: bool = False
     trend : bool
         Test for trend across ordered groups (1 df): (s'(O−E))² / (s'Vs) with scores ``s``.
     scores : array-like, optional
-        Scores of the sorted groups for the trend test; default 1, 2, …, k.
+        Scores of the groups (in the order of ``groups``) for the trend test; default 1, 2, …, k.
 
     Returns
     -------
@@ -154,5 +154,6 @@ def logrank(time, event, group, strata=None, rho: float = 0, trend: bool = False
         keep = np.flatnonzero(expected > 0)[1:]
         df = keep.size
         stat = float(diff[keep] @ np.linalg.solve(variance[np.ix_(keep, keep)], diff[keep])) if df else 0.0
-    return LogRankResult(statistic=stat, df=df, p_value=float(chi2.sf(stat, df)), groups=list(groups),
+    p_value = float(chi2.sf(stat, df)) if df else 1.0  # no test possible: R reports chisq 0
+    return LogRankResult(statistic=stat, df=df, p_value=p_value, groups=list(groups),
                          observed=observed, expected=expected, variance=variance, rho=rho, trend=trend)

@@ -8,11 +8,14 @@ per-slice ``RescaleSlope``. The activity concentration is
 
 Δt being the time from injection (``RadiopharmaceuticalStartDateTime``) to the series start
 (``SeriesDate``/``SeriesTime``), so that the textbook SUVbw formula applied to the header gives back
-the phantom's SUV up to the int16 quantisation. The CT is uint16 with ``RescaleIntercept = -1024``.
+the phantom's SUV up to the int16 quantisation. The PET is acquired in 20 cm beds of 3 min: each
+slice carries its bed's ``AcquisitionTime``, ``FrameReferenceTime`` and ``DecayFactor`` (the first
+bed starts at ``SeriesTime``). The CT is uint16 with ``RescaleIntercept = -1024``.
 Both series share the study and the frame of reference. Patient identity is a pseudonym
 (``SIM^<seed>``); there is no real PHI.
 
-Written with pydicom (datasets built tag by tag: highdicom has no PET/CT image constructors).
+Written with pydicom, tag by tag (highdicom builds SEG, SR and enhanced multi-frame objects, not
+the classic single-frame PET and CT images scanners send).
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ if TYPE_CHECKING:  # pragma: no cover
 #: F-18 half-life in seconds (the value scanners write in RadionuclideHalfLife).
 F18_HALF_LIFE_S = 6586.2
 F18_POSITRON_FRACTION = 0.9673
+#: Whole-body PET is acquired in beds (here 20 cm, 3 min each, from the feet up, no overlap).
+BED_LENGTH_MM = 200.0
+BED_DURATION_S = 180.0
 PET_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.128"
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
@@ -130,11 +136,8 @@ def _pet_series_tags(spec: "PhantomSpec") -> dict[str, Any]:
         "RandomsCorrectionMethod": "DLYD",
         "AttenuationCorrectionMethod": "CT",
         "ScatterCorrectionMethod": "MODEL",
-        "DecayFactor": "1.0",
-        "FrameReferenceTime": "0.0",
-        "ActualFrameDuration": 180000,
+        "ActualFrameDuration": int(BED_DURATION_S * 1000),
         "SeriesDate": _da(start), "SeriesTime": _tm(start),
-        "AcquisitionDate": _da(start), "AcquisitionTime": _tm(start),
         "PixelRepresentation": 1,
         "RescaleIntercept": "0",
         "RadiopharmaceuticalInformationSequence": [rp],
@@ -190,6 +193,8 @@ def _write_series(volume: "Volume", folder: Path, series_tags: dict[str, Any], s
         ds.SeriesNumber = 2 if modality == "PT" else 1
         ds.SeriesDate, ds.SeriesTime = _da(start), _tm(start)
         ds.AcquisitionDate, ds.AcquisitionTime = _da(start), _tm(start)
+        if modality == "PT":
+            _set_bed_timing(ds, k, volume.spacing[2], start)
         ds.ContentDate, ds.ContentTime = _da(start), _tm(start)
         ds.Manufacturer = "carpet"
         ds.ManufacturerModelName = "synth phantom"
@@ -229,6 +234,25 @@ def _write_series(volume: "Volume", folder: Path, series_tags: dict[str, Any], s
         ds.file_meta = meta
         ds.save_as(folder / f"{modality}{k + 1:04d}.dcm", enforce_file_format=True)
     return folder
+
+
+def _set_bed_timing(ds: Any, k: int, slice_mm: float, start: datetime) -> None:
+    """Per-bed AcquisitionTime, FrameReferenceTime and DecayFactor, as scanners write them.
+
+    Bed ``b`` starts ``b × BED_DURATION_S`` after the series start. Its reference time is the
+    decay-weighted mean time of the frame, ``t_ave = ln(λT / (1 − e^(−λT))) / λ`` after the bed
+    start, and ``DecayFactor = exp(λ · FrameReferenceTime)`` is the factor that brought the bed's
+    activity back to the series start (DecayCorrection START). The pixel values do not depend on
+    the bed: the phantom is an activity distribution at the series start.
+    """
+    lam = math.log(2) / F18_HALF_LIFE_S
+    bed = int(k * slice_mm // BED_LENGTH_MM)
+    t_ave_s = math.log(lam * BED_DURATION_S / (1 - math.exp(-lam * BED_DURATION_S))) / lam
+    ref_s = bed * BED_DURATION_S + t_ave_s
+    acquired = start + timedelta(seconds=bed * BED_DURATION_S)
+    ds.AcquisitionDate, ds.AcquisitionTime = _da(acquired), _tm(acquired)
+    ds.FrameReferenceTime = f"{ref_s * 1000:.3f}"
+    ds.DecayFactor = f"{math.exp(lam * ref_s):.8f}"
 
 
 def _quantise_int16(plane: np.ndarray) -> tuple[np.ndarray, float]:

@@ -102,10 +102,13 @@ class LesionSpec:
             object.__setattr__(self, "centre_mm", tuple(float(c) for c in self.centre_mm))
 
 
-#: Radius ranges (mm) of the generated lesions. Paramedullary lesions are big enough that their
+#: Radius ranges (mm) of the whole-body lesions. Paramedullary lesions are big enough that their
 #: soft-tissue part exceeds 1 mL (the provisional v_min_out of spec/clinical-rules.md §4.3).
 _DEFAULT_RADIUS_MM = {"intramedullary": (6.0, 8.0), "paramedullary": (10.0, 13.0),
                       "extramedullary": (7.0, 12.0), "abutting": (7.0, 10.0)}
+#: Radii (mm) of the small phantom's lesions; kept as first released, since other modules' tests
+#: are tuned on these phantoms (the paramedullary soft-tissue part is then about 1 mL).
+_SMALL_RADIUS_MM = {"intramedullary": 6.0, "paramedullary": 8.0, "extramedullary": 7.0, "abutting": 7.0}
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,7 @@ class PhantomSpec:
     def small(cls, seed: int = 0, **overrides: Any) -> "PhantomSpec":
         """A torso of 64×64×80 voxels at 4 mm with two lesions of each kind (fast tests)."""
         rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-        lesions = tuple(LesionSpec(kind, _DEFAULT_RADIUS_MM[kind][0], float(np.round(rng.uniform(5, 12), 2)))
+        lesions = tuple(LesionSpec(kind, _SMALL_RADIUS_MM[kind], float(np.round(rng.uniform(5, 12), 2)))
                         for kind in LESION_KINDS for _ in range(2))
         return cls(**{"pet_shape": (64, 64, 80), "lesions": lesions, "seed": seed, **overrides})
 
@@ -359,20 +362,26 @@ class _Anatomy:
     aorta_voi_mm: tuple[float, float, float]
 
     def tissue_at(self, x, y, z) -> np.ndarray:
-        """Tissue code at points (broadcastable coordinate arrays, mm)."""
+        """Tissue code at points: ``x``, ``y``, ``z`` are broadcastable coordinate arrays (mm).
+
+        For a grid pass open axes, shapes (n, 1, 1), (1, m, 1), (1, 1, l), each ascending: every
+        shape is then evaluated only inside its bounding box, which keeps whole-body grids fast.
+        """
         shape = np.broadcast_shapes(np.shape(x), np.shape(y), np.shape(z))
         out = np.full(shape, AIR, dtype=np.uint8)
-        zmin, zmax = float(np.min(z)), float(np.max(z))
+        coords = (np.asarray(x), np.asarray(y), np.asarray(z))
         for code, shp in self.shapes:
-            z0, z1 = shp.z_range
-            if z1 >= zmin and z0 <= zmax:
-                out[np.broadcast_to(shp.contains(x, y, z), shape)] = code
+            region = _box_region(coords, shape, *shp.box())
+            if region is not None:
+                sl, c = region
+                out[sl][shp.contains(*c)] = code
         for _, bone in self.bones:
-            z0, z1 = bone.z_range
-            if z1 >= zmin and z0 <= zmax:
-                d = np.broadcast_to(bone.sdf(x, y, z), shape)
-                out[d <= 0.0] = CORTEX
-                out[d <= -self.cortex_mm] = MARROW
+            region = _box_region(coords, shape, *bone.box())
+            if region is not None:
+                sl, c = region
+                d = np.broadcast_to(bone.sdf(*c), out[sl].shape)
+                out[sl][d <= 0.0] = CORTEX
+                out[sl][d <= -self.cortex_mm] = MARROW
         return out
 
     def bone_sdf(self, points: np.ndarray, site: str | None = None) -> np.ndarray:
@@ -380,6 +389,27 @@ class _Anatomy:
         pts = np.atleast_2d(points)
         return np.min([b.sdf(pts[:, 0], pts[:, 1], pts[:, 2]) for s, b in self.bones
                        if site is None or s == site], axis=0)
+
+
+def _box_region(coords: tuple[np.ndarray, ...], shape: tuple[int, ...], lo: np.ndarray, hi: np.ndarray):
+    """Where a bounding box [lo, hi] meets the points: ``(slices into the output, coordinates there)``,
+    or None when it misses them. Open grid axes are cut to the box; other point sets are kept whole."""
+    open_axes = len(shape) == 3 and all(c.ndim == 3 and c.shape[a] == c.size for a, c in enumerate(coords))
+    if not open_axes:
+        if any(c.size and (c.max() < l or c.min() > h) for c, l, h in zip(coords, lo, hi)):
+            return None
+        return (Ellipsis,), tuple(np.broadcast_arrays(*coords))
+    slices, cut = [], []
+    for a, (c, l, h) in enumerate(zip(coords, lo, hi)):
+        axis = c.ravel()
+        i0, i1 = np.searchsorted(axis, l, side="left"), np.searchsorted(axis, h, side="right")
+        if i0 >= i1:
+            return None
+        slices.append(slice(i0, i1))
+        index = [slice(None)] * 3
+        index[a] = slice(i0, i1)
+        cut.append(c[tuple(index)])
+    return tuple(slices), tuple(cut)
 
 
 def _build_anatomy(pet: _Grid, spec: PhantomSpec) -> _Anatomy:
@@ -533,7 +563,8 @@ class _Placer:
         if lesion.kind == "extramedullary":
             code = {"liver": LIVER, "lung": LUNG, "soft_tissue": SOFT}[site]
             shapes = [shp for t, shp in self.anatomy.shapes if t == code]
-            c = self.rng.uniform(*shapes[self.rng.integers(len(shapes))].box())
+            shape = shapes[self.rng.integers(len(shapes))] if len(shapes) > 1 else shapes[0]
+            c = self.rng.uniform(*shape.box())
             if self.anatomy.bone_sdf(c)[0] < r + EMD_MIN_BONE_DISTANCE_MM:
                 return None
             if not np.all(self._tissues(_ball_points(c, r)) == code):
@@ -659,8 +690,10 @@ class Phantom:
 
 
 def _lesion_records(lesions: list[tuple[LesionSpec, np.ndarray, str]], labels: Volume,
-                    bone: np.ndarray) -> list[dict[str, Any]]:
-    """Per-lesion truth from the ideal label map (voxel counts, bone fraction, voxel centroid).
+                    bone: np.ndarray, anatomy: _Anatomy) -> list[dict[str, Any]]:
+    """Per-lesion truth from the ideal label map (voxel counts, bone fraction, voxel centroid) and
+    from the analytic geometry (``bone_distance_mm``: sphere surface to bone surface, 0 when they
+    touch or overlap).
 
     ``tlg`` is that of the ideal image (every lesion voxel at the lesion's SUV), in mL·SUV.
     """
@@ -684,7 +717,8 @@ def _lesion_records(lesions: list[tuple[LesionSpec, np.ndarray, str]], labels: V
                         "suv": lesion.suv, "gap_mm": lesion.gap_mm if lesion.kind == "abutting" else None,
                         "n_voxels": n, "volume_ml": n * voxel_ml, "tlg": n * voxel_ml * lesion.suv,
                         "centroid_mm": [float(c) for c in centroid],
-                        "bone_fraction": float(in_bone[lid] / n) if n else 0.0})
+                        "bone_fraction": float(in_bone[lid] / n) if n else 0.0,
+                        "bone_distance_mm": max(0.0, float(anatomy.bone_sdf(centre)[0]) - lesion.radius_mm)})
     return records
 
 
@@ -785,7 +819,7 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
     if spec.physiological_uptake:
         organs.update(brain=tissue == BRAIN, bladder=tissue == BLADDER, kidneys=tissue == KIDNEY)
 
-    records = _lesion_records(lesions, pet_grid.volume(labels), organs["bone"])
+    records = _lesion_records(lesions, pet_grid.volume(labels), organs["bone"], anatomy)
     truth = {
         "grid": _grid_record(pet_grid),
         "ct_grid": _grid_record(ct_grid),

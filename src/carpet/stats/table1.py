@@ -1,0 +1,439 @@
+"""Table 1: patient characteristics overall and by group, with the test R users would run.
+
+Layout follows the baseline-characteristics table of the myeloma progression study
+(``shared/studies/moffitt-post-car-t-progression-emd-pmd.txt``): one block per variable, one row per
+level, columns ``variable, level, Overall, <each group>, p, test, missing``; a first row ``n`` gives
+the column sizes. A 0/1 or boolean variable shows one row (the "yes" level), like "Male, n (%)".
+
+Tests (each the R call a statistician would write):
+
+* categorical: Pearson chi-square, ``chisq.test(table)``, which applies Yates' continuity correction
+  on 2×2 tables (R's default ``correct=TRUE``; scipy ``chi2_contingency(correction=True)`` does the
+  same, only when df = 1). When any expected count is < 5, Fisher's exact test (``fisher.test``):
+  scipy on 2×2 tables; on larger tables an exact enumeration written here (scipy ≥ 1.15 only offers a
+  Monte Carlo / permutation r×c Fisher, which does not give R's number). Tables with too many
+  possible cell arrangements (> ``max_tables``) fall back to a seeded Monte Carlo p-value, and
+  the test name says so.
+* continuous, ``mean (SD)``: Welch's t-test for 2 groups (``t.test``, R's default); Welch's one-way
+  ANOVA for > 2 groups (``oneway.test``, R's default ``var.equal=FALSE``; statsmodels
+  ``anova_oneway(use_var='unequal')``).
+* continuous listed in ``nonnormal``, ``median (IQR)`` with R's default quantiles (type 7):
+  Mann–Whitney for 2 groups as R's ``wilcox.test`` does it (exact when both groups have < 50 values
+  and no ties, otherwise normal approximation with continuity correction); Kruskal–Wallis for > 2
+  groups (``kruskal.test``).
+
+Why not ``tableone`` (0.9.6, evaluated; it installs with the pinned pandas): for two groups it tests
+non-normal variables with Kruskal–Wallis, not R's continuity-corrected Mann–Whitney; on r×c tables
+with small expected counts it keeps the chi-square (with a warning) instead of Fisher's exact test;
+it switches 2×2 tables to Fisher on small *observed* counts too; and it reports no p-value at all
+when a level is empty in one group (the study's heavy-chain row, IgD 0 in one group, has one). Its
+``htest`` hook would leave only the formatting to tableone, at the cost of a new dependency.
+
+Percentages use the non-missing values of the variable in that column; ``missing`` counts the
+missing values overall. Rows whose group (``by``) is missing count in *Overall* only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.special import gammaln
+
+from carpet.errors import InputError
+from carpet.provenance import provenance
+
+# R's fisher.test counts tables whose probability is within this relative error of the observed one.
+_FISHER_REL_ERR = 1.0 + 1e-7
+
+
+@dataclass(frozen=True)
+class TableTest:
+    """One Table 1 test: its name, statistic, degrees of freedom and p-value.
+
+    ``df`` is the chi-square / Kruskal–Wallis df, the Welch t df, or the *denominator* df of Welch's
+    ANOVA (numerator = groups − 1); NaN for Fisher and Mann–Whitney. ``statistic`` is chi-square,
+    t, F, Kruskal–Wallis H, Mann–Whitney W (= U of the first group), the sample odds ratio (Fisher
+    2×2) or the observed table's probability (Fisher r×c).
+    """
+
+    test: str
+    statistic: float
+    df: float
+    p_value: float
+
+
+@dataclass
+class Table1:
+    """Result of :func:`table1`.
+
+    Attributes
+    ----------
+    table : DataFrame
+        The printed layout: ``variable, level, Overall, <groups…>, p, test, missing``; ``p`` is a float
+        on the first row of each variable (NaN elsewhere), cells are strings.
+    tests : DataFrame
+        One row per variable: ``variable, test, statistic, df, p_value`` (unrounded).
+    provenance : dict
+        How the table was made (tests, grouping, carpet version).
+    """
+
+    table: pd.DataFrame
+    tests: pd.DataFrame
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """The table with p-values formatted for print (``<0.001``, 3 decimals below 0.01, else 2)."""
+        out = self.table.copy()
+        out["p"] = [format_p(p) for p in out["p"]]
+        return out
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write the formatted table as CSV (UTF-8) and return the path."""
+        path = Path(path)
+        self.summary.to_csv(path, index=False)
+        return path
+
+    def to_excel(self, path: str | Path) -> Path:
+        """Write the formatted table to an XLSX sheet ``Table 1`` and provenance to ``provenance``."""
+        path = Path(path)
+        with pd.ExcelWriter(path, engine="openpyxl") as writer:
+            self.summary.to_excel(writer, sheet_name="Table 1", index=False)
+            pd.DataFrame(sorted((k, str(v)) for k, v in self.provenance.items()),
+                         columns=["field", "value"]).to_excel(writer, sheet_name="provenance", index=False)
+        return path
+
+    def to_html(self, path: str | Path | None = None) -> str:
+        """HTML table (no index); written to ``path`` when given. Returns the HTML text."""
+        html = self.summary.to_html(index=False, na_rep="", classes="table1", border=0)
+        if path is not None:
+            Path(path).write_text(html, encoding="utf-8")
+        return html
+
+
+def format_p(p: float) -> str:
+    """Format a p-value the way clinical tables print it; empty for NaN."""
+    if p is None or not np.isfinite(p):
+        return ""
+    if p < 0.001:
+        return "<0.001"
+    if p < 0.01:
+        return f"{p:.3f}"
+    return f"{p:.2f}"
+
+
+def table1(df: pd.DataFrame, by: str, continuous: Sequence[str] = (), categorical: Sequence[str] = (),
+           nonnormal: Sequence[str] = (), labels: Mapping[str, str] | None = None,
+           order: Mapping[str, Sequence] | None = None, *, decimals: int = 1, pct_decimals: int = 0,
+           max_tables: int = 2_000_000, seed: int = 0) -> Table1:
+    """Summarise patient characteristics overall and by ``by``, with p-values.
+
+    Parameters
+    ----------
+    df : DataFrame
+        One row per patient.
+    by : str
+        Grouping column (e.g. baseline EMD status); 2 or more groups.
+    continuous : sequence of str
+        Numeric columns, shown as mean (SD) unless also in ``nonnormal``.
+    categorical : sequence of str
+        Columns shown as n (%) per level; 0/1 and boolean columns show the "1"/True row only.
+    nonnormal : sequence of str
+        Continuous columns shown as median (Q1–Q3) and tested by rank tests.
+    labels : mapping, optional
+        Display name per column (default: the column name).
+    order : mapping, optional
+        Level order per column, including ``by`` for the group columns (default: sorted levels).
+    decimals : int
+        Decimals of continuous summaries.
+    pct_decimals : int
+        Decimals of percentages (the study prints whole percents).
+    max_tables : int
+        Largest number of tables the exact r×c Fisher test enumerates before it falls back to a
+        Monte Carlo p-value (seeded with ``seed``).
+
+    Returns
+    -------
+    Table1
+    """
+    labels = dict(labels or {})
+    order = dict(order or {})
+    nonnormal = list(nonnormal)
+    continuous = list(continuous) + [c for c in nonnormal if c not in continuous]
+    require_columns(df, [by, *continuous, *categorical])
+
+    groups = _levels(df[by], order.get(by))
+    if len(groups) < 2:
+        raise InputError(f"grouping column '{by}' has {len(groups)} group(s); Table 1 needs at least 2",
+                         where=f"column '{by}'")
+    columns = ["Overall", *[str(g) for g in groups]]
+    in_group = df[by].notna()
+
+    rows = [{"variable": "n", "level": "", "Overall": str(len(df)),
+             **{str(g): str(int((df[by] == g).sum())) for g in groups},
+             "p": np.nan, "test": "", "missing": ""}]
+    tests = []
+    for var in [*continuous, *categorical]:
+        label = labels.get(var, var)
+        n_missing = int(df[var].isna().sum())
+        if var in continuous:
+            x = pd.to_numeric(df[var], errors="coerce")
+            if (x.isna() & df[var].notna()).any():
+                bad = df.index[x.isna() & df[var].notna()][0]
+                raise InputError(f"non-numeric value {df[var][bad]!r} in continuous column '{var}'",
+                                 where=f"row {bad}, column '{var}'", hint="list it under categorical")
+            robust = var in nonnormal
+            cells = {"Overall": _continuous_cell(x, robust, decimals)}
+            cells.update({str(g): _continuous_cell(x[df[by] == g], robust, decimals) for g in groups})
+            result = _continuous_test([x[(df[by] == g)].dropna().to_numpy(float) for g in groups], robust)
+            stat_name = "median (IQR)" if robust else "mean (SD)"
+            rows.append({"variable": f"{label}, {stat_name}", "level": "", **cells, "p": result.p_value,
+                         "test": result.test, "missing": str(n_missing)})
+        else:
+            levels = _levels(df[var], order.get(var))
+            counts = pd.crosstab(df.loc[in_group, var], df.loc[in_group, by]).reindex(
+                index=levels, columns=groups, fill_value=0)
+            result = association_test(counts.to_numpy(), max_tables=max_tables, seed=seed)
+            shown = [next(v for v in levels if v == 1)] if _is_binary(df[var], levels) else levels
+            for k, level in enumerate(shown):
+                cells = {"Overall": _count_cell(df[var], level, pct_decimals)}
+                cells.update({str(g): _count_cell(df.loc[df[by] == g, var], level, pct_decimals)
+                              for g in groups})
+                first = k == 0
+                rows.append({"variable": f"{label}, n (%)" if first else "",
+                             "level": "" if len(shown) == 1 else str(level), **cells,
+                             "p": result.p_value if first else np.nan,
+                             "test": result.test if first else "", "missing": str(n_missing) if first else ""})
+        tests.append({"variable": var, **result.__dict__})
+
+    table = pd.DataFrame(rows, columns=["variable", "level", *columns, "p", "test", "missing"])
+    prov = provenance(method="table1", by=by, groups=[str(g) for g in groups],
+                      categorical_test="chi-square (Yates on 2x2, R chisq.test default); Fisher exact "
+                                       "when any expected count < 5",
+                      normal_test="Welch t (2 groups) / Welch one-way ANOVA (> 2 groups)",
+                      nonnormal_test="Mann-Whitney as R wilcox.test (2 groups) / Kruskal-Wallis",
+                      quantiles="R type 7", group_missing_rows=int((~in_group).sum()))
+    return Table1(table=table, tests=pd.DataFrame(tests), provenance=prov)
+
+
+def require_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
+    """Raise :class:`InputError` naming the columns of ``columns`` that ``df`` lacks."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(f"column(s) {missing} not found; available: {list(df.columns)}", where="columns")
+
+
+def _levels(series: pd.Series, given: Sequence | None) -> list:
+    present = list(pd.unique(series.dropna()))
+    if given is None:
+        try:
+            return sorted(present)
+        except TypeError:
+            return sorted(present, key=str)
+    unknown = [v for v in present if v not in list(given)]
+    if unknown:
+        raise InputError(f"values {unknown} of column '{series.name}' are not in the given order {list(given)}",
+                         where=f"column '{series.name}'", hint="add them to order=")
+    return list(given)
+
+
+def _is_binary(series: pd.Series, levels: list) -> bool:
+    if len(levels) != 2:
+        return False
+    return series.dtype == bool or set(levels) <= {0, 1, True, False}
+
+
+def _count_cell(series: pd.Series, level, pct_decimals: int) -> str:
+    valid = series.dropna()
+    n = int((valid == level).sum())
+    if len(valid) == 0:
+        return "0"
+    return f"{n} ({100.0 * n / len(valid):.{pct_decimals}f}%)"
+
+
+def _continuous_cell(x: pd.Series, robust: bool, decimals: int) -> str:
+    v = x.dropna().to_numpy(float)
+    if len(v) == 0:
+        return ""
+    if robust:
+        q1, med, q3 = np.quantile(v, [0.25, 0.5, 0.75])  # numpy 'linear' = R quantile type 7
+        return f"{med:.{decimals}f} ({q1:.{decimals}f}–{q3:.{decimals}f})"
+    sd = v.std(ddof=1) if len(v) > 1 else float("nan")
+    return f"{v.mean():.{decimals}f} ({sd:.{decimals}f})"
+
+
+def _continuous_test(samples: list[np.ndarray], robust: bool) -> TableTest:
+    samples = [s for s in samples if len(s)]
+    if len(samples) < 2 or (not robust and any(len(s) < 2 for s in samples)):
+        return TableTest("not tested (too few values)", np.nan, np.nan, np.nan)
+    if robust:
+        if len(samples) == 2:
+            return wilcox_test(*samples)
+        res = stats.kruskal(*samples)
+        return TableTest("Kruskal-Wallis", float(res.statistic), len(samples) - 1.0, float(res.pvalue))
+    if len(samples) == 2:
+        res = stats.ttest_ind(*samples, equal_var=False)
+        return TableTest("Welch t-test", float(res.statistic), float(res.df), float(res.pvalue))
+    from statsmodels.stats.oneway import anova_oneway
+
+    res = anova_oneway(samples, use_var="unequal")
+    return TableTest("Welch one-way ANOVA", float(res.statistic), float(res.df[1]), float(res.pvalue))
+
+
+def wilcox_test(x: np.ndarray, y: np.ndarray) -> TableTest:
+    """Two-sample Mann–Whitney test with R ``wilcox.test`` defaults; statistic W = U of ``x``.
+
+    R uses the exact distribution when both samples have fewer than 50 values and there are no ties,
+    otherwise the normal approximation with continuity correction (and tie-corrected variance).
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    pooled = np.concatenate([x, y])
+    exact = len(x) < 50 and len(y) < 50 and len(np.unique(pooled)) == len(pooled)
+    res = stats.mannwhitneyu(x, y, use_continuity=True, alternative="two-sided",
+                             method="exact" if exact else "asymptotic")
+    return TableTest("Mann-Whitney" + (" (exact)" if exact else ""), float(res.statistic), np.nan,
+                      float(res.pvalue))
+
+
+def association_test(counts: np.ndarray, *, max_tables: int = 2_000_000, seed: int = 0) -> TableTest:
+    """Chi-square test of a contingency table (Yates on 2×2), or Fisher's exact test when any expected
+    count is < 5. Empty rows and columns are dropped first."""
+    counts = counts[counts.sum(axis=1) > 0][:, counts.sum(axis=0) > 0]
+    if counts.shape[0] < 2 or counts.shape[1] < 2:
+        return TableTest("not tested (one level)", np.nan, np.nan, np.nan)
+    chi2, p, dof, expected = stats.chi2_contingency(counts, correction=True)
+    if expected.min() >= 5:
+        name = "Chi-square (Yates)" if dof == 1 else "Chi-square"
+        return TableTest(name, float(chi2), float(dof), float(p))
+    return fisher_test(counts, max_tables=max_tables, seed=seed)
+
+
+def fisher_test(counts, *, max_tables: int = 2_000_000, seed: int = 0) -> TableTest:
+    """Fisher's exact test on an r×c table, two-sided as R's ``fisher.test``.
+
+    2×2 tables use scipy (statistic = sample odds ratio; R reports the conditional MLE, see
+    ``scipy.stats.contingency.odds_ratio``). Larger tables: the p-value is the total probability of
+    all tables with the observed margins that are no more probable than the observed one (R's
+    relative tolerance 1e-7), by exact enumeration — written here because scipy has no exact r×c
+    Fisher. The statistic is then the observed table's probability.
+    """
+    t = np.asarray(counts, dtype=np.int64)
+    t = t[t.sum(axis=1) > 0][:, t.sum(axis=0) > 0]
+    if t.shape == (2, 2):
+        res = stats.fisher_exact(t)
+        return TableTest("Fisher exact", float(res.statistic), np.nan, float(res.pvalue))
+    log_obs = _table_log_prob(t)
+    p_value = _fisher_rxc_p(t, log_obs + np.log(_FISHER_REL_ERR), max_tables)
+    if p_value is None:
+        res = stats.fisher_exact(t, method=stats.MonteCarloMethod(n_resamples=100_000,
+                                                                  rng=np.random.default_rng(seed)))
+        return TableTest(f"Fisher exact (Monte Carlo, > {max_tables} tables)", float(res.statistic), np.nan,
+                          float(res.pvalue))
+    return TableTest("Fisher exact", float(np.exp(log_obs)), np.nan, min(1.0, p_value))
+
+
+def _table_log_prob(t: np.ndarray) -> float:
+    rows, cols = t.sum(axis=1), t.sum(axis=0)
+    return float(gammaln(rows + 1).sum() + gammaln(cols + 1).sum() - gammaln(t.sum() + 1) - gammaln(t + 1).sum())
+
+
+def _fisher_rxc_p(t: np.ndarray, log_threshold: float, max_tables: int) -> float | None:
+    """Total null probability of the tables with the margins of ``t`` whose log-probability is
+    ``<= log_threshold`` — the two-sided r×c Fisher p-value.
+
+    Fills the table cell by cell, column-major, carrying the remaining row sums of every partial
+    table as a numpy array (the last row of each column and the last column are determined). After
+    each column, partial tables with the same remaining row sums and partial probability (to 1e-9 in
+    log) are merged with a multiplicity, and — as in the network algorithm of Mehta & Patel (1983)
+    that R's FEXACT implements — a partial table is settled at once when bounds on the probability
+    of its completions show that all of them (the sum of their probabilities has a closed form) or
+    none of them fall below the threshold. Returns ``None`` once a step would hold more than
+    ``max_tables`` partial tables.
+    """
+    if t.shape[0] > t.shape[1]:
+        t = t.T  # fewer rows → fewer free cells per column
+    rows, cols = t.sum(axis=1), t.sum(axis=0)
+    r = len(rows)
+    const = gammaln(rows + 1).sum() + gammaln(cols + 1).sum() - gammaln(rows.sum() + 1)
+    remaining = rows[None, :].copy()
+    log_terms = np.array([const])
+    weight = np.ones(1)
+    p_settled = 0.0
+    for j in range(len(cols) - 1):
+        col_left = np.full(len(remaining), cols[j])
+        for i in range(r - 1):
+            below = remaining[:, i + 1:].sum(axis=1)
+            lo = np.maximum(0, col_left - below)
+            hi = np.minimum(remaining[:, i], col_left)
+            width = hi - lo + 1
+            total = int(width.sum())
+            if total > max_tables:
+                return None
+            idx = np.repeat(np.arange(len(remaining)), width)
+            offsets = np.arange(total) - np.repeat(np.cumsum(width) - width, width)
+            x = lo[idx] + offsets
+            remaining, col_left = remaining[idx].copy(), col_left[idx] - x
+            log_terms, weight = log_terms[idx] - gammaln(x + 1), weight[idx]
+            remaining[:, i] -= x
+        remaining[:, r - 1] -= col_left
+        log_terms = log_terms - gammaln(col_left + 1)
+        key = np.column_stack([remaining, np.round(log_terms, 9)])
+        key, inverse = np.unique(key, axis=0, return_inverse=True)
+        weight = np.bincount(inverse.ravel(), weights=weight)
+        remaining, log_terms = key[:, :r].astype(np.int64), key[:, r]
+        future = cols[j + 1:]
+        f_max = sum(_max_column_term(remaining, c) for c in future)
+        f_min = sum(_min_column_term(remaining, c) for c in future)
+        all_in = log_terms + f_max <= log_threshold
+        none_in = log_terms + f_min > log_threshold
+        if all_in.any():
+            # sum over completions of prod 1/x! = N_rem! / (prod R! prod c!)
+            n_rem = future.sum()
+            log_all = (gammaln(n_rem + 1) - gammaln(remaining[all_in] + 1).sum(axis=1) - gammaln(future + 1).sum())
+            p_settled += float(np.dot(weight[all_in], np.exp(log_terms[all_in] + log_all)))
+        open_ = ~(all_in | none_in)
+        remaining, log_terms, weight = remaining[open_], log_terms[open_], weight[open_]
+    log_terms = log_terms - gammaln(remaining + 1).sum(axis=1)
+    keep = log_terms <= log_threshold
+    return p_settled + float(np.dot(weight[keep], np.exp(log_terms[keep])))
+
+
+def _max_column_term(caps: np.ndarray, c: int) -> np.ndarray:
+    """Upper bound on -Σ log x_i! for one column of sum ``c`` with x_i <= caps_i (per row of ``caps``).
+
+    The concave objective is maximised by spreading ``c`` as evenly as the caps allow (water-filling),
+    ignoring the other columns — a relaxation, hence a bound.
+    """
+    s = np.sort(caps, axis=1)
+    m, r = s.shape
+    rem = np.full(m, c, dtype=np.int64)
+    out = np.zeros(m)
+    done = np.zeros(m, dtype=bool)
+    for k in range(r):
+        n_left = r - k
+        share, extra = rem // n_left, rem % n_left
+        binds = ~done & (s[:, k] <= share)
+        out[binds] -= gammaln(s[binds, k] + 1)
+        rem[binds] -= s[binds, k]
+        split = ~done & ~binds  # every later cap exceeds the even share: split the rest evenly
+        out[split] -= extra[split] * gammaln(share[split] + 2) + (n_left - extra[split]) * gammaln(share[split] + 1)
+        done |= split
+    return out
+
+
+def _min_column_term(caps: np.ndarray, c: int) -> np.ndarray:
+    """Lower bound on -Σ log x_i! for one column of sum ``c`` with x_i <= caps_i: the convex objective
+    Σ log x_i! is largest when the largest caps are filled first (that vector majorises all others)."""
+    s = -np.sort(-caps, axis=1)
+    rem = np.full(len(s), c, dtype=np.int64)
+    out = np.zeros(len(s))
+    for k in range(s.shape[1]):
+        x = np.minimum(s[:, k], rem)
+        out -= gammaln(x + 1)
+        rem -= x
+    return out

@@ -1,0 +1,48 @@
+"""Progression patterns (Moffitt Table 2) and EMD/PMD transitions (Figure 2)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from carpet.cohort.patterns import emd_pmd_status, emd_pmd_transitions, pattern_summary, progression_patterns
+from carpet.cohort.schema import read_assessments, read_patients
+
+
+def test_patterns_and_isolated():
+    progression = pd.DataFrame({
+        "patient_id": ["A", "B", "C", "D", "E"],
+        "progression_date": ["2024-05-01", "2024-05-01", "2024-05-01", "2024-05-01", ""],
+        "progression_trigger": ["serum_m_protein", "new_lesion", "dflc+new_lesion", "urine_m_protein", ""]})
+    patients = read_patients(pd.DataFrame({
+        "patient_id": ["A", "B", "C", "D", "E"], "infusion_date": ["2024-01-01"] * 5,
+        "emd_progression": ["false", "true", "false", None, "true"],
+        "pmd_progression": ["false", "false", "true", None, "false"],
+        "new_bone_progression": ["false", "false", "true", "false", None]}), name="p")
+    labs = read_assessments(pd.DataFrame({
+        "patient_id": ["A", "B", "C", "D"], "date": ["2024-05-10", "2024-04-20", "2024-07-01", "2024-05-01"],
+        "parameter": ["bm_plasma_cells"] * 4, "value": ["4.9", "5", "60", "20"], "unit": ["%"] * 4}), name="l")
+    pat = progression_patterns(progression, patients, labs).set_index("patient_id")
+    assert list(pat.index) == ["A", "B", "C", "D"]                      # E did not progress
+    assert list(pat["biochemical"]) == [True, False, True, True]
+    # marrow >= 5 % within 30 days: A 4.9 no; B 5 yes; C's marrow is 61 days away -> unknown; D yes
+    assert list(pat["marrow"]) == [False, True, None, True]
+    assert list(pat["emd_or_pmd"]) == [False, True, True, None]
+    assert list(pat["isolated_biochemical"]) == [True, False, False, False]
+    assert pat.loc["B", "isolated_emd_or_pmd"] is False                 # B also has marrow involvement
+    summary = pattern_summary(pat.reset_index()).set_index("pattern")
+    assert (summary.loc["biochemical", "n"], summary.loc["biochemical", "n_known"]) == (3, 4)
+    assert summary.loc["marrow", "percent"] == 100 * 2 / 3
+
+
+def test_emd_pmd_status_and_transitions():
+    assert [emd_pmd_status(True, True), emd_pmd_status(True, False), emd_pmd_status(False, True),
+            emd_pmd_status(False, False), emd_pmd_status(None, False), emd_pmd_status(True, None)] == \
+        ["emd_and_pmd", "emd_only", "pmd_only", "negative", "unknown", "unknown"]
+    patients = pd.DataFrame({
+        "emd_baseline": [False, False, True, True, False], "pmd_baseline": [False, False, False, True, True],
+        "emd_progression": [False, True, True, True, None], "pmd_progression": [False, False, False, False, None]})
+    t = emd_pmd_transitions(patients)
+    assert t.loc["negative", "negative"] == 1 and t.loc["negative", "emd_only"] == 1
+    assert t.loc["emd_only", "emd_only"] == 1 and t.loc["emd_and_pmd", "emd_only"] == 1
+    assert t.loc["pmd_only", "unknown"] == 1 and int(t.to_numpy().sum()) == 5
+    assert list(t.index) == list(t.columns) == ["negative", "emd_only", "pmd_only", "emd_and_pmd", "unknown"]
