@@ -380,7 +380,8 @@ def _cylinder(pet: Volume, centre_mm, diameter_mm: float, length_mm: float) -> n
     box = _box_around(pet, centre_mm, float(np.hypot(diameter_mm / 2.0, length_mm / 2.0)))
     x, y, z = _voxel_coords_mm(pet, box)
     c = np.asarray(centre_mm, float)
-    out[box] = ((x - c[0]) ** 2 + (y - c[1]) ** 2 <= (diameter_mm / 2.0) ** 2) & (np.abs(z - c[2]) <= length_mm / 2.0)
+    out[box] = (((x - c[0]) ** 2 + (y - c[1]) ** 2 <= (diameter_mm / 2.0) ** 2)
+                & (np.abs(z - c[2]) <= length_mm / 2.0))
     return out
 
 
@@ -398,7 +399,7 @@ def _mask_centroid_mm(pet: Volume, mask: np.ndarray):
 
 @dataclass
 class _CtOnPet:
-    """CT facts resampled to the PET grid, shared by the two placement heuristics."""
+    """CT facts on the PET grid (HU, body, lungs, bone, marrow, voxel coordinates) shared by the readers."""
 
     hu: np.ndarray
     body: np.ndarray
@@ -411,7 +412,8 @@ class _CtOnPet:
     @functools.lru_cache(maxsize=1)
     def build(cls, pet: Volume, ct: Volume, params: BoneParams) -> "_CtOnPet":
         """Cached for the last (pet, ct, params): the liver, blood-pool and marrow readers of one study share
-        it. Volumes hash by identity, so a new or modified volume is never served stale facts."""
+        it. Volumes hash by identity: a new volume (``with_array``) is a new key; do not modify a CT's array
+        in place between calls."""
         hu_vol = resample_to(ct.with_array(np.asarray(ct.array, np.float32)), pet, interpolation="linear",
                              default_value=AIR_HU)
         hu = _denoise_ct(hu_vol, params.smooth_mm)
@@ -428,11 +430,8 @@ class _CtOnPet:
 
 
 def _ball_kernel(spacing, diameter_mm: float) -> np.ndarray:
-    r = diameter_mm / 2.0
-    half = [int(np.floor(r / sp)) for sp in spacing]
-    ax = [sp * np.arange(-h, h + 1) for sp, h in zip(spacing, half)]
-    d2 = ax[0][:, None, None] ** 2 + ax[1][None, :, None] ** 2 + ax[2][None, None, :] ** 2
-    ball = (d2 <= r * r).astype(np.float32)
+    """Averaging kernel over a ball of ``diameter_mm`` (weights sum to 1)."""
+    ball = _ball_structure(diameter_mm / 2.0, spacing).astype(np.float32)
     return ball / ball.sum()
 
 

@@ -17,14 +17,17 @@ Per lesion ``l`` and solid bone mask ``B`` (:func:`carpet.anatomy.bone_mask`)::
     indeterminate   if not enters and d_min <= d_contact
     extramedullary  if not enters and d_min >  d_contact
 
-Deviation from the letter of §4.3 (documented, deliberate): §4.3 tests ``V_in > 0``. A PET-grid lesion
-resampled to a finer CT grid is blocky; a voxel whose centre lies outside bone can still reach half its
-diagonal into bone, so a lesion lying 2–3 mm from the cortex would show a small ``V_in > 0`` and be called
-paramedullary. ``enters`` therefore asks that the lesion reach deeper into bone than that half diagonal
-(``d_enter``, default half the PET voxel diagonal). With the lesion on the same grid as the bone mask
-(``grid='pet'``) this changes nothing for lesions placed off bone. For the same reason a small lesion that
-only touches bone (``V_in == 0``) is ``indeterminate``, not ``bone`` as a literal reading of "V_out < v_min_out"
-would make it.
+Deviations from the letter of §4.3 (documented, deliberate):
+
+* §4.3 tests ``V_in > 0``. A PET-grid lesion resampled to a finer CT grid is blocky; a voxel whose centre lies
+  outside bone still reaches half a voxel into it, so a lesion lying 2–3 mm from the cortex would show a small
+  ``V_in > 0`` and be called paramedullary. ``enters`` therefore asks that the lesion reach deeper into bone
+  than ``d_enter`` (default half the largest PET voxel spacing). For the same reason a small lesion that only
+  touches bone is ``indeterminate``, not ``bone`` as a literal reading of "V_out < v_min_out" would make it.
+* Lytic lesions destroy the bone they occupy: on CT a paramedullary lesion's intraosseous part is a soft-tissue
+  bite open to the outside, which hole filling cannot restore. ``B`` is therefore the solid bone plus the
+  lesion voxels that a per-bone closing of radius ``envelope_mm`` fills (:class:`SiteParams`).
+* ``v_min_out`` defaults to 0.5 mL (spec: 1.0 mL), see :class:`SiteParams`.
 
 Distances use two Euclidean distance transforms of the bone mask over the whole grid (outside and inside), read
 per lesion with labelled minima/maxima — O(voxels), independent of the number of lesions; the envelope

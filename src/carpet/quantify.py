@@ -75,7 +75,9 @@ def add_lesion_columns(table: pd.DataFrame, labels: Volume, ct: Volume | None,
         table["site"] = "unknown"
         return table
     sites = classify(labels, ct, connectivity=connectivity)
-    return table.merge(sites, on="lesion_id", how="left")
+    merged = table.merge(sites, on="lesion_id", how="left")
+    merged.attrs["site_provenance"] = sites.attrs.get("provenance")   # thresholds of the site rule
+    return merged
 
 
 def add_summary_keys(summary: dict, table: pd.DataFrame, ct: Volume | None) -> dict:
@@ -96,6 +98,8 @@ def add_anatomy_reading(summary: dict, table: pd.DataFrame, pet: Volume, ct: Vol
         return table
     reading = read_study(pet, ct, labels, table, liver_centre_mm=liver_centre_mm)
     summary.update(reading.to_summary())
+    if table.attrs.get("site_provenance"):
+        summary["site_rule"] = table.attrs["site_provenance"]
     if baseline is not None:
         from carpet.scores.metabolic_response import response_to_baseline
 
