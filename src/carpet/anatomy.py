@@ -116,17 +116,36 @@ def _axial_axis(vol: Volume) -> int:
     return int(np.argmax(np.abs(vol.direction[2, :])))
 
 
+def _fill_holes(mask: np.ndarray, in_plane_of: int | None = None) -> np.ndarray:
+    """Fill the holes of ``mask``: background components that do not reach the array's border.
+
+    ``in_plane_of=axis`` fills in every slice across ``axis`` (2-D holes; the first and last slices are not a
+    border). One labelling pass instead of ``binary_fill_holes``' iterated dilation (much faster on CT).
+    """
+    structure = ndimage.generate_binary_structure(3, 1)
+    border_axes = range(3)
+    if in_plane_of is not None:
+        structure = np.zeros((3, 3, 3), bool)
+        sl = [slice(None)] * 3
+        sl[in_plane_of] = 1
+        structure[tuple(sl)] = ndimage.generate_binary_structure(2, 1)
+        border_axes = [a for a in range(3) if a != in_plane_of]
+    background, n = ndimage.label(~mask, structure=structure)
+    outside = np.zeros(n + 1, bool)
+    for a in border_axes:
+        outside[np.unique(background.take(0, axis=a))] = True
+        outside[np.unique(background.take(-1, axis=a))] = True
+    outside[0] = True                                   # label 0 is the mask itself
+    return mask | ~outside[background]
+
+
 def _fill_holes_slicewise(mask: np.ndarray, axis: int) -> np.ndarray:
     """2-D hole filling in every slice across ``axis``.
 
     3-D filling cannot close a medullary canal that leaves the field of view (a femur or the spine cut by
     the first and last slice); in each axial slice the canal is still a hole inside a cortical ring.
     """
-    structure = np.zeros((3, 3, 3), bool)
-    sl = [slice(None)] * 3
-    sl[axis] = 1
-    structure[tuple(sl)] = ndimage.generate_binary_structure(2, 1)
-    return ndimage.binary_fill_holes(mask, structure=structure)
+    return _fill_holes(mask, in_plane_of=axis)
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -215,8 +234,7 @@ def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams
     mask = arr >= params.hu_bone
     mask = _remove_small(mask, int(np.ceil(params.min_component_ml / ct.voxel_volume_ml)))
     mask = _close_mm(mask, params.closing_mm, ct.spacing)
-    mask = ndimage.binary_fill_holes(mask)
-    mask = _fill_holes_slicewise(mask, _axial_axis(ct))
+    mask = _fill_holes_slicewise(_fill_holes(mask), _axial_axis(ct))
     prov = provenance(method="ct_bone_mask", **params.as_dict(),
                       grid="ct" if reference is None or ct.same_grid(reference) else "reference")
     return _mask_volume(mask, ct, reference, prov)
