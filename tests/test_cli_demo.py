@@ -16,7 +16,8 @@ def test_help_lists_every_command():
 
 
 def test_unlanded_command_says_so_and_exits_2(tmp_path):
-    result = runner.invoke(app, ["batch", str(tmp_path), "--out", str(tmp_path / "o")])
+    result = runner.invoke(app, ["analyze", "--clinical", str(tmp_path / "p.csv"), "--plan",
+                                 str(tmp_path / "plan.yaml"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "not available yet" in result.output
     assert not (tmp_path / "o").exists()

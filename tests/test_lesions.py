@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
 
-from carpet.lesions import (bsa_du_bois_m2, dmax_voxel_mm, max_pairwise_distance, measure_lesions,
+from carpet.lesions import (dmax_voxel_mm, max_pairwise_distance, measure_lesions,
                             study_measures, suv_peaks)
 from carpet.volume import Volume
 
@@ -134,16 +134,17 @@ def test_empty_and_gapped_labels():
                                        ("chebyshev", lambda d: np.abs(d).max())])
 def test_max_pairwise_distance_hull_equals_brute_force(metric, fn):
     rng = np.random.default_rng(1)
+    t = rng.normal(size=(40, 1))
     for pts in (rng.normal(size=(300, 3)) * [50, 30, 80],
-                np.column_stack([rng.normal(size=(50, 2)), np.zeros(50)])):  # coplanar
+                np.column_stack([rng.normal(size=(50, 2)), np.zeros(50)]),  # coplanar (one slice)
+                np.column_stack([rng.normal(size=(50, 2)), np.zeros(50)]) @ [[1, 0, 1], [0, 2, 1], [0, 0, 0]],
+                np.hstack([t, 2 * t, -t]) + 5.0):                          # collinear
         truth = max(fn(a - b) for a, b in itertools.combinations(pts, 2))
         assert max_pairwise_distance(pts, metric) == pytest.approx(truth, rel=1e-12)
 
 
-def test_sdmax_and_bsa():
-    # Du Bois: 170 cm, 70 kg -> 1.8097 m² (published tables give 1.81)
-    bsa = bsa_du_bois_m2(170, 70)
-    assert bsa == pytest.approx(1.81, abs=0.005)
+def test_sdmax():
+    bsa = 1.81
     import pandas as pd
     table = pd.DataFrame({"centroid_x_mm": [0.0, 300.0], "centroid_y_mm": [0.0, 400.0],
                           "centroid_z_mm": [0.0, 0.0], "volume_ml": [1.0, 2.0], "tlg": [1.0, 1.0],

@@ -53,7 +53,8 @@ def _model_rows():
 def test_pct41_volumes_follow_threshold_model():
     rows = _model_rows()
     assert len(rows) == 8
-    params = SegmentParams(min_volume_ml=0.0)
+    # background 1, spheres 4 or 8: blurred maxima of 4:1 spheres are just below 4, so seed at 2.5
+    params = SegmentParams(min_volume_ml=0.0, seed_suv=2.5)
     errors = []
     for r in rows:
         d, ratio = float(r["diameter_mm"]), float(r["sphere_to_bkg"])
@@ -71,6 +72,6 @@ def test_pct41_trend_small_spheres_oversegmented():
     vols = {}
     for d in (17, 37):
         image = _blurred_sphere(d, 4.0)
-        lab = segment(image, (VOXEL_MM,) * 3, ["pct41"]).labels["pct41"]
+        lab = segment(image, (VOXEL_MM,) * 3, ["pct41"], params=SegmentParams(seed_suv=2.5)).labels["pct41"]
         vols[d] = (lab > 0).sum() * VOXEL_MM ** 3 / (np.pi * d ** 3 / 6)
     assert vols[17] > vols[37] > 1.0

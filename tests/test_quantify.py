@@ -125,6 +125,11 @@ def test_cli_min_volume_and_connectivity(study_files, tmp_path):
     res = _run(paths["pet"], "--min-volume-ml", smallest_ml + 0.01, "--connectivity", 6, "--out", tmp_path / "m")
     assert res.exit_code == 0, res.output
     assert len(pd.read_csv(tmp_path / "m" / "lesions.csv")) == 2
+    # balls of SUV 6, 8.5, 4.5: seeding pct41 at 5 leaves the 4.5 ball out
+    res = _run(paths["pet"], "--method", "pct41", "--seed-suv", 5, "--out", tmp_path / "s")
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_csv(tmp_path / "s" / "lesions.csv")) == 2
+    assert json.loads((tmp_path / "s" / "summary.json").read_text())["provenance"]["segmentation"]["seed_suv"] == 5
 
 
 @pytest.mark.parametrize("args,message", [
@@ -215,3 +220,70 @@ def test_min_volume_warning_is_recorded_and_printed(study_files, tmp_path):
     assert "no minimum lesion volume" in res.output
     summary = json.loads((tmp_path / "w" / "summary.json").read_text())
     assert any("minimum lesion volume" in w for w in summary["provenance"]["warnings"])
+
+
+def test_cli_on_phantom_dicom_writes_seg(tmp_path):
+    from carpet.io import read_seg
+    from carpet.suv import bsa_dubois_m2
+    from carpet.synth import PhantomSpec, make_phantom
+
+    ph = make_phantom(PhantomSpec.small(seed=0))
+    paths = ph.write_dicom(tmp_path / "dicom")
+    out = tmp_path / "out"
+    res = _run(paths["pet_dir"], "--ct", paths["ct_dir"], "--out", out,
+               "--height-cm", ph.spec.height_cm, "--weight-kg", ph.spec.weight_kg)
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out / "lesions.csv")
+    assert len(table) == len(ph.truth["lesions"])
+    assert sorted(table["n_voxels"]) == sorted(r["n_voxels"] for r in ph.truth["lesions"])
+    summary = json.loads((out / "summary.json").read_text())
+    bsa = bsa_dubois_m2(ph.spec.weight_kg, ph.spec.height_cm)
+    assert summary["provenance"]["bsa_source"] == "options"
+    assert summary["provenance"]["pet_units"] == "SUVbw" and not summary["provenance"]["pet_units_assumed"]
+    assert summary["sdmax_per_m"] == pytest.approx(summary["dmax_mm"] / 1000 / bsa, rel=1e-6)
+    seg = read_seg(out / "lesions.seg.dcm")
+    nifti = read_nifti(out / "lesions.nii.gz")
+    assert (np.asarray(seg.array) > 0).sum() == (np.asarray(nifti.array) > 0).sum() == table["n_voxels"].sum()
+
+
+def test_study_without_lesions(tmp_path):
+    pet = Volume(np.full((10, 10, 10), 1.0, np.float32), (4.0, 4.0, 4.0))
+    write_nifti(pet, tmp_path / "flat.nii.gz")
+    res = _run(tmp_path / "flat.nii.gz", "--method", "all", "--out", tmp_path / "o")
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["n_lesions"] == 0 and summary["mtv_ml"] == 0 and summary["dmax_mm"] == 0
+    assert summary["suv_max"] is None
+    table = pd.read_csv(tmp_path / "o" / "lesions.csv")
+    assert len(table) == 0 and set(LESION_CONTRACT) <= set(table.columns)
+
+
+def test_liver_methods_use_the_reference_region(monkeypatch):
+    """percist/liver3sd through the pipeline, with a stand-in for carpet.anatomy.liver_reference."""
+    from types import SimpleNamespace
+
+    import carpet.quantify as q
+    from carpet.errors import InputError
+
+    calls = []
+
+    def fake_reference(pet, ct=None, centre_mm=None, diameter_mm=30.0, usable=True):
+        calls.append((centre_mm, diameter_mm))
+        return SimpleNamespace(mean=1.6, sd=0.25, n_voxels=400, provenance={"fake": True}, usable=usable,
+                               reason="" if usable else "implausible liver SUV")
+
+    real_optional = q._optional
+    monkeypatch.setattr(q, "_optional", lambda m, n: fake_reference if n == "liver_reference"
+                        else real_optional(m, n))
+    a = np.full((12, 5, 5), 1.0, np.float32)
+    a[2, 2, 2], a[6, 2, 2], a[10, 2, 2] = 2.9 - 1e-4, 2.9, 3.35   # percist 2.9, liver3sd 2.35
+    pet = Volume(a, (4.0, 4.0, 4.0))
+    res = quantify_study(pet, method="percist", liver_voi="10,20,30,25")
+    assert calls[-1] == ((10.0, 20.0, 30.0), 25.0)
+    assert res.summary["n_lesions"] == 2 and res.summary["provenance"]["thresholds_suv"] == pytest.approx(2.9)
+    assert res.summary["provenance"]["liver_reference"]["mean"] == 1.6
+    res = quantify_study(pet, method="liver3sd", liver_voi="10,20,30")
+    assert res.summary["n_lesions"] == 3 and calls[-1][1] == 30.0
+    monkeypatch.setattr(q, "_optional", lambda m, n: (lambda *a, **k: fake_reference(*a, **k, usable=False)))
+    with pytest.raises(InputError, match="not usable"):
+        quantify_study(pet, method="percist", liver_voi="10,20,30")

@@ -146,3 +146,64 @@ def test_min_volume_applies_to_grown_lesions_not_to_seeds():
     params = SegmentParams(min_volume_ml=0.5, seed_suv=6.0)  # 125 × 8 mm³ = 1.0 mL ≥ 0.5; seed 0.008 mL
     lab = segment(a, SP, ["pct41"], params=params).labels["pct41"]
     assert lab.max() == 1 and (lab == 1).sum() == 125
+
+
+def _head_and_body():
+    """4 mm grid, 44 cm tall: a brain (1.3 L, SUV 7) at the top, a bulky 0.7 L lesion lower down
+    and a small lesion just below the brain."""
+    shape, sp = (60, 60, 110), (4.0, 4.0, 4.0)
+    x, y, z = (np.ogrid[:shape[0], :shape[1], :shape[2]][a] * sp[a] for a in range(3))
+    a = np.ones(shape, np.float32)
+    brain = ((x - 120) / 70.0) ** 2 + ((y - 120) / 80.0) ** 2 + ((z - 400) / 55.0) ** 2 <= 1
+    bulky = (x - 120) ** 2 + (y - 120) ** 2 + (z - 160) ** 2 <= 55.0 ** 2
+    small = (x - 200) ** 2 + (y - 120) ** 2 + (z - 330) ** 2 <= 10.0 ** 2
+    a[brain], a[bulky], a[small] = 7.0, 9.0, 6.0
+    return a, sp, z, brain, bulky, small
+
+
+def test_auto_exclude_removes_only_the_brain():
+    from carpet.segment import auto_exclude_brain
+
+    a, sp, z, brain, bulky, small = _head_and_body()
+    assert bulky.sum() * 0.064 > 500                       # the bulky lesion is brain-sized ...
+    mask, record = auto_exclude_brain(a, sp, z)
+    assert np.array_equal(mask, brain)                     # ... but not at the top: kept
+    assert record["removed"]["volume_ml"] == pytest.approx(brain.sum() * 0.064)
+    lab = segment(a, sp, ["suv4"], exclude=mask).labels["suv4"]
+    assert lab.max() == 2 and np.array_equal(lab > 0, bulky | small)
+
+
+def test_auto_exclude_never_takes_a_lesion_sized_component():
+    from carpet.segment import auto_exclude_brain
+
+    a, sp, z, brain, bulky, small = _head_and_body()
+    a[brain] = 1.0                                          # no brain uptake: only lesions are hot
+    a[small] = 1.0
+    top = (np.indices(a.shape)[2] >= 95) & (np.indices(a.shape)[0] < 20) & (np.indices(a.shape)[1] < 20)
+    a[top] = 8.0                                            # 20×20×15 voxels = 384 mL at the top
+    mask, record = auto_exclude_brain(a, sp, z)
+    assert not mask.any() and record["removed"] is None
+
+
+def test_quantify_auto_exclude_records_what_was_removed():
+    from carpet.quantify import quantify_study
+    from carpet.volume import Volume
+
+    a, sp, z, brain, bulky, small = _head_and_body()
+    pet = Volume(a, sp, origin=(0.0, 0.0, 0.0))
+    off = quantify_study(pet)
+    on = quantify_study(pet, auto_exclude=True)
+    assert off.summary["n_lesions"] == 3 and on.summary["n_lesions"] == 2
+    removed = on.summary["provenance"]["segmentation"]["auto_exclude"]["removed"]
+    assert removed["region"] == "brain" and removed["volume_ml"] == pytest.approx(brain.sum() * 0.064)
+    assert off.summary["provenance"]["segmentation"]["auto_exclude"] is None
+
+
+def test_pct41_default_seeds_ignore_background_noise_peaks():
+    a = np.full((30, 20, 20), 2.0, np.float32)             # liver-like background of SUV 2
+    a[5, 10, 10] = 2.6                                      # a noise peak above 2.5 but below 4
+    a[20:23, 9:12, 9:12] = 10.0                             # a lesion
+    lab = segment(a, SP, ["pct41"]).labels["pct41"]         # 0.41 × 10 = 4.1 > background
+    assert lab.max() == 1 and np.array_equal(np.argwhere(lab > 0), np.argwhere(a == 10.0))
+    grown = segment(a, SP, ["pct41"], params=SegmentParams(seed_suv=2.5)).labels["pct41"]
+    assert (grown > 0).sum() > 27                           # 41 % of 2.6 takes the background

@@ -74,11 +74,15 @@ def quantify(
                                "With --lesions: none (measure the mask) or pct41/a50p (seeded by it)."),
     connectivity: int = typer.Option(26, "--connectivity", help="Lesion connectivity: 6, 18 or 26."),
     min_volume_ml: float = typer.Option(0.0, "--min-volume-ml", help="Drop lesions smaller than this (mL)."),
+    seed_suv: float = typer.Option(4.0, "--seed-suv", help="Detection threshold seeding pct41/a50p lesions (SUV)."),
     liver_voi: Optional[str] = typer.Option(None, "--liver-voi",
                                             help="Liver VOI centre x,y,z[,diameter_mm] (LPS mm) for percist/liver3sd."),
     height_cm: Optional[float] = typer.Option(None, "--height-cm", help="Patient height (cm), for SDmax."),
     weight_kg: Optional[float] = typer.Option(None, "--weight-kg", help="Patient weight (kg), for SDmax."),
-    auto_exclude: bool = typer.Option(False, "--auto-exclude", help="Automatic physiological-uptake removal."),
+    auto_exclude: bool = typer.Option(
+        False, "--auto-exclude",
+        help="Also remove the brain (conservative rule: a component ≥ 500 mL in the top 30 cm); other organs "
+             "need --exclude."),
     baseline: Optional[Path] = typer.Option(None, "--baseline",
                                             help="OUT folder of this patient's baseline quantify run: "
                                                  "adds the Lugano response (delta SUVmax)."),
@@ -91,7 +95,8 @@ def quantify(
     result = run_quantify(pet, out_dir=out, ct_path=ct, lesions_path=lesions, exclude_path=exclude,
                           method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
                           auto_exclude=auto_exclude, baseline_dir=baseline,
-                          params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml))
+                          params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml,
+                                               seed_suv=seed_suv))
     s = result.summary
     for note in s["provenance"].get("warnings", []):
         err.print(f"[yellow]warning:[/] {note}", highlight=False)
@@ -191,13 +196,51 @@ def analyze(
 @app.command()
 @_friendly_errors
 def batch(
-    root: Path = typer.Argument(..., help="Folder with one sub-folder (or PET file) per study."),
+    root: Path = typer.Argument(..., help="Folder with one sub-folder (or PET NIfTI file) per study; the "
+                                          "study id is that folder/file name (choose pseudonymous names)."),
     out: Path = typer.Option(..., "--out", help="Output folder; one sub-folder per study plus imaging.csv."),
-    workers: int = typer.Option(2, "--workers", help="Local worker processes."),
+    workers: int = typer.Option(2, "--workers", help="Local worker processes (1 = in this process). A whole-body "
+                                                     "study needs 1-2 GB: on 24 GB / 2 cores use 2."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (runs on that cluster)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Segmentation method, as for carpet quantify "
+                                                                "(default suv4; a study's lesions mask is measured as given)."),
+    connectivity: int = typer.Option(26, "--connectivity", help="Lesion connectivity: 6, 18 or 26."),
+    min_volume_ml: float = typer.Option(0.0, "--min-volume-ml", help="Drop lesions smaller than this (mL)."),
+    force: bool = typer.Option(False, "--force", help="Recompute every study, even those already done."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry studies that failed with unchanged inputs."),
+    studies: Optional[Path] = typer.Option(None, "--studies", help="CSV study_id,patient_id,study_date: adds "
+                                                                   "patient_id and study_date to imaging.csv."),
+    pseudonymize: bool = typer.Option(False, "--pseudonymize", help="Replace study ids by a salted hash in all outputs."),
+    salt: Optional[str] = typer.Option(None, "--salt", envvar="CARPET_SALT",
+                                       help="Secret salt of --pseudonymize (or env CARPET_SALT)."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="With --pseudonymize: write study_id,pseudonym "
+                                                                   "here (keep it away from the results)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
 ) -> None:
-    """Quantify many studies: resumable, with progress, locally or on a Dask cluster."""
-    raise NotYetAvailable("'carpet batch' lands with the batch issue.")
+    """Quantify many studies: resumable, with progress, locally or on a Dask cluster.
+
+    \b
+    Layout: ROOT/<study_id>.nii.gz (PET alone), or ROOT/<study_id>/ holding pet*.nii[.gz]
+    [ct*.nii[.gz]] [lesions*.nii[.gz]] [exclude*.nii[.gz]], or one PET DICOM series (and its CT)
+    anywhere below, each series in its own folder. Two candidates for a role are an error.
+    Writes OUT/studies/<study_id>/ (quantify outputs + done.json), imaging.csv, lesions.csv,
+    errors.csv, logs/ and batch.json. Rerunning skips studies whose inputs and options are
+    unchanged. No DICOM patient tag is read into the outputs.
+    """
+    from carpet.batch import BatchOptions, run_batch
+    from carpet.errors import InputError
+
+    if pseudonymize and not salt:
+        raise InputError("--pseudonymize needs a secret salt", hint="--salt TEXT or CARPET_SALT")
+    result = run_batch(root, out, workers=workers, scheduler=scheduler,
+                       options=BatchOptions(method=method, connectivity=connectivity, min_volume_ml=min_volume_ml),
+                       force=force, retry_failed=retry_failed, salt=salt if pseudonymize else None,
+                       mapping_path=mapping, studies_table=studies, progress=progress)
+    c = result.counts
+    typer.echo(f"{c['total']} studies: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed "
+               f"in {result.seconds:.1f} s -> {out}")
+    if c["failed"]:
+        typer.echo(f"failures: {result.paths['errors']}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -260,11 +260,27 @@ def max_pairwise_distance(points_mm: np.ndarray, metric: str = "euclidean") -> f
     if len(pts) < 2:
         return 0.0
     if len(pts) > 8:
-        try:
-            pts = pts[ConvexHull(pts).vertices]
-        except QhullError:  # coplanar or collinear: keep all points (exact, just slower)
-            pass
+        pts = pts[_extreme_points(pts)]
     return float(pdist(pts, _METRICS[metric]).max())
+
+
+def _extreme_points(pts: np.ndarray) -> np.ndarray:
+    """Indices of the convex hull's vertices, also for coplanar or collinear points.
+
+    Qhull needs full-dimensional input, so the points are expressed in their own affine hull
+    (SVD): a 2-D hull for coplanar points (one slice of lesions), the two ends for collinear ones.
+    An injective affine map keeps the same points extreme.
+    """
+    centred = pts - pts.mean(axis=0)
+    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+    rank = int((sv > sv[0] * 1e-9).sum())
+    coords = centred @ vt[:rank].T
+    if rank == 1:
+        return np.array([coords[:, 0].argmin(), coords[:, 0].argmax()])
+    try:
+        return ConvexHull(coords).vertices
+    except QhullError:  # nearly degenerate beyond the rank test: all points (exact, slower)
+        return np.arange(len(pts))
 
 
 def lesion_voxel_extremes(voxels: LesionVoxels, shape) -> np.ndarray:
@@ -289,13 +305,6 @@ def dmax_voxel_mm(pet: Volume, labels: np.ndarray, metric: str = "euclidean",
     """Largest distance (mm) between the centres of any two lesion voxels (all lesions)."""
     voxels = voxels if voxels is not None else gather_lesion_voxels(pet.array, labels)
     return max_pairwise_distance(pet.index_to_world(lesion_voxel_extremes(voxels, labels.shape)), metric)
-
-
-def bsa_du_bois_m2(height_cm: float, weight_kg: float) -> float:
-    """Body surface area (m²), Du Bois & Du Bois 1916: 0.007184 · W^0.425 · H^0.725."""
-    if not (height_cm > 0 and weight_kg > 0):
-        raise InputError(f"height and weight must be positive, got {height_cm} cm, {weight_kg} kg")
-    return 0.007184 * weight_kg ** 0.425 * height_cm ** 0.725
 
 
 def study_measures(table: pd.DataFrame, *, dmax_voxel: float | None = None,

@@ -17,19 +17,19 @@ import json
 import math
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from carpet.errors import InputError, NotYetAvailable
-from carpet.io import read_nifti, write_nifti
-from carpet.lesions import (bsa_du_bois_m2, dmax_voxel_mm, gather_lesion_voxels, measure_lesions,
-                            study_measures)
+from carpet.io import read_image, read_mask, write_nifti, write_seg
+from carpet.lesions import dmax_voxel_mm, gather_lesion_voxels, measure_lesions, study_measures
 from carpet.provenance import file_sha256, provenance
-from carpet.segment import METHODS, SegmentParams, label_components, segment
+from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
+from carpet.suv import bsa_dubois_m2
 from carpet.volume import Volume, resample_to
 
 SITES = ("bone", "paramedullary", "extramedullary", "indeterminate", "unknown")
@@ -147,6 +147,9 @@ def liver_reference_from_voi(pet: Volume, ct: Volume | None, centre_mm=None,
         raise InputError("needs a liver reference: give --liver-voi x,y,z[,diameter_mm] "
                          "(LPS mm) or a CT (--ct) for the automatic liver VOI")
     region = ref(pet, ct=ct, centre_mm=centre_mm, diameter_mm=diameter_mm)
+    if not getattr(region, "usable", True):
+        raise InputError(f"the liver reference is not usable: {getattr(region, 'reason', '')}",
+                         hint="place it with --liver-voi x,y,z[,diameter_mm] (LPS mm)")
     return region
 
 
@@ -181,15 +184,17 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                    exclude: Volume | None = None, method: str | None = None,
                    params: SegmentParams | None = None, liver_voi=None,
                    bsa_m2: float | None = None, inputs: dict | None = None,
-                   baseline: dict | None = None) -> QuantifyResult:
+                   auto_exclude: bool = False, baseline: dict | None = None) -> QuantifyResult:
     """Segment (or take the user's lesions), measure, and summarise one study.
 
     Parameters
     ----------
     pet : Volume
         PET in SUV.
-    ct : Volume, optional
-        CT in HU on any grid; used for lesion sites and the automatic liver VOI.
+    ct : Volume or Future of a Volume, optional
+        CT in HU on any grid; used for lesion sites and the automatic liver VOI. A
+        ``concurrent.futures.Future`` is waited for only where the CT is needed, so the CT can be
+        decoded while the PET is segmented and measured (as :func:`run_quantify` does).
     lesions : Volume, optional
         User lesion mask (labels, or a binary mask split into connected components). Without
         ``method`` its lesions are measured as given; with ``method`` 'pct41' or 'a50p' they are
@@ -209,6 +214,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         The baseline study's ``summary.json``: adds the Lugano response (ΔSUVmax) to the summary.
     inputs : dict, optional
         Provenance of the input files (name → {path, sha256}).
+    auto_exclude : bool
+        Also exclude the brain found by :func:`carpet.segment.auto_exclude_brain` (off by default).
     """
     params = params or SegmentParams()
     if method is not None and method != "all" and method not in METHODS:
@@ -222,6 +229,12 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         ex = exclude if exclude.same_grid(pet) else resample_to(exclude, pet, interpolation="nearest")
         excl = np.asarray(ex.array) > 0
     suv = np.asarray(pet.array)
+    auto_record = None
+    if auto_exclude:
+        grids = np.ogrid[tuple(slice(0, n) for n in pet.shape)]
+        z_mm = pet.origin[2] + sum(pet.direction[2, a] * pet.spacing[a] * g for a, g in enumerate(grids))
+        brain, auto_record = auto_exclude_brain(suv, pet.spacing, z_mm)
+        excl = brain if excl is None else excl | brain
     user = None if lesions is None else user_lesions(lesions, pet, params.connectivity)
     liver_info, notes = None, []
     if user is not None and method is None:
@@ -235,18 +248,20 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         if any(m in ("percist", "liver3sd") for m in methods) and params.liver_mean is None:
             try:
                 centre, diam = _parse_liver_voi(liver_voi)
+                ct = _resolve(ct)
                 region = liver_reference_from_voi(pet, ct, centre, diam)
                 params = _with_liver(params, region.mean, region.sd)
                 liver_info = {"mean": float(region.mean), "sd": float(region.sd),
                               "n_voxels": int(region.n_voxels), "provenance": region.provenance}
-            except (InputError, NotYetAvailable):
+            except (InputError, NotYetAvailable) as exc:
                 if method != "all":
                     raise
+                notes.append(f"percist and liver3sd skipped: {exc}")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             seg = segment(suv, pet.spacing, methods, params=params, exclude=excl, seeds=user,
                           skip_unavailable=(method == "all"))
-        notes = sorted({str(w.message) for w in caught})
+        notes += sorted({str(w.message) for w in caught})
         seg_labels, thresholds, skipped = seg.labels, seg.thresholds, seg.skipped
 
     rows, tables = [], {}
@@ -262,7 +277,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                      "skipped": None})
 
     main = methods[0]
-    labels_vol = pet.with_array(seg_labels[main].astype(np.int32), modality="SEG", units="label")
+    ct = _resolve(ct)
+    labels_vol = pet.with_array(np.asarray(seg_labels[main], dtype=np.int32), modality="SEG", units="label")
     table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
     study = next(r for r in rows if r["method"] == main)
     summary = {"method": main,
@@ -276,7 +292,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                       "seed_suv": params.seed_suv, "voi_margin_mm": params.voi_margin_mm,
                       "bg_shell_mm": params.bg_shell_mm, "percist_variant": params.percist_variant,
                       "mv_inputs": list(params.mv_inputs),
-                      "exclusion_mask": exclude is not None,
+                      "exclusion_mask": exclude is not None, "auto_exclude": auto_record,
                       "lesions_from": ("user mask" if main == "user_mask" else
                                        "threshold seeded by the user mask" if user is not None else
                                        "threshold")},
@@ -293,7 +309,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     )
     methods_table = None
     if method == "all":
-        methods_table = pd.DataFrame(rows)
+        methods_table = pd.DataFrame(rows).astype({"n_lesions": "Int64"})  # skipped methods: empty
         summary["methods"] = {r["method"]: {k: r[k] for k in STUDY_KEYS} for r in rows}
         summary["provenance"]["thresholds_suv"] = thresholds
         summary["provenance"]["skipped"] = skipped
@@ -301,9 +317,12 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                           extra={"labels": seg_labels, "tables": tables})
 
 
-def _with_liver(params: SegmentParams, mean: float, sd: float) -> SegmentParams:
-    from dataclasses import replace
+def _resolve(ct):
+    """The CT Volume (waiting for it when it is still being read in a thread)."""
+    return ct.result() if isinstance(ct, Future) else ct
 
+
+def _with_liver(params: SegmentParams, mean: float, sd: float) -> SegmentParams:
     return replace(params, liver_mean=float(mean), liver_sd=float(sd))
 
 
@@ -327,15 +346,6 @@ def _parse_liver_voi(text):
 # ---------------------------------------------------------------------------------------------
 # I/O edges
 # ---------------------------------------------------------------------------------------------
-def _read(path: Path, what: str) -> Volume:
-    read_image = _optional("carpet.io", "read_image")
-    if read_image is not None:
-        return read_image(path)
-    if Path(path).is_dir():
-        raise NotYetAvailable(f"{what} {path} is a folder (DICOM): DICOM input lands with carpet.io.read_image")
-    return read_nifti(path)
-
-
 def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_path=None,
                  method: str | None = None, params: SegmentParams | None = None, liver_voi=None,
                  height_cm: float | None = None, weight_kg: float | None = None,
@@ -344,9 +354,6 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
 
     The timing of each stage is kept in ``result.extra['timing_s']``.
     """
-    if auto_exclude:
-        raise NotYetAvailable("--auto-exclude (automatic physiological-uptake removal) is not built yet; "
-                              "give the regions to remove with --exclude MASK")
     t0 = time.perf_counter()
     baseline = None if baseline_dir is None else read_baseline(baseline_dir)
     paths = {"pet": pet_path, "ct": ct_path, "lesions": lesions_path, "exclude": exclude_path}
@@ -354,22 +361,42 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
     for k, p in paths.items():
         if not p.exists():
             raise InputError(f"{k} input not found", source=p)
-    # Hash the input files in a thread while they are decoded (hashlib releases the GIL).
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    # In two threads beside the main one: decode the CT, which is needed only after the PET is
+    # segmented and measured, and hash the input files (hashlib releases the GIL).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        ct = pool.submit(read_image, paths["ct"]) if "ct" in paths else None  # first in the queue
         hashes = {k: pool.submit(file_sha256, p) for k, p in paths.items()}
-        vols = {k: _read(p, k) for k, p in paths.items()}
-        inputs = {k: {"path": str(p), "sha256": hashes[k].result()} for k, p in paths.items()}
-    t_read = time.perf_counter()
-    bsa = bsa_du_bois_m2(height_cm, weight_kg) if height_cm and weight_kg else None
-    result = quantify_study(vols["pet"], ct=vols.get("ct"), lesions=vols.get("lesions"),
-                            exclude=vols.get("exclude"), method=method, params=params,
-                            liver_voi=liver_voi, bsa_m2=bsa, inputs=inputs, baseline=baseline)
+        pet = read_image(paths["pet"])
+        masks = {k: read_mask(paths[k], reference=pet) for k in ("lesions", "exclude") if k in paths}
+        t_read = time.perf_counter()
+        bsa, bsa_source = _bsa(pet, height_cm, weight_kg)
+        result = quantify_study(pet, ct=ct, lesions=masks.get("lesions"), exclude=masks.get("exclude"),
+                                method=method, params=params, liver_voi=liver_voi, bsa_m2=bsa,
+                                auto_exclude=auto_exclude, baseline=baseline)
+        prov = result.summary["provenance"]
+        prov["inputs"] = {k: {"path": str(p), "sha256": hashes[k].result()} for k, p in paths.items()}
+        prov["pet_units"] = pet.meta.get("units")
+        prov["pet_units_assumed"] = bool(pet.meta.get("units_assumed", False))
+        prov["bsa_source"] = bsa_source
     t_quant = time.perf_counter()
-    write_outputs(result, out_dir)
+    files = write_outputs(result, out_dir)
+    if paths["pet"].is_dir():  # the PET came from DICOM: the label map as DICOM SEG too
+        files["seg"] = write_seg(result.labels, paths["pet"], Path(out_dir) / "lesions.seg.dcm")
+    result.extra["files"] = files
     t_write = time.perf_counter()
-    result.extra["timing_s"] = {"read": t_read - t0, "quantify": t_quant - t_read,
+    result.extra["timing_s"] = {"read_pet": t_read - t0, "quantify_and_ct": t_quant - t_read,
                                 "write": t_write - t_quant}
     return result
+
+
+def _bsa(pet: Volume, height_cm, weight_kg):
+    """BSA (m², Du Bois) from the options, else from the PET's DICOM header; None when unknown."""
+    header = pet.meta.get("suv") or {}
+    if height_cm and weight_kg:
+        return bsa_dubois_m2(weight_kg, height_cm), "options"
+    if header.get("height_cm") and header.get("weight_kg"):
+        return bsa_dubois_m2(header["weight_kg"], header["height_cm"]), "PET DICOM header"
+    return None, None
 
 
 def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
@@ -381,7 +408,9 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
     result.lesions.to_csv(files["lesions"], index=False)
     files["summary"].write_text(json.dumps(result.summary, indent=2, default=_json_default))
     n = int(result.labels.array.max()) if result.labels.array.size else 0
-    write_nifti(result.labels, files["labels"], dtype=np.uint16 if n < 65536 else np.int32)
+    # the smallest integer type that holds the labels: less to compress
+    dtype = np.uint8 if n < 256 else np.uint16 if n < 65536 else np.int32
+    write_nifti(result.labels, files["labels"], dtype=dtype)
     if result.methods is not None:
         files["methods"] = out / "methods.csv"
         result.methods.to_csv(files["methods"], index=False)

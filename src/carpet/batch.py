@@ -1,0 +1,616 @@
+"""``carpet batch``: quantify many studies — resumable, with progress, locally or on a Dask cluster.
+
+Layout of ``ROOT`` (the study id is the folder or file name *you* chose; nothing is read from DICOM
+patient tags, so no name, birth date or MRN reaches the outputs or logs)::
+
+    ROOT/<study_id>.nii.gz              a PET in SUVbw, alone (no CT, no masks)
+    ROOT/<study_id>/pet*.nii[.gz]       PET NIfTI (name starts with pet/PET), and optionally
+                    ct*.nii[.gz]        CT NIfTI (any grid)
+                    lesions*.nii[.gz]   lesion mask (measured as given, or seeds for pct41/a50p)
+                    exclude*.nii[.gz]   physiological-uptake mask
+    ROOT/<study_id>/**/<DICOM files>    or: one PET DICOM series anywhere below, and optionally the
+                                        CT series of the same frame of reference (else same study),
+                                        each series in its own folder
+
+Two candidates for one role (two ``pet*`` files, two PET series, a NIfTI PET beside PET/CT DICOM
+series, a ``ct*`` NIfTI beside a matching CT series, two matching CTs) are a per-study error, never
+a guess. Hidden entries (``.name``) are ignored; other files (``truth.json``, notes) too.
+
+Outputs in ``OUT``::
+
+    studies/<study_id>/  lesions.csv, summary.json, lesions.nii.gz (``carpet quantify``) + done.json
+    imaging.csv          one row per study: study_id, status, the summary.json study keys, carpet_version
+    lesions.csv          every lesion of every done study, with study_id
+    errors.csv           study_id, stage, message of every failed study
+    logs/<study_id>.log  full traceback of a failure (``.failed.json`` beside it: the failure marker)
+    batch.json           run provenance, options and counts (total, done, skipped, failed, seconds)
+
+Resuming: ``done.json`` (input SHA-256 hashes, options, carpet version) is written last and the
+study folder is moved into place by a rename, so a killed run never leaves a half study that looks
+done. A rerun skips a study whose marker matches its inputs and options: a cheap stat listing
+(name, size, mtime) of the study's files is compared first, and only when that differs are the
+inputs hashed and compared. Failed studies are not retried while their inputs and options are
+unchanged (``retry_failed=True`` retries them). ``force=True`` recomputes everything.
+
+Memory and workers: a whole-body study (PET 200×200×400, CT 512×512×400) needs about 1–2 GB
+while it is processed, so workers are limited by cores long before memory: on 24 GB / 2 cores use
+``workers=2``; memory allows about ``(RAM − 4 GB) / 2 GB`` workers on bigger machines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+
+from carpet import __version__
+from carpet.errors import CarpetError, InputError
+from carpet.provenance import file_sha256, provenance
+
+__all__ = ["StudyInputs", "StudyTask", "BatchOptions", "BatchResult", "discover_studies", "resolve_inputs",
+           "study_id_of", "pseudonym", "run_study", "run_batch", "aggregate", "read_study_table"]
+
+_NIFTI = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
+#: NIfTI roles inside a study folder, by the (case-insensitive) start of the file name.
+_ROLES = ("pet", "ct", "lesions", "exclude")
+MARKER = "done.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# discovery
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StudyInputs:
+    """One study of the batch: its id, its source (file or folder) and the input paths found.
+
+    ``error`` holds the discovery problem (ambiguous or missing PET…) when the inputs cannot be
+    resolved; such a study is recorded as failed at stage ``discover``. Plain paths only, so it
+    pickles to worker processes and Dask workers.
+    """
+
+    study_id: str
+    source: str
+    pet: str | None = None
+    ct: str | None = None
+    lesions: str | None = None
+    exclude: str | None = None
+    error: str | None = None
+
+    def paths(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in _ROLES if getattr(self, k) is not None}
+
+
+def discover_studies(root: str | Path) -> list[str]:
+    """Study sources below ``root`` (PET NIfTI files in ``root`` and study folders), sorted.
+
+    Only names are listed here; the inputs of each study are resolved by :func:`resolve_inputs`
+    inside the worker, so that reading thousands of DICOM headers runs in parallel.
+
+    Raises
+    ------
+    InputError
+        ``root`` is not a folder, holds no study, or two sources share a study id.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError("the batch root must be a folder of studies", source=root,
+                         hint="carpet batch ROOT --out DIR")
+    sources, ids = [], {}
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() or (entry.is_file() and _NIFTI.search(entry.name)):
+            sid = study_id_of(entry)
+            if sid in ids:
+                raise InputError(f"study id {sid!r} is used by both {ids[sid].name} and {entry.name}",
+                                 source=root, hint="rename one of them")
+            ids[sid] = entry
+            sources.append(str(entry))
+    if not sources:
+        raise InputError("no studies found: expected sub-folders or PET NIfTI files (*.nii, *.nii.gz)",
+                         source=root)
+    return sources
+
+
+def study_id_of(source: str | Path) -> str:
+    """The study id of a source: the folder name, or the file name without ``.nii[.gz]``."""
+    source = Path(source)
+    return _NIFTI.sub("", source.name) if source.is_file() else source.name
+
+
+def resolve_inputs(source: str | Path) -> StudyInputs:
+    """Find the PET (and CT, lesion and exclusion masks) of one study source; see the module doc."""
+    source = Path(source)
+    sid = study_id_of(source)
+    if source.is_file():
+        return StudyInputs(sid, str(source), pet=str(source))
+    try:
+        found = _nifti_roles(source)
+        if "pet" not in found:
+            dicom = _dicom_pet_ct(source, has_ct_nifti="ct" in found)
+            found.update({k: v for k, v in dicom.items() if v is not None})
+        elif _holds_dicom(source):
+            _refuse_mixed(source, found)
+    except InputError as exc:
+        return StudyInputs(sid, str(source), error=str(exc))
+    return StudyInputs(sid, str(source), **found)
+
+
+def _nifti_roles(folder: Path) -> dict[str, str]:
+    found: dict[str, str] = {}
+    files = [p for p in sorted(folder.iterdir()) if p.is_file() and _NIFTI.search(p.name)
+             and not p.name.startswith(".")]
+    for role in _ROLES:
+        hits = [p for p in files if p.name.lower().startswith(role)]
+        if len(hits) > 1:
+            raise InputError(f"several {role} files: {', '.join(p.name for p in hits)}; expected one",
+                             source=folder, hint=f"keep one {role}*.nii.gz per study folder")
+        if hits:
+            found[role] = str(hits[0])
+    return found
+
+
+def _holds_dicom(folder: Path) -> bool:
+    """Whether any non-NIfTI file below holds the DICOM preamble (stops at the first one)."""
+    from pydicom.misc import is_dicom
+
+    return any(is_dicom(p) for p in folder.rglob("*")
+               if p.is_file() and not p.name.startswith(".") and not _NIFTI.search(p.name))
+
+
+def _refuse_mixed(folder: Path, found: dict[str, str]) -> None:
+    """A NIfTI PET beside PET/CT DICOM series: which PET or CT is meant is a guess, so refuse."""
+    from carpet.io import find_series
+
+    images = [s for s in find_series(folder) if s.modality in ("PT", "CT")]
+    if images:
+        raise InputError(f"holds {Path(found['pet']).name} and DICOM series "
+                         f"({'; '.join(map(str, images))}); expected NIfTI or DICOM, not both",
+                         source=folder, hint="move the unused images out of the study folder")
+
+
+def _dicom_pet_ct(folder: Path, has_ct_nifti: bool) -> dict[str, str | None]:
+    """Folders of the PET series and its CT (paired by frame of reference, else by study).
+
+    Each series must sit in its own folder, since ``run_quantify`` reads a series by folder.
+    """
+    from carpet.io import find_series
+
+    series = find_series(folder)  # headers only
+    pets = [s for s in series if s.modality == "PT"]
+    listing = "; ".join(str(s) for s in series)
+    if len(pets) != 1:
+        raise InputError(f"expected one PET (a pet*.nii[.gz] file or one PET DICOM series), found "
+                         f"{len(pets)} PET series ({listing or 'no DICOM series'})", source=folder)
+    pet = pets[0]
+    cts = [s for s in series if s.modality == "CT"]
+    match = ([c for c in cts if c.frame_of_reference_uid
+              and c.frame_of_reference_uid == pet.frame_of_reference_uid]
+             or [c for c in cts if c.study_uid and c.study_uid == pet.study_uid])
+    if len(match) > 1:
+        raise InputError(f"several CT series match the PET ({listing})", source=folder,
+                         hint="keep one CT series per study folder")
+    if has_ct_nifti and match:
+        raise InputError(f"holds a ct*.nii[.gz] file and a CT DICOM series ({listing}); expected one CT",
+                         source=folder, hint="move the unused CT out of the study folder")
+    chosen = [pet] + ([] if has_ct_nifti else match[:1])
+    dirs = []
+    for s in chosen:
+        parents = {f.parent for f in s.files}
+        if len(parents) != 1:
+            raise InputError(f"the {s.modality} series is spread over several folders", source=folder)
+        dirs.append(parents.pop())
+    others = {f.parent for s in series if s not in chosen for f in s.files}
+    if len(set(dirs)) != len(dirs) or others & set(dirs):
+        raise InputError(f"series share a folder ({listing}); put each DICOM series in its own folder",
+                         source=folder)
+    return {"pet": str(dirs[0]), "ct": str(dirs[1]) if len(dirs) > 1 else None}
+
+
+# ---------------------------------------------------------------------------------------------
+# options, pseudonyms, fingerprints
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BatchOptions:
+    """What every study is run with (part of the resume marker: a change recomputes)."""
+
+    method: str | None = None
+    connectivity: int = 26
+    min_volume_ml: float = 0.0
+
+    def marker(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pseudonym(study_id: str, salt: str) -> str:
+    """Salted pseudonymous study id: ``S`` + the first 16 hex digits of HMAC-SHA256(salt, id)."""
+    if not salt:
+        raise InputError("pseudonymisation needs a non-empty salt", hint="--salt TEXT")
+    return "S" + hmac.new(salt.encode(), study_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def _listing(source: Path) -> str:
+    """Digest of (relative name, size, mtime_ns) of every file of a source: the cheap 'unchanged?'."""
+    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        digest.update(f"{f.relative_to(source) if f != source else f.name}\0{st.st_size}\0"
+                      f"{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # absent or torn: treated as no marker
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# one study (runs in a worker process or on a Dask worker: top-level, plain arguments)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StudyTask:
+    """Everything a worker needs for one study (plain, picklable)."""
+
+    source: str
+    out: str
+    options: BatchOptions = field(default_factory=BatchOptions)
+    force: bool = False
+    retry_failed: bool = False
+    salt: str | None = None
+
+
+def run_study(task: StudyTask) -> dict[str, Any]:
+    """Quantify one study into ``OUT/studies/<id>/`` unless its marker says it is done.
+
+    Never raises: returns ``{study_id, status ('done'|'skipped'|'failed'), stage, message,
+    seconds}``; a failure also leaves ``OUT/logs/<id>.log`` (traceback) and ``<id>.failed.json``,
+    and removes the study's earlier outputs (they no longer match its inputs or options).
+    """
+    t0 = time.perf_counter()
+    source, out = Path(task.source), Path(task.out)
+    original = study_id_of(source)
+    sid = pseudonym(original, task.salt) if task.salt else original
+    scrub = _scrubber(source, sid) if task.salt else (lambda s: s)
+    final = out / "studies" / sid
+    logs = out / "logs"
+    failed_marker = logs / f"{sid}.failed.json"
+    expect = {"options": task.options.marker(), "carpet_version": __version__}
+    outcome = {"study_id": sid, "status": "skipped", "stage": None, "message": None}
+    stage, listing, done = "discover", None, None
+    try:
+        listing = _listing(source)
+        if not task.force:
+            done = _read_json(final / MARKER)
+            if done and _same(done, expect) and done.get("listing") == listing:
+                return {**outcome, "seconds": time.perf_counter() - t0}
+            failed = _read_json(failed_marker)
+            if (failed and not task.retry_failed and _same(failed, expect)
+                    and failed.get("listing") == listing):
+                return {**outcome, "status": "failed", "stage": failed["stage"],
+                        "message": failed["message"], "seconds": time.perf_counter() - t0}
+        inputs = resolve_inputs(source)
+        if inputs.error:
+            raise InputError(inputs.error)
+        if not task.force and done and _same(done, expect):
+            stage = "hash"  # stat listing changed: compare contents before recomputing
+            hashes = {k: file_sha256(p) for k, p in inputs.paths().items()}
+            if done.get("inputs") == hashes:
+                _write_atomic(final / MARKER, json.dumps({**done, "listing": listing}, indent=2))
+                return {**outcome, "seconds": time.perf_counter() - t0}
+        stage = "quantify"
+        _quantify_into(inputs, final, task, sid, scrub, expect, listing)
+        for stale in (failed_marker, logs / f"{sid}.log"):
+            stale.unlink(missing_ok=True)
+        return {**outcome, "status": "done", "seconds": time.perf_counter() - t0}
+    except Exception as exc:  # noqa: BLE001 - one study's failure must not stop the batch
+        known = isinstance(exc, CarpetError)
+        message = scrub(str(exc) if known else f"{type(exc).__name__}: {exc}")
+        shutil.rmtree(final, ignore_errors=True)
+        logs.mkdir(parents=True, exist_ok=True)
+        _write_atomic(logs / f"{sid}.log", scrub(traceback.format_exc()))
+        _write_atomic(failed_marker, json.dumps({**expect, "listing": listing, "stage": stage,
+                                                 "message": message}))
+        return {**outcome, "status": "failed", "stage": stage, "message": message,
+                "seconds": time.perf_counter() - t0}
+
+
+def _same(marker: dict, expect: dict) -> bool:
+    return all(marker.get(k) == v for k, v in expect.items())
+
+
+def _scrubber(source: Path, sid: str) -> Callable[[str], str]:
+    """Replace the study's source path (which names the study) by ``ROOT/<pseudonym>`` in a text."""
+    named = str(source)
+    anonymous = f"ROOT/{sid}" + ("".join(source.suffixes) if source.is_file() else "")
+
+    def scrub(text: str) -> str:
+        return text.replace(named, anonymous).replace(str(source.parent), "ROOT")
+    return scrub
+
+
+def _quantify_into(inputs: StudyInputs, final: Path, task: StudyTask, sid: str, scrub, expect: dict,
+                   listing: str) -> None:
+    """Run ``carpet quantify`` into a temporary folder, write the marker last, rename into place."""
+    tmp = final.with_name(f".{sid}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _quantify_tmp(inputs, tmp, task, sid, scrub, expect, listing)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half output left behind
+        raise
+    old = final.with_name(f".{sid}.{os.getpid()}.old")
+    if final.exists():
+        final.rename(old)  # a kill between the two renames leaves no marker: the study is redone
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _quantify_tmp(inputs: StudyInputs, tmp: Path, task: StudyTask, sid: str, scrub, expect: dict,
+                  listing: str) -> None:
+    """``carpet quantify``'s outputs in ``tmp``, then (last) the marker."""
+    from carpet.quantify import run_quantify
+    from carpet.segment import SegmentParams
+
+    opts = task.options
+    paths = inputs.paths()
+    result = run_quantify(paths["pet"], out_dir=tmp, ct_path=paths.get("ct"),
+                          lesions_path=paths.get("lesions"), exclude_path=paths.get("exclude"),
+                          method=opts.method,
+                          params=SegmentParams(connectivity=opts.connectivity,
+                                               min_volume_ml=opts.min_volume_ml))
+    recorded = result.summary["provenance"]["inputs"]
+    hashes = {k: v["sha256"] for k, v in recorded.items()}
+    if task.salt:  # input paths name the study: rewrite them with the pseudonym
+        for v in recorded.values():
+            v["path"] = scrub(v["path"])
+        _write_atomic(tmp / "summary.json", json.dumps(result.summary, indent=2, default=str))
+    _write_atomic(tmp / MARKER, json.dumps({"study_id": sid, **expect, "inputs": hashes,
+                                            "listing": listing}, indent=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# the batch
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class BatchResult:
+    """Outcome of :func:`run_batch`.
+
+    Attributes
+    ----------
+    outcomes : DataFrame
+        One row per study: study_id, status, stage, message, seconds.
+    counts : dict
+        total, done (computed in this run), skipped (already done, unchanged), failed.
+    paths : dict
+        imaging, lesions, errors, batch (the files written).
+    seconds : float
+        Wall time of the run.
+    """
+
+    outcomes: pd.DataFrame
+    counts: dict[str, int]
+    paths: dict[str, Path]
+    seconds: float
+
+
+def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler: str | None = None,
+              options: BatchOptions | None = None, force: bool = False, retry_failed: bool = False,
+              salt: str | None = None, mapping_path: str | Path | None = None,
+              studies_table: str | Path | None = None, progress: bool = True) -> BatchResult:
+    """Quantify every study of ``root`` into ``out``; see the module docstring for layout and files.
+
+    Parameters
+    ----------
+    root, out : folder of studies; output folder
+    workers : int
+        Local worker processes (1 = in this process, simplest to debug). Ignored with ``scheduler``.
+    scheduler : str, optional
+        Address of a Dask ``distributed`` scheduler; every study is submitted there (carpet must be
+        installed on the workers and ``root``/``out`` reachable by the same paths).
+    options : BatchOptions
+        Method, connectivity, minimum lesion volume.
+    force, retry_failed : bool
+        Recompute every study; retry studies that failed with unchanged inputs.
+    salt : str, optional
+        Pseudonymise: study ids become :func:`pseudonym` (id, salt) everywhere in ``out``.
+    mapping_path : path, optional
+        With ``salt``: write the study_id → pseudonym table there (only on request; keep it apart).
+    studies_table : path, optional
+        CSV with ``study_id, patient_id, study_date`` (original ids), merged into ``imaging.csv`` so
+        that :func:`carpet.cohort.schema.read_imaging` can read it.
+    progress : bool
+        Show a progress bar (done/total, ETA) on stderr.
+    """
+    t0 = time.perf_counter()
+    options = options or BatchOptions()
+    if workers < 1:
+        raise InputError(f"workers must be at least 1, got {workers}", hint="--workers 2")
+    if mapping_path and not salt:
+        raise InputError("a pseudonym mapping needs pseudonymisation", hint="--pseudonymize --salt TEXT")
+    from carpet.segment import METHODS
+
+    if options.method not in (None, "all", *METHODS):  # fail once here, not once per study
+        raise InputError(f"unknown method {options.method!r}; expected one of {', '.join(METHODS)} or all",
+                         hint="--method suv4")
+    sources = discover_studies(root)
+    ids = [study_id_of(s) for s in sources]
+    out_ids = {i: pseudonym(i, salt) if salt else i for i in ids}
+    studies = read_study_table(studies_table, out_ids) if studies_table else None
+    out = Path(out)
+    (out / "studies").mkdir(parents=True, exist_ok=True)
+    for leftover in (out / "studies").glob(".*"):  # temp folders of a killed run
+        shutil.rmtree(leftover, ignore_errors=True)
+    tasks = [StudyTask(s, str(out), options, force, retry_failed, salt) for s in sources]
+    table = pd.DataFrame(list(_execute(tasks, workers, scheduler, progress)))
+    table = table.sort_values("study_id").reset_index(drop=True)
+    if mapping_path:
+        pd.DataFrame(out_ids.items(), columns=["study_id", "pseudonym"]).to_csv(mapping_path, index=False)
+    paths = aggregate(out, table, studies=studies)
+    counts = {"total": len(table), **{s: int((table["status"] == s).sum())
+                                      for s in ("done", "skipped", "failed")}}
+    seconds = time.perf_counter() - t0
+    record = provenance(command="batch", options=options.marker(), workers=workers,
+                        scheduler=scheduler, force=force, retry_failed=retry_failed,
+                        pseudonymized=bool(salt), counts=counts, seconds=round(seconds, 3),
+                        root=None if salt else str(Path(root).resolve()))
+    paths["batch"] = out / "batch.json"
+    _write_atomic(paths["batch"], json.dumps(record, indent=2))
+    return BatchResult(table, counts, paths, seconds)
+
+
+def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
+             show: bool) -> Iterable[dict[str, Any]]:
+    """Run :func:`run_study` on every task; yield outcomes as they complete, with a progress bar."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    bar = Progress(TextColumn("studies"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True),
+                   disable=not show)
+    if scheduler:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+
+        with Client(scheduler) as client:
+            futures = {client.submit(run_study, t, pure=False): t for t in tasks}
+            try:
+                with bar:
+                    job = bar.add_task("batch", total=len(tasks))
+                    for fut in dask_completed(list(futures)):
+                        bar.advance(job)
+                        yield _result(fut, futures[fut])
+            except BaseException:  # Ctrl-C: drop the queued studies (unfinished ones have no marker)
+                client.cancel(list(futures))
+                raise
+        return
+    if workers == 1:
+        with bar:
+            job = bar.add_task("batch", total=len(tasks))
+            for t in tasks:
+                yield run_study(t)
+                bar.advance(job)
+        return
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+        futures = {pool.submit(run_study, t): t for t in tasks}  # workers start before the bar's thread
+        try:
+            with bar:
+                job = bar.add_task("batch", total=len(tasks))
+                for fut in as_completed(futures):
+                    bar.advance(job)
+                    yield _result(fut, futures[fut])
+        except BaseException:  # Ctrl-C: do not run the queued studies before exiting
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _result(future, task: StudyTask) -> dict[str, Any]:
+    """The outcome of a finished future; a worker that died (killed, out of memory) fails its
+    study without a marker, so the next run redoes it."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - run_study itself never raises: the worker was lost
+        sid = study_id_of(task.source)
+        return {"study_id": pseudonym(sid, task.salt) if task.salt else sid, "status": "failed",
+                "stage": "worker", "message": f"worker lost ({type(exc).__name__}: {exc}); "
+                                             "out of memory? try fewer --workers", "seconds": None}
+
+
+# ---------------------------------------------------------------------------------------------
+# aggregates
+# ---------------------------------------------------------------------------------------------
+#: Leading columns of imaging.csv (further scalar summary keys follow in their summary order).
+IMAGING_COLUMNS = ("study_id", "status", "method", "n_lesions", "mtv_ml", "tlg", "suv_max", "dmax_mm",
+                   "n_bone", "n_paramedullary", "n_extramedullary")
+
+
+def aggregate(out: str | Path, outcomes: pd.DataFrame, *,
+              studies: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Rebuild ``imaging.csv``, ``lesions.csv`` and ``errors.csv`` of ``out`` from the studies.
+
+    ``outcomes`` (study_id, status, stage, message) lists the studies of this run; done and skipped
+    ones are read back from their ``summary.json`` and ``lesions.csv``.
+    """
+    out = Path(out)
+    rows, lesion_tables = [], []
+    for o in outcomes.itertuples(index=False):
+        if o.status == "failed":
+            rows.append({"study_id": o.study_id, "status": "failed"})
+            continue
+        folder = out / "studies" / o.study_id
+        summary = json.loads((folder / "summary.json").read_text())
+        scalars = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
+        rows.append({"study_id": o.study_id, "status": "done", **scalars,
+                     "carpet_version": summary["provenance"]["carpet_version"]})
+        lesions = pd.read_csv(folder / "lesions.csv")
+        lesions.insert(0, "study_id", o.study_id)
+        lesion_tables.append(lesions)
+    imaging = pd.DataFrame(rows)
+    for col in IMAGING_COLUMNS:
+        if col not in imaging:
+            imaging[col] = None
+    rest = [c for c in imaging.columns if c not in IMAGING_COLUMNS and c != "carpet_version"]
+    imaging = imaging[[*IMAGING_COLUMNS, *rest, "carpet_version"]]
+    counts = [c for c in imaging.columns if c.startswith("n_")]
+    imaging[counts] = imaging[counts].astype("Float64").astype("Int64")  # failed rows: empty, not 8.0
+    if studies is not None:  # patient_id, study_date first, as the cohort schema reads them
+        imaging = studies.merge(imaging, on="study_id", how="right")[
+            ["patient_id", "study_date", *imaging.columns]]
+    paths = {"imaging": out / "imaging.csv", "lesions": out / "lesions.csv", "errors": out / "errors.csv"}
+    _write_csv(imaging, paths["imaging"])
+    lesions = pd.concat(lesion_tables, ignore_index=True) if lesion_tables else pd.DataFrame(
+        columns=["study_id", "lesion_id"])
+    _write_csv(lesions, paths["lesions"])
+    errors = outcomes.loc[outcomes["status"] == "failed", ["study_id", "stage", "message"]]
+    _write_csv(errors, paths["errors"])
+    return paths
+
+
+def read_study_table(path, study_ids: dict[str, str]) -> pd.DataFrame:
+    """The ``--studies`` table (study_id, patient_id, study_date), checked before any study runs.
+
+    ``study_ids`` maps each study id of the batch (as in ROOT) to the id written in the outputs
+    (itself, or its pseudonym); the returned table carries the output ids.
+    """
+    table = pd.read_csv(path, dtype=str)
+    missing = {"study_id", "patient_id", "study_date"} - set(table.columns)
+    if missing:
+        raise InputError(f"study table lacks the column(s) {', '.join(sorted(missing))}; expected "
+                         "study_id, patient_id, study_date", source=path, hint="--studies")
+    table = table[["study_id", "patient_id", "study_date"]]
+    repeated = sorted(set(table.loc[table["study_id"].duplicated(), "study_id"]))
+    if repeated:
+        raise InputError(f"study ids listed more than once: {', '.join(repeated[:10])}", source=path,
+                         hint="one row per study in --studies")
+    unknown = sorted(set(study_ids) - set(table["study_id"]))
+    if unknown:
+        raise InputError(f"no row for the studies {', '.join(unknown[:10])}", source=path,
+                         hint="add one row per study (study_id, patient_id, study_date)")
+    table = table[table["study_id"].isin(study_ids)]
+    return table.assign(study_id=table["study_id"].map(study_ids))
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
