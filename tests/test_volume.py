@@ -49,3 +49,18 @@ def test_bad_inputs_are_named(tmp_path):
     bad.write_bytes(b"not an image")
     with pytest.raises(InputError, match="bad.nii.gz"):
         read_nifti(bad)
+
+
+def test_from_sitk_shares_the_image_buffer_and_keeps_it_alive():
+    import gc
+
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.arange(24, dtype=np.float32).reshape(2, 3, 4))  # (z, y, x)
+    vol = Volume.from_sitk(img)
+    del img
+    gc.collect()
+    _ = [np.ones(10_000) for _ in range(200)]  # churn the allocator; a dangling view would show garbage
+    assert vol.shape == (4, 3, 2)
+    assert vol.array[3, 2, 1] == 23.0 and vol.array[1, 0, 0] == 1.0
+    assert not vol.array.flags.owndata

@@ -118,12 +118,29 @@ class Volume:
 
     @classmethod
     def from_sitk(cls, img, **meta: Any) -> "Volume":
-        """Build a volume from a SimpleITK image (array is a transposed view, not a copy)."""
-        import SimpleITK as sitk
+        """Build a volume from a SimpleITK image without copying its pixels.
 
-        arr = sitk.GetArrayFromImage(img).transpose(2, 1, 0)
+        The array is a transposed view of the image's own buffer; the image is kept alive by the
+        array (through :class:`_ImageBuffer`), so reading a whole-body study costs no extra copy.
+        The array is read-only; use ``vol.array.copy()`` to modify values.
+        """
+        arr = np.asarray(_ImageBuffer(img)).transpose(2, 1, 0)
         return cls(arr, img.GetSpacing(), img.GetOrigin(),
                    np.asarray(img.GetDirection(), dtype=float).reshape(3, 3), dict(meta))
+
+
+class _ImageBuffer:
+    """Expose a SimpleITK image's pixel buffer to numpy and keep the image alive while it is used.
+
+    ``SimpleITK.GetArrayViewFromImage`` returns a view that dangles once the image is freed; an array
+    made from this object has it as its ``base``, and this object holds the image.
+    """
+
+    def __init__(self, image) -> None:
+        import SimpleITK as sitk
+
+        self._image = image
+        self.__array_interface__ = sitk.GetArrayViewFromImage(image).__array_interface__
 
 
 def resample_to(moving: Volume, reference: Volume, *, interpolation: str = "linear",
