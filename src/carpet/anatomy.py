@@ -404,8 +404,9 @@ def _cylinder(pet: Volume, centre_mm, diameter_mm: float, length_mm: float) -> n
 
 
 def _mask_on_pet(mask: Volume, pet: Volume) -> np.ndarray:
+    """A writable boolean copy of ``mask`` on the PET grid (nearest neighbour when resampled)."""
     if mask.same_grid(pet):
-        return np.asarray(mask.array, bool)
+        return np.array(mask.array, dtype=bool)
     return np.asarray(resample_to(mask.with_array(np.asarray(mask.array, np.uint8)), pet,
                                   interpolation="nearest").array, bool)
 
