@@ -83,6 +83,9 @@ def quantify(
         False, "--auto-exclude",
         help="Also remove the brain (conservative rule: a component ≥ 500 mL in the top 30 cm); other organs "
              "need --exclude."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline",
+                                            help="OUT folder of this patient's baseline quantify run: "
+                                                 "adds the Lugano response (delta SUVmax)."),
     out: Path = typer.Option(Path("carpet-quantify"), "--out", help="Output folder."),
 ) -> None:
     """Segment and measure lesions: writes lesions.csv, summary.json and lesions.nii.gz in OUT."""
@@ -91,7 +94,7 @@ def quantify(
 
     result = run_quantify(pet, out_dir=out, ct_path=ct, lesions_path=lesions, exclude_path=exclude,
                           method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
-                          auto_exclude=auto_exclude,
+                          auto_exclude=auto_exclude, baseline_dir=baseline,
                           params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml,
                                                seed_suv=seed_suv))
     s = result.summary

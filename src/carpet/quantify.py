@@ -75,7 +75,9 @@ def add_lesion_columns(table: pd.DataFrame, labels: Volume, ct: Volume | None,
         table["site"] = "unknown"
         return table
     sites = classify(labels, ct, connectivity=connectivity)
-    return table.merge(sites, on="lesion_id", how="left")
+    merged = table.merge(sites, on="lesion_id", how="left")
+    merged.attrs["site_provenance"] = sites.attrs.get("provenance")   # thresholds of the site rule
+    return merged
 
 
 def add_summary_keys(summary: dict, table: pd.DataFrame, ct: Volume | None) -> dict:
@@ -85,6 +87,37 @@ def add_summary_keys(summary: dict, table: pd.DataFrame, ct: Volume | None) -> d
     for site in ("bone", "paramedullary", "extramedullary"):
         summary[f"n_{site}"] = int((table["site"] == site).sum()) if known else None
     return summary
+
+
+def add_anatomy_reading(summary: dict, table: pd.DataFrame, pet: Volume, ct: Volume | None,
+                        labels: Volume, liver_centre_mm=None, baseline: dict | None = None) -> pd.DataFrame:
+    """Reference regions, marrow, per-lesion Deauville, IMPeTUs record and metCR (carpet.scores.impetus),
+    and with a baseline ``summary.json`` the Lugano response; returns the table with ``deauville``."""
+    read_study = _optional("carpet.scores.impetus", "read_study")
+    if read_study is None:
+        return table
+    reading = read_study(pet, ct, labels, table, liver_centre_mm=liver_centre_mm)
+    summary.update(reading.to_summary())
+    if table.attrs.get("site_provenance"):
+        summary["site_rule"] = table.attrs["site_provenance"]
+    if baseline is not None:
+        from carpet.scores.metabolic_response import response_to_baseline
+
+        summary["response"] = response_to_baseline(baseline, summary).to_dict()
+    return reading.lesions
+
+
+def read_baseline(baseline_dir) -> dict:
+    """The ``summary.json`` of an earlier ``carpet quantify`` run (for ``--baseline DIR``)."""
+    path = Path(baseline_dir)
+    path = path / "summary.json" if path.is_dir() else path
+    if not path.is_file():
+        raise InputError("baseline summary.json not found", source=path,
+                         hint="--baseline takes the --out folder of the baseline's carpet quantify run")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON ({exc.msg})", source=path, where=f"line {exc.lineno}") from None
 
 
 def _optional(module: str, name: str):
@@ -151,7 +184,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                    exclude: Volume | None = None, method: str | None = None,
                    params: SegmentParams | None = None, liver_voi=None,
                    bsa_m2: float | None = None, inputs: dict | None = None,
-                   auto_exclude: bool = False) -> QuantifyResult:
+                   auto_exclude: bool = False, baseline: dict | None = None) -> QuantifyResult:
     """Segment (or take the user's lesions), measure, and summarise one study.
 
     Parameters
@@ -177,6 +210,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         (x, y, z) or (x, y, z, diameter_mm), LPS mm: the liver VOI for percist / liver3sd.
     bsa_m2 : float, optional
         Body surface area for SDmax.
+    baseline : dict, optional
+        The baseline study's ``summary.json``: adds the Lugano response (ΔSUVmax) to the summary.
     inputs : dict, optional
         Provenance of the input files (name → {path, sha256}).
     auto_exclude : bool
@@ -249,6 +284,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     summary = {"method": main,
                **{k: study[k] for k in STUDY_KEYS}}
     summary = add_summary_keys(summary, table, ct)
+    table = add_anatomy_reading(summary, table, pet, ct, labels_vol, _parse_liver_voi(liver_voi)[0], baseline)
     summary["provenance"] = provenance(
         inputs=inputs or {},
         method=main, thresholds_suv=thresholds.get(main),
@@ -313,12 +349,13 @@ def _parse_liver_voi(text):
 def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_path=None,
                  method: str | None = None, params: SegmentParams | None = None, liver_voi=None,
                  height_cm: float | None = None, weight_kg: float | None = None,
-                 auto_exclude: bool = False) -> QuantifyResult:
+                 auto_exclude: bool = False, baseline_dir=None) -> QuantifyResult:
     """Read the inputs, quantify, write the outputs in ``out_dir``; returns the result.
 
     The timing of each stage is kept in ``result.extra['timing_s']``.
     """
     t0 = time.perf_counter()
+    baseline = None if baseline_dir is None else read_baseline(baseline_dir)
     paths = {"pet": pet_path, "ct": ct_path, "lesions": lesions_path, "exclude": exclude_path}
     paths = {k: Path(v) for k, v in paths.items() if v is not None}
     for k, p in paths.items():
@@ -335,7 +372,7 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
         bsa, bsa_source = _bsa(pet, height_cm, weight_kg)
         result = quantify_study(pet, ct=ct, lesions=masks.get("lesions"), exclude=masks.get("exclude"),
                                 method=method, params=params, liver_voi=liver_voi, bsa_m2=bsa,
-                                auto_exclude=auto_exclude)
+                                auto_exclude=auto_exclude, baseline=baseline)
         prov = result.summary["provenance"]
         prov["inputs"] = {k: {"path": str(p), "sha256": hashes[k].result()} for k, p in paths.items()}
         prov["pet_units"] = pet.meta.get("units")

@@ -1,0 +1,153 @@
+"""Lesion site against bone (spec §4.3) on the digital phantom, whose lesion kinds are the truth.
+
+The phantom places each lesion analytically relative to the bone surface (inside the marrow, centred on the
+surface, 2.5 mm outside it, or ≥ 2 cm away); the CT shows lesions as lytic (soft-tissue HU), as in patients.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cc3d
+import numpy as np
+import pytest
+
+from carpet.anatomy import bone_mask
+from carpet.classify import SiteParams, classify_lesions, label_lesions, site_counts
+from carpet.synth import PhantomSpec, make_phantom
+from carpet.volume import Volume
+
+EXPECTED = {"intramedullary": "bone", "paramedullary": "paramedullary", "extramedullary": "extramedullary",
+            "abutting": "indeterminate"}
+
+
+@functools.lru_cache(maxsize=None)
+def _phantom(seed, ct_spacing, psf):
+    return make_phantom(PhantomSpec.small(seed=seed, ct_spacing_mm=ct_spacing, psf_fwhm_mm=psf,
+                                          noise_rel_sd=0.03 if psf else 0.0))
+
+
+def _kinds(ph):
+    return [les["kind"] for les in ph.truth["lesions"]]
+
+
+def _segment(ph):
+    """SUV >= 4, 26-connected, each component named by the truth lesion it overlaps most."""
+    lab = cc3d.connected_components(ph.pet.array >= 4.0, connectivity=26)
+    truth = np.asarray(ph.lesion_labels.array)
+    kinds = _kinds(ph)
+    names = {}
+    for lid in range(1, int(lab.max()) + 1):
+        t = truth[lab == lid]
+        t = t[t > 0]
+        names[lid] = kinds[np.bincount(t).argmax() - 1] if t.size else None
+    return ph.pet.with_array(lab.astype(np.int32)), names
+
+
+CASES = [(1, None, "ct"), (2, None, "pet"), (3, None, "ct"), (1, (2.0, 2.0, 2.0), "ct"),
+         (2, (2.0, 2.0, 2.0), "pet")]
+
+
+@pytest.mark.parametrize("seed, ct_spacing, grid", CASES)
+def test_truth_lesions_get_their_site(seed, ct_spacing, grid):
+    ph = _phantom(seed, ct_spacing, 0.0)
+    df = classify_lesions(ph.lesion_labels, ph.ct, params=SiteParams(grid=grid))
+    assert list(df["site"]) == [EXPECTED[k] for k in _kinds(ph)]
+    # Independent truth: the phantom's bone fraction on the PET grid (analytic geometry). Outside the
+    # paramedullary bites it is matched closely; a paramedullary lesion has destroyed the bone it occupies
+    # (lytic on CT) and the envelope closing restores only the deeper part of the bite, so its fraction is
+    # underestimated (0.11–0.28 for true 0.51–0.60 on seed 3; 0 for a lesion that ate the corner of an iliac
+    # wing, which no closing restores: its bone contact decides) but never overestimated.
+    truth_f = np.array([les["bone_fraction"] for les in ph.truth["lesions"]])
+    f = df["bone_fraction"].to_numpy()
+    para = np.array(_kinds(ph)) == "paramedullary"
+    np.testing.assert_allclose(f[~para], truth_f[~para], atol=0.05)
+    assert np.all(f[para] <= truth_f[para] + 0.1)
+    assert np.all(df["bone_contact_fraction"].to_numpy()[para] >= 0.2)
+    np.testing.assert_allclose(df["volume_in_bone_ml"] + df["volume_outside_bone_ml"],
+                               [les["volume_ml"] for les in ph.truth["lesions"]], rtol=1e-9)
+    abut = df["site"] == "indeterminate"
+    d_contact, _ = SiteParams().resolved(ph.pet.spacing)
+    assert (df.loc[abut, "distance_to_bone_mm"] <= d_contact).all()
+    assert (df.loc[abut, "bone_fraction"] == 0).all() and (df.loc[abut, "depth_in_bone_mm"] == 0).all()
+    assert (df.loc[df["site"] == "extramedullary", "distance_to_bone_mm"] > 10).all()
+
+
+@pytest.mark.parametrize("ct_spacing", [None, (2.0, 2.0, 2.0)])
+@pytest.mark.parametrize("psf", [0.0, 6.0])
+def test_segmented_lesions_get_their_site(ct_spacing, psf):
+    """Lesions found by SUV >= 4 on the (blurred, noisy) PET: bone, paramedullary and EMD are all right;
+    without blur the abutting lesions are indeterminate too. (With 6 mm blur, thresholding shrinks the small
+    abutting lesions so that they lie 5–8 mm from bone: the contact tolerance cannot see them; see report.)"""
+    for seed in (1, 2) if ct_spacing is None else (1,):
+        ph = _phantom(seed, ct_spacing, psf)
+        labels, names = _segment(ph)
+        df = classify_lesions(labels, ph.ct)
+        for lid, site in zip(df["lesion_id"], df["site"]):
+            kind = names[lid]
+            if kind == "abutting" and psf > 0:
+                assert site in ("indeterminate", "extramedullary")
+            else:
+                assert site == EXPECTED[kind], (seed, lid, kind, site)
+
+
+def test_no_ct_is_unknown_not_a_guess():
+    ph = _phantom(1, None, 0.0)
+    df = classify_lesions(ph.lesion_labels, None)
+    assert (df["site"] == "unknown").all() and len(df) == len(ph.truth["lesions"])
+    assert df[["bone_fraction", "distance_to_bone_mm", "volume_in_bone_ml"]].isna().all().all()
+    assert site_counts(df["site"])["n_unknown"] == len(df)
+
+
+def test_thresholds_use_the_written_inequalities():
+    """Each named threshold at measured value −ε / value / +ε flips the site where the rule says."""
+    ph = _phantom(1, None, 0.0)
+    bone = bone_mask(ph.ct)
+    base = classify_lesions(ph.lesion_labels, ph.ct, bone=bone)
+    para = base[base["site"] == "paramedullary"].iloc[0]
+    lid = para["lesion_id"]
+
+    def site(**kw):
+        df = classify_lesions(ph.lesion_labels, ph.ct, params=SiteParams(**kw), bone=bone)
+        return df.loc[df["lesion_id"] == lid, "site"].item()
+
+    f, v_out = para["bone_fraction"], para["volume_outside_bone_ml"]
+    assert site(f_med=f - 1e-9) == "bone" and site(f_med=f) == "bone"          # f_in >= f_med
+    assert site(f_med=f + 1e-9) == "paramedullary"
+    assert site(v_min_out_ml=v_out - 1e-9) == "paramedullary"                  # V_out >= v_min_out
+    assert site(v_min_out_ml=v_out) == "paramedullary"
+    assert site(v_min_out_ml=v_out + 1e-9) == "bone"
+    depth = para["depth_in_bone_mm"]
+    no_contact = dict(contact_fraction_min=1.01)                                 # depth alone decides
+    assert site(d_enter_mm=depth - 1e-9, **no_contact) == "paramedullary"     # depth > d_enter
+    assert site(d_enter_mm=depth, **no_contact) == "indeterminate"
+
+    abut = base[base["site"] == "indeterminate"].iloc[0]
+    lid = abut["lesion_id"]
+    d = abut["distance_to_bone_mm"]
+    assert site(d_contact_mm=d) == "indeterminate"                              # d_min <= d_contact
+    assert site(d_contact_mm=d + 1e-9) == "indeterminate"
+    assert site(d_contact_mm=d - 1e-9) == "extramedullary"
+    lid = para["lesion_id"]
+    t = para["bone_contact_fraction"]
+    no_depth = dict(d_enter_mm=1e9)                                              # contact alone decides
+    assert site(contact_fraction_min=t - 1e-9, **no_depth) == "paramedullary"   # touch >= contact_fraction_min
+    assert site(contact_fraction_min=t, **no_depth) == "paramedullary"
+    assert site(contact_fraction_min=t + 1e-9, **no_depth) == "indeterminate"
+
+
+def test_boolean_mask_split_by_connectivity_and_fov():
+    arr = np.zeros((12, 12, 12), bool)
+    arr[2:4, 2:4, 2:4] = True
+    arr[4:6, 4:6, 4:6] = True                     # touches the first block at a corner only
+    mask = Volume(arr, (4.0, 4.0, 4.0))
+    assert label_lesions(mask, 26).array.max() == 1
+    assert label_lesions(mask, 6).array.max() == 2
+    ct = Volume(np.full((6, 12, 12), 40.0, np.float32), (4.0, 4.0, 4.0))        # covers i < 6 only
+    arr2 = np.zeros((12, 12, 12), np.int32)
+    arr2[1:3, 5:7, 5:7] = 1
+    arr2[8:10, 5:7, 5:7] = 2                      # outside the CT's field of view
+    df = classify_lesions(Volume(arr2, (4.0, 4.0, 4.0)), ct)
+    assert list(df["site"]) == ["extramedullary", "unknown"]
+    df = classify_lesions(Volume(arr2, (4.0, 4.0, 4.0)), ct, params=SiteParams(grid="pet"))
+    assert list(df["site"]) == ["extramedullary", "unknown"]
