@@ -21,6 +21,7 @@ column), every output says SIMULATED.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -51,11 +52,11 @@ IDENTIFIER_COLUMNS = frozenset({
 #   column(s): column names of the analysis table; endpoint: a name under ``endpoints``.
 ANALYSES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "table1": ({"by": "column"}, {"continuous": "columns", "categorical": "columns", "nonnormal": "columns",
-                                  "labels": "mapping"}),
+                                  "labels": "mapping", "max_tables": "count"}),
     "km": ({"endpoint": "endpoint"}, {"by": "columns", "risk_times": "numbers"}),
     "cox": ({"endpoint": "endpoint", "covariates": "columns"}, {"strata": "columns"}),
     "transitions": ({"before": "column", "after": "column", "order": "list"},
-                    {"before_title": "str", "after_title": "str"}),
+                    {"before_title": "str", "after_title": "str", "max_tables": "count"}),
     "cutpoint": ({"endpoint": "endpoint", "marker": "column"},
                  {"min_prop": "proportion", "max_prop": "proportion", "n_perm": "count"}),
     "cutoff": ({"endpoint": "endpoint", "marker": "column", "value": "number"},
@@ -452,7 +453,7 @@ class _Writer:
         banner = "SIMULATED" if simulated else ""
         self.html = Report(title, subtitle=(f"{SIMULATED_BANNER}. " if simulated else "") + subtitle)
         self.pdf = PdfReport(title, subtitle=self.html.subtitle, banner=banner,
-                             metadata={"Subject": SIMULATED_BANNER} if simulated else {})
+                             metadata={"Subject": "SIMULATED DATA (not patients)", "Keywords": "SIMULATED"} if simulated else {})
         (out / "figures").mkdir(parents=True, exist_ok=True)
 
     def section(self, title: str) -> None:
@@ -484,14 +485,20 @@ class _Writer:
         if self.simulated:
             fig.text(0.995, 0.005, "SIMULATED", ha="right", va="bottom", fontsize=7, color="#D55E00",
                      fontweight="bold")
+        import matplotlib.pyplot as plt
+
         names = []
         for ext in ("png", "pdf"):
             path = self.out / "figures" / f"{stem}.{ext}"
             fig.savefig(path, bbox_inches="tight")  # PNG at the journal style's 300 dpi
             self.files[f"figures/{path.name}"] = path
             names.append(f"figures/{path.name}")
-        self.pdf.image(self.out / "figures" / f"{stem}.png", caption)
-        self.html.figure(fig, caption)  # renders the PNG and closes the figure
+        plt.close(fig)
+        png = (self.out / "figures" / f"{stem}.png").read_bytes()
+        self.pdf.image(png, caption)
+        # The PNG just written goes into the HTML as is: Report.figure would draw the figure once more.
+        self.html._add({"kind": "figure", "src": "data:image/png;base64," + base64.b64encode(png).decode("ascii"),
+                        "caption": caption})
         return names
 
 
@@ -768,12 +775,17 @@ def _excluded_note(writer: _Writer, data: pd.DataFrame, frame: pd.DataFrame, wha
     return n
 
 
+def _exact_limit(a: dict) -> dict:
+    """``max_tables`` of the exact r×c Fisher test when the plan caps it (beyond it: seeded Monte Carlo p)."""
+    return {"max_tables": a["max_tables"]} if "max_tables" in a else {}
+
+
 def _run_table1(data, a, endpoints, writer, stem, seed):
     from carpet.stats.table1 import table1
 
     t1 = table1(data, by=a["by"], continuous=_by_list(a.get("continuous")),
                 categorical=_by_list(a.get("categorical")), nonnormal=_by_list(a.get("nonnormal")),
-                labels=a.get("labels"), seed=seed)
+                labels=a.get("labels"), seed=seed, **_exact_limit(a))
     files = [writer.table(t1.summary, stem, f"Table 1 by {a['by']}")]
     return {"tests": t1.tests.to_dict("records"), "table": t1.summary.to_dict("records"),
             "provenance": t1.provenance, "files": files}
@@ -810,7 +822,7 @@ def _run_transitions(data, a, endpoints, writer, stem, seed):
     from carpet.stats.transitions import transitions
 
     order = [str(v) for v in a["order"]]
-    tr = transitions(data, a["before"], a["after"], order=order, seed=seed)
+    tr = transitions(data, a["before"], a["after"], order=order, seed=seed, **_exact_limit(a))
     files = [writer.table(tr.table.reset_index(), stem,
                           f"{a['before']} (rows) → {a['after']} (columns), patients")]
     writer.text(f"{tr.test.test}: p = {tr.test.p_value:.4g} (patients with both states known).")

@@ -178,7 +178,7 @@ class _Page:
         height = min(width * (h_px / w_px) * A4_INCH[0] / A4_INCH[1], 0.75)
         self._room(height + 3 * self.LINE)
         ax = self.fig.add_axes((0.06, self.y - height, width, height))
-        ax.imshow(img)
+        ax.imshow(img, interpolation="none")  # vector backends then embed the PNG as is, unresampled
         ax.set_axis_off()
         self.y -= height + 0.5 * self.LINE
         if caption:
