@@ -6,6 +6,36 @@ analyses (``table1``, ``km``, ``cox``, ``transitions``, ``cutpoint``, ``cutoff``
 ``landmark``). Every problem of a plan is reported at once, each naming its key path
 (``analyses[2].endpoint``) and what was expected.
 
+Plan reference (see ``examples/plans/`` for complete plans)::
+
+    title: Post-CAR T progression outcomes        # required; subtitle: and seed: (default 0) optional
+    endpoints:                                    # required: name -> time/event columns or dates
+      pfs2: {time: pfs2_months, event: pfs2_event, unit: months, label: PFS from progression}
+      pfs:  {start: infusion_date, event_date: [progression_date, death_date],
+             censor_date: last_followup_date, unit: months}          # earliest event date counts
+    assessments: {pfs: pfs_imwg}                  # with --assessments: PFS from IMWG progression
+    imaging: {ids: {STUDY-1: P001}, select: first}  # with --imaging: study_id -> patient_id, which study
+    derive:                                       # new columns, in order (later ones may use earlier)
+      - {name: ipi, score: ipi}                   # ipi, aaipi, car_hematotox, iss, riss, r2iss
+      - {name: ipi_group, score: ipi, output: group}
+      - {name: status_baseline, emd_pmd: [emd_baseline, pmd_baseline]}   # None / EMD / PMD / EMD+PMD
+      - {name: mtv_high, cut: {column: mtv_ml, above: 54.3}}             # or at_least:
+      - {name: log_mtv, log: mtv_ml}
+      - {name: emd, labels: {column: emd_baseline, values: {true: EMD, false: No EMD}}}
+      - {name: emd_both, combine: [emd_baseline, emd_progression]}       # "a / b" group names
+    analyses:                                     # each may also have title: and name: (file stem)
+      - {type: table1, by: emd, continuous: [...], categorical: [...], nonnormal: [...], labels: {...}}
+      - {type: km, endpoint: pfs2, by: emd, risk_times: [0, 6, 12, 18, 24]}   # by: may be a list
+      - {type: cox, endpoint: pfs2, covariates: [emd_baseline, age_years], strata: [centre]}
+      - {type: transitions, before: status_baseline, after: status_progression, order: [None, EMD, PMD, EMD+PMD]}
+      - {type: cutpoint, endpoint: pfs, marker: mtv_ml, min_prop: 0.1, n_perm: 1000}
+      - {type: cutoff, endpoint: pfs, marker: mtv_ml, value: 54.3, cutoff_method: suv4, marker_method: suv4}
+      - {type: compare_models, endpoint: pfs, models: {IPI: [ipi], MTV: [log_mtv]}, horizon: 12, n_boot: 200}
+      - {type: landmark, endpoint: pfs, time: 1.0, by: metcr_day30}
+
+``table1`` and ``transitions`` accept ``max_tables`` (the exact Fisher test's enumeration limit, beyond
+which a seeded Monte Carlo p-value is used).
+
 The statistics are those of :mod:`carpet.stats`; this module only prepares the analysis table, calls
 them, and writes what they return. Writes into the output folder:
 
@@ -279,7 +309,7 @@ def _coerce(df: pd.DataFrame) -> pd.DataFrame:
     truth = {"true": True, "false": False, "yes": True, "no": False}
     for col in out.columns:
         s = out[col]
-        if s.dtype != object:
+        if s.dtype != object or col in ("patient_id", "study_id"):  # ids stay text, even "001"
             continue
         values = s.dropna().map(lambda v: v.strip() if isinstance(v, str) else v)
         values = values[values != ""]
@@ -315,6 +345,9 @@ def _merge_imaging(data: pd.DataFrame, imaging: pd.DataFrame, spec: dict, notes:
         if unmapped:
             notes.append(f"{unmapped} imaging row(s) whose study_id is not in the plan's imaging.ids were left out.")
         img = img.dropna(subset=["patient_id"])
+    elif "patient_id" not in img:
+        raise InputError("the imaging table has no patient_id column", source="imaging table",
+                         hint="add patient_id, or map study ids in the plan: imaging: {ids: {study_id: patient_id}}")
     if "study_date" in img:
         img = img.sort_values("study_date", kind="stable")
     img = img.groupby("patient_id", sort=False).nth(-1 if spec.get("select") == "last" else 0)
@@ -551,8 +584,8 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
         data = _merge_imaging(data, img, plan.get("imaging") or {}, notes)
     if assessments is not None:
         data = _with_assessments(data, assessments, therapies, plan.get("assessments"), endpoints, record, notes)
-    elif plan.get("assessments", {}).get("pfs"):
-        _raise([f"assessments.pfs: needs the assessments table (--assessments LABS.csv)"], plan_source, "inputs")
+    elif (plan.get("assessments") or {}).get("pfs"):
+        _raise(["assessments.pfs: needs the assessments table (--assessments LABS.csv)"], plan_source, "inputs")
     data, derived = _prepare(data, plan, endpoints, plan_source)
     simulated = bool("simulated" in data and data["simulated"].fillna(False).astype(bool).any())
 
@@ -567,17 +600,15 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
     used_names: set[str] = set()
     for i, a in enumerate(plan["analyses"]):
         stem = _unique(a.get("name") or _default_stem(a), used_names)
-        writer.section(a.get("title") or _default_title(a, endpoints))
-        run = globals()[f"_run_{a['type']}"]
-        res = run(data, a, endpoints, writer, stem, seed)
+        writer.section(_title(a, endpoints))
+        res = _RUNNERS[a["type"]](data, a, endpoints, writer, stem, seed)
         res.update(type=a["type"], plan_item=a, key_path=f"analyses[{i}]")
         results[stem] = res
     inputs = _input_record(patients, imaging, assessments, input_files)
     prov = provenance(command="carpet analyze", plan={"source": plan_source, "sha256": plan_sha},
                       inputs=inputs, simulated=simulated, identifiers_included=include_identifiers, **record)
-    writer.section("Provenance")
-    writer.text(json.dumps({k: v for k, v in prov.items() if k != "imwg"}, default=str, indent=1))
-    writer.html.provenance = prov
+    writer.html.provenance = prov  # the HTML template prints it at the end
+    writer.pdf.section("Provenance").text(json.dumps(_jsonable(prov), indent=1))
     document = {"title": plan["title"], "simulated": simulated,
                 "notice": SIMULATED_BANNER if simulated else None, "n_patients": int(len(data)),
                 "notes": notes, "endpoints": endpoints, "derived": derived, "analyses": results, "provenance": prov}
@@ -658,6 +689,10 @@ def _default_stem(a: dict) -> str:
     if t == "landmark":
         return f"landmark_{a['endpoint']}_{a['by']}"
     return f"{t}_{a['endpoint']}"
+
+
+def _title(a: dict, endpoints: dict) -> str:
+    return a.get("title") or _default_title(a, endpoints)
 
 
 def _default_title(a: dict, endpoints: dict) -> str:
@@ -761,8 +796,10 @@ def _km_block(writer: _Writer, frame: pd.DataFrame, ep: dict, groups: pd.Series,
         res["logrank"] = {"statistic": lr.statistic, "df": lr.df, "p_value": lr.p_value, "provenance": lr.provenance}
         writer.text(f"Log-rank test: chi-square {lr.statistic:.3f} on {lr.df} df, p = {lr.p_value:.4g}.")
     plot_groups = {g: (t[(groups == g).to_numpy()], e[(groups == g).to_numpy()]) for g in per_group}
-    fig, _ = km_figure(plot_groups, risk_times=risk_times, title=title,
-                       xlabel=f"{ep.get('unit', 'months').capitalize()}")
+    longest = max(len(str(g)) for g in plot_groups)
+    fig, _ = km_figure(plot_groups, risk_times=risk_times, title=title, show_ci=len(plot_groups) <= 2,
+                       xlabel=ep.get("unit", "months").capitalize(),
+                       figsize=(4.6 + max(0, longest - 18) * 0.09, 3.9))  # room for long group names
     files += writer.figure(fig, stem, f"{title}; Kaplan–Meier with 95% CI and number at risk.")
     res["files"] = files
     return res
@@ -794,7 +831,7 @@ def _run_table1(data, a, endpoints, writer, stem, seed):
 def _run_km(data, a, endpoints, writer, stem, seed):
     ep, by = endpoints[a["endpoint"]], _by_list(a.get("by"))
     frame = _survival_frame(data, ep, by)
-    res = _km_block(writer, frame, ep, _groups(frame, by), a, stem, _default_title(a, endpoints))
+    res = _km_block(writer, frame, ep, _groups(frame, by), a, stem, _title(a, endpoints))
     res["n_excluded"] = _excluded_note(writer, data, frame, f"time, event or {' / '.join(by) or 'value'}")
     return res
 
@@ -871,7 +908,7 @@ def _run_cutoff(data, a, endpoints, writer, stem, seed):
     files = [writer.table(ev.summary, stem, f"Pre-specified cut-off {a['marker']} > {a['value']:g}")]
     groups = pd.Series(np.where(x > a["value"], f"{a['marker']} > {a['value']:g}",
                                 f"{a['marker']} ≤ {a['value']:g}"), index=frame.index)
-    km = _km_block(writer, frame, ep, groups, a, f"{stem}_km", _default_title(a, endpoints))
+    km = _km_block(writer, frame, ep, groups, a, f"{stem}_km", _title(a, endpoints))
     return {"endpoint": ep, **ev.summary.iloc[0].to_dict(), "logrank_df": ev.logrank.df, "warnings": warned,
             "n_excluded": _excluded_note(writer, data, frame, f"time, event or {a['marker']}"),
             "provenance": ev.provenance, "km": km, "files": files + km["files"]}
@@ -908,11 +945,17 @@ def _run_landmark(data, a, endpoints, writer, stem, seed):
     files = [writer.table(lm.at_risk, f"{stem}_at_risk", f"Patients at risk at the landmark ({a['time']:g})")]
     groups = lm.data[a["by"]].map(lambda v: _group_label(a["by"], v))
     shifted = {**ep, "time": "time_from_landmark"}
-    km = _km_block(writer, lm.data, shifted, groups, a, stem, _default_title(a, endpoints))
+    km = _km_block(writer, lm.data, shifted, groups, a, stem, _title(a, endpoints))
     return {"endpoint": ep, "landmark_time": float(a["time"]), "at_risk": lm.at_risk.to_dict("records"),
             "logrank": {"statistic": lm.logrank.statistic, "df": lm.logrank.df, "p_value": lm.logrank.p_value},
             "n_excluded": _excluded_note(writer, data, frame, f"time, event or {a['by']}"),
             "provenance": lm.provenance, "km": km, "files": files + km["files"]}
+
+
+_RUNNERS = {"table1": _run_table1, "km": _run_km, "cox": _run_cox, "transitions": _run_transitions,
+            "cutpoint": _run_cutpoint, "cutoff": _run_cutoff, "compare_models": _run_compare_models,
+            "landmark": _run_landmark}
+assert set(_RUNNERS) == set(ANALYSES)
 
 
 def _input_record(patients, imaging, assessments, input_files) -> dict:
