@@ -229,7 +229,8 @@ def _small_cohort(n=24, seed=3) -> pd.DataFrame:
     progressed = rng.random(n) < 0.6
     return pd.DataFrame({
         "patient_id": [f"P{i:03d}" for i in range(n)], "infusion_date": start,
-        "progression_date": [s + pd.Timedelta(days=int(d)) if p else pd.NaT for s, d, p in zip(start, days, progressed)],
+        "progression_date": [s + pd.Timedelta(days=int(d)) if p else pd.NaT
+                             for s, d, p in zip(start, days, progressed)],
         "last_followup_date": start + pd.to_timedelta(days + 30, unit="D"),
         "arm": np.where(np.arange(n) % 2 == 0, "A", "B"), "age_years": rng.integers(40, 80, n)})
 
@@ -308,6 +309,10 @@ def test_missing_column_and_wrong_type_name_the_key(tmp_path):
     plan["analyses"] = plan["analyses"][:1]
     with pytest.raises(InputError, match=r"analyses\[0\]\.by: column 'stage' not in the data"):
         run_analysis(df, plan, tmp_path)
+    # data that cannot support an analysis: the error still names the analysis in the plan
+    plan["analyses"] = [{"type": "landmark", "endpoint": "pfs", "time": 5.0, "by": "arm"}]
+    with pytest.raises(InputError, match=r"analyses\[0\] \(landmark\).*fewer than two groups"):
+        run_analysis(df.assign(t=1.0), plan, tmp_path)
     assert not (tmp_path / "report.html").exists()
 
 
@@ -341,3 +346,26 @@ def test_identifier_columns_never_reach_outputs(tmp_path):
     bad = {**GOOD, "analyses": [{"type": "km", "endpoint": "pfs", "by": "mrn"}]}
     with pytest.raises(InputError, match="include-identifiers"):
         run_analysis(df, bad, tmp_path / "out2")
+
+
+def test_cli_with_imaging_table_and_identifiers_kept_on_request(tmp_path):
+    patients = _small_cohort(n=20).assign(t=np.linspace(1, 20, 20), e=[1, 0, 1, 1] * 5,
+                                          mrn=[f"MRN55{i:03d}" for i in range(20)])
+    patients.to_csv(tmp_path / "patients.csv", index=False, date_format="%Y-%m-%d")
+    mtv = np.random.default_rng(8).uniform(3.0, 250.0, 20).round(2)
+    pd.DataFrame({"patient_id": patients["patient_id"], "study_date": "2021-12-20", "method": "suv4",
+                  "mtv_ml": mtv}).to_csv(tmp_path / "imaging.csv", index=False)
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump({
+        "title": "MTV", "endpoints": {"pfs": {"time": "t", "event": "e"}},
+        "analyses": [{"type": "cox", "endpoint": "pfs", "covariates": ["mtv_ml"]}]}))
+    args = ["analyze", "--clinical", str(tmp_path / "patients.csv"), "--imaging", str(tmp_path / "imaging.csv"),
+            "--plan", str(tmp_path / "plan.yaml"), "--out", str(tmp_path / "out")]
+    run = CliRunner().invoke(app, args + ["--include-identifiers"])
+    assert run.exit_code == 0, run.output
+    doc = results_json(tmp_path / "out")
+    fit = cox(pd.DataFrame({"t": patients["t"], "e": patients["e"], "mtv_ml": mtv}), "t", "e", ["mtv_ml"])
+    assert doc["analyses"]["cox_pfs"]["summary"][0]["hr"] == pytest.approx(fit.summary.loc["mtv_ml", "hr"])
+    assert doc["provenance"]["identifiers_included"] is True
+    assert re.fullmatch(r"[0-9a-f]{64}", doc["provenance"]["inputs"]["imaging"]["sha256"])
+    assert doc["simulated"] is False and not (tmp_path / "out" / "cox_pfs.csv").read_text().startswith("#")
+    assert not any("dropped" in n for n in doc["notes"])

@@ -486,7 +486,8 @@ class _Writer:
         banner = "SIMULATED" if simulated else ""
         self.html = Report(title, subtitle=(f"{SIMULATED_BANNER}. " if simulated else "") + subtitle)
         self.pdf = PdfReport(title, subtitle=self.html.subtitle, banner=banner,
-                             metadata={"Subject": "SIMULATED DATA (not patients)", "Keywords": "SIMULATED"} if simulated else {})
+                             metadata=({"Subject": "SIMULATED DATA (not patients)", "Keywords": "SIMULATED"}
+                                       if simulated else {}))
         (out / "figures").mkdir(parents=True, exist_ok=True)
 
     def section(self, title: str) -> None:
@@ -601,7 +602,10 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
     for i, a in enumerate(plan["analyses"]):
         stem = _unique(a.get("name") or _default_stem(a), used_names)
         writer.section(_title(a, endpoints))
-        res = _RUNNERS[a["type"]](data, a, endpoints, writer, stem, seed)
+        try:
+            res = _RUNNERS[a["type"]](data, a, endpoints, writer, stem, seed)
+        except InputError as exc:  # say which analysis of the plan the data could not support
+            raise InputError(f"analyses[{i}] ({a['type']}): {exc}", source=plan_source) from exc
         res.update(type=a["type"], plan_item=a, key_path=f"analyses[{i}]")
         results[stem] = res
     inputs = _input_record(patients, imaging, assessments, input_files)
