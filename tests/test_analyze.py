@@ -369,3 +369,19 @@ def test_cli_with_imaging_table_and_identifiers_kept_on_request(tmp_path):
     assert re.fullmatch(r"[0-9a-f]{64}", doc["provenance"]["inputs"]["imaging"]["sha256"])
     assert doc["simulated"] is False and not (tmp_path / "out" / "cox_pfs.csv").read_text().startswith("#")
     assert not any("dropped" in n for n in doc["notes"])
+
+
+def test_pdf_report_splits_long_tables_across_pages(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from carpet.report.pdf import ROWS_PER_PAGE, PdfReport
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    rows = 3 * ROWS_PER_PAGE  # three pages of table, then the figure on a page of its own
+    report = PdfReport("Pages", banner="SIMULATED").table(pd.DataFrame({"x": np.arange(rows)}), "long")
+    path = report.figure(fig, "a line").write(tmp_path / "r.pdf")
+    plt.close(fig)
+    pdf = path.read_bytes()
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+    assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 4
