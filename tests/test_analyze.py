@@ -353,10 +353,12 @@ def test_cli_with_imaging_table_and_identifiers_kept_on_request(tmp_path):
                                           mrn=[f"MRN55{i:03d}" for i in range(20)])
     patients.to_csv(tmp_path / "patients.csv", index=False, date_format="%Y-%m-%d")
     mtv = np.random.default_rng(8).uniform(3.0, 250.0, 20).round(2)
-    pd.DataFrame({"patient_id": patients["patient_id"], "study_date": "2021-12-20", "method": "suv4",
-                  "mtv_ml": mtv}).to_csv(tmp_path / "imaging.csv", index=False)
+    # the imaging file knows studies only; the plan maps them to patients (one study left unmapped)
+    pd.DataFrame({"study_id": [f"ST{i}" for i in range(20)] + ["ST-other"], "study_date": "2021-12-20",
+                  "method": "suv4", "mtv_ml": [*mtv, 1.0]}).to_csv(tmp_path / "imaging.csv", index=False)
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump({
         "title": "MTV", "endpoints": {"pfs": {"time": "t", "event": "e"}},
+        "imaging": {"ids": {f"ST{i}": pid for i, pid in enumerate(patients["patient_id"])}},
         "analyses": [{"type": "cox", "endpoint": "pfs", "covariates": ["mtv_ml"]}]}))
     args = ["analyze", "--clinical", str(tmp_path / "patients.csv"), "--imaging", str(tmp_path / "imaging.csv"),
             "--plan", str(tmp_path / "plan.yaml"), "--out", str(tmp_path / "out")]
@@ -369,6 +371,7 @@ def test_cli_with_imaging_table_and_identifiers_kept_on_request(tmp_path):
     assert re.fullmatch(r"[0-9a-f]{64}", doc["provenance"]["inputs"]["imaging"]["sha256"])
     assert doc["simulated"] is False and not (tmp_path / "out" / "cox_pfs.csv").read_text().startswith("#")
     assert not any("dropped" in n for n in doc["notes"])
+    assert any("1 imaging row(s)" in n for n in doc["notes"])
 
 
 def test_pdf_report_splits_long_tables_across_pages(tmp_path):

@@ -333,21 +333,34 @@ def _drop_identifiers(df: pd.DataFrame, table: str, notes: list[str]) -> pd.Data
     return df.drop(columns=found)
 
 
-def _merge_imaging(data: pd.DataFrame, imaging: pd.DataFrame, spec: dict, notes: list[str]) -> pd.DataFrame:
-    img = imaging.drop(columns=["source_row"], errors="ignore").copy()
+def _imaging_table(source, spec: dict, notes: list[str]) -> pd.DataFrame:
+    """The imaging table with ``patient_id`` (from the plan's ``imaging.ids`` when given).
+
+    A file is read and validated with :func:`carpet.cohort.schema.read_imaging` after the ids are mapped
+    (the schema requires ``patient_id``); a DataFrame is taken as already validated.
+    """
+    from carpet.cohort.schema import _load, read_imaging
+
+    name = None if isinstance(source, pd.DataFrame) else str(source)
+    img = source.copy() if name is None else _load(Path(source))
     ids = spec.get("ids")
     if ids:
         if "study_id" not in img:
             raise InputError("the plan maps study ids to patients but the imaging table has no study_id column",
-                             where="plan imaging.ids")
-        img["patient_id"] = img["study_id"].map({str(k): str(v) for k, v in ids.items()})
-        unmapped = img["patient_id"].isna().sum()
+                             source=name or "imaging table", where="plan imaging.ids")
+        img["patient_id"] = img["study_id"].astype(str).map({str(k): str(v) for k, v in ids.items()})
+        unmapped = int(img["patient_id"].isna().sum())
         if unmapped:
             notes.append(f"{unmapped} imaging row(s) whose study_id is not in the plan's imaging.ids were left out.")
         img = img.dropna(subset=["patient_id"])
     elif "patient_id" not in img:
-        raise InputError("the imaging table has no patient_id column", source="imaging table",
+        raise InputError("the imaging table has no patient_id column", source=name or "imaging table",
                          hint="add patient_id, or map study ids in the plan: imaging: {ids: {study_id: patient_id}}")
+    return img if name is None else read_imaging(img, name=name)
+
+
+def _merge_imaging(data: pd.DataFrame, imaging: pd.DataFrame, spec: dict, notes: list[str]) -> pd.DataFrame:
+    img = imaging.drop(columns=["source_row"], errors="ignore")
     if "study_date" in img:
         img = img.sort_values("study_date", kind="stable")
     img = img.groupby("patient_id", sort=False).nth(-1 if spec.get("select") == "last" else 0)
@@ -550,9 +563,10 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
         The analysis plan (see the module docstring and ``examples/plans/``).
     out_dir : path
         Output folder (created).
-    imaging : DataFrame, optional
+    imaging : path or DataFrame, optional
         One row per PET/CT study (``carpet quantify``/``batch``), merged on ``patient_id`` (or via the plan's
         ``imaging.ids`` study_id -> patient_id mapping); the first study per patient unless ``select: last``.
+        A file is validated with :func:`carpet.cohort.schema.read_imaging`.
     assessments, therapies : path or DataFrame, optional
         Lab assessments (and therapy lines) for the IMWG engine, which adds ``best_response``,
         ``progression_date``, ``refractory`` and, with ``assessments: {pfs: <name>}`` in the plan, a PFS endpoint.
@@ -581,7 +595,9 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
         data = _drop_identifiers(data, "clinical", notes)
     endpoints = {k: dict(v) for k, v in plan["endpoints"].items()}
     if imaging is not None:
-        img = _coerce(imaging) if include_identifiers else _drop_identifiers(_coerce(imaging), "imaging", notes)
+        img = _coerce(_imaging_table(imaging, plan.get("imaging") or {}, notes))
+        if not include_identifiers:
+            img = _drop_identifiers(img, "imaging", notes)
         data = _merge_imaging(data, img, plan.get("imaging") or {}, notes)
     if assessments is not None:
         data = _with_assessments(data, assessments, therapies, plan.get("assessments"), endpoints, record, notes)

@@ -181,13 +181,12 @@ def analyze(
     include_identifiers: bool = typer.Option(False, "--include-identifiers",
                                              help="Keep name/birth date/MRN columns (dropped by default)."),
 ) -> None:
-    """Run an analysis plan: survival curves, tests, Table 1, transitions, and an HTML report."""
+    """Run an analysis plan: Table 1, survival curves, tests, cut-points, transitions; HTML and PDF reports."""
     from carpet.analyze import run_analysis
-    from carpet.cohort.schema import read_imaging, read_patients
+    from carpet.cohort.schema import read_patients
 
-    patients = read_patients(clinical)
-    img = None if imaging is None else read_imaging(imaging)
-    result = run_analysis(patients, plan, out, imaging=img, assessments=assessments, therapies=therapies,
+    result = run_analysis(read_patients(clinical), plan, out, imaging=imaging, assessments=assessments,
+                          therapies=therapies,
                           include_identifiers=include_identifiers,
                           input_files={"clinical": clinical, "imaging": imaging, "assessments": assessments,
                                        "therapies": therapies})
