@@ -309,6 +309,11 @@ def test_missing_column_and_wrong_type_name_the_key(tmp_path):
     plan["analyses"] = plan["analyses"][:1]
     with pytest.raises(InputError, match=r"analyses\[0\]\.by: column 'stage' not in the data"):
         run_analysis(df, plan, tmp_path)
+    # a risk score whose inputs are absent is an error naming the derivation and the missing inputs
+    scored = {**GOOD, "derive": [{"name": "ipi", "score": "IPI"}],
+              "analyses": [{"type": "cox", "endpoint": "pfs", "covariates": ["ipi"]}]}
+    with pytest.raises(InputError, match=r"derive\[0\]: 'ipi' has no value.*missing ldh_above_uln"):
+        run_analysis(df, scored, tmp_path)
     # data that cannot support an analysis: the error still names the analysis in the plan
     plan["analyses"] = [{"type": "landmark", "endpoint": "pfs", "time": 5.0, "by": "arm"}]
     with pytest.raises(InputError, match=r"analyses\[0\] \(landmark\).*fewer than two groups"):

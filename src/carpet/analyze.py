@@ -428,7 +428,8 @@ def _derive(data: pd.DataFrame, d: dict, where: str) -> tuple[pd.DataFrame, dict
         data[name] = scored[column].to_numpy()
         if d.get("output", "points") == "points":
             data[name] = pd.to_numeric(data[name], errors="coerce")
-        return data, {"score": score, "output": d.get("output", "points"), "provenance": prov}
+        return data, {"score": score, "output": d.get("output", "points"), "provenance": prov,
+                      "first_patient": str(scored[f"{key}_reason"].iloc[0]) if len(scored) else ""}
     if "emd_pmd" in d:
         emd, pmd = d["emd_pmd"]
         status = [emd_pmd_status(e, p) for e, p in zip(data[emd], data[pmd])]
@@ -459,7 +460,12 @@ def _derive(data: pd.DataFrame, d: dict, where: str) -> tuple[pd.DataFrame, dict
 
 
 def _label_key(v) -> str:
-    return str(bool(v)).lower() if isinstance(v, (bool, np.bool_)) else str(v).strip().lower()
+    """Match plan keys to data values: true/false, and 1 to 1.0 (numbers read from CSV are floats)."""
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v)).lower()
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v).strip().lower()
 
 
 def _missing(v) -> bool:
@@ -664,6 +670,10 @@ def _prepare(data: pd.DataFrame, plan: dict, endpoints: dict, source: str) -> tu
             problems.append(f"derive[{i}].{op}: column(s) {missing} not in the data{_dropped_hint(missing)}")
             continue
         data, derived[d["name"]] = _derive(data, d, f"derive[{i}]")
+        if data[d["name"]].isna().all():
+            why = derived[d["name"]].get("first_patient", "")
+            problems.append(f"derive[{i}]: '{d['name']}' has no value for any patient (an input is missing "
+                            f"for every patient{'; first patient: ' + why if why else ''})")
     for name, ep in endpoints.items():
         for key in ("time", "event"):
             if ep.get(key) and ep[key] not in data:
