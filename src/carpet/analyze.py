@@ -401,7 +401,7 @@ def _date_endpoint(data: pd.DataFrame, name: str, ep: dict) -> pd.DataFrame:
     """Time and event from dates: earliest of the event dates, else censored at the censoring date."""
     from carpet.cohort.endpoints import _table
 
-    events = [ep["event_date"]] if isinstance(ep["event_date"], str) else list(ep["event_date"])
+    events = _by_list(ep["event_date"])
     dates = {c: pd.to_datetime(data[c]) for c in [ep["start"], ep["censor_date"], *events]}
     table = _table(name, data["patient_id"], dates[ep["start"]], [(dates[c], c) for c in events],
                    dates[ep["censor_date"]])
@@ -652,8 +652,7 @@ def _prepare(data: pd.DataFrame, plan: dict, endpoints: dict, source: str) -> tu
     for name, ep in endpoints.items():
         if "time" in ep:
             continue
-        events = [ep["event_date"]] if isinstance(ep["event_date"], str) else list(ep["event_date"])
-        missing = [c for c in [ep["start"], ep["censor_date"], *events] if c not in data]
+        missing = [c for c in [ep["start"], ep["censor_date"], *_by_list(ep["event_date"])] if c not in data]
         if missing:
             problems.append(f"endpoints.{name}: date column(s) {missing} not in the data")
             continue
