@@ -185,9 +185,23 @@ def analyze(
     imaging: Optional[Path] = typer.Option(None, "--imaging", help="Imaging results table (from quantify/batch)."),
     plan: Path = typer.Option(..., "--plan", help="Analysis plan (YAML)."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
+    therapies: Optional[Path] = typer.Option(None, "--therapies", help="Lines of therapy (CSV/XLSX), for IMWG."),
+    include_identifiers: bool = typer.Option(False, "--include-identifiers",
+                                             help="Keep name/birth date/MRN columns (dropped by default)."),
 ) -> None:
-    """Run an analysis plan: survival curves, tests, Table 1, transitions, and an HTML report."""
-    raise NotYetAvailable("'carpet analyze' lands with the statistics and report issues.")
+    """Run an analysis plan: Table 1, survival curves, tests, cut-points, transitions; HTML and PDF reports."""
+    from carpet.analyze import run_analysis
+    from carpet.cohort.schema import read_patients
+
+    result = run_analysis(read_patients(clinical), plan, out, imaging=imaging, assessments=assessments,
+                          therapies=therapies,
+                          include_identifiers=include_identifiers,
+                          input_files={"clinical": clinical, "imaging": imaging, "assessments": assessments,
+                                       "therapies": therapies})
+    for note in result.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+    typer.echo(f"{len(result.results)} analyses{' (SIMULATED data)' if result.simulated else ''}: "
+               f"{result.files['report.html']}")
 
 
 # ---------------------------------------------------------------------------------------------

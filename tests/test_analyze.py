@@ -1,0 +1,395 @@
+"""carpet analyze: example plans on simulated cohorts, numbers against direct carpet.stats calls, plan errors,
+CLI end to end, PDF structure, identifiers never reaching outputs, SIMULATED everywhere."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from carpet.analyze import run_analysis, validate_plan
+from carpet.cli import app
+from carpet.errors import InputError
+from carpet.stats import cox, cutpoint, kaplan_meier, logrank
+from carpet.stats.cutpoint import evaluate_cutoff
+from carpet.stats.landmark import landmark
+from carpet.stats.models import compare_models
+from carpet.stats.table1 import table1
+from carpet.stats.transitions import transitions
+from carpet.synth.cohort import simulate_cohort
+
+PLANS = Path(__file__).resolve().parents[1] / "examples" / "plans"
+DAYS_PER_MONTH = 365.25 / 12
+
+
+def example_plan(name: str, **overrides) -> dict:
+    """An example plan with lighter resampling (n_perm, n_boot) so the tests stay fast."""
+    plan = yaml.safe_load((PLANS / f"{name}.yaml").read_text())
+    for a in plan["analyses"]:
+        for key, value in overrides.items():
+            if key in a:
+                a[key] = value
+    return plan
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, comment="#", dtype=str, keep_default_na=False)
+
+
+@pytest.fixture(scope="module")
+def moffitt(tmp_path_factory):
+    cohort = simulate_cohort("moffitt_post_cart", n=40, seed=11)
+    out = tmp_path_factory.mktemp("moffitt")
+    return cohort.patients, run_analysis(cohort.patients, example_plan("moffitt_post_progression"), out), out
+
+
+@pytest.fixture(scope="module")
+def lbcl(tmp_path_factory):
+    cohort = simulate_cohort("lbcl_mtv", n=60, seed=12)
+    out = tmp_path_factory.mktemp("lbcl")
+    plan = example_plan("lbcl_mtv_vs_ipi", n_boot=20)
+    return cohort.patients, run_analysis(cohort.patients, plan, out), out
+
+
+def results_json(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# example plans: numbers equal direct calls of carpet.stats on the same data
+# ----------------------------------------------------------------------------------------------------------------
+def test_moffitt_km_and_logrank_equal_direct_calls(moffitt):
+    patients, _, out = moffitt
+    res = results_json(out)["analyses"]["km_pfs2_baseline_emd"]
+    emd = patients["emd_baseline"].astype(bool).to_numpy()
+    t, e = patients["pfs2_months"].to_numpy(float), patients["pfs2_event"].to_numpy(int)
+    for flag, label in ((True, "EMD at baseline"), (False, "No EMD at baseline")):
+        km = kaplan_meier(t[emd == flag], e[emd == flag])
+        got = res["groups"][label]
+        assert got["n"] == int((emd == flag).sum())
+        assert got["median"] == pytest.approx(km.median)
+        assert [got["median_lower"], got["median_upper"]] == pytest.approx(list(km.median_ci))
+        at12 = km.survival_at([12.0]).iloc[0]
+        row12 = next(r for r in got["survival_at"] if r["time"] == 12.0)
+        assert row12["surv"] == pytest.approx(at12["surv"]) and row12["n_risk"] == at12["n_risk"]
+    lr = logrank(t, e, emd)
+    assert res["logrank"]["statistic"] == pytest.approx(lr.statistic)
+    assert res["logrank"]["p_value"] == pytest.approx(lr.p_value)
+    # the CSV holds the same numbers, one row per group and risk time
+    csv = pd.read_csv(out / "km_pfs2_baseline_emd.csv", comment="#")
+    assert len(csv) == 2 * 5 and set(csv["time"]) == {0, 6, 12, 18, 24}
+
+
+def test_moffitt_four_group_curves_and_cox(moffitt):
+    patients, _, out = moffitt
+    res = results_json(out)["analyses"]
+    four = res["km_os_pp_baseline_emd_progression_emd"]
+    known = patients.dropna(subset=["emd_baseline", "emd_progression"])
+    sizes = known.groupby(["emd_baseline", "emd_progression"]).size()
+    assert sorted(g["n"] for g in four["groups"].values()) == sorted(sizes.tolist())
+    assert four["n_excluded"] == len(patients) - len(known)
+    fit = cox(patients, duration="os_pp_months", event="os_pp_event", covariates=["emd_progression", "age_years"])
+    got = {r["term"]: r for r in res["cox_os_pp"]["summary"]}
+    for term, row in fit.summary.iterrows():
+        assert got[term]["hr"] == pytest.approx(row["hr"]) and got[term]["p"] == pytest.approx(row["p"])
+    assert res["cox_os_pp"]["concordance"] == pytest.approx(fit.concordance)
+
+
+def test_moffitt_table1_csv_equals_table1(moffitt):
+    patients, _, out = moffitt
+    data = patients.copy()
+    data["baseline_emd"] = np.where(data["emd_baseline"].astype(bool), "EMD at baseline", "No EMD at baseline")
+    expected = table1(data, by="baseline_emd", continuous=["age_years", "prior_lines"],
+                      nonnormal=["age_years", "prior_lines"], categorical=["sex", "ecog", "heavy_chain",
+                      "high_risk_cytogenetics", "product", "refractory"], seed=2025).summary
+    got = read_csv(out / "table1.csv")
+    want = expected.astype(object).where(expected.notna(), "").astype(str)
+    assert list(got.columns) == list(want.columns)
+    assert got.to_numpy().tolist() == want.to_numpy().tolist()
+
+
+def test_moffitt_transitions_count_patients(moffitt):
+    patients, _, out = moffitt
+    res = results_json(out)["analyses"]["transitions_status_baseline_status_progression"]
+
+    def status(e, p):  # written independently of carpet.cohort.patterns
+        if pd.isna(e) or pd.isna(p):
+            return "Unknown"
+        return {(False, False): "None", (True, False): "EMD", (False, True): "PMD", (True, True): "EMD+PMD"}[
+            (bool(e), bool(p))]
+
+    pairs = pd.Series([(status(a, b), status(c, d)) for a, b, c, d in zip(
+        patients["emd_baseline"], patients["pmd_baseline"], patients["emd_progression"],
+        patients["pmd_progression"])]).value_counts()
+    for (before, after), n in pairs.items():
+        assert res["table"][before][after] == n
+    assert sum(sum(r.values()) for r in res["table"].values()) == len(patients)
+    known = patients.assign(b=[status(a, b) for a, b in zip(patients["emd_baseline"], patients["pmd_baseline"])],
+                            a=[status(a, b) for a, b in zip(patients["emd_progression"], patients["pmd_progression"])])
+    known = known.replace("Unknown", None)
+    tr = transitions(known, "b", "a", order=["None", "EMD", "PMD", "EMD+PMD"], seed=2025)
+    assert res["test"]["p_value"] == pytest.approx(tr.test.p_value)
+
+
+def test_lbcl_ipi_from_raw_columns_and_model_comparison(lbcl):
+    patients, result, out = lbcl
+    # IPI by hand: one point each for age > 60, LDH > ULN, ECOG >= 2, stage III-IV, > 1 extranodal site
+    ipi = ((patients["age_years"] > 60).astype(int) + (patients["ldh_u_l"] > patients["ldh_uln_u_l"]).astype(int)
+           + (patients["ecog"] >= 2).astype(int) + (patients["ann_arbor_stage"] >= 3).astype(int)
+           + (patients["n_extranodal_sites"] > 1).astype(int))
+    data = patients.assign(ipi=ipi.astype(float), log_mtv=np.log(patients["mtv_ml"]))
+    direct = compare_models(data, "pfs_months", "pfs_event", {"IPI": ["ipi"], "MTV": ["log_mtv"],
+                            "IPI + MTV": ["ipi", "log_mtv"]}, n_boot=20, seed=2025, horizon=12)
+    got = {r["model"]: r for r in result.results["compare_models_pfs"]["summary"]}
+    for row in direct.summary.itertuples():
+        assert got[row.model]["c_index"] == pytest.approx(row.c_index)
+        assert got[row.model]["aic"] == pytest.approx(row.aic)
+        assert got[row.model]["td_auc"] == pytest.approx(row.td_auc)
+    lr = result.results["compare_models_pfs"]["lr_tests"]
+    assert lr and lr[0]["p_value"] == pytest.approx(direct.lr_tests["p_value"].iloc[0])
+    fit = cox(data, duration="pfs_months", event="pfs_event", covariates=["ipi", "log_mtv"])
+    csv = pd.read_csv(out / "cox_pfs.csv", comment="#").set_index("term")
+    assert csv.loc["log_mtv", "hr"] == pytest.approx(fit.summary.loc["log_mtv", "hr"])
+    assert (out / "compare_models_pfs_cindex_differences.csv").is_file()
+
+
+def test_certainty_plan_via_cli_end_to_end(tmp_path):
+    """The CERTAINTY example through `carpet analyze` (typer CliRunner): every file, the numbers, the PDF."""
+    cohort = simulate_cohort("certainty_pet", seed=13)
+    paths = cohort.write(tmp_path / "cohort")
+    plan = example_plan("certainty_mtv", n_perm=99)
+    plan_path = tmp_path / "plan.yaml"
+    plan_path.write_text(yaml.safe_dump(plan))
+    out = tmp_path / "out"
+    run = CliRunner().invoke(app, ["analyze", "--clinical", str(paths["patients"]), "--plan", str(plan_path),
+                                   "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    expected = {"report.html", "report.pdf", "results.json", "cutpoint_pfs_mtv_ml.csv", "cutpoint_pfs_mtv_ml_km.csv",
+                "cutoff_pfs_mtv_ml.csv", "cutoff_pfs_mtv_ml_km.csv", "landmark_pfs_day30_response.csv",
+                "landmark_pfs_day30_response_at_risk.csv"}
+    assert expected <= {p.name for p in out.iterdir()}
+    figures = {p.name for p in (out / "figures").iterdir()}
+    for stem in ("cutpoint_pfs_mtv_ml_km", "cutoff_pfs_mtv_ml_km", "landmark_pfs_day30_response"):
+        assert {f"{stem}.png", f"{stem}.pdf"} <= figures
+        assert (out / "figures" / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    doc = json.loads((out / "results.json").read_text())
+    res = doc["analyses"]
+    p = cohort.patients.dropna(subset=["mtv_ml"])
+    t, e, x = p["pfs_months"].to_numpy(float), p["pfs_event"].to_numpy(int), p["mtv_ml"].to_numpy(float)
+    cp = cutpoint(t, e, x, min_prop=0.1, n_perm=99, seed=2025)
+    assert res["cutpoint_pfs_mtv_ml"]["cutpoint"] == pytest.approx(cp.value)
+    assert res["cutpoint_pfs_mtv_ml"]["p_value"] == pytest.approx(cp.p_value)
+    assert res["cutpoint_pfs_mtv_ml"]["p_value_perm"] == pytest.approx(cp.p_value_perm)
+    with pytest.warns(UserWarning):
+        ev = evaluate_cutoff(t, e, x, 54.3, marker_method="suv4")
+    assert res["cutoff_pfs_mtv_ml"]["hr_high_vs_low"] == pytest.approx(ev.hr)
+    assert res["cutoff_pfs_mtv_ml"]["logrank_p"] == pytest.approx(ev.logrank.p_value)
+    assert res["cutoff_pfs_mtv_ml"]["warnings"], "an unconfirmed cut-off method must be reported, not hidden"
+    d30 = cohort.patients.dropna(subset=["metcr_day30"])
+    lm = landmark(d30, "pfs_months", "pfs_event", landmark_time=1.0, group="metcr_day30")
+    assert res["landmark_pfs_day30_response"]["logrank"]["p_value"] == pytest.approx(lm.logrank.p_value)
+    assert sorted(r["n_at_risk"] for r in res["landmark_pfs_day30_response"]["at_risk"]) == sorted(
+        lm.at_risk["n_at_risk"].tolist())
+
+    # provenance: plan and input hashes, carpet version
+    prov = doc["provenance"]
+    assert re.fullmatch(r"[0-9a-f]{64}", prov["plan"]["sha256"])
+    assert re.fullmatch(r"[0-9a-f]{64}", prov["inputs"]["clinical"]["sha256"])
+    assert prov["carpet_version"] and res["cutpoint_pfs_mtv_ml"]["provenance"]["carpet_version"]
+
+    # the PDF: header, trailer, one page object per page (at least title + 3 figures)
+    pdf = (out / "report.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+    n_pages = len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+    assert n_pages >= 4
+    assert re.search(rb"/Count\s+%d\b" % n_pages, pdf)
+    assert b"SIMULATED" in pdf  # document metadata (Subject)
+
+    # SIMULATED in every output
+    assert doc["simulated"] is True and "SIMULATED" in doc["notice"]
+    for csv in out.glob("*.csv"):
+        assert csv.read_text(encoding="utf-8").startswith("# SIMULATED"), csv.name
+    assert "SIMULATED" in (out / "report.html").read_text(encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# derived endpoints, imaging, assessments
+# ----------------------------------------------------------------------------------------------------------------
+def _small_cohort(n=24, seed=3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2022-01-01") + pd.to_timedelta(rng.integers(0, 300, n), unit="D")
+    days = rng.integers(20, 700, n)
+    progressed = rng.random(n) < 0.6
+    return pd.DataFrame({
+        "patient_id": [f"P{i:03d}" for i in range(n)], "infusion_date": start,
+        "progression_date": [s + pd.Timedelta(days=int(d)) if p else pd.NaT
+                             for s, d, p in zip(start, days, progressed)],
+        "last_followup_date": start + pd.to_timedelta(days + 30, unit="D"),
+        "arm": np.where(np.arange(n) % 2 == 0, "A", "B"), "age_years": rng.integers(40, 80, n)})
+
+
+def test_date_endpoint_and_imaging_merge_via_study_ids(tmp_path):
+    patients = _small_cohort()
+    imaging = pd.DataFrame({"study_id": [f"S{i}" for i in range(len(patients))],
+                            "study_date": patients["infusion_date"] - pd.Timedelta(days=5),
+                            "mtv_ml": np.linspace(5, 200, len(patients))})
+    plan = {"title": "Dates", "endpoints": {"pfs": {"start": "infusion_date", "event_date": "progression_date",
+                                                    "censor_date": "last_followup_date", "unit": "months"}},
+            "imaging": {"ids": {f"S{i}": pid for i, pid in enumerate(patients["patient_id"])}},
+            "derive": [{"name": "mtv_high", "cut": {"column": "mtv_ml", "above": 100}}],
+            "analyses": [{"type": "km", "endpoint": "pfs", "by": "arm", "risk_times": [0, 6, 12]},
+                         {"type": "cox", "endpoint": "pfs", "covariates": ["mtv_ml"]}]}
+    result = run_analysis(patients, plan, tmp_path, imaging=imaging)
+    end = patients["progression_date"].fillna(patients["last_followup_date"])
+    months = (end - patients["infusion_date"]).dt.days / DAYS_PER_MONTH
+    event = patients["progression_date"].notna().astype(int)
+    a = (patients["arm"] == "A").to_numpy()
+    km = kaplan_meier(months[a], event[a])
+    assert result.results["km_pfs_arm"]["groups"]["A"]["median"] == pytest.approx(km.median)
+    fit = cox(pd.DataFrame({"t": months, "e": event, "mtv_ml": imaging["mtv_ml"]}), "t", "e", ["mtv_ml"])
+    assert result.results["cox_pfs"]["summary"][0]["coef"] == pytest.approx(fit.params["mtv_ml"])
+
+
+def test_assessments_run_imwg_and_give_pfs(tmp_path):
+    cohort = simulate_cohort("moffitt_post_cart", n=30, seed=5)
+    paths = cohort.write(tmp_path / "cohort")
+    from carpet.cohort.schema import read_patients
+    from carpet.scores.imwg import assess_cohort
+
+    plan = {"title": "IMWG", "assessments": {"pfs": "pfs_imwg"},
+            "endpoints": {"os": {"time": "os_months", "event": "os_event"}},
+            "analyses": [{"type": "km", "endpoint": "pfs_imwg"}]}
+    result = run_analysis(read_patients(paths["patients"]), plan, tmp_path / "out", assessments=paths["labs"])
+    imwg = assess_cohort(paths["patients"], paths["labs"])
+    progressed = imwg.progression["progression_date"].replace("", None).notna()
+    # no death or follow-up dates in this table: PFS is known exactly for the patients who progressed
+    assert result.results["km_pfs_imwg"]["groups"]["All patients"]["events"] == int(progressed.sum())
+    assert "imwg" in results_json(tmp_path / "out")["provenance"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# bad plans
+# ----------------------------------------------------------------------------------------------------------------
+GOOD = {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}},
+        "analyses": [{"type": "km", "endpoint": "pfs", "by": "arm"}]}
+
+
+def test_bad_plan_lists_every_problem_with_its_key_path(tmp_path):
+    plan = {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}, "os": {"start": "d0"}},
+            "analyses": [{"type": "kaplan"}, {"type": "km", "endpoint": "pfs3"},
+                         {"type": "cutpoint", "endpoint": "pfs", "marker": "x", "min_prop": "ten"},
+                         {"type": "cox", "endpoint": "pfs", "covariates": ["x"], "colour": "red"}],
+            "derive": [{"name": "z", "score": "unknown_score"}], "extra": 1}
+    problems = validate_plan(plan)
+    text = "\n".join(problems)
+    for path in ("analyses[0].type", "analyses[1].endpoint", "analyses[2].min_prop", "analyses[3].colour",
+                 "endpoints.os", "derive[0].score", "extra"):
+        assert path in text, path
+    assert "kaplan" in text and "pfs3" in text and "'ten'" in text
+    df = pd.DataFrame({"patient_id": ["a", "b"], "t": [1.0, 2.0], "e": [1, 0], "x": [1.0, 2.0]})
+    with pytest.raises(InputError) as err:
+        run_analysis(df, plan, tmp_path)
+    assert f"{len(problems)} problem(s)" in str(err.value) and "analyses[2].min_prop" in str(err.value)
+    assert validate_plan(GOOD) == []
+
+
+def test_missing_column_and_wrong_type_name_the_key(tmp_path):
+    df = _small_cohort().assign(t=1.0, e=1)
+    plan = {**GOOD, "analyses": [{"type": "km", "endpoint": "pfs", "by": "stage"},
+                                 {"type": "table1", "by": "arm", "continuous": 5}]}
+    with pytest.raises(InputError, match=r"analyses\[1\]\.continuous: expected a column name"):
+        run_analysis(df, plan, tmp_path)
+    plan["analyses"] = plan["analyses"][:1]
+    with pytest.raises(InputError, match=r"analyses\[0\]\.by: column 'stage' not in the data"):
+        run_analysis(df, plan, tmp_path)
+    # a risk score whose inputs are absent is an error naming the derivation and the missing inputs
+    scored = {**GOOD, "derive": [{"name": "ipi", "score": "IPI"}],
+              "analyses": [{"type": "cox", "endpoint": "pfs", "covariates": ["ipi"]}]}
+    with pytest.raises(InputError, match=r"derive\[0\]: 'ipi' has no value.*missing ldh_above_uln"):
+        run_analysis(df, scored, tmp_path)
+    # data that cannot support an analysis: the error still names the analysis in the plan
+    plan["analyses"] = [{"type": "landmark", "endpoint": "pfs", "time": 5.0, "by": "arm"}]
+    with pytest.raises(InputError, match=r"analyses\[0\] \(landmark\).*fewer than two groups"):
+        run_analysis(df.assign(t=1.0), plan, tmp_path)
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_bad_plan_via_cli_exits_1_with_message(tmp_path):
+    df = _small_cohort().drop(columns=["progression_date", "last_followup_date"])
+    df.to_csv(tmp_path / "patients.csv", index=False, date_format="%Y-%m-%d")
+    (tmp_path / "plan.yaml").write_text("title: t\nendpoints: {pfs: {time: t, event: e}}\nanalyses:\n"
+                                        "  - {type: forest, endpoint: pfs}\n")
+    run = CliRunner().invoke(app, ["analyze", "--clinical", str(tmp_path / "patients.csv"), "--plan",
+                                   str(tmp_path / "plan.yaml"), "--out", str(tmp_path / "out")])
+    assert run.exit_code == 1
+    assert "analyses[0].type" in run.output and "forest" in run.output
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# identifiers
+# ----------------------------------------------------------------------------------------------------------------
+def test_identifier_columns_never_reach_outputs(tmp_path):
+    df = _small_cohort(n=20).assign(t=np.linspace(1, 20, 20), e=[1, 0] * 10)
+    df["name"] = [f"Zebedee Quux{i}" for i in range(len(df))]
+    df["birth_date"] = "1901-02-03"
+    df["mrn"] = [f"MRN77{i:04d}" for i in range(len(df))]
+    plan = {**GOOD, "analyses": [{"type": "table1", "by": "arm", "continuous": ["age_years"]},
+                                 {"type": "km", "endpoint": "pfs", "by": "arm"}]}
+    result = run_analysis(df, plan, tmp_path / "out")
+    assert any("mrn" in n and "dropped" in n for n in result.notes)
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file() and path.suffix in (".csv", ".json", ".html"):
+            text = path.read_text(encoding="utf-8")
+            assert "Zebedee" not in text and "MRN77" not in text and "1901-02-03" not in text, path.name
+    bad = {**GOOD, "analyses": [{"type": "km", "endpoint": "pfs", "by": "mrn"}]}
+    with pytest.raises(InputError, match="include-identifiers"):
+        run_analysis(df, bad, tmp_path / "out2")
+
+
+def test_cli_with_imaging_table_and_identifiers_kept_on_request(tmp_path):
+    patients = _small_cohort(n=20).assign(t=np.linspace(1, 20, 20), e=[1, 0, 1, 1] * 5,
+                                          mrn=[f"MRN55{i:03d}" for i in range(20)])
+    patients.to_csv(tmp_path / "patients.csv", index=False, date_format="%Y-%m-%d")
+    mtv = np.random.default_rng(8).uniform(3.0, 250.0, 20).round(2)
+    # the imaging file knows studies only; the plan maps them to patients (one study left unmapped)
+    pd.DataFrame({"study_id": [f"ST{i}" for i in range(20)] + ["ST-other"], "study_date": "2021-12-20",
+                  "method": "suv4", "mtv_ml": [*mtv, 1.0]}).to_csv(tmp_path / "imaging.csv", index=False)
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump({
+        "title": "MTV", "endpoints": {"pfs": {"time": "t", "event": "e"}},
+        "imaging": {"ids": {f"ST{i}": pid for i, pid in enumerate(patients["patient_id"])}},
+        "analyses": [{"type": "cox", "endpoint": "pfs", "covariates": ["mtv_ml"]}]}))
+    args = ["analyze", "--clinical", str(tmp_path / "patients.csv"), "--imaging", str(tmp_path / "imaging.csv"),
+            "--plan", str(tmp_path / "plan.yaml"), "--out", str(tmp_path / "out")]
+    run = CliRunner().invoke(app, args + ["--include-identifiers"])
+    assert run.exit_code == 0, run.output
+    doc = results_json(tmp_path / "out")
+    fit = cox(pd.DataFrame({"t": patients["t"], "e": patients["e"], "mtv_ml": mtv}), "t", "e", ["mtv_ml"])
+    assert doc["analyses"]["cox_pfs"]["summary"][0]["hr"] == pytest.approx(fit.summary.loc["mtv_ml", "hr"])
+    assert doc["provenance"]["identifiers_included"] is True
+    assert re.fullmatch(r"[0-9a-f]{64}", doc["provenance"]["inputs"]["imaging"]["sha256"])
+    assert doc["simulated"] is False and not (tmp_path / "out" / "cox_pfs.csv").read_text().startswith("#")
+    assert not any("dropped" in n for n in doc["notes"])
+    assert any("1 imaging row(s)" in n for n in doc["notes"])
+
+
+def test_pdf_report_splits_long_tables_across_pages(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from carpet.report.pdf import ROWS_PER_PAGE, PdfReport
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    rows = 3 * ROWS_PER_PAGE  # three pages of table, then the figure on a page of its own
+    report = PdfReport("Pages", banner="SIMULATED").table(pd.DataFrame({"x": np.arange(rows)}), "long")
+    path = report.figure(fig, "a line").write(tmp_path / "r.pdf")
+    plt.close(fig)
+    pdf = path.read_bytes()
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+    assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 4
