@@ -15,11 +15,11 @@ def test_help_lists_every_command():
         assert command in result.output
 
 
-def test_unlanded_command_says_so_and_exits_2(tmp_path):
-    result = runner.invoke(app, ["analyze", "--clinical", str(tmp_path / "p.csv"), "--plan",
-                                 str(tmp_path / "plan.yaml"), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 2
-    assert "not available yet" in result.output
+def test_bad_input_is_one_clear_message_with_exit_1(tmp_path):
+    result = runner.invoke(app, ["quantify", str(tmp_path / "missing.nii.gz"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "missing.nii.gz" in result.output and "not found" in result.output
+    assert "Traceback" not in result.output
     assert not (tmp_path / "o").exists()
 
 
