@@ -46,3 +46,13 @@ def test_emd_pmd_status_and_transitions():
     assert t.loc["emd_only", "emd_only"] == 1 and t.loc["emd_and_pmd", "emd_only"] == 1
     assert t.loc["pmd_only", "unknown"] == 1 and int(t.to_numpy().sum()) == 5
     assert list(t.index) == list(t.columns) == ["negative", "emd_only", "pmd_only", "emd_and_pmd", "unknown"]
+
+
+def test_marrow_window_is_inclusive():
+    progression = pd.DataFrame({"patient_id": ["A", "B"], "progression_date": ["2024-05-01"] * 2,
+                                "progression_trigger": ["serum_m_protein"] * 2})
+    labs = read_assessments(pd.DataFrame({
+        "patient_id": ["A", "B"], "date": ["2024-05-31", "2024-06-01"],  # 30 and 31 days after progression
+        "parameter": ["bm_plasma_cells"] * 2, "value": ["40", "40"], "unit": ["%"] * 2}), name="l")
+    pat = progression_patterns(progression, None, labs, window_days=30).set_index("patient_id")
+    assert pat.loc["A", "marrow"] is True and pat.loc["B", "marrow"] is None
