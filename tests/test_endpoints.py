@@ -78,3 +78,10 @@ def test_pfs2_line_started_on_the_progression_day():
                                          "progression_date": ["2024-05-10"]}), name="therapies")
     t = pfs2(_patients(), PROG, lines)
     assert (_row(t, "A")["time_days"], _row(t, "A")["end_reason"]) == (30, "progression_on_next_line")
+
+
+def test_pfs2_without_line_progression_column_is_an_error():
+    lines = read_therapies(pd.DataFrame({"patient_id": ["A"], "line": [2], "start_date": ["2024-04-20"]}),
+                           name="therapies")
+    with pytest.raises(InputError, match="progression_date"):
+        pfs2(_patients(), PROG, lines)

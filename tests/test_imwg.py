@@ -518,3 +518,8 @@ def test_flc_ratio_lower_limit_inclusive():
     def kind(kappa):
         return prog(run([(-5, {"kappa_flc": kappa, "lambda_flc": 10.0})], chain="lambda"))["measurable_disease"]
     assert [kind(2.6 - EPS * 10), kind(2.6), kind(2.6 + EPS * 10)] == ["flc", "none", "none"]
+
+
+def test_patient_without_assessments_is_not_evaluable():
+    r = assess_patient("P", "2024-01-10", pd.DataFrame({"date": [], "parameter": [], "value": []}), "kappa")
+    assert (prog(r)["best_response"], prog(r)["progression_date"], len(r.responses)) == ("NE", "", 0)

@@ -199,3 +199,10 @@ def test_car_hematotox_group_edge():
     assert car_hematotox(**{**HT0, "anc_per_ul": 1_200 - EPS}).group == "low"
     assert car_hematotox(**{**HT0, "anc_per_ul": 1_200 - EPS, "hb_g_dl": 9.0 - EPS}).group == "high"
     assert car_hematotox(**{**HT0, "anc_per_ul": 1_200 - EPS, "hb_g_dl": 9.0}).group == "low"
+
+
+def test_numpy_float32_nan_is_missing_not_a_low_value():
+    import numpy as np
+    r = car_hematotox(**{**HT0, "platelets_per_ul": np.float32("nan")})
+    assert r.points is None and "platelets" in r.reason       # was 2 points: NaN failed both comparisons
+    assert iss(np.float32("nan"), 4.0).group is None
