@@ -7,6 +7,10 @@ visit where only immunofixation was drawn (not evaluable). Values are drawn insi
 bands kept clear of every IMWG threshold, so the true best response and progression date follow from the
 construction itself, not from running the engine; :func:`simulate_myeloma_labs` returns them as ``truth``.
 Units vary between patients (g/dL or g/L, mg/dL or mg/L) to exercise unit conversion.
+
+:meth:`carpet.synth.cohort.SimulatedCohort.lab_series` is the other lab simulator: it follows the patients of a
+calibrated cohort (their drawn progression dates and day-90 responses) instead of drawing its own edge-case
+scenarios, so neither can stand in for the other; both build progression with :func:`progression_value`.
 """
 
 from __future__ import annotations
