@@ -66,3 +66,22 @@ def test_end_before_start_is_an_error():
     prog = PROG.assign(progression_date=["2024-04-10", "2024-06-01", "2024-04-01", ""])  # C died 2024-03-01
     with pytest.raises(InputError, match="C"):
         os_from_progression(_patients(), prog)
+
+
+def test_progression_and_death_on_the_same_day_is_progression():
+    prog = PROG.assign(progression_date=["2024-07-19", "2024-06-01", "", ""])  # A dies the same day
+    assert _row(pfs(_patients(), prog), "A")["end_reason"] == "progression"
+
+
+def test_pfs2_line_started_on_the_progression_day():
+    lines = read_therapies(pd.DataFrame({"patient_id": ["A"], "line": [2], "start_date": ["2024-04-10"],
+                                         "progression_date": ["2024-05-10"]}), name="therapies")
+    t = pfs2(_patients(), PROG, lines)
+    assert (_row(t, "A")["time_days"], _row(t, "A")["end_reason"]) == (30, "progression_on_next_line")
+
+
+def test_pfs2_without_line_progression_column_is_an_error():
+    lines = read_therapies(pd.DataFrame({"patient_id": ["A"], "line": [2], "start_date": ["2024-04-20"]}),
+                           name="therapies")
+    with pytest.raises(InputError, match="progression_date"):
+        pfs2(_patients(), PROG, lines)

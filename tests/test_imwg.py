@@ -472,3 +472,54 @@ def test_cli_imwg_bad_table_exits_1(tmp_path):
     assert res.exit_code == 1
     assert "row 2" in res.output and "g/ml" in res.output
     assert "row 3" in res.output and "unknown patient" in res.output
+
+
+# ------------------------------------------------------------------------------------------------------------
+# boundaries found unguarded by mutation (review)
+# ------------------------------------------------------------------------------------------------------------
+def test_non_measurable_urine_caps_serum_response_below_200():
+    # serum disease with -60 % (PR level): the non-measurable urine must be < 200 mg/24 h for PR [spec §3.3]
+    def at30(urine):
+        return response(run([(-5, {"serum_m_protein": 2.0, "urine_m_protein": 150}),
+                             (30, {"serum_m_protein": 0.8, "urine_m_protein": urine})]), 30)
+    assert [at30(200 - EPS), at30(200), at30(200 + EPS)] == ["PR", "SD", "SD"]
+
+
+def test_relapse_from_cr_marrow_boundary():
+    cr = {"serum_m_protein": 0, "urine_m_protein": 0, "serum_ife": 0, "urine_ife": 0}
+
+    def relapse(bmpc):
+        r = run([(-5, {"serum_m_protein": 2.0, "urine_m_protein": 0}), (30, {**cr, "bm_plasma_cells": 1}),
+                 (60, cr), (90, {**cr, "bm_plasma_cells": bmpc})])
+        return prog(r)["relapse_from_cr_date"]
+    # relapse from CR: >= 5 % marrow plasma cells (IMWG 2006 footnote) with M-protein and IFE still negative
+    assert [relapse(5 - EPS), relapse(5), relapse(5 + EPS)] == ["", _day(90), _day(90)]
+
+
+def test_baseline_on_the_infusion_day_counts():
+    visits = [(0, {"serum_m_protein": 3.0}), (30, {"serum_m_protein": 1.0}), (60, {"serum_m_protein": 1.0})]
+    r = run(visits)
+    assert prog(r)["measurable_disease"] == "serum" and list(r.responses["response"]) == ["PR", "PR"]
+
+
+def test_better_next_category_confirms():
+    # PR confirmed by a following VGPR ("the same or a better category"); the VGPR itself is confirmed by the next
+    r = run([(-5, {"serum_m_protein": 3.0, "urine_m_protein": 50}),
+             (30, {"serum_m_protein": 1.2, "urine_m_protein": 50}),
+             (60, {"serum_m_protein": 0.2, "urine_m_protein": 50}),
+             (90, {"serum_m_protein": 0.2, "urine_m_protein": 50})])
+    assert list(r.responses["response"]) == ["PR", "VGPR", "VGPR"]
+    assert list(r.responses["confirmed"]) == [True, True, False]
+    assert prog(r)["best_response"] == "VGPR"
+
+
+def test_flc_ratio_lower_limit_inclusive():
+    # lambda disease, lambda 10 mg/dL: kappa/lambda 0.26 is normal (not measurable FLC disease), below it abnormal
+    def kind(kappa):
+        return prog(run([(-5, {"kappa_flc": kappa, "lambda_flc": 10.0})], chain="lambda"))["measurable_disease"]
+    assert [kind(2.6 - EPS * 10), kind(2.6), kind(2.6 + EPS * 10)] == ["flc", "none", "none"]
+
+
+def test_patient_without_assessments_is_not_evaluable():
+    r = assess_patient("P", "2024-01-10", pd.DataFrame({"date": [], "parameter": [], "value": []}), "kappa")
+    assert (prog(r)["best_response"], prog(r)["progression_date"], len(r.responses)) == ("NE", "", 0)

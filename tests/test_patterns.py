@@ -46,3 +46,25 @@ def test_emd_pmd_status_and_transitions():
     assert t.loc["emd_only", "emd_only"] == 1 and t.loc["emd_and_pmd", "emd_only"] == 1
     assert t.loc["pmd_only", "unknown"] == 1 and int(t.to_numpy().sum()) == 5
     assert list(t.index) == list(t.columns) == ["negative", "emd_only", "pmd_only", "emd_and_pmd", "unknown"]
+
+
+def test_marrow_window_is_inclusive():
+    progression = pd.DataFrame({"patient_id": ["A", "B"], "progression_date": ["2024-05-01"] * 2,
+                                "progression_trigger": ["serum_m_protein"] * 2})
+    labs = read_assessments(pd.DataFrame({
+        "patient_id": ["A", "B"], "date": ["2024-05-31", "2024-06-01"],  # 30 and 31 days after progression
+        "parameter": ["bm_plasma_cells"] * 2, "value": ["40", "40"], "unit": ["%"] * 2}), name="l")
+    pat = progression_patterns(progression, None, labs, window_days=30).set_index("patient_id")
+    assert pat.loc["A", "marrow"] is True and pat.loc["B", "marrow"] is None
+
+
+def test_empty_tables_give_empty_results():
+    import numpy as np
+    patients = read_patients(pd.DataFrame({"patient_id": ["A"], "infusion_date": ["2024-01-01"]}), name="p")
+    labs = read_assessments(pd.DataFrame(columns=["patient_id", "date", "parameter", "value", "unit"]), name="l")
+    assert labs["patient_id"].dtype == object
+    progression = pd.DataFrame({"patient_id": ["A"], "progression_date": ["2024-05-01"],
+                                "progression_trigger": ["serum_m_protein"]})
+    pat = progression_patterns(progression, patients, labs)
+    assert pat.loc[0, "marrow"] is None and bool(pat.loc[0, "biochemical"])
+    assert emd_pmd_status(np.float32("nan"), False) == "unknown"

@@ -164,3 +164,45 @@ def test_score_patients_table():
     assert (t.loc["M1", "iss_group"], t.loc["M1", "r_iss_group"], t.loc["M1", "r2_iss"]) == ("III", "III", 4.0)
     assert t.loc["M1", "riss2015_group"] == "high" and t.loc["M1", "ipi_group"] is None
     assert prov["hematotox_cutoffs"]["anc_per_ul"] == 1200 and "carpet_version" in prov
+
+
+def test_r2iss_boundaries_through_its_inputs():
+    # every group edge (0|0.5, 1|1.5, 2.5|3) and every numeric input cut-off at value - eps, value, value + eps
+    def pts(b2m=2.0, alb=4.0, ldh=200.0, **fish):
+        r = r2iss(b2m, alb, ldh, 250, fish.get("del17p", False), fish.get("t4_14", False), fish.get("gain1q", False))
+        return r.points, r.group
+    assert [pts(b2m=v) for v in (3.5 - EPS, 3.5, 3.5 + EPS)] == [(0, "I"), (1, "II"), (1, "II")]
+    assert [pts(b2m=v) for v in (5.5 - EPS, 5.5, 5.5 + EPS)] == [(1, "II"), (1.5, "III"), (1.5, "III")]
+    assert [pts(alb=v) for v in (3.5 - EPS, 3.5, 3.5 + EPS)] == [(1, "II"), (0, "I"), (0, "I")]
+    assert [pts(ldh=v) for v in (250 - EPS, 250, 250 + EPS)] == [(0, "I"), (0, "I"), (1, "II")]
+    assert pts(b2m=6.0, del17p=True) == (2.5, "III") and pts(b2m=6.0, del17p=True, gain1q=True) == (3.0, "IV")
+    assert pts(b2m=4.0, del17p=True) == (2.0, "III")
+
+
+def test_r2iss_missing_1q_is_not_evaluable_when_it_matters():
+    r = r2iss(4.0, 4.0, 200, 250, False, False, None)       # 1 or 1.5 points: II or III
+    assert r.group is None and "1q" in r.reason
+    r = r2iss(2.0, 4.0, 200, 250, False, False, None)       # 0 or 0.5: I or II
+    assert r.group is None
+    r = r2iss(4.0, 4.0, 300, 250, False, False, None)       # 2 or 2.5: III either way
+    assert (r.points, r.group) == (None, "III")
+
+
+def test_riss_ldh_boundary():
+    fish_std = dict(del17p=False, t4_14=False, t14_16=False)
+    assert [riss(2.0, 4.0, v, 250, **fish_std).group for v in (250 - EPS, 250, 250 + EPS)] == ["I", "I", "II"]
+    assert [riss(6.0, 4.0, v, 250, **fish_std).group for v in (250 - EPS, 250, 250 + EPS)] == ["II", "II", "III"]
+
+
+def test_car_hematotox_group_edge():
+    # 1 point (ANC just below 1,200) is low; 2 points (plus Hb just below 9.0) is high
+    assert car_hematotox(**{**HT0, "anc_per_ul": 1_200 - EPS}).group == "low"
+    assert car_hematotox(**{**HT0, "anc_per_ul": 1_200 - EPS, "hb_g_dl": 9.0 - EPS}).group == "high"
+    assert car_hematotox(**{**HT0, "anc_per_ul": 1_200 - EPS, "hb_g_dl": 9.0}).group == "low"
+
+
+def test_numpy_float32_nan_is_missing_not_a_low_value():
+    import numpy as np
+    r = car_hematotox(**{**HT0, "platelets_per_ul": np.float32("nan")})
+    assert r.points is None and "platelets" in r.reason       # was 2 points: NaN failed both comparisons
+    assert iss(np.float32("nan"), 4.0).group is None

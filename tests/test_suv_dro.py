@@ -26,8 +26,11 @@ def test_dro(name):
     inside = suv.array[mask.array > 0]
     got = np.array([inside.min(), np.median(inside), inside.max()], dtype=np.float64)
     expected = np.array([0.20, 1.00, 4.00])
-    if name == "DRO_2_3":  # CM2ML values stored as truncated integers (README: 0.189/0.985/3.977)
-        np.testing.assert_allclose(got, expected, rtol=0.06)
+    if name == "DRO_2_3":
+        # CM2ML values stored as truncated integers: the exact Du Bois BSA gives 0.189/0.985/3.977 (reference
+        # README), so the minimum is 5 % low; median and max are within the 3 %
+        np.testing.assert_allclose(got, [0.189, 0.985, 3.977], atol=5e-4)
+        np.testing.assert_allclose(got[1:], expected[1:], rtol=0.03)
     else:
         np.testing.assert_array_equal(np.round(got, 2), expected)
     assert result.to_dict()["ruleset"]

@@ -70,3 +70,11 @@ def test_first_line_summary():
     # B's last line has no death and follow-up 2025-01-31: censored at 152 days
     b_last = lines[(lines.patient_id == "B") & (lines.salvage_line == 2)].iloc[0]
     assert (b_last["ttnt_days"], b_last["ttnt_event"]) == (152, 0.0)
+
+
+def test_no_lines_after_car_t():
+    patients, _ = _tables()
+    empty = read_therapies(pd.DataFrame(columns=["patient_id", "line", "start_date"]), name="therapies")
+    lines = lines_after_car_t(empty, patients, pd.DataFrame({"patient_id": ["A"], "progression_date": [""]}))
+    assert len(lines) == 0 and {"salvage_line", "regimen_class", "ttnt_days"} <= set(lines.columns)
+    assert len(first_line_summary(lines)) == 0

@@ -94,6 +94,10 @@ def pfs2(patients: pd.DataFrame, progression: pd.DataFrame, therapies: pd.DataFr
     ``therapies`` needs ``patient_id, start_date, progression_date`` (progression on that line). Only patients
     with a progression date enter.
     """
+    if "progression_date" not in therapies:
+        raise InputError("PFS2 needs the progression date on each line: the therapies table has no "
+                         "progression_date column", source="therapies", where="progression_date",
+                         hint="add a progression_date column (empty where the line has not progressed)")
     df = _progressed(patients, progression)
     th = therapies.copy()
     th["line_progression"] = _dates(th, "progression_date")

@@ -19,7 +19,7 @@ STATUSES = ("negative", "emd_only", "pmd_only", "emd_and_pmd", "unknown")
 
 
 def _flag(v):
-    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+    if v is None or (np.ndim(v) == 0 and bool(pd.isna(v))):  # None, pd.NA, NaN of any float type
         return None
     return bool(v)
 

@@ -442,6 +442,9 @@ def _validate(raw: pd.DataFrame, schema: TableSchema, source: str,
             values.append(parsed)
         out[col.name] = values
     table = pd.DataFrame(out, index=range(len(raw)))
+    if not len(table):  # pandas types an empty list as float64; an id/text column must stay text to join
+        table = table.astype({c.name: object for c in schema.columns
+                              if c.kind in ("id", "text", "choice", "bool") and c.name in table})
     for col in schema.columns:
         if col.kind == "date" and col.name in table:
             table[col.name] = pd.to_datetime(table[col.name])

@@ -84,7 +84,7 @@ def lines_after_car_t(therapies: pd.DataFrame, patients: pd.DataFrame,
         follow-up; NaN when neither is known).
     """
     pt = patients.set_index("patient_id")
-    lines = therapies.merge(pt[["infusion_date"]], left_on="patient_id", right_index=True)
+    lines = therapies.merge(patients[["patient_id", "infusion_date"]], on="patient_id")
     lines = lines[lines["start_date"] > lines["infusion_date"]].sort_values(["patient_id", "start_date", "line"])
     lines = lines.reset_index(drop=True)
     lines["salvage_line"] = lines.groupby("patient_id").cumcount() + 1

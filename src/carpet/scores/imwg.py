@@ -336,7 +336,7 @@ def assess_patient(patient_id: str, infusion_date, assessments: pd.DataFrame,
     -------
     IMWGResult
     """
-    labs = assessments.assign(patient_id=patient_id)
+    labs = assessments.assign(patient_id=patient_id, date=pd.to_datetime(assessments["date"]))
     wide = _wide(labs, pd.Series({patient_id: involved_light_chain}, dtype=object))
     return _assess(patient_id, infusion_date, wide.droplevel(0), involved_light_chain, next_therapy_date, params,
                    death_date)

@@ -11,10 +11,10 @@ missing. Thresholds use the inequality the source wrote; [R]/[C] values are name
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from carpet.provenance import provenance
@@ -42,7 +42,8 @@ class ScoreResult:
 
 
 def _missing(x) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NA or x is pd.NaT
+    """None, pd.NA, NaT or a NaN of any float type (numpy float32 NaN too, which is no Python float)."""
+    return x is None or (np.ndim(x) == 0 and bool(pd.isna(x)))
 
 
 def _additive(score: str, items: dict[str, tuple[Any, Callable[[Any], float], tuple[float, ...]]],

@@ -42,6 +42,7 @@ from carpet.errors import InputError
 from carpet.provenance import provenance
 from carpet.synth import calibration as cal
 from carpet.synth.calibration import Target
+from carpet.synth.labs import progression_value
 
 DAYS_PER_MONTH = 365.25 / 12
 REFRACTORY_DAYS = 60  # Moffitt: "progression within 60 days of CAR T-cell infusion"
@@ -656,10 +657,9 @@ def _pd_reference(before: np.ndarray) -> float:
     return float(before[-2] if len(before) >= 2 else before[-1])
 
 
-def _progression_pair(reference: float, absolute_rise: float) -> list[float]:
-    """Two rising values that each meet IMWG progression from ``reference`` (>= 25% and the absolute rise)."""
-    first = round(reference * 1.3 + absolute_rise, 2)
-    return [first, round(first * 1.2, 2)]
+def _progression_pair(reference: float, kind: str) -> list[float]:
+    """Two rising values that each meet IMWG progression from ``reference`` (the confirming pair)."""
+    return [round(progression_value(reference, kind, margin=0.1, step=step), 2) for step in (1, 2)]
 
 
 def _patient_labs(row: dict, rng: np.random.Generator) -> list[tuple]:
@@ -706,9 +706,7 @@ def _patient_labs(row: dict, rng: np.random.Generator) -> list[tuple]:
         m0 = 1.0 + rng.lognormal(np.log(1.5), 0.6)  # measurable: >= 1.0 g/dL
         m = np.round(m0 * level, 2)
         if len(at_pd):
-            reference = _pd_reference(m)
-            rise = 1.0 if reference >= 5 else 0.5  # IMWG absolute rise, larger from a nadir >= 5 g/dL
-            m = np.concatenate([m, _progression_pair(reference, rise + 0.1) if by_labs else [m[-1]] * 2])
+            m = np.concatenate([m, _progression_pair(_pd_reference(m), "serum") if by_labs else [m[-1]] * 2])
         records += [(d, "serum_m_protein", v, "g/dL") for d, v in zip(all_days, m)]
         # a small, non-measurable urine M-protein (< 200 mg/24 h) that falls with the serum: VGPR and
         # CR need it (< 100 mg/24 h); it stays put at progression
@@ -722,8 +720,8 @@ def _patient_labs(row: dict, rng: np.random.Generator) -> list[tuple]:
         uninvolved = np.round(rng.uniform(0.3, 1.0), 2)
         d0 = 10.0 + rng.lognormal(np.log(30.0), 0.7)  # measurable dFLC: >= 10 mg/dL
         dflc = np.round(d0 * level, 2)
-        if len(at_pd):  # dFLC must rise by more than 10 mg/dL
-            dflc = np.concatenate([dflc, _progression_pair(_pd_reference(dflc), 12.0) if by_labs else [dflc[-1]] * 2])
+        if len(at_pd):
+            dflc = np.concatenate([dflc, _progression_pair(_pd_reference(dflc), "dflc") if by_labs else [dflc[-1]] * 2])
         records += [(d, f"{involved}_flc", np.round(uninvolved + v, 2), "mg/dL") for d, v in zip(all_days, dflc)]
         records += [(d, f"{other}_flc", uninvolved, "mg/dL") for d in all_days]
         records += ife(dflc)

@@ -7,6 +7,10 @@ visit where only immunofixation was drawn (not evaluable). Values are drawn insi
 bands kept clear of every IMWG threshold, so the true best response and progression date follow from the
 construction itself, not from running the engine; :func:`simulate_myeloma_labs` returns them as ``truth``.
 Units vary between patients (g/dL or g/L, mg/dL or mg/L) to exercise unit conversion.
+
+:meth:`carpet.synth.cohort.SimulatedCohort.lab_series` is the other lab simulator: it follows the patients of a
+calibrated cohort (their drawn progression dates and day-90 responses) instead of drawing its own edge-case
+scenarios, so neither can stand in for the other; both build progression with :func:`progression_value`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["simulate_myeloma_labs"]
+__all__ = ["simulate_myeloma_labs", "progression_value", "PD_ABSOLUTE_RISE"]
 
 _START = pd.Timestamp("2022-01-03")
 #: Plateau reduction bands from baseline, inside the IMWG category limits with margin for +-3 % noise and rounding.
@@ -24,6 +28,33 @@ _FLC_BANDS = {"SD": (0.0, 0.30), "PR": (0.55, 0.85), "VGPR": (0.93, 0.98)}
 _URINE_BANDS = {"SD": (0.0, 0.30), "MR": (0.55, 0.80)}
 _URINE_LEVELS = {"PR": (120.0, 180.0), "VGPR": (20.0, 90.0)}
 _NOISE = 0.03
+#: IMWG 2016 progression (spec §3.4): a rise >= 25 % from the nadir and at least these absolute rises (dFLC: more
+#: than 10 mg/dL). Written out here, not imported from :mod:`carpet.scores.imwg`, so that the simulated truth stays
+#: independent of the engine it tests.
+PD_RELATIVE_RISE = 0.25
+PD_ABSOLUTE_RISE = {"serum": 0.5, "urine": 200.0, "dflc": 10.0}  # g/dL, mg/24 h, mg/dL
+
+
+def progression_value(reference: float, kind: str, margin: float, step: float = 1.0) -> float:
+    """A value that meets IMWG progression from every nadir at or below ``reference``.
+
+    ``reference + step × (max(25 % of reference, absolute rise) + margin)``: since the rise from a lower nadir is
+    larger still, the value is progression whichever nadir rule (lowest value or lowest confirmed value) a reader
+    applies. ``margin`` (> 0) keeps it clear of the threshold after rounding and makes the strict dFLC rule hold;
+    ``step`` > 1 gives later, higher values. The serum rule ">= 1 g/dL from a nadir >= 5 g/dL" needs no case of its
+    own: from such a nadir 25 % is already >= 1.25 g/dL.
+
+    Parameters
+    ----------
+    reference : float
+        The highest value the nadir can be (internal units: serum g/dL, urine mg/24 h, dFLC mg/dL).
+    kind : {'serum', 'urine', 'dflc'}
+    margin : float
+        Added to the smallest progression rise, same unit.
+    step : float
+        Multiplier of the rise.
+    """
+    return reference + step * (max(PD_RELATIVE_RISE * reference, PD_ABSOLUTE_RISE[kind]) + margin)
 
 
 def _iso(ts: pd.Timestamp) -> str:
@@ -199,9 +230,9 @@ class _Patient:
              "dflc": max(self.plateau_max["dflc"], self.d0)}
         s, u, d = m["serum"], m["urine"], (m["dflc"] if self.dtype == "flc" else self.d0)
         if self.dtype == "serum":
-            s = m["serum"] + step * (max(0.25 * m["serum"], 1.0) + self.rng.uniform(0.3, 1.0))
+            s = progression_value(m["serum"], "serum", self.rng.uniform(0.3, 1.0) + 0.5, step)
         elif self.dtype == "urine":
-            u = m["urine"] + step * (max(0.25 * m["urine"], 200) + self.rng.uniform(100, 400))
+            u = progression_value(m["urine"], "urine", self.rng.uniform(100, 400), step)
         else:
-            d = m["dflc"] + step * (max(0.25 * m["dflc"], 10) + self.rng.uniform(5, 20))
+            d = progression_value(m["dflc"], "dflc", self.rng.uniform(5, 20), step)
         return self._labs(date, s, u, d, True, self.dtype == "urine")
