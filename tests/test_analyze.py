@@ -24,7 +24,7 @@ from carpet.stats.table1 import table1
 from carpet.stats.transitions import transitions
 from carpet.synth.cohort import simulate_cohort
 
-PLANS = Path(__file__).resolve().parents[1] / "examples" / "plans"
+PLANS = Path(__file__).resolve().parents[1] / "src" / "carpet" / "plans"
 DAYS_PER_MONTH = 365.25 / 12
 
 

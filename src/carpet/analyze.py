@@ -6,7 +6,7 @@ analyses (``table1``, ``km``, ``cox``, ``transitions``, ``cutpoint``, ``cutoff``
 ``landmark``). Every problem of a plan is reported at once, each naming its key path
 (``analyses[2].endpoint``) and what was expected.
 
-Plan reference (see ``examples/plans/`` for complete plans)::
+Plan reference (see ``carpet/plans/`` (installed with the package) for complete plans)::
 
     title: Post-CAR T progression outcomes        # required; subtitle: and seed: (default 0) optional
     endpoints:                                    # required: name -> time/event columns or dates
@@ -51,7 +51,6 @@ column), every output says SIMULATED.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import math
@@ -339,10 +338,10 @@ def _imaging_table(source, spec: dict, notes: list[str]) -> pd.DataFrame:
     A file is read and validated with :func:`carpet.cohort.schema.read_imaging` after the ids are mapped
     (the schema requires ``patient_id``); a DataFrame is taken as already validated.
     """
-    from carpet.cohort.schema import _load, read_imaging
+    from carpet.cohort.schema import load_table, read_imaging
 
     name = None if isinstance(source, pd.DataFrame) else str(source)
-    img = source.copy() if name is None else _load(Path(source))
+    img = source.copy() if name is None else load_table(Path(source))
     ids = spec.get("ids")
     if ids:
         if "study_id" not in img:
@@ -399,11 +398,11 @@ def _with_assessments(data: pd.DataFrame, assessments, therapies, spec: dict | N
 
 def _date_endpoint(data: pd.DataFrame, name: str, ep: dict) -> pd.DataFrame:
     """Time and event from dates: earliest of the event dates, else censored at the censoring date."""
-    from carpet.cohort.endpoints import _table
+    from carpet.cohort.endpoints import event_table
 
     events = _by_list(ep["event_date"])
     dates = {c: pd.to_datetime(data[c]) for c in [ep["start"], ep["censor_date"], *events]}
-    table = _table(name, data["patient_id"], dates[ep["start"]], [(dates[c], c) for c in events],
+    table = event_table(name, data["patient_id"], dates[ep["start"]], [(dates[c], c) for c in events],
                    dates[ep["censor_date"]])
     unit = ep.get("unit", "months")
     data = data.copy()
@@ -550,8 +549,7 @@ class _Writer:
         png = (self.out / "figures" / f"{stem}.png").read_bytes()
         self.pdf.image(png, caption)
         # The PNG just written goes into the HTML as is: Report.figure would draw the figure once more.
-        self.html._add({"kind": "figure", "src": "data:image/png;base64," + base64.b64encode(png).decode("ascii"),
-                        "caption": caption})
+        self.html.image(png, caption)
         return names
 
 
@@ -566,7 +564,7 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
         One row per patient with ``patient_id`` (as :func:`carpet.cohort.schema.read_patients` returns it,
         or already typed). Text columns holding numbers or true/false are converted.
     plan : dict or path
-        The analysis plan (see the module docstring and ``examples/plans/``).
+        The analysis plan (see the module docstring and ``carpet/plans/`` (installed with the package)).
     out_dir : path
         Output folder (created).
     imaging : path or DataFrame, optional

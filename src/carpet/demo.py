@@ -9,7 +9,6 @@ is simulated.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +43,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2025, small: bool = False,
                     subtitle=f"{SIMULATED} Seed {seed}; carpet {__version__}.")
     report.note(SIMULATED)
     steps = [("Simulating cohorts", _cohorts), ("Quantifying phantom PET/CT studies", _imaging),
-             ("Outcomes after progression", _statistics), ("PET markers", _pet_markers)]
+             ("IMWG progression", _imwg), ("Published analyses", _analyses)]
     state: dict = {"out": out, "seed": seed, "small": small, "report": report, "console": console}
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
@@ -118,103 +117,47 @@ def _imaging(state: dict) -> None:
                   "Maximum-intensity projections; lesion outlines coloured by site.")
 
 
-def _statistics(state: dict) -> None:
-    """Moffitt-like post-progression outcomes: Table 1, transitions, PFS2/OS by EMD."""
-    from carpet.report.km_plot import km_figure
-    from carpet.report.sankey import sankey_figure
-    from carpet.stats.table1 import table1
-    from carpet.stats.transitions import transitions
+def _imwg(state: dict) -> None:
+    """IMWG 2016 progression derived from the Moffitt-like cohort's simulated lab series."""
+    from carpet.scores.imwg import assess_cohort
 
     report, out = state["report"], state["out"]
-    moffitt = state["cohorts"]["moffitt_post_cart"].patients.copy()
-    moffitt["baseline_emd"] = np.where(moffitt["emd_baseline"].astype(bool), "EMD", "No EMD")
-    report.section("3. Progression after BCMA CAR T (Moffitt-like cohort, n = %d)" % len(moffitt))
-    t1 = table1(moffitt, by="baseline_emd", continuous=["age_years", "prior_lines"], nonnormal=["age_years",
-                "prior_lines"], categorical=["sex", "ecog", "heavy_chain", "high_risk_cytogenetics", "product",
-                "refractory"])
-    t1.to_csv(out / "table1_by_baseline_emd.csv")
-    report.table(t1.table, caption="Table 1 by baseline EMD (table1_by_baseline_emd.csv)", na_rep="")
-
-    moffitt["status_baseline"] = _emd_pmd_state(moffitt["emd_baseline"], moffitt["pmd_baseline"])
-    moffitt["status_progression"] = _emd_pmd_state(moffitt["emd_progression"], moffitt["pmd_progression"])
-    order = ["None", "EMD", "PMD", "EMD+PMD"]
-    tr = transitions(moffitt, "status_baseline", "status_progression", order=order)
-    tr.table.to_csv(out / "transitions_emd_pmd.csv")
-    shown = tr.table.rename_axis(index="baseline \\ progression", columns=None).reset_index()
-    report.table(shown, caption=f"EMD/PMD status, baseline (rows) → progression (columns); "
-                 f"{tr.test.test} p = {tr.test.p_value:.3g}")
-    report.figure(sankey_figure(tr.flows, order=order + ["Unknown"], title="EMD/PMD status"),
-                  "Status transitions from CAR T infusion to progression.")
-
-    results = {}
-    panels = [("pfs2", "pfs2_months", "pfs2_event", "PFS from progression"),
-              ("os_pp", "os_pp_months", "os_pp_event", "OS from progression")]
-    for split, column, names in [("baseline EMD", "emd_baseline", {True: "EMD at baseline", False: "No EMD"}),
-                                 ("EMD at progression", "emd_progression",
-                                  {True: "EMD at progression", False: "No EMD"})]:
-        for endpoint, time_col, event_col, label in panels:
-            groups = {name: (g[time_col].to_numpy(float), g[event_col].to_numpy(int))
-                      for name, g in _split(moffitt, column, names).items()}
-            fig, stats = km_figure(groups, title=f"{label} by {split}", xlabel="Months from progression")
-            report.figure(fig, f"{label} by {split}.")
-            results[f"{endpoint} by {split}"] = stats
-    (out / "statistics.json").write_text(json.dumps(results, indent=2, default=_jsonable))
+    cohort = state["cohorts"]["moffitt_post_cart"]
+    labs = out / "cohorts" / "moffitt_post_cart" / "labs.csv"
+    result = assess_cohort(cohort.patients, labs)
+    files = result.write(out / "imwg")
+    derived = result.progression.set_index("patient_id")["progression_date"]
+    simulated = cohort.patients.set_index("patient_id")["progression_date"]
+    agree = (pd.to_datetime(derived.reindex(simulated.index)) == pd.to_datetime(simulated)).sum()
+    report.section("3. IMWG 2016 progression from lab series (Moffitt-like cohort)")
+    report.text(f"`carpet imwg` derived response and progression for {len(simulated)} patients from "
+                f"{len(pd.read_csv(labs))} simulated lab values; the derived progression date equals the "
+                f"simulated one for {agree} of {len(simulated)} patients.")
+    report.table(result.progression.head(8), caption="progression.csv (first rows)")
+    report.files([(str(Path(p).relative_to(out)), name) for name, p in files.items()])
 
 
-def _pet_markers(state: dict) -> None:
-    """CERTAINTY-like PET markers: MTV cut-points (optimised, with adjusted p; and the published 54.3 mL),
-    and a day-30 landmark by metabolic complete response."""
-    import warnings
+#: (cohort, packaged analysis plan) pairs the demo runs with ``carpet analyze``
+DEMO_PLANS = [("moffitt_post_cart", "moffitt_post_progression.yaml"),
+              ("certainty_pet", "certainty_mtv.yaml"),
+              ("lbcl_mtv", "lbcl_mtv_vs_ipi.yaml")]
 
-    from carpet.report.km_plot import km_figure
-    from carpet.stats import cutpoint
-    from carpet.stats.cutpoint import evaluate_cutoff
-    from carpet.stats.landmark import landmark
+
+def _analyses(state: dict) -> None:
+    """The published studies' analyses, run from carpet's packaged plans (``carpet analyze``)."""
+    from carpet.analyze import run_analysis
 
     report, out = state["report"], state["out"]
-    cert = state["cohorts"]["certainty_pet"].patients.dropna(subset=["mtv_ml"]).copy()
-    report.section("4. Baseline MTV and day-30 metabolic response (CERTAINTY-like cohort)")
-    t, e, mtv = cert["pfs_months"].to_numpy(float), cert["pfs_event"].to_numpy(int), cert["mtv_ml"].to_numpy(float)
-    cp = cutpoint(t, e, mtv, min_prop=0.1, n_perm=2000, seed=state["seed"])
-    report.text(str(cp) + ". An optimised cut-point is reported only with its adjusted p-value.")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the method check is stated in the text below instead
-        fixed = evaluate_cutoff(t, e, mtv, 54.3)
-    report.table(fixed.summary, caption="Published cut-off MTV > 54.3 mL applied as is (no re-optimisation)")
-    report.note("The published 54.3 mL cut-off's segmentation method was not reported (spec §5.5 [N]); a "
-                "cut-off applies only to MTV made with the same method, so this evaluation is illustrative.")
-    groups = {name: (g["pfs_months"].to_numpy(float), g["pfs_event"].to_numpy(int))
-              for name, g in {"MTV > 54.3 mL": cert[cert["mtv_ml"] > 54.3],
-                              "MTV ≤ 54.3 mL": cert[cert["mtv_ml"] <= 54.3]}.items()}
-    fig, _ = km_figure(groups, title="PFS by baseline MTV", xlabel="Months from infusion")
-    report.figure(fig, "PFS by the published MTV cut-off.")
-    day30 = cert.dropna(subset=["metcr_day30"]).copy()
-    day30["metcr_day30"] = np.where(day30["metcr_day30"].astype(bool), "metCR", "no metCR")
-    lm = landmark(day30, "pfs_months", "pfs_event", landmark_time=1.0, group="metcr_day30")
-    report.table(lm.at_risk, caption="Landmark at day 30 (1 month): patients at risk by metabolic response")
-    fig, _ = lm.figure(title="PFS from day 30 by day-30 metCR", xlabel="Months from day 30")
-    report.figure(fig, "Landmark analysis: only patients progression-free at day 30 are included.")
-    cp.summary.to_csv(out / "mtv_cutpoint.csv", index=False)
-
-
-def _emd_pmd_state(emd: pd.Series, pmd: pd.Series) -> pd.Series:
-    """'None' / 'EMD' / 'PMD' / 'EMD+PMD' from two nullable booleans (missing stays missing)."""
-    state = pd.Series(np.select([emd.astype("boolean").fillna(False) & pmd.astype("boolean").fillna(False),
-                                 emd.astype("boolean").fillna(False), pmd.astype("boolean").fillna(False)],
-                                ["EMD+PMD", "EMD", "PMD"], "None"), index=emd.index, dtype=object)
-    state[emd.isna() | pmd.isna()] = None
-    return state
-
-
-def _split(df: pd.DataFrame, column: str, names: dict) -> dict[str, pd.DataFrame]:
-    """Rows per value of a nullable boolean ``column`` (patients with it missing are left out)."""
-    flags = df[column].astype("boolean")
-    return {label: df[(flags == key).fillna(False).to_numpy(bool)] for key, label in names.items()}
-
-
-def _jsonable(obj):
-    if isinstance(obj, (np.generic,)):
-        return obj.item()
-    if isinstance(obj, tuple):
-        return list(obj)
-    return str(obj)
+    plans = Path(__file__).parent / "plans"
+    report.section("4. The published analyses, reproduced on the simulated cohorts (`carpet analyze`)")
+    report.text("Each plan below is a YAML file shipped in carpet/plans/; each run wrote a self-contained HTML "
+                "report, a PDF, one CSV per table, figures (PNG and PDF) and results.json with provenance.")
+    links = []
+    for study, plan in DEMO_PLANS:
+        result = run_analysis(state["cohorts"][study].patients, plans / plan, out / "analysis" / study)
+        links += [(f"analysis/{study}/report.html", f"{study}: {plan} (HTML)"),
+                  (f"analysis/{study}/report.pdf", f"{study}: {plan} (PDF)")]
+        headline = next((f for f in result.files if f.startswith("figures/") and f.endswith(".png")), None)
+        if headline:
+            report.image(result.files[headline].read_bytes(), f"{study}: {headline} (from {plan})")
+    report.files(links)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from carpet.errors import InputError
 
-__all__ = ["DAYS_PER_MONTH", "pfs", "overall_survival", "pfs2", "os_from_progression"]
+__all__ = ["DAYS_PER_MONTH", "pfs", "overall_survival", "pfs2", "os_from_progression", "event_table"]
 
 DAYS_PER_MONTH = 365.25 / 12
 _COLUMNS = ["patient_id", "endpoint", "start_date", "end_date", "time_days", "time_months", "event", "end_reason"]
@@ -31,7 +31,7 @@ def _dates(frame: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_datetime(frame[column].replace("", None))
 
 
-def _table(endpoint: str, ids, start, events: list[tuple[pd.Series, str]], censor: pd.Series) -> pd.DataFrame:
+def event_table(endpoint: str, ids, start, events: list[tuple[pd.Series, str]], censor: pd.Series) -> pd.DataFrame:
     """Earliest of the event dates (in order of ``events``; ties go to the first), else the censoring date."""
     end = pd.Series(pd.NaT, index=start.index)
     reason = pd.Series("no_follow_up", index=start.index, dtype=object)
@@ -71,14 +71,14 @@ def _patients_with(patients: pd.DataFrame, progression: pd.DataFrame | None) -> 
 def pfs(patients: pd.DataFrame, progression: pd.DataFrame) -> pd.DataFrame:
     """PFS from infusion: confirmed progression (``progression.progression_date``) or death."""
     df = _patients_with(patients, progression)
-    return _table("PFS", df["patient_id"], df["infusion_date"],
+    return event_table("PFS", df["patient_id"], df["infusion_date"],
                   [(df["progression_date"], "progression"), (df["death_date"], "death")], df["last_followup_date"])
 
 
 def overall_survival(patients: pd.DataFrame) -> pd.DataFrame:
     """OS from infusion to death, censored at last follow-up."""
     df = _patients_with(patients, None)
-    return _table("OS", df["patient_id"], df["infusion_date"], [(df["death_date"], "death")],
+    return event_table("OS", df["patient_id"], df["infusion_date"], [(df["death_date"], "death")],
                   df["last_followup_date"])
 
 
@@ -107,11 +107,11 @@ def pfs2(patients: pd.DataFrame, progression: pd.DataFrame, therapies: pd.DataFr
     events = [(df["patient_id"].map(first), "progression_on_next_line")]
     if death_is_event:
         events.append((df["death_date"], "death"))
-    return _table("PFS2", df["patient_id"], df["progression_date"], events, df["last_followup_date"])
+    return event_table("PFS2", df["patient_id"], df["progression_date"], events, df["last_followup_date"])
 
 
 def os_from_progression(patients: pd.DataFrame, progression: pd.DataFrame) -> pd.DataFrame:
     """OS from progression after CAR T to death, censored at last follow-up (progressed patients only)."""
     df = _progressed(patients, progression)
-    return _table("OS_PP", df["patient_id"], df["progression_date"], [(df["death_date"], "death")],
+    return event_table("OS_PP", df["patient_id"], df["progression_date"], [(df["death_date"], "death")],
                   df["last_followup_date"])

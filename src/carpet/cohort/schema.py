@@ -30,7 +30,7 @@ from carpet.errors import InputError
 __all__ = [
     "Column", "TableSchema", "Problem", "PATIENTS", "ASSESSMENTS", "THERAPIES", "IMAGING", "PARAMETERS",
     "UNIT_CONVERSIONS", "read_table", "read_patients", "read_assessments", "read_therapies", "read_imaging",
-    "validate_frame", "describe",
+    "validate_frame", "describe", "load_table",
 ]
 
 #: Excel's day zero for serial dates (the 1900 leap-year bug makes it 1899-12-30).
@@ -265,7 +265,7 @@ def _raise(problems: list[Problem], schema_name: str, source: str) -> None:
     raise exc
 
 
-def _load(path: Path) -> pd.DataFrame:
+def load_table(path: Path) -> pd.DataFrame:
     """Read CSV or XLSX into a frame of raw cells (text for CSV, Excel's own types for XLSX)."""
     suffix = path.suffix.lower()
     if not path.is_file():
@@ -502,7 +502,7 @@ def read_table(source: str | Path | pd.DataFrame, schema: TableSchema, name: str
     if isinstance(source, pd.DataFrame):
         return validate_frame(source, schema, name or f"<{schema.name} table>", patients)
     path = Path(source)
-    return validate_frame(_load(path), schema, str(path), patients)
+    return validate_frame(load_table(path), schema, str(path), patients)
 
 
 def read_patients(source, require: Iterable[str] = (), name: str | None = None) -> pd.DataFrame:
@@ -528,7 +528,7 @@ def read_assessments(source, name: str | None = None, patients: pd.DataFrame | N
     numbers (or not positive/negative for immunofixation) are errors, as are ids not in ``patients`` when given.
     """
     label = name or (f"<{ASSESSMENTS.name} table>" if isinstance(source, pd.DataFrame) else str(source))
-    raw = source if isinstance(source, pd.DataFrame) else _load(Path(source))
+    raw = source if isinstance(source, pd.DataFrame) else load_table(Path(source))
     table, problems = _validate(raw, ASSESSMENTS, label, patients)
     if "unit" not in table:
         table["unit"] = None

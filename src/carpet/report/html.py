@@ -58,7 +58,11 @@ class Report:
 
     def figure(self, fig, caption: str = "") -> "Report":
         """Embed a matplotlib figure (it is closed after rendering)."""
-        data = base64.b64encode(figure_png_bytes(fig)).decode("ascii")
+        return self.image(figure_png_bytes(fig), caption)
+
+    def image(self, png: bytes, caption: str = "") -> "Report":
+        """Embed an already rendered PNG."""
+        data = base64.b64encode(png).decode("ascii")
         return self._add({"kind": "figure", "src": f"data:image/png;base64,{data}", "caption": caption})
 
     def table(self, df: pd.DataFrame, caption: str = "", index: bool = False, float_format: str = "{:.3g}",
