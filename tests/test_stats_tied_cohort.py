@@ -9,26 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
+from _r_reference import close
 from carpet.stats import concordance_counts, cox, cutpoint, kaplan_meier, logrank
 
 FIXTURES = Path(__file__).parent / "fixtures" / "r"
 R = json.loads((FIXTURES / "tied_cohort_r.json").read_text())
 COHORT = pd.read_csv(FIXTURES / "tied_cohort.csv")
 COHORT["group"] = pd.Categorical(COHORT["group"], categories=["A", "B", "C"])
-
-
-def close(actual, expected, rel=0.0, abs_=0.0):
-    """Element-wise |a - e| <= abs + rel·|e|, with None/NaN (R's NA) matching only None/NaN."""
-    a = np.array([np.nan if v is None else v for v in np.atleast_1d(actual)], dtype=float)
-    e = np.array([np.nan if v is None else v for v in np.atleast_1d(expected)], dtype=float)
-    assert a.shape == e.shape
-    assert np.array_equal(np.isnan(a), np.isnan(e)), (a, e)
-    ok = ~np.isnan(e)
-    np.testing.assert_allclose(a[ok], e[ok], rtol=rel, atol=abs_)
 
 
 def test_many_ties_in_time():

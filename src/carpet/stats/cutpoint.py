@@ -153,6 +153,9 @@ def cutpoint(time, event, x, min_prop: float = 0.1, max_prop: float = 0.9, n_per
     ok = ~np.isnan(x_all)
     t, e, xv = t_all[ok], e_all[ok], x_all[ok]
     n = t.size
+    if not e.any():
+        raise InputError(f"no events among the {n} subjects with a marker value; the log-rank statistic is "
+                         "undefined", where="event")
     scores = logrank_scores(t, e)
     order = np.argsort(xv, kind="stable")
     xs, ys = xv[order], scores[order]

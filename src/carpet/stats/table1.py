@@ -46,6 +46,7 @@ from scipy.special import gammaln
 
 from carpet.errors import InputError
 from carpet.provenance import provenance
+from carpet.stats._input import require_columns
 
 # R's fisher.test counts tables whose probability is within this relative error of the observed one.
 _FISHER_REL_ERR = 1.0 + 1e-7
@@ -219,13 +220,6 @@ def table1(df: pd.DataFrame, by: str, continuous: Sequence[str] = (), categorica
                       nonnormal_test="Mann-Whitney as R wilcox.test (2 groups) / Kruskal-Wallis",
                       quantiles="R type 7", group_missing_rows=int((~in_group).sum()))
     return Table1(table=table, tests=pd.DataFrame(tests), provenance=prov)
-
-
-def require_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
-    """Raise :class:`InputError` naming the columns of ``columns`` that ``df`` lacks."""
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise InputError(f"column(s) {missing} not found; available: {list(df.columns)}", where="columns")
 
 
 def _levels(series: pd.Series, given: Sequence | None) -> list:

@@ -1,0 +1,85 @@
+"""carpet.stats at the edges (a curve down to S = 0, one subject, no events, unused factor levels, ties at a
+fixed cut-off) against R's answers in ``fixtures/r/edge_cases_r.json`` (made by ``edge_cases.R``), and the
+refusals where R has no answer either."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from _r_reference import close
+from carpet.errors import InputError
+from carpet.stats import cox, cutpoint, evaluate_cutoff, kaplan_meier, logrank
+
+FIXTURES = Path(__file__).parent / "fixtures" / "r"
+R = json.loads((FIXTURES / "edge_cases_r.json").read_text())
+
+
+@pytest.mark.filterwarnings("error")  # S = 0 gave "invalid value in multiply" (0 * inf) before
+@pytest.mark.parametrize("conf_type", ["log", "log-log", "plain"])
+def test_kaplan_meier_down_to_zero(conf_type):
+    km = kaplan_meier([1, 2, 3], [1, 1, 1], conf_type=conf_type)
+    key = f"km_to_zero/{conf_type}"
+    at = km.survival_at(R["km_to_zero/times"])
+    for col in ("surv", "std_err", "lower", "upper", "n_risk"):
+        close(at[col], R[f"{key}/{col}"], rel=1e-9)
+    q = km.quantile(0.5)
+    close([q.estimate, q.lower, q.upper], R[f"{key}/median"])
+    assert np.isnan(km.table["std_err"].iloc[-1])
+
+
+@pytest.mark.filterwarnings("error")
+def test_kaplan_meier_one_subject_and_all_censored():
+    one = kaplan_meier([5], [1])
+    at = one.survival_at([0, 5, 6])
+    close(at["surv"], R["km_one/surv"])
+    close(at["std_err"], R["km_one/std_err"])
+    close(at["n_risk"], R["km_one/n_risk"])
+    close([one.median, *one.median_ci], R["km_one/median"])
+    censored = kaplan_meier([1, 2, 3], [0, 0, 0])
+    close([censored.median, *censored.median_ci], R["km_censored/median"])
+    close(censored.survival_at([2]).iloc[0][["surv", "std_err", "lower", "upper", "n_risk"]].to_numpy(float),
+          R["km_censored/at2"])
+
+
+def test_cox_leaves_out_factor_levels_no_row_has():
+    d = pd.DataFrame({"time": np.arange(1, 7), "event": [1, 1, 0, 1, 0, 1],
+                      "g": pd.Categorical(list("abbaba"), categories=["a", "b", "c"])})
+    fit = cox(d, covariates=["g"])
+    assert list(fit.summary.index) == ["gb"]  # R: gc is NA
+    close(fit.summary.loc["gb", "coef"], R["cox_unused_level/coef_gb"], abs_=1e-5)
+    close(fit.summary.loc["gb", "se"], R["cox_unused_level/se_gb"], rel=1e-4)
+    # the same when the unused level is the first one: the reference becomes the first level in use
+    shifted = d.assign(g=pd.Categorical(d["g"].map({"a": "b", "b": "c"}), categories=["a", "b", "c"]))
+    assert list(cox(shifted, covariates=["g"]).summary.index) == ["gc"]
+
+
+def test_no_events_is_refused_with_its_reason():
+    d = pd.DataFrame({"time": np.arange(1.0, 21), "event": 0, "x": np.arange(20.0)})
+    with pytest.raises(InputError, match="no events among the 20 rows"):
+        cox(d, covariates=["x"])
+    with pytest.raises(InputError, match="no events among the 20 subjects"):
+        cutpoint(d["time"], d["event"], d["x"])
+    with pytest.raises(InputError, match="no events"):
+        evaluate_cutoff(d["time"], d["event"], d["x"], 10, marker_method="a", cutoff_method="a")
+
+
+def test_logrank_without_a_comparison_is_refused():
+    # each stratum holds one group: R's survdiff stops on a singular variance as well
+    with pytest.raises(InputError, match="cannot be compared"):
+        logrank([1, 2, 3, 4], [1, 1, 1, 1], ["a", "a", "b", "b"], strata=[1, 1, 2, 2])
+
+
+def test_fixed_cutoff_with_ties_at_the_cutoff_matches_r():
+    tc = pd.read_csv(FIXTURES / "tied_cohort.csv")
+    assert (tc["mtv"] == 54).sum() == R["cutoff54/n_at_cutoff"] > 0  # subjects exactly at the cut-off are "low"
+    ev = evaluate_cutoff(tc["time"], tc["event"], tc["mtv"], 54, marker_method="suv4", cutoff_method="suv4")
+    assert ev.n_high == R["cutoff54/n_high"] and ev.n_low == len(tc) - R["cutoff54/n_high"]
+    close(ev.logrank.statistic, R["cutoff54/logrank_chisq"], rel=1e-6)
+    close(ev.hr, R["cutoff54/hr"], rel=1e-5)
+    close([ev.hr_lower, ev.hr_upper], R["cutoff54/hr_ci"], rel=1e-4)
+    close(ev.concordance, R["cutoff54/concordance"], abs_=1e-6)
