@@ -83,3 +83,14 @@ def test_fixed_cutoff_with_ties_at_the_cutoff_matches_r():
     close(ev.hr, R["cutoff54/hr"], rel=1e-5)
     close([ev.hr_lower, ev.hr_upper], R["cutoff54/hr_ci"], rel=1e-4)
     close(ev.concordance, R["cutoff54/concordance"], abs_=1e-6)
+
+
+@pytest.mark.parametrize("sizes, exact", [("12_15", True), ("49_30", True), ("50_30", False)])
+def test_mann_whitney_exact_below_50_per_group_like_r(sizes, exact):
+    from carpet.stats.table1 import wilcox_test
+
+    key = f"wilcox/{sizes}"
+    res = wilcox_test(np.array(R[f"{key}/x"]), np.array(R[f"{key}/y"]))
+    assert res.test == ("Mann-Whitney (exact)" if exact else "Mann-Whitney")
+    assert res.statistic == R[f"{key}/W"]
+    close(res.p_value, R[f"{key}/p"], rel=1e-6)

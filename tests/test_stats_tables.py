@@ -102,6 +102,22 @@ def test_table1_counts_percentages_and_p_match_independent_computation():
     assert t.tests.set_index("variable").loc["prior_lines", "statistic"] == w
 
 
+def test_table1_median_iqr_uses_r_type7_quantiles():
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"grp": np.repeat(["a", "b"], [13, 18]), "mtv_ml": rng.lognormal(3, 1, 31)})
+    row = table1(df, "grp", nonnormal=["mtv_ml"], decimals=3).table.iloc[1]
+
+    def type7(v, p):  # R quantile(type = 7): x[h] + (h - floor h)(x[h+1] - x[h]), h = (n - 1)p, 0-based
+        v = np.sort(v)
+        h = (len(v) - 1) * p
+        lo = int(np.floor(h))
+        return v[lo] + (h - lo) * (v[min(lo + 1, len(v) - 1)] - v[lo])
+
+    for g in ("a", "b"):
+        v = df.mtv_ml[df.grp == g].to_numpy()
+        assert row[g] == f"{type7(v, .5):.3f} ({type7(v, .25):.3f}–{type7(v, .75):.3f})"
+
+
 def test_table1_outputs(tmp_path):
     t = table1(_cohort(), "emd", continuous=["age"], categorical=["race"])
     assert t.to_csv(tmp_path / "t1.csv").exists()

@@ -120,3 +120,20 @@ def test_kaplan_meier_other_confidence_level():
     close(at["lower"], R["km/all/log90/lower"], rel=1e-6)
     close(at["upper"], R["km/all/log90/upper"], rel=1e-6)
     close(km.median_ci, R["km/all/log90/median_ci"], rel=1e-6)
+
+
+def test_km_figure_prints_r_numbers_at_risk_median_and_logrank():
+    import matplotlib.pyplot as plt
+
+    from carpet.report.km_plot import km_figure
+
+    groups = {g: (sub["time"], sub["event"]) for g, sub in COHORT.groupby("group", observed=True)}
+    fig, stats = km_figure(groups, risk_times=R["km/times"])
+    risk_row_b = [t for t in fig.axes[1].texts if t.get_position()[1] == 1]  # rows top-down: A (y=2), B, C
+    assert [t.get_position()[0] for t in risk_row_b] == R["km/times"]
+    close([int(t.get_text()) for t in risk_row_b], R["km/B/log/n_risk"])
+    b = stats["groups"]["B"]
+    close([b["median"], *b["median_ci"]],
+          [R[f"km/B/log/quantile{part}"][1] for part in ("", "_lower", "_upper")], rel=1e-6)
+    close(stats["logrank"]["statistic"], R["logrank/rho=0/chisq"], rel=1e-6)
+    plt.close(fig)
