@@ -21,6 +21,7 @@ from carpet.provenance import provenance
 from carpet.stats._input import require_columns, survival_arrays
 from carpet.stats._results import TestResult
 from carpet.stats.concordance import concordance_counts
+from carpet.stats.km import kaplan_meier
 
 
 class _CoxData:
@@ -306,11 +307,9 @@ def cox(df: pd.DataFrame, duration: str = "time", event: str = "event", covariat
 def _transformed_times(time: np.ndarray, event: np.ndarray, transform: str) -> np.ndarray:
     """cox.zph's time transform g(t) per subject (``km``: 1 - S(t-) of the pooled KM curve)."""
     if transform == "km":
-        uniq, inv = np.unique(time, return_inverse=True)
-        d = np.bincount(inv, weights=event, minlength=uniq.size)
-        n_risk = np.cumsum(np.bincount(inv, minlength=uniq.size)[::-1])[::-1]
-        surv_before = np.concatenate(([1.0], np.cumprod(1 - d / n_risk)))[:-1]
-        return 1 - surv_before[inv]
+        km = kaplan_meier(time, event)
+        surv_before = np.concatenate(([1.0], km.surv[:-1]))
+        return 1 - surv_before[np.searchsorted(km.time, time)]
     if transform == "identity":
         return time.astype(float)
     if transform == "log":
