@@ -118,6 +118,18 @@ def test_table1_median_iqr_uses_r_type7_quantiles():
         assert row[g] == f"{type7(v, .5):.3f} ({type7(v, .25):.3f}–{type7(v, .75):.3f})"
 
 
+def test_table1_rows_without_a_group_count_in_overall_only():
+    df = _cohort()
+    df.loc[[0, 5, 9], "emd"] = None
+    t = table1(df, "emd", categorical=["race"], nonnormal=["prior_lines"])
+    known = df.dropna(subset=["emd"])
+    ref = table1(known, "emd", categorical=["race"], nonnormal=["prior_lines"])
+    pd.testing.assert_frame_equal(t.tests, ref.tests)  # the tests see the rows with a group only
+    assert t.table.loc[0, "Overall"] == str(len(df)) and t.provenance["group_missing_rows"] == 3
+    white = t.table[t.table["level"] == "White"].iloc[0]
+    assert _parse_count(white["Overall"])[0] == int((df.race == "White").sum())
+
+
 def test_table1_outputs(tmp_path):
     t = table1(_cohort(), "emd", continuous=["age"], categorical=["race"])
     assert t.to_csv(tmp_path / "t1.csv").exists()
