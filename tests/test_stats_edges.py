@@ -94,3 +94,10 @@ def test_mann_whitney_exact_below_50_per_group_like_r(sizes, exact):
     assert res.test == ("Mann-Whitney (exact)" if exact else "Mann-Whitney")
     assert res.statistic == R[f"{key}/W"]
     close(res.p_value, R[f"{key}/p"], rel=1e-6)
+
+
+@pytest.mark.parametrize("transform", ["identity", "log"])
+def test_cox_zph_other_time_transforms_match_r(transform):
+    tc = pd.read_csv(FIXTURES / "tied_cohort.csv")
+    fit = cox(tc, covariates=["group", "mtv", "age"])
+    close(fit.zph(transform=transform)["chisq"], R[f"zph/{transform}/chisq"], abs_=1e-4)
