@@ -83,6 +83,9 @@ def test_fixed_cutoff_with_ties_at_the_cutoff_matches_r():
     close(ev.hr, R["cutoff54/hr"], rel=1e-5)
     close([ev.hr_lower, ev.hr_upper], R["cutoff54/hr_ci"], rel=1e-4)
     close(ev.concordance, R["cutoff54/concordance"], abs_=1e-6)
+    ev90 = evaluate_cutoff(tc["time"], tc["event"], tc["mtv"], 54, marker_method="suv4", cutoff_method="suv4",
+                           conf_level=0.90)
+    close([ev90.hr_lower, ev90.hr_upper], R["cutoff54/hr_ci90"], rel=1e-4)
 
 
 @pytest.mark.parametrize("sizes, exact", [("12_15", True), ("49_30", True), ("50_30", False)])

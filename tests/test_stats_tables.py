@@ -325,6 +325,29 @@ def test_sankey_figure_draws_one_ribbon_per_flow(tmp_path):
     assert (tmp_path / "sankey.png").stat().st_size > 5000
 
 
+def test_sankey_ribbons_do_not_cross_at_their_nodes():
+    from matplotlib.patches import PathPatch, Rectangle
+
+    from carpet.report.sankey import sankey_figure
+
+    tr = transitions(_study_transitions_df(), "baseline", "progression", order=STUDY_ORDER, max_tables=1000)
+    fig = sankey_figure(tr.flows.sample(frac=1, random_state=1), list(tr.table.index))  # flows in any order
+    ax = fig.axes[0]
+    right_x = max(p.get_x() for p in ax.patches if isinstance(p, Rectangle))
+    right_bars = [(p.get_y(), p.get_y() + p.get_height()) for p in ax.patches
+                  if isinstance(p, Rectangle) and p.get_x() == right_x]
+    ribbons = []  # (source colour, target bar, top at the left, top at the right)
+    for p in ax.patches:
+        if isinstance(p, PathPatch):
+            v = p.get_path().vertices  # [0] left top, [3] right top, [4] right bottom
+            target = next(k for k, (lo, hi) in enumerate(right_bars) if lo - 1e-9 <= v[4, 1] and v[3, 1] <= hi + 1e-9)
+            ribbons.append((p.get_facecolor(), target, v[0, 1], v[3, 1]))
+    assert len(ribbons) == len(tr.flows)
+    for a, b in itertools.combinations(ribbons, 2):
+        if a[0] == b[0] or a[1] == b[1]:  # same source or same target: the same order on both sides
+            assert (a[2] > b[2]) == (a[3] > b[3])
+
+
 def test_table1_matches_r_fixture_on_simulated_cohort():
     """R values from tests/fixtures/r/table1_r_reference.R on the cohort of ``_cohort()``."""
     fixtures = Path(__file__).parent / "fixtures" / "r"
