@@ -130,6 +130,14 @@ def test_table1_rows_without_a_group_count_in_overall_only():
     assert _parse_count(white["Overall"])[0] == int((df.race == "White").sum())
 
 
+def test_table1_binary_variable_shows_its_yes_row_even_when_nobody_has_it():
+    df = pd.DataFrame({"g": ["a", "b"] * 5, "male": [0] * 10, "flag": [False] * 10, "smoker": [0, 1] * 5})
+    tab = table1(df, "g", categorical=["male", "flag", "smoker"], labels={"male": "Male"}).table.set_index("variable")
+    assert tab.loc["Male, n (%)", ["Overall", "a", "b"]].tolist() == ["0 (0%)"] * 3  # was "10 (100%)": the zeros
+    assert tab.loc["flag, n (%)", "Overall"] == "0 (0%)"
+    assert tab.loc["smoker, n (%)", ["a", "b"]].tolist() == ["0 (0%)", "5 (100%)"]
+
+
 def test_table1_outputs(tmp_path):
     t = table1(_cohort(), "emd", continuous=["age"], categorical=["race"])
     assert t.to_csv(tmp_path / "t1.csv").exists()

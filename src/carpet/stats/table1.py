@@ -200,7 +200,7 @@ def table1(df: pd.DataFrame, by: str, continuous: Sequence[str] = (), categorica
             counts = pd.crosstab(df.loc[in_group, var], df.loc[in_group, by]).reindex(
                 index=levels, columns=groups, fill_value=0)
             result = association_test(counts.to_numpy(), max_tables=max_tables, seed=seed)
-            shown = [next(v for v in levels if v == 1)] if _is_binary(df[var], levels) else levels
+            shown = [1] if _is_binary(df[var], levels) else levels  # the 1/True row, even when nobody has it
             for k, level in enumerate(shown):
                 cells = {"Overall": _count_cell(df[var], level, pct_decimals)}
                 cells.update({str(g): _count_cell(df.loc[df[by] == g, var], level, pct_decimals)
@@ -237,7 +237,8 @@ def _levels(series: pd.Series, given: Sequence | None) -> list:
 
 
 def _is_binary(series: pd.Series, levels: list) -> bool:
-    if len(levels) != 2:
+    """A 0/1 or boolean variable, also when only one of its values occurs (e.g. nobody is "1")."""
+    if not 1 <= len(levels) <= 2:
         return False
     return series.dtype == bool or set(levels) <= {0, 1, True, False}
 
