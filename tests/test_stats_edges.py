@@ -68,6 +68,12 @@ def test_no_events_is_refused_with_its_reason():
         evaluate_cutoff(d["time"], d["event"], d["x"], 10, marker_method="a", cutoff_method="a")
 
 
+def test_logrank_without_events_has_no_p_value():
+    # R: "Chisq= 0 on -1 degrees of freedom, p= NA"; carpet reports chisq 0 on 0 df and p NaN, not p = 1
+    lr = logrank([1, 2, 3, 4], [0, 0, 0, 0], [1, 1, 2, 2])
+    assert (lr.statistic, lr.df) == (0.0, 0) and np.isnan(lr.p_value)
+
+
 def test_logrank_without_a_comparison_is_refused():
     # each stratum holds one group: R's survdiff stops on a singular variance as well
     with pytest.raises(InputError, match="cannot be compared"):
