@@ -72,6 +72,13 @@ def test_logrank_without_events_has_no_p_value():
     # R: "Chisq= 0 on -1 degrees of freedom, p= NA"; carpet reports chisq 0 on 0 df and p NaN, not p = 1
     lr = logrank([1, 2, 3, 4], [0, 0, 0, 0], [1, 1, 2, 2])
     assert (lr.statistic, lr.df) == (0.0, 0) and np.isnan(lr.p_value)
+    import matplotlib.pyplot as plt
+
+    from carpet.report.km_plot import km_figure
+
+    fig, _ = km_figure({"a": ([1, 2], [0, 0]), "b": ([3, 4], [0, 0])})
+    assert "log-rank p = NA" in [t.get_text() for t in fig.axes[0].texts]
+    plt.close(fig)
 
 
 def test_logrank_without_a_comparison_is_refused():
