@@ -1,6 +1,6 @@
 """carpet.stats at the edges (a curve down to S = 0, one subject, no events, unused factor levels, ties at a
-fixed cut-off) against R's answers in ``fixtures/r/edge_cases_r.json`` (made by ``edge_cases.R``), and the
-refusals where R has no answer either."""
+fixed cut-off, cox.zph's other time transforms, the exact/approximate Mann–Whitney boundary) against R's answers
+in ``fixtures/r/edge_cases_r.json`` (made by ``edge_cases.R``), and the refusals where R has no answer either."""
 
 from __future__ import annotations
 
