@@ -46,6 +46,15 @@ def test_kaplan_meier_one_subject_and_all_censored():
           R["km_censored/at2"])
 
 
+def test_quantile_ci_on_a_non_monotone_band_matches_r():
+    km = kaplan_meier([13, 2, 2, 10, 3, 12, 1, 14, 4, 5, 6, 1, 8, 6, 12, 9],
+                      [1, 1, 1, 1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 1, 0, 1])
+    assert km.upper[-2] > km.upper[-3]  # the band rises again at t = 13
+    qs = [km.quantile(p) for p in (0.25, 0.5, 0.75)]
+    for part in ("quantile", "lower", "upper"):
+        close([q.estimate if part == "quantile" else getattr(q, part) for q in qs], R[f"km_nonmonotone/{part}"])
+
+
 def test_cox_leaves_out_factor_levels_no_row_has():
     d = pd.DataFrame({"time": np.arange(1, 7), "event": [1, 1, 0, 1, 0, 1],
                       "g": pd.Categorical(list("abbaba"), categories=["a", "b", "c"])})
@@ -101,7 +110,7 @@ def test_fixed_cutoff_with_ties_at_the_cutoff_matches_r():
     close([ev90.hr_lower, ev90.hr_upper], R["cutoff54/hr_ci90"], rel=1e-4)
 
 
-@pytest.mark.parametrize("sizes, exact", [("12_15", True), ("49_30", True), ("50_30", False)])
+@pytest.mark.parametrize("sizes, exact", [("12_15", True), ("49_30", True), ("50_30", False), ("ties_10_12", False)])
 def test_mann_whitney_exact_below_50_per_group_like_r(sizes, exact):
     from carpet.stats.table1 import wilcox_test
 
