@@ -126,3 +126,11 @@ def test_cox_zph_other_time_transforms_match_r(transform):
     tc = pd.read_csv(FIXTURES / "tied_cohort.csv")
     fit = cox(tc, covariates=["group", "mtv", "age"])
     close(fit.zph(transform=transform)["chisq"], R[f"zph/{transform}/chisq"], abs_=1e-4)
+
+
+def test_permutation_p_value_counts_the_data_itself():
+    # Phipson & Smyth (2010): p = (1 + #{M* >= M}) / (1 + n_perm), never 0. Here no permutation of 40
+    # subjects reaches the perfect separation, so p is exactly 1 / (1 + n_perm).
+    time = np.r_[np.arange(1.0, 21), np.arange(101.0, 121)]
+    cp = cutpoint(time, np.ones(40), -time, n_perm=19, seed=1)
+    assert cp.p_value_perm == 1 / 20
