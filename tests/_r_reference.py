@@ -131,3 +131,13 @@ def assert_close(actual, rec: dict, tolerance: str | None = None) -> None:
     err = abs(float(actual) - float(expected))
     limit = tol if kind == "abs" else tol * abs(float(expected)) + 1e-300
     assert err <= limit, f"{record_id(rec)}: carpet {actual!r} vs R {expected!r} (|diff| {err:.3g} > {limit:.3g})"
+
+
+def close(actual, expected, rel=0.0, abs_=0.0):
+    """Element-wise |a - e| <= abs + rel·|e|, with None/NaN (R's NA) matching only None/NaN."""
+    a = np.array([np.nan if v is None else v for v in np.atleast_1d(actual)], dtype=float)
+    e = np.array([np.nan if v is None else v for v in np.atleast_1d(expected)], dtype=float)
+    assert a.shape == e.shape
+    assert np.array_equal(np.isnan(a), np.isnan(e)), (a, e)
+    ok = ~np.isnan(e)
+    np.testing.assert_allclose(a[ok], e[ok], rtol=rel, atol=abs_)

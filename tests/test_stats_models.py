@@ -106,6 +106,24 @@ def test_bootstrap_difference(comparison, sim):
     assert refit["n_boot"] == 20 and refit["lower"] < refit["upper"]
 
 
+def test_bootstrap_interval_recomputed_with_lifelines_concordance(sim):
+    # the same resamples (row indices rng.integers(0, n, n) per resample, seeded), each C by lifelines
+    from lifelines.utils import concordance_index
+
+    models = {"IPI": ["ipi"], "IPI+MTV": ["ipi", "log_mtv"]}
+    res = compare_models(sim, "time_months", "event", models, n_boot=40, seed=4)
+    t, e = sim.time_months.to_numpy(), sim.event.to_numpy()
+    rng = np.random.default_rng(4)
+    diffs = []
+    for _ in range(40):
+        idx = rng.integers(0, len(t), len(t))
+        c = [concordance_index(t[idx], -res.fits[m].linear_predictor[idx], e[idx]) for m in models]
+        diffs.append(c[0] - c[1])
+    row = res.differences.iloc[0]
+    assert [row["lower"], row["upper"]] == pytest.approx(np.quantile(diffs, [0.025, 0.975]), abs=1e-12)
+    assert row["se"] == pytest.approx(np.std(diffs, ddof=1), abs=1e-12)
+
+
 def test_compare_models_uses_common_complete_cases_and_rejects_bad_input(sim):
     df = sim.copy()
     df.loc[:9, "ldh_high"] = np.nan

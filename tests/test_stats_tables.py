@@ -102,6 +102,42 @@ def test_table1_counts_percentages_and_p_match_independent_computation():
     assert t.tests.set_index("variable").loc["prior_lines", "statistic"] == w
 
 
+def test_table1_median_iqr_uses_r_type7_quantiles():
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"grp": np.repeat(["a", "b"], [13, 18]), "mtv_ml": rng.lognormal(3, 1, 31)})
+    row = table1(df, "grp", nonnormal=["mtv_ml"], decimals=3).table.iloc[1]
+
+    def type7(v, p):  # R quantile(type = 7): x[h] + (h - floor h)(x[h+1] - x[h]), h = (n - 1)p, 0-based
+        v = np.sort(v)
+        h = (len(v) - 1) * p
+        lo = int(np.floor(h))
+        return v[lo] + (h - lo) * (v[min(lo + 1, len(v) - 1)] - v[lo])
+
+    for g in ("a", "b"):
+        v = df.mtv_ml[df.grp == g].to_numpy()
+        assert row[g] == f"{type7(v, .5):.3f} ({type7(v, .25):.3f}–{type7(v, .75):.3f})"
+
+
+def test_table1_rows_without_a_group_count_in_overall_only():
+    df = _cohort()
+    df.loc[[0, 5, 9], "emd"] = None
+    t = table1(df, "emd", categorical=["race"], nonnormal=["prior_lines"])
+    known = df.dropna(subset=["emd"])
+    ref = table1(known, "emd", categorical=["race"], nonnormal=["prior_lines"])
+    pd.testing.assert_frame_equal(t.tests, ref.tests)  # the tests see the rows with a group only
+    assert t.table.loc[0, "Overall"] == str(len(df)) and t.provenance["group_missing_rows"] == 3
+    white = t.table[t.table["level"] == "White"].iloc[0]
+    assert _parse_count(white["Overall"])[0] == int((df.race == "White").sum())
+
+
+def test_table1_binary_variable_shows_its_yes_row_even_when_nobody_has_it():
+    df = pd.DataFrame({"g": ["a", "b"] * 5, "male": [0] * 10, "flag": [False] * 10, "smoker": [0, 1] * 5})
+    tab = table1(df, "g", categorical=["male", "flag", "smoker"], labels={"male": "Male"}).table.set_index("variable")
+    assert tab.loc["Male, n (%)", ["Overall", "a", "b"]].tolist() == ["0 (0%)"] * 3  # was "10 (100%)": the zeros
+    assert tab.loc["flag, n (%)", "Overall"] == "0 (0%)"
+    assert tab.loc["smoker, n (%)", ["a", "b"]].tolist() == ["0 (0%)", "5 (100%)"]
+
+
 def test_table1_outputs(tmp_path):
     t = table1(_cohort(), "emd", continuous=["age"], categorical=["race"])
     assert t.to_csv(tmp_path / "t1.csv").exists()
@@ -295,6 +331,29 @@ def test_sankey_figure_draws_one_ribbon_per_flow(tmp_path):
     assert heights == expected
     fig.savefig(tmp_path / "sankey.png")
     assert (tmp_path / "sankey.png").stat().st_size > 5000
+
+
+def test_sankey_ribbons_do_not_cross_at_their_nodes():
+    from matplotlib.patches import PathPatch, Rectangle
+
+    from carpet.report.sankey import sankey_figure
+
+    tr = transitions(_study_transitions_df(), "baseline", "progression", order=STUDY_ORDER, max_tables=1000)
+    fig = sankey_figure(tr.flows.sample(frac=1, random_state=1), list(tr.table.index))  # flows in any order
+    ax = fig.axes[0]
+    right_x = max(p.get_x() for p in ax.patches if isinstance(p, Rectangle))
+    right_bars = [(p.get_y(), p.get_y() + p.get_height()) for p in ax.patches
+                  if isinstance(p, Rectangle) and p.get_x() == right_x]
+    ribbons = []  # (source colour, target bar, top at the left, top at the right)
+    for p in ax.patches:
+        if isinstance(p, PathPatch):
+            v = p.get_path().vertices  # [0] left top, [3] right top, [4] right bottom
+            target = next(k for k, (lo, hi) in enumerate(right_bars) if lo - 1e-9 <= v[4, 1] and v[3, 1] <= hi + 1e-9)
+            ribbons.append((p.get_facecolor(), target, v[0, 1], v[3, 1]))
+    assert len(ribbons) == len(tr.flows)
+    for a, b in itertools.combinations(ribbons, 2):
+        if a[0] == b[0] or a[1] == b[1]:  # same source or same target: the same order on both sides
+            assert (a[2] > b[2]) == (a[3] > b[3])
 
 
 def test_table1_matches_r_fixture_on_simulated_cohort():

@@ -9,26 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
+from _r_reference import close
 from carpet.stats import concordance_counts, cox, cutpoint, kaplan_meier, logrank
 
 FIXTURES = Path(__file__).parent / "fixtures" / "r"
 R = json.loads((FIXTURES / "tied_cohort_r.json").read_text())
 COHORT = pd.read_csv(FIXTURES / "tied_cohort.csv")
 COHORT["group"] = pd.Categorical(COHORT["group"], categories=["A", "B", "C"])
-
-
-def close(actual, expected, rel=0.0, abs_=0.0):
-    """Element-wise |a - e| <= abs + rel·|e|, with None/NaN (R's NA) matching only None/NaN."""
-    a = np.array([np.nan if v is None else v for v in np.atleast_1d(actual)], dtype=float)
-    e = np.array([np.nan if v is None else v for v in np.atleast_1d(expected)], dtype=float)
-    assert a.shape == e.shape
-    assert np.array_equal(np.isnan(a), np.isnan(e)), (a, e)
-    ok = ~np.isnan(e)
-    np.testing.assert_allclose(a[ok], e[ok], rtol=rel, atol=abs_)
 
 
 def test_many_ties_in_time():
@@ -130,3 +120,20 @@ def test_kaplan_meier_other_confidence_level():
     close(at["lower"], R["km/all/log90/lower"], rel=1e-6)
     close(at["upper"], R["km/all/log90/upper"], rel=1e-6)
     close(km.median_ci, R["km/all/log90/median_ci"], rel=1e-6)
+
+
+def test_km_figure_prints_r_numbers_at_risk_median_and_logrank():
+    import matplotlib.pyplot as plt
+
+    from carpet.report.km_plot import km_figure
+
+    groups = {g: (sub["time"], sub["event"]) for g, sub in COHORT.groupby("group", observed=True)}
+    fig, stats = km_figure(groups, risk_times=R["km/times"])
+    risk_row_b = [t for t in fig.axes[1].texts if t.get_position()[1] == 1]  # rows top-down: A (y=2), B, C
+    assert [t.get_position()[0] for t in risk_row_b] == R["km/times"]
+    close([int(t.get_text()) for t in risk_row_b], R["km/B/log/n_risk"])
+    b = stats["groups"]["B"]
+    close([b["median"], *b["median_ci"]],
+          [R[f"km/B/log/quantile{part}"][1] for part in ("", "_lower", "_upper")], rel=1e-6)
+    close(stats["logrank"]["statistic"], R["logrank/rho=0/chisq"], rel=1e-6)
+    plt.close(fig)

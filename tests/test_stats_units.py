@@ -165,6 +165,8 @@ def test_bad_options_and_shapes():
         kaplan_meier([1, 2], [1])
     with pytest.raises(InputError, match="at least 2 groups"):
         logrank([1, 2, 3], [1, 1, 0], ["a", "a", "a"])
+    with pytest.raises(InputError, match="strata has 2 values"):
+        concordance_counts([1, 2, 3], [1, 0, 1], [1, 2, 3], strata=[1, 2])
     with pytest.raises(InputError, match="not found"):
         cox(pd.DataFrame({"time": [1, 2], "event": [1, 0]}), covariates=["mtv_ml"])
     with pytest.raises(InputError, match="ties"):

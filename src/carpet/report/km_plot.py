@@ -113,6 +113,8 @@ def _nice_step(raw: float) -> float:
 
 
 def _fmt_p(p: float) -> str:
+    if not np.isfinite(p):
+        return "NA"
     if p < 0.001:
         return "< 0.001"
     return f"{p:.3f}" if p < 0.1 else f"{p:.2f}"

@@ -1,8 +1,11 @@
-"""Validation of survival input arrays (one place for every ``carpet.stats`` entry point)."""
+"""Validation of survival input arrays and data-frame columns (one place for every ``carpet.stats`` entry point)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import pandas as pd
 
 from carpet.errors import InputError
 
@@ -37,3 +40,10 @@ def survival_arrays(time, event, *, source: str = "survival data") -> tuple[np.n
         raise InputError(f"event must be 0 (censored) or 1 (event), got {e_raw[i]!r}", source=source,
                          where=f"row {i}, column 'event'")
     return t, e_num.astype(bool)
+
+
+def require_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
+    """Raise :class:`InputError` naming the columns of ``columns`` that ``df`` lacks."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputError(f"column(s) {missing} not found; available: {list(df.columns)}", where="columns")

@@ -78,6 +78,8 @@ def concordance_counts(time, event, risk, strata=None) -> ConcordanceCounts:
     if x.shape != t.shape or not np.isfinite(x).all():
         raise InputError(f"risk needs one finite value per subject ({t.size}); got {x.size} values, "
                          f"{int(np.sum(~np.isfinite(x)))} missing or infinite", where="risk")
+    if strata is not None and np.size(strata) != t.size:
+        raise InputError(f"strata has {np.size(strata)} values but time has {t.size}", where="strata")
     strata_codes = (np.zeros(t.size, dtype=np.int64) if strata is None
                     else np.unique(np.asarray(strata), return_inverse=True)[1].ravel())
     order = np.lexsort((~e, t, strata_codes))  # stratum, time, events before censorings

@@ -18,9 +18,10 @@ from scipy.stats import chi2, norm, rankdata
 
 from carpet.errors import InputError
 from carpet.provenance import provenance
-from carpet.stats._input import survival_arrays
+from carpet.stats._input import require_columns, survival_arrays
 from carpet.stats._results import TestResult
 from carpet.stats.concordance import concordance_counts
+from carpet.stats.km import kaplan_meier
 
 
 class _CoxData:
@@ -119,13 +120,14 @@ def _design(df: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, dict
     """Numeric design matrix and its columns per covariate (term).
 
     Categorical/text/bool columns become treatment dummies against the first level, named like R
-    (``column + level``).
+    (``column + level``). Levels no row uses are left out (R reports NA for them).
     """
     parts = []
     for c in covariates:
         col = df[c]
         if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or col.dtype == bool:
             cat = col.astype("category") if not isinstance(col.dtype, pd.CategoricalDtype) else col
+            cat = cat.cat.remove_unused_categories()  # e.g. a level only rows with a missing value had
             dummies = pd.get_dummies(cat, prefix=c, prefix_sep="", drop_first=True, dtype=float)
             parts.append(dummies)
         else:
@@ -258,7 +260,8 @@ def cox(df: pd.DataFrame, duration: str = "time", event: str = "event", covariat
         Column names of follow-up time (>= 0) and event indicator (1/0).
     covariates : list of str
         Covariate columns; numeric columns enter as they are, categorical/text/bool columns as
-        treatment dummies against their first level (named ``column + level`` like R).
+        treatment dummies against their first level (named ``column + level`` like R); levels that
+        no used row has are left out.
     ties : {"efron", "breslow"}
     strata : str or list of str, optional
         Columns defining strata with separate baseline hazards.
@@ -277,11 +280,12 @@ def cox(df: pd.DataFrame, duration: str = "time", event: str = "event", covariat
         raise InputError("a Cox model needs at least one covariate", where="covariates")
     strata_cols = [] if strata is None else ([strata] if isinstance(strata, str) else list(strata))
     used = [duration, event, *covariates, *strata_cols]
-    missing = [c for c in used if c not in df.columns]
-    if missing:
-        raise InputError(f"column(s) {missing} not found; available: {list(df.columns)}", where="columns")
+    require_columns(df, used)
     frame = df[used].dropna()
     t, e = survival_arrays(frame[duration], frame[event], source=f"columns {duration!r}/{event!r}")
+    if not e.any():
+        raise InputError(f"no events among the {t.size} rows used; a Cox model needs at least one",
+                         where=f"column {event!r}")
     design, terms = _design(frame, covariates)
     X = design.to_numpy(dtype=float)
     X = X - X.mean(axis=0)  # R centres covariates; coefficients are unchanged, exp() stays finite
@@ -303,11 +307,9 @@ def cox(df: pd.DataFrame, duration: str = "time", event: str = "event", covariat
 def _transformed_times(time: np.ndarray, event: np.ndarray, transform: str) -> np.ndarray:
     """cox.zph's time transform g(t) per subject (``km``: 1 - S(t-) of the pooled KM curve)."""
     if transform == "km":
-        uniq, inv = np.unique(time, return_inverse=True)
-        d = np.bincount(inv, weights=event, minlength=uniq.size)
-        n_risk = np.cumsum(np.bincount(inv, minlength=uniq.size)[::-1])[::-1]
-        surv_before = np.concatenate(([1.0], np.cumprod(1 - d / n_risk)))[:-1]
-        return 1 - surv_before[inv]
+        km = kaplan_meier(time, event)
+        surv_before = np.concatenate(([1.0], km.surv[:-1]))
+        return 1 - surv_before[np.searchsorted(km.time, time)]
     if transform == "identity":
         return time.astype(float)
     if transform == "log":

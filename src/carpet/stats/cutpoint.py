@@ -62,6 +62,19 @@ def p_lausen94(b: float, n: int, m: np.ndarray) -> float:
     return float(1 - (norm.cdf(b) - norm.cdf(-b)) + d)
 
 
+def _marker_data(time, event, x) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Time, event and marker of the subjects with a marker value, and how many had none."""
+    t_all, e_all = survival_arrays(time, event)
+    x_all = np.asarray(x, dtype=float).ravel()
+    if x_all.size != t_all.size:
+        raise InputError(f"marker has {x_all.size} values but time has {t_all.size}", where="x")
+    ok = ~np.isnan(x_all)
+    if not e_all[ok].any():
+        raise InputError(f"no events among the {int(ok.sum())} subjects with a marker value; the log-rank "
+                         "statistic is undefined", where="event")
+    return t_all[ok], e_all[ok], x_all[ok], int((~ok).sum())
+
+
 @dataclass(frozen=True)
 class CutpointResult:
     """Result of :func:`cutpoint`.
@@ -144,14 +157,9 @@ def cutpoint(time, event, x, min_prop: float = 0.1, max_prop: float = 0.9, n_per
     CutpointResult
         Always with the search-adjusted p-value: an optimised cut-point is never reported without it.
     """
-    t_all, e_all = survival_arrays(time, event)
-    x_all = np.asarray(x, dtype=float).ravel()
-    if x_all.size != t_all.size:
-        raise InputError(f"marker has {x_all.size} values but time has {t_all.size}", where="x")
     if not (0 <= min_prop < max_prop <= 1):
         raise InputError(f"need 0 <= min_prop < max_prop <= 1, got {min_prop}, {max_prop}", where="min_prop")
-    ok = ~np.isnan(x_all)
-    t, e, xv = t_all[ok], e_all[ok], x_all[ok]
+    t, e, xv, n_missing = _marker_data(time, event, x)
     n = t.size
     scores = logrank_scores(t, e)
     order = np.argsort(xv, kind="stable")
@@ -185,7 +193,7 @@ def cutpoint(time, event, x, min_prop: float = 0.1, max_prop: float = 0.9, n_per
     return CutpointResult(
         value=float(xs[m[best] - 1]), statistic=stat, p_value=p_lausen92(stat, min_prop, max_prop),
         p_value_lau94=p_lausen94(stat, n, m), p_value_perm=p_perm, n_candidates=int(m.size),
-        cuts=xs[m - 1], statistics=stats, n=n, n_missing=int((~ok).sum()), min_prop=min_prop,
+        cuts=xs[m - 1], statistics=stats, n=n, n_missing=n_missing, min_prop=min_prop,
         max_prop=max_prop, n_perm=n_perm, seed=seed,
         provenance=provenance(method="maximally selected log-rank statistic (maxstat smethod=LogRank)",
                               p_value="Lausen-Schumacher 1992", min_prop=min_prop, max_prop=max_prop,
@@ -244,12 +252,8 @@ def evaluate_cutoff(time, event, x, cutoff: float, *, marker_method: str | None 
             raise InputError(msg, where="marker_method", hint="recompute the marker with the cut-off's method, "
                              "or pass strict=False to evaluate anyway (with a warning)")
         warnings.warn(msg, stacklevel=2)
-    t_all, e_all = survival_arrays(time, event)
-    x_all = np.asarray(x, dtype=float).ravel()
-    if x_all.size != t_all.size:
-        raise InputError(f"marker has {x_all.size} values but time has {t_all.size}", where="x")
-    ok = ~np.isnan(x_all)
-    t, e, high = t_all[ok], e_all[ok], (x_all[ok] > cutoff).astype(int)
+    t, e, xv, n_missing = _marker_data(time, event, x)
+    high = (xv > cutoff).astype(int)
     if high.min() == high.max():
         raise InputError(f"every subject falls on the same side of the cut-off {cutoff:g}", where="cutoff")
     lr = logrank(t, e, high)
@@ -261,6 +265,6 @@ def evaluate_cutoff(time, event, x, cutoff: float, *, marker_method: str | None 
         events_low=int(e[high == 0].sum()), events_high=int(e[high == 1].sum()), hr=float(row["hr"]),
         hr_lower=float(row["hr_lower"]), hr_upper=float(row["hr_upper"]),
         logrank=TestResult(lr.statistic, lr.df, lr.p_value),
-        concordance=concordance_counts(t, e, high).concordance, n_missing=int((~ok).sum()),
+        concordance=concordance_counts(t, e, high).concordance, n_missing=n_missing,
         provenance=provenance(method="fixed cut-off evaluation (high = x > cutoff)", cutoff=float(cutoff),
                               marker_method=marker_method, cutoff_method=cutoff_method, ties=ties))

@@ -76,6 +76,12 @@ def confidence_band(surv, se_log, conf_type: str = "log", conf_level: float = 0.
     return np.where(exact, p, lower), np.where(exact, p, upper)
 
 
+def _std_err(surv: np.ndarray, se_log: np.ndarray) -> np.ndarray:
+    """Greenwood SE on the survival scale, S·se(log S); NaN where se(log S) is infinite (S = 0), as R's 0·Inf."""
+    out = np.full(np.shape(surv), np.nan)
+    return np.multiply(surv, se_log, out=out, where=np.isfinite(se_log))
+
+
 def _findq(x: np.ndarray, y: np.ndarray, p: float, xmax: float) -> float | None:
     """R's ``findq`` (inside ``quantile.survfit``): first x where the step curve y reaches p.
 
@@ -152,7 +158,7 @@ class KaplanMeier:
     @property
     def std_err(self) -> np.ndarray:
         """Greenwood standard error of S(t) on the survival scale (R's ``summary(fit)$std.err``)."""
-        return self.surv * self.se_log
+        return _std_err(self.surv, self.se_log)
 
     @property
     def events(self) -> int:
@@ -217,7 +223,7 @@ class KaplanMeier:
         surv = np.where(before, 1.0, self.surv[j])
         se_log = np.where(before, 0.0, self.se_log[j])
         lower, upper = confidence_band(surv, se_log, self.conf_type, self.conf_level)
-        return pd.DataFrame({"time": t, "surv": surv, "std_err": surv * se_log, "lower": lower,
+        return pd.DataFrame({"time": t, "surv": surv, "std_err": _std_err(surv, se_log), "lower": lower,
                              "upper": upper, "n_risk": self._n_at_risk(t)})
 
     def _n_at_risk(self, t: np.ndarray) -> np.ndarray:

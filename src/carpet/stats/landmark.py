@@ -15,9 +15,9 @@ import pandas as pd
 
 from carpet.errors import InputError
 from carpet.provenance import provenance
+from carpet.stats._input import require_columns
 from carpet.stats.km import kaplan_meier
 from carpet.stats.logrank import LogRankResult, logrank
-from carpet.stats.table1 import require_columns
 
 
 @dataclass

@@ -110,7 +110,7 @@ def logrank(time, event, group, strata=None, rho: float = 0, trend: bool = False
     -------
     LogRankResult
         statistic (chi-square), df (k−1 over groups with expected events > 0, as R; 1 for trend),
-        p_value, observed, expected, variance.
+        p_value (NaN when no group has expected events: nothing to test), observed, expected, variance.
     """
     t, e = survival_arrays(time, event)
     # keep a categorical's level order (R's factor order), otherwise sort the labels
@@ -153,7 +153,12 @@ def logrank(time, event, group, strata=None, rho: float = 0, trend: bool = False
         # survdiff: groups with no expected events drop out; of the rest the first is redundant
         keep = np.flatnonzero(expected > 0)[1:]
         df = keep.size
-        stat = float(diff[keep] @ np.linalg.solve(variance[np.ix_(keep, keep)], diff[keep])) if df else 0.0
-    p_value = float(chi2.sf(stat, df)) if df else 1.0  # no test possible: R reports chisq 0
+        try:
+            stat = float(diff[keep] @ np.linalg.solve(variance[np.ix_(keep, keep)], diff[keep])) if df else 0.0
+        except np.linalg.LinAlgError:
+            raise InputError("the groups cannot be compared: their log-rank variance is singular (no stratum has "
+                             "events while two of the groups are at risk, e.g. each stratum holds one group)",
+                             where="group") from None
+    p_value = float(chi2.sf(stat, df)) if df else float("nan")  # no test possible (no events): R's p is NA
     return LogRankResult(statistic=stat, df=df, p_value=p_value, groups=list(groups),
                          observed=observed, expected=expected, variance=variance, rho=rho, trend=trend)

@@ -32,9 +32,9 @@ from scipy import stats
 
 from carpet.errors import InputError
 from carpet.provenance import provenance
+from carpet.stats._input import require_columns
 from carpet.stats.concordance import concordance_index
 from carpet.stats.cox import cox
-from carpet.stats.table1 import require_columns
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ import pandas as pd
 
 from carpet.errors import InputError
 from carpet.provenance import provenance
-from carpet.stats.table1 import TableTest, association_test, require_columns
+from carpet.stats._input import require_columns
+from carpet.stats.table1 import TableTest, association_test
 
 
 @dataclass
