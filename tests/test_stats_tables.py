@@ -263,7 +263,7 @@ def test_fisher_falls_back_to_monte_carlo_and_says_so():
 
 def test_format_p():
     assert [format_p(p) for p in (0.0004, 0.0076, 0.0499, 0.83, float("nan"))] == [
-        "<0.001", "0.008", "0.05", "0.83", ""]
+        "<0.001", "0.008", "0.050", "0.83", ""]
 
 
 STUDY_ORDER = ["EMD and PMD negative", "EMD only", "PMD only", "EMD and PMD positive"]

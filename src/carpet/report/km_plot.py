@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from carpet.report.style import PALETTE, journal_style
+from carpet.stats._results import format_p
 
 
 def _fmt_months(value) -> str:
@@ -90,7 +91,8 @@ def km_figure(groups: Mapping[str, tuple[Sequence[float], Sequence[int]]], *, ti
             lr = logrank(np.concatenate([t for t, _ in data.values()]),
                          np.concatenate([e for _, e in data.values()]), labels)
             out["logrank"] = {"statistic": lr.statistic, "df": lr.df, "p_value": lr.p_value}
-            ax.text(0.03, 0.05, f"log-rank p = {_fmt_p(lr.p_value)}", transform=ax.transAxes, fontsize=8)
+            ax.text(0.03, 0.05, f"log-rank p = {format_p(lr.p_value, missing='NA')}", transform=ax.transAxes,
+                    fontsize=8)
         ax_risk.set_ylim(-0.6, n_groups - 0.4)
         ax_risk.set_yticks(range(n_groups))
         ax_risk.set_yticklabels(list(data)[::-1], fontsize=7.5)
@@ -110,11 +112,3 @@ def _nice_step(raw: float) -> float:
         if raw <= step:
             return float(step)
     return float(np.ceil(raw))
-
-
-def _fmt_p(p: float) -> str:
-    if not np.isfinite(p):
-        return "NA"
-    if p < 0.001:
-        return "< 0.001"
-    return f"{p:.3f}" if p < 0.1 else f"{p:.2f}"

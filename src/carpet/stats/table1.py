@@ -47,6 +47,7 @@ from scipy.special import gammaln
 from carpet.errors import InputError
 from carpet.provenance import provenance
 from carpet.stats._input import require_columns
+from carpet.stats._results import format_p
 
 # R's fisher.test counts tables whose probability is within this relative error of the observed one.
 _FISHER_REL_ERR = 1.0 + 1e-7
@@ -115,17 +116,6 @@ class Table1:
         if path is not None:
             Path(path).write_text(html, encoding="utf-8")
         return html
-
-
-def format_p(p: float) -> str:
-    """Format a p-value the way clinical tables print it; empty for NaN."""
-    if p is None or not np.isfinite(p):
-        return ""
-    if p < 0.001:
-        return "<0.001"
-    if p < 0.01:
-        return f"{p:.3f}"
-    return f"{p:.2f}"
 
 
 def table1(df: pd.DataFrame, by: str, continuous: Sequence[str] = (), categorical: Sequence[str] = (),
