@@ -160,4 +160,36 @@ def _analyses(state: dict) -> None:
         headline = next((f for f in result.files if f.startswith("figures/") and f.endswith(".png")), None)
         if headline:
             report.image(result.files[headline].read_bytes(), f"{study}: {headline} (from {plan})")
+        if study == "moffitt_post_cart":
+            report.table(_published_vs_simulated(result.results, state["cohorts"][study].targets),
+                         caption="Median months, published (Front Oncol 2025) vs this simulated cohort [95% CI]",
+                         float_format="{:.1f}")
+            report.note("One simulated cohort of the published size scatters around the published medians: the "
+                        "simulator hits them on average over many seeds (tests/test_cohort_sim.py), not in every draw.")
     report.files(links)
+
+
+#: (analysis key, group label in the plan, calibration target key) for the published-vs-simulated table
+_MOFFITT_MEDIANS = [("pfs2", "baseline_emd", "EMD at baseline", "bl_emd"),
+                    ("pfs2", "baseline_emd", "No EMD at baseline", "bl_no_emd"),
+                    ("pfs2", "progression_emd", "EMD at progression", "pd_emd"),
+                    ("pfs2", "progression_emd", "No EMD at progression", "pd_no_emd"),
+                    ("os_pp", "baseline_emd", "EMD at baseline", "bl_emd"),
+                    ("os_pp", "baseline_emd", "No EMD at baseline", "bl_no_emd"),
+                    ("os_pp", "progression_emd", "EMD at progression", "pd_emd"),
+                    ("os_pp", "progression_emd", "No EMD at progression", "pd_no_emd")]
+
+
+def _published_vs_simulated(analyses: dict, targets: dict) -> pd.DataFrame:
+    rows = []
+    for endpoint, by, group, key in _MOFFITT_MEDIANS:
+        km = analyses[f"km_{endpoint}_{by}"]["groups"][group]
+        published = targets["pfs2_median_months" if endpoint == "pfs2" else "os_pp_median_months"]["value"][key]
+        rows.append({"endpoint": "PFS2" if endpoint == "pfs2" else "OS from progression", "group": group,
+                     "published": published, "simulated": km["median"],
+                     "95% CI": f"{_months(km['median_lower'])}–{_months(km['median_upper'])}"})
+    return pd.DataFrame(rows)
+
+
+def _months(value) -> str:
+    return "NA" if value is None or value != value else f"{value:.1f}"
