@@ -310,3 +310,26 @@ def test_bad_patient_and_placement_inputs_are_input_errors():
         outside = LesionSpec("extramedullary", 8.0, 6.0, centre_mm=(0, 0, 1000))
         make_phantom(PhantomSpec.small(lesions=[outside]))
 
+
+
+def test_more_than_255_lesions_all_reach_a_separate_ct_grid():
+    """Regression: CT lesion labels were once uint8, so lesion 256 wrapped to 0 (background HU)
+    on a CT grid finer than the PET. 300 user-placed 2 mm lesions on PET voxel centres: each holds
+    exactly that PET voxel, and the 2×2×2 CT voxels around it (centres ±1 mm, |d| = √3 mm) are lytic."""
+    centres = [(-122.0 + 8 * i, -122.0 + 8 * j, -150.0 + 8 * k)
+               for k in range(3) for j in range(10) for i in range(10)]
+    lesions = [LesionSpec("extramedullary", 2.0, 6.0, centre_mm=c, site="soft_tissue") for c in centres]
+    # PET centres at -126 + 4n and -158 + 4n (64×64×80 at 4 mm); CT at 2 mm.
+    ph = make_phantom(PhantomSpec.small(seed=0, lesions=lesions, ct_spacing_mm=(2.0, 2.0, 2.0)))
+    bare = make_phantom(PhantomSpec.small(seed=0, lesions=[], ct_spacing_mm=(2.0, 2.0, 2.0)))
+    assert len(lesions) > 255
+    labels = ph.lesion_labels.array
+    assert np.array_equal(np.bincount(labels.ravel(), minlength=301)[1:], np.ones(300, int))
+    offsets = np.array([[dx, dy, dz] for dx in (-1, 1) for dy in (-1, 1) for dz in (-1, 1)], float)
+    changed = 0
+    for n, c in enumerate(centres, start=1):
+        assert labels[tuple(np.rint(ph.pet.world_to_index(c)).astype(int))] == n
+        idx = np.rint(ph.ct.world_to_index(np.asarray(c) + offsets)).astype(int)
+        assert (ph.ct.array[tuple(idx.T)] == 40).all(), n
+        changed += n > 255 and (bare.ct.array[tuple(idx.T)] != 40).any()
+    assert changed > 0  # some lesion past 255 sits where the background is not 40 HU
