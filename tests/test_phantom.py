@@ -333,3 +333,14 @@ def test_more_than_255_lesions_all_reach_a_separate_ct_grid():
         assert (ph.ct.array[tuple(idx.T)] == 40).all(), n
         changed += n > 255 and (bare.ct.array[tuple(idx.T)] != 40).any()
     assert changed > 0  # some lesion past 255 sits where the background is not 40 HU
+
+
+def test_voxel_centres_on_the_sphere_surface_are_inside():
+    """The truth rule is |x - c|² <= r² (closed ball). A lesion of radius 2 voxels centred on a voxel
+    centre has voxels exactly on its surface: integer points with a² + b² + c² <= 4 number
+    1 + 6 + 12 + 8 + 6 = 33 (27 with a strict inequality)."""
+    lesion = LesionSpec("extramedullary", 8.0, 6.0, centre_mm=(-110.0, -110.0, 2.0), site="soft_tissue")
+    ph = make_phantom(PhantomSpec.small(seed=0, lesions=[lesion]))  # centres at -126 + 4n, -158 + 4n
+    assert ph.truth["lesions"][0]["n_voxels"] == 33
+    assert int((ph.lesion_labels.array == 1).sum()) == 33
+    assert int((ph.pet.array == 6.0).sum()) == 33
