@@ -344,3 +344,17 @@ def test_voxel_centres_on_the_sphere_surface_are_inside():
     assert ph.truth["lesions"][0]["n_voxels"] == 33
     assert int((ph.lesion_labels.array == 1).sum()) == 33
     assert int((ph.pet.array == 6.0).sum()) == 33
+
+
+def test_a_lesion_holding_no_voxel_centre_keeps_the_truth_valid_json(tmp_path):
+    """A 1 mm sphere midway between 4 mm voxel centres holds none: n_voxels 0, centroid null (not NaN,
+    which strict JSON readers reject), and Dmax is between the lesions that can be seen."""
+    lesions = [LesionSpec("extramedullary", 1.0, 6.0, centre_mm=(-120.0, -120.0, 0.0), site="soft_tissue"),
+               LesionSpec("extramedullary", 4.0, 6.0, centre_mm=(-110.0, -110.0, 2.0), site="soft_tissue"),
+               LesionSpec("extramedullary", 4.0, 6.0, centre_mm=(-110.0, -110.0, 42.0), site="soft_tissue")]
+    ph = make_phantom(PhantomSpec.small(seed=0, lesions=lesions))
+    first = ph.truth["lesions"][0]
+    assert first["n_voxels"] == 0 and first["centroid_mm"] is None
+    text = ph.write_nifti(tmp_path)["truth"].read_text()
+    truth = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert truth["summary"]["dmax_mm"] == pytest.approx(40.0)
