@@ -22,7 +22,9 @@ app = typer.Typer(
     name="carpet",
     help=("PET/CT and outcome research in CAR T-cell therapy: SUV, lesion segmentation, MTV/TLG/Dmax, "
           "lesion sites, IMWG response, survival statistics and reports. Offline; every number carries "
-          "its provenance."),
+          "its provenance. Start with `carpet demo` (no input needed); `carpet COMMAND --help` gives each "
+          "command's inputs, outputs and defaults. Exit codes: 0 done, 1 bad input (one message naming "
+          "the file, tag or column), 2 not available yet."),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
