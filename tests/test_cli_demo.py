@@ -49,3 +49,30 @@ def test_small_demo_writes_report_and_tables(tmp_path):
         results = json.loads((tmp_path / "analysis" / name / "results.json").read_text())
         assert results["simulated"] is True
         assert (tmp_path / "analysis" / name / "report.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_version_and_exit_codes_of_friendly_errors():
+    import pytest
+    import typer
+
+    from carpet import __version__
+    from carpet.cli import _friendly_errors
+    from carpet.errors import InputError, NotYetAvailable
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"carpet {__version__}"
+
+    def raising(exc):
+        @_friendly_errors
+        def command():
+            raise exc
+        return command
+
+    with pytest.raises(typer.Exit) as not_yet:
+        raising(NotYetAvailable("carpet frobnicate lands with issue 99"))()
+    assert not_yet.value.exit_code == 2
+    with pytest.raises(typer.Exit) as bad:
+        raising(InputError("expected SUV", source="x.nii"))()
+    assert bad.value.exit_code == 1
+    with pytest.raises(ZeroDivisionError):  # a bug in carpet is not hidden as 'bad input'
+        raising(ZeroDivisionError())()

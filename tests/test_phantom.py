@@ -310,3 +310,51 @@ def test_bad_patient_and_placement_inputs_are_input_errors():
         outside = LesionSpec("extramedullary", 8.0, 6.0, centre_mm=(0, 0, 1000))
         make_phantom(PhantomSpec.small(lesions=[outside]))
 
+
+
+def test_more_than_255_lesions_all_reach_a_separate_ct_grid():
+    """Regression: CT lesion labels were once uint8, so lesion 256 wrapped to 0 (background HU)
+    on a CT grid finer than the PET. 300 user-placed 2 mm lesions on PET voxel centres: each holds
+    exactly that PET voxel, and the 2×2×2 CT voxels around it (centres ±1 mm, |d| = √3 mm) are lytic."""
+    centres = [(-122.0 + 8 * i, -122.0 + 8 * j, -150.0 + 8 * k)
+               for k in range(3) for j in range(10) for i in range(10)]
+    lesions = [LesionSpec("extramedullary", 2.0, 6.0, centre_mm=c, site="soft_tissue") for c in centres]
+    # PET centres at -126 + 4n and -158 + 4n (64×64×80 at 4 mm); CT at 2 mm.
+    ph = make_phantom(PhantomSpec.small(seed=0, lesions=lesions, ct_spacing_mm=(2.0, 2.0, 2.0)))
+    bare = make_phantom(PhantomSpec.small(seed=0, lesions=[], ct_spacing_mm=(2.0, 2.0, 2.0)))
+    assert len(lesions) > 255
+    labels = ph.lesion_labels.array
+    assert np.array_equal(np.bincount(labels.ravel(), minlength=301)[1:], np.ones(300, int))
+    offsets = np.array([[dx, dy, dz] for dx in (-1, 1) for dy in (-1, 1) for dz in (-1, 1)], float)
+    changed = 0
+    for n, c in enumerate(centres, start=1):
+        assert labels[tuple(np.rint(ph.pet.world_to_index(c)).astype(int))] == n
+        idx = np.rint(ph.ct.world_to_index(np.asarray(c) + offsets)).astype(int)
+        assert (ph.ct.array[tuple(idx.T)] == 40).all(), n
+        changed += n > 255 and (bare.ct.array[tuple(idx.T)] != 40).any()
+    assert changed > 0  # some lesion past 255 sits where the background is not 40 HU
+
+
+def test_voxel_centres_on_the_sphere_surface_are_inside():
+    """The truth rule is |x - c|² <= r² (closed ball). A lesion of radius 2 voxels centred on a voxel
+    centre has voxels exactly on its surface: integer points with a² + b² + c² <= 4 number
+    1 + 6 + 12 + 8 + 6 = 33 (27 with a strict inequality)."""
+    lesion = LesionSpec("extramedullary", 8.0, 6.0, centre_mm=(-110.0, -110.0, 2.0), site="soft_tissue")
+    ph = make_phantom(PhantomSpec.small(seed=0, lesions=[lesion]))  # centres at -126 + 4n, -158 + 4n
+    assert ph.truth["lesions"][0]["n_voxels"] == 33
+    assert int((ph.lesion_labels.array == 1).sum()) == 33
+    assert int((ph.pet.array == 6.0).sum()) == 33
+
+
+def test_a_lesion_holding_no_voxel_centre_keeps_the_truth_valid_json(tmp_path):
+    """A 1 mm sphere midway between 4 mm voxel centres holds none: n_voxels 0, centroid null (not NaN,
+    which strict JSON readers reject), and Dmax is between the lesions that can be seen."""
+    lesions = [LesionSpec("extramedullary", 1.0, 6.0, centre_mm=(-120.0, -120.0, 0.0), site="soft_tissue"),
+               LesionSpec("extramedullary", 4.0, 6.0, centre_mm=(-110.0, -110.0, 2.0), site="soft_tissue"),
+               LesionSpec("extramedullary", 4.0, 6.0, centre_mm=(-110.0, -110.0, 42.0), site="soft_tissue")]
+    ph = make_phantom(PhantomSpec.small(seed=0, lesions=lesions))
+    first = ph.truth["lesions"][0]
+    assert first["n_voxels"] == 0 and first["centroid_mm"] is None
+    text = ph.write_nifti(tmp_path)["truth"].read_text()
+    truth = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert truth["summary"]["dmax_mm"] == pytest.approx(40.0)

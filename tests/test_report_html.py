@@ -24,3 +24,22 @@ def test_report_is_self_contained_and_escapes_text(tmp_path):
     assert '"method": "suv4"' in text
     # self-contained: no external resources
     assert "http://" not in text and "https://" not in text and "<script" not in text
+
+
+def test_mip_shows_head_up_and_legends_every_site():
+    """Coronal view: a hot voxel at (i=2, j=6, k=10) is drawn at column i, row k with rows counted from
+    the bottom (origin 'lower', so superior is up); the sagittal view puts it at column j. A site name
+    outside the colour table is drawn and listed, not an error."""
+    import matplotlib.pyplot as plt
+
+    vol = Volume(np.zeros((10, 8, 12), np.float32), (4.0, 4.0, 4.0))
+    vol.array[2, 6, 10] = 9.0
+    vol.array[5, 1, 1] = 3.0
+    labels = vol.with_array((vol.array > 0).astype(np.int32) * [[[1]]])
+    labels.array[5, 1, 1] = 2
+    fig = mip_figure(vol, labels, {1: "paramedullary", 2: "soft tissue?"})
+    coronal, sagittal = (ax.images[0] for ax in fig.axes[:2])
+    assert coronal.origin == "lower" and coronal.get_array()[10, 2] == 9.0 and coronal.get_array()[1, 5] == 3.0
+    assert sagittal.get_array()[10, 6] == 9.0 and sagittal.get_array().shape == (12, 8)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["paramedullary", "soft tissue?"]
+    plt.close(fig)

@@ -64,3 +64,36 @@ def test_from_sitk_shares_the_image_buffer_and_keeps_it_alive():
     assert vol.shape == (4, 3, 2)
     assert vol.array[3, 2, 1] == 23.0 and vol.array[1, 0, 0] == 1.0
     assert not vol.array.flags.owndata
+
+
+def test_nifti_is_ras_on_disk_as_nibabel_reads_it(tmp_path):
+    """Independent of SimpleITK: nibabel must see the same voxels in the same [i, j, k] order and
+    the LPS affine flipped to RAS (x and y negated), also for a rotated grid."""
+    import nibabel as nib
+
+    c, s = np.cos(0.4), np.sin(0.4)
+    direction = np.array([[c, 0, s], [0, 1.0, 0], [-s, 0, c]])
+    vol = Volume(np.arange(60, dtype=np.int16).reshape(3, 4, 5), (1.5, 2.0, 3.0), (-100.0, 20.0, 5.0), direction)
+    path = write_nifti(vol, tmp_path / "r.nii.gz")
+    img = nib.load(path)
+    assert np.array_equal(np.asarray(img.dataobj), vol.array)
+    assert np.allclose(img.affine, np.diag([-1.0, -1.0, 1.0, 1.0]) @ vol.affine, atol=1e-5)
+    back = read_nifti(path)
+    assert np.allclose(back.direction, direction, atol=1e-6) and back.same_grid(vol)
+
+
+def test_resample_linear_interpolates_between_voxel_centres():
+    """A ramp along i (value = i) sampled half a voxel further on reads i + 0.5; outside is the default."""
+    ramp = np.broadcast_to(np.arange(6, dtype=np.float32)[:, None, None], (6, 3, 3)).copy()
+    vol = Volume(ramp, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
+    shifted = Volume(np.zeros((6, 3, 3)), (2.0, 2.0, 2.0), (1.0, 0.0, 0.0))
+    out = resample_to(vol, shifted, interpolation="linear", default_value=-7.0)
+    assert np.allclose(out.array[:5, 1, 1], np.arange(5) + 0.5)
+    assert out.array[5, 1, 1] == -7.0  # centre at x = 11 mm lies beyond the last voxel centre (10 mm)
+
+
+def test_resample_unknown_interpolation_is_an_input_error():
+    vol = Volume(np.zeros((2, 2, 2)), (1, 1, 1))
+    other = Volume(np.zeros((3, 3, 3)), (1, 1, 1))
+    with pytest.raises(InputError, match="interpolation.*'cubic'"):
+        resample_to(vol, other, interpolation="cubic")

@@ -22,7 +22,9 @@ app = typer.Typer(
     name="carpet",
     help=("PET/CT and outcome research in CAR T-cell therapy: SUV, lesion segmentation, MTV/TLG/Dmax, "
           "lesion sites, IMWG response, survival statistics and reports. Offline; every number carries "
-          "its provenance."),
+          "its provenance. Start with `carpet demo` (no input needed); `carpet COMMAND --help` gives each "
+          "command's inputs, outputs and defaults. Exit codes: 0 done, 1 bad input (one message naming "
+          "the file, tag or column), 2 not available yet."),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -267,7 +269,13 @@ def demo(
     seed: int = typer.Option(2025, "--seed", help="Random seed (the demo is deterministic for a seed)."),
     small: bool = typer.Option(False, "--small", help="Small phantoms and cohort (seconds instead of a minute)."),
 ) -> None:
-    """Run carpet end to end on simulated data and write an HTML report in OUT."""
+    """Run carpet end to end on simulated data and write an HTML report in OUT.
+
+    Needs no input: it simulates the three published cohorts, builds and quantifies PET/CT phantoms
+    of some patients, derives IMWG progression from simulated labs and runs the packaged analysis
+    plans. Writes OUT/index.html (the report; its path is printed), imaging.csv, cohorts/<study>/,
+    studies/<study_id>/, imwg/ and analysis/<plan>/. Everything is labelled as simulated.
+    """
     from carpet.demo import run_demo
 
     index = run_demo(out, seed=seed, small=small, console=err)

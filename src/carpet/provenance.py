@@ -14,16 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from carpet import __version__
+from carpet.errors import InputError
 
 
 def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     """SHA-256 of a file, or of every file below a folder (sorted by relative path)."""
     path = Path(path)
+    if not path.exists():
+        raise InputError("file not found (cannot hash it for provenance)", source=path)
     digest = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for f in files:
         if path.is_dir():
-            digest.update(str(f.relative_to(path)).encode())
+            digest.update(f.relative_to(path).as_posix().encode())  # same hash on every OS
         with open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(chunk_bytes), b""):
                 digest.update(chunk)

@@ -157,10 +157,12 @@ def resample_to(moving: Volume, reference: Volume, *, interpolation: str = "line
     """
     import SimpleITK as sitk
 
+    modes = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor, "label": sitk.sitkLabelGaussian}
+    if interpolation not in modes:
+        raise InputError(f"interpolation must be one of {sorted(modes)}, got {interpolation!r}")
     if moving.same_grid(reference):
         return moving
-    interp = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor,
-              "label": sitk.sitkLabelGaussian}[interpolation]
+    interp = modes[interpolation]
     out = sitk.Resample(moving.to_sitk(), reference.to_sitk(), sitk.Transform(), interp,
                         float(default_value))
     arr = sitk.GetArrayFromImage(out).transpose(2, 1, 0)

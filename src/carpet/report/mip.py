@@ -44,10 +44,10 @@ def mip_figure(pet: Volume, labels: Volume | None = None, sites: dict[int, str] 
                                linewidths=0.8)
             ax.set_title(name, fontsize=8)
             ax.axis("off")
-        handles = [plt.Line2D([], [], color=c, lw=1.5) for c in SITE_COLOURS.values()]
         if sites:
             present = sorted(set(sites.values()))
-            fig.legend([handles[list(SITE_COLOURS).index(s)] for s in present], present,
+            # a site outside SITE_COLOURS is drawn (and listed) in red, as its contour is
+            fig.legend([plt.Line2D([], [], color=SITE_COLOURS.get(s, "red"), lw=1.5) for s in present], present,
                        loc="lower center", ncol=len(present), fontsize=7)
         if title:
             fig.suptitle(title, fontsize=9, fontweight="bold")

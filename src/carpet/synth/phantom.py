@@ -707,16 +707,16 @@ def _lesion_records(lesions: list[tuple[LesionSpec, np.ndarray, str]], labels: V
     records = []
     for lid, (lesion, centre, site) in enumerate(lesions, start=1):
         n = int(counts[lid])
-        centroid = np.full(3, np.nan)
+        centroid = None  # a sphere smaller than the voxel pitch can hold no voxel centre (JSON null)
         if n:  # voxel centroid, from the lesion's bounding box only
             box = boxes[lid - 1]
             idx = np.argwhere(labels.array[box] == lid) + [s.start for s in box]
-            centroid = labels.index_to_world(idx.mean(axis=0))
+            centroid = [float(c) for c in labels.index_to_world(idx.mean(axis=0))]
         records.append({"id": lid, "kind": lesion.kind, "site": site,
                         "centre_mm": [float(c) for c in centre], "radius_mm": lesion.radius_mm,
                         "suv": lesion.suv, "gap_mm": lesion.gap_mm if lesion.kind == "abutting" else None,
                         "n_voxels": n, "volume_ml": n * voxel_ml, "tlg": n * voxel_ml * lesion.suv,
-                        "centroid_mm": [float(c) for c in centroid],
+                        "centroid_mm": centroid,
                         "bone_fraction": float(in_bone[lid] / n) if n else 0.0,
                         "bone_distance_mm": max(0.0, float(anatomy.bone_sdf(centre)[0]) - lesion.radius_mm)})
     return records
@@ -726,13 +726,14 @@ def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Patient totals of the ideal image, named as in ``summary.json`` of ``carpet quantify``."""
     from scipy.spatial.distance import pdist
 
-    centroids = np.array([r["centroid_mm"] for r in records]).reshape(-1, 3)
+    # Dmax between lesions that hold voxels, as a measurement of the ideal image would see them
+    centroids = np.array([r["centroid_mm"] for r in records if r["n_voxels"]]).reshape(-1, 3)
     kinds = [r["kind"] for r in records]
     return {"n_lesions": len(records),
             "mtv_ml": float(sum(r["volume_ml"] for r in records)),
             "tlg": float(sum(r["tlg"] for r in records)),
             "suv_max": float(max((r["suv"] for r in records), default=0.0)),
-            "dmax_mm": float(pdist(centroids).max()) if len(records) > 1 else 0.0,
+            "dmax_mm": float(pdist(centroids).max()) if len(centroids) > 1 else 0.0,
             **{f"n_{kind}": kinds.count(kind) for kind in LESION_KINDS}}
 
 
