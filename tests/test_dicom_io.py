@@ -236,3 +236,55 @@ def test_ambiguous_ct_pairing(tmp_path):
         write_series(tmp_path / name, ramp(), header={"Modality": "CT"}, for_uid="9.9", prefix=name)
     with pytest.raises(InputError, match="several CT series match the PET.*--ct"):
         read_pet_ct(tmp_path)
+
+
+@pytest.mark.parametrize("syntax", ["ImplicitVRLittleEndian", "ExplicitVRBigEndian",
+                                    "DeflatedExplicitVRLittleEndian"])
+def test_other_native_syntaxes_read_like_simpleitk(tmp_path, syntax):
+    """Pixels are read from the file at the offset where the header parse stopped: the element
+    header differs per syntax (8 bytes implicit, 12 explicit, big-endian values; deflated files go
+    through pydicom). Checked against the written values and against SimpleITK/GDCM."""
+    import pydicom
+    from pydicom import uid
+
+    values = ramp()
+    for f in write_series(tmp_path, values, slopes=[1, 2, 1, 0.5]):
+        ds = pydicom.dcmread(f)
+        if syntax == "ExplicitVRBigEndian":  # pydicom writes the OW bytes as given: swap them here
+            ds.PixelData = ds.pixel_array.astype(">i2").tobytes()
+        ds.file_meta.TransferSyntaxUID = getattr(uid, syntax)
+        if syntax == "ExplicitVRBigEndian":
+            pydicom.dcmwrite(f, ds, implicit_vr=False, little_endian=False, force_encoding=True)
+        else:
+            ds.save_as(f, enforce_file_format=True)
+    assert pydicom.dcmread(f).file_meta.TransferSyntaxUID == getattr(uid, syntax)
+    vol = read_series(tmp_path)
+    np.testing.assert_allclose(vol.array, values)
+    if syntax != "DeflatedExplicitVRLittleEndian":  # GDCM's deflate support varies by build
+        np.testing.assert_allclose(vol.array, _sitk_read(tmp_path).array, rtol=1e-6)
+
+
+def test_file_ending_before_pixel_data(tmp_path):
+    import pydicom
+
+    files = write_series(tmp_path, ramp())
+    with open(files[1], "rb") as fh:  # cut the file where the pixel data element starts
+        pydicom.dcmread(fh, stop_before_pixels=True)
+        end = fh.tell()
+    files[1].write_bytes(files[1].read_bytes()[:end + 6])
+    with pytest.raises(InputError, match=f"{files[1].name}.*no pixel data"):
+        read_series(tmp_path)
+
+
+def test_suv_in_the_decoding_pass_equals_suv_after_reading(tmp_path):
+    """to_suv folds the factors into the rescale; read then convert must give the same SUV."""
+    from carpet.io.dicom import _load
+    from carpet.suv import series_to_suv, to_suv
+
+    write_series(tmp_path, ramp(), slopes=[1, 2, 1, 0.5])
+    fused, result = to_suv(tmp_path)
+    separate, again = series_to_suv(_load(tmp_path))
+    assert fused.array.dtype == np.float32 and fused.meta["units"] == "SUVbw"
+    assert result.slice_factors == again.slice_factors
+    np.testing.assert_allclose(fused.array, separate.array, rtol=1e-6)
+    np.testing.assert_allclose(fused.array, read_series(tmp_path).array * result.factor, rtol=1e-6)

@@ -1,10 +1,13 @@
 """PET and CT DICOM series: discovery, grouping, geometric checks, pixel decoding, PET/CT pairing.
 
-pydicom parses the headers; the pixel data of uncompressed series (nearly all PET and CT exports) is
-decoded here with ``numpy.frombuffer`` in the same pass that reads the file: on 400 PET slices of
-200×200, ``pixel_array`` took 0.37 s and ``frombuffer`` 0.014 s, against 0.6-0.7 s for reading the
-files (measured here). Compressed transfer syntaxes fall back to ``pixel_array``. No library does the geometric checks carpet wants to report
-(uniform spacing, tilt, duplicates, each error naming the file and tag), so they are written here.
+pydicom parses each file's header once, up to the pixel data (``stop_before_pixels``), and the
+parse position is kept; the pixels of natively encoded series (nearly all PET and CT exports) are
+then read from that offset straight into one reused slice buffer and rescaled into the preallocated
+volume, so no file is parsed twice and no per-slice bytes object is made. Compressed or deflated
+series (rare) are parsed again in full and decoded by pydicom's ``pixel_array``. On a 400-slice whole-body PET the header parse is
+~80 % of the read time (``bench/read_dicom.py``, cProfile). No library does the geometric checks
+carpet wants to report (uniform spacing, tilt, duplicates, each error naming the file and tag), so
+they are written here.
 
 Geometry follows :mod:`carpet.volume`: ``array[i, j, k]`` with ``i`` along the DICOM row direction
 (column index), ``j`` along the column direction (row index) and ``k`` along the slice normal
@@ -13,15 +16,19 @@ Geometry follows :mod:`carpet.volume`: ``array[i, j, k]`` with ``i`` along the D
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+import struct
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
 
 from carpet.errors import InputError
 from carpet.volume import Volume, resample_to
@@ -31,9 +38,31 @@ SPACING_RTOL = 0.1
 #: Largest in-plane offset (mm) between consecutive slices before the series counts as tilted.
 TILT_TOL_MM = 0.05
 
+# Native (unencapsulated, not deflated) pixel data: stored values are the file's bytes.
 _UNCOMPRESSED = {pydicom.uid.ImplicitVRLittleEndian, pydicom.uid.ExplicitVRLittleEndian,
-                 pydicom.uid.ExplicitVRBigEndian, pydicom.uid.DeflatedExplicitVRLittleEndian}
+                 pydicom.uid.ExplicitVRBigEndian}
 _IMAGE_MODALITIES = {"PT", "CT", "MR", "NM"}
+_TRANSFER_SYNTAX = BaseTag(0x00020010)
+
+
+@functools.cache
+def _tag(keyword: str) -> BaseTag:
+    """The tag of a keyword, looked up once: pydicom resolves keywords on every access, which cost
+    more than parsing the files for the per-slice attributes of a 400-slice series (measured)."""
+    return BaseTag(tag_for_keyword(keyword))
+
+
+def _raw(ds: Dataset, keyword: str) -> Any:
+    """An attribute's value as stored (bytes until pydicom has converted it), None when absent."""
+    elem = ds.get_item(_tag(keyword))
+    return None if elem is None else elem.value
+
+
+def _str(value: Any) -> str:
+    """Text of a raw or converted string value (CS, UI, ...), padding removed."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return "" if value is None else str(value).strip(" \x00")
 
 
 @dataclass
@@ -51,6 +80,10 @@ class SeriesInfo:
         return (f"{self.modality} series {self.series_uid} ({len(self.files)} files"
                 + (f", '{self.description}'" if self.description else "")
                 + f", in {self.files[0].parent})")
+
+
+#: Per-slice factors from the sorted slice headers (e.g. the SUV factors of :mod:`carpet.suv`).
+SliceScale = Callable[[list[Dataset]], Sequence[float]]
 
 
 @dataclass
@@ -72,10 +105,14 @@ def _candidate_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-def _read_file(path: Path, *, pixels: bool) -> Dataset | None:
-    """Read one file; ``None`` when it is not DICOM at all, InputError when it is broken."""
+def _read_file(path: Path, *, pixels: bool = False) -> tuple[Dataset, int] | None:
+    """Parse one file (up to its pixel data unless ``pixels``) and return the dataset and the file
+    offset where parsing stopped (the pixel data element); ``None`` when the file is not DICOM at all,
+    InputError when it is broken."""
     try:
-        return pydicom.dcmread(path, stop_before_pixels=not pixels)
+        with open(path, "rb") as fh:
+            ds = pydicom.dcmread(fh, stop_before_pixels=not pixels)
+            return ds, fh.tell()
     except InvalidDicomError:
         return None  # README, thumbnails, DICOMDIR-less junk: not part of any series
     except Exception as exc:  # pydicom raises many types on truncated/corrupt files
@@ -86,7 +123,7 @@ def _read_file(path: Path, *, pixels: bool) -> Dataset | None:
 def _group(datasets: Iterable[tuple[Path, Dataset]]) -> dict[str, list[tuple[Path, Dataset]]]:
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
     for path, ds in datasets:
-        uid = str(ds.get("SeriesInstanceUID", ""))
+        uid = _str(_raw(ds, "SeriesInstanceUID"))
         if not uid:
             raise InputError("missing SeriesInstanceUID (0020,000E)", source=path)
         groups.setdefault(uid, []).append((path, ds))
@@ -112,8 +149,7 @@ def find_series(folder: str | Path) -> list[SeriesInfo]:
         One entry per SeriesInstanceUID, sorted by modality then UID.
     """
     folder = Path(folder)
-    found = [(p, ds) for p in _candidate_files(folder)
-             if (ds := _read_file(p, pixels=False)) is not None]
+    found = [(p, r[0]) for p in _candidate_files(folder) if (r := _read_file(p)) is not None]
     if not found:
         raise InputError("no DICOM files found", source=folder)
     infos = [_info(uid, m) for uid, m in _group(found).items()]
@@ -128,12 +164,13 @@ _PIXEL_FORMAT = (("Rows", "0028,0010"), ("Columns", "0028,0011"), ("SamplesPerPi
                  ("PixelRepresentation", "0028,0103"), ("NumberOfFrames", "0028,0008"))
 
 
-def _pixel_format(members: Sequence[tuple[Path, Dataset]]) -> tuple[int, int, np.dtype | None]:
-    """Rows, columns and the numpy dtype for the fast path (None: let pydicom decode), checked once.
+def _pixel_format(members: Sequence[tuple[Path, Dataset]]) -> tuple[int, int, np.dtype | None, str]:
+    """Rows, columns, the numpy dtype for the fast path (None: let pydicom decode) and the transfer
+    syntax, checked once.
 
-    Every slice must share the format (compared on the undecoded bytes); the fast ``frombuffer`` path
-    needs an uncompressed transfer syntax and every allocated bit to be a pixel bit (otherwise pydicom
-    masks and sign-extends).
+    Every slice must share the format (compared on the undecoded bytes); the fast path (stored bytes
+    used as they are) needs a native transfer syntax and every allocated bit to be a pixel bit
+    (otherwise pydicom masks and sign-extends).
     """
     for kw, tag in _PIXEL_FORMAT:
         _check_same(members, kw, tag)
@@ -143,30 +180,32 @@ def _pixel_format(members: Sequence[tuple[Path, Dataset]]) -> tuple[int, int, np
                          "single-frame slices", source=path, where="NumberOfFrames (0028,0008)")
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise InputError("expected a grey-scale image", source=path, where="SamplesPerPixel (0028,0002)")
-    syntaxes = {m.file_meta.get("TransferSyntaxUID", pydicom.uid.ImplicitVRLittleEndian)
-                for _, m in members}
+    syntaxes = {_transfer_syntax(m) for _, m in members}
     bits = int(ds.BitsAllocated)
     if len(syntaxes) != 1 or not syntaxes <= _UNCOMPRESSED or bits not in (8, 16, 32) \
             or int(ds.get("BitsStored", bits)) != bits:
-        return int(ds.Rows), int(ds.Columns), None
+        return int(ds.Rows), int(ds.Columns), None, ""
     dtype = np.dtype(f"{'i' if int(ds.get('PixelRepresentation', 0)) == 1 else 'u'}{bits // 8}")
     if syntaxes == {pydicom.uid.ExplicitVRBigEndian}:
         dtype = dtype.newbyteorder(">")
-    return int(ds.Rows), int(ds.Columns), dtype
+    return int(ds.Rows), int(ds.Columns), dtype, syntaxes.pop()
+
+
+def _transfer_syntax(ds: Dataset) -> pydicom.uid.UID:
+    meta = getattr(ds, "file_meta", None)
+    elem = meta.get_item(_TRANSFER_SYNTAX) if meta is not None else None
+    syntax = _str(elem.value) if elem is not None else ""
+    return pydicom.uid.UID(syntax) if syntax else pydicom.uid.ImplicitVRLittleEndian
 
 
 def _pixels(ds: Dataset, path: Path, rows: int, cols: int, dtype: np.dtype | None) -> np.ndarray:
     """Stored values of one single-frame slice as a (rows, columns) array, before rescaling."""
-    if "PixelData" not in ds:
+    raw = _raw(ds, "PixelData")  # the bytes, without pydicom's element conversion
+    if raw is None:
         raise InputError("the file holds no pixel data (truncated?)", source=path,
                          where="PixelData (7FE0,0010)")
     if dtype is not None:
-        raw = ds.get_item("PixelData").value  # the bytes, without pydicom's element conversion
-        need = rows * cols * dtype.itemsize
-        if len(raw) < need:
-            raise InputError(f"pixel data holds {len(raw)} bytes, {need} expected for "
-                             f"{rows}×{cols}×{dtype.itemsize * 8} bit: the file is truncated",
-                             source=path, where="PixelData (7FE0,0010)")
+        _check_length(len(raw), rows, cols, dtype, path)
         return np.frombuffer(raw, dtype=dtype, count=rows * cols).reshape(rows, cols)
     try:
         return np.asarray(ds.pixel_array).reshape(rows, cols)
@@ -175,15 +214,47 @@ def _pixels(ds: Dataset, path: Path, rows: int, cols: int, dtype: np.dtype | Non
                          where="PixelData (7FE0,0010)") from None
 
 
+def _check_length(n_bytes: int, rows: int, cols: int, dtype: np.dtype, path: Path) -> None:
+    need = rows * cols * dtype.itemsize
+    if n_bytes < need:
+        raise InputError(f"pixel data holds {n_bytes} bytes, {need} expected for "
+                         f"{rows}×{cols}×{dtype.itemsize * 8} bit: the file is truncated",
+                         source=path, where="PixelData (7FE0,0010)")
+
+
+def _read_pixels_at(path: Path, offset: int, syntax: str, out: np.ndarray) -> np.ndarray:
+    """Read one slice's stored values from the file straight into ``out`` (rows × columns, stored dtype).
+
+    ``offset`` is where the header parse stopped: the pixel data element, whose header is 8 bytes
+    (tag, 4-byte length) in implicit VR and 12 in explicit VR (tag, OB/OW, 2 reserved, 4-byte length).
+    It is read here rather than by pydicom so that the values land in one reused buffer instead of a
+    new bytes object per slice, and so that no file is parsed twice.
+    """
+    implicit = syntax == pydicom.uid.ImplicitVRLittleEndian
+    endian = ">" if syntax == pydicom.uid.ExplicitVRBigEndian else "<"
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        size = 8 if implicit else 12
+        head = fh.read(size)
+        if len(head) < size or struct.unpack_from(endian + "HH", head) != (0x7FE0, 0x0010):
+            raise InputError("the file holds no pixel data (truncated?)", source=path,
+                             where="PixelData (7FE0,0010)")
+        (length,) = struct.unpack_from(endian + "L", head, size - 4)
+        rows, cols = out.shape
+        _check_length(length, rows, cols, out.dtype, path)
+        _check_length(fh.readinto(out), rows, cols, out.dtype, path)
+    return out
+
+
 def _numbers(ds: Dataset, keyword: str) -> list[float] | None:
     """Numeric (DS/IS/FD) values of an attribute, parsed from the raw bytes when still raw.
 
     pydicom's DS conversion (validation, DSfloat objects) cost a third of the read time of a 400-slice
     series; the geometry and rescale attributes are read directly from the undecoded element.
     """
-    if keyword not in ds:
+    elem = ds.get_item(_tag(keyword))
+    if elem is None:
         return None
-    elem = ds.get_item(keyword)
     value = elem.value
     if isinstance(value, bytes):
         text = value.decode("ascii", "replace").strip(" \x00")
@@ -213,13 +284,10 @@ def _number(ds: Dataset, keyword: str, default: float) -> float:
 
 
 def _check_same(members: Sequence[tuple[Path, Dataset]], keyword: str, tag: str) -> None:
-    def raw(ds: Dataset):  # compare undecoded bytes: decoding 400 slices costs more than reading them
-        return ds.get_item(keyword).value if keyword in ds else None
-
     first_path, first = members[0]
-    ref = raw(first)
+    ref = _raw(first, keyword)  # compare undecoded bytes: decoding 400 slices costs more than reading them
     for path, ds in members[1:]:
-        if raw(ds) != ref and ds.get(keyword) != first.get(keyword):
+        if _raw(ds, keyword) != ref and ds.get(keyword) != first.get(keyword):
             ref = first.get(keyword)
             raise InputError(f"differs within the series ({ds.get(keyword)!r} here, {ref!r} in "
                              f"{first_path.name}): mixed series cannot form one volume",
@@ -230,13 +298,13 @@ def _geometry(members: list[tuple[Path, Dataset]]) -> tuple[list[int], tuple[flo
                                                            np.ndarray, np.ndarray]:
     """Sort slices along their normal and check the grid; return order, spacing, origin, direction."""
     path0, ds0 = members[0]
-    iop = _float_list(ds0, "ImageOrientationPatient", "0020,0037", 6, path0)
-    for path, ds in members[1:]:
-        if not np.allclose(_float_list(ds, "ImageOrientationPatient", "0020,0037", 6, path), iop,
-                           atol=1e-4):
-            raise InputError(f"slice orientation differs from {path0.name}: inconsistent orientation "
-                             "within one series", source=path,
-                             where="ImageOrientationPatient (0020,0037)")
+    iops = np.array([_float_list(ds, "ImageOrientationPatient", "0020,0037", 6, p) for p, ds in members])
+    iop = iops[0]
+    differs = np.flatnonzero(~np.isclose(iops, iop, rtol=1e-5, atol=1e-4).all(axis=1))
+    if differs.size:
+        raise InputError(f"slice orientation differs from {path0.name}: inconsistent orientation "
+                         "within one series", source=members[differs[0]][0],
+                         where="ImageOrientationPatient (0020,0037)")
     row_cos, col_cos = iop[:3], iop[3:]
     normal = np.cross(row_cos, col_cos)
     positions = np.array([_float_list(ds, "ImagePositionPatient", "0020,0032", 3, p)
@@ -284,13 +352,16 @@ def _geometry(members: list[tuple[Path, Dataset]]) -> tuple[list[int], tuple[flo
     return [int(i) for i in order], spacing, positions[0], direction
 
 
-def _build(members: list[tuple[Path, Dataset]], source: Path, free_pixels: bool = True) -> _Series:
-    """Turn one series' full datasets into a Volume (rescaled values) plus sorted headers.
+def _build(members: list[tuple[Path, Dataset]], source: Path,
+           pixel_offsets: dict[Path, int] | None = None, scale: SliceScale | None = None) -> _Series:
+    """Turn one series' datasets into a Volume (rescaled values) plus sorted headers.
 
-    With ``free_pixels`` the raw pixel bytes are dropped from the headers once decoded (only for
-    datasets carpet read itself, never for datasets a caller passed in).
+    With ``pixel_offsets`` (files carpet parsed up to their pixel data) the pixels are read from the
+    files at those offsets; without, they come from the datasets' PixelData (datasets a caller
+    passed in, never modified). ``scale`` maps the sorted headers to one factor per slice that
+    multiplies the rescaled values (float32 output).
     """
-    modalities = {str(ds.get("Modality", "")) for _, ds in members}
+    modalities = {_str(_raw(ds, "Modality")) for _, ds in members}
     if len(modalities) > 1:
         raise InputError(f"mixed modalities {sorted(modalities)} in one series", source=source,
                          where="Modality (0008,0060)")
@@ -298,7 +369,7 @@ def _build(members: list[tuple[Path, Dataset]], source: Path, free_pixels: bool 
     if modality not in _IMAGE_MODALITIES:
         raise InputError(f"modality {modality!r} is not an image series (expected PT or CT)",
                          source=members[0][0], where="Modality (0008,0060)")
-    rows, cols, dtype = _pixel_format(members)
+    rows, cols, dtype, syntax = _pixel_format(members)
     order, spacing, origin, direction = _geometry(members)
     members = [members[i] for i in order]
     slopes = np.array([_number(ds, "RescaleSlope", 1.0) for _, ds in members])
@@ -308,32 +379,45 @@ def _build(members: list[tuple[Path, Dataset]], source: Path, free_pixels: bool 
         raise InputError(f"RescaleIntercept is {inters[k]} but must be 0 for PET (QIBA/IBSI SUV "
                          "manual): the activity values cannot be trusted", source=members[k][0],
                          where="RescaleIntercept (0028,1052)")
-    integral = bool(np.all(slopes == 1) and np.all(inters == np.round(inters)))
+    n_slopes = int(np.unique(slopes).size)
+    if scale is not None:
+        # Folded into the rescale so that the conversion (SUV) costs no second pass over the voxels.
+        factors = np.asarray(scale([ds for _, ds in members]), dtype=float)
+        slopes, inters = slopes * factors, inters * factors
+    integral = scale is None and bool(np.all(slopes == 1) and np.all(inters == np.round(inters)))
     # Fill a contiguous (k, row, column) buffer and expose it as the [i, j, k] view (as
     # Volume.from_sitk does): writing px.T into [:, :, k] would stride through memory (3x slower).
     # CT with unit slope stays integer HU (int16 when it fits), everything else is float32.
     buf = np.empty((len(members), rows, cols), dtype=np.int16 if integral else np.float32)
+    scratch = np.empty((rows, cols), dtype) if dtype is not None else None
     for k, (path, ds) in enumerate(members):
-        px = _pixels(ds, path, rows, cols, dtype)
+        if pixel_offsets is None:
+            px = _pixels(ds, path, rows, cols, dtype)
+        elif dtype is not None:
+            px = _read_pixels_at(path, pixel_offsets[path], syntax, scratch)
+        else:  # compressed or deflated (rare for PET/CT): pydicom parses the whole file to decode it
+            px = _pixels(_read_file(path, pixels=True)[0], path, rows, cols, None)
         if integral:
-            hu = px.astype(np.int32)
-            hu += int(inters[k])
-            if buf.dtype == np.int16 and (hu.min() < -32768 or hu.max() > 32767):
+            inter = int(inters[k])
+            if buf.dtype == np.int16 and not (-32768 <= int(px.min()) + inter
+                                              and int(px.max()) + inter <= 32767):
                 buf = buf.astype(np.int32)
-            buf[k] = hu
+            # The sum fits the output (checked above), so adding in the output's own type is exact
+            # even where the intermediate wraps; a wider scalar would widen the whole slice (3x slower).
+            info = np.iinfo(buf.dtype)
+            same = px.dtype == buf.dtype and info.min <= inter <= info.max
+            np.add(px, buf.dtype.type(inter) if same else np.int64(inter), out=buf[k], casting="unsafe")
         else:
             np.multiply(px, np.float32(slopes[k]), out=buf[k])
             if inters[k]:
                 buf[k] += np.float32(inters[k])
-        if free_pixels:
-            del ds.PixelData  # keep headers, free the raw bytes
     arr = buf.transpose(2, 1, 0)
     ds0 = members[0][1]
     facts = {kw: _plain(ds0.get(kw)) for kw in (
         "Manufacturer", "ManufacturerModelName", "SeriesDescription", "StudyInstanceUID",
         "FrameOfReferenceUID", "Units", "DecayCorrection", "SeriesDate", "SeriesTime")
         if ds0.get(kw) is not None}
-    facts.update(n_slices=len(members), n_rescale_slopes=int(np.unique(slopes).size))
+    facts.update(n_slices=len(members), n_rescale_slopes=n_slopes)
     meta = {"modality": modality, "series_uid": str(ds0.SeriesInstanceUID), "source": str(source),
             "units": "HU" if modality == "CT" else str(ds0.get("Units", "")), "dicom": facts}
     vol = Volume(arr, spacing, tuple(origin), direction, meta)
@@ -348,18 +432,22 @@ def _plain(value: Any) -> Any:
 # public readers
 # ------------------------------------------------------------------------------------------------
 def _load(path: str | Path | Sequence[Dataset], series_uid: str | None = None,
-          modality: str | None = None) -> _Series:
-    """Read one series (pixels and sorted headers) from a folder, a file list or datasets."""
+          modality: str | None = None, scale: SliceScale | None = None) -> _Series:
+    """Read one series (pixels and sorted headers) from a folder, a file list or datasets; ``scale``
+    as in :func:`_build`."""
     own = isinstance(path, (str, Path)) or (len(path) and isinstance(path[0], (str, Path)))
     if own:
         files = _candidate_files(Path(path)) if isinstance(path, (str, Path)) else [Path(p) for p in path]
         source = Path(path) if isinstance(path, (str, Path)) else files[0].parent
-        found = [(p, ds) for p in files if (ds := _read_file(p, pixels=True)) is not None]
-        if not found:
+        parsed = {p: r for p in files if (r := _read_file(p)) is not None}
+        if not parsed:
             raise InputError("no DICOM files found", source=source)
+        found = [(p, ds) for p, (ds, _) in parsed.items()]
+        offsets = {p: offset for p, (_, offset) in parsed.items()}
     else:
         found = [(Path(getattr(ds, "filename", None) or f"dataset {n}"), ds) for n, ds in enumerate(path)]
         source = found[0][0].parent if found else Path(".")
+        offsets = None
     groups = _group(found)
     if series_uid is not None:
         if series_uid not in groups:
@@ -375,7 +463,7 @@ def _load(path: str | Path | Sequence[Dataset], series_uid: str | None = None,
                          f"(series found: {listing})", source=source,
                          hint="point to the folder of a single series, or pass series_uid=")
     (members,) = images.values()
-    return _build(members, source, free_pixels=bool(own))
+    return _build(members, source, offsets, scale)
 
 
 def read_series(path: str | Path | Sequence[str | Path] | Sequence[Dataset], *, series_uid: str | None = None) -> Volume:
