@@ -80,20 +80,16 @@ def metabolic_complete_response(bm_ds: int | str | None, lesion_ds: Iterable, *,
     """
     if rule not in METCR_RULES:
         raise InputError(f"metCR rule must be one of {METCR_RULES}, got {rule!r}")
-    scores, ne = _numeric_scores(lesion_ds)
-    if include_marrow:
-        if bm_ds is None or bm_ds == NOT_EVALUABLE:
-            ne = True
-        else:
-            scores.append(int(bm_ds))
+    # the marrow score goes through the same filter as the lesions' (None / NaN / 'NE' → not evaluable)
+    scores, ne = _numeric_scores(list(lesion_ds) + ([bm_ds] if include_marrow else []))
     prov = provenance(metcr_rule=rule, include_marrow=include_marrow)
+    if rule == "LUGANO_STYLE" and new_lesions:  # decided whatever the other scores are
+        return MetabolicResponse(False, rule, "new lesion(s)", prov)
     if ne:
         return MetabolicResponse(None, rule, "a score is not evaluable (missing or unusable reference)", prov)
     limit = 2 if rule == "IMWG2016_IMAGING" else 3
     worst = max(scores, default=1)
     imaging_ok = worst <= limit
-    if rule == "LUGANO_STYLE" and new_lesions:
-        return MetabolicResponse(False, rule, "new lesion(s)", prov)
     if rule == "IMWG2016_IMAGING":
         if mrd_negative is None:
             return MetabolicResponse(None, rule, f"imaging {'meets' if imaging_ok else 'fails'} DS <= 2; "
