@@ -26,7 +26,7 @@ import numpy as np
 
 from carpet.errors import InputError
 from carpet.provenance import provenance
-from carpet.scores.deauville import NOT_EVALUABLE
+from carpet.scores.deauville import NOT_EVALUABLE, numeric_scores
 
 __all__ = ["METCR_RULES", "MetabolicResponse", "metabolic_complete_response", "LuganoResponse",
            "lugano_response", "delta_suv_max_pct", "response_to_baseline"]
@@ -45,17 +45,6 @@ class MetabolicResponse:
 
     def to_dict(self) -> dict[str, Any]:
         return {"met_cr": self.met_cr, "rule": self.rule, "reason": self.reason, "provenance": self.provenance}
-
-
-def _numeric_scores(scores: Iterable) -> tuple[list[int], bool]:
-    """Numeric scores (``'X'`` dropped) and whether any is not evaluable."""
-    out, ne = [], False
-    for s in scores:
-        if s is None or s == NOT_EVALUABLE or (isinstance(s, float) and np.isnan(s)):
-            ne = True
-        elif s != "X":
-            out.append(int(s))
-    return out, ne
 
 
 def metabolic_complete_response(bm_ds: int | str | None, lesion_ds: Iterable, *, rule: str = "ZAMAGNI2021",
@@ -81,7 +70,7 @@ def metabolic_complete_response(bm_ds: int | str | None, lesion_ds: Iterable, *,
     if rule not in METCR_RULES:
         raise InputError(f"metCR rule must be one of {METCR_RULES}, got {rule!r}")
     # the marrow score goes through the same filter as the lesions' (None / NaN / 'NE' → not evaluable)
-    scores, ne = _numeric_scores(list(lesion_ds) + ([bm_ds] if include_marrow else []))
+    scores, ne = numeric_scores(list(lesion_ds) + ([bm_ds] if include_marrow else []))
     prov = provenance(metcr_rule=rule, include_marrow=include_marrow)
     if rule == "LUGANO_STYLE" and new_lesions:  # decided whatever the other scores are
         return MetabolicResponse(False, rule, "new lesion(s)", prov)
@@ -142,7 +131,7 @@ def lugano_response(baseline_suv_max: float, followup_suv_max: float, followup_d
     significant_change_pct : float
         ΔSUVmax (%) that counts as a significant change [C] (default 30, PERCIST).
     """
-    scores, ne = _numeric_scores(followup_ds)
+    scores, ne = numeric_scores(followup_ds)
     worst = max(scores, default=1)
     prov = provenance(ruleset="LUGANO2014", significant_change_pct=significant_change_pct,
                       delta="(followup - baseline) / baseline of the study SUVmax")
