@@ -123,12 +123,13 @@ def label_components(mask: np.ndarray, spacing, *, connectivity: int = 26,
     return labels.view(np.int32)  # same bits: fewer than 2**31 components fit any volume here
 
 
-def _threshold_label(suv, threshold, spacing, params, exclude):
+def _threshold_label(suv, threshold, spacing, params, exclude, min_volume_ml=None):
+    """Components of SUV ≥ ``threshold`` outside ``exclude`` (``params.min_volume_ml`` unless given)."""
     mask = suv >= threshold
     if exclude is not None:
         mask &= ~exclude
     return label_components(mask, spacing, connectivity=params.connectivity,
-                            min_volume_ml=params.min_volume_ml)
+                            min_volume_ml=params.min_volume_ml if min_volume_ml is None else min_volume_ml)
 
 
 def liver_threshold(method: str, liver_mean: float | None, liver_sd: float | None,
@@ -156,10 +157,7 @@ def seeds_from_threshold(suv: np.ndarray, spacing, params: SegmentParams,
     No minimum volume here: a small seed may grow into a lesion above it (the minimum applies
     to the final lesions).
     """
-    mask = suv >= params.seed_suv
-    if exclude is not None:
-        mask &= ~exclude
-    return label_components(mask, spacing, connectivity=params.connectivity)
+    return _threshold_label(suv, params.seed_suv, spacing, params, exclude, min_volume_ml=0.0)
 
 
 @dataclass
