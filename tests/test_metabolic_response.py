@@ -85,3 +85,9 @@ def test_marrow_score_nan_or_numpy_and_new_lesion_with_unevaluable_score():
     # LUGANO_STYLE: a new lesion rules out CMR even when another score is not evaluable
     r = metabolic_complete_response("NE", [2], rule="LUGANO_STYLE", new_lesions=True)
     assert r.met_cr is False and "new lesion" in r.reason
+
+
+def test_lugano_without_baseline_value():
+    r = lugano_response(None, 6.0, [5])
+    assert r.category == "NE" and r.delta_suv_max_pct is None and r.to_dict()["baseline_suv_max"] is None
+    assert lugano_response(None, None, [3]).category == "CMR"

@@ -136,6 +136,9 @@ def lugano_response(baseline_suv_max: float, followup_suv_max: float, followup_d
     prov = provenance(ruleset="LUGANO2014", significant_change_pct=significant_change_pct,
                       delta="(followup - baseline) / baseline of the study SUVmax")
     delta = None
+    # None (no measurement) counts as missing, like NaN
+    baseline_suv_max = np.nan if baseline_suv_max is None else float(baseline_suv_max)
+    followup_suv_max = np.nan if followup_suv_max is None else float(followup_suv_max)
     if np.isfinite(baseline_suv_max) and baseline_suv_max > 0 and np.isfinite(followup_suv_max):
         delta = delta_suv_max_pct(baseline_suv_max, followup_suv_max)
 
