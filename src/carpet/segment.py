@@ -18,8 +18,9 @@ components of SUV ≥ ``seed_suv`` (default **4.0**, the PETRA detection thresho
 gives a lesion mask, its lesions. Not 2.5: on the noisy whole-body phantom (liver SUV 2, 10 %
 noise) SUV ≥ 2.5 seeds 166 components for 30 lesions, and 41 % of a noise peak of 2.6 grows into
 the background around it (pct41 MTV 683 mL against 93 mL for suv4); lesions with SUVmax < 4 need
-a user mask or a lower ``seed_suv``. The **VOI** of a seed is the seed dilated by ``voi_margin_mm`` (default **10 mm**, about
-1.7 × the FWHM of a clinical PET, which covers the blur tail where the 41 % / 50 % contour lies).
+a user mask or a lower ``seed_suv``. The **VOI** of a seed is the seed dilated by ``voi_margin_mm``
+(default **10 mm**, about 1.7 × the FWHM of a clinical PET, which covers the blur tail where the
+41 % / 50 % contour lies).
 Where VOIs of two lesions overlap, a voxel goes to the lesion with the higher SUVmax (lesions are
 processed hottest first and never overwrite each other). For a50p the background ``bg`` is the
 median SUV of the shell between ``voi_margin_mm`` and ``voi_margin_mm + bg_shell_mm`` (default
