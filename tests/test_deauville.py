@@ -72,3 +72,15 @@ def test_params_validated():
         DeauvilleParams(marked_ref="liver_peak")
     prov = DeauvilleParams().provenance()
     assert prov["ruleset"] == "LUGANO_Q2" and prov["marked_factor"] == 2.0 and "carpet_version" in prov
+
+
+@pytest.mark.parametrize("mbp, u, expected", [
+    (2.0, 2.0, 3), (2.0, 2.0 - EPS, 2),            # MBP == liver: the liver rule applies (= liver → 3)
+    (2.0 - EPS, 2.0 - EPS, 2), (2.0 - EPS, 2.0 - EPS / 2, 3),   # MBP just below liver: the ordinary rule
+])
+def test_mbp_equal_to_liver_boundary(mbp, u, expected):
+    assert ds(u, mbp=mbp, liver=2.0) == expected
+
+
+def test_study_score_treats_missing_as_not_evaluable():
+    assert study_deauville([3, None]) == "NE" and study_deauville([2, float("nan")]) == "NE"

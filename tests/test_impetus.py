@@ -45,3 +45,16 @@ def test_reactive_marrow_warning():
     assert impetus_record(none, bm_ds=4, days_from_infusion=30).warnings
     assert not impetus_record(none, bm_ds=4, days_from_infusion=31).warnings
     assert not impetus_record(none, bm_ds=3, days_from_infusion=30).warnings
+
+
+def test_bad_inputs_are_input_errors_and_numpy_marrow_score_warns():
+    import numpy as np
+
+    from carpet.errors import InputError
+
+    with pytest.raises(InputError, match="negative"):
+        count_category(-1)
+    with pytest.raises(InputError, match="skeletal site"):
+        impetus_record(pd.DataFrame({"site": [], "deauville": []}), bm_ds=2, fracture_sites=["rib"])
+    none = pd.DataFrame({"site": [], "deauville": []})
+    assert impetus_record(none, bm_ds=np.int64(4), days_from_infusion=30).warnings

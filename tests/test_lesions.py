@@ -163,3 +163,28 @@ def test_memory_order_does_not_change_results(study):
     pd_testing = __import__("pandas").testing
     pd_testing.assert_frame_equal(a, b)
     assert dmax_voxel_mm(pet, np.ascontiguousarray(labels)) == dmax_voxel_mm(pet_f, np.asfortranarray(labels))
+
+
+@pytest.mark.parametrize("bsa", [0.0, -1.8, float("nan")])
+def test_sdmax_rejects_impossible_bsa(bsa):
+    import pandas as pd
+
+    from carpet.errors import InputError
+
+    table = pd.DataFrame({"centroid_x_mm": [0.0, 300.0], "centroid_y_mm": [0.0, 400.0],
+                          "centroid_z_mm": [0.0, 0.0], "volume_ml": [1.0, 2.0], "tlg": [1.0, 1.0],
+                          "suv_max": [3.0, 4.0]})
+    with pytest.raises(InputError, match="body surface area"):
+        study_measures(table, bsa_m2=bsa)
+
+
+def test_centroid_is_geometric_not_uptake_weighted():
+    """Dmax uses the geometric centroid (Cottereau): a hot end must not pull it."""
+    suv = np.ones((12, 3, 3))
+    labels = np.zeros(suv.shape, np.int32)
+    labels[1:5, 1, 1], labels[8:11, 1, 1] = 1, 2
+    suv[1:5, 1, 1] = [2.0, 2.0, 2.0, 50.0]          # lesion 1: hot at its far end
+    suv[8:11, 1, 1] = 3.0
+    table = measure_lesions(Volume(suv, (2.0, 2.0, 2.0)), labels)
+    assert list(table["centroid_x_mm"]) == [2.5 * 2.0, 9.0 * 2.0]
+    assert study_measures(table)["dmax_mm"] == pytest.approx((9.0 - 2.5) * 2.0)

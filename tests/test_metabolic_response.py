@@ -73,3 +73,21 @@ def test_lugano_threshold_is_a_parameter():
     assert lugano_response(10.0, 8.0, [5], significant_change_pct=20.0).category == "PMR"
     d = lugano_response(10.0, 8.0, [5]).to_dict()
     assert d["provenance"]["ruleset"] == "LUGANO2014" and d["delta_suv_max_pct"] == pytest.approx(-20.0)
+
+
+def test_marrow_score_nan_or_numpy_and_new_lesion_with_unevaluable_score():
+    import numpy as np
+
+    # a marrow score read from a table arrives as NaN (missing) or a numpy integer
+    assert metabolic_complete_response(float("nan"), [2]).met_cr is None
+    assert metabolic_complete_response(np.int64(4), [2]).met_cr is False
+    assert metabolic_complete_response(np.int64(3), [2]).met_cr is True
+    # LUGANO_STYLE: a new lesion rules out CMR even when another score is not evaluable
+    r = metabolic_complete_response("NE", [2], rule="LUGANO_STYLE", new_lesions=True)
+    assert r.met_cr is False and "new lesion" in r.reason
+
+
+def test_lugano_without_baseline_value():
+    r = lugano_response(None, 6.0, [5])
+    assert r.category == "NE" and r.delta_suv_max_pct is None and r.to_dict()["baseline_suv_max"] is None
+    assert lugano_response(None, None, [3]).category == "CMR"

@@ -319,6 +319,9 @@ def study_measures(table: pd.DataFrame, *, dmax_voxel: float | None = None,
         centroids, 0 for fewer than two lesions), ``dmax_voxel_mm`` (as given), ``sdmax_per_m``
         (Dmax in m / BSA in m²; None without BSA).
     """
+    if bsa_m2 is not None and not (np.isfinite(bsa_m2) and bsa_m2 > 0):
+        raise InputError(f"body surface area must be a positive number of m², got {bsa_m2}",
+                         hint="--height-cm and --weight-kg")
     centroids = table[["centroid_x_mm", "centroid_y_mm", "centroid_z_mm"]].to_numpy(float)
     dmax = max_pairwise_distance(centroids, metric) if len(table) > 1 else 0.0
     return {

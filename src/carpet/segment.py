@@ -18,8 +18,9 @@ components of SUV ≥ ``seed_suv`` (default **4.0**, the PETRA detection thresho
 gives a lesion mask, its lesions. Not 2.5: on the noisy whole-body phantom (liver SUV 2, 10 %
 noise) SUV ≥ 2.5 seeds 166 components for 30 lesions, and 41 % of a noise peak of 2.6 grows into
 the background around it (pct41 MTV 683 mL against 93 mL for suv4); lesions with SUVmax < 4 need
-a user mask or a lower ``seed_suv``. The **VOI** of a seed is the seed dilated by ``voi_margin_mm`` (default **10 mm**, about
-1.7 × the FWHM of a clinical PET, which covers the blur tail where the 41 % / 50 % contour lies).
+a user mask or a lower ``seed_suv``. The **VOI** of a seed is the seed dilated by ``voi_margin_mm``
+(default **10 mm**, about 1.7 × the FWHM of a clinical PET, which covers the blur tail where the
+41 % / 50 % contour lies).
 Where VOIs of two lesions overlap, a voxel goes to the lesion with the higher SUVmax (lesions are
 processed hottest first and never overwrite each other). For a50p the background ``bg`` is the
 median SUV of the shell between ``voi_margin_mm`` and ``voi_margin_mm + bg_shell_mm`` (default
@@ -123,12 +124,13 @@ def label_components(mask: np.ndarray, spacing, *, connectivity: int = 26,
     return labels.view(np.int32)  # same bits: fewer than 2**31 components fit any volume here
 
 
-def _threshold_label(suv, threshold, spacing, params, exclude):
+def _threshold_label(suv, threshold, spacing, params, exclude, min_volume_ml=None):
+    """Components of SUV ≥ ``threshold`` outside ``exclude`` (``params.min_volume_ml`` unless given)."""
     mask = suv >= threshold
     if exclude is not None:
         mask &= ~exclude
     return label_components(mask, spacing, connectivity=params.connectivity,
-                            min_volume_ml=params.min_volume_ml)
+                            min_volume_ml=params.min_volume_ml if min_volume_ml is None else min_volume_ml)
 
 
 def liver_threshold(method: str, liver_mean: float | None, liver_sd: float | None,
@@ -156,10 +158,7 @@ def seeds_from_threshold(suv: np.ndarray, spacing, params: SegmentParams,
     No minimum volume here: a small seed may grow into a lesion above it (the minimum applies
     to the final lesions).
     """
-    mask = suv >= params.seed_suv
-    if exclude is not None:
-        mask &= ~exclude
-    return label_components(mask, spacing, connectivity=params.connectivity)
+    return _threshold_label(suv, params.seed_suv, spacing, params, exclude, min_volume_ml=0.0)
 
 
 @dataclass

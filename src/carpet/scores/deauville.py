@@ -27,7 +27,7 @@ from carpet.errors import InputError
 from carpet.provenance import provenance
 
 __all__ = ["DeauvilleParams", "deauville_score", "deauville_scores", "deauville_from_references",
-           "study_deauville", "NOT_EVALUABLE"]
+           "study_deauville", "numeric_scores", "NOT_EVALUABLE"]
 
 NOT_EVALUABLE = "NE"
 
@@ -134,13 +134,24 @@ def deauville_from_references(uptakes: Iterable[float], liver, blood_pool,
                             liver_max=ref(liver, "max"), params=params)
 
 
+def numeric_scores(scores: Iterable) -> tuple[list[int], bool]:
+    """The numeric scores (``'X'`` dropped) and whether any is not evaluable (``'NE'``, None or NaN)."""
+    out, ne = [], False
+    for s in scores:
+        if s is None or (isinstance(s, str) and s == NOT_EVALUABLE) or (isinstance(s, float) and np.isnan(s)):
+            ne = True
+        elif s != "X":
+            out.append(int(s))
+    return out, ne
+
+
 def study_deauville(scores: Iterable[int | str]) -> int | str:
-    """Study-level score: the highest numeric score; ``'NE'`` if any lesion is not evaluable; 1 with no lesions.
+    """Study-level score: the highest numeric score; ``'NE'`` if any lesion is not evaluable (``'NE'``, None
+    or NaN); 1 with no lesions.
 
     ``'X'`` (new uptake unrelated to lymphoma) does not raise the study score.
     """
-    scores = list(scores)
-    if any(s == NOT_EVALUABLE for s in scores):
+    numeric, ne = numeric_scores(scores)
+    if ne:
         return NOT_EVALUABLE
-    numeric = [int(s) for s in scores if s != "X"]
-    return max(numeric) if numeric else 1
+    return max(numeric, default=1)

@@ -19,10 +19,12 @@ Fields (spec §1.2; count categories [R], unverified against Nanni 2016 Table 1)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any, Iterable
 
 import pandas as pd
 
+from carpet.errors import InputError
 from carpet.provenance import provenance
 from carpet.scores.deauville import NOT_EVALUABLE
 
@@ -39,7 +41,7 @@ def count_category(n: int | None) -> int | None:
     if n is None:
         return None
     if n < 0:
-        raise ValueError(f"a lesion count cannot be negative, got {n}")
+        raise InputError(f"a lesion count cannot be negative, got {n}", where="lytic_count")
     if n == 0:
         return 0
     if n <= 3:
@@ -161,9 +163,10 @@ def impetus_record(lesions: pd.DataFrame, bm_ds: int | str | None, *, lytic_coun
     frac = None if fracture_sites is None else frozenset(fracture_sites)
     bad = [s for s in (fl_sites or frozenset()) | (frac or frozenset()) if s not in SITE_CODES]
     if bad:
-        raise ValueError(f"skeletal site codes must be among {SITE_CODES}, got {sorted(bad)}")
+        raise InputError(f"skeletal site codes must be among {SITE_CODES}, got {sorted(bad)}",
+                         where="skeletal_site / fracture_sites")
     fl_target = _max_ds(ds[is_fl])
-    if days_from_infusion is not None and days_from_infusion <= 30 and isinstance(bm_ds, int) and bm_ds >= 4 \
+    if days_from_infusion is not None and days_from_infusion <= 30 and isinstance(bm_ds, Integral) and bm_ds >= 4 \
             and n_fl == 0:
         warnings.append(f"day {days_from_infusion:g} scan with diffuse marrow DS {bm_ds} and no focal lesion: "
                         "possible reactive marrow after CAR T / G-CSF / CRS (spec §1.5)")

@@ -26,7 +26,7 @@ import numpy as np
 
 from carpet.errors import InputError
 from carpet.provenance import provenance
-from carpet.scores.deauville import NOT_EVALUABLE
+from carpet.scores.deauville import NOT_EVALUABLE, numeric_scores
 
 __all__ = ["METCR_RULES", "MetabolicResponse", "metabolic_complete_response", "LuganoResponse",
            "lugano_response", "delta_suv_max_pct", "response_to_baseline"]
@@ -45,17 +45,6 @@ class MetabolicResponse:
 
     def to_dict(self) -> dict[str, Any]:
         return {"met_cr": self.met_cr, "rule": self.rule, "reason": self.reason, "provenance": self.provenance}
-
-
-def _numeric_scores(scores: Iterable) -> tuple[list[int], bool]:
-    """Numeric scores (``'X'`` dropped) and whether any is not evaluable."""
-    out, ne = [], False
-    for s in scores:
-        if s is None or s == NOT_EVALUABLE or (isinstance(s, float) and np.isnan(s)):
-            ne = True
-        elif s != "X":
-            out.append(int(s))
-    return out, ne
 
 
 def metabolic_complete_response(bm_ds: int | str | None, lesion_ds: Iterable, *, rule: str = "ZAMAGNI2021",
@@ -80,20 +69,16 @@ def metabolic_complete_response(bm_ds: int | str | None, lesion_ds: Iterable, *,
     """
     if rule not in METCR_RULES:
         raise InputError(f"metCR rule must be one of {METCR_RULES}, got {rule!r}")
-    scores, ne = _numeric_scores(lesion_ds)
-    if include_marrow:
-        if bm_ds is None or bm_ds == NOT_EVALUABLE:
-            ne = True
-        else:
-            scores.append(int(bm_ds))
+    # the marrow score goes through the same filter as the lesions' (None / NaN / 'NE' → not evaluable)
+    scores, ne = numeric_scores(list(lesion_ds) + ([bm_ds] if include_marrow else []))
     prov = provenance(metcr_rule=rule, include_marrow=include_marrow)
+    if rule == "LUGANO_STYLE" and new_lesions:  # decided whatever the other scores are
+        return MetabolicResponse(False, rule, "new lesion(s)", prov)
     if ne:
         return MetabolicResponse(None, rule, "a score is not evaluable (missing or unusable reference)", prov)
     limit = 2 if rule == "IMWG2016_IMAGING" else 3
     worst = max(scores, default=1)
     imaging_ok = worst <= limit
-    if rule == "LUGANO_STYLE" and new_lesions:
-        return MetabolicResponse(False, rule, "new lesion(s)", prov)
     if rule == "IMWG2016_IMAGING":
         if mrd_negative is None:
             return MetabolicResponse(None, rule, f"imaging {'meets' if imaging_ok else 'fails'} DS <= 2; "
@@ -146,11 +131,14 @@ def lugano_response(baseline_suv_max: float, followup_suv_max: float, followup_d
     significant_change_pct : float
         ΔSUVmax (%) that counts as a significant change [C] (default 30, PERCIST).
     """
-    scores, ne = _numeric_scores(followup_ds)
+    scores, ne = numeric_scores(followup_ds)
     worst = max(scores, default=1)
     prov = provenance(ruleset="LUGANO2014", significant_change_pct=significant_change_pct,
                       delta="(followup - baseline) / baseline of the study SUVmax")
     delta = None
+    # None (no measurement) counts as missing, like NaN
+    baseline_suv_max = np.nan if baseline_suv_max is None else float(baseline_suv_max)
+    followup_suv_max = np.nan if followup_suv_max is None else float(followup_suv_max)
     if np.isfinite(baseline_suv_max) and baseline_suv_max > 0 and np.isfinite(followup_suv_max):
         delta = delta_suv_max_pct(baseline_suv_max, followup_suv_max)
 
