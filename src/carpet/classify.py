@@ -136,8 +136,12 @@ def _per_label(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, fn) -> n
     return np.asarray(fn(values[inside], labels=labels[inside], index=ids), dtype=float)
 
 
+def _grown_box(box, reach, shape) -> tuple[slice, ...]:
+    return tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box, reach, shape))
+
+
 def _restore_envelope(bone: np.ndarray, labels: np.ndarray, radius_mm: float, spacing,
-                      axial_axis: int) -> np.ndarray:
+                      axial_axis: int, boxes=None) -> np.ndarray:
     """Add to ``bone`` the lesion voxels that a closing of radius ``radius_mm`` of one bone would fill.
 
     Each connected bone is closed on its own, so the gap between two neighbouring bones (spine and iliac wing,
@@ -145,21 +149,117 @@ def _restore_envelope(bone: np.ndarray, labels: np.ndarray, radius_mm: float, sp
     cannot fill a notch at a convex edge (a lesion eating the corner of a vertebral body), which in each
     axial slice is still a bite into the bone's outline: the in-slice (2-D) closing is added for those.
     Computed in each lesion's bounding box grown by the closing's reach (2 radii): the cost follows the
-    lesions' neighbourhoods, not lesions × volume.
+    lesions' neighbourhoods, not lesions × volume. A bone part with no voxel within ``radius_mm`` of the lesion
+    is skipped: its closing lies inside its dilation by ``radius_mm`` and cannot reach the lesion.
     """
     out = bone.copy()
     in_slice = tuple(1e9 if a == axial_axis else s for a, s in enumerate(spacing))   # no reach across slices
     reach = [int(np.ceil(2 * radius_mm / s)) + 1 for s in spacing]
-    for lid, box in enumerate(ndimage.find_objects(labels), start=1):
+    boxes = ndimage.find_objects(labels) if boxes is None else boxes
+    for lid, box in enumerate(boxes, start=1):
         if box is None:
             continue
-        grown = tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box, reach, bone.shape))
+        grown = _grown_box(box, reach, bone.shape)
+        if not bone[grown].any():
+            continue
         lesion = labels[grown] == lid
+        near = ndimage.distance_transform_edt(~lesion, sampling=spacing) <= radius_mm
         parts, n_parts = ndimage.label(bone[grown], structure=np.ones((3, 3, 3)))
-        for part in range(1, n_parts + 1):
+        relevant = np.unique(parts[near & (parts > 0)])
+        for part in relevant:
             one = parts == part
             closed = _close_mm(one, radius_mm, spacing) | _close_mm(one, radius_mm, in_slice)
             out[grown] |= closed & lesion
+    return out
+
+
+class _FarBone:
+    """Exact distances where a lesion's crop holds no bone near enough, built once on demand.
+
+    Distance to bone: the nearest bone voxel of an outside point is always on the bone's 6-connected boundary
+    (from an interior voxel one step towards the point is closer), so a k-d tree of the boundary voxels'
+    centres gives the same value as the Euclidean distance transform of the whole grid. Depth: the whole-grid
+    distance transform (only for a lesion deeper in bone than the crop's margin, which needs a bone thicker
+    than twice the margin).
+    """
+
+    def __init__(self, bone: np.ndarray, spacing):
+        self.bone, self.spacing = bone, np.asarray(spacing, float)
+        self._tree = self._depth = None
+
+    def distance(self, idx: np.ndarray) -> np.ndarray:
+        if self._tree is None:
+            from scipy.spatial import cKDTree
+
+            b = self.bone
+            inner = b.copy()
+            for a in range(3):                          # interior: all six neighbours are bone (edges count)
+                lo = [slice(None)] * 3
+                hi = [slice(None)] * 3
+                lo[a], hi[a] = slice(1, None), slice(None, -1)
+                inner[tuple(hi)] &= b[tuple(lo)]
+                inner[tuple(lo)] &= b[tuple(hi)]
+            self._tree = cKDTree(np.argwhere(b & ~inner) * self.spacing) if b.any() else None
+        if self._tree is None:
+            return np.full(len(idx), np.inf)
+        return self._tree.query(idx * self.spacing)[0]
+
+    def depth(self, idx: np.ndarray) -> np.ndarray:
+        if self._depth is None:
+            self._depth = ndimage.distance_transform_edt(np.pad(self.bone, 1), sampling=self.spacing)[
+                1:-1, 1:-1, 1:-1]
+        return self._depth[tuple(idx.T)]
+
+
+def _lesion_bone_measures(bone: np.ndarray, labels: np.ndarray, ids: np.ndarray, spacing, margin_mm: float,
+                          touch_mm: float, boxes=None) -> dict[str, np.ndarray]:
+    """Per lesion: grid voxel count, voxels in bone, minimum centre distance to bone, maximum depth in bone
+    and the share of voxels within ``touch_mm`` (centre to centre) of bone.
+
+    Each lesion is measured in its bounding box grown by ``margin_mm``: a distance (outside or inside bone)
+    up to the margin is exact there, because the nearest voxel of the other kind lies in the box. Larger
+    distances are taken from :class:`_FarBone`. Values equal the whole-grid distance transforms' at a cost
+    following the lesions' neighbourhoods.
+    """
+    spacing = np.asarray(spacing, float)
+    reach = [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
+    boxes = ndimage.find_objects(labels) if boxes is None else boxes
+    far = _FarBone(bone, spacing)
+    out = {k: np.full(ids.size, np.nan) for k in ("n", "n_in", "d_centre", "depth", "touch")}
+    for i, lid in enumerate(ids):
+        box = boxes[lid - 1] if lid - 1 < len(boxes) else None
+        if box is None:
+            out["n"][i] = 0
+            continue
+        grown = _grown_box(box, reach, bone.shape)
+        lesion = labels[grown] == lid
+        b = bone[grown]
+        n = int(lesion.sum())
+        out["n"][i], out["n_in"][i] = n, int((b & lesion).sum())
+        if b.any():
+            dist = ndimage.distance_transform_edt(~b, sampling=spacing)[lesion]
+        else:
+            dist = np.full(n, np.inf)
+        if dist.min() > margin_mm:                      # no bone within the margin: exact far distances
+            dist = far.distance(np.argwhere(lesion) + [g.start for g in grown])
+        out["d_centre"][i] = dist.min()
+        out["touch"][i] = np.count_nonzero(dist <= touch_mm) / n
+        # Depth: the array's own border is not bone, the box's other sides continue the bone beyond.
+        padded = np.pad(b, 1, constant_values=True)
+        for a, (g, size) in enumerate(zip(grown, bone.shape)):
+            face = [slice(None)] * 3
+            if g.start == 0:
+                face[a] = 0
+                padded[tuple(face)] = False
+            if g.stop == size:
+                face[a] = -1
+                padded[tuple(face)] = False
+        inside = lesion & b
+        depth = ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1][inside] \
+            if inside.any() else np.zeros(1)
+        if depth.max() > margin_mm:
+            depth = far.depth(np.argwhere(inside) + [g.start for g in grown])
+        out["depth"][i] = depth.max()
     return out
 
 
@@ -232,26 +332,23 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
     if bone.shape != grid_labels.shape:
         raise InputError(f"the bone mask (shape {bone.shape}) is not on the {params.grid.upper()} grid "
                          f"(shape {grid_labels.shape})")
+    boxes = ndimage.find_objects(grid_labels)
     if params.envelope_mm > 0 and bone.any():
         bone = _restore_envelope(bone, grid_labels, params.envelope_mm, spacing,
-                                 _axial_axis(ct if params.grid == "ct" else lab))
-    # One EDT each side of the bone surface for all lesions. Two voxels (boxes) whose centres are D apart
-    # are at least D - one voxel diagonal apart: report that lower bound of the gap, which errs towards
-    # contact (indeterminate) rather than a false "no contact" (EMD).
+                                 _axial_axis(ct if params.grid == "ct" else lab), boxes)
+    # Distances per lesion in its own neighbourhood (exact, see _lesion_bone_measures). Two voxels (boxes)
+    # whose centres are D apart are at least D - one voxel diagonal apart: report that lower bound of the gap,
+    # which errs towards contact (indeterminate) rather than a false "no contact" (EMD).
     diagonal = float(np.linalg.norm(spacing))
-    centre_dist = ndimage.distance_transform_edt(~bone, sampling=spacing) if bone.any() \
-        else np.full(bone.shape, np.inf)
-    dist_out = np.maximum(centre_dist - diagonal, 0.0)
-    depth_in = ndimage.distance_transform_edt(np.pad(bone, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
-
-    n_grid = _per_label(np.ones(grid_labels.shape), grid_labels, ids, ndimage.sum)
-    n_in = _per_label(bone.astype(float), grid_labels, ids, ndimage.sum)
+    touch_mm = float(max(lab.spacing))
+    m = _lesion_bone_measures(bone, grid_labels, ids, spacing, max(2.0 * params.envelope_mm, d_contact + diagonal,
+                                                                     touch_mm, 10.0), touch_mm, boxes)
+    n_grid = m["n"]
     with np.errstate(invalid="ignore", divide="ignore"):
-        f_in = n_in / n_grid
-    d_min = _per_label(dist_out, grid_labels, ids, ndimage.minimum)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        touch = _per_label((centre_dist <= max(lab.spacing)).astype(float), grid_labels, ids, ndimage.sum) / n_grid
-    depth = _per_label(depth_in, grid_labels, ids, ndimage.maximum)
+        f_in = m["n_in"] / n_grid
+    d_min = np.maximum(m["d_centre"] - diagonal, 0.0)
+    touch = m["touch"]
+    depth = m["depth"]
     if fov_ok is None:
         # On the CT grid a lesion voxel of volume v_pet covers v_pet / v_ct CT voxels; fewer means it left the CT.
         expected = n_pet * lab.voxel_volume_ml / ct.voxel_volume_ml
