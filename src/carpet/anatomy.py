@@ -248,6 +248,14 @@ def ct_bone(ct: Volume, params: BoneParams = BoneParams()) -> Volume:
     return bone_mask(ct, params=params)
 
 
+@functools.lru_cache(maxsize=1)
+def ct_bone_on(reference: Volume, ct: Volume, params: BoneParams = BoneParams()) -> Volume:
+    """:func:`ct_bone` resampled (majority) onto ``reference``'s grid, cached for the last (grid, CT) pair so
+    that lesion sites and the reference regions of one study share it."""
+    bone = ct_bone(ct, params)
+    return _mask_volume(bone.array, bone, reference, bone.meta.get("provenance", {}))
+
+
 def _mask_volume(mask: np.ndarray, grid: Volume, reference: Volume | None, prov: dict) -> Volume:
     """``mask`` (on ``grid``) as a boolean Volume on ``reference``'s grid: a voxel is in when the linearly
     resampled 0/1 mask is ≥ 0.5 there (mostly inside); voxels outside ``grid`` are out."""
@@ -283,8 +291,9 @@ def marrow_mask(bone: Volume, ct: Volume | None = None, *, cortex_mm: float = Bo
     """
     inner = _erode_mm(np.asarray(bone.array, bool), cortex_mm, bone.spacing)
     if ct is not None:
-        hu = resample_to(ct.with_array(np.asarray(ct.array, np.float32)), bone, interpolation="linear",
-                         default_value=AIR_HU).array
+        hu = ct.array if ct.same_grid(bone) else resample_to(
+            ct.with_array(np.asarray(ct.array, np.float32)), bone, interpolation="linear",
+            default_value=AIR_HU).array
         inner &= hu < hu_cortex
     prov = provenance(method="marrow_erosion", cortex_mm=cortex_mm, hu_cortex=None if ct is None else hu_cortex)
     return _mask_volume(inner, bone, reference, prov)
@@ -443,7 +452,7 @@ class _CtOnPet:
         # Air inside the body contour that is not bowel-sized speckle: lungs are large.
         lungs = _remove_small(air, int(np.ceil(50.0 / pet.voxel_volume_ml)))
         bone_ct = ct_bone(ct, params)
-        bone = np.asarray(_mask_volume(bone_ct.array, bone_ct, pet, {}).array, bool)
+        bone = np.asarray(ct_bone_on(pet, ct, params).array, bool)
         marrow = np.asarray(marrow_mask(bone_ct, ct, cortex_mm=params.cortex_mm, reference=pet).array, bool)
         return cls(hu=hu, body=body, lungs=lungs, bone=bone, marrow=marrow, xyz=_voxel_coords_mm(pet))
 

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from carpet.anatomy import BoneParams, _axial_axis, _close_mm, _mask_volume, ct_bone
+from carpet.anatomy import BoneParams, _axial_axis, _close_mm, ct_bone, ct_bone_on
 from carpet.errors import InputError
 from carpet.provenance import provenance
 from carpet.volume import Volume, resample_to
@@ -138,6 +138,18 @@ def _per_label(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, fn) -> n
 
 def _grown_box(box, reach, shape) -> tuple[slice, ...]:
     return tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box, reach, shape))
+
+
+def _centres_inside(lab: Volume, ct: Volume) -> np.ndarray:
+    """Boolean map on the lesion grid: lesion voxels whose centre lies within the CT's field of view (its
+    voxels' extent, as nearest-neighbour resampling sees it). Only lesion voxels are tested."""
+    out = np.zeros(lab.shape, bool)
+    idx = np.argwhere(np.asarray(lab.array) > 0)
+    if idx.size:
+        ct_idx = ct.world_to_index(lab.index_to_world(idx))
+        inside = np.all((ct_idx >= -0.5) & (ct_idx <= np.asarray(ct.shape) - 0.5), axis=1)
+        out[tuple(idx[inside].T)] = True
+    return out
 
 
 def _restore_envelope(bone: np.ndarray, labels: np.ndarray, radius_mm: float, spacing,
@@ -319,13 +331,9 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
         fov_ok = None
     elif params.grid == "pet":
         grid_labels = lab_arr
-        if bone is None:
-            bone = _mask_volume(ct_bone(ct, params.bone).array, ct, lab, {})
-        bone = np.asarray(bone.array, bool)
+        bone = np.asarray((bone if bone is not None else ct_bone_on(lab, ct, params.bone)).array, bool)
         spacing = lab.spacing
-        cover = resample_to(ct.with_array(np.ones(ct.shape, np.uint8)), lab, interpolation="nearest",
-                            default_value=0)
-        fov_ok = np.asarray(cover.array, bool)
+        fov_ok = _centres_inside(lab, ct)
     else:
         raise InputError(f"SiteParams.grid must be 'ct' or 'pet', got {params.grid!r}")
 
