@@ -211,6 +211,27 @@ def _denoise_ct(ct: Volume, smooth_mm: float) -> np.ndarray:
     return arr
 
 
+def _bone_box(hu: np.ndarray, spacing, params: BoneParams) -> tuple[slice, ...] | None:
+    """The box holding every voxel the bone mask can contain, grown so that the mask computed in it is the
+    mask of the whole grid; None when no voxel reaches ``hu_bone``.
+
+    A Gaussian-weighted mean never exceeds the largest value under its kernel, so smoothed voxels at or above
+    ``hu_bone`` lie within one kernel radius of a raw voxel at or above it; a second radius keeps their
+    smoothed values exact, and the closing radius plus two voxels leave a ring of background around the bone,
+    connected to the outside as the rest of the grid is (hole filling unchanged).
+    """
+    hit = hu >= params.hu_bone
+    span = [np.flatnonzero(hit.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+    if span[0].size == 0:
+        return None
+    box = []
+    for a, (sp, idx) in enumerate(zip(spacing, span)):
+        gauss = int(4.0 * params.smooth_mm / sp + 0.5) if params.smooth_mm > 0 else 0   # scipy's truncate=4
+        r = 2 * gauss + int(np.ceil(params.closing_mm / sp)) + 2
+        box.append(slice(max(0, idx[0] - r), min(hu.shape[a], idx[-1] + 1 + r)))
+    return tuple(box)
+
+
 def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams = BoneParams()) -> Volume:
     """Solid CT bone mask: HU threshold, closing, hole filling (cortex and medulla one object).
 
@@ -230,11 +251,14 @@ def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams
     Volume
         Boolean mask (``meta['provenance']`` records the parameters).
     """
-    arr = _denoise_ct(ct, params.smooth_mm)
-    mask = arr >= params.hu_bone
-    mask = _remove_small(mask, int(np.ceil(params.min_component_ml / ct.voxel_volume_ml)))
-    mask = _close_mm(mask, params.closing_mm, ct.spacing)
-    mask = _fill_holes_slicewise(_fill_holes(mask), _axial_axis(ct))
+    mask = np.zeros(ct.shape, bool)
+    box = _bone_box(np.asarray(ct.array), ct.spacing, params)
+    if box is not None:
+        arr = _denoise_ct(Volume(np.asarray(ct.array)[box], ct.spacing, ct.origin, ct.direction), params.smooth_mm)
+        part = arr >= params.hu_bone
+        part = _remove_small(part, int(np.ceil(params.min_component_ml / ct.voxel_volume_ml)))
+        part = _close_mm(part, params.closing_mm, ct.spacing)
+        mask[box] = _fill_holes_slicewise(_fill_holes(part), _axial_axis(ct))
     prov = provenance(method="ct_bone_mask", **params.as_dict(),
                       grid="ct" if reference is None or ct.same_grid(reference) else "reference")
     return _mask_volume(mask, ct, reference, prov)
