@@ -211,6 +211,16 @@ def _denoise_ct(ct: Volume, smooth_mm: float) -> np.ndarray:
     return arr
 
 
+def _occupied_box(mask: np.ndarray, grow) -> tuple[slice, ...] | None:
+    """Bounding box of the True voxels grown by ``grow`` voxels per axis (clipped); None when empty.
+    Three axis projections: cheaper than ``ndimage.find_objects`` on a large grid."""
+    span = [np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+    if span[0].size == 0:
+        return None
+    grow = np.broadcast_to(grow, (3,))
+    return tuple(slice(max(0, int(i[0] - g)), min(n, int(i[-1] + 1 + g))) for i, g, n in zip(span, grow, mask.shape))
+
+
 def _bone_box(hu: np.ndarray, spacing, params: BoneParams) -> tuple[slice, ...] | None:
     """The box holding every voxel the bone mask can contain, grown so that the mask computed in it is the
     mask of the whole grid; None when no voxel reaches ``hu_bone``.
@@ -220,16 +230,9 @@ def _bone_box(hu: np.ndarray, spacing, params: BoneParams) -> tuple[slice, ...] 
     smoothed values exact, and the closing radius plus two voxels leave a ring of background around the bone,
     connected to the outside as the rest of the grid is (hole filling unchanged).
     """
-    hit = hu >= params.hu_bone
-    span = [np.flatnonzero(hit.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
-    if span[0].size == 0:
-        return None
-    box = []
-    for a, (sp, idx) in enumerate(zip(spacing, span)):
-        gauss = int(4.0 * params.smooth_mm / sp + 0.5) if params.smooth_mm > 0 else 0   # scipy's truncate=4
-        r = 2 * gauss + int(np.ceil(params.closing_mm / sp)) + 2
-        box.append(slice(max(0, idx[0] - r), min(hu.shape[a], idx[-1] + 1 + r)))
-    return tuple(box)
+    gauss = [int(4.0 * params.smooth_mm / sp + 0.5) if params.smooth_mm > 0 else 0 for sp in spacing]  # truncate=4
+    return _occupied_box(hu >= params.hu_bone,
+                         [2 * g + int(np.ceil(params.closing_mm / sp)) + 2 for g, sp in zip(gauss, spacing)])
 
 
 def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams = BoneParams()) -> Volume:
@@ -284,9 +287,16 @@ def _mask_volume(mask: np.ndarray, grid: Volume, reference: Volume | None, prov:
     """``mask`` (on ``grid``) as a boolean Volume on ``reference``'s grid: a voxel is in when the linearly
     resampled 0/1 mask is ≥ 0.5 there (mostly inside); voxels outside ``grid`` are out."""
     if reference is not None and not grid.same_grid(reference):
-        frac = resample_to(grid.with_array(mask.astype(np.float32)), reference, interpolation="linear",
-                           default_value=0.0)
-        grid, mask = reference, frac.array >= 0.5
+        # Only the mask's box (grown by two voxels of background) is resampled: outside it the linear
+        # interpolation of the whole grid is 0 as well, which is the default value.
+        box = _occupied_box(mask, 2)
+        if box is None:
+            grid, mask = reference, np.zeros(reference.shape, bool)
+        else:
+            part = Volume(mask[box].astype(np.float32), grid.spacing,
+                          grid.index_to_world([b.start for b in box]), grid.direction)
+            frac = resample_to(part, reference, interpolation="linear", default_value=0.0)
+            grid, mask = reference, np.asarray(frac.array) >= 0.5
     return Volume(mask, grid.spacing, grid.origin, grid.direction, {"provenance": prov, "modality": "mask"})
 
 
@@ -313,7 +323,11 @@ def marrow_mask(bone: Volume, ct: Volume | None = None, *, cortex_mm: float = Bo
         Grid to return the mask on (e.g. the PET); computed on ``bone``'s grid (give the CT-grid bone mask)
         and resampled by majority, as in :func:`bone_mask`.
     """
-    inner = _erode_mm(np.asarray(bone.array, bool), cortex_mm, bone.spacing)
+    solid = np.asarray(bone.array, bool)
+    inner = np.zeros(solid.shape, bool)
+    box = _occupied_box(solid, 1)                       # one voxel of background around: erosion unchanged
+    if box is not None:
+        inner[box] = _erode_mm(solid[box], cortex_mm, bone.spacing)
     if ct is not None:
         hu = ct.array if ct.same_grid(bone) else resample_to(
             ct.with_array(np.asarray(ct.array, np.float32)), bone, interpolation="linear",
