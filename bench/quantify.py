@@ -159,6 +159,21 @@ def carpet_run(paths, out: Path):
     return run_quantify(paths["pet"], ct_path=paths["ct"], out_dir=out, method="suv4")
 
 
+def anatomy_only(pet, ct):
+    """The anatomy step alone on in-memory volumes: lesion sites (CT grid, the default) and the liver,
+    blood-pool and marrow references. Fresh volume objects each call, so that no cache from an earlier
+    round is hit."""
+    from carpet.anatomy import blood_pool_reference, liver_reference, marrow_reference
+    from carpet.classify import classify_lesions
+    from carpet.segment import segment
+
+    pet, ct = pet.with_array(pet.array), ct.with_array(ct.array)
+    labels = pet.with_array(segment(np.asarray(pet.array), pet.spacing, ["suv4"]).labels["suv4"].astype(np.int32))
+    sites = classify_lesions(labels, ct)
+    refs = [f(pet, ct, lesions=labels) for f in (liver_reference, blood_pool_reference, marrow_reference)]
+    return sites, refs
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
@@ -177,13 +192,16 @@ def main():
     from carpet.quantify import quantify_study
     warnings.simplefilter("ignore")
     pets = {n: read_nifti(p["pet"]) for n, p in ((30, study), (1000, many))}
+    ct = read_nifti(study["ct"])
     cases = {**floor_cases(study),
              "peer": lambda: peer(study, args.workdir / "peer"),
              "carpet 30": lambda: carpet_run(study, args.workdir / "carpet"),
              "carpet 1000": lambda: carpet_run(many, args.workdir / "carpet1000"),
              # per-lesion work alone (PET in memory): segmentation + measures + totals
              "in-memory 30": lambda: quantify_study(pets[30], method="suv4"),
-             "in-memory 1000": lambda: quantify_study(pets[1000], method="suv4")}
+             "in-memory 1000": lambda: quantify_study(pets[1000], method="suv4"),
+             # the anatomy step alone (sites + liver, blood pool, marrow), PET and CT in memory
+             "anatomy 30": lambda: anatomy_only(pets[30], ct)}
     t = interleaved(cases, args.repeat)
 
     # carpet finds the same lesions as the peer: count and total volume agree exactly
@@ -200,6 +218,10 @@ def main():
         print(f"  {k:28s} {w:6.2f} s  ({c:.2f} s CPU)")
     print(f"lesions: carpet {s['n_lesions']} = peer {n_peer} (MTV {mtv_peer:.2f} mL); 1000-lesion study: {n_many}; "
           f"Dmax carpet {s['dmax_mm']:.1f} mm (geometric centroids), peer {dmax_peer:.1f} mm (SUV-weighted)")
+    sites, refs = anatomy_only(pets[30], ct)
+    print("sites (carpet 30): " + ", ".join(f"{k} {s[f'n_{k}']}" for k in ("bone", "paramedullary", "extramedullary"))
+          + f"; all sites: {sites['site'].value_counts().to_dict()}; references (SUV mean): "
+          + ", ".join(f"{r.name} {r.mean:.3f}{'' if r.usable else ' (unusable)'}" for r in refs))
     w = {k: v[0] for k, v in t.items()}
     c = {k: v[1] for k, v in t.items()}
     print(f"ratio carpet/floor ({floor_name}) = {w['carpet 30'] / w[floor_name]:.2f} wall, "
