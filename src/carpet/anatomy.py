@@ -101,14 +101,16 @@ def _close_mm(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
     """
     if radius_mm <= 0:
         return mask.copy()
-    pad = int(np.ceil(radius_mm / min(spacing))) + 1
-    padded = np.pad(mask, pad)
+    # One radius (+1 voxel) per axis: the padded border is then farther than the radius from every voxel
+    # of ``mask``'s grid, so it cannot erode them (with the in-slice closing's huge axial spacing, 1 voxel).
+    pad = [int(np.ceil(radius_mm / s)) + 1 for s in spacing]
+    padded = np.pad(mask, [(p, p) for p in pad])
     ball = _ball_structure(radius_mm, spacing)
     if ball.size <= 125:
         closed = ndimage.binary_erosion(ndimage.binary_dilation(padded, ball), ball)
     else:
         closed = _erode_mm(_dilate_mm(padded, radius_mm, spacing), radius_mm, spacing)
-    return closed[pad:-pad, pad:-pad, pad:-pad]
+    return closed[tuple(slice(p, -p) for p in pad)]
 
 
 def _axial_axis(vol: Volume) -> int:
