@@ -140,6 +140,60 @@ def _grown_box(box, reach, shape) -> tuple[slice, ...]:
     return tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box, reach, shape))
 
 
+class _GridLabels:
+    """Lesion labels as seen on the comparison grid, produced box by box.
+
+    On the lesions' own grid the boxes are slices of the label array. On another grid sharing the lesions'
+    direction (CT and PET of one scanner) each requested box is resampled by nearest neighbour on the fly —
+    index mapping per axis, the rule of SimpleITK's nearest-neighbour interpolator (round half up, voxels
+    whose centre falls outside the lesion grid are 0) — so the label map is never built over the whole
+    (fine) grid. Other directions fall back to resampling the whole map.
+    """
+
+    def __init__(self, lab: Volume, grid: Volume | None = None):
+        self.lab = np.asarray(lab.array)
+        pet_boxes = ndimage.find_objects(self.lab)
+        self.shape = self.lab.shape if grid is None else grid.shape
+        self.scale = None
+        if grid is None:
+            self.boxes = pet_boxes
+        elif np.allclose(grid.direction, lab.direction, atol=1e-6):
+            # grid index i -> lesion-grid continuous index offset + scale * i, axis by axis
+            self.offset = np.asarray(lab.world_to_index(grid.origin), float)
+            self.scale = np.asarray(grid.spacing, float) / np.asarray(lab.spacing, float)
+            self.boxes = [None if b is None else self._grid_box(b) for b in pet_boxes]
+        else:
+            self.lab = np.asarray(resample_to(lab, grid, interpolation="nearest", default_value=0).array)
+            self.boxes = ndimage.find_objects(self.lab)
+
+    def _grid_box(self, pet_box) -> tuple[slice, ...] | None:
+        box = []
+        for b, o, r, n in zip(pet_box, self.offset, self.scale, self.shape):
+            lo = max(0, int(np.floor((b.start - 0.5 - o) / r)) - 1)
+            hi = min(n, int(np.ceil((b.stop - 0.5 - o) / r)) + 1)
+            if hi <= lo:
+                return None                             # the lesion lies outside the grid
+            box.append(slice(lo, hi))
+        return tuple(box)
+
+    def crop(self, box) -> np.ndarray:
+        if self.scale is None:
+            return self.lab[box]
+        idx, ok = [], []
+        for b, o, r, n in zip(box, self.offset, self.scale, self.lab.shape):
+            i = np.floor(o + r * np.arange(b.start, b.stop) + 0.5).astype(np.int64)
+            ok.append((i >= 0) & (i < n))
+            idx.append(np.clip(i, 0, n - 1))
+        out = self.lab[np.ix_(*idx)]
+        return np.where(ok[0][:, None, None] & ok[1][None, :, None] & ok[2][None, None, :], out, 0)
+
+
+def _as_grid_labels(labels) -> _GridLabels:
+    if isinstance(labels, _GridLabels):
+        return labels
+    return _GridLabels(Volume(np.asarray(labels), (1.0, 1.0, 1.0)))
+
+
 def _centres_inside(lab: Volume, ct: Volume) -> np.ndarray:
     """Boolean map on the lesion grid: lesion voxels whose centre lies within the CT's field of view (its
     voxels' extent, as nearest-neighbour resampling sees it). Only lesion voxels are tested."""
@@ -152,8 +206,7 @@ def _centres_inside(lab: Volume, ct: Volume) -> np.ndarray:
     return out
 
 
-def _restore_envelope(bone: np.ndarray, labels: np.ndarray, radius_mm: float, spacing,
-                      axial_axis: int, boxes=None) -> np.ndarray:
+def _restore_envelope(bone: np.ndarray, labels, radius_mm: float, spacing, axial_axis: int) -> np.ndarray:
     """Add to ``bone`` the lesion voxels that a closing of radius ``radius_mm`` of one bone would fill.
 
     Each connected bone is closed on its own, so the gap between two neighbouring bones (spine and iliac wing,
@@ -167,14 +220,14 @@ def _restore_envelope(bone: np.ndarray, labels: np.ndarray, radius_mm: float, sp
     out = bone.copy()
     in_slice = tuple(1e9 if a == axial_axis else s for a, s in enumerate(spacing))   # no reach across slices
     reach = [int(np.ceil(2 * radius_mm / s)) + 1 for s in spacing]
-    boxes = ndimage.find_objects(labels) if boxes is None else boxes
-    for lid, box in enumerate(boxes, start=1):
+    labels = _as_grid_labels(labels)
+    for lid, box in enumerate(labels.boxes, start=1):
         if box is None:
             continue
         grown = _grown_box(box, reach, bone.shape)
         if not bone[grown].any():
             continue
-        lesion = labels[grown] == lid
+        lesion = labels.crop(grown) == lid
         near = ndimage.distance_transform_edt(~lesion, sampling=spacing) <= radius_mm
         parts, n_parts = ndimage.label(bone[grown], structure=np.ones((3, 3, 3)))
         relevant = np.unique(parts[near & (parts > 0)])
@@ -223,8 +276,8 @@ class _FarBone:
         return self._depth[tuple(idx.T)]
 
 
-def _lesion_bone_measures(bone: np.ndarray, labels: np.ndarray, ids: np.ndarray, spacing, margin_mm: float,
-                          touch_mm: float, boxes=None) -> dict[str, np.ndarray]:
+def _lesion_bone_measures(bone: np.ndarray, labels, ids: np.ndarray, spacing, margin_mm: float,
+                          touch_mm: float) -> dict[str, np.ndarray]:
     """Per lesion: grid voxel count, voxels in bone, minimum centre distance to bone, maximum depth in bone
     and the share of voxels within ``touch_mm`` (centre to centre) of bone.
 
@@ -235,7 +288,8 @@ def _lesion_bone_measures(bone: np.ndarray, labels: np.ndarray, ids: np.ndarray,
     """
     spacing = np.asarray(spacing, float)
     reach = [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
-    boxes = ndimage.find_objects(labels) if boxes is None else boxes
+    labels = _as_grid_labels(labels)
+    boxes = labels.boxes
     far = _FarBone(bone, spacing)
     out = {k: np.full(ids.size, np.nan) for k in ("n", "n_in", "d_centre", "depth", "touch")}
     for i, lid in enumerate(ids):
@@ -244,9 +298,12 @@ def _lesion_bone_measures(bone: np.ndarray, labels: np.ndarray, ids: np.ndarray,
             out["n"][i] = 0
             continue
         grown = _grown_box(box, reach, bone.shape)
-        lesion = labels[grown] == lid
+        lesion = labels.crop(grown) == lid
         b = bone[grown]
         n = int(lesion.sum())
+        if n == 0:                                      # no voxel of the lesion on this grid
+            out["n"][i] = 0
+            continue
         out["n"][i], out["n_in"][i] = n, int((b & lesion).sum())
         if b.any():
             dist = ndimage.distance_transform_edt(~b, sampling=spacing)[lesion]
@@ -324,13 +381,13 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
         return df
 
     if params.grid == "ct":
-        grid_labels = np.asarray(resample_to(lab, ct, interpolation="nearest", default_value=0).array)
+        grid_labels = _GridLabels(lab, ct)
         bone = np.asarray((bone if bone is not None else ct_bone(ct, params.bone)).array, bool)
         spacing = ct.spacing
         # A lesion voxel with no CT under it disappears in the resampling: compare counts below.
         fov_ok = None
     elif params.grid == "pet":
-        grid_labels = lab_arr
+        grid_labels = _GridLabels(lab)
         bone = np.asarray((bone if bone is not None else ct_bone_on(lab, ct, params.bone)).array, bool)
         spacing = lab.spacing
         fov_ok = _centres_inside(lab, ct)
@@ -340,17 +397,16 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
     if bone.shape != grid_labels.shape:
         raise InputError(f"the bone mask (shape {bone.shape}) is not on the {params.grid.upper()} grid "
                          f"(shape {grid_labels.shape})")
-    boxes = ndimage.find_objects(grid_labels)
     if params.envelope_mm > 0 and bone.any():
         bone = _restore_envelope(bone, grid_labels, params.envelope_mm, spacing,
-                                 _axial_axis(ct if params.grid == "ct" else lab), boxes)
+                                 _axial_axis(ct if params.grid == "ct" else lab))
     # Distances per lesion in its own neighbourhood (exact, see _lesion_bone_measures). Two voxels (boxes)
     # whose centres are D apart are at least D - one voxel diagonal apart: report that lower bound of the gap,
     # which errs towards contact (indeterminate) rather than a false "no contact" (EMD).
     diagonal = float(np.linalg.norm(spacing))
     touch_mm = float(max(lab.spacing))
     m = _lesion_bone_measures(bone, grid_labels, ids, spacing, max(2.0 * params.envelope_mm, d_contact + diagonal,
-                                                                     touch_mm, 10.0), touch_mm, boxes)
+                                                                     touch_mm, 10.0), touch_mm)
     n_grid = m["n"]
     with np.errstate(invalid="ignore", divide="ignore"):
         f_in = m["n_in"] / n_grid
