@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from carpet.anatomy import BoneParams, _axial_axis, _close_mm, ct_bone, ct_bone_on
+from carpet.anatomy import BoneParams, _axial_axis, _close_mm, _occupied_box, ct_bone, ct_bone_on
 from carpet.errors import InputError
 from carpet.provenance import provenance
 from carpet.volume import Volume, resample_to
@@ -256,16 +256,20 @@ class _FarBone:
         if self._tree is None:
             from scipy.spatial import cKDTree
 
-            b = self.bone
-            inner = b.copy()
-            for a in range(3):                          # interior: all six neighbours are bone (edges count)
-                lo = [slice(None)] * 3
-                hi = [slice(None)] * 3
-                lo[a], hi[a] = slice(1, None), slice(None, -1)
-                inner[tuple(hi)] &= b[tuple(lo)]
-                inner[tuple(lo)] &= b[tuple(hi)]
-            self._tree = cKDTree(np.argwhere(b & ~inner) * self.spacing) if b.any() else None
-        if self._tree is None:
+            box = _occupied_box(self.bone, 1)           # one voxel of non-bone around
+            self._tree = False
+            if box is not None:
+                b = self.bone[box]
+                inner = b.copy()
+                for a in range(3):                      # interior: all six neighbours are bone (edges count)
+                    lo = [slice(None)] * 3
+                    hi = [slice(None)] * 3
+                    lo[a], hi[a] = slice(1, None), slice(None, -1)
+                    inner[tuple(hi)] &= b[tuple(lo)]
+                    inner[tuple(lo)] &= b[tuple(hi)]
+                start = [sl.start for sl in box]
+                self._tree = cKDTree((np.argwhere(b & ~inner) + start) * self.spacing)
+        if self._tree is False:                         # no bone at all
             return np.full(len(idx), np.inf)
         return self._tree.query(idx * self.spacing)[0]
 
