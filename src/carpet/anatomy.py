@@ -214,6 +214,11 @@ def _denoise_ct(ct: Volume, smooth_mm: float) -> np.ndarray:
     return arr
 
 
+def _grown_box(box, reach, shape) -> tuple[slice, ...]:
+    """``box`` grown by ``reach`` voxels per axis, clipped to ``shape``."""
+    return tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box, reach, shape))
+
+
 def _occupied_box(mask: np.ndarray, grow) -> tuple[slice, ...] | None:
     """Bounding box of the True voxels grown by ``grow`` voxels per axis (clipped); None when empty.
     Three axis projections: cheaper than ``ndimage.find_objects`` on a large grid."""
@@ -548,7 +553,7 @@ def _auto_liver_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, liver_hu,
         return None, "no soft tissue in the right upper abdomen can hold the sphere"
     margin_mm = max(diameter_mm / 2.0 + 2 * max(pet.spacing), (diameter_mm + 20.0) / 2.0) + max(pet.spacing)
     reach = [int(np.ceil(margin_mm / s)) + 1 for s in pet.spacing]
-    crop = tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box[0], reach, pet.shape))
+    crop = _grown_box(box[0], reach, pet.shape)
     # Zero outside the crop: a false "not soft" there is > margin away from any candidate, so the test
     # depth >= radius + voxel is unchanged (the array's own border is not soft, as before).
     depth = ndimage.distance_transform_edt(np.pad(soft[crop], 1), sampling=pet.spacing)[1:-1, 1:-1, 1:-1]
@@ -736,14 +741,13 @@ def marrow_reference(pet: Volume, ct: Volume | None = None, *, marrow: Volume | 
         if box:
             # Erosion and the lesion margin below reach at most this far: work in the band's grown box.
             reach = [int(np.ceil(max(edge_margin_mm, lesion_margin_mm) / s)) + 1 for s in pet.spacing]
-            crop = tuple(slice(max(0, b.start - r), min(n, b.stop + r))
-                         for b, r, n in zip(box[0], reach, pet.shape))
+            crop = _grown_box(box[0], reach, pet.shape)
             # 1.5 PET voxels off the cortex: partial volume with the (cold) compact bone under the PSF.
             m[crop] = _erode_mm(ctp.marrow[crop], edge_margin_mm, pet.spacing) & band[crop]
             if lesions is not None:
                 les = _mask_on_pet(lesions.with_array(np.asarray(lesions.array) > 0), pet)[crop]
                 m[crop] &= ~_dilate_mm(les, lesion_margin_mm, pet.spacing)
-        lesions = None                                  # already removed
+        lesions = None                                  # removed above, within the band's box
         prov["placement"] = "automatic"
         reason = "" if m.any() else "no marrow found near the mid-line"
     else:
