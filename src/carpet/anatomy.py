@@ -336,11 +336,11 @@ def marrow_mask(bone: Volume, ct: Volume | None = None, *, cortex_mm: float = Bo
     box = _occupied_box(solid, 1)                       # one voxel of background around: erosion unchanged
     if box is not None:
         inner[box] = _erode_mm(solid[box], cortex_mm, bone.spacing)
-    if ct is not None:
-        hu = ct.array if ct.same_grid(bone) else resample_to(
-            ct.with_array(np.asarray(ct.array, np.float32)), bone, interpolation="linear",
-            default_value=AIR_HU).array
-        inner &= hu < hu_cortex
+        if ct is not None:                              # marrow lies in the box: compare HU there only
+            hu = ct.array if ct.same_grid(bone) else resample_to(
+                ct.with_array(np.asarray(ct.array, np.float32)), bone, interpolation="linear",
+                default_value=AIR_HU).array
+            inner[box] &= np.asarray(hu)[box] < hu_cortex
     prov = provenance(method="marrow_erosion", cortex_mm=cortex_mm, hu_cortex=None if ct is None else hu_cortex)
     return _mask_volume(inner, bone, reference, prov)
 
