@@ -234,9 +234,15 @@ def _restore_envelope(bone: np.ndarray, labels, radius_mm: float, spacing, axial
         near = ndimage.distance_transform_edt(~lesion, sampling=spacing) <= radius_mm
         parts, n_parts = ndimage.label(bone[grown], structure=np.ones((3, 3, 3)))
         relevant = np.unique(parts[near & (parts > 0)])
+        # The in-slice closing has no reach across slices: only the lesion's own slices are needed.
+        rows = [slice(None)] * 3
+        rows[axial_axis] = slice(box[axial_axis].start - grown[axial_axis].start,
+                                 box[axial_axis].stop - grown[axial_axis].start)
+        rows = tuple(rows)
         for part in relevant:
             one = parts == part
-            closed = _close_mm(one, radius_mm, spacing) | _close_mm(one, radius_mm, in_slice)
+            closed = _close_mm(one, radius_mm, spacing)
+            closed[rows] |= _close_mm(one[rows], radius_mm, in_slice)
             out[grown] |= closed & lesion
     return out
 
