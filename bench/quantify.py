@@ -12,7 +12,10 @@ Also a 1,000-lesion study on the same grid (per-lesion work must stay O(voxels):
 case). Study: ``carpet.synth`` whole-body phantom, PET 200×200×400 float32 at 4 mm, CT 512×512×400
 int16 at 1.5625×1.5625×4 mm.
 
-Run: ``PYTHONPATH=src /work/venv/bin/python bench/quantify.py [--repeat 5] [--workdir DIR]``.
+Run: ``PYTHONPATH=src /work/venv/bin/python bench/quantify.py [--repeat 5] [--workdir DIR]``;
+``--check-sites`` checks the ideal whole-body phantom's 30 sites (CT on the PET grid and on the
+1.5625×1.5625×4 mm grid, sites on both comparison grids) and the automatic liver/blood pool (±2 %).
+"anatomy 30" times the anatomy step alone (sites + liver, blood pool, marrow; PET and CT in memory).
 The cases take turns in ``--repeat`` rounds and each reports its best wall time and its best CPU
 time (all threads of the process): the machine is shared, and CPU time is far less sensitive to
 other users' load than wall time.
@@ -159,11 +162,59 @@ def carpet_run(paths, out: Path):
     return run_quantify(paths["pet"], ct_path=paths["ct"], out_dir=out, method="suv4")
 
 
+def anatomy_only(pet, ct):
+    """The anatomy step alone on in-memory volumes: lesion sites (CT grid, the default) and the liver,
+    blood-pool and marrow references. Fresh volume objects each call, so that no cache from an earlier
+    round is hit."""
+    from carpet.anatomy import blood_pool_reference, liver_reference, marrow_reference
+    from carpet.classify import classify_lesions
+    from carpet.segment import segment
+
+    pet, ct = pet.with_array(pet.array), ct.with_array(ct.array)
+    labels = pet.with_array(segment(np.asarray(pet.array), pet.spacing, ["suv4"]).labels["suv4"].astype(np.int32))
+    sites = classify_lesions(labels, ct)
+    refs = [f(pet, ct, lesions=labels) for f in (liver_reference, blood_pool_reference, marrow_reference)]
+    return sites, refs
+
+
+def check_whole_body_sites() -> bool:
+    """The ideal whole-body phantom (30 lesions) with CT on the PET grid and on a 1.5625×1.5625×4 mm grid:
+    every truth lesion gets its true site on both comparison grids, and the automatic liver and blood-pool
+    references are within 2 % of the phantom's organ SUV. Prints the times; True when all hold."""
+    from carpet.anatomy import blood_pool_reference, liver_reference
+    from carpet.classify import SiteParams, classify_lesions
+    from carpet.synth import PhantomSpec, make_phantom
+
+    expected = {"intramedullary": "bone", "paramedullary": "paramedullary", "extramedullary": "extramedullary",
+                "abutting": "indeterminate"}
+    ok = True
+    for ct_spacing in (None, CT_SPACING):
+        ph = make_phantom(PhantomSpec.whole_body(seed=0, n_lesions=30, ct_spacing_mm=ct_spacing))
+        truth = [expected[les["kind"]] for les in ph.truth["lesions"]]
+        for grid in ("ct", "pet"):
+            w = time.perf_counter()
+            sites = list(classify_lesions(ph.lesion_labels, ph.ct, params=SiteParams(grid=grid))["site"])
+            n_ok = sum(a == b for a, b in zip(sites, truth))
+            ok &= n_ok == len(truth)
+            print(f"  CT {ct_spacing or 'on PET grid'}, sites on the {grid.upper()} grid: {n_ok}/{len(truth)} "
+                  f"correct in {time.perf_counter() - w:.2f} s")
+        for name, fn in (("liver", liver_reference), ("blood", blood_pool_reference)):
+            ref = fn(ph.pet, ph.ct, lesions=ph.lesion_labels)
+            err = ref.mean / ph.truth["organ_suv"][name] - 1.0
+            ok &= ref.usable and abs(err) <= 0.02
+            print(f"  {name}: SUV mean {ref.mean:.4f} (truth {ph.truth['organ_suv'][name]}, {100 * err:+.2f} %)")
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "carpet-bench-quantify")
+    ap.add_argument("--check-sites", action="store_true",
+                    help="only check the whole-body phantom's sites and reference regions (both CT grids)")
     args = ap.parse_args()
+    if args.check_sites:
+        raise SystemExit(0 if check_whole_body_sites() else 1)
     import carpet.quantify  # noqa: F401  (imports are not part of the timed work)
     t = time.perf_counter()
     study = make_study(args.workdir, 30)
@@ -177,13 +228,16 @@ def main():
     from carpet.quantify import quantify_study
     warnings.simplefilter("ignore")
     pets = {n: read_nifti(p["pet"]) for n, p in ((30, study), (1000, many))}
+    ct = read_nifti(study["ct"])
     cases = {**floor_cases(study),
              "peer": lambda: peer(study, args.workdir / "peer"),
              "carpet 30": lambda: carpet_run(study, args.workdir / "carpet"),
              "carpet 1000": lambda: carpet_run(many, args.workdir / "carpet1000"),
              # per-lesion work alone (PET in memory): segmentation + measures + totals
              "in-memory 30": lambda: quantify_study(pets[30], method="suv4"),
-             "in-memory 1000": lambda: quantify_study(pets[1000], method="suv4")}
+             "in-memory 1000": lambda: quantify_study(pets[1000], method="suv4"),
+             # the anatomy step alone (sites + liver, blood pool, marrow), PET and CT in memory
+             "anatomy 30": lambda: anatomy_only(pets[30], ct)}
     t = interleaved(cases, args.repeat)
 
     # carpet finds the same lesions as the peer: count and total volume agree exactly
@@ -200,6 +254,10 @@ def main():
         print(f"  {k:28s} {w:6.2f} s  ({c:.2f} s CPU)")
     print(f"lesions: carpet {s['n_lesions']} = peer {n_peer} (MTV {mtv_peer:.2f} mL); 1000-lesion study: {n_many}; "
           f"Dmax carpet {s['dmax_mm']:.1f} mm (geometric centroids), peer {dmax_peer:.1f} mm (SUV-weighted)")
+    sites, refs = anatomy_only(pets[30], ct)
+    print("sites (carpet 30): " + ", ".join(f"{k} {s[f'n_{k}']}" for k in ("bone", "paramedullary", "extramedullary"))
+          + f"; all sites: {sites['site'].value_counts().to_dict()}; references (SUV mean): "
+          + ", ".join(f"{r.name} {r.mean:.3f}{'' if r.usable else ' (unusable)'}" for r in refs))
     w = {k: v[0] for k, v in t.items()}
     c = {k: v[1] for k, v in t.items()}
     print(f"ratio carpet/floor ({floor_name}) = {w['carpet 30'] / w[floor_name]:.2f} wall, "

@@ -151,3 +151,33 @@ def test_boolean_mask_split_by_connectivity_and_fov():
     assert list(df["site"]) == ["extramedullary", "unknown"]
     df = classify_lesions(Volume(arr2, (4.0, 4.0, 4.0)), ct, params=SiteParams(grid="pet"))
     assert list(df["site"]) == ["extramedullary", "unknown"]
+
+
+@pytest.mark.parametrize("margin_mm", [3.0, 40.0])
+def test_crop_measures_equal_whole_grid_distance_transforms(margin_mm):
+    """Per-lesion crop measures against brute force: two Euclidean distance transforms of the whole grid,
+    read per lesion voxel by voxel. The small margin forces the k-d tree (far bone) and whole-grid depth
+    fallbacks; lesions touch the array border, sit deep in a thick bone, near it, and far from it."""
+    from scipy import ndimage
+
+    from carpet.classify import _lesion_bone_measures
+
+    spacing = (1.5, 2.0, 3.0)
+    bone = np.zeros((40, 36, 24), bool)
+    bone[5:30, 4:30, 2:20] = True                 # a thick block (depths up to ~25 mm)
+    bone[33:40, 30:36, 0:5] = True                # a small one at the array's corner (border is not bone)
+    labels = np.zeros(bone.shape, np.int32)
+    labels[14:20, 14:20, 9:13] = 1                # deep inside the block
+    labels[28:33, 10:14, 8:12] = 2                # straddling the block's surface
+    labels[0:2, 34:36, 22:24] = 3                 # far from bone, at the array's corner
+    labels[36:40, 25:29, 0:3] = 4                 # next to the corner bone, touching the border
+    ids = np.arange(1, 5)
+    m = _lesion_bone_measures(bone, labels, ids, spacing, margin_mm, touch_mm=4.0)
+    outside = ndimage.distance_transform_edt(~bone, sampling=spacing)
+    depth = ndimage.distance_transform_edt(np.pad(bone, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    for i, lid in enumerate(ids):
+        sel = labels == lid
+        assert m["n"][i] == sel.sum() and m["n_in"][i] == (sel & bone).sum()
+        assert m["d_centre"][i] == pytest.approx(outside[sel].min(), abs=1e-9)
+        assert m["depth"][i] == pytest.approx(depth[sel].max(), abs=1e-9)
+        assert m["touch"][i] == pytest.approx((outside[sel] <= 4.0).mean(), abs=1e-12)

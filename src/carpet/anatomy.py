@@ -49,6 +49,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+import cc3d  # connected components: faster than ndimage.label, same components
 import numpy as np
 from scipy import ndimage
 
@@ -101,14 +102,16 @@ def _close_mm(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
     """
     if radius_mm <= 0:
         return mask.copy()
-    pad = int(np.ceil(radius_mm / min(spacing))) + 1
-    padded = np.pad(mask, pad)
+    # One radius (+1 voxel) per axis: the padded border is then farther than the radius from every voxel
+    # of ``mask``'s grid, so it cannot erode them (with the in-slice closing's huge axial spacing, 1 voxel).
+    pad = [int(np.ceil(radius_mm / s)) + 1 for s in spacing]
+    padded = np.pad(mask, [(p, p) for p in pad])
     ball = _ball_structure(radius_mm, spacing)
     if ball.size <= 125:
         closed = ndimage.binary_erosion(ndimage.binary_dilation(padded, ball), ball)
     else:
         closed = _erode_mm(_dilate_mm(padded, radius_mm, spacing), radius_mm, spacing)
-    return closed[pad:-pad, pad:-pad, pad:-pad]
+    return closed[tuple(slice(p, -p) for p in pad)]
 
 
 def _axial_axis(vol: Volume) -> int:
@@ -149,7 +152,7 @@ def _fill_holes_slicewise(mask: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
-    lab, n = ndimage.label(mask)
+    lab, n = cc3d.connected_components(np.ascontiguousarray(mask), connectivity=6, return_N=True)
     if n == 0:
         return mask.copy()
     sizes = np.bincount(lab.ravel())
@@ -160,7 +163,7 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
 def _remove_small(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     if min_voxels <= 1:
         return mask
-    lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    lab, n = cc3d.connected_components(np.ascontiguousarray(mask), connectivity=26, return_N=True)
     if n == 0:
         return mask
     sizes = np.bincount(lab.ravel())
@@ -211,6 +214,35 @@ def _denoise_ct(ct: Volume, smooth_mm: float) -> np.ndarray:
     return arr
 
 
+def _grown_box(box, reach, shape) -> tuple[slice, ...]:
+    """``box`` grown by ``reach`` voxels per axis, clipped to ``shape``."""
+    return tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box, reach, shape))
+
+
+def _occupied_box(mask: np.ndarray, grow) -> tuple[slice, ...] | None:
+    """Bounding box of the True voxels grown by ``grow`` voxels per axis (clipped); None when empty.
+    Three axis projections: cheaper than ``ndimage.find_objects`` on a large grid."""
+    span = [np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+    if span[0].size == 0:
+        return None
+    grow = np.broadcast_to(grow, (3,))
+    return tuple(slice(max(0, int(i[0] - g)), min(n, int(i[-1] + 1 + g))) for i, g, n in zip(span, grow, mask.shape))
+
+
+def _bone_box(hu: np.ndarray, spacing, params: BoneParams) -> tuple[slice, ...] | None:
+    """The box holding every voxel the bone mask can contain, grown so that the mask computed in it is the
+    mask of the whole grid; None when no voxel reaches ``hu_bone``.
+
+    A Gaussian-weighted mean never exceeds the largest value under its kernel, so smoothed voxels at or above
+    ``hu_bone`` lie within one kernel radius of a raw voxel at or above it; a second radius keeps their
+    smoothed values exact, and the closing radius plus two voxels leave a ring of background around the bone,
+    connected to the outside as the rest of the grid is (hole filling unchanged).
+    """
+    gauss = [int(4.0 * params.smooth_mm / sp + 0.5) if params.smooth_mm > 0 else 0 for sp in spacing]  # truncate=4
+    return _occupied_box(hu >= params.hu_bone,
+                         [2 * g + int(np.ceil(params.closing_mm / sp)) + 2 for g, sp in zip(gauss, spacing)])
+
+
 def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams = BoneParams()) -> Volume:
     """Solid CT bone mask: HU threshold, closing, hole filling (cortex and medulla one object).
 
@@ -230,11 +262,14 @@ def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams
     Volume
         Boolean mask (``meta['provenance']`` records the parameters).
     """
-    arr = _denoise_ct(ct, params.smooth_mm)
-    mask = arr >= params.hu_bone
-    mask = _remove_small(mask, int(np.ceil(params.min_component_ml / ct.voxel_volume_ml)))
-    mask = _close_mm(mask, params.closing_mm, ct.spacing)
-    mask = _fill_holes_slicewise(_fill_holes(mask), _axial_axis(ct))
+    mask = np.zeros(ct.shape, bool)
+    box = _bone_box(np.asarray(ct.array), ct.spacing, params)
+    if box is not None:
+        arr = _denoise_ct(Volume(np.asarray(ct.array)[box], ct.spacing, ct.origin, ct.direction), params.smooth_mm)
+        part = arr >= params.hu_bone
+        part = _remove_small(part, int(np.ceil(params.min_component_ml / ct.voxel_volume_ml)))
+        part = _close_mm(part, params.closing_mm, ct.spacing)
+        mask[box] = _fill_holes_slicewise(_fill_holes(part), _axial_axis(ct))
     prov = provenance(method="ct_bone_mask", **params.as_dict(),
                       grid="ct" if reference is None or ct.same_grid(reference) else "reference")
     return _mask_volume(mask, ct, reference, prov)
@@ -248,13 +283,28 @@ def ct_bone(ct: Volume, params: BoneParams = BoneParams()) -> Volume:
     return bone_mask(ct, params=params)
 
 
+@functools.lru_cache(maxsize=1)
+def ct_bone_on(reference: Volume, ct: Volume, params: BoneParams = BoneParams()) -> Volume:
+    """:func:`ct_bone` resampled (majority) onto ``reference``'s grid, cached for the last (grid, CT) pair so
+    that lesion sites and the reference regions of one study share it."""
+    bone = ct_bone(ct, params)
+    return _mask_volume(bone.array, bone, reference, bone.meta.get("provenance", {}))
+
+
 def _mask_volume(mask: np.ndarray, grid: Volume, reference: Volume | None, prov: dict) -> Volume:
     """``mask`` (on ``grid``) as a boolean Volume on ``reference``'s grid: a voxel is in when the linearly
     resampled 0/1 mask is ≥ 0.5 there (mostly inside); voxels outside ``grid`` are out."""
     if reference is not None and not grid.same_grid(reference):
-        frac = resample_to(grid.with_array(mask.astype(np.float32)), reference, interpolation="linear",
-                           default_value=0.0)
-        grid, mask = reference, frac.array >= 0.5
+        # Only the mask's box (grown by two voxels of background) is resampled: outside it the linear
+        # interpolation of the whole grid is 0 as well, which is the default value.
+        box = _occupied_box(mask, 2)
+        if box is None:
+            grid, mask = reference, np.zeros(reference.shape, bool)
+        else:
+            part = Volume(mask[box].astype(np.float32), grid.spacing,
+                          grid.index_to_world([b.start for b in box]), grid.direction)
+            frac = resample_to(part, reference, interpolation="linear", default_value=0.0)
+            grid, mask = reference, np.asarray(frac.array) >= 0.5
     return Volume(mask, grid.spacing, grid.origin, grid.direction, {"provenance": prov, "modality": "mask"})
 
 
@@ -281,11 +331,16 @@ def marrow_mask(bone: Volume, ct: Volume | None = None, *, cortex_mm: float = Bo
         Grid to return the mask on (e.g. the PET); computed on ``bone``'s grid (give the CT-grid bone mask)
         and resampled by majority, as in :func:`bone_mask`.
     """
-    inner = _erode_mm(np.asarray(bone.array, bool), cortex_mm, bone.spacing)
-    if ct is not None:
-        hu = resample_to(ct.with_array(np.asarray(ct.array, np.float32)), bone, interpolation="linear",
-                         default_value=AIR_HU).array
-        inner &= hu < hu_cortex
+    solid = np.asarray(bone.array, bool)
+    inner = np.zeros(solid.shape, bool)
+    box = _occupied_box(solid, 1)                       # one voxel of background around: erosion unchanged
+    if box is not None:
+        inner[box] = _erode_mm(solid[box], cortex_mm, bone.spacing)
+        if ct is not None:                              # marrow lies in the box: compare HU there only
+            hu = ct.array if ct.same_grid(bone) else resample_to(
+                ct.with_array(np.asarray(ct.array, np.float32)), bone, interpolation="linear",
+                default_value=AIR_HU).array
+            inner[box] &= np.asarray(hu)[box] < hu_cortex
     prov = provenance(method="marrow_erosion", cortex_mm=cortex_mm, hu_cortex=None if ct is None else hu_cortex)
     return _mask_volume(inner, bone, reference, prov)
 
@@ -443,7 +498,7 @@ class _CtOnPet:
         # Air inside the body contour that is not bowel-sized speckle: lungs are large.
         lungs = _remove_small(air, int(np.ceil(50.0 / pet.voxel_volume_ml)))
         bone_ct = ct_bone(ct, params)
-        bone = np.asarray(_mask_volume(bone_ct.array, bone_ct, pet, {}).array, bool)
+        bone = np.asarray(ct_bone_on(pet, ct, params).array, bool)
         marrow = np.asarray(marrow_mask(bone_ct, ct, cortex_mm=params.cortex_mm, reference=pet).array, bool)
         return cls(hu=hu, body=body, lungs=lungs, bone=bone, marrow=marrow, xyz=_voxel_coords_mm(pet))
 
@@ -483,26 +538,38 @@ def _local_mean_cov(pet: np.ndarray, spacing, diameter_mm: float) -> tuple[np.nd
 
 def _auto_liver_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, liver_hu, search_below_lung_mm: float,
                        avoid: np.ndarray | None, plausible_suv, max_cov):
+    # Where a centre may lie at all (right side, not far below the lungs, soft tissue): every later step runs
+    # in that region's box grown by the widest reach of the steps (sphere depth, lesion margin, the ball of the
+    # local statistics), which gives the same decisions as the whole grid at a fraction of the cost.
     soft = (ctp.hu >= liver_hu[0]) & (ctp.hu <= liver_hu[1]) & ctp.body & ~ctp.bone
-    depth = ndimage.distance_transform_edt(np.pad(soft, 1), sampling=pet.spacing)[1:-1, 1:-1, 1:-1]
-    cand = depth >= diameter_mm / 2.0 + max(pet.spacing)
-    if avoid is not None and avoid.any():
-        cand &= ~_dilate_mm(avoid, diameter_mm / 2.0 + max(pet.spacing), pet.spacing)
     x_mid = ctp.xyz[0][ctp.body].mean()
-    cand &= ctp.xyz[0] < x_mid                      # patient right = smaller LPS x
+    region = soft & (ctp.xyz[0] < x_mid)            # patient right = smaller LPS x
     if ctp.lungs.any():
         right_lung = ctp.lungs & (ctp.xyz[0] < x_mid)
         z_lung_base = ctp.xyz[2][right_lung if right_lung.any() else ctp.lungs].min()
-        cand &= ctp.xyz[2] >= z_lung_base - search_below_lung_mm
+        region &= ctp.xyz[2] >= z_lung_base - search_below_lung_mm
+    box = ndimage.find_objects(region.astype(np.uint8))
+    if not box:
+        return None, "no soft tissue in the right upper abdomen can hold the sphere"
+    margin_mm = max(diameter_mm / 2.0 + 2 * max(pet.spacing), (diameter_mm + 20.0) / 2.0) + max(pet.spacing)
+    reach = [int(np.ceil(margin_mm / s)) + 1 for s in pet.spacing]
+    crop = _grown_box(box[0], reach, pet.shape)
+    # Zero outside the crop: a false "not soft" there is > margin away from any candidate, so the test
+    # depth >= radius + voxel is unchanged (the array's own border is not soft, as before).
+    depth = ndimage.distance_transform_edt(np.pad(soft[crop], 1), sampling=pet.spacing)[1:-1, 1:-1, 1:-1]
+    cand = region[crop] & (depth >= diameter_mm / 2.0 + max(pet.spacing))
+    if avoid is not None and avoid[crop].any():
+        cand &= ~_dilate_mm(avoid[crop], diameter_mm / 2.0 + max(pet.spacing), pet.spacing)
     if not cand.any():
         return None, "no soft tissue in the right upper abdomen can hold the sphere"
     # The liver is the right-sided soft tissue with the highest homogeneous uptake; a ball 2 cm wider than
     # the VOI keeps the centre at least 1 cm inside the organ's PET edge (blurred by the PSF).
-    mean, cov = _local_mean_cov(pet.array, pet.spacing, diameter_mm + 20.0)
+    mean, cov = _local_mean_cov(np.asarray(pet.array)[crop], pet.spacing, diameter_mm + 20.0)
     ok = cand & (cov <= max_cov) & (mean >= plausible_suv[0]) & (mean <= plausible_suv[1])
     if not ok.any():
         return None, "no homogeneous soft-tissue region with plausible liver uptake on the patient's right"
     best = np.unravel_index(np.argmax(np.where(ok, mean, -np.inf)), mean.shape)
+    best = [b + c.start for b, c in zip(best, crop)]
     return tuple(pet.index_to_world(np.asarray(best, float))), ""
 
 
@@ -667,11 +734,20 @@ def marrow_reference(pet: Volume, ct: Volume | None = None, *, marrow: Volume | 
         reason = ""
     elif ct is not None:
         ctp = _CtOnPet.build(pet, ct, bone_params)
-        m = ctp.marrow
-        # 1.5 PET voxels off the cortex: partial volume with the (cold) compact bone under the PSF.
-        m = _erode_mm(m, edge_margin_mm, pet.spacing)
         x_mid = ctp.xyz[0][ctp.body].mean() if ctp.body.any() else 0.0
-        m &= np.abs(ctp.xyz[0] - x_mid) <= spine_halfwidth_mm
+        band = np.abs(ctp.xyz[0] - x_mid) <= spine_halfwidth_mm
+        m = np.zeros(pet.shape, bool)
+        box = ndimage.find_objects((ctp.marrow & band).astype(np.uint8))
+        if box:
+            # Erosion and the lesion margin below reach at most this far: work in the band's grown box.
+            reach = [int(np.ceil(max(edge_margin_mm, lesion_margin_mm) / s)) + 1 for s in pet.spacing]
+            crop = _grown_box(box[0], reach, pet.shape)
+            # 1.5 PET voxels off the cortex: partial volume with the (cold) compact bone under the PSF.
+            m[crop] = _erode_mm(ctp.marrow[crop], edge_margin_mm, pet.spacing) & band[crop]
+            if lesions is not None:
+                les = _mask_on_pet(lesions.with_array(np.asarray(lesions.array) > 0), pet)[crop]
+                m[crop] &= ~_dilate_mm(les, lesion_margin_mm, pet.spacing)
+        lesions = None                                  # removed above, within the band's box
         prov["placement"] = "automatic"
         reason = "" if m.any() else "no marrow found near the mid-line"
     else:
