@@ -272,9 +272,7 @@ def test_liver_methods_use_the_reference_region(monkeypatch):
         return SimpleNamespace(mean=1.6, sd=0.25, n_voxels=400, provenance={"fake": True}, usable=usable,
                                reason="" if usable else "implausible liver SUV")
 
-    real_optional = q._optional
-    monkeypatch.setattr(q, "_optional", lambda m, n: fake_reference if n == "liver_reference"
-                        else real_optional(m, n))
+    monkeypatch.setattr(q, "liver_reference", fake_reference)
     a = np.full((12, 5, 5), 1.0, np.float32)
     a[2, 2, 2], a[6, 2, 2], a[10, 2, 2] = 2.9 - 1e-4, 2.9, 3.35   # percist 2.9, liver3sd 2.35
     pet = Volume(a, (4.0, 4.0, 4.0))
@@ -284,6 +282,6 @@ def test_liver_methods_use_the_reference_region(monkeypatch):
     assert res.summary["provenance"]["liver_reference"]["mean"] == 1.6
     res = quantify_study(pet, method="liver3sd", liver_voi="10,20,30")
     assert res.summary["n_lesions"] == 3 and calls[-1][1] == 30.0
-    monkeypatch.setattr(q, "_optional", lambda m, n: (lambda *a, **k: fake_reference(*a, **k, usable=False)))
+    monkeypatch.setattr(q, "liver_reference", lambda *a, **k: fake_reference(*a, **k, usable=False))
     with pytest.raises(InputError, match="not usable"):
         quantify_study(pet, method="percist", liver_voi="10,20,30")

@@ -24,10 +24,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from carpet.errors import InputError, NotYetAvailable
+from carpet.anatomy import liver_reference
+from carpet.classify import classify_lesions
+from carpet.errors import InputError
 from carpet.io import read_image, read_mask, write_nifti, write_seg
 from carpet.lesions import dmax_voxel_mm, gather_lesion_voxels, measure_lesions, study_measures
 from carpet.provenance import file_sha256, provenance
+from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
 from carpet.suv import bsa_dubois_m2
 from carpet.volume import Volume, resample_to
@@ -64,17 +67,13 @@ class QuantifyResult:
 # ---------------------------------------------------------------------------------------------
 def add_lesion_columns(table: pd.DataFrame, labels: Volume, ct: Volume | None,
                        connectivity: int = 26) -> pd.DataFrame:
-    """Add per-lesion columns that need anatomy: ``site`` (and its evidence when available).
-
-    Uses ``carpet.classify.classify_lesions`` when it exists and a CT is given; otherwise every
-    lesion's site is ``unknown``.
-    """
+    """Add per-lesion columns that need anatomy: ``site`` and its evidence (:func:`carpet.classify.classify_lesions`);
+    without a CT every lesion's site is ``unknown``."""
     table = table.copy()
-    classify = _optional("carpet.classify", "classify_lesions")
-    if ct is None or classify is None or table.empty:
+    if ct is None or table.empty:
         table["site"] = "unknown"
         return table
-    sites = classify(labels, ct, connectivity=connectivity)
+    sites = classify_lesions(labels, ct, connectivity=connectivity)
     merged = table.merge(sites, on="lesion_id", how="left")
     merged.attrs["site_provenance"] = sites.attrs.get("provenance")   # thresholds of the site rule
     return merged
@@ -93,9 +92,6 @@ def add_anatomy_reading(summary: dict, table: pd.DataFrame, pet: Volume, ct: Vol
                         labels: Volume, liver_centre_mm=None, baseline: dict | None = None) -> pd.DataFrame:
     """Reference regions, marrow, per-lesion Deauville, IMPeTUs record and metCR (carpet.scores.impetus),
     and with a baseline ``summary.json`` the Lugano response; returns the table with ``deauville``."""
-    read_study = _optional("carpet.scores.impetus", "read_study")
-    if read_study is None:
-        return table
     reading = read_study(pet, ct, labels, table, liver_centre_mm=liver_centre_mm)
     summary.update(reading.to_summary())
     if table.attrs.get("site_provenance"):
@@ -120,33 +116,13 @@ def read_baseline(baseline_dir) -> dict:
         raise InputError(f"not valid JSON ({exc.msg})", source=path, where=f"line {exc.lineno}") from None
 
 
-def _optional(module: str, name: str):
-    """A function from a module that may not have landed yet (None when absent)."""
-    import importlib
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        return None
-    return getattr(importlib.import_module(module), name, None)  # a broken module still raises
-
-
 def liver_reference_from_voi(pet: Volume, ct: Volume | None, centre_mm=None,
                              diameter_mm: float = 30.0):
-    """Liver mean and SD (SUV) via ``carpet.anatomy.liver_reference``.
-
-    Raises
-    ------
-    NotYetAvailable
-        While the anatomy module has not landed.
-    """
-    ref = _optional("carpet.anatomy", "liver_reference")
-    if ref is None:
-        raise NotYetAvailable("the liver reference (carpet.anatomy.liver_reference) has not landed yet; "
-                              "percist and liver3sd need it (give --liver-voi x,y,z[,d] once available)")
+    """Liver mean and SD (SUV) via :func:`carpet.anatomy.liver_reference`; an unusable region is refused."""
     if centre_mm is None and ct is None:
         raise InputError("needs a liver reference: give --liver-voi x,y,z[,diameter_mm] "
                          "(LPS mm) or a CT (--ct) for the automatic liver VOI")
-    region = ref(pet, ct=ct, centre_mm=centre_mm, diameter_mm=diameter_mm)
+    region = liver_reference(pet, ct=ct, centre_mm=centre_mm, diameter_mm=diameter_mm)
     if not getattr(region, "usable", True):
         raise InputError(f"the liver reference is not usable: {getattr(region, 'reason', '')}",
                          hint="place it with --liver-voi x,y,z[,diameter_mm] (LPS mm)")
@@ -253,7 +229,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                 params = _with_liver(params, region.mean, region.sd)
                 liver_info = {"mean": float(region.mean), "sd": float(region.sd),
                               "n_voxels": int(region.n_voxels), "provenance": region.provenance}
-            except (InputError, NotYetAvailable) as exc:
+            except InputError as exc:
                 if method != "all":
                     raise
                 notes.append(f"percist and liver3sd skipped: {exc}")
@@ -304,8 +280,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                   "dmax_voxel_mm": "largest Euclidean distance between lesion voxel centres",
                   "sdmax_per_m": "dmax (m) / BSA (m2)" if bsa_m2 else "not computed (no BSA)"},
         bsa_m2=bsa_m2, liver_reference=liver_info, warnings=notes,
-        site_classification=("carpet.classify" if ct is not None and
-                              _optional("carpet.classify", "classify_lesions") else "not available"),
+        site_classification="carpet.classify" if ct is not None else "not available (no CT)",
     )
     methods_table = None
     if method == "all":
