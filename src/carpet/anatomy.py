@@ -466,6 +466,29 @@ def _mask_on_pet(mask: Volume, pet: Volume) -> np.ndarray:
                                   interpolation="nearest").array, bool)
 
 
+def _ct_on_grid(ct: Volume, grid: Volume) -> Volume:
+    """The CT (HU) linearly resampled onto ``grid`` as float32, outside the CT -1024 HU.
+
+    The values equal ``resample_to(ct.with_array(float32 copy), grid, interpolation="linear")``: SimpleITK's
+    linear interpolator works in double whatever the input type and casts to the output type, so the CT is
+    handed over in its own type (int16: no float copy of the whole CT), the output grid is given by its
+    geometry (no copy of ``grid``'s voxels) and the result is viewed, not copied.
+    """
+    import SimpleITK as sitk
+
+    if ct.same_grid(grid):
+        return ct.with_array(np.asarray(ct.array, np.float32))
+    f = sitk.ResampleImageFilter()
+    f.SetSize([int(n) for n in grid.shape])
+    f.SetOutputSpacing([float(s) for s in grid.spacing])
+    f.SetOutputOrigin([float(o) for o in grid.origin])
+    f.SetOutputDirection([float(d) for d in np.asarray(grid.direction).flatten()])
+    f.SetInterpolator(sitk.sitkLinear)
+    f.SetDefaultPixelValue(AIR_HU)
+    f.SetOutputPixelType(sitk.sitkFloat32)
+    return Volume.from_sitk(f.Execute(ct.to_sitk()), **ct.meta)
+
+
 def _mask_centroid_mm(pet: Volume, mask: np.ndarray):
     idx = np.argwhere(mask)
     return None if idx.size == 0 else tuple(pet.index_to_world(idx.mean(axis=0)))
@@ -488,9 +511,7 @@ class _CtOnPet:
         """Cached for the last (pet, ct, params): the liver, blood-pool and marrow readers of one study share
         it. Volumes hash by identity: a new volume (``with_array``) is a new key; do not modify a CT's array
         in place between calls."""
-        hu_vol = resample_to(ct.with_array(np.asarray(ct.array, np.float32)), pet, interpolation="linear",
-                             default_value=AIR_HU)
-        hu = _denoise_ct(hu_vol, params.smooth_mm)
+        hu = _denoise_ct(_ct_on_grid(ct, pet), params.smooth_mm)
         # One threshold for body and air, so that the partial-volume rim of the skin is not taken for lung.
         tissue = hu >= -400.0
         body = _fill_holes_slicewise(_largest_component(tissue), _axial_axis(pet))
