@@ -114,6 +114,28 @@ def _close_mm(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
     return closed[tuple(slice(p, -p) for p in pad)]
 
 
+def _close_in_box(mask: np.ndarray, box: tuple[slice, ...], radius_mm: float, spacing) -> np.ndarray:
+    """``_close_mm(mask, radius_mm, spacing)[box]`` computed in ``box`` grown by two radii only.
+
+    Both give the closing of ``mask`` extended by background beyond the array: the dilation at a voxel of
+    the box grown by one radius depends only on ``mask`` within one more radius, and the erosion at a voxel
+    of the box only on the dilation within one radius. Cost follows the box, not ``mask``'s array.
+    """
+    if radius_mm <= 0:
+        return mask[box].copy()
+    half = [int(np.ceil(radius_mm / s)) for s in spacing]
+    # region = box grown by 2 radii + 1 voxel (background where it leaves the array)
+    grow = [2 * h + 1 for h in half]
+    region = np.zeros([b.stop - b.start + 2 * g for b, g in zip(box, grow)], bool)
+    src = tuple(slice(max(0, b.start - g), min(n, b.stop + g)) for b, g, n in zip(box, grow, mask.shape))
+    dst = tuple(slice(s.start - (b.start - g), s.stop - (b.start - g)) for s, b, g in zip(src, box, grow))
+    region[dst] = mask[src]
+    dilated = _dilate_mm(region, radius_mm, spacing)
+    mid = tuple(slice(g - h, n - g + h) for g, h, n in zip(grow, half, region.shape))   # box grown by 1 radius
+    closed = _erode_mm(dilated[mid], radius_mm, spacing)
+    return closed[tuple(slice(h, -h) for h in half)]
+
+
 def _axial_axis(vol: Volume) -> int:
     """The array axis closest to the patient's cranio-caudal (LPS z) direction."""
     return int(np.argmax(np.abs(vol.direction[2, :])))
