@@ -325,7 +325,7 @@ def _mask_volume(mask: np.ndarray, grid: Volume, reference: Volume | None, prov:
         else:
             part = Volume(mask[box].astype(np.float32), grid.spacing,
                           grid.index_to_world([b.start for b in box]), grid.direction)
-            frac = resample_to(part, reference, interpolation="linear", default_value=0.0)
+            frac = _linear_onto(part, reference, 0.0)
             grid, mask = reference, np.asarray(frac.array) >= 0.5
     return Volume(mask, grid.spacing, grid.origin, grid.direction, {"provenance": prov, "modality": "mask"})
 
@@ -359,9 +359,7 @@ def marrow_mask(bone: Volume, ct: Volume | None = None, *, cortex_mm: float = Bo
     if box is not None:
         inner[box] = _erode_mm(solid[box], cortex_mm, bone.spacing)
         if ct is not None:                              # marrow lies in the box: compare HU there only
-            hu = ct.array if ct.same_grid(bone) else resample_to(
-                ct.with_array(np.asarray(ct.array, np.float32)), bone, interpolation="linear",
-                default_value=AIR_HU).array
+            hu = ct.array if ct.same_grid(bone) else _linear_onto(ct, bone, AIR_HU).array
             inner[box] &= np.asarray(hu)[box] < hu_cortex
     prov = provenance(method="marrow_erosion", cortex_mm=cortex_mm, hu_cortex=None if ct is None else hu_cortex)
     return _mask_volume(inner, bone, reference, prov)
@@ -488,27 +486,27 @@ def _mask_on_pet(mask: Volume, pet: Volume) -> np.ndarray:
                                   interpolation="nearest").array, bool)
 
 
-def _ct_on_grid(ct: Volume, grid: Volume) -> Volume:
-    """The CT (HU) linearly resampled onto ``grid`` as float32, outside the CT -1024 HU.
+def _linear_onto(moving: Volume, grid: Volume, default_value: float) -> Volume:
+    """``moving`` linearly resampled onto ``grid`` as float32 (``default_value`` outside ``moving``).
 
-    The values equal ``resample_to(ct.with_array(float32 copy), grid, interpolation="linear")``: SimpleITK's
-    linear interpolator works in double whatever the input type and casts to the output type, so the CT is
-    handed over in its own type (int16: no float copy of the whole CT), the output grid is given by its
-    geometry (no copy of ``grid``'s voxels) and the result is viewed, not copied.
+    The values equal ``resample_to(moving.with_array(float32 copy), grid, interpolation="linear")``:
+    SimpleITK's linear interpolator works in double whatever the input type and casts to the output type, so
+    ``moving`` is handed over in its own type (an int16 CT: no float copy of it), the output grid is given by
+    its geometry (no copy of ``grid``'s voxels) and the result is viewed, not copied.
     """
     import SimpleITK as sitk
 
-    if ct.same_grid(grid):
-        return ct.with_array(np.asarray(ct.array, np.float32))
+    if moving.same_grid(grid):
+        return moving.with_array(np.asarray(moving.array, np.float32))
     f = sitk.ResampleImageFilter()
     f.SetSize([int(n) for n in grid.shape])
     f.SetOutputSpacing([float(s) for s in grid.spacing])
     f.SetOutputOrigin([float(o) for o in grid.origin])
     f.SetOutputDirection([float(d) for d in np.asarray(grid.direction).flatten()])
     f.SetInterpolator(sitk.sitkLinear)
-    f.SetDefaultPixelValue(AIR_HU)
+    f.SetDefaultPixelValue(float(default_value))
     f.SetOutputPixelType(sitk.sitkFloat32)
-    return Volume.from_sitk(f.Execute(ct.to_sitk()), **ct.meta)
+    return Volume.from_sitk(f.Execute(moving.to_sitk()), **moving.meta)
 
 
 def _mask_centroid_mm(pet: Volume, mask: np.ndarray):
@@ -533,7 +531,7 @@ class _CtOnPet:
         """Cached for the last (pet, ct, params): the liver, blood-pool and marrow readers of one study share
         it. Volumes hash by identity: a new volume (``with_array``) is a new key; do not modify a CT's array
         in place between calls."""
-        hu = _denoise_ct(_ct_on_grid(ct, pet), params.smooth_mm)
+        hu = _denoise_ct(_linear_onto(ct, pet, AIR_HU), params.smooth_mm)
         # One threshold for body and air, so that the partial-volume rim of the skin is not taken for lung.
         tissue = hu >= -400.0
         body = _fill_holes_slicewise(_largest_component(tissue), _axial_axis(pet))
@@ -633,15 +631,21 @@ def _auto_aorta_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, length_mm
     disk = _ball_kernel(pet.spacing, diameter_mm)
     disk = disk.take([disk.shape[axis] // 2], axis=axis)
     disk = disk / disk.sum()
-    fits = ndimage.correlate(soft.astype(np.float32), disk, mode="constant") > 0.999
-    pet_disk = ndimage.correlate(np.asarray(pet.array, np.float32), disk, mode="nearest")
+    # The disk lies in one slice: only the thorax's slices are used below, so only they are filtered.
+    slab = [slice(None)] * 3
+    slab[axis] = slice(int(np.flatnonzero(thorax)[0]), int(np.flatnonzero(thorax)[-1]) + 1)
+    slab = tuple(slab)
+    fits = np.zeros(soft.shape, bool)
+    fits[slab] = ndimage.correlate(soft[slab].astype(np.float32), disk, mode="constant") > 0.999
+    pet_disk = np.zeros(soft.shape, np.float32)
+    pet_disk[slab] = ndimage.correlate(np.asarray(pet.array[slab], np.float32), disk, mode="nearest")
     # Posterior mediastinum between the lungs' centroids: the descending aorta's column.
     lx_r, lx_l = ctp.xyz[0][right].mean(), ctp.xyz[0][left].mean()
     y_lungs = ctp.xyz[1][ctp.lungs].mean()
     sel = [slice(None)] * 3
     sel[axis] = thorax
     col_fits = fits[tuple(sel)].mean(axis=axis) >= 0.8
-    col_pet = np.median(np.where(fits, pet_disk, np.nan)[tuple(sel)], axis=axis) if fits.any() else None
+    col_pet = np.median(np.where(fits, pet_disk, np.nan)[tuple(sel)], axis=axis)    # NaN: no disk fits
     x0, y0 = (np.take(c, 0, axis=axis) for c in ctp.xyz[:2])
     col_ok = col_fits & (x0 > lx_r) & (x0 < lx_l) & (y0 >= y_lungs)
     with np.errstate(invalid="ignore"):
