@@ -435,13 +435,21 @@ def _region_stats(name: str, pet: Volume, mask: np.ndarray, centre_mm, prov: dic
 
 
 def _voxel_coords_mm(vol: Volume, box: tuple[slice, ...] | None = None) -> tuple[np.ndarray, ...]:
-    """LPS coordinates (x, y, z) of the voxel centres (of ``box``), each a float32 array of the grid's shape,
-    built by broadcasting one axis at a time (no (n, 3) index array)."""
+    """LPS coordinates (x, y, z) of the voxel centres (of ``box``), each a float32 array of the grid's shape
+    (read-only), built by broadcasting one axis at a time (no (n, 3) index array)."""
     box = box or tuple(slice(0, n) for n in vol.shape)
     idx = [np.arange(b.start, b.stop, dtype=np.float32) * np.float32(sp) for b, sp in zip(box, vol.spacing)]
     shape = tuple(len(i) for i in idx)
     out = []
     for row in range(3):
+        axes = np.flatnonzero(vol.direction[row] != 0.0)
+        if axes.size == 1:
+            # An axis-aligned grid (the usual case): the coordinate varies along one axis only, so a read-only
+            # broadcast view of one line replaces a whole-grid array (same float32 values).
+            a = int(axes[0])
+            line = np.float32(vol.origin[row]) + np.float32(vol.direction[row, a]) * idx[a]
+            out.append(np.broadcast_to(line.reshape([-1 if b == a else 1 for b in range(3)]), shape))
+            continue
         c = np.full(shape, np.float32(vol.origin[row]))
         for a in range(3):
             if vol.direction[row, a] != 0.0:
