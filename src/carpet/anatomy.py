@@ -640,8 +640,8 @@ def _auto_aorta_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, length_mm
     disk = disk.take([disk.shape[axis] // 2], axis=axis)
     disk = disk / disk.sum()
     # The disk lies in one slice: only the thorax's slices are used below, so only they are filtered.
-    slab = [slice(None)] * 3
-    slab[axis] = slice(int(np.flatnonzero(thorax)[0]), int(np.flatnonzero(thorax)[-1]) + 1)
+    slab, rows = [slice(None)] * 3, np.flatnonzero(thorax)
+    slab[axis] = slice(int(rows[0]), int(rows[-1]) + 1)
     slab = tuple(slab)
     fits = np.zeros(soft.shape, bool)
     fits[slab] = ndimage.correlate(soft[slab].astype(np.float32), disk, mode="constant") > 0.999

@@ -246,11 +246,8 @@ def _restore_envelope(bone: np.ndarray, labels, radius_mm: float, spacing, axial
         for part in relevant:
             one = parts == part
             added = _close_in_box(one, lbox, radius_mm, spacing) & todo
-            if not (todo & ~added).any():               # all restored: the in-slice closing adds nothing
-                out[grown][lbox] |= added
-                break
-            # the in-slice closing has no reach across slices: the lesion box's slices suffice
-            added |= _close_in_box(one, lbox, radius_mm, in_slice) & todo
+            if (todo & ~added).any():                   # else all restored: the in-slice closing adds nothing
+                added |= _close_in_box(one, lbox, radius_mm, in_slice) & todo
             out[grown][lbox] |= added
             todo &= ~added
             if not todo.any():
