@@ -381,15 +381,15 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
     """
     lab = label_lesions(labels, connectivity)
     lab_arr = np.asarray(lab.array)
-    ids = np.unique(lab_arr)
-    ids = ids[ids > 0]
+    counts = np.bincount(lab_arr.ravel())            # labels are >= 0 (label_lesions); one pass, no sort
+    ids = np.flatnonzero(counts[1:]) + 1
     d_contact, d_enter = params.resolved(lab.spacing)
     prov = provenance(method="site_rule_spec_4_3", f_med=params.f_med, v_min_out_ml=params.v_min_out_ml,
                       d_contact_mm=d_contact, d_enter_mm=d_enter, envelope_mm=params.envelope_mm,
                       contact_fraction_min=params.contact_fraction_min,
                       grid=params.grid,
                       bone=params.bone.as_dict(), ct=ct is not None)
-    n_pet = np.bincount(lab_arr.ravel(), minlength=int(ids.max(initial=0)) + 1)[ids].astype(float)
+    n_pet = counts[ids].astype(float)
     volume_ml = n_pet * lab.voxel_volume_ml
     cols = ["site", "bone_fraction", "volume_in_bone_ml", "volume_outside_bone_ml", "distance_to_bone_mm",
             "depth_in_bone_mm", "bone_contact_fraction"]
