@@ -277,3 +277,41 @@ def test_quantify_cli_reads_anatomy_and_baseline_response(tmp_path):
     f = json.loads((outs["follow"] / "summary.json").read_text())
     assert f["response"]["delta_suv_max_pct"] == pytest.approx(-50.0)
     assert f["response"]["category"] == "PMR"                        # DS 5 (5.0 > 4.0), SUVmax halved
+
+
+def test_close_in_box_equals_whole_array_closing():
+    """The closing computed in a box grown by two radii equals the whole-array closing on that box, for
+    anisotropic spacings, the in-slice spacing (1e9 mm across slices), radii of both code paths (ball
+    morphology and distance transforms) and boxes touching the array's edges."""
+    from carpet.anatomy import _close_in_box, _close_mm
+
+    rng = np.random.default_rng(7)
+    n_filled = 0
+    for _ in range(120):
+        shape = tuple(int(n) for n in rng.integers(3, 24, 3))
+        mask = rng.random(shape) < rng.uniform(0.05, 0.6)
+        spacing = tuple(float(s) for s in rng.choice([0.8, 1.5625, 4.0, 1e9], 3))
+        radius = float(rng.choice([0.0, 2.5, 6.0, 20.0]))
+        lo = [int(rng.integers(0, n)) for n in shape]
+        box = tuple(slice(a, int(rng.integers(a + 1, n + 1))) for a, n in zip(lo, shape))
+        whole = _close_mm(mask, radius, spacing)[box]
+        assert np.array_equal(_close_in_box(mask, box, radius, spacing), whole)
+        n_filled += int((whole & ~mask[box]).sum())
+    assert n_filled > 0                                 # the closings did fill gaps
+
+
+def test_linear_onto_equals_resample_of_a_float_copy():
+    """The CT handed to SimpleITK in its own type (int16) and resampled to float32 gives exactly the values of
+    resample_to on a float32 copy (SimpleITK interpolates in double either way), outside the CT -1024."""
+    from carpet.anatomy import _linear_onto
+    from carpet.volume import Volume, resample_to
+
+    rng = np.random.default_rng(3)
+    ct = Volume(rng.integers(-1024, 2000, (31, 27, 13)).astype(np.int16), (1.3, 1.1, 2.5), (-3.0, 2.0, 1.0))
+    grid = Volume(np.zeros((12, 11, 9), np.float32), (4.0, 4.0, 4.0), (-5.2, 0.7, -3.1))
+    got = _linear_onto(ct, grid, -1024.0).array
+    want = resample_to(ct.with_array(ct.array.astype(np.float32)), grid, interpolation="linear",
+                       default_value=-1024.0).array
+    assert got.dtype == np.float32 and got.shape == grid.shape
+    assert np.array_equal(got, want)
+    assert (got == -1024.0).any() and (np.mod(got, 1.0) != 0).any()   # both outside and interpolated voxels

@@ -114,6 +114,28 @@ def _close_mm(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
     return closed[tuple(slice(p, -p) for p in pad)]
 
 
+def _close_in_box(mask: np.ndarray, box: tuple[slice, ...], radius_mm: float, spacing) -> np.ndarray:
+    """``_close_mm(mask, radius_mm, spacing)[box]`` computed in ``box`` grown by two radii only.
+
+    Both give the closing of ``mask`` extended by background beyond the array: the dilation at a voxel of
+    the box grown by one radius depends only on ``mask`` within one more radius, and the erosion at a voxel
+    of the box only on the dilation within one radius. Cost follows the box, not ``mask``'s array.
+    """
+    if radius_mm <= 0:
+        return mask[box].copy()
+    half = [int(np.ceil(radius_mm / s)) for s in spacing]
+    # region = box grown by 2 radii + 1 voxel (background where it leaves the array)
+    grow = [2 * h + 1 for h in half]
+    region = np.zeros([b.stop - b.start + 2 * g for b, g in zip(box, grow)], bool)
+    src = tuple(slice(max(0, b.start - g), min(n, b.stop + g)) for b, g, n in zip(box, grow, mask.shape))
+    dst = tuple(slice(s.start - (b.start - g), s.stop - (b.start - g)) for s, b, g in zip(src, box, grow))
+    region[dst] = mask[src]
+    dilated = _dilate_mm(region, radius_mm, spacing)
+    mid = tuple(slice(g - h, n - g + h) for g, h, n in zip(grow, half, region.shape))   # box grown by 1 radius
+    closed = _erode_mm(dilated[mid], radius_mm, spacing)
+    return closed[tuple(slice(h, -h) for h in half)]
+
+
 def _axial_axis(vol: Volume) -> int:
     """The array axis closest to the patient's cranio-caudal (LPS z) direction."""
     return int(np.argmax(np.abs(vol.direction[2, :])))
@@ -303,7 +325,7 @@ def _mask_volume(mask: np.ndarray, grid: Volume, reference: Volume | None, prov:
         else:
             part = Volume(mask[box].astype(np.float32), grid.spacing,
                           grid.index_to_world([b.start for b in box]), grid.direction)
-            frac = resample_to(part, reference, interpolation="linear", default_value=0.0)
+            frac = _linear_onto(part, reference, 0.0)
             grid, mask = reference, np.asarray(frac.array) >= 0.5
     return Volume(mask, grid.spacing, grid.origin, grid.direction, {"provenance": prov, "modality": "mask"})
 
@@ -337,9 +359,7 @@ def marrow_mask(bone: Volume, ct: Volume | None = None, *, cortex_mm: float = Bo
     if box is not None:
         inner[box] = _erode_mm(solid[box], cortex_mm, bone.spacing)
         if ct is not None:                              # marrow lies in the box: compare HU there only
-            hu = ct.array if ct.same_grid(bone) else resample_to(
-                ct.with_array(np.asarray(ct.array, np.float32)), bone, interpolation="linear",
-                default_value=AIR_HU).array
+            hu = ct.array if ct.same_grid(bone) else _linear_onto(ct, bone, AIR_HU).array
             inner[box] &= np.asarray(hu)[box] < hu_cortex
     prov = provenance(method="marrow_erosion", cortex_mm=cortex_mm, hu_cortex=None if ct is None else hu_cortex)
     return _mask_volume(inner, bone, reference, prov)
@@ -415,13 +435,21 @@ def _region_stats(name: str, pet: Volume, mask: np.ndarray, centre_mm, prov: dic
 
 
 def _voxel_coords_mm(vol: Volume, box: tuple[slice, ...] | None = None) -> tuple[np.ndarray, ...]:
-    """LPS coordinates (x, y, z) of the voxel centres (of ``box``), each a float32 array of the grid's shape,
-    built by broadcasting one axis at a time (no (n, 3) index array)."""
+    """LPS coordinates (x, y, z) of the voxel centres (of ``box``), each a float32 array of the grid's shape
+    (read-only), built by broadcasting one axis at a time (no (n, 3) index array)."""
     box = box or tuple(slice(0, n) for n in vol.shape)
     idx = [np.arange(b.start, b.stop, dtype=np.float32) * np.float32(sp) for b, sp in zip(box, vol.spacing)]
     shape = tuple(len(i) for i in idx)
     out = []
     for row in range(3):
+        axes = np.flatnonzero(vol.direction[row] != 0.0)
+        if axes.size == 1:
+            # An axis-aligned grid (the usual case): the coordinate varies along one axis only, so a read-only
+            # broadcast view of one line replaces a whole-grid array (same float32 values).
+            a = int(axes[0])
+            line = np.float32(vol.origin[row]) + np.float32(vol.direction[row, a]) * idx[a]
+            out.append(np.broadcast_to(line.reshape([-1 if b == a else 1 for b in range(3)]), shape))
+            continue
         c = np.full(shape, np.float32(vol.origin[row]))
         for a in range(3):
             if vol.direction[row, a] != 0.0:
@@ -466,6 +494,29 @@ def _mask_on_pet(mask: Volume, pet: Volume) -> np.ndarray:
                                   interpolation="nearest").array, bool)
 
 
+def _linear_onto(moving: Volume, grid: Volume, default_value: float) -> Volume:
+    """``moving`` linearly resampled onto ``grid`` as float32 (``default_value`` outside ``moving``).
+
+    The values equal ``resample_to(moving.with_array(float32 copy), grid, interpolation="linear")``:
+    SimpleITK's linear interpolator works in double whatever the input type and casts to the output type, so
+    ``moving`` is handed over in its own type (an int16 CT: no float copy of it), the output grid is given by
+    its geometry (no copy of ``grid``'s voxels) and the result is viewed, not copied.
+    """
+    import SimpleITK as sitk
+
+    if moving.same_grid(grid):
+        return moving.with_array(np.asarray(moving.array, np.float32))
+    f = sitk.ResampleImageFilter()
+    f.SetSize([int(n) for n in grid.shape])
+    f.SetOutputSpacing([float(s) for s in grid.spacing])
+    f.SetOutputOrigin([float(o) for o in grid.origin])
+    f.SetOutputDirection([float(d) for d in np.asarray(grid.direction).flatten()])
+    f.SetInterpolator(sitk.sitkLinear)
+    f.SetDefaultPixelValue(float(default_value))
+    f.SetOutputPixelType(sitk.sitkFloat32)
+    return Volume.from_sitk(f.Execute(moving.to_sitk()), **moving.meta)
+
+
 def _mask_centroid_mm(pet: Volume, mask: np.ndarray):
     idx = np.argwhere(mask)
     return None if idx.size == 0 else tuple(pet.index_to_world(idx.mean(axis=0)))
@@ -488,9 +539,7 @@ class _CtOnPet:
         """Cached for the last (pet, ct, params): the liver, blood-pool and marrow readers of one study share
         it. Volumes hash by identity: a new volume (``with_array``) is a new key; do not modify a CT's array
         in place between calls."""
-        hu_vol = resample_to(ct.with_array(np.asarray(ct.array, np.float32)), pet, interpolation="linear",
-                             default_value=AIR_HU)
-        hu = _denoise_ct(hu_vol, params.smooth_mm)
+        hu = _denoise_ct(_linear_onto(ct, pet, AIR_HU), params.smooth_mm)
         # One threshold for body and air, so that the partial-volume rim of the skin is not taken for lung.
         tissue = hu >= -400.0
         body = _fill_holes_slicewise(_largest_component(tissue), _axial_axis(pet))
@@ -590,15 +639,21 @@ def _auto_aorta_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, length_mm
     disk = _ball_kernel(pet.spacing, diameter_mm)
     disk = disk.take([disk.shape[axis] // 2], axis=axis)
     disk = disk / disk.sum()
-    fits = ndimage.correlate(soft.astype(np.float32), disk, mode="constant") > 0.999
-    pet_disk = ndimage.correlate(np.asarray(pet.array, np.float32), disk, mode="nearest")
+    # The disk lies in one slice: only the thorax's slices are used below, so only they are filtered.
+    slab, rows = [slice(None)] * 3, np.flatnonzero(thorax)
+    slab[axis] = slice(int(rows[0]), int(rows[-1]) + 1)
+    slab = tuple(slab)
+    fits = np.zeros(soft.shape, bool)
+    fits[slab] = ndimage.correlate(soft[slab].astype(np.float32), disk, mode="constant") > 0.999
+    pet_disk = np.zeros(soft.shape, np.float32)
+    pet_disk[slab] = ndimage.correlate(np.asarray(pet.array[slab], np.float32), disk, mode="nearest")
     # Posterior mediastinum between the lungs' centroids: the descending aorta's column.
     lx_r, lx_l = ctp.xyz[0][right].mean(), ctp.xyz[0][left].mean()
     y_lungs = ctp.xyz[1][ctp.lungs].mean()
     sel = [slice(None)] * 3
     sel[axis] = thorax
     col_fits = fits[tuple(sel)].mean(axis=axis) >= 0.8
-    col_pet = np.median(np.where(fits, pet_disk, np.nan)[tuple(sel)], axis=axis) if fits.any() else None
+    col_pet = np.median(np.where(fits, pet_disk, np.nan)[tuple(sel)], axis=axis)    # NaN: no disk fits
     x0, y0 = (np.take(c, 0, axis=axis) for c in ctp.xyz[:2])
     col_ok = col_fits & (x0 > lx_r) & (x0 < lx_l) & (y0 >= y_lungs)
     with np.errstate(invalid="ignore"):

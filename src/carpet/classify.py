@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from carpet.anatomy import (BoneParams, _axial_axis, _close_mm, _grown_box, _occupied_box, ct_bone,
+from carpet.anatomy import (BoneParams, _axial_axis, _close_in_box, _grown_box, _occupied_box, ct_bone,
                             ct_bone_on)
 from carpet.errors import InputError
 from carpet.provenance import provenance
@@ -216,34 +216,42 @@ def _restore_envelope(bone: np.ndarray, labels, radius_mm: float, spacing, axial
     two vertebrae) is never bridged: only the bite a lesion took out of one bone is restored. A 3-D ball
     cannot fill a notch at a convex edge (a lesion eating the corner of a vertebral body), which in each
     axial slice is still a bite into the bone's outline: the in-slice (2-D) closing is added for those.
-    Computed in each lesion's bounding box grown by the closing's reach (2 radii): the cost follows the
-    lesions' neighbourhoods, not lesions × volume. A bone part with no voxel within ``radius_mm`` of the lesion
+    Computed in each lesion's bounding box grown by the closing's reach (2 radii), and only for lesions with
+    voxels not yet bone; the closings are evaluated on the lesion's box only (:func:`_close_in_box`) and the
+    in-slice one is skipped once the 3-D one restored every voxel: the cost follows the lesions'
+    neighbourhoods, not lesions × volume. A bone part with no voxel within ``radius_mm`` of the lesion
     is skipped: its closing lies inside its dilation by ``radius_mm`` and cannot reach the lesion.
     """
     out = bone.copy()
     in_slice = tuple(1e9 if a == axial_axis else s for a, s in enumerate(spacing))   # no reach across slices
     reach = [int(np.ceil(2 * radius_mm / s)) + 1 for s in spacing]
+    half = [int(np.ceil(radius_mm / s)) for s in spacing]
     labels = _as_grid_labels(labels)
     for lid, box in enumerate(labels.boxes, start=1):
         if box is None:
             continue
         grown = _grown_box(box, reach, bone.shape)
-        if not bone[grown].any():
-            continue
+        crop = bone[grown]
         lesion = labels.crop(grown) == lid
-        near = ndimage.distance_transform_edt(~lesion, sampling=spacing) <= radius_mm
-        parts, n_parts = ndimage.label(bone[grown], structure=np.ones((3, 3, 3)))
-        relevant = np.unique(parts[near & (parts > 0)])
-        # The in-slice closing has no reach across slices: only the lesion's own slices are needed.
-        rows = [slice(None)] * 3
-        rows[axial_axis] = slice(box[axial_axis].start - grown[axial_axis].start,
-                                 box[axial_axis].stop - grown[axial_axis].start)
-        rows = tuple(rows)
+        todo = lesion & ~crop                           # only these voxels can be added
+        if not todo.any() or not crop.any():
+            continue
+        # The closings are needed on the lesion's voxels only: computed in its box (grown by 2 radii inside).
+        lbox = _occupied_box(lesion, 0)
+        near_box = _grown_box(lbox, half, lesion.shape)     # holds every voxel within one radius of the lesion
+        near = ndimage.distance_transform_edt(~lesion[near_box], sampling=spacing) <= radius_mm
+        parts, n_parts = ndimage.label(crop, structure=np.ones((3, 3, 3)))
+        relevant = np.unique(parts[near_box][near & (parts[near_box] > 0)])
+        todo = todo[lbox]
         for part in relevant:
             one = parts == part
-            closed = _close_mm(one, radius_mm, spacing)
-            closed[rows] |= _close_mm(one[rows], radius_mm, in_slice)
-            out[grown] |= closed & lesion
+            added = _close_in_box(one, lbox, radius_mm, spacing) & todo
+            if (todo & ~added).any():                   # else all restored: the in-slice closing adds nothing
+                added |= _close_in_box(one, lbox, radius_mm, in_slice) & todo
+            out[grown][lbox] |= added
+            todo &= ~added
+            if not todo.any():
+                break
     return out
 
 
@@ -373,15 +381,15 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
     """
     lab = label_lesions(labels, connectivity)
     lab_arr = np.asarray(lab.array)
-    ids = np.unique(lab_arr)
-    ids = ids[ids > 0]
+    counts = np.bincount(lab_arr.ravel())            # labels are >= 0 (label_lesions); one pass, no sort
+    ids = np.flatnonzero(counts[1:]) + 1
     d_contact, d_enter = params.resolved(lab.spacing)
     prov = provenance(method="site_rule_spec_4_3", f_med=params.f_med, v_min_out_ml=params.v_min_out_ml,
                       d_contact_mm=d_contact, d_enter_mm=d_enter, envelope_mm=params.envelope_mm,
                       contact_fraction_min=params.contact_fraction_min,
                       grid=params.grid,
                       bone=params.bone.as_dict(), ct=ct is not None)
-    n_pet = np.bincount(lab_arr.ravel(), minlength=int(ids.max(initial=0)) + 1)[ids].astype(float)
+    n_pet = counts[ids].astype(float)
     volume_ml = n_pet * lab.voxel_volume_ml
     cols = ["site", "bone_fraction", "volume_in_bone_ml", "volume_outside_bone_ml", "distance_to_bone_mm",
             "depth_in_bone_mm", "bone_contact_fraction"]
