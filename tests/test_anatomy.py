@@ -268,7 +268,7 @@ def test_quantify_cli_reads_anatomy_and_baseline_response(tmp_path):
     assert list(table["deauville"]) == [5] * 3                       # SUV 6–10 > 2 × liver SUVmax 2.0
     s = json.loads((outs["base"] / "summary.json").read_text())
     assert (s["n_bone"], s["n_paramedullary"], s["n_extramedullary"]) == (1, 1, 1)
-    assert s["site_rule"]["method"] == "site_rule_spec_4_3" and s["site_rule"]["d_contact_mm"] == 4.0
+    assert s["site_rule"]["method"] == "site_rule_spec_4_3" and s["site_rule"]["d_contact_mm"] == 6.0  # 1.5 PET voxels of 4 mm
     assert s["reference_regions"]["liver"]["usable"] and s["reference_regions"]["blood_pool"]["usable"]
     assert s["reference_regions"]["liver"]["suv_mean"] == pytest.approx(LIVER, rel=0.02)
     assert s["marrow"]["deauville"] == 2                             # marrow 1.2 <= blood pool 1.6

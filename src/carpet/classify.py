@@ -57,6 +57,10 @@ __all__ = ["classify_lesions", "SiteParams", "SITES", "label_lesions", "site_cou
 SITES = ("bone", "paramedullary", "extramedullary", "indeterminate", "unknown")
 
 
+#: Default contact tolerance in PET voxels (see ``SiteParams.d_contact_mm``).
+CONTACT_VOXELS = 1.5
+
+
 @dataclass(frozen=True)
 class SiteParams:
     """Thresholds of the lesion-site rule (spec §4.3; all provisional [C]).
@@ -72,7 +76,10 @@ class SiteParams:
         rim spilling over the cortex (< 0.3 mL for radii ≤ 10 mm) does not.
     d_contact_mm : float or None
         Contact tolerance (mm): a lesion not entering bone and at most this far from it is ``indeterminate``.
-        None → max(2 mm, one PET voxel), the spec's default (PET resolution blurs contact).
+        None → max(2 mm, 1.5 PET voxels). The spec proposes max(2 mm, one voxel); on PET blurred by a 6 mm
+        PSF, thresholding shrinks a small lesion lying 2.5 mm off the cortex so that it measures 4.5–5.1 mm
+        from bone (phantom seeds 1–4, both CT grids), which one 4 mm voxel would call extramedullary. Half a
+        voxel more keeps such lesions for human review; true EMD in the phantoms lies ≥ 20 mm from bone.
     d_enter_mm : float or None
         Depth (mm) a lesion must reach inside bone to count as entering it. None → half the largest PET voxel
         spacing (how far a voxel centred outside bone reaches into it across a face).
@@ -112,7 +119,8 @@ class SiteParams:
     def resolved(self, pet_spacing) -> tuple[float, float]:
         """(d_contact_mm, d_enter_mm) with the PET-voxel defaults filled in."""
         sp = np.asarray(pet_spacing, float)
-        d_contact = self.d_contact_mm if self.d_contact_mm is not None else max(2.0, float(sp.max()))
+        d_contact = (self.d_contact_mm if self.d_contact_mm is not None
+                     else max(2.0, CONTACT_VOXELS * float(sp.max())))
         d_enter = self.d_enter_mm if self.d_enter_mm is not None else 0.5 * float(sp.max())
         return d_contact, d_enter
 
