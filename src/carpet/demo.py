@@ -2,7 +2,7 @@
 
 It simulates the three published cohorts carpet is built to reproduce, builds PET/CT phantoms for
 some of their patients, quantifies them as ``carpet quantify`` would, derives IMWG progression from
-simulated lab series, runs the survival statistics of the papers, and writes everything — CSV
+simulated lab series, runs the papers' analyses from carpet's packaged plans, and writes everything — CSV
 tables, figures and one self-contained ``index.html`` — into the output folder. Every file says it
 is simulated.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -44,7 +43,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2025, small: bool = False,
     report.note(SIMULATED)
     steps = [("Simulating cohorts", _cohorts), ("Quantifying phantom PET/CT studies", _imaging),
              ("IMWG progression", _imwg), ("Published analyses", _analyses)]
-    state: dict = {"out": out, "seed": seed, "small": small, "report": report, "console": console}
+    state: dict = {"out": out, "seed": seed, "small": small, "report": report}
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         task = progress.add_task("carpet demo", total=len(steps))
