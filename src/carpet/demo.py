@@ -103,7 +103,8 @@ def _imaging(state: dict) -> None:
                      "n_extramedullary": s.get("n_extramedullary")})
         state.setdefault("mip", (phantom.pet, result.labels,
                                  dict(zip(result.lesions["lesion_id"], result.lesions["site"])), pid))
-    table = pd.DataFrame(rows)
+    counts = ("n_lesions", "truth_n_lesions", "n_bone", "n_paramedullary", "n_extramedullary")
+    table = pd.DataFrame(rows).astype({c: "Int64" for c in counts})  # whole numbers even beside a missing value
     table.to_csv(out / "imaging.csv", index=False)
     report.section("2. PET/CT phantoms quantified (SUV ≥ 4.0, 26-connected)")
     report.text("Digital PET/CT phantoms built for CERTAINTY-like patients (lesions reflecting each patient's "
