@@ -56,8 +56,8 @@ from scipy import ndimage
 from carpet.provenance import provenance
 from carpet.volume import Volume, resample_to
 
-__all__ = ["bone_mask", "ct_bone", "marrow_mask", "marrow_reference", "liver_reference", "blood_pool_reference",
-           "ReferenceRegion", "BoneParams"]
+__all__ = ["bone_mask", "ct_bone", "ct_tissue_on", "marrow_mask", "marrow_reference", "liver_reference",
+           "blood_pool_reference", "ReferenceRegion", "BoneParams"]
 
 AIR_HU = -1024.0
 
@@ -141,43 +141,35 @@ def _axial_axis(vol: Volume) -> int:
     return int(np.argmax(np.abs(vol.direction[2, :])))
 
 
-def _fill_holes(mask: np.ndarray, in_plane_of: int | None = None) -> np.ndarray:
-    """Fill the holes of ``mask``: background components that do not reach the array's border.
+def _fill_holes_slicewise(mask: np.ndarray, axis: int) -> np.ndarray:
+    """Fill the 2-D holes of ``mask`` in every slice across ``axis``: in-slice (4-connected) background
+    components that do not reach the slice's border.
 
-    ``in_plane_of=axis`` fills in every slice across ``axis`` (2-D holes; the first and last slices are not a
-    border). One labelling pass instead of ``binary_fill_holes``' iterated dilation (much faster on CT).
+    This also fills every 3-D hole (a 6-connected background component not reaching the array's border):
+    each of its in-slice components is in-slice connected background that reaches no border either, so it is
+    a 2-D hole. The converse makes the 2-D filling the stronger one: a medullary canal that leaves the field
+    of view (a femur or the spine cut by the first and last slice) is no 3-D hole, but in each axial slice it
+    is still a hole inside a cortical ring. One labelling pass instead of ``binary_fill_holes``' iterated
+    dilation (much faster on CT).
     """
-    structure = ndimage.generate_binary_structure(3, 1)
-    border_axes = range(3)
-    if in_plane_of is not None:
-        structure = np.zeros((3, 3, 3), bool)
-        sl = [slice(None)] * 3
-        sl[in_plane_of] = 1
-        structure[tuple(sl)] = ndimage.generate_binary_structure(2, 1)
-        border_axes = [a for a in range(3) if a != in_plane_of]
+    structure = np.zeros((3, 3, 3), bool)
+    sl = [slice(None)] * 3
+    sl[axis] = 1
+    structure[tuple(sl)] = ndimage.generate_binary_structure(2, 1)
     background, n = ndimage.label(~mask, structure=structure)
     outside = np.zeros(n + 1, bool)
-    for a in border_axes:
+    for a in (a for a in range(3) if a != axis):
         outside[np.unique(background.take(0, axis=a))] = True
         outside[np.unique(background.take(-1, axis=a))] = True
     outside[0] = True                                   # label 0 is the mask itself
     return mask | ~outside[background]
 
 
-def _fill_holes_slicewise(mask: np.ndarray, axis: int) -> np.ndarray:
-    """2-D hole filling in every slice across ``axis``.
-
-    3-D filling cannot close a medullary canal that leaves the field of view (a femur or the spine cut by
-    the first and last slice); in each axial slice the canal is still a hole inside a cortical ring.
-    """
-    return _fill_holes(mask, in_plane_of=axis)
-
-
 def _largest_component(mask: np.ndarray) -> np.ndarray:
-    lab, n = cc3d.connected_components(np.ascontiguousarray(mask), connectivity=6, return_N=True)
+    lab, n = cc3d.connected_components(mask, connectivity=6, return_N=True)
     if n == 0:
         return mask.copy()
-    sizes = np.bincount(lab.ravel())
+    sizes = np.bincount(lab.ravel(order="K"))          # "K": no copy of an F-ordered label map
     sizes[0] = 0
     return lab == int(np.argmax(sizes))
 
@@ -185,10 +177,10 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
 def _remove_small(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     if min_voxels <= 1:
         return mask
-    lab, n = cc3d.connected_components(np.ascontiguousarray(mask), connectivity=26, return_N=True)
+    lab, n = cc3d.connected_components(mask, connectivity=26, return_N=True)
     if n == 0:
         return mask
-    sizes = np.bincount(lab.ravel())
+    sizes = np.bincount(lab.ravel(order="K"))
     keep = sizes >= min_voxels
     keep[0] = False
     return keep[lab]
@@ -211,7 +203,7 @@ class BoneParams:
         Gaussian sigma (mm) applied to the CT first, against low-dose noise; 0 disables it. A Gaussian rather
         than a median filter: a 3×3×3 median erases a cortex one voxel thin, while a Gaussian of σ = 1 mm keeps
         most of a 2-mm cortex's contrast. It is small on purpose: smoothing moves the threshold surface
-        outwards by about σ.
+        outwards by about σ. Axes whose spacing exceeds 3σ are not smoothed (see :func:`_denoise_ct`).
     min_component_ml : float
         Bone components smaller than this (mL) are removed as noise speckles.
     cortex_mm : float
@@ -230,15 +222,32 @@ class BoneParams:
 
 
 def _denoise_ct(ct: Volume, smooth_mm: float) -> np.ndarray:
+    """The CT as float32, Gaussian-smoothed with σ = ``smooth_mm`` along the axes where that can matter.
+
+    Along an axis whose spacing exceeds 3σ the Gaussian gives the neighbouring voxels a weight below
+    exp(-4.5) ≈ 1 % of the centre's: it cannot average noise there, so that axis is not filtered (on a 4-mm
+    PET grid, σ = 1 mm would cost a pass over the volume for nothing).
+    """
     arr = np.asarray(ct.array, dtype=np.float32)
-    if smooth_mm > 0:
-        arr = ndimage.gaussian_filter(arr, sigma=[smooth_mm / s for s in ct.spacing], mode="nearest")
+    sigma = [smooth_mm / s if smooth_mm > s / 3.0 else 0.0 for s in ct.spacing]
+    if any(sigma):
+        arr = ndimage.gaussian_filter(arr, sigma=sigma, mode="nearest")
     return arr
 
 
 def _grown_box(box, reach, shape) -> tuple[slice, ...]:
     """``box`` grown by ``reach`` voxels per axis, clipped to ``shape``."""
     return tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box, reach, shape))
+
+
+def _remove_near(region: np.ndarray, lesions: np.ndarray, margin_mm: float, spacing) -> None:
+    """Clear, in place, the voxels of ``region`` within ``margin_mm`` of a lesion voxel.
+
+    Only ``region``'s box grown by the margin can hold a lesion voxel that matters, so the dilation runs
+    there (the whole-grid dilation of every lesion would cost a second on a whole-body PET)."""
+    box = _occupied_box(region, [int(np.ceil(margin_mm / s)) + 1 for s in spacing])
+    if box is not None and lesions[box].any():
+        region[box] &= ~_dilate_mm(lesions[box], margin_mm, spacing)
 
 
 def _occupied_box(mask: np.ndarray, grow) -> tuple[slice, ...] | None:
@@ -291,7 +300,7 @@ def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams
         part = arr >= params.hu_bone
         part = _remove_small(part, int(np.ceil(params.min_component_ml / ct.voxel_volume_ml)))
         part = _close_mm(part, params.closing_mm, ct.spacing)
-        mask[box] = _fill_holes_slicewise(_fill_holes(part), _axial_axis(ct))
+        mask[box] = _fill_holes_slicewise(part, _axial_axis(ct))
     prov = provenance(method="ct_bone_mask", **params.as_dict(),
                       grid="ct" if reference is None or ct.same_grid(reference) else "reference")
     return _mask_volume(mask, ct, reference, prov)
@@ -414,7 +423,7 @@ class ReferenceRegion:
 def _region_stats(name: str, pet: Volume, mask: np.ndarray, centre_mm, prov: dict, *,
                   plausible_suv: tuple[float, float], max_cov: float, min_voxels: int,
                   reason: str = "") -> ReferenceRegion:
-    vals = np.asarray(pet.array, dtype=float)[mask]
+    vals = np.asarray(pet.array)[mask].astype(float)
     region = ReferenceRegion(name=name, n_voxels=int(vals.size), mask=pet.with_array(mask.copy()),
                              centre_mm=None if centre_mm is None else tuple(float(c) for c in centre_mm),
                              provenance=prov)
@@ -435,27 +444,35 @@ def _region_stats(name: str, pet: Volume, mask: np.ndarray, centre_mm, prov: dic
 
 
 def _voxel_coords_mm(vol: Volume, box: tuple[slice, ...] | None = None) -> tuple[np.ndarray, ...]:
-    """LPS coordinates (x, y, z) of the voxel centres (of ``box``), each a float32 array of the grid's shape
-    (read-only), built by broadcasting one axis at a time (no (n, 3) index array)."""
+    """LPS coordinates (x, y, z) of the voxel centres (of ``box``) as float32 arrays that broadcast to the
+    grid's shape: each has length 1 along the array axes it does not vary with. On an axis-aligned grid (the
+    usual case) each coordinate is one line, so comparing it with a number costs nothing and combining it
+    with a whole-grid mask costs one pass."""
     box = box or tuple(slice(0, n) for n in vol.shape)
     idx = [np.arange(b.start, b.stop, dtype=np.float32) * np.float32(sp) for b, sp in zip(box, vol.spacing)]
-    shape = tuple(len(i) for i in idx)
     out = []
     for row in range(3):
-        axes = np.flatnonzero(vol.direction[row] != 0.0)
-        if axes.size == 1:
-            # An axis-aligned grid (the usual case): the coordinate varies along one axis only, so a read-only
-            # broadcast view of one line replaces a whole-grid array (same float32 values).
-            a = int(axes[0])
-            line = np.float32(vol.origin[row]) + np.float32(vol.direction[row, a]) * idx[a]
-            out.append(np.broadcast_to(line.reshape([-1 if b == a else 1 for b in range(3)]), shape))
-            continue
-        c = np.full(shape, np.float32(vol.origin[row]))
+        c = np.full((1, 1, 1), np.float32(vol.origin[row]))
         for a in range(3):
             if vol.direction[row, a] != 0.0:
-                c += np.float32(vol.direction[row, a]) * idx[a].reshape([-1 if b == a else 1 for b in range(3)])
+                c = c + np.float32(vol.direction[row, a]) * idx[a].reshape([-1 if b == a else 1 for b in range(3)])
         out.append(c)
     return tuple(out)
+
+
+def _masked_mean(coord: np.ndarray, mask: np.ndarray) -> float:
+    """Mean of a broadcastable coordinate (:func:`_voxel_coords_mm`) over the voxels of ``mask``: the mask is
+    counted along the axes the coordinate does not vary with, so no whole-grid coordinate array is made."""
+    flat = tuple(a for a in range(3) if coord.shape[a] == 1 and mask.shape[a] > 1)
+    counts = mask.sum(axis=flat, keepdims=True, dtype=np.int64)
+    return float((coord.astype(np.float64) * counts).sum() / counts.sum())
+
+
+def _masked_min(coord: np.ndarray, mask: np.ndarray) -> float:
+    """Minimum of a broadcastable coordinate over the voxels of ``mask`` (as :func:`_masked_mean`)."""
+    flat = tuple(a for a in range(3) if coord.shape[a] == 1 and mask.shape[a] > 1)
+    seen = mask.any(axis=flat, keepdims=True)
+    return float(np.broadcast_to(coord, seen.shape)[seen].min())
 
 
 def _box_around(vol: Volume, centre_mm, radius_mm: float) -> tuple[slice, ...]:
@@ -522,9 +539,30 @@ def _mask_centroid_mm(pet: Volume, mask: np.ndarray):
     return None if idx.size == 0 else tuple(pet.index_to_world(idx.mean(axis=0)))
 
 
+@functools.lru_cache(maxsize=1)
+def ct_tissue_on(pet: Volume, ct: Volume, smooth_mm: float):
+    """(HU, body, lungs) on the PET grid: the CT linearly resampled and denoised, the body (largest region
+    ≥ -400 HU, in-slice holes filled) and the lungs (air ≥ 50 mL inside it).
+
+    Cached for the last (pet, ct, smooth_mm), like :func:`ct_bone` (``smooth_mm`` is required so that every
+    caller hits the same cache key); it needs no bone mask, so
+    :func:`carpet.quantify.quantify_study` builds it in a second thread while the bone mask and the lesion
+    sites are computed.
+    """
+    hu = _denoise_ct(_linear_onto(ct, pet, AIR_HU), smooth_mm)
+    # One threshold for body and air, so that the partial-volume rim of the skin is not taken for lung.
+    tissue = hu >= -400.0
+    body = _fill_holes_slicewise(_largest_component(tissue), _axial_axis(pet))
+    air = body & ~tissue
+    # Air inside the body contour that is not bowel-sized speckle: lungs are large.
+    lungs = _remove_small(air, int(np.ceil(50.0 / pet.voxel_volume_ml)))
+    return hu, body, lungs
+
+
 @dataclass
 class _CtOnPet:
-    """CT facts on the PET grid (HU, body, lungs, bone, marrow, voxel coordinates) shared by the readers."""
+    """CT facts on the PET grid (HU, body, lungs, bone, marrow, voxel coordinates as from
+    :func:`_voxel_coords_mm`, the body's mean LPS x) shared by the readers."""
 
     hu: np.ndarray
     body: np.ndarray
@@ -532,6 +570,7 @@ class _CtOnPet:
     bone: np.ndarray
     marrow: np.ndarray
     xyz: tuple[np.ndarray, np.ndarray, np.ndarray]
+    x_mid: float
 
     @classmethod
     @functools.lru_cache(maxsize=1)
@@ -539,17 +578,13 @@ class _CtOnPet:
         """Cached for the last (pet, ct, params): the liver, blood-pool and marrow readers of one study share
         it. Volumes hash by identity: a new volume (``with_array``) is a new key; do not modify a CT's array
         in place between calls."""
-        hu = _denoise_ct(_linear_onto(ct, pet, AIR_HU), params.smooth_mm)
-        # One threshold for body and air, so that the partial-volume rim of the skin is not taken for lung.
-        tissue = hu >= -400.0
-        body = _fill_holes_slicewise(_largest_component(tissue), _axial_axis(pet))
-        air = body & ~tissue
-        # Air inside the body contour that is not bowel-sized speckle: lungs are large.
-        lungs = _remove_small(air, int(np.ceil(50.0 / pet.voxel_volume_ml)))
+        hu, body, lungs = ct_tissue_on(pet, ct, params.smooth_mm)
         bone_ct = ct_bone(ct, params)
         bone = np.asarray(ct_bone_on(pet, ct, params).array, bool)
         marrow = np.asarray(marrow_mask(bone_ct, ct, cortex_mm=params.cortex_mm, reference=pet).array, bool)
-        return cls(hu=hu, body=body, lungs=lungs, bone=bone, marrow=marrow, xyz=_voxel_coords_mm(pet))
+        xyz = _voxel_coords_mm(pet)
+        x_mid = _masked_mean(xyz[0], body) if body.any() else 0.0
+        return cls(hu=hu, body=body, lungs=lungs, bone=bone, marrow=marrow, xyz=xyz, x_mid=x_mid)
 
 
 def _ball_kernel(spacing, diameter_mm: float) -> np.ndarray:
@@ -591,11 +626,10 @@ def _auto_liver_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, liver_hu,
     # in that region's box grown by the widest reach of the steps (sphere depth, lesion margin, the ball of the
     # local statistics), which gives the same decisions as the whole grid at a fraction of the cost.
     soft = (ctp.hu >= liver_hu[0]) & (ctp.hu <= liver_hu[1]) & ctp.body & ~ctp.bone
-    x_mid = ctp.xyz[0][ctp.body].mean()
-    region = soft & (ctp.xyz[0] < x_mid)            # patient right = smaller LPS x
+    region = soft & (ctp.xyz[0] < ctp.x_mid)        # patient right = smaller LPS x
     if ctp.lungs.any():
-        right_lung = ctp.lungs & (ctp.xyz[0] < x_mid)
-        z_lung_base = ctp.xyz[2][right_lung if right_lung.any() else ctp.lungs].min()
+        right_lung = ctp.lungs & (ctp.xyz[0] < ctp.x_mid)
+        z_lung_base = _masked_min(ctp.xyz[2], right_lung if right_lung.any() else ctp.lungs)
         region &= ctp.xyz[2] >= z_lung_base - search_below_lung_mm
     box = ndimage.find_objects(region.astype(np.uint8))
     if not box:
@@ -622,12 +656,21 @@ def _auto_liver_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, liver_hu,
     return tuple(pet.index_to_world(np.asarray(best, float))), ""
 
 
+def _correlate_in_box(arr: np.ndarray, kernel: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """``ndimage.correlate(arr, kernel, mode="nearest")[box]`` (float32) computed in ``box`` grown by the
+    kernel's half-size only: inside the array the grown box holds every voxel the kernel reaches, and where it
+    meets the array's border the 'nearest' extension is the same as for the whole array."""
+    half = [k // 2 for k in kernel.shape]
+    grown = _grown_box(box, half, arr.shape)
+    out = ndimage.correlate(np.asarray(arr[grown], np.float32), kernel, mode="nearest")
+    return out[tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown))]
+
+
 def _auto_aorta_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, length_mm: float, blood_hu,
                        avoid: np.ndarray | None, plausible_suv):
     axis = _axial_axis(pet)
-    x_mid = ctp.xyz[0][ctp.body].mean()
-    left = ctp.lungs & (ctp.xyz[0] > x_mid)
-    right = ctp.lungs & (ctp.xyz[0] <= x_mid)
+    left = ctp.lungs & (ctp.xyz[0] > ctp.x_mid)
+    right = ctp.lungs & (ctp.xyz[0] <= ctp.x_mid)
     other = tuple(a for a in range(3) if a != axis)
     thorax = left.any(axis=other) & right.any(axis=other)           # slices holding both lungs
     if thorax.sum() < 2:
@@ -645,15 +688,24 @@ def _auto_aorta_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, length_mm
     slab = tuple(slab)
     fits = np.zeros(soft.shape, bool)
     fits[slab] = ndimage.correlate(soft[slab].astype(np.float32), disk, mode="constant") > 0.999
-    pet_disk = np.zeros(soft.shape, np.float32)
-    pet_disk[slab] = ndimage.correlate(np.asarray(pet.array[slab], np.float32), disk, mode="nearest")
-    # Posterior mediastinum between the lungs' centroids: the descending aorta's column.
-    lx_r, lx_l = ctp.xyz[0][right].mean(), ctp.xyz[0][left].mean()
-    y_lungs = ctp.xyz[1][ctp.lungs].mean()
     sel = [slice(None)] * 3
     sel[axis] = thorax
-    col_fits = fits[tuple(sel)].mean(axis=axis) >= 0.8
-    col_pet = np.median(np.where(fits, pet_disk, np.nan)[tuple(sel)], axis=axis)    # NaN: no disk fits
+    fits_thorax = fits[tuple(sel)]
+    col_fits = fits_thorax.mean(axis=axis) >= 0.8
+    # A column's median disk SUV over the thorax slices is NaN (the column is unusable) unless the disk fits
+    # in every one of them, so the PET is disk-filtered only in the box of those columns.
+    all_fit = fits_thorax.all(axis=axis)
+    col_pet = np.full(all_fit.shape, np.nan, np.float32)
+    pet_disk = np.zeros(soft.shape, np.float32)
+    if all_fit.any():
+        box = list(_occupied_box(np.expand_dims(all_fit, axis), 0))
+        box[axis] = slab[axis]
+        pet_disk[tuple(box)] = _correlate_in_box(np.asarray(pet.array), disk, tuple(box))
+        in_thorax = np.moveaxis(pet_disk[tuple(sel)], axis, -1)
+        col_pet[all_fit] = np.median(in_thorax[all_fit], axis=-1)
+    # Posterior mediastinum between the lungs' centroids: the descending aorta's column.
+    lx_r, lx_l = _masked_mean(ctp.xyz[0], right), _masked_mean(ctp.xyz[0], left)
+    y_lungs = _masked_mean(ctp.xyz[1], ctp.lungs)
     x0, y0 = (np.take(c, 0, axis=axis) for c in ctp.xyz[:2])
     col_ok = col_fits & (x0 > lx_r) & (x0 < lx_l) & (y0 >= y_lungs)
     with np.errstate(invalid="ignore"):
@@ -789,20 +841,14 @@ def marrow_reference(pet: Volume, ct: Volume | None = None, *, marrow: Volume | 
         reason = ""
     elif ct is not None:
         ctp = _CtOnPet.build(pet, ct, bone_params)
-        x_mid = ctp.xyz[0][ctp.body].mean() if ctp.body.any() else 0.0
-        band = np.abs(ctp.xyz[0] - x_mid) <= spine_halfwidth_mm
+        band = np.broadcast_to(np.abs(ctp.xyz[0] - ctp.x_mid) <= spine_halfwidth_mm, pet.shape)
         m = np.zeros(pet.shape, bool)
-        box = ndimage.find_objects((ctp.marrow & band).astype(np.uint8))
-        if box:
-            # Erosion and the lesion margin below reach at most this far: work in the band's grown box.
-            reach = [int(np.ceil(max(edge_margin_mm, lesion_margin_mm) / s)) + 1 for s in pet.spacing]
-            crop = _grown_box(box[0], reach, pet.shape)
+        box = _occupied_box(ctp.marrow & band, 0)
+        if box is not None:
+            # The erosion reaches edge_margin_mm: work in the band's box grown by that.
+            crop = _grown_box(box, [int(np.ceil(edge_margin_mm / s)) + 1 for s in pet.spacing], pet.shape)
             # 1.5 PET voxels off the cortex: partial volume with the (cold) compact bone under the PSF.
             m[crop] = _erode_mm(ctp.marrow[crop], edge_margin_mm, pet.spacing) & band[crop]
-            if lesions is not None:
-                les = _mask_on_pet(lesions.with_array(np.asarray(lesions.array) > 0), pet)[crop]
-                m[crop] &= ~_dilate_mm(les, lesion_margin_mm, pet.spacing)
-        lesions = None                                  # removed above, within the band's box
         prov["placement"] = "automatic"
         reason = "" if m.any() else "no marrow found near the mid-line"
     else:
@@ -810,8 +856,8 @@ def marrow_reference(pet: Volume, ct: Volume | None = None, *, marrow: Volume | 
         prov["placement"] = "none"
         reason = "no CT: marrow needs CT or a marrow mask"
     if lesions is not None:
-        m &= ~_dilate_mm(_mask_on_pet(lesions.with_array(np.asarray(lesions.array) > 0), pet),
-                         lesion_margin_mm, pet.spacing)
+        _remove_near(m, _mask_on_pet(lesions.with_array(np.asarray(lesions.array) > 0), pet), lesion_margin_mm,
+                     pet.spacing)
     return _region_stats("marrow", pet, m, _mask_centroid_mm(pet, m), prov, plausible_suv=plausible_suv,
                          max_cov=max_cov, min_voxels=10, reason=reason)
 

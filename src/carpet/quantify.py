@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from carpet.anatomy import liver_reference
+from carpet.anatomy import BoneParams, ct_tissue_on, liver_reference
 from carpet.classify import classify_lesions
 from carpet.errors import InputError
 from carpet.io import read_image, read_mask, write_nifti, write_seg
@@ -255,7 +255,12 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     main = methods[0]
     ct = _resolve(ct)
     labels_vol = pet.with_array(np.asarray(seg_labels[main], dtype=np.int32), modality="SEG", units="label")
-    table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The CT on the PET grid (for the reference regions) needs no bone mask: built in a second thread
+        # while this one builds the bone mask and the lesion sites (the heavy steps release the GIL).
+        if ct is not None:
+            pool.submit(ct_tissue_on, pet, ct, BoneParams().smooth_mm)
+        table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
     study = next(r for r in rows if r["method"] == main)
     summary = {"method": main,
                **{k: study[k] for k in STUDY_KEYS}}
