@@ -97,3 +97,29 @@ def test_resample_unknown_interpolation_is_an_input_error():
     other = Volume(np.zeros((3, 3, 3)), (1, 1, 1))
     with pytest.raises(InputError, match="interpolation.*'cubic'"):
         resample_to(vol, other, interpolation="cubic")
+
+
+def test_to_sitk_hands_back_the_source_image_only_while_array_and_geometry_are_its_own(tmp_path):
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(3)
+    direction = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    original = Volume(rng.integers(-1000, 1000, (5, 6, 7)).astype(np.int16), (0.8, 1.1, 2.5),
+                      (10.0, -4.0, 3.0), direction)
+    write_nifti(original, tmp_path / "ct.nii.gz")
+    vol = read_nifti(tmp_path / "ct.nii.gz")
+    cases = {"as read": vol, "same array, other spacing": Volume(vol.array, (1.0, 1.0, 1.0), vol.origin,
+                                                                   vol.direction),
+             "flipped view": vol.with_array(vol.array[::-1]), "copy": vol.with_array(vol.array.copy())}
+    from carpet.volume import _source_image
+
+    assert _source_image(vol) is not None                # the read volume is handed over without a copy
+    for name, v in cases.items():
+        assert (_source_image(v) is not None) == (name == "as read"), name
+        img = v.to_sitk()
+        assert np.array_equal(sitk.GetArrayFromImage(img).transpose(2, 1, 0), v.array), name
+        assert img.GetSpacing() == pytest.approx(v.spacing) and img.GetOrigin() == pytest.approx(v.origin), name
+        assert np.allclose(np.reshape(img.GetDirection(), (3, 3)), v.direction), name
+        img.SetSpacing((9.0, 9.0, 9.0))                  # the caller's image is its own
+        assert v.spacing != (9.0, 9.0, 9.0), name
+    assert np.array_equal(vol.array, original.array)
