@@ -196,7 +196,23 @@ class _GridLabels:
             ok.append((i >= 0) & (i < n))
             idx.append(np.clip(i, 0, n - 1))
         out = self.lab[np.ix_(*idx)]
+        if all(k.all() for k in ok):                    # the usual case: the box lies within the lesion grid
+            return out
         return np.where(ok[0][:, None, None] & ok[1][None, :, None] & ok[2][None, None, :], out, 0)
+
+    def mask(self, box, lid: int) -> np.ndarray:
+        """Lesion ``lid``'s voxels in ``box`` of the grid (boolean, the shape of ``box``).
+
+        Only the part of ``box`` within the lesion's own box is resampled: no voxel outside it belongs to the
+        lesion (the boxes are conservative), so the cost follows the lesion, not the margin around it.
+        """
+        out = np.zeros([b.stop - b.start for b in box], bool)
+        own = self.boxes[lid - 1]
+        common = tuple(slice(max(b.start, o.start), min(b.stop, o.stop)) for b, o in zip(box, own))
+        if all(c.stop > c.start for c in common):
+            out[tuple(slice(c.start - b.start, c.stop - b.start) for c, b in zip(common, box))] = \
+                self.crop(common) == lid
+        return out
 
 
 def _as_grid_labels(labels) -> _GridLabels:
@@ -224,43 +240,66 @@ def _restore_envelope(bone: np.ndarray, labels, radius_mm: float, spacing, axial
     two vertebrae) is never bridged: only the bite a lesion took out of one bone is restored. A 3-D ball
     cannot fill a notch at a convex edge (a lesion eating the corner of a vertebral body), which in each
     axial slice is still a bite into the bone's outline: the in-slice (2-D) closing is added for those.
-    Computed in each lesion's bounding box grown by the closing's reach (2 radii), and only for lesions with
-    voxels not yet bone; the closings are evaluated on the lesion's box only (:func:`_close_in_box`) and the
-    in-slice one is skipped once the 3-D one restored every voxel: the cost follows the lesions'
-    neighbourhoods, not lesions × volume. A bone part with no voxel within ``radius_mm`` of the lesion
-    is skipped: its closing lies inside its dilation by ``radius_mm`` and cannot reach the lesion.
+    Every lesion is restored against the unrestored ``bone`` (:func:`_restored_voxels`).
+
+    A lesion with no bone within ``radius_mm`` is skipped after one look at ``bone`` in its box grown by
+    ``ceil(radius_mm / spacing)`` voxels per axis: a bone voxel outside that box is more than ``radius_mm``
+    from every voxel of the lesion's box, and a closing (3-D or in-slice: its disc lies in the ball) is
+    contained in the dilation by the same ball, so it cannot reach the lesion. The cost follows the
+    lesions near bone, not lesions × volume. Returns ``bone`` itself (not a copy) when nothing is restored.
     """
-    out = bone.copy()
+    labels = _as_grid_labels(labels)
+    half = [int(np.ceil(radius_mm / s)) for s in spacing]
+    out = bone
+    for lid, box in enumerate(labels.boxes, start=1):
+        if box is None or not bone[_grown_box(box, half, bone.shape)].any():
+            continue
+        restored = _restored_voxels(bone, labels, lid, box, radius_mm, spacing, axial_axis)
+        if restored is not None:
+            if out is bone:
+                out = bone.copy()                       # the caller's mask (the cached CT bone) stays as it is
+            where, added = restored
+            out[where] |= added
+    return out
+
+
+def _restored_voxels(bone: np.ndarray, labels: _GridLabels, lid: int, box, radius_mm: float, spacing,
+                     axial_axis: int) -> tuple[tuple[slice, ...], np.ndarray] | None:
+    """(box, mask) of lesion ``lid``'s non-bone voxels that the closing of one bone near it fills; None if none.
+
+    Computed in the lesion's box grown by the closing's reach (2 radii): the bones are the connected parts of
+    ``bone`` there, and only parts with a voxel within ``radius_mm`` of the lesion are closed (a closing lies
+    in the dilation). The closings are evaluated on the lesion's box only (:func:`_close_in_box`) and the
+    in-slice one is skipped once the 3-D one restored every voxel.
+    """
     in_slice = tuple(1e9 if a == axial_axis else s for a, s in enumerate(spacing))   # no reach across slices
     reach = [int(np.ceil(2 * radius_mm / s)) + 1 for s in spacing]
     half = [int(np.ceil(radius_mm / s)) for s in spacing]
-    labels = _as_grid_labels(labels)
-    for lid, box in enumerate(labels.boxes, start=1):
-        if box is None:
-            continue
-        grown = _grown_box(box, reach, bone.shape)
-        crop = bone[grown]
-        lesion = labels.crop(grown) == lid
-        todo = lesion & ~crop                           # only these voxels can be added
-        if not todo.any() or not crop.any():
-            continue
-        # The closings are needed on the lesion's voxels only: computed in its box (grown by 2 radii inside).
-        lbox = _occupied_box(lesion, 0)
-        near_box = _grown_box(lbox, half, lesion.shape)     # holds every voxel within one radius of the lesion
-        near = ndimage.distance_transform_edt(~lesion[near_box], sampling=spacing) <= radius_mm
-        parts, n_parts = ndimage.label(crop, structure=np.ones((3, 3, 3)))
-        relevant = np.unique(parts[near_box][near & (parts[near_box] > 0)])
-        todo = todo[lbox]
-        for part in relevant:
-            one = parts == part
-            added = _close_in_box(one, lbox, radius_mm, spacing) & todo
-            if (todo & ~added).any():                   # else all restored: the in-slice closing adds nothing
-                added |= _close_in_box(one, lbox, radius_mm, in_slice) & todo
-            out[grown][lbox] |= added
-            todo &= ~added
-            if not todo.any():
-                break
-    return out
+    grown = _grown_box(box, reach, bone.shape)
+    crop = bone[grown]
+    lesion = labels.mask(grown, lid)
+    todo = lesion & ~crop                               # only these voxels can be added
+    if not todo.any():
+        return None
+    lbox = _occupied_box(lesion, 0)
+    near_box = _grown_box(lbox, half, lesion.shape)     # holds every voxel within one radius of the lesion
+    near = ndimage.distance_transform_edt(~lesion[near_box], sampling=spacing) <= radius_mm
+    parts, _ = ndimage.label(crop, structure=np.ones((3, 3, 3)))
+    relevant = np.unique(parts[near_box][near & (parts[near_box] > 0)])
+    todo = todo[lbox]
+    added = np.zeros_like(todo)
+    for part in relevant:
+        one = parts == part
+        new = _close_in_box(one, lbox, radius_mm, spacing) & todo
+        if (todo & ~new).any():                         # else all restored: the in-slice closing adds nothing
+            new |= _close_in_box(one, lbox, radius_mm, in_slice) & todo
+        added |= new
+        todo &= ~new
+        if not todo.any():
+            break
+    if not added.any():
+        return None
+    return tuple(slice(g.start + b.start, g.start + b.stop) for g, b in zip(grown, lbox)), added
 
 
 class _FarBone:
