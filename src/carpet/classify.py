@@ -303,20 +303,19 @@ def _restored_voxels(bone: np.ndarray, labels: _GridLabels, lid: int, box, radiu
 
 
 class _FarBone:
-    """Exact distances where a lesion's crop holds no bone near enough, built once on demand.
+    """Exact distances to bone for lesions with no bone near enough in their box; the tree is built on demand.
 
-    Distance to bone: the nearest bone voxel of an outside point is always on the bone's 6-connected boundary
-    (from an interior voxel one step towards the point is closer), so a k-d tree of the boundary voxels'
-    centres gives the same value as the Euclidean distance transform of the whole grid. Depth: the whole-grid
-    distance transform (only for a lesion deeper in bone than the crop's margin, which needs a bone thicker
-    than twice the margin).
+    The nearest bone voxel of an outside point is always on the bone's 6-connected boundary (from an interior
+    voxel one step towards the point is closer), so a k-d tree of the boundary voxels' centres gives the same
+    value as the Euclidean distance transform of the whole grid.
     """
 
     def __init__(self, bone: np.ndarray, spacing):
         self.bone, self.spacing = bone, np.asarray(spacing, float)
-        self._tree = self._depth = None
+        self._tree = None
 
     def distance(self, idx: np.ndarray) -> np.ndarray:
+        """Distance (mm) from the voxels ``idx`` (n × 3 indices) to the nearest bone voxel centre."""
         if self._tree is None:
             from scipy.spatial import cKDTree
 
@@ -337,11 +336,52 @@ class _FarBone:
             return np.full(len(idx), np.inf)
         return self._tree.query(idx * self.spacing)[0]
 
-    def depth(self, idx: np.ndarray) -> np.ndarray:
-        if self._depth is None:
-            self._depth = ndimage.distance_transform_edt(np.pad(self.bone, 1), sampling=self.spacing)[
-                1:-1, 1:-1, 1:-1]
-        return self._depth[tuple(idx.T)]
+
+def _reach(margin_mm: float, spacing) -> list[int]:
+    """Voxels per axis holding every voxel within ``margin_mm`` of a box, plus one."""
+    return [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
+
+
+def _box_depth(bone: np.ndarray, box, spacing) -> np.ndarray:
+    """Depth in bone (mm, 0 outside) on ``box``: the distance transform of ``bone[box]`` padded by one voxel,
+    bone beyond the box's faces inside the array, non-bone beyond the array's own border.
+
+    Only non-bone voxels of the whole grid remain non-bone, so these depths are ≥ the whole grid's (the
+    padded whole-grid transform); they are equal wherever the box holds the nearest non-bone voxel (or array
+    border) — certainly where the box value is ≤ ``m`` for a box reaching ``m`` mm beyond the voxel. A box
+    all bone has depths beyond it: infinite here (the transform of an array with no background is not).
+    """
+    padded = np.pad(bone[box], 1, constant_values=True)
+    for a, (g, size) in enumerate(zip(box, bone.shape)):
+        face = [slice(None)] * 3
+        if g.start == 0:
+            face[a] = 0
+            padded[tuple(face)] = False
+        if g.stop == size:
+            face[a] = -1
+            padded[tuple(face)] = False
+    if padded.all():
+        return np.full(bone[box].shape, np.inf)
+    return ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1]
+
+
+def _max_depth(bone: np.ndarray, idx: np.ndarray, spacing, margin_mm: float) -> float:
+    """Largest depth in bone (mm) over the bone voxels ``idx`` (n × 3 indices), equal to the whole grid's.
+
+    Computed in the voxels' box grown by ``margin_mm`` (:func:`_box_depth`). A box value ≤ the margin is
+    exact, and a box value > margin means the true depth is > margin too (it would be exact otherwise), so a
+    maximum ≤ margin is the true maximum. Otherwise the box maximum bounds the true one from above: the box
+    grown by it (at most twice the margin, so that a box of bone with nothing to bound it still ends) gives
+    exact values, usually on the second pass. The box grown over the whole array is the whole grid, exact:
+    the loop ends there at the latest. Cost: boxes up to about twice the lesion's depth, never the volume.
+    """
+    box = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(idx.min(axis=0), idx.max(axis=0)))
+    while True:
+        grown = _grown_box(box, _reach(margin_mm, spacing), bone.shape)
+        depth = _box_depth(bone, grown, spacing)[tuple((idx - [g.start for g in grown]).T)].max()
+        if depth <= margin_mm or all(g.start == 0 and g.stop == n for g, n in zip(grown, bone.shape)):
+            return float(depth)
+        margin_mm = min(depth, 2.0 * margin_mm)
 
 
 def _lesion_bone_measures(bone: np.ndarray, labels, ids: np.ndarray, spacing, margin_mm: float,
@@ -349,54 +389,40 @@ def _lesion_bone_measures(bone: np.ndarray, labels, ids: np.ndarray, spacing, ma
     """Per lesion: grid voxel count, voxels in bone, minimum centre distance to bone, maximum depth in bone
     and the share of voxels within ``touch_mm`` (centre to centre) of bone.
 
-    Each lesion is measured in its bounding box grown by ``margin_mm``: a distance (outside or inside bone)
-    up to the margin is exact there, because the nearest voxel of the other kind lies in the box. Larger
-    distances are taken from :class:`_FarBone`. Values equal the whole-grid distance transforms' at a cost
-    following the lesions' neighbourhoods.
+    Each lesion is measured in its bounding box grown by ``max(margin_mm, touch_mm)``: a distance outside
+    bone up to that margin is exact there, because the nearest bone voxel lies in the box, and a larger one
+    is larger in the box too (the box's bone is part of the grid's). So when the box holds bone within the
+    margin of the lesion its minimum and the voxels within ``touch_mm`` are exact; otherwise the distances
+    come from :class:`_FarBone`. Depths come from :func:`_max_depth` (exact, its own growing box). Values
+    equal the whole-grid distance transforms' at a cost following the lesions' neighbourhoods.
     """
     spacing = np.asarray(spacing, float)
-    reach = [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
+    margin_mm = max(margin_mm, touch_mm)
+    reach = _reach(margin_mm, spacing)
     labels = _as_grid_labels(labels)
-    boxes = labels.boxes
     far = _FarBone(bone, spacing)
     out = {k: np.full(ids.size, np.nan) for k in ("n", "n_in", "d_centre", "depth", "touch")}
     for i, lid in enumerate(ids):
-        box = boxes[lid - 1] if lid - 1 < len(boxes) else None
+        box = labels.boxes[lid - 1] if lid - 1 < len(labels.boxes) else None
         if box is None:
             out["n"][i] = 0
             continue
         grown = _grown_box(box, reach, bone.shape)
-        lesion = labels.crop(grown) == lid
-        b = bone[grown]
+        lesion = labels.mask(grown, lid)
         n = int(lesion.sum())
         if n == 0:                                      # no voxel of the lesion on this grid
             out["n"][i] = 0
             continue
-        out["n"][i], out["n_in"][i] = n, int((b & lesion).sum())
-        if b.any():
-            dist = ndimage.distance_transform_edt(~b, sampling=spacing)[lesion]
-        else:
-            dist = np.full(n, np.inf)
+        b = bone[grown]
+        start = [g.start for g in grown]
+        inside = lesion & b
+        out["n"][i], out["n_in"][i] = n, int(inside.sum())
+        dist = ndimage.distance_transform_edt(~b, sampling=spacing)[lesion] if b.any() else np.full(n, np.inf)
         if dist.min() > margin_mm:                      # no bone within the margin: exact far distances
-            dist = far.distance(np.argwhere(lesion) + [g.start for g in grown])
+            dist = far.distance(np.argwhere(lesion) + start)
         out["d_centre"][i] = dist.min()
         out["touch"][i] = np.count_nonzero(dist <= touch_mm) / n
-        # Depth: the array's own border is not bone, the box's other sides continue the bone beyond.
-        padded = np.pad(b, 1, constant_values=True)
-        for a, (g, size) in enumerate(zip(grown, bone.shape)):
-            face = [slice(None)] * 3
-            if g.start == 0:
-                face[a] = 0
-                padded[tuple(face)] = False
-            if g.stop == size:
-                face[a] = -1
-                padded[tuple(face)] = False
-        inside = lesion & b
-        depth = ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1][inside] \
-            if inside.any() else np.zeros(1)
-        if depth.max() > margin_mm:
-            depth = far.depth(np.argwhere(inside) + [g.start for g in grown])
-        out["depth"][i] = depth.max()
+        out["depth"][i] = _max_depth(bone, np.argwhere(inside) + start, spacing, margin_mm) if out["n_in"][i] else 0.0
     return out
 
 
@@ -473,8 +499,9 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
     # which errs towards contact (indeterminate) rather than a false "no contact" (EMD).
     diagonal = float(np.linalg.norm(spacing))
     touch_mm = float(max(lab.spacing))
-    m = _lesion_bone_measures(bone, grid_labels, ids, spacing, max(2.0 * params.envelope_mm, d_contact + diagonal,
-                                                                     touch_mm, 10.0), touch_mm)
+    # Margin: distances deciding the site (up to d_contact + diagonal) come from the box alone; the measures are
+    # exact for any margin (_lesion_bone_measures).
+    m = _lesion_bone_measures(bone, grid_labels, ids, spacing, d_contact + diagonal, touch_mm)
     n_grid = m["n"]
     with np.errstate(invalid="ignore", divide="ignore"):
         f_in = m["n_in"] / n_grid
