@@ -200,6 +200,26 @@ def test_depth_bounded_by_the_array_border_only(margin_mm):
     _assert_measures_equal_whole_grid(bone, labels, spacing, margin_mm)
 
 
+@pytest.mark.parametrize("layout", ["C", "F", "view", "empty"])
+def test_label_extents_equal_bincount_and_find_objects(layout):
+    """Counts and boxes read from the labelled voxels equal ``np.bincount`` (background aside) and
+    ``ndimage.find_objects``, whatever the map's memory order; absent labels have no box."""
+    from scipy import ndimage
+
+    from carpet.classify import _label_extents
+
+    rng = np.random.default_rng(0)
+    arr = np.where(rng.random((23, 17, 11)) < 0.02, rng.integers(1, 40, (23, 17, 11)), 0).astype(np.int32)
+    arr[arr == 7] = 0                             # a label missing in the middle
+    arr = {"C": arr, "F": np.asfortranarray(arr), "view": arr[2:, ::2, 1:].transpose(2, 0, 1),
+           "empty": np.zeros((4, 5, 6), np.int32)}[layout]
+    counts, boxes = _label_extents(arr)
+    expected = np.bincount(arr.ravel())
+    expected[0] = 0
+    np.testing.assert_array_equal(counts, expected)
+    assert boxes == ndimage.find_objects(arr)
+
+
 def test_grid_labels_mask_equals_whole_map_resampling():
     """Lesion masks read box by box on a finer, shifted grid equal SimpleITK's nearest-neighbour resampling of
     the whole label map (lesions partly outside the fine grid included)."""

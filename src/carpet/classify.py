@@ -31,11 +31,11 @@ Deviations from the letter of §4.3 (documented, deliberate):
 * ``v_min_out`` defaults to 0.5 mL (spec: 1.0 mL), see :class:`SiteParams`.
 
 Everything after the one CT bone mask runs in per-lesion bounding boxes grown by the farthest reach a rule
-needs (the envelope closing, the contact distance): the lesion labels are resampled to the CT grid box by box,
-and distances outside and inside bone come from Euclidean distance transforms of each box — exact up to the
-box margin; beyond it a k-d tree of the bone surface (distance) or one whole-grid transform (depth, only
-for a lesion deeper in bone than the margin) gives the same values as whole-grid transforms. The cost
-follows the lesions' neighbourhoods, never lesions × volume or bones × volume.
+needs (the envelope closing, only for lesions with bone within its radius; the contact distance): the lesion
+labels are resampled to the CT grid box by box, and distances outside and inside bone come from Euclidean
+distance transforms of each box — exact up to the box margin; beyond it a k-d tree of the bone surface
+(distance) or boxes grown until they bound the lesion's depth (depth) give the same values as whole-grid
+transforms. The cost follows the lesions' neighbourhoods, never lesions × volume or bones × volume.
 """
 
 from __future__ import annotations
@@ -151,6 +151,32 @@ def _per_label(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, fn) -> n
     return np.asarray(fn(values[inside], labels=labels[inside], index=ids), dtype=float)
 
 
+def _label_extents(arr: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, ...] | None]]:
+    """Voxel count per label (index = label, labels ≥ 0; the background's, index 0, left at 0) and the bounding
+    boxes of labels 1..max (None for an absent label), as ``np.bincount`` and ``ndimage.find_objects`` give them.
+
+    Read from the labelled voxels only, found by one pass over the map in memory order (no copy of a
+    Fortran-ordered map); the rest costs the lesions' voxels, not the volume.
+    """
+    order = "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
+    flat = arr.ravel(order=order)                       # a view when the map is contiguous
+    where = np.flatnonzero(flat > 0)                    # boolean nonzero: much faster than on the labels
+    values = flat[where]
+    counts = np.bincount(values, minlength=1)
+    boxes: list[tuple[slice, ...] | None] = [None] * (counts.size - 1)
+    if where.size == 0:
+        return counts, boxes
+    by_label = np.argsort(values, kind="stable")        # each label's voxels in one run
+    coords = [c[by_label] for c in np.unravel_index(where, arr.shape, order=order)]
+    present = np.flatnonzero(counts[1:]) + 1
+    starts = np.cumsum(counts[present]) - counts[present]
+    lo = [np.minimum.reduceat(c, starts) for c in coords]
+    hi = [np.maximum.reduceat(c, starts) + 1 for c in coords]
+    for k, lid in enumerate(present):
+        boxes[lid - 1] = tuple(slice(int(lo[a][k]), int(hi[a][k])) for a in range(3))
+    return counts, boxes
+
+
 class _GridLabels:
     """Lesion labels as seen on the comparison grid, produced box by box.
 
@@ -161,9 +187,10 @@ class _GridLabels:
     (fine) grid. Other directions fall back to resampling the whole map.
     """
 
-    def __init__(self, lab: Volume, grid: Volume | None = None):
+    def __init__(self, lab: Volume, grid: Volume | None = None, boxes=None):
+        """``boxes``: the lesions' boxes on their own grid (:func:`_label_extents`) when already known."""
         self.lab = np.asarray(lab.array)
-        pet_boxes = ndimage.find_objects(self.lab)
+        pet_boxes = _label_extents(self.lab)[1] if boxes is None else boxes
         self.shape = self.lab.shape if grid is None else grid.shape
         self.scale = None
         if grid is None:
@@ -175,7 +202,7 @@ class _GridLabels:
             self.boxes = [None if b is None else self._grid_box(b) for b in pet_boxes]
         else:
             self.lab = np.asarray(resample_to(lab, grid, interpolation="nearest", default_value=0).array)
-            self.boxes = ndimage.find_objects(self.lab)
+            self.boxes = _label_extents(self.lab)[1]
 
     def _grid_box(self, pet_box) -> tuple[slice, ...] | None:
         box = []
@@ -454,7 +481,7 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
     """
     lab = label_lesions(labels, connectivity)
     lab_arr = np.asarray(lab.array)
-    counts = np.bincount(lab_arr.ravel())            # labels are >= 0 (label_lesions); one pass, no sort
+    counts, boxes = _label_extents(lab_arr)          # labels are >= 0 (label_lesions)
     ids = np.flatnonzero(counts[1:]) + 1
     d_contact, d_enter = params.resolved(lab.spacing)
     prov = provenance(method="site_rule_spec_4_3", f_med=params.f_med, v_min_out_ml=params.v_min_out_ml,
@@ -475,13 +502,13 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
         return df
 
     if params.grid == "ct":
-        grid_labels = _GridLabels(lab, ct)
+        grid_labels = _GridLabels(lab, ct, boxes)
         bone = np.asarray((bone if bone is not None else ct_bone(ct, params.bone)).array, bool)
         spacing = ct.spacing
         # A lesion voxel with no CT under it disappears in the resampling: compare counts below.
         fov_ok = None
     elif params.grid == "pet":
-        grid_labels = _GridLabels(lab)
+        grid_labels = _GridLabels(lab, boxes=boxes)
         bone = np.asarray((bone if bone is not None else ct_bone_on(lab, ct, params.bone)).array, bool)
         spacing = lab.spacing
         fov_ok = _centres_inside(lab, ct)
