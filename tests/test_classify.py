@@ -149,15 +149,30 @@ def test_boolean_mask_split_by_connectivity_and_fov():
     assert list(df["site"]) == ["extramedullary", "unknown"]
 
 
-@pytest.mark.parametrize("margin_mm", [3.0, 40.0])
-def test_crop_measures_equal_whole_grid_distance_transforms(margin_mm):
-    """Per-lesion crop measures against brute force: two Euclidean distance transforms of the whole grid,
-    read per lesion voxel by voxel. The small margin forces the k-d tree (far bone) and whole-grid depth
-    fallbacks; lesions touch the array border, sit deep in a thick bone, near it, and far from it."""
+def _assert_measures_equal_whole_grid(bone, labels, spacing, margin_mm, touch_mm=4.0):
+    """``_lesion_bone_measures`` against brute force: two Euclidean distance transforms of the whole grid
+    (depth: the array's border counts as non-bone), read per lesion voxel by voxel."""
     from scipy import ndimage
 
     from carpet.classify import _lesion_bone_measures
 
+    ids = np.unique(labels[labels > 0])
+    m = _lesion_bone_measures(bone, labels, ids, spacing, margin_mm, touch_mm=touch_mm)
+    outside = ndimage.distance_transform_edt(~bone, sampling=spacing)
+    depth = ndimage.distance_transform_edt(np.pad(bone, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    for i, lid in enumerate(ids):
+        sel = labels == lid
+        assert m["n"][i] == sel.sum() and m["n_in"][i] == (sel & bone).sum()
+        assert m["d_centre"][i] == pytest.approx(outside[sel].min(), abs=1e-9)
+        assert m["depth"][i] == pytest.approx(depth[sel].max(), abs=1e-9)
+        assert m["touch"][i] == pytest.approx((outside[sel] <= touch_mm).mean(), abs=1e-12)
+
+
+@pytest.mark.parametrize("margin_mm", [1.0, 3.0, 40.0])
+def test_crop_measures_equal_whole_grid_distance_transforms(margin_mm):
+    """Per-lesion crop measures against brute force. The small margins force the k-d tree (far bone) and the
+    growing depth boxes, including boxes that are all bone; lesions touch the array border, sit deep in a
+    thick bone, near it, and far from it."""
     spacing = (1.5, 2.0, 3.0)
     bone = np.zeros((40, 36, 24), bool)
     bone[5:30, 4:30, 2:20] = True                 # a thick block (depths up to ~25 mm)
@@ -167,13 +182,93 @@ def test_crop_measures_equal_whole_grid_distance_transforms(margin_mm):
     labels[28:33, 10:14, 8:12] = 2                # straddling the block's surface
     labels[0:2, 34:36, 22:24] = 3                 # far from bone, at the array's corner
     labels[36:40, 25:29, 0:3] = 4                 # next to the corner bone, touching the border
-    ids = np.arange(1, 5)
-    m = _lesion_bone_measures(bone, labels, ids, spacing, margin_mm, touch_mm=4.0)
-    outside = ndimage.distance_transform_edt(~bone, sampling=spacing)
-    depth = ndimage.distance_transform_edt(np.pad(bone, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
-    for i, lid in enumerate(ids):
-        sel = labels == lid
-        assert m["n"][i] == sel.sum() and m["n_in"][i] == (sel & bone).sum()
-        assert m["d_centre"][i] == pytest.approx(outside[sel].min(), abs=1e-9)
-        assert m["depth"][i] == pytest.approx(depth[sel].max(), abs=1e-9)
-        assert m["touch"][i] == pytest.approx((outside[sel] <= 4.0).mean(), abs=1e-12)
+    labels[17, 17, 11] = 5                        # one voxel at the block's centre
+    _assert_measures_equal_whole_grid(bone, labels, spacing, margin_mm)
+
+
+@pytest.mark.parametrize("margin_mm", [1.0, 6.0])
+def test_depth_bounded_by_the_array_border_only(margin_mm):
+    """Bone filling the whole array but for a small pocket: the deepest lesion's nearest non-bone is the
+    array's border, which the growing depth boxes reach only when they cover the whole array."""
+    spacing = (2.0, 1.0, 3.0)
+    bone = np.ones((30, 40, 16), bool)
+    bone[2:4, 2:5, 2:4] = False                   # a pocket near one corner
+    labels = np.zeros(bone.shape, np.int32)
+    labels[14:17, 18:22, 7:9] = 1                 # at the centre: depth set by the border
+    labels[4:6, 5:8, 4:6] = 2                     # next to the pocket
+    labels[2:4, 2:5, 2:4] = 3                     # the pocket itself (outside bone)
+    _assert_measures_equal_whole_grid(bone, labels, spacing, margin_mm)
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "view", "empty"])
+def test_label_extents_equal_bincount_and_find_objects(layout):
+    """Counts and boxes read from the labelled voxels equal ``np.bincount`` (background aside) and
+    ``ndimage.find_objects``, whatever the map's memory order; absent labels have no box."""
+    from scipy import ndimage
+
+    from carpet.classify import _label_extents
+
+    rng = np.random.default_rng(0)
+    arr = np.where(rng.random((23, 17, 11)) < 0.02, rng.integers(1, 40, (23, 17, 11)), 0).astype(np.int32)
+    arr[arr == 7] = 0                             # a label missing in the middle
+    arr = {"C": arr, "F": np.asfortranarray(arr), "view": arr[2:, ::2, 1:].transpose(2, 0, 1),
+           "empty": np.zeros((4, 5, 6), np.int32)}[layout]
+    counts, boxes = _label_extents(arr)
+    expected = np.bincount(arr.ravel())
+    expected[0] = 0
+    np.testing.assert_array_equal(counts, expected)
+    assert boxes == ndimage.find_objects(arr)
+
+
+def test_grid_labels_mask_equals_whole_map_resampling():
+    """Lesion masks read box by box on a finer, shifted grid equal SimpleITK's nearest-neighbour resampling of
+    the whole label map (lesions partly outside the fine grid included)."""
+    from carpet.classify import _GridLabels
+    from carpet.volume import resample_to
+
+    lab = np.zeros((20, 18, 12), np.int32)
+    lab[3:6, 4:7, 2:5] = 1
+    lab[10:14, 0:3, 6:9] = 2                      # leaves the fine grid on one side
+    lab[16:20, 12:18, 9:12] = 3
+    pet = Volume(lab, (4.0, 4.0, 4.0), origin=(0.0, 0.0, 0.0))
+    ct = Volume(np.zeros((45, 40, 20), np.int16), (1.5625, 1.5625, 2.0), origin=(3.1, 5.3, 1.0))
+    whole = np.asarray(resample_to(pet, ct, interpolation="nearest", default_value=0).array)
+    grid = _GridLabels(pet, ct)
+    everything = tuple(slice(0, n) for n in ct.shape)
+    for lid in (1, 2, 3):
+        np.testing.assert_array_equal(grid.mask(everything, lid), whole == lid)
+        box = grid.boxes[lid - 1]
+        np.testing.assert_array_equal(grid.mask(box, lid), (whole == lid)[box])
+
+
+def test_envelope_restoration_equals_whole_grid_closings():
+    """Restored lesion voxels against brute force: each connected bone closed on the whole grid (3-D ball and
+    in-slice disc), only lesion voxels added. A bite and an edge notch are restored, the gap between two
+    bones is not bridged, a lesion far from bone gets nothing, and a lesion exactly one radius from the walls
+    of a channel is filled (a skip test short by one voxel would miss it)."""
+    from carpet.anatomy import _close_mm
+    from carpet.classify import _restore_envelope
+
+    spacing, radius = (1.0, 1.25, 2.0), 5.0
+    bone = np.zeros((44, 42, 20), bool)
+    bone[5:20, 5:25, 5:15] = True                 # bone A
+    bone[28:36, 5:25, 5:15] = True                # bone B, 8 mm from A (< 2 radii)
+    bone[2, 27:42, 2:18] = bone[12, 27:42, 2:18] = bone[2:13, 27, 2:18] = True   # a channel, walls 10 mm apart
+    labels = np.zeros(bone.shape, np.int32)
+    labels[15:20, 10:16, 7:12] = 1                # a bite into A's face
+    labels[21:27, 12:16, 8:11] = 2                # the gap between A and B
+    labels[9:14, 5:7, 5:7] = 3                    # a notch at an edge of A across the axial axis
+    labels[0:3, 0:3, 17:20] = 4                   # far from bone
+    labels[7, 33, 10] = 5                         # in the channel, one radius from both walls
+    bone[labels > 0] = False                      # lytic
+    out = _restore_envelope(bone, labels, radius, spacing, axial_axis=2)
+    expect = bone.copy()
+    parts = cc3d.connected_components(bone, connectivity=26)
+    for part in range(1, int(parts.max()) + 1):
+        one = parts == part
+        expect |= (_close_mm(one, radius, spacing) | _close_mm(one, radius, (1.0, 1.25, 1e9))) & (labels > 0)
+    np.testing.assert_array_equal(out, expect)
+    added = [int((out & ~bone)[labels == lid].sum()) for lid in range(1, 6)]
+    assert added[0] > 0 and added[2] > 0 and added[4] == 1 and added[1] == added[3] == 0
+    far_only = (labels == 4).astype(np.int32)
+    assert _restore_envelope(bone, far_only, radius, spacing, axial_axis=2) is bone    # nothing added: no copy

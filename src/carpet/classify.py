@@ -31,11 +31,11 @@ Deviations from the letter of §4.3 (documented, deliberate):
 * ``v_min_out`` defaults to 0.5 mL (spec: 1.0 mL), see :class:`SiteParams`.
 
 Everything after the one CT bone mask runs in per-lesion bounding boxes grown by the farthest reach a rule
-needs (the envelope closing, the contact distance): the lesion labels are resampled to the CT grid box by box,
-and distances outside and inside bone come from Euclidean distance transforms of each box — exact up to the
-box margin; beyond it a k-d tree of the bone surface (distance) or one whole-grid transform (depth, only
-for a lesion deeper in bone than the margin) gives the same values as whole-grid transforms. The cost
-follows the lesions' neighbourhoods, never lesions × volume or bones × volume.
+needs (the envelope closing, only for lesions with bone within its radius; the contact distance): the lesion
+labels are resampled to the CT grid box by box, and distances outside and inside bone come from Euclidean
+distance transforms of each box — exact up to the box margin; beyond it a k-d tree of the bone surface
+(distance) or boxes grown until they bound the lesion's depth (depth) give the same values as whole-grid
+transforms. The cost follows the lesions' neighbourhoods, never lesions × volume or bones × volume.
 """
 
 from __future__ import annotations
@@ -151,6 +151,32 @@ def _per_label(values: np.ndarray, labels: np.ndarray, ids: np.ndarray, fn) -> n
     return np.asarray(fn(values[inside], labels=labels[inside], index=ids), dtype=float)
 
 
+def _label_extents(arr: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, ...] | None]]:
+    """Voxel count per label (index = label, labels ≥ 0; the background's, index 0, left at 0) and the bounding
+    boxes of labels 1..max (None for an absent label), as ``np.bincount`` and ``ndimage.find_objects`` give them.
+
+    Read from the labelled voxels only, found by one pass over the map in memory order (no copy of a
+    Fortran-ordered map); the rest costs the lesions' voxels, not the volume.
+    """
+    order = "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
+    flat = arr.ravel(order=order)                       # a view when the map is contiguous
+    where = np.flatnonzero(flat > 0)                    # boolean nonzero: much faster than on the labels
+    values = flat[where]
+    counts = np.bincount(values, minlength=1)
+    boxes: list[tuple[slice, ...] | None] = [None] * (counts.size - 1)
+    if where.size == 0:
+        return counts, boxes
+    by_label = np.argsort(values, kind="stable")        # each label's voxels in one run
+    coords = [c[by_label] for c in np.unravel_index(where, arr.shape, order=order)]
+    present = np.flatnonzero(counts[1:]) + 1
+    starts = np.cumsum(counts[present]) - counts[present]
+    lo = [np.minimum.reduceat(c, starts) for c in coords]
+    hi = [np.maximum.reduceat(c, starts) + 1 for c in coords]
+    for k, lid in enumerate(present):
+        boxes[lid - 1] = tuple(slice(int(lo[a][k]), int(hi[a][k])) for a in range(3))
+    return counts, boxes
+
+
 class _GridLabels:
     """Lesion labels as seen on the comparison grid, produced box by box.
 
@@ -161,9 +187,10 @@ class _GridLabels:
     (fine) grid. Other directions fall back to resampling the whole map.
     """
 
-    def __init__(self, lab: Volume, grid: Volume | None = None):
+    def __init__(self, lab: Volume, grid: Volume | None = None, boxes=None):
+        """``boxes``: the lesions' boxes on their own grid (:func:`_label_extents`) when already known."""
         self.lab = np.asarray(lab.array)
-        pet_boxes = ndimage.find_objects(self.lab)
+        pet_boxes = _label_extents(self.lab)[1] if boxes is None else boxes
         self.shape = self.lab.shape if grid is None else grid.shape
         self.scale = None
         if grid is None:
@@ -175,7 +202,7 @@ class _GridLabels:
             self.boxes = [None if b is None else self._grid_box(b) for b in pet_boxes]
         else:
             self.lab = np.asarray(resample_to(lab, grid, interpolation="nearest", default_value=0).array)
-            self.boxes = ndimage.find_objects(self.lab)
+            self.boxes = _label_extents(self.lab)[1]
 
     def _grid_box(self, pet_box) -> tuple[slice, ...] | None:
         box = []
@@ -196,7 +223,23 @@ class _GridLabels:
             ok.append((i >= 0) & (i < n))
             idx.append(np.clip(i, 0, n - 1))
         out = self.lab[np.ix_(*idx)]
+        if all(k.all() for k in ok):                    # the usual case: the box lies within the lesion grid
+            return out
         return np.where(ok[0][:, None, None] & ok[1][None, :, None] & ok[2][None, None, :], out, 0)
+
+    def mask(self, box, lid: int) -> np.ndarray:
+        """Lesion ``lid``'s voxels in ``box`` of the grid (boolean, the shape of ``box``).
+
+        Only the part of ``box`` within the lesion's own box is resampled: no voxel outside it belongs to the
+        lesion (the boxes are conservative), so the cost follows the lesion, not the margin around it.
+        """
+        out = np.zeros([b.stop - b.start for b in box], bool)
+        own = self.boxes[lid - 1]
+        common = tuple(slice(max(b.start, o.start), min(b.stop, o.stop)) for b, o in zip(box, own))
+        if all(c.stop > c.start for c in common):
+            out[tuple(slice(c.start - b.start, c.stop - b.start) for c, b in zip(common, box))] = \
+                self.crop(common) == lid
+        return out
 
 
 def _as_grid_labels(labels) -> _GridLabels:
@@ -224,60 +267,82 @@ def _restore_envelope(bone: np.ndarray, labels, radius_mm: float, spacing, axial
     two vertebrae) is never bridged: only the bite a lesion took out of one bone is restored. A 3-D ball
     cannot fill a notch at a convex edge (a lesion eating the corner of a vertebral body), which in each
     axial slice is still a bite into the bone's outline: the in-slice (2-D) closing is added for those.
-    Computed in each lesion's bounding box grown by the closing's reach (2 radii), and only for lesions with
-    voxels not yet bone; the closings are evaluated on the lesion's box only (:func:`_close_in_box`) and the
-    in-slice one is skipped once the 3-D one restored every voxel: the cost follows the lesions'
-    neighbourhoods, not lesions × volume. A bone part with no voxel within ``radius_mm`` of the lesion
-    is skipped: its closing lies inside its dilation by ``radius_mm`` and cannot reach the lesion.
+    Every lesion is restored against the unrestored ``bone`` (:func:`_restored_voxels`).
+
+    A lesion with no bone within ``radius_mm`` is skipped after one look at ``bone`` in its box grown by
+    ``ceil(radius_mm / spacing)`` voxels per axis: a bone voxel outside that box is more than ``radius_mm``
+    from every voxel of the lesion's box, and a closing (3-D or in-slice: its disc lies in the ball) is
+    contained in the dilation by the same ball, so it cannot reach the lesion. The cost follows the
+    lesions near bone, not lesions × volume. Returns ``bone`` itself (not a copy) when nothing is restored.
     """
-    out = bone.copy()
-    in_slice = tuple(1e9 if a == axial_axis else s for a, s in enumerate(spacing))   # no reach across slices
-    reach = [int(np.ceil(2 * radius_mm / s)) + 1 for s in spacing]
-    half = [int(np.ceil(radius_mm / s)) for s in spacing]
     labels = _as_grid_labels(labels)
+    half = [int(np.ceil(radius_mm / s)) for s in spacing]
+    out = bone
     for lid, box in enumerate(labels.boxes, start=1):
-        if box is None:
+        if box is None or not bone[_grown_box(box, half, bone.shape)].any():
             continue
-        grown = _grown_box(box, reach, bone.shape)
-        crop = bone[grown]
-        lesion = labels.crop(grown) == lid
-        todo = lesion & ~crop                           # only these voxels can be added
-        if not todo.any() or not crop.any():
-            continue
-        # The closings are needed on the lesion's voxels only: computed in its box (grown by 2 radii inside).
-        lbox = _occupied_box(lesion, 0)
-        near_box = _grown_box(lbox, half, lesion.shape)     # holds every voxel within one radius of the lesion
-        near = ndimage.distance_transform_edt(~lesion[near_box], sampling=spacing) <= radius_mm
-        parts, n_parts = ndimage.label(crop, structure=np.ones((3, 3, 3)))
-        relevant = np.unique(parts[near_box][near & (parts[near_box] > 0)])
-        todo = todo[lbox]
-        for part in relevant:
-            one = parts == part
-            added = _close_in_box(one, lbox, radius_mm, spacing) & todo
-            if (todo & ~added).any():                   # else all restored: the in-slice closing adds nothing
-                added |= _close_in_box(one, lbox, radius_mm, in_slice) & todo
-            out[grown][lbox] |= added
-            todo &= ~added
-            if not todo.any():
-                break
+        restored = _restored_voxels(bone, labels, lid, box, radius_mm, spacing, axial_axis)
+        if restored is not None:
+            if out is bone:
+                out = bone.copy()                       # the caller's mask (the cached CT bone) stays as it is
+            where, added = restored
+            out[where] |= added
     return out
 
 
-class _FarBone:
-    """Exact distances where a lesion's crop holds no bone near enough, built once on demand.
+def _restored_voxels(bone: np.ndarray, labels: _GridLabels, lid: int, box, radius_mm: float, spacing,
+                     axial_axis: int) -> tuple[tuple[slice, ...], np.ndarray] | None:
+    """(box, mask) of lesion ``lid``'s non-bone voxels that the closing of one bone near it fills; None if none.
 
-    Distance to bone: the nearest bone voxel of an outside point is always on the bone's 6-connected boundary
-    (from an interior voxel one step towards the point is closer), so a k-d tree of the boundary voxels'
-    centres gives the same value as the Euclidean distance transform of the whole grid. Depth: the whole-grid
-    distance transform (only for a lesion deeper in bone than the crop's margin, which needs a bone thicker
-    than twice the margin).
+    Computed in the lesion's box grown by the closing's reach (2 radii): the bones are the connected parts of
+    ``bone`` there, and only parts with a voxel within ``radius_mm`` of the lesion are closed (a closing lies
+    in the dilation). The closings are evaluated on the lesion's box only (:func:`_close_in_box`) and the
+    in-slice one is skipped once the 3-D one restored every voxel.
+    """
+    in_slice = tuple(1e9 if a == axial_axis else s for a, s in enumerate(spacing))   # no reach across slices
+    reach = [int(np.ceil(2 * radius_mm / s)) + 1 for s in spacing]
+    half = [int(np.ceil(radius_mm / s)) for s in spacing]
+    grown = _grown_box(box, reach, bone.shape)
+    crop = bone[grown]
+    lesion = labels.mask(grown, lid)
+    todo = lesion & ~crop                               # only these voxels can be added
+    if not todo.any():
+        return None
+    lbox = _occupied_box(lesion, 0)
+    near_box = _grown_box(lbox, half, lesion.shape)     # holds every voxel within one radius of the lesion
+    near = ndimage.distance_transform_edt(~lesion[near_box], sampling=spacing) <= radius_mm
+    parts, _ = ndimage.label(crop, structure=np.ones((3, 3, 3)))
+    relevant = np.unique(parts[near_box][near & (parts[near_box] > 0)])
+    todo = todo[lbox]
+    added = np.zeros_like(todo)
+    for part in relevant:
+        one = parts == part
+        new = _close_in_box(one, lbox, radius_mm, spacing) & todo
+        if (todo & ~new).any():                         # else all restored: the in-slice closing adds nothing
+            new |= _close_in_box(one, lbox, radius_mm, in_slice) & todo
+        added |= new
+        todo &= ~new
+        if not todo.any():
+            break
+    if not added.any():
+        return None
+    return tuple(slice(g.start + b.start, g.start + b.stop) for g, b in zip(grown, lbox)), added
+
+
+class _FarBone:
+    """Exact distances to bone for lesions with no bone near enough in their box; the tree is built on demand.
+
+    The nearest bone voxel of an outside point is always on the bone's 6-connected boundary (from an interior
+    voxel one step towards the point is closer), so a k-d tree of the boundary voxels' centres gives the same
+    value as the Euclidean distance transform of the whole grid.
     """
 
     def __init__(self, bone: np.ndarray, spacing):
         self.bone, self.spacing = bone, np.asarray(spacing, float)
-        self._tree = self._depth = None
+        self._tree = None
 
     def distance(self, idx: np.ndarray) -> np.ndarray:
+        """Distance (mm) from the voxels ``idx`` (n × 3 indices) to the nearest bone voxel centre."""
         if self._tree is None:
             from scipy.spatial import cKDTree
 
@@ -298,11 +363,52 @@ class _FarBone:
             return np.full(len(idx), np.inf)
         return self._tree.query(idx * self.spacing)[0]
 
-    def depth(self, idx: np.ndarray) -> np.ndarray:
-        if self._depth is None:
-            self._depth = ndimage.distance_transform_edt(np.pad(self.bone, 1), sampling=self.spacing)[
-                1:-1, 1:-1, 1:-1]
-        return self._depth[tuple(idx.T)]
+
+def _reach(margin_mm: float, spacing) -> list[int]:
+    """Voxels per axis holding every voxel within ``margin_mm`` of a box, plus one."""
+    return [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
+
+
+def _box_depth(bone: np.ndarray, box, spacing) -> np.ndarray:
+    """Depth in bone (mm, 0 outside) on ``box``: the distance transform of ``bone[box]`` padded by one voxel,
+    bone beyond the box's faces inside the array, non-bone beyond the array's own border.
+
+    Only non-bone voxels of the whole grid remain non-bone, so these depths are ≥ the whole grid's (the
+    padded whole-grid transform); they are equal wherever the box holds the nearest non-bone voxel (or array
+    border) — certainly where the box value is ≤ ``m`` for a box reaching ``m`` mm beyond the voxel. A box
+    all bone has depths beyond it: infinite here (the transform of an array with no background is not).
+    """
+    padded = np.pad(bone[box], 1, constant_values=True)
+    for a, (g, size) in enumerate(zip(box, bone.shape)):
+        face = [slice(None)] * 3
+        if g.start == 0:
+            face[a] = 0
+            padded[tuple(face)] = False
+        if g.stop == size:
+            face[a] = -1
+            padded[tuple(face)] = False
+    if padded.all():
+        return np.full(bone[box].shape, np.inf)
+    return ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1]
+
+
+def _max_depth(bone: np.ndarray, idx: np.ndarray, spacing, margin_mm: float) -> float:
+    """Largest depth in bone (mm) over the bone voxels ``idx`` (n × 3 indices), equal to the whole grid's.
+
+    Computed in the voxels' box grown by ``margin_mm`` (:func:`_box_depth`). A box value ≤ the margin is
+    exact, and a box value > margin means the true depth is > margin too (it would be exact otherwise), so a
+    maximum ≤ margin is the true maximum. Otherwise the box maximum bounds the true one from above: the box
+    grown by it (at most twice the margin, so that a box of bone with nothing to bound it still ends) gives
+    exact values, usually on the second pass. The box grown over the whole array is the whole grid, exact:
+    the loop ends there at the latest. Cost: boxes up to about twice the lesion's depth, never the volume.
+    """
+    box = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(idx.min(axis=0), idx.max(axis=0)))
+    while True:
+        grown = _grown_box(box, _reach(margin_mm, spacing), bone.shape)
+        depth = _box_depth(bone, grown, spacing)[tuple((idx - [g.start for g in grown]).T)].max()
+        if depth <= margin_mm or all(g.start == 0 and g.stop == n for g, n in zip(grown, bone.shape)):
+            return float(depth)
+        margin_mm = min(depth, 2.0 * margin_mm)
 
 
 def _lesion_bone_measures(bone: np.ndarray, labels, ids: np.ndarray, spacing, margin_mm: float,
@@ -310,54 +416,40 @@ def _lesion_bone_measures(bone: np.ndarray, labels, ids: np.ndarray, spacing, ma
     """Per lesion: grid voxel count, voxels in bone, minimum centre distance to bone, maximum depth in bone
     and the share of voxels within ``touch_mm`` (centre to centre) of bone.
 
-    Each lesion is measured in its bounding box grown by ``margin_mm``: a distance (outside or inside bone)
-    up to the margin is exact there, because the nearest voxel of the other kind lies in the box. Larger
-    distances are taken from :class:`_FarBone`. Values equal the whole-grid distance transforms' at a cost
-    following the lesions' neighbourhoods.
+    Each lesion is measured in its bounding box grown by ``max(margin_mm, touch_mm)``: a distance outside
+    bone up to that margin is exact there, because the nearest bone voxel lies in the box, and a larger one
+    is larger in the box too (the box's bone is part of the grid's). So when the box holds bone within the
+    margin of the lesion its minimum and the voxels within ``touch_mm`` are exact; otherwise the distances
+    come from :class:`_FarBone`. Depths come from :func:`_max_depth` (exact, its own growing box). Values
+    equal the whole-grid distance transforms' at a cost following the lesions' neighbourhoods.
     """
     spacing = np.asarray(spacing, float)
-    reach = [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
+    margin_mm = max(margin_mm, touch_mm)
+    reach = _reach(margin_mm, spacing)
     labels = _as_grid_labels(labels)
-    boxes = labels.boxes
     far = _FarBone(bone, spacing)
     out = {k: np.full(ids.size, np.nan) for k in ("n", "n_in", "d_centre", "depth", "touch")}
     for i, lid in enumerate(ids):
-        box = boxes[lid - 1] if lid - 1 < len(boxes) else None
+        box = labels.boxes[lid - 1] if lid - 1 < len(labels.boxes) else None
         if box is None:
             out["n"][i] = 0
             continue
         grown = _grown_box(box, reach, bone.shape)
-        lesion = labels.crop(grown) == lid
-        b = bone[grown]
+        lesion = labels.mask(grown, lid)
         n = int(lesion.sum())
         if n == 0:                                      # no voxel of the lesion on this grid
             out["n"][i] = 0
             continue
-        out["n"][i], out["n_in"][i] = n, int((b & lesion).sum())
-        if b.any():
-            dist = ndimage.distance_transform_edt(~b, sampling=spacing)[lesion]
-        else:
-            dist = np.full(n, np.inf)
+        b = bone[grown]
+        start = [g.start for g in grown]
+        inside = lesion & b
+        out["n"][i], out["n_in"][i] = n, int(inside.sum())
+        dist = ndimage.distance_transform_edt(~b, sampling=spacing)[lesion] if b.any() else np.full(n, np.inf)
         if dist.min() > margin_mm:                      # no bone within the margin: exact far distances
-            dist = far.distance(np.argwhere(lesion) + [g.start for g in grown])
+            dist = far.distance(np.argwhere(lesion) + start)
         out["d_centre"][i] = dist.min()
         out["touch"][i] = np.count_nonzero(dist <= touch_mm) / n
-        # Depth: the array's own border is not bone, the box's other sides continue the bone beyond.
-        padded = np.pad(b, 1, constant_values=True)
-        for a, (g, size) in enumerate(zip(grown, bone.shape)):
-            face = [slice(None)] * 3
-            if g.start == 0:
-                face[a] = 0
-                padded[tuple(face)] = False
-            if g.stop == size:
-                face[a] = -1
-                padded[tuple(face)] = False
-        inside = lesion & b
-        depth = ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1][inside] \
-            if inside.any() else np.zeros(1)
-        if depth.max() > margin_mm:
-            depth = far.depth(np.argwhere(inside) + [g.start for g in grown])
-        out["depth"][i] = depth.max()
+        out["depth"][i] = _max_depth(bone, np.argwhere(inside) + start, spacing, margin_mm) if out["n_in"][i] else 0.0
     return out
 
 
@@ -389,7 +481,7 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
     """
     lab = label_lesions(labels, connectivity)
     lab_arr = np.asarray(lab.array)
-    counts = np.bincount(lab_arr.ravel())            # labels are >= 0 (label_lesions); one pass, no sort
+    counts, boxes = _label_extents(lab_arr)          # labels are >= 0 (label_lesions)
     ids = np.flatnonzero(counts[1:]) + 1
     d_contact, d_enter = params.resolved(lab.spacing)
     prov = provenance(method="site_rule_spec_4_3", f_med=params.f_med, v_min_out_ml=params.v_min_out_ml,
@@ -410,13 +502,13 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
         return df
 
     if params.grid == "ct":
-        grid_labels = _GridLabels(lab, ct)
+        grid_labels = _GridLabels(lab, ct, boxes)
         bone = np.asarray((bone if bone is not None else ct_bone(ct, params.bone)).array, bool)
         spacing = ct.spacing
         # A lesion voxel with no CT under it disappears in the resampling: compare counts below.
         fov_ok = None
     elif params.grid == "pet":
-        grid_labels = _GridLabels(lab)
+        grid_labels = _GridLabels(lab, boxes=boxes)
         bone = np.asarray((bone if bone is not None else ct_bone_on(lab, ct, params.bone)).array, bool)
         spacing = lab.spacing
         fov_ok = _centres_inside(lab, ct)
@@ -434,8 +526,9 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
     # which errs towards contact (indeterminate) rather than a false "no contact" (EMD).
     diagonal = float(np.linalg.norm(spacing))
     touch_mm = float(max(lab.spacing))
-    m = _lesion_bone_measures(bone, grid_labels, ids, spacing, max(2.0 * params.envelope_mm, d_contact + diagonal,
-                                                                     touch_mm, 10.0), touch_mm)
+    # Margin: distances deciding the site (up to d_contact + diagonal) come from the box alone; the measures are
+    # exact for any margin (_lesion_bone_measures).
+    m = _lesion_bone_measures(bone, grid_labels, ids, spacing, d_contact + diagonal, touch_mm)
     n_grid = m["n"]
     with np.errstate(invalid="ignore", divide="ignore"):
         f_in = m["n_in"] / n_grid
