@@ -315,3 +315,21 @@ def test_linear_onto_equals_resample_of_a_float_copy():
     assert got.dtype == np.float32 and got.shape == grid.shape
     assert np.array_equal(got, want)
     assert (got == -1024.0).any() and (np.mod(got, 1.0) != 0).any()   # both outside and interpolated voxels
+
+
+def test_broadcast_coordinates_give_the_whole_grid_means_and_minima():
+    """Line-shaped voxel coordinates (axis-aligned and rotated grids) against the whole-grid coordinates from
+    ``index_to_world``: values, masked means and minima."""
+    from carpet.anatomy import _masked_mean, _masked_min, _voxel_coords_mm
+
+    rng = np.random.default_rng(5)
+    c, s = np.cos(0.3), np.sin(0.3)
+    for direction in (np.diag([-1.0, 1.0, 1.0]), np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])):
+        vol = Volume(np.zeros((7, 8, 9), np.float32), (2.0, 3.0, 4.0), (10.0, -20.0, 30.0), direction)
+        mask = rng.random(vol.shape) < 0.2
+        world = vol.index_to_world(np.indices(vol.shape).reshape(3, -1).T).reshape(*vol.shape, 3)
+        for row, coord in enumerate(_voxel_coords_mm(vol)):
+            full = np.broadcast_to(coord, vol.shape)
+            assert np.allclose(full, world[..., row], atol=1e-4)
+            assert _masked_mean(coord, mask) == pytest.approx(world[..., row][mask].mean(), abs=1e-4)
+            assert _masked_min(coord, mask) == pytest.approx(world[..., row][mask].min(), abs=1e-4)

@@ -256,11 +256,13 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     ct = _resolve(ct)
     labels_vol = pet.with_array(np.asarray(seg_labels[main], dtype=np.int32), modality="SEG", units="label")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # The CT on the PET grid (for the reference regions) needs no bone mask: built in a second thread
-        # while this one builds the bone mask and the lesion sites (the heavy steps release the GIL).
-        if ct is not None:
-            pool.submit(ct_tissue_on, pet, ct, BoneParams().smooth_mm)
+        # The CT on the PET grid (for the reference regions) needs no bone mask: built (and cached) in a
+        # second thread while this one builds the bone mask and the lesion sites (the heavy steps release
+        # the GIL); its errors surface here.
+        tissue = pool.submit(ct_tissue_on, pet, ct, BoneParams().smooth_mm) if ct is not None else None
         table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
+        if tissue is not None:
+            tissue.result()
     study = next(r for r in rows if r["method"] == main)
     summary = {"method": main,
                **{k: study[k] for k in STUDY_KEYS}}
