@@ -46,6 +46,7 @@ attempted: the region is returned unusable with that reason.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -559,6 +560,9 @@ def ct_tissue_on(pet: Volume, ct: Volume, smooth_mm: float):
     return hu, body, lungs
 
 
+_BUILD_LOCK = threading.Lock()
+
+
 @dataclass
 class _CtOnPet:
     """CT facts on the PET grid (HU, body, lungs, bone, marrow, voxel coordinates as from
@@ -573,11 +577,17 @@ class _CtOnPet:
     x_mid: float
 
     @classmethod
-    @functools.lru_cache(maxsize=1)
     def build(cls, pet: Volume, ct: Volume, params: BoneParams) -> "_CtOnPet":
         """Cached for the last (pet, ct, params): the liver, blood-pool and marrow readers of one study share
-        it. Volumes hash by identity: a new volume (``with_array``) is a new key; do not modify a CT's array
+        it, also when they run in threads (a second caller waits for the first instead of building it again).
+        Volumes hash by identity: a new volume (``with_array``) is a new key; do not modify a CT's array
         in place between calls."""
+        with _BUILD_LOCK:
+            return cls._build(pet, ct, params)
+
+    @classmethod
+    @functools.lru_cache(maxsize=1)
+    def _build(cls, pet: Volume, ct: Volume, params: BoneParams) -> "_CtOnPet":
         hu, body, lungs = ct_tissue_on(pet, ct, params.smooth_mm)
         bone_ct = ct_bone(ct, params)
         bone = np.asarray(ct_bone_on(pet, ct, params).array, bool)

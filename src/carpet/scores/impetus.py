@@ -18,6 +18,7 @@ Fields (spec §1.2; count categories [R], unverified against Nanni 2016 Table 1)
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from numbers import Integral
 from typing import Any, Iterable
@@ -235,9 +236,12 @@ def read_study(pet, ct, labels, lesions: pd.DataFrame, *, liver_centre_mm=None, 
     from carpet.scores.metabolic_response import METCR_RULES, metabolic_complete_response
 
     params = deauville_params or DeauvilleParams()
-    liver = liver_reference(pet, ct, centre_mm=liver_centre_mm, lesions=labels)
-    blood = blood_pool_reference(pet, ct, lesions=labels)
-    marrow = marrow_reference(pet, ct, lesions=labels)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The three regions are independent and their heavy steps release the GIL: two at a time.
+        blood = pool.submit(blood_pool_reference, pet, ct, lesions=labels)
+        liver = liver_reference(pet, ct, centre_mm=liver_centre_mm, lesions=labels)
+        marrow = marrow_reference(pet, ct, lesions=labels)
+        blood = blood.result()
     table = lesions.copy()
     table["deauville"] = deauville_from_references(table["suv_max"], liver, blood, params)
     bm_ds = (deauville_from_references([marrow.median], liver, blood, params)[0] if marrow.usable
