@@ -105,7 +105,7 @@ def _close_mm(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
         return mask.copy()
     # One radius (+1 voxel) per axis: the padded border is then farther than the radius from every voxel
     # of ``mask``'s grid, so it cannot erode them (with the in-slice closing's huge axial spacing, 1 voxel).
-    pad = [int(np.ceil(radius_mm / s)) + 1 for s in spacing]
+    pad = _reach(radius_mm, spacing)
     padded = np.pad(mask, [(p, p) for p in pad])
     ball = _ball_structure(radius_mm, spacing)
     if ball.size <= 125:
@@ -236,6 +236,11 @@ def _denoise_ct(ct: Volume, smooth_mm: float) -> np.ndarray:
     return arr
 
 
+def _reach(margin_mm: float, spacing) -> list[int]:
+    """Voxels per axis holding every voxel within ``margin_mm`` of a box, plus one."""
+    return [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
+
+
 def _grown_box(box, reach, shape) -> tuple[slice, ...]:
     """``box`` grown by ``reach`` voxels per axis, clipped to ``shape``."""
     return tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box, reach, shape))
@@ -246,7 +251,7 @@ def _remove_near(region: np.ndarray, lesions: np.ndarray, margin_mm: float, spac
 
     Only ``region``'s box grown by the margin can hold a lesion voxel that matters, so the dilation runs
     there (the whole-grid dilation of every lesion would cost a second on a whole-body PET)."""
-    box = _occupied_box(region, [int(np.ceil(margin_mm / s)) + 1 for s in spacing])
+    box = _occupied_box(region, _reach(margin_mm, spacing))
     if box is not None and lesions[box].any():
         region[box] &= ~_dilate_mm(lesions[box], margin_mm, spacing)
 
@@ -645,7 +650,7 @@ def _auto_liver_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, liver_hu,
     if not box:
         return None, "no soft tissue in the right upper abdomen can hold the sphere"
     margin_mm = max(diameter_mm / 2.0 + 2 * max(pet.spacing), (diameter_mm + 20.0) / 2.0) + max(pet.spacing)
-    reach = [int(np.ceil(margin_mm / s)) + 1 for s in pet.spacing]
+    reach = _reach(margin_mm, pet.spacing)
     crop = _grown_box(box[0], reach, pet.shape)
     # Zero outside the crop: a false "not soft" there is > margin away from any candidate, so the test
     # depth >= radius + voxel is unchanged (the array's own border is not soft, as before).
@@ -856,7 +861,7 @@ def marrow_reference(pet: Volume, ct: Volume | None = None, *, marrow: Volume | 
         box = _occupied_box(ctp.marrow & band, 0)
         if box is not None:
             # The erosion reaches edge_margin_mm: work in the band's box grown by that.
-            crop = _grown_box(box, [int(np.ceil(edge_margin_mm / s)) + 1 for s in pet.spacing], pet.shape)
+            crop = _grown_box(box, _reach(edge_margin_mm, pet.spacing), pet.shape)
             # 1.5 PET voxels off the cortex: partial volume with the (cold) compact bone under the PSF.
             m[crop] = _erode_mm(ctp.marrow[crop], edge_margin_mm, pet.spacing) & band[crop]
         prov["placement"] = "automatic"

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from carpet.anatomy import (BoneParams, _axial_axis, _close_in_box, _grown_box, _occupied_box, ct_bone,
+from carpet.anatomy import (BoneParams, _axial_axis, _close_in_box, _grown_box, _occupied_box, _reach, ct_bone,
                             ct_bone_on)
 from carpet.errors import InputError
 from carpet.provenance import provenance
@@ -300,7 +300,7 @@ def _restored_voxels(bone: np.ndarray, labels: _GridLabels, lid: int, box, radiu
     in-slice one is skipped once the 3-D one restored every voxel.
     """
     in_slice = tuple(1e9 if a == axial_axis else s for a, s in enumerate(spacing))   # no reach across slices
-    reach = [int(np.ceil(2 * radius_mm / s)) + 1 for s in spacing]
+    reach = _reach(2 * radius_mm, spacing)
     half = [int(np.ceil(radius_mm / s)) for s in spacing]
     grown = _grown_box(box, reach, bone.shape)
     crop = bone[grown]
@@ -362,11 +362,6 @@ class _FarBone:
         if self._tree is False:                         # no bone at all
             return np.full(len(idx), np.inf)
         return self._tree.query(idx * self.spacing)[0]
-
-
-def _reach(margin_mm: float, spacing) -> list[int]:
-    """Voxels per axis holding every voxel within ``margin_mm`` of a box, plus one."""
-    return [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
 
 
 def _box_depth(bone: np.ndarray, box, spacing) -> np.ndarray:
