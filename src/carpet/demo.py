@@ -154,7 +154,11 @@ def _analyses(state: dict) -> None:
                 "report, a PDF, one CSV per table, figures (PNG and PDF) and results.json with provenance.")
     links = []
     for study, plan in DEMO_PLANS:
-        result = run_analysis(state["cohorts"][study].patients, plans / plan, out / "analysis" / study)
+        cohort = state["cohorts"][study]
+        raw = {"assessments": cohort.lab_series(), "therapies": cohort.therapies} if cohort.therapies is not None else {}
+        # cohorts with raw tables go in as a centre's would: patients (no simulated answers), labs, therapies
+        patients = cohort.raw_patients if raw else cohort.patients
+        result = run_analysis(patients, plans / plan, out / "analysis" / study, **raw)
         links += [(f"analysis/{study}/report.html", f"{study}: {plan} (HTML)"),
                   (f"analysis/{study}/report.pdf", f"{study}: {plan} (PDF)")]
         headline = next((f for f in result.files if f.startswith("figures/") and f.endswith(".png")), None)

@@ -31,12 +31,23 @@ ANALYSES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
                {"cutoff_method": "str", "marker_method": "str", "strict": "bool"}),
     "compare_models": ({"endpoint": "endpoint", "models": "models"}, {"horizon": "number", "n_boot": "count"}),
     "landmark": ({"endpoint": "endpoint", "time": "number", "by": "column"}, {"risk_times": "numbers"}),
+    # analyses of the raw clinical tables (carpet.analyze.cohort_runners)
+    "patterns": ({}, {"window_days": "count", "marrow_min_pct": "number"}),
+    "flowchart": ({}, {"by": "column", "refractory_days": "count"}),
+    "proportion": ({"column": "column"}, {"by": "column", "label": "str"}),
+    "lines": ({}, {"after": "str", "risk_times": "numbers"}),
+    "swimmer": ({}, {"max_patients": "count"}),
 }
 _COMMON = {"type": "str", "title": "str", "name": "str"}
 _TOP = {"title", "subtitle", "seed", "endpoints", "derive", "analyses", "imaging", "assessments"}
 _SCORES = {"ipi": "IPI", "aaipi": "aaIPI", "car_hematotox": "CAR-HEMATOTOX", "iss": "ISS", "riss": "R-ISS",
            "r_iss": "R-ISS", "r2iss": "R2-ISS", "r2_iss": "R2-ISS"}
-_DERIVE_OPS = ("score", "emd_pmd", "cut", "log", "labels", "combine")
+_DERIVE_OPS = ("score", "emd_pmd", "cut", "log", "labels", "combine", "cytogenetics", "responded", "imwg",
+               "response_at", "first_line_after", "lines_after", "exposed_by")
+#: derive operations that read the raw assessments / therapies (not a column of the analysis table)
+_TABLE_OPS = {"imwg": ("progression",), "response_at": ("assessments",), "first_line_after": ("therapies",),
+              "lines_after": ("therapies",), "exposed_by": ("therapies", "progression")}
+_CUTS = ("above", "at_least", "below", "at_most")
 _UNIT_DAYS = {"days": 1.0, "months": 365.25 / 12, "years": 365.25}
 
 
@@ -160,9 +171,18 @@ def _endpoint_problems(where: str, ep: Any) -> list[str]:
     if not isinstance(ep, dict):
         return [f"{where}: expected {{time: <column>, event: <column>}} or {{start: <date column>, "
                 "event_date: <date column(s)>, censor_date: <date column>}}"]
-    allowed = {"time", "event", "start", "event_date", "censor_date", "unit", "label"}
+    from carpet.analyze.clinical import ENDPOINT_KINDS
+
+    allowed = {"time", "event", "start", "event_date", "censor_date", "unit", "label", "derive", "death_is_event"}
     out = [f"{where}.{k}: unknown key (expected one of {sorted(allowed)})" for k in ep if k not in allowed]
-    if {"time", "event"} <= set(ep):
+    if "derive" in ep:
+        if ep["derive"] not in ENDPOINT_KINDS:
+            out.append(f"{where}.derive: unknown endpoint {ep['derive']!r} (expected one of {list(ENDPOINT_KINDS)})")
+        if set(ep) & {"time", "event", "start", "event_date", "censor_date"}:
+            out.append(f"{where}: a derived endpoint takes no time/event or date columns")
+        if "death_is_event" in ep and (ep["derive"] != "pfs2" or not isinstance(ep["death_is_event"], bool)):
+            out.append(f"{where}.death_is_event: true or false, for derive: pfs2 only")
+    elif {"time", "event"} <= set(ep):
         if set(ep) & {"start", "event_date", "censor_date"}:
             out.append(f"{where}: give either time/event columns or start/event_date/censor_date dates, not both")
     elif not {"start", "event_date", "censor_date"} <= set(ep):
@@ -194,15 +214,52 @@ def _derive_problems(where: str, d: Any) -> list[str]:
                                          or any(not isinstance(a, str) for a in arg)):
         out.append(f"{where}.{op}: expected a list of columns" + (" [emd, pmd]" if op == "emd_pmd" else ""))
     if op == "cut" and not (isinstance(arg, dict) and isinstance(arg.get("column"), str)
-                            and len(set(arg) & {"above", "at_least"}) == 1
-                            and not _kind_problem(arg.get("above", arg.get("at_least")), "number", set())):
-        out.append(f"{where}.cut: expected {{column: <column>, above: <number>}} (or at_least: <number>)")
+                            and len(set(arg) & set(_CUTS)) == 1 and set(arg) <= {"column", *_CUTS}
+                            and not _kind_problem(next((arg[k] for k in _CUTS if k in arg), None), "number", set())):
+        out.append(f"{where}.cut: expected {{column: <column>, above: <number>}} (or at_least:, below:, at_most:)")
+    out += _table_op_problems(where, op, arg, d)
     if op == "log" and not isinstance(arg, str):
         out.append(f"{where}.log: expected a column name")
     if op == "labels" and not (isinstance(arg, dict) and isinstance(arg.get("column"), str)
                                and isinstance(arg.get("values"), dict)):
         out.append(f"{where}.labels: expected {{column: <column>, values: {{true: EMD, false: No EMD}}}}")
     return out
+
+
+def needs_raw_tables(plan: dict) -> bool:
+    """Whether the plan derives endpoints or columns from the raw clinical tables."""
+    return (any(isinstance(ep, dict) and "derive" in ep for ep in (plan.get("endpoints") or {}).values())
+            or any(isinstance(d, dict) and set(d) & set(_TABLE_OPS) for d in plan.get("derive") or []))
+
+
+def _table_op_problems(where: str, op: str, arg: Any, d: dict) -> list[str]:
+    """Problems of the derive operations on risk rules and the raw tables."""
+    from carpet.analyze.clinical import IMWG_COLUMNS, RESPONSE_ORDER
+    from carpet.scores.risk import CYTOGENETIC_RULES
+
+    if op == "cytogenetics" and arg not in CYTOGENETIC_RULES:
+        return [f"{where}.cytogenetics: unknown rule {arg!r} (expected one of {list(CYTOGENETIC_RULES)})"]
+    if op == "responded" and not (isinstance(arg, dict) and isinstance(arg.get("column"), str)
+                                  and arg.get("at_least", "PR") in RESPONSE_ORDER):
+        return [f"{where}.responded: expected {{column: <IMWG category column>, at_least: PR}} "
+                f"(at_least one of {list(RESPONSE_ORDER)})"]
+    if op == "imwg" and arg not in IMWG_COLUMNS:
+        return [f"{where}.imwg: expected one of {list(IMWG_COLUMNS)}"]
+    if op == "response_at" and _kind_problem(arg, "number", set()):
+        return [f"{where}.response_at: expected days after infusion, e.g. 90"]
+    if op == "first_line_after" and arg not in ("infusion", "progression"):
+        return [f"{where}.first_line_after: expected infusion or progression"]
+    if op == "first_line_after" and d.get("output", "class") not in ("class", "regimen", "response"):
+        return [f"{where}.output: expected class, regimen or response"]
+    if op == "lines_after" and arg != "car_t":
+        return [f"{where}.lines_after: expected car_t"]
+    if op == "exposed_by" and not (isinstance(arg, dict) and set(arg) <= {"classes", "within_months", "from"}
+                                   and not _kind_problem(arg.get("within_months"), "number", set())
+                                   and arg.get("from", "progression") in ("progression", "infusion")
+                                   and not _kind_problem(arg.get("classes"), "columns", set())):
+        return [f"{where}.exposed_by: expected {{classes: t_cell_engaging (or a list of regimen classes), "
+                "within_months: <number>, from: progression|infusion}"]
+    return []
 
 
 def _raise(problems: list[str], source: str, stage: str) -> None:
@@ -255,6 +312,10 @@ def _default_stem(a: dict) -> str:
         return f"{t}_{a['endpoint']}_{a['marker']}"
     if t == "landmark":
         return f"landmark_{a['endpoint']}_{a['by']}"
+    if t == "proportion":
+        return "_".join(["proportion", a["column"], *_by_list(a.get("by"))])
+    if "endpoint" not in a:  # the analyses of the raw tables: patterns, flowchart, lines, swimmer
+        return t
     return f"{t}_{a['endpoint']}"
 
 
@@ -280,4 +341,11 @@ def _default_title(a: dict, endpoints: dict) -> str:
         return f"{label} by {a['marker']} > {a['value']:g}"
     if t == "landmark":
         return f"Landmark at {a['time']:g}: {label} by {a['by']}"
+    if t in _RAW_TITLES:
+        return _RAW_TITLES[t].format(**a)
     return f"Model comparison for {label}"
+
+
+_RAW_TITLES = {"patterns": "Patterns of progression", "flowchart": "Patients treated, progressed, refractory, relapsed",
+               "proportion": "Rate of {column} with exact 95% CI", "lines": "Lines of therapy after CAR T",
+               "swimmer": "Swimmer plot of the lines after progression"}

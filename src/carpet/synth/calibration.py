@@ -147,7 +147,7 @@ MOFFITT_TARGETS: dict[str, Target] = {
     "day90_cr_by_emd": _pub({True: 0.40, False: 0.55}, f"{MOFFITT}, Table 1 'sCR/CR 14 (40%) / 39 (55%)'"),
     "first_salvage_counts": _pub(
         {"bcma_bispecific": 29, "gprc5d_bispecific": 8, "conventional_combination": 46, "clinical_trial": 2,
-         "other_bcma_targeted": 4, "hospice": 7, "unknown": 10},
+         "other_bcma": 4, "hospice": 7, "unknown": 10},
         f"{MOFFITT}, Table 3 'First line therapies after disease progression' (all patients)"),
     # Post-progression medians (months), by any EMD at baseline (BL) and at progression (PD).
     "pfs2_median_months": _pub(
@@ -159,6 +159,24 @@ MOFFITT_TARGETS: dict[str, Target] = {
          "bl_emd_pd_emd": 4.9, "bl_no_emd_pd_no_emd": 21.0},
         f"{MOFFITT}, Survival data (Figure 4A, 4C, 4F), Figure 5B text; abstract 'OS (4.8 vs. 21.0 months)'"),
     "pfs2_os_coupling": _assumed("comonotone", "PFS2 and OS share one uniform draw so PFS2 <= OS"),
+    # raw inputs behind the Table 1 flags (a centre's table holds the FISH results and blood counts)
+    "fish_counts": _pub({"del17p": 31, "t4_14": 13, "t14_16": 6},
+                        f"{MOFFITT}, Table 1 'del(17p)/monosomy17 31, t(4,14) 13, t(14,16) 6'",
+                        note="drawn among the high-risk patients only (at least one each), so R-ISS high risk "
+                             "from the raw FISH columns is the drawn high-risk flag"),
+    "cbc_ranges": _assumed({"hb_g_dl": ((7.0, 9.9), (10.0, 14.5)), "anc_per_ul": ((300, 990), (1000, 5000)),
+                            "platelets_per_ul": ((20000, 99000), (100000, 320000)),
+                            "creatinine_mg_dl": ((2.1, 4.0), (0.6, 1.9))},
+                           "values not printed; drawn uniform inside (abnormal, normal) ranges so the Table 1 "
+                           "flags (Hb < 10, ANC < 1000, platelets < 100 x 10^9/L, creatinine > 2) come back"),
+    "next_line_start_days": _assumed(15, "first salvage starts the day after the confirming assessment "
+                                         "(progression + 14 days), so IMWG keeps the confirmation"),
+    "salvage_regimens": _assumed(
+        {"bcma_bispecific": ("Teclistamab", "Elranatamab", "Tec-Dara"), "gprc5d_bispecific": ("Talquetamab",),
+         "conventional_combination": ("KPd", "Dara-Pom-dex", "Isa-Kd", "DT-PACE", "Sel-Pom-dex", "Cy-Bor-D"),
+         "clinical_trial": ("Investigational agent",), "other_bcma": ("Belantamab mafodotin",),
+         "hospice": ("Hospice",), "unknown": (None,)},
+        "Table 3 gives classes only; regimens as clinicians write them stand for each class"),
 }
 
 # --------------------------------------------------------------------------------------------------

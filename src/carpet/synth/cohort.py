@@ -72,9 +72,11 @@ class StudyInfo:
     n: int
     description: str
     targets: dict[str, Target]
-    simulate: Callable[[np.random.Generator, int], pd.DataFrame] = field(repr=False)
+    simulate: Callable[[np.random.Generator, int], pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]] = field(repr=False)
     #: model parameters derived from the targets (recorded in the provenance)
     derived: Callable[[], dict[str, Any]] = field(repr=False, default=dict)
+    #: columns only the simulator knows (its answers); ``patients.csv`` leaves them out, ``truth.csv`` has them
+    truth_only: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -274,7 +276,7 @@ def _simulate_moffitt(rng: np.random.Generator, n: int) -> pd.DataFrame:
                       lambda r, k, q: _quartile_draw(r, k, q, _tv(t, "prior_lines_range")))
     ttp_months = ttp_days / DAYS_PER_MONTH
 
-    return pd.DataFrame({
+    truth = pd.DataFrame({
         "patient_id": _ids("MM", n),
         **{k: demo[k] for k in ("sex", "age_years", "race", "ecog", "heavy_chain", "involved_light_chain",
                                 "non_secretory")},
@@ -309,6 +311,88 @@ def _simulate_moffitt(rng: np.random.Generator, n: int) -> pd.DataFrame:
         "os_months": ttp_months + os_pp,
         "os_event": os_pp_event,
     })
+    truth = _moffitt_raw_inputs(rng, truth)
+    return truth, _moffitt_therapies(truth)
+
+
+#: Columns of the Moffitt-like table that only the simulator knows (its answers): a centre's table has the raw
+#: inputs instead (dates of death / follow-up, FISH results, blood counts, lab series, therapy lines), from which
+#: ``carpet analyze`` derives these. Written to ``truth.csv``, never to ``patients.csv``.
+MOFFITT_TRUTH_ONLY = (
+    "day90_orr", "day90_cr", "pfs_months", "pfs_event", "progression_date", "refractory", "pattern_biochemical",
+    "pattern_marrow", "pattern_bone", "pattern_emd", "pattern_pmd", "first_salvage_class", "pfs2_months",
+    "pfs2_event", "os_pp_months", "os_pp_event", "os_months", "os_event", "high_risk_cytogenetics", "anemia",
+    "neutropenia", "thrombocytopenia", "renal_failure", "salvage_regimen", "salvage_start_date",
+    "salvage_progression_date")
+
+
+def _moffitt_therapies(df: pd.DataFrame) -> pd.DataFrame:
+    """The therapies table: the CAR T line and the first line after progression (Table 3), per patient."""
+    car_t = pd.DataFrame({"patient_id": df["patient_id"], "line": df["prior_lines"] + 1,
+                          "start_date": df["infusion_date"], "regimen": df["product"]})
+    after = df[df["salvage_start_date"].notna()]
+    salvage = pd.DataFrame({"patient_id": after["patient_id"], "line": after["prior_lines"] + 2,
+                            "start_date": after["salvage_start_date"], "regimen": after["salvage_regimen"],
+                            "progression_date": after["salvage_progression_date"],
+                            "clinical_trial": after["first_salvage_class"] == "clinical_trial"})
+    lines = pd.concat([car_t, salvage], ignore_index=True)
+    return lines.sort_values(["patient_id", "line"], kind="stable").reset_index(drop=True)
+
+
+def _moffitt_raw_inputs(rng: np.random.Generator, df: pd.DataFrame) -> pd.DataFrame:
+    """The raw columns behind the Moffitt-like answers, drawn after them (the answers' draws are unchanged).
+
+    FISH results behind the high-risk flag, blood counts behind the Table 1 flags, dates of death / last
+    follow-up and the first line after progression (regimen, start, progression on it). Times become whole
+    days, as dates carry them; the answers are recomputed from those days so that the truth and what carpet
+    derives from the dates agree to the day.
+    """
+    t = cal.MOFFITT_TARGETS
+    n = len(df)
+    df = df.copy()
+    hr = df["high_risk_cytogenetics"].to_numpy(bool)
+    fish = _tv(t, "fish_counts")
+    n_hr = _tv(t, "high_risk_cytogenetics") * _tv(t, "n")
+    drawn = {k: hr & (rng.random(n) < v / n_hr) for k, v in fish.items()}
+    fallback = _categorical(rng, n, fish)  # a high-risk patient with none drawn gets one, as often as published
+    none = hr & ~np.logical_or.reduce(list(drawn.values()))
+    for k in fish:
+        drawn[k] = drawn[k] | (none & (fallback == k))
+    for k, v in drawn.items():
+        df[k] = v
+    for column, flag, below in (("hb_g_dl", "anemia", True), ("anc_per_ul", "neutropenia", True),
+                                ("platelets_per_ul", "thrombocytopenia", True),
+                                ("creatinine_mg_dl", "renal_failure", False)):
+        (a_lo, a_hi), (n_lo, n_hi) = _tv(t, "cbc_ranges")[column]
+        abnormal = df[flag].to_numpy(bool)
+        value = np.where(abnormal, rng.uniform(a_lo, a_hi, n), rng.uniform(n_lo, n_hi, n))
+        df[column] = np.round(value, 1 if column in ("hb_g_dl", "creatinine_mg_dl") else -1)
+
+    start = int(_tv(t, "next_line_start_days"))
+    progression = pd.DatetimeIndex(df["progression_date"])
+    follow = (np.datetime64(_tv(t, "data_cutoff"), "D") - progression.to_numpy().astype("datetime64[D]")).astype(int)
+    os_days = np.maximum(np.round(df["os_pp_months"].to_numpy() * DAYS_PER_MONTH), 1).astype(int)
+    os_event = df["os_pp_event"].to_numpy(int)
+    # a patient with a next line lives to start it (a death within days of progression moves past the start)
+    has_line = follow > start
+    os_days = np.where(has_line & (os_days <= start), start + 1, os_days)
+    pfs2_days = np.minimum(np.round(df["pfs2_months"].to_numpy() * DAYS_PER_MONTH).astype(int), os_days)
+    on_line = (df["pfs2_event"].to_numpy(int) == 1) & (pfs2_days < os_days) & has_line
+    pfs2_days = np.where(on_line, np.maximum(pfs2_days, start + 1), pfs2_days)
+    on_line &= pfs2_days < os_days
+    pfs2_days = np.where((df["pfs2_event"].to_numpy(int) == 1) & ~on_line, os_days, pfs2_days)
+    day = pd.to_timedelta(1, unit="D")
+    df["death_date"] = pd.DatetimeIndex(np.where(os_event == 1, progression + os_days * day, pd.NaT))
+    df["last_followup_date"] = pd.DatetimeIndex(np.where(os_event == 1, pd.NaT, progression + os_days * day))
+    regimens = _tv(t, "salvage_regimens")
+    df["salvage_regimen"] = [regimens[c][rng.integers(len(regimens[c]))] or np.nan  # NaN, as CSV reads it back
+                             for c in df["first_salvage_class"]]
+    df["salvage_start_date"] = pd.DatetimeIndex(np.where(has_line, progression + start * day, pd.NaT))
+    df["salvage_progression_date"] = pd.DatetimeIndex(np.where(on_line, progression + pfs2_days * day, pd.NaT))
+    df["os_pp_months"] = os_days / DAYS_PER_MONTH
+    df["pfs2_months"] = pfs2_days / DAYS_PER_MONTH
+    df["os_months"] = df["pfs_months"] + df["os_pp_months"]
+    return df
 
 
 # --------------------------------------------------------------------------------------------------
@@ -458,7 +542,7 @@ STUDIES: dict[str, StudyInfo] = {
     "moffitt_post_cart": StudyInfo(
         "moffitt_post_cart", "MM", 106,
         "Post-progression outcomes after BCMA CAR T in myeloma, EMD and PMD (Front Oncol 2025)",
-        cal.MOFFITT_TARGETS, _simulate_moffitt, _moffitt_derived),
+        cal.MOFFITT_TARGETS, _simulate_moffitt, _moffitt_derived, MOFFITT_TRUTH_ONLY),
     "certainty_pet": StudyInfo(
         "certainty_pet", "MM", 61,
         "PET/CT before and after BCMA CAR T in myeloma (CERTAINTY, HemaSphere 2025)",
@@ -476,7 +560,8 @@ STUDIES: dict[str, StudyInfo] = {
 #: pandas dtypes of the columns whose type a CSV cannot carry (read back by :func:`read_patients`)
 _NULLABLE_BOOL = ("emd_progression", "pmd_progression", "pattern_emd", "pattern_pmd", "emd_baseline",
                   "pmd_baseline", "diffuse_marrow_uptake", "metcr_day30")
-_DATE_COLUMNS = ("infusion_date", "progression_date")
+_DATE_COLUMNS = ("infusion_date", "progression_date", "death_date", "last_followup_date", "salvage_start_date",
+                 "salvage_progression_date", "relapse_date")
 _NULLABLE_INT = ("n_lesions",)
 _NULLABLE_FLOAT = ("mtv_ml", "suv_max")
 
@@ -504,37 +589,53 @@ class SimulatedCohort:
     patients: pd.DataFrame = field(repr=False)
     targets: dict[str, dict[str, Any]] = field(repr=False)
     provenance: dict[str, Any] = field(repr=False)
+    #: lines of therapy (``carpet.cohort.schema.THERAPIES``), for the cohorts that simulate them
+    therapies: pd.DataFrame | None = field(repr=False, default=None)
+
+    @property
+    def raw_patients(self) -> pd.DataFrame:
+        """The patients table a centre would hold: :attr:`patients` without the simulator's answers."""
+        return self.patients.drop(columns=list(STUDIES[self.study].truth_only), errors="ignore")
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``patients.csv``, ``README-simulated.txt`` and ``cohort.json`` into ``out_dir``.
+        """Write ``patients.csv``, ``truth.csv``, ``README-simulated.txt`` and ``cohort.json`` into ``out_dir``.
 
-        The CSV is plain UTF-8 with ISO dates and empty cells for missing values, so it opens in
-        Excel and R; :func:`read_patients` restores the column types. ``cohort.json`` holds the
+        ``patients.csv`` holds what a centre's table would (:attr:`raw_patients`); ``truth.csv`` is the
+        whole simulated table with the simulator's own answers (endpoints, flags) to check derivations
+        against. The CSVs are plain UTF-8 with ISO dates and empty cells for missing values, so they open
+        in Excel and R; :func:`read_patients` restores the column types. ``cohort.json`` holds the
         targets with their sources and the provenance.
 
-        For myeloma cohorts ``labs.csv`` (:meth:`lab_series`) is written too.
+        For myeloma cohorts ``labs.csv`` (:meth:`lab_series`) is written too, and ``therapies.csv`` for
+        cohorts that simulate lines of therapy.
 
         Returns
         -------
         dict
-            ``{"patients": path, "readme": path, "cohort": path}`` (+ ``"labs"``).
+            ``{"patients": path, "truth": path, "readme": path, "cohort": path}`` (+ ``"labs"``, ``"therapies"``).
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"patients": out / "patients.csv", "readme": out / "README-simulated.txt",
+        paths = {"patients": out / "patients.csv", "truth": out / "truth.csv", "readme": out / "README-simulated.txt",
                  "cohort": out / "cohort.json"}
         info = STUDIES[self.study]
-        self.patients.to_csv(paths["patients"], index=False, date_format="%Y-%m-%d")
+        self.raw_patients.to_csv(paths["patients"], index=False, date_format="%Y-%m-%d")
+        self.patients.to_csv(paths["truth"], index=False, date_format="%Y-%m-%d")
         if info.disease == "MM":
             paths["labs"] = out / "labs.csv"
             self.lab_series().to_csv(paths["labs"], index=False, date_format="%Y-%m-%d")
+        if self.therapies is not None:
+            paths["therapies"] = out / "therapies.csv"
+            self.therapies.to_csv(paths["therapies"], index=False, date_format="%Y-%m-%d")
         paths["readme"].write_text(
             SIMULATED_NOTICE
             + f"\nStudy simulated: {self.study} - {info.description}\n"
             + f"Patients: {len(self.patients)}; seed: {self.seed}; carpet {self.provenance['carpet_version']}\n"
             + "Calibration targets and their sources (published unless marked assumed): cohort.json\n"
+            + "The simulator's own answers (endpoints, flags) beside the raw columns: truth.csv\n"
             + ("Simulated laboratory series (long format for `carpet imwg --assessments`): labs.csv\n"
-               if "labs" in paths else ""),
+               if "labs" in paths else "")
+            + ("Lines of therapy (`carpet analyze --therapies`): therapies.csv\n" if "therapies" in paths else ""),
             encoding="utf-8")
         paths["cohort"].write_text(json.dumps(
             {"simulated": True, "study": self.study, "seed": self.seed, "n": len(self.patients),
@@ -767,10 +868,11 @@ def simulate_cohort(study: str, n: int | None = None, seed: int = 0) -> Simulate
     if n < 1:
         raise InputError(f"n must be a positive number of patients, got {n}", where="n")
     rng = np.random.default_rng(seed)
-    patients = info.simulate(rng, n)
+    drawn = info.simulate(rng, n)
+    patients, therapies = drawn if isinstance(drawn, tuple) else (drawn, None)
     patients.insert(1, "simulated", True)
     patients = _normalise_dtypes(patients)
-    return SimulatedCohort(
+    return SimulatedCohort(therapies=therapies,
         study=study, seed=seed, patients=patients,
         targets={k: v.as_dict() for k, v in info.targets.items()},
         provenance=provenance(method="carpet.synth.cohort.simulate_cohort", study=study, seed=seed, n=n,
