@@ -271,7 +271,7 @@ def demo(
 ) -> None:
     """Run carpet end to end on simulated data and write an HTML report in OUT.
 
-    Needs no input: it simulates the three published cohorts, builds and quantifies PET/CT phantoms
+    Needs no input: it simulates the four published cohorts, builds and quantifies PET/CT phantoms
     of some patients, derives IMWG progression from simulated labs and runs the packaged analysis
     plans. Writes OUT/index.html (the report; its path is printed), imaging.csv, cohorts/<study>/,
     studies/<study_id>/, imwg/ and analysis/<plan>/. Everything is labelled as simulated.

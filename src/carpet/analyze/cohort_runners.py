@@ -191,6 +191,16 @@ def _run_lines(data, a, endpoints, writer, stem, seed, tables):
                        f"{stem}_pfs", "PFS per salvage line (line start to progression on it or death)")
         res["pfs_per_line"] = km
         files += km["files"]
+    ttnt = lines.dropna(subset=["ttnt_days", "ttnt_event"])
+    if len(ttnt):
+        frame = pd.DataFrame({"time_months": ttnt["ttnt_days"].to_numpy(float) / (365.25 / 12),
+                              "event": ttnt["ttnt_event"].to_numpy(int),
+                              "line_group": ttnt["salvage_line"].map(lambda k: f"line {k}" if k < 3 else "line 3+")})
+        ep = {"time": "time_months", "event": "event", "unit": "months", "label": "TTNT per line"}
+        km = _km_block(writer, frame, ep, frame["line_group"], {"risk_times": a.get("risk_times", [0, 3, 6, 9, 12])},
+                       f"{stem}_ttnt", "Time to next treatment per salvage line (line start to next line or death)")
+        res["ttnt_per_line"] = km
+        files += km["files"]
     res["files"] = files
     return res
 

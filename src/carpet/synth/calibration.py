@@ -246,10 +246,48 @@ LBCL_TARGETS: dict[str, Target] = {
     "follow_up_months": _assumed((12.0, 48.0), "administrative follow-up from infusion, uniform"),
 }
 
+# --------------------------------------------------------------------------------------------------
+# Salvage after BCMA CAR T (Van Oekelen et al., Blood 2022; 79 patients, 237 courses)
+# --------------------------------------------------------------------------------------------------
+SALVAGE = "salvage-after-bcma-car-t-news.txt"
+_TCE_NOTE = "class ORRs not in the news text; T-cell engagers best, as it says; chosen so the first salvage ORR is 43%"
+SALVAGE_TARGETS: dict[str, Target] = {
+    "n": _pub(79, f"{SALVAGE}: 'information on 79 patients with multiple myeloma whose disease progressed'"),
+    "courses": _pub(237, f"{SALVAGE}: 'a total of 237 courses of various post-CAR T salvage treatments'",
+                    note="about 3 lines per patient; reached by the line durations below"),
+    "first_salvage_orr": _pub(0.43, f"{SALVAGE}: 'Just under half (43%) of patients responded to their first "
+                                    "salvage treatment'"),
+    "os_relapse_median_months": _pub(18.0, f"{SALVAGE}: 'Overall survival from the point of relapse ... was "
+                                           "about 18 months'"),
+    "product_share": _assumed({"ide-cel": 0.45, "cilta-cel": 0.25, "other BCMA CAR T": 0.30},
+                              "products not in the news text (2017-2021 trials and early commercial use)"),
+    "infusion_window": _assumed(("2017-01-01", "2021-06-30"), "treatment window not in the news text"),
+    "data_cutoff": _assumed("2022-04-30", "data cut-off not printed; paper published Nov 2022"),
+    "ttp_quartiles_months": _assumed((3.0, 7.0, 13.0), "time from infusion to relapse not in the news text"),
+    "ttp_range_months": _assumed((1.0, 36.0), "time from infusion to relapse not in the news text"),
+    "day90_orr": _assumed(0.85, "response to the CAR T itself (day 90) among patients not progressed by then"),
+    "day90_cr": _assumed(0.45, "CR to the CAR T itself (day 90) among patients not progressed by then"),
+    "salvage_class_share": _assumed(
+        {"conventional_combination": 0.45, "bcma_bispecific": 0.12, "gprc5d_bispecific": 0.08, "car_t": 0.08,
+         "fcrh5_bispecific": 0.05, "other_bcma": 0.07, "clinical_trial": 0.15},
+        "class mix of each salvage line not in the news text"),
+    "salvage_class_orr": _assumed(
+        {"conventional_combination": 0.33, "bcma_bispecific": 0.60, "gprc5d_bispecific": 0.70, "car_t": 0.80,
+         "fcrh5_bispecific": 0.55, "other_bcma": 0.25, "clinical_trial": 0.35}, _TCE_NOTE),
+    "line_pfs_median_months": _assumed({True: 9.0, False: 2.7},
+                                       "time on a line to progression, responders / non-responders; with the "
+                                       "next line 14 days after, about 3 lines per patient before death"),
+    "next_line_gap_days": _assumed(14, "a new line starts 14 days after progression (restaging)"),
+    "tce_os_effect": _assumed(1.0, "no effect of T-cell engagers on OS is simulated (hazard ratio 1): any OS "
+                                   "difference by TCE exposure in the simulated cohort is immortal-time bias or "
+                                   "chance, which the landmark analysis is there to avoid"),
+}
+
 TARGETS: dict[str, dict[str, Target]] = {
     "moffitt_post_cart": MOFFITT_TARGETS,
     "certainty_pet": CERTAINTY_TARGETS,
     "lbcl_mtv": LBCL_TARGETS,
+    "salvage_post_bcma": SALVAGE_TARGETS,
 }
 
 

@@ -20,6 +20,9 @@ Studies (``STUDIES``):
     diffuse marrow uptake), day-30 metCR and PFS.
 ``lbcl_mtv``
     111 LBCL patients from 6 centres with MTV (SUV 4.0), the raw IPI components and PFS/OS.
+``salvage_post_bcma``
+    79 myeloma patients who relapsed after BCMA CAR T and every line they received afterwards (regimen as
+    written, start, best response, progression on it), about 237 courses (Blood 2022).
 
 Everything drawn is labelled simulated: a ``simulated`` column, ``SIM-`` patient ids and a README
 written next to the table. Not written by a library: no package simulates cohorts from published
@@ -522,6 +525,111 @@ def _simulate_lbcl(rng: np.random.Generator, n: int) -> pd.DataFrame:
     })
 
 
+# --------------------------------------------------------------------------------------------------
+# Salvage after BCMA CAR T (Blood 2022)
+# --------------------------------------------------------------------------------------------------
+#: best-response categories drawn for a line that responded / did not (assumed shares)
+_RESPONDER_CATEGORIES = {"sCR": 0.10, "CR": 0.15, "VGPR": 0.30, "PR": 0.45}
+_NON_RESPONDER_CATEGORIES = {"MR": 0.10, "SD": 0.40, "PD": 0.50}
+SALVAGE_REGIMENS = {"conventional_combination": ("KPd", "Dara-Pom-dex", "Isa-Kd", "DT-PACE", "Sel-Pom-dex",
+                                                 "Cy-Bor-D", "Elo-Pom-dex"),
+                    "bcma_bispecific": ("Teclistamab", "Elranatamab", "Tec-Dara"),
+                    "gprc5d_bispecific": ("Talquetamab", "Talq"), "car_t": ("cilta-cel", "GPRC5D CAR T"),
+                    "fcrh5_bispecific": ("Cevostamab",), "other_bcma": ("Belantamab mafodotin", "Belamaf"),
+                    "clinical_trial": ("Investigational agent",)}
+SALVAGE_TRUTH_ONLY = ("progression_date", "refractory", "day90_orr", "day90_cr", "os_relapse_months",
+                      "os_relapse_event", "n_salvage_lines", "first_salvage_class", "first_salvage_responded",
+                      "ever_tce")
+
+
+def _simulate_salvage(rng: np.random.Generator, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Patients who relapsed after BCMA CAR T and every line of therapy they received afterwards.
+
+    Relapse from infusion by the (assumed) quartiles; OS from relapse exponential with the published
+    median, administratively censored; lines follow one another (class mix and class ORRs assumed, see the
+    targets) until death or the data cut-off, each with its best response and progression date.
+    """
+    t = cal.SALVAGE_TARGETS
+    demo = _myeloma_demographics(rng, n, np.zeros(n, bool))  # borrowed from Moffitt Table 1 (assumed)
+    heavy = np.where(demo["heavy_chain"] == "none", "light_chain_only", demo["heavy_chain"])  # secretory, all
+    product = _categorical(rng, n, _tv(t, "product_share"))
+    lo, hi = _tv(t, "ttp_range_months")
+    ttp_days = np.ceil(_quartile_draw(rng, n, _tv(t, "ttp_quartiles_months"), (lo, hi)) * DAYS_PER_MONTH)
+    start, end = (np.datetime64(d, "D") for d in _tv(t, "infusion_window"))
+    cutoff = np.datetime64(_tv(t, "data_cutoff"), "D")
+    last = np.minimum(end, cutoff - ttp_days.astype("timedelta64[D]") - 30)
+    infusion = start + np.floor(rng.random(n) * ((last - start).astype(np.int64) + 1)).astype("timedelta64[D]")
+    relapse = infusion + ttp_days.astype("timedelta64[D]")
+    follow = (cutoff - relapse).astype(np.int64)
+    os_days = np.maximum(np.round(_exponential_months(rng.random(n), _tv(t, "os_relapse_median_months"))
+                                  * DAYS_PER_MONTH), 1).astype(np.int64)
+    os_event = (os_days <= follow).astype(np.int64)
+    os_days = np.minimum(os_days, follow)
+    early = ttp_days <= DAY90
+    u = rng.random(n)
+    day90_orr = ~early & (u < _tv(t, "day90_orr"))
+    day90_cr = ~early & (u < _tv(t, "day90_cr"))
+
+    gap = int(_tv(t, "next_line_gap_days"))
+    shares, orr = _tv(t, "salvage_class_share"), _tv(t, "salvage_class_orr")
+    pfs_median = _tv(t, "line_pfs_median_months")
+    ids = _ids("SALV", n)
+    lines, first_class, first_resp, n_lines, ever_tce = [], [], [], [], []
+    prior = 4 + rng.poisson(2.0, n)  # prior lines before CAR T (assumed; numbers the lines only)
+    for i in range(n):
+        day, k, mine = CONFIRMATION_DAYS + 1, 0, []
+        while day < os_days[i]:
+            cls = _categorical(rng, 1, shares)[0]
+            responded = bool(rng.random() < orr[cls])
+            best = _categorical(rng, 1, _RESPONDER_CATEGORIES if responded else _NON_RESPONDER_CATEGORIES)[0]
+            on_line = max(int(round(_exponential_months(rng.random(), pfs_median[responded]) * DAYS_PER_MONTH)), 7)
+            progressed = day + on_line < os_days[i]
+            regimen = SALVAGE_REGIMENS[cls][rng.integers(len(SALVAGE_REGIMENS[cls]))]
+            mine.append({"patient_id": ids[i], "line": int(prior[i]) + 2 + k,
+                         "start_date": relapse[i] + np.timedelta64(day, "D"), "regimen": regimen,
+                         "best_response": best, "clinical_trial": cls == "clinical_trial",
+                         "progression_date": relapse[i] + np.timedelta64(day + on_line, "D") if progressed else pd.NaT,
+                         "regimen_class": cls})
+            k += 1
+            day += on_line + gap
+        lines += mine
+        first_class.append(mine[0]["regimen_class"] if mine else "none")
+        first_resp.append(mine[0]["best_response"] in _RESPONDER_CATEGORIES if mine else None)
+        n_lines.append(len(mine))
+        ever_tce.append(any(m["regimen_class"] in ("car_t", "bcma_bispecific", "gprc5d_bispecific",
+                                                   "fcrh5_bispecific") for m in mine))
+    day = pd.to_timedelta(1, unit="D")
+    relapse_ts = pd.DatetimeIndex(relapse)
+    patients = pd.DataFrame({
+        "patient_id": ids,
+        **{k: demo[k] for k in ("sex", "age_years", "involved_light_chain")},
+        "heavy_chain": heavy,
+        "non_secretory": False,
+        "disease": "MM",
+        "product": product,
+        "infusion_date": pd.DatetimeIndex(infusion),
+        "prior_lines": prior.astype(np.int64),
+        "death_date": pd.DatetimeIndex(np.where(os_event == 1, relapse_ts + os_days * day, pd.NaT)),
+        "last_followup_date": pd.DatetimeIndex(np.where(os_event == 1, pd.NaT, relapse_ts + os_days * day)),
+        "progression_date": relapse_ts,
+        "refractory": ttp_days <= REFRACTORY_DAYS,
+        "day90_orr": day90_orr,
+        "day90_cr": day90_cr,
+        "os_relapse_months": os_days / DAYS_PER_MONTH,
+        "os_relapse_event": os_event,
+        "n_salvage_lines": np.asarray(n_lines, np.int64),
+        "first_salvage_class": first_class,
+        "first_salvage_responded": pd.array(first_resp, dtype="boolean"),
+        "ever_tce": ever_tce,
+    })
+    car_t = pd.DataFrame({"patient_id": ids, "line": prior + 1, "start_date": pd.DatetimeIndex(infusion),
+                          "regimen": product, "best_response": np.where(day90_cr, "CR", np.where(day90_orr, "PR", "SD")),
+                          "clinical_trial": product == "other BCMA CAR T", "progression_date": relapse_ts})
+    salvage = pd.DataFrame(lines).drop(columns=["regimen_class"])  # a centre records the regimen, not its class
+    therapies = pd.concat([car_t, salvage], ignore_index=True).sort_values(["patient_id", "line"], kind="stable")
+    return patients, therapies.reset_index(drop=True)
+
+
 def _moffitt_derived() -> dict[str, Any]:
     def named(medians):
         return {f"bl_emd={bl},pd_emd={pd_}": round(m, 4) for (bl, pd_), m in medians.items()}
@@ -551,6 +659,10 @@ STUDIES: dict[str, StudyInfo] = {
         "lbcl_mtv", "LBCL", 111,
         "Baseline MTV (SUV 4.0) before CAR T in large B-cell lymphoma (J Nucl Med, 6 centres)",
         cal.LBCL_TARGETS, _simulate_lbcl, _lbcl_derived),
+    "salvage_post_bcma": StudyInfo(
+        "salvage_post_bcma", "MM", 79,
+        "Salvage treatment after BCMA CAR T in myeloma, every line after relapse (Blood 2022)",
+        cal.SALVAGE_TARGETS, _simulate_salvage, truth_only=SALVAGE_TRUTH_ONLY),
 }
 
 
