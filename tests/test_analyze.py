@@ -407,3 +407,48 @@ def test_pdf_report_splits_long_tables_across_pages(tmp_path):
     pdf = path.read_bytes()
     assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
     assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 4
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the plan language: 0/1 codes, raw-table needs, --describe
+# ----------------------------------------------------------------------------------------------------------------
+def test_zero_one_codes_are_read_as_false_true_and_other_codes_refused(tmp_path):
+    df = pd.DataFrame({"patient_id": list("abcdef"), "t": [1.0, 2, 3, 4, 5, 6], "e": [1, 0, 1, 1, 0, 1],
+                       "emd": [1, 0, 1, 0, 0, 1], "hb_g_dl": [9.9, 10.0, 12, 8, 11, 10.1]})
+    plan = {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}},
+            "derive": [{"name": "emd_group", "labels": {"column": "emd", "values": {True: "EMD", False: "No EMD"}}},
+                       {"name": "anemia", "cut": {"column": "hb_g_dl", "below": 10}}],
+            "analyses": [{"type": "km", "endpoint": "pfs", "by": "emd_group"},
+                         {"type": "proportion", "column": "anemia"}]}
+    res = run_analysis(df, plan, tmp_path / "ok").results
+    assert {g: r["n"] for g, r in res["km_pfs_emd_group"]["groups"].items()} == {"EMD": 3, "No EMD": 3}
+    assert res["proportion_anemia"]["rows"][0]["k"] == 2          # 9.9 and 8 are below 10; 10.0 is not
+    bad = df.assign(emd=[1, 0, 2, 0, 0, 1])                      # 2 is no code of a yes/no column
+    with pytest.raises(InputError, match=r"holds \['0', '1', '2'\], which the labels do not name"):
+        run_analysis(bad, plan, tmp_path / "bad")
+
+
+def test_raw_table_derivations_say_which_table_is_missing(tmp_path):
+    df = pd.DataFrame({"patient_id": ["a", "b"], "infusion_date": pd.to_datetime(["2024-01-01"] * 2)})
+    plan = {"title": "t", "endpoints": {"pfs2": {"derive": "pfs2"}},
+            "derive": [{"name": "first", "first_line_after": "progression"}],
+            "analyses": [{"type": "km", "endpoint": "pfs2"}]}
+    with pytest.raises(InputError) as err:
+        run_analysis(df, plan, tmp_path)
+    assert "endpoints.pfs2.derive: pfs2 needs progression dates" in str(err.value)
+    assert "derive[0].first_line_after: needs the therapies table" in str(err.value)
+    assert validate_plan({**plan, "endpoints": {"x": {"derive": "pfs3"}}})[0].startswith("endpoints.x.derive")
+
+
+def test_describe_lists_the_raw_inputs_of_a_plan():
+    from carpet.analyze import describe_plan, required_inputs
+
+    need = required_inputs(example_plan("moffitt_post_progression"))
+    by_table = need.groupby("table")["column"].apply(set)
+    assert {"infusion_date", "death_date", "last_followup_date", "involved_light_chain", "hb_g_dl", "del17p",
+            "emd_baseline"} <= by_table["patients"]
+    assert "pfs2_months" not in by_table["patients"] and "anemia" not in by_table["patients"]  # derived, not input
+    assert {"assessments", "therapies"} <= set(by_table.index)
+    run = CliRunner().invoke(app, ["analyze", "--plan", str(PLANS / "salvage_after_bcma.yaml"), "--describe"])
+    assert run.exit_code == 0 and "therapies table (--therapies)" in run.output and "regimen" in run.output
+    assert "assessments table" in describe_plan(PLANS / "moffitt_post_progression.yaml")

@@ -229,7 +229,7 @@ def _derive(data: pd.DataFrame, d: dict, where: str, tables=None) -> tuple[pd.Da
         if unknown:
             raise InputError(f"column '{spec['column']}' holds {unknown}, which the labels do not name "
                              f"(labels for {sorted(values)})", where=f"plan {where}.labels",
-                             hint="add a label for each value (or fix the column's coding)")
+                             hint="add a label for each value, or fix the column's coding")
         data[name] = keys.map(lambda k: None if k is None else values[k])
         return data, rec
     cols = d["combine"]

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from carpet.errors import InputError
@@ -281,8 +282,8 @@ def _analysis_columns(a: dict, endpoints: dict) -> list[tuple[str, str]]:
             cols += [(key, c) for c in ([a[key]] if isinstance(a[key], str) else a[key])]
         elif kind == "models":
             cols += [(f"{key}.{m}", c) for m, v in a[key].items() for c in ([v] if isinstance(v, str) else v)]
-        elif kind == "endpoint":
-            ep = endpoints[a[key]]
+        elif kind == "endpoint" and "time" in endpoints[a[key]]:  # an endpoint that could not be derived is
+            ep = endpoints[a[key]]                                   # reported under endpoints already
             cols += [(key, ep["time"]), (key, ep["event"])]
     return cols
 
@@ -349,3 +350,117 @@ def _default_title(a: dict, endpoints: dict) -> str:
 _RAW_TITLES = {"patterns": "Patterns of progression", "flowchart": "Patients treated, progressed, refractory, relapsed",
                "proportion": "Rate of {column} with exact 95% CI", "lines": "Lines of therapy after CAR T",
                "swimmer": "Swimmer plot of the lines after progression"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# what a plan needs (carpet analyze --describe)
+# ---------------------------------------------------------------------------------------------------------------
+_ENDPOINT_INPUTS = {
+    "patients": [("infusion_date", "date of the CAR T infusion (YYYY-MM-DD)"),
+                 ("death_date", "date of death, empty when alive"),
+                 ("last_followup_date", "last contact alive, empty when dead")],
+    "assessments": [("patient_id, date, parameter, value, unit", "lab series, long format (serum_m_protein g/dL, "
+                     "urine_m_protein mg/24h, kappa_flc/lambda_flc, serum_ife/urine_ife, bm_plasma_cells %, "
+                     "new_lesion 1, new_bone_lesion 1/0); the IMWG 2016 engine dates progression")],
+    "therapies": [("patient_id, line, start_date", "one row per line of therapy (the CAR T line may be included)"),
+                  ("regimen", "drugs as written ('Dara-Pom-dex', 'Tec-Dara'); classed by carpet"),
+                  ("best_response", "sCR, CR, VGPR, PR, MR, SD, PD or NE"),
+                  ("progression_date", "progression on that line, empty when none")],
+}
+#: the raw table each need of a derivation reads (progression comes from the assessments by the IMWG engine)
+_TABLE_OF_NEED = {"progression": "assessments", "assessments": "assessments", "therapies": "therapies"}
+
+
+def required_inputs(plan: dict) -> pd.DataFrame:
+    """The input columns a plan reads: ``table, column, holds, needed_by`` (one row each).
+
+    Columns the plan derives itself are not listed; derived endpoints and derive operations on the raw tables
+    list the tables they read. Run :func:`validate_plan` first (a structurally broken plan raises).
+    """
+    from carpet.analyze.clinical import ENDPOINT_KINDS
+    from carpet.cohort.schema import PATIENTS
+
+    docs = {c.name: (c.kind, c.doc or ", ".join(c.choices)) for c in PATIENTS.columns}
+    rows: dict[tuple[str, str], dict] = {}
+
+    def need(table, column, why, holds=None):
+        kind, doc = docs.get(column, ("", ""))
+        text = holds or (f"{doc} ({kind})" if doc else "")
+        row = rows.setdefault((table, column), {"table": table, "column": column, "holds": text, "needed_by": []})
+        row["needed_by"].append(why)
+
+    def tables(names, why):
+        for table in dict.fromkeys(_TABLE_OF_NEED[n] for n in names):
+            for column, holds in _ENDPOINT_INPUTS[table]:
+                need(table, column, why, holds)
+            if table == "assessments":
+                need("patients", "infusion_date", why, "date of the CAR T infusion (YYYY-MM-DD)")
+                need("patients", "involved_light_chain", why, "kappa or lambda (the IMWG engine reads the FLC)")
+
+    derived = {d["name"] for d in plan.get("derive") or [] if isinstance(d, dict)}
+    endpoint_columns = set()
+    for name, ep in (plan.get("endpoints") or {}).items():
+        why = f"endpoints.{name}"
+        if "derive" in ep:
+            for column, holds in _ENDPOINT_INPUTS["patients"]:
+                need("patients", column, why, holds)
+            tables(ENDPOINT_KINDS[ep["derive"]], why)
+        elif "time" in ep:
+            need("patients", ep["time"], why, f"time to event or censoring, in {ep.get('unit', 'months')}")
+            need("patients", ep["event"], why, "1 = event, 0 = censored")
+            endpoint_columns |= {ep["time"], ep["event"]}
+        else:
+            for column in [ep["start"], ep["censor_date"], *_by_list(ep["event_date"])]:
+                need("patients", column, why, "a date (YYYY-MM-DD)")
+    for i, d in enumerate(plan.get("derive") or []):
+        op = next(k for k in d if k in _DERIVE_OPS)
+        why, arg = f"derive[{i}] ({d['name']})", d[op]
+        if op in _TABLE_OPS:
+            tables(_TABLE_OPS[op], why)
+        elif op == "score":
+            from carpet.scores.risk import SCORE_INPUTS
+
+            for column in SCORE_INPUTS[_SCORES[str(arg).lower()]]:
+                need("patients", column, why)
+        elif op == "cytogenetics":
+            fish = (("del17p", "t4_14", "t14_16") if arg in ("RISS2015", "CART_TRIALS") else
+                    ("del17p", "t4_14", "t14_16", "t14_20", "gain1q", "amp1q", "del1p32", "tp53_mutation"))
+            for column in fish:
+                need("patients", column, why, "true/false from FISH, empty = not tested")
+        else:
+            cols = arg if isinstance(arg, list) else [arg["column"]] if isinstance(arg, dict) else [arg]
+            for column in cols:
+                if column not in derived:
+                    holds = "true/false (0/1 is read as false/true)" if op == "labels" else None
+                    need("patients", column, why, holds)
+    for i, a in enumerate(plan.get("analyses") or []):
+        why = f"analyses[{i}] ({a['type']})"
+        if a["type"] in ("patterns",):
+            tables(["assessments"], why)
+        if a["type"] in ("lines", "swimmer"):
+            tables(["therapies"], why)
+        required, optional = ANALYSES[a["type"]]
+        for key, kind in {**required, **optional}.items():
+            if key in a and kind in ("column", "columns", "models"):
+                values = a[key].values() if kind == "models" else [a[key]]
+                for column in (c for v in values for c in _by_list(v)):
+                    if column not in derived and column not in endpoint_columns:
+                        need("patients", column, why)
+    out = pd.DataFrame(list(rows.values()), columns=["table", "column", "holds", "needed_by"])
+    out["needed_by"] = out["needed_by"].map(lambda v: ", ".join(dict.fromkeys(v)))
+    order = {"patients": 0, "assessments": 1, "therapies": 2, "imaging": 3}
+    return out.sort_values("table", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+
+
+def describe_plan(plan: dict | str | Path) -> str:
+    """Text listing of :func:`required_inputs`, by table (what ``carpet analyze --describe`` prints)."""
+    data, _, source = load_plan(plan)
+    _raise(validate_plan(data), source, "structure")
+    table = required_inputs(data)
+    lines = [f"{data['title']} ({source}) reads:"]
+    for name, part in table.groupby("table", sort=False):
+        lines.append(f"\n{name} table ({'--clinical' if name == 'patients' else '--' + name}):")
+        width = max(len(c) for c in part["column"])
+        lines += [f"  {r.column:<{width}}  {r.holds}  [{r.needed_by}]" for r in part.itertuples()]
+    lines.append("\nColumns the plan derives itself are not listed. Plan language: docs/plans.md.")
+    return "\n".join(lines)
