@@ -889,7 +889,7 @@ def _run_transitions(data, a, endpoints, writer, stem, seed):
     tr = transitions(data, a["before"], a["after"], order=order, seed=seed, **_exact_limit(a))
     files = [writer.table(tr.table.reset_index(), stem,
                           f"{a['before']} (rows) → {a['after']} (columns), patients")]
-    writer.text(f"{tr.test.test}: p = {tr.test.p_value:.4g} (patients with both states known).")
+    writer.text(f"{tr.test.test}: p = {tr.test.p_text or f'{tr.test.p_value:.4g}'} (patients with both states known).")
     fig = sankey_figure(tr.flows, order=list(tr.table.index), left_title=a.get("before_title", a["before"]),
                         right_title=a.get("after_title", a["after"]))
     files += writer.figure(fig, stem, f"Transitions {a['before']} → {a['after']}.")
