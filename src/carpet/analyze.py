@@ -873,11 +873,16 @@ def _run_cox(data, a, endpoints, writer, stem, seed):
     files = [writer.table(summary, stem, f"Cox model (n = {fit.n}, events = {fit.n_events})")]
     if fit.n_dropped:
         writer.note(f"{fit.n_dropped} patient(s) with a missing value were left out of the Cox model.")
+    for w in fit.warnings:  # R's words, e.g. "Loglik converged before variable 2; coefficient may be infinite."
+        writer.note(f"Cox model: {w}")
     tests = {name: {"statistic": t.statistic, "df": t.df, "p_value": t.p_value}
              for name, t in (("lr_test", fit.lr_test), ("wald_test", fit.wald_test), ("score_test", fit.score_test))}
-    writer.text(f"Concordance {fit.concordance:.3f}; likelihood-ratio test p = {fit.lr_test.p_value:.4g}.")
+    zph = fit.zph().reset_index()
+    writer.text(f"Concordance {fit.concordance:.3f} (SE {fit.concordance_se:.3f}); likelihood-ratio test p = "
+                f"{fit.lr_test.p_value:.4g}; proportional hazards (cox.zph, global) p = {zph['p'].iloc[-1]:.4g}.")
     return {"endpoint": ep, "summary": summary.to_dict("records"), "n": fit.n, "n_events": fit.n_events,
-            "n_dropped": fit.n_dropped, "concordance": fit.concordance, **tests, "provenance": fit.provenance,
+            "n_dropped": fit.n_dropped, "concordance": fit.concordance, "concordance_se": fit.concordance_se,
+            **tests, "zph": zph.to_dict("records"), "warnings": list(fit.warnings), "provenance": fit.provenance,
             "files": files}
 
 

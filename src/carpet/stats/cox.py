@@ -20,7 +20,6 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-from scipy.linalg import solve_triangular
 from scipy.stats import chi2, norm, rankdata
 
 from carpet.errors import InputError
@@ -95,14 +94,16 @@ class _CoxData:
         return s
 
     def _moments(self, beta: np.ndarray):
-        """eta; risk-set sums S and tied-death sums D of [r, r·x, r·xxᵀ] per group; s0 and means per death."""
+        """eta; risk-set sums S and tied-death sums D of [r, r·x, r·xxᵀ (upper triangle)] per group; s0 and
+        means per death."""
         n, p = self.X.shape
+        iu, ju = np.triu_indices(p)
         eta = self.X @ beta
         eta = eta - eta.max()  # a common shift cancels between numerator and risk sets
-        w = np.empty((n, 1 + p + p * p))
-        w[:, 0] = np.exp(eta)
-        w[:, 1:1 + p] = w[:, :1] * self.X
-        w[:, 1 + p:] = (w[:, 1:1 + p, None] * self.X[:, None, :]).reshape(n, p * p)
+        w = np.empty((n, 1 + p + iu.size))
+        np.exp(eta, out=w[:, 0])
+        np.multiply(w[:, :1], self.X, out=w[:, 1:1 + p])
+        np.multiply(w[:, 1 + iu], self.X[:, ju], out=w[:, 1 + p:])
         S = self.risk_sums(w)
         D = np.add.reduceat(w[self.death_rows], self.death_first, axis=0) if self.efron else np.zeros_like(S)
         g, f = self.death_group, self.frac
@@ -110,13 +111,22 @@ class _CoxData:
         a = (S[g, 1:1 + p] - f[:, None] * D[g, 1:1 + p]) / s0[:, None]
         return eta, S, D, s0, a
 
+    @staticmethod
+    def _full(upper: np.ndarray, p: int) -> np.ndarray:
+        """Symmetric p×p matrices (last two axes) from their upper triangles (last axis, triu order)."""
+        iu, ju = np.triu_indices(p)
+        out = np.empty(upper.shape[:-1] + (p, p))
+        out[..., iu, ju] = upper
+        out[..., ju, iu] = upper
+        return out
+
     def per_death(self, beta: np.ndarray):
         """Per death row: eta (shifted), Efron risk-set sum s0, weighted mean a and second moment m2."""
         p = self.X.shape[1]
         eta, S, D, s0, a = self._moments(beta)
         g, f = self.death_group, self.frac
         m2 = (S[g, 1 + p:] - f[:, None] * D[g, 1 + p:]) / s0[:, None]
-        return eta, s0, a, m2.reshape(-1, p, p)
+        return eta, s0, a, self._full(m2, p)
 
     def terms(self, beta: np.ndarray):
         """Log partial likelihood, score vector and information matrix at ``beta``.
@@ -132,7 +142,7 @@ class _CoxData:
         m2 = w1 @ S[:, 1 + p:]
         if self.efron:
             m2 -= np.bincount(self.death_group, self.frac / s0, minlength=ng) @ D[:, 1 + p:]
-        return loglik, score, m2.reshape(p, p) - a.T @ a
+        return loglik, score, self._full(m2, p) - a.T @ a
 
 
 def _cholesky2(imat: np.ndarray, toler: float = _TOLER_CHOL):
@@ -164,15 +174,15 @@ def _cholesky2(imat: np.ndarray, toler: float = _TOLER_CHOL):
 def _chsolve(factor, u: np.ndarray) -> np.ndarray:
     """Solve I x = u with the generalized Cholesky factor (0 for singular columns), R's ``chsolve2``."""
     L, d, sing = factor
-    y = solve_triangular(L, u, lower=True, unit_diagonal=True)
+    y = np.linalg.solve(L, u)
     y = np.where(sing, 0.0, y / np.where(sing, 1.0, d))
-    return solve_triangular(L.T, y, lower=False, unit_diagonal=True)
+    return np.linalg.solve(L.T, y)
 
 
 def _chinv(factor) -> np.ndarray:
     """Generalized inverse with zero rows/columns for singular columns, R's ``chinv2``."""
     L, d, sing = factor
-    linv = solve_triangular(L, np.eye(L.shape[0]), lower=True, unit_diagonal=True)
+    linv = np.linalg.inv(L)
     inv = linv.T @ (np.where(sing, 0.0, 1 / np.where(sing, 1.0, d))[:, None] * linv)
     inv[sing, :] = 0.0
     inv[:, sing] = 0.0
