@@ -548,8 +548,8 @@ def _refuse_out_in_study(root: Path, out: Path) -> None:
                          "it would change", source=out, hint="choose an output folder beside ROOT")
 
 
-def _clear_leftovers(out: Path, keep: set[str]) -> None:
-    """Under the lock: temp files of killed runs, and studies/logs of studies not in this run."""
+def _clear_leftovers(out: Path, keep: set[str] | None = None) -> None:
+    """Under the lock: temp files of killed runs; with ``keep``, studies/logs of studies not in it."""
     from carpet.io.outdir import remove_quietly
 
     for folder in (out, out / "studies", out / "logs"):
@@ -559,7 +559,7 @@ def _clear_leftovers(out: Path, keep: set[str]) -> None:
             name = entry.name
             sid = name.removesuffix(".failed.json").removesuffix(".log")
             if (name.startswith(".") and name.endswith((".tmp", ".old"))) or (
-                    folder != out and not name.startswith(".") and sid not in keep):
+                    keep is not None and folder != out and not name.startswith(".") and sid not in keep):
                 remove_quietly(entry)
 
 
@@ -616,17 +616,21 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
                 raise
         return
     if workers == 1:
-        with bar:
+        with terminate_as_interrupt(), bar:
             job = bar.add_task("batch", total=len(tasks))
             for t in tasks:
                 yield run_study(t)
                 bar.advance(job)
         return
-    with terminate_as_interrupt(), bar:  # SIGTERM, like Ctrl-C, stops the workers before exiting
-        job = bar.add_task("batch", total=len(tasks))
-        for outcome in run_in_workers(run_study, tasks, workers, _lost):
-            bar.advance(job)
-            yield outcome
+    try:
+        with terminate_as_interrupt(), bar:  # SIGTERM, like Ctrl-C, stops the workers before exiting
+            job = bar.add_task("batch", total=len(tasks))
+            for outcome in run_in_workers(run_study, tasks, workers, _lost):
+                bar.advance(job)
+                yield outcome
+    except BaseException:
+        _clear_leftovers(Path(tasks[0].out))  # the stopped workers' unfinished study folders
+        raise
 
 
 def _result(future, task: StudyTask) -> dict[str, Any]:

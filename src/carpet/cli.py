@@ -59,8 +59,8 @@ def _friendly_errors(fn):
             err.print(f"[bold red]error:[/] {describe_os_error(exc)}", highlight=False)
             raise typer.Exit(1)
         except KeyboardInterrupt:
-            err.print("[bold yellow]interrupted:[/] nothing of this run was moved into --out; "
-                      "earlier outputs are unchanged")
+            err.print("[bold yellow]interrupted:[/] nothing half-written was left in --out; a rerun "
+                      "redoes (batch: resumes) the work")
             raise typer.Exit(130)
         except Exception as exc:  # noqa: BLE001 - a bug: one line and a saved traceback, not a wall of text
             err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {_first_line(exc)}. This is a bug "

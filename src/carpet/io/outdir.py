@@ -102,8 +102,11 @@ def locked_output(target: str | Path) -> Iterator[Path]:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
             raise OutputError(f"another carpet run{f' (process {holder})' if holder else ''} is writing "
                               "into it; wait for it to finish or choose another --out", path=target) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as exc:
+            raise OutputError(f"cannot write beside it: {describe_os_error(exc)}", path=target) from None
         yield target
     finally:
         os.close(fd)  # releases the flock; the (empty) lock file stays: unlinking it would race
@@ -163,6 +166,7 @@ def staged_dir(out: str | Path, command: str) -> Iterator[Path]:
         try:
             tmp.mkdir()
             yield tmp
+            _relocate(tmp, out)
             (tmp / OWNER_RECORD).write_text(_owner_record(command))
             _swap_in(tmp, out)
         except OSError as exc:
@@ -171,6 +175,20 @@ def staged_dir(out: str | Path, command: str) -> Iterator[Path]:
         except BaseException:
             remove_quietly(tmp)
             raise
+
+
+#: Text outputs that may record paths of files the run wrote (provenance of the demo's own inputs).
+_TEXT_SUFFIXES = (".json", ".csv", ".html", ".txt", ".yaml", ".md")
+
+
+def _relocate(tmp: Path, out: Path) -> None:
+    """Rewrite paths inside the stage, recorded in text outputs, to where they will be after the move."""
+    staged, final = str(tmp), str(out)
+    for path in tmp.rglob("*"):
+        if path.suffix in _TEXT_SUFFIXES and path.is_file():
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+            if staged in text:
+                path.write_text(text.replace(staged, final), encoding="utf-8", errors="surrogateescape")
 
 
 def _swap_in(tmp: Path, out: Path) -> None:
