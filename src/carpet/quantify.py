@@ -111,9 +111,13 @@ def read_baseline(baseline_dir) -> dict:
         raise InputError("baseline summary.json not found", source=path,
                          hint="--baseline takes the --out folder of the baseline's carpet quantify run")
     try:
-        return json.loads(path.read_text())
+        summary = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON ({exc.msg})", source=path, where=f"line {exc.lineno}") from None
+    if not isinstance(summary, dict):
+        raise InputError(f"expected a JSON object (a carpet quantify summary), found a "
+                         f"{type(summary).__name__}", source=path, hint="--baseline")
+    return summary
 
 
 def liver_reference_from_voi(pet: Volume, ct: Volume | None, centre_mm=None,
@@ -374,6 +378,9 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
 def _bsa(pet: Volume, height_cm, weight_kg):
     """BSA (m², Du Bois) from the options, else from the PET's DICOM header; None when unknown."""
     header = pet.meta.get("suv") or {}
+    for flag, value in (("--height-cm", height_cm), ("--weight-kg", weight_kg)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(f"must be a positive number, got {value}", where=flag)
     if height_cm and weight_kg:
         return bsa_dubois_m2(weight_kg, height_cm), "options"
     if header.get("height_cm") and header.get("weight_kg"):

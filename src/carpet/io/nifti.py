@@ -50,5 +50,26 @@ def write_nifti(volume: Volume, path: str | Path, dtype: Any | None = None) -> P
     vol = volume if dtype is None else volume.with_array(volume.array.astype(dtype))
     if vol.array.dtype == bool:
         vol = vol.with_array(vol.array.astype(np.uint8))
-    sitk.WriteImage(vol.to_sitk(), str(path), useCompression=path.suffix == ".gz")
+    try:
+        sitk.WriteImage(vol.to_sitk(), str(path), useCompression=path.suffix == ".gz")
+    except RuntimeError as exc:  # ITK says only "could not write": find out why, as an OSError
+        raise _write_error(path, vol.array.nbytes, exc) from None
     return path
+
+
+def _write_error(path: Path, nbytes: int, exc: RuntimeError) -> OSError:
+    import errno
+    import os
+    import shutil
+
+    folder = path.parent
+    if os.statvfs(folder).f_flag & os.ST_RDONLY:
+        code = errno.EROFS
+    elif shutil.disk_usage(folder).free < nbytes + 1_000_000:
+        code = errno.ENOSPC
+    elif not os.access(folder, os.W_OK):
+        code = errno.EACCES
+    else:
+        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown ITK error"
+        return OSError(errno.EIO, f"could not write the NIfTI file ({last})", str(path))
+    return OSError(code, os.strerror(code), str(path))
