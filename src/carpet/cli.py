@@ -88,15 +88,23 @@ def quantify(
     baseline: Optional[Path] = typer.Option(None, "--baseline",
                                             help="OUT folder of this patient's baseline quantify run: "
                                                  "adds the Lugano response (delta SUVmax)."),
+    roi: Optional[str] = typer.Option(None, "--roi", help="With an RTSTRUCT as --lesions: measure this ROI only "
+                                                          "(default: every ROI, each a lesion)."),
+    keep_identity: bool = typer.Option(False, "--keep-identity",
+                                       help="Copy the patient's name, ID, birth date etc. into lesions.seg.dcm "
+                                            "(default: a pseudonym, PS3.15 Basic Profile)."),
     out: Path = typer.Option(Path("carpet-quantify"), "--out", help="Output folder."),
 ) -> None:
-    """Segment and measure lesions: writes lesions.csv, summary.json and lesions.nii.gz in OUT."""
+    """Segment and measure lesions: writes lesions.csv, summary.json and lesions.nii.gz in OUT.
+
+    A DICOM PET also gets lesions.seg.dcm (DICOM SEG, one segment a lesion), de-identified unless
+    --keep-identity; with no lesion there is no SEG and summary.json says why."""
     from carpet.quantify import run_quantify
     from carpet.segment import SegmentParams
 
     result = run_quantify(pet, out_dir=out, ct_path=ct, lesions_path=lesions, exclude_path=exclude,
                           method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
-                          auto_exclude=auto_exclude, baseline_dir=baseline,
+                          auto_exclude=auto_exclude, baseline_dir=baseline, roi=roi, keep_identity=keep_identity,
                           params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml,
                                                seed_suv=seed_suv))
     s = result.summary
