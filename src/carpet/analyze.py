@@ -66,6 +66,7 @@ import yaml
 
 from carpet.errors import InputError
 from carpet.provenance import file_sha256, provenance
+from carpet.io.tables import write_csv
 
 __all__ = ["AnalysisResult", "load_plan", "validate_plan", "run_analysis", "IDENTIFIER_COLUMNS", "ANALYSES"]
 
@@ -526,7 +527,7 @@ class _Writer:
         with open(path, "w", encoding="utf-8", newline="") as fh:
             if self.simulated:
                 fh.write(f"# {SIMULATED_BANNER}\n")
-            df.to_csv(fh, index=False)
+            write_csv(df, fh)
         self.files[path.name] = path
         shown = df if display is None else display
         self.html.table(shown, caption=f"{caption} ({path.name})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -176,7 +177,11 @@ def imwg(
     from carpet.scores.imwg import IMWGParams, assess_cohort
 
     params = IMWGParams(nadir_mode=nadir_mode, serum_measurable_min=serum_measurable_min)
-    result = assess_cohort(patients, assessments, therapies, params)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = assess_cohort(patients, assessments, therapies, params)
+    for w in caught:
+        err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
     paths = result.write(out)
     n_prog = int(result.progression["progression_confirmed"].sum())
     typer.echo(f"{len(result.progression)} patients, {n_prog} with confirmed progression (IMWG2016)")

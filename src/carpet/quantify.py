@@ -36,6 +36,7 @@ from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
 from carpet.suv import bsa_dubois_m2
 from carpet.volume import Volume, resample_to
+from carpet.io.tables import write_csv
 
 SITES = ("bone", "paramedullary", "extramedullary", "indeterminate", "unknown")
 STUDY_KEYS = ("n_lesions", "mtv_ml", "tlg", "suv_max", "dmax_mm", "dmax_voxel_mm", "sdmax_per_m")
@@ -425,6 +426,9 @@ def _roi_names(result: QuantifyResult, mask: Volume | None) -> dict[int, str] | 
 def _bsa(pet: Volume, height_cm, weight_kg):
     """BSA (m², Du Bois) from the options, else from the PET's DICOM header; None when unknown."""
     header = pet.meta.get("suv") or {}
+    for flag, value in (("--height-cm", height_cm), ("--weight-kg", weight_kg)):
+        if value is not None and not 0 < value < math.inf:
+            raise InputError(f"must be a positive number, got {value}", where=flag)
     if height_cm and weight_kg:
         return bsa_dubois_m2(weight_kg, height_cm), "options"
     if header.get("height_cm") and header.get("weight_kg"):
@@ -438,7 +442,7 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {"lesions": out / "lesions.csv", "summary": out / "summary.json",
              "labels": out / "lesions.nii.gz"}
-    result.lesions.to_csv(files["lesions"], index=False)
+    write_csv(result.lesions, files["lesions"])
     files["summary"].write_text(json.dumps(result.summary, indent=2, default=_json_default))
     n = int(result.labels.array.max()) if result.labels.array.size else 0
     # the smallest integer type that holds the labels: less to compress
@@ -446,7 +450,7 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
     write_nifti(result.labels, files["labels"], dtype=dtype)
     if result.methods is not None:
         files["methods"] = out / "methods.csv"
-        result.methods.to_csv(files["methods"], index=False)
+        write_csv(result.methods, files["methods"])
     return files
 
 
