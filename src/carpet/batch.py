@@ -68,6 +68,7 @@ from carpet.errors import CarpetError, InputError
 from carpet.io.outdir import owned_dir
 from carpet.provenance import file_sha256, provenance
 from carpet.workers import run_in_workers, terminate_as_interrupt
+from carpet.io.tables import write_csv
 
 __all__ = ["StudyInputs", "StudyTask", "BatchOptions", "BatchResult", "discover_studies", "resolve_inputs",
            "study_id_of", "pseudonym", "run_study", "run_batch", "aggregate", "read_study_table"]
@@ -523,7 +524,7 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
         table = pd.DataFrame(list(_execute(tasks, workers, scheduler, progress)))
         table = table.sort_values("study_id").reset_index(drop=True)
         if mapping_path:
-            pd.DataFrame(out_ids.items(), columns=["study_id", "pseudonym"]).to_csv(mapping_path, index=False)
+            write_csv(pd.DataFrame(out_ids.items(), columns=["study_id", "pseudonym"]), mapping_path)
         paths = aggregate(out, table, studies=studies)
         counts = {"total": len(table), **{s: int((table["status"] == s).sum())
                                           for s in ("done", "skipped", "failed")}}
@@ -729,5 +730,5 @@ def read_study_table(path, study_ids: dict[str, str]) -> pd.DataFrame:
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_csv(tmp, index=False)
+    write_csv(frame, tmp)
     os.replace(tmp, path)

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -126,9 +127,17 @@ def quantify(
     baseline: Optional[Path] = typer.Option(None, "--baseline",
                                             help="OUT folder of this patient's baseline quantify run: "
                                                  "adds the Lugano response (delta SUVmax)."),
+    roi: Optional[str] = typer.Option(None, "--roi", help="With an RTSTRUCT as --lesions: measure this ROI only "
+                                                          "(default: every ROI, each a lesion)."),
+    keep_identity: bool = typer.Option(False, "--keep-identity",
+                                       help="Copy the patient's name, ID, birth date etc. into lesions.seg.dcm "
+                                            "(default: a pseudonym, PS3.15 Basic Profile)."),
     out: Path = typer.Option(Path("carpet-quantify"), "--out", help="Output folder."),
 ) -> None:
-    """Segment and measure lesions: writes lesions.csv, summary.json and lesions.nii.gz in OUT."""
+    """Segment and measure lesions: writes lesions.csv, summary.json and lesions.nii.gz in OUT.
+
+    A DICOM PET also gets lesions.seg.dcm (DICOM SEG, one segment a lesion), de-identified unless
+    --keep-identity; with no lesion there is no SEG and summary.json says why."""
     from carpet.io.outdir import staged_dir
     from carpet.quantify import run_quantify
     from carpet.segment import SegmentParams
@@ -136,7 +145,8 @@ def quantify(
     with staged_dir(out, "quantify") as stage:
         result = run_quantify(pet, out_dir=stage, ct_path=ct, lesions_path=lesions, exclude_path=exclude,
                               method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
-                              auto_exclude=auto_exclude, baseline_dir=baseline,
+                              auto_exclude=auto_exclude, baseline_dir=baseline, roi=roi,
+                              keep_identity=keep_identity,
                               params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml,
                                                    seed_suv=seed_suv))
     s = result.summary
@@ -212,7 +222,11 @@ def imwg(
 
     params = IMWGParams(nadir_mode=nadir_mode, serum_measurable_min=serum_measurable_min)
     with staged_dir(out, "imwg") as stage:
-        result = assess_cohort(patients, assessments, therapies, params)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = assess_cohort(patients, assessments, therapies, params)
+        for w in caught:
+            err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
         paths = {k: out / p.relative_to(stage) for k, p in result.write(stage).items()}
     n_prog = int(result.progression["progression_confirmed"].sum())
     typer.echo(f"{len(result.progression)} patients, {n_prog} with confirmed progression (IMWG2016)")

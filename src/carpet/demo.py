@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from carpet import __version__
 from carpet.provenance import provenance
 from carpet.report.html import Report
+from carpet.io.tables import write_csv
 
 SIMULATED = "SIMULATED DATA — made by carpet.synth for demonstration; not patients."
 
@@ -106,7 +107,7 @@ def _imaging(state: dict) -> None:
                            "mtv_ml": s["mtv_ml"]}))
     counts = ("n_lesions", "truth_n_lesions", "n_bone", "n_paramedullary", "n_extramedullary")
     table = pd.DataFrame(rows).astype({c: "Int64" for c in counts})  # whole numbers even beside a missing value
-    table.to_csv(out / "imaging.csv", index=False)
+    write_csv(table, out / "imaging.csv")
     report.section("2. PET/CT phantoms quantified (SUV ≥ 4.0, 26-connected)")
     report.text("Digital PET/CT phantoms built for CERTAINTY-like patients (lesions reflecting each patient's "
                 "MTV, bone, paramedullary and extramedullary disease), written as NIfTI and measured with "

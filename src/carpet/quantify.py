@@ -13,6 +13,7 @@ by side).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -28,12 +29,14 @@ from carpet.anatomy import BoneParams, ct_tissue_on, liver_reference
 from carpet.classify import classify_lesions
 from carpet.errors import InputError
 from carpet.io import read_image, read_mask, write_nifti, write_seg
+from carpet.io.checks import check_pet, check_overlap
 from carpet.lesions import dmax_voxel_mm, gather_lesion_voxels, measure_lesions, study_measures
 from carpet.provenance import file_sha256, provenance
 from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
 from carpet.suv import bsa_dubois_m2
 from carpet.volume import Volume, resample_to
+from carpet.io.tables import write_csv
 
 SITES = ("bone", "paramedullary", "extramedullary", "indeterminate", "unknown")
 STUDY_KEYS = ("n_lesions", "mtv_ml", "tlg", "suv_max", "dmax_mm", "dmax_voxel_mm", "sdmax_per_m")
@@ -228,7 +231,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         if any(m in ("percist", "liver3sd") for m in methods) and params.liver_mean is None:
             try:
                 centre, diam = _parse_liver_voi(liver_voi)
-                ct = _resolve(ct)
+                ct = _resolve(ct, pet)
                 region = liver_reference_from_voi(pet, ct, centre, diam)
                 params = _with_liver(params, region.mean, region.sd)
                 liver_info = {"mean": float(region.mean), "sd": float(region.sd),
@@ -257,7 +260,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                      "skipped": None})
 
     main = methods[0]
-    ct = _resolve(ct)
+    ct = _resolve(ct, pet)
     labels_vol = pet.with_array(np.asarray(seg_labels[main], dtype=np.int32), modality="SEG", units="label")
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The CT on the PET grid (for the reference regions) needs no bone mask: built (and cached) in a
@@ -303,9 +306,12 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                           extra={"labels": seg_labels, "tables": tables})
 
 
-def _resolve(ct):
-    """The CT Volume (waiting for it when it is still being read in a thread)."""
-    return ct.result() if isinstance(ct, Future) else ct
+def _resolve(ct, pet: Volume):
+    """The CT Volume (waiting for it when it is still being read in a thread), checked to overlap the PET."""
+    ct = ct.result() if isinstance(ct, Future) else ct
+    if ct is not None:
+        check_overlap(ct, pet, "CT")
+    return ct
 
 
 def _with_liver(params: SegmentParams, mean: float, sd: float) -> SegmentParams:
@@ -335,10 +341,14 @@ def _parse_liver_voi(text):
 def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_path=None,
                  method: str | None = None, params: SegmentParams | None = None, liver_voi=None,
                  height_cm: float | None = None, weight_kg: float | None = None,
-                 auto_exclude: bool = False, baseline_dir=None) -> QuantifyResult:
+                 auto_exclude: bool = False, baseline_dir=None, roi: str | None = None,
+                 pseudonym: str | None = None, keep_identity: bool = False) -> QuantifyResult:
     """Read the inputs, quantify, write the outputs in ``out_dir``; returns the result.
 
-    The timing of each stage is kept in ``result.extra['timing_s']``.
+    ``roi`` picks one ROI of an RTSTRUCT ``lesions_path``. A DICOM SEG written for a DICOM PET carries
+    ``pseudonym`` (default: ``carpet-`` + a hash of the StudyInstanceUID, which the SEG keeps anyway)
+    instead of the patient's identity, unless ``keep_identity``. Warnings of the input checks are
+    recorded in the summary. The timing of each stage is kept in ``result.extra['timing_s']``.
     """
     t0 = time.perf_counter()
     baseline = None if baseline_dir is None else read_baseline(baseline_dir)
@@ -352,27 +362,65 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
     with ThreadPoolExecutor(max_workers=2) as pool:
         ct = pool.submit(read_image, paths["ct"]) if "ct" in paths else None  # first in the queue
         hashes = {k: pool.submit(file_sha256, p) for k, p in paths.items()}
-        pet = read_image(paths["pet"])
-        masks = {k: read_mask(paths[k], reference=pet) for k in ("lesions", "exclude") if k in paths}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pet = read_image(paths["pet"])
+            check_pet(pet)
+            masks = {k: read_mask(paths[k], reference=pet, roi=roi if k == "lesions" else None,
+                                  what=f"{'lesion' if k == 'lesions' else 'exclusion'} mask")
+                     for k in ("lesions", "exclude") if k in paths}
         t_read = time.perf_counter()
         bsa, bsa_source = _bsa(pet, height_cm, weight_kg)
         result = quantify_study(pet, ct=ct, lesions=masks.get("lesions"), exclude=masks.get("exclude"),
                                 method=method, params=params, liver_voi=liver_voi, bsa_m2=bsa,
                                 auto_exclude=auto_exclude, baseline=baseline)
+        roi_names = _roi_names(result, masks.get("lesions"))
         prov = result.summary["provenance"]
+        prov["warnings"] = [str(w.message) for w in caught] + list(prov.get("warnings") or [])
         prov["inputs"] = {k: {"path": str(p), "sha256": hashes[k].result()} for k, p in paths.items()}
         prov["pet_units"] = pet.meta.get("units")
         prov["pet_units_assumed"] = bool(pet.meta.get("units_assumed", False))
         prov["bsa_source"] = bsa_source
     t_quant = time.perf_counter()
+    dicom_pet = paths["pet"].is_dir()
+    if dicom_pet:  # the label map as DICOM SEG too; the reason when there is none
+        prov["dicom_seg"] = ("lesions.seg.dcm" if int(result.labels.array.max(initial=0)) > 0 else
+                             "not written: no lesion (a DICOM SEG holds at least one segment)")
     files = write_outputs(result, out_dir)
-    if paths["pet"].is_dir():  # the PET came from DICOM: the label map as DICOM SEG too
-        files["seg"] = write_seg(result.labels, paths["pet"], Path(out_dir) / "lesions.seg.dcm")
+    if dicom_pet:
+        if not keep_identity and pseudonym is None:
+            uid = str((pet.meta.get("dicom") or {}).get("StudyInstanceUID", paths["pet"]))
+            pseudonym = "carpet-" + hashlib.sha256(uid.encode()).hexdigest()[:16]
+        seg = write_seg(result.labels, paths["pet"], Path(out_dir) / "lesions.seg.dcm",
+                        names=roi_names,
+                        method=result.summary["method"], threshold=prov.get("thresholds_suv"),
+                        pseudonym=None if keep_identity else pseudonym)
+        if seg is not None:
+            files["seg"] = seg
     result.extra["files"] = files
     t_write = time.perf_counter()
     result.extra["timing_s"] = {"read_pet": t_read - t0, "quantify_and_ct": t_quant - t_read,
                                 "write": t_write - t_quant}
     return result
+
+
+def _roi_names(result: QuantifyResult, mask: Volume | None) -> dict[int, str] | None:
+    """Lesion label -> the name of the RTSTRUCT ROI / SEG segment it lies in (a ``roi`` column is
+    added to the lesion table); None when the lesions do not come from a named mask."""
+    names = None if mask is None else mask.meta.get("labels")
+    if not names:
+        return None
+    lesions, rois = np.asarray(result.labels.array), np.asarray(mask.array)
+    inside = lesions > 0
+    pairs = np.unique(np.stack([lesions[inside], rois[inside]]), axis=1)
+    found: dict[int, list[str]] = {}
+    for lesion, roi in pairs.T:
+        if roi > 0:
+            found.setdefault(int(lesion), []).append(names.get(int(roi), f"ROI {roi}"))
+    by_lesion = {k: " + ".join(v) for k, v in found.items()}
+    if "lesion_id" in result.lesions:
+        result.lesions.insert(1, "roi", result.lesions["lesion_id"].map(by_lesion))
+    return {k: (v if list(by_lesion.values()).count(v) == 1 else f"{v} ({k})") for k, v in by_lesion.items()}
 
 
 def _bsa(pet: Volume, height_cm, weight_kg):
@@ -394,7 +442,7 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {"lesions": out / "lesions.csv", "summary": out / "summary.json",
              "labels": out / "lesions.nii.gz"}
-    result.lesions.to_csv(files["lesions"], index=False)
+    write_csv(result.lesions, files["lesions"])
     files["summary"].write_text(json.dumps(result.summary, indent=2, default=_json_default))
     n = int(result.labels.array.max()) if result.labels.array.size else 0
     # the smallest integer type that holds the labels: less to compress
@@ -402,7 +450,7 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
     write_nifti(result.labels, files["labels"], dtype=dtype)
     if result.methods is not None:
         files["methods"] = out / "methods.csv"
-        result.methods.to_csv(files["methods"], index=False)
+        write_csv(result.methods, files["methods"])
     return files
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from carpet.io.tables import write_csv
+
 SIMULATED_BANNER = "SIMULATED DATA — not patients"
 
 
@@ -44,7 +46,7 @@ class _Writer:
         with open(path, "w", encoding="utf-8", newline="") as fh:
             if self.simulated:
                 fh.write(f"# {SIMULATED_BANNER}\n")
-            df.to_csv(fh, index=False)
+            write_csv(df, fh)
         self.files[path.name] = path
         shown = df if display is None else display
         self.html.table(shown, caption=f"{caption} ({path.name})")

@@ -43,6 +43,7 @@ from carpet.provenance import provenance
 from carpet.synth import calibration as cal
 from carpet.synth.calibration import Target
 from carpet.synth.labs import progression_value
+from carpet.io.tables import write_csv
 
 DAYS_PER_MONTH = 365.25 / 12
 REFRACTORY_DAYS = 60  # Moffitt: "progression within 60 days of CAR T-cell infusion"
@@ -524,10 +525,10 @@ class SimulatedCohort:
         paths = {"patients": out / "patients.csv", "readme": out / "README-simulated.txt",
                  "cohort": out / "cohort.json"}
         info = STUDIES[self.study]
-        self.patients.to_csv(paths["patients"], index=False, date_format="%Y-%m-%d")
+        write_csv(self.patients, paths["patients"], date_format="%Y-%m-%d")
         if info.disease == "MM":
             paths["labs"] = out / "labs.csv"
-            self.lab_series().to_csv(paths["labs"], index=False, date_format="%Y-%m-%d")
+            write_csv(self.lab_series(), paths["labs"], date_format="%Y-%m-%d")
         paths["readme"].write_text(
             SIMULATED_NOTICE
             + f"\nStudy simulated: {self.study} - {info.description}\n"
