@@ -33,6 +33,7 @@ from carpet.provenance import file_sha256, provenance
 from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
 from carpet.suv import bsa_dubois_m2
+from carpet.tracking import BaselineOutputs, alignment_references, track_followup
 from carpet.volume import Volume, resample_to
 
 SITES = ("bone", "paramedullary", "extramedullary", "indeterminate", "unknown")
@@ -114,6 +115,29 @@ def read_baseline(baseline_dir) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON ({exc.msg})", source=path, where=f"line {exc.lineno}") from None
+
+
+def read_baseline_outputs(baseline_dir) -> BaselineOutputs:
+    """``summary.json``, ``lesions.csv``, ``lesions.nii.gz`` and the alignment images of a baseline's
+    ``carpet quantify`` folder (for ``--baseline DIR``); what is missing is listed, not an error (the
+    follow-up is then read without lesion matching, and says why)."""
+    from carpet.io import read_nifti
+
+    summary = read_baseline(baseline_dir)
+    folder = Path(baseline_dir)
+    folder = folder if folder.is_dir() else folder.parent
+    missing = [name for name in ("lesions.csv", "lesions.nii.gz") if not (folder / name).is_file()]
+    lesions = pd.DataFrame()
+    if "lesions.csv" not in missing:
+        lesions = pd.read_csv(folder / "lesions.csv")
+        need = {"lesion_id", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "suv_max", "volume_ml"}
+        if need - set(lesions.columns):
+            raise InputError(f"missing columns {sorted(need - set(lesions.columns))}", source=folder / "lesions.csv",
+                             hint="--baseline takes the --out folder of the baseline's carpet quantify run")
+    labels = None if "lesions.nii.gz" in missing else read_nifti(folder / "lesions.nii.gz")
+    refs = {m: read_nifti(folder / f"align_{m.lower()}.nii.gz") for m in ("CT", "PT")
+            if (folder / f"align_{m.lower()}.nii.gz").is_file()}
+    return BaselineOutputs(summary, lesions, labels, refs, missing)
 
 
 def liver_reference_from_voi(pet: Volume, ct: Volume | None, centre_mm=None,
@@ -261,8 +285,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         # the GIL); its errors surface here.
         tissue = pool.submit(ct_tissue_on, pet, ct, BoneParams().smooth_mm) if ct is not None else None
         table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
-        if tissue is not None:
-            tissue.result()
+        ct_hu = tissue.result()[0] if tissue is not None else None
     study = next(r for r in rows if r["method"] == main)
     summary = {"method": main,
                **{k: study[k] for k in STUDY_KEYS}}
@@ -296,7 +319,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         summary["provenance"]["thresholds_suv"] = thresholds
         summary["provenance"]["skipped"] = skipped
     return QuantifyResult(table, summary, labels_vol, methods_table,
-                          extra={"labels": seg_labels, "tables": tables})
+                          extra={"labels": seg_labels, "tables": tables,
+                                 "align_refs": alignment_references(pet, ct_hu)})
 
 
 def _resolve(ct):
@@ -337,7 +361,7 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
     The timing of each stage is kept in ``result.extra['timing_s']``.
     """
     t0 = time.perf_counter()
-    baseline = None if baseline_dir is None else read_baseline(baseline_dir)
+    baseline = None if baseline_dir is None else read_baseline_outputs(baseline_dir)
     paths = {"pet": pet_path, "ct": ct_path, "lesions": lesions_path, "exclude": exclude_path}
     paths = {k: Path(v) for k, v in paths.items() if v is not None}
     for k, p in paths.items():
@@ -354,20 +378,28 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
         bsa, bsa_source = _bsa(pet, height_cm, weight_kg)
         result = quantify_study(pet, ct=ct, lesions=masks.get("lesions"), exclude=masks.get("exclude"),
                                 method=method, params=params, liver_voi=liver_voi, bsa_m2=bsa,
-                                auto_exclude=auto_exclude, baseline=baseline)
+                                auto_exclude=auto_exclude, baseline=baseline and baseline.summary)
         prov = result.summary["provenance"]
         prov["inputs"] = {k: {"path": str(p), "sha256": hashes[k].result()} for k, p in paths.items()}
         prov["pet_units"] = pet.meta.get("units")
         prov["pet_units_assumed"] = bool(pet.meta.get("units_assumed", False))
         prov["bsa_source"] = bsa_source
     t_quant = time.perf_counter()
+    if baseline is not None:
+        tracked = track_followup(baseline, result.lesions, result.labels, result.summary,
+                                 result.extra["align_refs"])
+        result.lesions = tracked.lesions
+        result.summary.update(tracked.summary)
+        result.summary["tracking"]["baseline_dir"] = str(baseline_dir)
+        result.extra["tracked"] = tracked
+    t_track = time.perf_counter()
     files = write_outputs(result, out_dir)
     if paths["pet"].is_dir():  # the PET came from DICOM: the label map as DICOM SEG too
         files["seg"] = write_seg(result.labels, paths["pet"], Path(out_dir) / "lesions.seg.dcm")
     result.extra["files"] = files
     t_write = time.perf_counter()
     result.extra["timing_s"] = {"read_pet": t_read - t0, "quantify_and_ct": t_quant - t_read,
-                                "write": t_write - t_quant}
+                                "tracking": t_track - t_quant, "write": t_write - t_track}
     return result
 
 
@@ -393,6 +425,17 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
     # the smallest integer type that holds the labels: less to compress
     dtype = np.uint8 if n < 256 else np.uint16 if n < 65536 else np.int32
     write_nifti(result.labels, files["labels"], dtype=dtype)
+    for modality, ref in result.extra.get("align_refs", {}).items():  # for a later follow-up's alignment
+        files[f"align_{modality.lower()}"] = write_nifti(ref, out / f"align_{modality.lower()}.nii.gz",
+                                                         dtype=np.int16 if modality == "CT" else np.float32)
+    tracked = result.extra.get("tracked")
+    if tracked is not None and tracked.baseline_lesions is not None:
+        files["baseline_lesions"] = out / "baseline_lesions.csv"
+        tracked.baseline_lesions.to_csv(files["baseline_lesions"], index=False)
+        import SimpleITK as sitk
+
+        files["alignment"] = out / "alignment.tfm"   # baseline LPS mm -> follow-up LPS mm (ITK/Slicer)
+        sitk.WriteTransform(tracked.alignment.transform, str(files["alignment"]))
     if result.methods is not None:
         files["methods"] = out / "methods.csv"
         result.methods.to_csv(files["methods"], index=False)
