@@ -29,6 +29,7 @@ from carpet.classify import classify_lesions
 from carpet.errors import InputError
 from carpet.io import read_image, read_mask, write_nifti, write_seg
 from carpet.lesions import dmax_voxel_mm, gather_lesion_voxels, measure_lesions, study_measures
+from carpet.overrides import apply_exclusions, apply_sites, overrides_for, read_overrides
 from carpet.provenance import file_sha256, provenance
 from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
@@ -184,7 +185,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                    exclude: Volume | None = None, method: str | None = None,
                    params: SegmentParams | None = None, liver_voi=None,
                    bsa_m2: float | None = None, inputs: dict | None = None,
-                   auto_exclude: bool = False, baseline: dict | None = None) -> QuantifyResult:
+                   auto_exclude: bool = False, baseline: dict | None = None,
+                   overrides: pd.DataFrame | None = None) -> QuantifyResult:
     """Segment (or take the user's lesions), measure, and summarise one study.
 
     Parameters
@@ -216,6 +218,9 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         Provenance of the input files (name → {path, sha256}).
     auto_exclude : bool
         Also exclude the brain found by :func:`carpet.segment.auto_exclude_brain` (off by default).
+    overrides : DataFrame, optional
+        This study's reader overrides (:func:`carpet.overrides.read_overrides`): lesions excluded before
+        measuring, sites set after classifying; each applied change is in ``provenance.overrides``.
     """
     params = params or SegmentParams()
     if method is not None and method != "all" and method not in METHODS:
@@ -264,6 +269,11 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         notes += sorted({str(w.message) for w in caught})
         seg_labels, thresholds, skipped = seg.labels, seg.thresholds, seg.skipped
 
+    applied = []
+    if overrides is not None and len(overrides) and methods[0] in seg_labels:
+        # the reader's exclusions leave the label map before anything is measured (ids kept)
+        kept, applied = apply_exclusions(seg_labels[methods[0]], overrides, pet.voxel_volume_ml)
+        seg_labels = {**seg_labels, methods[0]: kept}
     rows, tables = [], {}
     for m in methods:
         if m not in seg_labels:
@@ -285,6 +295,9 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         # the GIL); its errors surface here.
         tissue = pool.submit(ct_tissue_on, pet, ct, BoneParams().smooth_mm) if ct is not None else None
         table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
+        if overrides is not None and len(overrides):
+            table, changed = apply_sites(table, overrides)
+            applied += changed
         ct_hu = tissue.result()[0] if tissue is not None else None
     study = next(r for r in rows if r["method"] == main)
     summary = {"method": main,
@@ -311,6 +324,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                   "sdmax_per_m": "dmax (m) / BSA (m2)" if bsa_m2 else "not computed (no BSA)"},
         bsa_m2=bsa_m2, liver_reference=liver_info, warnings=notes,
         site_classification="carpet.classify" if ct is not None else "not available (no CT)",
+        overrides=None if overrides is None else {"file": overrides.attrs.get("source"),
+                                                  "sha256": overrides.attrs.get("sha256"), "applied": applied},
     )
     methods_table = None
     if method == "all":
@@ -355,13 +370,20 @@ def _parse_liver_voi(text):
 def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_path=None,
                  method: str | None = None, params: SegmentParams | None = None, liver_voi=None,
                  height_cm: float | None = None, weight_kg: float | None = None,
-                 auto_exclude: bool = False, baseline_dir=None) -> QuantifyResult:
+                 auto_exclude: bool = False, baseline_dir=None, overrides_path=None,
+                 study_id: str | None = None) -> QuantifyResult:
     """Read the inputs, quantify, write the outputs in ``out_dir``; returns the result.
 
-    The timing of each stage is kept in ``result.extra['timing_s']``.
+    The timing of each stage is kept in ``result.extra['timing_s']``. ``overrides_path``: a reader
+    overrides CSV (:mod:`carpet.overrides`) whose rows for ``study_id`` are applied (without ``study_id`` the
+    file must hold one study).
     """
     t0 = time.perf_counter()
     baseline = None if baseline_dir is None else read_baseline_outputs(baseline_dir)
+    overrides = None
+    if overrides_path is not None:
+        overrides = overrides_for(read_overrides(overrides_path), study_id)
+        overrides.attrs.update(source=str(overrides_path), sha256=file_sha256(overrides_path))
     paths = {"pet": pet_path, "ct": ct_path, "lesions": lesions_path, "exclude": exclude_path}
     paths = {k: Path(v) for k, v in paths.items() if v is not None}
     for k, p in paths.items():
@@ -378,7 +400,8 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
         bsa, bsa_source = _bsa(pet, height_cm, weight_kg)
         result = quantify_study(pet, ct=ct, lesions=masks.get("lesions"), exclude=masks.get("exclude"),
                                 method=method, params=params, liver_voi=liver_voi, bsa_m2=bsa,
-                                auto_exclude=auto_exclude, baseline=baseline and baseline.summary)
+                                auto_exclude=auto_exclude, baseline=baseline and baseline.summary,
+                                overrides=overrides)
         prov = result.summary["provenance"]
         prov["inputs"] = {k: {"path": str(p), "sha256": hashes[k].result()} for k, p in paths.items()}
         prov["pet_units"] = pet.meta.get("units")
