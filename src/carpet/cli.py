@@ -132,12 +132,23 @@ def quantify(
     keep_identity: bool = typer.Option(False, "--keep-identity",
                                        help="Copy the patient's name, ID, birth date etc. into lesions.seg.dcm "
                                             "(default: a pseudonym, PS3.15 Basic Profile)."),
+    overrides: Optional[Path] = typer.Option(
+        None, "--overrides", help="Reader overrides CSV (study_id, lesion_id, action site|exclude|include, site, "
+                                  "reason): applied to this study and recorded in provenance."),
+    study_id: Optional[str] = typer.Option(None, "--study-id",
+                                           help="This study's id in the overrides file (needed when it "
+                                                "holds several studies)."),
     out: Path = typer.Option(Path("carpet-quantify"), "--out", help="Output folder."),
 ) -> None:
     """Segment and measure lesions: writes lesions.csv, summary.json and lesions.nii.gz in OUT.
 
     A DICOM PET also gets lesions.seg.dcm (DICOM SEG, one segment a lesion), de-identified unless
-    --keep-identity; with no lesion there is no SEG and summary.json says why."""
+    --keep-identity; with no lesion there is no SEG and summary.json says why.
+
+    With --baseline, the follow-up is aligned to the baseline (CT, else PET) and each lesion matched:
+    lesions.csv gains baseline_lesion_id and change (matched/new), summary.json n_new_lesions and
+    n_resolved_lesions, and baseline_lesions.csv says which baseline lesions resolved.
+    """
     from carpet.io.outdir import staged_dir
     from carpet.quantify import run_quantify
     from carpet.segment import SegmentParams
@@ -146,7 +157,7 @@ def quantify(
         result = run_quantify(pet, out_dir=stage, ct_path=ct, lesions_path=lesions, exclude_path=exclude,
                               method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
                               auto_exclude=auto_exclude, baseline_dir=baseline, roi=roi,
-                              keep_identity=keep_identity,
+                              keep_identity=keep_identity, overrides_path=overrides, study_id=study_id,
                               params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml,
                                                    seed_suv=seed_suv))
     s = result.summary

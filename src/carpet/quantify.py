@@ -31,10 +31,12 @@ from carpet.errors import InputError
 from carpet.io import read_image, read_mask, write_nifti, write_seg
 from carpet.io.checks import check_pet, check_overlap
 from carpet.lesions import dmax_voxel_mm, gather_lesion_voxels, measure_lesions, study_measures
+from carpet.overrides import apply_exclusions, apply_sites, overrides_for, read_overrides
 from carpet.provenance import file_sha256, provenance
 from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
 from carpet.suv import bsa_dubois_m2
+from carpet.tracking import BaselineOutputs, alignment_references, track_followup
 from carpet.volume import Volume, resample_to
 from carpet.io.tables import write_csv
 
@@ -123,6 +125,29 @@ def read_baseline(baseline_dir) -> dict:
     return summary
 
 
+def read_baseline_outputs(baseline_dir) -> BaselineOutputs:
+    """``summary.json``, ``lesions.csv``, ``lesions.nii.gz`` and the alignment images of a baseline's
+    ``carpet quantify`` folder (for ``--baseline DIR``); what is missing is listed, not an error (the
+    follow-up is then read without lesion matching, and says why)."""
+    from carpet.io import read_nifti
+
+    summary = read_baseline(baseline_dir)
+    folder = Path(baseline_dir)
+    folder = folder if folder.is_dir() else folder.parent
+    missing = [name for name in ("lesions.csv", "lesions.nii.gz") if not (folder / name).is_file()]
+    lesions = pd.DataFrame()
+    if "lesions.csv" not in missing:
+        lesions = pd.read_csv(folder / "lesions.csv")
+        need = {"lesion_id", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "suv_max", "volume_ml"}
+        if need - set(lesions.columns):
+            raise InputError(f"missing columns {sorted(need - set(lesions.columns))}", source=folder / "lesions.csv",
+                             hint="--baseline takes the --out folder of the baseline's carpet quantify run")
+    labels = None if "lesions.nii.gz" in missing else read_nifti(folder / "lesions.nii.gz")
+    refs = {m: read_nifti(folder / f"align_{m.lower()}.nii.gz") for m in ("CT", "PT")
+            if (folder / f"align_{m.lower()}.nii.gz").is_file()}
+    return BaselineOutputs(summary, lesions, labels, refs, missing)
+
+
 def liver_reference_from_voi(pet: Volume, ct: Volume | None, centre_mm=None,
                              diameter_mm: float = 30.0):
     """Liver mean and SD (SUV) via :func:`carpet.anatomy.liver_reference`; an unusable region is refused."""
@@ -167,7 +192,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                    exclude: Volume | None = None, method: str | None = None,
                    params: SegmentParams | None = None, liver_voi=None,
                    bsa_m2: float | None = None, inputs: dict | None = None,
-                   auto_exclude: bool = False, baseline: dict | None = None) -> QuantifyResult:
+                   auto_exclude: bool = False, baseline: dict | None = None,
+                   overrides: pd.DataFrame | None = None) -> QuantifyResult:
     """Segment (or take the user's lesions), measure, and summarise one study.
 
     Parameters
@@ -199,6 +225,9 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         Provenance of the input files (name → {path, sha256}).
     auto_exclude : bool
         Also exclude the brain found by :func:`carpet.segment.auto_exclude_brain` (off by default).
+    overrides : DataFrame, optional
+        This study's reader overrides (:func:`carpet.overrides.read_overrides`): lesions excluded before
+        measuring, sites set after classifying; each applied change is in ``provenance.overrides``.
     """
     params = params or SegmentParams()
     if method is not None and method != "all" and method not in METHODS:
@@ -247,6 +276,11 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         notes += sorted({str(w.message) for w in caught})
         seg_labels, thresholds, skipped = seg.labels, seg.thresholds, seg.skipped
 
+    applied = []
+    if overrides is not None and len(overrides) and methods[0] in seg_labels:
+        # the reader's exclusions leave the label map before anything is measured (ids kept)
+        kept, applied = apply_exclusions(seg_labels[methods[0]], overrides, pet.voxel_volume_ml)
+        seg_labels = {**seg_labels, methods[0]: kept}
     rows, tables = [], {}
     for m in methods:
         if m not in seg_labels:
@@ -268,8 +302,10 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         # the GIL); its errors surface here.
         tissue = pool.submit(ct_tissue_on, pet, ct, BoneParams().smooth_mm) if ct is not None else None
         table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
-        if tissue is not None:
-            tissue.result()
+        if overrides is not None and len(overrides):
+            table, changed = apply_sites(table, overrides)
+            applied += changed
+        ct_hu = tissue.result()[0] if tissue is not None else None
     study = next(r for r in rows if r["method"] == main)
     summary = {"method": main,
                **{k: study[k] for k in STUDY_KEYS}}
@@ -295,6 +331,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                   "sdmax_per_m": "dmax (m) / BSA (m2)" if bsa_m2 else "not computed (no BSA)"},
         bsa_m2=bsa_m2, liver_reference=liver_info, warnings=notes,
         site_classification="carpet.classify" if ct is not None else "not available (no CT)",
+        overrides=None if overrides is None else {"file": overrides.attrs.get("source"),
+                                                  "sha256": overrides.attrs.get("sha256"), "applied": applied},
     )
     methods_table = None
     if method == "all":
@@ -303,7 +341,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         summary["provenance"]["thresholds_suv"] = thresholds
         summary["provenance"]["skipped"] = skipped
     return QuantifyResult(table, summary, labels_vol, methods_table,
-                          extra={"labels": seg_labels, "tables": tables})
+                          extra={"labels": seg_labels, "tables": tables,
+                                 "align_refs": alignment_references(pet, ct_hu)})
 
 
 def _resolve(ct, pet: Volume):
@@ -342,16 +381,23 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
                  method: str | None = None, params: SegmentParams | None = None, liver_voi=None,
                  height_cm: float | None = None, weight_kg: float | None = None,
                  auto_exclude: bool = False, baseline_dir=None, roi: str | None = None,
-                 pseudonym: str | None = None, keep_identity: bool = False) -> QuantifyResult:
+                 pseudonym: str | None = None, keep_identity: bool = False, overrides_path=None,
+                 study_id: str | None = None) -> QuantifyResult:
     """Read the inputs, quantify, write the outputs in ``out_dir``; returns the result.
 
     ``roi`` picks one ROI of an RTSTRUCT ``lesions_path``. A DICOM SEG written for a DICOM PET carries
     ``pseudonym`` (default: ``carpet-`` + a hash of the StudyInstanceUID, which the SEG keeps anyway)
     instead of the patient's identity, unless ``keep_identity``. Warnings of the input checks are
-    recorded in the summary. The timing of each stage is kept in ``result.extra['timing_s']``.
+    recorded in the summary. ``overrides_path``: a reader overrides CSV (:mod:`carpet.overrides`) whose
+    rows for ``study_id`` are applied (without ``study_id`` the file must hold one study). The timing of
+    each stage is kept in ``result.extra['timing_s']``.
     """
     t0 = time.perf_counter()
-    baseline = None if baseline_dir is None else read_baseline(baseline_dir)
+    baseline = None if baseline_dir is None else read_baseline_outputs(baseline_dir)
+    overrides = None
+    if overrides_path is not None:
+        overrides = overrides_for(read_overrides(overrides_path), study_id)
+        overrides.attrs.update(source=str(overrides_path), sha256=file_sha256(overrides_path))
     paths = {"pet": pet_path, "ct": ct_path, "lesions": lesions_path, "exclude": exclude_path}
     paths = {k: Path(v) for k, v in paths.items() if v is not None}
     for k, p in paths.items():
@@ -373,7 +419,8 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
         bsa, bsa_source = _bsa(pet, height_cm, weight_kg)
         result = quantify_study(pet, ct=ct, lesions=masks.get("lesions"), exclude=masks.get("exclude"),
                                 method=method, params=params, liver_voi=liver_voi, bsa_m2=bsa,
-                                auto_exclude=auto_exclude, baseline=baseline)
+                                auto_exclude=auto_exclude, baseline=baseline and baseline.summary,
+                                overrides=overrides)
         roi_names = _roi_names(result, masks.get("lesions"))
         prov = result.summary["provenance"]
         prov["warnings"] = [str(w.message) for w in caught] + list(prov.get("warnings") or [])
@@ -382,6 +429,14 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
         prov["pet_units_assumed"] = bool(pet.meta.get("units_assumed", False))
         prov["bsa_source"] = bsa_source
     t_quant = time.perf_counter()
+    if baseline is not None:
+        tracked = track_followup(baseline, result.lesions, result.labels, result.summary,
+                                 result.extra["align_refs"])
+        result.lesions = tracked.lesions
+        result.summary.update(tracked.summary)
+        result.summary["tracking"]["baseline_dir"] = str(baseline_dir)
+        result.extra["tracked"] = tracked
+    t_track = time.perf_counter()
     dicom_pet = paths["pet"].is_dir()
     if dicom_pet:  # the label map as DICOM SEG too; the reason when there is none
         prov["dicom_seg"] = ("lesions.seg.dcm" if int(result.labels.array.max(initial=0)) > 0 else
@@ -400,7 +455,7 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
     result.extra["files"] = files
     t_write = time.perf_counter()
     result.extra["timing_s"] = {"read_pet": t_read - t0, "quantify_and_ct": t_quant - t_read,
-                                "write": t_write - t_quant}
+                                "tracking": t_track - t_quant, "write": t_write - t_track}
     return result
 
 
@@ -448,6 +503,17 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
     # the smallest integer type that holds the labels: less to compress
     dtype = np.uint8 if n < 256 else np.uint16 if n < 65536 else np.int32
     write_nifti(result.labels, files["labels"], dtype=dtype)
+    for modality, ref in result.extra.get("align_refs", {}).items():  # for a later follow-up's alignment
+        files[f"align_{modality.lower()}"] = write_nifti(ref, out / f"align_{modality.lower()}.nii.gz",
+                                                         dtype=np.int16 if modality == "CT" else np.float32)
+    tracked = result.extra.get("tracked")
+    if tracked is not None and tracked.baseline_lesions is not None:
+        files["baseline_lesions"] = out / "baseline_lesions.csv"
+        write_csv(tracked.baseline_lesions, files["baseline_lesions"])
+        import SimpleITK as sitk
+
+        files["alignment"] = out / "alignment.tfm"   # baseline LPS mm -> follow-up LPS mm (ITK/Slicer)
+        sitk.WriteTransform(tracked.alignment.transform, str(files["alignment"]))
     if result.methods is not None:
         files["methods"] = out / "methods.csv"
         write_csv(result.methods, files["methods"])
