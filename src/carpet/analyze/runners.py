@@ -250,4 +250,4 @@ def _run_landmark(data, a, endpoints, writer, stem, seed):
 _RUNNERS = {"table1": _run_table1, "km": _run_km, "cox": _run_cox, "transitions": _run_transitions,
             "cutpoint": _run_cutpoint, "cutoff": _run_cutoff, "compare_models": _run_compare_models,
             "landmark": _run_landmark}
-assert set(_RUNNERS) == set(ANALYSES)
+assert set(_RUNNERS) <= set(ANALYSES)
