@@ -190,6 +190,8 @@ def analyze(
     therapies: Optional[Path] = typer.Option(None, "--therapies", help="Lines of therapy (CSV/XLSX), for IMWG."),
     include_identifiers: bool = typer.Option(False, "--include-identifiers",
                                              help="Keep name/birth date/MRN columns (dropped by default)."),
+    xlsx: bool = typer.Option(False, "--xlsx", help="Also write tables.xlsx: one sheet per table."),
+    page_size: str = typer.Option("A4", "--page-size", help="PDF page size: A4 or Letter."),
 ) -> None:
     """Run an analysis plan: Table 1, survival curves, tests, cut-points, transitions; HTML and PDF reports."""
     from carpet.analyze import run_analysis
@@ -197,7 +199,7 @@ def analyze(
 
     result = run_analysis(read_patients(clinical), plan, out, imaging=imaging, assessments=assessments,
                           therapies=therapies,
-                          include_identifiers=include_identifiers,
+                          include_identifiers=include_identifiers, xlsx=xlsx, page_size=page_size,
                           input_files={"clinical": clinical, "imaging": imaging, "assessments": assessments,
                                        "therapies": therapies})
     for note in result.notes:

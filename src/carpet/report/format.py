@@ -94,9 +94,10 @@ def p_value(p, missing: str = NA) -> str:
     return _sig(min(v, 1.0), 2)
 
 
-def p_equals(p, missing: str = NA) -> str:
-    """``p = 0.072`` / ``p < 0.001`` for running text and figure annotations (never ``p = <0.001``)."""
-    text = p_value(p, missing=missing)
+def p_equals(p, missing: str = NA, n_resamples: int | None = None) -> str:
+    """``p = 0.072`` / ``p < 0.001`` for running text and figure annotations (never ``p = <0.001``);
+    with ``n_resamples`` the p is a Monte Carlo one (:func:`mc_p_value`)."""
+    text = mc_p_value(p, n_resamples, missing) if n_resamples else p_value(p, missing=missing)
     return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
@@ -215,8 +216,8 @@ def percent(numerator, denominator, decimals: int = 0, missing: str = NA) -> str
 
 
 def number(value, missing: str = NA) -> str:
-    """Any other number shown in a table cell: counts as integers, others with two significant digits
-    and at least one decimal below 1000, none above."""
+    """Any other number shown in a table cell: whole numbers as integers, others with three significant
+    digits and at least one decimal below 1000, none above (0.512, 54.3, 1235)."""
     v = _finite(value)
     if v is None:
         return missing
@@ -224,4 +225,21 @@ def number(value, missing: str = NA) -> str:
         return str(int(v))
     if abs(v) >= 1000:
         return f"{v:.0f}"
-    return _plain(v, _decimals_for([v], 1))
+    return _plain(v, _decimals_for([v], 1, digits=3))
+
+
+def cell(value, float_format: str | None = None, missing: str = NA) -> str:
+    """One table cell as text: missing as ``missing``, floats by :func:`number` (or ``float_format``),
+    true/false as yes/no, anything else as ``str``."""
+    if is_missing(value):
+        return missing
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return "yes" if value else "no"
+    if isinstance(value, float) or type(value).__name__.startswith("float"):
+        return float_format.format(value) if float_format else number(value, missing=missing)
+    return str(value)
+
+
+def cells(df, float_format: str | None = None, missing: str = NA):
+    """A DataFrame with every cell formatted by :func:`cell` (columns and index kept)."""
+    return df.astype(object).map(lambda v: cell(v, float_format, missing))
