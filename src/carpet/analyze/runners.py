@@ -44,7 +44,7 @@ def _product(levels: list[list[str]]) -> list[tuple[str, ...]]:
 
 def _split_groups(x: np.ndarray, value: float, labels: Labels, marker: str, index) -> pd.Series:
     """``marker ≤ value`` / ``marker > value`` with the cut-point exactly as used for the split."""
-    name, cut = labels.label(marker), fmt.cutpoint(value)
+    name, cut = labels.label(marker), fmt.cutpoint(value, data=x)
     unit = labels.unit(marker)
     unit = f" {unit}" if unit else ""
     low, high = f"{name} ≤ {cut}{unit}", f"{name} > {cut}{unit}"
@@ -215,11 +215,11 @@ def _run_cutpoint(data, a, endpoints, writer, stem, seed):
                   max_prop=a.get("max_prop", 0.9), n_perm=a.get("n_perm", 0), seed=seed)
     name = writer.labels.name(a["marker"])
     adjusted = _adjusted_p_text(cp)
-    writer.text(f"Maximally selected log-rank cut-point of {name}: {fmt.cutpoint(cp.value)} "
+    writer.text(f"Maximally selected log-rank cut-point of {name}: {fmt.cutpoint(cp.value, data=x)} "
                 f"(standardised statistic {fmt.fit_statistic(cp.statistic)}, {cp.n_candidates} candidate cut-points, "
                 f"n = {cp.n}); {adjusted}. An optimised cut-point is reported only with its search-adjusted p-value.")
     files = [writer.table(cp.summary, stem, f"Maximally selected log-rank cut-point of {name}",
-                          display=_cutpoint_display(cp))]
+                          display=_cutpoint_display(cp, x))]
     groups = _split_groups(x, cp.value, writer.labels, a["marker"], frame.index)
     km = _km_block(writer, frame, ep, groups, a, f"{stem}_km", f"{ep.get('label', a['endpoint'])} by optimised "
                    f"cut-point of {writer.labels.label(a['marker'])}", p_text=adjusted)
@@ -246,7 +246,7 @@ def _run_cutoff(data, a, endpoints, writer, stem, seed):
     for message in warned:  # a published cut-off on a marker made another way must be loud, not silent
         writer.note(f"WARNING: {message}.")
     files = [writer.table(ev.summary, stem, f"Pre-specified cut-off {writer.labels.label(a['marker'])} > "
-                          f"{fmt.cutpoint(a['value'])}")]
+                          f"{fmt.cutpoint(a['value'])}", display=_stat_display(ev.summary))]
     groups = _split_groups(x, float(a["value"]), writer.labels, a["marker"], frame.index)
     km = _km_block(writer, frame, ep, groups, a, f"{stem}_km", _title(a, endpoints, writer.labels))
     return {"endpoint": ep, **ev.summary.iloc[0].to_dict(), "logrank_df": ev.logrank.df, "warnings": warned,
@@ -287,7 +287,8 @@ def _run_landmark(data, a, endpoints, writer, stem, seed):
     lm = landmark(frame, ep["time"], ep["event"], landmark_time=float(a["time"]), group=a["by"])
     unit = ep.get("unit", "months")
     files = [writer.table(lm.at_risk, f"{stem}_at_risk",
-                          f"Patients at risk at the landmark ({a['time']:g} {unit} after the start of {ep.get('label', a['endpoint'])})")]
+                          f"Patients at risk at the landmark ({a['time']:g} {unit} after the start of "
+                          f"{ep.get('label', a['endpoint'])})", display=_stat_display(lm.at_risk))]
     groups = _groups(lm.data, [a["by"]], writer.labels)
     shifted = {**ep, "time": "time_from_landmark"}
     km = _km_block(writer, lm.data, shifted, groups, a, stem, _title(a, endpoints, writer.labels),
@@ -320,7 +321,14 @@ _STAT_NAMES = {"coef": "log HR", "hr": "HR", "se": "SE", "z": "z", "p": "p", "hr
                "statistic": "Statistic", "loglik": "Log-likelihood", "aic": "AIC", "c_index": "C-index",
                "td_auc": "Time-dependent AUC", "k": "Parameters", "events": "Events", "model": "Model",
                "covariates": "Covariates", "df": "df", "p_value": "p", "difference": "Difference",
-               "lower": "95% CI lower", "upper": "95% CI upper"}
+               "lower": "95% CI lower", "upper": "95% CI upper", "cutoff": "Cut-off", "n_low": "n (low)",
+               "n_high": "n (high)", "events_low": "Events (low)", "events_high": "Events (high)",
+               "hr_high_vs_low": "HR high vs low", "logrank_chisq": "Log-rank chi-square",
+               "logrank_p": "Log-rank p", "concordance": "C-index", "group": "Group", "n_at_risk": "At risk",
+               "excluded": "Excluded (event or censored before the landmark)", "model_a": "Model A",
+               "model_b": "Model B", "c_diff": "C-index difference (A − B)", "n_boot": "Bootstrap samples",
+               "smaller": "Smaller model", "larger": "Larger model", "c_lower": "95% CI lower",
+               "c_upper": "95% CI upper"}
 
 
 def _stat_cell(column: str, value):
@@ -329,11 +337,12 @@ def _stat_cell(column: str, value):
         return fmt.cell(value)
     if column in ("p", "p_value") or column.startswith("p_"):
         return fmt.p_value(value)
-    if column in ("loglik", "aic", "bic", "statistic", "chisq", "z"):
+    if column in ("loglik", "aic", "bic", "statistic", "chisq", "z", "logrank_chisq"):
         return fmt.fit_statistic(value)
-    if column in ("n", "k", "events", "df", "n_candidates"):
+    if column in ("n", "k", "events", "df", "n_candidates", "n_boot", "n_at_risk", "excluded") or \
+            column.startswith(("n_", "events_")):
         return fmt.count(value)
-    if column == "cutpoint":
+    if column in ("cutpoint", "cutoff"):
         return fmt.cutpoint(value)
     return fmt.estimate(value, min_decimals=3 if column in ("c_index", "td_auc") else 2)
 
@@ -344,8 +353,9 @@ def _stat_display(df: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns=lambda c: _STAT_NAMES.get(str(c), str(c)))
 
 
-def _cutpoint_display(cp) -> pd.DataFrame:
+def _cutpoint_display(cp, x: np.ndarray) -> pd.DataFrame:
     shown = _stat_display(cp.summary)
+    shown["Cut-point"] = fmt.cutpoint(cp.value, data=x)
     if "p_perm" in cp.summary and cp.n_perm:
         shown["p (permutation)"] = [fmt.mc_p_value(v, cp.n_perm) for v in cp.summary["p_perm"]]
     return shown
@@ -353,7 +363,7 @@ def _cutpoint_display(cp) -> pd.DataFrame:
 
 def _models_display(summary: pd.DataFrame, labels: Labels) -> pd.DataFrame:
     out = summary.copy()
-    out["covariates"] = [", ".join(labels.name(c.strip()) for c in str(v).replace(" + ", ", ").split(","))
+    out["covariates"] = [", ".join(labels.label(c.strip()) for c in str(v).replace(" + ", ", ").split(","))
                          for v in out["covariates"]]
     return _stat_display(out)
 

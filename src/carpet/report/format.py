@@ -19,8 +19,12 @@ Estimates and confidence limits (HR, OR, medians, survival, differences)
 Model fit statistics (AIC, BIC, log-likelihood, chi-square statistics)
     one decimal (1060.97 → ``1061.0``, -528.4 → ``-528.4``).
 Cut-points
-    exactly as used for the split (:func:`cutpoint`): all significant digits of the stored float
-    (``122.5``, ``54.3``, ``0.1234567``), never rounded, so the printed rule reproduces the groups.
+    as used for the split (:func:`cutpoint`): the stored float's shortest exact text (``122.5``, ``54.3``),
+    or, given the split data, the fewest decimals that split them identically (27.278634634401502 with
+    the next value 28.1 prints ``27.3``) — never a rounding that moves a patient to the other group, and the
+    same text in the heading, the group names, the legend and the table.
+Other numbers in tables
+    whole numbers as integers, others to three significant digits (0.512, 54.3, 1235) (:func:`number`).
 Missing values — each word has one meaning
     ``NA``: not available (missing data, or a quantity that cannot be computed, e.g. a CI with no events);
     ``NR``: not reached (a median or CI limit of a survival curve that never falls to 0.5);
@@ -189,15 +193,32 @@ def fit_statistic(value, missing: str = NA) -> str:
     return missing if v is None else f"{v:.1f}"
 
 
-def cutpoint(value, missing: str = NA) -> str:
-    """A cut-point exactly as used for the split: the shortest text that reads back as the same float.
+def cutpoint(value, missing: str = NA, data=None) -> str:
+    """A cut-point as used for the split.
+
+    Without ``data``: the shortest text that reads back as the same float (``repr``). With ``data`` (the
+    marker values that were split): the fewest decimals whose rounded value splits ``data`` exactly as
+    ``value`` does (``x > cut`` for every x), so the printed rule reproduces the groups; the exact value
+    stays in results.json and the CSV.
 
     >>> cutpoint(122.5), cutpoint(54.3), cutpoint(321.98765432)
     ('122.5', '54.3', '321.98765432')
+    >>> cutpoint(27.278634634401502, data=[12.0, 27.278634634401502, 28.1])
+    '27.3'
     """
     v = _finite(value)
     if v is None:
         return missing
+    if data is not None:
+        import numpy as np
+
+        x = np.asarray(data, dtype=float)
+        x = x[np.isfinite(x)]
+        split = x > v
+        for decimals in range(0, 13):
+            rounded = round(v, decimals)
+            if np.array_equal(x > rounded, split):
+                return f"{rounded:.{decimals}f}"
     return str(int(v)) if v.is_integer() else repr(v)
 
 

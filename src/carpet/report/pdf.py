@@ -134,42 +134,44 @@ class TableLayout:
     heights: list[float]
 
 
-def text_width_pt(text: str, size: float) -> float:
+def text_width_pt(text: str, size: float, bold: bool = False) -> float:
     """Width of ``text`` in points at font ``size`` in carpet's font (measured by matplotlib's Agg renderer;
     glyph widths scale with the size, so one measurement at 10 pt serves every size)."""
-    return _width_10pt(str(text), plt.rcParams["font.family"][0]) * size / 10.0
+    return _width_10pt(str(text), plt.rcParams["font.family"][0], bold) * size / 10.0
 
 
 @functools.lru_cache(maxsize=65536)
-def _width_10pt(text: str, family: str) -> float:
+def _width_10pt(text: str, family: str, bold: bool) -> float:
     from matplotlib.backends.backend_agg import RendererAgg
     from matplotlib.font_manager import FontProperties
 
     global _RENDERER
     if _RENDERER is None:
         _RENDERER = RendererAgg(10, 10, 72)  # 72 dpi: pixels are points
-    w, _, _ = _RENDERER.get_text_width_height_descent(text, FontProperties(family=family, size=10), ismath=False)
+    w, _, _ = _RENDERER.get_text_width_height_descent(text, FontProperties(family=family, size=10,
+                                                                                 weight="bold" if bold else "normal"),
+                                                    ismath=False)
     return float(w)
 
 
 _RENDERER = None
 
 
-def _wrap(text: str, width: float, size: float) -> list[str]:
+def _wrap(text: str, width: float, size: float, bold: bool = False) -> list[str]:
     """Greedy word wrap of ``text`` to ``width`` points; a word wider than a line is split by characters."""
     out = []
     for para in str(text).split("\n"):
         line = ""
         for word in para.split(" "):
             candidate = f"{line} {word}" if line else word
-            if text_width_pt(candidate, size) <= width:
+            if text_width_pt(candidate, size, bold) <= width:
                 line = candidate
                 continue
             if line:
                 out.append(line)
-            while len(word) > 1 and text_width_pt(word, size) > width:
+            while len(word) > 1 and text_width_pt(word, size, bold) > width:
                 cut = 1
-                while cut < len(word) and text_width_pt(word[:cut + 1], size) <= width:
+                while cut < len(word) and text_width_pt(word[:cut + 1], size, bold) <= width:
                     cut += 1
                 out.append(word[:cut])
                 word = word[cut:]
@@ -186,14 +188,18 @@ def layout_table(header: list[str], rows: list[list[str]], width_pt: float) -> T
     """
     table = [list(map(str, header)), *[[str(v) for v in r] for r in rows]]
     n_cols = len(header)
+
+    def width(text: str, size: float, row: int) -> float:  # the header row is set in bold
+        return text_width_pt(text, size, bold=row == 0) + 2 * CELL_PAD_PT + 0.5  # 0.5 pt: rounding slack
+
     for size in TABLE_FONT_SIZES:
-        natural = [max(text_width_pt(row[c], size) for row in table) + 2 * CELL_PAD_PT for c in range(n_cols)]
+        natural = [max(width(row[c], size, r) for r, row in enumerate(table)) for c in range(n_cols)]
         if sum(natural) <= width_pt:
             widths = natural  # natural width, left-aligned
             break
     else:
         size = TABLE_FONT_SIZES[-1]
-        words = [max(text_width_pt(w, size) for row in table for w in row[c].split(" ")) + 2 * CELL_PAD_PT
+        words = [max(width(w, size, r) for r, row in enumerate(table) for w in row[c].split(" "))
                  for c in range(n_cols)]
         widths = list(natural)
         # narrow the widest column step by step, never below its longest word (unless all are at it)
@@ -204,7 +210,8 @@ def layout_table(header: list[str], rows: list[list[str]], width_pt: float) -> T
                 widths = [w * scale for w in widths]
                 break
             widths[c] = max(words[c], widths[c] - (sum(widths) - width_pt))
-    lines = [[_wrap(row[c], widths[c] - 2 * CELL_PAD_PT, size) for c in range(n_cols)] for row in table]
+    lines = [[_wrap(row[c], widths[c] - 2 * CELL_PAD_PT, size, bold=r == 0) for c in range(n_cols)]
+             for r, row in enumerate(table)]
     line_h = size * 1.25
     heights = [max(len(cell) for cell in row) * line_h + 3.0 for row in lines]
     return TableLayout(size, widths, lines, heights)
@@ -269,7 +276,8 @@ class _Page:
                 _, x0, x1, y, lw = op
                 fig.add_artist(plt.Line2D([x0 / W, x1 / W], [1 - y / H, 1 - y / H], lw=lw, color="#333333",
                                           transform=fig.transFigure))
-        self.pdf.savefig(fig)
+        with plt.rc_context({"savefig.bbox": "standard"}):  # the whole page (journal_style crops "tight")
+            self.pdf.savefig(fig)
         plt.close(fig)
         self.ops, self.adopted, self.y = [], None, None
 
@@ -292,11 +300,12 @@ class _Page:
 
     # ---- blocks -------------------------------------------------------------------------------------------
     def heading(self, text: str, size: float, keep: float = 0.0) -> None:
-        height = size * 1.9
+        lines = _wrap(text, self.text_w_pt, size, bold=True)
+        height = size * (0.6 + 1.3 * len(lines))
         self._room(height + keep)
         self.y += size * 0.6
-        self._text(self.left_pt, self.y, text, fontsize=size, fontweight="bold")
-        self.y += size * 1.3
+        self._text(self.left_pt, self.y, "\n".join(lines), fontsize=size, fontweight="bold", linespacing=1.1)
+        self.y += size * 1.3 * len(lines)
 
     def _lines(self, text: str) -> list[str]:
         chars = int(self.text_w_pt / (8.5 * 0.55))
@@ -320,6 +329,9 @@ class _Page:
         rows = cells.to_numpy().tolist() or [["(no rows)"] + [""] * (len(header) - 1)]
         layout = layout_table(header, rows, self.text_w_pt)
         head_h, body = layout.heights[0], list(zip(layout.lines[1:], layout.heights[1:]))
+        whole = 1.5 * self.LINE_PT * 2 + head_h + sum(h for _, h in body) + 8
+        if self.y is not None and self.y + whole > self.bottom_pt and whole <= self.bottom_pt - self.top_pt:
+            self._new()  # a table that fits on one page is not split
         start, first = 0, True
         while start < len(body):
             label = caption if first else f"{caption} (continued)"
