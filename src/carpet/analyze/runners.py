@@ -116,10 +116,8 @@ def _km_block(writer: _Writer, frame: pd.DataFrame, ep: dict, groups: pd.Series,
         writer.text(f"{label[:1].upper() + label[1:]}: chi-square {fmt.fit_statistic(lr.statistic)} on {lr.df} df, "
                     f"{fmt.p_equals(lr.p_value)}.")
     plot_groups = {g: (t[(groups == g).to_numpy()], e[(groups == g).to_numpy()]) for g in per_group}
-    longest = max(len(str(g)) for g in plot_groups)
     fig, drawn = km_figure(plot_groups, risk_times=risk_times, title=title, show_ci=len(plot_groups) <= 2,
-                           xlabel=xlabel or f"Time ({unit})", p_text=p_text,
-                           figsize=(4.6 + max(0, longest - 18) * 0.09, 3.9))  # room for long group names
+                           xlabel=xlabel or f"Time ({unit})", p_text=p_text)
     files += writer.figure(fig, stem, f"{title}. {drawn['caption']}")
     res["files"] = files
     return res
