@@ -44,9 +44,18 @@ def read_csv(path: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def moffitt(tmp_path_factory):
+    """The packaged plan run on the RAW tables (patients without the simulator's answers, labs, therapies);
+    the tests compare its numbers with carpet.stats run on the simulator's own answers (cohort.patients)."""
     cohort = simulate_cohort("moffitt_post_cart", n=40, seed=11)
     out = tmp_path_factory.mktemp("moffitt")
-    return cohort.patients, run_analysis(cohort.patients, example_plan("moffitt_post_progression"), out), out
+    assert "pfs2_months" not in cohort.raw_patients and "high_risk_cytogenetics" not in cohort.raw_patients
+    plan = example_plan("moffitt_post_progression")
+    # every analysis type of the plan, and the curves tested below (the demo test runs the whole plan)
+    plan["analyses"] = [a for a in plan["analyses"] if a["type"] != "km" or (a["endpoint"], a.get("by")) in (
+        ("pfs2", "baseline_emd"), ("os_pp", ["baseline_emd", "progression_emd"]))]
+    result = run_analysis(cohort.raw_patients, plan, out, assessments=cohort.lab_series(),
+                          therapies=cohort.therapies)
+    return cohort.patients, result, out
 
 
 @pytest.fixture(scope="module")
@@ -103,19 +112,25 @@ def test_moffitt_four_group_curves_and_cox(moffitt):
 
 def test_moffitt_table1_csv_equals_table1(moffitt):
     patients, _, out = moffitt
-    data = patients.copy()
+    data = patients.copy()  # the simulator's answers, which the plan derived from the raw tables
     data["baseline_emd"] = np.where(data["emd_baseline"].astype(bool), "EMD at baseline", "No EMD at baseline")
+    data["high_risk_cytogenetics"] = np.where(data["high_risk_cytogenetics"], "high", "standard")
+    plan = example_plan("moffitt_post_progression")
+    plan_item = plan["analyses"][1]
+    # IMWG needs a confirmed CR (two assessments and a marrow); the simulator's day-90 CR is the lab pattern, so
+    # CR is the one row where the engine may say less (VGPR; see test_cohort_sim): compared without it
+    categorical = [c for c in plan_item["categorical"] if c != "day90_cr"]
     # the plan's variable labels and level orders, then the same table1 call
     from carpet.analyze.labels import Labels
 
-    cont, cat = ["age_years", "prior_lines"], ["sex", "ecog", "heavy_chain", "high_risk_cytogenetics", "product",
-                                               "refractory"]
-    frame, names, order = Labels(example_plan("moffitt_post_progression")["variables"]).table1_inputs(
-        data, "baseline_emd", cont, cat, cont)
-    expected = table1(frame, by="baseline_emd", continuous=cont, nonnormal=cont, categorical=cat, labels=names,
-                      order=order, seed=2025).summary
+    cont = ["age_years", "prior_lines"]
+    frame, names, order = Labels(plan["variables"]).table1_inputs(data, "baseline_emd", cont, categorical, cont)
+    expected = table1(frame, by="baseline_emd", continuous=cont, nonnormal=cont, categorical=categorical,
+                      labels=names, order=order, seed=2025).summary
     got = read_csv(out / "table1.csv")
     assert (got.pop("simulated") == "True").all()  # simulated data: a column, not a comment line
+    day90_cr = Labels(plan["variables"]).label("day90_cr")
+    got = got[~got["variable"].str.startswith(day90_cr)].reset_index(drop=True)
     want = expected.astype(object).where(expected.notna(), "").astype(str)
     assert list(got.columns[2:4]) == ["Overall", "No EMD at baseline"] and "Male, n (%)" in set(got["variable"])
     assert list(got.columns) == list(want.columns)
@@ -273,12 +288,12 @@ def test_assessments_run_imwg_and_give_pfs(tmp_path):
     from carpet.scores.imwg import assess_cohort
 
     plan = {"title": "IMWG", "assessments": {"pfs": "pfs_imwg"},
-            "endpoints": {"os": {"time": "os_months", "event": "os_event"}},
+            "endpoints": {"os": {"derive": "os"}},
             "analyses": [{"type": "km", "endpoint": "pfs_imwg"}]}
     result = run_analysis(read_patients(paths["patients"]), plan, tmp_path / "out", assessments=paths["labs"])
     imwg = assess_cohort(paths["patients"], paths["labs"])
     progressed = imwg.progression["progression_date"].replace("", None).notna()
-    # no death or follow-up dates in this table: PFS is known exactly for the patients who progressed
+    # every patient of this cohort progressed (before any death): one PFS event each
     assert result.results["km_pfs_imwg"]["groups"]["All patients"]["events"] == int(progressed.sum())
     assert "imwg" in results_json(tmp_path / "out")["provenance"]
 
@@ -510,3 +525,48 @@ def test_html_numbers_are_results_json_numbers(moffitt, lbcl):
                 assert fmt.fit_statistic(model["aic"]) in cells
         assert checked >= 2
         assert "= <" not in text and "<NA>" not in text
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the plan language: 0/1 codes, raw-table needs, --describe
+# ----------------------------------------------------------------------------------------------------------------
+def test_zero_one_codes_are_read_as_false_true_and_other_codes_refused(tmp_path):
+    df = pd.DataFrame({"patient_id": list("abcdef"), "t": [1.0, 2, 3, 4, 5, 6], "e": [1, 0, 1, 1, 0, 1],
+                       "emd": [1, 0, 1, 0, 0, 1], "hb_g_dl": [9.9, 10.0, 12, 8, 11, 10.1]})
+    plan = {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}},
+            "derive": [{"name": "emd_group", "labels": {"column": "emd", "values": {True: "EMD", False: "No EMD"}}},
+                       {"name": "anemia", "cut": {"column": "hb_g_dl", "below": 10}}],
+            "analyses": [{"type": "km", "endpoint": "pfs", "by": "emd_group"},
+                         {"type": "proportion", "column": "anemia"}]}
+    res = run_analysis(df, plan, tmp_path / "ok").results
+    assert {g: r["n"] for g, r in res["km_pfs_emd_group"]["groups"].items()} == {"EMD": 3, "No EMD": 3}
+    assert res["proportion_anemia"]["rows"][0]["k"] == 2          # 9.9 and 8 are below 10; 10.0 is not
+    bad = df.assign(emd=[1, 0, 2, 0, 0, 1])                      # 2 is no code of a yes/no column
+    with pytest.raises(InputError, match=r"holds \['0', '1', '2'\], which the labels do not name"):
+        run_analysis(bad, plan, tmp_path / "bad")
+
+
+def test_raw_table_derivations_say_which_table_is_missing(tmp_path):
+    df = pd.DataFrame({"patient_id": ["a", "b"], "infusion_date": pd.to_datetime(["2024-01-01"] * 2)})
+    plan = {"title": "t", "endpoints": {"pfs2": {"derive": "pfs2"}},
+            "derive": [{"name": "first", "first_line_after": "progression"}],
+            "analyses": [{"type": "km", "endpoint": "pfs2"}]}
+    with pytest.raises(InputError) as err:
+        run_analysis(df, plan, tmp_path)
+    assert "endpoints.pfs2.derive: pfs2 needs progression dates" in str(err.value)
+    assert "derive[0].first_line_after: needs the therapies table" in str(err.value)
+    assert validate_plan({**plan, "endpoints": {"x": {"derive": "pfs3"}}})[0].startswith("endpoints.x.derive")
+
+
+def test_describe_lists_the_raw_inputs_of_a_plan():
+    from carpet.analyze import describe_plan, required_inputs
+
+    need = required_inputs(example_plan("moffitt_post_progression"))
+    by_table = need.groupby("table")["column"].apply(set)
+    assert {"infusion_date", "death_date", "last_followup_date", "involved_light_chain", "hb_g_dl", "del17p",
+            "emd_baseline"} <= by_table["patients"]
+    assert "pfs2_months" not in by_table["patients"] and "anemia" not in by_table["patients"]  # derived, not input
+    assert {"assessments", "therapies"} <= set(by_table.index)
+    run = CliRunner().invoke(app, ["analyze", "--plan", str(PLANS / "salvage_after_bcma.yaml"), "--describe"])
+    assert run.exit_code == 0 and "therapies table (--therapies)" in run.output and "regimen" in run.output
+    assert "assessments table" in describe_plan(PLANS / "moffitt_post_progression.yaml")

@@ -182,20 +182,36 @@ def imwg(
 @app.command()
 @_friendly_errors
 def analyze(
-    clinical: Path = typer.Option(..., "--clinical", help="PATIENTS table (CSV/XLSX)."),
+    clinical: Optional[Path] = typer.Option(None, "--clinical", help="PATIENTS table (CSV/XLSX); required unless "
+                                                                      "--describe."),
     assessments: Optional[Path] = typer.Option(None, "--assessments", help="Lab assessments (CSV/XLSX)."),
     imaging: Optional[Path] = typer.Option(None, "--imaging", help="Imaging results table (from quantify/batch)."),
     plan: Path = typer.Option(..., "--plan", help="Analysis plan (YAML)."),
-    out: Path = typer.Option(..., "--out", help="Output folder."),
-    therapies: Optional[Path] = typer.Option(None, "--therapies", help="Lines of therapy (CSV/XLSX), for IMWG."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder; required unless --describe."),
+    therapies: Optional[Path] = typer.Option(None, "--therapies", help="Lines of therapy (CSV/XLSX): regimen, "
+                                                                       "start, best response, progression."),
     include_identifiers: bool = typer.Option(False, "--include-identifiers",
                                              help="Keep name/birth date/MRN columns (dropped by default)."),
     xlsx: bool = typer.Option(False, "--xlsx", help="Also write tables.xlsx: one sheet per table."),
     page_size: str = typer.Option("A4", "--page-size", help="PDF page size: A4 or Letter."),
+    describe: bool = typer.Option(False, "--describe", help="List the input tables and columns the plan needs, and "
+                                                            "what each must hold; run nothing."),
 ) -> None:
-    """Run an analysis plan: Table 1, survival curves, tests, cut-points, transitions; HTML and PDF reports."""
+    """Run an analysis plan: Table 1, survival curves, tests, cut-points, transitions; HTML and PDF reports.
+
+    The plan language is documented in docs/plans.md.
+    """
     from carpet.analyze import run_analysis
     from carpet.cohort.schema import read_patients
+    from carpet.errors import InputError
+
+    if describe:
+        from carpet.analyze import describe_plan
+
+        typer.echo(describe_plan(plan))
+        return
+    if clinical is None or out is None:
+        raise InputError("carpet analyze needs --clinical PATIENTS.csv and --out DIR (or --describe)")
 
     result = run_analysis(read_patients(clinical), plan, out, imaging=imaging, assessments=assessments,
                           therapies=therapies,
@@ -273,7 +289,7 @@ def demo(
 ) -> None:
     """Run carpet end to end on simulated data and write an HTML report in OUT.
 
-    Needs no input: it simulates the three published cohorts, builds and quantifies PET/CT phantoms
+    Needs no input: it simulates the four published cohorts, builds and quantifies PET/CT phantoms
     of some patients, derives IMWG progression from simulated labs and runs the packaged analysis
     plans. Writes OUT/index.html (the report; its path is printed), imaging.csv, cohorts/<study>/,
     studies/<study_id>/, imwg/ and analysis/<plan>/. Everything is labelled as simulated.

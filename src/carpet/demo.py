@@ -1,6 +1,6 @@
 """``carpet demo``: the whole of carpet on simulated data, in one command.
 
-It simulates the three published cohorts carpet is built to reproduce, builds PET/CT phantoms for
+It simulates the four published cohorts carpet is built to reproduce, builds PET/CT phantoms for
 some of their patients, quantifies them as ``carpet quantify`` would, derives IMWG progression from
 simulated lab series, runs the papers' analyses from carpet's packaged plans, and writes everything — CSV
 tables, figures and one self-contained ``index.html`` — into the output folder. Every file says it
@@ -72,8 +72,10 @@ def _cohorts(state: dict) -> None:
                      "description": STUDIES[study].description})
     state["cohorts"] = cohorts
     report.section("1. Simulated cohorts")
-    report.text("Three cohorts calibrated to the published studies carpet reproduces (targets and their "
-                "sources in each cohort.json).")
+    report.text("Four cohorts calibrated to the published studies carpet reproduces (targets and their "
+                "sources in each cohort.json). Where a cohort has raw tables (patients.csv without the simulator's "
+                "answers, labs.csv, therapies.csv), its plan derives every endpoint from them; truth.csv holds the "
+                "simulator's own answers to check against.")
     report.table(pd.DataFrame(rows), caption="Cohorts")
     report.files(files)
 
@@ -146,7 +148,8 @@ def _imwg(state: dict) -> None:
 #: (cohort, packaged analysis plan) pairs the demo runs with ``carpet analyze``
 DEMO_PLANS = [("moffitt_post_cart", "moffitt_post_progression.yaml"),
               ("certainty_pet", "certainty_mtv.yaml"),
-              ("lbcl_mtv", "lbcl_mtv_vs_ipi.yaml")]
+              ("lbcl_mtv", "lbcl_mtv_vs_ipi.yaml"),
+              ("salvage_post_bcma", "salvage_after_bcma.yaml")]
 
 
 def _analyses(state: dict) -> None:
@@ -160,7 +163,11 @@ def _analyses(state: dict) -> None:
                 "report, a PDF, one CSV per table, figures (PNG and PDF) and results.json with provenance.")
     links = []
     for study, plan in DEMO_PLANS:
-        result = run_analysis(state["cohorts"][study].patients, plans / plan, out / "analysis" / study)
+        cohort = state["cohorts"][study]
+        raw = {"assessments": cohort.lab_series(), "therapies": cohort.therapies} if cohort.therapies is not None else {}
+        # cohorts with raw tables go in as a centre's would: patients (no simulated answers), labs, therapies
+        patients = cohort.raw_patients if raw else cohort.patients
+        result = run_analysis(patients, plans / plan, out / "analysis" / study, **raw)
         links += [(f"analysis/{study}/report.html", f"{study}: {plan} (HTML)"),
                   (f"analysis/{study}/report.pdf", f"{study}: {plan} (PDF)")]
         headline = next((f for f in result.files if f.startswith("figures/") and f.endswith(".png")), None)

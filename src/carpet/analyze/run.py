@@ -10,10 +10,12 @@ from typing import Any
 
 import pandas as pd
 
+from carpet.analyze.clinical import load_clinical
 from carpet.analyze.derive import (_coerce, _drop_identifiers, _imaging_table, _merge_imaging, _prepare,
                                    _with_assessments)
 from carpet.analyze.labels import Labels
-from carpet.analyze.plan import _raise, _title, _default_stem, _unique, load_plan, validate_plan
+from carpet.analyze.plan import ANALYSES, needs_raw_tables, _raise, _title, _default_stem, _unique, load_plan, validate_plan
+from carpet.analyze.cohort_runners import COHORT_RUNNERS, TABLE_ANALYSES
 from carpet.analyze.runners import _RUNNERS
 from carpet.analyze.writer import SIMULATED_BANNER, _jsonable, _Writer
 from carpet.errors import InputError
@@ -92,16 +94,20 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
     if not include_identifiers:
         data = _drop_identifiers(data, "clinical", notes)
     endpoints = {k: dict(v) for k, v in plan["endpoints"].items()}
+    tables = None
+    if assessments is not None or therapies is not None or needs_raw_tables(plan):
+        tables = load_clinical(data, assessments, therapies, notes)
+        record.update(tables.record)
     if imaging is not None:
         img = _coerce(_imaging_table(imaging, plan.get("imaging") or {}, notes))
         if not include_identifiers:
             img = _drop_identifiers(img, "imaging", notes)
         data = _merge_imaging(data, img, plan.get("imaging") or {}, notes)
     if assessments is not None:
-        data = _with_assessments(data, assessments, therapies, plan.get("assessments"), endpoints, record, notes)
+        data = _with_assessments(data, tables, plan.get("assessments"), endpoints, notes)
     elif (plan.get("assessments") or {}).get("pfs"):
         _raise(["assessments.pfs: needs the assessments table (--assessments LABS.csv)"], plan_source, "inputs")
-    data, derived = _prepare(data, plan, endpoints, plan_source)
+    data, derived = _prepare(data, plan, endpoints, plan_source, tables)
     simulated = bool("simulated" in data and data["simulated"].fillna(False).astype(bool).any())
 
     labels = Labels(plan.get("variables"))
@@ -121,7 +127,8 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
         headings[heading] = headings.get(heading, 0) + 1
         writer.section(heading if headings[heading] == 1 else f"{heading} ({headings[heading]})")
         try:
-            res = _RUNNERS[a["type"]](data, a, endpoints, writer, stem, seed)
+            extra = (tables,) if a["type"] in TABLE_ANALYSES else ()
+            res = RUNNERS[a["type"]](data, a, endpoints, writer, stem, seed, *extra)
         except InputError as exc:  # say which analysis of the plan the data could not support
             raise InputError(f"analyses[{i}] ({a['type']}): {exc}", source=plan_source) from exc
         res.update(type=a["type"], plan_item=a, key_path=f"analyses[{i}]")
@@ -142,6 +149,10 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
     files["report.pdf"] = writer.pdf.write(out / "report.pdf")
     files["report.html"] = writer.html.write(out / "report.html")
     return AnalysisResult(results=results, files=files, notes=notes, simulated=simulated, provenance=prov)
+
+
+RUNNERS = {**_RUNNERS, **COHORT_RUNNERS}
+assert set(RUNNERS) == set(ANALYSES)
 
 
 def _input_record(patients, imaging, assessments, input_files) -> dict:

@@ -391,4 +391,4 @@ def _cox_display(summary: pd.DataFrame, data: pd.DataFrame, covariates: list[str
 _RUNNERS = {"table1": _run_table1, "km": _run_km, "cox": _run_cox, "transitions": _run_transitions,
             "cutpoint": _run_cutpoint, "cutoff": _run_cutoff, "compare_models": _run_compare_models,
             "landmark": _run_landmark}
-assert set(_RUNNERS) == set(ANALYSES)
+assert set(_RUNNERS) <= set(ANALYSES)

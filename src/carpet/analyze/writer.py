@@ -54,13 +54,19 @@ class _Writer:
         self.html.note(text)
         self.pdf.note(text)
 
-    def table(self, df: pd.DataFrame, stem: str, caption: str, display: pd.DataFrame | None = None) -> str:
-        """Write ``df`` to ``<stem>.csv`` and show it (or the more readable ``display``) in the reports."""
+    def csv(self, df: pd.DataFrame, stem: str) -> str:
+        """Write ``df`` to ``<stem>.csv`` (with the ``simulated`` column when simulated) and to the workbook;
+        not shown in the reports. Returns the file name."""
         path = self.out / f"{stem}.csv"
         data = df.assign(simulated=True) if self.simulated else df
         data.to_csv(path, index=False, encoding="utf-8")
         self.files[path.name] = path
         self.tables[stem] = data
+        return path.name
+
+    def table(self, df: pd.DataFrame, stem: str, caption: str, display: pd.DataFrame | None = None) -> str:
+        """Write ``df`` to ``<stem>.csv`` and show it (or the more readable ``display``) in the reports."""
+        path = self.out / self.csv(df, stem)
         shown = df if display is None else display
         self.html.table(shown, caption=f"{caption} ({path.name})")
         self.pdf.table(shown, caption=f"{caption} ({path.name})")
