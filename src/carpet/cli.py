@@ -261,6 +261,8 @@ def analyze(
                                                                        "start, best response, progression."),
     include_identifiers: bool = typer.Option(False, "--include-identifiers",
                                              help="Keep name/birth date/MRN columns (dropped by default)."),
+    xlsx: bool = typer.Option(False, "--xlsx", help="Also write tables.xlsx: one sheet per table."),
+    page_size: str = typer.Option("A4", "--page-size", help="PDF page size: A4 or Letter."),
     describe: bool = typer.Option(False, "--describe", help="List the input tables and columns the plan needs, and "
                                                             "what each must hold; run nothing."),
 ) -> None:
@@ -284,7 +286,7 @@ def analyze(
     with staged_dir(out, "analyze") as stage:
         result = run_analysis(read_patients(clinical), plan, stage, imaging=imaging, assessments=assessments,
                               therapies=therapies,
-                              include_identifiers=include_identifiers,
+                              include_identifiers=include_identifiers, xlsx=xlsx, page_size=page_size,
                               input_files={"clinical": clinical, "imaging": imaging, "assessments": assessments,
                                            "therapies": therapies})
     for note in result.notes:

@@ -121,8 +121,8 @@ def _imaging(state: dict) -> None:
                   f"Maximum-intensity projections of {pid}, the study with the most lesion sites among those "
                   "quantified; lesion outlines coloured by site; grey scale SUV 0–6 g/mL.")
     report.files([("imaging.csv", "one row per study: the measures in the table above")]
-                 + [(p.relative_to(out).as_posix(), f"{p.parent.parent.name}: {p.parent.name} {p.name}")
-                    for p in sorted((out / "studies").glob("*/*/*")) if p.parent.parent.name in set(chosen)])
+                 + [(f"studies/{pid}/", f"{pid}: input/ (PET, CT, lesion masks as NIfTI, truth.json) and quantify/ "
+                     "(lesions.csv, summary.json, lesions.nii.gz)") for pid in chosen])
 
 
 def _imwg(state: dict) -> None:
@@ -141,7 +141,8 @@ def _imwg(state: dict) -> None:
     report.text(f"`carpet imwg` derived response and progression for {len(simulated)} patients from "
                 f"{len(pd.read_csv(labs))} simulated lab values; the derived progression date equals the "
                 f"simulated one for {agree} of {len(simulated)} patients.")
-    report.table(result.progression.head(8), caption="progression.csv (first rows)")
+    contract = ["patient_id", "best_response", "progression_date", "progression_confirmed", "refractory"]
+    report.table(result.progression[contract].head(8), caption="progression.csv (first rows; contract columns)")
     report.files([(str(Path(p).relative_to(out)), name) for name, p in files.items()])
 
 
