@@ -570,3 +570,17 @@ def test_describe_lists_the_raw_inputs_of_a_plan():
     run = CliRunner().invoke(app, ["analyze", "--plan", str(PLANS / "salvage_after_bcma.yaml"), "--describe"])
     assert run.exit_code == 0 and "therapies table (--therapies)" in run.output and "regimen" in run.output
     assert "assessments table" in describe_plan(PLANS / "moffitt_post_progression.yaml")
+
+
+def test_cox_with_a_diverging_coefficient_still_reports_with_rs_warning(tmp_path):
+    # one covariate whose group B has no events: R warns "Loglik converged before variable 1; coefficient may
+    # be infinite." and reports; carpet used to raise "information matrix is singular" and write nothing
+    df = _small_cohort().assign(t=np.arange(1.0, 25.0))
+    df["e"] = np.where(df["arm"] == "B", 0, 1)
+    plan = {**GOOD, "analyses": [{"type": "cox", "endpoint": "pfs", "covariates": ["arm"]}]}
+    run_analysis(df, plan, tmp_path)
+    res = results_json(tmp_path)["analyses"]["cox_pfs"]
+    assert res["warnings"] == ["Loglik converged before variable 1; coefficient may be infinite."]
+    assert res["summary"][0]["infinite"] is True
+    assert [r["term"] for r in res["zph"]] == ["arm", "GLOBAL"]
+    assert "coefficient may be infinite" in (tmp_path / "report.html").read_text()

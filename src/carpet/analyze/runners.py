@@ -172,11 +172,17 @@ def _run_cox(data, a, endpoints, writer, stem, seed):
                           display=_cox_display(summary, data, covs, writer.labels))]
     if fit.n_dropped:
         writer.note(f"{fit.n_dropped} patient(s) with a missing value were left out of the Cox model.")
+    for w in fit.warnings:  # R's words, e.g. "Loglik converged before variable 2; coefficient may be infinite."
+        writer.note(f"Cox model: {w}")
     tests = {name: {"statistic": t.statistic, "df": t.df, "p_value": t.p_value}
              for name, t in (("lr_test", fit.lr_test), ("wald_test", fit.wald_test), ("score_test", fit.score_test))}
-    writer.text(f"Concordance {fit.concordance:.3f}; likelihood-ratio test {fmt.p_equals(fit.lr_test.p_value)}.")
+    zph = fit.zph().reset_index()
+    writer.text(f"Concordance {fit.concordance:.3f} (SE {fit.concordance_se:.3f}); likelihood-ratio test "
+                f"{fmt.p_equals(fit.lr_test.p_value)}; proportional hazards (cox.zph, global) "
+                f"{fmt.p_equals(zph['p'].iloc[-1])}.")
     return {"endpoint": ep, "summary": summary.to_dict("records"), "n": fit.n, "n_events": fit.n_events,
-            "n_dropped": fit.n_dropped, "concordance": fit.concordance, **tests, "provenance": fit.provenance,
+            "n_dropped": fit.n_dropped, "concordance": fit.concordance, "concordance_se": fit.concordance_se,
+            **tests, "zph": zph.to_dict("records"), "warnings": list(fit.warnings), "provenance": fit.provenance,
             "files": files}
 
 

@@ -58,6 +58,10 @@ def design_matrix(df: pd.DataFrame, covariates: Sequence[str],
     Levels no row uses are left out (R reports NA for them).
     """
     reference = reference or {}
+    if not reference and all(pd.api.types.is_numeric_dtype(df[c]) and df[c].dtype != bool for c in covariates):
+        # the common case, without a pandas concat
+        return (pd.DataFrame(df[list(covariates)].to_numpy(dtype=float), columns=list(covariates)),
+                {c: [k] for k, c in enumerate(covariates)})
     unknown = set(reference) - set(covariates)
     if unknown:
         raise InputError(f"reference levels given for {sorted(unknown)}, which are not covariates",
