@@ -6,8 +6,9 @@ landmarks of :func:`carpet.anatomy.landmarks.body_landmarks`. No library does th
 numpy/scipy.ndimage. The rules and how they fail are written down in ``docs/physiology.md``.
 
 * **brain** — in the head (the narrow cranial end of the body), in its upper part: the largest component of
-  at least ``brain_min_ml``; further head components are brain when they lie within ``brain_gap_mm`` of it,
-  or at least ``brain_depth_mm`` below the skin and not below its lowest slice. A small component near the
+  at least ``brain_min_ml``; further head components are brain when they lie within ``brain_gap_mm`` of it
+  and at least ``brain_skull_mm`` below the skin (scalp and skull), or at least ``brain_depth_mm`` below the
+  skin and not below its lowest slice. A small component near the
   skin of the head (a skull or scalp lesion) stays and is flagged for review.
 * **myocardium** — outside the head, at least ``heart_min_ml``, centroid left of the mid-line or on it
   (``heart_dx``, in half trunk widths) and in the anterior part of the trunk (``heart_dy``), shaped like a
@@ -21,13 +22,15 @@ numpy/scipy.ndimage. The rules and how they fail are written down in ``docs/phys
   lateral (``kidney_dx``), and only when the heart or the bladder was found (the renal level): the largest candidate of each side (≥ ``kidney_min_ml``, in the posterior half),
   and only when the two make a pair (levels within ``kidney_pair_mm``, distances from the mid-line within
   ``kidney_pair_dx``); then every candidate of that side within ``kidney_reach_mm`` in-slice and
-  ``kidney_half_length_mm`` along z of it (the parenchyma breaks into pieces at a threshold). A lone
-  candidate is kept and flagged.
+  ``kidney_half_length_mm`` along z of it (the parenchyma breaks into pieces at a threshold) and not
+  hotter than ``kidney_piece_max_ratio`` × its SUVmax. A lone candidate, and a piece hotter than its kidney's largest (a renal pelvis, or a kidney
+  lesion), are kept and flagged.
 
-A lesion is never removed only because it lies next to an organ: when an organ's component has voxels
-farther than ``split_margin_mm`` from the organ's core (its voxels at ≥ ``core_fraction`` of its SUVmax),
-the far part that holds its own maximum (≥ ``split_min_suv``, rising by ≥ ``split_prominence`` × its peak
-above the saddle where it meets the organ) and ``split_min_ml`` is split off as a lesion and flagged for review (a node beside the bladder, a mediastinal node beside the heart).
+A lesion is never removed only because it lies next to an organ: a node merged with an organ's component
+is split off as a lesion and flagged for review when it is a maximum of its own beyond the heart's wall (it
+rises by ≥ ``split_prominence`` × its peak above the saddle joining it to the myocardium), or a bump on the bladder's
+edge (the bladder's urine is uniform, so a node pressed on it has no maximum of its own but reaches farther
+than ``split_margin_mm`` from the bladder's core); see :func:`_split_lesions`.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class PhysiologyParams:
     brain_min_ml: float = 5.0
     brain_gap_mm: float = 15.0
     brain_depth_mm: float = 20.0
+    brain_skull_mm: float = 12.0
     brain_upper_fraction: float = 0.4
     heart_min_ml: float = 10.0
     heart_dx: tuple[float, float] = (-0.2, 0.7)
@@ -75,11 +79,16 @@ class PhysiologyParams:
     kidney_pair_dx: float = 0.25
     kidney_reach_mm: float = 60.0
     kidney_half_length_mm: float = 80.0
+    kidney_piece_max_ratio: float = 1.5
     core_fraction: float = 0.5
     split_margin_mm: float = 10.0
     split_min_ml: float = 0.5
     split_min_suv: float = 4.0
     split_prominence: float = 0.2
+    split_edge_mm: float = 4.0
+    split_tip_min_ml: float = 0.25
+    split_wall_mm: float = 15.0
+    split_max_peaks: int = 30
 
     def as_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -235,7 +244,7 @@ def _brain(feats, labels, pet, lm, p, organ, review):
         if lid == main.lesion_id:
             continue
         gap = _gap_mm(labels, main, row, pet.spacing)
-        if gap <= p.brain_gap_mm:
+        if gap <= p.brain_gap_mm and row.depth_mm >= p.brain_skull_mm:
             organ[int(lid)] = ("brain", "brain_adjacent", f"{gap:.0f} mm from the main brain component")
         elif row.z >= z_low and row.depth_mm >= p.brain_depth_mm:
             organ[int(lid)] = ("brain", "brain_deep", f"in the head, {row.depth_mm:.0f} mm below the skin")
@@ -274,7 +283,8 @@ def _bladder(feats, lm, p, organ, review, heart_z):
     row = cand.loc[cand.suv_max.idxmax()]
     # Urine is the hottest thing in the body outside the head and the renal pelves: the bladder stands out
     # from every other component by ``bladder_contrast`` (a hot mid-line mass with a colder bladder stays).
-    kidney_place = (body.dx.abs() >= p.kidney_dx[0]) & (body.dy >= p.kidney_dy)
+    kidney_place = ((body.dx.abs() >= p.kidney_dx[0]) & (body.dx.abs() <= p.kidney_dx[1])
+                    & (body.dy >= p.kidney_main_dy) & (body.z > row.z + 50.0))
     others = body[~kidney_place & (body.index != row.lesion_id)]
     rival = float(others.suv_max.max()) if len(others) else 0.0
     if row.suv_max < p.bladder_contrast * rival:
@@ -311,11 +321,111 @@ def _kidneys(feats, p, organ, review, heart_z, bladder_z):
         near = part[(np.hypot(part.x - main.x, part.y - main.y) <= p.kidney_reach_mm)
                     & ((part.z - main.z).abs() <= p.kidney_half_length_mm)]
         for lid, row in near.iterrows():
+            if row.suv_max > p.kidney_piece_max_ratio * main.suv_max:
+                review[int(lid)] = (f"beside the {side} kidney but hotter than its largest piece (SUVmax "
+                                    f"{row.suv_max:.1f} > {p.kidney_piece_max_ratio:g} x {main.suv_max:.1f}): renal pelvis or a kidney lesion")
+                continue
             rule = "kidney_main" if lid == main.lesion_id else "kidney_piece"
             organ[int(lid)] = ("kidney", rule, f"{side} kidney: paired posterior-lateral components between heart "
                                "and bladder" + ("" if lid == main.lesion_id else
                                                 f", {np.hypot(row.x - main.x, row.y - main.y):.0f} mm from its "
                                                 "largest piece"))
+
+
+def _saddle(m: np.ndarray, v: np.ndarray, seed: tuple, target: np.ndarray, peak: float) -> float:
+    """Highest level t at which ``seed`` is connected to a voxel of ``target`` through ``m & (v >= t)``
+    (bisection over the SUV values of ``m``); ``peak`` when they are connected at the seed's own level."""
+    levels = np.unique(v[m])
+    levels = levels[levels <= peak]
+    structure = np.ones((3, 3, 3))
+
+    def joined(t):
+        lab, _ = ndimage.label(m & (v >= t), structure=structure)
+        return bool(np.any(lab[target] == lab[seed]))
+
+    lo, hi = 0, len(levels) - 1                  # joined(levels[0]) holds: the component is connected
+    if joined(levels[hi]):
+        return peak
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if joined(levels[mid]) else (lo, mid)
+    return float(levels[lo])
+
+
+def _split_lesions(m: np.ndarray, v: np.ndarray, spacing, name: str, suv_max: float, voxel_ml: float,
+                   p: PhysiologyParams) -> list[np.ndarray]:
+    """Lesions inside an organ's component (voxel masks of the component's box); see the module docstring.
+
+    *Own maxima* (the myocardium; the brain's cortex and the kidneys' pelves have maxima of their own, so a
+    lesion merged with them is not split — docs/physiology.md): the wall is the part of the component within
+    ``split_wall_mm`` of its cold cavity; a regional maximum beyond the wall (≥ ``split_min_suv``, at most
+    ``split_max_peaks``, highest first) whose peak rises above the saddle joining it to the wall by ≥
+    ``split_prominence`` × the peak is a lesion's; each voxel goes to the wall or the maximum it climbs to
+    (marker watershed), and the maxima's regions of ≥ ``split_min_ml`` are lesions. *Bumps* (the bladder, whose urine is
+    uniform): a node pressed against it is a shoulder on its blurred edge, with no maximum of its own; the
+    parts of the component farther than ``split_margin_mm`` from the core (≥ ``core_fraction`` × SUVmax) and
+    holding ≥ ``split_tip_min_ml``, grown back towards the core by ``split_margin_mm - split_edge_mm``, are
+    lesions. The organ's own blurred edge reaches about one PSF
+    FWHM beyond its core, so it leaves no such part.
+    """
+    out = []
+    if name == "bladder":
+        core = m & (v >= p.core_fraction * suv_max)
+        dist = ndimage.distance_transform_edt(~core, sampling=spacing)
+        far, n = ndimage.label(m & (dist > p.split_margin_mm), structure=np.ones((3, 3, 3)))
+        for k in range(1, n + 1):
+            tip = far == k
+            if tip.sum() * voxel_ml < p.split_tip_min_ml:
+                continue
+            # the bump: its tip grown back towards the core, down to split_edge_mm from it
+            grow = p.split_margin_mm - p.split_edge_mm
+            part = m & (dist > p.split_edge_mm) & (ndimage.distance_transform_edt(~tip, sampling=spacing) <= grow)
+            if part.sum() * voxel_ml >= p.split_min_ml and v[part].max() >= p.split_min_suv:
+                out.append(part)
+        return out
+    if name != "myocardium":
+        return out
+    # the myocardium's wall: within split_wall_mm of its cold cavity; a node's maximum lies beyond it
+    filled = np.zeros(m.shape, bool)
+    for axis in range(3):
+        filled |= _fill_holes_slicewise(m, axis)
+    cavity = filled & ~m
+    if not cavity.any():
+        return out
+    wall = m & (ndimage.distance_transform_edt(~cavity, sampling=spacing) <= p.split_wall_mm)
+    outside = m & ~wall
+    peaks = outside & (v == ndimage.maximum_filter(np.where(m, v, -np.inf), size=3)) & (v >= p.split_min_suv)
+    seeds = np.argwhere(peaks)
+    order = np.argsort(v[tuple(seeds.T)])[::-1][:p.split_max_peaks]
+    markers = np.zeros(m.shape, np.uint32)
+    markers[wall] = 1
+    n = 1
+    for i in order:
+        seed = tuple(seeds[i])
+        if markers[seed]:
+            continue
+        peak = float(v[seed])
+        saddle = _saddle(m, v, seed, wall, peak)
+        if peak - saddle < p.split_prominence * peak:
+            continue
+        lab, _ = ndimage.label(m & (v > saddle), structure=np.ones((3, 3, 3)))
+        if np.any(markers[lab == lab[seed]] > 1):      # the same node, seen from another of its maxima
+            continue
+        n += 1
+        markers[seed] = n
+    if n == 1:
+        return out
+    import SimpleITK as sitk
+
+    relief = np.where(m, -v, np.float32(1e6)).astype(np.float32)
+    ws = sitk.GetArrayFromImage(sitk.MorphologicalWatershedFromMarkers(
+        sitk.GetImageFromArray(relief), sitk.GetImageFromArray(markers), markWatershedLine=False,
+        fullyConnected=True))
+    ws = np.where(m, ws, 0)
+    for k in range(2, n + 1):
+        if np.count_nonzero(ws == k) * voxel_ml >= p.split_min_ml:
+            out.append(ws == k)
+    return out
 
 
 def _apply(pet: Volume, labels: np.ndarray, feats, organ, p):
@@ -331,28 +441,12 @@ def _apply(pet: Volume, labels: np.ndarray, feats, organ, p):
         box = _box(f, labels.shape)
         m = labels[box] == lid
         v = suv[box]
-        keep_parts = []
-        if name != "kidney":                             # kidneys: cores of pelvis and parenchyma differ
-            core = m & (v >= p.core_fraction * f.suv_max)
-            far = m & (ndimage.distance_transform_edt(~core, sampling=spacing) > p.split_margin_mm)
-            if far.any():
-                parts, n = ndimage.label(far, structure=np.ones((3, 3, 3)))
-                for k in range(1, n + 1):
-                    part = parts == k
-                    peak = float(v[part].max())
-                    if part.sum() * pet.voxel_volume_ml < p.split_min_ml or peak < p.split_min_suv:
-                        continue
-                    # a focal maximum of its own: it rises above the saddle where it meets the organ (an
-                    # organ's own edge falls off from the core and has no such rise)
-                    interface = part & ndimage.binary_dilation(m & ~part, np.ones((3, 3, 3)))
-                    saddle = float(v[interface].max()) if interface.any() else 0.0
-                    if peak - saddle >= p.split_prominence * peak:
-                        keep_parts.append(part)
+        keep_parts = _split_lesions(m, v, spacing, name, float(f.suv_max), pet.voxel_volume_ml, p)
         organ_mask = m.copy()
         for part in keep_parts:
             organ_mask &= ~part
-            extra.append((box, part, f"split off the {name} (a maximum > {p.split_margin_mm:g} mm from "
-                                     f"its core); check it is a lesion"))
+            extra.append((box, part, f"split off the {name} ({'a bump on its edge' if name == 'bladder' else 'a maximum of its own'}); "
+                                     "check it is a lesion"))
         sub = excluded[box]
         sub[organ_mask] = cid
         vals = v[organ_mask]
