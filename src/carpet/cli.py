@@ -124,6 +124,10 @@ def quantify(
         False, "--auto-exclude",
         help="Also remove the brain (conservative rule: a component ≥ 500 mL in the top 30 cm); other organs "
              "need --exclude."),
+    keep_physiological: bool = typer.Option(
+        False, "--keep-physiological",
+        help="Keep brain, myocardium, kidneys and bladder in the lesions. By default the physiology rules "
+             "(PET only) exclude them and list each excluded component in excluded.csv / excluded.nii.gz."),
     baseline: Optional[Path] = typer.Option(None, "--baseline",
                                             help="OUT folder of this patient's baseline quantify run: "
                                                  "adds the Lugano response (delta SUVmax)."),
@@ -158,6 +162,7 @@ def quantify(
                               method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
                               auto_exclude=auto_exclude, baseline_dir=baseline, roi=roi,
                               keep_identity=keep_identity, overrides_path=overrides, study_id=study_id,
+                              keep_physiological=keep_physiological,
                               params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml,
                                                    seed_suv=seed_suv))
     s = result.summary
@@ -165,6 +170,10 @@ def quantify(
         err.print(f"[yellow]warning:[/] {note}", highlight=False)
     typer.echo(f"{s['method']}: {s['n_lesions']} lesions, MTV {s['mtv_ml']:.2f} mL, TLG {s['tlg']:.1f}, "
                f"Dmax {s['dmax_mm']:.1f} mm -> {out}")
+    ex = s.get("excluded", {})
+    if ex.get("n_components"):
+        organs = ", ".join(f"{o} {v['volume_ml']:.1f} mL" for o, v in ex["by_organ"].items())
+        typer.echo(f"excluded as physiological uptake: {organs} (excluded.csv; --keep-physiological keeps them)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -58,6 +58,12 @@ class QuantifyResult:
         Label map on the PET grid (int32; label = ``lesion_id``).
     methods : DataFrame or None
         For ``method='all'``: one row per method with the study measures.
+    excluded : Volume or None
+        Physiological uptake taken out of the (main method's) segmentation: label map on the PET grid,
+        label = ``component_id`` of ``excluded_table`` (None when the exclusion was off).
+    excluded_table : DataFrame or None
+        One row per excluded component: ``component_id, organ, volume_ml, suv_max``, centroid, ``rule``,
+        ``reason`` (:func:`carpet.anatomy.physiology.find_physiology`).
     """
 
     lesions: pd.DataFrame
@@ -65,6 +71,8 @@ class QuantifyResult:
     labels: Volume
     methods: pd.DataFrame | None = None
     extra: dict = field(default_factory=dict)
+    excluded: Volume | None = None
+    excluded_table: pd.DataFrame | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +201,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                    params: SegmentParams | None = None, liver_voi=None,
                    bsa_m2: float | None = None, inputs: dict | None = None,
                    auto_exclude: bool = False, baseline: dict | None = None,
-                   overrides: pd.DataFrame | None = None) -> QuantifyResult:
+                   overrides: pd.DataFrame | None = None,
+                   keep_physiological: bool = False) -> QuantifyResult:
     """Segment (or take the user's lesions), measure, and summarise one study.
 
     Parameters
@@ -228,6 +237,10 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     overrides : DataFrame, optional
         This study's reader overrides (:func:`carpet.overrides.read_overrides`): lesions excluded before
         measuring, sites set after classifying; each applied change is in ``provenance.overrides``.
+    keep_physiological : bool
+        Keep the components the physiology rules take for brain, myocardium, kidneys and bladder
+        (:func:`carpet.anatomy.physiology.find_physiology`); by default they are excluded from threshold
+        segmentations and listed in ``excluded_table``. A user's lesion mask is never filtered.
     """
     params = params or SegmentParams()
     if method is not None and method != "all" and method not in METHODS:
@@ -275,6 +288,9 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                           skip_unavailable=(method == "all"))
         notes += sorted({str(w.message) for w in caught})
         seg_labels, thresholds, skipped = seg.labels, seg.thresholds, seg.skipped
+    physiology = {}
+    if not keep_physiological and user is None:
+        seg_labels, physiology = _exclude_physiology(pet, seg_labels)
 
     applied = []
     if overrides is not None and len(overrides) and methods[0] in seg_labels:
@@ -302,6 +318,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         # the GIL); its errors surface here.
         tissue = pool.submit(ct_tissue_on, pet, ct, BoneParams().smooth_mm) if ct is not None else None
         table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
+        table = _add_review(table, physiology.get(main))
         if overrides is not None and len(overrides):
             table, changed = apply_sites(table, overrides)
             applied += changed
@@ -310,6 +327,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     summary = {"method": main,
                **{k: study[k] for k in STUDY_KEYS}}
     summary = add_summary_keys(summary, table, ct)
+    excluded_vol, excluded_table = _physiology_summary(summary, pet, physiology.get(main), keep_physiological,
+                                                       user is not None)
     table = add_anatomy_reading(summary, table, pet, ct, labels_vol, _parse_liver_voi(liver_voi)[0], baseline)
     summary["provenance"] = provenance(
         inputs=inputs or {},
@@ -342,7 +361,46 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         summary["provenance"]["skipped"] = skipped
     return QuantifyResult(table, summary, labels_vol, methods_table,
                           extra={"labels": seg_labels, "tables": tables,
-                                 "align_refs": alignment_references(pet, ct_hu)})
+                                 "align_refs": alignment_references(pet, ct_hu)},
+                          excluded=excluded_vol, excluded_table=excluded_table)
+
+
+def _exclude_physiology(pet: Volume, seg_labels: dict) -> tuple[dict, dict]:
+    """Each method's label map without its physiological components; the landmarks are found once."""
+    from carpet.anatomy.landmarks import body_landmarks
+    from carpet.anatomy.physiology import find_physiology
+
+    landmarks = body_landmarks(pet)
+    found = {m: find_physiology(pet, lab, landmarks=landmarks) for m, lab in seg_labels.items()}
+    return {m: f.labels for m, f in found.items()}, found
+
+
+def _add_review(table: pd.DataFrame, physiology) -> pd.DataFrame:
+    """``review`` (bool) and ``review_reason``: lesions the physiology rules could not decide."""
+    table = table.copy()
+    reasons = {} if physiology is None else physiology.review
+    table["review"] = table["lesion_id"].map(lambda i: int(i) in reasons).astype(bool)
+    table["review_reason"] = table["lesion_id"].map(lambda i: reasons.get(int(i), ""))
+    return table
+
+
+def _physiology_summary(summary: dict, pet: Volume, physiology, keep: bool, user_mask: bool):
+    """The ``excluded`` and ``landmarks`` blocks of summary.json; returns (label map Volume, table)."""
+    if physiology is None:
+        why = ("--keep-physiological" if keep else "lesions from the user's mask are not filtered" if user_mask
+               else "not run")
+        summary["excluded"] = {"physiology": "off", "reason": why, "n_components": 0, "volume_ml": 0.0,
+                               "components": []}
+        return None, None
+    t = physiology.table
+    summary["excluded"] = {
+        "physiology": "on", "n_components": int(len(t)), "volume_ml": float(t["volume_ml"].sum()),
+        "by_organ": {o: {"n_components": int(len(g)), "volume_ml": float(g["volume_ml"].sum()),
+                         "suv_max": float(g["suv_max"].max())} for o, g in t.groupby("organ")},
+        "components": t.to_dict(orient="records"), "provenance": physiology.provenance}
+    summary.setdefault("landmarks", {}).update(physiology.landmarks)
+    vol = pet.with_array(physiology.excluded, modality="SEG", units="label")
+    return vol, t
 
 
 def _resolve(ct, pet: Volume):
@@ -382,7 +440,7 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
                  height_cm: float | None = None, weight_kg: float | None = None,
                  auto_exclude: bool = False, baseline_dir=None, roi: str | None = None,
                  pseudonym: str | None = None, keep_identity: bool = False, overrides_path=None,
-                 study_id: str | None = None) -> QuantifyResult:
+                 study_id: str | None = None, keep_physiological: bool = False) -> QuantifyResult:
     """Read the inputs, quantify, write the outputs in ``out_dir``; returns the result.
 
     ``roi`` picks one ROI of an RTSTRUCT ``lesions_path``. A DICOM SEG written for a DICOM PET carries
@@ -420,7 +478,7 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
         result = quantify_study(pet, ct=ct, lesions=masks.get("lesions"), exclude=masks.get("exclude"),
                                 method=method, params=params, liver_voi=liver_voi, bsa_m2=bsa,
                                 auto_exclude=auto_exclude, baseline=baseline and baseline.summary,
-                                overrides=overrides)
+                                overrides=overrides, keep_physiological=keep_physiological)
         roi_names = _roi_names(result, masks.get("lesions"))
         prov = result.summary["provenance"]
         prov["warnings"] = [str(w.message) for w in caught] + list(prov.get("warnings") or [])
@@ -492,7 +550,8 @@ def _bsa(pet: Volume, height_cm, weight_kg):
 
 
 def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
-    """Write ``lesions.csv``, ``summary.json``, ``lesions.nii.gz`` (and ``methods.csv``)."""
+    """Write ``lesions.csv``, ``summary.json``, ``lesions.nii.gz`` (and ``methods.csv``; with the
+    physiology exclusion on, ``excluded.csv`` and ``excluded.nii.gz``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"lesions": out / "lesions.csv", "summary": out / "summary.json",
@@ -514,6 +573,13 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
 
         files["alignment"] = out / "alignment.tfm"   # baseline LPS mm -> follow-up LPS mm (ITK/Slicer)
         sitk.WriteTransform(tracked.alignment.transform, str(files["alignment"]))
+    if result.excluded is not None:
+        files["excluded"] = out / "excluded.csv"
+        files["excluded_labels"] = out / "excluded.nii.gz"
+        write_csv(result.excluded_table, files["excluded"])
+        n_ex = int(result.excluded.array.max()) if result.excluded.array.size else 0
+        write_nifti(result.excluded, files["excluded_labels"],
+                    dtype=np.uint8 if n_ex < 256 else np.uint16 if n_ex < 65536 else np.int32)
     if result.methods is not None:
         files["methods"] = out / "methods.csv"
         write_csv(result.methods, files["methods"])
