@@ -72,6 +72,9 @@ def test_organ_volumes_are_exact_voxel_counts(patient):
     assert record(patient, "myocardium")["n_voxels"] == (ellipsoid_count(patient, lv.centre, lv.semi)
                                                          - ellipsoid_count(patient, lv.centre, (23.0, 20.0, 30.0)))
     assert record(patient, "kidney_left")["n_voxels"] == record(patient, "kidney_right")["n_voxels"]
+    for r in records:  # paired organs: the patient's left is +x in LPS
+        side = {"left": 1, "right": -1}.get(r["organ"].rsplit("_", 1)[-1])
+        assert side is None or np.sign(r["centroid_mm"][0]) == side, r["organ"]
     summary = patient.truth["physiology_summary"]
     assert summary["n_components"] == len(records)
     assert summary["volume_ml"] == pytest.approx((labels > 0).sum() * VOXEL_ML)
@@ -124,14 +127,18 @@ def test_lesions_sit_next_to_their_organ_at_the_designed_gap(patient):
 
 
 def test_random_lesions_keep_clear_of_physiology_and_its_blur():
-    ph = make_phantom(PhantomSpec.patient(seed=2, organ_lesions=False, n_lesions=8,
-                                          **{**COARSE, "psf_fwhm_mm": 6.5}))
+    ph = make_phantom(PhantomSpec.patient(seed=2, n_lesions=8, **{**COARSE, "psf_fwhm_mm": 6.5}))
     phys = np.argwhere(ph.physiology_labels.array > 0) * np.asarray(ph.pet.spacing) + np.asarray(ph.pet.origin)
     tree = cKDTree(phys)
     clearance = 2 * np.linalg.norm(ph.pet.spacing)
-    for les in ph.truth["lesions"]:
-        assert les["near"] is None
+    random = ph.truth["lesions"][len(organ_lesions_for(2)):]
+    assert len(random) == 8 and not any(les["near"] for les in random)
+    for les in random:
         assert tree.query(les["centre_mm"])[0] > les["radius_mm"] + clearance + 6.5
+    # the oracle exclusion covers the organs' blur but never a lesion, even one 3-6 mm from an organ
+    exclude, lesions = ph.exclude.array, ph.lesion_labels.array
+    assert exclude[ph.physiology_labels.array > 0].all() and not exclude[lesions > 0].any()
+    assert exclude.sum() > (ph.physiology_labels.array > 0).sum()
 
 
 @pytest.mark.parametrize("fov, present, absent", [

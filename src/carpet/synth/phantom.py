@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,9 @@ MYOCARDIUM_SUV = {"none": 1.5, "low": 3.0, "moderate": 6.0, "intense": 12.0}
 #: Fields of view of a whole-body patient (see :func:`_fov_window`); "full" is the whole grid.
 FOV_NAMES = ("full", "head_to_thigh", "head_to_pelvis", "head_to_thorax", "thorax", "pelvis")
 NOISE_MODELS = ("multiplicative", "poisson")
+#: What makes a phantom image look like a clinical FDG PET: physiology, a 6.5 mm PSF (FWHM) and
+#: Poisson-like noise of 12 % relative SD at the liver.
+PATIENT_IMAGE = {"physiological_uptake": True, "psf_fwhm_mm": 6.5, "noise_rel_sd": 0.12, "noise_model": "poisson"}
 LESION_HU = 40
 #: A field of view at least this long (mm) holds a whole-body patient (head to thighs).
 _WHOLE_BODY_MM = 1000.0
@@ -288,14 +291,17 @@ class PhantomSpec:
             if myocardium not in MYOCARDIUM_SUV:
                 raise InputError(f"myocardium must be one of {tuple(MYOCARDIUM_SUV)} or an SUV, got {myocardium!r}")
             myocardium = MYOCARDIUM_SUV[myocardium]
-        base = cls.whole_body(seed, n_lesions, physiological_uptake=True, psf_fwhm_mm=6.5, noise_rel_sd=0.12,
-                              noise_model="poisson", myocardium_suv=float(myocardium), fov=fov)
+        base = cls.whole_body(seed, n_lesions, **PATIENT_IMAGE, myocardium_suv=float(myocardium), fov=fov)
         lesions = base.lesions
         if organ_lesions:
             present = set(organs_in_fov(base))
             lesions = tuple(les for les in organ_lesions_for(seed) if _organ_of(les) in present) + lesions
         return cls(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, "lesions": lesions,
                       **overrides})
+
+    def with_physiology(self, **overrides: Any) -> "PhantomSpec":
+        """This spec with FDG physiology, a clinical PSF and Poisson-like noise (:data:`PATIENT_IMAGE`)."""
+        return replace(self, **{**PATIENT_IMAGE, **overrides})
 
     @classmethod
     def small(cls, seed: int = 0, **overrides: Any) -> "PhantomSpec":
