@@ -222,6 +222,17 @@ def test_poisson_like_noise_is_relative_to_the_liver():
         assert values.mean() == pytest.approx(suv, rel=0.02)
         # variance proportional to the mean: relative SD 12 % at the liver, 12 % · √(2/15) in the bladder
         assert values.std() / values.mean() == pytest.approx(0.12 * np.sqrt(2.0 / suv), rel=0.1)
+    # through a PSF the noise is correlated over it, at the same per-voxel SD
+    blurred = make_phantom(PhantomSpec.patient(seed=0, organ_lesions=False, n_lesions=0,
+                                               **{**COARSE, "noise_rel_sd": 0.12, "psf_fwhm_mm": 10.0}))
+    ideal = make_phantom(PhantomSpec.patient(seed=0, organ_lesions=False, n_lesions=0,
+                                             **{**COARSE, "psf_fwhm_mm": 10.0}))
+    core = ndimage.binary_erosion(blurred.organs["liver"].array, iterations=3)
+    residual = np.where(core, blurred.pet.array - ideal.pet.array, np.nan)
+    assert np.nanstd(residual) / 2.0 == pytest.approx(0.12, rel=0.1)
+    pairs = np.isfinite(residual[1:]) & np.isfinite(residual[:-1])
+    assert np.corrcoef(residual[1:][pairs], residual[:-1][pairs])[0, 1] > 0.3
+    assert abs(np.corrcoef(values[1:], values[:-1])[0, 1]) < 0.1  # white without a PSF
 
 
 def test_files_and_json(patient, tmp_path):

@@ -1238,7 +1238,7 @@ def _tissue_suv(spec: PhantomSpec) -> dict[int, float]:
     return {AIR: 0.0, SOFT: spec.soft_tissue_suv, LUNG: spec.lung_suv, LIVER: spec.liver_suv,
             BLOOD: spec.blood_pool_suv, KIDNEY: spec.kidney_suv, BLADDER: spec.bladder_suv,
             BRAIN: spec.brain_suv, CORTEX: spec.cortex_suv, MARROW: spec.marrow_suv,
-            BRAIN_WM: 0.4 * spec.brain_suv, MYOCARDIUM: spec.myocardium_suv, HEART_BLOOD: spec.blood_pool_suv,
+            BRAIN_WM: 0.35 * spec.brain_suv, MYOCARDIUM: spec.myocardium_suv, HEART_BLOOD: spec.blood_pool_suv,
             RENAL_PELVIS: spec.renal_pelvis_suv, URETER: spec.ureter_suv, PAROTID: spec.salivary_suv,
             SUBMANDIBULAR: spec.salivary_suv, TONSIL: spec.tonsil_suv, BOWEL: spec.bowel_suv, GAS: 0.0,
             FLUID: spec.soft_tissue_suv}
@@ -1322,21 +1322,36 @@ def _blur_and_noise(suv: np.ndarray, spacing: tuple[float, float, float], spec: 
     """Gaussian PSF (FWHM in mm → sigma in voxels per axis), then noise.
 
     ``'multiplicative'``: each voxel times ``1 + noise_rel_sd·N(0, 1)``. ``'poisson'``: Poisson-like,
-    ``SUV + sd·N(0, 1)`` with the variance proportional to the SUV (as for counts), scaled so that
+    ``SUV + sd·n`` with the variance proportional to the SUV (as for counts), scaled so that
     the relative SD is ``noise_rel_sd`` at the liver's SUV: hot organs are relatively quieter, cold
-    tissue noisier. (The normal approximation of Poisson counts: numpy's Poisson sampler is about
-    eight times slower on a whole-body grid.)
+    tissue noisier. ``n`` is unit-variance noise correlated over the PSF, as reconstructed PET noise
+    is (white noise smoothed by the PSF, then rescaled): blobs, not salt and pepper. (The normal
+    approximation of Poisson counts: numpy's Poisson sampler is several times slower on a whole-body grid.)
     """
+    sigma = [spec.psf_fwhm_mm / (2.0 * math.sqrt(2.0 * math.log(2.0))) / s for s in spacing]
     if spec.psf_fwhm_mm > 0:
         from scipy import ndimage
 
-        sigma = [spec.psf_fwhm_mm / (2.0 * math.sqrt(2.0 * math.log(2.0))) / s for s in spacing]
         # 'reflect' keeps the activity that reaches the field-of-view edge inside it.
         suv = ndimage.gaussian_filter(suv.astype(np.float64), sigma, mode="reflect")
     if spec.noise_rel_sd > 0 and spec.noise_model == "poisson":
         sd = np.sqrt(np.clip(suv, 0.0, None) * spec.liver_suv) * spec.noise_rel_sd
-        suv = np.clip(suv + sd * rng.standard_normal(suv.shape), 0.0, None)
+        suv = np.clip(suv + sd * _correlated_noise(suv.shape, sigma, rng), 0.0, None)
     elif spec.noise_rel_sd > 0:
         suv = suv * (1.0 + spec.noise_rel_sd * rng.standard_normal(suv.shape))
         suv = np.clip(suv, 0.0, None)
     return suv.astype(np.float32)
+
+
+def _correlated_noise(shape: tuple[int, ...], sigma: list[float], rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance Gaussian noise smoothed by a Gaussian of ``sigma`` voxels (float32). The variance
+    of smoothed white noise is the sum of the squared kernel weights: measured on an impulse, divided out."""
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    if max(sigma) <= 0:
+        return noise
+    from scipy import ndimage
+
+    impulse = np.zeros([2 * math.ceil(4 * s) + 1 for s in sigma], dtype=np.float64)
+    impulse[tuple(n // 2 for n in impulse.shape)] = 1.0
+    gain = math.sqrt(float((ndimage.gaussian_filter(impulse, sigma, mode="constant") ** 2).sum()))
+    return ndimage.gaussian_filter(noise, sigma, mode="reflect") / np.float32(gain)
