@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from carpet import __version__
 from carpet.provenance import provenance
 from carpet.report.html import Report
+from carpet.io.tables import write_csv
 
 SIMULATED = "SIMULATED DATA — made by carpet.synth for demonstration; not patients."
 
@@ -80,14 +81,14 @@ def _cohorts(state: dict) -> None:
 
 def _imaging(state: dict) -> None:
     from carpet.quantify import run_quantify
-    from carpet.report.mip import mip_figure
+    from carpet.report.mip import informative_index, mip_figure
     from carpet.synth.phantom import make_phantom
 
     report, out, small = state["report"], state["out"], state["small"]
     cohort = state["cohorts"]["certainty_pet"]
     pet_patients = cohort.patients.dropna(subset=["mtv_ml"])
     chosen = pet_patients.sort_values("mtv_ml")["patient_id"].iloc[:: max(1, len(pet_patients) // (3 if small else 6))]
-    rows = []
+    rows, mips = [], []
     for pid in chosen:
         spec = cohort.phantom_spec(pid, small=small)
         # the full demo's phantoms look like FDG scans: physiology, PSF and noise (issue 11)
@@ -105,11 +106,12 @@ def _imaging(state: dict) -> None:
                      "dmax_mm": s["dmax_mm"], "n_bone": s.get("n_bone"),
                      "n_paramedullary": s.get("n_paramedullary"),
                      "n_extramedullary": s.get("n_extramedullary")})
-        state.setdefault("mip", (phantom.pet, result.labels,
-                                 dict(zip(result.lesions["lesion_id"], result.lesions["site"])), pid))
+        mips.append((phantom.pet, result.labels, dict(zip(result.lesions["lesion_id"], result.lesions["site"])),
+                     pid, {"n_sites": result.lesions["site"].nunique(), "n_lesions": s["n_lesions"],
+                           "mtv_ml": s["mtv_ml"]}))
     counts = ("n_lesions", "truth_n_lesions", "n_bone", "n_paramedullary", "n_extramedullary")
     table = pd.DataFrame(rows).astype({c: "Int64" for c in counts})  # whole numbers even beside a missing value
-    table.to_csv(out / "imaging.csv", index=False)
+    write_csv(table, out / "imaging.csv")
     report.section("2. PET/CT phantoms quantified (SUV ≥ 4.0, 26-connected)")
     report.text("Digital PET/CT phantoms built for CERTAINTY-like patients (lesions reflecting each patient's "
                 "MTV, bone, paramedullary and extramedullary disease), written as NIfTI and measured with "
@@ -120,9 +122,13 @@ def _imaging(state: dict) -> None:
                    "carpet excludes physiological uptake, the measured MTV includes the physiology above "
                    "SUV 4 (truth_physiology_ml) and blurred lesion edges."))
     report.table(table, caption="Study measures (imaging.csv)", float_format="{:.2f}")
-    pet, labels, sites, pid = state["mip"]
+    pet, labels, sites, pid, _ = mips[informative_index([m[-1] for m in mips])]  # most sites, lesions, MTV
     report.figure(mip_figure(pet, labels, sites, title=f"{pid} (simulated)"),
-                  "Maximum-intensity projections; lesion outlines coloured by site.")
+                  f"Maximum-intensity projections of {pid}, the study with the most lesion sites among those "
+                  "quantified; lesion outlines coloured by site; grey scale SUV 0–6 g/mL.")
+    report.files([("imaging.csv", "one row per study: the measures in the table above")]
+                 + [(p.relative_to(out).as_posix(), f"{p.parent.parent.name}: {p.parent.name} {p.name}")
+                    for p in sorted((out / "studies").glob("*/*/*")) if p.parent.parent.name in set(chosen)])
 
 
 def _imwg(state: dict) -> None:

@@ -47,3 +47,41 @@ def require_columns(df: pd.DataFrame, columns: Sequence[str]) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise InputError(f"column(s) {missing} not found; available: {list(df.columns)}", where="columns")
+
+
+def design_matrix(df: pd.DataFrame, covariates: Sequence[str],
+                  reference: dict | None = None) -> tuple[pd.DataFrame, dict[str, list[int]]]:
+    """Numeric design matrix (no intercept) and its columns per covariate (term).
+
+    Categorical/text/bool columns become treatment dummies against a reference level, named like R
+    (``column + level``): the first level (R's default), or ``reference[column]`` (R's ``relevel``).
+    Levels no row uses are left out (R reports NA for them).
+    """
+    reference = reference or {}
+    unknown = set(reference) - set(covariates)
+    if unknown:
+        raise InputError(f"reference levels given for {sorted(unknown)}, which are not covariates",
+                         where="reference")
+    parts = []
+    for c in covariates:
+        col = df[c]
+        if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or col.dtype == bool:
+            cat = col.astype("category") if not isinstance(col.dtype, pd.CategoricalDtype) else col
+            cat = cat.cat.remove_unused_categories()  # e.g. a level only rows with a missing value had
+            if c in reference:
+                ref = reference[c]
+                if ref not in list(cat.cat.categories):
+                    raise InputError(f"reference level {ref!r} of {c!r} is not among its levels "
+                                     f"{list(cat.cat.categories)}", where=f"column {c!r}")
+                cat = cat.cat.reorder_categories([ref] + [v for v in cat.cat.categories if v != ref])
+            parts.append(pd.get_dummies(cat, prefix=c, prefix_sep="", drop_first=True, dtype=float))
+        elif c in reference:
+            raise InputError(f"reference level given for numeric column {c!r}; make it categorical",
+                             where=f"column {c!r}")
+        else:
+            parts.append(col.astype(float).to_frame(c))
+    terms, start = {}, 0
+    for c, part in zip(covariates, parts):
+        terms[c] = list(range(start, start + part.shape[1]))
+        start += part.shape[1]
+    return pd.concat(parts, axis=1), terms

@@ -18,7 +18,7 @@ from scipy.stats import chi2, norm, rankdata
 
 from carpet.errors import InputError
 from carpet.provenance import provenance
-from carpet.stats._input import require_columns, survival_arrays
+from carpet.stats._input import design_matrix, require_columns, survival_arrays
 from carpet.stats._results import TestResult
 from carpet.stats.concordance import concordance_counts
 from carpet.stats.km import kaplan_meier
@@ -114,29 +114,6 @@ def _newton(data: _CoxData, p: int, max_iter: int = 50, tol: float = 1e-12):
             return beta, ll, u, info, null, it
     raise InputError(f"Cox model did not converge in {max_iter} iterations (coefficients may be infinite: "
                      "check for a covariate that separates events perfectly)", where="covariates")
-
-
-def _design(df: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, dict[str, list[int]]]:
-    """Numeric design matrix and its columns per covariate (term).
-
-    Categorical/text/bool columns become treatment dummies against the first level, named like R
-    (``column + level``). Levels no row uses are left out (R reports NA for them).
-    """
-    parts = []
-    for c in covariates:
-        col = df[c]
-        if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object or col.dtype == bool:
-            cat = col.astype("category") if not isinstance(col.dtype, pd.CategoricalDtype) else col
-            cat = cat.cat.remove_unused_categories()  # e.g. a level only rows with a missing value had
-            dummies = pd.get_dummies(cat, prefix=c, prefix_sep="", drop_first=True, dtype=float)
-            parts.append(dummies)
-        else:
-            parts.append(col.astype(float).to_frame(c))
-    terms, start = {}, 0
-    for c, part in zip(covariates, parts):
-        terms[c] = list(range(start, start + part.shape[1]))
-        start += part.shape[1]
-    return pd.concat(parts, axis=1), terms
 
 
 @dataclass(frozen=True)
@@ -249,7 +226,8 @@ class CoxResult:
 
 
 def cox(df: pd.DataFrame, duration: str = "time", event: str = "event", covariates: list[str] | None = None,
-        ties: str = "efron", strata: str | list[str] | None = None, conf_level: float = 0.95) -> CoxResult:
+        ties: str = "efron", strata: str | list[str] | None = None, conf_level: float = 0.95,
+        reference: dict | None = None) -> CoxResult:
     """Fit a Cox model, as R's ``coxph(Surv(duration, event) ~ covariates + strata(strata), ties=ties)``.
 
     Parameters
@@ -267,6 +245,9 @@ def cox(df: pd.DataFrame, duration: str = "time", event: str = "event", covariat
         Columns defining strata with separate baseline hazards.
     conf_level : float
         Level of the hazard-ratio confidence intervals.
+    reference : dict, optional
+        Reference level per categorical covariate, e.g. ``{"stage": "II"}`` (R's ``relevel``); default the
+        first level.
 
     Returns
     -------
@@ -286,7 +267,7 @@ def cox(df: pd.DataFrame, duration: str = "time", event: str = "event", covariat
     if not e.any():
         raise InputError(f"no events among the {t.size} rows used; a Cox model needs at least one",
                          where=f"column {event!r}")
-    design, terms = _design(frame, covariates)
+    design, terms = design_matrix(frame, covariates, reference)
     X = design.to_numpy(dtype=float)
     X = X - X.mean(axis=0)  # R centres covariates; coefficients are unchanged, exp() stays finite
     constant = [name for name, col in zip(design.columns, X.T) if not np.any(col)]

@@ -43,6 +43,7 @@ from carpet.provenance import provenance
 from carpet.synth import calibration as cal
 from carpet.synth.calibration import Target
 from carpet.synth.labs import progression_value
+from carpet.io.tables import write_csv
 
 DAYS_PER_MONTH = 365.25 / 12
 REFRACTORY_DAYS = 60  # Moffitt: "progression within 60 days of CAR T-cell infusion"
@@ -524,10 +525,10 @@ class SimulatedCohort:
         paths = {"patients": out / "patients.csv", "readme": out / "README-simulated.txt",
                  "cohort": out / "cohort.json"}
         info = STUDIES[self.study]
-        self.patients.to_csv(paths["patients"], index=False, date_format="%Y-%m-%d")
+        write_csv(self.patients, paths["patients"], date_format="%Y-%m-%d")
         if info.disease == "MM":
             paths["labs"] = out / "labs.csv"
-            self.lab_series().to_csv(paths["labs"], index=False, date_format="%Y-%m-%d")
+            write_csv(self.lab_series(), paths["labs"], date_format="%Y-%m-%d")
         paths["readme"].write_text(
             SIMULATED_NOTICE
             + f"\nStudy simulated: {self.study} - {info.description}\n"
@@ -557,7 +558,8 @@ class SimulatedCohort:
         - progression: on ``progression_date`` (CERTAINTY: infusion + PFS when ``pfs_event``) and 14 days
           later (the confirming pair), a rise >= 25% and >= 0.5 g/dL serum M-protein (> 10 mg/dL dFLC)
           from the nadir when the progression was biochemical, a ``new_lesion`` when it was by imaging
-          (new bone disease, EMD or PMD), ``bm_plasma_cells`` >= 10% with marrow involvement;
+          (new bone disease, EMD or PMD), ``bm_plasma_cells`` >= 10% with marrow involvement
+          (Moffitt: a marrow biopsy < 5% and ``new_bone_lesion`` 1/0 at every progression, as restaged);
           values are never higher before that date, and nothing is recorded after it (next therapy).
 
         Each patient's series is drawn from its own seed (cohort seed and row), so it does not depend
@@ -729,8 +731,13 @@ def _patient_labs(row: dict, rng: np.random.Generator) -> list[tuple]:
     records.append((BASELINE_DAY, "bm_plasma_cells", float(np.round(rng.uniform(10, 60), 1)), "%"))
     if response == "cr" and (pd_day is None or pd_day > DAY90):
         records.append((DAY90, "bm_plasma_cells", float(np.round(rng.uniform(0, 4.5), 1)), "%"))
-    if pd_day is not None and bool(_value(row, "pattern_marrow", False)):
-        records.append((pd_day, "bm_plasma_cells", float(np.round(rng.uniform(10, 50), 1)), "%"))
+    if pd_day is not None and "pattern_marrow" in row:
+        # Moffitt: "a restaging work up with imaging and bone marrow biopsy" at every suspected progression,
+        # so marrow and new bone disease are known (involved or not) for every progression
+        involved = bool(_value(row, "pattern_marrow", False))
+        records.append((pd_day, "bm_plasma_cells",
+                        float(np.round(rng.uniform(10, 50) if involved else rng.uniform(0, 4.5), 1)), "%"))
+        records.append((pd_day, "new_bone_lesion", int(bool(_value(row, "pattern_bone", False))), ""))
     if pd_day is not None and by_imaging:
         records.append((pd_day, "new_lesion", 1, ""))
 
