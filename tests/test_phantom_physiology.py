@@ -126,6 +126,33 @@ def test_lesions_sit_next_to_their_organ_at_the_designed_gap(patient):
             - brain_lesion["radius_mm"]) == pytest.approx(12.0)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_other_organs_are_no_closer_than_the_named_one(seed):
+    """With a 12 mm gap a node beside the bladder or a kidney can reach for a ureter; placement
+    must then choose another spot (the ureters are too thin for sample points to see)."""
+    lesions = [LesionSpec("extramedullary", 6.0, 8.0, near=near, organ_gap_mm=12.0)
+               for near in ("bladder", "kidney", "bladder", "kidney")]
+    ph = make_phantom(PhantomSpec.patient(seed=seed, n_lesions=0, organ_lesions=False, lesions=lesions, **COARSE))
+    labels = ph.physiology_labels.array
+    pts = np.argwhere(labels > 0)
+    world = np.asarray(ph.pet.origin) + pts * 5.0
+    names = np.array([PHYSIOLOGY_ORGANS[lab - 1][0] for lab in labels[tuple(pts.T)]])
+    for les in ph.truth["lesions"]:
+        lesion_world = np.asarray(ph.pet.origin) + np.argwhere(ph.lesion_labels.array == les["id"]) * 5.0
+        others = ~np.char.startswith(names, les["near"])
+        assert cKDTree(world[others]).query(lesion_world)[0].min() >= 12.0, les
+
+
+def test_a_lesion_drawn_into_an_organ_is_disease_there():
+    """A user-placed lesion inside the bladder: its voxels are disease, not bladder, in the truth."""
+    bladder = near_shapes(PhantomSpec.patient(**COARSE))[1]["bladder"][0]
+    lesion = LesionSpec("extramedullary", 10.0, 9.0, centre_mm=bladder.centre, site="soft_tissue")
+    ph = make_phantom(PhantomSpec.patient(seed=0, n_lesions=0, organ_lesions=False, lesions=[lesion], **COARSE))
+    n_lesion = ph.truth["lesions"][0]["n_voxels"]
+    assert n_lesion > 0 and not ((ph.physiology_labels.array > 0) & (ph.lesion_labels.array > 0)).any()
+    assert record(ph, "bladder")["n_voxels"] == ellipsoid_count(ph, bladder.centre, bladder.semi) - n_lesion
+
+
 def test_random_lesions_keep_clear_of_physiology_and_its_blur():
     ph = make_phantom(PhantomSpec.patient(seed=2, n_lesions=8, **{**COARSE, "psf_fwhm_mm": 6.5}))
     phys = np.argwhere(ph.physiology_labels.array > 0) * np.asarray(ph.pet.spacing) + np.asarray(ph.pet.origin)

@@ -57,6 +57,7 @@ TISSUE_HU = {AIR: -1000, SOFT: 40, LUNG: -800, LIVER: 60, BLOOD: 40, KIDNEY: 35,
              BRAIN: 35, CORTEX: 1000, MARROW: 250, BRAIN_WM: 28, MYOCARDIUM: 40, HEART_BLOOD: 40,
              RENAL_PELVIS: 8, URETER: 8, PAROTID: 15, SUBMANDIBULAR: 35, TONSIL: 45, BOWEL: 40,
              GAS: -950, FLUID: 10}
+LESION_HU = 40
 #: Physiology truth components: (organ, tissue codes, side) — side +1 is the patient's left (x > 0
 #: in LPS), -1 the right, 0 both. Each becomes one label of ``Phantom.physiology_labels``.
 PHYSIOLOGY_ORGANS = (("brain", (BRAIN, BRAIN_WM), 0), ("parotid_right", (PAROTID,), -1),
@@ -76,7 +77,6 @@ NOISE_MODELS = ("multiplicative", "poisson")
 #: What makes a phantom image look like a clinical FDG PET: physiology, a 6.5 mm PSF (FWHM) and
 #: Poisson-like noise of 12 % relative SD at the liver.
 PATIENT_IMAGE = {"physiological_uptake": True, "psf_fwhm_mm": 6.5, "noise_rel_sd": 0.12, "noise_model": "poisson"}
-LESION_HU = 40
 #: A field of view at least this long (mm) holds a whole-body patient (head to thighs).
 _WHOLE_BODY_MM = 1000.0
 #: Extramedullary lesions keep at least this distance (mm) from every bone surface.
