@@ -293,3 +293,11 @@ def test_bad_physiology_specs_are_input_errors():
         PhantomSpec.patient(myocardium="hot")
     with pytest.raises(InputError, match="noise_model"):
         PhantomSpec.small(noise_model="rician")
+
+
+def test_a_cropped_field_of_view_writes_dicom_on_its_own_grid(tmp_path):
+    from carpet.io.dicom import read_series
+
+    ph = make_phantom(PhantomSpec.patient(seed=0, fov="pelvis", n_lesions=1, **COARSE))
+    paths = ph.write_dicom(tmp_path)
+    assert read_series(paths["pet_dir"]).same_grid(ph.pet) and read_series(paths["ct_dir"]).same_grid(ph.ct)
