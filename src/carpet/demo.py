@@ -92,7 +92,9 @@ def _imaging(state: dict) -> None:
     chosen = pet_patients.sort_values("mtv_ml")["patient_id"].iloc[:: max(1, len(pet_patients) // (3 if small else 6))]
     rows, mips = [], []
     for pid in chosen:
-        phantom = make_phantom(cohort.phantom_spec(pid, small=small))
+        spec = cohort.phantom_spec(pid, small=small)
+        # the full demo's phantoms look like FDG scans: physiology, PSF and noise (issue 11)
+        phantom = make_phantom(spec if small else spec.with_physiology())
         study_dir = out / "studies" / pid
         paths = phantom.write_nifti(study_dir / "input")
         result = run_quantify(paths["pet"], ct_path=paths["ct"], out_dir=study_dir / "quantify", method="suv4")
@@ -100,7 +102,9 @@ def _imaging(state: dict) -> None:
         s = result.summary
         rows.append({"patient_id": pid, "n_lesions": s["n_lesions"], "truth_n_lesions": len(truth),
                      "truth_suv_min": min(les["suv"] for les in truth), "mtv_ml": s["mtv_ml"],
-                     "truth_mtv_ml": sum(les["volume_ml"] for les in truth), "tlg": s["tlg"], "suv_max": s["suv_max"],
+                     "truth_mtv_ml": sum(les["volume_ml"] for les in truth),
+                     "truth_physiology_ml": phantom.truth.get("physiology_summary", {}).get("hot_volume_ml", 0.0),
+                     "tlg": s["tlg"], "suv_max": s["suv_max"],
                      "dmax_mm": s["dmax_mm"], "n_bone": s.get("n_bone"),
                      "n_paramedullary": s.get("n_paramedullary"),
                      "n_extramedullary": s.get("n_extramedullary")})
@@ -114,7 +118,11 @@ def _imaging(state: dict) -> None:
     report.text("Digital PET/CT phantoms built for CERTAINTY-like patients (lesions reflecting each patient's "
                 "MTV, bone, paramedullary and extramedullary disease), written as NIfTI and measured with "
                 "`carpet quantify`. truth_* columns are the phantom's design (exact voxel counts); a lesion whose "
-                "designed SUV is below 4.0 is, correctly, not found by the SUV ≥ 4.0 method.")
+                "designed SUV is below 4.0 is, correctly, not found by the SUV ≥ 4.0 method."
+                + ("" if small else " These phantoms also carry FDG physiology (brain, myocardium, kidneys, "
+                   "ureters, bladder, bowel, salivary glands), a 6.5 mm PSF and Poisson-like noise: until "
+                   "carpet excludes physiological uptake, the measured MTV includes the physiology above "
+                   "SUV 4 (truth_physiology_ml) and blurred lesion edges."))
     report.table(table, caption="Study measures (imaging.csv)", float_format="{:.2f}")
     pet, labels, sites, pid, _ = mips[informative_index([m[-1] for m in mips])]  # most sites, lesions, MTV
     report.figure(mip_figure(pet, labels, sites, title=f"{pid} (simulated)"),

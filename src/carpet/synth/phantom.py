@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ TISSUE_HU = {AIR: -1000, SOFT: 40, LUNG: -800, LIVER: 60, BLOOD: 40, KIDNEY: 35,
              BRAIN: 35, CORTEX: 1000, MARROW: 250, BRAIN_WM: 28, MYOCARDIUM: 40, HEART_BLOOD: 40,
              RENAL_PELVIS: 8, URETER: 8, PAROTID: 15, SUBMANDIBULAR: 35, TONSIL: 45, BOWEL: 40,
              GAS: -950, FLUID: 10}
+LESION_HU = 40
 #: Physiology truth components: (organ, tissue codes, side) — side +1 is the patient's left (x > 0
 #: in LPS), -1 the right, 0 both. Each becomes one label of ``Phantom.physiology_labels``.
 PHYSIOLOGY_ORGANS = (("brain", (BRAIN, BRAIN_WM), 0), ("parotid_right", (PAROTID,), -1),
@@ -73,7 +74,9 @@ MYOCARDIUM_SUV = {"none": 1.5, "low": 3.0, "moderate": 6.0, "intense": 12.0}
 #: Fields of view of a whole-body patient (see :func:`_fov_window`); "full" is the whole grid.
 FOV_NAMES = ("full", "head_to_thigh", "head_to_pelvis", "head_to_thorax", "thorax", "pelvis")
 NOISE_MODELS = ("multiplicative", "poisson")
-LESION_HU = 40
+#: What makes a phantom image look like a clinical FDG PET: physiology, a 6.5 mm PSF (FWHM) and
+#: Poisson-like noise of 12 % relative SD at the liver.
+PATIENT_IMAGE = {"physiological_uptake": True, "psf_fwhm_mm": 6.5, "noise_rel_sd": 0.12, "noise_model": "poisson"}
 #: A field of view at least this long (mm) holds a whole-body patient (head to thighs).
 _WHOLE_BODY_MM = 1000.0
 #: Extramedullary lesions keep at least this distance (mm) from every bone surface.
@@ -288,14 +291,17 @@ class PhantomSpec:
             if myocardium not in MYOCARDIUM_SUV:
                 raise InputError(f"myocardium must be one of {tuple(MYOCARDIUM_SUV)} or an SUV, got {myocardium!r}")
             myocardium = MYOCARDIUM_SUV[myocardium]
-        base = cls.whole_body(seed, n_lesions, physiological_uptake=True, psf_fwhm_mm=6.5, noise_rel_sd=0.12,
-                              noise_model="poisson", myocardium_suv=float(myocardium), fov=fov)
+        base = cls.whole_body(seed, n_lesions, **PATIENT_IMAGE, myocardium_suv=float(myocardium), fov=fov)
         lesions = base.lesions
         if organ_lesions:
             present = set(organs_in_fov(base))
             lesions = tuple(les for les in organ_lesions_for(seed) if _organ_of(les) in present) + lesions
         return cls(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, "lesions": lesions,
                       **overrides})
+
+    def with_physiology(self, **overrides: Any) -> "PhantomSpec":
+        """This spec with FDG physiology, a clinical PSF and Poisson-like noise (:data:`PATIENT_IMAGE`)."""
+        return replace(self, **{**PATIENT_IMAGE, **overrides})
 
     @classmethod
     def small(cls, seed: int = 0, **overrides: Any) -> "PhantomSpec":
@@ -1232,7 +1238,7 @@ def _tissue_suv(spec: PhantomSpec) -> dict[int, float]:
     return {AIR: 0.0, SOFT: spec.soft_tissue_suv, LUNG: spec.lung_suv, LIVER: spec.liver_suv,
             BLOOD: spec.blood_pool_suv, KIDNEY: spec.kidney_suv, BLADDER: spec.bladder_suv,
             BRAIN: spec.brain_suv, CORTEX: spec.cortex_suv, MARROW: spec.marrow_suv,
-            BRAIN_WM: 0.4 * spec.brain_suv, MYOCARDIUM: spec.myocardium_suv, HEART_BLOOD: spec.blood_pool_suv,
+            BRAIN_WM: 0.35 * spec.brain_suv, MYOCARDIUM: spec.myocardium_suv, HEART_BLOOD: spec.blood_pool_suv,
             RENAL_PELVIS: spec.renal_pelvis_suv, URETER: spec.ureter_suv, PAROTID: spec.salivary_suv,
             SUBMANDIBULAR: spec.salivary_suv, TONSIL: spec.tonsil_suv, BOWEL: spec.bowel_suv, GAS: 0.0,
             FLUID: spec.soft_tissue_suv}
@@ -1255,15 +1261,14 @@ def _physiology_records(physiology: np.ndarray, tissue: np.ndarray, grid: _Grid,
                         suv_of: dict[int, float]) -> list[dict[str, Any]]:
     """One truth record per organ with voxels in the field of view: exact voxel counts of the ideal
     image, its SUVmax and mean, the volume at SUV >= 4 (what a global SUV 4 threshold would add)."""
-    from scipy import ndimage
-
     n_codes, n_labels = len(TISSUE_NAMES), len(PHYSIOLOGY_ORGANS) + 1
-    inside = physiology > 0
-    # voxels per (label, tissue code) in one pass
-    counts = np.bincount(physiology[inside].astype(np.int64) * n_codes + tissue[inside],
-                         minlength=n_labels * n_codes).reshape(n_labels, n_codes)
+    idx = np.nonzero(physiology)
+    lab_of = physiology[idx].astype(np.int64)
+    # voxels per (label, tissue code), and index sums for the centroids, over organ voxels only
+    counts = np.bincount(lab_of * n_codes + tissue[idx], minlength=n_labels * n_codes).reshape(n_labels, n_codes)
+    index_sums = np.stack([np.bincount(lab_of, weights=i, minlength=n_labels) for i in idx], axis=1)
     present = [lab for lab in range(1, n_labels) if counts[lab].sum()]
-    centroids = ndimage.center_of_mass(inside, physiology, present) if present else []
+    centroids = [index_sums[lab] / counts[lab].sum() for lab in present]
     voxel_ml = float(np.prod(grid.spacing)) / 1000.0
     suv = np.array([suv_of[c] for c in range(n_codes)])
     records = []
@@ -1316,20 +1321,37 @@ def _blur_and_noise(suv: np.ndarray, spacing: tuple[float, float, float], spec: 
                     rng: np.random.Generator) -> np.ndarray:
     """Gaussian PSF (FWHM in mm → sigma in voxels per axis), then noise.
 
-    ``'multiplicative'``: each voxel times ``1 + noise_rel_sd·N(0, 1)``. ``'poisson'``: counts
-    ``Poisson(k·SUV)/k`` with ``k`` chosen so that the relative SD is ``noise_rel_sd`` at the liver's
-    SUV (variance proportional to the mean, as for counts; hot organs are relatively quieter).
+    ``'multiplicative'``: each voxel times ``1 + noise_rel_sd·N(0, 1)``. ``'poisson'``: Poisson-like,
+    ``SUV + sd·n`` with the variance proportional to the SUV (as for counts), scaled so that
+    the relative SD is ``noise_rel_sd`` at the liver's SUV: hot organs are relatively quieter, cold
+    tissue noisier. ``n`` is unit-variance noise correlated over the PSF, as reconstructed PET noise
+    is (white noise smoothed by the PSF, then rescaled): blobs, not salt and pepper. (The normal
+    approximation of Poisson counts: numpy's Poisson sampler is several times slower on a whole-body grid.)
     """
+    sigma = [spec.psf_fwhm_mm / (2.0 * math.sqrt(2.0 * math.log(2.0))) / s for s in spacing]
     if spec.psf_fwhm_mm > 0:
         from scipy import ndimage
 
-        sigma = [spec.psf_fwhm_mm / (2.0 * math.sqrt(2.0 * math.log(2.0))) / s for s in spacing]
         # 'reflect' keeps the activity that reaches the field-of-view edge inside it.
         suv = ndimage.gaussian_filter(suv.astype(np.float64), sigma, mode="reflect")
     if spec.noise_rel_sd > 0 and spec.noise_model == "poisson":
-        k = 1.0 / (spec.noise_rel_sd ** 2 * spec.liver_suv)
-        suv = rng.poisson(np.clip(suv, 0.0, None) * k) / k
+        sd = np.sqrt(np.clip(suv, 0.0, None) * spec.liver_suv) * spec.noise_rel_sd
+        suv = np.clip(suv + sd * _correlated_noise(suv.shape, sigma, rng), 0.0, None)
     elif spec.noise_rel_sd > 0:
         suv = suv * (1.0 + spec.noise_rel_sd * rng.standard_normal(suv.shape))
         suv = np.clip(suv, 0.0, None)
     return suv.astype(np.float32)
+
+
+def _correlated_noise(shape: tuple[int, ...], sigma: list[float], rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance Gaussian noise smoothed by a Gaussian of ``sigma`` voxels (float32). The variance
+    of smoothed white noise is the sum of the squared kernel weights: measured on an impulse, divided out."""
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    if max(sigma) <= 0:
+        return noise
+    from scipy import ndimage
+
+    impulse = np.zeros([2 * math.ceil(4 * s) + 1 for s in sigma], dtype=np.float64)
+    impulse[tuple(n // 2 for n in impulse.shape)] = 1.0
+    gain = math.sqrt(float((ndimage.gaussian_filter(impulse, sigma, mode="constant") ** 2).sum()))
+    return ndimage.gaussian_filter(noise, sigma, mode="reflect") / np.float32(gain)
