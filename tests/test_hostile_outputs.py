@@ -228,12 +228,66 @@ def test_an_stale_files_of_another_plan_are_gone(w, tmp_path):  # an_stale
     assert not (out / "table1.csv").exists() and (out / "report.html").is_file()
 
 
-def test_recorded_paths_name_the_final_folder_not_the_stage(w, tmp_path):
-    out = tmp_path / "imwg"
-    run(command(w, "imwg", out), 0)
-    for path in out.rglob("*"):
-        if path.is_file():
-            assert ".tmp" not in path.read_text(errors="replace"), path
+def test_recorded_paths_name_the_final_folder_not_the_stage(tmp_path):
+    """The demo records paths of inputs it wrote itself: they must name where the files end up."""
+    from carpet.io.outdir import staged_dir
+
+    out = tmp_path / "out"
+    with staged_dir(out, "demo") as stage:
+        (stage / "input.nii.gz").write_bytes(b"x")
+        (stage / "summary.json").write_text(json.dumps({"path": str(stage / "input.nii.gz")}))
+    assert json.loads((out / "summary.json").read_text())["path"] == str(out / "input.nii.gz")
+
+
+def test_a_run_killed_between_its_two_renames_is_repaired(tmp_path, monkeypatch):
+    from carpet.io.outdir import staged_dir
+
+    out = tmp_path / "out"
+    with staged_dir(out, "quantify") as stage:
+        (stage / "old.csv").write_text("earlier run")
+    real = Path.rename
+
+    def die_after_first(self, target):  # the old folder is moved aside, then the process dies
+        if self.name.endswith(".tmp"):
+            raise KeyboardInterrupt
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "rename", die_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        with staged_dir(out, "quantify") as stage:
+            (stage / "new.csv").write_text("this run")
+    monkeypatch.setattr(Path, "rename", real)
+    assert not out.exists()  # as a SIGKILL at that moment would leave it
+    with pytest.raises(RuntimeError):
+        with staged_dir(out, "quantify"):  # the next run puts the earlier output back first
+            assert (out / "old.csv").read_text() == "earlier run"
+            raise RuntimeError("this run fails too")
+    assert sorted(p.name for p in out.iterdir()) == [".carpet-output", "old.csv"]
+    assert leftovers(tmp_path) == []
+
+
+def test_q_killed_rerun_leaves_the_earlier_outputs_whole(w, tmp_path):
+    """A quantify rerun SIGKILLed while writing its outputs: the earlier outputs, unmixed."""
+    import signal
+    import sys
+    import time
+
+    out = tmp_path / "q"
+    run(command(w, "quantify", out), 0)
+    before = tree(out)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "carpet.cli", "quantify", str(w.pet), "--ct", str(w.ct),
+                             "--method", "all", "--out", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.monotonic() + 120
+    while not any((p / "summary.json").exists() for p in tmp_path.glob(".q.*.tmp")):
+        assert proc.poll() is None and time.monotonic() < end, "the rerun ended before it wrote"
+        time.sleep(0.002)
+    proc.kill()
+    proc.wait()
+    assert tree(out) == before
+    run(command(w, "quantify", out), 0)  # the next run clears the killed run's stage
+    assert leftovers(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------------------------
