@@ -624,14 +624,13 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
                 bar.advance(job)
         return
     try:
-        with terminate_as_interrupt(), bar:  # SIGTERM, like Ctrl-C, stops the workers before exiting
+        with terminate_as_interrupt(raise_now=False), bar:  # SIGTERM, like Ctrl-C, stops the workers
             job = bar.add_task("batch", total=len(tasks))
             for outcome in run_in_workers(run_study, tasks, workers, _lost):
                 bar.advance(job)
                 yield outcome
-    except BaseException:
-        _clear_leftovers(Path(tasks[0].out))  # the stopped workers' unfinished study folders
-        raise
+    finally:
+        _clear_leftovers(Path(tasks[0].out))  # study folders left unfinished by lost or stopped workers
 
 
 def _result(future, task: StudyTask) -> dict[str, Any]:
