@@ -181,12 +181,51 @@ def _imwg_tables(tmp: Path, pid: str = "P1", second_value: float | None = None):
             "--out", str(tmp / "o")]
 
 
+def imwg_spoiled(how: str):
+    def build(base, tmp):
+        argv = _imwg_tables(tmp)
+        patients = tmp / "patients.csv"
+        if how == "semicolon":
+            patients.write_text(patients.read_text().replace(",", ";"))
+        elif how == "header_only":
+            patients.write_text(patients.read_text().splitlines()[0] + "\n")
+        else:  # a folder where the file should be
+            patients.unlink()
+            patients.mkdir()
+        return argv
+    return build
+
+
 def imwg_dup_numeric(base, tmp):
     return _imwg_tables(tmp, second_value=0.7)
 
 
 def imwg_evil(base, tmp):
     return _imwg_tables(tmp, pid="=HYPERLINK(\"http://x\",\"y\")")
+
+
+def analyze_case(change, analyses=None):
+    """A small clinical table (tests/test_analyze) with one column spoiled, and a KM plan on it."""
+    def build(base, tmp):
+        import yaml
+        from test_analyze import _small_cohort
+
+        df = _small_cohort().assign(t=np.linspace(1, 24, 24), e=[1, 0] * 12)
+        df = df.astype({"t": object, "e": object})
+        change(df)
+        df.to_csv(tmp / "patients.csv", index=False, date_format="%Y-%m-%d")
+        plan = {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}},
+                "analyses": analyses or [{"type": "km", "endpoint": "pfs", "by": "arm"}]}
+        (tmp / "plan.yaml").write_text(yaml.safe_dump(plan))
+        return ["analyze", "--clinical", str(tmp / "patients.csv"), "--plan", str(tmp / "plan.yaml"),
+                "--out", str(tmp / "o")]
+    return build
+
+
+def _spoil(column, rows, value):
+    def change(df):
+        df.loc[rows, column] = value
+    return change
 
 
 # --- checks of outputs, for cases that exit 0 ----------------------------------------------------
@@ -207,7 +246,7 @@ def one_lesion(tmp: Path) -> None:
 
 def no_formula_cells(tmp: Path) -> None:
     for csv in (tmp / "o").glob("*.csv"):
-        cells = pd.read_csv(csv, dtype=str, keep_default_na=False).to_numpy().ravel()
+        cells = pd.read_csv(csv, dtype=str, keep_default_na=False, header=None, comment="#").to_numpy().ravel()
         assert not [c for c in cells if c[:1] in ("=", "+", "@")], csv
         assert any(c.startswith("'=HYPERLINK") for c in cells), csv
 
@@ -253,6 +292,17 @@ CASES = [
     ("dcm_healthy", no_lesion((), scale=0.5), 0, r"0 lesions, MTV 0\.00", no_lesion_outputs),
     ("imwg_dup_numeric", imwg_dup_numeric, 0, r"labs\.csv: rows \d, \d: serum_m_protein .*different values", None),
     ("imwg_evil_csv", imwg_evil, 0, r"1 patients", no_formula_cells),
+    ("imwg_semicolon", imwg_spoiled("semicolon"), 1, r"patients\.csv.*separated by semicolons", None),
+    ("imwg_header_only", imwg_spoiled("header_only"), 1, r"patients\.csv.*header row but no patient rows", None),
+    ("imwg_dir_as_file", imwg_spoiled("dir"), 1, r"patients\.csv: is a folder", None),
+    ("an_plan_dir", lambda b, t: ["analyze", "--clinical", str(_imwg_tables(t) and t / "patients.csv"), "--plan",
+                                  str(t), "--out", str(t / "o")], 1, r"is a folder; expected a YAML plan", None),
+    ("an_eventyes", analyze_case(_spoil("e", [2, 5, 7], "yes")), 1, r"event must be 0 \(censored\) or 1.*'yes' "
+                                                                  r"\(3 such", None),
+    ("an_timetext", analyze_case(_spoil("t", [1, 4, 9], "abc")), 1, r"time must be a number.*'abc' \(3 such", None),
+    ("an_evil2", analyze_case(_spoil("arm", slice(0, 11), '=HYPERLINK("http://x","y")'),
+                              [{"type": "table1", "by": "arm", "continuous": ["age_years"]}]),
+     0, r"1 analyses", no_formula_cells),
 ]
 
 
