@@ -204,7 +204,7 @@ def imwg_evil(base, tmp):
     return _imwg_tables(tmp, pid="=HYPERLINK(\"http://x\",\"y\")")
 
 
-def analyze_case(change, analyses=None):
+def analyze_case(change, analyses=None, endpoints=None, title="t"):
     """A small clinical table (tests/test_analyze) with one column spoiled, and a KM plan on it."""
     def build(base, tmp):
         import yaml
@@ -214,7 +214,7 @@ def analyze_case(change, analyses=None):
         df = df.astype({"t": object, "e": object})
         change(df)
         df.to_csv(tmp / "patients.csv", index=False, date_format="%Y-%m-%d")
-        plan = {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}},
+        plan = {"title": title, "endpoints": endpoints or {"pfs": {"time": "t", "event": "e"}},
                 "analyses": analyses or [{"type": "km", "endpoint": "pfs", "by": "arm"}]}
         (tmp / "plan.yaml").write_text(yaml.safe_dump(plan))
         return ["analyze", "--clinical", str(tmp / "patients.csv"), "--plan", str(tmp / "plan.yaml"),
@@ -249,6 +249,10 @@ def no_formula_cells(tmp: Path) -> None:
         cells = pd.read_csv(csv, dtype=str, keep_default_na=False, header=None, comment="#").to_numpy().ravel()
         assert not [c for c in cells if c[:1] in ("=", "+", "@")], csv
         assert any(c.startswith("'=HYPERLINK") for c in cells), csv
+
+
+def reports_written(tmp: Path) -> None:
+    assert (tmp / "o" / "report.pdf").is_file() and (tmp / "o" / "report.html").is_file()
 
 
 # id, builder, exit code, words (regex, searched in stdout + stderr), check of the outputs
@@ -297,6 +301,12 @@ CASES = [
     ("imwg_dir_as_file", imwg_spoiled("dir"), 1, r"patients\.csv: is a folder", None),
     ("an_plan_dir", lambda b, t: ["analyze", "--clinical", str(_imwg_tables(t) and t / "patients.csv"), "--plan",
                                   str(t), "--out", str(t / "o")], 1, r"is a folder; expected a YAML plan", None),
+    ("an_mathtext_title2", analyze_case(_spoil("arm", slice(0, 11), "$x^{2$"), title="Gain of $x^{2$ in MTV"),
+     0, r"1 analyses", reports_written),
+    ("an_neg_dates", analyze_case(lambda df: None, [{"type": "km", "endpoint": "os", "by": "arm"}],
+                                  {"os": {"start": "infusion_date", "event_date": "nosuch_date",
+                                          "censor_date": "last_followup_date"}}), 1, r"endpoints\.os: date column\(s\) \['nosuch_date'\] not in the data",
+     None),
     ("an_eventyes", analyze_case(_spoil("e", [2, 5, 7], "yes")), 1, r"event must be 0 \(censored\) or 1.*'yes' "
                                                                   r"\(3 such", None),
     ("an_timetext", analyze_case(_spoil("t", [1, 4, 9], "abc")), 1, r"time must be a number.*'abc' \(3 such", None),

@@ -487,8 +487,8 @@ def _analysis_columns(a: dict, endpoints: dict) -> list[tuple[str, str]]:
         elif kind == "models":
             cols += [(f"{key}.{m}", c) for m, v in a[key].items() for c in ([v] if isinstance(v, str) else v)]
         elif kind == "endpoint":
-            ep = endpoints[a[key]]
-            cols += [(key, ep["time"]), (key, ep["event"])]
+            ep = endpoints[a[key]]  # a date endpoint whose dates are missing has no time/event: reported already
+            cols += [(key, ep[k]) for k in ("time", "event") if k in ep]
     return cols
 
 

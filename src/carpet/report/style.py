@@ -29,6 +29,7 @@ RC = {
     "savefig.dpi": 300,
     "savefig.bbox": "tight",
     "pdf.fonttype": 42,  # embed TrueType so journals accept the PDF
+    "text.parse_math": False,  # user text ('Gain of $x^{2$') is text, never mathtext that can fail to parse
 }
 
 
