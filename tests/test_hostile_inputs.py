@@ -228,6 +228,40 @@ def _spoil(column, rows, value):
     return change
 
 
+def batch_case(spoil: str):
+    """ROOT with a good NIfTI study S1 and, per ``spoil``, broken or odd studies."""
+    def build(base, tmp):
+        root = tmp / "root"
+        (root / "S1").mkdir(parents=True)
+        shutil.copy(base / "pet.nii.gz", root / "S1" / "pet.nii.gz")
+        if spoil == "corrupt":
+            nii_trunc(base, tmp)
+            (root / "S2").mkdir()
+            shutil.move(tmp / "pet.nii.gz", root / "S2" / "pet.nii.gz")
+            (root / "S3").mkdir()
+            nan = _suv().astype(np.float32)
+            nan[0, 0, 0] = np.nan
+            _nifti(root / "S3", "pet.nii.gz", nan)
+        elif spoil == "healthy":
+            write_series(root / "S2" / "pet", np.minimum(_suv(), 3.0) * BQML_PER_SUV, spacing=SPACING, origin=ORIGIN)
+        else:
+            (root / "=HYPERLINK(x)").mkdir()
+            shutil.copy(base / "pet.nii.gz", root / "=HYPERLINK(x)" / "pet.nii.gz")
+        return ["batch", str(root), "--workers", "1", "--no-progress", "--out", str(tmp / "o")]
+    return build
+
+
+def corrupt_studies_failed(tmp: Path) -> None:
+    errors = pd.read_csv(tmp / "o" / "errors.csv").set_index("study_id")["message"]
+    assert sorted(errors.index) == ["S2", "S3"]
+    assert "truncated" in errors["S2"] and "NaN" in errors["S3"]
+
+
+def healthy_study_done(tmp: Path) -> None:
+    imaging = pd.read_csv(tmp / "o" / "imaging.csv").set_index("study_id")
+    assert imaging.loc["S2", "status"] == "done" and imaging.loc["S2", "mtv_ml"] == 0
+
+
 # --- checks of outputs, for cases that exit 0 ----------------------------------------------------
 def no_lesion_outputs(tmp: Path) -> None:
     out = tmp / "o"
@@ -248,7 +282,7 @@ def no_formula_cells(tmp: Path) -> None:
     for csv in (tmp / "o").glob("*.csv"):
         cells = pd.read_csv(csv, dtype=str, keep_default_na=False, header=None, comment="#").to_numpy().ravel()
         assert not [c for c in cells if c[:1] in ("=", "+", "@")], csv
-        assert any(c.startswith("'=HYPERLINK") for c in cells), csv
+        assert any(c.startswith("'=HYPERLINK") for c in cells) or "=HYPERLINK" not in csv.read_text(), csv
 
 
 def reports_written(tmp: Path) -> None:
@@ -305,8 +339,12 @@ CASES = [
      0, r"1 analyses", reports_written),
     ("an_neg_dates", analyze_case(lambda df: None, [{"type": "km", "endpoint": "os", "by": "arm"}],
                                   {"os": {"start": "infusion_date", "event_date": "nosuch_date",
-                                          "censor_date": "last_followup_date"}}), 1, r"endpoints\.os: date column\(s\) \['nosuch_date'\] not in the data",
+                                          "censor_date": "last_followup_date"}}),
+     1, r"endpoints\.os: date column\(s\) \['nosuch_date'\] not in the data",
      None),
+    ("b_corrupt", batch_case("corrupt"), 0, r"3 studies: 1 done, 0 skipped, 2 failed", corrupt_studies_failed),
+    ("b_healthy", batch_case("healthy"), 0, r"2 studies: 2 done", healthy_study_done),
+    ("b_formula_ids", batch_case("formula"), 0, r"2 studies: 2 done", no_formula_cells),
     ("an_eventyes", analyze_case(_spoil("e", [2, 5, 7], "yes")), 1, r"event must be 0 \(censored\) or 1.*'yes' "
                                                                   r"\(3 such", None),
     ("an_timetext", analyze_case(_spoil("t", [1, 4, 9], "abc")), 1, r"time must be a number.*'abc' \(3 such", None),
