@@ -432,7 +432,7 @@ def _quantify_tmp(inputs: StudyInputs, tmp: Path, task: StudyTask, sid: str, scr
     paths = inputs.paths()
     result = run_quantify(paths["pet"], out_dir=tmp, ct_path=paths.get("ct"),
                           lesions_path=paths.get("lesions"), exclude_path=paths.get("exclude"),
-                          method=opts.method,
+                          method=opts.method, pseudonym=sid,  # the SEG carries the study id, no identity
                           params=SegmentParams(connectivity=opts.connectivity,
                                                min_volume_ml=opts.min_volume_ml))
     recorded = result.summary["provenance"]["inputs"]
