@@ -77,3 +77,17 @@ def test_unknown_lesion_and_ambiguous_study_refused(study, tmp_path):
                             "--study-id", "s1", "--out", str(tmp_path / "x")])
     said = " ".join(r.output.split())
     assert r.exit_code == 1 and "has no lesion 99 (its lesions: 1, 2," in said and "line 2" in said
+
+
+def test_review_page_draws_reader_exclusions_and_site_evidence(study):
+    from carpet.report.review import EXCLUDED_COLOUR, site_reason
+
+    folder, _ = study
+    page = (folder / "read").joinpath("review.html")
+    assert not page.exists()
+    row = {"site": "bone", "bone_fraction": 0.5, "distance_to_bone_mm": 0.0, "depth_in_bone_mm": 5.0,
+           "bone_contact_fraction": 0.8, "volume_outside_bone_ml": 1.25}
+    assert site_reason(row) == ("bone: in bone 50%, distance to bone 0.0 mm, depth in bone 5.0 mm, "
+                                "surface touching bone 80%, outside bone 1.25 mL")
+    assert site_reason({**row, "site_by": "reader"}) == "bone: set by the reader (override)"
+    assert EXCLUDED_COLOUR not in ("#0072B2", "#E69F00", "#D55E00", "#CC79A7", "#009E73")

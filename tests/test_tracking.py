@@ -133,6 +133,7 @@ def test_alignment_refused_with_reason_and_no_matching():
     assert tracked.lesions["change"].tolist() == [""] and tracked.lesions["baseline_lesion_id"].isna().all()
 
 
+@pytest.mark.slow
 def test_cli_followup_contract_files(tmp_path):
     pair = make_phantom_pair(rotation_deg=(0, 3, 0), shift_mm=(0, 0, 20))
     paths = {}
@@ -145,7 +146,7 @@ def test_cli_followup_contract_files(tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "b" / "align_ct.nii.gz").is_file() and (tmp_path / "b" / "align_pt.nii.gz").is_file()
     r = runner.invoke(app, ["quantify", str(paths["fu"][0]), "--ct", str(paths["fu"][1]),
-                            "--baseline", str(tmp_path / "b"), "--out", str(tmp_path / "f")])
+                            "--baseline", str(tmp_path / "b"), "--out", str(tmp_path / "f"), "--review"])
     assert r.exit_code == 0, r.output
     table = pd.read_csv(tmp_path / "f" / "lesions.csv")
     assert {"baseline_lesion_id", "change"} <= set(table.columns)
@@ -156,3 +157,10 @@ def test_cli_followup_contract_files(tmp_path):
     assert (tmp_path / "f" / "baseline_lesions.csv").is_file()
     tx = sitk.ReadTransform(str(tmp_path / "f" / "alignment.tfm"))
     assert np.allclose(tx.TransformPoint((0.0, 0.0, 0.0)), (0.0, 0.0, 20.0), atol=2.0)
+    # the review page: the MIP, then one figure per lesion, a matched lesion drawn beside its baseline lesion
+    page = (tmp_path / "f" / "review.html").read_text()
+    assert page.count("<img") == 1 + len(table)
+    for row in table.itertuples():
+        assert f"Lesion {row.lesion_id}: {row.site}" in page
+    assert "Status of every baseline lesion" in page and "resolved" in page
+    assert "http" not in page.split("<body>")[1].split("Provenance")[0]   # nothing fetched

@@ -94,6 +94,8 @@ def quantify(
     study_id: Optional[str] = typer.Option(None, "--study-id",
                                            help="This study's id in the overrides file (needed when it "
                                                 "holds several studies)."),
+    review: bool = typer.Option(False, "--review", help="Also write OUT/review.html: MIP, every lesion's PET/CT "
+                                                        "slices, measures and site evidence (baseline beside)."),
     out: Path = typer.Option(Path("carpet-quantify"), "--out", help="Output folder."),
 ) -> None:
     """Segment and measure lesions: writes lesions.csv, summary.json and lesions.nii.gz in OUT.
@@ -108,7 +110,7 @@ def quantify(
     result = run_quantify(pet, out_dir=out, ct_path=ct, lesions_path=lesions, exclude_path=exclude,
                           method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
                           auto_exclude=auto_exclude, baseline_dir=baseline, overrides_path=overrides,
-                          study_id=study_id,
+                          study_id=study_id, review=review,
                           params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml,
                                                seed_suv=seed_suv))
     s = result.summary

@@ -273,6 +273,9 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     if overrides is not None and len(overrides) and methods[0] in seg_labels:
         # the reader's exclusions leave the label map before anything is measured (ids kept)
         kept, applied = apply_exclusions(seg_labels[methods[0]], overrides, pet.voxel_volume_ml)
+        if applied:
+            dropped = (kept == 0) & (seg_labels[methods[0]] > 0)
+            excl = dropped if excl is None else excl | dropped
         seg_labels = {**seg_labels, methods[0]: kept}
     rows, tables = [], {}
     for m in methods:
@@ -335,7 +338,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         summary["provenance"]["skipped"] = skipped
     return QuantifyResult(table, summary, labels_vol, methods_table,
                           extra={"labels": seg_labels, "tables": tables,
-                                 "align_refs": alignment_references(pet, ct_hu)})
+                                 "align_refs": alignment_references(pet, ct_hu),
+                                 "ct_on_pet": ct_hu, "excluded": excl})
 
 
 def _resolve(ct):
@@ -371,12 +375,12 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
                  method: str | None = None, params: SegmentParams | None = None, liver_voi=None,
                  height_cm: float | None = None, weight_kg: float | None = None,
                  auto_exclude: bool = False, baseline_dir=None, overrides_path=None,
-                 study_id: str | None = None) -> QuantifyResult:
+                 study_id: str | None = None, review: bool = False) -> QuantifyResult:
     """Read the inputs, quantify, write the outputs in ``out_dir``; returns the result.
 
     The timing of each stage is kept in ``result.extra['timing_s']``. ``overrides_path``: a reader
     overrides CSV (:mod:`carpet.overrides`) whose rows for ``study_id`` are applied (without ``study_id`` the
-    file must hold one study).
+    file must hold one study). ``review``: also write ``review.html`` (:mod:`carpet.report.review`).
     """
     t0 = time.perf_counter()
     baseline = None if baseline_dir is None else read_baseline_outputs(baseline_dir)
@@ -419,11 +423,48 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
     files = write_outputs(result, out_dir)
     if paths["pet"].is_dir():  # the PET came from DICOM: the label map as DICOM SEG too
         files["seg"] = write_seg(result.labels, paths["pet"], Path(out_dir) / "lesions.seg.dcm")
+    if review:
+        files["review"] = _write_review(result, pet, baseline, Path(out_dir) / "review.html",
+                                        study_id or _study_name(paths["pet"]))
     result.extra["files"] = files
     t_write = time.perf_counter()
     result.extra["timing_s"] = {"read_pet": t_read - t0, "quantify_and_ct": t_quant - t_read,
                                 "tracking": t_track - t_quant, "write": t_write - t_track}
     return result
+
+
+def _study_name(path: Path) -> str:
+    """A study's name for the review page: the PET file name without .nii[.gz], or its DICOM folder's."""
+    return path.name.removesuffix(".gz").removesuffix(".nii")
+
+
+def _write_review(result: QuantifyResult, pet: Volume, baseline, path: Path, study_id: str) -> Path:
+    """The review page; for a follow-up the baseline's images are read again from the paths its
+    provenance records (the page says so when they are gone)."""
+    from carpet.report.review import StudyView, review_report
+
+    view = StudyView(pet, result.extra.get("ct_on_pet"), result.labels, result.lesions, study_id)
+    base_view, status = None, None
+    tracked = result.extra.get("tracked")
+    if baseline is not None and tracked is not None and tracked.baseline_lesions is not None:
+        status = tracked.baseline_lesions
+        inputs = baseline.summary.get("provenance", {}).get("inputs", {})
+        pet_path = Path(inputs.get("pet", {}).get("path", ""))
+        if pet_path.exists() and inputs.get("pet", {}).get("path"):
+            base_pet = read_image(pet_path)
+            ct_path = inputs.get("ct", {}).get("path")
+            base_ct = None
+            if ct_path and Path(ct_path).exists():
+                base_ct = np.asarray(resample_to(read_image(ct_path), base_pet, default_value=-1000.0).array)
+            labels = baseline.labels if baseline.labels.same_grid(base_pet) else resample_to(
+                baseline.labels, base_pet, interpolation="nearest")
+            base_view = StudyView(base_pet, base_ct, labels, baseline.lesions, "baseline")
+    report = review_report(view, result.summary, excluded=result.extra.get("excluded"), baseline=base_view,
+                           baseline_status=status, study_id=study_id)
+    if baseline is not None and base_view is None:
+        report.section("Baseline images").note("The baseline's PET named in its provenance is not on this machine: "
+                                               "baseline slices are not shown.")
+    return report.write(path)
 
 
 def _bsa(pet: Volume, height_cm, weight_kg):
