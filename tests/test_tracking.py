@@ -164,3 +164,39 @@ def test_cli_followup_contract_files(tmp_path):
         assert f"Lesion {row.lesion_id}: {row.site}" in page
     assert "Status of every baseline lesion" in page and "resolved" in page
     assert "http" not in page.split("<body>")[1].split("Provenance")[0]   # nothing fetched
+
+
+@pytest.mark.slow
+def test_batch_pairs_each_patients_scans_by_date_and_writes_tracks(tmp_path):
+    from carpet.batch import run_batch
+
+    changing = make_phantom_pair(rotation_deg=(0, 0, 6), shift_mm=(15, 0, -10))
+    stable = make_phantom_pair(rotation_deg=(4, 0, 0), shift_mm=(0, 20, 0), n_resolved=0, new_lesions=())
+    root = tmp_path / "root"
+    scans = {"a_first": changing.baseline, "a_later": changing.followup, "b_zlast": stable.baseline,
+             "b_early": stable.followup}   # names sort against the dates: the table decides
+    for sid, ph in scans.items():
+        write_nifti(ph.pet, root / sid / "pet.nii.gz")
+        write_nifti(ph.ct, root / sid / "ct.nii.gz")
+    (tmp_path / "studies.csv").write_text("study_id,patient_id,study_date\na_first,P1,2024-01-10\n"
+                                          "a_later,P1,2024-02-12\nb_zlast,P2,2024-03-01\nb_early,P2,2024-06-01\n")
+    result = run_batch(root, tmp_path / "out", studies_table=tmp_path / "studies.csv", progress=False)
+    assert result.counts["done"] == 4
+    tracks = pd.read_csv(result.paths["tracks"])
+    pairs = pd.read_csv(result.paths["pairs"])
+    assert pairs[["patient_id", "baseline_study", "followup_study"]].values.tolist() == [
+        ["P1", "a_first", "a_later"], ["P2", "b_zlast", "b_early"]]
+    assert (pairs["status"] == "done").all()
+    assert pairs["n_new_lesions"].tolist() == [2, 0] and pairs["n_resolved_lesions"].tolist() == [2, 0]
+    p1 = tracks[tracks["patient_id"] == "P1"]
+    first = p1[p1["study_id"] == "a_first"]
+    later = p1[p1["study_id"] == "a_later"]
+    assert set(first["change"]) == {"first"} and len(first) == 8
+    assert later["change"].value_counts().to_dict() == {"matched": 6, "new": 2, "resolved": 2}
+    # a matched lesion continues the track of the baseline lesion it matched; new ones start tracks
+    by_lesion = first.set_index("lesion_id")["track_id"]
+    for r in later[later["change"] == "matched"].itertuples():
+        assert r.track_id == by_lesion[r.previous_lesion_id]
+    assert set(later.loc[later["change"] == "new", "track_id"]).isdisjoint(set(first["track_id"]))
+    assert tracks.loc[tracks["patient_id"] == "P2", "change"].value_counts().to_dict() == {"first": 8,
+                                                                                         "matched": 8}

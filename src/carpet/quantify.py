@@ -34,7 +34,7 @@ from carpet.provenance import file_sha256, provenance
 from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
 from carpet.suv import bsa_dubois_m2
-from carpet.tracking import BaselineOutputs, alignment_references, track_followup
+from carpet.tracking import BaselineOutputs, alignment_references, read_study_outputs, track_followup
 from carpet.volume import Volume, resample_to
 
 SITES = ("bone", "paramedullary", "extramedullary", "indeterminate", "unknown")
@@ -119,26 +119,10 @@ def read_baseline(baseline_dir) -> dict:
 
 
 def read_baseline_outputs(baseline_dir) -> BaselineOutputs:
-    """``summary.json``, ``lesions.csv``, ``lesions.nii.gz`` and the alignment images of a baseline's
-    ``carpet quantify`` folder (for ``--baseline DIR``); what is missing is listed, not an error (the
-    follow-up is then read without lesion matching, and says why)."""
-    from carpet.io import read_nifti
-
+    """The baseline's ``carpet quantify`` folder for ``--baseline DIR`` (:func:`carpet.tracking.read_study_outputs`)."""
     summary = read_baseline(baseline_dir)
     folder = Path(baseline_dir)
-    folder = folder if folder.is_dir() else folder.parent
-    missing = [name for name in ("lesions.csv", "lesions.nii.gz") if not (folder / name).is_file()]
-    lesions = pd.DataFrame()
-    if "lesions.csv" not in missing:
-        lesions = pd.read_csv(folder / "lesions.csv")
-        need = {"lesion_id", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "suv_max", "volume_ml"}
-        if need - set(lesions.columns):
-            raise InputError(f"missing columns {sorted(need - set(lesions.columns))}", source=folder / "lesions.csv",
-                             hint="--baseline takes the --out folder of the baseline's carpet quantify run")
-    labels = None if "lesions.nii.gz" in missing else read_nifti(folder / "lesions.nii.gz")
-    refs = {m: read_nifti(folder / f"align_{m.lower()}.nii.gz") for m in ("CT", "PT")
-            if (folder / f"align_{m.lower()}.nii.gz").is_file()}
-    return BaselineOutputs(summary, lesions, labels, refs, missing)
+    return read_study_outputs(folder if folder.is_dir() else folder.parent, summary)
 
 
 def liver_reference_from_voi(pet: Volume, ct: Volume | None, centre_mm=None,
