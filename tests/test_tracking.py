@@ -58,6 +58,7 @@ def test_every_lesion_matched_new_or_resolved_as_designed(rotation, shift):
             assert row.change == "new" and pd.isna(row.baseline_lesion_id)
         else:
             assert row.change == "matched" and base_ids[int(row.baseline_lesion_id)] == truth
+            assert row.match_by == "overlap"     # the shrunk lesion still overlaps its aligned baseline
     status = {base_ids[int(r.baseline_lesion_id)]: r.status for r in tracked.baseline_lesions.itertuples()}
     assert sorted(k for k, v in status.items() if v == "resolved") == pair.truth["resolved"]
     assert all(v in ("matched", "resolved") for v in status.values())
