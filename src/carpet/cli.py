@@ -142,6 +142,8 @@ def quantify(
     study_id: Optional[str] = typer.Option(None, "--study-id",
                                            help="This study's id in the overrides file (needed when it "
                                                 "holds several studies)."),
+    review: bool = typer.Option(False, "--review", help="Also write OUT/review.html: MIP, every lesion's PET/CT "
+                                                        "slices, measures and site evidence (baseline beside)."),
     out: Path = typer.Option(Path("carpet-quantify"), "--out", help="Output folder."),
 ) -> None:
     """Segment and measure lesions: writes lesions.csv, summary.json and lesions.nii.gz in OUT.
@@ -162,7 +164,7 @@ def quantify(
                               method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
                               auto_exclude=auto_exclude, baseline_dir=baseline, roi=roi,
                               keep_identity=keep_identity, overrides_path=overrides, study_id=study_id,
-                              keep_physiological=keep_physiological,
+                              keep_physiological=keep_physiological, review=review,
                               params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml,
                                                    seed_suv=seed_suv))
     s = result.summary
@@ -330,6 +332,8 @@ def batch(
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="With --pseudonymize: write study_id,pseudonym "
                                                                    "here (keep it away from the results)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
+    overrides: Optional[Path] = typer.Option(None, "--overrides", help="Reader overrides CSV (study_id as in OUT, "
+                                                                       "lesion_id, action, site, reason)."),
 ) -> None:
     """Quantify many studies: resumable, with progress, locally or on a Dask cluster.
 
@@ -339,7 +343,8 @@ def batch(
     anywhere below, each series in its own folder. Two candidates for a role are an error.
     Writes OUT/studies/<study_id>/ (quantify outputs + done.json), imaging.csv, lesions.csv,
     errors.csv, logs/ and batch.json. Rerunning skips studies whose inputs and options are
-    unchanged. No DICOM patient tag is read into the outputs.
+    unchanged. No DICOM patient tag is read into the outputs. With --studies, each patient's
+    scans are paired by date: tracks.csv (patient, lesion track, scan date, measures) and pairs.csv.
     """
     from carpet.batch import BatchOptions, run_batch
     from carpet.errors import InputError
@@ -349,7 +354,7 @@ def batch(
     result = run_batch(root, out, workers=workers, scheduler=scheduler,
                        options=BatchOptions(method=method, connectivity=connectivity, min_volume_ml=min_volume_ml),
                        force=force, retry_failed=retry_failed, salt=salt if pseudonymize else None,
-                       mapping_path=mapping, studies_table=studies, progress=progress)
+                       mapping_path=mapping, studies_table=studies, progress=progress, overrides=overrides)
     c = result.counts
     typer.echo(f"{c['total']} studies: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed "
                f"in {result.seconds:.1f} s -> {out}")

@@ -36,7 +36,7 @@ from carpet.provenance import file_sha256, provenance
 from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
 from carpet.suv import bsa_dubois_m2
-from carpet.tracking import BaselineOutputs, alignment_references, track_followup
+from carpet.tracking import BaselineOutputs, alignment_references, read_study_outputs, track_followup
 from carpet.volume import Volume, resample_to
 from carpet.io.tables import write_csv
 
@@ -134,26 +134,10 @@ def read_baseline(baseline_dir) -> dict:
 
 
 def read_baseline_outputs(baseline_dir) -> BaselineOutputs:
-    """``summary.json``, ``lesions.csv``, ``lesions.nii.gz`` and the alignment images of a baseline's
-    ``carpet quantify`` folder (for ``--baseline DIR``); what is missing is listed, not an error (the
-    follow-up is then read without lesion matching, and says why)."""
-    from carpet.io import read_nifti
-
+    """The baseline's ``carpet quantify`` folder for ``--baseline DIR`` (:func:`carpet.tracking.read_study_outputs`)."""
     summary = read_baseline(baseline_dir)
     folder = Path(baseline_dir)
-    folder = folder if folder.is_dir() else folder.parent
-    missing = [name for name in ("lesions.csv", "lesions.nii.gz") if not (folder / name).is_file()]
-    lesions = pd.DataFrame()
-    if "lesions.csv" not in missing:
-        lesions = pd.read_csv(folder / "lesions.csv")
-        need = {"lesion_id", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "suv_max", "volume_ml"}
-        if need - set(lesions.columns):
-            raise InputError(f"missing columns {sorted(need - set(lesions.columns))}", source=folder / "lesions.csv",
-                             hint="--baseline takes the --out folder of the baseline's carpet quantify run")
-    labels = None if "lesions.nii.gz" in missing else read_nifti(folder / "lesions.nii.gz")
-    refs = {m: read_nifti(folder / f"align_{m.lower()}.nii.gz") for m in ("CT", "PT")
-            if (folder / f"align_{m.lower()}.nii.gz").is_file()}
-    return BaselineOutputs(summary, lesions, labels, refs, missing)
+    return read_study_outputs(folder if folder.is_dir() else folder.parent, summary)
 
 
 def liver_reference_from_voi(pet: Volume, ct: Volume | None, centre_mm=None,
@@ -296,6 +280,9 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     if overrides is not None and len(overrides) and methods[0] in seg_labels:
         # the reader's exclusions leave the label map before anything is measured (ids kept)
         kept, applied = apply_exclusions(seg_labels[methods[0]], overrides, pet.voxel_volume_ml)
+        if applied:
+            dropped = (kept == 0) & (seg_labels[methods[0]] > 0)
+            excl = dropped if excl is None else excl | dropped
         seg_labels = {**seg_labels, methods[0]: kept}
     rows, tables = [], {}
     for m in methods:
@@ -361,7 +348,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         summary["provenance"]["skipped"] = skipped
     return QuantifyResult(table, summary, labels_vol, methods_table,
                           extra={"labels": seg_labels, "tables": tables,
-                                 "align_refs": alignment_references(pet, ct_hu)},
+                                 "align_refs": alignment_references(pet, ct_hu),
+                                 "ct_on_pet": ct_hu, "excluded": excl},
                           excluded=excluded_vol, excluded_table=excluded_table)
 
 
@@ -440,15 +428,17 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
                  height_cm: float | None = None, weight_kg: float | None = None,
                  auto_exclude: bool = False, baseline_dir=None, roi: str | None = None,
                  pseudonym: str | None = None, keep_identity: bool = False, overrides_path=None,
-                 study_id: str | None = None, keep_physiological: bool = False) -> QuantifyResult:
+                 study_id: str | None = None, keep_physiological: bool = False,
+                 review: bool = False) -> QuantifyResult:
     """Read the inputs, quantify, write the outputs in ``out_dir``; returns the result.
 
     ``roi`` picks one ROI of an RTSTRUCT ``lesions_path``. A DICOM SEG written for a DICOM PET carries
     ``pseudonym`` (default: ``carpet-`` + a hash of the StudyInstanceUID, which the SEG keeps anyway)
     instead of the patient's identity, unless ``keep_identity``. Warnings of the input checks are
     recorded in the summary. ``overrides_path``: a reader overrides CSV (:mod:`carpet.overrides`) whose
-    rows for ``study_id`` are applied (without ``study_id`` the file must hold one study). The timing of
-    each stage is kept in ``result.extra['timing_s']``.
+    rows for ``study_id`` are applied (without ``study_id`` the file must hold one study). ``review``: also
+    write ``review.html`` (:mod:`carpet.report.review`). The timing of each stage is kept in
+    ``result.extra['timing_s']``.
     """
     t0 = time.perf_counter()
     baseline = None if baseline_dir is None else read_baseline_outputs(baseline_dir)
@@ -510,6 +500,9 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
                         pseudonym=None if keep_identity else pseudonym)
         if seg is not None:
             files["seg"] = seg
+    if review:
+        files["review"] = _write_review(result, pet, baseline, Path(out_dir) / "review.html",
+                                        study_id or _study_name(paths["pet"]))
     result.extra["files"] = files
     t_write = time.perf_counter()
     result.extra["timing_s"] = {"read_pet": t_read - t0, "quantify_and_ct": t_quant - t_read,
@@ -534,6 +527,44 @@ def _roi_names(result: QuantifyResult, mask: Volume | None) -> dict[int, str] | 
     if "lesion_id" in result.lesions:
         result.lesions.insert(1, "roi", result.lesions["lesion_id"].map(by_lesion))
     return {k: (v if list(by_lesion.values()).count(v) == 1 else f"{v} ({k})") for k, v in by_lesion.items()}
+
+
+def _study_name(path: Path) -> str:
+    """A study's name for the review page: the PET file name without .nii[.gz], or its DICOM folder's."""
+    return path.name.removesuffix(".gz").removesuffix(".nii")
+
+
+def _write_review(result: QuantifyResult, pet: Volume, baseline, path: Path, study_id: str) -> Path:
+    """The review page; for a follow-up the baseline's images are read again from the paths its
+    provenance records (the page says so when they are gone)."""
+    from carpet.report.review import StudyView, review_report
+
+    view = StudyView(pet, result.extra.get("ct_on_pet"), result.labels, result.lesions, study_id)
+    base_view, status = None, None
+    tracked = result.extra.get("tracked")
+    if baseline is not None and tracked is not None and tracked.baseline_lesions is not None:
+        status = tracked.baseline_lesions
+        inputs = baseline.summary.get("provenance", {}).get("inputs", {})
+        pet_path = Path(inputs.get("pet", {}).get("path", ""))
+        if pet_path.exists() and inputs.get("pet", {}).get("path"):
+            base_pet = read_image(pet_path)
+            ct_path = inputs.get("ct", {}).get("path")
+            base_ct = None
+            if ct_path and Path(ct_path).exists():
+                base_ct = np.asarray(resample_to(read_image(ct_path), base_pet, default_value=-1000.0).array)
+            labels = baseline.labels if baseline.labels.same_grid(base_pet) else resample_to(
+                baseline.labels, base_pet, interpolation="nearest")
+            base_view = StudyView(base_pet, base_ct, labels, baseline.lesions, "baseline")
+    excluded = result.extra.get("excluded")  # the user's --exclude mask, with the physiology rules' components
+    if result.excluded is not None:
+        physiology = np.asarray(result.excluded.array) > 0
+        excluded = physiology if excluded is None else excluded | physiology
+    report = review_report(view, result.summary, excluded=excluded, baseline=base_view,
+                           baseline_status=status, study_id=study_id)
+    if baseline is not None and base_view is None:
+        report.section("Baseline images").note("The baseline's PET named in its provenance is not on this machine: "
+                                               "baseline slices are not shown.")
+    return report.write(path)
 
 
 def _bsa(pet: Volume, height_cm, weight_kg):
