@@ -135,7 +135,8 @@ def load_plan(plan: dict | str | Path) -> tuple[dict, str, str]:
         return plan, hashlib.sha256(text.encode()).hexdigest(), "<plan>"
     path = Path(plan)
     if not path.is_file():
-        raise InputError("plan file not found", source=path, hint="--plan PLAN.yaml")
+        raise InputError("is a folder; expected a YAML plan file" if path.is_dir() else "plan file not found",
+                         source=path, hint="--plan PLAN.yaml")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -485,8 +486,8 @@ def _analysis_columns(a: dict, endpoints: dict) -> list[tuple[str, str]]:
         elif kind == "models":
             cols += [(f"{key}.{m}", c) for m, v in a[key].items() for c in ([v] if isinstance(v, str) else v)]
         elif kind == "endpoint":
-            ep = endpoints[a[key]]
-            cols += [(key, ep["time"]), (key, ep["event"])]
+            ep = endpoints[a[key]]  # a date endpoint whose dates are missing has no time/event: reported already
+            cols += [(key, ep[k]) for k in ("time", "event") if k in ep]
     return cols
 
 
@@ -746,8 +747,11 @@ def _default_title(a: dict, endpoints: dict) -> str:
 def _survival_frame(data: pd.DataFrame, ep: dict, columns: list[str]) -> pd.DataFrame:
     """Rows with time, event and ``columns`` all known (event as int)."""
     frame = data.dropna(subset=[ep["time"], ep["event"], *columns]).copy()
-    frame[ep["time"]] = pd.to_numeric(frame[ep["time"]]).astype(float)
-    frame[ep["event"]] = pd.to_numeric(frame[ep["event"]]).astype(int)
+    from carpet.stats._input import survival_arrays
+
+    time, event = survival_arrays(frame[ep["time"]], frame[ep["event"]],
+                                  source=f"clinical table, endpoint columns '{ep['time']}'/'{ep['event']}'")
+    frame[ep["time"]], frame[ep["event"]] = time, event.astype(int)
     return frame
 
 

@@ -48,6 +48,7 @@ from carpet.errors import InputError
 from carpet.provenance import provenance
 from carpet.stats._input import require_columns
 from carpet.stats._results import format_p
+from carpet.io.tables import neutralise_formulas, write_csv
 
 # R's fisher.test counts tables whose probability is within this relative error of the observed one.
 _FISHER_REL_ERR = 1.0 + 1e-7
@@ -100,16 +101,16 @@ class Table1:
     def to_csv(self, path: str | Path) -> Path:
         """Write the formatted table as CSV (UTF-8) and return the path."""
         path = Path(path)
-        self.summary.to_csv(path, index=False)
+        write_csv(self.summary, path)
         return path
 
     def to_excel(self, path: str | Path) -> Path:
         """Write the formatted table to an XLSX sheet ``Table 1`` and provenance to ``provenance``."""
         path = Path(path)
         with pd.ExcelWriter(path, engine="openpyxl") as writer:
-            self.summary.to_excel(writer, sheet_name="Table 1", index=False)
-            pd.DataFrame(sorted((k, str(v)) for k, v in self.provenance.items()),
-                         columns=["field", "value"]).to_excel(writer, sheet_name="provenance", index=False)
+            neutralise_formulas(self.summary).to_excel(writer, sheet_name="Table 1", index=False)
+            neutralise_formulas(pd.DataFrame(sorted((k, str(v)) for k, v in self.provenance.items()),
+                                             columns=["field", "value"])).to_excel(writer, sheet_name="provenance", index=False)
         return path
 
     def to_html(self, path: str | Path | None = None) -> str:
