@@ -60,7 +60,7 @@ def _run_patterns(data, a, endpoints, writer, stem, seed, tables):
                 f"cells >= {a.get('marrow_min_pct', 5.0):g}% within {a.get('window_days', 30)} days of progression "
                 "(after infusion); new bone disease: new_bone_lesion on imaging; EMD/PMD: the patients table at "
                 "progression. Isolated: that pattern alone, every other one known absent.")
-    pats.to_csv(writer.out / f"{stem}_per_patient.csv", index=False)
+    writer.csv(pats, f"{stem}_per_patient")
     return {"table": table.to_dict("records"), "ttp_median_months": med, "ttp_iqr_months": [q1, q3],
             "n_progressed": int(len(pats)), "files": files + [f"{stem}_per_patient.csv"],
             "provenance": tables.record}
@@ -258,7 +258,7 @@ def _run_swimmer(data, a, endpoints, writer, stem, seed, tables):
     fig = swimmer_figure(bars, segs, max_patients=a.get("max_patients", 40))
     files = writer.figure(fig, stem, "Swimmer plot from progression after CAR T: each bar a patient, each colour a "
                                      "regimen class; | progression on a line, × death.")
-    segs.to_csv(writer.out / f"{stem}_segments.csv", index=False)
+    writer.csv(segs, f"{stem}_segments")
     return {"n_patients": int(len(bars)), "n_lines": int(len(segs)), "files": files + [f"{stem}_segments.csv"]}
 
 

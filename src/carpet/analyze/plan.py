@@ -41,7 +41,7 @@ ANALYSES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "roc": ({"endpoint": "endpoint", "markers": "columns", "horizon": "number"}, {"direction": "str"}),
 }
 _COMMON = {"type": "str", "title": "str", "name": "str"}
-_TOP = {"title", "subtitle", "seed", "endpoints", "derive", "analyses", "imaging", "assessments"}
+_TOP = {"title", "subtitle", "seed", "endpoints", "derive", "analyses", "imaging", "assessments", "variables"}
 _SCORES = {"ipi": "IPI", "aaipi": "aaIPI", "car_hematotox": "CAR-HEMATOTOX", "iss": "ISS", "riss": "R-ISS",
            "r_iss": "R-ISS", "r2iss": "R2-ISS", "r2_iss": "R2-ISS"}
 _DERIVE_OPS = ("score", "emd_pmd", "cut", "log", "labels", "combine", "cytogenetics", "responded", "imwg",
@@ -146,6 +146,9 @@ def validate_plan(plan: dict) -> list[str]:
         derive = []
     for i, d in enumerate(derive):
         problems += _derive_problems(f"derive[{i}]", d)
+    from carpet.analyze.labels import variables_problems
+
+    problems += variables_problems(plan.get("variables"))
     analyses = plan.get("analyses")
     if not isinstance(analyses, list) or not analyses:
         problems.append("analyses: expected a list of analyses, e.g. - {type: km, endpoint: pfs, by: group}")
@@ -332,30 +335,38 @@ def _default_stem(a: dict) -> str:
     return f"{t}_{a['endpoint']}"
 
 
-def _title(a: dict, endpoints: dict) -> str:
-    return a.get("title") or _default_title(a, endpoints)
+def _title(a: dict, endpoints: dict, labels=None) -> str:
+    return a.get("title") or _default_title(a, endpoints, labels)
 
 
-def _default_title(a: dict, endpoints: dict) -> str:
-    label = endpoints[a["endpoint"]].get("label", a["endpoint"]) if "endpoint" in a else ""
+def _default_title(a: dict, endpoints: dict, labels=None) -> str:
+    """A heading from the plan item, naming columns by their labels (:class:`carpet.analyze.labels.Labels`)."""
+    from carpet.analyze.labels import Labels
+    from carpet.report.format import cutpoint as exact
+
+    name = (labels or Labels()).label
+    ep = endpoints[a["endpoint"]] if "endpoint" in a else {}
+    label = ep.get("label", a.get("endpoint", ""))
     t = a["type"]
     if t == "table1":
-        return f"Patient characteristics by {a['by']}"
+        return f"Patient characteristics by {name(a['by'])}"
     if t == "km":
-        by = " × ".join(_by_list(a.get("by")))
+        by = " and ".join(name(c) for c in _by_list(a.get("by")))
         return f"{label} by {by}" if by else label
     if t == "transitions":
-        return f"{a['before']} → {a['after']}"
+        return f"{a.get('before_title', name(a['before']))} → {a.get('after_title', name(a['after']))}"
     if t == "cox":
         return f"Cox model of {label}"
     if t == "cutpoint":
-        return f"Optimised cut-point of {a['marker']} for {label}"
+        return f"Optimised cut-point of {name(a['marker'])} for {label}"
     if t == "cutoff":
-        return f"{label} by {a['marker']} > {a['value']:g}"
+        return f"{label} by {name(a['marker'])} > {exact(a['value'])}"
     if t == "landmark":
-        return f"Landmark at {a['time']:g}: {label} by {a['by']}"
+        unit = ep.get("unit", "months")
+        unit = unit[:-1] if a["time"] == 1 and unit.endswith("s") else unit
+        return f"Landmark at {a['time']:g} {unit}: {label} by {name(a['by'])}"
     if t in _RAW_TITLES:
-        return _RAW_TITLES[t].format(**a)
+        return _RAW_TITLES[t].format(**{**a, "column": name(a["column"]) if "column" in a else ""})
     return f"Model comparison for {label}"
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 from carpet.analyze.clinical import load_clinical
 from carpet.analyze.derive import (_coerce, _drop_identifiers, _imaging_table, _merge_imaging, _prepare,
                                    _with_assessments)
+from carpet.analyze.labels import Labels
 from carpet.analyze.plan import ANALYSES, needs_raw_tables, _raise, _title, _default_stem, _unique, load_plan, validate_plan
 from carpet.analyze.cohort_runners import COHORT_RUNNERS, TABLE_ANALYSES
 from carpet.analyze.runners import _RUNNERS
@@ -45,7 +46,8 @@ class AnalysisResult:
 
 def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str | Path, imaging=None,
                  assessments=None, therapies=None, *, include_identifiers: bool = False,
-                 input_files: dict[str, str | Path] | None = None) -> AnalysisResult:
+                 input_files: dict[str, str | Path] | None = None, xlsx: bool = False,
+                 page_size: str = "A4") -> AnalysisResult:
     """Run an analysis plan on a cohort and write tables, figures, reports and ``results.json``.
 
     Parameters
@@ -68,6 +70,10 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
         Keep identifier columns (names, birth dates, MRNs); by default they are dropped with a note.
     input_files : mapping, optional
         The files the tables were read from; their SHA-256 goes into the provenance.
+    xlsx : bool
+        Also write ``tables.xlsx``: one sheet per table (same content as the CSVs) and an ``about`` sheet.
+    page_size : {'A4', 'Letter'}
+        Page size of ``report.pdf`` (every page the same).
 
     Returns
     -------
@@ -104,7 +110,8 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
     data, derived = _prepare(data, plan, endpoints, plan_source, tables)
     simulated = bool("simulated" in data and data["simulated"].fillna(False).astype(bool).any())
 
-    writer = _Writer(out, plan["title"], plan.get("subtitle", ""), simulated)
+    labels = Labels(plan.get("variables"))
+    writer = _Writer(out, plan["title"], plan.get("subtitle", ""), simulated, labels=labels, page_size=page_size)
     if simulated:
         writer.note(f"{SIMULATED_BANNER}: every number, table and figure here comes from simulated data.")
     writer.text(f"{len(data)} patients; plan {plan_source} (sha256 {plan_sha[:12]}).")
@@ -113,9 +120,12 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
     results: dict[str, Any] = {}
     seed = int(plan.get("seed", 0))
     used_names: set[str] = set()
+    headings: dict[str, int] = {}
     for i, a in enumerate(plan["analyses"]):
         stem = _unique(a.get("name") or _default_stem(a), used_names)
-        writer.section(_title(a, endpoints))
+        heading = _title(a, endpoints, labels)
+        headings[heading] = headings.get(heading, 0) + 1
+        writer.section(heading if headings[heading] == 1 else f"{heading} ({headings[heading]})")
         try:
             extra = (tables,) if a["type"] in TABLE_ANALYSES else ()
             res = RUNNERS[a["type"]](data, a, endpoints, writer, stem, seed, *extra)
@@ -134,6 +144,8 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
     files = writer.files
     files["results.json"] = out / "results.json"
     files["results.json"].write_text(json.dumps(_jsonable(document), indent=2, allow_nan=False), encoding="utf-8")
+    if xlsx:
+        writer.workbook(out / "tables.xlsx")
     files["report.pdf"] = writer.pdf.write(out / "report.pdf")
     files["report.html"] = writer.html.write(out / "report.html")
     return AnalysisResult(results=results, files=files, notes=notes, simulated=simulated, provenance=prov)

@@ -46,6 +46,7 @@ from carpet.provenance import provenance
 from carpet.synth import calibration as cal
 from carpet.synth.calibration import Target
 from carpet.synth.labs import progression_value
+from carpet.io.tables import write_csv
 
 DAYS_PER_MONTH = 365.25 / 12
 REFRACTORY_DAYS = 60  # Moffitt: "progression within 60 days of CAR T-cell infusion"
@@ -763,14 +764,14 @@ class SimulatedCohort:
         paths = {"patients": out / "patients.csv", "truth": out / "truth.csv", "readme": out / "README-simulated.txt",
                  "cohort": out / "cohort.json"}
         info = STUDIES[self.study]
-        self.raw_patients.to_csv(paths["patients"], index=False, date_format="%Y-%m-%d")
-        self.patients.to_csv(paths["truth"], index=False, date_format="%Y-%m-%d")
+        write_csv(self.raw_patients, paths["patients"], date_format="%Y-%m-%d")
+        write_csv(self.patients, paths["truth"], date_format="%Y-%m-%d")
         if info.disease == "MM":
             paths["labs"] = out / "labs.csv"
-            self.lab_series().to_csv(paths["labs"], index=False, date_format="%Y-%m-%d")
+            write_csv(self.lab_series(), paths["labs"], date_format="%Y-%m-%d")
         if self.therapies is not None:
             paths["therapies"] = out / "therapies.csv"
-            self.therapies.to_csv(paths["therapies"], index=False, date_format="%Y-%m-%d")
+            write_csv(self.therapies, paths["therapies"], date_format="%Y-%m-%d")
         paths["readme"].write_text(
             SIMULATED_NOTICE
             + f"\nStudy simulated: {self.study} - {info.description}\n"
