@@ -26,7 +26,7 @@ Plan reference (see ``carpet/plans/`` (installed with the package) for complete 
     analyses:                                     # each may also have title: and name: (file stem)
       - {type: table1, by: emd, continuous: [...], categorical: [...], nonnormal: [...], labels: {...}}
       - {type: km, endpoint: pfs2, by: emd, risk_times: [0, 6, 12, 18, 24]}   # by: may be a list
-      - {type: cox, endpoint: pfs2, covariates: [emd_baseline, age_years], strata: [centre]}   # reference: {col: level}
+      - {type: cox, endpoint: pfs2, covariates: [emd_baseline, age_years], strata: [centre]}
       - {type: transitions, before: status_baseline, after: status_progression, order: [None, EMD, PMD, EMD+PMD]}
       - {type: cutpoint, endpoint: pfs, marker: mtv_ml, min_prop: 0.1, n_perm: 1000}
       - {type: cutoff, endpoint: pfs, marker: mtv_ml, value: 54.3, cutoff_method: suv4, marker_method: suv4}
@@ -83,7 +83,7 @@ ANALYSES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "table1": ({"by": "column"}, {"continuous": "columns", "categorical": "columns", "nonnormal": "columns",
                                   "labels": "mapping", "max_tables": "count"}),
     "km": ({"endpoint": "endpoint"}, {"by": "columns", "risk_times": "numbers"}),
-    "cox": ({"endpoint": "endpoint", "covariates": "columns"}, {"strata": "columns", "reference": "mapping"}),
+    "cox": ({"endpoint": "endpoint", "covariates": "columns"}, {"strata": "columns"}),
     "transitions": ({"before": "column", "after": "column", "order": "list"},
                     {"before_title": "str", "after_title": "str", "max_tables": "count"}),
     "cutpoint": ({"endpoint": "endpoint", "marker": "column"},
@@ -872,8 +872,7 @@ def _run_cox(data, a, endpoints, writer, stem, seed):
 
     ep = endpoints[a["endpoint"]]
     covs, strata = _by_list(a["covariates"]), _by_list(a.get("strata"))
-    fit = cox(data, duration=ep["time"], event=ep["event"], covariates=covs, strata=strata or None,
-              reference=a.get("reference"))
+    fit = cox(data, duration=ep["time"], event=ep["event"], covariates=covs, strata=strata or None)
     summary = fit.summary.rename_axis("term").reset_index()
     files = [writer.table(summary, stem, f"Cox model (n = {fit.n}, events = {fit.n_events})")]
     if fit.n_dropped:
