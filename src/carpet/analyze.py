@@ -135,7 +135,8 @@ def load_plan(plan: dict | str | Path) -> tuple[dict, str, str]:
         return plan, hashlib.sha256(text.encode()).hexdigest(), "<plan>"
     path = Path(plan)
     if not path.is_file():
-        raise InputError("plan file not found", source=path, hint="--plan PLAN.yaml")
+        raise InputError("is a folder; expected a YAML plan file" if path.is_dir() else "plan file not found",
+                         source=path, hint="--plan PLAN.yaml")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -485,8 +486,8 @@ def _analysis_columns(a: dict, endpoints: dict) -> list[tuple[str, str]]:
         elif kind == "models":
             cols += [(f"{key}.{m}", c) for m, v in a[key].items() for c in ([v] if isinstance(v, str) else v)]
         elif kind == "endpoint":
-            ep = endpoints[a[key]]
-            cols += [(key, ep["time"]), (key, ep["event"])]
+            ep = endpoints[a[key]]  # a date endpoint whose dates are missing has no time/event: reported already
+            cols += [(key, ep[k]) for k in ("time", "event") if k in ep]
     return cols
 
 
@@ -746,8 +747,11 @@ def _default_title(a: dict, endpoints: dict) -> str:
 def _survival_frame(data: pd.DataFrame, ep: dict, columns: list[str]) -> pd.DataFrame:
     """Rows with time, event and ``columns`` all known (event as int)."""
     frame = data.dropna(subset=[ep["time"], ep["event"], *columns]).copy()
-    frame[ep["time"]] = pd.to_numeric(frame[ep["time"]]).astype(float)
-    frame[ep["event"]] = pd.to_numeric(frame[ep["event"]]).astype(int)
+    from carpet.stats._input import survival_arrays
+
+    time, event = survival_arrays(frame[ep["time"]], frame[ep["event"]],
+                                  source=f"clinical table, endpoint columns '{ep['time']}'/'{ep['event']}'")
+    frame[ep["time"]], frame[ep["event"]] = time, event.astype(int)
     return frame
 
 
@@ -873,11 +877,16 @@ def _run_cox(data, a, endpoints, writer, stem, seed):
     files = [writer.table(summary, stem, f"Cox model (n = {fit.n}, events = {fit.n_events})")]
     if fit.n_dropped:
         writer.note(f"{fit.n_dropped} patient(s) with a missing value were left out of the Cox model.")
+    for w in fit.warnings:  # R's words, e.g. "Loglik converged before variable 2; coefficient may be infinite."
+        writer.note(f"Cox model: {w}")
     tests = {name: {"statistic": t.statistic, "df": t.df, "p_value": t.p_value}
              for name, t in (("lr_test", fit.lr_test), ("wald_test", fit.wald_test), ("score_test", fit.score_test))}
-    writer.text(f"Concordance {fit.concordance:.3f}; likelihood-ratio test p = {fit.lr_test.p_value:.4g}.")
+    zph = fit.zph().reset_index()
+    writer.text(f"Concordance {fit.concordance:.3f} (SE {fit.concordance_se:.3f}); likelihood-ratio test p = "
+                f"{fit.lr_test.p_value:.4g}; proportional hazards (cox.zph, global) p = {zph['p'].iloc[-1]:.4g}.")
     return {"endpoint": ep, "summary": summary.to_dict("records"), "n": fit.n, "n_events": fit.n_events,
-            "n_dropped": fit.n_dropped, "concordance": fit.concordance, **tests, "provenance": fit.provenance,
+            "n_dropped": fit.n_dropped, "concordance": fit.concordance, "concordance_se": fit.concordance_se,
+            **tests, "zph": zph.to_dict("records"), "warnings": list(fit.warnings), "provenance": fit.provenance,
             "files": files}
 
 
@@ -889,7 +898,7 @@ def _run_transitions(data, a, endpoints, writer, stem, seed):
     tr = transitions(data, a["before"], a["after"], order=order, seed=seed, **_exact_limit(a))
     files = [writer.table(tr.table.reset_index(), stem,
                           f"{a['before']} (rows) → {a['after']} (columns), patients")]
-    writer.text(f"{tr.test.test}: p = {tr.test.p_value:.4g} (patients with both states known).")
+    writer.text(f"{tr.test.test}: p = {tr.test.p_text or f'{tr.test.p_value:.4g}'} (patients with both states known).")
     fig = sankey_figure(tr.flows, order=list(tr.table.index), left_title=a.get("before_title", a["before"]),
                         right_title=a.get("after_title", a["after"]))
     files += writer.figure(fig, stem, f"Transitions {a['before']} → {a['after']}.")
