@@ -215,6 +215,13 @@ def test_certainty_plan_via_cli_end_to_end(tmp_path):
     assert res["cutoff_pfs_mtv_ml"]["hr_high_vs_low"] == pytest.approx(ev.hr)
     assert res["cutoff_pfs_mtv_ml"]["logrank_p"] == pytest.approx(ev.logrank.p_value)
     assert res["cutoff_pfs_mtv_ml"]["warnings"], "an unconfirmed cut-off method must be reported, not hidden"
+    # the uni/multivariable Cox table on the complete cases, against carpet.stats.cox on the simulated answers
+    cc = cohort.patients.dropna(subset=["mtv_ml", "emd_baseline", "diffuse_marrow_uptake"]).assign(
+        log_mtv=lambda d: np.log(d["mtv_ml"]))
+    rows = {r["term"]: r for r in res["cox_table_pfs"]["table"]}
+    for covs, key in ((["log_mtv"], "uni_hr"), (["emd_baseline", "log_mtv", "diffuse_marrow_uptake"], "multi_hr")):
+        fit = cox(cc, duration="pfs_months", event="pfs_event", covariates=covs)
+        assert rows["log_mtv"][key] == pytest.approx(fit.summary.loc["log_mtv", "hr"])
     d30 = cohort.patients.dropna(subset=["metcr_day30"])
     lm = landmark(d30, "pfs_months", "pfs_event", landmark_time=1.0, group="metcr_day30")
     assert res["landmark_pfs_day30_response"]["logrank"]["p_value"] == pytest.approx(lm.logrank.p_value)

@@ -306,8 +306,33 @@ def _run_roc(data, a, endpoints, writer, stem, seed, tables=None):
     return res
 
 
+def _run_cox_table(data, a, endpoints, writer, stem, seed, tables=None):
+    """Univariable and multivariable Cox models side by side (:func:`carpet.stats.cox_table`, R's coxph)."""
+    from carpet.stats import cox_table
+
+    ep = endpoints[a["endpoint"]]
+    covs = [a["covariates"]] if isinstance(a["covariates"], str) else list(a["covariates"])
+    strata = a.get("strata")
+    frame = data.dropna(subset=[ep["time"], ep["event"], *covs])  # the same patients in every model
+    ct = cox_table(frame, duration=ep["time"], event=ep["event"], covariates=covs,
+                   strata=[strata] if isinstance(strata, str) else strata)
+    display = ct.table[["term", "level", "uni", "uni_p_text", "multi", "multi_p_text"]].rename(columns={
+        "uni": "univariable HR (95% CI)", "uni_p_text": "p", "multi": "multivariable HR (95% CI)",
+        "multi_p_text": "p (multivariable)"})
+    files = [writer.table(ct.table, stem, f"Cox models of {ep.get('label', a['endpoint'])}: univariable and "
+                                          f"multivariable (n = {len(frame)}, events = {int(frame[ep['event']].sum())})",
+                          display=display)]
+    if len(frame) < len(data):
+        writer.note(f"{len(data) - len(frame)} patient(s) with a missing value were left out of every model.")
+    for w in ct.warnings:
+        writer.note(f"Cox model, {w}")
+    return {"endpoint": ep, "table": ct.table.to_dict("records"), "n": int(len(frame)), "warnings": ct.warnings,
+            "provenance": ct.provenance, "files": files}
+
+
 COHORT_RUNNERS = {"patterns": _run_patterns, "flowchart": _run_flowchart, "proportion": _run_proportion,
-                  "lines": _run_lines, "swimmer": _run_swimmer, "roc": _run_roc}
+                  "lines": _run_lines, "swimmer": _run_swimmer, "roc": _run_roc,
+                  "cox_table": _run_cox_table}
 #: analyses that read the raw clinical tables (their runners take them as a last argument)
 TABLE_ANALYSES = frozenset({"patterns", "flowchart", "lines", "swimmer"})
 __all__ = ["COHORT_RUNNERS", "TABLE_ANALYSES", "PATTERN_LABELS"]

@@ -39,6 +39,7 @@ ANALYSES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "lines": ({}, {"after": "str", "risk_times": "numbers"}),
     "swimmer": ({}, {"max_patients": "count"}),
     "roc": ({"endpoint": "endpoint", "markers": "columns", "horizon": "number"}, {"direction": "str"}),
+    "cox_table": ({"endpoint": "endpoint", "covariates": "columns"}, {"strata": "columns"}),
 }
 _COMMON = {"type": "str", "title": "str", "name": "str"}
 _TOP = {"title", "subtitle", "seed", "endpoints", "derive", "analyses", "imaging", "assessments", "variables"}
@@ -373,7 +374,8 @@ def _default_title(a: dict, endpoints: dict, labels=None) -> str:
 _RAW_TITLES = {"patterns": "Patterns of progression", "flowchart": "Patients treated, progressed, refractory, relapsed",
                "proportion": "Rate of {column} with exact 95% CI", "lines": "Lines of therapy after CAR T",
                "swimmer": "Swimmer plot of the lines after progression",
-               "roc": "AUC of {markers} for an event by {horizon}"}
+               "roc": "AUC of {markers} for an event by {horizon}",
+               "cox_table": "Univariable and multivariable Cox models"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
