@@ -153,6 +153,14 @@ def test_out_is_an_existing_file(w, tmp_path, name):  # q_out_is_file, b_out_is_
     assert out.read_text() == "my notes"
 
 
+def test_out_is_the_current_folder(w, tmp_path, monkeypatch):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    run(["imwg", "--patients", w.patients, "--assessments", w.labs, "--out", "."], 1,
+        ["is the current folder or holds it", "choose a sub-folder for --out"])
+    assert (tmp_path / "work").is_dir()
+
+
 def test_suv_out_is_a_folder(w, tmp_path):  # suv_out_is_dir
     out = tmp_path / "suv.nii.gz"
     out.mkdir()

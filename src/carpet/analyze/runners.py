@@ -144,12 +144,13 @@ def _run_table1(data, a, endpoints, writer, stem, seed):
     t1 = table1(frame, by=a["by"], continuous=_by_list(a.get("continuous")),
                 categorical=_by_list(a.get("categorical")), nonnormal=_by_list(a.get("nonnormal")),
                 labels={**names, **(a.get("labels") or {})}, order=order, seed=seed, **_exact_limit(a))
+    # p as the policy prints it, in the CSV too (unrounded p-values are in results.json "tests")
     shown = t1.table.assign(p=[fmt.mc_p_value(p, _resamples(test), missing="")
                                for p, test in zip(t1.table["p"], t1.table["test"])])
-    files = [writer.table(t1.summary, stem, f"Patient characteristics by {writer.labels.label(a['by'])}",
+    files = [writer.table(shown, stem, f"Patient characteristics by {writer.labels.label(a['by'])}",
                           display=shown.rename(columns={"variable": "Characteristic", "level": "",
                                                         "test": "Test", "missing": "Missing"}))]
-    return {"tests": t1.tests.to_dict("records"), "table": t1.summary.to_dict("records"),
+    return {"tests": t1.tests.to_dict("records"), "table": shown.to_dict("records"),
             "provenance": t1.provenance, "files": files}
 
 

@@ -185,6 +185,8 @@ def staged_dir(out: str | Path, command: str) -> Iterator[Path]:
         names the final path, not the temporary one.
     """
     out = Path(out).absolute()
+    if Path.cwd().is_relative_to(out):  # replacing it would pull the folder from under the shell
+        raise OutputError("is the current folder or holds it", path=out, hint="choose a sub-folder for --out")
     with locked_output(out):
         _sweep(out, restore=True)
         _check_target_dir(out, command)
