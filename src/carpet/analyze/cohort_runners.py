@@ -68,6 +68,8 @@ def _run_patterns(data, a, endpoints, writer, stem, seed, tables):
 
 def _run_flowchart(data, a, endpoints, writer, stem, seed, tables):
     """Figure 1: treated -> progressed -> refractory (<= 60 days) / relapsed, overall and by a column."""
+    from carpet.report.flowchart import flowchart_figure
+
     _need(tables, "progression", "flowchart")
     prog = tables.progression.set_index("patient_id")
     ids = data["patient_id"]
@@ -88,6 +90,8 @@ def _run_flowchart(data, a, endpoints, writer, stem, seed, tables):
     table = pd.DataFrame(rows)
     files = [writer.table(table, stem, f"Flowchart: patients treated, progressed, refractory (progression within "
                                        f"{window} days of infusion) and relapsed" + (f", by {by}" if by else ""))]
+    files += writer.figure(flowchart_figure(table, refractory_days=window), stem,
+                           "Patients treated, progressed, refractory and relapsed" + (f", by {by}" if by else ""))
     return {"counts": table.to_dict("records"), "refractory_days": window, "files": files}
 
 
