@@ -140,3 +140,18 @@ def test_time_dependent_tce_exposure_equals_a_hand_built_counting_process_fit(co
     fit = cox(cp, duration="stop", event="event", covariates=["exposed"], start="start")
     assert res["hr"] == pytest.approx(fit.summary.loc["exposed", "hr"])
     assert res["n_exposed"] == int(first.lt(truth["os_relapse_months"]).sum())
+
+
+def test_response_at_a_landmark_includes_that_day_and_progression_before_it_is_pd():
+    from carpet.analyze.clinical import ClinicalTables
+
+    patients = pd.DataFrame({"patient_id": ["a", "b"], "infusion_date": pd.to_datetime(["2024-01-01"] * 2)})
+    responses = pd.DataFrame({"patient_id": ["a", "a", "a", "b"], "response": ["PR", "VGPR", "CR", "PR"],
+                              "confirmed": [True, True, True, True],
+                              "date": ["2024-01-31", "2024-03-01", "2024-03-31", "2024-01-31"]})  # a: CR on day 90
+    progression = pd.DataFrame({"patient_id": ["a", "b"],
+                                "progression_date": pd.to_datetime([None, "2024-03-20"])})   # b: PD on day 79
+    tables = ClinicalTables(patients, progression=progression, responses=responses)
+    assert tables.response_at(90).to_dict() == {"a": "CR", "b": "PD"}
+    assert tables.response_at(89).to_dict() == {"a": "VGPR", "b": "PD"}
+    assert tables.response_at(78).to_dict() == {"a": "VGPR", "b": "PR"}
