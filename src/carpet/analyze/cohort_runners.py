@@ -377,11 +377,10 @@ def _run_exposure_cox(data, a, endpoints, writer, stem, seed, tables):
                              "hr_upper": row["hr_upper"], "p": row["p"]}])
     files = [writer.table(summary, stem, f"{ep.get('label', a['endpoint'])}: hazard ratio of a time-dependent "
                                          f"exposure to {' / '.join(classes)} (counting-process Cox)")]
-    cp.to_csv(writer.out / f"{stem}_intervals.csv", index=False)
+    files.append(writer.csv(cp, f"{stem}_intervals"))
     for w in fit.warnings:
         writer.note(f"Cox model: {w}")
-    return {"endpoint": ep, "summary": summary.to_dict("records")[0], "provenance": fit.provenance,
-            "files": files + [f"{stem}_intervals.csv"]}
+    return {"endpoint": ep, "summary": summary.to_dict("records")[0], "provenance": fit.provenance, "files": files}
 
 
 COHORT_RUNNERS = {"patterns": _run_patterns, "flowchart": _run_flowchart, "proportion": _run_proportion,
