@@ -77,7 +77,7 @@ def w(tmp_path_factory):
     mm = simulate_cohort("moffitt_post_cart", n=12, seed=0).write(base / "mm")
     ns.patients, ns.labs = mm["patients"], mm["labs"]
     lbcl = simulate_cohort("lbcl_mtv", n=40, seed=0).write(base / "lbcl")
-    ns.clinical = lbcl["patients"]
+    ns.clinical = lbcl["truth"]  # with pfs_months/pfs_event (patients.csv holds the raw dates only)
     ns.plan = base / "plan.yaml"
     ns.plan.write_text(PLAN.format(title="Plain", analysis="km, endpoint: pfs"))
     ns.root = base / "root"
@@ -348,7 +348,7 @@ def test_an_date_endpoint_missing_columns(w, tmp_path):  # an_neg_dates (KeyErro
                     "event_date: progression_date, unit: months, label: PFS}\nanalyses:\n"
                     "  - {type: km, endpoint: pfs, by: centre}\n")
     run(["analyze", "--clinical", w.clinical, "--plan", plan, "--out", tmp_path / "o"], 1,
-        ["endpoints.pfs: date column(s) ['last_contact', 'progression_date'] not in the data"])
+        ["endpoints.pfs: date column(s) ['last_contact'] not in the data"])  # the table has progression_date
 
 
 def test_dollar_signs_are_text_not_mathtext(w, tmp_path):  # an_mathtext_title2, an_evil_values
