@@ -114,7 +114,8 @@ def _imaging(state: dict) -> None:
                 "MTV, bone, paramedullary and extramedullary disease), written as NIfTI and measured with "
                 "`carpet quantify`. truth_* columns are the phantom's design (exact voxel counts); a lesion whose "
                 "designed SUV is below 4.0 is, correctly, not found by the SUV ≥ 4.0 method.")
-    report.table(table, caption="Study measures (imaging.csv)", float_format="{:.2f}")
+    report.table(table.rename(columns=_IMAGING_NAMES), caption="Study measures (imaging.csv; truth: the phantom's "
+                 "design)", float_format="{:.2f}")
     pet, labels, sites, pid, _ = mips[informative_index([m[-1] for m in mips])]  # most sites, lesions, MTV
     report.figure(mip_figure(pet, labels, sites, title=f"{pid} (simulated)"),
                   f"Maximum-intensity projections of {pid}, the study with the most lesion sites among those "
@@ -122,6 +123,13 @@ def _imaging(state: dict) -> None:
     report.files([("imaging.csv", "one row per study: the measures in the table above")]
                  + [(f"studies/{pid}/", f"{pid}: input/ (PET, CT, lesion masks as NIfTI, truth.json) and quantify/ "
                      "(lesions.csv, summary.json, lesions.nii.gz)") for pid in chosen])
+
+
+#: imaging.csv columns as the report heads them
+_IMAGING_NAMES = {"patient_id": "Study", "n_lesions": "Lesions", "truth_n_lesions": "Lesions (truth)",
+                  "truth_suv_min": "Lowest lesion SUV (truth)", "mtv_ml": "MTV (mL)", "truth_mtv_ml": "MTV (mL, truth)",
+                  "tlg": "TLG (mL·SUV)", "suv_max": "SUVmax", "dmax_mm": "Dmax (mm)", "n_bone": "Bone",
+                  "n_paramedullary": "Paramedullary", "n_extramedullary": "Extramedullary"}
 
 
 def _imwg(state: dict) -> None:
