@@ -474,6 +474,15 @@ def _media_boxes(pdf: bytes) -> list[tuple[float, ...]]:
 
 
 @pytest.mark.parametrize("study", ["moffitt", "lbcl"])
+def test_no_figure_legend_covers_data(study, request):
+    """Every figure of the run was checked as drawn (legend boxes against lines, bands, markers, patches)."""
+    _, _, out = request.getfixturevalue(study)
+    checks = results_json(out)["figure_checks"]
+    assert len(checks) == len(list((out / "figures").glob("*.png"))) >= 1
+    assert {stem: c["legend_covers_data"] for stem, c in checks.items() if c["legend_covers_data"]} == {}
+
+
+@pytest.mark.parametrize("study", ["moffitt", "lbcl"])
 def test_pdf_pages_all_a4_and_figures_vector(study, request):
     _, _, out = request.getfixturevalue(study)
     pdf = (out / "report.pdf").read_bytes()

@@ -35,6 +35,7 @@ class _Writer:
         self.out, self.simulated, self.files, self.title = out, simulated, {}, title
         self.labels = labels or Labels()
         self.tables: dict[str, pd.DataFrame] = {}
+        self.figure_checks: dict[str, dict] = {}
         banner = "SIMULATED" if simulated else ""
         self.html = Report(title, subtitle=(f"{SIMULATED_BANNER}. " if simulated else "") + subtitle)
         self.pdf = PdfReport(title, subtitle=self.html.subtitle, banner=banner, page_size=page_size,
@@ -74,8 +75,10 @@ class _Writer:
 
     def figure(self, fig, stem: str, caption: str) -> list[str]:
         """Write the figure as PNG (300 dpi), PDF and SVG; embed it in both reports; return the file names."""
-        from carpet.report.style import save_figure
+        from carpet.report.style import legend_overlaps_data, save_figure
 
+        # a legend over data is a defect the reader sees: every figure is checked as drawn, the result kept
+        self.figure_checks[stem] = {"legend_covers_data": legend_overlaps_data(fig)}
         if self.simulated:
             fig.text(0.995, 0.005, "SIMULATED", ha="right", va="bottom", fontsize=7, color="#D55E00",
                      fontweight="bold")
