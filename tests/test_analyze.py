@@ -218,6 +218,13 @@ def test_certainty_plan_via_cli_end_to_end(tmp_path):
     assert res["cutoff_pfs_mtv_ml"]["hr_high_vs_low"] == pytest.approx(ev.hr)
     assert res["cutoff_pfs_mtv_ml"]["logrank_p"] == pytest.approx(ev.logrank.p_value)
     assert res["cutoff_pfs_mtv_ml"]["warnings"], "an unconfirmed cut-off method must be reported, not hidden"
+    # the uni/multivariable Cox table on the complete cases, against carpet.stats.cox on the simulated answers
+    cc = cohort.patients.dropna(subset=["mtv_ml", "emd_baseline", "diffuse_marrow_uptake"]).assign(
+        log_mtv=lambda d: np.log(d["mtv_ml"]))
+    rows = {r["term"]: r for r in res["cox_table_pfs"]["table"]}
+    for covs, key in ((["log_mtv"], "uni_hr"), (["emd_baseline", "log_mtv", "diffuse_marrow_uptake"], "multi_hr")):
+        fit = cox(cc, duration="pfs_months", event="pfs_event", covariates=covs)
+        assert rows["log_mtv"][key] == pytest.approx(fit.summary.loc["log_mtv", "hr"])
     d30 = cohort.patients.dropna(subset=["metcr_day30"])
     lm = landmark(d30, "pfs_months", "pfs_event", landmark_time=1.0, group="metcr_day30")
     assert res["landmark_pfs_day30_response"]["logrank"]["p_value"] == pytest.approx(lm.logrank.p_value)
@@ -582,3 +589,44 @@ def test_describe_lists_the_raw_inputs_of_a_plan():
     run = CliRunner().invoke(app, ["analyze", "--plan", str(PLANS / "salvage_after_bcma.yaml"), "--describe"])
     assert run.exit_code == 0 and "therapies table (--therapies)" in run.output and "regimen" in run.output
     assert "assessments table" in describe_plan(PLANS / "moffitt_post_progression.yaml")
+
+
+def test_imaging_windows_pick_scans_by_days_from_infusion_and_cutoff_method_is_checked(tmp_path):
+    patients = pd.DataFrame({"patient_id": ["a", "b", "c", "d"], "infusion_date": pd.to_datetime(["2024-03-01"] * 4),
+                             "t": [12.0, 3.0, 8.0, 20.0], "e": [1, 1, 1, 0]})
+    scans = pd.DataFrame({
+        "study_id": ["a0", "a1", "a2", "b0", "b30", "c-90", "c0", "d0"], "patient_id": list("aaabbccd"),
+        "study_date": pd.to_datetime(["2024-01-10", "2024-02-20", "2024-03-20", "2024-02-25", "2024-04-10",
+                                      "2023-12-01", "2024-03-01", "2024-02-28"]),
+        "method": ["suv4"] * 8, "mtv_ml": [1.0, 2.0, 3.0, 40.0, 4.0, 900.0, 60.0, 80.0]})
+    plan = {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}}, "imaging": {"windows": "default"},
+            "analyses": [{"type": "cutoff", "endpoint": "pfs", "marker": "mtv_ml_baseline", "value": 50,
+                          "cutoff_method": "suv4"}]}
+    run_analysis(patients, plan, tmp_path / "ok", imaging=scans)
+    doc = results_json(tmp_path / "ok")
+    # baseline = last scan 60 days before to the infusion day: a -> 2.0 (Jan 10 is 51 days before, Feb 20 is 10),
+    # b -> 40, c -> 60 (the December scan is 91 days before), d -> 80; day30 = first scan 14-45 days after
+    assert any("'baseline'" in n and "4 of 4" in n for n in doc["notes"])
+    assert any("'day30'" in n and "2 of 4" in n for n in doc["notes"])
+    cut = doc["analyses"]["cutoff_pfs_mtv_ml_baseline"]
+    assert (cut["n_low"], cut["n_high"]) == (2, 2) and not cut["warnings"]  # 2.0, 40 | 60, 80; methods agree
+    # the data say pct41: a suv4 cut-off must not run silently on it
+    with pytest.raises(InputError, match="derived with method 'suv4' but the marker was made with 'pct41'"):
+        run_analysis(patients, plan, tmp_path / "bad", imaging=scans.assign(method="pct41"))
+    with pytest.raises(InputError, match="the plan says the marker was made with 'suv4'"):
+        bad = {**plan, "analyses": [{**plan["analyses"][0], "marker_method": "suv4"}]}
+        run_analysis(patients, bad, tmp_path / "bad2", imaging=scans.assign(method="pct41"))
+
+
+def test_cox_with_a_diverging_coefficient_still_reports_with_rs_warning(tmp_path):
+    # one covariate whose group B has no events: R warns "Loglik converged before variable 1; coefficient may
+    # be infinite." and reports; carpet used to raise "information matrix is singular" and write nothing
+    df = _small_cohort().assign(t=np.arange(1.0, 25.0))
+    df["e"] = np.where(df["arm"] == "B", 0, 1)
+    plan = {**GOOD, "analyses": [{"type": "cox", "endpoint": "pfs", "covariates": ["arm"]}]}
+    run_analysis(df, plan, tmp_path)
+    res = results_json(tmp_path)["analyses"]["cox_pfs"]
+    assert res["warnings"] == ["Loglik converged before variable 1; coefficient may be infinite."]
+    assert res["summary"][0]["infinite"] is True
+    assert [r["term"] for r in res["zph"]] == ["arm", "GLOBAL"]
+    assert "coefficient may be infinite" in (tmp_path / "report.html").read_text()

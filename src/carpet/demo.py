@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from carpet import __version__
 from carpet.provenance import provenance
 from carpet.report.html import Report
+from carpet.io.tables import write_csv
 
 SIMULATED = "SIMULATED DATA — made by carpet.synth for demonstration; not patients."
 
@@ -91,7 +92,9 @@ def _imaging(state: dict) -> None:
     chosen = pet_patients.sort_values("mtv_ml")["patient_id"].iloc[:: max(1, len(pet_patients) // (3 if small else 6))]
     rows, mips = [], []
     for pid in chosen:
-        phantom = make_phantom(cohort.phantom_spec(pid, small=small))
+        spec = cohort.phantom_spec(pid, small=small)
+        # the full demo's phantoms look like FDG scans: physiology, PSF and noise (issue 11)
+        phantom = make_phantom(spec if small else spec.with_physiology())
         study_dir = out / "studies" / pid
         paths = phantom.write_nifti(study_dir / "input")
         result = run_quantify(paths["pet"], ct_path=paths["ct"], out_dir=study_dir / "quantify", method="suv4")
@@ -99,27 +102,35 @@ def _imaging(state: dict) -> None:
         s = result.summary
         rows.append({"patient_id": pid, "n_lesions": s["n_lesions"], "truth_n_lesions": len(truth),
                      "truth_suv_min": min(les["suv"] for les in truth), "mtv_ml": s["mtv_ml"],
-                     "truth_mtv_ml": sum(les["volume_ml"] for les in truth), "tlg": s["tlg"], "suv_max": s["suv_max"],
+                     "truth_mtv_ml": sum(les["volume_ml"] for les in truth),
+                     "truth_physiology_ml": phantom.truth.get("physiology_summary", {}).get("hot_volume_ml", 0.0),
+                     "tlg": s["tlg"], "suv_max": s["suv_max"],
                      "dmax_mm": s["dmax_mm"], "n_bone": s.get("n_bone"),
                      "n_paramedullary": s.get("n_paramedullary"),
                      "n_extramedullary": s.get("n_extramedullary")})
         mips.append((phantom.pet, result.labels, dict(zip(result.lesions["lesion_id"], result.lesions["site"])),
-                     pid, {"n_sites": result.lesions["site"].nunique(), "n_lesions": s["n_lesions"],
+                     getattr(phantom, "exclude", None), pid, {"n_sites": result.lesions["site"].nunique(), "n_lesions": s["n_lesions"],
                            "mtv_ml": s["mtv_ml"]}))
     counts = ("n_lesions", "truth_n_lesions", "n_bone", "n_paramedullary", "n_extramedullary")
     table = pd.DataFrame(rows).astype({c: "Int64" for c in counts})  # whole numbers even beside a missing value
-    table.to_csv(out / "imaging.csv", index=False)
+    write_csv(table, out / "imaging.csv")
     report.section("2. PET/CT phantoms quantified (SUV ≥ 4.0, 26-connected)")
     report.text("Digital PET/CT phantoms built for CERTAINTY-like patients (lesions reflecting each patient's "
                 "MTV, bone, paramedullary and extramedullary disease), written as NIfTI and measured with "
-                "`carpet quantify`. truth_* columns are the phantom's design (exact voxel counts); a lesion whose "
-                "designed SUV is below 4.0 is, correctly, not found by the SUV ≥ 4.0 method.")
+                "`carpet quantify`. Columns marked (truth) are the phantom's design (exact voxel counts); a lesion "
+                "whose designed SUV is below 4.0 is, correctly, not found by the SUV ≥ 4.0 method."
+                 + ("" if small else " These phantoms also carry FDG physiology (brain, myocardium, kidneys, "
+                    "ureters, bladder, bowel, salivary glands), a 6.5 mm PSF and Poisson-like noise: until "
+                    "carpet excludes physiological uptake, the measured MTV includes the physiology above "
+                    "SUV 4 (physiology, truth) and blurred lesion edges."))
     report.table(table.rename(columns=_IMAGING_NAMES), caption="Study measures (imaging.csv; truth: the phantom's "
                  "design)", float_format="{:.2f}")
-    pet, labels, sites, pid, _ = mips[informative_index([m[-1] for m in mips])]  # most sites, lesions, MTV
-    report.figure(mip_figure(pet, labels, sites, title=f"{pid} (simulated)"),
+    pet, labels, sites, excluded, pid, _ = mips[informative_index([m[-1] for m in mips])]  # most sites, lesions, MTV
+    report.figure(mip_figure(pet, labels, sites, title=f"{pid} (simulated)", excluded=excluded),
                   f"Maximum-intensity projections of {pid}, the study with the most lesion sites among those "
-                  "quantified; lesion outlines coloured by site; grey scale SUV 0–6 g/mL.")
+                  "quantified; lesion outlines coloured by site"
+                  + ("; dashed: physiological uptake (the phantom's exclusion mask)" if excluded is not None else "")
+                  + "; grey scale SUV 0–6 g/mL.")
     report.files([("imaging.csv", "one row per study: the measures in the table above")]
                  + [(f"studies/{pid}/", f"{pid}: input/ (PET, CT, lesion masks as NIfTI, truth.json) and quantify/ "
                      "(lesions.csv, summary.json, lesions.nii.gz)") for pid in chosen])
@@ -128,6 +139,7 @@ def _imaging(state: dict) -> None:
 #: imaging.csv columns as the report heads them
 _IMAGING_NAMES = {"patient_id": "Study", "n_lesions": "Lesions", "truth_n_lesions": "Lesions (truth)",
                   "truth_suv_min": "Lowest lesion SUV (truth)", "mtv_ml": "MTV (mL)", "truth_mtv_ml": "MTV (mL, truth)",
+                  "truth_physiology_ml": "Physiology above SUV 4 (mL, truth)",
                   "tlg": "TLG (mL·SUV)", "suv_max": "SUVmax", "dmax_mm": "Dmax (mm)", "n_bone": "Bone",
                   "n_paramedullary": "Paramedullary", "n_extramedullary": "Extramedullary"}
 
@@ -163,6 +175,7 @@ DEMO_PLANS = [("moffitt_post_cart", "moffitt_post_progression.yaml"),
 def _analyses(state: dict) -> None:
     """The published studies' analyses, run from carpet's packaged plans (``carpet analyze``)."""
     from carpet.analyze import run_analysis
+    from carpet.synth.cohort import STUDIES
 
     report, out = state["report"], state["out"]
     plans = Path(__file__).parent / "plans"
@@ -172,10 +185,10 @@ def _analyses(state: dict) -> None:
     links = []
     for study, plan in DEMO_PLANS:
         cohort = state["cohorts"][study]
-        raw = {"assessments": cohort.lab_series(), "therapies": cohort.therapies} if cohort.therapies is not None else {}
-        # cohorts with raw tables go in as a centre's would: patients (no simulated answers), labs, therapies
-        patients = cohort.raw_patients if raw else cohort.patients
-        result = run_analysis(patients, plans / plan, out / "analysis" / study, **raw)
+        # the tables go in as a centre's would: patients without the simulator's answers, labs, therapies
+        raw = {"assessments": cohort.lab_series() if STUDIES[study].disease == "MM" else None,
+               "therapies": cohort.therapies}
+        result = run_analysis(cohort.raw_patients, plans / plan, out / "analysis" / study, **raw)
         links += [(f"analysis/{study}/report.html", f"{study}: {plan} (HTML)"),
                   (f"analysis/{study}/report.pdf", f"{study}: {plan} (PDF)")]
         headline = next((f for f in result.files if f.startswith("figures/") and f.endswith(".png")), None)

@@ -11,6 +11,7 @@ import pandas as pd
 from carpet.analyze.labels import Labels
 from carpet.analyze.plan import ANALYSES, _by_list, _title
 from carpet.analyze.writer import _Writer
+from carpet.errors import InputError
 from carpet.report import format as fmt
 
 
@@ -173,11 +174,17 @@ def _run_cox(data, a, endpoints, writer, stem, seed):
                           display=_cox_display(summary, data, covs, writer.labels))]
     if fit.n_dropped:
         writer.note(f"{fit.n_dropped} patient(s) with a missing value were left out of the Cox model.")
+    for w in fit.warnings:  # R's words, e.g. "Loglik converged before variable 2; coefficient may be infinite."
+        writer.note(f"Cox model: {w}")
     tests = {name: {"statistic": t.statistic, "df": t.df, "p_value": t.p_value}
              for name, t in (("lr_test", fit.lr_test), ("wald_test", fit.wald_test), ("score_test", fit.score_test))}
-    writer.text(f"Concordance {fit.concordance:.3f}; likelihood-ratio test {fmt.p_equals(fit.lr_test.p_value)}.")
+    zph = fit.zph().reset_index()
+    writer.text(f"Concordance {fit.concordance:.3f} (SE {fit.concordance_se:.3f}); likelihood-ratio test "
+                f"{fmt.p_equals(fit.lr_test.p_value)}; proportional hazards (cox.zph, global) "
+                f"{fmt.p_equals(zph['p'].iloc[-1])}.")
     return {"endpoint": ep, "summary": summary.to_dict("records"), "n": fit.n, "n_events": fit.n_events,
-            "n_dropped": fit.n_dropped, "concordance": fit.concordance, **tests, "provenance": fit.provenance,
+            "n_dropped": fit.n_dropped, "concordance": fit.concordance, "concordance_se": fit.concordance_se,
+            **tests, "zph": zph.to_dict("records"), "warnings": list(fit.warnings), "provenance": fit.provenance,
             "files": files}
 
 
@@ -236,10 +243,11 @@ def _run_cutoff(data, a, endpoints, writer, stem, seed):
     ep = endpoints[a["endpoint"]]
     frame = _survival_frame(data, ep, [a["marker"]])
     x = pd.to_numeric(frame[a["marker"]]).to_numpy(float)
+    marker_method = _data_method(frame, a)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ev = evaluate_cutoff(frame[ep["time"]], frame[ep["event"]], x, float(a["value"]),
-                             marker_method=a.get("marker_method"), cutoff_method=a.get("cutoff_method"),
+                             marker_method=marker_method, cutoff_method=a.get("cutoff_method"),
                              strict=a.get("strict", True))
     warned = [str(w.message) for w in caught]
     for message in warned:  # a published cut-off on a marker made another way must be loud, not silent
@@ -251,6 +259,23 @@ def _run_cutoff(data, a, endpoints, writer, stem, seed):
     return {"endpoint": ep, **ev.summary.iloc[0].to_dict(), "logrank_df": ev.logrank.df, "warnings": warned,
             "n_excluded": _excluded_note(writer, data, frame, f"time, event or {a['marker']}"),
             "provenance": ev.provenance, "km": km, "files": files + km["files"]}
+
+
+def _data_method(frame: pd.DataFrame, a: dict) -> str | None:
+    """The segmentation method of the marker as the data record it (``method``, or ``method_<window>`` beside a
+    ``<marker>_<window>`` column); the plan's ``marker_method`` must agree with it."""
+    column = next((c for c in frame if c.startswith("method_") and a["marker"].endswith(c[len("method"):])),
+                  "method")
+    if column not in frame:
+        return a.get("marker_method")
+    found = sorted({str(v) for v in frame[column].dropna()})
+    if len(found) > 1:
+        raise InputError(f"the marker '{a['marker']}' was made with several methods {found} (column '{column}'); "
+                         "one cut-off cannot apply to all", where=f"column '{column}'")
+    if found and a.get("marker_method") and a["marker_method"] != found[0]:
+        raise InputError(f"the plan says the marker was made with {a['marker_method']!r}, the data's '{column}' "
+                         f"column says {found[0]!r}", where="marker_method")
+    return found[0] if found else a.get("marker_method")
 
 
 def _run_compare_models(data, a, endpoints, writer, stem, seed):

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from carpet.analyze.labels import Labels
+from carpet.io.tables import write_csv
 
 SIMULATED_BANNER = "SIMULATED DATA — not patients"
 
@@ -60,7 +61,7 @@ class _Writer:
         not shown in the reports. Returns the file name."""
         path = self.out / f"{stem}.csv"
         data = df.assign(simulated=True) if self.simulated else df
-        data.to_csv(path, index=False, encoding="utf-8")
+        write_csv(data, path)
         self.files[path.name] = path
         self.tables[stem] = data
         return path.name

@@ -29,6 +29,7 @@ RC = {
     "savefig.dpi": 300,
     "savefig.bbox": "tight",
     "pdf.fonttype": 42,  # embed TrueType so journals accept the PDF
+    "text.parse_math": False,  # titles and group values are user text: '$' is a dollar, not mathtext
     "figure.max_open_warning": 0,  # a report keeps its figures open until its PDF is written
 }
 

@@ -1,0 +1,233 @@
+"""Morphology and geometry helpers shared by the anatomy modules (Euclidean, honour anisotropic spacing).
+
+Written here from scipy.ndimage / cc3d primitives; every step is O(voxels) or O(box).
+"""
+
+from __future__ import annotations
+
+import cc3d  # connected components: faster than ndimage.label, same components
+import numpy as np
+from scipy import ndimage
+
+from carpet.volume import Volume, resample_to
+
+AIR_HU = -1024.0
+
+
+def _dilate_mm(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
+    """Dilation by a Euclidean ball of ``radius_mm`` (binary morphology for small balls, else the EDT)."""
+    if radius_mm <= 0 or not mask.any():
+        return mask.copy()
+    ball = _ball_structure(radius_mm, spacing)
+    if ball.size <= 125:
+        return ndimage.binary_dilation(mask, ball)
+    return ndimage.distance_transform_edt(~mask, sampling=spacing) <= radius_mm
+
+
+def _erode_mm(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
+    """Erosion by a Euclidean ball of ``radius_mm``; voxels outside the array count as background."""
+    if radius_mm <= 0:
+        return mask.copy()
+    ball = _ball_structure(radius_mm, spacing)
+    if ball.size <= 125:
+        return ndimage.binary_erosion(mask, ball, border_value=0)
+    padded = np.pad(mask, 1)
+    inner = ndimage.distance_transform_edt(padded, sampling=spacing) > radius_mm
+    return inner[1:-1, 1:-1, 1:-1]
+
+
+def _ball_structure(radius_mm: float, spacing) -> np.ndarray:
+    """Voxel offsets within ``radius_mm``: the structuring element equal to the EDT's ``<= r`` / ``> r`` tests."""
+    half = [int(np.floor(radius_mm / sp)) for sp in spacing]
+    ax = [sp * np.arange(-h, h + 1) for sp, h in zip(spacing, half)]
+    return (ax[0][:, None, None] ** 2 + ax[1][None, :, None] ** 2 + ax[2][None, None, :] ** 2) <= radius_mm ** 2
+
+
+def _close_mm(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
+    """Closing by a Euclidean ball; padded so that structures at the array edge are not eaten.
+
+    Small balls (up to 5×5×5 voxels) use binary morphology with the ball as structuring element, larger ones
+    two distance transforms (cost independent of the radius).
+    """
+    if radius_mm <= 0:
+        return mask.copy()
+    # One radius (+1 voxel) per axis: the padded border is then farther than the radius from every voxel
+    # of ``mask``'s grid, so it cannot erode them (with the in-slice closing's huge axial spacing, 1 voxel).
+    pad = _reach(radius_mm, spacing)
+    padded = np.pad(mask, [(p, p) for p in pad])
+    ball = _ball_structure(radius_mm, spacing)
+    if ball.size <= 125:
+        closed = ndimage.binary_erosion(ndimage.binary_dilation(padded, ball), ball)
+    else:
+        closed = _erode_mm(_dilate_mm(padded, radius_mm, spacing), radius_mm, spacing)
+    return closed[tuple(slice(p, -p) for p in pad)]
+
+
+def _close_in_box(mask: np.ndarray, box: tuple[slice, ...], radius_mm: float, spacing) -> np.ndarray:
+    """``_close_mm(mask, radius_mm, spacing)[box]`` computed in ``box`` grown by two radii only.
+
+    Both give the closing of ``mask`` extended by background beyond the array: the dilation at a voxel of
+    the box grown by one radius depends only on ``mask`` within one more radius, and the erosion at a voxel
+    of the box only on the dilation within one radius. Cost follows the box, not ``mask``'s array.
+    """
+    if radius_mm <= 0:
+        return mask[box].copy()
+    half = [int(np.ceil(radius_mm / s)) for s in spacing]
+    # region = box grown by 2 radii + 1 voxel (background where it leaves the array)
+    grow = [2 * h + 1 for h in half]
+    region = np.zeros([b.stop - b.start + 2 * g for b, g in zip(box, grow)], bool)
+    src = tuple(slice(max(0, b.start - g), min(n, b.stop + g)) for b, g, n in zip(box, grow, mask.shape))
+    dst = tuple(slice(s.start - (b.start - g), s.stop - (b.start - g)) for s, b, g in zip(src, box, grow))
+    region[dst] = mask[src]
+    dilated = _dilate_mm(region, radius_mm, spacing)
+    mid = tuple(slice(g - h, n - g + h) for g, h, n in zip(grow, half, region.shape))   # box grown by 1 radius
+    closed = _erode_mm(dilated[mid], radius_mm, spacing)
+    return closed[tuple(slice(h, -h) for h in half)]
+
+
+def _axial_axis(vol: Volume) -> int:
+    """The array axis closest to the patient's cranio-caudal (LPS z) direction."""
+    return int(np.argmax(np.abs(vol.direction[2, :])))
+
+
+def _fill_holes_slicewise(mask: np.ndarray, axis: int) -> np.ndarray:
+    """Fill the 2-D holes of ``mask`` in every slice across ``axis``: in-slice (4-connected) background
+    components that do not reach the slice's border.
+
+    This also fills every 3-D hole (a 6-connected background component not reaching the array's border):
+    each of its in-slice components is in-slice connected background that reaches no border either, so it is
+    a 2-D hole. The converse makes the 2-D filling the stronger one: a medullary canal that leaves the field
+    of view (a femur or the spine cut by the first and last slice) is no 3-D hole, but in each axial slice it
+    is still a hole inside a cortical ring. One labelling pass instead of ``binary_fill_holes``' iterated
+    dilation (much faster on CT).
+    """
+    structure = np.zeros((3, 3, 3), bool)
+    sl = [slice(None)] * 3
+    sl[axis] = 1
+    structure[tuple(sl)] = ndimage.generate_binary_structure(2, 1)
+    background, n = ndimage.label(~mask, structure=structure)
+    outside = np.zeros(n + 1, bool)
+    for a in (a for a in range(3) if a != axis):
+        outside[np.unique(background.take(0, axis=a))] = True
+        outside[np.unique(background.take(-1, axis=a))] = True
+    outside[0] = True                                   # label 0 is the mask itself
+    return mask | ~outside[background]
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    lab, n = cc3d.connected_components(mask, connectivity=6, return_N=True)
+    if n == 0:
+        return mask.copy()
+    sizes = np.bincount(lab.ravel(order="K"))          # "K": no copy of an F-ordered label map
+    sizes[0] = 0
+    return lab == int(np.argmax(sizes))
+
+
+def _remove_small(mask: np.ndarray, min_voxels: int) -> np.ndarray:
+    if min_voxels <= 1:
+        return mask
+    lab, n = cc3d.connected_components(mask, connectivity=26, return_N=True)
+    if n == 0:
+        return mask
+    sizes = np.bincount(lab.ravel(order="K"))
+    keep = sizes >= min_voxels
+    keep[0] = False
+    return keep[lab]
+
+
+def _reach(margin_mm: float, spacing) -> list[int]:
+    """Voxels per axis holding every voxel within ``margin_mm`` of a box, plus one."""
+    return [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
+
+
+def _grown_box(box, reach, shape) -> tuple[slice, ...]:
+    """``box`` grown by ``reach`` voxels per axis, clipped to ``shape``."""
+    return tuple(slice(max(0, b.start - r), min(n, b.stop + r)) for b, r, n in zip(box, reach, shape))
+
+
+def _remove_near(region: np.ndarray, lesions: np.ndarray, margin_mm: float, spacing) -> None:
+    """Clear, in place, the voxels of ``region`` within ``margin_mm`` of a lesion voxel.
+
+    Only ``region``'s box grown by the margin can hold a lesion voxel that matters, so the dilation runs
+    there (the whole-grid dilation of every lesion would cost a second on a whole-body PET)."""
+    box = _occupied_box(region, _reach(margin_mm, spacing))
+    if box is not None and lesions[box].any():
+        region[box] &= ~_dilate_mm(lesions[box], margin_mm, spacing)
+
+
+def _occupied_box(mask: np.ndarray, grow) -> tuple[slice, ...] | None:
+    """Bounding box of the True voxels grown by ``grow`` voxels per axis (clipped); None when empty.
+    Three axis projections: cheaper than ``ndimage.find_objects`` on a large grid."""
+    span = [np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+    if span[0].size == 0:
+        return None
+    grow = np.broadcast_to(grow, (3,))
+    return tuple(slice(max(0, int(i[0] - g)), min(n, int(i[-1] + 1 + g))) for i, g, n in zip(span, grow, mask.shape))
+
+
+def _voxel_coords_mm(vol: Volume, box: tuple[slice, ...] | None = None) -> tuple[np.ndarray, ...]:
+    """LPS coordinates (x, y, z) of the voxel centres (of ``box``) as float32 arrays that broadcast to the
+    grid's shape: each has length 1 along the array axes it does not vary with. On an axis-aligned grid (the
+    usual case) each coordinate is one line, so comparing it with a number costs nothing and combining it
+    with a whole-grid mask costs one pass."""
+    box = box or tuple(slice(0, n) for n in vol.shape)
+    idx = [np.arange(b.start, b.stop, dtype=np.float32) * np.float32(sp) for b, sp in zip(box, vol.spacing)]
+    out = []
+    for row in range(3):
+        c = np.full((1, 1, 1), np.float32(vol.origin[row]))
+        for a in range(3):
+            if vol.direction[row, a] != 0.0:
+                c = c + np.float32(vol.direction[row, a]) * idx[a].reshape([-1 if b == a else 1 for b in range(3)])
+        out.append(c)
+    return tuple(out)
+
+
+def _masked_mean(coord: np.ndarray, mask: np.ndarray) -> float:
+    """Mean of a broadcastable coordinate (:func:`_voxel_coords_mm`) over the voxels of ``mask``: the mask is
+    counted along the axes the coordinate does not vary with, so no whole-grid coordinate array is made."""
+    flat = tuple(a for a in range(3) if coord.shape[a] == 1 and mask.shape[a] > 1)
+    counts = mask.sum(axis=flat, keepdims=True, dtype=np.int64)
+    return float((coord.astype(np.float64) * counts).sum() / counts.sum())
+
+
+def _masked_min(coord: np.ndarray, mask: np.ndarray) -> float:
+    """Minimum of a broadcastable coordinate over the voxels of ``mask`` (as :func:`_masked_mean`)."""
+    flat = tuple(a for a in range(3) if coord.shape[a] == 1 and mask.shape[a] > 1)
+    seen = mask.any(axis=flat, keepdims=True)
+    return float(np.broadcast_to(coord, seen.shape)[seen].min())
+
+
+def _mask_on_pet(mask: Volume, pet: Volume) -> np.ndarray:
+    """A writable boolean copy of ``mask`` on the PET grid (nearest neighbour when resampled)."""
+    if mask.same_grid(pet):
+        return np.array(mask.array, dtype=bool)
+    return np.asarray(resample_to(mask.with_array(np.asarray(mask.array, np.uint8)), pet,
+                                  interpolation="nearest").array, bool)
+
+
+def _linear_onto(moving: Volume, grid: Volume, default_value: float) -> Volume:
+    """``moving`` linearly resampled onto ``grid`` as float32 (``default_value`` outside ``moving``).
+
+    The values equal ``resample_to(moving.with_array(float32 copy), grid, interpolation="linear")``:
+    SimpleITK's linear interpolator works in double whatever the input type and casts to the output type, so
+    ``moving`` is handed over in its own type (an int16 CT: no float copy of it), the output grid is given by
+    its geometry (no copy of ``grid``'s voxels) and the result is viewed, not copied.
+    """
+    import SimpleITK as sitk
+
+    if moving.same_grid(grid):
+        return moving.with_array(np.asarray(moving.array, np.float32))
+    f = sitk.ResampleImageFilter()
+    f.SetSize([int(n) for n in grid.shape])
+    f.SetOutputSpacing([float(s) for s in grid.spacing])
+    f.SetOutputOrigin([float(o) for o in grid.origin])
+    f.SetOutputDirection([float(d) for d in np.asarray(grid.direction).flatten()])
+    f.SetInterpolator(sitk.sitkLinear)
+    f.SetDefaultPixelValue(float(default_value))
+    f.SetOutputPixelType(sitk.sitkFloat32)
+    return Volume.from_sitk(f.Execute(moving.to_sitk()), **moving.meta)
+
+
+def _mask_centroid_mm(pet: Volume, mask: np.ndarray):
+    idx = np.argwhere(mask)
+    return None if idx.size == 0 else tuple(pet.index_to_world(idx.mean(axis=0)))
