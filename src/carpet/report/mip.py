@@ -55,7 +55,7 @@ def mip_figure(pet: Volume, labels: Volume | None = None, sites: dict[int, str] 
         height_in = 4.6
         width_in = height_in * sum(widths) / (nk * sz) + 0.4
         fig, axes = plt.subplots(1, 2, figsize=(max(width_in, 3.0), height_in + 0.5),
-                                 gridspec_kw={"width_ratios": widths})
+                                 gridspec_kw={"width_ratios": widths, "wspace": 0.3})
         excluded_arr = None if excluded is None else np.asarray(excluded.array) != 0
         for ax, (name, axis, s_in_plane) in zip(axes, views):
             image = ax.imshow(arr.max(axis=axis).T, cmap="gray_r", vmin=0, vmax=suv_window, origin="lower",
