@@ -131,7 +131,7 @@ def test_moffitt_table1_csv_equals_table1(moffitt):
                       labels=names, order=order, seed=2025).table
     expected["p"] = [p_value(p, missing="") for p in expected["p"]]  # the journal-style p of the policy
     got = read_csv(out / "table1.csv")
-    assert (got.pop("simulated") == "True").all()  # simulated data: a column, not a comment line
+    assert (got.pop("simulated") == "TRUE").all()  # simulated data: a column, not a comment line
     day90_cr = Labels(plan["variables"]).label("day90_cr")
     got = got[~got["variable"].str.startswith(day90_cr)].reset_index(drop=True)
     want = expected.astype(object).where(expected.notna(), "").astype(str)
@@ -436,7 +436,7 @@ R_READ_CSV = """
 args <- commandArgs(trailingOnly = TRUE)
 for (f in args) {
   d <- read.csv(f, check.names = FALSE, stringsAsFactors = FALSE)
-  cat(basename(f), nrow(d), paste(names(d), collapse = "\t"), sep = "|")
+  cat(basename(f), nrow(d), paste(names(d), collapse = "\t"), class(d$simulated), sep = "|")
   cat("\n")
 }
 """
@@ -465,6 +465,7 @@ def test_every_analysis_csv_reads_in_r_and_pandas_with_its_columns(study, reques
     for f in files:
         rows = len(pd.read_csv(f))
         assert got[f.name][1] == str(rows) and got[f.name][2].split("\t") == header[f.name], f.name
+        assert got[f.name][3] == "logical", f.name  # TRUE, not Python's True, which R keeps as text
 
 
 def test_xlsx_has_one_sheet_per_table(lbcl):
@@ -478,6 +479,15 @@ def test_xlsx_has_one_sheet_per_table(lbcl):
 
 def _media_boxes(pdf: bytes) -> list[tuple[float, ...]]:
     return [tuple(float(v) for v in m.split()) for m in re.findall(rb"/MediaBox\s*\[([^\]]*)\]", pdf)]
+
+
+@pytest.mark.parametrize("study", ["moffitt", "lbcl"])
+def test_no_figure_legend_covers_data(study, request):
+    """Every figure of the run was checked as drawn (legend boxes against lines, bands, markers, patches)."""
+    _, _, out = request.getfixturevalue(study)
+    checks = results_json(out)["figure_checks"]
+    assert len(checks) == len(list((out / "figures").glob("*.png"))) >= 1
+    assert {stem: c["legend_covers_data"] for stem, c in checks.items() if c["legend_covers_data"]} == {}
 
 
 @pytest.mark.parametrize("study", ["moffitt", "lbcl"])

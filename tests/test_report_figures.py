@@ -88,7 +88,7 @@ def test_sankey_ribbons_carry_counts_and_row_percent():
     fig = sankey_figure(flows, order=["None", "EMD"])
     texts = {t.get_text() for t in fig.axes[0].texts}
     # row % = share of the source state: 35 of the 60 with None at baseline stayed None
-    assert {"35 (58%)", "25 (42%)", "6 (60%)", "4 (40%)"} <= texts
+    assert {"→ None: 35 (58%)", "→ EMD: 25 (42%)", "→ EMD: 6 (60%)", "→ None: 4 (40%)"} <= texts
     plt.close(fig)
 
 

@@ -53,5 +53,22 @@ def test_missing_words_each_have_one_meaning():
     assert fmt.time_value(None) == "NR"  # a median not reached
     assert fmt.time_value(None, missing=fmt.NA) == "NA"
     assert fmt.estimate(math.nan) == "NA"
-    assert fmt.percent(3, 0) == "NA" and fmt.percent(35, 60) == "35 (58%)"
+    assert fmt.percent(0, 0) == "0" and fmt.percent(None, 5) == "NA" and fmt.percent(35, 60) == "35 (58%)"
     assert fmt.number(12.0) == "12" and fmt.number(0.512) == "0.512" and fmt.number(54.31) == "54.3" and fmt.number(1234.56) == "1235"
+
+
+def test_group_names_carry_the_cut_point_of_the_split():
+    """An optimised cut-point prints with the fewest decimals that keep every patient in their group; a
+    pre-specified cut-off prints as given (54.3 stays 54.3 even where no value lies between 54 and 54.3)."""
+    import numpy as np
+
+    from carpet.analyze.labels import Labels
+    from carpet.analyze.runners import _split_groups
+
+    x = np.array([10.0, 27.278634634401502, 28.1, 53.9, 60.0])
+    lab = Labels({"mtv_ml": {"label": "MTV", "unit": "mL"}})
+    groups = _split_groups(x, 27.278634634401502, lab, "mtv_ml", range(5), optimised=True)
+    assert list(groups.cat.categories) == ["MTV ≤ 27.3 mL", "MTV > 27.3 mL"]
+    assert list(groups == "MTV > 27.3 mL") == list(x > 27.3) == list(x > 27.278634634401502)
+    groups = _split_groups(x, 54.3, lab, "mtv_ml", range(5), optimised=False)
+    assert list(groups.cat.categories) == ["MTV ≤ 54.3 mL", "MTV > 54.3 mL"]

@@ -109,7 +109,7 @@ def _imaging(state: dict) -> None:
                      "n_paramedullary": s.get("n_paramedullary"),
                      "n_extramedullary": s.get("n_extramedullary")})
         mips.append((phantom.pet, result.labels, dict(zip(result.lesions["lesion_id"], result.lesions["site"])),
-                     pid, {"n_sites": result.lesions["site"].nunique(), "n_lesions": s["n_lesions"],
+                     getattr(phantom, "exclude", None), pid, {"n_sites": result.lesions["site"].nunique(), "n_lesions": s["n_lesions"],
                            "mtv_ml": s["mtv_ml"]}))
     counts = ("n_lesions", "truth_n_lesions", "n_bone", "n_paramedullary", "n_extramedullary")
     table = pd.DataFrame(rows).astype({c: "Int64" for c in counts})  # whole numbers even beside a missing value
@@ -117,20 +117,31 @@ def _imaging(state: dict) -> None:
     report.section("2. PET/CT phantoms quantified (SUV ≥ 4.0, 26-connected)")
     report.text("Digital PET/CT phantoms built for CERTAINTY-like patients (lesions reflecting each patient's "
                 "MTV, bone, paramedullary and extramedullary disease), written as NIfTI and measured with "
-                "`carpet quantify`. truth_* columns are the phantom's design (exact voxel counts); a lesion whose "
-                "designed SUV is below 4.0 is, correctly, not found by the SUV ≥ 4.0 method."
-                + ("" if small else " These phantoms also carry FDG physiology (brain, myocardium, kidneys, "
-                   "ureters, bladder, bowel, salivary glands), a 6.5 mm PSF and Poisson-like noise: until "
-                   "carpet excludes physiological uptake, the measured MTV includes the physiology above "
-                   "SUV 4 (truth_physiology_ml) and blurred lesion edges."))
-    report.table(table, caption="Study measures (imaging.csv)", float_format="{:.2f}")
-    pet, labels, sites, pid, _ = mips[informative_index([m[-1] for m in mips])]  # most sites, lesions, MTV
-    report.figure(mip_figure(pet, labels, sites, title=f"{pid} (simulated)"),
+                "`carpet quantify`. Columns marked (truth) are the phantom's design (exact voxel counts); a lesion "
+                "whose designed SUV is below 4.0 is, correctly, not found by the SUV ≥ 4.0 method."
+                 + ("" if small else " These phantoms also carry FDG physiology (brain, myocardium, kidneys, "
+                    "ureters, bladder, bowel, salivary glands), a 6.5 mm PSF and Poisson-like noise: until "
+                    "carpet excludes physiological uptake, the measured MTV includes the physiology above "
+                    "SUV 4 (physiology, truth) and blurred lesion edges."))
+    report.table(table.rename(columns=_IMAGING_NAMES), caption="Study measures (imaging.csv; truth: the phantom's "
+                 "design)", float_format="{:.2f}")
+    pet, labels, sites, excluded, pid, _ = mips[informative_index([m[-1] for m in mips])]  # most sites, lesions, MTV
+    report.figure(mip_figure(pet, labels, sites, title=f"{pid} (simulated)", excluded=excluded),
                   f"Maximum-intensity projections of {pid}, the study with the most lesion sites among those "
-                  "quantified; lesion outlines coloured by site; grey scale SUV 0–6 g/mL.")
+                  "quantified; lesion outlines coloured by site"
+                  + ("; dashed: physiological uptake (the phantom's exclusion mask)" if excluded is not None else "")
+                  + "; grey scale SUV 0–6 g/mL.")
     report.files([("imaging.csv", "one row per study: the measures in the table above")]
                  + [(f"studies/{pid}/", f"{pid}: input/ (PET, CT, lesion masks as NIfTI, truth.json) and quantify/ "
                      "(lesions.csv, summary.json, lesions.nii.gz)") for pid in chosen])
+
+
+#: imaging.csv columns as the report heads them
+_IMAGING_NAMES = {"patient_id": "Study", "n_lesions": "Lesions", "truth_n_lesions": "Lesions (truth)",
+                  "truth_suv_min": "Lowest lesion SUV (truth)", "mtv_ml": "MTV (mL)", "truth_mtv_ml": "MTV (mL, truth)",
+                  "truth_physiology_ml": "Physiology above SUV 4 (mL, truth)",
+                  "tlg": "TLG (mL·SUV)", "suv_max": "SUVmax", "dmax_mm": "Dmax (mm)", "n_bone": "Bone",
+                  "n_paramedullary": "Paramedullary", "n_extramedullary": "Extramedullary"}
 
 
 def _imwg(state: dict) -> None:

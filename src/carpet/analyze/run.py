@@ -140,7 +140,8 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
     writer.pdf.section("Provenance").text(json.dumps(_jsonable(prov), indent=1))
     document = {"title": plan["title"], "simulated": simulated,
                 "notice": SIMULATED_BANNER if simulated else None, "n_patients": int(len(data)),
-                "notes": notes, "endpoints": endpoints, "derived": derived, "analyses": results, "provenance": prov}
+                "notes": notes, "endpoints": endpoints, "derived": derived, "analyses": results,
+                "figure_checks": writer.figure_checks, "provenance": prov}
     files = writer.files
     files["results.json"] = out / "results.json"
     files["results.json"].write_text(json.dumps(_jsonable(document), indent=2, allow_nan=False), encoding="utf-8")

@@ -43,9 +43,10 @@ def _product(levels: list[list[str]]) -> list[tuple[str, ...]]:
     return list(itertools.product(*levels))
 
 
-def _split_groups(x: np.ndarray, value: float, labels: Labels, marker: str, index) -> pd.Series:
-    """``marker ≤ value`` / ``marker > value`` with the cut-point exactly as used for the split."""
-    name, cut = labels.label(marker), fmt.cutpoint(value, data=x)
+def _split_groups(x: np.ndarray, value: float, labels: Labels, marker: str, index, optimised: bool) -> pd.Series:
+    """``marker ≤ value`` / ``marker > value``: a pre-specified cut-off as given, an optimised cut-point with the
+    fewest decimals that split ``x`` the same way (:func:`carpet.report.format.cutpoint`)."""
+    name, cut = labels.label(marker), fmt.cutpoint(value, data=x if optimised else None)
     unit = labels.unit(marker)
     unit = f" {unit}" if unit else ""
     low, high = f"{name} ≤ {cut}{unit}", f"{name} > {cut}{unit}"
@@ -226,7 +227,7 @@ def _run_cutpoint(data, a, endpoints, writer, stem, seed):
                 f"n = {cp.n}); {adjusted}. An optimised cut-point is reported only with its search-adjusted p-value.")
     files = [writer.table(cp.summary, stem, f"Maximally selected log-rank cut-point of {name}",
                           display=_cutpoint_display(cp, x))]
-    groups = _split_groups(x, cp.value, writer.labels, a["marker"], frame.index)
+    groups = _split_groups(x, cp.value, writer.labels, a["marker"], frame.index, optimised=True)
     km = _km_block(writer, frame, ep, groups, a, f"{stem}_km", f"{ep.get('label', a['endpoint'])} by optimised "
                    f"cut-point of {writer.labels.label(a['marker'])}", p_text=adjusted)
     n_excl = _excluded_note(writer, data, frame, f"time, event or {a['marker']}")
@@ -254,7 +255,7 @@ def _run_cutoff(data, a, endpoints, writer, stem, seed):
         writer.note(f"WARNING: {message}.")
     files = [writer.table(ev.summary, stem, f"Pre-specified cut-off {writer.labels.label(a['marker'])} > "
                           f"{fmt.cutpoint(a['value'])}", display=_stat_display(ev.summary))]
-    groups = _split_groups(x, float(a["value"]), writer.labels, a["marker"], frame.index)
+    groups = _split_groups(x, float(a["value"]), writer.labels, a["marker"], frame.index, optimised=False)
     km = _km_block(writer, frame, ep, groups, a, f"{stem}_km", _title(a, endpoints, writer.labels))
     return {"endpoint": ep, **ev.summary.iloc[0].to_dict(), "logrank_df": ev.logrank.df, "warnings": warned,
             "n_excluded": _excluded_note(writer, data, frame, f"time, event or {a['marker']}"),
@@ -352,7 +353,8 @@ _STAT_NAMES = {"coef": "log HR", "hr": "HR", "se": "SE", "z": "z", "p": "p", "hr
                "excluded": "Excluded (event or censored before the landmark)", "model_a": "Model A",
                "model_b": "Model B", "c_diff": "C-index difference (A − B)", "n_boot": "Bootstrap samples",
                "smaller": "Smaller model", "larger": "Larger model", "c_lower": "95% CI lower",
-               "c_upper": "95% CI upper"}
+               "c_upper": "95% CI upper", "c_index_se": "C-index SE", "c_index_lower": "C-index 95% CI lower",
+               "c_index_upper": "C-index 95% CI upper"}
 
 
 def _stat_cell(column: str, value):
@@ -368,7 +370,7 @@ def _stat_cell(column: str, value):
         return fmt.count(value)
     if column in ("cutpoint", "cutoff"):
         return fmt.cutpoint(value)
-    return fmt.estimate(value, min_decimals=3 if column in ("c_index", "td_auc") else 2)
+    return fmt.estimate(value, min_decimals=3 if column.startswith(("c_index", "td_auc")) else 2)
 
 
 def _stat_display(df: pd.DataFrame) -> pd.DataFrame:

@@ -4,7 +4,8 @@ Files a spreadsheet or R opens without thinking:
 
 - ``<stem>.csv``: a header row, then data; no comment lines (R's ``read.csv`` and pandas read it as is).
   When the data are simulated, every CSV ends with a ``simulated`` column holding ``TRUE`` on every row —
-  it travels with the file when the file is copied alone, and R reads it as logical. ``results.json`` says
+  it travels with the file when the file is copied alone. True/false columns are written ``TRUE``/``FALSE``
+  so that R reads them as logical (and pandas as bool). ``results.json`` says
   ``"simulated": true`` and the reports carry the banner.
 - ``figures/<stem>.png`` (300 dpi), ``.pdf`` and ``.svg`` (vector) per figure.
 - ``tables.xlsx`` (with ``xlsx=True``): one sheet per table, in report order, plus ``about`` (title, simulated,
@@ -36,6 +37,7 @@ class _Writer:
         self.out, self.simulated, self.files, self.title = out, simulated, {}, title
         self.labels = labels or Labels()
         self.tables: dict[str, pd.DataFrame] = {}
+        self.figure_checks: dict[str, dict] = {}
         banner = "SIMULATED" if simulated else ""
         self.html = Report(title, subtitle=(f"{SIMULATED_BANNER}. " if simulated else "") + subtitle)
         self.pdf = PdfReport(title, subtitle=self.html.subtitle, banner=banner, page_size=page_size,
@@ -60,7 +62,7 @@ class _Writer:
         not shown in the reports. Returns the file name."""
         path = self.out / f"{stem}.csv"
         data = df.assign(simulated=True) if self.simulated else df
-        write_csv(data, path)
+        write_csv(_r_logicals(data), path)
         self.files[path.name] = path
         self.tables[stem] = data
         return path.name
@@ -75,8 +77,10 @@ class _Writer:
 
     def figure(self, fig, stem: str, caption: str) -> list[str]:
         """Write the figure as PNG (300 dpi), PDF and SVG; embed it in both reports; return the file names."""
-        from carpet.report.style import save_figure
+        from carpet.report.style import legend_overlaps_data, save_figure
 
+        # a legend over data is a defect the reader sees: every figure is checked as drawn, the result kept
+        self.figure_checks[stem] = {"legend_covers_data": legend_overlaps_data(fig)}
         if self.simulated:
             fig.text(0.995, 0.005, "SIMULATED", ha="right", va="bottom", fontsize=7, color="#D55E00",
                      fontweight="bold")
@@ -106,6 +110,16 @@ class _Writer:
                 neutralise_formulas(table).to_excel(xl, sheet_name=name, index=False)
         self.files[path.name] = path
         return path
+
+
+def _r_logicals(df: pd.DataFrame) -> pd.DataFrame:
+    """True/false columns as ``TRUE``/``FALSE`` (missing: empty): R's read.csv reads those as logical, and
+    pandas as bool; Python's ``True`` would stay text in R."""
+    out = df.copy()
+    for column in out.columns:
+        if pd.api.types.is_bool_dtype(out[column]):
+            out[column] = out[column].map({True: "TRUE", False: "FALSE"})
+    return out
 
 
 def _jsonable(obj):

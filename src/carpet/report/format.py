@@ -229,10 +229,12 @@ def count(value, missing: str = NA) -> str:
 
 
 def percent(numerator, denominator, decimals: int = 0, missing: str = NA) -> str:
-    """``n (p%)``; ``missing`` when the denominator is 0."""
+    """``n (p%)``; ``0`` for an empty row (0 of 0), ``missing`` when the numerator is missing."""
     n, d = _finite(numerator), _finite(denominator)
-    if n is None or not d:
+    if n is None or (not d and n):
         return missing
+    if not d:
+        return "0"
     return f"{int(round(n))} ({100 * n / d:.{decimals}f}%)"
 
 

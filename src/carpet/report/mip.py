@@ -55,7 +55,7 @@ def mip_figure(pet: Volume, labels: Volume | None = None, sites: dict[int, str] 
         height_in = 4.6
         width_in = height_in * sum(widths) / (nk * sz) + 0.4
         fig, axes = plt.subplots(1, 2, figsize=(max(width_in, 3.0), height_in + 0.5),
-                                 gridspec_kw={"width_ratios": widths})
+                                 gridspec_kw={"width_ratios": widths, "wspace": 0.3})
         excluded_arr = None if excluded is None else np.asarray(excluded.array) != 0
         for ax, (name, axis, s_in_plane) in zip(axes, views):
             image = ax.imshow(arr.max(axis=axis).T, cmap="gray_r", vmin=0, vmax=suv_window, origin="lower",
@@ -69,7 +69,7 @@ def mip_figure(pet: Volume, labels: Volume | None = None, sites: dict[int, str] 
                     mask = _projected_mask(labels.array, boxes[lesion_id], lesion_id, axis)
                     ax.contour(mask.T.astype(float), levels=[0.5], colors=SITE_COLOURS.get(site, "red"),
                                linewidths=0.8)
-            ax.set_title(name, fontsize=8)
+            ax.set_title(name, fontsize=8, pad=12)  # room for the S letter
             ax.axis("off")
         present = sorted(set((sites or {}).values()))
         # a site outside SITE_COLOURS is drawn (and listed) in red, as its contour is
@@ -89,13 +89,13 @@ def mip_figure(pet: Volume, labels: Volume | None = None, sites: dict[int, str] 
 
 
 def _orientation_letters(ax, letters) -> None:
-    """Letters just inside the left, right, top and bottom edges of an image axes."""
+    """Letters just outside the left, right, top and bottom edges of an image axes (never over the image)."""
     left, right, top, bottom = letters
-    style = {"transform": ax.transAxes, "fontsize": 8, "fontweight": "bold", "color": "#444444"}
-    ax.text(0.02, 0.5, left, ha="left", va="center", **style)
-    ax.text(0.98, 0.5, right, ha="right", va="center", **style)
-    ax.text(0.5, 0.99, top, ha="center", va="top", **style)
-    ax.text(0.5, 0.01, bottom, ha="center", va="bottom", **style)
+    style = {"transform": ax.transAxes, "fontsize": 8, "fontweight": "bold", "color": "#444444", "clip_on": False}
+    ax.text(-0.02, 0.5, left, ha="right", va="center", **style)
+    ax.text(1.02, 0.5, right, ha="left", va="center", **style)
+    ax.text(0.5, 1.01, top, ha="center", va="bottom", **style)
+    ax.text(0.5, -0.01, bottom, ha="center", va="top", **style)
 
 
 def _lesion_boxes(labels: Volume) -> dict[int, tuple[slice, slice, slice]]:

@@ -33,9 +33,10 @@ def sankey_figure(flows: pd.DataFrame, order: Sequence | None = None, *, left_ti
 
     Notes
     -----
-    Each ribbon is labelled where it leaves its source with its patients and their share of the source
-    (row %): "35 (58%)" reads "35 of the 60 patients in this baseline state went here". Labels of thin
-    neighbouring ribbons are pushed apart so they never overlap.
+    Each ribbon is labelled where it leaves its source with its target, patients and their share of the
+    source (row %): "→ None: 35 (58%)" reads "35 of the 60 patients in this baseline state went to None".
+    Labels of thin neighbouring ribbons are pushed apart so they never overlap; naming the target keeps a
+    pushed label readable.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import PathPatch, Rectangle
@@ -82,7 +83,7 @@ def sankey_figure(flows: pd.DataFrame, order: Sequence | None = None, *, left_ti
                      MplPath.LINETO, MplPath.CURVE4, MplPath.CURVE4, MplPath.CURVE4, MplPath.CLOSEPOLY]
             ax.add_patch(PathPatch(MplPath(verts, codes), facecolor=colour[row.source], alpha=0.45,
                                    edgecolor="none"))
-            ribbon_labels.append((y0_top - n / 2, f"{int(n)} ({100 * n / source_n[row.source]:.0f}%)"))
+            ribbon_labels.append((y0_top - n / 2, f"→ {row.target}: {int(n)} ({100 * n / source_n[row.source]:.0f}%)"))
         _label_ribbons(ax, ribbon_labels, x=bar_w + 0.015, min_gap=0.045 * (total + gap * (len(order) - 1)))
         for spans, x, ha, dx in ((left, 0, "right", -0.02), (right, 1 - bar_w, "left", bar_w + 0.02)):
             for c, (lo, hi) in spans.items():
