@@ -105,6 +105,11 @@ class BodyLandmarks:
         Distance (mm) of each coarse voxel inside the body to the body surface (0 outside).
     factor : tuple of 3 int
         Coarse voxel = ``factor`` PET voxels per axis.
+    axis : int
+        The array axis of the slices.
+    midline_depth_mm : ndarray
+        Antero-posterior thickness of the body on the mid-line (the trunk's median centre x) per slice:
+        thighs touching at the groin are thinner there than the pelvis.
     """
 
     z_mm: np.ndarray
@@ -119,6 +124,7 @@ class BodyLandmarks:
     depth_mm: np.ndarray
     factor: tuple[int, int, int]
     axis: int
+    midline_depth_mm: np.ndarray
 
     def slice_of(self, z_mm) -> np.ndarray:
         """Index of the coarse slice nearest to each LPS ``z_mm``."""
@@ -227,5 +233,15 @@ def body_landmarks(pet: Volume, *, body_fraction: float = 0.3, head_width_ratio:
             run.append(k)
         if run and len(run) < len(order):              # a narrow cranial end below which the body widens
             head[run] = True
+    midline = np.zeros(nz)
+    if has_body.any():
+        # the body's thickness along the array axis closest to LPS y, in the columns at the mid-line
+        ax_x = int(np.argmax(np.abs(pet.direction[0])))
+        ax_y = int(np.argmax(np.abs(pet.direction[1])))
+        x_line = np.moveaxis(np.broadcast_to(x, coarse.shape), (ax_x, ax_y, axis), (0, 1, 2))[:, 0, 0]
+        cols = np.flatnonzero(np.abs(x_line - np.nanmedian(out["x"])) <= cs[ax_x])
+        if cols.size:
+            thick = np.moveaxis(body, (ax_x, ax_y, axis), (0, 1, 2))[cols].sum(axis=1).mean(axis=0)
+            midline = thick * cs[ax_y]
     return BodyLandmarks(z_line, has_body, out["x"], out["y"], out["w"], out["d"], head, soft, body, depth,
-                         factor, axis)
+                         factor, axis, midline)

@@ -116,6 +116,8 @@ class Physiology:
         What the rules found: True present, False absent, None not looked for (a body shorter than
         ``min_fov_mm`` along z cannot be placed: no rule runs).
     provenance : dict
+    levels : dict
+        LPS z (mm) of the heart's and the bladder's centroids when found (for :mod:`carpet.anatomy.regions`).
     """
 
     labels: np.ndarray
@@ -124,6 +126,7 @@ class Physiology:
     review: dict[int, str] = field(default_factory=dict)
     landmarks: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    levels: dict = field(default_factory=dict)
 
 
 TABLE_COLUMNS = ["component_id", "organ", "volume_ml", "suv_max", "centroid_x_mm", "centroid_y_mm",
@@ -212,6 +215,7 @@ def find_physiology(pet: Volume, labels: np.ndarray, *, params: PhysiologyParams
     organ: dict[int, tuple[str, str, str]] = {}        # lesion_id -> (organ, rule, reason)
     review: dict[int, str] = {}
     found = {o: False for o in ORGANS}
+    heart_z = bladder_z = None
     z_body = lm.z_mm[lm.has_body]
     # length of the body along z: the coarse slices' centres span one slice less than the slices
     fov_mm = float(z_body.max() - z_body.min() + abs(np.diff(lm.z_mm[:2])).sum()) if z_body.size else 0.0
@@ -230,7 +234,8 @@ def find_physiology(pet: Volume, labels: np.ndarray, *, params: PhysiologyParams
              **{o: found[o] if fov_mm >= p.min_fov_mm else None for o in ORGANS}}
     prov = {"rules": "PHYSIO_RULES", "version": RULES_VERSION, "inputs": "PET only (body landmarks on a "
             f"{'x'.join(str(f) for f in lm.factor)}-voxel coarse grid)", "thresholds": p.as_dict()}
-    return Physiology(kept, excluded, table, review, marks, prov)
+    levels = {"heart_z_mm": heart_z, "bladder_z_mm": bladder_z}
+    return Physiology(kept, excluded, table, review, marks, prov, levels)
 
 
 def _brain(feats, labels, pet, lm, p, organ, review):
