@@ -68,3 +68,49 @@ def test_empty_tables_give_empty_results():
     pat = progression_patterns(progression, patients, labs)
     assert pat.loc[0, "marrow"] is None and bool(pat.loc[0, "biochemical"])
     assert emd_pmd_status(np.float32("nan"), False) == "unknown"
+
+
+def test_marrow_before_the_infusion_is_not_marrow_at_progression():
+    """A refractory progression 20 days after infusion must not count the pre-infusion biopsy."""
+    progression = pd.DataFrame({"patient_id": ["A"], "progression_date": ["2024-01-21"],
+                                "progression_trigger": ["serum_m_protein"]})
+    patients = read_patients(pd.DataFrame({"patient_id": ["A"], "infusion_date": ["2024-01-01"]}), name="p")
+    labs = read_assessments(pd.DataFrame({
+        "patient_id": ["A", "A"], "date": ["2023-12-25", "2024-01-01"], "parameter": ["bm_plasma_cells"] * 2,
+        "value": ["40", "30"], "unit": ["%"] * 2}), name="l")
+    assert progression_patterns(progression, patients, labs).loc[0, "marrow"] is None
+    assert progression_patterns(progression, None, labs).loc[0, "marrow"] == True  # noqa: E712 (no infusion date)
+
+
+def test_patterns_from_the_imwg_engine_equal_the_simulated_truth():
+    """Table 2 from raw tables: IMWG on the simulated labs, then patterns, against the simulator's own flags."""
+    from carpet.scores.imwg import assess_cohort
+    from carpet.synth.cohort import simulate_cohort
+
+    c = simulate_cohort("moffitt_post_cart", seed=7)
+    labs = c.lab_series()
+    pt = read_patients(c.patients.drop(columns=[k for k in c.patients if k.startswith("pattern_")]), name="p")
+    pat = progression_patterns(assess_cohort(c.patients, labs).progression, pt,
+                               read_assessments(labs, patients=pt)).set_index("patient_id")
+    truth = c.patients.set_index("patient_id")
+    assert len(pat) == len(truth)
+    for mine, theirs in (("biochemical", "pattern_biochemical"), ("marrow", "pattern_marrow"),
+                         ("new_bone", "pattern_bone")):
+        assert pat[mine].tolist() == truth[theirs].astype(bool).tolist(), mine
+    known = truth["pattern_emd"].notna()
+    e = (truth["pattern_emd"].fillna(False) | truth["pattern_pmd"].fillna(False)).astype(bool)
+    assert pat.loc[known, "emd_or_pmd"].tolist() == e[known].tolist()
+    assert pat.loc[~known, "emd_or_pmd"].map(lambda v: v is None or v is True).all()
+    # isolated patterns: exactly the patients whose only finding is that one (Table 2 lower rows)
+    flags = pd.DataFrame({"b": truth["pattern_biochemical"].astype(bool), "m": truth["pattern_marrow"].astype(bool),
+                          "n": truth["pattern_bone"].astype(bool), "e": e})
+    only = flags.sum(axis=1) == 1
+    for mine, col in (("isolated_biochemical", "b"), ("isolated_new_bone", "n"), ("isolated_emd_or_pmd", "e")):
+        expected = only & flags[col] & known
+        assert (pat[mine] == True).reindex(truth.index).tolist() == expected.tolist(), mine  # noqa: E712
+    assert (pat["isolated_marrow"] == True).sum() == 0  # noqa: E712  (the simulator never isolates marrow)
+    assert summary_percent(pat, "marrow") == 100 * truth["pattern_marrow"].mean()
+
+
+def summary_percent(pat, pattern):
+    return pattern_summary(pat.reset_index()).set_index("pattern").loc[pattern, "percent"]

@@ -218,14 +218,16 @@ def test_heart_shell_threshold_edge():
 
 
 def test_bladder_must_stand_out_from_every_other_component():
-    # an iliac node and a bladder of about the same uptake: the bladder is not taken for one
-    pet, truth = patient(bladder_suv=9.0, lesions=(((-110.0, -60.0, 250.0), 12.0, 8.0),))
+    # a bulky pelvic mass holding as much tracer as the bladder: the bladder is not taken for one
+    (cx, cy, cz), rb = BLADDER
+    mass = ((-110.0, -40.0, 200.0), rb, 9.0)
+    pet, truth = patient(bladder_suv=9.0, lesions=(mass,))
     _, res = _run(pet)
-    assert "bladder" not in set(res.table.organ)
+    assert "bladder" not in set(res.table.organ) and res.labels.max() == 2
     assert any("like the bladder" in r for r in res.review.values())
-    # edge: contrast exactly met (SUV 16 = 2 × 8) excludes it, just below does not
-    for suv, excluded in ((16.0, True), (15.9, False)):
-        pet, _ = patient(bladder_suv=suv, lesions=(((-110.0, -60.0, 250.0), 12.0, 8.0),))
+    # edge: same volumes, so TLG contrast = SUV ratio; 2 x exactly excludes it, just below does not
+    for suv, excluded in ((18.0, True), (17.9, False)):
+        pet, _ = patient(bladder_suv=suv, lesions=(mass,))
         assert ("bladder" in set(_run(pet)[1].table.organ)) is excluded, suv
 
 

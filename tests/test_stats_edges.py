@@ -86,7 +86,7 @@ def test_logrank_without_events_has_no_p_value():
     from carpet.report.km_plot import km_figure
 
     fig, _ = km_figure({"a": ([1, 2], [0, 0]), "b": ([3, 4], [0, 0])})
-    assert "log-rank p = NA" in [t.get_text() for t in fig.axes[0].texts]
+    assert "log-rank p = NA" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     plt.close(fig)
 
 

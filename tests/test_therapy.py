@@ -25,6 +25,19 @@ from carpet.cohort.therapy import classify_regimen, first_line_summary, lines_af
     (None, False, "unknown"),
     ("", False, "unknown"),
     ("Kd-Pace", False, "conventional_combination"),
+    # short forms as clinicians write them (Van Oekelen et al., Blood 2022 tables; Moffitt Table 3)
+    ("Dara-Pom-dex", False, "conventional_combination"),
+    ("Tec-Dara", False, "bcma_bispecific"),
+    ("Talq", False, "gprc5d_bispecific"),
+    ("Elra", False, "bcma_bispecific"),
+    ("Carvykti", False, "car_t"),
+    ("Isa-Pd", False, "conventional_combination"),
+    ("Cy-Bor-D", False, "conventional_combination"),
+    ("Sel-Pom-dex", False, "conventional_combination"),
+    ("Belamaf", False, "other_bcma"),
+    ("Cevo", False, "fcrh5_bispecific"),
+    ("Tecvayli + Talvey", False, "bcma_bispecific"),
+    ("dexter", False, "unclassified"),                       # whole words only: 'dex' is not in 'dexter'
 ])
 def test_classify_regimen(regimen, trial, expected):
     assert classify_regimen(regimen, trial) == expected

@@ -29,8 +29,16 @@ Resuming: ``done.json`` (input SHA-256 hashes, options, carpet version) is writt
 study folder is moved into place by a rename, so a killed run never leaves a half study that looks
 done. A rerun skips a study whose marker matches its inputs and options: a cheap stat listing
 (name, size, mtime) of the study's files is compared first, and only when that differs are the
-inputs hashed and compared. Failed studies are not retried while their inputs and options are
-unchanged (``retry_failed=True`` retries them). ``force=True`` recomputes everything.
+inputs hashed and compared. ``done.json`` also holds the SHA-256 of every output file of the study;
+an output edited or deleted since is recomputed, never trusted. Studies that failed on their
+input are not retried while their inputs and options are unchanged (``retry_failed=True`` retries
+them); failures of the machine (a full disk, an I/O error, a lost worker) leave no failure marker
+and are retried by the next run. ``force=True`` recomputes everything.
+
+One run at a time per ``OUT`` (:func:`carpet.io.outdir.owned_dir`); an ``OUT`` inside ``ROOT`` is not
+taken for a study; studies and logs in ``OUT`` of studies no longer in ``ROOT`` are removed, so the
+tables and folders describe the same studies. Local workers end with the batch (SIGTERM, Ctrl-C or
+its death) and a worker lost while running costs only its own study (:mod:`carpet.workers`).
 
 Memory and workers: a whole-body study (PET 200×200×400, CT 512×512×400) needs about 1–2 GB
 while it is processed, so workers are limited by cores long before memory: on 24 GB / 2 cores use
@@ -39,15 +47,16 @@ while it is processed, so workers are limited by cores long before memory: on 24
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
 import os
 import re
 import shutil
+import socket
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -56,7 +65,10 @@ import pandas as pd
 
 from carpet import __version__
 from carpet.errors import CarpetError, InputError
+from carpet.io.outdir import owned_dir
 from carpet.provenance import file_sha256, provenance
+from carpet.workers import run_in_workers, terminate_as_interrupt
+from carpet.io.tables import write_csv
 
 __all__ = ["StudyInputs", "StudyTask", "BatchOptions", "BatchResult", "discover_studies", "resolve_inputs",
            "study_id_of", "pseudonym", "run_study", "run_batch", "aggregate", "read_study_table"]
@@ -91,8 +103,10 @@ class StudyInputs:
         return {k: getattr(self, k) for k in _ROLES if getattr(self, k) is not None}
 
 
-def discover_studies(root: str | Path) -> list[str]:
+def discover_studies(root: str | Path, exclude: str | Path | None = None) -> list[str]:
     """Study sources below ``root`` (PET NIfTI files in ``root`` and study folders), sorted.
+
+    ``exclude`` (the batch's ``OUT`` when it sits in ``ROOT``) is never taken for a study.
 
     Only names are listed here; the inputs of each study are resolved by :func:`resolve_inputs`
     inside the worker, so that reading thousands of DICOM headers runs in parallel.
@@ -107,8 +121,9 @@ def discover_studies(root: str | Path) -> list[str]:
         raise InputError("the batch root must be a folder of studies", source=root,
                          hint="carpet batch ROOT --out DIR")
     sources, ids = [], {}
+    skip = Path(exclude).absolute() if exclude is not None else None
     for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
+        if entry.name.startswith(".") or entry.absolute() == skip:
             continue
         if entry.is_dir() or (entry.is_file() and _NIFTI.search(entry.name)):
             sid = study_id_of(entry)
@@ -260,8 +275,40 @@ def _read_json(path: Path) -> dict | None:
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no empty .tmp behind
+        raise
+
+
+#: Failures of the machine, not of the study's inputs: retried by the next run.
+_TRANSIENT_ERRNO = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EAGAIN, errno.EROFS,
+                    errno.ESTALE, errno.ETIMEDOUT}
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNO)
+
+
+def _one_line(text: str) -> str:
+    """A message for a CSV cell: one line (tracebacks live in logs/<id>.log)."""
+    return re.sub(r"\s*\n\s*", " ", text.strip())
+
+
+def _output_hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file of a study folder except its marker (what done.json vouches for)."""
+    return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != MARKER}
+
+
+def _intact(folder: Path, done: dict) -> bool:
+    """Whether the outputs are exactly those the marker recorded (not edited, none deleted)."""
+    try:
+        return bool(done.get("outputs")) and _output_hashes(folder) == done["outputs"]
+    except OSError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,6 +324,7 @@ class StudyTask:
     force: bool = False
     retry_failed: bool = False
     salt: str | None = None
+    overrides: str | None = None
 
 
 def run_study(task: StudyTask) -> dict[str, Any]:
@@ -295,12 +343,19 @@ def run_study(task: StudyTask) -> dict[str, Any]:
     logs = out / "logs"
     failed_marker = logs / f"{sid}.failed.json"
     expect = {"options": task.options.marker(), "carpet_version": __version__}
+    if task.overrides:  # the study's own override rows: a change to them (only) recomputes the study
+        from carpet.overrides import read_overrides
+
+        rows = read_overrides(task.overrides)
+        expect["overrides"] = rows.loc[rows["study_id"] == sid, ["lesion_id", "action", "site"]].to_json()
     outcome = {"study_id": sid, "status": "skipped", "stage": None, "message": None}
     stage, listing, done = "discover", None, None
     try:
         listing = _listing(source)
         if not task.force:
             done = _read_json(final / MARKER)
+            if done and not _intact(final, done):
+                done = None  # outputs edited or deleted since: recompute, never trust them
             if done and _same(done, expect) and done.get("listing") == listing:
                 return {**outcome, "seconds": time.perf_counter() - t0}
             failed = _read_json(failed_marker)
@@ -324,12 +379,20 @@ def run_study(task: StudyTask) -> dict[str, Any]:
         return {**outcome, "status": "done", "seconds": time.perf_counter() - t0}
     except Exception as exc:  # noqa: BLE001 - one study's failure must not stop the batch
         known = isinstance(exc, CarpetError)
-        message = scrub(str(exc) if known else f"{type(exc).__name__}: {exc}")
+        message = _one_line(scrub(str(exc) if known else f"{type(exc).__name__}: {exc}"))
+        transient = _transient(exc)
+        if transient:
+            message += " (a problem of the machine, not of the study: the next run retries it)"
         shutil.rmtree(final, ignore_errors=True)
-        logs.mkdir(parents=True, exist_ok=True)
-        _write_atomic(logs / f"{sid}.log", scrub(traceback.format_exc()))
-        _write_atomic(failed_marker, json.dumps({**expect, "listing": listing, "stage": stage,
-                                                 "message": message}))
+        try:  # on a full disk these may fail too; the outcome is still reported
+            failed_marker.unlink(missing_ok=True)
+            logs.mkdir(parents=True, exist_ok=True)
+            _write_atomic(logs / f"{sid}.log", scrub(traceback.format_exc()))
+            if not transient:  # no marker: the next run retries the study
+                _write_atomic(failed_marker, json.dumps({**expect, "listing": listing, "stage": stage,
+                                                         "message": message}))
+        except OSError:
+            pass
         return {**outcome, "status": "failed", "stage": stage, "message": message,
                 "seconds": time.perf_counter() - t0}
 
@@ -375,7 +438,8 @@ def _quantify_tmp(inputs: StudyInputs, tmp: Path, task: StudyTask, sid: str, scr
     paths = inputs.paths()
     result = run_quantify(paths["pet"], out_dir=tmp, ct_path=paths.get("ct"),
                           lesions_path=paths.get("lesions"), exclude_path=paths.get("exclude"),
-                          method=opts.method,
+                          method=opts.method, pseudonym=sid,  # the SEG carries the study id, no identity
+                          overrides_path=task.overrides, study_id=sid,
                           params=SegmentParams(connectivity=opts.connectivity,
                                                min_volume_ml=opts.min_volume_ml))
     recorded = result.summary["provenance"]["inputs"]
@@ -385,7 +449,7 @@ def _quantify_tmp(inputs: StudyInputs, tmp: Path, task: StudyTask, sid: str, scr
             v["path"] = scrub(v["path"])
         _write_atomic(tmp / "summary.json", json.dumps(result.summary, indent=2, default=str))
     _write_atomic(tmp / MARKER, json.dumps({"study_id": sid, **expect, "inputs": hashes,
-                                            "listing": listing}, indent=2))
+                                            "listing": listing, "outputs": _output_hashes(tmp)}, indent=2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,7 +480,8 @@ class BatchResult:
 def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler: str | None = None,
               options: BatchOptions | None = None, force: bool = False, retry_failed: bool = False,
               salt: str | None = None, mapping_path: str | Path | None = None,
-              studies_table: str | Path | None = None, progress: bool = True) -> BatchResult:
+              studies_table: str | Path | None = None, progress: bool = True,
+              overrides: str | Path | None = None) -> BatchResult:
     """Quantify every study of ``root`` into ``out``; see the module docstring for layout and files.
 
     Parameters
@@ -440,6 +505,10 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
         that :func:`carpet.cohort.schema.read_imaging` can read it.
     progress : bool
         Show a progress bar (done/total, ETA) on stderr.
+    overrides : path, optional
+        Reader overrides CSV (:mod:`carpet.overrides`; study ids as written in ``out``): each study's rows are
+        applied. With ``studies_table``, each patient's scans are also paired by date and the lesion tracks
+        written to ``tracks.csv`` and ``pairs.csv`` (:func:`carpet.tracking.write_series`).
     """
     t0 = time.perf_counter()
     options = options or BatchOptions()
@@ -452,30 +521,89 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
     if options.method not in (None, "all", *METHODS):  # fail once here, not once per study
         raise InputError(f"unknown method {options.method!r}; expected one of {', '.join(METHODS)} or all",
                          hint="--method suv4")
-    sources = discover_studies(root)
+    if overrides is not None:  # a bad file fails once here, not once per study
+        from carpet.overrides import read_overrides
+
+        read_overrides(overrides)
+    # absolute: Dask workers and worker processes may run in another working directory
+    root, out = Path(root).absolute(), Path(out).absolute()
+    _refuse_out_in_study(root, out)
+    sources = discover_studies(root, exclude=out)
     ids = [study_id_of(s) for s in sources]
     out_ids = {i: pseudonym(i, salt) if salt else i for i in ids}
     studies = read_study_table(studies_table, out_ids) if studies_table else None
-    out = Path(out)
-    (out / "studies").mkdir(parents=True, exist_ok=True)
-    for leftover in (out / "studies").glob(".*"):  # temp folders of a killed run
-        shutil.rmtree(leftover, ignore_errors=True)
-    tasks = [StudyTask(s, str(out), options, force, retry_failed, salt) for s in sources]
-    table = pd.DataFrame(list(_execute(tasks, workers, scheduler, progress)))
-    table = table.sort_values("study_id").reset_index(drop=True)
-    if mapping_path:
-        pd.DataFrame(out_ids.items(), columns=["study_id", "pseudonym"]).to_csv(mapping_path, index=False)
-    paths = aggregate(out, table, studies=studies)
-    counts = {"total": len(table), **{s: int((table["status"] == s).sum())
-                                      for s in ("done", "skipped", "failed")}}
-    seconds = time.perf_counter() - t0
-    record = provenance(command="batch", options=options.marker(), workers=workers,
-                        scheduler=scheduler, force=force, retry_failed=retry_failed,
-                        pseudonymized=bool(salt), counts=counts, seconds=round(seconds, 3),
-                        root=None if salt else str(Path(root).resolve()))
-    paths["batch"] = out / "batch.json"
-    _write_atomic(paths["batch"], json.dumps(record, indent=2))
+    if scheduler:
+        _check_scheduler(scheduler)
+    with owned_dir(out, "batch"):
+        _clear_leftovers(out, set(out_ids.values()))
+        tasks = [StudyTask(s, str(out), options, force, retry_failed, salt,
+                           None if overrides is None else str(overrides)) for s in sources]
+        table = pd.DataFrame(list(_execute(tasks, workers, scheduler, progress)))
+        table = table.sort_values("study_id").reset_index(drop=True)
+        if mapping_path:
+            write_csv(pd.DataFrame(out_ids.items(), columns=["study_id", "pseudonym"]), mapping_path)
+        paths = aggregate(out, table, studies=studies)
+        if studies is not None:
+            from carpet.tracking import write_series
+
+            paths.update(write_series(out, studies, table))
+        counts = {"total": len(table), **{s: int((table["status"] == s).sum())
+                                          for s in ("done", "skipped", "failed")}}
+        seconds = time.perf_counter() - t0
+        record = provenance(command="batch", options=options.marker(), workers=workers,
+                            scheduler=scheduler, force=force, retry_failed=retry_failed,
+                            pseudonymized=bool(salt), counts=counts, seconds=round(seconds, 3),
+                            root=None if salt else str(Path(root).resolve()))
+        paths["batch"] = out / "batch.json"
+        _write_atomic(paths["batch"], json.dumps(record, indent=2))
     return BatchResult(table, counts, paths, seconds)
+
+
+def _refuse_out_in_study(root: Path, out: Path) -> None:
+    """``OUT`` may sit directly in ``ROOT`` (it is then skipped), not inside a study or be ``ROOT``."""
+    if out == root or root.is_relative_to(out / "studies"):
+        raise InputError("--out must not be the batch root or hold it", source=out,
+                         hint="choose an output folder beside ROOT")
+    if out.is_relative_to(root) and out.parent != root:
+        study = out.relative_to(root).parts[0]
+        raise InputError(f"--out lies inside the study folder {study!r} of the batch root, whose files "
+                         "it would change", source=out, hint="choose an output folder beside ROOT")
+
+
+def _clear_leftovers(out: Path, keep: set[str] | None = None) -> None:
+    """Under the lock: temp files of killed runs; with ``keep``, studies/logs of studies not in it."""
+    from carpet.io.outdir import remove_quietly
+
+    for folder in (out, out / "studies", out / "logs"):
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            name = entry.name
+            sid = name.removesuffix(".failed.json").removesuffix(".log")
+            if (name.startswith(".") and name.endswith((".tmp", ".old"))) or (
+                    keep is not None and folder != out and not name.startswith(".") and sid not in keep):
+                remove_quietly(entry)
+
+
+def _check_scheduler(address: str) -> None:
+    """Refuse, in seconds and with one line, a scheduler address that is malformed or unreachable."""
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location) if scheme in ("tcp", "tls") else (None, None)
+    except ImportError:
+        raise InputError("--scheduler needs the 'distributed' package",
+                         hint="pip install distributed, or run without --scheduler") from None
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"not a Dask scheduler address ({exc})", source=address,
+                         hint="--scheduler tcp://HOST:PORT") from None
+    if host is not None:
+        try:
+            socket.create_connection((host, port), timeout=10).close()
+        except OSError as exc:
+            raise InputError(f"cannot reach the Dask scheduler ({exc.strerror or exc})", source=address,
+                             hint="is the scheduler running and the address right?") from None
 
 
 def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
@@ -492,7 +620,12 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
         from distributed import Client
         from distributed import as_completed as dask_completed
 
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler)
+        except (OSError, ValueError, TimeoutError) as exc:
+            raise InputError(f"cannot use the Dask scheduler ({type(exc).__name__}: {exc})",
+                             source=scheduler, hint="--scheduler tcp://HOST:PORT") from None
+        with client, terminate_as_interrupt():
             futures = {client.submit(run_study, t, pure=False): t for t in tasks}
             try:
                 with bar:
@@ -505,35 +638,37 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
                 raise
         return
     if workers == 1:
-        with bar:
+        with terminate_as_interrupt(), bar:
             job = bar.add_task("batch", total=len(tasks))
             for t in tasks:
                 yield run_study(t)
                 bar.advance(job)
         return
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
-        futures = {pool.submit(run_study, t): t for t in tasks}  # workers start before the bar's thread
-        try:
-            with bar:
-                job = bar.add_task("batch", total=len(tasks))
-                for fut in as_completed(futures):
-                    bar.advance(job)
-                    yield _result(fut, futures[fut])
-        except BaseException:  # Ctrl-C: do not run the queued studies before exiting
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    try:
+        with terminate_as_interrupt(raise_now=False), bar:  # SIGTERM, like Ctrl-C, stops the workers
+            job = bar.add_task("batch", total=len(tasks))
+            for outcome in run_in_workers(run_study, tasks, workers, _lost):
+                bar.advance(job)
+                yield outcome
+    finally:
+        _clear_leftovers(Path(tasks[0].out))  # study folders left unfinished by lost or stopped workers
 
 
 def _result(future, task: StudyTask) -> dict[str, Any]:
-    """The outcome of a finished future; a worker that died (killed, out of memory) fails its
-    study without a marker, so the next run redoes it."""
+    """The outcome of a finished Dask future (a lost worker: see :func:`_lost`)."""
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - run_study itself never raises: the worker was lost
-        sid = study_id_of(task.source)
-        return {"study_id": pseudonym(sid, task.salt) if task.salt else sid, "status": "failed",
-                "stage": "worker", "message": f"worker lost ({type(exc).__name__}: {exc}); "
-                                             "out of memory? try fewer --workers", "seconds": None}
+        return _lost(task, exc)
+
+
+def _lost(task: StudyTask, exc: BaseException) -> dict[str, Any]:
+    """A study whose worker died while running it (killed, out of memory): failed, with no marker,
+    so the next run redoes it."""
+    sid = study_id_of(task.source)
+    return {"study_id": pseudonym(sid, task.salt) if task.salt else sid, "status": "failed",
+            "stage": "worker", "message": f"worker lost ({type(exc).__name__}: {exc}); out of memory? "
+                                          "try fewer --workers (the next run retries it)", "seconds": None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -566,7 +701,7 @@ def aggregate(out: str | Path, outcomes: pd.DataFrame, *,
         lesions.insert(0, "study_id", o.study_id)
         lesion_tables.append(lesions)
     imaging = pd.DataFrame(rows)
-    for col in IMAGING_COLUMNS:
+    for col in (*IMAGING_COLUMNS, "carpet_version"):  # a batch where every study failed has none
         if col not in imaging:
             imaging[col] = None
     rest = [c for c in imaging.columns if c not in IMAGING_COLUMNS and c != "carpet_version"]
@@ -592,6 +727,9 @@ def read_study_table(path, study_ids: dict[str, str]) -> pd.DataFrame:
     ``study_ids`` maps each study id of the batch (as in ROOT) to the id written in the outputs
     (itself, or its pseudonym); the returned table carries the output ids.
     """
+    if not Path(path).is_file():
+        raise InputError("study table not found" if not Path(path).exists() else "a folder, not a CSV file",
+                         source=path, hint="--studies takes a CSV file study_id,patient_id,study_date")
     table = pd.read_csv(path, dtype=str)
     missing = {"study_id", "patient_id", "study_date"} - set(table.columns)
     if missing:
@@ -612,5 +750,5 @@ def read_study_table(path, study_ids: dict[str, str]) -> pd.DataFrame:
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_csv(tmp, index=False)
+    write_csv(frame, tmp)
     os.replace(tmp, path)

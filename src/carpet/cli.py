@@ -1,14 +1,22 @@
 """The ``carpet`` command. Thin: parse arguments, call the library, print.
 
 Every command is also a Python function in the library; this module holds no computation.
-Errors carpet raises for bad input (:class:`carpet.errors.CarpetError`) are printed as one
-clear message with exit code 1; commands not available yet exit with code 2.
+Errors carpet raises for bad input (:class:`carpet.errors.CarpetError`) and errors of the
+operating system (a full disk, a read-only ``--out``) are printed as one clear message with exit
+code 1; commands not available yet exit with code 2; anything else is a bug in carpet: one line
+saying so and where the traceback was saved, exit code 3. Every command writes through
+:mod:`carpet.io.outdir` (staged beside ``--out``, moved into place, locked against a second run).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import tempfile
+import time
+import traceback
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -24,7 +32,8 @@ app = typer.Typer(
           "lesion sites, IMWG response, survival statistics and reports. Offline; every number carries "
           "its provenance. Start with `carpet demo` (no input needed); `carpet COMMAND --help` gives each "
           "command's inputs, outputs and defaults. Exit codes: 0 done, 1 bad input (one message naming "
-          "the file, tag or column), 2 not available yet."),
+          "the file, tag or column, or why --out cannot be written), 2 not available yet, 3 a bug in "
+          "carpet (the message says where its traceback was saved), 130 interrupted."),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -45,8 +54,38 @@ def _friendly_errors(fn):
         except CarpetError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(1)
+        except OSError as exc:  # the machine, not carpet: full disk, read-only or missing place
+            from carpet.io.outdir import describe_os_error
+
+            err.print(f"[bold red]error:[/] {describe_os_error(exc)}", highlight=False)
+            raise typer.Exit(1)
+        except KeyboardInterrupt:
+            err.print("[bold yellow]interrupted:[/] nothing half-written was left in --out; a rerun "
+                      "redoes (batch: resumes) the work")
+            raise typer.Exit(130)
+        except Exception as exc:  # noqa: BLE001 - a bug: one line and a saved traceback, not a wall of text
+            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {_first_line(exc)}. This is a bug "
+                      f"in carpet; {_save_traceback()}", highlight=False)
+            raise typer.Exit(3)
 
     return wrapper
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else "(no message)"
+
+
+def _save_traceback() -> str:
+    """Write the current traceback to a log file (CARPET_LOG_DIR or the temp folder); say where."""
+    folder = os.environ.get("CARPET_LOG_DIR") or tempfile.gettempdir()
+    path = os.path.join(folder, f"carpet-error-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log")
+    try:
+        with open(path, "w") as fh:
+            fh.write(f"carpet {__version__}\n{' '.join(sys.argv)}\n\n{traceback.format_exc()}")
+    except OSError:
+        return "its traceback could not be saved (set CARPET_LOG_DIR to a writable folder)"
+    return f"please report it with the traceback saved in {path}"
 
 
 def _version_callback(value: bool) -> None:
@@ -92,18 +131,42 @@ def quantify(
     baseline: Optional[Path] = typer.Option(None, "--baseline",
                                             help="OUT folder of this patient's baseline quantify run: "
                                                  "adds the Lugano response (delta SUVmax)."),
+    roi: Optional[str] = typer.Option(None, "--roi", help="With an RTSTRUCT as --lesions: measure this ROI only "
+                                                          "(default: every ROI, each a lesion)."),
+    keep_identity: bool = typer.Option(False, "--keep-identity",
+                                       help="Copy the patient's name, ID, birth date etc. into lesions.seg.dcm "
+                                            "(default: a pseudonym, PS3.15 Basic Profile)."),
+    overrides: Optional[Path] = typer.Option(
+        None, "--overrides", help="Reader overrides CSV (study_id, lesion_id, action site|exclude|include, site, "
+                                  "reason): applied to this study and recorded in provenance."),
+    study_id: Optional[str] = typer.Option(None, "--study-id",
+                                           help="This study's id in the overrides file (needed when it "
+                                                "holds several studies)."),
+    review: bool = typer.Option(False, "--review", help="Also write OUT/review.html: MIP, every lesion's PET/CT "
+                                                        "slices, measures and site evidence (baseline beside)."),
     out: Path = typer.Option(Path("carpet-quantify"), "--out", help="Output folder."),
 ) -> None:
-    """Segment and measure lesions: writes lesions.csv, summary.json and lesions.nii.gz in OUT."""
+    """Segment and measure lesions: writes lesions.csv, summary.json and lesions.nii.gz in OUT.
+
+    A DICOM PET also gets lesions.seg.dcm (DICOM SEG, one segment a lesion), de-identified unless
+    --keep-identity; with no lesion there is no SEG and summary.json says why.
+
+    With --baseline, the follow-up is aligned to the baseline (CT, else PET) and each lesion matched:
+    lesions.csv gains baseline_lesion_id and change (matched/new), summary.json n_new_lesions and
+    n_resolved_lesions, and baseline_lesions.csv says which baseline lesions resolved.
+    """
+    from carpet.io.outdir import staged_dir
     from carpet.quantify import run_quantify
     from carpet.segment import SegmentParams
 
-    result = run_quantify(pet, out_dir=out, ct_path=ct, lesions_path=lesions, exclude_path=exclude,
-                          method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
-                          auto_exclude=auto_exclude, baseline_dir=baseline,
-                          keep_physiological=keep_physiological,
-                          params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml,
-                                               seed_suv=seed_suv))
+    with staged_dir(out, "quantify") as stage:
+        result = run_quantify(pet, out_dir=stage, ct_path=ct, lesions_path=lesions, exclude_path=exclude,
+                              method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
+                              auto_exclude=auto_exclude, baseline_dir=baseline, roi=roi,
+                              keep_identity=keep_identity, overrides_path=overrides, study_id=study_id,
+                              keep_physiological=keep_physiological, review=review,
+                              params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml,
+                                                   seed_suv=seed_suv))
     s = result.summary
     for note in s["provenance"].get("warnings", []):
         err.print(f"[yellow]warning:[/] {note}", highlight=False)
@@ -141,15 +204,17 @@ def suv(
     import json
 
     from carpet.io.nifti import write_nifti
+    from carpet.io.outdir import staged_files
     from carpet.suv import to_suv
 
-    volume, result = to_suv(dicom_dir, norm, lbm_formula=lbm_formula, weight_kg=weight_kg,
-                            height_cm=height_cm, sex=sex, dose_mbq=dose_mbq,
-                            injection_time=injection_time, half_life_s=half_life_s)
-    write_nifti(volume, out)
-    record = json.dumps(result.to_dict(), indent=2, default=str)
     side = out.with_name(out.name.removesuffix(".gz").removesuffix(".nii") + ".json")
-    side.write_text(record)
+    with staged_files(out, side) as (stage_out, stage_side):
+        volume, result = to_suv(dicom_dir, norm, lbm_formula=lbm_formula, weight_kg=weight_kg,
+                                height_cm=height_cm, sex=sex, dose_mbq=dose_mbq,
+                                injection_time=injection_time, half_life_s=half_life_s)
+        write_nifti(volume, stage_out)
+        record = json.dumps(result.to_dict(), indent=2, default=str)
+        stage_side.write_text(record)
     if json_out:
         typer.echo(record)
     else:
@@ -174,11 +239,17 @@ def imwg(
                                                help="Measurable serum M-protein, g/dL (trials: 0.5)."),
 ) -> None:
     """IMWG 2016 response and progression from lab time series: responses.csv, progression.csv."""
+    from carpet.io.outdir import staged_dir
     from carpet.scores.imwg import IMWGParams, assess_cohort
 
     params = IMWGParams(nadir_mode=nadir_mode, serum_measurable_min=serum_measurable_min)
-    result = assess_cohort(patients, assessments, therapies, params)
-    paths = result.write(out)
+    with staged_dir(out, "imwg") as stage:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = assess_cohort(patients, assessments, therapies, params)
+        for w in caught:
+            err.print(f"[yellow]warning:[/] {w.message}", highlight=False)
+        paths = {k: out / p.relative_to(stage) for k, p in result.write(stage).items()}
     n_prog = int(result.progression["progression_confirmed"].sum())
     typer.echo(f"{len(result.progression)} patients, {n_prog} with confirmed progression (IMWG2016)")
     for path in paths.values():
@@ -191,28 +262,48 @@ def imwg(
 @app.command()
 @_friendly_errors
 def analyze(
-    clinical: Path = typer.Option(..., "--clinical", help="PATIENTS table (CSV/XLSX)."),
+    clinical: Optional[Path] = typer.Option(None, "--clinical", help="PATIENTS table (CSV/XLSX); required unless "
+                                                                      "--describe."),
     assessments: Optional[Path] = typer.Option(None, "--assessments", help="Lab assessments (CSV/XLSX)."),
     imaging: Optional[Path] = typer.Option(None, "--imaging", help="Imaging results table (from quantify/batch)."),
     plan: Path = typer.Option(..., "--plan", help="Analysis plan (YAML)."),
-    out: Path = typer.Option(..., "--out", help="Output folder."),
-    therapies: Optional[Path] = typer.Option(None, "--therapies", help="Lines of therapy (CSV/XLSX), for IMWG."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder; required unless --describe."),
+    therapies: Optional[Path] = typer.Option(None, "--therapies", help="Lines of therapy (CSV/XLSX): regimen, "
+                                                                       "start, best response, progression."),
     include_identifiers: bool = typer.Option(False, "--include-identifiers",
                                              help="Keep name/birth date/MRN columns (dropped by default)."),
+    xlsx: bool = typer.Option(False, "--xlsx", help="Also write tables.xlsx: one sheet per table."),
+    page_size: str = typer.Option("A4", "--page-size", help="PDF page size: A4 or Letter."),
+    describe: bool = typer.Option(False, "--describe", help="List the input tables and columns the plan needs, and "
+                                                            "what each must hold; run nothing."),
 ) -> None:
-    """Run an analysis plan: Table 1, survival curves, tests, cut-points, transitions; HTML and PDF reports."""
+    """Run an analysis plan: Table 1, survival curves, tests, cut-points, transitions; HTML and PDF reports.
+
+    The plan language is documented in docs/plans.md.
+    """
     from carpet.analyze import run_analysis
     from carpet.cohort.schema import read_patients
+    from carpet.io.outdir import staged_dir
+    from carpet.errors import InputError
 
-    result = run_analysis(read_patients(clinical), plan, out, imaging=imaging, assessments=assessments,
-                          therapies=therapies,
-                          include_identifiers=include_identifiers,
-                          input_files={"clinical": clinical, "imaging": imaging, "assessments": assessments,
-                                       "therapies": therapies})
+    if describe:
+        from carpet.analyze import describe_plan
+
+        typer.echo(describe_plan(plan))
+        return
+    if clinical is None or out is None:
+        raise InputError("carpet analyze needs --clinical PATIENTS.csv and --out DIR (or --describe)")
+
+    with staged_dir(out, "analyze") as stage:
+        result = run_analysis(read_patients(clinical), plan, stage, imaging=imaging, assessments=assessments,
+                              therapies=therapies,
+                              include_identifiers=include_identifiers, xlsx=xlsx, page_size=page_size,
+                              input_files={"clinical": clinical, "imaging": imaging, "assessments": assessments,
+                                           "therapies": therapies})
     for note in result.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False)
     typer.echo(f"{len(result.results)} analyses{' (SIMULATED data)' if result.simulated else ''}: "
-               f"{result.files['report.html']}")
+               f"{out / 'report.html'}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,6 +332,8 @@ def batch(
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="With --pseudonymize: write study_id,pseudonym "
                                                                    "here (keep it away from the results)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
+    overrides: Optional[Path] = typer.Option(None, "--overrides", help="Reader overrides CSV (study_id as in OUT, "
+                                                                       "lesion_id, action, site, reason)."),
 ) -> None:
     """Quantify many studies: resumable, with progress, locally or on a Dask cluster.
 
@@ -250,7 +343,8 @@ def batch(
     anywhere below, each series in its own folder. Two candidates for a role are an error.
     Writes OUT/studies/<study_id>/ (quantify outputs + done.json), imaging.csv, lesions.csv,
     errors.csv, logs/ and batch.json. Rerunning skips studies whose inputs and options are
-    unchanged. No DICOM patient tag is read into the outputs.
+    unchanged. No DICOM patient tag is read into the outputs. With --studies, each patient's
+    scans are paired by date: tracks.csv (patient, lesion track, scan date, measures) and pairs.csv.
     """
     from carpet.batch import BatchOptions, run_batch
     from carpet.errors import InputError
@@ -260,7 +354,7 @@ def batch(
     result = run_batch(root, out, workers=workers, scheduler=scheduler,
                        options=BatchOptions(method=method, connectivity=connectivity, min_volume_ml=min_volume_ml),
                        force=force, retry_failed=retry_failed, salt=salt if pseudonymize else None,
-                       mapping_path=mapping, studies_table=studies, progress=progress)
+                       mapping_path=mapping, studies_table=studies, progress=progress, overrides=overrides)
     c = result.counts
     typer.echo(f"{c['total']} studies: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed "
                f"in {result.seconds:.1f} s -> {out}")
@@ -280,15 +374,17 @@ def demo(
 ) -> None:
     """Run carpet end to end on simulated data and write an HTML report in OUT.
 
-    Needs no input: it simulates the three published cohorts, builds and quantifies PET/CT phantoms
+    Needs no input: it simulates the four published cohorts, builds and quantifies PET/CT phantoms
     of some patients, derives IMWG progression from simulated labs and runs the packaged analysis
     plans. Writes OUT/index.html (the report; its path is printed), imaging.csv, cohorts/<study>/,
     studies/<study_id>/, imwg/ and analysis/<plan>/. Everything is labelled as simulated.
     """
     from carpet.demo import run_demo
+    from carpet.io.outdir import staged_dir
 
-    index = run_demo(out, seed=seed, small=small, console=err)
-    typer.echo(str(index))
+    with staged_dir(out, "demo") as stage:
+        index = run_demo(stage, seed=seed, small=small, console=err)
+    typer.echo(str(out / index.relative_to(stage)))
 
 
 def main() -> None:  # pragma: no cover - the console-script entry point

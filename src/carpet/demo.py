@@ -1,6 +1,6 @@
 """``carpet demo``: the whole of carpet on simulated data, in one command.
 
-It simulates the three published cohorts carpet is built to reproduce, builds PET/CT phantoms for
+It simulates the four published cohorts carpet is built to reproduce, builds PET/CT phantoms for
 some of their patients, quantifies them as ``carpet quantify`` would, derives IMWG progression from
 simulated lab series, runs the papers' analyses from carpet's packaged plans, and writes everything — CSV
 tables, figures and one self-contained ``index.html`` — into the output folder. Every file says it
@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from carpet import __version__
 from carpet.provenance import provenance
 from carpet.report.html import Report
+from carpet.io.tables import write_csv
 
 SIMULATED = "SIMULATED DATA — made by carpet.synth for demonstration; not patients."
 
@@ -72,24 +73,28 @@ def _cohorts(state: dict) -> None:
                      "description": STUDIES[study].description})
     state["cohorts"] = cohorts
     report.section("1. Simulated cohorts")
-    report.text("Three cohorts calibrated to the published studies carpet reproduces (targets and their "
-                "sources in each cohort.json).")
+    report.text("Four cohorts calibrated to the published studies carpet reproduces (targets and their "
+                "sources in each cohort.json). Where a cohort has raw tables (patients.csv without the simulator's "
+                "answers, labs.csv, therapies.csv), its plan derives every endpoint from them; truth.csv holds the "
+                "simulator's own answers to check against.")
     report.table(pd.DataFrame(rows), caption="Cohorts")
     report.files(files)
 
 
 def _imaging(state: dict) -> None:
     from carpet.quantify import run_quantify
-    from carpet.report.mip import mip_figure
+    from carpet.report.mip import informative_index, mip_figure
     from carpet.synth.phantom import make_phantom
 
     report, out, small = state["report"], state["out"], state["small"]
     cohort = state["cohorts"]["certainty_pet"]
     pet_patients = cohort.patients.dropna(subset=["mtv_ml"])
     chosen = pet_patients.sort_values("mtv_ml")["patient_id"].iloc[:: max(1, len(pet_patients) // (3 if small else 6))]
-    rows = []
+    rows, mips = [], []
     for pid in chosen:
-        phantom = make_phantom(cohort.phantom_spec(pid, small=small))
+        spec = cohort.phantom_spec(pid, small=small)
+        # the full demo's phantoms look like FDG scans: physiology, PSF and noise (issue 11)
+        phantom = make_phantom(spec if small else spec.with_physiology())
         study_dir = out / "studies" / pid
         paths = phantom.write_nifti(study_dir / "input")
         result = run_quantify(paths["pet"], ct_path=paths["ct"], out_dir=study_dir / "quantify", method="suv4")
@@ -97,24 +102,35 @@ def _imaging(state: dict) -> None:
         s = result.summary
         rows.append({"patient_id": pid, "n_lesions": s["n_lesions"], "truth_n_lesions": len(truth),
                      "truth_suv_min": min(les["suv"] for les in truth), "mtv_ml": s["mtv_ml"],
-                     "truth_mtv_ml": sum(les["volume_ml"] for les in truth), "tlg": s["tlg"], "suv_max": s["suv_max"],
+                     "truth_mtv_ml": sum(les["volume_ml"] for les in truth),
+                     "truth_physiology_ml": phantom.truth.get("physiology_summary", {}).get("hot_volume_ml", 0.0),
+                     "tlg": s["tlg"], "suv_max": s["suv_max"],
                      "dmax_mm": s["dmax_mm"], "n_bone": s.get("n_bone"),
                      "n_paramedullary": s.get("n_paramedullary"),
                      "n_extramedullary": s.get("n_extramedullary")})
-        state.setdefault("mip", (phantom.pet, result.labels,
-                                 dict(zip(result.lesions["lesion_id"], result.lesions["site"])), pid))
+        mips.append((phantom.pet, result.labels, dict(zip(result.lesions["lesion_id"], result.lesions["site"])),
+                     pid, {"n_sites": result.lesions["site"].nunique(), "n_lesions": s["n_lesions"],
+                           "mtv_ml": s["mtv_ml"]}))
     counts = ("n_lesions", "truth_n_lesions", "n_bone", "n_paramedullary", "n_extramedullary")
     table = pd.DataFrame(rows).astype({c: "Int64" for c in counts})  # whole numbers even beside a missing value
-    table.to_csv(out / "imaging.csv", index=False)
+    write_csv(table, out / "imaging.csv")
     report.section("2. PET/CT phantoms quantified (SUV ≥ 4.0, 26-connected)")
     report.text("Digital PET/CT phantoms built for CERTAINTY-like patients (lesions reflecting each patient's "
                 "MTV, bone, paramedullary and extramedullary disease), written as NIfTI and measured with "
                 "`carpet quantify`. truth_* columns are the phantom's design (exact voxel counts); a lesion whose "
-                "designed SUV is below 4.0 is, correctly, not found by the SUV ≥ 4.0 method.")
+                "designed SUV is below 4.0 is, correctly, not found by the SUV ≥ 4.0 method."
+                + ("" if small else " These phantoms also carry FDG physiology (brain, myocardium, kidneys, "
+                   "ureters, bladder, bowel, salivary glands), a 6.5 mm PSF and Poisson-like noise: until "
+                   "carpet excludes physiological uptake, the measured MTV includes the physiology above "
+                   "SUV 4 (truth_physiology_ml) and blurred lesion edges."))
     report.table(table, caption="Study measures (imaging.csv)", float_format="{:.2f}")
-    pet, labels, sites, pid = state["mip"]
+    pet, labels, sites, pid, _ = mips[informative_index([m[-1] for m in mips])]  # most sites, lesions, MTV
     report.figure(mip_figure(pet, labels, sites, title=f"{pid} (simulated)"),
-                  "Maximum-intensity projections; lesion outlines coloured by site.")
+                  f"Maximum-intensity projections of {pid}, the study with the most lesion sites among those "
+                  "quantified; lesion outlines coloured by site; grey scale SUV 0–6 g/mL.")
+    report.files([("imaging.csv", "one row per study: the measures in the table above")]
+                 + [(f"studies/{pid}/", f"{pid}: input/ (PET, CT, lesion masks as NIfTI, truth.json) and quantify/ "
+                     "(lesions.csv, summary.json, lesions.nii.gz)") for pid in chosen])
 
 
 def _imwg(state: dict) -> None:
@@ -133,19 +149,22 @@ def _imwg(state: dict) -> None:
     report.text(f"`carpet imwg` derived response and progression for {len(simulated)} patients from "
                 f"{len(pd.read_csv(labs))} simulated lab values; the derived progression date equals the "
                 f"simulated one for {agree} of {len(simulated)} patients.")
-    report.table(result.progression.head(8), caption="progression.csv (first rows)")
+    contract = ["patient_id", "best_response", "progression_date", "progression_confirmed", "refractory"]
+    report.table(result.progression[contract].head(8), caption="progression.csv (first rows; contract columns)")
     report.files([(str(Path(p).relative_to(out)), name) for name, p in files.items()])
 
 
 #: (cohort, packaged analysis plan) pairs the demo runs with ``carpet analyze``
 DEMO_PLANS = [("moffitt_post_cart", "moffitt_post_progression.yaml"),
               ("certainty_pet", "certainty_mtv.yaml"),
-              ("lbcl_mtv", "lbcl_mtv_vs_ipi.yaml")]
+              ("lbcl_mtv", "lbcl_mtv_vs_ipi.yaml"),
+              ("salvage_post_bcma", "salvage_after_bcma.yaml")]
 
 
 def _analyses(state: dict) -> None:
     """The published studies' analyses, run from carpet's packaged plans (``carpet analyze``)."""
     from carpet.analyze import run_analysis
+    from carpet.synth.cohort import STUDIES
 
     report, out = state["report"], state["out"]
     plans = Path(__file__).parent / "plans"
@@ -154,7 +173,11 @@ def _analyses(state: dict) -> None:
                 "report, a PDF, one CSV per table, figures (PNG and PDF) and results.json with provenance.")
     links = []
     for study, plan in DEMO_PLANS:
-        result = run_analysis(state["cohorts"][study].patients, plans / plan, out / "analysis" / study)
+        cohort = state["cohorts"][study]
+        # the tables go in as a centre's would: patients without the simulator's answers, labs, therapies
+        raw = {"assessments": cohort.lab_series() if STUDIES[study].disease == "MM" else None,
+               "therapies": cohort.therapies}
+        result = run_analysis(cohort.raw_patients, plans / plan, out / "analysis" / study, **raw)
         links += [(f"analysis/{study}/report.html", f"{study}: {plan} (HTML)"),
                   (f"analysis/{study}/report.pdf", f"{study}: {plan} (PDF)")]
         headline = next((f for f in result.files if f.startswith("figures/") and f.endswith(".png")), None)

@@ -49,5 +49,16 @@ class InputError(CarpetError, ValueError):
         return text
 
 
+class OutputError(CarpetError):
+    """carpet cannot write where it was told to (``--out`` is a file, locked, read-only, full…).
+
+    The message starts with the path; nothing already written there is lost.
+    """
+
+    def __init__(self, message: str, *, path: str | Path, hint: str | None = None):
+        self.path = str(path)
+        super().__init__(f"{path}: {message}" + (f" ({hint})" if hint else ""))
+
+
 class NotYetAvailable(CarpetError):
     """A command or option whose implementation has not landed yet."""

@@ -13,6 +13,7 @@ by side).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -28,12 +29,16 @@ from carpet.anatomy import BoneParams, ct_tissue_on, liver_reference
 from carpet.classify import classify_lesions
 from carpet.errors import InputError
 from carpet.io import read_image, read_mask, write_nifti, write_seg
+from carpet.io.checks import check_pet, check_overlap
 from carpet.lesions import dmax_voxel_mm, gather_lesion_voxels, measure_lesions, study_measures
+from carpet.overrides import apply_exclusions, apply_inclusions, apply_sites, overrides_for, read_overrides
 from carpet.provenance import file_sha256, provenance
 from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
 from carpet.suv import bsa_dubois_m2
+from carpet.tracking import BaselineOutputs, alignment_references, read_study_outputs, track_followup
 from carpet.volume import Volume, resample_to
+from carpet.io.tables import write_csv
 
 SITES = ("bone", "paramedullary", "extramedullary", "indeterminate", "unknown")
 STUDY_KEYS = ("n_lesions", "mtv_ml", "tlg", "suv_max", "dmax_mm", "dmax_voxel_mm", "sdmax_per_m")
@@ -119,9 +124,20 @@ def read_baseline(baseline_dir) -> dict:
         raise InputError("baseline summary.json not found", source=path,
                          hint="--baseline takes the --out folder of the baseline's carpet quantify run")
     try:
-        return json.loads(path.read_text())
+        summary = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON ({exc.msg})", source=path, where=f"line {exc.lineno}") from None
+    if not isinstance(summary, dict):
+        raise InputError(f"expected a JSON object (a carpet quantify summary), found a "
+                         f"{type(summary).__name__}", source=path, hint="--baseline")
+    return summary
+
+
+def read_baseline_outputs(baseline_dir) -> BaselineOutputs:
+    """The baseline's ``carpet quantify`` folder for ``--baseline DIR`` (:func:`carpet.tracking.read_study_outputs`)."""
+    summary = read_baseline(baseline_dir)
+    folder = Path(baseline_dir)
+    return read_study_outputs(folder if folder.is_dir() else folder.parent, summary)
 
 
 def liver_reference_from_voi(pet: Volume, ct: Volume | None, centre_mm=None,
@@ -169,6 +185,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                    params: SegmentParams | None = None, liver_voi=None,
                    bsa_m2: float | None = None, inputs: dict | None = None,
                    auto_exclude: bool = False, baseline: dict | None = None,
+                   overrides: pd.DataFrame | None = None,
                    keep_physiological: bool = False) -> QuantifyResult:
     """Segment (or take the user's lesions), measure, and summarise one study.
 
@@ -201,6 +218,9 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         Provenance of the input files (name → {path, sha256}).
     auto_exclude : bool
         Also exclude the brain found by :func:`carpet.segment.auto_exclude_brain` (off by default).
+    overrides : DataFrame, optional
+        This study's reader overrides (:func:`carpet.overrides.read_overrides`): lesions excluded before
+        measuring, sites set after classifying; each applied change is in ``provenance.overrides``.
     keep_physiological : bool
         Keep the components the physiology rules take for brain, myocardium, kidneys and bladder
         (:func:`carpet.anatomy.physiology.find_physiology`); by default they are excluded from threshold
@@ -237,7 +257,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         if any(m in ("percist", "liver3sd") for m in methods) and params.liver_mean is None:
             try:
                 centre, diam = _parse_liver_voi(liver_voi)
-                ct = _resolve(ct)
+                ct = _resolve(ct, pet)
                 region = liver_reference_from_voi(pet, ct, centre, diam)
                 params = _with_liver(params, region.mean, region.sd)
                 liver_info = {"mean": float(region.mean), "sd": float(region.sd),
@@ -259,6 +279,22 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     if not keep_physiological and user is None:
         seg_labels, physiology = _exclude_physiology(pet, seg_labels, landmarks)
 
+    applied = []
+    if overrides is not None and len(overrides) and methods[0] in seg_labels:
+        # the reader's inclusions and exclusions change the label map before anything is measured
+        found = physiology.get(methods[0])
+        kept, back, applied = apply_inclusions(seg_labels[methods[0]], None if found is None else found.excluded,
+                                               overrides, pet.voxel_volume_ml)
+        if applied:
+            ids = [r["component_id"] for r in applied]
+            physiology[methods[0]] = replace(found, labels=kept, excluded=back,
+                                             table=found.table[~found.table["component_id"].isin(ids)])
+        kept, excluded_rows = apply_exclusions(kept, overrides, pet.voxel_volume_ml)
+        if excluded_rows:
+            applied += excluded_rows
+            gone = (kept == 0) & (seg_labels[methods[0]] > 0)   # drawn as excluded on the review page
+            excl = gone if excl is None else excl | gone
+        seg_labels = {**seg_labels, methods[0]: kept}
     rows, tables = [], {}
     for m in methods:
         if m not in seg_labels:
@@ -272,7 +308,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                      "skipped": None})
 
     main = methods[0]
-    ct = _resolve(ct)
+    ct = _resolve(ct, pet)
     labels_vol = pet.with_array(np.asarray(seg_labels[main], dtype=np.int32), modality="SEG", units="label")
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The CT on the PET grid (for the reference regions) needs no bone mask: built (and cached) in a
@@ -281,8 +317,10 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         tissue = pool.submit(ct_tissue_on, pet, ct, BoneParams().smooth_mm) if ct is not None else None
         table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
         table = _add_review(table, physiology.get(main))
-        if tissue is not None:
-            tissue.result()
+        if overrides is not None and len(overrides):
+            table, changed = apply_sites(table, overrides)
+            applied += changed
+        ct_hu = tissue.result()[0] if tissue is not None else None
     table = _add_region(table, pet, ct, physiology.get(main), landmarks)
     study = next(r for r in rows if r["method"] == main)
     summary = {"method": main,
@@ -315,6 +353,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                   "sdmax_per_m": "dmax (m) / BSA (m2)" if bsa_m2 else "not computed (no BSA)"},
         bsa_m2=bsa_m2, liver_reference=liver_info, warnings=notes,
         site_classification="carpet.classify" if ct is not None else "not available (no CT)",
+        overrides=None if overrides is None else {"file": overrides.attrs.get("source"),
+                                                  "sha256": overrides.attrs.get("sha256"), "applied": applied},
     )
     methods_table = None
     if method == "all":
@@ -323,7 +363,9 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         summary["provenance"]["thresholds_suv"] = thresholds
         summary["provenance"]["skipped"] = skipped
     return QuantifyResult(table, summary, labels_vol, methods_table,
-                          extra={"labels": seg_labels, "tables": tables},
+                          extra={"labels": seg_labels, "tables": tables,
+                                 "align_refs": alignment_references(pet, ct_hu),
+                                 "ct_on_pet": ct_hu, "excluded": excl},
                           excluded=excluded_vol, excluded_table=excluded_table)
 
 
@@ -377,9 +419,12 @@ def _physiology_summary(summary: dict, pet: Volume, physiology, keep: bool, user
     return vol, t
 
 
-def _resolve(ct):
-    """The CT Volume (waiting for it when it is still being read in a thread)."""
-    return ct.result() if isinstance(ct, Future) else ct
+def _resolve(ct, pet: Volume):
+    """The CT Volume (waiting for it when it is still being read in a thread), checked to overlap the PET."""
+    ct = ct.result() if isinstance(ct, Future) else ct
+    if ct is not None:
+        check_overlap(ct, pet, "CT")
+    return ct
 
 
 def _with_liver(params: SegmentParams, mean: float, sd: float) -> SegmentParams:
@@ -409,14 +454,26 @@ def _parse_liver_voi(text):
 def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_path=None,
                  method: str | None = None, params: SegmentParams | None = None, liver_voi=None,
                  height_cm: float | None = None, weight_kg: float | None = None,
-                 auto_exclude: bool = False, baseline_dir=None,
-                 keep_physiological: bool = False) -> QuantifyResult:
+                 auto_exclude: bool = False, baseline_dir=None, roi: str | None = None,
+                 pseudonym: str | None = None, keep_identity: bool = False, overrides_path=None,
+                 study_id: str | None = None, keep_physiological: bool = False,
+                 review: bool = False) -> QuantifyResult:
     """Read the inputs, quantify, write the outputs in ``out_dir``; returns the result.
 
-    The timing of each stage is kept in ``result.extra['timing_s']``.
+    ``roi`` picks one ROI of an RTSTRUCT ``lesions_path``. A DICOM SEG written for a DICOM PET carries
+    ``pseudonym`` (default: ``carpet-`` + a hash of the StudyInstanceUID, which the SEG keeps anyway)
+    instead of the patient's identity, unless ``keep_identity``. Warnings of the input checks are
+    recorded in the summary. ``overrides_path``: a reader overrides CSV (:mod:`carpet.overrides`) whose
+    rows for ``study_id`` are applied (without ``study_id`` the file must hold one study). ``review``: also
+    write ``review.html`` (:mod:`carpet.report.review`). The timing of each stage is kept in
+    ``result.extra['timing_s']``.
     """
     t0 = time.perf_counter()
-    baseline = None if baseline_dir is None else read_baseline(baseline_dir)
+    baseline = None if baseline_dir is None else read_baseline_outputs(baseline_dir)
+    overrides = None
+    if overrides_path is not None:
+        overrides = overrides_for(read_overrides(overrides_path), study_id)
+        overrides.attrs.update(source=str(overrides_path), sha256=file_sha256(overrides_path))
     paths = {"pet": pet_path, "ct": ct_path, "lesions": lesions_path, "exclude": exclude_path}
     paths = {k: Path(v) for k, v in paths.items() if v is not None}
     for k, p in paths.items():
@@ -427,33 +484,123 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
     with ThreadPoolExecutor(max_workers=2) as pool:
         ct = pool.submit(read_image, paths["ct"]) if "ct" in paths else None  # first in the queue
         hashes = {k: pool.submit(file_sha256, p) for k, p in paths.items()}
-        pet = read_image(paths["pet"])
-        masks = {k: read_mask(paths[k], reference=pet) for k in ("lesions", "exclude") if k in paths}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pet = read_image(paths["pet"])
+            check_pet(pet)
+            masks = {k: read_mask(paths[k], reference=pet, roi=roi if k == "lesions" else None,
+                                  what=f"{'lesion' if k == 'lesions' else 'exclusion'} mask")
+                     for k in ("lesions", "exclude") if k in paths}
         t_read = time.perf_counter()
         bsa, bsa_source = _bsa(pet, height_cm, weight_kg)
         result = quantify_study(pet, ct=ct, lesions=masks.get("lesions"), exclude=masks.get("exclude"),
                                 method=method, params=params, liver_voi=liver_voi, bsa_m2=bsa,
-                                auto_exclude=auto_exclude, baseline=baseline,
-                                keep_physiological=keep_physiological)
+                                auto_exclude=auto_exclude, baseline=baseline and baseline.summary,
+                                overrides=overrides, keep_physiological=keep_physiological)
+        roi_names = _roi_names(result, masks.get("lesions"))
         prov = result.summary["provenance"]
+        prov["warnings"] = [str(w.message) for w in caught] + list(prov.get("warnings") or [])
         prov["inputs"] = {k: {"path": str(p), "sha256": hashes[k].result()} for k, p in paths.items()}
         prov["pet_units"] = pet.meta.get("units")
         prov["pet_units_assumed"] = bool(pet.meta.get("units_assumed", False))
         prov["bsa_source"] = bsa_source
     t_quant = time.perf_counter()
+    if baseline is not None:
+        tracked = track_followup(baseline, result.lesions, result.labels, result.summary,
+                                 result.extra["align_refs"])
+        result.lesions = tracked.lesions
+        result.summary.update(tracked.summary)
+        result.summary["tracking"]["baseline_dir"] = str(baseline_dir)
+        result.extra["tracked"] = tracked
+    t_track = time.perf_counter()
+    dicom_pet = paths["pet"].is_dir()
+    if dicom_pet:  # the label map as DICOM SEG too; the reason when there is none
+        prov["dicom_seg"] = ("lesions.seg.dcm" if int(result.labels.array.max(initial=0)) > 0 else
+                             "not written: no lesion (a DICOM SEG holds at least one segment)")
     files = write_outputs(result, out_dir)
-    if paths["pet"].is_dir():  # the PET came from DICOM: the label map as DICOM SEG too
-        files["seg"] = write_seg(result.labels, paths["pet"], Path(out_dir) / "lesions.seg.dcm")
+    if dicom_pet:
+        if not keep_identity and pseudonym is None:
+            uid = str((pet.meta.get("dicom") or {}).get("StudyInstanceUID", paths["pet"]))
+            pseudonym = "carpet-" + hashlib.sha256(uid.encode()).hexdigest()[:16]
+        seg = write_seg(result.labels, paths["pet"], Path(out_dir) / "lesions.seg.dcm",
+                        names=roi_names,
+                        method=result.summary["method"], threshold=prov.get("thresholds_suv"),
+                        pseudonym=None if keep_identity else pseudonym)
+        if seg is not None:
+            files["seg"] = seg
+    if review:
+        files["review"] = _write_review(result, pet, baseline, Path(out_dir) / "review.html",
+                                        study_id or _study_name(paths["pet"]))
     result.extra["files"] = files
     t_write = time.perf_counter()
     result.extra["timing_s"] = {"read_pet": t_read - t0, "quantify_and_ct": t_quant - t_read,
-                                "write": t_write - t_quant}
+                                "tracking": t_track - t_quant, "write": t_write - t_track}
     return result
+
+
+def _roi_names(result: QuantifyResult, mask: Volume | None) -> dict[int, str] | None:
+    """Lesion label -> the name of the RTSTRUCT ROI / SEG segment it lies in (a ``roi`` column is
+    added to the lesion table); None when the lesions do not come from a named mask."""
+    names = None if mask is None else mask.meta.get("labels")
+    if not names:
+        return None
+    lesions, rois = np.asarray(result.labels.array), np.asarray(mask.array)
+    inside = lesions > 0
+    pairs = np.unique(np.stack([lesions[inside], rois[inside]]), axis=1)
+    found: dict[int, list[str]] = {}
+    for lesion, roi in pairs.T:
+        if roi > 0:
+            found.setdefault(int(lesion), []).append(names.get(int(roi), f"ROI {roi}"))
+    by_lesion = {k: " + ".join(v) for k, v in found.items()}
+    if "lesion_id" in result.lesions:
+        result.lesions.insert(1, "roi", result.lesions["lesion_id"].map(by_lesion))
+    return {k: (v if list(by_lesion.values()).count(v) == 1 else f"{v} ({k})") for k, v in by_lesion.items()}
+
+
+def _study_name(path: Path) -> str:
+    """A study's name for the review page: the PET file name without .nii[.gz], or its DICOM folder's."""
+    return path.name.removesuffix(".gz").removesuffix(".nii")
+
+
+def _write_review(result: QuantifyResult, pet: Volume, baseline, path: Path, study_id: str) -> Path:
+    """The review page; for a follow-up the baseline's images are read again from the paths its
+    provenance records (the page says so when they are gone)."""
+    from carpet.report.review import StudyView, review_report
+
+    view = StudyView(pet, result.extra.get("ct_on_pet"), result.labels, result.lesions, study_id)
+    base_view, status = None, None
+    tracked = result.extra.get("tracked")
+    if baseline is not None and tracked is not None and tracked.baseline_lesions is not None:
+        status = tracked.baseline_lesions
+        inputs = baseline.summary.get("provenance", {}).get("inputs", {})
+        pet_path = Path(inputs.get("pet", {}).get("path", ""))
+        if pet_path.exists() and inputs.get("pet", {}).get("path"):
+            base_pet = read_image(pet_path)
+            ct_path = inputs.get("ct", {}).get("path")
+            base_ct = None
+            if ct_path and Path(ct_path).exists():
+                base_ct = np.asarray(resample_to(read_image(ct_path), base_pet, default_value=-1000.0).array)
+            labels = baseline.labels if baseline.labels.same_grid(base_pet) else resample_to(
+                baseline.labels, base_pet, interpolation="nearest")
+            base_view = StudyView(base_pet, base_ct, labels, baseline.lesions, "baseline")
+    excluded = result.extra.get("excluded")  # the user's --exclude mask, with the physiology rules' components
+    if result.excluded is not None:
+        physiology = np.asarray(result.excluded.array) > 0
+        excluded = physiology if excluded is None else excluded | physiology
+    report = review_report(view, result.summary, excluded=excluded, baseline=base_view,
+                           baseline_status=status, study_id=study_id)
+    if baseline is not None and base_view is None:
+        report.section("Baseline images").note("The baseline's PET named in its provenance is not on this machine: "
+                                               "baseline slices are not shown.")
+    return report.write(path)
 
 
 def _bsa(pet: Volume, height_cm, weight_kg):
     """BSA (m², Du Bois) from the options, else from the PET's DICOM header; None when unknown."""
     header = pet.meta.get("suv") or {}
+    for flag, value in (("--height-cm", height_cm), ("--weight-kg", weight_kg)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(f"must be a positive number, got {value}", where=flag)
     if height_cm and weight_kg:
         return bsa_dubois_m2(weight_kg, height_cm), "options"
     if header.get("height_cm") and header.get("weight_kg"):
@@ -468,22 +615,33 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {"lesions": out / "lesions.csv", "summary": out / "summary.json",
              "labels": out / "lesions.nii.gz"}
-    result.lesions.to_csv(files["lesions"], index=False)
+    write_csv(result.lesions, files["lesions"])
     files["summary"].write_text(json.dumps(result.summary, indent=2, default=_json_default))
     n = int(result.labels.array.max()) if result.labels.array.size else 0
     # the smallest integer type that holds the labels: less to compress
     dtype = np.uint8 if n < 256 else np.uint16 if n < 65536 else np.int32
     write_nifti(result.labels, files["labels"], dtype=dtype)
+    for modality, ref in result.extra.get("align_refs", {}).items():  # for a later follow-up's alignment
+        files[f"align_{modality.lower()}"] = write_nifti(ref, out / f"align_{modality.lower()}.nii.gz",
+                                                         dtype=np.int16 if modality == "CT" else np.float32)
+    tracked = result.extra.get("tracked")
+    if tracked is not None and tracked.baseline_lesions is not None:
+        files["baseline_lesions"] = out / "baseline_lesions.csv"
+        write_csv(tracked.baseline_lesions, files["baseline_lesions"])
+        import SimpleITK as sitk
+
+        files["alignment"] = out / "alignment.tfm"   # baseline LPS mm -> follow-up LPS mm (ITK/Slicer)
+        sitk.WriteTransform(tracked.alignment.transform, str(files["alignment"]))
     if result.excluded is not None:
         files["excluded"] = out / "excluded.csv"
         files["excluded_labels"] = out / "excluded.nii.gz"
-        result.excluded_table.to_csv(files["excluded"], index=False)
+        write_csv(result.excluded_table, files["excluded"])
         n_ex = int(result.excluded.array.max()) if result.excluded.array.size else 0
         write_nifti(result.excluded, files["excluded_labels"],
                     dtype=np.uint8 if n_ex < 256 else np.uint16 if n_ex < 65536 else np.int32)
     if result.methods is not None:
         files["methods"] = out / "methods.csv"
-        result.methods.to_csv(files["methods"], index=False)
+        write_csv(result.methods, files["methods"])
     return files
 
 

@@ -89,9 +89,12 @@ class SegmentParams:
         if self.connectivity not in CONNECTIVITIES:
             raise InputError(f"connectivity must be 6, 18 or 26, got {self.connectivity}",
                              hint="--connectivity 6|18|26")
-        if self.min_volume_ml < 0:
-            raise InputError(f"minimum lesion volume must be ≥ 0 mL, got {self.min_volume_ml}",
+        if not self.min_volume_ml >= 0 or self.min_volume_ml == float("inf"):  # NaN fails every comparison
+            raise InputError(f"minimum lesion volume must be a number ≥ 0 mL, got {self.min_volume_ml}",
                              hint="--min-volume-ml")
+        if not 0 < self.seed_suv < float("inf"):
+            raise InputError(f"the seed threshold must be a positive SUV, got {self.seed_suv}",
+                             hint="--seed-suv")
         if self.percist_variant not in ("1.5mean+2sd", "liver_mean"):
             raise InputError(f"unknown PERCIST variant {self.percist_variant!r}; "
                              "expected '1.5mean+2sd' or 'liver_mean'")

@@ -368,6 +368,10 @@ def suv_factor(headers: Dataset | Sequence[Dataset], norm: str = "bw", *, lbm_fo
     if lbm_formula not in LBM_FORMULAS:
         raise InputError(f"unknown LBM formula {lbm_formula!r}; expected janma or james",
                          where="--lbm-formula")
+    for flag, value in (("--weight-kg", weight_kg), ("--height-cm", height_cm), ("--dose-mbq", dose_mbq),
+                        ("--half-life-s", half_life_s)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(f"must be a positive number, got {value}", where=flag)
     slices = [headers] if isinstance(headers, Dataset) else list(headers)
     ds = slices[0]
     rp = _radiopharm(ds)

@@ -245,3 +245,23 @@ def body_landmarks(pet: Volume, *, body_fraction: float = 0.3, head_width_ratio:
             midline = thick * cs[ax_y]
     return BodyLandmarks(z_line, has_body, out["x"], out["y"], out["w"], out["d"], head, soft, body, depth,
                          factor, axis, midline)
+
+
+def leg_slices(lm: BodyLandmarks, depth_ratio: float = 0.88) -> np.ndarray:
+    """Coarse slices of the legs: from the caudal end up, while the body's mid-line depth stays below
+    ``depth_ratio`` of the trunk's median (or the largest piece lies off the mid-line)."""
+    rows = np.flatnonzero(lm.has_body & ~lm.head)
+    legs = np.zeros(lm.z_mm.shape, bool)
+    if rows.size < 3:
+        return legs
+    x_mid = float(np.nanmedian(lm.trunk_x_mm[rows]))
+    depth = lm.midline_depth_mm
+    ref = float(np.median(depth[rows]))
+    order = rows[np.argsort(lm.z_mm[rows])]             # caudal first
+    off = np.abs(lm.trunk_x_mm - x_mid) > 0.25 * np.nanmedian(lm.trunk_width_mm[rows])
+    for k in order:
+        if depth[k] < depth_ratio * ref or off[k]:
+            legs[k] = True
+        else:
+            break
+    return legs

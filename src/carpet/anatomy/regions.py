@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from carpet.anatomy.landmarks import BodyLandmarks
+from carpet.anatomy.landmarks import BodyLandmarks, leg_slices
 from carpet.volume import Volume
 
 RULES_VERSION = "REGION_2026.1"
@@ -34,26 +34,6 @@ REGIONS = ("head_neck", "thorax", "thorax_lung", "thorax_pleura", "thorax_medias
            "pelvis", "extremities", "skin_subcutaneous", "unknown")
 PARAMS = {"skin_mm": 12.0, "leg_depth_ratio": 0.88, "heart_to_diaphragm_mm": 60.0, "bladder_to_inlet_mm": 100.0,
           "pleura_mm": 8.0}
-
-
-def _legs(lm: BodyLandmarks) -> np.ndarray:
-    """Coarse slices of the legs: from the caudal end up, while the body's mid-line depth stays below
-    ``leg_depth_ratio`` of the trunk's median (or the largest piece lies off the mid-line)."""
-    rows = np.flatnonzero(lm.has_body & ~lm.head)
-    legs = np.zeros(lm.z_mm.shape, bool)
-    if rows.size < 3:
-        return legs
-    x_mid = float(np.nanmedian(lm.trunk_x_mm[rows]))
-    depth = lm.midline_depth_mm
-    ref = float(np.median(depth[rows]))
-    order = rows[np.argsort(lm.z_mm[rows])]             # caudal first
-    off = np.abs(lm.trunk_x_mm - x_mid) > 0.25 * np.nanmedian(lm.trunk_width_mm[rows])
-    for k in order:
-        if depth[k] < PARAMS["leg_depth_ratio"] * ref or off[k]:
-            legs[k] = True
-        else:
-            break
-    return legs
 
 
 def lesion_regions(pet: Volume, table: pd.DataFrame, lm: BodyLandmarks, levels: dict | None = None,
@@ -88,7 +68,7 @@ def lesion_regions(pet: Volume, table: pd.DataFrame, lm: BodyLandmarks, levels: 
     with np.errstate(invalid="ignore", divide="ignore"):
         dx = (xyz[:, 0] - lm.trunk_x_mm[k]) / (lm.trunk_width_mm[k] / 2.0)
     depth = lm.depth_at(ijk)
-    legs = _legs(lm)[k]
+    legs = leg_slices(lm, PARAMS["leg_depth_ratio"])[k]
     z_diaphragm = None
     lung_ok = lungs is not None and lungs.any()
     if lung_ok:

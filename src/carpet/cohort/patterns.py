@@ -24,11 +24,19 @@ def _flag(v):
     return bool(v)
 
 
-def _near(assessments: pd.DataFrame, parameter: str, prog: pd.Series, window_days: int) -> pd.DataFrame:
-    """Values of ``parameter`` within ``window_days`` of each patient's progression date."""
+def _near(assessments: pd.DataFrame, parameter: str, prog: pd.Series, window_days: int,
+          infusion: pd.Series | None = None) -> pd.DataFrame:
+    """Values of ``parameter`` within ``window_days`` of each patient's progression date.
+
+    A sample taken before the infusion is the disease CAR T treated, never a finding at progression (an early
+    progression would otherwise count the pre-infusion marrow as marrow relapse).
+    """
     a = assessments[assessments["parameter"] == parameter][["patient_id", "date", "value"]]
     a = a.merge(prog.rename("progression_date").rename_axis("patient_id").reset_index(), on="patient_id")
-    return a[(a["date"] - a["progression_date"]).abs() <= pd.Timedelta(days=window_days)]
+    near = (a["date"] - a["progression_date"]).abs() <= pd.Timedelta(days=window_days)
+    if infusion is not None:
+        near &= ~(a["date"] <= a["patient_id"].map(infusion))
+    return a[near]
 
 
 def progression_patterns(progression: pd.DataFrame, patients: pd.DataFrame | None = None,
@@ -43,7 +51,8 @@ def progression_patterns(progression: pd.DataFrame, patients: pd.DataFrame | Non
     patients : DataFrame, optional
         Validated patients table; ``emd_progression``, ``pmd_progression``, ``new_bone_progression`` are used.
     assessments : DataFrame, optional
-        Validated assessments; ``bm_plasma_cells`` and ``new_bone_lesion`` within ``window_days`` of progression.
+        Validated assessments; ``bm_plasma_cells`` and ``new_bone_lesion`` (1 new bone lesion, 0 imaging without
+        one) within ``window_days`` of progression, after the infusion (when ``patients`` gives its date).
     window_days : int
         Half-width of the window around the progression date for marrow and imaging findings [C].
     marrow_min_pct : float
@@ -64,12 +73,14 @@ def progression_patterns(progression: pd.DataFrame, patients: pd.DataFrame | Non
 
     marrow = pd.Series(None, index=out.index, dtype=object)
     new_bone = pd.Series(None, index=out.index, dtype=object)
-    if assessments is not None:
-        bm = _near(assessments, "bm_plasma_cells", dates, window_days).groupby("patient_id")["value"].max()
-        marrow = out["patient_id"].map(lambda p: None if p not in bm.index else bool(bm[p] >= marrow_min_pct))
-        nb = _near(assessments, "new_bone_lesion", dates, window_days).groupby("patient_id")["value"].max()
-        new_bone = out["patient_id"].map(lambda p: None if p not in nb.index else bool(nb[p] == 1))
     pt = patients.set_index("patient_id") if patients is not None else pd.DataFrame()
+    if assessments is not None:
+        infusion = pd.to_datetime(pt["infusion_date"]) if "infusion_date" in pt else None
+        bm = _near(assessments, "bm_plasma_cells", dates, window_days, infusion).groupby("patient_id")["value"].max()
+        marrow = out["patient_id"].map(lambda p: None if p not in bm.index else bool(bm[p] >= marrow_min_pct))
+        # new_bone_lesion says whether a new lesion is in bone; new_lesion (IMWG) does not, so it cannot stand in
+        nb = _near(assessments, "new_bone_lesion", dates, window_days, infusion).groupby("patient_id")["value"].max()
+        new_bone = out["patient_id"].map(lambda p: None if p not in nb.index else bool(nb[p] == 1))
 
     def from_patients(col):
         if col not in pt:

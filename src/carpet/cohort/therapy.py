@@ -22,18 +22,24 @@ __all__ = ["REGIMEN_CLASSES", "T_CELL_ENGAGING", "RESPONDED", "classify_regimen"
 REGIMEN_CLASSES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("hospice", ("hospice", "best supportive care", "bsc", "palliative care", "comfort care")),
     ("clinical_trial", ("clinical trial", "trial", "investigational", "study drug")),
-    ("car_t", ("ide-cel", "idecabtagene", "cilta-cel", "ciltacabtagene", "anito-cel", "anitocabtagene", "arlo-cel",
-               "arlocabtagene", "car t", "car-t", "cart")),
-    ("bcma_bispecific", ("teclistamab", "elranatamab", "linvoseltamab", "alnuctamab", "etentamig", "abbv-383")),
-    ("gprc5d_bispecific", ("talquetamab", "forimtamab")),
-    ("fcrh5_bispecific", ("cevostamab",)),
-    ("other_bcma", ("belantamab", "blenrep")),
+    ("car_t", ("ide-cel", "idecabtagene", "abecma", "cilta-cel", "ciltacabtagene", "carvykti", "anito-cel",
+               "anitocabtagene", "arlo-cel", "arlocabtagene", "car t", "car-t", "cart")),
+    ("bcma_bispecific", ("teclistamab", "tec", "teclis", "tecvayli", "elranatamab", "elra", "elrexfio",
+                         "linvoseltamab", "linvo", "lynozyfic", "alnuctamab", "etentamig", "abbv-383")),
+    ("gprc5d_bispecific", ("talquetamab", "talq", "tal", "talvey", "forimtamab")),
+    ("fcrh5_bispecific", ("cevostamab", "cevo")),
+    ("other_bcma", ("belantamab", "belamaf", "blenrep")),
+    # drugs, their short forms and brand names, and the regimen acronyms of myeloma salvage
     ("conventional_combination", (
-        "carfilzomib", "bortezomib", "ixazomib", "pomalidomide", "lenalidomide", "thalidomide", "daratumumab",
-        "isatuximab", "elotuzumab", "selinexor", "dexamethasone", "cyclophosphamide", "melphalan", "bendamustine",
-        "venetoclax", "cisplatin", "etoposide", "doxorubicin", "panobinostat", "radiotherapy", "radiation",
-        "kpd", "kd", "krd", "dpd", "dkd", "dvd", "drd", "pvd", "epd", "isa-kd", "isa-pd", "vrd", "vd", "pd", "xvd",
-        "xpd", "vdpace", "dcep", "dt-pace", "pace", "auto-sct", "asct", "allo-sct")),
+        "carfilzomib", "carfil", "kyprolis", "bortezomib", "bort", "velcade", "ixazomib", "ixa", "ninlaro",
+        "pomalidomide", "pom", "poma", "pomalyst", "lenalidomide", "len", "lena", "revlimid", "thalidomide",
+        "thal", "daratumumab", "dara", "darzalex", "isatuximab", "isa", "sarclisa", "elotuzumab", "elo",
+        "empliciti", "selinexor", "xpovio", "dexamethasone", "dex", "cyclophosphamide", "cytoxan", "cy",
+        "melphalan", "mel", "bendamustine", "benda", "venetoclax", "ven", "cisplatin", "etoposide",
+        "doxorubicin", "panobinostat", "radiotherapy", "radiation", "xrt",
+        "kpd", "kd", "krd", "dpd", "dkd", "dvd", "drd", "pvd", "epd", "isa-kd", "isa-pd", "isapd", "isakd", "vrd",
+        "vd", "pd", "xvd", "xpd", "xd", "cyBorD", "vcd", "kcd", "ird", "nrd", "vdpace", "vdt-pace", "dcep",
+        "dt-pace", "pace", "auto-sct", "asct", "allo-sct")),
 )
 #: Classes whose mechanism engages T cells (the best responders after BCMA CAR T).
 T_CELL_ENGAGING = frozenset({"car_t", "bcma_bispecific", "gprc5d_bispecific", "fcrh5_bispecific"})

@@ -44,6 +44,9 @@ def read_image(path: str | Path, *, units: str | None = None, **suv_options) -> 
                              f"header; give a NIfTI in one of {NIFTI_UNITS} or the DICOM series",
                              source=path)
         return read_nifti(path, units=units or "SUVbw", units_assumed=units is None)
+    if path.is_file():
+        raise InputError("a single file that is not NIfTI: a DICOM image is a folder of slices, one "
+                         "file each", source=path, hint="give the folder of the series")
     series = _load(path)  # one image series, or an error listing what the folder holds
     if series.volume.meta["modality"] == "PT":
         return series_to_suv(series, **suv_options)[0]

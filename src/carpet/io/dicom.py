@@ -77,9 +77,9 @@ class SeriesInfo:
     description: str = ""
 
     def __str__(self) -> str:
-        return (f"{self.modality} series {self.series_uid} ({len(self.files)} files"
-                + (f", '{self.description}'" if self.description else "")
-                + f", in {self.files[0].parent})")
+        # No SeriesDescription: free text from headers can name the patient or the site, and this
+        # text reaches error messages, errors.csv and logs.
+        return f"{self.modality} series {self.series_uid} ({len(self.files)} files, in {self.files[0].parent})"
 
 
 #: Per-slice factors from the sorted slice headers (e.g. the SUV factors of :mod:`carpet.suv`).
@@ -120,6 +120,52 @@ def _read_file(path: Path, *, pixels: bool = False) -> tuple[Dataset, int] | Non
                          "the file is probably truncated or corrupt", source=path) from None
 
 
+#: Suffixes of DICOM files; a file with one of these that is not DICOM is a broken slice, not junk.
+_DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
+
+
+def _parse_files(files: Sequence[Path]) -> dict[Path, tuple[Dataset, int]]:
+    """Parse every file's header; files that are not DICOM are skipped, except those that look like
+    a broken member of a series beside them: skipping those would silently drop a slice (a missing
+    first or last slice moves the origin without any spacing error)."""
+    parsed, skipped = {}, []
+    for p in files:
+        r = _read_file(p)
+        if r is None:
+            skipped.append(p)
+        else:
+            parsed[p] = r
+    folders = {}
+    for p in parsed:
+        folders.setdefault(p.parent, set()).add(_suffix_class(p))
+    for p in skipped:
+        siblings = folders.get(p.parent)
+        if siblings is None:
+            continue  # no DICOM beside it: an unrelated file
+        size = p.stat().st_size
+        if size == 0 or _suffix_class(p) in _DICOM_SUFFIXES or (
+                _suffix_class(p) in siblings and _looks_binary(p)):
+            what = "is empty (0 bytes)" if size == 0 else f"is not a readable DICOM file ({size} bytes)"
+            raise InputError(f"{what} although it sits among the DICOM files of a series: a truncated "
+                             "or failed copy; reading on without it would drop a slice and shift the "
+                             "volume", source=p, hint="copy the series again, or remove the file if it "
+                                                      "does not belong to the series")
+    return parsed
+
+
+def _suffix_class(path: Path) -> str:
+    """The file's suffix, '' for none or a numeric one (GE and Siemens name files by UID)."""
+    suffix = path.suffix.lower()
+    return "" if not suffix or suffix[1:].isdigit() else suffix
+
+
+def _looks_binary(path: Path) -> bool:
+    """A file starting with NUL bytes (the DICOM preamble) rather than text."""
+    with open(path, "rb") as fh:
+        head = fh.read(128)
+    return b"\x00" in head
+
+
 def _group(datasets: Iterable[tuple[Path, Dataset]]) -> dict[str, list[tuple[Path, Dataset]]]:
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
     for path, ds in datasets:
@@ -149,7 +195,7 @@ def find_series(folder: str | Path) -> list[SeriesInfo]:
         One entry per SeriesInstanceUID, sorted by modality then UID.
     """
     folder = Path(folder)
-    found = [(p, r[0]) for p in _candidate_files(folder) if (r := _read_file(p)) is not None]
+    found = [(p, r[0]) for p, r in _parse_files(_candidate_files(folder)).items()]
     if not found:
         raise InputError("no DICOM files found", source=folder)
     infos = [_info(uid, m) for uid, m in _group(found).items()]
@@ -379,6 +425,10 @@ def _build(members: list[tuple[Path, Dataset]], source: Path,
         raise InputError(f"RescaleIntercept is {inters[k]} but must be 0 for PET (QIBA/IBSI SUV "
                          "manual): the activity values cannot be trusted", source=members[k][0],
                          where="RescaleIntercept (0028,1052)")
+    if modality == "PT" and np.any(slopes <= 0):
+        k = int(np.flatnonzero(slopes <= 0)[0])
+        raise InputError(f"RescaleSlope is {slopes[k]} but must be positive for PET: activity is not "
+                         "negative", source=members[k][0], where="RescaleSlope (0028,1053)")
     n_slopes = int(np.unique(slopes).size)
     if scale is not None:
         # Folded into the rescale so that the conversion (SUV) costs no second pass over the voxels.
@@ -439,7 +489,7 @@ def _load(path: str | Path | Sequence[Dataset], series_uid: str | None = None,
     if own:
         files = _candidate_files(Path(path)) if isinstance(path, (str, Path)) else [Path(p) for p in path]
         source = Path(path) if isinstance(path, (str, Path)) else files[0].parent
-        parsed = {p: r for p in files if (r := _read_file(p)) is not None}
+        parsed = _parse_files(files)
         if not parsed:
             raise InputError("no DICOM files found", source=source)
         found = [(p, ds) for p, (ds, _) in parsed.items()]
@@ -453,12 +503,12 @@ def _load(path: str | Path | Sequence[Dataset], series_uid: str | None = None,
         if series_uid not in groups:
             raise InputError(f"series {series_uid} not found; found {sorted(groups)}", source=source)
         groups = {series_uid: groups[series_uid]}
+    listing = "; ".join(str(_info(u, m)) for u, m in groups.items()) or "none"
     if modality is not None:
         groups = {u: m for u, m in groups.items() if str(m[0][1].get("Modality", "")) == modality}
     images = {u: m for u, m in groups.items()
               if str(m[0][1].get("Modality", "")) in _IMAGE_MODALITIES}
     if len(images) != 1:
-        listing = "; ".join(str(_info(u, m)) for u, m in groups.items()) or "none"
         raise InputError(f"expected exactly one {modality or 'image'} series, found {len(images)} "
                          f"(series found: {listing})", source=source,
                          hint="point to the folder of a single series, or pass series_uid=")

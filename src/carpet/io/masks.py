@@ -14,6 +14,7 @@ image (normally the PET), so segmentation and measurement never have to think ab
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import pydicom
 from matplotlib.path import Path as PolygonPath
 
 from carpet.errors import InputError
+from carpet.io.checks import check_mask_kept
 from carpet.io.dicom import SPACING_RTOL
 from carpet.volume import Volume, resample_to
 
@@ -50,7 +52,8 @@ def _dicom_object(path: Path) -> pydicom.Dataset | None:
     return pydicom.dcmread(found[0]) if found else None
 
 
-def read_mask(path: str | Path, reference: Volume) -> Volume:
+def read_mask(path: str | Path, reference: Volume, *, roi: str | None = None,
+              what: str = "mask") -> Volume:
     """Read a lesion or exclusion mask onto the grid of ``reference``.
 
     Parameters
@@ -59,6 +62,10 @@ def read_mask(path: str | Path, reference: Volume) -> Volume:
         NIfTI label map (``.nii``/``.nii.gz``), RTSTRUCT file or folder, or DICOM SEG file.
     reference : Volume
         The grid to return the labels on (the PET).
+    roi : str, optional
+        For an RTSTRUCT: the one ROI to read (default: every ROI, one label each).
+    what : str
+        What the mask is, for messages ('lesion mask', 'exclusion mask').
 
     Returns
     -------
@@ -72,26 +79,44 @@ def read_mask(path: str | Path, reference: Volume) -> Volume:
     if path.name.endswith((".nii", ".nii.gz")):
         from carpet.io.nifti import read_nifti
 
+        if roi is not None:
+            raise InputError("--roi selects an ROI of an RTSTRUCT; this is a NIfTI label map", source=path)
         vol = read_nifti(path)
         arr = vol.array
         if not np.issubdtype(arr.dtype, np.integer):
             if not np.all(arr == np.round(arr)):
                 raise InputError("mask holds non-integer values; expected a label map (0 = background)",
                                  source=path)
+        if arr.size and arr.max() > np.iinfo(np.int32).max:
+            raise InputError(f"label value {arr.max():.0f} is larger than {np.iinfo(np.int32).max}; "
+                             "expected a label map (0 = background, 1..n)", source=path)
+        before_ml = np.count_nonzero(arr) * vol.voxel_volume_ml
         vol = resample_to(vol.with_array(arr.astype(np.int32)), reference, interpolation="nearest")
-        return vol.with_array(np.asarray(vol.array, dtype=np.int32), source=str(path))
+        arr = np.asarray(vol.array, dtype=np.int32)
+        check_mask_kept(before_ml, np.count_nonzero(arr) * reference.voxel_volume_ml, path, what)
+        return vol.with_array(arr, source=str(path))
     ds = _dicom_object(path)
     if ds is None:
         raise InputError("not a NIfTI label map, RTSTRUCT or DICOM SEG", source=path)
     if str(ds.SOPClassUID) in _SEG_UIDS:
+        if roi is not None:
+            raise InputError("--roi selects an ROI of an RTSTRUCT; this is a DICOM SEG", source=path)
         return read_seg(path if path.is_file() else Path(ds.filename), reference)
-    rois = _rtstruct_rois(ds, Path(ds.filename), reference, None)
+    rois = _rtstruct_rois(ds, Path(ds.filename), reference, roi)
+    if roi is None and len(rois) > 1:
+        warnings.warn(f"{ds.filename}: the RTSTRUCT holds {len(rois)} ROIs ({', '.join(rois)}); each "
+                      "is measured as a lesion of its own; --roi NAME measures one", stacklevel=2)
     labels = np.zeros(reference.shape, dtype=np.int32)
     names = {}
     for n, (name, mask) in enumerate(rois.items(), start=1):
         labels[mask.array & (labels == 0)] = n  # earlier ROIs win where ROIs overlap
         names[n] = name
+        if not mask.array.any():
+            raise InputError(f"ROI '{name}' has no voxel in the PET's field of view (its contours lie "
+                             "outside it, or on no PET slice)", source=ds.filename,
+                             where="ContourData (3006,0050)")
     return reference.with_array(labels, labels=names, source=str(ds.filename), units="label")
+
 
 
 # ------------------------------------------------------------------------------------------------
@@ -209,8 +234,9 @@ def read_seg(path: str | Path, reference: Volume | None = None) -> Volume:
         raise InputError(f"not a readable DICOM SEG ({exc})", source=path) from None
     try:
         # Scanner slice positions jitter by a few hundredths of a mm; accept what the reader accepts.
+        # BINARY SEGs omit the empty frames of each segment: slices with no frame are background.
         hvol = seg.get_volume(combine_segments=True, relabel=False, rtol=SPACING_RTOL,
-                              allow_missing_positions=False)
+                              allow_missing_positions=True)
     except Exception as exc:
         raise InputError(f"the segmentation does not form a regular 3-D volume ({exc})",
                          source=path) from None
@@ -223,9 +249,15 @@ def read_seg(path: str | Path, reference: Volume | None = None) -> Volume:
                           units="label")
 
 
+#: Display colours of the segments (matplotlib's tab10, cycled), so viewers show each lesion apart.
+_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+            "#bcbd22", "#17becf")
+
+
 def write_seg(labels: Volume, source_pet_dir: str | Path, path: str | Path, *,
-              names: dict[int, str] | None = None) -> Path:
-    """Write a label map as a DICOM SEG (LABELMAP) referencing the PET series it was drawn on.
+              names: dict[int, str] | None = None, method: str | None = None,
+              threshold: object = None, pseudonym: str | None = None, labelmap: bool = False) -> Path | None:
+    """Write a label map as a DICOM SEG referencing the PET series it was drawn on.
 
     Parameters
     ----------
@@ -234,7 +266,24 @@ def write_seg(labels: Volume, source_pet_dir: str | Path, path: str | Path, *,
     source_pet_dir : folder of the source PET series
     path : output file
     names : dict, optional
-        Label -> segment label text (default ``lesion <n>``).
+        Label -> segment label text (default ``lesion <n>``; RTSTRUCT ROI names are passed here).
+    method : str, optional
+        How the labels were made: a threshold method of :data:`carpet.segment.METHODS` (segment
+        algorithm type AUTOMATIC) or ``None``/``'user_mask'`` for a reader's mask passed through (MANUAL).
+    threshold : optional
+        The method's threshold (SUV, or its text), written into the segment and series descriptions.
+    pseudonym : str, optional
+        De-identify (:mod:`carpet.io.deidentify`) with this pseudonym; ``None`` keeps the identity
+        copied from the PET (``--keep-identity``).
+    labelmap : bool
+        Write the Label Map Segmentation SOP class (one frame per slice) instead of BINARY segments.
+        Off by default: dciodvfy (dicom3tools) does not know the label-map class.
+
+    Returns
+    -------
+    Path or None
+        None when the label map holds no lesion: a SEG must hold at least one segment, and an empty
+        segment would claim a finding that does not exist.
 
     Raises
     ------
@@ -245,39 +294,61 @@ def write_seg(labels: Volume, source_pet_dir: str | Path, path: str | Path, *,
     from pydicom.sr.codedict import codes
 
     from carpet import __version__
+    from carpet.io.deidentify import deidentify
     from carpet.io.dicom import _load
 
+    arr = np.asarray(labels.array)
+    if arr.size and arr.min() < 0:
+        raise InputError("label maps must not hold negative values", source=path)
     series = _load(source_pet_dir)
     if not labels.same_grid(series.volume):
         raise InputError("the label map is not on the grid of the source PET series; resample it first",
                          source=source_pet_dir)
-    arr = np.asarray(labels.array)
-    if arr.min() < 0:
-        raise InputError("label maps must not hold negative values", source=path)
     values = [int(v) for v in np.unique(arr) if v > 0]
+    if not values:
+        return None
     # SEG segment numbers must run 1..n; renumber and keep the original value in the segment label.
     lut = np.zeros(int(arr.max()) + 1, dtype=np.uint16)
     lut[values] = np.arange(1, len(values) + 1)
     frames = lut[arr].transpose(2, 1, 0)  # (slice, row, column), in the sorted source order
     names = names or {}
-    descriptions = [
-        hd.seg.SegmentDescription(
-            segment_number=n, segment_label=names.get(v, f"lesion {v}"),
+    manual = method in (None, "user_mask")
+    how = "reader's mask" if manual else f"{method}" + ("" if threshold is None else
+                                                         f", SUV threshold {_threshold_text(threshold)}")
+    algorithm = None if manual else hd.AlgorithmIdentificationSequence(
+        # CID 7162 has no 'thresholding'; carpet's methods threshold voxels and join neighbours into
+        # connected components: Neighborhood Analysis. Never 'Artificial Intelligence'.
+        name=f"carpet {method}", version=__version__, family=codes.DCM.NeighborhoodAnalysis,
+        parameters={"method": str(method), "threshold_suv": _threshold_text(threshold)})
+    descriptions = []
+    for n, v in enumerate(values, start=1):
+        d = hd.seg.SegmentDescription(
+            segment_number=n, segment_label=names.get(v, f"lesion {v}")[:64],
             segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
             segmented_property_type=codes.SCT.Lesion,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
-            algorithm_identification=hd.AlgorithmIdentificationSequence(
-                name="carpet", version=__version__, family=codes.DCM.ArtificialIntelligence))
-        for n, v in enumerate(values, start=1)]
+            algorithm_type=(hd.seg.SegmentAlgorithmTypeValues.MANUAL if manual
+                            else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC),
+            algorithm_identification=algorithm,
+            display_color=hd.color.CIELabColor.from_string(_COLOURS[(n - 1) % len(_COLOURS)]))
+        d.SegmentDescription = f"lesion {v}: {how}"[:64]
+        descriptions.append(d)
     seg = hd.seg.Segmentation(
-        source_images=series.headers, pixel_array=frames,
-        segmentation_type=hd.seg.SegmentationTypeValues.LABELMAP,
+        source_images=series.headers, pixel_array=frames,  # segment numbers: highdicom splits BINARY
+        segmentation_type=(hd.seg.SegmentationTypeValues.LABELMAP if labelmap
+                           else hd.seg.SegmentationTypeValues.BINARY),
         segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=900,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer="carpet",
         manufacturer_model_name="carpet", software_versions=__version__, device_serial_number="0",
-        omit_empty_frames=False)
+        series_description=f"carpet lesions: {how}"[:64], omit_empty_frames=not labelmap)
+    seg.ContentCreatorName = ""  # Type 2 (dcmqi warns when absent); no person made it, or it is not said
+    if pseudonym is not None:
+        deidentify(seg, pseudonym, series.headers[0])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(path)
     return path
+
+
+def _threshold_text(threshold: object) -> str:
+    return f"{threshold:.4g}" if isinstance(threshold, (int, float)) else str(threshold or "")
 

@@ -6,6 +6,7 @@ about twice as fast (measured in ``bench/quantify.py``).
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ def read_nifti(path: str | Path, **meta: Any) -> Volume:
     path = Path(path)
     if not path.is_file():
         raise InputError("file not found", source=path)
+    header = _check_header(path)
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -38,7 +40,75 @@ def read_nifti(path: str | Path, **meta: Any) -> Volume:
     if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"expected a 3-D scalar image, got {img.GetDimension()}-D with "
                          f"{img.GetNumberOfComponentsPerPixel()} component(s)", source=path)
+    if header is not None and header.get_data_dtype().kind in "fc":
+        _check_finite(path)
     return Volume.from_sitk(img, source=str(path), **meta)
+
+
+def _check_header(path: Path):
+    """The NIfTI header (nibabel, data not read) after the checks SimpleITK does not make: a voxel
+    size (pixdim) of 0, which ITK silently reads as 1 mm, and a truncated file, which ITK reads as a
+    partial volume. None when nibabel cannot parse the header (SimpleITK then reports the problem)."""
+    import nibabel as nib
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:  # check=False: nibabel's own check would turn a pixdim of 0 into 1 before we see it
+        with opener(path, "rb") as fh:
+            header = nib.Nifti1Header.from_fileobj(fh, check=False)
+    except Exception:  # not NIfTI at all: SimpleITK's message names what it found
+        return None
+    shape = header.get_data_shape()
+    ndim = min(len(shape), 3)
+    zooms = [float(z) for z in header["pixdim"][1:ndim + 1]]
+    if not all(np.isfinite(z) and z > 0 for z in zooms):
+        raise InputError(f"voxel size {zooms} mm: every spacing must be a positive number (a 0 is "
+                         "read as 1 mm by most tools, which silently changes every volume)",
+                         source=path, where="pixdim[1..3]")
+    expected = int(header.get_data_offset()) + int(np.prod(shape)) * header.get_data_dtype().itemsize
+    if path.name.endswith(".gz"):
+        _check_gzip_complete(path, expected)
+    elif path.stat().st_size < expected:
+        raise InputError(f"the file holds {path.stat().st_size} bytes, {expected} expected for "
+                         f"{'×'.join(map(str, shape))} voxels: the file is truncated", source=path)
+    return header
+
+
+def _check_gzip_complete(path: Path, expected: int) -> None:
+    """Refuse a truncated .nii.gz. The gzip trailer's ISIZE (uncompressed size mod 2**32, RFC 1952)
+    is compared with the size the header announces; only when they differ is the whole stream
+    decompressed to tell a truncated file from a legitimate multi-member gzip."""
+    import zlib
+
+    with open(path, "rb") as fh:
+        fh.seek(-4, 2)
+        isize = int.from_bytes(fh.read(4), "little")
+    if isize == expected % 2**32:
+        return
+    total = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                total += len(chunk)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise InputError(f"the compressed data ends early ({exc}): the file is truncated or damaged "
+                         f"({expected} bytes expected)", source=path) from None
+    if total < expected:
+        raise InputError(f"the file holds {total} bytes of image data and header, {expected} expected: "
+                         "the file is truncated", source=path)
+
+
+def _check_finite(path: Path) -> None:
+    """Refuse NaN and ±Inf voxels, which SimpleITK's NIfTI reader turns into 0 without a word."""
+    import nibabel as nib
+
+    data = np.asanyarray(nib.load(path).dataobj)
+    bad = ~np.isfinite(data)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        n_nan = int(np.isnan(data).sum())
+        raise InputError(f"{n_nan} NaN and {int(bad.sum()) - n_nan} infinite voxel value(s) (first at "
+                         f"voxel {first}); every voxel must be a finite number (fill the gaps, or "
+                         "set them to 0 yourself if that is what they mean)", source=path)
 
 
 def write_nifti(volume: Volume, path: str | Path, dtype: Any | None = None) -> Path:
@@ -50,5 +120,26 @@ def write_nifti(volume: Volume, path: str | Path, dtype: Any | None = None) -> P
     vol = volume if dtype is None else volume.with_array(volume.array.astype(dtype))
     if vol.array.dtype == bool:
         vol = vol.with_array(vol.array.astype(np.uint8))
-    sitk.WriteImage(vol.to_sitk(), str(path), useCompression=path.suffix == ".gz")
+    try:
+        sitk.WriteImage(vol.to_sitk(), str(path), useCompression=path.suffix == ".gz")
+    except RuntimeError as exc:  # ITK says only "could not write": find out why, as an OSError
+        raise _write_error(path, vol.array.nbytes, exc) from None
     return path
+
+
+def _write_error(path: Path, nbytes: int, exc: RuntimeError) -> OSError:
+    import errno
+    import os
+    import shutil
+
+    folder = path.parent
+    if os.statvfs(folder).f_flag & os.ST_RDONLY:
+        code = errno.EROFS
+    elif shutil.disk_usage(folder).free < nbytes + 1_000_000:
+        code = errno.ENOSPC
+    elif not os.access(folder, os.W_OK):
+        code = errno.EACCES
+    else:
+        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown ITK error"
+        return OSError(errno.EIO, f"could not write the NIfTI file ({last})", str(path))
+    return OSError(code, os.strerror(code), str(path))

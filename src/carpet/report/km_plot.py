@@ -1,27 +1,56 @@
 """Kaplan–Meier figure as journals print it: step curves with censor ticks, optional CI bands,
-median and log-rank p in the panel, and a number-at-risk table aligned under the time axis.
+medians and a p-value in a legend that covers no data, and a number-at-risk table aligned under the time
+axis, whose times are the x ticks and reach the end of follow-up.
 
 Estimates come from :func:`carpet.stats.kaplan_meier` (R's survfit numbers); this module only draws.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from carpet.report.style import PALETTE, journal_style
-from carpet.stats._results import format_p
+from carpet.report import format as fmt
+from carpet.report.style import PALETTE, journal_style, place_legend
 
 
-def _fmt_months(value) -> str:
-    return "NR" if value is None else f"{value:.1f}"
+def risk_times_to(risk_times: Sequence[float] | None, t_max: float) -> np.ndarray:
+    """Risk-table times that reach the end of follow-up ``t_max``.
+
+    Default: 0 and a round step (1, 2, 3, 6, 12 ...) giving about five intervals. Given times are kept and,
+    when they stop before ``t_max``, continued at their last step while still within follow-up, so the
+    x axis (ticks at these times) covers every drawn curve.
+    """
+    if risk_times is None:
+        step = _nice_step(t_max / 5)
+        return np.arange(0, t_max + 1e-9, step)
+    times = [float(v) for v in risk_times]
+    step = times[-1] - times[-2] if len(times) >= 2 else _nice_step(t_max / 5)
+    while step > 0 and times[-1] + step <= t_max + 1e-9:
+        times.append(times[-1] + step)
+    return np.asarray(times, float)
+
+
+def km_caption(*, n_groups: int, show_ci: bool, conf_type: str, censor_marks: bool, p_text: str | None,
+               unit: str = "") -> str:
+    """A caption that states what the figure draws, and nothing it does not."""
+    parts = ["Kaplan–Meier estimate" + ("s" if n_groups > 1 else "")]
+    if show_ci:
+        parts[0] += f" with pointwise 95% confidence bands ({conf_type} transform)"
+    if censor_marks:
+        parts.append("tick marks: censored observations")
+    parts.append("numbers at risk below the time axis" + (f" ({unit})" if unit else ""))
+    if p_text:
+        parts.append(p_text)
+    return "; ".join(parts) + "."
 
 
 def km_figure(groups: Mapping[str, tuple[Sequence[float], Sequence[int]]], *, title: str = "",
               xlabel: str = "Time (months)", ylabel: str = "Survival probability",
               risk_times: Sequence[float] | None = None, conf_type: str = "log", show_ci: bool = True,
-              show_p: bool = True, figsize=(4.6, 3.9)):
+              show_p: bool = True, p_text: str | None = None, figsize=(4.6, 3.9)):
     """Draw KM curves for one or more groups with a number-at-risk table.
 
     Parameters
@@ -29,15 +58,27 @@ def km_figure(groups: Mapping[str, tuple[Sequence[float], Sequence[int]]], *, ti
     groups : mapping label -> (time, event)
         Follow-up times (any unit, matching ``xlabel``) and event indicators (1 = event) per group.
     risk_times : sequence of float, optional
-        Times for the number-at-risk table and x ticks; default: 6 evenly spaced ticks.
+        Times for the number-at-risk table and the x ticks; continued to the end of follow-up
+        (:func:`risk_times_to`). Default: 0 and a round step giving about five intervals.
     conf_type : {'log', 'log-log', 'plain'}
         CI transform, as in R's ``survfit``.
+    show_p : bool
+        Print the log-rank p of the drawn groups (labelled as such) when ``p_text`` is not given.
+    p_text : str, optional
+        The test to print instead, already worded (e.g. ``"maxstat-adjusted p = 0.072"``): a figure of an
+        optimised split carries the search-adjusted p, not the naive log-rank p of the split it shows.
 
     Returns
     -------
     fig : matplotlib Figure
     stats : dict
-        Per group ``n``, ``events``, ``median``, ``median_ci``; and ``logrank`` (statistic, df, p_value) for ≥ 2 groups.
+        Per group ``n``, ``events``, ``median``, ``median_ci``; ``logrank`` (statistic, df, p_value) for ≥ 2
+        groups; ``risk_times`` (as drawn); ``p_text`` (as printed) and ``caption`` (what is drawn).
+
+    Notes
+    -----
+    The legend goes where it covers no curve, band, tick mark or text (checked on the drawn paths), else
+    outside the axes (:func:`carpet.report.style.place_legend`). The x axis runs to the end of follow-up.
     """
     import matplotlib.pyplot as plt
 
@@ -45,12 +86,11 @@ def km_figure(groups: Mapping[str, tuple[Sequence[float], Sequence[int]]], *, ti
 
     data = {label: (np.asarray(t, float), np.asarray(e, int)) for label, (t, e) in groups.items()}
     t_max = max(float(t.max()) for t, _ in data.values() if len(t))
-    if risk_times is None:
-        step = _nice_step(t_max / 5)
-        risk_times = np.arange(0, t_max + 1e-9, step)
-    risk_times = np.asarray(risk_times, float)
+    risk_times = risk_times_to(risk_times, t_max)
+    x_end = max(t_max, float(risk_times[-1]))
 
-    out: dict = {"groups": {}}
+    out: dict = {"groups": {}, "risk_times": [float(v) for v in risk_times]}
+    censor_marks = False
     with journal_style():
         n_groups = len(data)
         fig = plt.figure(figsize=(figsize[0], figsize[1] + 0.18 * n_groups))
@@ -68,31 +108,35 @@ def km_figure(groups: Mapping[str, tuple[Sequence[float], Sequence[int]]], *, ti
                 ax.fill_between(grid, at["lower"], at["upper"], step="post", color=colour, alpha=0.12, lw=0)
             cens = np.unique(t[e == 0])
             if len(cens):
+                censor_marks = True
                 ax.plot(cens, km.survival_at(cens)["surv"], "|", color=colour, ms=6, mew=1.0)
             med, (lo, hi) = km.median, km.median_ci
-            legend.append(f"{label} (n={len(t)}): median {_fmt_months(med)} "
-                          f"[{_fmt_months(lo)}–{_fmt_months(hi)}]")
+            legend.append(f"{label} (n = {len(t)}): median {fmt.time_value(med)} "
+                          f"({fmt.time_value(lo)}–{fmt.time_value(hi)})")
             n_risk = km.survival_at(risk_times)["n_risk"].to_numpy()
             for x, n in zip(risk_times, n_risk):
                 ax_risk.text(x, n_groups - 1 - k, f"{int(n)}", ha="center", va="center", color=colour, fontsize=7.5)
             out["groups"][label] = {"n": int(len(t)), "events": int(e.sum()), "median": med,
                                     "median_ci": (lo, hi)}
         ax.set_ylim(-0.02, 1.02)
-        ax.set_xlim(-0.02 * t_max, t_max * 1.03)
+        ax.set_xlim(-0.02 * x_end, x_end * 1.03)
         ax.set_xticks(risk_times)
+        ax.set_xticklabels([f"{v:g}" for v in risk_times])
         ax.set_ylabel(ylabel)
         ax.set_xlabel(xlabel)
-        if title:
-            ax.set_title(title, loc="left", fontweight="bold")
-        handles = [plt.Line2D([], [], color=PALETTE[k % len(PALETTE)], lw=1.4) for k in range(n_groups)]
-        ax.legend(handles, legend, loc="upper right", fontsize=7, handlelength=1.5)
-        if n_groups >= 2 and show_p:
+        if title:  # wrapped to the axes' width (about 11 characters an inch at the title size)
+            ax.set_title(textwrap.fill(title, max(30, int(11 * figsize[0]))), loc="left", fontweight="bold")
+        if n_groups >= 2:
             labels = np.concatenate([[lab] * len(t) for lab, (t, _) in data.items()])
             lr = logrank(np.concatenate([t for t, _ in data.values()]),
                          np.concatenate([e for _, e in data.values()]), labels)
             out["logrank"] = {"statistic": lr.statistic, "df": lr.df, "p_value": lr.p_value}
-            ax.text(0.03, 0.05, f"log-rank p = {format_p(lr.p_value, missing='NA')}", transform=ax.transAxes,
-                    fontsize=8)
+            if p_text is None and show_p:
+                p_text = f"log-rank {fmt.p_equals(lr.p_value)}"
+        handles = [plt.Line2D([], [], color=PALETTE[k % len(PALETTE)], lw=1.4) for k in range(n_groups)]
+        if p_text:  # the test goes in the legend box, so one free-space search places both
+            handles.append(plt.Line2D([], [], color="none"))
+            legend.append(p_text)
         ax_risk.set_ylim(-0.6, n_groups - 0.4)
         ax_risk.set_yticks(range(n_groups))
         ax_risk.set_yticklabels(list(data)[::-1], fontsize=7.5)
@@ -103,6 +147,10 @@ def km_figure(groups: Mapping[str, tuple[Sequence[float], Sequence[int]]], *, ti
         ax_risk.tick_params(axis="y", length=0)
         for side in ("left", "bottom"):
             ax_risk.spines[side].set_visible(False)
+        place_legend(ax, handles, legend, fontsize=7, handlelength=1.5)
+    out["p_text"] = p_text
+    out["caption"] = km_caption(n_groups=n_groups, show_ci=show_ci, conf_type=conf_type,
+                                censor_marks=censor_marks, p_text=p_text)
     return fig, out
 
 

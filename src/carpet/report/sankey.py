@@ -30,6 +30,12 @@ def sankey_figure(flows: pd.DataFrame, order: Sequence | None = None, *, left_ti
     Returns
     -------
     matplotlib Figure
+
+    Notes
+    -----
+    Each ribbon is labelled where it leaves its source with its patients and their share of the source
+    (row %): "35 (58%)" reads "35 of the 60 patients in this baseline state went here". Labels of thin
+    neighbouring ribbons are pushed apart so they never overlap.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import PathPatch, Rectangle
@@ -61,6 +67,8 @@ def sankey_figure(flows: pd.DataFrame, order: Sequence | None = None, *, left_ti
         next_out = {c: span[1] for c, span in left.items()}
         next_in = {c: span[1] for c, span in right.items()}
         rank = {c: k for k, c in enumerate(order)}
+        source_n = flows.groupby("source")["n"].sum()
+        ribbon_labels = []  # (y centre at the source, text)
         for row in flows.sort_values(["source", "target"], key=lambda s: s.map(rank)).itertuples():
             n = float(row.n)
             y0_top, y1_top = next_out[row.source], next_in[row.target]
@@ -74,6 +82,8 @@ def sankey_figure(flows: pd.DataFrame, order: Sequence | None = None, *, left_ti
                      MplPath.LINETO, MplPath.CURVE4, MplPath.CURVE4, MplPath.CURVE4, MplPath.CLOSEPOLY]
             ax.add_patch(PathPatch(MplPath(verts, codes), facecolor=colour[row.source], alpha=0.45,
                                    edgecolor="none"))
+            ribbon_labels.append((y0_top - n / 2, f"{int(n)} ({100 * n / source_n[row.source]:.0f}%)"))
+        _label_ribbons(ax, ribbon_labels, x=bar_w + 0.015, min_gap=0.045 * (total + gap * (len(order) - 1)))
         for spans, x, ha, dx in ((left, 0, "right", -0.02), (right, 1 - bar_w, "left", bar_w + 0.02)):
             for c, (lo, hi) in spans.items():
                 ax.add_patch(Rectangle((x, lo), bar_w, hi - lo, facecolor=colour[c], edgecolor="none"))
@@ -87,3 +97,12 @@ def sankey_figure(flows: pd.DataFrame, order: Sequence | None = None, *, left_ti
         if title:
             ax.set_title(title)
     return fig
+
+
+def _label_ribbons(ax, labels: list[tuple[float, str]], x: float, min_gap: float) -> None:
+    """Write ribbon labels top to bottom, each at least ``min_gap`` (data units) below the previous one."""
+    previous = float("inf")
+    for y, text in sorted(labels, key=lambda v: -v[0]):
+        y = min(y, previous - min_gap)
+        ax.text(x, y, text, ha="left", va="center", fontsize=6.5, color="#222222")
+        previous = y

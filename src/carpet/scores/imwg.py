@@ -27,6 +27,7 @@ Conventions ([C] unless a source is named; all recorded in ``provenance.json``):
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ import pandas as pd
 from carpet.cohort.schema import read_assessments, read_patients, read_therapies
 from carpet.errors import InputError
 from carpet.provenance import file_sha256, provenance
+from carpet.io.tables import write_csv
 
 __all__ = ["RULESET", "CATEGORIES", "IMWGParams", "IMWGResult", "assess_patient", "assess_cohort",
            "refractory_to", "next_therapy_dates"]
@@ -176,6 +178,18 @@ def refractory_to(last_dose_date, pd_date, best_response: str | None = None, win
 # one patient
 # ----------------------------------------------------------------------------------------------------------------
 _UNINVOLVED = {"kappa": "lambda_flc", "lambda": "kappa_flc"}
+
+
+def _warn_conflicts(labs: pd.DataFrame, source: str) -> None:
+    """Warn about one parameter measured twice on one day with different values: the worst is used
+    (:func:`_wide`), but a typo or a second sample should be looked at."""
+    key = ["patient_id", "date", "parameter"]
+    spread = labs.groupby(key)["value"].transform("nunique")
+    for (pid, day, param), grp in labs[spread > 1].groupby(key):
+        warnings.warn(f"{source}: rows {', '.join(map(str, grp['source_row']))}: {param} of patient "
+                      f"{pid} on {pd.Timestamp(day).date()} has different values "
+                      f"({', '.join(f'{v:g}' for v in grp['value'])}); the worst is used "
+                      "(admiralonco convention): check for a typo", stacklevel=3)
 
 
 def _wide(assessments: pd.DataFrame, light_chain: pd.Series) -> pd.DataFrame:
@@ -643,8 +657,8 @@ class IMWGResult:
         out.mkdir(parents=True, exist_ok=True)
         paths = {"responses": out / "responses.csv", "progression": out / "progression.csv",
                  "provenance": out / "provenance.json"}
-        self.responses.to_csv(paths["responses"], index=False)
-        self.progression.to_csv(paths["progression"], index=False)
+        write_csv(self.responses, paths["responses"])
+        write_csv(self.progression, paths["progression"])
         paths["provenance"].write_text(json.dumps(self.provenance, indent=2, default=str))
         return paths
 
@@ -677,6 +691,7 @@ def assess_cohort(patients, assessments, therapies=None, params: IMWGParams = IM
              for k, v in (("patients", patients), ("assessments", assessments), ("therapies", therapies))}
     pt = read_patients(patients, require=("involved_light_chain",), name=names["patients"])
     labs = read_assessments(assessments, name=names["assessments"], patients=pt)
+    _warn_conflicts(labs, names["assessments"] or "assessments")
     lines = None if therapies is None else read_therapies(therapies, name=names["therapies"], patients=pt)
     cut = next_therapy_dates(pt, lines)
     wide = _wide(labs, pt.set_index("patient_id")["involved_light_chain"])

@@ -4,7 +4,9 @@ For each named model (a list of covariates) a Cox model (Efron ties) is fitted o
 cases, and the comparison reports:
 
 * Harrell's C of the fitted linear predictor — R ``coxph(...)$concordance`` (survival ≥ 3: ties in
-  the predictor count 1/2, tied event times are not comparable), by :func:`carpet.stats.concordance_index`.
+  the predictor count 1/2, tied event times are not comparable), by :func:`carpet.stats.concordance_counts`,
+  with R's infinitesimal-jackknife standard error (``sqrt(fit$concordance["std"]^2)``) and the normal
+  interval C ± z·se (clipped to [0, 1]).
 * log partial likelihood and AIC = −2 loglik + 2k — R ``AIC(coxph)``.
 * likelihood-ratio test for every nested pair (one model's covariates a subset of the other's) —
   R ``anova(fit_small, fit_big)``. Fits by :func:`carpet.stats.cox` (R ``coxph``).
@@ -33,7 +35,7 @@ from scipy import stats
 from carpet.errors import InputError
 from carpet.provenance import provenance
 from carpet.stats._input import require_columns
-from carpet.stats.concordance import concordance_index
+from carpet.stats.concordance import concordance_counts, concordance_index
 from carpet.stats.cox import cox
 
 
@@ -54,7 +56,8 @@ class ModelComparison:
     Attributes
     ----------
     summary : DataFrame
-        One row per model: ``model, covariates, n, events, k, loglik, aic, c_index`` and
+        One row per model: ``model, covariates, n, events, k, loglik, aic, c_index, c_index_se,
+        c_index_lower, c_index_upper`` and
         ``td_auc`` (at ``horizon``; NaN when no horizon).
     differences : DataFrame
         One row per pair: ``model_a, model_b, c_diff`` (a − b), ``lower, upper`` (bootstrap percentile
@@ -93,7 +96,7 @@ def compare_models(df: pd.DataFrame, duration: str, event: str, models: Mapping[
     horizon : float, optional
         Time at which the cumulative/dynamic AUC is computed.
     alpha : float
-        1 − confidence level of the bootstrap intervals.
+        1 − confidence level of the C-index and bootstrap intervals.
     refit : bool
         Refit the models in every bootstrap resample (see module docstring).
 
@@ -121,12 +124,16 @@ def compare_models(df: pd.DataFrame, duration: str, event: str, models: Mapping[
 
     fits = {name: _fit_cox(data, duration, event, list(covs)) for name, covs in models.items()}
     rows = []
+    z = stats.norm.ppf(1 - alpha / 2)
     for name, fit in fits.items():
         k = len(fit.covariates)
+        cc = concordance_counts(time, status, fit.linear_predictor)
         rows.append({"model": name, "covariates": " + ".join(fit.covariates), "n": len(data),
                      "events": int(status.sum()), "k": k, "loglik": fit.loglik,
                      "aic": -2.0 * fit.loglik + 2.0 * k,
-                     "c_index": concordance_index(time, status, fit.linear_predictor),
+                     "c_index": cc.concordance, "c_index_se": cc.std_err,
+                     "c_index_lower": max(0.0, cc.concordance - z * cc.std_err),
+                     "c_index_upper": min(1.0, cc.concordance + z * cc.std_err),
                      "td_auc": np.nan if horizon is None else td_auc(time, status, fit.linear_predictor, horizon)})
     summary = pd.DataFrame(rows)
 
@@ -143,7 +150,8 @@ def compare_models(df: pd.DataFrame, duration: str, event: str, models: Mapping[
     differences = _bootstrap_differences(data, duration, event, fits, n_boot=n_boot, seed=seed, alpha=alpha,
                                          refit=refit)
     prov = provenance(method="compare_models", model="Cox proportional hazards (Efron ties, carpet.stats.cox)",
-                      c_index="Harrell (R survival concordance)", horizon=horizon,
+                      c_index="Harrell (R survival concordance), infinitesimal-jackknife SE, normal CI",
+                      horizon=horizon,
                       td_auc="cumulative/dynamic, IPCW with marginal KM censoring (Uno/Blanche)",
                       bootstrap={"n_boot": n_boot, "seed": seed, "refit": refit, "ci": "percentile",
                                  "level": 1 - alpha}, n_complete=len(data), n_dropped=len(df) - len(data))

@@ -1,0 +1,57 @@
+"""The number-formatting policy of carpet.report.format, case by case (values from the issue's examples)."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from carpet.report import format as fmt
+
+
+@pytest.mark.parametrize("p, text", [(0.0004, "< 0.001"), (0.000999, "< 0.001"), (0.001, "0.0010"),
+                                     (0.00309, "0.0031"), (2.257e-10, "< 0.001"), (0.0499, "0.050"),
+                                     (0.072, "0.072"), (0.0999, "0.10"), (0.83, "0.83"), (0.9999, "1.0"),
+                                     (1.0, "1.0"), (float("nan"), "NA"), (None, "NA"), (pd.NA, "NA")])
+def test_p_values_journal_style(p, text):
+    assert fmt.p_value(p) == text
+
+
+def test_p_in_text_is_never_equals_less_than():
+    assert fmt.p_equals(0.0001) == "p < 0.001"
+    assert fmt.p_equals(0.033) == "p = 0.033"
+    assert "= <" not in fmt.p_equals(1e-12)
+
+
+def test_monte_carlo_p_below_one_over_b():
+    assert fmt.mc_p_value(0.0, 100_000) == "< 0.00001"
+    assert fmt.mc_p_value(1e-5 / 2, 100_000) == "< 0.00001"
+    assert fmt.mc_p_value(0.0, 1000) == "< 0.001"
+    assert fmt.mc_p_value(0.012, 1000) == "0.012"
+
+
+def test_per_unit_hazard_ratio_keeps_its_meaning():
+    """1.0012 (0.99974–1.0026) must not print as 1 (1–1) nor 1.00 (1.00–1.00): its CI contains 1."""
+    text = fmt.estimate_ci(1.0012, 0.99974, 1.0026)
+    assert text == "1.0012 (0.9997–1.0026)"
+    est, lo, hi = (float(v) for v in text.replace("(", " ").replace(")", " ").replace("–", " ").split())
+    assert lo < 1 < hi
+    assert fmt.estimate_ci(2.31, 1.2, 4.456) == "2.31 (1.20–4.46)"
+    assert fmt.estimate_ci(0.5, None, 0.9) == "0.50 (NA–0.90)"
+
+
+def test_fit_statistics_one_decimal_so_close_models_differ():
+    assert [fmt.fit_statistic(v) for v in (1060.97, 1063.75, 1056.84, -528.44)] == \
+        ["1061.0", "1063.8", "1056.8", "-528.4"]
+
+
+@pytest.mark.parametrize("value", [122.5, 54.3, 321.98765432, 0.1234567, 7.0])
+def test_cutpoint_prints_the_value_used_for_the_split(value):
+    assert float(fmt.cutpoint(value)) == value
+
+
+def test_missing_words_each_have_one_meaning():
+    assert fmt.time_value(None) == "NR"  # a median not reached
+    assert fmt.time_value(None, missing=fmt.NA) == "NA"
+    assert fmt.estimate(math.nan) == "NA"
+    assert fmt.percent(3, 0) == "NA" and fmt.percent(35, 60) == "35 (58%)"
+    assert fmt.number(12.0) == "12" and fmt.number(0.512) == "0.512" and fmt.number(54.31) == "54.3" and fmt.number(1234.56) == "1235"
