@@ -39,7 +39,7 @@ def test_small_demo_writes_report_and_tables(tmp_path):
         assert (tmp_path / "cohorts" / name / "patients.csv").is_file()
     # IMWG progression recovered from the simulated labs (every Moffitt-like patient progressed by design)
     progression = pd.read_csv(tmp_path / "imwg" / "progression.csv")
-    patients = pd.read_csv(tmp_path / "cohorts" / "moffitt_post_cart" / "patients.csv")
+    patients = pd.read_csv(tmp_path / "cohorts" / "moffitt_post_cart" / "truth.csv")
     merged = patients.merge(progression, on="patient_id", suffixes=("_sim", "_imwg"))
     assert len(merged) == len(patients)
     assert (merged["progression_date_sim"] == merged["progression_date_imwg"]).all()

@@ -107,13 +107,17 @@ def test_write_labels_simulated_and_reads_back_identically(tmp_path):
     for study in STUDIES:
         c = simulate_cohort(study, seed=3)
         paths = c.write(tmp_path / study)
-        assert set(paths) == {"patients", "readme", "cohort"} | ({"labs"} if STUDIES[study].disease == "MM" else set())
+        assert set(paths) == ({"patients", "truth", "readme", "cohort"} | ({"labs"} if STUDIES[study].disease == "MM"
+                                                                         else set())
+                              | ({"therapies"} if c.therapies is not None else set()))
         assert "SIMULATED DATA - NOT REAL PATIENTS" in paths["readme"].read_text()
         raw = pd.read_csv(paths["patients"])  # plain pandas, as Excel / R would see it
-        assert raw.shape == c.patients.shape and raw["simulated"].all()
+        assert raw.shape == c.raw_patients.shape and raw["simulated"].all()
+        assert not set(STUDIES[study].truth_only) & set(raw.columns)
         if "infusion_date" in raw:
             assert raw["infusion_date"].str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
-        pd.testing.assert_frame_equal(read_patients(paths["patients"]), c.patients)
+        pd.testing.assert_frame_equal(read_patients(paths["truth"]), c.patients)
+        pd.testing.assert_frame_equal(read_patients(paths["patients"]), c.raw_patients)
         meta = json.loads(paths["cohort"].read_text())
         assert meta["simulated"] is True and meta["seed"] == 3 and meta["targets"]["n"]["value"] == len(raw)
 
@@ -239,7 +243,7 @@ def test_moffitt_medians_not_used_in_the_fit(endpoint, with_site, without_site):
 def test_moffitt_first_salvage_classes():
     df = pooled("moffitt_post_cart")
     counts = {"bcma_bispecific": 29, "gprc5d_bispecific": 8, "conventional_combination": 46, "clinical_trial": 2,
-              "other_bcma_targeted": 4, "hospice": 7, "unknown": 10}
+              "other_bcma": 4, "hospice": 7, "unknown": 10}
     assert set(df["first_salvage_class"]) <= set(counts)
     for k, v in counts.items():
         assert_prevalence(df["first_salvage_class"] == k, v / 106, k)

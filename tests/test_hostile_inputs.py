@@ -181,12 +181,85 @@ def _imwg_tables(tmp: Path, pid: str = "P1", second_value: float | None = None):
             "--out", str(tmp / "o")]
 
 
+def imwg_spoiled(how: str):
+    def build(base, tmp):
+        argv = _imwg_tables(tmp)
+        patients = tmp / "patients.csv"
+        if how == "semicolon":
+            patients.write_text(patients.read_text().replace(",", ";"))
+        elif how == "header_only":
+            patients.write_text(patients.read_text().splitlines()[0] + "\n")
+        else:  # a folder where the file should be
+            patients.unlink()
+            patients.mkdir()
+        return argv
+    return build
+
+
 def imwg_dup_numeric(base, tmp):
     return _imwg_tables(tmp, second_value=0.7)
 
 
 def imwg_evil(base, tmp):
     return _imwg_tables(tmp, pid="=HYPERLINK(\"http://x\",\"y\")")
+
+
+def analyze_case(change, analyses=None, endpoints=None, title="t"):
+    """A small clinical table (tests/test_analyze) with one column spoiled, and a KM plan on it."""
+    def build(base, tmp):
+        import yaml
+        from test_analyze import _small_cohort
+
+        df = _small_cohort().assign(t=np.linspace(1, 24, 24), e=[1, 0] * 12)
+        df = df.astype({"t": object, "e": object})
+        change(df)
+        df.to_csv(tmp / "patients.csv", index=False, date_format="%Y-%m-%d")
+        plan = {"title": title, "endpoints": endpoints or {"pfs": {"time": "t", "event": "e"}},
+                "analyses": analyses or [{"type": "km", "endpoint": "pfs", "by": "arm"}]}
+        (tmp / "plan.yaml").write_text(yaml.safe_dump(plan))
+        return ["analyze", "--clinical", str(tmp / "patients.csv"), "--plan", str(tmp / "plan.yaml"),
+                "--out", str(tmp / "o")]
+    return build
+
+
+def _spoil(column, rows, value):
+    def change(df):
+        df.loc[rows, column] = value
+    return change
+
+
+def batch_case(spoil: str):
+    """ROOT with a good NIfTI study S1 and, per ``spoil``, broken or odd studies."""
+    def build(base, tmp):
+        root = tmp / "root"
+        (root / "S1").mkdir(parents=True)
+        shutil.copy(base / "pet.nii.gz", root / "S1" / "pet.nii.gz")
+        if spoil == "corrupt":
+            nii_trunc(base, tmp)
+            (root / "S2").mkdir()
+            shutil.move(tmp / "pet.nii.gz", root / "S2" / "pet.nii.gz")
+            (root / "S3").mkdir()
+            nan = _suv().astype(np.float32)
+            nan[0, 0, 0] = np.nan
+            _nifti(root / "S3", "pet.nii.gz", nan)
+        elif spoil == "healthy":
+            write_series(root / "S2" / "pet", np.minimum(_suv(), 3.0) * BQML_PER_SUV, spacing=SPACING, origin=ORIGIN)
+        else:
+            (root / "=HYPERLINK(x)").mkdir()
+            shutil.copy(base / "pet.nii.gz", root / "=HYPERLINK(x)" / "pet.nii.gz")
+        return ["batch", str(root), "--workers", "1", "--no-progress", "--out", str(tmp / "o")]
+    return build
+
+
+def corrupt_studies_failed(tmp: Path) -> None:
+    errors = pd.read_csv(tmp / "o" / "errors.csv").set_index("study_id")["message"]
+    assert sorted(errors.index) == ["S2", "S3"]
+    assert "truncated" in errors["S2"] and "NaN" in errors["S3"]
+
+
+def healthy_study_done(tmp: Path) -> None:
+    imaging = pd.read_csv(tmp / "o" / "imaging.csv").set_index("study_id")
+    assert imaging.loc["S2", "status"] == "done" and imaging.loc["S2", "mtv_ml"] == 0
 
 
 # --- checks of outputs, for cases that exit 0 ----------------------------------------------------
@@ -207,9 +280,13 @@ def one_lesion(tmp: Path) -> None:
 
 def no_formula_cells(tmp: Path) -> None:
     for csv in (tmp / "o").glob("*.csv"):
-        cells = pd.read_csv(csv, dtype=str, keep_default_na=False).to_numpy().ravel()
+        cells = pd.read_csv(csv, dtype=str, keep_default_na=False, header=None, comment="#").to_numpy().ravel()
         assert not [c for c in cells if c[:1] in ("=", "+", "@")], csv
-        assert any(c.startswith("'=HYPERLINK") for c in cells), csv
+        assert any(c.startswith("'=HYPERLINK") for c in cells) or "=HYPERLINK" not in csv.read_text(), csv
+
+
+def reports_written(tmp: Path) -> None:
+    assert (tmp / "o" / "report.pdf").is_file() and (tmp / "o" / "report.html").is_file()
 
 
 # id, builder, exit code, words (regex, searched in stdout + stderr), check of the outputs
@@ -253,6 +330,28 @@ CASES = [
     ("dcm_healthy", no_lesion((), scale=0.5), 0, r"0 lesions, MTV 0\.00", no_lesion_outputs),
     ("imwg_dup_numeric", imwg_dup_numeric, 0, r"labs\.csv: rows \d, \d: serum_m_protein .*different values", None),
     ("imwg_evil_csv", imwg_evil, 0, r"1 patients", no_formula_cells),
+    ("imwg_semicolon", imwg_spoiled("semicolon"), 1, r"patients\.csv.*separated by semicolons", None),
+    ("imwg_header_only", imwg_spoiled("header_only"), 1, r"patients\.csv.*header row but no patient rows", None),
+    ("imwg_dir_as_file", imwg_spoiled("dir"), 1, r"patients\.csv: is a folder", None),
+    ("an_plan_dir", lambda b, t: ["analyze", "--clinical", str(_imwg_tables(t) and t / "patients.csv"), "--plan",
+                                  str(t), "--out", str(t / "o")], 1, r"is a folder; expected a YAML plan", None),
+    ("an_mathtext_title2", analyze_case(_spoil("arm", slice(0, 11), "$x^{2$"), title="Gain of $x^{2$ in MTV"),
+     0, r"1 analyses", reports_written),
+    ("an_neg_dates", analyze_case(lambda df: None, [{"type": "km", "endpoint": "os", "by": "arm"}],
+                                  {"os": {"start": "infusion_date", "event_date": "nosuch_date",
+                                          "censor_date": "last_followup_date"}}),
+     1, r"endpoints\.os: date column\(s\) \['nosuch_date'\] not in the data",
+     None),
+    ("b_corrupt", batch_case("corrupt"), 0, r"3 studies: 1 done, 0 skipped, 2 failed", corrupt_studies_failed),
+    ("b_healthy", batch_case("healthy"), 0, r"2 studies: 2 done", healthy_study_done),
+    ("b_formula_ids", batch_case("formula"), 0, r"2 studies: 2 done", no_formula_cells),
+    ("an_eventyes", analyze_case(_spoil("e", [2, 5, 7], "yes")), 1,
+     r"column 'e' holds 3 value\(s\) that are not numbers: P002 \('yes'\)", None),
+    ("an_timetext", analyze_case(_spoil("t", [1, 4, 9], "abc")), 1,
+     r"column 't' holds 3 value\(s\) that are not numbers: P001 \('abc'\)", None),
+    ("an_evil2", analyze_case(_spoil("arm", slice(0, 11), '=HYPERLINK("http://x","y")'),
+                              [{"type": "table1", "by": "arm", "continuous": ["age_years"]}]),
+     0, r"1 analyses", no_formula_cells),
 ]
 
 

@@ -77,3 +77,65 @@ def test_unknown_lesion_and_ambiguous_study_refused(study, tmp_path):
                             "--study-id", "s1", "--out", str(tmp_path / "x")])
     said = " ".join(r.output.split())
     assert r.exit_code == 1 and "has no lesion 99 (its lesions: 1, 2," in said and "line 2" in said
+
+
+def test_review_page_draws_reader_exclusions_and_site_evidence(study):
+    from carpet.report.review import EXCLUDED_COLOUR, site_reason
+
+    folder, _ = study
+    page = (folder / "read").joinpath("review.html")
+    assert not page.exists()
+    row = {"site": "bone", "bone_fraction": 0.5, "distance_to_bone_mm": 0.0, "depth_in_bone_mm": 5.0,
+           "bone_contact_fraction": 0.8, "volume_outside_bone_ml": 1.25}
+    assert site_reason(row) == ("bone: in bone 50%, distance to bone 0.0 mm, depth in bone 5.0 mm, "
+                                "surface touching bone 80%, outside bone 1.25 mL")
+    assert site_reason({**row, "site_by": "reader"}) == "bone: set by the reader (override)"
+    assert EXCLUDED_COLOUR not in ("#0072B2", "#E69F00", "#D55E00", "#CC79A7", "#009E73")
+
+
+def test_batch_applies_each_studys_overrides_and_reruns_only_when_they_change(study, tmp_path):
+    from carpet.batch import run_batch
+
+    folder, paths = study
+    plain = pd.read_csv(folder / "plain" / "lesions.csv")
+    for sid in ("s1", "s2"):
+        (tmp_path / "root" / sid).mkdir(parents=True)
+        for role in ("pet", "ct"):
+            (tmp_path / "root" / sid / f"{role}.nii.gz").symlink_to(paths[role])
+    gone = plain.iloc[0]
+    ovr = tmp_path / "ovr.csv"
+    ovr.write_text(f"study_id,lesion_id,action,site,reason\ns1,{gone.lesion_id},exclude,,bowel\n")
+    first = run_batch(tmp_path / "root", tmp_path / "out", overrides=ovr, progress=False)
+    imaging = pd.read_csv(first.paths["imaging"]).set_index("study_id")
+    assert imaging.at["s1", "mtv_ml"] == pytest.approx(imaging.at["s2", "mtv_ml"] - gone.volume_ml)
+    again = run_batch(tmp_path / "root", tmp_path / "out", overrides=ovr, progress=False)
+    assert again.counts["skipped"] == 2
+    ovr.write_text(f"study_id,lesion_id,action,site,reason\ns1,{gone.lesion_id},site,bone,lytic\n")
+    third = run_batch(tmp_path / "root", tmp_path / "out", overrides=ovr, progress=False)
+    assert third.outcomes.set_index("study_id")["status"].to_dict() == {"s1": "done", "s2": "skipped"}
+    summary = json.loads((tmp_path / "out" / "studies" / "s1" / "summary.json").read_text())
+    assert summary["provenance"]["overrides"]["applied"][0]["site"] == "bone"
+
+
+def test_include_brings_back_an_excluded_component_as_the_next_lesion():
+    from carpet.overrides import overrides_for
+    from carpet.quantify import quantify_study
+    from carpet.synth.phantom import PhantomSpec, make_phantom
+
+    ph = make_phantom(PhantomSpec.small(seed=2, physiological_uptake=True))
+    plain = quantify_study(ph.pet, ct=ph.ct, method="suv4")
+    comp = plain.excluded_table.iloc[0]
+    rows = pd.DataFrame({"study_id": ["s"], "lesion_id": [int(comp.component_id)], "action": ["include"],
+                         "site": [""], "reason": ["not myocardium"], "line": [2]})
+    read = quantify_study(ph.pet, ct=ph.ct, method="suv4", overrides=overrides_for(rows, None))
+    s = read.summary
+    new_id = plain.summary["n_lesions"] + 1
+    assert s["n_lesions"] == new_id and new_id in set(read.lesions["lesion_id"])
+    assert s["mtv_ml"] == pytest.approx(plain.summary["mtv_ml"] + comp.volume_ml)
+    assert s["excluded"]["n_components"] == plain.summary["excluded"]["n_components"] - 1
+    assert s["provenance"]["overrides"]["applied"] == [
+        {"component_id": int(comp.component_id), "action": "include", "lesion_id": new_id,
+         "reason": "not myocardium", "volume_ml_added": pytest.approx(comp.volume_ml)}]
+    bad = rows.assign(lesion_id=[9])
+    with pytest.raises(InputError, match="no excluded component 9"):
+        quantify_study(ph.pet, ct=ph.ct, method="suv4", overrides=overrides_for(bad, None))

@@ -54,4 +54,4 @@ def test_missing_words_each_have_one_meaning():
     assert fmt.time_value(None, missing=fmt.NA) == "NA"
     assert fmt.estimate(math.nan) == "NA"
     assert fmt.percent(3, 0) == "NA" and fmt.percent(35, 60) == "35 (58%)"
-    assert fmt.number(12.0) == "12" and fmt.number(0.512) == "0.51" and fmt.number(54.31) == "54.3" and fmt.number(1234.56) == "1235"
+    assert fmt.number(12.0) == "12" and fmt.number(0.512) == "0.512" and fmt.number(54.31) == "54.3" and fmt.number(1234.56) == "1235"

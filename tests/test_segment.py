@@ -191,8 +191,10 @@ def test_quantify_auto_exclude_records_what_was_removed():
 
     a, sp, z, brain, bulky, small = _head_and_body()
     pet = Volume(a, sp, origin=(0.0, 0.0, 0.0))
-    off = quantify_study(pet)
-    on = quantify_study(pet, auto_exclude=True)
+    # the legacy brain rule alone: the physiology rules (on by default) would take the lone hot mid-line
+    # mass of this block for the bladder (docs/physiology.md, failure modes)
+    off = quantify_study(pet, keep_physiological=True)
+    on = quantify_study(pet, auto_exclude=True, keep_physiological=True)
     assert off.summary["n_lesions"] == 3 and on.summary["n_lesions"] == 2
     removed = on.summary["provenance"]["segmentation"]["auto_exclude"]["removed"]
     assert removed["region"] == "brain" and removed["volume_ml"] == pytest.approx(brain.sum() * 0.064)

@@ -258,7 +258,12 @@ def test_fisher_rxc_matches_brute_force(table):
 def test_fisher_falls_back_to_monte_carlo_and_says_so():
     table = np.array([[35, 18, 3, 2], [7, 17, 0, 1], [3, 3, 4, 0], [3, 4, 0, 0]])
     res = fisher_test(table, max_tables=1000, seed=1)
-    assert "Monte Carlo" in res.test and 0 <= res.p_value <= 1
+    assert "Monte Carlo, B = 100,000" in res.test and 0 <= res.p_value <= 1
+    assert res.p_text.endswith("(Monte Carlo, B = 100,000)")
+    # a table no draw matches: the p-value is only bounded, and printed as such
+    extreme = np.array([[30, 0, 0, 0], [0, 20, 0, 0], [0, 0, 15, 0], [0, 0, 0, 12]])
+    res = fisher_test(extreme, max_tables=10, seed=1)
+    assert res.p_text == "< 1/100,000 (Monte Carlo, B = 100,000)" and res.p_value == 1e-5
 
 
 def test_format_p():

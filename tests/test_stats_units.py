@@ -181,13 +181,13 @@ def test_cox_drops_rows_with_missing_values_and_counts_them():
     assert fit.params["x"] == pytest.approx(cox(d.dropna(), covariates=["x", "z"]).params["x"], abs=1e-12)
 
 
-def test_cox_refuses_constant_and_separating_covariates():
+def test_cox_refuses_constant_and_warns_on_separating_covariates():
     d = pd.DataFrame({"time": [1, 2, 3, 4, 5, 6], "event": [1, 1, 0, 1, 1, 0], "x": [1] * 6, "y": [0, 1] * 3})
     with pytest.raises(InputError, match=r"\['x'\] take a single value"):
         cox(d, covariates=["x", "y"])
-    separated = d.assign(event=[0, 0, 0, 1, 1, 1], x=[0, 0, 0, 1, 1, 1])
-    with pytest.raises(InputError, match="separates events"):
-        cox(separated, covariates=["x"])
+    # R runs out of its 20 iterations here and says so (values in test_stats_cox_r.py)
+    separated = cox(d.assign(event=[1, 1, 1, 0, 0, 0], x=[1, 1, 1, 0, 0, 0]), covariates=["x"])
+    assert separated.warnings == ("Ran out of iterations and did not converge",)
 
 
 def test_logrank_group_without_expected_events_drops_out_like_survdiff():

@@ -58,6 +58,7 @@ def test_every_lesion_matched_new_or_resolved_as_designed(rotation, shift):
             assert row.change == "new" and pd.isna(row.baseline_lesion_id)
         else:
             assert row.change == "matched" and base_ids[int(row.baseline_lesion_id)] == truth
+            assert row.match_by == "overlap"     # the shrunk lesion still overlaps its aligned baseline
     status = {base_ids[int(r.baseline_lesion_id)]: r.status for r in tracked.baseline_lesions.itertuples()}
     assert sorted(k for k, v in status.items() if v == "resolved") == pair.truth["resolved"]
     assert all(v in ("matched", "resolved") for v in status.values())
@@ -133,6 +134,7 @@ def test_alignment_refused_with_reason_and_no_matching():
     assert tracked.lesions["change"].tolist() == [""] and tracked.lesions["baseline_lesion_id"].isna().all()
 
 
+@pytest.mark.slow
 def test_cli_followup_contract_files(tmp_path):
     pair = make_phantom_pair(rotation_deg=(0, 3, 0), shift_mm=(0, 0, 20))
     paths = {}
@@ -145,7 +147,7 @@ def test_cli_followup_contract_files(tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "b" / "align_ct.nii.gz").is_file() and (tmp_path / "b" / "align_pt.nii.gz").is_file()
     r = runner.invoke(app, ["quantify", str(paths["fu"][0]), "--ct", str(paths["fu"][1]),
-                            "--baseline", str(tmp_path / "b"), "--out", str(tmp_path / "f")])
+                            "--baseline", str(tmp_path / "b"), "--out", str(tmp_path / "f"), "--review"])
     assert r.exit_code == 0, r.output
     table = pd.read_csv(tmp_path / "f" / "lesions.csv")
     assert {"baseline_lesion_id", "change"} <= set(table.columns)
@@ -156,3 +158,46 @@ def test_cli_followup_contract_files(tmp_path):
     assert (tmp_path / "f" / "baseline_lesions.csv").is_file()
     tx = sitk.ReadTransform(str(tmp_path / "f" / "alignment.tfm"))
     assert np.allclose(tx.TransformPoint((0.0, 0.0, 0.0)), (0.0, 0.0, 20.0), atol=2.0)
+    # the review page: the MIP, then one figure per lesion, a matched lesion drawn beside its baseline lesion
+    page = (tmp_path / "f" / "review.html").read_text()
+    assert page.count("<img") == 1 + len(table)
+    for row in table.itertuples():
+        assert f"Lesion {row.lesion_id}: {row.site}" in page
+    assert "Status of every baseline lesion" in page and "resolved" in page
+    assert "http" not in page.split("<body>")[1].split("Provenance")[0]   # nothing fetched
+
+
+@pytest.mark.slow
+def test_batch_pairs_each_patients_scans_by_date_and_writes_tracks(tmp_path):
+    from carpet.batch import run_batch
+
+    changing = make_phantom_pair(rotation_deg=(0, 0, 6), shift_mm=(15, 0, -10))
+    stable = make_phantom_pair(rotation_deg=(4, 0, 0), shift_mm=(0, 20, 0), n_resolved=0, new_lesions=())
+    root = tmp_path / "root"
+    scans = {"a_first": changing.baseline, "a_later": changing.followup, "b_zlast": stable.baseline,
+             "b_early": stable.followup}   # names sort against the dates: the table decides
+    for sid, ph in scans.items():
+        write_nifti(ph.pet, root / sid / "pet.nii.gz")
+        write_nifti(ph.ct, root / sid / "ct.nii.gz")
+    (tmp_path / "studies.csv").write_text("study_id,patient_id,study_date\na_first,P1,2024-01-10\n"
+                                          "a_later,P1,2024-02-12\nb_zlast,P2,2024-03-01\nb_early,P2,2024-06-01\n")
+    result = run_batch(root, tmp_path / "out", studies_table=tmp_path / "studies.csv", progress=False)
+    assert result.counts["done"] == 4
+    tracks = pd.read_csv(result.paths["tracks"])
+    pairs = pd.read_csv(result.paths["pairs"])
+    assert pairs[["patient_id", "baseline_study", "followup_study"]].values.tolist() == [
+        ["P1", "a_first", "a_later"], ["P2", "b_zlast", "b_early"]]
+    assert (pairs["status"] == "done").all()
+    assert pairs["n_new_lesions"].tolist() == [2, 0] and pairs["n_resolved_lesions"].tolist() == [2, 0]
+    p1 = tracks[tracks["patient_id"] == "P1"]
+    first = p1[p1["study_id"] == "a_first"]
+    later = p1[p1["study_id"] == "a_later"]
+    assert set(first["change"]) == {"first"} and len(first) == 8
+    assert later["change"].value_counts().to_dict() == {"matched": 6, "new": 2, "resolved": 2}
+    # a matched lesion continues the track of the baseline lesion it matched; new ones start tracks
+    by_lesion = first.set_index("lesion_id")["track_id"]
+    for r in later[later["change"] == "matched"].itertuples():
+        assert r.track_id == by_lesion[r.previous_lesion_id]
+    assert set(later.loc[later["change"] == "new", "track_id"]).isdisjoint(set(first["track_id"]))
+    assert tracks.loc[tracks["patient_id"] == "P2", "change"].value_counts().to_dict() == {"first": 8,
+                                                                                         "matched": 8}

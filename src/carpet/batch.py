@@ -324,6 +324,7 @@ class StudyTask:
     force: bool = False
     retry_failed: bool = False
     salt: str | None = None
+    overrides: str | None = None
 
 
 def run_study(task: StudyTask) -> dict[str, Any]:
@@ -342,6 +343,11 @@ def run_study(task: StudyTask) -> dict[str, Any]:
     logs = out / "logs"
     failed_marker = logs / f"{sid}.failed.json"
     expect = {"options": task.options.marker(), "carpet_version": __version__}
+    if task.overrides:  # the study's own override rows: a change to them (only) recomputes the study
+        from carpet.overrides import read_overrides
+
+        rows = read_overrides(task.overrides)
+        expect["overrides"] = rows.loc[rows["study_id"] == sid, ["lesion_id", "action", "site"]].to_json()
     outcome = {"study_id": sid, "status": "skipped", "stage": None, "message": None}
     stage, listing, done = "discover", None, None
     try:
@@ -432,7 +438,8 @@ def _quantify_tmp(inputs: StudyInputs, tmp: Path, task: StudyTask, sid: str, scr
     paths = inputs.paths()
     result = run_quantify(paths["pet"], out_dir=tmp, ct_path=paths.get("ct"),
                           lesions_path=paths.get("lesions"), exclude_path=paths.get("exclude"),
-                          method=opts.method,
+                          method=opts.method, pseudonym=sid,  # the SEG carries the study id, no identity
+                          overrides_path=task.overrides, study_id=sid,
                           params=SegmentParams(connectivity=opts.connectivity,
                                                min_volume_ml=opts.min_volume_ml))
     recorded = result.summary["provenance"]["inputs"]
@@ -473,7 +480,8 @@ class BatchResult:
 def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler: str | None = None,
               options: BatchOptions | None = None, force: bool = False, retry_failed: bool = False,
               salt: str | None = None, mapping_path: str | Path | None = None,
-              studies_table: str | Path | None = None, progress: bool = True) -> BatchResult:
+              studies_table: str | Path | None = None, progress: bool = True,
+              overrides: str | Path | None = None) -> BatchResult:
     """Quantify every study of ``root`` into ``out``; see the module docstring for layout and files.
 
     Parameters
@@ -497,6 +505,10 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
         that :func:`carpet.cohort.schema.read_imaging` can read it.
     progress : bool
         Show a progress bar (done/total, ETA) on stderr.
+    overrides : path, optional
+        Reader overrides CSV (:mod:`carpet.overrides`; study ids as written in ``out``): each study's rows are
+        applied. With ``studies_table``, each patient's scans are also paired by date and the lesion tracks
+        written to ``tracks.csv`` and ``pairs.csv`` (:func:`carpet.tracking.write_series`).
     """
     t0 = time.perf_counter()
     options = options or BatchOptions()
@@ -509,6 +521,10 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
     if options.method not in (None, "all", *METHODS):  # fail once here, not once per study
         raise InputError(f"unknown method {options.method!r}; expected one of {', '.join(METHODS)} or all",
                          hint="--method suv4")
+    if overrides is not None:  # a bad file fails once here, not once per study
+        from carpet.overrides import read_overrides
+
+        read_overrides(overrides)
     # absolute: Dask workers and worker processes may run in another working directory
     root, out = Path(root).absolute(), Path(out).absolute()
     _refuse_out_in_study(root, out)
@@ -520,12 +536,17 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
         _check_scheduler(scheduler)
     with owned_dir(out, "batch"):
         _clear_leftovers(out, set(out_ids.values()))
-        tasks = [StudyTask(s, str(out), options, force, retry_failed, salt) for s in sources]
+        tasks = [StudyTask(s, str(out), options, force, retry_failed, salt,
+                           None if overrides is None else str(overrides)) for s in sources]
         table = pd.DataFrame(list(_execute(tasks, workers, scheduler, progress)))
         table = table.sort_values("study_id").reset_index(drop=True)
         if mapping_path:
             write_csv(pd.DataFrame(out_ids.items(), columns=["study_id", "pseudonym"]), mapping_path)
         paths = aggregate(out, table, studies=studies)
+        if studies is not None:
+            from carpet.tracking import write_series
+
+            paths.update(write_series(out, studies, table))
         counts = {"total": len(table), **{s: int((table["status"] == s).sum())
                                           for s in ("done", "skipped", "failed")}}
         seconds = time.perf_counter() - t0
@@ -624,14 +645,13 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
                 bar.advance(job)
         return
     try:
-        with terminate_as_interrupt(), bar:  # SIGTERM, like Ctrl-C, stops the workers before exiting
+        with terminate_as_interrupt(raise_now=False), bar:  # SIGTERM, like Ctrl-C, stops the workers
             job = bar.add_task("batch", total=len(tasks))
             for outcome in run_in_workers(run_study, tasks, workers, _lost):
                 bar.advance(job)
                 yield outcome
-    except BaseException:
-        _clear_leftovers(Path(tasks[0].out))  # the stopped workers' unfinished study folders
-        raise
+    finally:
+        _clear_leftovers(Path(tasks[0].out))  # study folders left unfinished by lost or stopped workers
 
 
 def _result(future, task: StudyTask) -> dict[str, Any]:

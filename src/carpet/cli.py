@@ -124,6 +124,10 @@ def quantify(
         False, "--auto-exclude",
         help="Also remove the brain (conservative rule: a component ≥ 500 mL in the top 30 cm); other organs "
              "need --exclude."),
+    keep_physiological: bool = typer.Option(
+        False, "--keep-physiological",
+        help="Keep brain, myocardium, kidneys and bladder in the lesions. By default the physiology rules "
+             "(PET only) exclude them and list each excluded component in excluded.csv / excluded.nii.gz."),
     baseline: Optional[Path] = typer.Option(None, "--baseline",
                                             help="OUT folder of this patient's baseline quantify run: "
                                                  "adds the Lugano response (delta SUVmax)."),
@@ -138,6 +142,8 @@ def quantify(
     study_id: Optional[str] = typer.Option(None, "--study-id",
                                            help="This study's id in the overrides file (needed when it "
                                                 "holds several studies)."),
+    review: bool = typer.Option(False, "--review", help="Also write OUT/review.html: MIP, every lesion's PET/CT "
+                                                        "slices, measures and site evidence (baseline beside)."),
     out: Path = typer.Option(Path("carpet-quantify"), "--out", help="Output folder."),
 ) -> None:
     """Segment and measure lesions: writes lesions.csv, summary.json and lesions.nii.gz in OUT.
@@ -158,6 +164,7 @@ def quantify(
                               method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
                               auto_exclude=auto_exclude, baseline_dir=baseline, roi=roi,
                               keep_identity=keep_identity, overrides_path=overrides, study_id=study_id,
+                              keep_physiological=keep_physiological, review=review,
                               params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml,
                                                    seed_suv=seed_suv))
     s = result.summary
@@ -165,6 +172,10 @@ def quantify(
         err.print(f"[yellow]warning:[/] {note}", highlight=False)
     typer.echo(f"{s['method']}: {s['n_lesions']} lesions, MTV {s['mtv_ml']:.2f} mL, TLG {s['tlg']:.1f}, "
                f"Dmax {s['dmax_mm']:.1f} mm -> {out}")
+    ex = s.get("excluded", {})
+    if ex.get("n_components"):
+        organs = ", ".join(f"{o} {v['volume_ml']:.1f} mL" for o, v in ex["by_organ"].items())
+        typer.echo(f"excluded as physiological uptake: {organs} (excluded.csv; --keep-physiological keeps them)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,24 +262,42 @@ def imwg(
 @app.command()
 @_friendly_errors
 def analyze(
-    clinical: Path = typer.Option(..., "--clinical", help="PATIENTS table (CSV/XLSX)."),
+    clinical: Optional[Path] = typer.Option(None, "--clinical", help="PATIENTS table (CSV/XLSX); required unless "
+                                                                      "--describe."),
     assessments: Optional[Path] = typer.Option(None, "--assessments", help="Lab assessments (CSV/XLSX)."),
     imaging: Optional[Path] = typer.Option(None, "--imaging", help="Imaging results table (from quantify/batch)."),
     plan: Path = typer.Option(..., "--plan", help="Analysis plan (YAML)."),
-    out: Path = typer.Option(..., "--out", help="Output folder."),
-    therapies: Optional[Path] = typer.Option(None, "--therapies", help="Lines of therapy (CSV/XLSX), for IMWG."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder; required unless --describe."),
+    therapies: Optional[Path] = typer.Option(None, "--therapies", help="Lines of therapy (CSV/XLSX): regimen, "
+                                                                       "start, best response, progression."),
     include_identifiers: bool = typer.Option(False, "--include-identifiers",
                                              help="Keep name/birth date/MRN columns (dropped by default)."),
+    xlsx: bool = typer.Option(False, "--xlsx", help="Also write tables.xlsx: one sheet per table."),
+    page_size: str = typer.Option("A4", "--page-size", help="PDF page size: A4 or Letter."),
+    describe: bool = typer.Option(False, "--describe", help="List the input tables and columns the plan needs, and "
+                                                            "what each must hold; run nothing."),
 ) -> None:
-    """Run an analysis plan: Table 1, survival curves, tests, cut-points, transitions; HTML and PDF reports."""
+    """Run an analysis plan: Table 1, survival curves, tests, cut-points, transitions; HTML and PDF reports.
+
+    The plan language is documented in docs/plans.md.
+    """
     from carpet.analyze import run_analysis
     from carpet.cohort.schema import read_patients
     from carpet.io.outdir import staged_dir
+    from carpet.errors import InputError
+
+    if describe:
+        from carpet.analyze import describe_plan
+
+        typer.echo(describe_plan(plan))
+        return
+    if clinical is None or out is None:
+        raise InputError("carpet analyze needs --clinical PATIENTS.csv and --out DIR (or --describe)")
 
     with staged_dir(out, "analyze") as stage:
         result = run_analysis(read_patients(clinical), plan, stage, imaging=imaging, assessments=assessments,
                               therapies=therapies,
-                              include_identifiers=include_identifiers,
+                              include_identifiers=include_identifiers, xlsx=xlsx, page_size=page_size,
                               input_files={"clinical": clinical, "imaging": imaging, "assessments": assessments,
                                            "therapies": therapies})
     for note in result.notes:
@@ -303,6 +332,8 @@ def batch(
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="With --pseudonymize: write study_id,pseudonym "
                                                                    "here (keep it away from the results)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
+    overrides: Optional[Path] = typer.Option(None, "--overrides", help="Reader overrides CSV (study_id as in OUT, "
+                                                                       "lesion_id, action, site, reason)."),
 ) -> None:
     """Quantify many studies: resumable, with progress, locally or on a Dask cluster.
 
@@ -312,7 +343,8 @@ def batch(
     anywhere below, each series in its own folder. Two candidates for a role are an error.
     Writes OUT/studies/<study_id>/ (quantify outputs + done.json), imaging.csv, lesions.csv,
     errors.csv, logs/ and batch.json. Rerunning skips studies whose inputs and options are
-    unchanged. No DICOM patient tag is read into the outputs.
+    unchanged. No DICOM patient tag is read into the outputs. With --studies, each patient's
+    scans are paired by date: tracks.csv (patient, lesion track, scan date, measures) and pairs.csv.
     """
     from carpet.batch import BatchOptions, run_batch
     from carpet.errors import InputError
@@ -322,7 +354,7 @@ def batch(
     result = run_batch(root, out, workers=workers, scheduler=scheduler,
                        options=BatchOptions(method=method, connectivity=connectivity, min_volume_ml=min_volume_ml),
                        force=force, retry_failed=retry_failed, salt=salt if pseudonymize else None,
-                       mapping_path=mapping, studies_table=studies, progress=progress)
+                       mapping_path=mapping, studies_table=studies, progress=progress, overrides=overrides)
     c = result.counts
     typer.echo(f"{c['total']} studies: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed "
                f"in {result.seconds:.1f} s -> {out}")
@@ -342,7 +374,7 @@ def demo(
 ) -> None:
     """Run carpet end to end on simulated data and write an HTML report in OUT.
 
-    Needs no input: it simulates the three published cohorts, builds and quantifies PET/CT phantoms
+    Needs no input: it simulates the four published cohorts, builds and quantifies PET/CT phantoms
     of some patients, derives IMWG progression from simulated labs and runs the packaged analysis
     plans. Writes OUT/index.html (the report; its path is printed), imaging.csv, cohorts/<study>/,
     studies/<study_id>/, imwg/ and analysis/<plan>/. Everything is labelled as simulated.

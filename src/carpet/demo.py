@@ -1,6 +1,6 @@
 """``carpet demo``: the whole of carpet on simulated data, in one command.
 
-It simulates the three published cohorts carpet is built to reproduce, builds PET/CT phantoms for
+It simulates the four published cohorts carpet is built to reproduce, builds PET/CT phantoms for
 some of their patients, quantifies them as ``carpet quantify`` would, derives IMWG progression from
 simulated lab series, runs the papers' analyses from carpet's packaged plans, and writes everything — CSV
 tables, figures and one self-contained ``index.html`` — into the output folder. Every file says it
@@ -73,8 +73,10 @@ def _cohorts(state: dict) -> None:
                      "description": STUDIES[study].description})
     state["cohorts"] = cohorts
     report.section("1. Simulated cohorts")
-    report.text("Three cohorts calibrated to the published studies carpet reproduces (targets and their "
-                "sources in each cohort.json).")
+    report.text("Four cohorts calibrated to the published studies carpet reproduces (targets and their "
+                "sources in each cohort.json). Where a cohort has raw tables (patients.csv without the simulator's "
+                "answers, labs.csv, therapies.csv), its plan derives every endpoint from them; truth.csv holds the "
+                "simulator's own answers to check against.")
     report.table(pd.DataFrame(rows), caption="Cohorts")
     report.files(files)
 
@@ -127,8 +129,8 @@ def _imaging(state: dict) -> None:
                   f"Maximum-intensity projections of {pid}, the study with the most lesion sites among those "
                   "quantified; lesion outlines coloured by site; grey scale SUV 0–6 g/mL.")
     report.files([("imaging.csv", "one row per study: the measures in the table above")]
-                 + [(p.relative_to(out).as_posix(), f"{p.parent.parent.name}: {p.parent.name} {p.name}")
-                    for p in sorted((out / "studies").glob("*/*/*")) if p.parent.parent.name in set(chosen)])
+                 + [(f"studies/{pid}/", f"{pid}: input/ (PET, CT, lesion masks as NIfTI, truth.json) and quantify/ "
+                     "(lesions.csv, summary.json, lesions.nii.gz)") for pid in chosen])
 
 
 def _imwg(state: dict) -> None:
@@ -147,19 +149,22 @@ def _imwg(state: dict) -> None:
     report.text(f"`carpet imwg` derived response and progression for {len(simulated)} patients from "
                 f"{len(pd.read_csv(labs))} simulated lab values; the derived progression date equals the "
                 f"simulated one for {agree} of {len(simulated)} patients.")
-    report.table(result.progression.head(8), caption="progression.csv (first rows)")
+    contract = ["patient_id", "best_response", "progression_date", "progression_confirmed", "refractory"]
+    report.table(result.progression[contract].head(8), caption="progression.csv (first rows; contract columns)")
     report.files([(str(Path(p).relative_to(out)), name) for name, p in files.items()])
 
 
 #: (cohort, packaged analysis plan) pairs the demo runs with ``carpet analyze``
 DEMO_PLANS = [("moffitt_post_cart", "moffitt_post_progression.yaml"),
               ("certainty_pet", "certainty_mtv.yaml"),
-              ("lbcl_mtv", "lbcl_mtv_vs_ipi.yaml")]
+              ("lbcl_mtv", "lbcl_mtv_vs_ipi.yaml"),
+              ("salvage_post_bcma", "salvage_after_bcma.yaml")]
 
 
 def _analyses(state: dict) -> None:
     """The published studies' analyses, run from carpet's packaged plans (``carpet analyze``)."""
     from carpet.analyze import run_analysis
+    from carpet.synth.cohort import STUDIES
 
     report, out = state["report"], state["out"]
     plans = Path(__file__).parent / "plans"
@@ -168,7 +173,11 @@ def _analyses(state: dict) -> None:
                 "report, a PDF, one CSV per table, figures (PNG and PDF) and results.json with provenance.")
     links = []
     for study, plan in DEMO_PLANS:
-        result = run_analysis(state["cohorts"][study].patients, plans / plan, out / "analysis" / study)
+        cohort = state["cohorts"][study]
+        # the tables go in as a centre's would: patients without the simulator's answers, labs, therapies
+        raw = {"assessments": cohort.lab_series() if STUDIES[study].disease == "MM" else None,
+               "therapies": cohort.therapies}
+        result = run_analysis(cohort.raw_patients, plans / plan, out / "analysis" / study, **raw)
         links += [(f"analysis/{study}/report.html", f"{study}: {plan} (HTML)"),
                   (f"analysis/{study}/report.pdf", f"{study}: {plan} (PDF)")]
         headline = next((f for f in result.files if f.startswith("figures/") and f.endswith(".png")), None)

@@ -31,12 +31,12 @@ from carpet.errors import InputError
 from carpet.io import read_image, read_mask, write_nifti, write_seg
 from carpet.io.checks import check_pet, check_overlap
 from carpet.lesions import dmax_voxel_mm, gather_lesion_voxels, measure_lesions, study_measures
-from carpet.overrides import apply_exclusions, apply_sites, overrides_for, read_overrides
+from carpet.overrides import apply_exclusions, apply_inclusions, apply_sites, overrides_for, read_overrides
 from carpet.provenance import file_sha256, provenance
 from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
 from carpet.suv import bsa_dubois_m2
-from carpet.tracking import BaselineOutputs, alignment_references, track_followup
+from carpet.tracking import BaselineOutputs, alignment_references, read_study_outputs, track_followup
 from carpet.volume import Volume, resample_to
 from carpet.io.tables import write_csv
 
@@ -58,6 +58,12 @@ class QuantifyResult:
         Label map on the PET grid (int32; label = ``lesion_id``).
     methods : DataFrame or None
         For ``method='all'``: one row per method with the study measures.
+    excluded : Volume or None
+        Physiological uptake taken out of the (main method's) segmentation: label map on the PET grid,
+        label = ``component_id`` of ``excluded_table`` (None when the exclusion was off).
+    excluded_table : DataFrame or None
+        One row per excluded component: ``component_id, organ, volume_ml, suv_max``, centroid, ``rule``,
+        ``reason`` (:func:`carpet.anatomy.physiology.find_physiology`).
     """
 
     lesions: pd.DataFrame
@@ -65,6 +71,8 @@ class QuantifyResult:
     labels: Volume
     methods: pd.DataFrame | None = None
     extra: dict = field(default_factory=dict)
+    excluded: Volume | None = None
+    excluded_table: pd.DataFrame | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,26 +134,10 @@ def read_baseline(baseline_dir) -> dict:
 
 
 def read_baseline_outputs(baseline_dir) -> BaselineOutputs:
-    """``summary.json``, ``lesions.csv``, ``lesions.nii.gz`` and the alignment images of a baseline's
-    ``carpet quantify`` folder (for ``--baseline DIR``); what is missing is listed, not an error (the
-    follow-up is then read without lesion matching, and says why)."""
-    from carpet.io import read_nifti
-
+    """The baseline's ``carpet quantify`` folder for ``--baseline DIR`` (:func:`carpet.tracking.read_study_outputs`)."""
     summary = read_baseline(baseline_dir)
     folder = Path(baseline_dir)
-    folder = folder if folder.is_dir() else folder.parent
-    missing = [name for name in ("lesions.csv", "lesions.nii.gz") if not (folder / name).is_file()]
-    lesions = pd.DataFrame()
-    if "lesions.csv" not in missing:
-        lesions = pd.read_csv(folder / "lesions.csv")
-        need = {"lesion_id", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "suv_max", "volume_ml"}
-        if need - set(lesions.columns):
-            raise InputError(f"missing columns {sorted(need - set(lesions.columns))}", source=folder / "lesions.csv",
-                             hint="--baseline takes the --out folder of the baseline's carpet quantify run")
-    labels = None if "lesions.nii.gz" in missing else read_nifti(folder / "lesions.nii.gz")
-    refs = {m: read_nifti(folder / f"align_{m.lower()}.nii.gz") for m in ("CT", "PT")
-            if (folder / f"align_{m.lower()}.nii.gz").is_file()}
-    return BaselineOutputs(summary, lesions, labels, refs, missing)
+    return read_study_outputs(folder if folder.is_dir() else folder.parent, summary)
 
 
 def liver_reference_from_voi(pet: Volume, ct: Volume | None, centre_mm=None,
@@ -193,7 +185,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                    params: SegmentParams | None = None, liver_voi=None,
                    bsa_m2: float | None = None, inputs: dict | None = None,
                    auto_exclude: bool = False, baseline: dict | None = None,
-                   overrides: pd.DataFrame | None = None) -> QuantifyResult:
+                   overrides: pd.DataFrame | None = None,
+                   keep_physiological: bool = False) -> QuantifyResult:
     """Segment (or take the user's lesions), measure, and summarise one study.
 
     Parameters
@@ -228,6 +221,10 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     overrides : DataFrame, optional
         This study's reader overrides (:func:`carpet.overrides.read_overrides`): lesions excluded before
         measuring, sites set after classifying; each applied change is in ``provenance.overrides``.
+    keep_physiological : bool
+        Keep the components the physiology rules take for brain, myocardium, kidneys and bladder
+        (:func:`carpet.anatomy.physiology.find_physiology`); by default they are excluded from threshold
+        segmentations and listed in ``excluded_table``. A user's lesion mask is never filtered.
     """
     params = params or SegmentParams()
     if method is not None and method != "all" and method not in METHODS:
@@ -275,11 +272,25 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                           skip_unavailable=(method == "all"))
         notes += sorted({str(w.message) for w in caught})
         seg_labels, thresholds, skipped = seg.labels, seg.thresholds, seg.skipped
+    physiology = {}
+    if not keep_physiological and user is None:
+        seg_labels, physiology = _exclude_physiology(pet, seg_labels)
 
     applied = []
     if overrides is not None and len(overrides) and methods[0] in seg_labels:
-        # the reader's exclusions leave the label map before anything is measured (ids kept)
-        kept, applied = apply_exclusions(seg_labels[methods[0]], overrides, pet.voxel_volume_ml)
+        # the reader's inclusions and exclusions change the label map before anything is measured
+        found = physiology.get(methods[0])
+        kept, back, applied = apply_inclusions(seg_labels[methods[0]], None if found is None else found.excluded,
+                                               overrides, pet.voxel_volume_ml)
+        if applied:
+            ids = [r["component_id"] for r in applied]
+            physiology[methods[0]] = replace(found, labels=kept, excluded=back,
+                                             table=found.table[~found.table["component_id"].isin(ids)])
+        kept, excluded_rows = apply_exclusions(kept, overrides, pet.voxel_volume_ml)
+        if excluded_rows:
+            applied += excluded_rows
+            gone = (kept == 0) & (seg_labels[methods[0]] > 0)   # drawn as excluded on the review page
+            excl = gone if excl is None else excl | gone
         seg_labels = {**seg_labels, methods[0]: kept}
     rows, tables = [], {}
     for m in methods:
@@ -302,6 +313,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         # the GIL); its errors surface here.
         tissue = pool.submit(ct_tissue_on, pet, ct, BoneParams().smooth_mm) if ct is not None else None
         table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
+        table = _add_review(table, physiology.get(main))
         if overrides is not None and len(overrides):
             table, changed = apply_sites(table, overrides)
             applied += changed
@@ -310,6 +322,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     summary = {"method": main,
                **{k: study[k] for k in STUDY_KEYS}}
     summary = add_summary_keys(summary, table, ct)
+    excluded_vol, excluded_table = _physiology_summary(summary, pet, physiology.get(main), keep_physiological,
+                                                       user is not None)
     table = add_anatomy_reading(summary, table, pet, ct, labels_vol, _parse_liver_voi(liver_voi)[0], baseline)
     summary["provenance"] = provenance(
         inputs=inputs or {},
@@ -342,7 +356,47 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         summary["provenance"]["skipped"] = skipped
     return QuantifyResult(table, summary, labels_vol, methods_table,
                           extra={"labels": seg_labels, "tables": tables,
-                                 "align_refs": alignment_references(pet, ct_hu)})
+                                 "align_refs": alignment_references(pet, ct_hu),
+                                 "ct_on_pet": ct_hu, "excluded": excl},
+                          excluded=excluded_vol, excluded_table=excluded_table)
+
+
+def _exclude_physiology(pet: Volume, seg_labels: dict) -> tuple[dict, dict]:
+    """Each method's label map without its physiological components; the landmarks are found once."""
+    from carpet.anatomy.landmarks import body_landmarks
+    from carpet.anatomy.physiology import find_physiology
+
+    landmarks = body_landmarks(pet)
+    found = {m: find_physiology(pet, lab, landmarks=landmarks) for m, lab in seg_labels.items()}
+    return {m: f.labels for m, f in found.items()}, found
+
+
+def _add_review(table: pd.DataFrame, physiology) -> pd.DataFrame:
+    """``review`` (bool) and ``review_reason``: lesions the physiology rules could not decide."""
+    table = table.copy()
+    reasons = {} if physiology is None else physiology.review
+    table["review"] = table["lesion_id"].map(lambda i: int(i) in reasons).astype(bool)
+    table["review_reason"] = table["lesion_id"].map(lambda i: reasons.get(int(i), ""))
+    return table
+
+
+def _physiology_summary(summary: dict, pet: Volume, physiology, keep: bool, user_mask: bool):
+    """The ``excluded`` and ``landmarks`` blocks of summary.json; returns (label map Volume, table)."""
+    if physiology is None:
+        why = ("--keep-physiological" if keep else "lesions from the user's mask are not filtered" if user_mask
+               else "not run")
+        summary["excluded"] = {"physiology": "off", "reason": why, "n_components": 0, "volume_ml": 0.0,
+                               "components": []}
+        return None, None
+    t = physiology.table
+    summary["excluded"] = {
+        "physiology": "on", "n_components": int(len(t)), "volume_ml": float(t["volume_ml"].sum()),
+        "by_organ": {o: {"n_components": int(len(g)), "volume_ml": float(g["volume_ml"].sum()),
+                         "suv_max": float(g["suv_max"].max())} for o, g in t.groupby("organ")},
+        "components": t.to_dict(orient="records"), "provenance": physiology.provenance}
+    summary.setdefault("landmarks", {}).update(physiology.landmarks)
+    vol = pet.with_array(physiology.excluded, modality="SEG", units="label")
+    return vol, t
 
 
 def _resolve(ct, pet: Volume):
@@ -382,15 +436,17 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
                  height_cm: float | None = None, weight_kg: float | None = None,
                  auto_exclude: bool = False, baseline_dir=None, roi: str | None = None,
                  pseudonym: str | None = None, keep_identity: bool = False, overrides_path=None,
-                 study_id: str | None = None) -> QuantifyResult:
+                 study_id: str | None = None, keep_physiological: bool = False,
+                 review: bool = False) -> QuantifyResult:
     """Read the inputs, quantify, write the outputs in ``out_dir``; returns the result.
 
     ``roi`` picks one ROI of an RTSTRUCT ``lesions_path``. A DICOM SEG written for a DICOM PET carries
     ``pseudonym`` (default: ``carpet-`` + a hash of the StudyInstanceUID, which the SEG keeps anyway)
     instead of the patient's identity, unless ``keep_identity``. Warnings of the input checks are
     recorded in the summary. ``overrides_path``: a reader overrides CSV (:mod:`carpet.overrides`) whose
-    rows for ``study_id`` are applied (without ``study_id`` the file must hold one study). The timing of
-    each stage is kept in ``result.extra['timing_s']``.
+    rows for ``study_id`` are applied (without ``study_id`` the file must hold one study). ``review``: also
+    write ``review.html`` (:mod:`carpet.report.review`). The timing of each stage is kept in
+    ``result.extra['timing_s']``.
     """
     t0 = time.perf_counter()
     baseline = None if baseline_dir is None else read_baseline_outputs(baseline_dir)
@@ -420,7 +476,7 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
         result = quantify_study(pet, ct=ct, lesions=masks.get("lesions"), exclude=masks.get("exclude"),
                                 method=method, params=params, liver_voi=liver_voi, bsa_m2=bsa,
                                 auto_exclude=auto_exclude, baseline=baseline and baseline.summary,
-                                overrides=overrides)
+                                overrides=overrides, keep_physiological=keep_physiological)
         roi_names = _roi_names(result, masks.get("lesions"))
         prov = result.summary["provenance"]
         prov["warnings"] = [str(w.message) for w in caught] + list(prov.get("warnings") or [])
@@ -452,6 +508,9 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
                         pseudonym=None if keep_identity else pseudonym)
         if seg is not None:
             files["seg"] = seg
+    if review:
+        files["review"] = _write_review(result, pet, baseline, Path(out_dir) / "review.html",
+                                        study_id or _study_name(paths["pet"]))
     result.extra["files"] = files
     t_write = time.perf_counter()
     result.extra["timing_s"] = {"read_pet": t_read - t0, "quantify_and_ct": t_quant - t_read,
@@ -478,6 +537,44 @@ def _roi_names(result: QuantifyResult, mask: Volume | None) -> dict[int, str] | 
     return {k: (v if list(by_lesion.values()).count(v) == 1 else f"{v} ({k})") for k, v in by_lesion.items()}
 
 
+def _study_name(path: Path) -> str:
+    """A study's name for the review page: the PET file name without .nii[.gz], or its DICOM folder's."""
+    return path.name.removesuffix(".gz").removesuffix(".nii")
+
+
+def _write_review(result: QuantifyResult, pet: Volume, baseline, path: Path, study_id: str) -> Path:
+    """The review page; for a follow-up the baseline's images are read again from the paths its
+    provenance records (the page says so when they are gone)."""
+    from carpet.report.review import StudyView, review_report
+
+    view = StudyView(pet, result.extra.get("ct_on_pet"), result.labels, result.lesions, study_id)
+    base_view, status = None, None
+    tracked = result.extra.get("tracked")
+    if baseline is not None and tracked is not None and tracked.baseline_lesions is not None:
+        status = tracked.baseline_lesions
+        inputs = baseline.summary.get("provenance", {}).get("inputs", {})
+        pet_path = Path(inputs.get("pet", {}).get("path", ""))
+        if pet_path.exists() and inputs.get("pet", {}).get("path"):
+            base_pet = read_image(pet_path)
+            ct_path = inputs.get("ct", {}).get("path")
+            base_ct = None
+            if ct_path and Path(ct_path).exists():
+                base_ct = np.asarray(resample_to(read_image(ct_path), base_pet, default_value=-1000.0).array)
+            labels = baseline.labels if baseline.labels.same_grid(base_pet) else resample_to(
+                baseline.labels, base_pet, interpolation="nearest")
+            base_view = StudyView(base_pet, base_ct, labels, baseline.lesions, "baseline")
+    excluded = result.extra.get("excluded")  # the user's --exclude mask, with the physiology rules' components
+    if result.excluded is not None:
+        physiology = np.asarray(result.excluded.array) > 0
+        excluded = physiology if excluded is None else excluded | physiology
+    report = review_report(view, result.summary, excluded=excluded, baseline=base_view,
+                           baseline_status=status, study_id=study_id)
+    if baseline is not None and base_view is None:
+        report.section("Baseline images").note("The baseline's PET named in its provenance is not on this machine: "
+                                               "baseline slices are not shown.")
+    return report.write(path)
+
+
 def _bsa(pet: Volume, height_cm, weight_kg):
     """BSA (m², Du Bois) from the options, else from the PET's DICOM header; None when unknown."""
     header = pet.meta.get("suv") or {}
@@ -492,7 +589,8 @@ def _bsa(pet: Volume, height_cm, weight_kg):
 
 
 def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
-    """Write ``lesions.csv``, ``summary.json``, ``lesions.nii.gz`` (and ``methods.csv``)."""
+    """Write ``lesions.csv``, ``summary.json``, ``lesions.nii.gz`` (and ``methods.csv``; with the
+    physiology exclusion on, ``excluded.csv`` and ``excluded.nii.gz``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"lesions": out / "lesions.csv", "summary": out / "summary.json",
@@ -514,6 +612,13 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
 
         files["alignment"] = out / "alignment.tfm"   # baseline LPS mm -> follow-up LPS mm (ITK/Slicer)
         sitk.WriteTransform(tracked.alignment.transform, str(files["alignment"]))
+    if result.excluded is not None:
+        files["excluded"] = out / "excluded.csv"
+        files["excluded_labels"] = out / "excluded.nii.gz"
+        write_csv(result.excluded_table, files["excluded"])
+        n_ex = int(result.excluded.array.max()) if result.excluded.array.size else 0
+        write_nifti(result.excluded, files["excluded_labels"],
+                    dtype=np.uint8 if n_ex < 256 else np.uint16 if n_ex < 65536 else np.int32)
     if result.methods is not None:
         files["methods"] = out / "methods.csv"
         write_csv(result.methods, files["methods"])

@@ -9,7 +9,9 @@
 * workers outlive a parent that is terminated; here each worker asks the kernel to kill it when its
   parent dies (Linux ``PR_SET_PDEATHSIG``: covers SIGKILL of the parent too), ignores Ctrl-C (the
   parent decides), and SIGTERM of the parent is turned into ``KeyboardInterrupt`` so that it stops
-  its workers and exits through the same clean-up as Ctrl-C.
+  its workers and exits through the same clean-up as Ctrl-C. While a pool runs, the handler only
+  sets a flag that the waiting loop checks four times a second: an exception raised by a signal
+  handler is lost (and printed) when it lands in a finalizer or a fork hook, and the stop must not be.
 
 Which tasks had started is known from a flag file each worker creates before its task and
 removes after it (a killed worker cannot remove it). No library offers this; it is small.
@@ -21,7 +23,7 @@ import os
 import signal
 import tempfile
 import threading
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,27 +32,39 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 __all__ = ["run_in_workers", "terminate_as_interrupt"]
 
 
+_stop_requested = threading.Event()
+
+
 @contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """While active (main thread only), SIGTERM raises ``KeyboardInterrupt`` like Ctrl-C does."""
+def terminate_as_interrupt(raise_now: bool = True) -> Iterator[None]:
+    """While active (main thread only), SIGTERM and SIGINT set the flag :func:`run_in_workers`
+    checks and, with ``raise_now`` (work done in this process), raise ``KeyboardInterrupt``."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def _raise(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
+        _stop_requested.set()
+        if raise_now:
+            raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, _raise)
+    _stop_requested.clear()
+    previous = {s: signal.signal(s, _raise) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _stop_requested.clear()
 
 
 def _die_with_parent(parent: int) -> None:
     """Worker initializer: default SIGTERM, no SIGINT, and death when the parent process ends."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits the parent's handler
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from carpet.io.outdir import close_inherited_locks
+
+    close_inherited_locks()  # the --out lock is the parent's: it must end with the parent
     try:
         import ctypes
 
@@ -89,13 +103,18 @@ def _one_pool(fn, tasks: Sequence[Any], workers: int, flags: Path) -> Iterator[t
             flag = flags / f"{id(task)}-{i}"
             futures[pool.submit(_flagged, fn, task, str(flag))] = (task, flag)
         try:
-            for fut in as_completed(futures):
-                task, flag = futures[fut]
-                try:
-                    yield task, fut.result(), False
-                except Exception as exc:  # noqa: BLE001 - lost worker, or a result that did not pickle
-                    yield task, exc, flag.exists()
-                    flag.unlink(missing_ok=True)
+            pending = set(futures)
+            while pending:
+                if _stop_requested.is_set():
+                    raise KeyboardInterrupt("stop requested")
+                finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    task, flag = futures[fut]
+                    try:
+                        yield task, fut.result(), False
+                    except Exception as exc:  # noqa: BLE001 - lost worker, or a result that did not pickle
+                        yield task, exc, flag.exists()
+                        flag.unlink(missing_ok=True)
         except BaseException:
             _stop(pool)
             raise

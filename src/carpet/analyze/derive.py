@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from carpet.analyze.plan import (_DERIVE_OPS, _SCORES, _UNIT_DAYS, _analysis_columns, _by_list, _raise)
+from carpet.analyze.plan import _DERIVE_OPS, _SCORES, _TABLE_OPS, _UNIT_DAYS, _analysis_columns, _by_list, _raise
 from carpet.errors import InputError
 
 #: Columns that identify a person; dropped from every input unless identifiers are asked for.
@@ -17,6 +17,10 @@ IDENTIFIER_COLUMNS = frozenset({
     "birth_date", "date_of_birth", "dob", "mrn", "medical_record_number", "ssn", "social_security_number",
     "address", "street", "phone", "telephone", "email", "e_mail"})
 
+_NEEDS_TEXT = {"progression": "progression dates: the assessments table (--assessments) or a progression_date "
+                              "column in the patients table",
+               "assessments": "the assessments table (--assessments LABS.csv)",
+               "therapies": "the therapies table (--therapies LINES.csv)"}
 _EMD_PMD_LABELS = {"negative": "None", "emd_only": "EMD", "pmd_only": "PMD", "emd_and_pmd": "EMD+PMD"}
 
 
@@ -76,8 +80,15 @@ def _imaging_table(source, spec: dict, notes: list[str]) -> pd.DataFrame:
     return img if name is None else read_imaging(img, name=name)
 
 
+#: scan windows of ``imaging: {windows: default}``: days from infusion (inclusive) and which scan in the window
+DEFAULT_WINDOWS = {"baseline": {"from_days": -60, "to_days": 0, "pick": "last"},
+                   "day30": {"from_days": 14, "to_days": 45, "pick": "first"}}
+
+
 def _merge_imaging(data: pd.DataFrame, imaging: pd.DataFrame, spec: dict, notes: list[str]) -> pd.DataFrame:
     img = imaging.drop(columns=["source_row"], errors="ignore")
+    if spec.get("windows"):
+        return _merge_windows(data, img, DEFAULT_WINDOWS if spec["windows"] == "default" else spec["windows"], notes)
     if "study_date" in img:
         img = img.sort_values("study_date", kind="stable")
     img = img.groupby("patient_id", sort=False).nth(-1 if spec.get("select") == "last" else 0)
@@ -90,27 +101,54 @@ def _merge_imaging(data: pd.DataFrame, imaging: pd.DataFrame, spec: dict, notes:
     return merged
 
 
-def _with_assessments(data: pd.DataFrame, assessments, therapies, spec: dict | None, endpoints: dict,
-                      record: dict, notes: list[str]) -> pd.DataFrame:
-    """Add IMWG ``best_response``, ``progression_date``, ``refractory`` (and PFS when the plan asks)."""
-    from carpet.cohort.endpoints import pfs
-    from carpet.scores.imwg import assess_cohort
+def _merge_windows(data: pd.DataFrame, img: pd.DataFrame, windows: dict, notes: list[str]) -> pd.DataFrame:
+    """Several scans per patient, one chosen per window of days from infusion; columns get ``_<window>``.
 
-    result = assess_cohort(data, assessments, therapies)
-    record["imwg"] = result.provenance
-    prog = result.progression[["patient_id", "best_response", "progression_date", "refractory"]].copy()
-    prog["progression_date"] = pd.to_datetime(prog["progression_date"].replace("", None))
+    ``baseline`` (60 days before infusion to the infusion day, the last scan) and ``day30`` (14 to 45 days after,
+    the first scan) are the defaults; each column of a chosen scan becomes ``<column>_<window>`` beside
+    ``days_from_infusion_<window>``.
+    """
+    if "study_date" not in img or "infusion_date" not in data:
+        raise InputError("imaging windows need study_date in the imaging table and infusion_date in the patients "
+                         "table", where="plan imaging.windows")
+    img = img.merge(data[["patient_id", "infusion_date"]], on="patient_id", how="inner")
+    img["days_from_infusion"] = (pd.to_datetime(img["study_date"]) - pd.to_datetime(img["infusion_date"])).dt.days
+    img = img.drop(columns=["infusion_date"]).sort_values(["patient_id", "study_date"], kind="stable")
+    merged = data
+    for name, w in windows.items():
+        inside = img[(img["days_from_infusion"] >= w["from_days"]) & (img["days_from_infusion"] <= w["to_days"])]
+        chosen = inside.groupby("patient_id", sort=False).nth(-1 if w.get("pick", "first") == "last" else 0)
+        chosen = chosen.rename(columns={c: f"{c}_{name}" for c in chosen.columns if c != "patient_id"})
+        merged = merged.drop(columns=[c for c in chosen.columns if c in merged and c != "patient_id"])
+        merged = merged.merge(chosen, on="patient_id", how="left")
+        notes.append(f"Imaging window '{name}' ({w['from_days']} to {w['to_days']} days from infusion, "
+                     f"{w.get('pick', 'first')} scan): {len(chosen)} of {len(data)} patients have a scan; "
+                     f"{int((inside.groupby('patient_id').size() > 1).sum())} had more than one in the window.")
+    return merged
+
+
+def _with_assessments(data: pd.DataFrame, tables, spec: dict | None, endpoints: dict,
+                      notes: list[str]) -> pd.DataFrame:
+    """Add IMWG ``best_response``, ``progression_date``, ``refractory`` (and PFS when the plan asks)."""
+    prog = tables.progression[["patient_id", "best_response", "progression_date", "refractory"]]
     overlap = [c for c in prog.columns if c in data.columns and c != "patient_id"]
     if overlap:
         notes.append(f"IMWG results (from the assessments) replace the clinical table's column(s) {overlap}.")
     data = data.drop(columns=overlap).merge(prog, on="patient_id", how="left")
     if spec and spec.get("pfs"):
         name = spec["pfs"]
-        table = pfs(data, result.progression).set_index("patient_id")
-        data[f"{name}_months"] = data["patient_id"].map(table["time_months"])
-        data[f"{name}_event"] = data["patient_id"].map(table["event"])
+        data = _add_endpoint(data, name, tables.endpoint("pfs"), "months")
         endpoints[name] = {"time": f"{name}_months", "event": f"{name}_event", "unit": "months",
                            "label": "PFS from infusion (IMWG 2016 progression or death)"}
+    return data
+
+
+def _add_endpoint(data: pd.DataFrame, name: str, table: pd.DataFrame, unit: str) -> pd.DataFrame:
+    """Time (in ``unit``) and event columns of an event table, by patient (missing for patients not in it)."""
+    table = table.set_index("patient_id")
+    data = data.copy()
+    data[f"{name}_{unit}"] = data["patient_id"].map(table["time_days"] / _UNIT_DAYS[unit])
+    data[f"{name}_event"] = data["patient_id"].map(table["event"])
     return data
 
 
@@ -129,7 +167,37 @@ def _date_endpoint(data: pd.DataFrame, name: str, ep: dict) -> pd.DataFrame:
     return data
 
 
-def _derive(data: pd.DataFrame, d: dict, where: str) -> tuple[pd.DataFrame, dict]:
+_CUT_RULES = {"above": (lambda x, v: x > v, ">"), "at_least": (lambda x, v: x >= v, ">="),
+              "below": (lambda x, v: x < v, "<"), "at_most": (lambda x, v: x <= v, "<=")}
+
+
+def _table_derive(data: pd.DataFrame, d: dict, tables) -> tuple[pd.DataFrame, dict]:
+    """A column from the raw tables (IMWG results, therapy lines), by patient."""
+    name = d["name"]
+    if "imwg" in d:
+        values, rec = tables.imwg_column(d["imwg"]), {"imwg": d["imwg"], **tables.record}
+    elif "response_at" in d:
+        values = tables.response_at(float(d["response_at"]))
+        rec = {"response_at_day": d["response_at"], "rule": "best confirmed IMWG response up to that day after "
+               "infusion; PD when progression came first", **tables.record}
+    elif "first_line_after" in d:
+        values = tables.first_line_after(d["first_line_after"], d.get("output", "class"))
+        rec = {"first_line_after": d["first_line_after"], "output": d.get("output", "class"),
+               "classes": "carpet.cohort.therapy.REGIMEN_CLASSES (a given regimen_class wins)"}
+    elif "lines_after" in d:
+        values, rec = tables.lines_after(), {"lines_after": "car_t", "rule": "lines started after the infusion"}
+    else:
+        spec = d["exposed_by"]
+        values = tables.exposed_by(_by_list(spec.get("classes", "t_cell_engaging")), float(spec["within_months"]),
+                                   spec.get("from", "progression"))
+        rec = {"exposed_by": spec, "rule": "a line of these classes started within within_months of the start "
+               "(exposure fixed at that landmark)"}
+    data = data.copy()
+    data[name] = data["patient_id"].map(values)
+    return data, rec
+
+
+def _derive(data: pd.DataFrame, d: dict, where: str, tables=None) -> tuple[pd.DataFrame, dict]:
     """Add one derived column; returns the table and the derivation's record for provenance."""
     from carpet.cohort.patterns import emd_pmd_status
 
@@ -155,9 +223,25 @@ def _derive(data: pd.DataFrame, d: dict, where: str) -> tuple[pd.DataFrame, dict
     if "cut" in d:
         cut = d["cut"]
         x = pd.to_numeric(data[cut["column"]], errors="coerce")
-        flag = x > cut["above"] if "above" in cut else x >= cut["at_least"]
-        data[name] = flag.astype("boolean").mask(x.isna())
-        return data, {"cut": cut, "rule": "column > above" if "above" in cut else "column >= at_least"}
+        key = next(k for k in _CUT_RULES if k in cut)
+        data[name] = _CUT_RULES[key][0](x, cut[key]).astype("boolean").mask(x.isna())
+        return data, {"cut": cut, "rule": f"column {_CUT_RULES[key][1]} {key}"}
+    if "cytogenetics" in d:
+        from carpet.scores.risk import score_patients
+
+        scored, prov = score_patients(data, scores=(), cytogenetic_rules=(d["cytogenetics"],))
+        key = d["cytogenetics"].lower().replace("-", "_")
+        data[name] = scored[f"{key}_group"].to_numpy()
+        return data, {"cytogenetics": d["cytogenetics"], "provenance": prov,
+                      "first_patient": str(scored[f"{key}_reason"].iloc[0]) if len(scored) else ""}
+    if "responded" in d:
+        from carpet.analyze.clinical import responded
+
+        spec = d["responded"]
+        data[name] = responded(data[spec["column"]], spec.get("at_least", "PR")).to_numpy()
+        return data, {"responded": spec, "rule": f"IMWG category {spec.get('at_least', 'PR')} or better"}
+    if any(op in d for op in _TABLE_OPS):
+        return _table_derive(data, d, tables)
     if "log" in d:
         x = pd.to_numeric(data[d["log"]], errors="coerce")
         if (x <= 0).any():
@@ -168,8 +252,19 @@ def _derive(data: pd.DataFrame, d: dict, where: str) -> tuple[pd.DataFrame, dict
     if "labels" in d:
         spec = d["labels"]
         values = {_label_key(k): v for k, v in spec["values"].items()}
-        data[name] = data[spec["column"]].map(lambda v: None if _missing(v) else values.get(_label_key(v), str(v)))
-        return data, {"labels": spec}
+        keys = data[spec["column"]].map(lambda v: None if _missing(v) else _label_key(v))
+        rec = {"labels": spec}
+        if set(values) <= {"true", "false"} and set(keys.dropna()) <= {"0", "1"} and keys.notna().any():
+            # a 0/1 coded yes/no column: 1 is true, 0 is false (said in the provenance, never kept as "1")
+            keys = keys.map({"1": "true", "0": "false"})
+            rec["coding"] = "0/1 read as false/true"
+        unknown = sorted(set(keys.dropna()) - set(values))
+        if unknown:
+            raise InputError(f"column '{spec['column']}' holds {unknown}, which the labels do not name "
+                             f"(labels for {sorted(values)})", where=f"plan {where}.labels",
+                             hint="add a label for each value, or fix the column's coding")
+        data[name] = keys.map(lambda k: None if k is None else values[k])
+        return data, rec
     cols = d["combine"]
     data[name] = [None if any(_missing(v) for v in row) else " / ".join(str(v) for v in row)
                   for row in data[cols].itertuples(index=False)]
@@ -189,29 +284,49 @@ def _missing(v) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
 
-def _prepare(data: pd.DataFrame, plan: dict, endpoints: dict, source: str) -> tuple[pd.DataFrame, dict]:
+def _prepare(data: pd.DataFrame, plan: dict, endpoints: dict, source: str,
+             tables=None) -> tuple[pd.DataFrame, dict]:
     """Derive endpoints and columns, then check that every column the plan names exists."""
+    from carpet.analyze.clinical import ENDPOINT_KINDS
+
     problems, derived, values = [], {}, []
     for name, ep in endpoints.items():
         if "time" in ep:
+            continue
+        unit = ep.get("unit", "months")
+        if "derive" in ep:
+            lacking = [n for n in ENDPOINT_KINDS[ep["derive"]] if tables is None or not tables.has(n)]
+            if lacking:
+                problems.append(f"endpoints.{name}.derive: {ep['derive']} needs {_NEEDS_TEXT[lacking[0]]}")
+                continue
+            data = _add_endpoint(data, name, tables.endpoint(ep["derive"], ep.get("death_is_event", True)), unit)
+            ep.update(time=f"{name}_{unit}", event=f"{name}_event")
+            derived[name] = {"endpoint": ep["derive"], **({"death_is_event": ep.get("death_is_event", True)}
+                                                          if ep["derive"] == "pfs2" else {}), **tables.record}
             continue
         missing = [c for c in [ep["start"], ep["censor_date"], *_by_list(ep["event_date"])] if c not in data]
         if missing:
             problems.append(f"endpoints.{name}: date column(s) {missing} not in the data")
             continue
         data = _date_endpoint(data, name, ep)
-        unit = ep.get("unit", "months")
         ep.update(time=f"{name}_{unit}", event=f"{name}_event")
     for i, d in enumerate(plan.get("derive") or []):
         op = next(k for k in d if k in _DERIVE_OPS)
         arg = d[op]
-        needed = (arg if isinstance(arg, list) else [arg["column"]] if isinstance(arg, dict) else
-                  [] if op == "score" else [arg])
+        if op in _TABLE_OPS:
+            lacking = [n for n in _TABLE_OPS[op] if tables is None or not tables.has(n)]
+            if lacking:
+                problems.append(f"derive[{i}].{op}: needs {_NEEDS_TEXT[lacking[0]]}")
+                continue
+            needed = []
+        else:
+            needed = (arg if isinstance(arg, list) else [arg["column"]] if isinstance(arg, dict) else
+                      [] if op in ("score", "cytogenetics") else [arg])
         missing = [c for c in needed if c not in data]
         if missing:
             problems.append(f"derive[{i}].{op}: column(s) {missing} not in the data{_dropped_hint(missing)}")
             continue
-        data, derived[d["name"]] = _derive(data, d, f"derive[{i}]")
+        data, derived[d["name"]] = _derive(data, d, f"derive[{i}]", tables)
         if data[d["name"]].isna().all():
             why = derived[d["name"]].get("first_patient", "")
             problems.append(f"derive[{i}]: '{d['name']}' has no value for any patient (an input is missing "

@@ -10,9 +10,12 @@ from typing import Any
 
 import pandas as pd
 
+from carpet.analyze.clinical import load_clinical
 from carpet.analyze.derive import (_coerce, _drop_identifiers, _imaging_table, _merge_imaging, _prepare,
                                    _with_assessments)
-from carpet.analyze.plan import _raise, _title, _default_stem, _unique, load_plan, validate_plan
+from carpet.analyze.labels import Labels
+from carpet.analyze.plan import ANALYSES, needs_raw_tables, _raise, _title, _default_stem, _unique, load_plan, validate_plan
+from carpet.analyze.cohort_runners import COHORT_RUNNERS, TABLE_ANALYSES
 from carpet.analyze.runners import _RUNNERS
 from carpet.analyze.writer import SIMULATED_BANNER, _jsonable, _Writer
 from carpet.errors import InputError
@@ -43,7 +46,8 @@ class AnalysisResult:
 
 def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str | Path, imaging=None,
                  assessments=None, therapies=None, *, include_identifiers: bool = False,
-                 input_files: dict[str, str | Path] | None = None) -> AnalysisResult:
+                 input_files: dict[str, str | Path] | None = None, xlsx: bool = False,
+                 page_size: str = "A4") -> AnalysisResult:
     """Run an analysis plan on a cohort and write tables, figures, reports and ``results.json``.
 
     Parameters
@@ -66,6 +70,10 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
         Keep identifier columns (names, birth dates, MRNs); by default they are dropped with a note.
     input_files : mapping, optional
         The files the tables were read from; their SHA-256 goes into the provenance.
+    xlsx : bool
+        Also write ``tables.xlsx``: one sheet per table (same content as the CSVs) and an ``about`` sheet.
+    page_size : {'A4', 'Letter'}
+        Page size of ``report.pdf`` (every page the same).
 
     Returns
     -------
@@ -86,19 +94,24 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
     if not include_identifiers:
         data = _drop_identifiers(data, "clinical", notes)
     endpoints = {k: dict(v) for k, v in plan["endpoints"].items()}
+    tables = None
+    if assessments is not None or therapies is not None or needs_raw_tables(plan):
+        tables = load_clinical(data, assessments, therapies, notes)
+        record.update(tables.record)
     if imaging is not None:
         img = _coerce(_imaging_table(imaging, plan.get("imaging") or {}, notes))
         if not include_identifiers:
             img = _drop_identifiers(img, "imaging", notes)
         data = _merge_imaging(data, img, plan.get("imaging") or {}, notes)
     if assessments is not None:
-        data = _with_assessments(data, assessments, therapies, plan.get("assessments"), endpoints, record, notes)
+        data = _with_assessments(data, tables, plan.get("assessments"), endpoints, notes)
     elif (plan.get("assessments") or {}).get("pfs"):
         _raise(["assessments.pfs: needs the assessments table (--assessments LABS.csv)"], plan_source, "inputs")
-    data, derived = _prepare(data, plan, endpoints, plan_source)
+    data, derived = _prepare(data, plan, endpoints, plan_source, tables)
     simulated = bool("simulated" in data and data["simulated"].fillna(False).astype(bool).any())
 
-    writer = _Writer(out, plan["title"], plan.get("subtitle", ""), simulated)
+    labels = Labels(plan.get("variables"))
+    writer = _Writer(out, plan["title"], plan.get("subtitle", ""), simulated, labels=labels, page_size=page_size)
     if simulated:
         writer.note(f"{SIMULATED_BANNER}: every number, table and figure here comes from simulated data.")
     writer.text(f"{len(data)} patients; plan {plan_source} (sha256 {plan_sha[:12]}).")
@@ -107,11 +120,15 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
     results: dict[str, Any] = {}
     seed = int(plan.get("seed", 0))
     used_names: set[str] = set()
+    headings: dict[str, int] = {}
     for i, a in enumerate(plan["analyses"]):
         stem = _unique(a.get("name") or _default_stem(a), used_names)
-        writer.section(_title(a, endpoints))
+        heading = _title(a, endpoints, labels)
+        headings[heading] = headings.get(heading, 0) + 1
+        writer.section(heading if headings[heading] == 1 else f"{heading} ({headings[heading]})")
         try:
-            res = _RUNNERS[a["type"]](data, a, endpoints, writer, stem, seed)
+            extra = (tables,) if a["type"] in TABLE_ANALYSES else ()
+            res = RUNNERS[a["type"]](data, a, endpoints, writer, stem, seed, *extra)
         except InputError as exc:  # say which analysis of the plan the data could not support
             raise InputError(f"analyses[{i}] ({a['type']}): {exc}", source=plan_source) from exc
         res.update(type=a["type"], plan_item=a, key_path=f"analyses[{i}]")
@@ -127,9 +144,15 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
     files = writer.files
     files["results.json"] = out / "results.json"
     files["results.json"].write_text(json.dumps(_jsonable(document), indent=2, allow_nan=False), encoding="utf-8")
+    if xlsx:
+        writer.workbook(out / "tables.xlsx")
     files["report.pdf"] = writer.pdf.write(out / "report.pdf")
     files["report.html"] = writer.html.write(out / "report.html")
     return AnalysisResult(results=results, files=files, notes=notes, simulated=simulated, provenance=prov)
+
+
+RUNNERS = {**_RUNNERS, **COHORT_RUNNERS}
+assert set(RUNNERS) == set(ANALYSES)
 
 
 def _input_record(patients, imaging, assessments, input_files) -> dict:

@@ -1,4 +1,15 @@
-"""The report writer: each table and figure to its file and to both reports (HTML and PDF)."""
+"""The report writer: each table and figure to its file and to both reports (HTML and PDF).
+
+Files a spreadsheet or R opens without thinking:
+
+- ``<stem>.csv``: a header row, then data; no comment lines (R's ``read.csv`` and pandas read it as is).
+  When the data are simulated, every CSV ends with a ``simulated`` column holding ``TRUE`` on every row —
+  it travels with the file when the file is copied alone, and R reads it as logical. ``results.json`` says
+  ``"simulated": true`` and the reports carry the banner.
+- ``figures/<stem>.png`` (300 dpi), ``.pdf`` and ``.svg`` (vector) per figure.
+- ``tables.xlsx`` (with ``xlsx=True``): one sheet per table, in report order, plus ``about`` (title, simulated,
+  carpet version).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from carpet.analyze.labels import Labels
 from carpet.io.tables import write_csv
 
 SIMULATED_BANNER = "SIMULATED DATA — not patients"
@@ -16,14 +28,17 @@ SIMULATED_BANNER = "SIMULATED DATA — not patients"
 class _Writer:
     """Writes each table and figure to its file and to both reports (HTML and PDF)."""
 
-    def __init__(self, out: Path, title: str, subtitle: str, simulated: bool):
+    def __init__(self, out: Path, title: str, subtitle: str, simulated: bool, labels: Labels | None = None,
+                 page_size: str = "A4"):
         from carpet.report.html import Report
         from carpet.report.pdf import PdfReport
 
-        self.out, self.simulated, self.files = out, simulated, {}
+        self.out, self.simulated, self.files, self.title = out, simulated, {}, title
+        self.labels = labels or Labels()
+        self.tables: dict[str, pd.DataFrame] = {}
         banner = "SIMULATED" if simulated else ""
         self.html = Report(title, subtitle=(f"{SIMULATED_BANNER}. " if simulated else "") + subtitle)
-        self.pdf = PdfReport(title, subtitle=self.html.subtitle, banner=banner,
+        self.pdf = PdfReport(title, subtitle=self.html.subtitle, banner=banner, page_size=page_size,
                              metadata=({"Subject": "SIMULATED DATA (not patients)", "Keywords": "SIMULATED"}
                                        if simulated else {}))
         (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -40,37 +55,57 @@ class _Writer:
         self.html.note(text)
         self.pdf.note(text)
 
+    def csv(self, df: pd.DataFrame, stem: str) -> str:
+        """Write ``df`` to ``<stem>.csv`` (with the ``simulated`` column when simulated) and to the workbook;
+        not shown in the reports. Returns the file name."""
+        path = self.out / f"{stem}.csv"
+        data = df.assign(simulated=True) if self.simulated else df
+        write_csv(data, path)
+        self.files[path.name] = path
+        self.tables[stem] = data
+        return path.name
+
     def table(self, df: pd.DataFrame, stem: str, caption: str, display: pd.DataFrame | None = None) -> str:
         """Write ``df`` to ``<stem>.csv`` and show it (or the more readable ``display``) in the reports."""
-        path = self.out / f"{stem}.csv"
-        with open(path, "w", encoding="utf-8", newline="") as fh:
-            if self.simulated:
-                fh.write(f"# {SIMULATED_BANNER}\n")
-            write_csv(df, fh)
-        self.files[path.name] = path
+        path = self.out / self.csv(df, stem)
         shown = df if display is None else display
         self.html.table(shown, caption=f"{caption} ({path.name})")
         self.pdf.table(shown, caption=f"{caption} ({path.name})")
         return path.name
 
     def figure(self, fig, stem: str, caption: str) -> list[str]:
+        """Write the figure as PNG (300 dpi), PDF and SVG; embed it in both reports; return the file names."""
+        from carpet.report.style import save_figure
+
         if self.simulated:
             fig.text(0.995, 0.005, "SIMULATED", ha="right", va="bottom", fontsize=7, color="#D55E00",
                      fontweight="bold")
-        import matplotlib.pyplot as plt
-
-        names = []
-        for ext in ("png", "pdf"):
-            path = self.out / "figures" / f"{stem}.{ext}"
-            fig.savefig(path, bbox_inches="tight")  # PNG at the journal style's 300 dpi
-            self.files[f"figures/{path.name}"] = path
-            names.append(f"figures/{path.name}")
-        plt.close(fig)
-        png = (self.out / "figures" / f"{stem}.png").read_bytes()
-        self.pdf.image(png, caption)
-        # The PNG just written goes into the HTML as is: Report.figure would draw the figure once more.
-        self.html.image(png, caption)
+        paths = save_figure(fig, self.out / "figures" / stem)
+        names = [f"figures/{p.name}" for p in paths]
+        self.files.update({name: p for name, p in zip(names, paths)})
+        # The PNG just written goes into the HTML as is; the PDF report draws the figure itself (vector).
+        self.html.image(paths[0].read_bytes(), caption)
+        self.pdf.figure(fig, caption)  # the PDF report closes the figure once it has drawn it
         return names
+
+    def workbook(self, path: Path) -> Path:
+        """Every table written so far as one sheet of an XLSX workbook (sheet names ≤ 31 characters, unique)."""
+        from carpet import __version__
+
+        used: set[str] = set()
+        with pd.ExcelWriter(path, engine="openpyxl") as xl:
+            about = pd.DataFrame({"field": ["title", "simulated", "carpet_version"],
+                                  "value": [self.title, str(self.simulated).upper(), __version__]})
+            about.to_excel(xl, sheet_name="about", index=False)
+            for stem, table in self.tables.items():
+                name, k = stem[:31], 2
+                while name.lower() in used or name.lower() == "about":
+                    suffix = f"_{k}"
+                    name, k = stem[:31 - len(suffix)] + suffix, k + 1
+                used.add(name.lower())
+                table.to_excel(xl, sheet_name=name, index=False)
+        self.files[path.name] = path
+        return path
 
 
 def _jsonable(obj):

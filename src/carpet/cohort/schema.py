@@ -268,14 +268,23 @@ def _raise(problems: list[Problem], schema_name: str, source: str) -> None:
 def load_table(path: Path) -> pd.DataFrame:
     """Read CSV or XLSX into a frame of raw cells (text for CSV, Excel's own types for XLSX)."""
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise InputError("is a folder; expected a CSV or XLSX file", source=path)
     if not path.is_file():
         raise InputError("file not found", source=path)
     try:
         if suffix in (".xlsx", ".xlsm"):
             return pd.read_excel(path, dtype=object, engine="openpyxl")
         if suffix in (".csv", ".txt", ".tsv"):
-            return pd.read_csv(path, dtype=str, keep_default_na=False, sep="\t" if suffix == ".tsv" else ",",
-                               encoding="utf-8-sig")
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, sep="\t" if suffix == ".tsv" else ",",
+                                encoding="utf-8-sig")
+            if suffix != ".tsv" and len(table.columns) == 1 and ";" in str(table.columns[0]):
+                raise InputError(f"the header '{table.columns[0]}' is one column holding ';': the file is "
+                                 "separated by semicolons (a European-locale export)", source=path,
+                                 hint="save it as CSV with commas, or as .xlsx")
+            return table
+    except InputError:
+        raise
     except pd.errors.EmptyDataError:
         raise InputError("the file is empty; expected a header row and data rows", source=path) from None
     except Exception as exc:  # parser, encoding and zip errors all mean "not a readable table"
@@ -506,8 +515,14 @@ def read_table(source: str | Path | pd.DataFrame, schema: TableSchema, name: str
 
 
 def read_patients(source, require: Iterable[str] = (), name: str | None = None) -> pd.DataFrame:
-    """Read the patients table; ``require`` makes optional columns required (e.g. ``involved_light_chain``)."""
-    return read_table(source, PATIENTS.requiring(*require), name)
+    """Read the patients table; ``require`` makes optional columns required (e.g. ``involved_light_chain``).
+
+    A patients table without rows is refused (every other table would then fail on 'unknown patient')."""
+    table = read_table(source, PATIENTS.requiring(*require), name)
+    if table.empty:
+        raise InputError("the patients table has a header row but no patient rows",
+                         source=name or (source if isinstance(source, (str, Path)) else None))
+    return table
 
 
 def read_therapies(source, name: str | None = None, patients: pd.DataFrame | None = None) -> pd.DataFrame:

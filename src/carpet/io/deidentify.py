@@ -10,7 +10,9 @@ carry no identity). Of the copied attributes
 * the Type 2 attributes whose action is Z are emptied: PatientBirthDate, PatientSex, StudyDate,
   StudyTime, ReferringPhysicianName, StudyID, AccessionNumber;
 * every other attribute of the Patient and Study modules (institution, physicians, age, size,
-  weight, comments, other IDs, study description, clinical-trial identifiers, ...) is removed (X).
+  weight, comments, other IDs, study description, clinical-trial identifiers, ...) is removed (X);
+* institution, department, station, operator and device serial number are removed (X) from every
+  nested item (highdicom records the source's scanner in ContributingEquipmentSequence).
 
 This is an allow-list: an attribute the profile lists as X is never kept by oversight. No library in
 the project's stack (pydicom, highdicom) applies the profile, so it is written here.
@@ -28,6 +30,12 @@ PSEUDONYMISED = ("PatientName", "PatientID")
 #: Copied Type 2 attributes the profile empties (action Z).
 EMPTIED = ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "ReferringPhysicianName",
            "StudyID", "AccessionNumber")
+#: Attributes of people and places (Basic Profile X) that highdicom copies into nested items, e.g. the
+#: source's acquisition device in ContributingEquipmentSequence; removed wherever they occur.
+NESTED_REMOVED = frozenset({"InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
+                            "StationName", "OperatorsName", "PerformingPhysicianName", "DeviceSerialNumber",
+                            "OperatorIdentificationSequence", "PerformingPhysicianIdentificationSequence",
+                            "InstitutionCodeSequence", "InstitutionalDepartmentTypeCodeSequence"})
 METHOD = "PS3.15 Basic Profile, Retain UIDs Option (carpet)"  # LO: 64 chars at most
 
 
@@ -64,12 +72,25 @@ def deidentify(ds: Dataset, pseudonym: str, source: Dataset) -> Dataset:
             setattr(ds, keyword, "")
         else:
             delattr(ds, keyword)
+    for elem in list(ds):
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _remove_nested(item)
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = METHOD
     ds.DeidentificationMethodCodeSequence = DicomSequence([
         _code("113100", "Basic Application Confidentiality Profile"),
         _code("113110", "Retain UIDs Option")])
     return ds
+
+
+def _remove_nested(item: Dataset) -> None:
+    for keyword in NESTED_REMOVED & set(item.dir()):
+        delattr(item, keyword)
+    for elem in list(item):
+        if elem.VR == "SQ":
+            for sub in elem.value:
+                _remove_nested(sub)
 
 
 def _code(value: str, meaning: str) -> Dataset:

@@ -340,6 +340,7 @@ def write_seg(labels: Volume, source_pet_dir: str | Path, path: str | Path, *,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer="carpet",
         manufacturer_model_name="carpet", software_versions=__version__, device_serial_number="0",
         series_description=f"carpet lesions: {how}"[:64], omit_empty_frames=not labelmap)
+    seg.ContentCreatorName = ""  # Type 2 (dcmqi warns when absent); no person made it, or it is not said
     if pseudonym is not None:
         deidentify(seg, pseudonym, series.headers[0])
     path = Path(path)

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -40,7 +41,7 @@ from carpet import __version__
 from carpet.errors import OutputError
 
 __all__ = ["OWNER_RECORD", "staged_dir", "staged_files", "owned_dir", "locked_output", "describe_os_error",
-           "remove_quietly"]
+           "remove_quietly", "close_inherited_locks"]
 
 #: The record carpet leaves in every folder it writes (hidden): which command, which version.
 OWNER_RECORD = ".carpet-output"
@@ -77,12 +78,29 @@ def remove_quietly(path: Path) -> None:
             pass
 
 
+#: Lock file descriptors held by this process (closed in forked workers: see close_inherited_locks).
+_held: set[int] = set()
+
+
+def close_inherited_locks() -> None:
+    """In a forked child: close the copies of the parent's lock descriptors, so that the lock ends
+    with the parent (a flock lasts while any copy is open) even if the child lingers."""
+    for fd in list(_held):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held.clear()
+
+
 @contextmanager
-def locked_output(target: str | Path) -> Iterator[Path]:
+def locked_output(target: str | Path, wait_s: float = 1.0) -> Iterator[Path]:
     """Hold ``.NAME.lock`` beside ``target`` for the duration; refuse if another run holds it.
 
     Creating the lock file is also the first check that the place is writable, made before any
-    computation, so a read-only or missing parent is reported in seconds, not after the work.
+    computation, so a read-only or missing parent is reported in seconds, not after the work. A held
+    lock is retried for ``wait_s`` seconds (the workers of a run that was just killed let go of it
+    within that time).
     """
     target = Path(target)
     if not target.parent.exists():
@@ -95,13 +113,20 @@ def locked_output(target: str | Path) -> Iterator[Path]:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
         raise OutputError(f"cannot write beside it: {describe_os_error(exc)}", path=target) from None
+    _held.add(fd)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            raise OutputError(f"another carpet run{f' (process {holder})' if holder else ''} is writing "
-                              "into it; wait for it to finish or choose another --out", path=target) from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                raise OutputError(f"another carpet run{f' (process {holder})' if holder else ''} is writing "
+                                  "into it; wait for it to finish or choose another --out", path=target) from None
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
@@ -109,6 +134,7 @@ def locked_output(target: str | Path) -> Iterator[Path]:
             raise OutputError(f"cannot write beside it: {describe_os_error(exc)}", path=target) from None
         yield target
     finally:
+        _held.discard(fd)
         os.close(fd)  # releases the flock; the (empty) lock file stays: unlinking it would race
 
 
@@ -159,6 +185,8 @@ def staged_dir(out: str | Path, command: str) -> Iterator[Path]:
         names the final path, not the temporary one.
     """
     out = Path(out).absolute()
+    if Path.cwd().is_relative_to(out):  # replacing it would pull the folder from under the shell
+        raise OutputError("is the current folder or holds it", path=out, hint="choose a sub-folder for --out")
     with locked_output(out):
         _sweep(out, restore=True)
         _check_target_dir(out, command)
@@ -200,8 +228,11 @@ def _swap_in(tmp: Path, out: Path) -> None:
 
 
 def _renamed(exc: OSError, tmp: Path, out: Path) -> OSError:
-    """The same error with a path inside the stage shown as the path it was meant for."""
-    if exc.filename is not None:
+    """The same error with a path inside the stage shown as the path it was meant for (a write
+    that fails on close names no file: then the output folder is named)."""
+    if exc.filename is None:
+        exc.filename = str(out)
+    else:
         name = str(exc.filename)
         if name.startswith(str(tmp)):
             exc.filename = str(out) + name[len(str(tmp)):]

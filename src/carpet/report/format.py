@@ -19,8 +19,12 @@ Estimates and confidence limits (HR, OR, medians, survival, differences)
 Model fit statistics (AIC, BIC, log-likelihood, chi-square statistics)
     one decimal (1060.97 → ``1061.0``, -528.4 → ``-528.4``).
 Cut-points
-    exactly as used for the split (:func:`cutpoint`): all significant digits of the stored float
-    (``122.5``, ``54.3``, ``0.1234567``), never rounded, so the printed rule reproduces the groups.
+    as used for the split (:func:`cutpoint`): the stored float's shortest exact text (``122.5``, ``54.3``),
+    or, given the split data, the fewest decimals that split them identically (27.278634634401502 with
+    the next value 28.1 prints ``27.3``) — never a rounding that moves a patient to the other group, and the
+    same text in the heading, the group names, the legend and the table.
+Other numbers in tables
+    whole numbers as integers, others to three significant digits (0.512, 54.3, 1235) (:func:`number`).
 Missing values — each word has one meaning
     ``NA``: not available (missing data, or a quantity that cannot be computed, e.g. a CI with no events);
     ``NR``: not reached (a median or CI limit of a survival curve that never falls to 0.5);
@@ -94,9 +98,10 @@ def p_value(p, missing: str = NA) -> str:
     return _sig(min(v, 1.0), 2)
 
 
-def p_equals(p, missing: str = NA) -> str:
-    """``p = 0.072`` / ``p < 0.001`` for running text and figure annotations (never ``p = <0.001``)."""
-    text = p_value(p, missing=missing)
+def p_equals(p, missing: str = NA, n_resamples: int | None = None) -> str:
+    """``p = 0.072`` / ``p < 0.001`` for running text and figure annotations (never ``p = <0.001``);
+    with ``n_resamples`` the p is a Monte Carlo one (:func:`mc_p_value`)."""
+    text = mc_p_value(p, n_resamples, missing) if n_resamples else p_value(p, missing=missing)
     return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
@@ -188,15 +193,32 @@ def fit_statistic(value, missing: str = NA) -> str:
     return missing if v is None else f"{v:.1f}"
 
 
-def cutpoint(value, missing: str = NA) -> str:
-    """A cut-point exactly as used for the split: the shortest text that reads back as the same float.
+def cutpoint(value, missing: str = NA, data=None) -> str:
+    """A cut-point as used for the split.
+
+    Without ``data``: the shortest text that reads back as the same float (``repr``). With ``data`` (the
+    marker values that were split): the fewest decimals whose rounded value splits ``data`` exactly as
+    ``value`` does (``x > cut`` for every x), so the printed rule reproduces the groups; the exact value
+    stays in results.json and the CSV.
 
     >>> cutpoint(122.5), cutpoint(54.3), cutpoint(321.98765432)
     ('122.5', '54.3', '321.98765432')
+    >>> cutpoint(27.278634634401502, data=[12.0, 27.278634634401502, 28.1])
+    '27.3'
     """
     v = _finite(value)
     if v is None:
         return missing
+    if data is not None:
+        import numpy as np
+
+        x = np.asarray(data, dtype=float)
+        x = x[np.isfinite(x)]
+        split = x > v
+        for decimals in range(0, 13):
+            rounded = round(v, decimals)
+            if np.array_equal(x > rounded, split):
+                return f"{rounded:.{decimals}f}"
     return str(int(v)) if v.is_integer() else repr(v)
 
 
@@ -215,8 +237,8 @@ def percent(numerator, denominator, decimals: int = 0, missing: str = NA) -> str
 
 
 def number(value, missing: str = NA) -> str:
-    """Any other number shown in a table cell: counts as integers, others with two significant digits
-    and at least one decimal below 1000, none above."""
+    """Any other number shown in a table cell: whole numbers as integers, others with three significant
+    digits and at least one decimal below 1000, none above (0.512, 54.3, 1235)."""
     v = _finite(value)
     if v is None:
         return missing
@@ -224,4 +246,21 @@ def number(value, missing: str = NA) -> str:
         return str(int(v))
     if abs(v) >= 1000:
         return f"{v:.0f}"
-    return _plain(v, _decimals_for([v], 1))
+    return _plain(v, _decimals_for([v], 1, digits=3))
+
+
+def cell(value, float_format: str | None = None, missing: str = NA) -> str:
+    """One table cell as text: missing as ``missing``, floats by :func:`number` (or ``float_format``),
+    true/false as yes/no, anything else as ``str``."""
+    if is_missing(value):
+        return missing
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return "yes" if value else "no"
+    if isinstance(value, float) or type(value).__name__.startswith("float"):
+        return float_format.format(value) if float_format else number(value, missing=missing)
+    return str(value)
+
+
+def cells(df, float_format: str | None = None, missing: str = NA):
+    """A DataFrame with every cell formatted by :func:`cell` (columns and index kept)."""
+    return df.astype(object).map(lambda v: cell(v, float_format, missing))

@@ -16,6 +16,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from carpet import __version__
+from carpet.report import format as fmt
 from carpet.report.style import figure_png_bytes
 
 
@@ -65,14 +66,11 @@ class Report:
         data = base64.b64encode(png).decode("ascii")
         return self._add({"kind": "figure", "src": f"data:image/png;base64,{data}", "caption": caption})
 
-    def table(self, df: pd.DataFrame, caption: str = "", index: bool = False, float_format: str = "{:.3g}",
-              na_rep: str = "NA") -> "Report":
-        """Embed a table; missing values (NaN, None, NA) print as ``na_rep``."""
-        df = df.copy()
-        for column in df.columns[df.dtypes == object]:
-            df[column] = df[column].where(df[column].notna(), na_rep)
-        table_html = df.to_html(index=index, border=0, classes="tbl", na_rep=na_rep,
-                                float_format=lambda v: float_format.format(v), escape=True)
+    def table(self, df: pd.DataFrame, caption: str = "", index: bool = False, float_format: str | None = None,
+              na_rep: str = fmt.NA) -> "Report":
+        """Embed a table; cells as :func:`carpet.report.format.cell` prints them (missing as ``na_rep``)."""
+        shown = fmt.cells(df.reset_index() if index else df, float_format, na_rep)
+        table_html = shown.to_html(index=False, border=0, classes="tbl", escape=True)
         return self._add({"kind": "table", "html": table_html, "caption": caption})
 
     def files(self, paths: list[tuple[str, str]]) -> "Report":

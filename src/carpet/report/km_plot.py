@@ -7,6 +7,7 @@ Estimates come from :func:`carpet.stats.kaplan_meier` (R's survfit numbers); thi
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -123,8 +124,8 @@ def km_figure(groups: Mapping[str, tuple[Sequence[float], Sequence[int]]], *, ti
         ax.set_xticklabels([f"{v:g}" for v in risk_times])
         ax.set_ylabel(ylabel)
         ax.set_xlabel(xlabel)
-        if title:
-            ax.set_title(title, loc="left", fontweight="bold")
+        if title:  # wrapped to the axes' width (about 11 characters an inch at the title size)
+            ax.set_title(textwrap.fill(title, max(30, int(11 * figsize[0]))), loc="left", fontweight="bold")
         if n_groups >= 2:
             labels = np.concatenate([[lab] * len(t) for lab, (t, _) in data.items()])
             lr = logrank(np.concatenate([t for t, _ in data.values()]),

@@ -1,13 +1,23 @@
-"""PDF reports: the same sections as the HTML report, laid out on A4 pages with matplotlib ``PdfPages``.
+"""PDF reports: the same sections as the HTML report, on pages of one size (A4, or US Letter by option).
 
-matplotlib writes the PDF itself (no LaTeX, no extra dependency). Tables are drawn with ``Axes.table`` and
-split across pages; figures are embedded as 300 dpi images on an A4 page with their caption (the vector
-version of each figure is written beside the report by the caller). Every page carries the report title
-in its header, a page number, and the ``banner`` (e.g. SIMULATED) when one is given.
+matplotlib writes the PDF itself (no LaTeX, no extra dependency). Layout rules:
+
+- every page has the same size (``page_size``: ``"A4"`` 595 × 842 pt, ``"Letter"`` 612 × 792 pt), the report
+  title in its header, a page number, and the ``banner`` (e.g. SIMULATED) when one is given;
+- tables are typeset here (matplotlib's ``Axes.table`` neither wraps nor shrinks): the font shrinks from
+  7.5 pt to 5.5 pt until the columns fit the text width, then the widest columns wrap at spaces
+  (:func:`layout_table`, which a test checks cell by cell); long tables continue on the next page with the
+  header repeated;
+- figures stay vector: the figure itself becomes the page canvas (moved, not rescaled, to its place under
+  the text above it), so its lines and text are PDF paths and fonts; one figure per page at most, and a
+  figure larger than the text area is embedded as a 300 dpi image instead;
+- a heading is never left alone at the foot of a page: it moves to the next page with the start of what
+  follows it (a table caption and its first rows, a paragraph's first lines, or the whole figure).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import textwrap
 from dataclasses import dataclass, field
@@ -20,11 +30,16 @@ import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 
 from carpet import __version__
-from carpet.report.style import journal_style
+from carpet.report import format as fmt
+from carpet.report.style import PRINT_DPI, journal_style
 
-A4_INCH = (8.27, 11.69)
+PAGE_SIZES = {"A4": (8.27, 11.69), "Letter": (8.5, 11.0)}
+A4_INCH = PAGE_SIZES["A4"]
 ROWS_PER_PAGE = 34
-WRAP_CHARS = 95
+MARGIN_IN = 0.5  # left/right text margin (inches)
+TOP_IN, BOTTOM_IN = 0.8, 0.7  # text area below the header and above the page number
+TABLE_FONT_SIZES = (7.5, 7.0, 6.5, 6.0, 5.5)
+CELL_PAD_PT = 4.0
 
 
 @dataclass
@@ -42,6 +57,11 @@ class PdfReport:
     banner: str = ""
     blocks: list[tuple[str, Any, str]] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    page_size: str = "A4"
+
+    def __post_init__(self):
+        if self.page_size not in PAGE_SIZES:
+            raise ValueError(f"page_size must be one of {sorted(PAGE_SIZES)}, got {self.page_size!r}")
 
     def section(self, title: str) -> "PdfReport":
         self.blocks.append(("section", title, ""))
@@ -55,25 +75,28 @@ class PdfReport:
         self.blocks.append(("note", text, ""))
         return self
 
-    def table(self, df: pd.DataFrame, caption: str = "", float_format: str = "{:.3g}") -> "PdfReport":
-        cells = df.astype(object).map(lambda v: _cell(v, float_format))
+    def table(self, df: pd.DataFrame, caption: str = "", float_format: str | None = None) -> "PdfReport":
+        cells = fmt.cells(df, float_format)
         self.blocks.append(("table", cells, caption))
         return self
 
-    def figure(self, fig, caption: str = "", dpi: int = 200) -> "PdfReport":
-        """Add a matplotlib figure (rendered now, so the caller may close it afterwards)."""
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-        return self.image(buf.getvalue(), caption)
+    def figure(self, fig, caption: str = "") -> "PdfReport":
+        """Add a matplotlib figure, drawn as vector graphics when the PDF is written.
+
+        The report keeps the figure and moves it onto its page in :meth:`write` (the caller may close it
+        after :meth:`write`; closing it before makes the figure empty).
+        """
+        self.blocks.append(("figure", fig, caption))
+        return self
 
     def image(self, png: bytes | str | Path, caption: str = "") -> "PdfReport":
         """Add a PNG image (bytes or a file), e.g. a figure already written to disk."""
         source = io.BytesIO(png) if isinstance(png, bytes) else png
-        self.blocks.append(("figure", mpimg.imread(source, format="png"), caption))
+        self.blocks.append(("image", mpimg.imread(source, format="png"), caption))
         return self
 
     def write(self, path: str | Path) -> Path:
-        """Lay the blocks out on A4 pages and write the PDF; returns the path."""
+        """Lay the blocks out on pages of ``page_size`` and write the PDF; returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"Title": self.title, "Creator": f"carpet {__version__}", **self.metadata}
@@ -82,107 +105,328 @@ class PdfReport:
             page.heading(self.title, size=15)
             if self.subtitle:
                 page.paragraph(self.subtitle, colour="#555555")
-            for kind, content, caption in self.blocks:
+            for k, (kind, content, caption) in enumerate(self.blocks):
                 if kind == "section":
-                    page.heading(content, size=12)
+                    page.heading(content, size=12, keep=page.first_height(self.blocks[k + 1:k + 2]))
                 elif kind in ("text", "note"):
                     page.paragraph(content, colour="#8a5a00" if kind == "note" else "#1a1a1a")
                 elif kind == "table":
                     page.table(content, caption)
+                elif kind == "figure":
+                    page.vector_figure(content, caption)
                 else:
                     page.picture(content, caption)
             page.finish()
         return path
 
 
-def _cell(v, float_format: str) -> str:
-    if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
-        return "NA"
-    if isinstance(v, float):
-        return float_format.format(v)
-    return str(v)
+# ---------------------------------------------------------------------------------------------------------------
+# table layout (pure: measured text widths in, font size, column widths and wrapped lines out)
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class TableLayout:
+    """How a table is typeset: ``font_size`` (pt), ``widths`` (pt per column), ``lines`` per cell
+    (header row first), and the row heights (pt)."""
+
+    font_size: float
+    widths: list[float]
+    lines: list[list[list[str]]]
+    heights: list[float]
 
 
+def text_width_pt(text: str, size: float, bold: bool = False) -> float:
+    """Width of ``text`` in points at font ``size`` in carpet's font (measured by matplotlib's Agg renderer;
+    glyph widths scale with the size, so one measurement at 10 pt serves every size)."""
+    return _width_10pt(str(text), plt.rcParams["font.family"][0], bold) * size / 10.0
+
+
+@functools.lru_cache(maxsize=65536)
+def _width_10pt(text: str, family: str, bold: bool) -> float:
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    global _RENDERER
+    if _RENDERER is None:
+        _RENDERER = RendererAgg(10, 10, 72)  # 72 dpi: pixels are points
+    w, _, _ = _RENDERER.get_text_width_height_descent(text, FontProperties(family=family, size=10,
+                                                                                 weight="bold" if bold else "normal"),
+                                                    ismath=False)
+    return float(w)
+
+
+_RENDERER = None
+
+
+def _wrap(text: str, width: float, size: float, bold: bool = False) -> list[str]:
+    """Greedy word wrap of ``text`` to ``width`` points; a word wider than a line is split by characters."""
+    out = []
+    for para in str(text).split("\n"):
+        line = ""
+        for word in para.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if text_width_pt(candidate, size, bold) <= width:
+                line = candidate
+                continue
+            if line:
+                out.append(line)
+            while len(word) > 1 and text_width_pt(word, size, bold) > width:
+                cut = 1
+                while cut < len(word) and text_width_pt(word[:cut + 1], size, bold) <= width:
+                    cut += 1
+                out.append(word[:cut])
+                word = word[cut:]
+            line = word
+        out.append(line)
+    return out
+
+
+def layout_table(header: list[str], rows: list[list[str]], width_pt: float) -> TableLayout:
+    """Fit a table into ``width_pt``: shrink the font (7.5 → 5.5 pt) first, then wrap the widest columns.
+
+    Every returned line of a cell is at most its column's width minus the cell padding (``CELL_PAD_PT``
+    on each side), so no text crosses into the next column.
+    """
+    table = [list(map(str, header)), *[[str(v) for v in r] for r in rows]]
+    n_cols = len(header)
+
+    def width(text: str, size: float, row: int) -> float:  # the header row is set in bold
+        return text_width_pt(text, size, bold=row == 0) + 2 * CELL_PAD_PT + 0.5  # 0.5 pt: rounding slack
+
+    for size in TABLE_FONT_SIZES:
+        natural = [max(width(row[c], size, r) for r, row in enumerate(table)) for c in range(n_cols)]
+        if sum(natural) <= width_pt:
+            widths = natural  # natural width, left-aligned
+            break
+    else:
+        size = TABLE_FONT_SIZES[-1]
+        words = [max(width(w, size, r) for r, row in enumerate(table) for w in row[c].split(" "))
+                 for c in range(n_cols)]
+        widths = list(natural)
+        # narrow the widest column step by step, never below its longest word (unless all are at it)
+        while sum(widths) > width_pt + 1e-6:
+            c = max(range(n_cols), key=lambda j: widths[j] - words[j])
+            if widths[c] - words[c] <= 0.5:
+                scale = width_pt / sum(widths)  # even the words do not fit: split them
+                widths = [w * scale for w in widths]
+                break
+            widths[c] = max(words[c], widths[c] - (sum(widths) - width_pt))
+    lines = [[_wrap(row[c], widths[c] - 2 * CELL_PAD_PT, size, bold=r == 0) for c in range(n_cols)]
+             for r, row in enumerate(table)]
+    line_h = size * 1.25
+    heights = [max(len(cell) for cell in row) * line_h + 3.0 for row in lines]
+    return TableLayout(size, widths, lines, heights)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pages
+# ---------------------------------------------------------------------------------------------------------------
 class _Page:
-    """A cursor over A4 pages: writes blocks top to bottom and starts a new page when one is full."""
+    """A cursor over pages: records what to draw top to bottom (in points from the top of the page) and
+    draws it when the page is full, on a fresh figure or on the one figure the page carries."""
 
-    TOP, BOTTOM, LINE = 0.93, 0.06, 0.016
+    LINE_PT = 12.0
 
     def __init__(self, report: PdfReport, pdf: PdfPages):
-        self.report, self.pdf, self.fig, self.y, self.number = report, pdf, None, 0.0, 0
+        self.report, self.pdf = report, pdf
+        self.size_in = PAGE_SIZES[report.page_size]
+        self.w_pt, self.h_pt = self.size_in[0] * 72, self.size_in[1] * 72
+        self.left_pt, self.text_w_pt = MARGIN_IN * 72, self.w_pt - 2 * MARGIN_IN * 72
+        self.top_pt, self.bottom_pt = TOP_IN * 72, self.h_pt - BOTTOM_IN * 72
+        self.ops: list = []
+        self.adopted = None
+        self.y = None  # points from the top; None: no page open
+        self.number = 0
 
+    # ---- page bookkeeping ---------------------------------------------------------------------------------
     def _new(self) -> None:
         self.finish()
         self.number += 1
-        self.fig = plt.figure(figsize=A4_INCH)
-        self.fig.text(0.06, 0.97, self.report.title, fontsize=7, color="#777777")
-        self.fig.text(0.94, 0.03, f"{self.number}", fontsize=7, color="#777777", ha="right")
-        if self.report.banner:
-            self.fig.text(0.94, 0.97, self.report.banner, fontsize=8, color="#D55E00", ha="right",
-                          fontweight="bold")
-        self.y = self.TOP
+        self.y = self.top_pt
 
-    def _room(self, height: float) -> None:
-        if self.fig is None or self.y - height < self.BOTTOM:
+    def _room(self, height_pt: float) -> None:
+        if self.y is None or self.y + height_pt > self.bottom_pt:
             self._new()
 
-    def finish(self) -> None:
-        if self.fig is not None:
-            self.pdf.savefig(self.fig)
-            plt.close(self.fig)
-            self.fig = None
+    def _text(self, x_pt, y_pt, text, **kw) -> None:
+        self.ops.append(("text", x_pt, y_pt, text, kw))
 
-    def heading(self, text: str, size: float) -> None:
-        self._room(4 * self.LINE)
-        self.y -= self.LINE * size / 8
-        self.fig.text(0.06, self.y, text, fontsize=size, fontweight="bold", va="top")
-        self.y -= self.LINE * size / 7
+    def _rule(self, x0_pt, x1_pt, y_pt, lw=0.6) -> None:
+        self.ops.append(("rule", x0_pt, x1_pt, y_pt, lw))
+
+    def finish(self) -> None:
+        if self.y is None:
+            return
+        fig = self.adopted if self.adopted is not None else plt.figure(figsize=self.size_in)
+        W, H = self.w_pt, self.h_pt
+        fig.text(self.left_pt / W, 1 - 0.4 * 72 / H, self.report.title, fontsize=7, color="#777777")
+        fig.text(1 - self.left_pt / W, 0.35 * 72 / H, f"{self.number}", fontsize=7, color="#777777", ha="right")
+        if self.report.banner:
+            fig.text(1 - self.left_pt / W, 1 - 0.4 * 72 / H, self.report.banner, fontsize=8, color="#D55E00",
+                     ha="right", fontweight="bold")
+        for op in self.ops:
+            if op[0] == "text":
+                _, x, y, text, kw = op
+                fig.text(x / W, 1 - y / H, text, va="top", **kw)
+            elif op[0] == "image":
+                _, img, x, y, w, h = op
+                ax = fig.add_axes((x / W, 1 - (y + h) / H, w / W, h / H))
+                ax.imshow(img, interpolation="none")  # the PNG embedded as is, unresampled
+                ax.set_axis_off()
+            else:
+                _, x0, x1, y, lw = op
+                fig.add_artist(plt.Line2D([x0 / W, x1 / W], [1 - y / H, 1 - y / H], lw=lw, color="#333333",
+                                          transform=fig.transFigure))
+        with plt.rc_context({"savefig.bbox": "standard"}):  # the whole page (journal_style crops "tight")
+            self.pdf.savefig(fig)
+        plt.close(fig)
+        self.ops, self.adopted, self.y = [], None, None
+
+    # ---- heights, for keeping a heading with what follows -------------------------------------------------
+    def first_height(self, blocks) -> float:
+        """Points needed by the start of the next block (0 when there is none)."""
+        if not blocks:
+            return 0.0
+        kind, content, caption = blocks[0]
+        if kind in ("text", "note"):
+            return self.LINE_PT * min(3, len(self._lines(content)))
+        if kind == "table":
+            layout = layout_table(list(content.columns), content.to_numpy().tolist()[:3], self.text_w_pt)
+            return 1.5 * self.LINE_PT + sum(layout.heights)
+        if kind == "figure":
+            return self._figure_height(content) + self.LINE_PT
+        if kind == "image":
+            return min(0.75 * (self.bottom_pt - self.top_pt), 200.0)
+        return 2 * self.LINE_PT
+
+    # ---- blocks -------------------------------------------------------------------------------------------
+    def heading(self, text: str, size: float, keep: float = 0.0) -> None:
+        lines = _wrap(text, self.text_w_pt, size, bold=True)
+        height = size * (0.6 + 1.3 * len(lines))
+        self._room(height + keep)
+        self.y += size * 0.6
+        self._text(self.left_pt, self.y, "\n".join(lines), fontsize=size, fontweight="bold", linespacing=1.1)
+        self.y += size * 1.3 * len(lines)
+
+    def _lines(self, text: str) -> list[str]:
+        chars = int(self.text_w_pt / (8.5 * 0.55))
+        return [ln for para in str(text).splitlines() for ln in (textwrap.wrap(para, chars) or [""])]
 
     def paragraph(self, text: str, colour: str) -> None:
-        lines = [ln for para in str(text).splitlines() for ln in (textwrap.wrap(para, WRAP_CHARS) or [""])]
-        for start in range(0, len(lines), 40):
-            chunk = lines[start:start + 40]
-            self._room(self.LINE * (len(chunk) + 1))
-            self.fig.text(0.06, self.y, "\n".join(chunk), fontsize=8.5, color=colour, va="top", linespacing=1.35)
-            self.y -= self.LINE * (len(chunk) + 0.8)
+        lines = self._lines(text)
+        per_page = int((self.bottom_pt - self.top_pt) / self.LINE_PT) - 1
+        for start in range(0, len(lines), per_page):
+            chunk = lines[start:start + per_page]
+            self._room(self.LINE_PT * min(len(chunk), 3))
+            room = int((self.bottom_pt - self.y) / self.LINE_PT)
+            chunk, rest = chunk[:room], chunk[room:]
+            self._text(self.left_pt, self.y, "\n".join(chunk), fontsize=8.5, color=colour, linespacing=1.35)
+            self.y += self.LINE_PT * (len(chunk) + 0.6)
+            if rest:
+                self.paragraph("\n".join(rest), colour)
 
     def table(self, cells: pd.DataFrame, caption: str) -> None:
         header = [str(c) for c in cells.columns]
         rows = cells.to_numpy().tolist() or [["(no rows)"] + [""] * (len(header) - 1)]
-        for start in range(0, len(rows), ROWS_PER_PAGE):
-            chunk = rows[start:start + ROWS_PER_PAGE]
-            height = self.LINE * 1.25 * (len(chunk) + 1)
-            self._room(height + 2 * self.LINE)
-            label = caption if start == 0 else f"{caption} (continued)"
-            if label:
-                self.fig.text(0.06, self.y, label, fontsize=8.5, fontweight="bold", va="top")
-                self.y -= 1.5 * self.LINE
-            ax = self.fig.add_axes((0.06, self.y - height, 0.88, height))
-            ax.set_axis_off()
-            # columns as wide as their longest text (fractions of the table width)
-            chars = [max(len(str(v)) for v in col) + 2 for col in zip(header, *chunk)]
-            tbl = ax.table(cellText=chunk, colLabels=header, loc="upper left", cellLoc="left",
-                           bbox=(0, 0, 1, 1), colWidths=[c / sum(chars) for c in chars])
-            tbl.auto_set_font_size(False)
-            tbl.set_fontsize(6.5 if len(header) > 6 else 7.5)
-            for (r, _), cell in tbl.get_celld().items():
-                cell.set_edgecolor("#cccccc")
-                cell.set_linewidth(0.3)
-                if r == 0:
-                    cell.set_text_props(fontweight="bold")
-            self.y -= height + self.LINE
+        layout = layout_table(header, rows, self.text_w_pt)
+        head_h, body = layout.heights[0], list(zip(layout.lines[1:], layout.heights[1:]))
+        whole = 1.5 * self.LINE_PT * 2 + head_h + sum(h for _, h in body) + 8
+        if self.y is not None and self.y + whole > self.bottom_pt and whole <= self.bottom_pt - self.top_pt:
+            self._new()  # a table that fits on one page is not split
+        start, first = 0, True
+        while start < len(body):
+            label = caption if first else f"{caption} (continued)"
+            cap_lines = textwrap.wrap(label, int(self.text_w_pt / (8.5 * 0.58))) if label else []
+            cap_h = self.LINE_PT * len(cap_lines) + (4 if cap_lines else 0)
+            self._room(cap_h + head_h + body[start][1] + 4)
+            if cap_lines:
+                self._text(self.left_pt, self.y, "\n".join(cap_lines), fontsize=8.5, fontweight="bold")
+                self.y += cap_h
+            self._rule(self.left_pt, self.left_pt + sum(layout.widths), self.y, lw=0.8)
+            self._row(layout, layout.lines[0], bold=True)
+            self._rule(self.left_pt, self.left_pt + sum(layout.widths), self.y, lw=0.5)
+            count = 0
+            while start < len(body) and count < ROWS_PER_PAGE and self.y + body[start][1] <= self.bottom_pt:
+                self._row(layout, body[start][0])
+                start, count = start + 1, count + 1
+            self._rule(self.left_pt, self.left_pt + sum(layout.widths), self.y, lw=0.8)
+            self.y += self.LINE_PT
+            first = False
+            if start < len(body):
+                self._new()
+
+    def _row(self, layout: TableLayout, row_lines: list[list[str]], bold: bool = False) -> None:
+        x = self.left_pt
+        height = max(len(c) for c in row_lines) * layout.font_size * 1.25 + 3.0
+        for width, lines in zip(layout.widths, row_lines):
+            self._text(x + CELL_PAD_PT, self.y + 1.5, "\n".join(lines), fontsize=layout.font_size,
+                       linespacing=1.25 / 1.2, **({"fontweight": "bold"} if bold else {}))
+            x += width
+        self.y += height
+
+    def _figure_height(self, fig) -> float:
+        fig.canvas.draw()
+        box = fig.get_tightbbox(fig.canvas.get_renderer())
+        return box.height * 72
+
+    def vector_figure(self, fig, caption: str) -> None:
+        """Move ``fig`` (unscaled) onto the page under what is already there; the figure becomes the page."""
+        fig.canvas.draw()
+        box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches
+        w_pt, h_pt = box.width * 72, box.height * 72
+        cap_lines = textwrap.wrap(caption, int(self.text_w_pt / (8 * 0.55))) if caption else []
+        if w_pt > self.text_w_pt + 1 or h_pt + self.LINE_PT * len(cap_lines) > self.bottom_pt - self.top_pt:
+            buf = io.BytesIO()  # larger than a page: a 300 dpi image, scaled to fit
+            fig.savefig(buf, format="png", dpi=PRINT_DPI, bbox_inches="tight")
+            plt.close(fig)
+            self.picture(mpimg.imread(io.BytesIO(buf.getvalue()), format="png"), caption)
+            return
+        self._room(h_pt + self.LINE_PT * (len(cap_lines) + 1))
+        if self.adopted is not None:
+            self._new()
+        x_pt = self.left_pt + (self.text_w_pt - w_pt) / 2
+        _move_figure(fig, box, self.size_in, x_pt / 72, (self.h_pt - self.y - h_pt) / 72)
+        self.adopted = fig
+        self.y += h_pt + 4
+        if cap_lines:
+            self._text(self.left_pt, self.y, "\n".join(cap_lines), fontsize=8, color="#444444")
+            self.y += self.LINE_PT * len(cap_lines)
+        self.y += self.LINE_PT
 
     def picture(self, img, caption: str) -> None:
         h_px, w_px = img.shape[:2]
-        width = 0.88
-        height = min(width * (h_px / w_px) * A4_INCH[0] / A4_INCH[1], 0.75)
-        self._room(height + 3 * self.LINE)
-        ax = self.fig.add_axes((0.06, self.y - height, width, height))
-        ax.imshow(img, interpolation="none")  # vector backends then embed the PNG as is, unresampled
-        ax.set_axis_off()
-        self.y -= height + 0.5 * self.LINE
-        if caption:
-            self.fig.text(0.06, self.y, "\n".join(textwrap.wrap(caption, WRAP_CHARS)), fontsize=8, va="top",
-                          color="#444444")
-            self.y -= self.LINE * (1 + len(caption) // WRAP_CHARS)
-        self.y -= self.LINE
+        width = self.text_w_pt
+        height = min(width * h_px / w_px, 0.75 * (self.bottom_pt - self.top_pt))
+        width = height * w_px / h_px
+        cap_lines = textwrap.wrap(caption, int(self.text_w_pt / (8 * 0.55))) if caption else []
+        self._room(height + self.LINE_PT * (len(cap_lines) + 1))
+        self.ops.append(("image", img, self.left_pt, self.y, width, height))
+        self.y += height + 4
+        if cap_lines:
+            self._text(self.left_pt, self.y, "\n".join(cap_lines), fontsize=8, color="#444444")
+            self.y += self.LINE_PT * len(cap_lines)
+        self.y += self.LINE_PT
+
+
+def _move_figure(fig, box, page_in, x_in: float, y_in: float) -> None:
+    """Resize ``fig`` to the page and move its content (tight box ``box``, inches) so that the box's lower-left
+    corner sits at (``x_in``, ``y_in``) — nothing is rescaled, so fonts and line widths keep their size."""
+    from matplotlib.transforms import Bbox
+
+    old_w, old_h = fig.get_size_inches()
+    dx, dy = x_in - box.x0, y_in - box.y0
+    dpi = fig.dpi
+    legends = [(leg, leg.get_bbox_to_anchor().frozen()) for leg in fig.legends]  # display units, old size
+    texts = [t for t in [*fig.texts, getattr(fig, "_suptitle", None)] if t is not None
+             and t.get_transform() == fig.transSubfigure]
+    text_pos = [(t, t.get_position()) for t in texts]
+    axes = [(ax, ax.get_position(original=True).frozen()) for ax in fig.axes]
+    fig.set_size_inches(*page_in, forward=False)
+    new_w, new_h = page_in
+    for ax, pos in axes:
+        ax.set_position([(pos.x0 * old_w + dx) / new_w, (pos.y0 * old_h + dy) / new_h,
+                         pos.width * old_w / new_w, pos.height * old_h / new_h])
+    for t, (x, y) in text_pos:
+        t.set_position(((x * old_w + dx) / new_w, (y * old_h + dy) / new_h))
+    for leg, bb in legends:
+        inches = Bbox([[bb.x0 / dpi + dx, bb.y0 / dpi + dy], [bb.x1 / dpi + dx, bb.y1 / dpi + dy]])
+        leg.set_bbox_to_anchor(inches, transform=fig.dpi_scale_trans)

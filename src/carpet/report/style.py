@@ -30,6 +30,7 @@ RC = {
     "savefig.bbox": "tight",
     "pdf.fonttype": 42,  # embed TrueType so journals accept the PDF
     "text.parse_math": False,  # titles and group values are user text: '$' is a dollar, not mathtext
+    "figure.max_open_warning": 0,  # a report keeps its figures open until its PDF is written
 }
 
 
@@ -133,7 +134,7 @@ def legend_overlaps_data(fig) -> list[str]:
 def place_legend(ax, handles, labels, *, candidates=("upper right", "lower left", "lower right", "upper left",
                                                      "center right", "center left", "lower center",
                                                      "upper center"), **kwargs):
-    """A legend inside ``ax`` where it covers no data, else right of the axes (outside); returns the legend.
+    """A legend inside ``ax`` where it covers no data, else above the axes (outside); returns the legend.
 
     matplotlib's ``loc='best'`` minimises overlap but accepts some; a journal figure accepts none, so each
     candidate position is checked against the drawn lines, markers and bands (:func:`overlaps_data`).
@@ -146,6 +147,12 @@ def place_legend(ax, handles, labels, *, candidates=("upper right", "lower left"
         if not overlaps_data(ax, legend.get_window_extent(renderer)):
             return legend
         legend.remove()
-    # no free space inside: right of the plotting area (a title above stays clear of it)
-    return ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.2,
-                     **kwargs)
+    # no free space inside: above the plotting area, and the axes title (if any) lifted above the legend
+    legend = ax.legend(handles, labels, loc="lower left", bbox_to_anchor=(0.0, 1.01), borderaxespad=0.2,
+                       **kwargs)
+    fig.canvas.draw()
+    height_pt = legend.get_window_extent(fig.canvas.get_renderer()).height * 72 / fig.dpi
+    for loc in ("left", "center", "right"):
+        if ax.get_title(loc):
+            ax.set_title(ax.get_title(loc), loc=loc, fontweight="bold", pad=height_pt + 6)
+    return legend

@@ -324,6 +324,17 @@ _FISH = ("del17p", "t4_14", "t14_16", "t14_20", "gain1q", "amp1q", "del1p32", "d
          "non_hyperdiploid", "high_risk_gep", "del17p_pct")
 
 
+#: patients-table columns each score reads (``carpet analyze --describe``)
+SCORE_INPUTS: dict[str, tuple[str, ...]] = {
+    "IPI": ("age_years", "ldh_u_l", "ldh_uln_u_l", "ecog", "ann_arbor_stage", "n_extranodal_sites"),
+    "aaIPI": ("ldh_u_l", "ldh_uln_u_l", "ecog", "ann_arbor_stage"),
+    "CAR-HEMATOTOX": ("platelets_per_ul", "anc_per_ul", "hb_g_dl", "crp_mg_dl", "ferritin_ng_ml"),
+    "ISS": ("b2m_mg_l", "albumin_g_dl"),
+    "R-ISS": ("b2m_mg_l", "albumin_g_dl", "ldh_u_l", "ldh_uln_u_l", "del17p", "t4_14", "t14_16"),
+    "R2-ISS": ("b2m_mg_l", "albumin_g_dl", "ldh_u_l", "ldh_uln_u_l", "del17p", "t4_14", "gain1q", "amp1q"),
+}
+
+
 def score_patients(patients: pd.DataFrame, scores=("IPI", "aaIPI", "CAR-HEMATOTOX", "ISS", "R-ISS", "R2-ISS"),
                    cytogenetic_rules=tuple(CYTOGENETIC_RULES),
                    hematotox_rule: HematotoxRule = HematotoxRule()) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -18,7 +18,13 @@ def survival_arrays(time, event, *, source: str = "survival data") -> tuple[np.n
     InputError
         When lengths differ, a time is missing, negative or infinite, or an event is not 0/1.
     """
-    t = np.asarray(time, dtype=float).ravel()
+    t_raw = np.asarray(time).ravel()
+    t = pd.to_numeric(pd.Series(t_raw), errors="coerce").to_numpy(dtype=float)
+    text = np.flatnonzero(np.isnan(t) & pd.notna(t_raw))  # 'abc', not a missing value
+    if text.size:
+        i = int(text[0])
+        raise InputError(f"time must be a number, got '{t_raw[i]}' ({text.size} such value(s))", source=source,
+                         where=f"row {i}, column 'time'")
     e_raw = np.asarray(event).ravel()
     if t.shape != e_raw.shape:
         raise InputError(f"time has {t.size} values but event has {e_raw.size}; they must be the same length",
@@ -30,14 +36,12 @@ def survival_arrays(time, event, *, source: str = "survival data") -> tuple[np.n
         i = int(np.flatnonzero(bad)[0])
         raise InputError(f"time must be a finite number >= 0, got {t[i]!r}", source=source,
                          where=f"row {i}, column 'time'")
-    try:
-        e_num = e_raw.astype(float)
-    except (TypeError, ValueError):
-        e_num = np.full(e_raw.shape, np.nan)
+    e_num = pd.to_numeric(pd.Series(e_raw, dtype=object), errors="coerce").to_numpy(dtype=float)
     bad = ~np.isin(e_num, (0.0, 1.0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"event must be 0 (censored) or 1 (event), got {e_raw[i]!r}", source=source,
+        raise InputError(f"event must be 0 (censored) or 1 (event), got '{e_raw[i]}' ({int(bad.sum())} such "
+                         "value(s))", source=source,
                          where=f"row {i}, column 'event'")
     return t, e_num.astype(bool)
 
@@ -58,6 +62,10 @@ def design_matrix(df: pd.DataFrame, covariates: Sequence[str],
     Levels no row uses are left out (R reports NA for them).
     """
     reference = reference or {}
+    if not reference and all(pd.api.types.is_numeric_dtype(df[c]) and df[c].dtype != bool for c in covariates):
+        # the common case, without a pandas concat
+        return (pd.DataFrame(df[list(covariates)].to_numpy(dtype=float), columns=list(covariates)),
+                {c: [k] for k, c in enumerate(covariates)})
     unknown = set(reference) - set(covariates)
     if unknown:
         raise InputError(f"reference levels given for {sorted(unknown)}, which are not covariates",

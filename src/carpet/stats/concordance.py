@@ -16,24 +16,31 @@ from carpet.errors import InputError
 from carpet.stats._input import survival_arrays
 
 
-def _prefix_counts(pt_pos, pt_rank, q_pos, q_rank, side: str) -> np.ndarray:
-    """For each query: #{points with pt_pos < q_pos and pt_rank < q_rank} (side="left", or <= for "right").
+def _prefix_counts(pt_pos, pt_rank, queries) -> list[np.ndarray]:
+    """For each query set (q_pos, q_rank, side): #{points with pt_pos < q_pos and pt_rank < q_rank}
+    (side="left"), or pt_rank <= q_rank (side="right").
 
     [0, q_pos) is the union of dyadic blocks [b·2^l, (b+1)·2^l) over the set bits l of q_pos, with
-    b = (q_pos >> l) − 1; within a block the ranks are counted by binary search in sorted keys.
+    b = (q_pos >> l) − 1; within a block the ranks are counted by binary search in sorted keys. The
+    points are sorted once per level for all query sets.
     """
-    out = np.zeros(q_pos.size, dtype=np.int64)
-    if pt_pos.size == 0 or q_pos.size == 0:
-        return out
-    span = int(max(pt_rank.max(), q_rank.max())) + 2
-    for level in range(int(q_pos.max()).bit_length()):
-        has = ((q_pos >> level) & 1).astype(bool)
-        if not has.any():
-            continue
-        keys = np.sort((pt_pos >> level) * span + pt_rank)
-        base = ((q_pos[has] >> level) - 1) * span
-        out[has] += np.searchsorted(keys, base + q_rank[has], side=side) - np.searchsorted(keys, base, side="left")
-    return out
+    outs = [np.zeros(q_pos.size, dtype=np.int64) for q_pos, _, _ in queries]
+    if pt_pos.size == 0 or all(q[0].size == 0 for q in queries):
+        return outs
+    span = int(max(pt_rank.max(), *(q[1].max() for q in queries if q[1].size))) + 2
+    top = max(int(q[0].max()) for q in queries if q[0].size)
+    for level in range(top.bit_length()):
+        block = pt_pos >> level
+        keys = np.sort(block * span + pt_rank)
+        # where each block starts in the sorted keys (points in lower blocks)
+        starts = np.concatenate(([0], np.cumsum(np.bincount(block, minlength=(top >> level) + 1))))
+        for out, (q_pos, q_rank, side) in zip(outs, queries):
+            has = ((q_pos >> level) & 1).astype(bool)
+            if not has.any():
+                continue
+            b = (q_pos[has] >> level) - 1
+            out[has] += np.searchsorted(keys, b * span + q_rank[has], side=side) - starts[b]
+    return outs
 
 
 @dataclass(frozen=True)
@@ -97,21 +104,18 @@ def concordance_counts(time, event, risk, strata=None) -> ConcordanceCounts:
     # event i is compared with the rows after its run of tied events, up to the end of its stratum
     p_i, end_i, r_i = run_end[ev], stratum_end[ev], r[ev]
 
-    def in_suffix(side):
-        return _prefix_counts(pos, r, end_i, r_i, side) - _prefix_counts(pos, r, p_i, r_i, side)
-
-    lower, lower_eq = in_suffix("left"), in_suffix("right")
+    end_l, p_l, end_r, p_r = _prefix_counts(pos, r, [(end_i, r_i, "left"), (p_i, r_i, "left"),
+                                                     (end_i, r_i, "right"), (p_i, r_i, "right")])
+    lower, lower_eq = end_l - p_l, end_r - p_r
     comparable = end_i - p_i
     tied = lower_eq - lower
     conc, tie_x = float(lower.sum()), float(tied.sum())
     disc = float((comparable - lower_eq).sum())
 
     # the same pairs seen from the later member j: events i with p_i <= j < end_i
-    def as_later(q_rank, side):
-        return _prefix_counts(p_i, r_i, pos + 1, q_rank, side) - _prefix_counts(end_i, r_i, pos + 1, q_rank, side)
-
-    total_j = as_later(np.full(n, r.max() + 1, dtype=np.int64), "left")
-    le_j, lt_j = as_later(r, "right"), as_later(r, "left")
+    later = [(pos + 1, np.full(n, r.max() + 1, dtype=np.int64), "left"), (pos + 1, r, "right"), (pos + 1, r, "left")]
+    from_p, from_end = _prefix_counts(p_i, r_i, later), _prefix_counts(end_i, r_i, later)
+    total_j, le_j, lt_j = (a - b for a, b in zip(from_p, from_end))
     higher_j, tied_j = total_j - le_j, le_j - lt_j
     # per-subject sums over its pairs (score 1, 1/2, 0 and number of comparable pairs) for the IJ error
     score_i = higher_j + 0.5 * tied_j

@@ -46,7 +46,11 @@ def p_lausen92(b: float, min_prop: float = 0.1, max_prop: float = 0.9) -> float:
     if b < 1:
         return 1.0
     db = norm.pdf(b)
-    p = 4 * db / b + db * (b - 1 / b) * np.log((max_prop * (1 - min_prop)) / ((1 - max_prop) * min_prop))
+    # without bounds (min_prop = 0 or max_prop = 1) the log term is log(x/0) = inf and R returns p = Inf:
+    # the approximation does not exist there (use p_lausen94 or permutations)
+    denominator = (1 - max_prop) * min_prop
+    log_term = np.log((max_prop * (1 - min_prop)) / denominator) if denominator > 0 else np.inf
+    p = 4 * db / b + db * (b - 1 / b) * log_term
     return float(max(p, 0.0))
 
 
@@ -168,7 +172,7 @@ def cutpoint(time, event, x, min_prop: float = 0.1, max_prop: float = 0.9, n_per
     first = np.flatnonzero(np.concatenate(([True], xs[1:] != xs[:-1])))
     m = first[1:]
     if min_prop == 0 and max_prop == 1:
-        m = m[m >= 1]
+        m = m[:-1]  # as maxstat: without bounds it also drops the cut below the last distinct value
     else:
         m = m[(m >= max(1, int(np.floor(n * min_prop)))) & (m <= int(np.floor(n * max_prop)))]
     if m.size == 0:

@@ -52,6 +52,7 @@ from carpet.io.tables import neutralise_formulas, write_csv
 
 # R's fisher.test counts tables whose probability is within this relative error of the observed one.
 _FISHER_REL_ERR = 1.0 + 1e-7
+_MONTE_CARLO_B = 100_000
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class TableTest:
     statistic: float
     df: float
     p_value: float
+    p_text: str = ""  # how to print p when it is a Monte Carlo value: "< 1/100,000 (Monte Carlo, B = 100,000)"
 
 
 @dataclass
@@ -316,10 +318,14 @@ def fisher_test(counts, *, max_tables: int = 2_000_000, seed: int = 0) -> TableT
     log_obs = _table_log_prob(t)
     p_value = _fisher_rxc_p(t, log_obs + np.log(_FISHER_REL_ERR), max_tables)
     if p_value is None:
-        res = stats.fisher_exact(t, method=stats.MonteCarloMethod(n_resamples=100_000,
-                                                                  rng=np.random.default_rng(seed)))
-        return TableTest(f"Fisher exact (Monte Carlo, > {max_tables} tables)", float(res.statistic), np.nan,
-                          float(res.pvalue))
+        b = _MONTE_CARLO_B
+        res = stats.fisher_exact(t, method=stats.MonteCarloMethod(n_resamples=b, rng=np.random.default_rng(seed)))
+        exceed = int(round(res.pvalue * (b + 1))) - 1  # scipy's p is (1 + #{as extreme}) / (1 + B)
+        # no draw as extreme: all that B draws show is p < 1/B, and that is what is printed
+        p_mc, text = ((1 / b, f"< 1/{b:,} (Monte Carlo, B = {b:,})") if exceed == 0
+                      else (float(res.pvalue), f"{res.pvalue:.3g} (Monte Carlo, B = {b:,})"))
+        return TableTest(f"Fisher exact (Monte Carlo, B = {b:,}; > {max_tables:,} tables for the exact test)",
+                         float(res.statistic), np.nan, p_mc, text)
     return TableTest("Fisher exact", float(np.exp(log_obs)), np.nan, min(1.0, p_value))
 
 
@@ -328,64 +334,92 @@ def _table_log_prob(t: np.ndarray) -> float:
     return float(gammaln(rows + 1).sum() + gammaln(cols + 1).sum() - gammaln(t.sum() + 1) - gammaln(t + 1).sum())
 
 
+def _compositions(caps: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every way to split a column total ``c`` into cells 0 <= x_i <= caps_i, for each row of ``caps``.
+
+    Returns (index of the caps row, cells x) — filled cell by cell with numpy, no Python loop over splits.
+    """
+    m, r = caps.shape
+    idx, left = np.arange(m), np.full(m, c, dtype=np.int64)
+    cells = np.zeros((m, 0), dtype=np.int64)
+    for i in range(r - 1):
+        below = caps[idx, i + 1:].sum(axis=1)
+        lo = np.maximum(0, left - below)
+        hi = np.minimum(caps[idx, i], left)
+        width = hi - lo + 1
+        rep = np.repeat(np.arange(idx.size), width)
+        x = lo[rep] + np.arange(rep.size) - np.repeat(np.cumsum(width) - width, width)
+        idx, left, cells = idx[rep], left[rep] - x, np.column_stack((cells[rep], x))
+    return idx, np.column_stack((cells, left))
+
+
 def _fisher_rxc_p(t: np.ndarray, log_threshold: float, max_tables: int) -> float | None:
     """Total null probability of the tables with the margins of ``t`` whose log-probability is
-    ``<= log_threshold`` — the two-sided r×c Fisher p-value.
+    ``<= log_threshold`` — the two-sided r×c Fisher p-value, by the network algorithm of Mehta & Patel
+    (1983) that R's FEXACT implements.
 
-    Fills the table cell by cell, column-major, carrying the remaining row sums of every partial
-    table as a numpy array (the last row of each column and the last column are determined). After
-    each column, partial tables with the same remaining row sums and partial probability (to 1e-9 in
-    log) are merged with a multiplicity, and — as in the network algorithm of Mehta & Patel (1983)
-    that R's FEXACT implements — a partial table is settled at once when bounds on the probability
-    of its completions show that all of them (the sum of their probabilities has a closed form) or
-    none of them fall below the threshold. Returns ``None`` once a step would hold more than
-    ``max_tables`` partial tables.
+    Written here because scipy has no exact r×c Fisher test (``scipy.stats.fisher_exact`` is 2×2, or
+    Monte Carlo / permutation for r×c). A node of the network is the multiset of row sums left after
+    the first j columns (rows are exchangeable for the columns to come, so sorted sums name a node).
+    1. Forward, without probabilities: the nodes of every stage and the edges between them (one edge
+       per split of column j, weighted by −Σ log x!).
+    2. Backward: for every node the exact longest and shortest path to the end (the most and least
+       probable completion).
+    3. Forward with the probability of the path so far (paths with equal probability into one node
+       merged, with a multiplicity): a path is settled as soon as its longest completion stays below
+       the threshold (all completions count; their total has the closed form N!/(Π R! Π c!)) or its
+       shortest completion is above it (none counts).
+    Returns ``None`` once a stage would hold more than ``max_tables`` edges or paths.
     """
     if t.shape[0] > t.shape[1]:
-        t = t.T  # fewer rows → fewer free cells per column
-    rows, cols = t.sum(axis=1), t.sum(axis=0)
-    r = len(rows)
+        t = t.T  # fewer rows → fewer splits per column
+    rows, cols = np.sort(t.sum(axis=1)), np.sort(t.sum(axis=0))[::-1]
     const = gammaln(rows + 1).sum() + gammaln(cols + 1).sum() - gammaln(rows.sum() + 1)
-    remaining = rows[None, :].copy()
-    log_terms = np.array([const])
-    weight = np.ones(1)
-    p_settled = 0.0
-    for j in range(len(cols) - 1):
-        col_left = np.full(len(remaining), cols[j])
-        for i in range(r - 1):
-            below = remaining[:, i + 1:].sum(axis=1)
-            lo = np.maximum(0, col_left - below)
-            hi = np.minimum(remaining[:, i], col_left)
-            width = hi - lo + 1
-            total = int(width.sum())
-            if total > max_tables:
-                return None
-            idx = np.repeat(np.arange(len(remaining)), width)
-            offsets = np.arange(total) - np.repeat(np.cumsum(width) - width, width)
-            x = lo[idx] + offsets
-            remaining, col_left = remaining[idx].copy(), col_left[idx] - x
-            log_terms, weight = log_terms[idx] - gammaln(x + 1), weight[idx]
-            remaining[:, i] -= x
-        remaining[:, r - 1] -= col_left
-        log_terms = log_terms - gammaln(col_left + 1)
-        key, inverse = _unique_rows(np.column_stack([remaining, np.round(log_terms, 9)]))
-        weight = np.bincount(inverse, weights=weight)
-        remaining, log_terms = key[:, :r].astype(np.int64), key[:, r]
-        future = cols[j + 1:]
-        f_max = sum(_max_column_term(remaining, c) for c in future)
-        f_min = sum(_min_column_term(remaining, c) for c in future)
-        all_in = log_terms + f_max <= log_threshold
-        none_in = log_terms + f_min > log_threshold
+    threshold = log_threshold - const
+    nodes, edges = [rows[None, :]], []
+    for c in cols[:-1]:
+        parent, cells = _compositions(nodes[-1], int(c))
+        if parent.size > max_tables:
+            return None
+        child, inverse = _unique_rows(np.sort(nodes[-1][parent] - cells, axis=1))
+        order = np.argsort(parent, kind="stable")  # edges grouped by parent for the expansion below
+        edges.append((parent[order], inverse[order], -gammaln(cells[order] + 1).sum(axis=1)))
+        nodes.append(child)
+    longest = shortest = -gammaln(nodes[-1] + 1).sum(axis=1)  # the last column is the remaining sums
+    bounds = [(longest, shortest)]
+    for parent, child, w in reversed(edges):
+        n_par = int(parent.max()) + 1
+        hi, lo = np.full(n_par, -np.inf), np.full(n_par, np.inf)
+        np.maximum.at(hi, parent, w + longest[child])
+        np.minimum.at(lo, parent, w + shortest[child])
+        longest, shortest = hi, lo
+        bounds.append((longest, shortest))
+    bounds = bounds[::-1]
+    node, past, weight = np.zeros(1, dtype=np.int64), np.zeros(1), np.ones(1)
+    p_value = 0.0
+    for j, (parent, child, w) in enumerate(edges):
+        longest, shortest = bounds[j]
+        all_in = past + longest[node] <= threshold
         if all_in.any():
-            # sum over completions of prod 1/x! = N_rem! / (prod R! prod c!)
-            n_rem = future.sum()
-            log_all = (gammaln(n_rem + 1) - gammaln(remaining[all_in] + 1).sum(axis=1) - gammaln(future + 1).sum())
-            p_settled += float(np.dot(weight[all_in], np.exp(log_terms[all_in] + log_all)))
-        open_ = ~(all_in | none_in)
-        remaining, log_terms, weight = remaining[open_], log_terms[open_], weight[open_]
-    log_terms = log_terms - gammaln(remaining + 1).sum(axis=1)
-    keep = log_terms <= log_threshold
-    return p_settled + float(np.dot(weight[keep], np.exp(log_terms[keep])))
+            rem = nodes[j][node[all_in]]
+            future = cols[j:]
+            log_all = gammaln(future.sum() + 1) - gammaln(rem + 1).sum(axis=1) - gammaln(future + 1).sum()
+            p_value += float(np.dot(weight[all_in], np.exp(const + past[all_in] + log_all)))
+        open_ = ~all_in & (past + shortest[node] <= threshold)
+        node, past, weight = node[open_], past[open_], weight[open_]
+        start = np.searchsorted(parent, node, side="left")
+        count = np.searchsorted(parent, node, side="right") - start
+        total = int(count.sum())
+        if total > max_tables:
+            return None
+        rep = np.repeat(np.arange(node.size), count)
+        e = np.repeat(start, count) + np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+        key, inverse = _unique_rows(np.column_stack((child[e], np.round(past[rep] + w[e], 9))))
+        weight = np.bincount(inverse, weights=weight[rep])
+        node, past = key[:, 0].astype(np.int64), key[:, 1]
+    final = past + bounds[-1][0][node]
+    keep = final <= threshold
+    return p_value + float(np.dot(weight[keep], np.exp(const + final[keep])))
 
 
 def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -398,39 +432,3 @@ def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inverse = np.empty(len(s), dtype=np.int64)
     inverse[order] = np.cumsum(new) - 1
     return s[new], inverse
-
-
-def _max_column_term(caps: np.ndarray, c: int) -> np.ndarray:
-    """Upper bound on -Σ log x_i! for one column of sum ``c`` with x_i <= caps_i (per row of ``caps``).
-
-    The concave objective is maximised by spreading ``c`` as evenly as the caps allow (water-filling),
-    ignoring the other columns — a relaxation, hence a bound.
-    """
-    s = np.sort(caps, axis=1)
-    m, r = s.shape
-    rem = np.full(m, c, dtype=np.int64)
-    out = np.zeros(m)
-    done = np.zeros(m, dtype=bool)
-    for k in range(r):
-        n_left = r - k
-        share, extra = rem // n_left, rem % n_left
-        binds = ~done & (s[:, k] <= share)
-        out[binds] -= gammaln(s[binds, k] + 1)
-        rem[binds] -= s[binds, k]
-        split = ~done & ~binds  # every later cap exceeds the even share: split the rest evenly
-        out[split] -= extra[split] * gammaln(share[split] + 2) + (n_left - extra[split]) * gammaln(share[split] + 1)
-        done |= split
-    return out
-
-
-def _min_column_term(caps: np.ndarray, c: int) -> np.ndarray:
-    """Lower bound on -Σ log x_i! for one column of sum ``c`` with x_i <= caps_i: the convex objective
-    Σ log x_i! is largest when the largest caps are filled first (that vector majorises all others)."""
-    s = -np.sort(-caps, axis=1)
-    rem = np.full(len(s), c, dtype=np.int64)
-    out = np.zeros(len(s))
-    for k in range(s.shape[1]):
-        x = np.minimum(s[:, k], rem)
-        out -= gammaln(x + 1)
-        rem -= x
-    return out

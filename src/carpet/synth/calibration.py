@@ -147,7 +147,7 @@ MOFFITT_TARGETS: dict[str, Target] = {
     "day90_cr_by_emd": _pub({True: 0.40, False: 0.55}, f"{MOFFITT}, Table 1 'sCR/CR 14 (40%) / 39 (55%)'"),
     "first_salvage_counts": _pub(
         {"bcma_bispecific": 29, "gprc5d_bispecific": 8, "conventional_combination": 46, "clinical_trial": 2,
-         "other_bcma_targeted": 4, "hospice": 7, "unknown": 10},
+         "other_bcma": 4, "hospice": 7, "unknown": 10},
         f"{MOFFITT}, Table 3 'First line therapies after disease progression' (all patients)"),
     # Post-progression medians (months), by any EMD at baseline (BL) and at progression (PD).
     "pfs2_median_months": _pub(
@@ -159,6 +159,24 @@ MOFFITT_TARGETS: dict[str, Target] = {
          "bl_emd_pd_emd": 4.9, "bl_no_emd_pd_no_emd": 21.0},
         f"{MOFFITT}, Survival data (Figure 4A, 4C, 4F), Figure 5B text; abstract 'OS (4.8 vs. 21.0 months)'"),
     "pfs2_os_coupling": _assumed("comonotone", "PFS2 and OS share one uniform draw so PFS2 <= OS"),
+    # raw inputs behind the Table 1 flags (a centre's table holds the FISH results and blood counts)
+    "fish_counts": _pub({"del17p": 31, "t4_14": 13, "t14_16": 6},
+                        f"{MOFFITT}, Table 1 'del(17p)/monosomy17 31, t(4,14) 13, t(14,16) 6'",
+                        note="drawn among the high-risk patients only (at least one each), so R-ISS high risk "
+                             "from the raw FISH columns is the drawn high-risk flag"),
+    "cbc_ranges": _assumed({"hb_g_dl": ((7.0, 9.9), (10.0, 14.5)), "anc_per_ul": ((300, 990), (1000, 5000)),
+                            "platelets_per_ul": ((20000, 99000), (100000, 320000)),
+                            "creatinine_mg_dl": ((2.1, 4.0), (0.6, 1.9))},
+                           "values not printed; drawn uniform inside (abnormal, normal) ranges so the Table 1 "
+                           "flags (Hb < 10, ANC < 1000, platelets < 100 x 10^9/L, creatinine > 2) come back"),
+    "next_line_start_days": _assumed(15, "first salvage starts the day after the confirming assessment "
+                                         "(progression + 14 days), so IMWG keeps the confirmation"),
+    "salvage_regimens": _assumed(
+        {"bcma_bispecific": ("Teclistamab", "Elranatamab", "Tec-Dara"), "gprc5d_bispecific": ("Talquetamab",),
+         "conventional_combination": ("KPd", "Dara-Pom-dex", "Isa-Kd", "DT-PACE", "Sel-Pom-dex", "Cy-Bor-D"),
+         "clinical_trial": ("Investigational agent",), "other_bcma": ("Belantamab mafodotin",),
+         "hospice": ("Hospice",), "unknown": (None,)},
+        "Table 3 gives classes only; regimens as clinicians write them stand for each class"),
 }
 
 # --------------------------------------------------------------------------------------------------
@@ -228,10 +246,48 @@ LBCL_TARGETS: dict[str, Target] = {
     "follow_up_months": _assumed((12.0, 48.0), "administrative follow-up from infusion, uniform"),
 }
 
+# --------------------------------------------------------------------------------------------------
+# Salvage after BCMA CAR T (Van Oekelen et al., Blood 2022; 79 patients, 237 courses)
+# --------------------------------------------------------------------------------------------------
+SALVAGE = "salvage-after-bcma-car-t-news.txt"
+_TCE_NOTE = "class ORRs not in the news text; T-cell engagers best, as it says; chosen so the first salvage ORR is 43%"
+SALVAGE_TARGETS: dict[str, Target] = {
+    "n": _pub(79, f"{SALVAGE}: 'information on 79 patients with multiple myeloma whose disease progressed'"),
+    "courses": _pub(237, f"{SALVAGE}: 'a total of 237 courses of various post-CAR T salvage treatments'",
+                    note="about 3 lines per patient; reached by the line durations below"),
+    "first_salvage_orr": _pub(0.43, f"{SALVAGE}: 'Just under half (43%) of patients responded to their first "
+                                    "salvage treatment'"),
+    "os_relapse_median_months": _pub(18.0, f"{SALVAGE}: 'Overall survival from the point of relapse ... was "
+                                           "about 18 months'"),
+    "product_share": _assumed({"ide-cel": 0.45, "cilta-cel": 0.25, "other BCMA CAR T": 0.30},
+                              "products not in the news text (2017-2021 trials and early commercial use)"),
+    "infusion_window": _assumed(("2017-01-01", "2021-06-30"), "treatment window not in the news text"),
+    "data_cutoff": _assumed("2022-04-30", "data cut-off not printed; paper published Nov 2022"),
+    "ttp_quartiles_months": _assumed((3.0, 7.0, 13.0), "time from infusion to relapse not in the news text"),
+    "ttp_range_months": _assumed((1.0, 36.0), "time from infusion to relapse not in the news text"),
+    "day90_orr": _assumed(0.85, "response to the CAR T itself (day 90) among patients not progressed by then"),
+    "day90_cr": _assumed(0.45, "CR to the CAR T itself (day 90) among patients not progressed by then"),
+    "salvage_class_share": _assumed(
+        {"conventional_combination": 0.45, "bcma_bispecific": 0.12, "gprc5d_bispecific": 0.08, "car_t": 0.08,
+         "fcrh5_bispecific": 0.05, "other_bcma": 0.07, "clinical_trial": 0.15},
+        "class mix of each salvage line not in the news text"),
+    "salvage_class_orr": _assumed(
+        {"conventional_combination": 0.33, "bcma_bispecific": 0.60, "gprc5d_bispecific": 0.70, "car_t": 0.80,
+         "fcrh5_bispecific": 0.55, "other_bcma": 0.25, "clinical_trial": 0.35}, _TCE_NOTE),
+    "line_pfs_median_months": _assumed({True: 9.0, False: 2.7},
+                                       "time on a line to progression, responders / non-responders; with the "
+                                       "next line 14 days after, about 3 lines per patient before death"),
+    "next_line_gap_days": _assumed(14, "a new line starts 14 days after progression (restaging)"),
+    "tce_os_effect": _assumed(1.0, "no effect of T-cell engagers on OS is simulated (hazard ratio 1): any OS "
+                                   "difference by TCE exposure in the simulated cohort is immortal-time bias or "
+                                   "chance, which the landmark analysis is there to avoid"),
+}
+
 TARGETS: dict[str, dict[str, Target]] = {
     "moffitt_post_cart": MOFFITT_TARGETS,
     "certainty_pet": CERTAINTY_TARGETS,
     "lbcl_mtv": LBCL_TARGETS,
+    "salvage_post_bcma": SALVAGE_TARGETS,
 }
 
 

@@ -20,6 +20,9 @@ Studies (``STUDIES``):
     diffuse marrow uptake), day-30 metCR and PFS.
 ``lbcl_mtv``
     111 LBCL patients from 6 centres with MTV (SUV 4.0), the raw IPI components and PFS/OS.
+``salvage_post_bcma``
+    79 myeloma patients who relapsed after BCMA CAR T and every line they received afterwards (regimen as
+    written, start, best response, progression on it), about 237 courses (Blood 2022).
 
 Everything drawn is labelled simulated: a ``simulated`` column, ``SIM-`` patient ids and a README
 written next to the table. Not written by a library: no package simulates cohorts from published
@@ -73,9 +76,11 @@ class StudyInfo:
     n: int
     description: str
     targets: dict[str, Target]
-    simulate: Callable[[np.random.Generator, int], pd.DataFrame] = field(repr=False)
+    simulate: Callable[[np.random.Generator, int], pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]] = field(repr=False)
     #: model parameters derived from the targets (recorded in the provenance)
     derived: Callable[[], dict[str, Any]] = field(repr=False, default=dict)
+    #: columns only the simulator knows (its answers); ``patients.csv`` leaves them out, ``truth.csv`` has them
+    truth_only: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -275,7 +280,7 @@ def _simulate_moffitt(rng: np.random.Generator, n: int) -> pd.DataFrame:
                       lambda r, k, q: _quartile_draw(r, k, q, _tv(t, "prior_lines_range")))
     ttp_months = ttp_days / DAYS_PER_MONTH
 
-    return pd.DataFrame({
+    truth = pd.DataFrame({
         "patient_id": _ids("MM", n),
         **{k: demo[k] for k in ("sex", "age_years", "race", "ecog", "heavy_chain", "involved_light_chain",
                                 "non_secretory")},
@@ -310,6 +315,88 @@ def _simulate_moffitt(rng: np.random.Generator, n: int) -> pd.DataFrame:
         "os_months": ttp_months + os_pp,
         "os_event": os_pp_event,
     })
+    truth = _moffitt_raw_inputs(rng, truth)
+    return truth, _moffitt_therapies(truth)
+
+
+#: Columns of the Moffitt-like table that only the simulator knows (its answers): a centre's table has the raw
+#: inputs instead (dates of death / follow-up, FISH results, blood counts, lab series, therapy lines), from which
+#: ``carpet analyze`` derives these. Written to ``truth.csv``, never to ``patients.csv``.
+MOFFITT_TRUTH_ONLY = (
+    "day90_orr", "day90_cr", "pfs_months", "pfs_event", "progression_date", "refractory", "pattern_biochemical",
+    "pattern_marrow", "pattern_bone", "pattern_emd", "pattern_pmd", "first_salvage_class", "pfs2_months",
+    "pfs2_event", "os_pp_months", "os_pp_event", "os_months", "os_event", "high_risk_cytogenetics", "anemia",
+    "neutropenia", "thrombocytopenia", "renal_failure", "salvage_regimen", "salvage_start_date",
+    "salvage_progression_date")
+
+
+def _moffitt_therapies(df: pd.DataFrame) -> pd.DataFrame:
+    """The therapies table: the CAR T line and the first line after progression (Table 3), per patient."""
+    car_t = pd.DataFrame({"patient_id": df["patient_id"], "line": df["prior_lines"] + 1,
+                          "start_date": df["infusion_date"], "regimen": df["product"]})
+    after = df[df["salvage_start_date"].notna()]
+    salvage = pd.DataFrame({"patient_id": after["patient_id"], "line": after["prior_lines"] + 2,
+                            "start_date": after["salvage_start_date"], "regimen": after["salvage_regimen"],
+                            "progression_date": after["salvage_progression_date"],
+                            "clinical_trial": after["first_salvage_class"] == "clinical_trial"})
+    lines = pd.concat([car_t, salvage], ignore_index=True)
+    return lines.sort_values(["patient_id", "line"], kind="stable").reset_index(drop=True)
+
+
+def _moffitt_raw_inputs(rng: np.random.Generator, df: pd.DataFrame) -> pd.DataFrame:
+    """The raw columns behind the Moffitt-like answers, drawn after them (the answers' draws are unchanged).
+
+    FISH results behind the high-risk flag, blood counts behind the Table 1 flags, dates of death / last
+    follow-up and the first line after progression (regimen, start, progression on it). Times become whole
+    days, as dates carry them; the answers are recomputed from those days so that the truth and what carpet
+    derives from the dates agree to the day.
+    """
+    t = cal.MOFFITT_TARGETS
+    n = len(df)
+    df = df.copy()
+    hr = df["high_risk_cytogenetics"].to_numpy(bool)
+    fish = _tv(t, "fish_counts")
+    n_hr = _tv(t, "high_risk_cytogenetics") * _tv(t, "n")
+    drawn = {k: hr & (rng.random(n) < v / n_hr) for k, v in fish.items()}
+    fallback = _categorical(rng, n, fish)  # a high-risk patient with none drawn gets one, as often as published
+    none = hr & ~np.logical_or.reduce(list(drawn.values()))
+    for k in fish:
+        drawn[k] = drawn[k] | (none & (fallback == k))
+    for k, v in drawn.items():
+        df[k] = v
+    for column, flag, below in (("hb_g_dl", "anemia", True), ("anc_per_ul", "neutropenia", True),
+                                ("platelets_per_ul", "thrombocytopenia", True),
+                                ("creatinine_mg_dl", "renal_failure", False)):
+        (a_lo, a_hi), (n_lo, n_hi) = _tv(t, "cbc_ranges")[column]
+        abnormal = df[flag].to_numpy(bool)
+        value = np.where(abnormal, rng.uniform(a_lo, a_hi, n), rng.uniform(n_lo, n_hi, n))
+        df[column] = np.round(value, 1 if column in ("hb_g_dl", "creatinine_mg_dl") else -1)
+
+    start = int(_tv(t, "next_line_start_days"))
+    progression = pd.DatetimeIndex(df["progression_date"])
+    follow = (np.datetime64(_tv(t, "data_cutoff"), "D") - progression.to_numpy().astype("datetime64[D]")).astype(int)
+    os_days = np.maximum(np.round(df["os_pp_months"].to_numpy() * DAYS_PER_MONTH), 1).astype(int)
+    os_event = df["os_pp_event"].to_numpy(int)
+    # a patient with a next line lives to start it (a death within days of progression moves past the start)
+    has_line = follow > start
+    os_days = np.where(has_line & (os_days <= start), start + 1, os_days)
+    pfs2_days = np.minimum(np.round(df["pfs2_months"].to_numpy() * DAYS_PER_MONTH).astype(int), os_days)
+    on_line = (df["pfs2_event"].to_numpy(int) == 1) & (pfs2_days < os_days) & has_line
+    pfs2_days = np.where(on_line, np.maximum(pfs2_days, start + 1), pfs2_days)
+    on_line &= pfs2_days < os_days
+    pfs2_days = np.where((df["pfs2_event"].to_numpy(int) == 1) & ~on_line, os_days, pfs2_days)
+    day = pd.to_timedelta(1, unit="D")
+    df["death_date"] = pd.DatetimeIndex(np.where(os_event == 1, progression + os_days * day, pd.NaT))
+    df["last_followup_date"] = pd.DatetimeIndex(np.where(os_event == 1, pd.NaT, progression + os_days * day))
+    regimens = _tv(t, "salvage_regimens")
+    df["salvage_regimen"] = [regimens[c][rng.integers(len(regimens[c]))] or np.nan  # NaN, as CSV reads it back
+                             for c in df["first_salvage_class"]]
+    df["salvage_start_date"] = pd.DatetimeIndex(np.where(has_line, progression + start * day, pd.NaT))
+    df["salvage_progression_date"] = pd.DatetimeIndex(np.where(on_line, progression + pfs2_days * day, pd.NaT))
+    df["os_pp_months"] = os_days / DAYS_PER_MONTH
+    df["pfs2_months"] = pfs2_days / DAYS_PER_MONTH
+    df["os_months"] = df["pfs_months"] + df["os_pp_months"]
+    return df
 
 
 # --------------------------------------------------------------------------------------------------
@@ -351,7 +438,7 @@ def _simulate_certainty(rng: np.random.Generator, n: int) -> pd.DataFrame:
     def pet(values, have):  # missing where the patient had no such PET
         return pd.array(np.where(have, values, None), dtype=pd.array(values).dtype)
 
-    return pd.DataFrame({
+    truth = pd.DataFrame({
         "patient_id": _ids("MMPET", n),
         **{k: demo[k] for k in ("sex", "age_years", "heavy_chain", "involved_light_chain")},
         "disease": "MM",
@@ -370,6 +457,7 @@ def _simulate_certainty(rng: np.random.Generator, n: int) -> pd.DataFrame:
         "pfs_months": pfs,
         "pfs_event": pfs_event,
     })
+    return _dated_endpoints(truth, os=False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -415,7 +503,7 @@ def _simulate_lbcl(rng: np.random.Generator, n: int) -> pd.DataFrame:
     follow_up = rng.uniform(*_tv(t, "follow_up_months"), size=n)
     pfs, pfs_event = _censor(pfs_raw, follow_up)
     os_, os_event = _censor(os_raw, follow_up)
-    return pd.DataFrame({
+    truth = pd.DataFrame({
         "patient_id": _ids("LBCL", n),
         "centre": [f"C{c + 1}" for c in centre],
         "sex": np.where(rng.random(n) < _tv(t, "male"), "M", "F"),
@@ -437,6 +525,142 @@ def _simulate_lbcl(rng: np.random.Generator, n: int) -> pd.DataFrame:
         "os_months": os_,
         "os_event": os_event,
     })
+    return _dated_endpoints(truth, os=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Salvage after BCMA CAR T (Blood 2022)
+# --------------------------------------------------------------------------------------------------
+#: best-response categories drawn for a line that responded / did not (assumed shares)
+_RESPONDER_CATEGORIES = {"sCR": 0.10, "CR": 0.15, "VGPR": 0.30, "PR": 0.45}
+_NON_RESPONDER_CATEGORIES = {"MR": 0.10, "SD": 0.40, "PD": 0.50}
+SALVAGE_REGIMENS = {"conventional_combination": ("KPd", "Dara-Pom-dex", "Isa-Kd", "DT-PACE", "Sel-Pom-dex",
+                                                 "Cy-Bor-D", "Elo-Pom-dex"),
+                    "bcma_bispecific": ("Teclistamab", "Elranatamab", "Tec-Dara"),
+                    "gprc5d_bispecific": ("Talquetamab", "Talq"), "car_t": ("cilta-cel", "GPRC5D CAR T"),
+                    "fcrh5_bispecific": ("Cevostamab",), "other_bcma": ("Belantamab mafodotin", "Belamaf"),
+                    "clinical_trial": ("Investigational agent",)}
+SALVAGE_TRUTH_ONLY = ("progression_date", "refractory", "day90_orr", "day90_cr", "os_relapse_months",
+                      "os_relapse_event", "n_salvage_lines", "first_salvage_class", "first_salvage_responded",
+                      "ever_tce")
+
+
+def _simulate_salvage(rng: np.random.Generator, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Patients who relapsed after BCMA CAR T and every line of therapy they received afterwards.
+
+    Relapse from infusion by the (assumed) quartiles; OS from relapse exponential with the published
+    median, administratively censored; lines follow one another (class mix and class ORRs assumed, see the
+    targets) until death or the data cut-off, each with its best response and progression date.
+    """
+    t = cal.SALVAGE_TARGETS
+    demo = _myeloma_demographics(rng, n, np.zeros(n, bool))  # borrowed from Moffitt Table 1 (assumed)
+    heavy = np.where(demo["heavy_chain"] == "none", "light_chain_only", demo["heavy_chain"])  # secretory, all
+    product = _categorical(rng, n, _tv(t, "product_share"))
+    lo, hi = _tv(t, "ttp_range_months")
+    ttp_days = np.ceil(_quartile_draw(rng, n, _tv(t, "ttp_quartiles_months"), (lo, hi)) * DAYS_PER_MONTH)
+    start, end = (np.datetime64(d, "D") for d in _tv(t, "infusion_window"))
+    cutoff = np.datetime64(_tv(t, "data_cutoff"), "D")
+    last = np.minimum(end, cutoff - ttp_days.astype("timedelta64[D]") - 30)
+    infusion = start + np.floor(rng.random(n) * ((last - start).astype(np.int64) + 1)).astype("timedelta64[D]")
+    relapse = infusion + ttp_days.astype("timedelta64[D]")
+    follow = (cutoff - relapse).astype(np.int64)
+    os_days = np.maximum(np.round(_exponential_months(rng.random(n), _tv(t, "os_relapse_median_months"))
+                                  * DAYS_PER_MONTH), 1).astype(np.int64)
+    os_event = (os_days <= follow).astype(np.int64)
+    os_days = np.minimum(os_days, follow)
+    early = ttp_days <= DAY90
+    u = rng.random(n)
+    day90_orr = ~early & (u < _tv(t, "day90_orr"))
+    day90_cr = ~early & (u < _tv(t, "day90_cr"))
+
+    gap = int(_tv(t, "next_line_gap_days"))
+    shares, orr = _tv(t, "salvage_class_share"), _tv(t, "salvage_class_orr")
+    pfs_median = _tv(t, "line_pfs_median_months")
+    ids = _ids("SALV", n)
+    lines, first_class, first_resp, n_lines, ever_tce = [], [], [], [], []
+    prior = 4 + rng.poisson(2.0, n)  # prior lines before CAR T (assumed; numbers the lines only)
+    for i in range(n):
+        day, k, mine = CONFIRMATION_DAYS + 1, 0, []
+        while day < os_days[i]:
+            cls = _categorical(rng, 1, shares)[0]
+            responded = bool(rng.random() < orr[cls])
+            best = _categorical(rng, 1, _RESPONDER_CATEGORIES if responded else _NON_RESPONDER_CATEGORIES)[0]
+            on_line = max(int(round(_exponential_months(rng.random(), pfs_median[responded]) * DAYS_PER_MONTH)), 7)
+            progressed = day + on_line < os_days[i]
+            regimen = SALVAGE_REGIMENS[cls][rng.integers(len(SALVAGE_REGIMENS[cls]))]
+            mine.append({"patient_id": ids[i], "line": int(prior[i]) + 2 + k,
+                         "start_date": relapse[i] + np.timedelta64(day, "D"), "regimen": regimen,
+                         "best_response": best, "clinical_trial": cls == "clinical_trial",
+                         "progression_date": relapse[i] + np.timedelta64(day + on_line, "D") if progressed else pd.NaT,
+                         "regimen_class": cls})
+            k += 1
+            day += on_line + gap
+        lines += mine
+        first_class.append(mine[0]["regimen_class"] if mine else "none")
+        first_resp.append(mine[0]["best_response"] in _RESPONDER_CATEGORIES if mine else None)
+        n_lines.append(len(mine))
+        ever_tce.append(any(m["regimen_class"] in ("car_t", "bcma_bispecific", "gprc5d_bispecific",
+                                                   "fcrh5_bispecific") for m in mine))
+    day = pd.to_timedelta(1, unit="D")
+    relapse_ts = pd.DatetimeIndex(relapse)
+    patients = pd.DataFrame({
+        "patient_id": ids,
+        **{k: demo[k] for k in ("sex", "age_years", "involved_light_chain")},
+        "heavy_chain": heavy,
+        "non_secretory": False,
+        "disease": "MM",
+        "product": product,
+        "infusion_date": pd.DatetimeIndex(infusion),
+        "prior_lines": prior.astype(np.int64),
+        "death_date": pd.DatetimeIndex(np.where(os_event == 1, relapse_ts + os_days * day, pd.NaT)),
+        "last_followup_date": pd.DatetimeIndex(np.where(os_event == 1, pd.NaT, relapse_ts + os_days * day)),
+        "progression_date": relapse_ts,
+        "refractory": ttp_days <= REFRACTORY_DAYS,
+        "day90_orr": day90_orr,
+        "day90_cr": day90_cr,
+        "os_relapse_months": os_days / DAYS_PER_MONTH,
+        "os_relapse_event": os_event,
+        "n_salvage_lines": np.asarray(n_lines, np.int64),
+        "first_salvage_class": first_class,
+        "first_salvage_responded": pd.array(first_resp, dtype="boolean"),
+        "ever_tce": ever_tce,
+    })
+    car_t = pd.DataFrame({"patient_id": ids, "line": prior + 1, "start_date": pd.DatetimeIndex(infusion),
+                          "regimen": product, "best_response": np.where(day90_cr, "CR", np.where(day90_orr, "PR", "SD")),
+                          "clinical_trial": product == "other BCMA CAR T", "progression_date": relapse_ts})
+    salvage = pd.DataFrame(lines).drop(columns=["regimen_class"])  # a centre records the regimen, not its class
+    therapies = pd.concat([car_t, salvage], ignore_index=True).sort_values(["patient_id", "line"], kind="stable")
+    return patients, therapies.reset_index(drop=True)
+
+
+#: the simulator's answers of the CERTAINTY- and LBCL-like cohorts (raw: the dates they are derived from)
+CERTAINTY_TRUTH_ONLY = ("pfs_months", "pfs_event")
+LBCL_TRUTH_ONLY = ("pfs_months", "pfs_event", "os_months", "os_event")
+
+
+def _dated_endpoints(df: pd.DataFrame, os: bool) -> pd.DataFrame:
+    """Dates a centre records instead of endpoint columns: progression, death, last follow-up.
+
+    Times become whole days (as dates carry them) and the answers are recomputed from those days. A progression
+    is followed to its confirming visit 14 days later (CERTAINTY) or to death / the end of follow-up (LBCL).
+    """
+    df = df.copy()
+    day = pd.to_timedelta(1, unit="D")
+    infusion = pd.DatetimeIndex(df["infusion_date"])
+    pfs_days = np.maximum(np.round(df["pfs_months"].to_numpy() * DAYS_PER_MONTH), 1).astype(int)
+    progressed = df["pfs_event"].to_numpy(int) == 1
+    df["progression_date"] = pd.DatetimeIndex(np.where(progressed, infusion + pfs_days * day, pd.NaT))
+    df["pfs_months"] = pfs_days / DAYS_PER_MONTH
+    if os:
+        os_days = np.maximum(np.round(df["os_months"].to_numpy() * DAYS_PER_MONTH), pfs_days + progressed).astype(int)
+        died = df["os_event"].to_numpy(int) == 1
+        df["death_date"] = pd.DatetimeIndex(np.where(died, infusion + os_days * day, pd.NaT))
+        df["last_followup_date"] = pd.DatetimeIndex(np.where(died, pd.NaT, infusion + os_days * day))
+        df["os_months"] = os_days / DAYS_PER_MONTH
+    else:
+        follow = pfs_days + np.where(progressed, CONFIRMATION_DAYS, 0)
+        df["last_followup_date"] = infusion + follow * day
+    return df
 
 
 def _moffitt_derived() -> dict[str, Any]:
@@ -459,15 +683,19 @@ STUDIES: dict[str, StudyInfo] = {
     "moffitt_post_cart": StudyInfo(
         "moffitt_post_cart", "MM", 106,
         "Post-progression outcomes after BCMA CAR T in myeloma, EMD and PMD (Front Oncol 2025)",
-        cal.MOFFITT_TARGETS, _simulate_moffitt, _moffitt_derived),
+        cal.MOFFITT_TARGETS, _simulate_moffitt, _moffitt_derived, MOFFITT_TRUTH_ONLY),
     "certainty_pet": StudyInfo(
         "certainty_pet", "MM", 61,
         "PET/CT before and after BCMA CAR T in myeloma (CERTAINTY, HemaSphere 2025)",
-        cal.CERTAINTY_TARGETS, _simulate_certainty),
+        cal.CERTAINTY_TARGETS, _simulate_certainty, truth_only=CERTAINTY_TRUTH_ONLY),
     "lbcl_mtv": StudyInfo(
         "lbcl_mtv", "LBCL", 111,
         "Baseline MTV (SUV 4.0) before CAR T in large B-cell lymphoma (J Nucl Med, 6 centres)",
-        cal.LBCL_TARGETS, _simulate_lbcl, _lbcl_derived),
+        cal.LBCL_TARGETS, _simulate_lbcl, _lbcl_derived, LBCL_TRUTH_ONLY),
+    "salvage_post_bcma": StudyInfo(
+        "salvage_post_bcma", "MM", 79,
+        "Salvage treatment after BCMA CAR T in myeloma, every line after relapse (Blood 2022)",
+        cal.SALVAGE_TARGETS, _simulate_salvage, truth_only=SALVAGE_TRUTH_ONLY),
 }
 
 
@@ -476,8 +704,9 @@ STUDIES: dict[str, StudyInfo] = {
 # --------------------------------------------------------------------------------------------------
 #: pandas dtypes of the columns whose type a CSV cannot carry (read back by :func:`read_patients`)
 _NULLABLE_BOOL = ("emd_progression", "pmd_progression", "pattern_emd", "pattern_pmd", "emd_baseline",
-                  "pmd_baseline", "diffuse_marrow_uptake", "metcr_day30")
-_DATE_COLUMNS = ("infusion_date", "progression_date")
+                  "pmd_baseline", "diffuse_marrow_uptake", "metcr_day30", "first_salvage_responded")
+_DATE_COLUMNS = ("infusion_date", "progression_date", "death_date", "last_followup_date", "salvage_start_date",
+                 "salvage_progression_date", "relapse_date")
 _NULLABLE_INT = ("n_lesions",)
 _NULLABLE_FLOAT = ("mtv_ml", "suv_max")
 
@@ -505,37 +734,53 @@ class SimulatedCohort:
     patients: pd.DataFrame = field(repr=False)
     targets: dict[str, dict[str, Any]] = field(repr=False)
     provenance: dict[str, Any] = field(repr=False)
+    #: lines of therapy (``carpet.cohort.schema.THERAPIES``), for the cohorts that simulate them
+    therapies: pd.DataFrame | None = field(repr=False, default=None)
+
+    @property
+    def raw_patients(self) -> pd.DataFrame:
+        """The patients table a centre would hold: :attr:`patients` without the simulator's answers."""
+        return self.patients.drop(columns=list(STUDIES[self.study].truth_only), errors="ignore")
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``patients.csv``, ``README-simulated.txt`` and ``cohort.json`` into ``out_dir``.
+        """Write ``patients.csv``, ``truth.csv``, ``README-simulated.txt`` and ``cohort.json`` into ``out_dir``.
 
-        The CSV is plain UTF-8 with ISO dates and empty cells for missing values, so it opens in
-        Excel and R; :func:`read_patients` restores the column types. ``cohort.json`` holds the
+        ``patients.csv`` holds what a centre's table would (:attr:`raw_patients`); ``truth.csv`` is the
+        whole simulated table with the simulator's own answers (endpoints, flags) to check derivations
+        against. The CSVs are plain UTF-8 with ISO dates and empty cells for missing values, so they open
+        in Excel and R; :func:`read_patients` restores the column types. ``cohort.json`` holds the
         targets with their sources and the provenance.
 
-        For myeloma cohorts ``labs.csv`` (:meth:`lab_series`) is written too.
+        For myeloma cohorts ``labs.csv`` (:meth:`lab_series`) is written too, and ``therapies.csv`` for
+        cohorts that simulate lines of therapy.
 
         Returns
         -------
         dict
-            ``{"patients": path, "readme": path, "cohort": path}`` (+ ``"labs"``).
+            ``{"patients": path, "truth": path, "readme": path, "cohort": path}`` (+ ``"labs"``, ``"therapies"``).
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"patients": out / "patients.csv", "readme": out / "README-simulated.txt",
+        paths = {"patients": out / "patients.csv", "truth": out / "truth.csv", "readme": out / "README-simulated.txt",
                  "cohort": out / "cohort.json"}
         info = STUDIES[self.study]
-        write_csv(self.patients, paths["patients"], date_format="%Y-%m-%d")
+        write_csv(self.raw_patients, paths["patients"], date_format="%Y-%m-%d")
+        write_csv(self.patients, paths["truth"], date_format="%Y-%m-%d")
         if info.disease == "MM":
             paths["labs"] = out / "labs.csv"
             write_csv(self.lab_series(), paths["labs"], date_format="%Y-%m-%d")
+        if self.therapies is not None:
+            paths["therapies"] = out / "therapies.csv"
+            write_csv(self.therapies, paths["therapies"], date_format="%Y-%m-%d")
         paths["readme"].write_text(
             SIMULATED_NOTICE
             + f"\nStudy simulated: {self.study} - {info.description}\n"
             + f"Patients: {len(self.patients)}; seed: {self.seed}; carpet {self.provenance['carpet_version']}\n"
             + "Calibration targets and their sources (published unless marked assumed): cohort.json\n"
+            + "The simulator's own answers (endpoints, flags) beside the raw columns: truth.csv\n"
             + ("Simulated laboratory series (long format for `carpet imwg --assessments`): labs.csv\n"
-               if "labs" in paths else ""),
+               if "labs" in paths else "")
+            + ("Lines of therapy (`carpet analyze --therapies`): therapies.csv\n" if "therapies" in paths else ""),
             encoding="utf-8")
         paths["cohort"].write_text(json.dumps(
             {"simulated": True, "study": self.study, "seed": self.seed, "n": len(self.patients),
@@ -670,7 +915,7 @@ def _patient_labs(row: dict, rng: np.random.Generator) -> list[tuple]:
     See :meth:`SimulatedCohort.lab_series` for the model.
     """
     infusion = pd.Timestamp(row["infusion_date"])
-    if "progression_date" in row:
+    if "day90_cr" in row:  # Moffitt- and salvage-like: every patient progressed (CERTAINTY: from pfs_months)
         pd_day = int((pd.Timestamp(row["progression_date"]) - infusion).days)
         end_day = pd_day + CONFIRMATION_DAYS
     else:
@@ -768,10 +1013,11 @@ def simulate_cohort(study: str, n: int | None = None, seed: int = 0) -> Simulate
     if n < 1:
         raise InputError(f"n must be a positive number of patients, got {n}", where="n")
     rng = np.random.default_rng(seed)
-    patients = info.simulate(rng, n)
+    drawn = info.simulate(rng, n)
+    patients, therapies = drawn if isinstance(drawn, tuple) else (drawn, None)
     patients.insert(1, "simulated", True)
     patients = _normalise_dtypes(patients)
-    return SimulatedCohort(
+    return SimulatedCohort(therapies=therapies,
         study=study, seed=seed, patients=patients,
         targets={k: v.as_dict() for k, v in info.targets.items()},
         provenance=provenance(method="carpet.synth.cohort.simulate_cohort", study=study, seed=seed, n=n,

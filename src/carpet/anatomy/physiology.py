@@ -1,0 +1,480 @@
+"""Physiological FDG uptake: which segmented components are brain, myocardium, kidneys or bladder.
+
+Rules ``PHYSIO_RULES`` (version :data:`RULES_VERSION`), from the PET alone, on a body at least ``min_fov_mm``
+long in the field of view, decided per connected component
+of a segmentation (the components a threshold method gives) with shape and position tests against the body
+landmarks of :func:`carpet.anatomy.landmarks.body_landmarks`. No library does this; written from
+numpy/scipy.ndimage. The rules and how they fail are written down in ``docs/physiology.md``.
+
+* **brain** — in the head (the narrow cranial end of the body), in its upper part: the largest component of
+  at least ``brain_min_ml``; further head components are brain when they lie within ``brain_gap_mm`` of it
+  and at least ``brain_skull_mm`` below the skin (scalp and skull), or at least ``brain_depth_mm`` below the
+  skin and not below its lowest slice. A small component near the
+  skin of the head (a skull or scalp lesion) stays and is flagged for review.
+* **myocardium** — outside the head, at least ``heart_min_ml``, centroid left of the mid-line or on it
+  (``heart_dx``, in half trunk widths) and in the anterior part of the trunk (``heart_dy``), shaped like a
+  shell (a cold cavity: its in-slice holes fill ≥ ``heart_shell_min`` × its volume). A component in the
+  heart's place that is no shell is kept and flagged.
+* **bladder** — outside the head, below the heart, in the caudal half of the body: on the mid-line
+  (``bladder_dx``), not posterior (``bladder_dy``), at least ``bladder_min_ml`` and SUVmax ≥
+  ``bladder_min_suv``; the hottest such component, and only when its SUVmax is ≥ ``bladder_contrast`` ×
+  that of every other component outside the head and the kidneys' place (else kept and flagged).
+* **kidney** — outside the head, between the heart and the bladder when found, posterior (``kidney_dy``) and
+  lateral (``kidney_dx``), and only when the heart or the bladder was found (the renal level): the largest candidate of each side (≥ ``kidney_min_ml``, in the posterior half),
+  and only when the two make a pair (levels within ``kidney_pair_mm``, distances from the mid-line within
+  ``kidney_pair_dx``); then every candidate of that side within ``kidney_reach_mm`` in-slice and
+  ``kidney_half_length_mm`` along z of it (the parenchyma breaks into pieces at a threshold) and not
+  hotter than ``kidney_piece_max_ratio`` × its SUVmax. A lone candidate, and a piece hotter than its kidney's largest (a renal pelvis, or a kidney
+  lesion), are kept and flagged.
+
+A lesion is never removed only because it lies next to an organ: a node merged with an organ's component
+is split off as a lesion and flagged for review when it is a maximum of its own beyond the heart's wall (it
+rises by ≥ ``split_prominence`` × its peak above the saddle joining it to the myocardium), or a bump on the bladder's
+edge (the bladder's urine is uniform, so a node pressed on it has no maximum of its own but reaches farther
+than ``split_margin_mm`` from the bladder's core); see :func:`_split_lesions`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from carpet.anatomy._morphology import _fill_holes_slicewise
+from carpet.anatomy.landmarks import BodyLandmarks, body_landmarks
+from carpet.volume import Volume
+
+RULES_VERSION = "PHYSIO_PET_2026.1"
+ORGANS = ("brain", "myocardium", "kidney", "bladder")
+
+
+@dataclass(frozen=True)
+class PhysiologyParams:
+    """Thresholds of the physiology rules (all provisional conventions [C]; see the module docstring).
+
+    Positions are in half trunk widths (``dx``, patient left +) and half trunk depths (``dy``, posterior +)
+    from the trunk's centre in the component's slice.
+    """
+
+    min_fov_mm: float = 300.0
+    brain_min_ml: float = 5.0
+    brain_gap_mm: float = 15.0
+    brain_depth_mm: float = 20.0
+    brain_skull_mm: float = 12.0
+    brain_upper_fraction: float = 0.4
+    heart_min_ml: float = 10.0
+    heart_dx: tuple[float, float] = (-0.2, 0.7)
+    heart_dy: float = 0.1
+    heart_shell_min: float = 1.1
+    bladder_min_ml: float = 3.0
+    bladder_min_suv: float = 8.0
+    bladder_dx: float = 0.25
+    bladder_dy: float = 0.3
+    bladder_contrast: float = 2.0
+    kidney_dx: tuple[float, float] = (0.1, 0.8)
+    kidney_dy: float = -0.2
+    kidney_main_dy: float = 0.0
+    kidney_min_ml: float = 3.0
+    kidney_pair_mm: float = 60.0
+    kidney_pair_dx: float = 0.25
+    kidney_reach_mm: float = 60.0
+    kidney_half_length_mm: float = 80.0
+    kidney_piece_max_ratio: float = 1.5
+    core_fraction: float = 0.5
+    split_margin_mm: float = 10.0
+    split_min_ml: float = 0.5
+    split_min_suv: float = 4.0
+    split_prominence: float = 0.2
+    split_edge_mm: float = 4.0
+    split_tip_min_ml: float = 0.25
+    split_wall_mm: float = 15.0
+    split_max_peaks: int = 30
+
+    def as_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class Physiology:
+    """Result of :func:`find_physiology`.
+
+    Attributes
+    ----------
+    labels : ndarray of int32
+        The input label map without the excluded components, relabelled 1..n in the order of the input
+        labels (split-off parts after them).
+    excluded : ndarray of int32
+        Label map of the excluded components (label = ``component_id`` of ``table``).
+    table : DataFrame
+        One row per excluded component: ``component_id, organ, volume_ml, suv_max, centroid_x_mm,
+        centroid_y_mm, centroid_z_mm, rule, reason``.
+    review : dict
+        New lesion label → reason, for kept components the rules could not decide (flag for review).
+    landmarks : dict
+        What the rules found: True present, False absent, None not looked for (a body shorter than
+        ``min_fov_mm`` along z cannot be placed: no rule runs).
+    provenance : dict
+    """
+
+    labels: np.ndarray
+    excluded: np.ndarray
+    table: pd.DataFrame
+    review: dict[int, str] = field(default_factory=dict)
+    landmarks: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+
+TABLE_COLUMNS = ["component_id", "organ", "volume_ml", "suv_max", "centroid_x_mm", "centroid_y_mm",
+                 "centroid_z_mm", "rule", "reason"]
+
+
+def _component_features(pet: Volume, labels: np.ndarray, lm: BodyLandmarks) -> pd.DataFrame:
+    """Per label: voxels, volume, SUV max/mean, centroid (LPS mm), box, position relative to the trunk."""
+    suv = np.asarray(pet.array)
+    # memory order of the label map: ravel is a view (the SUV is copied only if stored the other way)
+    order = "F" if labels.flags.f_contiguous and not labels.flags.c_contiguous else "C"
+    where = np.flatnonzero(labels.ravel(order=order) > 0)
+    flat_lab = labels.ravel(order=order)[where]
+    flat_suv = suv.ravel(order=order)[where]
+    idx = np.stack(np.unravel_index(where, labels.shape, order=order), axis=1)
+    n_lab = int(flat_lab.max()) if flat_lab.size else 0
+    counts = np.bincount(flat_lab, minlength=n_lab + 1)
+    ids = np.flatnonzero(counts[1:]) + 1
+    if ids.size == 0:
+        return pd.DataFrame(columns=["lesion_id"])
+    suv_sum = np.bincount(flat_lab, flat_suv, minlength=n_lab + 1)
+    suv_max = ndimage.maximum(flat_suv, flat_lab, ids)
+    cen = np.stack([np.bincount(flat_lab, idx[:, a], minlength=n_lab + 1)[ids] / counts[ids] for a in range(3)],
+                   axis=1)
+    world = pet.index_to_world(cen)
+    lo = np.stack([ndimage.minimum(idx[:, a], flat_lab, ids) for a in range(3)], axis=1).astype(int)
+    hi = np.stack([ndimage.maximum(idx[:, a], flat_lab, ids) for a in range(3)], axis=1).astype(int) + 1
+    k = lm.slice_of(world[:, 2])
+    half_w = lm.trunk_width_mm[k] / 2.0
+    half_d = lm.trunk_depth_mm[k] / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dx = (world[:, 0] - lm.trunk_x_mm[k]) / half_w
+        dy = (world[:, 1] - lm.trunk_y_mm[k]) / half_d
+    return pd.DataFrame({
+        "lesion_id": ids, "n": counts[ids], "volume_ml": counts[ids] * pet.voxel_volume_ml,
+        "suv_max": suv_max, "suv_mean": suv_sum[ids] / counts[ids],
+        "x": world[:, 0], "y": world[:, 1], "z": world[:, 2],
+        "lo": list(lo), "hi": list(hi), "slice": k, "dx": dx, "dy": dy,
+        "head": lm.head[k], "depth_mm": lm.depth_at(np.round(cen).astype(int)),
+    })
+
+
+def _box(row, shape, grow=0) -> tuple[slice, ...]:
+    return tuple(slice(max(0, int(a) - grow), min(n, int(b) + grow)) for a, b, n in zip(row.lo, row.hi, shape))
+
+
+def _shell_ratio(labels: np.ndarray, row, axis: int) -> float:
+    """Volume of the component with its in-slice holes filled (any of the three orientations, the largest)
+    over its own volume: about 1 for a solid lesion, larger for a shell around a cold cavity (myocardium)."""
+    box = _box(row, labels.shape, 1)
+    m = labels[box] == row.lesion_id
+    return max(float(_fill_holes_slicewise(m, a).sum()) for a in range(3)) / max(1, int(m.sum()))
+
+
+def _gap_mm(labels: np.ndarray, a_row, b_row, spacing) -> float:
+    """Smallest centre-to-centre distance (mm) between the voxels of two components (in their joint box)."""
+    lo = np.minimum(a_row.lo, b_row.lo)
+    hi = np.maximum(a_row.hi, b_row.hi)
+    box = tuple(slice(int(l), int(h)) for l, h in zip(lo, hi))
+    sub = labels[box]
+    dist = ndimage.distance_transform_edt(sub != a_row.lesion_id, sampling=spacing)
+    return float(dist[sub == b_row.lesion_id].min())
+
+
+def find_physiology(pet: Volume, labels: np.ndarray, *, params: PhysiologyParams = PhysiologyParams(),
+                    landmarks: BodyLandmarks | None = None) -> Physiology:
+    """Find the components of ``labels`` that are physiological uptake and take them out.
+
+    Parameters
+    ----------
+    pet : Volume
+        PET in SUV.
+    labels : ndarray of int
+        Lesion components on the PET grid (0 background).
+    params : PhysiologyParams
+    landmarks : BodyLandmarks, optional
+        From :func:`carpet.anatomy.landmarks.body_landmarks` (computed when not given).
+
+    Returns
+    -------
+    Physiology
+    """
+    lm = landmarks if landmarks is not None else body_landmarks(pet)
+    p = params
+    feats = _component_features(pet, labels, lm)
+    organ: dict[int, tuple[str, str, str]] = {}        # lesion_id -> (organ, rule, reason)
+    review: dict[int, str] = {}
+    found = {o: False for o in ORGANS}
+    z_body = lm.z_mm[lm.has_body]
+    # length of the body along z: the coarse slices' centres span one slice less than the slices
+    fov_mm = float(z_body.max() - z_body.min() + abs(np.diff(lm.z_mm[:2])).sum()) if z_body.size else 0.0
+    # a short field of view (a thigh, a pelvis) cannot be placed in the body: no rule runs on it
+    if len(feats) and fov_mm >= p.min_fov_mm:
+        feats = feats.set_index("lesion_id", drop=False)
+        _brain(feats, labels, pet, lm, p, organ, review)
+        heart_z = _heart(feats, labels, lm, p, organ, review)
+        bladder_z = _bladder(feats, lm, p, organ, review, heart_z)
+        _kidneys(feats, p, organ, review, heart_z, bladder_z)
+        found = {o: any(v[0] == o for v in organ.values()) for o in ORGANS}
+    kept, excluded, table, lut, split_review = _apply(pet, labels, feats, organ, p)
+    review = {**{int(lut[lid]): r for lid, r in review.items() if lut[lid]}, **split_review}
+    marks = {"body": bool(lm.has_body.any()), "body_length_mm": round(fov_mm, 1),
+             "head": lm.head_in_fov if fov_mm >= p.min_fov_mm else None,
+             **{o: found[o] if fov_mm >= p.min_fov_mm else None for o in ORGANS}}
+    prov = {"rules": "PHYSIO_RULES", "version": RULES_VERSION, "inputs": "PET only (body landmarks on a "
+            f"{'x'.join(str(f) for f in lm.factor)}-voxel coarse grid)", "thresholds": p.as_dict()}
+    return Physiology(kept, excluded, table, review, marks, prov)
+
+
+def _brain(feats, labels, pet, lm, p, organ, review):
+    # the head's own piece (not an arm raised beside it)
+    head = feats[feats["head"].astype(bool) & (feats.dx.abs() <= 1.0)]
+    if head.empty:
+        return
+    z_head = lm.z_mm[lm.head]
+    z_cut = z_head.min() + p.brain_upper_fraction * (z_head.max() - z_head.min())
+    big = head[(head.volume_ml >= p.brain_min_ml) & (head.z >= z_cut)]
+    if big.empty:
+        return
+    main = big.loc[big.volume_ml.idxmax()]
+    organ[int(main.lesion_id)] = ("brain", "brain_main", f"largest component in the upper head "
+                                  f"({main.volume_ml:.1f} mL >= {p.brain_min_ml})")
+    z_low = pet.index_to_world(np.asarray(main.lo, float))[2]
+    z_low = min(z_low, pet.index_to_world(np.asarray(main.hi, float) - 1)[2])
+    for lid, row in head.iterrows():
+        if lid == main.lesion_id:
+            continue
+        gap = _gap_mm(labels, main, row, pet.spacing)
+        if gap <= p.brain_gap_mm and row.depth_mm >= p.brain_skull_mm:
+            organ[int(lid)] = ("brain", "brain_adjacent", f"{gap:.0f} mm from the main brain component")
+        elif row.z >= z_low and row.depth_mm >= p.brain_depth_mm:
+            organ[int(lid)] = ("brain", "brain_deep", f"in the head, {row.depth_mm:.0f} mm below the skin")
+        elif row.z >= z_low:
+            review[int(lid)] = "in the head near the skin beside the brain (skull/scalp lesion?)"
+
+
+def _heart(feats, labels, lm, p, organ, review):
+    cand = feats[~feats["head"].astype(bool) & ~feats.index.isin(list(organ)) & (feats.volume_ml >= p.heart_min_ml)
+                 & (feats.dx >= p.heart_dx[0]) & (feats.dx <= p.heart_dx[1]) & (feats.dy <= p.heart_dy)]
+    if cand.empty:
+        return None
+    # the heart lies in the cranial half of the trunk (outside the head)
+    z_trunk = lm.z_mm[lm.has_body & ~lm.head]
+    cand = cand[cand.z >= z_trunk.min() + 0.5 * (z_trunk.max() - z_trunk.min())]
+    for lid, row in cand.sort_values("volume_ml", ascending=False).iterrows():
+        ratio = _shell_ratio(labels, row, lm.axis)
+        if ratio >= p.heart_shell_min:
+            organ[int(lid)] = ("myocardium", "heart_shell", f"left-anterior thorax, shell (filled/volume "
+                               f"{ratio:.2f} >= {p.heart_shell_min})")
+            return float(row.z)
+        review[int(lid)] = f"in the heart's place but not shell-shaped (filled/volume {ratio:.2f})"
+    return None
+
+
+def _bladder(feats, lm, p, organ, review, heart_z):
+    body = feats[~feats["head"].astype(bool) & ~feats.index.isin(list(organ))]
+    cand = body[(body.volume_ml >= p.bladder_min_ml) & (body.suv_max >= p.bladder_min_suv)
+                & (body.dx.abs() <= p.bladder_dx) & (body.dy <= p.bladder_dy)]
+    z_body = lm.z_mm[lm.has_body & ~lm.head]
+    cand = cand[cand.z <= z_body.min() + 0.5 * (z_body.max() - z_body.min())]
+    if heart_z is not None:
+        cand = cand[cand.z < heart_z - 150.0]
+    if cand.empty:
+        return None
+    row = cand.loc[cand.suv_max.idxmax()]
+    # Urine is the hottest thing in the body outside the head and the renal pelves: the bladder stands out
+    # from every other component by ``bladder_contrast`` (a hot mid-line mass with a colder bladder stays).
+    kidney_place = ((body.dx.abs() >= p.kidney_dx[0]) & (body.dx.abs() <= p.kidney_dx[1])
+                    & (body.dy >= p.kidney_main_dy) & (body.z > row.z + 50.0))
+    others = body[~kidney_place & (body.index != row.lesion_id)]
+    rival = float(others.suv_max.max()) if len(others) else 0.0
+    if row.suv_max < p.bladder_contrast * rival:
+        review[int(row.lesion_id)] = (f"mid-line in the caudal body like the bladder, but not {p.bladder_contrast:g}x "
+                                      f"hotter than the hottest other component (SUVmax {rival:.1f})")
+        return None
+    organ[int(row.lesion_id)] = ("bladder", "bladder_midline_pelvis", f"hottest mid-line component of the "
+                                 f"caudal body (SUVmax {row.suv_max:.1f} >= {p.bladder_min_suv}, "
+                                 f">= {p.bladder_contrast:g} x any other outside head and kidneys)")
+    return float(row.z)
+
+
+def _kidneys(feats, p, organ, review, heart_z, bladder_z):
+    cand = feats[~feats["head"].astype(bool) & ~feats.index.isin(list(organ)) & (feats.dy >= p.kidney_dy)
+                 & (feats.dx.abs() >= p.kidney_dx[0]) & (feats.dx.abs() <= p.kidney_dx[1])]
+    if heart_z is None and bladder_z is None:
+        return                                          # no renal level without the heart or the bladder
+    if heart_z is not None:
+        cand = cand[cand.z < heart_z - 50.0]
+    if bladder_z is not None:
+        cand = cand[cand.z > bladder_z + 50.0]
+    big = cand[(cand.volume_ml >= p.kidney_min_ml) & (cand.dy >= p.kidney_main_dy)]
+    mains = {side: big[sel].loc[big[sel].volume_ml.idxmax()] for side, sel in
+             (("right", big.dx < 0), ("left", big.dx > 0)) if sel.any()}
+    # Kidneys come in pairs: the largest candidates of both sides at about the same level and distance from
+    # the mid-line. A lone candidate (a lesion, or a single kidney after nephrectomy) stays, for review.
+    paired = (len(mains) == 2 and abs(mains["right"].z - mains["left"].z) <= p.kidney_pair_mm
+              and abs(abs(mains["right"].dx) - abs(mains["left"].dx)) <= p.kidney_pair_dx)
+    for side, main in mains.items():
+        if not paired:
+            review[int(main.lesion_id)] = f"posterior-lateral like a {side} kidney, but with no matching pair"
+            continue
+        part = cand[(cand.dx < 0) if side == "right" else (cand.dx > 0)]
+        near = part[(np.hypot(part.x - main.x, part.y - main.y) <= p.kidney_reach_mm)
+                    & ((part.z - main.z).abs() <= p.kidney_half_length_mm)]
+        for lid, row in near.iterrows():
+            if row.suv_max > p.kidney_piece_max_ratio * main.suv_max:
+                review[int(lid)] = (f"beside the {side} kidney but hotter than its largest piece (SUVmax "
+                                    f"{row.suv_max:.1f} > {p.kidney_piece_max_ratio:g} x {main.suv_max:.1f}): renal pelvis or a kidney lesion")
+                continue
+            rule = "kidney_main" if lid == main.lesion_id else "kidney_piece"
+            organ[int(lid)] = ("kidney", rule, f"{side} kidney: paired posterior-lateral components between heart "
+                               "and bladder" + ("" if lid == main.lesion_id else
+                                                f", {np.hypot(row.x - main.x, row.y - main.y):.0f} mm from its "
+                                                "largest piece"))
+
+
+def _saddle(m: np.ndarray, v: np.ndarray, seed: tuple, target: np.ndarray, peak: float) -> float:
+    """Highest level t at which ``seed`` is connected to a voxel of ``target`` through ``m & (v >= t)``
+    (bisection over the SUV values of ``m``); ``peak`` when they are connected at the seed's own level."""
+    levels = np.unique(v[m])
+    levels = levels[levels <= peak]
+    structure = np.ones((3, 3, 3))
+
+    def joined(t):
+        lab, _ = ndimage.label(m & (v >= t), structure=structure)
+        return bool(np.any(lab[target] == lab[seed]))
+
+    lo, hi = 0, len(levels) - 1                  # joined(levels[0]) holds: the component is connected
+    if joined(levels[hi]):
+        return peak
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if joined(levels[mid]) else (lo, mid)
+    return float(levels[lo])
+
+
+def _split_lesions(m: np.ndarray, v: np.ndarray, spacing, name: str, suv_max: float, voxel_ml: float,
+                   p: PhysiologyParams) -> list[np.ndarray]:
+    """Lesions inside an organ's component (voxel masks of the component's box); see the module docstring.
+
+    *Own maxima* (the myocardium; the brain's cortex and the kidneys' pelves have maxima of their own, so a
+    lesion merged with them is not split — docs/physiology.md): the wall is the part of the component within
+    ``split_wall_mm`` of its cold cavity; a regional maximum beyond the wall (≥ ``split_min_suv``, at most
+    ``split_max_peaks``, highest first) whose peak rises above the saddle joining it to the wall by ≥
+    ``split_prominence`` × the peak is a lesion's; each voxel goes to the wall or the maximum it climbs to
+    (marker watershed), and the maxima's regions of ≥ ``split_min_ml`` are lesions. *Bumps* (the bladder, whose urine is
+    uniform): a node pressed against it is a shoulder on its blurred edge, with no maximum of its own; the
+    parts of the component farther than ``split_margin_mm`` from the core (≥ ``core_fraction`` × SUVmax) and
+    holding ≥ ``split_tip_min_ml``, grown back towards the core by ``split_margin_mm - split_edge_mm``, are
+    lesions. The organ's own blurred edge reaches about one PSF
+    FWHM beyond its core, so it leaves no such part.
+    """
+    out = []
+    if name == "bladder":
+        core = m & (v >= p.core_fraction * suv_max)
+        dist = ndimage.distance_transform_edt(~core, sampling=spacing)
+        far, n = ndimage.label(m & (dist > p.split_margin_mm), structure=np.ones((3, 3, 3)))
+        for k in range(1, n + 1):
+            tip = far == k
+            if tip.sum() * voxel_ml < p.split_tip_min_ml:
+                continue
+            # the bump: its tip grown back towards the core, down to split_edge_mm from it
+            grow = p.split_margin_mm - p.split_edge_mm
+            part = m & (dist > p.split_edge_mm) & (ndimage.distance_transform_edt(~tip, sampling=spacing) <= grow)
+            if part.sum() * voxel_ml >= p.split_min_ml and v[part].max() >= p.split_min_suv:
+                out.append(part)
+        return out
+    if name != "myocardium":
+        return out
+    # the myocardium's wall: within split_wall_mm of its cold cavity; a node's maximum lies beyond it
+    filled = np.zeros(m.shape, bool)
+    for axis in range(3):
+        filled |= _fill_holes_slicewise(m, axis)
+    cavity = filled & ~m
+    if not cavity.any():
+        return out
+    wall = m & (ndimage.distance_transform_edt(~cavity, sampling=spacing) <= p.split_wall_mm)
+    outside = m & ~wall
+    peaks = outside & (v == ndimage.maximum_filter(np.where(m, v, -np.inf), size=3)) & (v >= p.split_min_suv)
+    seeds = np.argwhere(peaks)
+    order = np.argsort(v[tuple(seeds.T)])[::-1][:p.split_max_peaks]
+    markers = np.zeros(m.shape, np.uint32)
+    markers[wall] = 1
+    n = 1
+    for i in order:
+        seed = tuple(seeds[i])
+        if markers[seed]:
+            continue
+        peak = float(v[seed])
+        saddle = _saddle(m, v, seed, wall, peak)
+        if peak - saddle < p.split_prominence * peak:
+            continue
+        lab, _ = ndimage.label(m & (v > saddle), structure=np.ones((3, 3, 3)))
+        if np.any(markers[lab == lab[seed]] > 1):      # the same node, seen from another of its maxima
+            continue
+        n += 1
+        markers[seed] = n
+    if n == 1:
+        return out
+    import SimpleITK as sitk
+
+    relief = np.where(m, -v, np.float32(1e6)).astype(np.float32)
+    ws = sitk.GetArrayFromImage(sitk.MorphologicalWatershedFromMarkers(
+        sitk.GetImageFromArray(relief), sitk.GetImageFromArray(markers), markWatershedLine=False,
+        fullyConnected=True))
+    ws = np.where(m, ws, 0)
+    for k in range(2, n + 1):
+        if np.count_nonzero(ws == k) * voxel_ml >= p.split_min_ml:
+            out.append(ws == k)
+    return out
+
+
+def _apply(pet: Volume, labels: np.ndarray, feats, organ, p):
+    """Split lesions off organ components, remove the organs, relabel.
+
+    Returns (kept labels, excluded labels, table, lut old → new label, review of the split-off parts)."""
+    spacing = np.asarray(pet.spacing)
+    suv = np.asarray(pet.array)
+    excluded = np.zeros(labels.shape, np.int32)
+    rows, extra, review = [], [], {}
+    for cid, (lid, (name, rule, reason)) in enumerate(sorted(organ.items()), start=1):
+        f = feats.loc[lid]
+        box = _box(f, labels.shape)
+        m = labels[box] == lid
+        v = suv[box]
+        keep_parts = _split_lesions(m, v, spacing, name, float(f.suv_max), pet.voxel_volume_ml, p)
+        organ_mask = m.copy()
+        for part in keep_parts:
+            organ_mask &= ~part
+            extra.append((box, part, f"split off the {name} ({'a bump on its edge' if name == 'bladder' else 'a maximum of its own'}); "
+                                     "check it is a lesion"))
+        sub = excluded[box]
+        sub[organ_mask] = cid
+        vals = v[organ_mask]
+        idx = np.argwhere(organ_mask) + [b.start for b in box]
+        cen = pet.index_to_world(idx.mean(axis=0))
+        rows.append({"component_id": cid, "organ": name, "volume_ml": organ_mask.sum() * pet.voxel_volume_ml,
+                     "suv_max": float(vals.max()), "centroid_x_mm": cen[0], "centroid_y_mm": cen[1],
+                     "centroid_z_mm": cen[2], "rule": rule, "reason": reason})
+    drop = np.zeros(int(labels.max()) + 1 if labels.size else 1, bool)
+    drop[list(organ)] = True
+    lut = np.zeros(drop.size, np.int32)
+    present = np.zeros(drop.size, bool)
+    present[np.asarray(feats.lesion_id, int) if len(feats) else []] = True
+    keep = present & ~drop
+    lut[keep] = np.arange(1, keep.sum() + 1, dtype=np.int32)
+    kept = lut[labels]
+    nxt = int(keep.sum())
+    for box, part, why in extra:
+        nxt += 1
+        kept[box][part] = nxt
+        review[nxt] = why
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    return kept, excluded, table, lut, review

@@ -1,0 +1,325 @@
+"""Physiological uptake rules (carpet.anatomy.physiology): a synthetic patient whose organs and lesions are
+known by construction, each rule at its edge, and the one real whole-body FDG scan (TCIA STS_001).
+
+The synthetic patient (4 mm voxels, LPS, head up): an elliptic trunk 340 × 220 mm (SUV 1), a narrower head
+above a neck, brain (SUV 8), a myocardial shell around a cold cavity on the left-anterior side (SUV 6),
+two kidneys posterior-lateral (SUV 6) and the bladder (SUV 40) on the mid-line at the caudal end. Truth is
+the construction: which component is which organ and which is a lesion.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from carpet.anatomy.landmarks import body_landmarks
+from carpet.anatomy.physiology import PhysiologyParams, find_physiology
+from carpet.segment import label_components
+from carpet.volume import Volume
+
+SP = (4.0, 4.0, 4.0)
+SHAPE = (100, 70, 240)                       # 400 × 280 × 960 mm
+ORIGIN = (-198.0, -138.0, 0.0)               # x, y centred on 0; z from 0 (feet side) to 956 (vertex)
+
+
+def _grid():
+    i, j, k = np.ogrid[:SHAPE[0], :SHAPE[1], :SHAPE[2]]
+    return ORIGIN[0] + SP[0] * i, ORIGIN[1] + SP[1] * j, ORIGIN[2] + SP[2] * k
+
+
+def _ellipsoid(c, r):
+    x, y, z = _grid()
+    return ((x - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((z - c[2]) / r[2]) ** 2 <= 1.0
+
+
+def _ball(c, r):
+    return _ellipsoid(c, (r, r, r))
+
+
+HEART = ((50.0, -40.0, 560.0), 45.0, 25.0)   # centre, outer and inner radius (mm)
+KIDNEYS = (((-80.0, 45.0, 400.0), (28.0, 25.0, 55.0)), ((80.0, 45.0, 395.0), (28.0, 25.0, 55.0)))
+BLADDER = ((0.0, -30.0, 130.0), 35.0)
+BRAIN = ((0.0, 0.0, 870.0), (60.0, 75.0, 55.0))
+
+
+def patient(organs=("brain", "myocardium", "kidney", "bladder"), lesions=(), heart_suv=6.0, bladder_suv=40.0,
+            fwhm_mm=0.0):
+    """(pet Volume, {name: mask}) of the synthetic patient; ``lesions``: (centre, radius, suv) balls;
+    ``fwhm_mm``: Gaussian PSF."""
+    x, y, z = _grid()
+    trunk = ((x / 170.0) ** 2 + (y / 110.0) ** 2 <= 1.0) & (z <= 700)
+    neck = ((x / 55.0) ** 2 + (y / 55.0) ** 2 <= 1.0) & (z > 700) & (z <= 780)
+    head = _ellipsoid((0.0, 0.0, 860.0), (80.0, 100.0, 95.0))
+    a = np.zeros(SHAPE, np.float32)
+    a[trunk | neck | head] = 1.0
+    truth = {}
+    if "brain" in organs:
+        truth["brain"] = _ellipsoid(*BRAIN)
+    if "myocardium" in organs:
+        c, ro, ri = HEART
+        truth["myocardium"] = _ball(c, ro) & ~_ball(c, ri)
+    if "kidney" in organs:
+        truth["kidney"] = _ellipsoid(*KIDNEYS[0]) | _ellipsoid(*KIDNEYS[1])
+    if "bladder" in organs:
+        truth["bladder"] = _ball(*BLADDER)
+    suv = {"brain": 8.0, "myocardium": heart_suv, "kidney": 6.0, "bladder": bladder_suv}
+    for name, m in truth.items():
+        a[m] = suv[name]
+    for k, (c, r, s) in enumerate(lesions):
+        m = _ball(c, r)
+        a[m] = s
+        truth[f"lesion{k}"] = m
+    if fwhm_mm:
+        from scipy import ndimage
+
+        a = ndimage.gaussian_filter(a, fwhm_mm / 2.3548 / SP[0]).astype(np.float32)
+    return Volume(a, SP, ORIGIN), truth
+
+
+def _run(pet, params=PhysiologyParams()):
+    labels = label_components(np.asarray(pet.array) >= 4.0, pet.spacing)
+    return labels, find_physiology(pet, labels, params=params)
+
+
+def _organ_mask(result, organ):
+    ids = result.table.loc[result.table.organ == organ, "component_id"]
+    return np.isin(result.excluded, list(ids))
+
+
+# ---------------------------------------------------------------------------------------------
+# landmarks
+# ---------------------------------------------------------------------------------------------
+def test_body_landmarks_find_the_head_and_the_trunk_centre():
+    pet, _ = patient()
+    lm = body_landmarks(pet)
+    head_z = lm.z_mm[lm.head]
+    assert head_z.min() == pytest.approx(700, abs=12) and head_z.max() >= 940      # neck and head
+    trunk = lm.has_body & ~lm.head
+    assert np.allclose(lm.trunk_x_mm[trunk], 0.0, atol=4.0) and np.allclose(lm.trunk_y_mm[trunk], 0.0, atol=4.0)
+    assert np.allclose(lm.trunk_width_mm[trunk], 340, atol=16)
+
+
+def test_no_head_when_the_field_of_view_starts_at_the_thorax():
+    pet, _ = patient()
+    cut = Volume(np.asarray(pet.array)[:, :, :160], SP, ORIGIN)                     # z < 640 mm
+    assert not body_landmarks(cut).head.any()
+
+
+# ---------------------------------------------------------------------------------------------
+# the four organs, and nothing else
+# ---------------------------------------------------------------------------------------------
+def test_every_organ_is_excluded_whole_and_named():
+    pet, truth = patient()
+    labels, res = _run(pet)
+    assert res.labels.max() == 0 and not res.review
+    for organ in ("brain", "myocardium", "kidney", "bladder"):
+        assert np.array_equal(_organ_mask(res, organ), truth[organ]), organ
+    assert res.landmarks == {"body": True, "body_length_mm": pytest.approx(952, abs=10), "head": True,
+                             "brain": True, "myocardium": True, "kidney": True, "bladder": True}
+    t = res.table.set_index("organ")
+    assert t.loc["bladder", "suv_max"] == pytest.approx(40.0)
+    assert t.loc["bladder", "volume_ml"] == pytest.approx(truth["bladder"].sum() * 0.064)
+    assert res.provenance["version"] and res.provenance["thresholds"]["bladder_contrast"] == 2.0
+
+
+@pytest.mark.parametrize("lesion", [
+    ((-90.0, -20.0, 560.0), 12.0, 9.0),       # right lung / mediastinum, heart's level
+    ((0.0, 60.0, 300.0), 12.0, 7.0),          # paraspinal, mid-line posterior (not bladder, not kidney)
+    ((110.0, -60.0, 120.0), 10.0, 8.0),       # pelvic side wall, bladder's level
+    ((-150.0, 0.0, 450.0), 10.0, 12.0),       # flank near the skin
+])
+def test_lesions_away_from_organs_are_kept_unchanged(lesion):
+    pet, truth = patient(lesions=(lesion,))
+    labels, res = _run(pet)
+    assert res.labels.max() == 1 and np.array_equal(res.labels > 0, truth["lesion0"])
+    assert not res.review
+    assert set(res.table.organ) == {"brain", "myocardium", "kidney", "bladder"}
+
+
+@pytest.mark.parametrize("side", [(-1.0, 0.0), (1.0, 0.0), (0.0, 1.0)])
+def test_node_beside_the_bladder_is_split_off_kept_and_flagged(side):
+    # a 10 mm node touching the bladder wall (PSF 7 mm): one component at SUV >= 4
+    (cx, cy, cz), rb = BLADDER
+    node = ((cx + side[0] * (rb + 9.0), cy + side[1] * (rb + 9.0), cz), 10.0, 9.0)
+    pet, truth = patient(lesions=(node,), fwhm_mm=7.0)
+    labels, res = _run(pet)
+    centre = tuple(np.round((np.asarray(node[0]) - ORIGIN) / SP).astype(int))
+    bladder_centre = tuple(np.round((np.asarray(BLADDER[0]) - ORIGIN) / SP).astype(int))
+    assert labels[centre] == labels[bladder_centre]                               # one component
+    assert res.labels[centre] > 0 and "bladder" in res.review[int(res.labels[centre])]
+    kept = res.labels == res.labels[centre]
+    assert kept[truth["lesion0"]].mean() > 0.5 and not (kept & truth["bladder"]).any()
+    assert "bladder" in set(res.table.organ)
+
+
+def test_mediastinal_node_beside_the_heart_is_split_off_and_flagged():
+    c, ro, _ = HEART
+    node = ((c[0] - ro - 10.0, c[1], c[2]), 12.0, 10.0)                           # touches the shell
+    pet, truth = patient(lesions=(node,), fwhm_mm=7.0)
+    labels, res = _run(pet)
+    centre = tuple(np.round((np.asarray(node[0]) - ORIGIN) / SP).astype(int))
+    wall = tuple(np.round((np.asarray(c) + [ro - 10.0, 0, 0] - ORIGIN) / SP).astype(int))
+    assert labels[centre] == labels[wall]                                         # one component
+    assert res.labels[centre] > 0 and "myocardium" in res.review[int(res.labels[centre])]
+    assert (res.labels == res.labels[centre])[truth["lesion0"]].mean() > 0.5
+    assert "myocardium" in set(res.table.organ)
+
+
+def test_skull_lesion_below_the_brain_is_kept_for_review():
+    # in the scalp/skull over the vertex side, separate from the brain
+    lesion = ((72.0, 0.0, 880.0), 6.0, 9.0)
+    pet, truth = patient(lesions=(lesion,))
+    labels, res = _run(pet)
+    assert res.labels.max() == 1 and np.array_equal(res.labels > 0, truth["lesion0"])
+    assert list(res.review) == [1] and "skull" in res.review[1]
+
+
+def test_kidney_lesion_hotter_than_the_kidney_stays_flagged():
+    lesion = ((80.0, 45.0, 460.0), 8.0, 15.0)                                      # upper pole, own component
+    pet, truth = patient(lesions=(lesion,))
+    labels, res = _run(pet)
+    assert labels[truth["lesion0"]].min() != labels[truth["kidney"]].max()
+    assert res.labels.max() == 1 and np.array_equal(res.labels > 0, truth["lesion0"])
+    assert "kidney lesion" in res.review[1]
+
+
+def test_liver_lesion_stays():
+    # the liver is never excluded: a hot focus in the right upper abdomen
+    lesion = ((-90.0, -10.0, 470.0), 12.0, 10.0)
+    pet, truth = patient(lesions=(lesion,))
+    labels, res = _run(pet)
+    assert res.labels.max() == 1 and np.array_equal(res.labels > 0, truth["lesion0"])
+
+
+# ---------------------------------------------------------------------------------------------
+# rule edges
+# ---------------------------------------------------------------------------------------------
+def test_a_solid_mass_in_the_hearts_place_is_kept_and_flagged():
+    c, ro, _ = HEART
+    pet, truth = patient(organs=("brain", "kidney", "bladder"), lesions=((c, ro, 6.0),))
+    labels, res = _run(pet)
+    assert res.labels.max() == 1 and "not shell-shaped" in res.review[1]
+
+
+def test_heart_shell_threshold_edge():
+    pet, truth = patient()
+    _, res = _run(pet)
+    labels = label_components(np.asarray(pet.array) >= 4.0, pet.spacing)
+    from carpet.anatomy.physiology import _component_features, _shell_ratio
+
+    f = _component_features(pet, labels, body_landmarks(pet)).set_index("lesion_id", drop=False)
+    lid = int(labels[truth["myocardium"]].max())
+    ratio = _shell_ratio(labels, f.loc[lid], 2)
+    for shell_min, excluded in ((ratio - 1e-6, True), (ratio, True), (ratio + 1e-6, False)):
+        _, r = _run(pet, PhysiologyParams(heart_shell_min=shell_min))
+        assert ("myocardium" in set(r.table.organ)) is excluded, shell_min
+
+
+def test_bladder_must_stand_out_from_every_other_component():
+    # an iliac node and a bladder of about the same uptake: the bladder is not taken for one
+    pet, truth = patient(bladder_suv=9.0, lesions=(((-110.0, -60.0, 250.0), 12.0, 8.0),))
+    _, res = _run(pet)
+    assert "bladder" not in set(res.table.organ)
+    assert any("like the bladder" in r for r in res.review.values())
+    # edge: contrast exactly met (SUV 16 = 2 × 8) excludes it, just below does not
+    for suv, excluded in ((16.0, True), (15.9, False)):
+        pet, _ = patient(bladder_suv=suv, lesions=(((-110.0, -60.0, 250.0), 12.0, 8.0),))
+        assert ("bladder" in set(_run(pet)[1].table.organ)) is excluded, suv
+
+
+def test_a_single_kidney_is_kept_for_review():
+    pet, truth = patient()
+    a = np.asarray(pet.array).copy()
+    a[_ellipsoid(*KIDNEYS[0])] = 1.0                                               # right nephrectomy
+    _, res = _run(pet.with_array(a))
+    assert "kidney" not in set(res.table.organ)
+    assert any("no matching pair" in r for r in res.review.values())
+
+
+def test_no_kidneys_without_a_renal_level():
+    # without heart and bladder nothing says where the kidneys are: lateral posterior spots stay
+    pet, truth = patient(organs=("kidney",))
+    _, res = _run(pet)
+    assert res.table.empty and res.labels.max() == 2
+
+
+def test_short_field_of_view_runs_no_rule():
+    pet, truth = patient()
+    for k0, k1, runs in ((30, 104, False), (30, 106, True)):      # 296 mm (< 300) and 304 mm of body
+        cut = Volume(np.asarray(pet.array)[:, :, k0:k1], SP, (ORIGIN[0], ORIGIN[1], ORIGIN[2] + SP[2] * k0))
+        _, res = _run(cut)
+        assert (res.landmarks["bladder"] is None) is not runs
+        assert res.table.empty or runs
+
+
+def test_low_brain_uptake_leaves_no_brain_and_no_false_exclusion():
+    pet, truth = patient(organs=("myocardium", "kidney", "bladder"))
+    _, res = _run(pet)
+    assert "brain" not in set(res.table.organ) and res.labels.max() == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# through carpet quantify
+# ---------------------------------------------------------------------------------------------
+def test_quantify_writes_excluded_components_and_keep_flag(tmp_path):
+    from carpet.quantify import quantify_study, write_outputs
+
+    lesion = ((110.0, -60.0, 120.0), 10.0, 8.0)
+    pet, truth = patient(lesions=(lesion,))
+    res = quantify_study(pet)
+    assert res.summary["n_lesions"] == 1
+    assert res.summary["mtv_ml"] == pytest.approx(truth["lesion0"].sum() * 0.064)
+    ex = res.summary["excluded"]
+    assert set(ex["by_organ"]) == {"brain", "myocardium", "kidney", "bladder"}
+    assert ex["volume_ml"] == pytest.approx(sum(truth[o].sum() for o in ("brain", "myocardium", "kidney",
+                                                                          "bladder")) * 0.064)
+    assert res.summary["landmarks"]["bladder"] is True
+    files = write_outputs(res, tmp_path)
+    import nibabel as nib
+    import pandas as pd
+
+    table = pd.read_csv(files["excluded"])
+    assert list(table.columns[:4]) == ["component_id", "organ", "volume_ml", "suv_max"]
+    lab = np.asarray(nib.load(files["excluded_labels"]).dataobj)
+    assert set(np.unique(lab)) == {0, *table.component_id}
+    s = json.loads(files["summary"].read_text())
+    assert s["excluded"]["n_components"] == len(table)
+    kept = quantify_study(pet, keep_physiological=True)
+    assert kept.summary["n_lesions"] == 6 and kept.excluded is None
+    assert kept.summary["excluded"]["physiology"] == "off"
+
+
+# ---------------------------------------------------------------------------------------------
+# the real whole-body scan
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_sts_001_whole_body_physiology_excluded_tumour_kept(tmp_path):
+    from conftest import reference_path
+
+    from carpet.quantify import run_quantify
+
+    image = reference_path("sts-pet", "STS_001_raw", "FDG_PET", "image")
+    before = run_quantify(image, out_dir=tmp_path / "before", keep_physiological=True)
+    after = run_quantify(image, out_dir=tmp_path / "after")
+    tumour = lambda t: t.loc[t.suv_max.idxmax()] if t is not None else None  # noqa: E731
+    t0, t1 = before.lesions, after.lesions
+    thigh = lambda t: t[(t.centroid_z_mm < -740) & (t.volume_ml > 40)]  # noqa: E731
+    assert len(thigh(t0)) == 1 and len(thigh(t1)) == 1
+    a, b = thigh(t0).iloc[0], thigh(t1).iloc[0]
+    assert b.suv_max == pytest.approx(7.91, abs=0.01) and b.volume_ml == a.volume_ml == pytest.approx(48.79, abs=0.01)
+    assert not b.review
+    by = after.excluded_table.groupby("organ")
+    vol = by.volume_ml.sum()
+    assert set(vol.index) == {"brain", "myocardium", "kidney", "bladder"}
+    assert vol["myocardium"] == pytest.approx(195.8, abs=0.5)
+    assert vol["bladder"] == pytest.approx(73.4, abs=0.5) and by.suv_max.max()["bladder"] == pytest.approx(66.5, abs=0.1)
+    assert vol["brain"] == pytest.approx(55.2, abs=1.0)
+    assert vol["kidney"] > 25
+    # both kidneys: pieces on both sides of the mid-line
+    k = after.excluded_table[after.excluded_table.organ == "kidney"]
+    assert (k.centroid_x_mm < 0).any() and (k.centroid_x_mm > 30).any()
+    assert before.summary["mtv_ml"] == pytest.approx(447.3, abs=0.1)
+    assert after.summary["mtv_ml"] < 100                   # tumour 48.8 mL + noise specks, renal pelvis, tonsils
+    assert tumour(t1).suv_max == pytest.approx(14.05, abs=0.01) or tumour(t1).review   # hottest kept is flagged
