@@ -120,9 +120,10 @@ def _imaging(state: dict) -> None:
                 "`carpet quantify`. truth_* columns are the phantom's design (exact voxel counts); a lesion whose "
                 "designed SUV is below 4.0 is, correctly, not found by the SUV ≥ 4.0 method."
                 + ("" if small else " These phantoms also carry FDG physiology (brain, myocardium, kidneys, "
-                   "ureters, bladder, bowel, salivary glands), a 6.5 mm PSF and Poisson-like noise: until "
-                   "carpet excludes physiological uptake, the measured MTV includes the physiology above "
-                   "SUV 4 (truth_physiology_ml) and blurred lesion edges."))
+                   "ureters, bladder, bowel, salivary glands), a 6.5 mm PSF and Poisson-like noise. `carpet "
+                   "quantify` excludes the physiology its rules recognise (excluded.csv of each study); "
+                   "truth_physiology_ml is the phantom's physiology at SUV ≥ 4, so the gap between mtv_ml and "
+                   "truth_mtv_ml is physiology the rules left in, plus blurred lesion edges."))
     report.table(table, caption="Study measures (imaging.csv)", float_format="{:.2f}")
     pet, labels, sites, pid, _ = mips[informative_index([m[-1] for m in mips])]  # most sites, lesions, MTV
     report.figure(mip_figure(pet, labels, sites, title=f"{pid} (simulated)"),
