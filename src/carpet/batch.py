@@ -750,5 +750,9 @@ def read_study_table(path, study_ids: dict[str, str]) -> pd.DataFrame:
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write_csv(frame, tmp)
-    os.replace(tmp, path)
+    try:
+        write_csv(frame, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no .tmp behind
+        raise

@@ -59,7 +59,8 @@ def load_plan(plan: dict | str | Path) -> tuple[dict, str, str]:
         return plan, hashlib.sha256(text.encode()).hexdigest(), "<plan>"
     path = Path(plan)
     if not path.is_file():
-        raise InputError("plan file not found", source=path, hint="--plan PLAN.yaml")
+        raise InputError("is a folder; expected a YAML plan file" if path.is_dir() else "plan file not found",
+                         source=path, hint="--plan PLAN.yaml")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
