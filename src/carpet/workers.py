@@ -111,10 +111,11 @@ def _one_pool(fn, tasks: Sequence[Any], workers: int, flags: Path) -> Iterator[t
                 for fut in finished:
                     task, flag = futures[fut]
                     try:
-                        yield task, fut.result(), False
+                        outcome, started = fut.result(), False
                     except Exception as exc:  # noqa: BLE001 - lost worker, or a result that did not pickle
-                        yield task, exc, flag.exists()
+                        outcome, started = exc, flag.exists()
                         flag.unlink(missing_ok=True)
+                    yield task, outcome, started
         except BaseException:
             _stop(pool)
             raise
