@@ -125,8 +125,11 @@ def test_moffitt_table1_csv_equals_table1(moffitt):
 
     cont = ["age_years", "prior_lines"]
     frame, names, order = Labels(plan["variables"]).table1_inputs(data, "baseline_emd", cont, categorical, cont)
+    from carpet.report.format import p_value
+
     expected = table1(frame, by="baseline_emd", continuous=cont, nonnormal=cont, categorical=categorical,
-                      labels=names, order=order, seed=2025).summary
+                      labels=names, order=order, seed=2025).table
+    expected["p"] = [p_value(p, missing="") for p in expected["p"]]  # the journal-style p of the policy
     got = read_csv(out / "table1.csv")
     assert (got.pop("simulated") == "True").all()  # simulated data: a column, not a comment line
     day90_cr = Labels(plan["variables"]).label("day90_cr")
@@ -570,6 +573,33 @@ def test_describe_lists_the_raw_inputs_of_a_plan():
     run = CliRunner().invoke(app, ["analyze", "--plan", str(PLANS / "salvage_after_bcma.yaml"), "--describe"])
     assert run.exit_code == 0 and "therapies table (--therapies)" in run.output and "regimen" in run.output
     assert "assessments table" in describe_plan(PLANS / "moffitt_post_progression.yaml")
+
+
+def test_imaging_windows_pick_scans_by_days_from_infusion_and_cutoff_method_is_checked(tmp_path):
+    patients = pd.DataFrame({"patient_id": ["a", "b", "c", "d"], "infusion_date": pd.to_datetime(["2024-03-01"] * 4),
+                             "t": [12.0, 3.0, 8.0, 20.0], "e": [1, 1, 1, 0]})
+    scans = pd.DataFrame({
+        "study_id": ["a0", "a1", "a2", "b0", "b30", "c-90", "c0", "d0"], "patient_id": list("aaabbccd"),
+        "study_date": pd.to_datetime(["2024-01-10", "2024-02-20", "2024-03-20", "2024-02-25", "2024-04-10",
+                                      "2023-12-01", "2024-03-01", "2024-02-28"]),
+        "method": ["suv4"] * 8, "mtv_ml": [1.0, 2.0, 3.0, 40.0, 4.0, 900.0, 60.0, 80.0]})
+    plan = {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}}, "imaging": {"windows": "default"},
+            "analyses": [{"type": "cutoff", "endpoint": "pfs", "marker": "mtv_ml_baseline", "value": 50,
+                          "cutoff_method": "suv4"}]}
+    run_analysis(patients, plan, tmp_path / "ok", imaging=scans)
+    doc = results_json(tmp_path / "ok")
+    # baseline = last scan 60 days before to the infusion day: a -> 2.0 (Jan 10 is 51 days before, Feb 20 is 10),
+    # b -> 40, c -> 60 (the December scan is 91 days before), d -> 80; day30 = first scan 14-45 days after
+    assert any("'baseline'" in n and "4 of 4" in n for n in doc["notes"])
+    assert any("'day30'" in n and "2 of 4" in n for n in doc["notes"])
+    cut = doc["analyses"]["cutoff_pfs_mtv_ml_baseline"]
+    assert (cut["n_low"], cut["n_high"]) == (2, 2) and not cut["warnings"]  # 2.0, 40 | 60, 80; methods agree
+    # the data say pct41: a suv4 cut-off must not run silently on it
+    with pytest.raises(InputError, match="derived with method 'suv4' but the marker was made with 'pct41'"):
+        run_analysis(patients, plan, tmp_path / "bad", imaging=scans.assign(method="pct41"))
+    with pytest.raises(InputError, match="the plan says the marker was made with 'suv4'"):
+        bad = {**plan, "analyses": [{**plan["analyses"][0], "marker_method": "suv4"}]}
+        run_analysis(patients, bad, tmp_path / "bad2", imaging=scans.assign(method="pct41"))
 
 
 def test_cox_with_a_diverging_coefficient_still_reports_with_rs_warning(tmp_path):

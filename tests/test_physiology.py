@@ -116,8 +116,8 @@ def test_every_organ_is_excluded_whole_and_named():
     assert res.labels.max() == 0 and not res.review
     for organ in ("brain", "myocardium", "kidney", "bladder"):
         assert np.array_equal(_organ_mask(res, organ), truth[organ]), organ
-    assert res.landmarks == {"body": True, "head": True, "brain": True, "myocardium": True, "kidney": True,
-                             "bladder": True}
+    assert res.landmarks == {"body": True, "body_length_mm": pytest.approx(952, abs=10), "head": True,
+                             "brain": True, "myocardium": True, "kidney": True, "bladder": True}
     t = res.table.set_index("organ")
     assert t.loc["bladder", "suv_max"] == pytest.approx(40.0)
     assert t.loc["bladder", "volume_ml"] == pytest.approx(truth["bladder"].sum() * 0.064)
@@ -243,6 +243,15 @@ def test_no_kidneys_without_a_renal_level():
     pet, truth = patient(organs=("kidney",))
     _, res = _run(pet)
     assert res.table.empty and res.labels.max() == 2
+
+
+def test_short_field_of_view_runs_no_rule():
+    pet, truth = patient()
+    for k0, k1, runs in ((30, 104, False), (30, 106, True)):      # 296 mm (< 300) and 304 mm of body
+        cut = Volume(np.asarray(pet.array)[:, :, k0:k1], SP, (ORIGIN[0], ORIGIN[1], ORIGIN[2] + SP[2] * k0))
+        _, res = _run(cut)
+        assert (res.landmarks["bladder"] is None) is not runs
+        assert res.table.empty or runs
 
 
 def test_low_brain_uptake_leaves_no_brain_and_no_false_exclusion():

@@ -76,3 +76,39 @@ def test_every_figure_written_as_print_png_and_vector(tmp_path):
     assert min(dpi) >= 299.5
     assert paths[1].read_bytes().startswith(b"%PDF") and b"/Subtype /Image" not in paths[1].read_bytes()
     assert "<svg" in paths[2].read_text()
+
+
+def test_sankey_ribbons_carry_counts_and_row_percent():
+    import pandas as pd
+
+    from carpet.report.sankey import sankey_figure
+
+    flows = pd.DataFrame({"source": ["None", "None", "EMD", "EMD"], "target": ["None", "EMD", "EMD", "None"],
+                          "n": [35, 25, 6, 4]})
+    fig = sankey_figure(flows, order=["None", "EMD"])
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    # row % = share of the source state: 35 of the 60 with None at baseline stayed None
+    assert {"35 (58%)", "25 (42%)", "6 (60%)", "4 (40%)"} <= texts
+    plt.close(fig)
+
+
+def test_mip_has_suv_scale_orientation_letters_and_excluded_regions():
+    from carpet.report.mip import EXCLUDED_LABEL, informative_index, mip_figure
+    from carpet.volume import Volume
+
+    pet = Volume(np.zeros((10, 8, 12), np.float32), (4.0, 4.0, 4.0))
+    pet.array[2:4, 2:4, 2:4] = 8.0
+    pet.array[6:8, 4:6, 8:10] = 5.0
+    labels = pet.with_array((pet.array == 8.0).astype(np.int32))
+    excluded = pet.with_array((pet.array == 5.0).astype(np.uint8))
+    fig = mip_figure(pet, labels, {1: "bone"}, excluded=excluded)
+    coronal, sagittal, bar = fig.axes[:3]
+    assert bar.get_ylabel() == "SUV (g/mL)"
+    assert {t.get_text() for t in coronal.texts} == {"R", "L", "S", "I"}
+    assert {t.get_text() for t in sagittal.texts} == {"A", "P", "S", "I"}
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["bone", EXCLUDED_LABEL]
+    assert len(coronal.collections) == 2  # lesion contour and excluded contour
+    plt.close(fig)
+    studies = [{"n_sites": 1, "n_lesions": 9, "mtv_ml": 80}, {"n_sites": 3, "n_lesions": 4, "mtv_ml": 20},
+               {"n_sites": 3, "n_lesions": 5, "mtv_ml": 10}]
+    assert informative_index(studies) == 2

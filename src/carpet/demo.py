@@ -164,6 +164,7 @@ DEMO_PLANS = [("moffitt_post_cart", "moffitt_post_progression.yaml"),
 def _analyses(state: dict) -> None:
     """The published studies' analyses, run from carpet's packaged plans (``carpet analyze``)."""
     from carpet.analyze import run_analysis
+    from carpet.synth.cohort import STUDIES
 
     report, out = state["report"], state["out"]
     plans = Path(__file__).parent / "plans"
@@ -173,10 +174,10 @@ def _analyses(state: dict) -> None:
     links = []
     for study, plan in DEMO_PLANS:
         cohort = state["cohorts"][study]
-        raw = {"assessments": cohort.lab_series(), "therapies": cohort.therapies} if cohort.therapies is not None else {}
-        # cohorts with raw tables go in as a centre's would: patients (no simulated answers), labs, therapies
-        patients = cohort.raw_patients if raw else cohort.patients
-        result = run_analysis(patients, plans / plan, out / "analysis" / study, **raw)
+        # the tables go in as a centre's would: patients without the simulator's answers, labs, therapies
+        raw = {"assessments": cohort.lab_series() if STUDIES[study].disease == "MM" else None,
+               "therapies": cohort.therapies}
+        result = run_analysis(cohort.raw_patients, plans / plan, out / "analysis" / study, **raw)
         links += [(f"analysis/{study}/report.html", f"{study}: {plan} (HTML)"),
                   (f"analysis/{study}/report.pdf", f"{study}: {plan} (PDF)")]
         headline = next((f for f in result.files if f.startswith("figures/") and f.endswith(".png")), None)

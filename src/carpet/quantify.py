@@ -31,7 +31,7 @@ from carpet.errors import InputError
 from carpet.io import read_image, read_mask, write_nifti, write_seg
 from carpet.io.checks import check_pet, check_overlap
 from carpet.lesions import dmax_voxel_mm, gather_lesion_voxels, measure_lesions, study_measures
-from carpet.overrides import apply_exclusions, apply_sites, overrides_for, read_overrides
+from carpet.overrides import apply_exclusions, apply_inclusions, apply_sites, overrides_for, read_overrides
 from carpet.provenance import file_sha256, provenance
 from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
@@ -278,11 +278,19 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
 
     applied = []
     if overrides is not None and len(overrides) and methods[0] in seg_labels:
-        # the reader's exclusions leave the label map before anything is measured (ids kept)
-        kept, applied = apply_exclusions(seg_labels[methods[0]], overrides, pet.voxel_volume_ml)
+        # the reader's inclusions and exclusions change the label map before anything is measured
+        found = physiology.get(methods[0])
+        kept, back, applied = apply_inclusions(seg_labels[methods[0]], None if found is None else found.excluded,
+                                               overrides, pet.voxel_volume_ml)
         if applied:
-            dropped = (kept == 0) & (seg_labels[methods[0]] > 0)
-            excl = dropped if excl is None else excl | dropped
+            ids = [r["component_id"] for r in applied]
+            physiology[methods[0]] = replace(found, labels=kept, excluded=back,
+                                             table=found.table[~found.table["component_id"].isin(ids)])
+        kept, excluded_rows = apply_exclusions(kept, overrides, pet.voxel_volume_ml)
+        if excluded_rows:
+            applied += excluded_rows
+            gone = (kept == 0) & (seg_labels[methods[0]] > 0)   # drawn as excluded on the review page
+            excl = gone if excl is None else excl | gone
         seg_labels = {**seg_labels, methods[0]: kept}
     rows, tables = [], {}
     for m in methods:

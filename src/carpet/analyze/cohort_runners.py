@@ -262,8 +262,52 @@ def _run_swimmer(data, a, endpoints, writer, stem, seed, tables):
     return {"n_patients": int(len(bars)), "n_lines": int(len(segs)), "files": files + [f"{stem}_segments.csv"]}
 
 
+def _run_roc(data, a, endpoints, writer, stem, seed, tables=None):
+    """AUC (DeLong 95% CI) of markers for an event by a horizon; paired DeLong test of the first two markers.
+
+    The outcome is the endpoint's event at or before ``horizon`` (1), or follow-up beyond it without one (0);
+    patients censored before the horizon are left out (their outcome is unknown), and the report says how many.
+    """
+    from carpet.stats import roc, roc_test
+
+    ep = endpoints[a["endpoint"]]
+    markers = [a["markers"]] if isinstance(a["markers"], str) else list(a["markers"])
+    frame = data.dropna(subset=[ep["time"], ep["event"], *markers])
+    t = pd.to_numeric(frame[ep["time"]]).to_numpy(float)
+    e = pd.to_numeric(frame[ep["event"]]).to_numpy(int)
+    horizon = float(a["horizon"])
+    known = (e == 1) & (t <= horizon) | (t > horizon)
+    y = ((e == 1) & (t <= horizon))[known].astype(int)
+    rows, fits = [], {}
+    for m in markers:
+        x = pd.to_numeric(frame[m]).to_numpy(float)[known]
+        fits[m] = r = roc(y, x, direction=a.get("direction", "<"))
+        rows.append({"marker": m, "n": int(known.sum()), "events": int(y.sum()), "auc": r.auc,
+                     "auc_lower": r.auc_ci[0], "auc_upper": r.auc_ci[1], "direction": r.direction})
+    table = pd.DataFrame(rows)
+    label = ep.get("label", a["endpoint"])
+    files = [writer.table(table, stem, f"AUC (DeLong 95% CI) for {label} event by {horizon:g} "
+                                       f"{ep.get('unit', 'months')}",
+                          display=table.assign(**{"AUC (95% CI)": [f"{r['auc']:.2f} ({r['auc_lower']:.2f}–"
+                                                                   f"{r['auc_upper']:.2f})" for r in rows]})[
+                              ["marker", "n", "events", "AUC (95% CI)"]])]
+    res: dict[str, Any] = {"endpoint": ep, "horizon": horizon, "rows": rows,
+                           "n_censored_before_horizon": int((~known).sum())}
+    if (~known).any():
+        writer.note(f"{int((~known).sum())} patient(s) censored before {horizon:g} {ep.get('unit', 'months')} "
+                    "were left out of the AUC (outcome unknown).")
+    if len(markers) >= 2:
+        x1, x2 = (pd.to_numeric(frame[m]).to_numpy(float)[known] for m in markers[:2])
+        test = roc_test(y, x1, x2, direction1=a.get("direction", "<"), direction2=a.get("direction", "<"))
+        res["roc_test"] = {"markers": markers[:2], "difference": test.difference, "p_value": test.p_value}
+        writer.text(f"Paired DeLong test, AUC {markers[0]} − {markers[1]} = {test.difference:.3f}, "
+                    f"p = {test.p_value:.3g}.")
+    res["files"] = files
+    return res
+
+
 COHORT_RUNNERS = {"patterns": _run_patterns, "flowchart": _run_flowchart, "proportion": _run_proportion,
-                  "lines": _run_lines, "swimmer": _run_swimmer}
+                  "lines": _run_lines, "swimmer": _run_swimmer, "roc": _run_roc}
 #: analyses that read the raw clinical tables (their runners take them as a last argument)
 TABLE_ANALYSES = frozenset({"patterns", "flowchart", "lines", "swimmer"})
 __all__ = ["COHORT_RUNNERS", "TABLE_ANALYSES", "PATTERN_LABELS"]

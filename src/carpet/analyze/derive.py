@@ -80,8 +80,15 @@ def _imaging_table(source, spec: dict, notes: list[str]) -> pd.DataFrame:
     return img if name is None else read_imaging(img, name=name)
 
 
+#: scan windows of ``imaging: {windows: default}``: days from infusion (inclusive) and which scan in the window
+DEFAULT_WINDOWS = {"baseline": {"from_days": -60, "to_days": 0, "pick": "last"},
+                   "day30": {"from_days": 14, "to_days": 45, "pick": "first"}}
+
+
 def _merge_imaging(data: pd.DataFrame, imaging: pd.DataFrame, spec: dict, notes: list[str]) -> pd.DataFrame:
     img = imaging.drop(columns=["source_row"], errors="ignore")
+    if spec.get("windows"):
+        return _merge_windows(data, img, DEFAULT_WINDOWS if spec["windows"] == "default" else spec["windows"], notes)
     if "study_date" in img:
         img = img.sort_values("study_date", kind="stable")
     img = img.groupby("patient_id", sort=False).nth(-1 if spec.get("select") == "last" else 0)
@@ -91,6 +98,32 @@ def _merge_imaging(data: pd.DataFrame, imaging: pd.DataFrame, spec: dict, notes:
     merged = data.drop(columns=overlap).merge(img, on="patient_id", how="left")
     notes.append(f"Imaging merged on patient_id ({spec.get('select', 'first')} study per patient): "
                  f"{int(merged['patient_id'].isin(img['patient_id']).sum())} of {len(merged)} patients have one.")
+    return merged
+
+
+def _merge_windows(data: pd.DataFrame, img: pd.DataFrame, windows: dict, notes: list[str]) -> pd.DataFrame:
+    """Several scans per patient, one chosen per window of days from infusion; columns get ``_<window>``.
+
+    ``baseline`` (60 days before infusion to the infusion day, the last scan) and ``day30`` (14 to 45 days after,
+    the first scan) are the defaults; each column of a chosen scan becomes ``<column>_<window>`` beside
+    ``days_from_infusion_<window>``.
+    """
+    if "study_date" not in img or "infusion_date" not in data:
+        raise InputError("imaging windows need study_date in the imaging table and infusion_date in the patients "
+                         "table", where="plan imaging.windows")
+    img = img.merge(data[["patient_id", "infusion_date"]], on="patient_id", how="inner")
+    img["days_from_infusion"] = (pd.to_datetime(img["study_date"]) - pd.to_datetime(img["infusion_date"])).dt.days
+    img = img.drop(columns=["infusion_date"]).sort_values(["patient_id", "study_date"], kind="stable")
+    merged = data
+    for name, w in windows.items():
+        inside = img[(img["days_from_infusion"] >= w["from_days"]) & (img["days_from_infusion"] <= w["to_days"])]
+        chosen = inside.groupby("patient_id", sort=False).nth(-1 if w.get("pick", "first") == "last" else 0)
+        chosen = chosen.rename(columns={c: f"{c}_{name}" for c in chosen.columns if c != "patient_id"})
+        merged = merged.drop(columns=[c for c in chosen.columns if c in merged and c != "patient_id"])
+        merged = merged.merge(chosen, on="patient_id", how="left")
+        notes.append(f"Imaging window '{name}' ({w['from_days']} to {w['to_days']} days from infusion, "
+                     f"{w.get('pick', 'first')} scan): {len(chosen)} of {len(data)} patients have a scan; "
+                     f"{int((inside.groupby('patient_id').size() > 1).sum())} had more than one in the window.")
     return merged
 
 

@@ -38,6 +38,7 @@ ANALYSES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "proportion": ({"column": "column"}, {"by": "column", "label": "str"}),
     "lines": ({}, {"after": "str", "risk_times": "numbers"}),
     "swimmer": ({}, {"max_patients": "count"}),
+    "roc": ({"endpoint": "endpoint", "markers": "columns", "horizon": "number"}, {"direction": "str"}),
 }
 _COMMON = {"type": "str", "title": "str", "name": "str"}
 _TOP = {"title", "subtitle", "seed", "endpoints", "derive", "analyses", "imaging", "assessments", "variables"}
@@ -134,10 +135,12 @@ def validate_plan(plan: dict) -> list[str]:
         elif "pfs" in assessments:
             names.add(assessments["pfs"])
     imaging = plan.get("imaging")
-    if imaging is not None and (not isinstance(imaging, dict) or set(imaging) - {"ids", "select"}
+    if imaging is not None and (not isinstance(imaging, dict) or set(imaging) - {"ids", "select", "windows"}
                                 or imaging.get("select", "first") not in ("first", "last")
-                                or not isinstance(imaging.get("ids", {}), dict)):
-        problems.append("imaging: expected {ids: {study_id: patient_id, ...}, select: first|last}")
+                                or not isinstance(imaging.get("ids", {}), dict)
+                                or _windows_problem(imaging.get("windows"))):
+        problems.append("imaging: expected {ids: {study_id: patient_id, ...}, select: first|last} or windows: "
+                        "default | {name: {from_days: -60, to_days: 0, pick: last}, ...}")
     derive = plan.get("derive") or []
     if not isinstance(derive, list):
         problems.append("derive: expected a list of {name: ..., <operation>: ...}")
@@ -229,6 +232,15 @@ def _derive_problems(where: str, d: Any) -> list[str]:
                                and isinstance(arg.get("values"), dict)):
         out.append(f"{where}.labels: expected {{column: <column>, values: {{true: EMD, false: No EMD}}}}")
     return out
+
+
+def _windows_problem(windows) -> bool:
+    if windows is None or windows == "default":
+        return False
+    return not (isinstance(windows, dict) and windows and all(
+        isinstance(w, dict) and set(w) <= {"from_days", "to_days", "pick"} and w.get("pick", "first") in
+        ("first", "last") and not _kind_problem(w.get("from_days"), "number", set())
+        and not _kind_problem(w.get("to_days"), "number", set()) for w in windows.values()))
 
 
 def needs_raw_tables(plan: dict) -> bool:
@@ -361,7 +373,8 @@ def _default_title(a: dict, endpoints: dict, labels=None) -> str:
 
 _RAW_TITLES = {"patterns": "Patterns of progression", "flowchart": "Patients treated, progressed, refractory, relapsed",
                "proportion": "Rate of {column} with exact 95% CI", "lines": "Lines of therapy after CAR T",
-               "swimmer": "Swimmer plot of the lines after progression"}
+               "swimmer": "Swimmer plot of the lines after progression",
+               "roc": "AUC of {markers} for an event by {horizon}"}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pandas as pd
 from carpet.analyze.labels import Labels
 from carpet.analyze.plan import ANALYSES, _by_list, _title
 from carpet.analyze.writer import _Writer
+from carpet.errors import InputError
 from carpet.report import format as fmt
 
 
@@ -146,12 +147,13 @@ def _run_table1(data, a, endpoints, writer, stem, seed):
     t1 = table1(frame, by=a["by"], continuous=_by_list(a.get("continuous")),
                 categorical=_by_list(a.get("categorical")), nonnormal=_by_list(a.get("nonnormal")),
                 labels={**names, **(a.get("labels") or {})}, order=order, seed=seed, **_exact_limit(a))
+    # p as the policy prints it, in the CSV too (unrounded p-values are in results.json "tests")
     shown = t1.table.assign(p=[fmt.mc_p_value(p, _resamples(test), missing="")
                                for p, test in zip(t1.table["p"], t1.table["test"])])
-    files = [writer.table(t1.summary, stem, f"Patient characteristics by {writer.labels.label(a['by'])}",
+    files = [writer.table(shown, stem, f"Patient characteristics by {writer.labels.label(a['by'])}",
                           display=shown.rename(columns={"variable": "Characteristic", "level": "",
                                                         "test": "Test", "missing": "Missing"}))]
-    return {"tests": t1.tests.to_dict("records"), "table": t1.summary.to_dict("records"),
+    return {"tests": t1.tests.to_dict("records"), "table": shown.to_dict("records"),
             "provenance": t1.provenance, "files": files}
 
 
@@ -244,10 +246,11 @@ def _run_cutoff(data, a, endpoints, writer, stem, seed):
     ep = endpoints[a["endpoint"]]
     frame = _survival_frame(data, ep, [a["marker"]])
     x = pd.to_numeric(frame[a["marker"]]).to_numpy(float)
+    marker_method = _data_method(frame, a)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ev = evaluate_cutoff(frame[ep["time"]], frame[ep["event"]], x, float(a["value"]),
-                             marker_method=a.get("marker_method"), cutoff_method=a.get("cutoff_method"),
+                             marker_method=marker_method, cutoff_method=a.get("cutoff_method"),
                              strict=a.get("strict", True))
     warned = [str(w.message) for w in caught]
     for message in warned:  # a published cut-off on a marker made another way must be loud, not silent
@@ -259,6 +262,23 @@ def _run_cutoff(data, a, endpoints, writer, stem, seed):
     return {"endpoint": ep, **ev.summary.iloc[0].to_dict(), "logrank_df": ev.logrank.df, "warnings": warned,
             "n_excluded": _excluded_note(writer, data, frame, f"time, event or {a['marker']}"),
             "provenance": ev.provenance, "km": km, "files": files + km["files"]}
+
+
+def _data_method(frame: pd.DataFrame, a: dict) -> str | None:
+    """The segmentation method of the marker as the data record it (``method``, or ``method_<window>`` beside a
+    ``<marker>_<window>`` column); the plan's ``marker_method`` must agree with it."""
+    column = next((c for c in frame if c.startswith("method_") and a["marker"].endswith(c[len("method"):])),
+                  "method")
+    if column not in frame:
+        return a.get("marker_method")
+    found = sorted({str(v) for v in frame[column].dropna()})
+    if len(found) > 1:
+        raise InputError(f"the marker '{a['marker']}' was made with several methods {found} (column '{column}'); "
+                         "one cut-off cannot apply to all", where=f"column '{column}'")
+    if found and a.get("marker_method") and a["marker_method"] != found[0]:
+        raise InputError(f"the plan says the marker was made with {a['marker_method']!r}, the data's '{column}' "
+                         f"column says {found[0]!r}", where="marker_method")
+    return found[0] if found else a.get("marker_method")
 
 
 def _run_compare_models(data, a, endpoints, writer, stem, seed):

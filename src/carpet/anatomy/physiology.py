@@ -1,6 +1,7 @@
 """Physiological FDG uptake: which segmented components are brain, myocardium, kidneys or bladder.
 
-Rules ``PHYSIO_RULES`` (version :data:`RULES_VERSION`), from the PET alone, decided per connected component
+Rules ``PHYSIO_RULES`` (version :data:`RULES_VERSION`), from the PET alone, on a body at least ``min_fov_mm``
+long in the field of view, decided per connected component
 of a segmentation (the components a threshold method gives) with shape and position tests against the body
 landmarks of :func:`carpet.anatomy.landmarks.body_landmarks`. No library does this; written from
 numpy/scipy.ndimage. The rules and how they fail are written down in ``docs/physiology.md``.
@@ -57,6 +58,7 @@ class PhysiologyParams:
     from the trunk's centre in the component's slice.
     """
 
+    min_fov_mm: float = 300.0
     brain_min_ml: float = 5.0
     brain_gap_mm: float = 15.0
     brain_depth_mm: float = 20.0
@@ -111,7 +113,8 @@ class Physiology:
     review : dict
         New lesion label → reason, for kept components the rules could not decide (flag for review).
     landmarks : dict
-        What the rules found present / absent.
+        What the rules found: True present, False absent, None not looked for (a body shorter than
+        ``min_fov_mm`` along z cannot be placed: no rule runs).
     provenance : dict
     """
 
@@ -209,7 +212,11 @@ def find_physiology(pet: Volume, labels: np.ndarray, *, params: PhysiologyParams
     organ: dict[int, tuple[str, str, str]] = {}        # lesion_id -> (organ, rule, reason)
     review: dict[int, str] = {}
     found = {o: False for o in ORGANS}
-    if len(feats) and lm.has_body.any():
+    z_body = lm.z_mm[lm.has_body]
+    # length of the body along z: the coarse slices' centres span one slice less than the slices
+    fov_mm = float(z_body.max() - z_body.min() + abs(np.diff(lm.z_mm[:2])).sum()) if z_body.size else 0.0
+    # a short field of view (a thigh, a pelvis) cannot be placed in the body: no rule runs on it
+    if len(feats) and fov_mm >= p.min_fov_mm:
         feats = feats.set_index("lesion_id", drop=False)
         _brain(feats, labels, pet, lm, p, organ, review)
         heart_z = _heart(feats, labels, lm, p, organ, review)
@@ -218,8 +225,9 @@ def find_physiology(pet: Volume, labels: np.ndarray, *, params: PhysiologyParams
         found = {o: any(v[0] == o for v in organ.values()) for o in ORGANS}
     kept, excluded, table, lut, split_review = _apply(pet, labels, feats, organ, p)
     review = {**{int(lut[lid]): r for lid, r in review.items() if lut[lid]}, **split_review}
-    marks = {"body": bool(lm.has_body.any()), "head": lm.head_in_fov,
-             **{o: found[o] for o in ORGANS}}
+    marks = {"body": bool(lm.has_body.any()), "body_length_mm": round(fov_mm, 1),
+             "head": lm.head_in_fov if fov_mm >= p.min_fov_mm else None,
+             **{o: found[o] if fov_mm >= p.min_fov_mm else None for o in ORGANS}}
     prov = {"rules": "PHYSIO_RULES", "version": RULES_VERSION, "inputs": "PET only (body landmarks on a "
             f"{'x'.join(str(f) for f in lm.factor)}-voxel coarse grid)", "thresholds": p.as_dict()}
     return Physiology(kept, excluded, table, review, marks, prov)

@@ -156,10 +156,13 @@ def _auto_liver_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, liver_hu,
     # local statistics), which gives the same decisions as the whole grid at a fraction of the cost.
     soft = (ctp.hu >= liver_hu[0]) & (ctp.hu <= liver_hu[1]) & ctp.body & ~ctp.bone
     region = soft & (ctp.xyz[0] < ctp.x_mid)        # patient right = smaller LPS x
-    if ctp.lungs.any():
-        right_lung = ctp.lungs & (ctp.xyz[0] < ctp.x_mid)
-        z_lung_base = _masked_min(ctp.xyz[2], right_lung if right_lung.any() else ctp.lungs)
-        region &= ctp.xyz[2] >= z_lung_base - search_below_lung_mm
+    if not ctp.lungs.any():
+        # The liver lies under the right lung's base: without the lung base nothing says the liver is in the
+        # field of view (a pelvis or a thigh would offer muscle), so the sphere is refused, not guessed.
+        return None, "no liver in the field of view (no lung base on the CT; the liver lies below it)"
+    right_lung = ctp.lungs & (ctp.xyz[0] < ctp.x_mid)
+    z_lung_base = _masked_min(ctp.xyz[2], right_lung if right_lung.any() else ctp.lungs)
+    region &= ctp.xyz[2] >= z_lung_base - search_below_lung_mm
     box = ndimage.find_objects(region.astype(np.uint8))
     if not box:
         return None, "no soft tissue in the right upper abdomen can hold the sphere"

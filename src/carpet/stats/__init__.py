@@ -3,7 +3,7 @@
 ``kaplan_meier`` (survfit), ``logrank`` (survdiff), ``cox`` (coxph, cox.zph), ``concordance_index``
 (concordance), ``cutpoint`` and ``evaluate_cutoff`` (maxstat.test with smethod="LogRank"), ``proportion``
 (binom.test, prop.test), ``odds_ratio`` (fisher.test), ``logistic`` (glm binomial), ``roc`` and ``roc_test``
-(pROC), ``cuminc`` (cmprsk), ``rmst`` and ``followup`` (survfit rmean, reverse Kaplan–Meier), ``cox_table``
+(pROC), ``cuminc`` and ``fine_gray`` (cmprsk cuminc, crr), ``rmst`` and ``followup`` (survfit rmean, reverse Kaplan–Meier), ``cox_table``
 (univariable + multivariable Cox with cox.zph).
 """
 
@@ -13,6 +13,7 @@ from carpet.stats.cox import CoxResult, cox, cox_zph
 from carpet.stats.cox_table import CoxTable, cox_table
 from carpet.stats.cuminc import CumulativeIncidence, cuminc
 from carpet.stats.cutpoint import CutoffEvaluation, CutpointResult, cutpoint, evaluate_cutoff
+from carpet.stats.finegray import FineGrayResult, fine_gray
 from carpet.stats.km import KaplanMeier, kaplan_meier
 from carpet.stats.logistic import LogisticResult, logistic
 from carpet.stats.logrank import LogRankResult, logrank
@@ -24,4 +25,5 @@ __all__ = ["TestResult", "kaplan_meier", "KaplanMeier", "logrank", "LogRankResul
            "cutpoint", "CutpointResult", "evaluate_cutoff", "CutoffEvaluation",
            "concordance_index", "concordance_counts", "proportion", "Proportion", "odds_ratio", "OddsRatio",
            "logistic", "LogisticResult", "roc", "Roc", "roc_test", "RocTest", "cuminc", "CumulativeIncidence",
-           "rmst", "Rmst", "followup", "FollowUp", "cox_table", "CoxTable"]
+           "rmst", "Rmst", "followup", "FollowUp", "cox_table", "CoxTable", "fine_gray",
+           "FineGrayResult"]

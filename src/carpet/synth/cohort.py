@@ -438,7 +438,7 @@ def _simulate_certainty(rng: np.random.Generator, n: int) -> pd.DataFrame:
     def pet(values, have):  # missing where the patient had no such PET
         return pd.array(np.where(have, values, None), dtype=pd.array(values).dtype)
 
-    return pd.DataFrame({
+    truth = pd.DataFrame({
         "patient_id": _ids("MMPET", n),
         **{k: demo[k] for k in ("sex", "age_years", "heavy_chain", "involved_light_chain")},
         "disease": "MM",
@@ -457,6 +457,7 @@ def _simulate_certainty(rng: np.random.Generator, n: int) -> pd.DataFrame:
         "pfs_months": pfs,
         "pfs_event": pfs_event,
     })
+    return _dated_endpoints(truth, os=False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -502,7 +503,7 @@ def _simulate_lbcl(rng: np.random.Generator, n: int) -> pd.DataFrame:
     follow_up = rng.uniform(*_tv(t, "follow_up_months"), size=n)
     pfs, pfs_event = _censor(pfs_raw, follow_up)
     os_, os_event = _censor(os_raw, follow_up)
-    return pd.DataFrame({
+    truth = pd.DataFrame({
         "patient_id": _ids("LBCL", n),
         "centre": [f"C{c + 1}" for c in centre],
         "sex": np.where(rng.random(n) < _tv(t, "male"), "M", "F"),
@@ -524,6 +525,7 @@ def _simulate_lbcl(rng: np.random.Generator, n: int) -> pd.DataFrame:
         "os_months": os_,
         "os_event": os_event,
     })
+    return _dated_endpoints(truth, os=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -631,6 +633,36 @@ def _simulate_salvage(rng: np.random.Generator, n: int) -> tuple[pd.DataFrame, p
     return patients, therapies.reset_index(drop=True)
 
 
+#: the simulator's answers of the CERTAINTY- and LBCL-like cohorts (raw: the dates they are derived from)
+CERTAINTY_TRUTH_ONLY = ("pfs_months", "pfs_event")
+LBCL_TRUTH_ONLY = ("pfs_months", "pfs_event", "os_months", "os_event")
+
+
+def _dated_endpoints(df: pd.DataFrame, os: bool) -> pd.DataFrame:
+    """Dates a centre records instead of endpoint columns: progression, death, last follow-up.
+
+    Times become whole days (as dates carry them) and the answers are recomputed from those days. A progression
+    is followed to its confirming visit 14 days later (CERTAINTY) or to death / the end of follow-up (LBCL).
+    """
+    df = df.copy()
+    day = pd.to_timedelta(1, unit="D")
+    infusion = pd.DatetimeIndex(df["infusion_date"])
+    pfs_days = np.maximum(np.round(df["pfs_months"].to_numpy() * DAYS_PER_MONTH), 1).astype(int)
+    progressed = df["pfs_event"].to_numpy(int) == 1
+    df["progression_date"] = pd.DatetimeIndex(np.where(progressed, infusion + pfs_days * day, pd.NaT))
+    df["pfs_months"] = pfs_days / DAYS_PER_MONTH
+    if os:
+        os_days = np.maximum(np.round(df["os_months"].to_numpy() * DAYS_PER_MONTH), pfs_days + progressed).astype(int)
+        died = df["os_event"].to_numpy(int) == 1
+        df["death_date"] = pd.DatetimeIndex(np.where(died, infusion + os_days * day, pd.NaT))
+        df["last_followup_date"] = pd.DatetimeIndex(np.where(died, pd.NaT, infusion + os_days * day))
+        df["os_months"] = os_days / DAYS_PER_MONTH
+    else:
+        follow = pfs_days + np.where(progressed, CONFIRMATION_DAYS, 0)
+        df["last_followup_date"] = infusion + follow * day
+    return df
+
+
 def _moffitt_derived() -> dict[str, Any]:
     def named(medians):
         return {f"bl_emd={bl},pd_emd={pd_}": round(m, 4) for (bl, pd_), m in medians.items()}
@@ -655,11 +687,11 @@ STUDIES: dict[str, StudyInfo] = {
     "certainty_pet": StudyInfo(
         "certainty_pet", "MM", 61,
         "PET/CT before and after BCMA CAR T in myeloma (CERTAINTY, HemaSphere 2025)",
-        cal.CERTAINTY_TARGETS, _simulate_certainty),
+        cal.CERTAINTY_TARGETS, _simulate_certainty, truth_only=CERTAINTY_TRUTH_ONLY),
     "lbcl_mtv": StudyInfo(
         "lbcl_mtv", "LBCL", 111,
         "Baseline MTV (SUV 4.0) before CAR T in large B-cell lymphoma (J Nucl Med, 6 centres)",
-        cal.LBCL_TARGETS, _simulate_lbcl, _lbcl_derived),
+        cal.LBCL_TARGETS, _simulate_lbcl, _lbcl_derived, LBCL_TRUTH_ONLY),
     "salvage_post_bcma": StudyInfo(
         "salvage_post_bcma", "MM", 79,
         "Salvage treatment after BCMA CAR T in myeloma, every line after relapse (Blood 2022)",
@@ -672,7 +704,7 @@ STUDIES: dict[str, StudyInfo] = {
 # --------------------------------------------------------------------------------------------------
 #: pandas dtypes of the columns whose type a CSV cannot carry (read back by :func:`read_patients`)
 _NULLABLE_BOOL = ("emd_progression", "pmd_progression", "pattern_emd", "pattern_pmd", "emd_baseline",
-                  "pmd_baseline", "diffuse_marrow_uptake", "metcr_day30")
+                  "pmd_baseline", "diffuse_marrow_uptake", "metcr_day30", "first_salvage_responded")
 _DATE_COLUMNS = ("infusion_date", "progression_date", "death_date", "last_followup_date", "salvage_start_date",
                  "salvage_progression_date", "relapse_date")
 _NULLABLE_INT = ("n_lesions",)
@@ -883,7 +915,7 @@ def _patient_labs(row: dict, rng: np.random.Generator) -> list[tuple]:
     See :meth:`SimulatedCohort.lab_series` for the model.
     """
     infusion = pd.Timestamp(row["infusion_date"])
-    if "progression_date" in row:
+    if "day90_cr" in row:  # Moffitt- and salvage-like: every patient progressed (CERTAINTY: from pfs_months)
         pd_day = int((pd.Timestamp(row["progression_date"]) - infusion).days)
         end_day = pd_day + CONFIRMATION_DAYS
     else:
