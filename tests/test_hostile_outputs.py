@@ -288,7 +288,7 @@ def test_q_killed_rerun_leaves_the_earlier_outputs_whole(w, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "carpet.cli", "quantify", str(w.pet), "--ct", str(w.ct),
                              "--method", "all", "--out", str(out)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    end = time.monotonic() + 120
+    end = time.monotonic() + 300
     while not any((p / "summary.json").exists() for p in tmp_path.glob(".q.*.tmp")):
         assert proc.poll() is None and time.monotonic() < end, "the rerun ended before it wrote"
         time.sleep(0.002)
