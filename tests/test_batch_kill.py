@@ -183,6 +183,7 @@ def test_a_worker_killed_from_outside_costs_nothing(root, clean, tmp_path):
 
     out = tmp_path / "out"
     me = psutil.Process()
+    killed = []
 
     def kill_one_worker():
         end = time.monotonic() + 300
@@ -191,6 +192,7 @@ def test_a_worker_killed_from_outside_costs_nothing(root, clean, tmp_path):
                 workers = [c for c in me.children() if "resource_tracker" not in " ".join(c.cmdline())]
                 if workers:
                     workers[0].kill()
+                    killed.append(workers[0].pid)
                     return
             time.sleep(0.005)
 
@@ -198,6 +200,7 @@ def test_a_worker_killed_from_outside_costs_nothing(root, clean, tmp_path):
     killer.start()
     result = run_batch(root, out, workers=2, progress=False)
     killer.join()
+    assert killed, "no worker was killed: the test proved nothing"
     c = result.counts  # (a study that was finished just as its pool broke is found done: skipped)
     assert (c["total"], c["done"] + c["skipped"], c["failed"]) == (4, 3, 1)
     assert _differences(_results(out), _results(clean)) == []
