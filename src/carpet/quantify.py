@@ -29,7 +29,7 @@ from carpet.anatomy import BoneParams, ct_tissue_on, liver_reference
 from carpet.classify import classify_lesions
 from carpet.errors import InputError
 from carpet.io import read_image, read_mask, write_nifti, write_seg
-from carpet.io.checks import check_pet, check_overlap
+from carpet.io.checks import check_overlap, check_pet
 from carpet.lesions import dmax_voxel_mm, gather_lesion_voxels, measure_lesions, study_measures
 from carpet.overrides import apply_exclusions, apply_inclusions, apply_sites, overrides_for, read_overrides
 from carpet.provenance import file_sha256, provenance

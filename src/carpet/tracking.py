@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from carpet.errors import InputError
+from carpet.io.tables import write_csv
 from carpet.provenance import provenance
 from carpet.volume import Volume
 
@@ -618,6 +619,6 @@ def write_series(out, studies: pd.DataFrame, outcomes: pd.DataFrame) -> dict[str
     scans = studies[studies["study_id"].isin(done)]
     tracks, pairs = track_series(scans, lambda sid: read_study_outputs(out / "studies" / sid))
     paths = {"tracks": out / "tracks.csv", "pairs": out / "pairs.csv"}
-    tracks.to_csv(paths["tracks"], index=False)
-    pairs.to_csv(paths["pairs"], index=False)
+    write_csv(tracks, paths["tracks"])
+    write_csv(pairs, paths["pairs"])
     return paths
