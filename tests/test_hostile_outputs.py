@@ -77,7 +77,7 @@ def w(tmp_path_factory):
     mm = simulate_cohort("moffitt_post_cart", n=12, seed=0).write(base / "mm")
     ns.patients, ns.labs = mm["patients"], mm["labs"]
     lbcl = simulate_cohort("lbcl_mtv", n=40, seed=0).write(base / "lbcl")
-    ns.clinical = lbcl["patients"]
+    ns.clinical = lbcl["truth"]  # time/event columns ready (patients.csv holds the raw dates)
     ns.plan = base / "plan.yaml"
     ns.plan.write_text(PLAN.format(title="Plain", analysis="km, endpoint: pfs"))
     ns.root = base / "root"
@@ -333,23 +333,23 @@ def _clinical_with(w, tmp_path, column, rows, value) -> Path:
 def test_an_eventyes(w, tmp_path):
     clinical = _clinical_with(w, tmp_path, "pfs_event", [2, 5, 7], "yes")
     run(["analyze", "--clinical", clinical, "--plan", w.plan, "--out", tmp_path / "o"], 1,
-        ["event must be 0 (censored) or 1 (event), got 'yes' (3 such value(s))", "pfs_event"])
+        ["column 'pfs_event' holds 3 value(s) that are not numbers", "('yes')", "expected 0 or 1"])
     assert not (tmp_path / "o").exists()  # no table1.csv or km csv left behind
 
 
 def test_an_timetext(w, tmp_path):
     clinical = _clinical_with(w, tmp_path, "pfs_months", [2, 5, 7], "abc")
     run(["analyze", "--clinical", clinical, "--plan", w.plan, "--out", tmp_path / "o"], 1,
-        ["time must be a number, got 'abc' (3 such value(s))", "pfs_months"])
+        ["column 'pfs_months' holds 3 value(s) that are not numbers", "('abc')", "expected a number of months"])
 
 
 def test_an_date_endpoint_missing_columns(w, tmp_path):  # an_neg_dates (KeyError 'time')
     plan = tmp_path / "dates.yaml"
     plan.write_text("title: Dates\nendpoints:\n  pfs: {start: infusion_date, censor_date: last_contact, "
-                    "event_date: progression_date, unit: months, label: PFS}\nanalyses:\n"
+                    "event_date: relapse_date, unit: months, label: PFS}\nanalyses:\n"
                     "  - {type: km, endpoint: pfs, by: centre}\n")
     run(["analyze", "--clinical", w.clinical, "--plan", plan, "--out", tmp_path / "o"], 1,
-        ["endpoints.pfs: date column(s) ['last_contact', 'progression_date'] not in the data"])
+        ["endpoints.pfs: date column(s) ['last_contact', 'relapse_date'] not in the data"])
 
 
 def test_dollar_signs_are_text_not_mathtext(w, tmp_path):  # an_mathtext_title2, an_evil_values

@@ -289,7 +289,7 @@ def _prepare(data: pd.DataFrame, plan: dict, endpoints: dict, source: str,
     """Derive endpoints and columns, then check that every column the plan names exists."""
     from carpet.analyze.clinical import ENDPOINT_KINDS
 
-    problems, derived = [], {}
+    problems, derived, values = [], {}, []
     for name, ep in endpoints.items():
         if "time" in ep:
             continue
@@ -335,6 +335,9 @@ def _prepare(data: pd.DataFrame, plan: dict, endpoints: dict, source: str,
         for key in ("time", "event"):
             if ep.get(key) and ep[key] not in data:
                 problems.append(f"endpoints.{name}.{key}: column '{ep[key]}' not in the data")
+            elif ep.get(key):
+                values += _non_numeric(data, ep[key], f"endpoints.{name}.{key}",
+                                       "a number of " + ep.get("unit", "months") if key == "time" else "0 or 1")
     for i, a in enumerate(plan["analyses"]):
         for key, col in _analysis_columns(a, endpoints):
             if col not in data:
@@ -342,7 +345,21 @@ def _prepare(data: pd.DataFrame, plan: dict, endpoints: dict, source: str,
     if problems:
         problems.append(f"(available columns: {sorted(map(str, data.columns))})")
     _raise(problems, source, "columns")
+    if values:  # the data, not the plan, is wrong
+        raise InputError("the clinical table does not fit the plan:\n  - " + "\n  - ".join(values), source=source)
     return data, derived
+
+
+def _non_numeric(data: pd.DataFrame, column: str, key: str, expected: str) -> list[str]:
+    """A problem naming the patients and values of ``column`` that are not numbers (empty is fine)."""
+    values = data[column]
+    bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+    if not bad.any():
+        return []
+    ids = data["patient_id"][bad] if "patient_id" in data else values.index[bad]
+    shown = ", ".join(f"{pid} ({val!r})" for pid, val in list(zip(ids, values[bad]))[:5])
+    return [f"{key}: column '{column}' holds {int(bad.sum())} value(s) that are not numbers: {shown}"
+            f"{', …' if bad.sum() > 5 else ''}; expected {expected}"]
 
 
 def _dropped_hint(columns) -> str:

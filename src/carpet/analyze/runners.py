@@ -18,11 +18,8 @@ from carpet.report import format as fmt
 def _survival_frame(data: pd.DataFrame, ep: dict, columns: list[str]) -> pd.DataFrame:
     """Rows with time, event and ``columns`` all known (event as int)."""
     frame = data.dropna(subset=[ep["time"], ep["event"], *columns]).copy()
-    from carpet.stats._input import survival_arrays
-
-    time, event = survival_arrays(frame[ep["time"]], frame[ep["event"]],
-                                  source=f"clinical table, endpoint columns '{ep['time']}'/'{ep['event']}'")
-    frame[ep["time"]], frame[ep["event"]] = time, event.astype(int)
+    frame[ep["time"]] = pd.to_numeric(frame[ep["time"]]).astype(float)
+    frame[ep["event"]] = pd.to_numeric(frame[ep["event"]]).astype(int)
     return frame
 
 
