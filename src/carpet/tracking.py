@@ -181,7 +181,9 @@ def _register(fixed, moving, initial, params: AlignParams, levels=(4, 2, 1)):
                                                  gradientMagnitudeTolerance=1e-6)
     reg.SetOptimizerScalesFromPhysicalShift()
     reg.SetShrinkFactorsPerLevel(list(levels))
-    reg.SetSmoothingSigmasPerLevel([max(0, s // 2) for s in levels])
+    # no smoothing before shrinking: the images are block means already, and ITK's per-level Gaussian costs
+    # more than all the iterations on a whole-body image
+    reg.SetSmoothingSigmasPerLevel([0] * len(levels))
     reg.SetInitialTransform(initial, inPlace=False)
     return reg.Execute(fixed, moving), reg.GetMetricValue()
 
