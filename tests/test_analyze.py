@@ -631,3 +631,16 @@ def test_cox_with_a_diverging_coefficient_still_reports_with_rs_warning(tmp_path
     assert res["summary"][0]["infinite"] is True
     assert [r["term"] for r in res["zph"]] == ["arm", "GLOBAL"]
     assert "coefficient may be infinite" in (tmp_path / "report.html").read_text()
+
+
+def test_flowchart_counts_from_progression_dates(tmp_path):
+    """Refractory = progression within 60 days of infusion (inclusive), relapsed later, by product; a figure."""
+    df = pd.DataFrame({"patient_id": list("abcde"), "infusion_date": pd.to_datetime(["2024-01-01"] * 5),
+                       "product": ["ide-cel", "ide-cel", "cilta-cel", "cilta-cel", "ide-cel"],
+                       "progression_date": pd.to_datetime(["2024-03-01", "2024-03-02", "2024-06-01", None,
+                                                           "2024-01-20"])})  # day 60, day 61, later, none, day 19
+    plan = {"title": "t", "endpoints": {"pfs": {"derive": "pfs"}}, "analyses": [{"type": "flowchart", "by": "product"}]}
+    res = run_analysis(df.assign(last_followup_date=pd.Timestamp("2024-12-31")), plan, tmp_path).results["flowchart"]
+    counts = {r["stage"]: (r["all"], r["ide-cel"], r["cilta-cel"]) for r in res["counts"]}
+    assert counts == {"treated": (5, 3, 2), "progressed": (4, 3, 1), "refractory": (2, 2, 0), "relapsed": (2, 1, 1)}
+    assert (tmp_path / "figures" / "flowchart.png").is_file()

@@ -51,8 +51,10 @@ CASES = [(1, None, "ct"), (2, None, "pet"), (3, None, "ct"), (1, (2.0, 2.0, 2.0)
 @pytest.mark.parametrize("seed, ct_spacing, grid", CASES)
 def test_truth_lesions_get_their_site(seed, ct_spacing, grid):
     ph = _phantom(seed, ct_spacing, 0.0)
-    df = classify_lesions(ph.lesion_labels, ph.ct, params=SiteParams(grid=grid))
+    # with contact_enters the truth sites; by default a lesion entering bone by contact only is indeterminate
+    df = classify_lesions(ph.lesion_labels, ph.ct, params=SiteParams(grid=grid, contact_enters=True))
     assert list(df["site"]) == [EXPECTED[k] for k in _kinds(ph)]
+    _check_contact_only(df, classify_lesions(ph.lesion_labels, ph.ct, params=SiteParams(grid=grid)), ph)
     # Independent truth: the phantom's bone fraction on the PET grid (analytic geometry). Outside the
     # paramedullary bites it is matched closely; a paramedullary lesion has destroyed the bone it occupies
     # (lytic on CT) and the envelope closing restores only the deeper part of the bite, so its fraction is
@@ -81,10 +83,23 @@ def test_segmented_lesions_get_their_site(ct_spacing, psf):
     for seed in (1, 2, 3) if ct_spacing is None else (1, 2):
         ph = _phantom(seed, ct_spacing, psf)
         labels, names = _segment(ph)
-        df = classify_lesions(labels, ph.ct)
+        df = classify_lesions(labels, ph.ct, params=SiteParams(contact_enters=True))
         for lid, site in zip(df["lesion_id"], df["site"]):
             kind = names[lid]
             assert site == EXPECTED[kind], (seed, lid, kind, site)
+        _check_contact_only(df, classify_lesions(labels, ph.ct), ph)
+
+
+def _check_contact_only(legacy, default, ph):
+    """Without ``contact_enters`` only paramedullary lesions reaching no deeper than d_enter into bone
+    change, and they become indeterminate (spec §4.3: contact alone is not entering bone)."""
+    _, d_enter = SiteParams().resolved(ph.pet.spacing)
+    changed = legacy["site"] != default["site"]
+    assert (legacy.loc[changed, "site"] == "paramedullary").all()
+    assert (default.loc[changed, "site"] == "indeterminate").all()
+    assert (default.loc[changed, "depth_in_bone_mm"] <= d_enter).all()
+    para = default["site"] == "paramedullary"
+    assert (default.loc[para, "depth_in_bone_mm"] > d_enter).all()
 
 
 def test_no_ct_is_unknown_not_a_guess():
@@ -126,10 +141,11 @@ def test_thresholds_use_the_written_inequalities():
     assert site(d_contact_mm=d - 1e-9) == "extramedullary"
     lid = para["lesion_id"]
     t = para["bone_contact_fraction"]
-    no_depth = dict(d_enter_mm=1e9)                                              # contact alone decides
+    no_depth = dict(d_enter_mm=1e9, contact_enters=True)                         # contact alone decides
     assert site(contact_fraction_min=t - 1e-9, **no_depth) == "paramedullary"   # touch >= contact_fraction_min
     assert site(contact_fraction_min=t, **no_depth) == "paramedullary"
     assert site(contact_fraction_min=t + 1e-9, **no_depth) == "indeterminate"
+    assert site(contact_fraction_min=0.0, d_enter_mm=1e9) == "indeterminate"     # the switch off: never
 
 
 def test_boolean_mask_split_by_connectivity_and_fov():

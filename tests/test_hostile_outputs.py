@@ -77,7 +77,7 @@ def w(tmp_path_factory):
     mm = simulate_cohort("moffitt_post_cart", n=12, seed=0).write(base / "mm")
     ns.patients, ns.labs = mm["patients"], mm["labs"]
     lbcl = simulate_cohort("lbcl_mtv", n=40, seed=0).write(base / "lbcl")
-    ns.clinical = lbcl["patients"]
+    ns.clinical = lbcl["truth"]  # time/event columns ready (patients.csv holds the raw dates)
     ns.plan = base / "plan.yaml"
     ns.plan.write_text(PLAN.format(title="Plain", analysis="km, endpoint: pfs"))
     ns.root = base / "root"
@@ -153,6 +153,14 @@ def test_out_is_an_existing_file(w, tmp_path, name):  # q_out_is_file, b_out_is_
     assert out.read_text() == "my notes"
 
 
+def test_out_is_the_current_folder(w, tmp_path, monkeypatch):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    run(["imwg", "--patients", w.patients, "--assessments", w.labs, "--out", "."], 1,
+        ["is the current folder or holds it", "choose a sub-folder for --out"])
+    assert (tmp_path / "work").is_dir()
+
+
 def test_suv_out_is_a_folder(w, tmp_path):  # suv_out_is_dir
     out = tmp_path / "suv.nii.gz"
     out.mkdir()
@@ -212,8 +220,9 @@ def test_q_stale_files_of_an_earlier_run_are_gone(w, tmp_path):  # q_stale
     run(["quantify", w.dicom_pet, "--method", "all", "--out", out], 0)
     assert (out / "methods.csv").is_file()
     run(command(w, "quantify", out), 0)
-    assert sorted(p.name for p in out.iterdir()) == [".carpet-output", "lesions.csv", "lesions.nii.gz",
-                                                     "summary.json"]
+    names = {p.name for p in out.iterdir()}
+    assert "methods.csv" not in names and "lesions.seg.dcm" not in names
+    assert {".carpet-output", "lesions.csv", "lesions.nii.gz", "summary.json"} <= names
     summary = json.loads((out / "summary.json").read_text())
     assert summary["provenance"]["inputs"]["pet"]["path"] == str(w.pet)
 
@@ -279,7 +288,7 @@ def test_q_killed_rerun_leaves_the_earlier_outputs_whole(w, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "carpet.cli", "quantify", str(w.pet), "--ct", str(w.ct),
                              "--method", "all", "--out", str(out)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    end = time.monotonic() + 120
+    end = time.monotonic() + 300
     while not any((p / "summary.json").exists() for p in tmp_path.glob(".q.*.tmp")):
         assert proc.poll() is None and time.monotonic() < end, "the rerun ended before it wrote"
         time.sleep(0.002)
@@ -337,10 +346,10 @@ def test_an_timetext(w, tmp_path):
 def test_an_date_endpoint_missing_columns(w, tmp_path):  # an_neg_dates (KeyError 'time')
     plan = tmp_path / "dates.yaml"
     plan.write_text("title: Dates\nendpoints:\n  pfs: {start: infusion_date, censor_date: last_contact, "
-                    "event_date: progression_date, unit: months, label: PFS}\nanalyses:\n"
+                    "event_date: relapse_date, unit: months, label: PFS}\nanalyses:\n"
                     "  - {type: km, endpoint: pfs, by: centre}\n")
     run(["analyze", "--clinical", w.clinical, "--plan", plan, "--out", tmp_path / "o"], 1,
-        ["endpoints.pfs: date column(s) ['last_contact', 'progression_date'] not in the data"])
+        ["endpoints.pfs: date column(s) ['last_contact', 'relapse_date'] not in the data"])
 
 
 def test_dollar_signs_are_text_not_mathtext(w, tmp_path):  # an_mathtext_title2, an_evil_values
@@ -490,6 +499,7 @@ def test_b_out_diskfull_then_freed(w, tmp_path, batch_out):  # b_out_diskfull, r
         assert res.exit_code in (0, 1) and "Traceback" not in res.output and res.exit_code != 3
         assert "No space left on device" in " ".join(res.output.split()) or \
             "No space left on device" in (out / "errors.csv").read_text()
+        assert leftovers(disk) == []
         filler.unlink()
         run(command(w, "batch", out), 0, ["2 studies:", "0 failed"])
         assert leftovers(disk) == []

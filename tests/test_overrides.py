@@ -115,3 +115,27 @@ def test_batch_applies_each_studys_overrides_and_reruns_only_when_they_change(st
     assert third.outcomes.set_index("study_id")["status"].to_dict() == {"s1": "done", "s2": "skipped"}
     summary = json.loads((tmp_path / "out" / "studies" / "s1" / "summary.json").read_text())
     assert summary["provenance"]["overrides"]["applied"][0]["site"] == "bone"
+
+
+def test_include_brings_back_an_excluded_component_as_the_next_lesion():
+    from carpet.overrides import overrides_for
+    from carpet.quantify import quantify_study
+    from carpet.synth.phantom import PhantomSpec, make_phantom
+
+    ph = make_phantom(PhantomSpec.small(seed=2, physiological_uptake=True))
+    plain = quantify_study(ph.pet, ct=ph.ct, method="suv4")
+    comp = plain.excluded_table.iloc[0]
+    rows = pd.DataFrame({"study_id": ["s"], "lesion_id": [int(comp.component_id)], "action": ["include"],
+                         "site": [""], "reason": ["not myocardium"], "line": [2]})
+    read = quantify_study(ph.pet, ct=ph.ct, method="suv4", overrides=overrides_for(rows, None))
+    s = read.summary
+    new_id = plain.summary["n_lesions"] + 1
+    assert s["n_lesions"] == new_id and new_id in set(read.lesions["lesion_id"])
+    assert s["mtv_ml"] == pytest.approx(plain.summary["mtv_ml"] + comp.volume_ml)
+    assert s["excluded"]["n_components"] == plain.summary["excluded"]["n_components"] - 1
+    assert s["provenance"]["overrides"]["applied"] == [
+        {"component_id": int(comp.component_id), "action": "include", "lesion_id": new_id,
+         "reason": "not myocardium", "volume_ml_added": pytest.approx(comp.volume_ml)}]
+    bad = rows.assign(lesion_id=[9])
+    with pytest.raises(InputError, match="no excluded component 9"):
+        quantify_study(ph.pet, ct=ph.ct, method="suv4", overrides=overrides_for(bad, None))

@@ -116,8 +116,8 @@ def test_every_organ_is_excluded_whole_and_named():
     assert res.labels.max() == 0 and not res.review
     for organ in ("brain", "myocardium", "kidney", "bladder"):
         assert np.array_equal(_organ_mask(res, organ), truth[organ]), organ
-    assert res.landmarks == {"body": True, "head": True, "brain": True, "myocardium": True, "kidney": True,
-                             "bladder": True}
+    assert res.landmarks == {"body": True, "body_length_mm": pytest.approx(952, abs=10), "head": True,
+                             "brain": True, "myocardium": True, "kidney": True, "bladder": True}
     t = res.table.set_index("organ")
     assert t.loc["bladder", "suv_max"] == pytest.approx(40.0)
     assert t.loc["bladder", "volume_ml"] == pytest.approx(truth["bladder"].sum() * 0.064)
@@ -218,14 +218,16 @@ def test_heart_shell_threshold_edge():
 
 
 def test_bladder_must_stand_out_from_every_other_component():
-    # an iliac node and a bladder of about the same uptake: the bladder is not taken for one
-    pet, truth = patient(bladder_suv=9.0, lesions=(((-110.0, -60.0, 250.0), 12.0, 8.0),))
+    # a bulky pelvic mass holding as much tracer as the bladder: the bladder is not taken for one
+    (cx, cy, cz), rb = BLADDER
+    mass = ((-110.0, -40.0, 200.0), rb, 9.0)
+    pet, truth = patient(bladder_suv=9.0, lesions=(mass,))
     _, res = _run(pet)
-    assert "bladder" not in set(res.table.organ)
+    assert "bladder" not in set(res.table.organ) and res.labels.max() == 2
     assert any("like the bladder" in r for r in res.review.values())
-    # edge: contrast exactly met (SUV 16 = 2 × 8) excludes it, just below does not
-    for suv, excluded in ((16.0, True), (15.9, False)):
-        pet, _ = patient(bladder_suv=suv, lesions=(((-110.0, -60.0, 250.0), 12.0, 8.0),))
+    # edge: same volumes, so TLG contrast = SUV ratio; 2 x exactly excludes it, just below does not
+    for suv, excluded in ((18.0, True), (17.9, False)):
+        pet, _ = patient(bladder_suv=suv, lesions=(mass,))
         assert ("bladder" in set(_run(pet)[1].table.organ)) is excluded, suv
 
 
@@ -243,6 +245,15 @@ def test_no_kidneys_without_a_renal_level():
     pet, truth = patient(organs=("kidney",))
     _, res = _run(pet)
     assert res.table.empty and res.labels.max() == 2
+
+
+def test_short_field_of_view_runs_no_rule():
+    pet, truth = patient()
+    for k0, k1, runs in ((30, 104, False), (30, 106, True)):      # 296 mm (< 300) and 304 mm of body
+        cut = Volume(np.asarray(pet.array)[:, :, k0:k1], SP, (ORIGIN[0], ORIGIN[1], ORIGIN[2] + SP[2] * k0))
+        _, res = _run(cut)
+        assert (res.landmarks["bladder"] is None) is not runs
+        assert res.table.empty or runs
 
 
 def test_low_brain_uptake_leaves_no_brain_and_no_false_exclusion():
@@ -286,21 +297,25 @@ def test_quantify_writes_excluded_components_and_keep_flag(tmp_path):
 # the real whole-body scan
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_sts_001_whole_body_physiology_excluded_tumour_kept(tmp_path):
+def test_sts_001_whole_body_physiology_excluded_tumour_kept():
     from conftest import reference_path
 
-    from carpet.quantify import run_quantify
+    from carpet.io import read_image
+    from carpet.quantify import quantify_study
 
-    image = reference_path("sts-pet", "STS_001_raw", "FDG_PET", "image")
-    before = run_quantify(image, out_dir=tmp_path / "before", keep_physiological=True)
-    after = run_quantify(image, out_dir=tmp_path / "after")
+    pet = read_image(reference_path("sts-pet", "STS_001_raw", "FDG_PET", "image"))
+    before = quantify_study(pet, keep_physiological=True)
+    after = quantify_study(pet)
     tumour = lambda t: t.loc[t.suv_max.idxmax()] if t is not None else None  # noqa: E731
     t0, t1 = before.lesions, after.lesions
     thigh = lambda t: t[(t.centroid_z_mm < -740) & (t.volume_ml > 40)]  # noqa: E731
     assert len(thigh(t0)) == 1 and len(thigh(t1)) == 1
     a, b = thigh(t0).iloc[0], thigh(t1).iloc[0]
     assert b.suv_max == pytest.approx(7.91, abs=0.01) and b.volume_ml == a.volume_ml == pytest.approx(48.79, abs=0.01)
-    assert not b.review
+    assert not b.review and b.region == "extremities" and a.region == "extremities"   # thigh
+    assert after.summary["landmarks"] == {"body": True, "body_length_mm": pytest.approx(873, abs=10),
+                                          "head": True, "brain": True, "myocardium": True, "kidney": True,
+                                          "bladder": True}
     by = after.excluded_table.groupby("organ")
     vol = by.volume_ml.sum()
     assert set(vol.index) == {"brain", "myocardium", "kidney", "bladder"}
@@ -314,3 +329,37 @@ def test_sts_001_whole_body_physiology_excluded_tumour_kept(tmp_path):
     assert before.summary["mtv_ml"] == pytest.approx(447.3, abs=0.1)
     assert after.summary["mtv_ml"] < 100                   # tumour 48.8 mL + noise specks, renal pelvis, tonsils
     assert tumour(t1).suv_max == pytest.approx(14.05, abs=0.01) or tumour(t1).review   # hottest kept is flagged
+
+
+# ---------------------------------------------------------------------------------------------
+# lesion regions (carpet.anatomy.regions)
+# ---------------------------------------------------------------------------------------------
+REGION_CASES = [(((0.0, 0.0, 760.0), 8.0, 9.0), "head_neck"),          # neck, deep
+                (((-90.0, -20.0, 560.0), 10.0, 9.0), "thorax"),          # above the diaphragm (heart - 60 mm)
+                (((-60.0, -40.0, 450.0), 10.0, 9.0), "abdomen"),         # between diaphragm and pelvic inlet
+                (((110.0, -60.0, 120.0), 10.0, 8.0), "pelvis"),          # below the inlet (bladder + 100 mm)
+                (((-163.0, 0.0, 300.0), 5.0, 9.0), "skin_subcutaneous")]
+
+
+def test_lesion_regions_follow_the_landmarks():
+    from carpet.quantify import quantify_study
+
+    pet, truth = patient(lesions=tuple(les for les, _ in REGION_CASES))
+    res = quantify_study(pet)
+    t = res.lesions.sort_values("centroid_z_mm", ascending=False)
+    expected = [r for (les, r) in sorted(REGION_CASES, key=lambda c: -c[0][0][2])]
+    assert list(t["region"]) == expected
+    assert res.summary["region_rule"]["version"]
+    # without the heart there is no diaphragm: trunk lesions are unknown, the rest still placed
+    pet, _ = patient(organs=("brain", "kidney", "bladder"), lesions=tuple(les for les, _ in REGION_CASES))
+    t = quantify_study(pet).lesions.sort_values("centroid_z_mm", ascending=False)
+    assert list(t["region"]) == ["head_neck", "unknown", "unknown", "skin_subcutaneous", "pelvis"]
+
+
+def test_regions_unknown_on_a_short_field_of_view():
+    from carpet.quantify import quantify_study
+
+    pet, _ = patient(lesions=(((110.0, -60.0, 120.0), 10.0, 8.0),))
+    cut = Volume(np.asarray(pet.array)[:, :, 0:60], SP, ORIGIN)                     # 240 mm of pelvis
+    t = quantify_study(cut).lesions
+    assert set(t["region"]) == {"unknown"}

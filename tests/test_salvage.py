@@ -6,12 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from scipy.stats import binomtest
 
 from carpet.analyze import run_analysis
 from carpet.analyze.clinical import load_clinical, responded
+from carpet.analyze.cohort_runners import exposure_intervals
 from carpet.cohort.therapy import T_CELL_ENGAGING, classify_regimen
 from carpet.stats import kaplan_meier
 from carpet.stats.landmark import landmark
@@ -106,3 +108,50 @@ def test_plan_lines_responses_and_landmark(cohort, tmp_path):
     lm = result.results["landmark_os_relapse_tce_3m"]
     assert lm["logrank"]["statistic"] == pytest.approx(direct.logrank.statistic)
     assert sum(r["n_at_risk"] for r in lm["at_risk"]) == int((truth["os_relapse_months"] > 3).sum())
+
+
+def test_exposure_intervals_split_at_the_exposure_start():
+    t = pd.Series([10.0, 4.0, 6.0, 5.0], index=["a", "b", "c", "d"])
+    e = pd.Series([1, 0, 1, 1], index=t.index)
+    s = pd.Series([3.0, np.nan, 7.0, 0.0], index=t.index)  # c: exposure after its end of follow-up; d: at 0
+    rows = exposure_intervals(t, e, s)
+    assert rows.values.tolist() == [["a", 0.0, 3.0, 0, 0], ["a", 3.0, 10.0, 1, 1], ["b", 0.0, 4.0, 0, 0],
+                                    ["c", 0.0, 6.0, 1, 0], ["d", 0.0, 5.0, 1, 1]]
+
+
+def test_time_dependent_tce_exposure_equals_a_hand_built_counting_process_fit(cohort, tables, tmp_path):
+    from carpet.stats import cox
+
+    plan = {"title": "t", "endpoints": {"os_relapse": {"derive": "os_from_progression"}},
+            "analyses": [{"type": "exposure_cox", "endpoint": "os_relapse", "classes": "t_cell_engaging"}]}
+    res = run_analysis(cohort.raw_patients, plan, tmp_path, assessments=cohort.lab_series(),
+                       therapies=cohort.therapies).results["exposure_cox_os_relapse"]["summary"]
+    truth = cohort.patients.set_index("patient_id")
+    th = cohort.therapies.assign(cls=cohort.therapies["regimen"].map(classify_regimen))
+    th = th[th["cls"].isin(T_CELL_ENGAGING)]
+    days = (th["start_date"] - th["patient_id"].map(truth["progression_date"])).dt.days
+    first = (days[days >= 0].groupby(th["patient_id"]).min() / (365.25 / 12)).reindex(truth.index)
+    rows = []  # built here from the simulated answers, not with carpet's exposure_intervals
+    for pid, r in truth.iterrows():
+        s, t, e = first[pid], r["os_relapse_months"], r["os_relapse_event"]
+        rows += ([(0.0, s, 0, 0), (s, t, e, 1)] if s == s and 0 < s < t else
+                 [(0.0, t, e, 1 if s == 0 else 0)])
+    cp = pd.DataFrame(rows, columns=["start", "stop", "event", "exposed"])
+    fit = cox(cp, duration="stop", event="event", covariates=["exposed"], start="start")
+    assert res["hr"] == pytest.approx(fit.summary.loc["exposed", "hr"])
+    assert res["n_exposed"] == int(first.lt(truth["os_relapse_months"]).sum())
+
+
+def test_response_at_a_landmark_includes_that_day_and_progression_before_it_is_pd():
+    from carpet.analyze.clinical import ClinicalTables
+
+    patients = pd.DataFrame({"patient_id": ["a", "b"], "infusion_date": pd.to_datetime(["2024-01-01"] * 2)})
+    responses = pd.DataFrame({"patient_id": ["a", "a", "a", "b"], "response": ["PR", "VGPR", "CR", "PR"],
+                              "confirmed": [True, True, True, True],
+                              "date": ["2024-01-31", "2024-03-01", "2024-03-31", "2024-01-31"]})  # a: CR on day 90
+    progression = pd.DataFrame({"patient_id": ["a", "b"],
+                                "progression_date": pd.to_datetime([None, "2024-03-20"])})   # b: PD on day 79
+    tables = ClinicalTables(patients, progression=progression, responses=responses)
+    assert tables.response_at(90).to_dict() == {"a": "CR", "b": "PD"}
+    assert tables.response_at(89).to_dict() == {"a": "VGPR", "b": "PD"}
+    assert tables.response_at(78).to_dict() == {"a": "VGPR", "b": "PR"}

@@ -100,3 +100,24 @@ def test_dciodvfy_finds_no_error(study, tmp_path):
     text = report.stdout + report.stderr
     assert "Segmentation" in text  # it recognised the IOD
     assert [line for line in text.splitlines() if line.startswith("Error")] == []
+
+
+def test_a_one_word_patient_name_is_not_echoed_in_warnings(tmp_path):
+    """highdicom warns about a single-component PatientName and quotes it; carpet's log must not."""
+    import warnings
+
+    from carpet.io import write_seg
+    from carpet.volume import Volume
+
+    suv = np.ones((8, 8, 4))
+    suv[1:3, 1:3, 0:2] = 6.0
+    write_series(tmp_path / "pet", suv * BQML_PER_SUV, spacing=(2, 2, 3), origin=(0, 0, 0),
+                 per_slice={"PatientName": ["ZZSECRETNAME"] * 4})
+    pet = read_series(tmp_path / "pet")
+    labels = Volume((np.asarray(pet.array) > 4).astype(np.uint8), pet.spacing, pet.origin, pet.direction)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_seg(labels, tmp_path / "pet", tmp_path / "l.seg.dcm", method="suv4", threshold=4.0,
+                  pseudonym="carpet-x")
+    assert not [w for w in caught if "ZZSECRETNAME" in str(w.message)]
+    assert str(pydicom.dcmread(tmp_path / "l.seg.dcm").PatientName) == "carpet-x"

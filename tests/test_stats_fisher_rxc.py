@@ -26,6 +26,14 @@ def test_fisher_rxc_matches_r(name):
     assert res.p_value == pytest.approx(R[f"{name}/p"], rel=1e-6)
 
 
+@pytest.mark.slow
+def test_a_harder_4x4_table_is_exact_too():
+    # the forward-only enumeration gave up on this one (> 2,000,000 partial tables) and fell back to Monte Carlo
+    res = fisher_test(table("balanced106"))
+    assert res.test == "Fisher exact"
+    assert res.p_value == pytest.approx(R["balanced106/p"], rel=1e-6)
+
+
 def test_demo_moffitt_transitions_get_the_exact_p():
     import pandas as pd
 

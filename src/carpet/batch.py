@@ -67,7 +67,7 @@ from carpet import __version__
 from carpet.errors import CarpetError, InputError
 from carpet.io.outdir import owned_dir
 from carpet.provenance import file_sha256, provenance
-from carpet.workers import run_in_workers, terminate_as_interrupt
+from carpet.workers import check_stop, run_in_workers, terminate_as_interrupt
 from carpet.io.tables import write_csv
 
 __all__ = ["StudyInputs", "StudyTask", "BatchOptions", "BatchResult", "discover_studies", "resolve_inputs",
@@ -641,6 +641,7 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
         with terminate_as_interrupt(), bar:
             job = bar.add_task("batch", total=len(tasks))
             for t in tasks:
+                check_stop()
                 yield run_study(t)
                 bar.advance(job)
         return
@@ -750,5 +751,9 @@ def read_study_table(path, study_ids: dict[str, str]) -> pd.DataFrame:
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write_csv(frame, tmp)
-    os.replace(tmp, path)
+    try:
+        write_csv(frame, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no .tmp behind
+        raise

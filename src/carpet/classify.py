@@ -12,7 +12,8 @@ Per lesion ``l`` and solid bone mask ``B`` (:func:`carpet.anatomy.bone_mask`)::
                                               the gap: centre distance minus one voxel diagonal)
     depth  = max over l of depth inside B     depth_in_bone_mm (distance from the bone surface inwards)
     touch  = share of l within one PET voxel of B
-    enters = depth > d_enter or touch >= contact_fraction_min    the lesion really reaches into bone
+    enters = depth > d_enter (or, with the switch contact_enters, touch >= contact_fraction_min)
+                                              the lesion really reaches into bone
     bone            if enters and (f_in >= f_med or V_out < v_min_out)
     paramedullary   if enters and V_out >= v_min_out
     indeterminate   if not enters and d_min <= d_contact
@@ -92,10 +93,16 @@ class SiteParams:
         bone narrower than 2R (e.g. a vertebra's canal, notches of the pelvis) also count as bone for a
         lesion lying in them, which needs human review (spec §4.3 edge cases).
     contact_fraction_min : float
-        A lesion with at least this share of its voxels within one PET voxel (centre to centre) of bone also
+        With ``contact_enters``, a lesion with at least this share of its voxels within one PET voxel (centre to centre) of bone also
         counts as entering bone. Where a lesion has eaten a convex corner or edge of a bone no closing can
         restore the bite; the bone then still wraps a large part of the lesion. On the phantoms (8 seeds,
         both CT grids) paramedullary lesions have shares 0.23–0.87, lesions 2.5 mm off the cortex 0–0.17.
+    contact_enters : bool
+        Named switch [D] (default off): let the contact share alone make a lesion enter bone. Off, a lesion
+        that reaches no deeper than ``d_enter_mm`` into bone is ``indeterminate`` (review) however much of it
+        touches bone: the bladder beside the pubis (cropped STS_001 CT: 27 % of its voxels within one PET voxel
+        of bone, 1.3 % in bone) cannot be told from a lytic lesion that ate the corner of a bone (phantom seed
+        2: bone fraction 0, contact 0.2–0.9) by these measures, and spec §4.3 routes abutting lesions to review.
     grid : {'ct', 'pet'}
         Where to compare lesion and bone. ``'ct'`` (spec §4.3): the lesion map is resampled (nearest) to the CT
         grid and the bone mask stays at CT resolution. ``'pet'``: the bone mask is resampled (majority) to the
@@ -113,6 +120,7 @@ class SiteParams:
     d_enter_mm: float | None = None
     envelope_mm: float = 20.0
     contact_fraction_min: float = 0.2
+    contact_enters: bool = False
     grid: str = "ct"
     bone: BoneParams = field(default_factory=BoneParams)
 
@@ -482,6 +490,7 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
     prov = provenance(method="site_rule_spec_4_3", f_med=params.f_med, v_min_out_ml=params.v_min_out_ml,
                       d_contact_mm=d_contact, d_enter_mm=d_enter, envelope_mm=params.envelope_mm,
                       contact_fraction_min=params.contact_fraction_min,
+                      contact_enters=params.contact_enters,
                       grid=params.grid,
                       bone=params.bone.as_dict(), ct=ct is not None)
     n_pet = counts[ids].astype(float)
@@ -539,7 +548,9 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
 
     v_in = f_in * volume_ml
     v_out = volume_ml - v_in
-    enters = (depth > d_enter) | (touch >= params.contact_fraction_min)
+    # Contact alone does not make a lesion enter bone (spec §4.3): the bladder pressed on the pubis touches it
+    # with a quarter of its voxels. Without the switch such a lesion is indeterminate (routed to review).
+    enters = (depth > d_enter) | ((touch >= params.contact_fraction_min) & params.contact_enters)
     site = np.where(enters,
                     np.where((f_in >= params.f_med) | (v_out < params.v_min_out_ml), "bone", "paramedullary"),
                     np.where(d_min <= d_contact, "indeterminate", "extramedullary")).astype(object)

@@ -109,8 +109,8 @@ def _imaging(state: dict) -> None:
                      "n_paramedullary": s.get("n_paramedullary"),
                      "n_extramedullary": s.get("n_extramedullary")})
         mips.append((phantom.pet, result.labels, dict(zip(result.lesions["lesion_id"], result.lesions["site"])),
-                     getattr(phantom, "exclude", None), pid, {"n_sites": result.lesions["site"].nunique(), "n_lesions": s["n_lesions"],
-                           "mtv_ml": s["mtv_ml"]}))
+                     result.excluded, pid, {"n_sites": result.lesions["site"].nunique(), "n_lesions": s["n_lesions"],
+                                            "mtv_ml": s["mtv_ml"]}))
     counts = ("n_lesions", "truth_n_lesions", "n_bone", "n_paramedullary", "n_extramedullary")
     table = pd.DataFrame(rows).astype({c: "Int64" for c in counts})  # whole numbers even beside a missing value
     write_csv(table, out / "imaging.csv")
@@ -120,16 +120,18 @@ def _imaging(state: dict) -> None:
                 "`carpet quantify`. Columns marked (truth) are the phantom's design (exact voxel counts); a lesion "
                 "whose designed SUV is below 4.0 is, correctly, not found by the SUV ≥ 4.0 method."
                  + ("" if small else " These phantoms also carry FDG physiology (brain, myocardium, kidneys, "
-                    "ureters, bladder, bowel, salivary glands), a 6.5 mm PSF and Poisson-like noise: until "
-                    "carpet excludes physiological uptake, the measured MTV includes the physiology above "
-                    "SUV 4 (physiology, truth) and blurred lesion edges."))
+                    "ureters, bladder, bowel, salivary glands), a 6.5 mm PSF and Poisson-like noise. `carpet "
+                    "quantify` excludes the physiology its rules recognise (excluded.csv of each study); the "
+                    "physiology (truth) column is the phantom's physiology at SUV ≥ 4, so the gap between the "
+                    "measured and the true MTV is physiology the rules left in, plus blurred lesion edges."))
     report.table(table.rename(columns=_IMAGING_NAMES), caption="Study measures (imaging.csv; truth: the phantom's "
                  "design)", float_format="{:.2f}")
     pet, labels, sites, excluded, pid, _ = mips[informative_index([m[-1] for m in mips])]  # most sites, lesions, MTV
     report.figure(mip_figure(pet, labels, sites, title=f"{pid} (simulated)", excluded=excluded),
                   f"Maximum-intensity projections of {pid}, the study with the most lesion sites among those "
                   "quantified; lesion outlines coloured by site"
-                  + ("; dashed: physiological uptake (the phantom's exclusion mask)" if excluded is not None else "")
+                  + ("; dashed: uptake carpet excluded as physiological (excluded.csv)" if excluded is not None
+                     else "")
                   + "; grey scale SUV 0–6 g/mL.")
     report.files([("imaging.csv", "one row per study: the measures in the table above")]
                  + [(f"studies/{pid}/", f"{pid}: input/ (PET, CT, lesion masks as NIfTI, truth.json) and quantify/ "

@@ -9,10 +9,11 @@ A reader who checks carpet's calls on the review page writes what to change in a
 
 ``action`` is ``site`` (set the lesion's site to ``site``, one of the contract sites), ``exclude`` (the
 lesion is physiological uptake: removed from the label map before anything is measured, so MTV, TLG,
-SUVmax, Dmax and the counts all drop it) or ``include`` (bring back a component carpet excluded as
-physiology; it needs the excluded components of the quantify result, which this carpet does not yet list,
-so it is refused). ``lesion_id`` is the id in the run without overrides (lesion ids are not renumbered
-when a lesion is excluded, so the file stays valid). ``carpet quantify --overrides FILE`` and
+SUVmax, Dmax and the counts all drop it) or ``include`` (bring back a component the physiology rules
+excluded: its ``lesion_id`` is then the ``component_id`` of ``excluded.csv`` / ``summary.json``
+``excluded.components``; it becomes a lesion with the next free id). ``lesion_id`` of the other actions is
+the id in the run without overrides (lesion ids are not renumbered when a lesion is excluded, so the file
+stays valid). ``carpet quantify --overrides FILE`` and
 ``carpet batch --overrides FILE`` apply the rows of the study they read and record each applied change,
 with the file's SHA-256, in ``summary.json`` ``provenance.overrides``.
 """
@@ -24,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from carpet.errors import InputError, NotYetAvailable
+from carpet.errors import InputError
 
-__all__ = ["ACTIONS", "read_overrides", "overrides_for", "apply_exclusions", "apply_sites"]
+__all__ = ["ACTIONS", "read_overrides", "overrides_for", "apply_inclusions", "apply_exclusions", "apply_sites"]
 
 ACTIONS = ("site", "exclude", "include")
 SITES = ("bone", "paramedullary", "extramedullary", "indeterminate", "unknown")
@@ -83,14 +84,40 @@ def overrides_for(table: pd.DataFrame, study_id: str | None) -> pd.DataFrame:
     return table[table["study_id"] == study_id]
 
 
-def _check_ids(rows: pd.DataFrame, present) -> None:
+def _check_ids(rows: pd.DataFrame, present, what: str = "lesion") -> None:
     unknown = rows[~rows["lesion_id"].isin(list(present))]
     if len(unknown):
         r = unknown.iloc[0]
         ids = ", ".join(str(int(i)) for i in sorted(present)) or "none"
-        raise InputError(f"study {r.study_id} has no lesion {r.lesion_id} (its lesions: {ids})",
+        raise InputError(f"study {r.study_id} has no {what} {r.lesion_id} (its {what}s: {ids})",
                          source=rows.attrs.get("source"), where=f"line {r.line}",
-                         hint="lesion ids are those of the run without overrides")
+                         hint=("an included component is a component_id of excluded.csv" if what != "lesion"
+                               else "lesion ids are those of the run without overrides"))
+
+
+def apply_inclusions(labels: np.ndarray, excluded: np.ndarray | None, rows: pd.DataFrame,
+                     voxel_ml: float) -> tuple[np.ndarray, np.ndarray | None, list[dict]]:
+    """Bring back the excluded components the rows ``include`` (``lesion_id`` = ``component_id``): each
+    becomes a lesion with the next free id (after every lesion, in row order) and leaves ``excluded``.
+
+    Returns the new label array, the new excluded-component array and one record per inclusion.
+    """
+    add = rows[rows["action"] == "include"]
+    if add.empty:
+        return labels, excluded, []
+    present = [] if excluded is None else np.flatnonzero(np.bincount(np.asarray(excluded).ravel())[1:]) + 1
+    _check_ids(add, present, what="excluded component")
+    labels, excluded = np.array(labels, copy=True), np.array(excluded, copy=True)
+    next_id = int(labels.max(initial=0)) + 1
+    records = []
+    for r in add.itertuples():
+        where = excluded == r.lesion_id
+        labels[where] = next_id
+        excluded[where] = 0
+        records.append({"component_id": int(r.lesion_id), "action": "include", "lesion_id": next_id,
+                        "reason": r.reason, "volume_ml_added": float(where.sum() * voxel_ml)})
+        next_id += 1
+    return labels, excluded, records
 
 
 def apply_exclusions(labels: np.ndarray, rows: pd.DataFrame, voxel_ml: float) -> tuple[np.ndarray, list[dict]]:
@@ -98,10 +125,6 @@ def apply_exclusions(labels: np.ndarray, rows: pd.DataFrame, voxel_ml: float) ->
 
     Returns the new label array and one record per excluded lesion (with the volume removed, mL).
     """
-    if (rows["action"] == "include").any():
-        r = rows[rows["action"] == "include"].iloc[0]
-        raise NotYetAvailable(f"{rows.attrs.get('source', 'overrides')}: line {r.line}: 'include' brings back a "
-                              "component excluded as physiology; this carpet does not list excluded components yet")
     drop = rows[rows["action"] == "exclude"]
     if drop.empty:
         return labels, []

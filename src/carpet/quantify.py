@@ -29,9 +29,9 @@ from carpet.anatomy import BoneParams, ct_tissue_on, liver_reference
 from carpet.classify import classify_lesions
 from carpet.errors import InputError
 from carpet.io import read_image, read_mask, write_nifti, write_seg
-from carpet.io.checks import check_pet, check_overlap
+from carpet.io.checks import check_overlap, check_pet
 from carpet.lesions import dmax_voxel_mm, gather_lesion_voxels, measure_lesions, study_measures
-from carpet.overrides import apply_exclusions, apply_sites, overrides_for, read_overrides
+from carpet.overrides import apply_exclusions, apply_inclusions, apply_sites, overrides_for, read_overrides
 from carpet.provenance import file_sha256, provenance
 from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
@@ -272,17 +272,28 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                           skip_unavailable=(method == "all"))
         notes += sorted({str(w.message) for w in caught})
         seg_labels, thresholds, skipped = seg.labels, seg.thresholds, seg.skipped
+    from carpet.anatomy.landmarks import body_landmarks
+
+    landmarks = body_landmarks(pet)
     physiology = {}
     if not keep_physiological and user is None:
-        seg_labels, physiology = _exclude_physiology(pet, seg_labels)
+        seg_labels, physiology = _exclude_physiology(pet, seg_labels, landmarks)
 
     applied = []
     if overrides is not None and len(overrides) and methods[0] in seg_labels:
-        # the reader's exclusions leave the label map before anything is measured (ids kept)
-        kept, applied = apply_exclusions(seg_labels[methods[0]], overrides, pet.voxel_volume_ml)
+        # the reader's inclusions and exclusions change the label map before anything is measured
+        found = physiology.get(methods[0])
+        kept, back, applied = apply_inclusions(seg_labels[methods[0]], None if found is None else found.excluded,
+                                               overrides, pet.voxel_volume_ml)
         if applied:
-            dropped = (kept == 0) & (seg_labels[methods[0]] > 0)
-            excl = dropped if excl is None else excl | dropped
+            ids = [r["component_id"] for r in applied]
+            physiology[methods[0]] = replace(found, labels=kept, excluded=back,
+                                             table=found.table[~found.table["component_id"].isin(ids)])
+        kept, excluded_rows = apply_exclusions(kept, overrides, pet.voxel_volume_ml)
+        if excluded_rows:
+            applied += excluded_rows
+            gone = (kept == 0) & (seg_labels[methods[0]] > 0)   # drawn as excluded on the review page
+            excl = gone if excl is None else excl | gone
         seg_labels = {**seg_labels, methods[0]: kept}
     rows, tables = [], {}
     for m in methods:
@@ -310,10 +321,15 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
             table, changed = apply_sites(table, overrides)
             applied += changed
         ct_hu = tissue.result()[0] if tissue is not None else None
+    table = _add_region(table, pet, ct, physiology.get(main), landmarks)
     study = next(r for r in rows if r["method"] == main)
     summary = {"method": main,
                **{k: study[k] for k in STUDY_KEYS}}
     summary = add_summary_keys(summary, table, ct)
+    from carpet.anatomy.regions import REGIONS, provenance_dict
+
+    summary["n_by_region"] = {r: int((table["region"] == r).sum()) for r in REGIONS if (table["region"] == r).any()}
+    summary["region_rule"] = provenance_dict()
     excluded_vol, excluded_table = _physiology_summary(summary, pet, physiology.get(main), keep_physiological,
                                                        user is not None)
     table = add_anatomy_reading(summary, table, pet, ct, labels_vol, _parse_liver_voi(liver_voi)[0], baseline)
@@ -353,14 +369,26 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                           excluded=excluded_vol, excluded_table=excluded_table)
 
 
-def _exclude_physiology(pet: Volume, seg_labels: dict) -> tuple[dict, dict]:
-    """Each method's label map without its physiological components; the landmarks are found once."""
-    from carpet.anatomy.landmarks import body_landmarks
+def _exclude_physiology(pet: Volume, seg_labels: dict, landmarks) -> tuple[dict, dict]:
+    """Each method's label map without its physiological components (one set of landmarks)."""
     from carpet.anatomy.physiology import find_physiology
 
-    landmarks = body_landmarks(pet)
     found = {m: find_physiology(pet, lab, landmarks=landmarks) for m, lab in seg_labels.items()}
     return {m: f.labels for m, f in found.items()}, found
+
+
+def _add_region(table: pd.DataFrame, pet: Volume, ct: Volume | None, physiology, landmarks) -> pd.DataFrame:
+    """``region`` (:func:`carpet.anatomy.regions.lesion_regions`), from the PET landmarks, the organs the
+    physiology rules found and, with a CT, its lungs."""
+    from carpet.anatomy.physiology import PhysiologyParams
+    from carpet.anatomy.regions import lesion_regions
+
+    table = table.copy()
+    lungs = None if ct is None else ct_tissue_on(pet, ct, BoneParams().smooth_mm)[2]
+    length = float(np.ptp(landmarks.z_mm[landmarks.has_body])) if landmarks.has_body.any() else 0.0
+    table["region"] = lesion_regions(pet, table, landmarks, None if physiology is None else physiology.levels,
+                                     lungs, usable=length + 8.0 >= PhysiologyParams().min_fov_mm)
+    return table
 
 
 def _add_review(table: pd.DataFrame, physiology) -> pd.DataFrame:

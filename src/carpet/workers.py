@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-__all__ = ["run_in_workers", "terminate_as_interrupt"]
+__all__ = ["run_in_workers", "terminate_as_interrupt", "check_stop"]
 
 
 _stop_requested = threading.Event()
@@ -56,6 +56,12 @@ def terminate_as_interrupt(raise_now: bool = True) -> Iterator[None]:
         for s, handler in previous.items():
             signal.signal(s, handler)
         _stop_requested.clear()
+
+
+def check_stop() -> None:
+    """Raise ``KeyboardInterrupt`` if SIGTERM/SIGINT arrived (even if its own exception was lost)."""
+    if _stop_requested.is_set():
+        raise KeyboardInterrupt("stop requested")
 
 
 def _die_with_parent(parent: int) -> None:
@@ -105,16 +111,16 @@ def _one_pool(fn, tasks: Sequence[Any], workers: int, flags: Path) -> Iterator[t
         try:
             pending = set(futures)
             while pending:
-                if _stop_requested.is_set():
-                    raise KeyboardInterrupt("stop requested")
+                check_stop()
                 finished, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     task, flag = futures[fut]
                     try:
-                        yield task, fut.result(), False
+                        outcome, started = fut.result(), False
                     except Exception as exc:  # noqa: BLE001 - lost worker, or a result that did not pickle
-                        yield task, exc, flag.exists()
+                        outcome, started = exc, flag.exists()
                         flag.unlink(missing_ok=True)
+                    yield task, outcome, started
         except BaseException:
             _stop(pool)
             raise

@@ -107,7 +107,7 @@ class ClinicalTables:
         if what not in prog:
             raise InputError(f"no IMWG {what!r}: progression was read from the patients table, not derived",
                              where="derive imwg", hint="give the assessments table (--assessments)")
-        if what == "refractory":  # unknown without a progression; False is a relapse (> 60 days), as the paper
+        if what == "refractory":  # progression within 60 days of infusion; no progression is not refractory
             return prog["refractory"].astype("boolean").mask(prog["progression_date"].isna(), False)
         return prog[what]
 
@@ -134,6 +134,9 @@ class ClinicalTables:
         """The first line started after the infusion or after progression: its regimen class (or regimen)."""
         lines = self.lines
         if after == "progression":
+            if self.progression is None:
+                raise InputError("the first line after progression needs progression dates", where="derive "
+                                 "first_line_after", hint="--assessments LABS.csv, or a progression_date column")
             prog = self.progression.set_index("patient_id")["progression_date"]
             lines = lines[lines["start_date"] >= lines["patient_id"].map(prog)]
         first = lines.sort_values(["patient_id", "start_date"]).groupby("patient_id").head(1).set_index("patient_id")

@@ -68,6 +68,8 @@ def _run_patterns(data, a, endpoints, writer, stem, seed, tables):
 
 def _run_flowchart(data, a, endpoints, writer, stem, seed, tables):
     """Figure 1: treated -> progressed -> refractory (<= 60 days) / relapsed, overall and by a column."""
+    from carpet.report.flowchart import flowchart_figure
+
     _need(tables, "progression", "flowchart")
     prog = tables.progression.set_index("patient_id")
     ids = data["patient_id"]
@@ -88,6 +90,8 @@ def _run_flowchart(data, a, endpoints, writer, stem, seed, tables):
     table = pd.DataFrame(rows)
     files = [writer.table(table, stem, f"Flowchart: patients treated, progressed, refractory (progression within "
                                        f"{window} days of infusion) and relapsed" + (f", by {by}" if by else ""))]
+    files += writer.figure(flowchart_figure(table, refractory_days=window), stem,
+                           "Patients treated, progressed, refractory and relapsed" + (f", by {by}" if by else ""))
     return {"counts": table.to_dict("records"), "refractory_days": window, "files": files}
 
 
@@ -330,9 +334,58 @@ def _run_cox_table(data, a, endpoints, writer, stem, seed, tables=None):
             "provenance": ct.provenance, "files": files}
 
 
+def exposure_intervals(time: pd.Series, event: pd.Series, exposure_start: pd.Series) -> pd.DataFrame:
+    """Counting-process rows of a time-dependent exposure: unexposed from 0 to its start, exposed after.
+
+    ``time``/``event`` per patient (from the endpoint's origin), ``exposure_start`` the time the exposure began
+    (NaN: never, or not before the end of follow-up). Returns ``patient_id, start, stop, event, exposed``; the event
+    sits on the last row only.
+    """
+    rows = []
+    for pid, t, e, s in zip(time.index, time.to_numpy(float), event.to_numpy(int), exposure_start.to_numpy(float)):
+        if np.isnan(s) or s >= t:
+            rows.append((pid, 0.0, t, e, 0))
+            continue
+        if s > 0:
+            rows.append((pid, 0.0, s, 0, 0))
+        rows.append((pid, max(s, 0.0), t, e, 1))
+    return pd.DataFrame(rows, columns=["patient_id", "start", "stop", "event", "exposed"])
+
+
+def _run_exposure_cox(data, a, endpoints, writer, stem, seed, tables):
+    """Cox model with a time-dependent exposure (counting process): exposed from the start of the first line of
+    the classes on, unexposed before; the survival a patient needs to reach that line is not credited to it."""
+    from carpet.stats import cox
+
+    _need(tables, "therapies", "exposure_cox")
+    ep = endpoints[a["endpoint"]]
+    frame = data.dropna(subset=[ep["time"], ep["event"]]).set_index("patient_id")
+    classes = [a["classes"]] if isinstance(a["classes"], str) else list(a["classes"])
+    lines = tables.lines
+    hit = lines["t_cell_engaging"] if classes == ["t_cell_engaging"] else lines["regimen_class"].isin(classes)
+    origin = (tables.progression.set_index("patient_id")["progression_date"] if a.get("from", "progression")
+              == "progression" else tables.patients.set_index("patient_id")["infusion_date"])
+    days = (lines["start_date"] - lines["patient_id"].map(origin)).dt.days
+    first = days[hit & (days >= 0)].groupby(lines["patient_id"]).min() / (365.25 / 12)
+    cp = exposure_intervals(pd.to_numeric(frame[ep["time"]]), pd.to_numeric(frame[ep["event"]]),
+                            first.reindex(frame.index))
+    fit = cox(cp, duration="stop", event="event", covariates=["exposed"], start="start")
+    row = fit.summary.loc["exposed"]
+    summary = pd.DataFrame([{"exposure": " / ".join(classes), "n_patients": len(frame),
+                             "n_exposed": int(cp.groupby("patient_id")["exposed"].max().sum()),
+                             "events": int(cp["event"].sum()), "hr": row["hr"], "hr_lower": row["hr_lower"],
+                             "hr_upper": row["hr_upper"], "p": row["p"]}])
+    files = [writer.table(summary, stem, f"{ep.get('label', a['endpoint'])}: hazard ratio of a time-dependent "
+                                         f"exposure to {' / '.join(classes)} (counting-process Cox)")]
+    files.append(writer.csv(cp, f"{stem}_intervals"))
+    for w in fit.warnings:
+        writer.note(f"Cox model: {w}")
+    return {"endpoint": ep, "summary": summary.to_dict("records")[0], "provenance": fit.provenance, "files": files}
+
+
 COHORT_RUNNERS = {"patterns": _run_patterns, "flowchart": _run_flowchart, "proportion": _run_proportion,
                   "lines": _run_lines, "swimmer": _run_swimmer, "roc": _run_roc,
-                  "cox_table": _run_cox_table}
+                  "cox_table": _run_cox_table, "exposure_cox": _run_exposure_cox}
 #: analyses that read the raw clinical tables (their runners take them as a last argument)
-TABLE_ANALYSES = frozenset({"patterns", "flowchart", "lines", "swimmer"})
+TABLE_ANALYSES = frozenset({"patterns", "flowchart", "lines", "swimmer", "exposure_cox"})
 __all__ = ["COHORT_RUNNERS", "TABLE_ANALYSES", "PATTERN_LABELS"]

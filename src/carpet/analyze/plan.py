@@ -40,6 +40,7 @@ ANALYSES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "swimmer": ({}, {"max_patients": "count"}),
     "roc": ({"endpoint": "endpoint", "markers": "columns", "horizon": "number"}, {"direction": "str"}),
     "cox_table": ({"endpoint": "endpoint", "covariates": "columns"}, {"strata": "columns"}),
+    "exposure_cox": ({"endpoint": "endpoint", "classes": "classes"}, {"from": "str"}),
 }
 _COMMON = {"type": "str", "title": "str", "name": "str"}
 _TOP = {"title", "subtitle", "seed", "endpoints", "derive", "analyses", "imaging", "assessments", "variables"}
@@ -61,7 +62,8 @@ def load_plan(plan: dict | str | Path) -> tuple[dict, str, str]:
         return plan, hashlib.sha256(text.encode()).hexdigest(), "<plan>"
     path = Path(plan)
     if not path.is_file():
-        raise InputError("plan file not found", source=path, hint="--plan PLAN.yaml")
+        raise InputError("is a folder; expected a YAML plan file" if path.is_dir() else "plan file not found",
+                         source=path, hint="--plan PLAN.yaml")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -76,6 +78,8 @@ def _kind_problem(value: Any, kind: str, endpoints: set[str]) -> str | None:
     is_num = isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind in ("column", "str"):
         return None if isinstance(value, str) and value else "expected a name (text)"
+    if kind == "classes":  # regimen classes (carpet.cohort.therapy), or t_cell_engaging for all of them
+        return _kind_problem(value, "columns", endpoints)
     if kind == "columns":
         ok = (isinstance(value, str) and value) or (isinstance(value, list) and value
                                                     and all(isinstance(v, str) for v in value))
@@ -375,7 +379,8 @@ _RAW_TITLES = {"patterns": "Patterns of progression", "flowchart": "Patients tre
                "proportion": "Rate of {column} with exact 95% CI", "lines": "Lines of therapy after CAR T",
                "swimmer": "Swimmer plot of the lines after progression",
                "roc": "AUC of {markers} for an event by {horizon}",
-               "cox_table": "Univariable and multivariable Cox models"}
+               "cox_table": "Univariable and multivariable Cox models",
+               "exposure_cox": "Time-dependent exposure to {classes} (Cox)"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -463,7 +468,7 @@ def required_inputs(plan: dict) -> pd.DataFrame:
         why = f"analyses[{i}] ({a['type']})"
         if a["type"] in ("patterns",):
             tables(["assessments"], why)
-        if a["type"] in ("lines", "swimmer"):
+        if a["type"] in ("lines", "swimmer", "exposure_cox"):
             tables(["therapies"], why)
         required, optional = ANALYSES[a["type"]]
         for key, kind in {**required, **optional}.items():

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from carpet.analyze.labels import Labels
-from carpet.io.tables import write_csv
+from carpet.io.tables import neutralise_formulas, write_csv
 
 SIMULATED_BANNER = "SIMULATED DATA — not patients"
 
@@ -100,14 +100,14 @@ class _Writer:
         with pd.ExcelWriter(path, engine="openpyxl") as xl:
             about = pd.DataFrame({"field": ["title", "simulated", "carpet_version"],
                                   "value": [self.title, str(self.simulated).upper(), __version__]})
-            about.to_excel(xl, sheet_name="about", index=False)
+            neutralise_formulas(about).to_excel(xl, sheet_name="about", index=False)
             for stem, table in self.tables.items():
                 name, k = stem[:31], 2
                 while name.lower() in used or name.lower() == "about":
                     suffix = f"_{k}"
                     name, k = stem[:31 - len(suffix)] + suffix, k + 1
                 used.add(name.lower())
-                table.to_excel(xl, sheet_name=name, index=False)
+                neutralise_formulas(table).to_excel(xl, sheet_name=name, index=False)
         self.files[path.name] = path
         return path
 

@@ -23,8 +23,9 @@ Gaussian-smoothed (σ = 1 mm) against low-dose noise. The body is the largest co
 lung voxel. CT alone cannot tell liver from muscle without contrast, so the PET decides: the centre is the
 candidate with the highest mean SUV in a ball 2 cm wider than the VOI whose coefficient of variation is at most
 ``max_cov`` and whose mean is within ``plausible_suv`` (the liver is the hottest large homogeneous organ on the
-right; the wider ball keeps the sphere ≥ 1 cm inside the organ's blurred edge). Fails when the liver is not in
-the field of view or is smaller than the ball (resection, atrophy), when a homogeneous right-sided structure
+right; the wider ball keeps the sphere ≥ 1 cm inside the organ's blurred edge). Without lung on the CT the
+sphere is refused ("no liver in the field of view"): the lung base is what places the liver. Fails when the
+field of view starts below the lungs (abdomen only: refused, give the centre), when the liver is smaller than the ball (resection, atrophy), when a homogeneous right-sided structure
 is hotter than the liver (a large uniformly avid mass, a hot kidney within ``plausible_suv``), or with diffuse
 liver involvement (then the liver is not a valid reference anyway, spec §1.5).
 

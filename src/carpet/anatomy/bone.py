@@ -32,6 +32,13 @@ class BoneParams:
         outwards by about σ. Axes whose spacing exceeds 3σ are not smoothed (see :func:`_denoise_ct`).
     min_component_ml : float
         Bone components smaller than this (mL) are removed as noise speckles.
+    skeleton_min_ml : float
+        Solid bone pieces smaller than this (mL) that do not reach the CT's field-of-view border are not
+        skeleton: isolated hyperdense spots (calcifications, contrast, clips; spec §4.3). Bones cut by the
+        field of view may be small and are kept.
+    cortex_hu : float
+        A bone piece must hold a voxel (raw CT) at or above this HU — compact bone; a calcified spot inside a
+        tumour (28–418 HU on STS_003) has none.
     cortex_mm : float
         Cortical thickness removed from the solid bone to get the marrow (:func:`marrow_mask`).
     """
@@ -41,10 +48,13 @@ class BoneParams:
     smooth_mm: float = 1.0
     min_component_ml: float = 0.05
     cortex_mm: float = 2.0
+    skeleton_min_ml: float = 2.0
+    cortex_hu: float = 500.0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(hu_bone=self.hu_bone, closing_mm=self.closing_mm, smooth_mm=self.smooth_mm,
-                    min_component_ml=self.min_component_ml, cortex_mm=self.cortex_mm)
+                    min_component_ml=self.min_component_ml, cortex_mm=self.cortex_mm,
+                    skeleton_min_ml=self.skeleton_min_ml, cortex_hu=self.cortex_hu)
 
 
 def _denoise_ct(ct: Volume, smooth_mm: float) -> np.ndarray:
@@ -74,8 +84,31 @@ def _bone_box(hu: np.ndarray, spacing, params: BoneParams) -> tuple[slice, ...] 
                          [2 * g + int(np.ceil(params.closing_mm / sp)) + 2 for g, sp in zip(gauss, spacing)])
 
 
+def _skeleton_only(solid: np.ndarray, hu: np.ndarray, box, shape, voxel_ml: float,
+                   params: BoneParams) -> np.ndarray:
+    """``solid`` without the pieces that are not skeleton: a piece (26-connected) stays when it holds a raw
+    voxel ≥ ``cortex_hu`` and either holds ≥ ``skeleton_min_ml`` or reaches the CT's field-of-view border."""
+    import cc3d
+
+    lab, n = cc3d.connected_components(solid, connectivity=26, return_N=True)
+    if n == 0:
+        return solid
+    sizes = np.bincount(lab.ravel(order="K"), minlength=n + 1)
+    hu_max = np.concatenate([[-np.inf], ndimage.maximum(hu, labels=lab, index=np.arange(1, n + 1))])
+    border = np.zeros(n + 1, bool)
+    for a, (b, size) in enumerate(zip(box, shape)):
+        if b.start == 0:
+            border[np.unique(lab.take(0, axis=a))] = True
+        if b.stop == size:
+            border[np.unique(lab.take(-1, axis=a))] = True
+    keep = (hu_max >= params.cortex_hu) & ((sizes * voxel_ml >= params.skeleton_min_ml) | border)
+    keep[0] = False
+    return keep[lab]
+
+
 def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams = BoneParams()) -> Volume:
-    """Solid CT bone mask: HU threshold, closing, hole filling (cortex and medulla one object).
+    """Solid CT bone mask: HU threshold, closing, hole filling (cortex and medulla one object), skeleton
+    pieces only (no isolated hyperdense spots, :class:`BoneParams`).
 
     Parameters
     ----------
@@ -100,7 +133,8 @@ def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams
         part = arr >= params.hu_bone
         part = _remove_small(part, int(np.ceil(params.min_component_ml / ct.voxel_volume_ml)))
         part = _close_mm(part, params.closing_mm, ct.spacing)
-        mask[box] = _fill_holes_slicewise(part, _axial_axis(ct))
+        part = _fill_holes_slicewise(part, _axial_axis(ct))
+        mask[box] = _skeleton_only(part, np.asarray(ct.array)[box], box, ct.shape, ct.voxel_volume_ml, params)
     prov = provenance(method="ct_bone_mask", **params.as_dict(),
                       grid="ct" if reference is None or ct.same_grid(reference) else "reference")
     return _mask_volume(mask, ct, reference, prov)

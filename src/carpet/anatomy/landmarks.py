@@ -105,6 +105,11 @@ class BodyLandmarks:
         Distance (mm) of each coarse voxel inside the body to the body surface (0 outside).
     factor : tuple of 3 int
         Coarse voxel = ``factor`` PET voxels per axis.
+    axis : int
+        The array axis of the slices.
+    midline_depth_mm : ndarray
+        Antero-posterior thickness of the body on the mid-line (the trunk's median centre x) per slice:
+        thighs touching at the groin are thinner there than the pelvis.
     """
 
     z_mm: np.ndarray
@@ -119,6 +124,7 @@ class BodyLandmarks:
     depth_mm: np.ndarray
     factor: tuple[int, int, int]
     axis: int
+    midline_depth_mm: np.ndarray
 
     def slice_of(self, z_mm) -> np.ndarray:
         """Index of the coarse slice nearest to each LPS ``z_mm``."""
@@ -227,5 +233,35 @@ def body_landmarks(pet: Volume, *, body_fraction: float = 0.3, head_width_ratio:
             run.append(k)
         if run and len(run) < len(order):              # a narrow cranial end below which the body widens
             head[run] = True
+    midline = np.zeros(nz)
+    if has_body.any():
+        # the body's thickness along the array axis closest to LPS y, in the columns at the mid-line
+        ax_x = int(np.argmax(np.abs(pet.direction[0])))
+        ax_y = int(np.argmax(np.abs(pet.direction[1])))
+        x_line = np.moveaxis(np.broadcast_to(x, coarse.shape), (ax_x, ax_y, axis), (0, 1, 2))[:, 0, 0]
+        cols = np.flatnonzero(np.abs(x_line - np.nanmedian(out["x"])) <= cs[ax_x])
+        if cols.size:
+            thick = np.moveaxis(body, (ax_x, ax_y, axis), (0, 1, 2))[cols].sum(axis=1).mean(axis=0)
+            midline = thick * cs[ax_y]
     return BodyLandmarks(z_line, has_body, out["x"], out["y"], out["w"], out["d"], head, soft, body, depth,
-                         factor, axis)
+                         factor, axis, midline)
+
+
+def leg_slices(lm: BodyLandmarks, depth_ratio: float = 0.88) -> np.ndarray:
+    """Coarse slices of the legs: from the caudal end up, while the body's mid-line depth stays below
+    ``depth_ratio`` of the trunk's median (or the largest piece lies off the mid-line)."""
+    rows = np.flatnonzero(lm.has_body & ~lm.head)
+    legs = np.zeros(lm.z_mm.shape, bool)
+    if rows.size < 3:
+        return legs
+    x_mid = float(np.nanmedian(lm.trunk_x_mm[rows]))
+    depth = lm.midline_depth_mm
+    ref = float(np.median(depth[rows]))
+    order = rows[np.argsort(lm.z_mm[rows])]             # caudal first
+    off = np.abs(lm.trunk_x_mm - x_mid) > 0.25 * np.nanmedian(lm.trunk_width_mm[rows])
+    for k in order:
+        if depth[k] < depth_ratio * ref or off[k]:
+            legs[k] = True
+        else:
+            break
+    return legs

@@ -1,6 +1,7 @@
 """Physiological FDG uptake: which segmented components are brain, myocardium, kidneys or bladder.
 
-Rules ``PHYSIO_RULES`` (version :data:`RULES_VERSION`), from the PET alone, decided per connected component
+Rules ``PHYSIO_RULES`` (version :data:`RULES_VERSION`), from the PET alone, on a body at least ``min_fov_mm``
+long in the field of view, decided per connected component
 of a segmentation (the components a threshold method gives) with shape and position tests against the body
 landmarks of :func:`carpet.anatomy.landmarks.body_landmarks`. No library does this; written from
 numpy/scipy.ndimage. The rules and how they fail are written down in ``docs/physiology.md``.
@@ -14,21 +15,26 @@ numpy/scipy.ndimage. The rules and how they fail are written down in ``docs/phys
   (``heart_dx``, in half trunk widths) and in the anterior part of the trunk (``heart_dy``), shaped like a
   shell (a cold cavity: its in-slice holes fill ≥ ``heart_shell_min`` × its volume). A component in the
   heart's place that is no shell is kept and flagged.
-* **bladder** — outside the head, below the heart, in the caudal half of the body: on the mid-line
+* **bladder** — outside the head and the legs, below the heart, in the caudal ``bladder_trunk_fraction`` of
+  the trunk: on the mid-line
   (``bladder_dx``), not posterior (``bladder_dy``), at least ``bladder_min_ml`` and SUVmax ≥
-  ``bladder_min_suv``; the hottest such component, and only when its SUVmax is ≥ ``bladder_contrast`` ×
-  that of every other component outside the head and the kidneys' place (else kept and flagged).
+  ``bladder_min_suv``; of these the one holding the most tracer (TLG), and only when its TLG is ≥
+  ``bladder_contrast`` × that of every other component outside the head, the heart and the kidneys' place
+  (else kept and flagged).
 * **kidney** — outside the head, between the heart and the bladder when found, posterior (``kidney_dy``) and
   lateral (``kidney_dx``), and only when the heart or the bladder was found (the renal level): the largest candidate of each side (≥ ``kidney_min_ml``, in the posterior half),
   and only when the two make a pair (levels within ``kidney_pair_mm``, distances from the mid-line within
   ``kidney_pair_dx``); then every candidate of that side within ``kidney_reach_mm`` in-slice and
-  ``kidney_half_length_mm`` along z of it (the parenchyma breaks into pieces at a threshold) and not
-  hotter than ``kidney_piece_max_ratio`` × its SUVmax. A lone candidate, and a piece hotter than its kidney's largest (a renal pelvis, or a kidney
+  ``kidney_half_length_mm`` along z of it that is a parenchyma fragment (the parenchyma breaks into pieces
+  just above a threshold: SUVmax ≤ ``kidney_fragment_ratio`` × the segmentation's threshold, read as the
+  lowest SUV of any component) and not hotter than ``kidney_piece_max_ratio`` × its SUVmax; other
+  candidates there (a node, a kidney lesion) are kept and flagged. A lone candidate, and a piece hotter than its kidney's largest (a renal pelvis, or a kidney
   lesion), are kept and flagged.
 
 A lesion is never removed only because it lies next to an organ: a node merged with an organ's component
-is split off as a lesion and flagged for review when it is a maximum of its own beyond the heart's wall (it
-rises by ≥ ``split_prominence`` × its peak above the saddle joining it to the myocardium), or a bump on the bladder's
+is split off as a lesion and flagged for review when it is a maximum of its own beyond the heart's wall or the
+bladder's bright core (it rises by ≥ ``split_prominence`` × its peak above the saddle joining it to the
+organ), or a bump on the bladder's
 edge (the bladder's urine is uniform, so a node pressed on it has no maximum of its own but reaches farther
 than ``split_margin_mm`` from the bladder's core); see :func:`_split_lesions`.
 """
@@ -42,7 +48,7 @@ import pandas as pd
 from scipy import ndimage
 
 from carpet.anatomy._morphology import _fill_holes_slicewise
-from carpet.anatomy.landmarks import BodyLandmarks, body_landmarks
+from carpet.anatomy.landmarks import BodyLandmarks, body_landmarks, leg_slices
 from carpet.volume import Volume
 
 RULES_VERSION = "PHYSIO_PET_2026.1"
@@ -57,6 +63,7 @@ class PhysiologyParams:
     from the trunk's centre in the component's slice.
     """
 
+    min_fov_mm: float = 300.0
     brain_min_ml: float = 5.0
     brain_gap_mm: float = 15.0
     brain_depth_mm: float = 20.0
@@ -71,6 +78,7 @@ class PhysiologyParams:
     bladder_dx: float = 0.25
     bladder_dy: float = 0.3
     bladder_contrast: float = 2.0
+    bladder_trunk_fraction: float = 0.45
     kidney_dx: tuple[float, float] = (0.1, 0.8)
     kidney_dy: float = -0.2
     kidney_main_dy: float = 0.0
@@ -80,7 +88,9 @@ class PhysiologyParams:
     kidney_reach_mm: float = 60.0
     kidney_half_length_mm: float = 80.0
     kidney_piece_max_ratio: float = 1.5
+    kidney_fragment_ratio: float = 1.75
     core_fraction: float = 0.5
+    bladder_core_fraction: float = 0.75
     split_margin_mm: float = 10.0
     split_min_ml: float = 0.5
     split_min_suv: float = 4.0
@@ -111,8 +121,11 @@ class Physiology:
     review : dict
         New lesion label → reason, for kept components the rules could not decide (flag for review).
     landmarks : dict
-        What the rules found present / absent.
+        What the rules found: True present, False absent, None not looked for (a body shorter than
+        ``min_fov_mm`` along z cannot be placed: no rule runs).
     provenance : dict
+    levels : dict
+        LPS z (mm) of the heart's and the bladder's centroids when found (for :mod:`carpet.anatomy.regions`).
     """
 
     labels: np.ndarray
@@ -121,6 +134,7 @@ class Physiology:
     review: dict[int, str] = field(default_factory=dict)
     landmarks: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    levels: dict = field(default_factory=dict)
 
 
 TABLE_COLUMNS = ["component_id", "organ", "volume_ml", "suv_max", "centroid_x_mm", "centroid_y_mm",
@@ -143,6 +157,7 @@ def _component_features(pet: Volume, labels: np.ndarray, lm: BodyLandmarks) -> p
         return pd.DataFrame(columns=["lesion_id"])
     suv_sum = np.bincount(flat_lab, flat_suv, minlength=n_lab + 1)
     suv_max = ndimage.maximum(flat_suv, flat_lab, ids)
+    suv_min = ndimage.minimum(flat_suv, flat_lab, ids)
     cen = np.stack([np.bincount(flat_lab, idx[:, a], minlength=n_lab + 1)[ids] / counts[ids] for a in range(3)],
                    axis=1)
     world = pet.index_to_world(cen)
@@ -156,7 +171,7 @@ def _component_features(pet: Volume, labels: np.ndarray, lm: BodyLandmarks) -> p
         dy = (world[:, 1] - lm.trunk_y_mm[k]) / half_d
     return pd.DataFrame({
         "lesion_id": ids, "n": counts[ids], "volume_ml": counts[ids] * pet.voxel_volume_ml,
-        "suv_max": suv_max, "suv_mean": suv_sum[ids] / counts[ids],
+        "suv_max": suv_max, "suv_min": suv_min, "suv_mean": suv_sum[ids] / counts[ids],
         "x": world[:, 0], "y": world[:, 1], "z": world[:, 2],
         "lo": list(lo), "hi": list(hi), "slice": k, "dx": dx, "dy": dy,
         "head": lm.head[k], "depth_mm": lm.depth_at(np.round(cen).astype(int)),
@@ -209,20 +224,27 @@ def find_physiology(pet: Volume, labels: np.ndarray, *, params: PhysiologyParams
     organ: dict[int, tuple[str, str, str]] = {}        # lesion_id -> (organ, rule, reason)
     review: dict[int, str] = {}
     found = {o: False for o in ORGANS}
-    if len(feats) and lm.has_body.any():
+    heart_z = bladder_z = None
+    z_body = lm.z_mm[lm.has_body]
+    # length of the body along z: the coarse slices' centres span one slice less than the slices
+    fov_mm = float(z_body.max() - z_body.min() + abs(np.diff(lm.z_mm[:2])).sum()) if z_body.size else 0.0
+    # a short field of view (a thigh, a pelvis) cannot be placed in the body: no rule runs on it
+    if len(feats) and fov_mm >= p.min_fov_mm:
         feats = feats.set_index("lesion_id", drop=False)
         _brain(feats, labels, pet, lm, p, organ, review)
         heart_z = _heart(feats, labels, lm, p, organ, review)
         bladder_z = _bladder(feats, lm, p, organ, review, heart_z)
-        _kidneys(feats, p, organ, review, heart_z, bladder_z)
+        _kidneys(feats, p, organ, review, heart_z, bladder_z, float(feats.suv_min.min()))
         found = {o: any(v[0] == o for v in organ.values()) for o in ORGANS}
     kept, excluded, table, lut, split_review = _apply(pet, labels, feats, organ, p)
     review = {**{int(lut[lid]): r for lid, r in review.items() if lut[lid]}, **split_review}
-    marks = {"body": bool(lm.has_body.any()), "head": lm.head_in_fov,
-             **{o: found[o] for o in ORGANS}}
+    marks = {"body": bool(lm.has_body.any()), "body_length_mm": round(fov_mm, 1),
+             "head": lm.head_in_fov if fov_mm >= p.min_fov_mm else None,
+             **{o: found[o] if fov_mm >= p.min_fov_mm else None for o in ORGANS}}
     prov = {"rules": "PHYSIO_RULES", "version": RULES_VERSION, "inputs": "PET only (body landmarks on a "
             f"{'x'.join(str(f) for f in lm.factor)}-voxel coarse grid)", "thresholds": p.as_dict()}
-    return Physiology(kept, excluded, table, review, marks, prov)
+    levels = {"heart_z_mm": heart_z, "bladder_z_mm": bladder_z}
+    return Physiology(kept, excluded, table, review, marks, prov, levels)
 
 
 def _brain(feats, labels, pet, lm, p, organ, review):
@@ -274,30 +296,37 @@ def _bladder(feats, lm, p, organ, review, heart_z):
     body = feats[~feats["head"].astype(bool) & ~feats.index.isin(list(organ))]
     cand = body[(body.volume_ml >= p.bladder_min_ml) & (body.suv_max >= p.bladder_min_suv)
                 & (body.dx.abs() <= p.bladder_dx) & (body.dy <= p.bladder_dy)]
-    z_body = lm.z_mm[lm.has_body & ~lm.head]
-    cand = cand[cand.z <= z_body.min() + 0.5 * (z_body.max() - z_body.min())]
+    # the caudal part of the trunk (neither head nor legs): the pelvis
+    z_body = lm.z_mm[lm.has_body & ~lm.head & ~leg_slices(lm)]
+    if z_body.size == 0:
+        return None
+    cand = cand[cand.z <= z_body.min() + p.bladder_trunk_fraction * (z_body.max() - z_body.min())]
     if heart_z is not None:
         cand = cand[cand.z < heart_z - 150.0]
     if cand.empty:
         return None
-    row = cand.loc[cand.suv_max.idxmax()]
-    # Urine is the hottest thing in the body outside the head and the renal pelves: the bladder stands out
-    # from every other component by ``bladder_contrast`` (a hot mid-line mass with a colder bladder stays).
+    tlg = body.volume_ml * body.suv_mean
+    row = cand.loc[tlg[cand.index].idxmax()]
+    # A full bladder holds more tracer than anything else outside the head, the heart and the kidneys: it
+    # stands out from every other component by ``bladder_contrast`` in TLG (a bulky mid-line mass holding
+    # about as much as the bladder leaves both kept, flagged).
     kidney_place = ((body.dx.abs() >= p.kidney_dx[0]) & (body.dx.abs() <= p.kidney_dx[1])
                     & (body.dy >= p.kidney_main_dy) & (body.z > row.z + 50.0))
     others = body[~kidney_place & (body.index != row.lesion_id)]
-    rival = float(others.suv_max.max()) if len(others) else 0.0
-    if row.suv_max < p.bladder_contrast * rival:
-        review[int(row.lesion_id)] = (f"mid-line in the caudal body like the bladder, but not {p.bladder_contrast:g}x "
-                                      f"hotter than the hottest other component (SUVmax {rival:.1f})")
+    rival = float(tlg[others.index].max()) if len(others) else 0.0
+    own = float(tlg[row.lesion_id])
+    if own < p.bladder_contrast * rival:
+        review[int(row.lesion_id)] = (f"mid-line in the caudal trunk like the bladder, but its TLG {own:.0f} is not "
+                                      f"{p.bladder_contrast:g}x that of every other component ({rival:.0f})")
         return None
-    organ[int(row.lesion_id)] = ("bladder", "bladder_midline_pelvis", f"hottest mid-line component of the "
-                                 f"caudal body (SUVmax {row.suv_max:.1f} >= {p.bladder_min_suv}, "
-                                 f">= {p.bladder_contrast:g} x any other outside head and kidneys)")
+    organ[int(row.lesion_id)] = ("bladder", "bladder_midline_pelvis", f"mid-line component of the caudal trunk "
+                                 f"holding the most tracer (SUVmax {row.suv_max:.1f} >= {p.bladder_min_suv}, "
+                                 f"TLG {own:.0f} >= {p.bladder_contrast:g} x any other outside head, heart and "
+                                 "kidneys)")
     return float(row.z)
 
 
-def _kidneys(feats, p, organ, review, heart_z, bladder_z):
+def _kidneys(feats, p, organ, review, heart_z, bladder_z, t_seg):
     cand = feats[~feats["head"].astype(bool) & ~feats.index.isin(list(organ)) & (feats.dy >= p.kidney_dy)
                  & (feats.dx.abs() >= p.kidney_dx[0]) & (feats.dx.abs() <= p.kidney_dx[1])]
     if heart_z is None and bladder_z is None:
@@ -321,6 +350,12 @@ def _kidneys(feats, p, organ, review, heart_z, bladder_z):
         near = part[(np.hypot(part.x - main.x, part.y - main.y) <= p.kidney_reach_mm)
                     & ((part.z - main.z).abs() <= p.kidney_half_length_mm)]
         for lid, row in near.iterrows():
+            fragment = row.suv_max <= p.kidney_fragment_ratio * t_seg
+            if lid != main.lesion_id and not fragment:
+                review[int(lid)] = (f"beside the {side} kidney, SUVmax {row.suv_max:.1f} above a parenchyma "
+                                    f"fragment's ({p.kidney_fragment_ratio:g} x the threshold {t_seg:.1f}): "
+                                    "a node, a kidney lesion or the renal pelvis")
+                continue
             if row.suv_max > p.kidney_piece_max_ratio * main.suv_max:
                 review[int(lid)] = (f"beside the {side} kidney but hotter than its largest piece (SUVmax "
                                     f"{row.suv_max:.1f} > {p.kidney_piece_max_ratio:g} x {main.suv_max:.1f}): renal pelvis or a kidney lesion")
@@ -356,56 +391,67 @@ def _split_lesions(m: np.ndarray, v: np.ndarray, spacing, name: str, suv_max: fl
                    p: PhysiologyParams) -> list[np.ndarray]:
     """Lesions inside an organ's component (voxel masks of the component's box); see the module docstring.
 
-    *Own maxima* (the myocardium; the brain's cortex and the kidneys' pelves have maxima of their own, so a
-    lesion merged with them is not split — docs/physiology.md): the wall is the part of the component within
-    ``split_wall_mm`` of its cold cavity; a regional maximum beyond the wall (≥ ``split_min_suv``, at most
-    ``split_max_peaks``, highest first) whose peak rises above the saddle joining it to the wall by ≥
-    ``split_prominence`` × the peak is a lesion's; each voxel goes to the wall or the maximum it climbs to
-    (marker watershed), and the maxima's regions of ≥ ``split_min_ml`` are lesions. *Bumps* (the bladder, whose urine is
-    uniform): a node pressed against it is a shoulder on its blurred edge, with no maximum of its own; the
-    parts of the component farther than ``split_margin_mm`` from the core (≥ ``core_fraction`` × SUVmax) and
-    holding ≥ ``split_tip_min_ml``, grown back towards the core by ``split_margin_mm - split_edge_mm``, are
-    lesions. The organ's own blurred edge reaches about one PSF
-    FWHM beyond its core, so it leaves no such part.
+    *Own maxima* (the myocardium and the bladder; the brain's cortex and the kidneys' pelves have maxima of
+    their own, so a lesion merged with them is not split — docs/physiology.md): the organ's body is the
+    myocardium's wall (within ``split_wall_mm`` of its cold cavity) or the bladder's bright core (≥
+    ``bladder_core_fraction`` × its SUVmax); a regional maximum outside it (≥ ``split_min_suv``, at most
+    ``split_max_peaks``, highest first) whose peak rises above the saddle joining it to the body by ≥
+    ``split_prominence`` × the peak is a lesion's; each voxel goes to the body or the maximum it climbs to
+    (marker watershed), and the maxima's regions of ≥ ``split_min_ml`` are lesions. *Bumps* (the bladder,
+    whose urine is uniform): a node pressed against it can be a shoulder on its blurred edge, with no maximum
+    of its own; the parts of the component farther than ``split_margin_mm`` from the core (≥
+    ``core_fraction`` × SUVmax) holding ≥ ``split_tip_min_ml``, grown back towards the core by
+    ``split_margin_mm - split_edge_mm``, are lesions. The organ's own blurred edge reaches about one PSF FWHM
+    beyond its core, so it leaves no such part.
     """
-    out = []
-    if name == "bladder":
-        core = m & (v >= p.core_fraction * suv_max)
-        dist = ndimage.distance_transform_edt(~core, sampling=spacing)
-        far, n = ndimage.label(m & (dist > p.split_margin_mm), structure=np.ones((3, 3, 3)))
-        for k in range(1, n + 1):
-            tip = far == k
-            if tip.sum() * voxel_ml < p.split_tip_min_ml:
-                continue
-            # the bump: its tip grown back towards the core, down to split_edge_mm from it
-            grow = p.split_margin_mm - p.split_edge_mm
-            part = m & (dist > p.split_edge_mm) & (ndimage.distance_transform_edt(~tip, sampling=spacing) <= grow)
-            if part.sum() * voxel_ml >= p.split_min_ml and v[part].max() >= p.split_min_suv:
-                out.append(part)
-        return out
-    if name != "myocardium":
-        return out
-    # the myocardium's wall: within split_wall_mm of its cold cavity; a node's maximum lies beyond it
-    filled = np.zeros(m.shape, bool)
-    for axis in range(3):
-        filled |= _fill_holes_slicewise(m, axis)
-    cavity = filled & ~m
-    if not cavity.any():
-        return out
-    wall = m & (ndimage.distance_transform_edt(~cavity, sampling=spacing) <= p.split_wall_mm)
-    outside = m & ~wall
-    peaks = outside & (v == ndimage.maximum_filter(np.where(m, v, -np.inf), size=3)) & (v >= p.split_min_suv)
+    if name == "myocardium":
+        filled = np.zeros(m.shape, bool)
+        for axis in range(3):
+            filled |= _fill_holes_slicewise(m, axis)
+        cavity = filled & ~m
+        if not cavity.any():
+            return []
+        body = m & (ndimage.distance_transform_edt(~cavity, sampling=spacing) <= p.split_wall_mm)
+        return _own_maxima(m, v, body, voxel_ml, p)
+    if name != "bladder":
+        return []
+    out = _own_maxima(m, v, m & (v >= p.bladder_core_fraction * suv_max), voxel_ml, p)
+    taken = np.zeros(m.shape, bool)
+    for part in out:
+        taken |= part
+    core = m & (v >= p.core_fraction * suv_max) & ~taken
+    dist = ndimage.distance_transform_edt(~core, sampling=spacing)
+    far, n = ndimage.label(m & ~taken & (dist > p.split_margin_mm), structure=np.ones((3, 3, 3)))
+    for k in range(1, n + 1):
+        tip = far == k
+        if tip.sum() * voxel_ml < p.split_tip_min_ml:
+            continue
+        # the bump: its tip grown back towards the core, down to split_edge_mm from it
+        grow = p.split_margin_mm - p.split_edge_mm
+        part = (m & ~taken & (dist > p.split_edge_mm)
+                & (ndimage.distance_transform_edt(~tip, sampling=spacing) <= grow))
+        if part.sum() * voxel_ml >= p.split_min_ml and v[part].max() >= p.split_min_suv:
+            out.append(part)
+    return out
+
+
+def _own_maxima(m: np.ndarray, v: np.ndarray, body: np.ndarray, voxel_ml: float, p) -> list[np.ndarray]:
+    """Regions of the component ``m`` around maxima outside the organ's ``body`` that stand on their own
+    (see :func:`_split_lesions`)."""
+    if not body.any():
+        return []
+    peaks = m & ~body & (v == ndimage.maximum_filter(np.where(m, v, -np.inf), size=3)) & (v >= p.split_min_suv)
     seeds = np.argwhere(peaks)
     order = np.argsort(v[tuple(seeds.T)])[::-1][:p.split_max_peaks]
     markers = np.zeros(m.shape, np.uint32)
-    markers[wall] = 1
+    markers[body] = 1
     n = 1
     for i in order:
         seed = tuple(seeds[i])
         if markers[seed]:
             continue
         peak = float(v[seed])
-        saddle = _saddle(m, v, seed, wall, peak)
+        saddle = _saddle(m, v, seed, body, peak)
         if peak - saddle < p.split_prominence * peak:
             continue
         lab, _ = ndimage.label(m & (v > saddle), structure=np.ones((3, 3, 3)))
@@ -414,7 +460,7 @@ def _split_lesions(m: np.ndarray, v: np.ndarray, spacing, name: str, suv_max: fl
         n += 1
         markers[seed] = n
     if n == 1:
-        return out
+        return []
     import SimpleITK as sitk
 
     relief = np.where(m, -v, np.float32(1e6)).astype(np.float32)
@@ -422,10 +468,7 @@ def _split_lesions(m: np.ndarray, v: np.ndarray, spacing, name: str, suv_max: fl
         sitk.GetImageFromArray(relief), sitk.GetImageFromArray(markers), markWatershedLine=False,
         fullyConnected=True))
     ws = np.where(m, ws, 0)
-    for k in range(2, n + 1):
-        if np.count_nonzero(ws == k) * voxel_ml >= p.split_min_ml:
-            out.append(ws == k)
-    return out
+    return [ws == k for k in range(2, n + 1) if np.count_nonzero(ws == k) * voxel_ml >= p.split_min_ml]
 
 
 def _apply(pet: Volume, labels: np.ndarray, feats, organ, p):

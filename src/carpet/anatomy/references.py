@@ -75,7 +75,8 @@ def _region_stats(name: str, pet: Volume, mask: np.ndarray, centre_mm, prov: dic
         region.sd = float(vals.std(ddof=1)) if vals.size > 1 else 0.0
     problems = [reason] if reason else []
     if vals.size < min_voxels:
-        problems.append(f"only {vals.size} voxels (< {min_voxels}); region outside the PET or too small")
+        if not (reason and vals.size == 0):             # the placement's reason says it already
+            problems.append(f"only {vals.size} voxels (< {min_voxels}); region outside the PET or too small")
     elif not (plausible_suv[0] <= region.mean <= plausible_suv[1]):
         problems.append(f"implausible SUVmean {region.mean:.2f} (expected {plausible_suv[0]}–{plausible_suv[1]})")
     elif region.mean > 0 and region.sd / region.mean > max_cov:
@@ -156,10 +157,13 @@ def _auto_liver_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, liver_hu,
     # local statistics), which gives the same decisions as the whole grid at a fraction of the cost.
     soft = (ctp.hu >= liver_hu[0]) & (ctp.hu <= liver_hu[1]) & ctp.body & ~ctp.bone
     region = soft & (ctp.xyz[0] < ctp.x_mid)        # patient right = smaller LPS x
-    if ctp.lungs.any():
-        right_lung = ctp.lungs & (ctp.xyz[0] < ctp.x_mid)
-        z_lung_base = _masked_min(ctp.xyz[2], right_lung if right_lung.any() else ctp.lungs)
-        region &= ctp.xyz[2] >= z_lung_base - search_below_lung_mm
+    if not ctp.lungs.any():
+        # The liver lies under the right lung's base: without the lung base nothing says the liver is in the
+        # field of view (a pelvis or a thigh would offer muscle), so the sphere is refused, not guessed.
+        return None, "no liver in the field of view (no lung base on the CT; the liver lies below it)"
+    right_lung = ctp.lungs & (ctp.xyz[0] < ctp.x_mid)
+    z_lung_base = _masked_min(ctp.xyz[2], right_lung if right_lung.any() else ctp.lungs)
+    region &= ctp.xyz[2] >= z_lung_base - search_below_lung_mm
     box = ndimage.find_objects(region.astype(np.uint8))
     if not box:
         return None, "no soft tissue in the right upper abdomen can hold the sphere"
@@ -203,7 +207,7 @@ def _auto_aorta_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, length_mm
     other = tuple(a for a in range(3) if a != axis)
     thorax = left.any(axis=other) & right.any(axis=other)           # slices holding both lungs
     if thorax.sum() < 2:
-        return None, "both lungs are needed to find the mediastinum; thorax not in the field of view?"
+        return None, "no thorax in the field of view (both lungs are needed to find the descending aorta)"
     # Voxels whose in-slice disk of the VOI's diameter is all blood-like soft tissue (no lung, no bone).
     soft = (ctp.hu >= blood_hu[0]) & (ctp.hu <= blood_hu[1]) & ctp.body & ~ctp.bone
     if avoid is not None:
@@ -347,6 +351,56 @@ def blood_pool_reference(pet: Volume, ct: Volume | None = None, centre_mm=None, 
                       plausible_suv, max_cov, 0.5, n_expected)
 
 
+#: Vertebral-body test of the spine marrow (provisional conventions [C]): trunk slices are at least
+#: ``trunk_min_width_mm`` wide (a thigh is narrower); the marrow is trabecular (``min_hu``, not the canal's
+#: CSF) and posterior to the body's centre; the column spans ``min_length_mm`` of slices whose marrow lies
+#: within ``column_mm`` (in-slice) of the column's median position.
+VERTEBRA = {"trunk_min_width_mm": 200.0, "min_hu": 100.0, "min_length_mm": 60.0, "column_mm": 15.0}
+
+
+def _vertebral_bodies(pet: Volume, ctp: _CtOnPet, marrow: np.ndarray) -> tuple[np.ndarray, str]:
+    """The part of ``marrow`` (mid-line band) in vertebral bodies, or an empty mask and the reason.
+
+    Written here (no library locates vertebrae on CT without a trained model): the ilium, the femur or a
+    sternum can lie in the mid-line band of a cropped field of view; the spine is the column of trabecular
+    marrow behind the trunk's centre, continuous along z. Fails (refuses) when the field of view holds less
+    than ``min_length_mm`` of spine, and takes the sacrum for spine (it is: fused vertebral bodies).
+    """
+    axis = _axial_axis(pet)
+    ax_x = int(np.argmax(np.abs(pet.direction[0, :])))
+    ax_y = int(np.argmax(np.abs(pet.direction[1, :])))
+    body = ctp.body
+    occ = body.any(axis=ax_y)                            # (x, slice) in array order of the two axes
+    occ = occ if ax_x < axis else occ.T
+    first = np.where(occ.any(axis=0), np.argmax(occ, axis=0), 0)
+    last = np.where(occ.any(axis=0), occ.shape[0] - 1 - np.argmax(occ[::-1], axis=0), -1)
+    width = (last - first + 1) * pet.spacing[ax_x]
+    other = tuple(a for a in range(3) if a != axis)
+    n_body = body.sum(axis=other)
+    y = np.broadcast_to(ctp.xyz[1], pet.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y_centre = np.where(body, y, 0).sum(axis=other) / n_body
+    trunk = width >= VERTEBRA["trunk_min_width_mm"]
+    shape = [1, 1, 1]
+    shape[axis] = -1
+    cand = (marrow & (ctp.hu >= VERTEBRA["min_hu"]) & trunk.reshape(shape)
+            & (y >= np.nan_to_num(y_centre, nan=np.inf).reshape(shape)))
+    n = cand.sum(axis=other)
+    if not n.any():
+        return np.zeros(pet.shape, bool), "no vertebral bodies in the field of view (no trabecular marrow " \
+                                          "behind the trunk's centre on the mid-line)"
+    x = np.broadcast_to(ctp.xyz[0], pet.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x_slice = np.where(cand, x, 0).sum(axis=other) / n
+    rows = n > 0
+    x_col = float(np.median(x_slice[rows]))
+    rows &= np.abs(x_slice - x_col) <= VERTEBRA["column_mm"]
+    if rows.sum() * pet.spacing[axis] < VERTEBRA["min_length_mm"]:
+        return np.zeros(pet.shape, bool), (f"no vertebral bodies in the field of view (a spine column shorter "
+                                           f"than {VERTEBRA['min_length_mm']:g} mm)")
+    return cand & rows.reshape(shape), ""
+
+
 def marrow_reference(pet: Volume, ct: Volume | None = None, *, marrow: Volume | None = None,
                      lesions: Volume | None = None, spine_halfwidth_mm: float = 35.0,
                      lesion_margin_mm: float = 10.0, edge_margin_mm: float | None = None,
@@ -354,8 +408,9 @@ def marrow_reference(pet: Volume, ct: Volume | None = None, *, marrow: Volume | 
                      plausible_suv: tuple[float, float] = (0.1, 15.0), max_cov: float = 1.0) -> ReferenceRegion:
     """Diffuse marrow uptake in the spine (IMPeTUs "BM"), lesions excluded.
 
-    The spine is approximated by the marrow within ``spine_halfwidth_mm`` of the body's left-right mid-line
-    (vertebrae and sacrum), kept ``edge_margin_mm`` (default 1.5 PET voxels) inside the cortex against partial
+    The spine is the marrow within ``spine_halfwidth_mm`` of the body's left-right mid-line that passes the
+    vertebral-body test of :func:`_vertebral_bodies` (vertebrae and sacrum; refused with the reason when the
+    field of view holds none), kept ``edge_margin_mm`` (default 1.5 PET voxels) inside the cortex against partial
     volume; focal lesions dilated by ``lesion_margin_mm`` are removed so the statistics describe the
     background marrow. Give ``marrow`` (a spine/pelvis marrow mask, e.g. from a skeleton segmentation) to
     override. Report ``median`` or ``mean`` as the diffuse marrow uptake.
@@ -371,15 +426,17 @@ def marrow_reference(pet: Volume, ct: Volume | None = None, *, marrow: Volume | 
     elif ct is not None:
         ctp = _CtOnPet.build(pet, ct, bone_params)
         band = np.broadcast_to(np.abs(ctp.xyz[0] - ctp.x_mid) <= spine_halfwidth_mm, pet.shape)
+        spine, reason = _vertebral_bodies(pet, ctp, ctp.marrow & band)
         m = np.zeros(pet.shape, bool)
-        box = _occupied_box(ctp.marrow & band, 0)
+        box = _occupied_box(spine, 0)
         if box is not None:
             # The erosion reaches edge_margin_mm: work in the band's box grown by that.
             crop = _grown_box(box, _reach(edge_margin_mm, pet.spacing), pet.shape)
             # 1.5 PET voxels off the cortex: partial volume with the (cold) compact bone under the PSF.
-            m[crop] = _erode_mm(ctp.marrow[crop], edge_margin_mm, pet.spacing) & band[crop]
+            m[crop] = _erode_mm(ctp.marrow[crop], edge_margin_mm, pet.spacing) & spine[crop]
         prov["placement"] = "automatic"
-        reason = "" if m.any() else "no marrow found near the mid-line"
+        prov["vertebral_bodies"] = dict(VERTEBRA)
+        reason = reason or ("" if m.any() else "no marrow found in the vertebral bodies")
     else:
         m = np.zeros(pet.shape, bool)
         prov["placement"] = "none"

@@ -332,14 +332,12 @@ def write_seg(labels: Volume, source_pet_dir: str | Path, path: str | Path, *,
             display_color=hd.color.CIELabColor.from_string(_COLOURS[(n - 1) % len(_COLOURS)]))
         d.SegmentDescription = f"lesion {v}: {how}"[:64]
         descriptions.append(d)
-    seg = hd.seg.Segmentation(
-        source_images=series.headers, pixel_array=frames,  # segment numbers: highdicom splits BINARY
-        segmentation_type=(hd.seg.SegmentationTypeValues.LABELMAP if labelmap
-                           else hd.seg.SegmentationTypeValues.BINARY),
-        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=900,
-        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="carpet",
-        manufacturer_model_name="carpet", software_versions=__version__, device_serial_number="0",
-        series_description=f"carpet lesions: {how}"[:64], omit_empty_frames=not labelmap)
+    with warnings.catch_warnings():
+        # highdicom checks the PatientName it copies and warns with the name in the text: that would put
+        # the patient's name in carpet's log even when the SEG is about to carry a pseudonym.
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name",
+                                category=UserWarning)
+        seg = _segmentation(hd, series, frames, labelmap, descriptions, how)
     seg.ContentCreatorName = ""  # Type 2 (dcmqi warns when absent); no person made it, or it is not said
     if pseudonym is not None:
         deidentify(seg, pseudonym, series.headers[0])
@@ -347,6 +345,20 @@ def write_seg(labels: Volume, source_pet_dir: str | Path, path: str | Path, *,
     path.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(path)
     return path
+
+
+def _segmentation(hd, series, frames, labelmap: bool, descriptions, how: str):
+    """The highdicom Segmentation of ``frames`` (segment numbers) over the PET series ``series``."""
+    from carpet import __version__
+
+    return hd.seg.Segmentation(
+        source_images=series.headers, pixel_array=frames,  # segment numbers: highdicom splits BINARY
+        segmentation_type=(hd.seg.SegmentationTypeValues.LABELMAP if labelmap
+                           else hd.seg.SegmentationTypeValues.BINARY),
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=900,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="carpet",
+        manufacturer_model_name="carpet", software_versions=__version__, device_serial_number="0",
+        series_description=f"carpet lesions: {how}"[:64], omit_empty_frames=not labelmap)
 
 
 def _threshold_text(threshold: object) -> str:

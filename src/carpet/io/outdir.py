@@ -4,8 +4,9 @@ The discipline every command follows (``quantify``, ``suv``, ``imwg``, ``analyze
 takes the lock and the ownership rule, and stages study by study itself):
 
 * **Lock.** ``.NAME.lock`` beside ``--out`` is held with ``flock`` for the whole run; a second run
-  into the same ``--out`` is refused at once, naming the process that holds it. The kernel drops the
-  lock when its process dies (even by SIGKILL), so a killed run never leaves a stale lock.
+  into the same ``--out`` is refused (after a second's grace), naming the process that holds it. The
+  kernel drops the lock when its process dies (even by SIGKILL), so a killed run never leaves a
+  stale lock; forked workers close their copy (:func:`close_inherited_locks`).
 * **Stage, then move.** Outputs are written into ``.NAME.PID.tmp`` beside ``--out`` (same file
   system, so the move is a rename). Only a complete run is moved into place: the old folder is
   renamed aside (``.NAME.PID.old``), the new one renamed in, the old one removed. A run that fails or
@@ -185,6 +186,8 @@ def staged_dir(out: str | Path, command: str) -> Iterator[Path]:
         names the final path, not the temporary one.
     """
     out = Path(out).absolute()
+    if Path.cwd().is_relative_to(out):  # replacing it would pull the folder from under the shell
+        raise OutputError("is the current folder or holds it", path=out, hint="choose a sub-folder for --out")
     with locked_output(out):
         _sweep(out, restore=True)
         _check_target_dir(out, command)

@@ -196,7 +196,6 @@ class _Fit:
     loglik0: float
     score: np.ndarray        # U at beta
     var: np.ndarray          # generalized inverse of the information at beta
-    score0: np.ndarray
     sctest: float
     iterations: int
     converged: bool
@@ -211,13 +210,12 @@ def _newton(data: _CoxData, p: int, max_iter: int = _ITER_MAX, eps: float = _EPS
     step = _chsolve(f0, u0)
     sctest = float(u0 @ step)
     best, new, halving = ll0, beta + step, 0
-    ll, u, info = ll0, u0, info0
     for it in range(1, max_iter + 1):
         ll, u, info = data.terms(new)
         fac = _cholesky2(info)
         finite = np.isfinite(ll) and np.all(np.isfinite(u)) and np.all(np.isfinite(info))
         if finite and abs(1 - best / ll) <= eps:
-            return _Fit(new, ll, ll0, u, _chinv(fac), u0, sctest, it, True, fac[2])
+            return _Fit(new, ll, ll0, u, _chinv(fac), sctest, it, True, fac[2])
         if not finite or ll < best:
             halving += 1
             new = (new + halving * beta) / (halving + 1)
@@ -227,7 +225,7 @@ def _newton(data: _CoxData, p: int, max_iter: int = _ITER_MAX, eps: float = _EPS
             beta, new = new, new + _chsolve(fac, u)
     ll, u, info = data.terms(beta)  # ran out of iterations: the last good step
     fac = _cholesky2(info)
-    return _Fit(beta, ll, ll0, u, _chinv(fac), u0, sctest, max_iter + 1, False, fac[2])  # R counts one more
+    return _Fit(beta, ll, ll0, u, _chinv(fac), sctest, max_iter + 1, False, fac[2])  # R counts one more
 
 
 @dataclass(frozen=True)

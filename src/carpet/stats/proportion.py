@@ -68,11 +68,8 @@ def proportion(k, n, *, conf_level: float = 0.95, p0: float = 0.5) -> Proportion
     res = stats.binomtest(k, n, p0)
     exact = res.proportion_ci(conf_level, method="exact")
     wilson = res.proportion_ci(conf_level, method="wilson")
-    # prop.test sets the bound to exactly 0 (k = 0) or 1 (k = n); the formula gives it only to rounding
-    lo_w = 0.0 if k == 0 else float(wilson.low)
-    hi_w = 1.0 if k == n else float(wilson.high)
-    return Proportion(k, n, k / n, (float(exact.low), float(exact.high)), (lo_w, hi_w), float(res.pvalue),
-                      p0, conf_level)
+    return Proportion(k, n, k / n, (float(exact.low), float(exact.high)), (float(wilson.low), float(wilson.high)),
+                      float(res.pvalue), p0, conf_level)
 
 
 @dataclass(frozen=True)

@@ -365,10 +365,13 @@ def _fisher_rxc_p(t: np.ndarray, log_threshold: float, max_tables: int) -> float
        per split of column j, weighted by −Σ log x!).
     2. Backward: for every node the exact longest and shortest path to the end (the most and least
        probable completion).
-    3. Forward with the probability of the path so far (paths with equal probability into one node
-       merged, with a multiplicity): a path is settled as soon as its longest completion stays below
-       the threshold (all completions count; their total has the closed form N!/(Π R! Π c!)) or its
-       shortest completion is above it (none counts).
+    3. Forward over the first half of the columns with the probability of the path so far (paths with
+       equal probability into one node merged, with a multiplicity): a path is settled as soon as its
+       longest completion stays below the threshold (all completions count; their total has the closed
+       form N!/(Π R! Π c!)) or its shortest completion is above it (none counts).
+    4. Backward over the second half: the value of every completion of each middle node (merged where
+       equal), then the two halves meet: per node, a cumulative sum over the sorted completions answers
+       each open path at once, so the product of the two halves is never formed.
     Returns ``None`` once a stage would hold more than ``max_tables`` edges or paths.
     """
     if t.shape[0] > t.shape[1]:
@@ -395,9 +398,10 @@ def _fisher_rxc_p(t: np.ndarray, log_threshold: float, max_tables: int) -> float
         longest, shortest = hi, lo
         bounds.append((longest, shortest))
     bounds = bounds[::-1]
+    middle = (len(edges) + 1) // 2
     node, past, weight = np.zeros(1, dtype=np.int64), np.zeros(1), np.ones(1)
     p_value = 0.0
-    for j, (parent, child, w) in enumerate(edges):
+    for j, (parent, child, w) in enumerate(edges[:middle]):
         longest, shortest = bounds[j]
         all_in = past + longest[node] <= threshold
         if all_in.any():
@@ -407,19 +411,56 @@ def _fisher_rxc_p(t: np.ndarray, log_threshold: float, max_tables: int) -> float
             p_value += float(np.dot(weight[all_in], np.exp(const + past[all_in] + log_all)))
         open_ = ~all_in & (past + shortest[node] <= threshold)
         node, past, weight = node[open_], past[open_], weight[open_]
-        start = np.searchsorted(parent, node, side="left")
-        count = np.searchsorted(parent, node, side="right") - start
-        total = int(count.sum())
-        if total > max_tables:
+        expanded = _follow(node, past, weight, parent, child, w, max_tables)
+        if expanded is None:
             return None
-        rep = np.repeat(np.arange(node.size), count)
-        e = np.repeat(start, count) + np.arange(total) - np.repeat(np.cumsum(count) - count, count)
-        key, inverse = _unique_rows(np.column_stack((child[e], np.round(past[rep] + w[e], 9))))
-        weight = np.bincount(inverse, weights=weight[rep])
-        node, past = key[:, 0].astype(np.int64), key[:, 1]
-    final = past + bounds[-1][0][node]
-    keep = final <= threshold
-    return p_value + float(np.dot(weight[keep], np.exp(const + final[keep])))
+        node, past, weight = expanded
+    # the second half backwards: every completion's value from each middle node, merged where equal
+    last = nodes[-1]
+    f_node, f_val, f_mult = np.arange(len(last)), -gammaln(last + 1).sum(axis=1), np.ones(len(last))
+    for parent, child, w in reversed(edges[middle:]):
+        expanded = _follow(f_node, f_val, f_mult, child, parent, w, max_tables)
+        if expanded is None:
+            return None
+        f_node, f_val, f_mult = expanded
+    return p_value + _join(node, past, weight, f_node, f_val, f_mult, threshold, const)
+
+
+def _follow(node, value, weight, src, dst, w, max_tables):
+    """Extend (node, value, weight) paths along the edges src → dst (weights w); merge equal (node, value)."""
+    order = np.argsort(src, kind="stable")
+    src_sorted = src[order]
+    start = np.searchsorted(src_sorted, node, side="left")
+    count = np.searchsorted(src_sorted, node, side="right") - start
+    total = int(count.sum())
+    if total > max_tables:
+        return None
+    rep = np.repeat(np.arange(node.size), count)
+    e = order[np.repeat(start, count) + np.arange(total) - np.repeat(np.cumsum(count) - count, count)]
+    key, inverse = _unique_rows(np.column_stack((dst[e], np.round(value[rep] + w[e], 9))))
+    return key[:, 0].astype(np.int64), key[:, 1], np.bincount(inverse, weights=weight[rep])
+
+
+def _join(node, past, weight, f_node, f_val, f_mult, threshold, const) -> float:
+    """Σ over (path so far, completion) pairs meeting at the same node with past + future <= threshold of
+    weight · multiplicity · exp(const + past + future): per node, cumulative sums over the sorted futures."""
+    if node.size == 0 or f_node.size == 0:
+        return 0.0
+    limit = threshold - past
+    ranks = np.unique(np.concatenate((f_val, limit)), return_inverse=True)[1]  # exact order of floats
+    k = int(ranks.max()) + 2
+    keys = f_node * k + ranks[:f_val.size]
+    order = np.argsort(keys, kind="stable")
+    n_nodes = int(max(node.max(), f_node.max())) + 1
+    shift = np.full(n_nodes, -np.inf)
+    np.maximum.at(shift, f_node, f_val)
+    cum = np.concatenate(([0.0], np.cumsum((f_mult * np.exp(f_val - shift[f_node]))[order])))
+    sorted_keys = keys[order]
+    lo = np.searchsorted(sorted_keys, node * k, side="left")
+    hi = np.searchsorted(sorted_keys, node * k + ranks[f_val.size:], side="right")
+    has = np.isfinite(shift[node])
+    total = (cum[hi] - cum[lo])[has]
+    return float(np.dot(weight[has] * total, np.exp(const + past[has] + shift[node[has]])))
 
 
 def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,13 @@ Ideal truth: a lesion voxel is a PET voxel whose centre lies within the lesion r
 (``|x - c|² <= r²``); its SUV is exactly the lesion's SUV. Without blur, noise or physiological
 uptake every non-lesion voxel is below 4 SUV, so a global SUV ≥ 4 threshold finds exactly the lesions,
 and lesions are kept two voxel diagonals apart so their 26-connected components never merge.
+
+Physiology (``physiological_uptake=True``; :meth:`PhantomSpec.patient` for a patient-like scan): FDG
+uptake in the brain (inside a skull), salivary glands and tonsils, myocardium, kidneys, renal pelves,
+ureters, bladder and colon, each with its CT number, and one truth record per organ (``truth['physiology']``,
+``Phantom.physiology_labels``) beside the lesions' (``class`` 'physiology' or 'disease', disjoint voxels).
+Lesions can be placed a chosen gap from an organ (``LesionSpec.near``), and ``fov`` cuts the whole-body
+patient to a thoracic or pelvic field of view (a slab of the same patient: the same voxels).
 """
 
 from __future__ import annotations
@@ -285,7 +292,7 @@ class PhantomSpec:
         organ_lesions : bool
             Add one lesion next to each organ in the field of view: a node beside the bladder, a
             mediastinal node beside the heart, a skull lesion below the brain, a node beside a
-            kidney, and a liver lesion (:func:`organ_lesions`).
+            kidney, and a liver lesion (:func:`organ_lesions_for`).
         """
         if isinstance(myocardium, str):
             if myocardium not in MYOCARDIUM_SUV:
@@ -1203,8 +1210,9 @@ def make_phantom(spec: PhantomSpec) -> Phantom:
         "ct_grid": _grid_record(ct_grid),
         "spec": spec.to_dict(),
         "organ_suv": {TISSUE_NAMES[c]: float(v) for c, v in suv_of.items()
-                      if c not in HOT_TISSUES or spec.physiological_uptake},
-        "tissue_hu": {TISSUE_NAMES[c]: int(v) for c, v in TISSUE_HU.items()},
+                      if spec.physiological_uptake or (c < BRAIN_WM and c not in HOT_TISSUES)},
+        "tissue_hu": {TISSUE_NAMES[c]: int(v) for c, v in TISSUE_HU.items()
+                      if spec.physiological_uptake or c < BRAIN_WM},
         "liver_voi": {"centre_mm": list(anatomy.liver_voi_mm), "radius_mm": LIVER_VOI_RADIUS_MM},
         "aorta_voi": {"centre_mm": list(anatomy.aorta_voi_mm), "radius_mm": AORTA_VOI_RADIUS_MM},
         "notes": "lesion SUV, TLG and totals describe the image before PSF blur and noise",
