@@ -94,14 +94,15 @@ def _skeleton_only(solid: np.ndarray, hu: np.ndarray, box, shape, voxel_ml: floa
     if n == 0:
         return solid
     sizes = np.bincount(lab.ravel(order="K"), minlength=n + 1)
-    hu_max = np.concatenate([[-np.inf], ndimage.maximum(hu, labels=lab, index=np.arange(1, n + 1))])
+    compact = np.zeros(n + 1, bool)
+    compact[lab[np.asarray(hu) >= params.cortex_hu]] = True
     border = np.zeros(n + 1, bool)
     for a, (b, size) in enumerate(zip(box, shape)):
         if b.start == 0:
             border[np.unique(lab.take(0, axis=a))] = True
         if b.stop == size:
             border[np.unique(lab.take(-1, axis=a))] = True
-    keep = (hu_max >= params.cortex_hu) & ((sizes * voxel_ml >= params.skeleton_min_ml) | border)
+    keep = compact & ((sizes * voxel_ml >= params.skeleton_min_ml) | border)
     keep[0] = False
     return keep[lab]
 

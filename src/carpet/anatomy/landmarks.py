@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -101,8 +101,6 @@ class BodyLandmarks:
         Median SUV of the body (soft-tissue background).
     body : ndarray of bool
         The body on the coarse grid (in-slice holes filled).
-    depth_mm : ndarray of float32
-        Distance (mm) of each coarse voxel inside the body to the body surface (0 outside).
     factor : tuple of 3 int
         Coarse voxel = ``factor`` PET voxels per axis.
     axis : int
@@ -121,10 +119,11 @@ class BodyLandmarks:
     head: np.ndarray
     soft_suv: float
     body: np.ndarray
-    depth_mm: np.ndarray
     factor: tuple[int, int, int]
     axis: int
     midline_depth_mm: np.ndarray
+    coarse_spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     def slice_of(self, z_mm) -> np.ndarray:
         """Index of the coarse slice nearest to each LPS ``z_mm``."""
@@ -132,25 +131,45 @@ class BodyLandmarks:
         return np.abs(z[:, None] - self.z_mm[None, :]).argmin(axis=1)
 
     def depth_at(self, ijk: np.ndarray) -> np.ndarray:
-        """Depth below the body surface (mm) at PET voxel indices ``ijk`` (n × 3)."""
-        idx = np.minimum(np.asarray(ijk) // np.asarray(self.factor), np.asarray(self.depth_mm.shape) - 1)
-        return self.depth_mm[tuple(idx.T)]
+        """Depth below the body surface (mm) at PET voxel indices ``ijk`` (n × 3): the distance from the
+        coarse voxel to the nearest coarse voxel outside the body (beyond the first and last slice the body
+        goes on: the field of view cuts it), as the Euclidean distance transform gives it — from a k-d tree
+        of the outside voxels next to the body, built on the first call (only a few points are asked for)."""
+        idx = np.minimum(np.asarray(ijk) // np.asarray(self.factor), np.asarray(self.body.shape) - 1)
+        if idx.size == 0:
+            return np.zeros(0)
+        tree = self._outside_tree()
+        inside = self.body[tuple(idx.T)]
+        cs = np.asarray(self.coarse_spacing)
+        d = tree.query(idx * cs)[0] if tree is not None else np.full(len(idx), np.inf)
+        return np.where(inside, d, 0.0)
+
+    def _outside_tree(self):
+        if "tree" not in self.cache:
+            from scipy import ndimage
+            from scipy.spatial import cKDTree
+
+            padded = np.pad(self.body, 1)
+            ends = [slice(1, -1)] * 3
+            for end, src in ((0, 1), (-1, -2)):
+                ends[self.axis] = end
+                inner = list(ends)
+                inner[self.axis] = src
+                padded[tuple(ends)] = padded[tuple(inner)]
+            # outside voxels with a body neighbour (the nearest outside voxel of a body voxel is one of them)
+            edge = ~padded & ndimage.binary_dilation(padded, ndimage.generate_binary_structure(3, 1))
+            pts = (np.argwhere(edge) - 1) * np.asarray(self.coarse_spacing)
+            self.cache["tree"] = cKDTree(pts) if len(pts) else None
+        return self.cache["tree"]
 
     @property
     def head_in_fov(self) -> bool:
         return bool(self.head.any())
 
 
-def _block_mean(arr: np.ndarray, factor) -> np.ndarray:
-    """Mean over non-overlapping blocks of ``factor`` voxels (the last partial block of an axis dropped)."""
-    f = [int(k) for k in factor]
-    n = [s // k for s, k in zip(arr.shape, f)]
-    a = np.asarray(arr)[:n[0] * f[0], :n[1] * f[1], :n[2] * f[2]]
-    return a.reshape(n[0], f[0], n[1], f[1], n[2], f[2]).mean(axis=(1, 3, 5), dtype=np.float32)
-
-
 def body_landmarks(pet: Volume, *, body_fraction: float = 0.3, head_width_ratio: float = 0.7) -> BodyLandmarks:
-    """Body outline, trunk centre line and head from the PET (SUV), on a grid of about ``COARSE_MM``.
+    """Body outline, trunk centre line and head from the PET (SUV), on a grid of about ``COARSE_MM`` (every
+    n-th voxel).
 
     The body is the largest connected region at or above ``body_fraction`` × the median SUV of the voxels
     above 5 % of the 99th percentile (the tissue background), with its in-slice holes filled. In each axial
@@ -165,7 +184,9 @@ def body_landmarks(pet: Volume, *, body_fraction: float = 0.3, head_width_ratio:
 
     axis = _axial_axis(pet)
     factor = tuple(int(max(1, round(COARSE_MM / s))) for s in pet.spacing)
-    coarse = _block_mean(np.asarray(pet.array), factor)
+    # every factor-th voxel: the outline needs no averaging at a body threshold of 0.3 × the tissue
+    # background
+    coarse = np.ascontiguousarray(np.asarray(pet.array)[::factor[0], ::factor[1], ::factor[2]])
     cs = np.asarray(pet.spacing) * np.asarray(factor)
     positive = coarse[coarse > 0]
     floor = 0.05 * float(np.percentile(positive, 99)) if positive.size else 0.0
@@ -174,17 +195,6 @@ def body_landmarks(pet: Volume, *, body_fraction: float = 0.3, head_width_ratio:
     body = _largest_component(coarse >= body_fraction * level) if level > 0 else np.zeros(coarse.shape, bool)
     body = _fill_holes_slicewise(body, axis)
     soft = float(np.median(coarse[body])) if body.any() else 0.0
-    # Depth below the skin: beyond the first and last slice the body goes on (the field of view cuts it),
-    # beyond the in-slice border it does not.
-    pad = [(1, 1)] * 3
-    padded = np.pad(body, pad)
-    ends = [slice(1, -1)] * 3
-    for end, src in ((0, 1), (-1, -2)):
-        ends[axis] = end
-        idx = list(ends)
-        idx[axis] = src
-        padded[tuple(ends)] = padded[tuple(idx)]
-    depth = ndimage.distance_transform_edt(padded, sampling=cs)[1:-1, 1:-1, 1:-1].astype(np.float32)
     # in-slice pieces: label with no connection across slices
     structure = np.zeros((3, 3, 3), bool)
     sl = [slice(None)] * 3
@@ -192,8 +202,7 @@ def body_landmarks(pet: Volume, *, body_fraction: float = 0.3, head_width_ratio:
     structure[tuple(sl)] = ndimage.generate_binary_structure(2, 2)
     pieces, n = ndimage.label(body, structure=structure)
     nz = coarse.shape[axis]
-    grid = Volume(np.zeros((1, 1, 1), np.uint8), tuple(cs),
-                  pet.index_to_world((np.asarray(factor) - 1) / 2.0), pet.direction)
+    grid = Volume(np.zeros((1, 1, 1), np.uint8), tuple(cs), pet.origin, pet.direction)
     x, y, z = _voxel_coords_mm(grid, tuple(slice(0, s) for s in coarse.shape))
     z_line = np.broadcast_to(z, coarse.shape).mean(axis=tuple(a for a in range(3) if a != axis))
     out = {k: np.full(nz, np.nan) for k in ("x", "y", "w", "d")}
@@ -243,8 +252,8 @@ def body_landmarks(pet: Volume, *, body_fraction: float = 0.3, head_width_ratio:
         if cols.size:
             thick = np.moveaxis(body, (ax_x, ax_y, axis), (0, 1, 2))[cols].sum(axis=1).mean(axis=0)
             midline = thick * cs[ax_y]
-    return BodyLandmarks(z_line, has_body, out["x"], out["y"], out["w"], out["d"], head, soft, body, depth,
-                         factor, axis, midline)
+    return BodyLandmarks(z_line, has_body, out["x"], out["y"], out["w"], out["d"], head, soft, body,
+                         factor, axis, midline, tuple(float(c) for c in cs))
 
 
 def leg_slices(lm: BodyLandmarks, depth_ratio: float = 0.88) -> np.ndarray:

@@ -11,7 +11,8 @@ numpy/scipy.ndimage. The rules and how they fail are written down in ``docs/phys
   and at least ``brain_skull_mm`` below the skin (scalp and skull), or at least ``brain_depth_mm`` below the
   skin and not below its lowest slice. A small component near the
   skin of the head (a skull or scalp lesion) stays and is flagged for review.
-* **myocardium** — outside the head, at least ``heart_min_ml``, centroid left of the mid-line or on it
+* **myocardium** — outside the head (in the cranial half of the trunk when the head or the legs place the
+  trunk), at least ``heart_min_ml``, centroid left of the mid-line or on it
   (``heart_dx``, in half trunk widths) and in the anterior part of the trunk (``heart_dy``), shaped like a
   shell (a cold cavity: its in-slice holes fill ≥ ``heart_shell_min`` × its volume). A component in the
   heart's place that is no shell is kept and flagged.
@@ -20,7 +21,7 @@ numpy/scipy.ndimage. The rules and how they fail are written down in ``docs/phys
   (``bladder_dx``), not posterior (``bladder_dy``), at least ``bladder_min_ml`` and SUVmax ≥
   ``bladder_min_suv``; of these the one holding the most tracer (TLG), and only when its TLG is ≥
   ``bladder_contrast`` × that of every other component outside the head, the heart and the kidneys' place
-  (else kept and flagged).
+  (else kept and flagged); a shell (the heart's test) is not the bladder.
 * **kidney** — outside the head, between the heart and the bladder when found, posterior (``kidney_dy``) and
   lateral (``kidney_dx``), and only when the heart or the bladder was found (the renal level): the largest candidate of each side (≥ ``kidney_min_ml``, in the posterior half),
   and only when the two make a pair (levels within ``kidney_pair_mm``, distances from the mid-line within
@@ -233,7 +234,7 @@ def find_physiology(pet: Volume, labels: np.ndarray, *, params: PhysiologyParams
         feats = feats.set_index("lesion_id", drop=False)
         _brain(feats, labels, pet, lm, p, organ, review)
         heart_z = _heart(feats, labels, lm, p, organ, review)
-        bladder_z = _bladder(feats, lm, p, organ, review, heart_z)
+        bladder_z = _bladder(feats, labels, lm, p, organ, review, heart_z)
         _kidneys(feats, p, organ, review, heart_z, bladder_z, float(feats.suv_min.min()))
         found = {o: any(v[0] == o for v in organ.values()) for o in ORGANS}
     kept, excluded, table, lut, split_review = _apply(pet, labels, feats, organ, p)
@@ -279,9 +280,11 @@ def _heart(feats, labels, lm, p, organ, review):
                  & (feats.dx >= p.heart_dx[0]) & (feats.dx <= p.heart_dx[1]) & (feats.dy <= p.heart_dy)]
     if cand.empty:
         return None
-    # the heart lies in the cranial half of the trunk (outside the head)
-    z_trunk = lm.z_mm[lm.has_body & ~lm.head]
-    cand = cand[cand.z >= z_trunk.min() + 0.5 * (z_trunk.max() - z_trunk.min())]
+    # the heart lies in the cranial half of the trunk, when the head or the legs say where the trunk is
+    legs = leg_slices(lm)
+    if lm.head.any() or legs.any():
+        z_trunk = lm.z_mm[lm.has_body & ~lm.head & ~legs]
+        cand = cand[cand.z >= z_trunk.min() + 0.5 * (z_trunk.max() - z_trunk.min())]
     for lid, row in cand.sort_values("volume_ml", ascending=False).iterrows():
         ratio = _shell_ratio(labels, row, lm.axis)
         if ratio >= p.heart_shell_min:
@@ -292,7 +295,7 @@ def _heart(feats, labels, lm, p, organ, review):
     return None
 
 
-def _bladder(feats, lm, p, organ, review, heart_z):
+def _bladder(feats, labels, lm, p, organ, review, heart_z):
     body = feats[~feats["head"].astype(bool) & ~feats.index.isin(list(organ))]
     cand = body[(body.volume_ml >= p.bladder_min_ml) & (body.suv_max >= p.bladder_min_suv)
                 & (body.dx.abs() <= p.bladder_dx) & (body.dy <= p.bladder_dy)]
@@ -315,6 +318,9 @@ def _bladder(feats, lm, p, organ, review, heart_z):
     others = body[~kidney_place & (body.index != row.lesion_id)]
     rival = float(tlg[others.index].max()) if len(others) else 0.0
     own = float(tlg[row.lesion_id])
+    if _shell_ratio(labels, row, lm.axis) >= p.heart_shell_min:
+        review[int(row.lesion_id)] = "mid-line like the bladder but a shell around a cold core (heart? necrosis?)"
+        return None
     if own < p.bladder_contrast * rival:
         review[int(row.lesion_id)] = (f"mid-line in the caudal trunk like the bladder, but its TLG {own:.0f} is not "
                                       f"{p.bladder_contrast:g}x that of every other component ({rival:.0f})")
@@ -475,9 +481,12 @@ def _apply(pet: Volume, labels: np.ndarray, feats, organ, p):
     """Split lesions off organ components, remove the organs, relabel.
 
     Returns (kept labels, excluded labels, table, lut old → new label, review of the split-off parts)."""
+    excluded = np.zeros(labels.shape, np.int32)
+    if not organ:                                       # nothing to take out: the labels as they are
+        n = int(feats.lesion_id.max()) if len(feats) else 0
+        return labels, excluded, pd.DataFrame([], columns=TABLE_COLUMNS), np.arange(n + 1), {}
     spacing = np.asarray(pet.spacing)
     suv = np.asarray(pet.array)
-    excluded = np.zeros(labels.shape, np.int32)
     rows, extra, review = [], [], {}
     for cid, (lid, (name, rule, reason)) in enumerate(sorted(organ.items()), start=1):
         f = feats.loc[lid]
