@@ -573,6 +573,10 @@ def test_describe_lists_the_raw_inputs_of_a_plan():
     run = CliRunner().invoke(app, ["analyze", "--plan", str(PLANS / "salvage_after_bcma.yaml"), "--describe"])
     assert run.exit_code == 0 and "therapies table (--therapies)" in run.output and "regimen" in run.output
     assert "assessments table" in describe_plan(PLANS / "moffitt_post_progression.yaml")
+    # a column the cohort schema does not document is described by the plan's own variables label
+    lines = describe_plan(PLANS / "certainty_mtv.yaml").splitlines()
+    assert any(line.split()[:3] == ["mtv_ml", "MTV", "(mL)"] for line in lines)
+    assert all(len(line.split()) > 2 for line in lines if line.startswith("  "))   # no column without a text
 
 
 def test_imaging_windows_pick_scans_by_days_from_infusion_and_cutoff_method_is_checked(tmp_path):
