@@ -55,3 +55,14 @@ def test_missing_words_each_have_one_meaning():
     assert fmt.estimate(math.nan) == "NA"
     assert fmt.percent(3, 0) == "NA" and fmt.percent(35, 60) == "35 (58%)"
     assert fmt.number(12.0) == "12" and fmt.number(0.512) == "0.512" and fmt.number(54.31) == "54.3" and fmt.number(1234.56) == "1235"
+
+
+def test_model_comparison_c_index_ci_columns_are_named_and_printed_like_the_c_index():
+    """compare_models' C-index CI columns (carpet.stats) reach the report named, with the C-index's decimals."""
+    from carpet.analyze.runners import _stat_display
+
+    row = pd.DataFrame([{"model": "IPI", "c_index": 0.5321, "c_index_se": 0.0312, "c_index_lower": 0.4709,
+                         "c_index_upper": 0.5933}])
+    shown = _stat_display(row)
+    assert list(shown.columns) == ["Model", "C-index", "C-index SE", "C-index 95% CI lower", "C-index 95% CI upper"]
+    assert shown.iloc[0].tolist() == ["IPI", "0.532", "0.031", "0.471", "0.593"]
