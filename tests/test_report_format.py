@@ -66,3 +66,19 @@ def test_model_comparison_c_index_ci_columns_are_named_and_printed_like_the_c_in
     shown = _stat_display(row)
     assert list(shown.columns) == ["Model", "C-index", "C-index SE", "C-index 95% CI lower", "C-index 95% CI upper"]
     assert shown.iloc[0].tolist() == ["IPI", "0.532", "0.031", "0.471", "0.593"]
+
+
+def test_regimen_classes_print_as_words_in_tables_and_rate_displays():
+    """carpet.cohort.therapy's class codes reach Table 1/Table 3 and the ORR-by-class tables as words."""
+    from carpet.analyze.cohort_runners import _rates_display
+    from carpet.analyze.labels import Labels
+    from carpet.cohort.therapy import REGIMEN_CLASSES
+
+    lab = Labels()
+    shown = {lab.level("first_therapy_class", code) for code, _ in REGIMEN_CLASSES}
+    assert len(shown) == len(REGIMEN_CLASSES) and not any("_" in s for s in shown)
+    assert lab.level("first_salvage_class", "car_t") == "CAR T"
+    assert lab.level("x", "unknown") == "unknown"                      # other values as they are
+    rows = [{"regimen_class": "bcma_bispecific", "responded": 5, "n": 6, "orr_percent": 83.3, "ci_lower": 35.9,
+             "ci_upper": 99.6}]
+    assert _rates_display(rows)["regimen class"].tolist() == ["BCMA bispecific"]

@@ -142,7 +142,10 @@ def _class_rates(lines: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _rates_display(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([{"regimen class": r["regimen_class"], "lines": r["n"],
+    from carpet.cohort.therapy import REGIMEN_CLASS_LABELS
+
+    return pd.DataFrame([{"regimen class": REGIMEN_CLASS_LABELS.get(r["regimen_class"], r["regimen_class"]),
+                          "lines": r["n"],
                           "ORR, % (95% CI)": f"{r['responded']}/{r['n']} = {r['orr_percent']:.0f}% "
                                              f"({r['ci_lower']:.0f}–{r['ci_upper']:.0f})"} for r in rows])
 
