@@ -140,6 +140,16 @@ def test_moffitt_table1_csv_equals_table1(moffitt):
     assert got.to_numpy().tolist() == want.to_numpy().tolist()
 
 
+def test_moffitt_report_names_columns_by_their_labels(moffitt):
+    """Notes and the transitions table of the report (runners) speak the plan's labels, not column names."""
+    _, _, out = moffitt
+    page = (out / "report.html").read_text()
+    assert "<th>status_progression</th>" not in page          # the columns' axis name was an extra header row
+    assert "<th>Baseline \\ Progression</th>" in page                # the corner cell names both axes
+    notes = re.findall(r"missing time, event or ([^.]*) were left out", page)
+    assert all("_" not in n for n in notes), notes
+
+
 def test_moffitt_transitions_count_patients(moffitt):
     patients, _, out = moffitt
     res = results_json(out)["analyses"]["transitions_status_baseline_status_progression"]
