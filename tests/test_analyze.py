@@ -147,7 +147,19 @@ def test_moffitt_report_names_columns_by_their_labels(moffitt):
     assert "<th>status_progression</th>" not in page          # the columns' axis name was an extra header row
     assert "<th>Baseline \\ Progression</th>" in page                # the corner cell names both axes
     notes = re.findall(r"missing time, event or ([^.]*) were left out", page)
-    assert all("_" not in n for n in notes), notes
+    notes += re.findall(r"patient\(s\) with ([^.]*) unknown were left out of this rate", page)
+    assert notes and all("_" not in n for n in notes), notes
+
+
+def test_proportion_heading_and_note_use_the_column_label(tmp_path):
+    from carpet.analyze.cohort_runners import _run_proportion
+    from carpet.analyze.writer import _Writer
+
+    writer = _Writer(tmp_path, "t", "", simulated=False)
+    data = pd.DataFrame({"day90_orr": [True, False, True, None]})
+    _run_proportion(data, {"type": "proportion", "column": "day90_orr"}, {}, writer, "rate", 1)
+    text = " ".join(b.get("html", b.get("caption", "")) for sec in writer.html.sections for b in sec.blocks)
+    assert "1 patient(s) with Day90 orr unknown were left out" in text and "day90_orr" not in text
 
 
 def test_moffitt_transitions_count_patients(moffitt):
