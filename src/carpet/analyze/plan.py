@@ -403,9 +403,8 @@ def required_inputs(plan: dict) -> pd.DataFrame:
     list the tables they read. Run :func:`validate_plan` first (a structurally broken plan raises).
     """
     from carpet.analyze.clinical import ENDPOINT_KINDS
-    from carpet.cohort.schema import PATIENTS
-
     from carpet.analyze.labels import Labels
+    from carpet.cohort.schema import PATIENTS
 
     docs = {c.name: (c.kind, c.doc or ", ".join(c.choices)) for c in PATIENTS.columns}
     labels = Labels(plan.get("variables"))  # a column the schema does not know is described by the plan's label
