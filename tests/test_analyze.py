@@ -140,6 +140,28 @@ def test_moffitt_table1_csv_equals_table1(moffitt):
     assert got.to_numpy().tolist() == want.to_numpy().tolist()
 
 
+def test_moffitt_report_names_columns_by_their_labels(moffitt):
+    """Notes and the transitions table of the report (runners) speak the plan's labels, not column names."""
+    _, _, out = moffitt
+    page = (out / "report.html").read_text()
+    assert "<th>status_progression</th>" not in page          # the columns' axis name was an extra header row
+    assert "<th>Baseline \\ Progression</th>" in page                # the corner cell names both axes
+    notes = re.findall(r"missing time, event or ([^.]*) were left out", page)
+    notes += re.findall(r"patient\(s\) with ([^.]*) unknown were left out of this rate", page)
+    assert notes and all("_" not in n for n in notes), notes
+
+
+def test_proportion_heading_and_note_use_the_column_label(tmp_path):
+    from carpet.analyze.cohort_runners import _run_proportion
+    from carpet.analyze.writer import _Writer
+
+    writer = _Writer(tmp_path, "t", "", simulated=False)
+    data = pd.DataFrame({"day90_orr": [True, False, True, None]})
+    _run_proportion(data, {"type": "proportion", "column": "day90_orr"}, {}, writer, "rate", 1)
+    text = " ".join(b.get("html", b.get("caption", "")) for sec in writer.html.sections for b in sec.blocks)
+    assert "1 patient(s) with Day90 orr unknown were left out" in text and "day90_orr" not in text
+
+
 def test_moffitt_transitions_count_patients(moffitt):
     patients, _, out = moffitt
     res = results_json(out)["analyses"]["transitions_status_baseline_status_progression"]
@@ -590,6 +612,10 @@ def test_describe_lists_the_raw_inputs_of_a_plan():
     run = CliRunner().invoke(app, ["analyze", "--plan", str(PLANS / "salvage_after_bcma.yaml"), "--describe"])
     assert run.exit_code == 0 and "therapies table (--therapies)" in run.output and "regimen" in run.output
     assert "assessments table" in describe_plan(PLANS / "moffitt_post_progression.yaml")
+    # a column the cohort schema does not document is described by the plan's own variables label
+    lines = describe_plan(PLANS / "certainty_mtv.yaml").splitlines()
+    assert any(line.split()[:3] == ["mtv_ml", "MTV", "(mL)"] for line in lines)
+    assert all(len(line.split()) > 2 for line in lines if line.startswith("  "))   # no column without a text
 
 
 def test_imaging_windows_pick_scans_by_days_from_infusion_and_cutoff_method_is_checked(tmp_path):

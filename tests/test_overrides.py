@@ -125,6 +125,17 @@ def test_include_brings_back_an_excluded_component_as_the_next_lesion():
     ph = make_phantom(PhantomSpec.small(seed=2, physiological_uptake=True))
     plain = quantify_study(ph.pet, ct=ph.ct, method="suv4")
     comp = plain.excluded_table.iloc[0]
+    # the review page lists every excluded component with the component_id an include override names
+    from carpet.report.review import StudyView, review_report
+
+    view = StudyView(ph.pet, None, plain.labels, plain.lesions, "s")
+    page = review_report(view, plain.summary, excluded=plain.excluded.array > 0, study_id="s")
+    listed = [b["html"] for sec in page.sections if sec.title.startswith("Excluded as physiological")
+              for b in sec.blocks if b["kind"] == "table"]
+    assert len(listed) == 1 and all(f"<td>{o}</td>" in listed[0] for o in plain.excluded_table["organ"])
+    assert listed[0].count("<tr>") == len(plain.excluded_table)   # body rows (the header row has a style)
+    overrides = [b["html"] for b in page.sections[-1].blocks if b["kind"] == "table"][0]
+    assert "<td>include</td>" in overrides and f"<td>{int(comp.component_id)}</td>" in overrides
     rows = pd.DataFrame({"study_id": ["s"], "lesion_id": [int(comp.component_id)], "action": ["include"],
                          "site": [""], "reason": ["not myocardium"], "line": [2]})
     read = quantify_study(ph.pet, ct=ph.ct, method="suv4", overrides=overrides_for(rows, None))

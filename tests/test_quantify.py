@@ -258,6 +258,20 @@ def test_study_without_lesions(tmp_path):
     assert len(table) == 0 and set(LESION_CONTRACT) <= set(table.columns)
 
 
+def test_study_without_lesions_with_ct_counts_zero_sites():
+    """A complete response read with a CT has 0 bone / paramedullary / extramedullary lesions, not unknown
+    counts (imaging.csv then carries 0, which the EMD analyses read); without a CT the counts stay null."""
+    from carpet.quantify import quantify_study
+
+    pet = Volume(np.full((10, 10, 10), 1.0, np.float32), (4.0, 4.0, 4.0))
+    ct = Volume(np.full((10, 10, 10), 40.0, np.float32), (4.0, 4.0, 4.0))
+    with_ct = quantify_study(pet, ct=ct, method="suv4").summary
+    assert with_ct["n_lesions"] == 0
+    assert [with_ct[f"n_{s}"] for s in ("bone", "paramedullary", "extramedullary")] == [0, 0, 0]
+    without = quantify_study(pet, method="suv4").summary
+    assert [without[f"n_{s}"] for s in ("bone", "paramedullary", "extramedullary")] == [None, None, None]
+
+
 def test_liver_methods_use_the_reference_region(monkeypatch):
     """percist/liver3sd through the pipeline, with a stand-in for carpet.anatomy.liver_reference."""
     from types import SimpleNamespace

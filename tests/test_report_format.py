@@ -72,3 +72,30 @@ def test_group_names_carry_the_cut_point_of_the_split():
     assert list(groups == "MTV > 27.3 mL") == list(x > 27.3) == list(x > 27.278634634401502)
     groups = _split_groups(x, 54.3, lab, "mtv_ml", range(5), optimised=False)
     assert list(groups.cat.categories) == ["MTV ≤ 54.3 mL", "MTV > 54.3 mL"]
+
+
+def test_model_comparison_c_index_ci_columns_are_named_and_printed_like_the_c_index():
+    """compare_models' C-index CI columns (carpet.stats) reach the report named, with the C-index's decimals."""
+    from carpet.analyze.runners import _stat_display
+
+    row = pd.DataFrame([{"model": "IPI", "c_index": 0.5321, "c_index_se": 0.0312, "c_index_lower": 0.4709,
+                         "c_index_upper": 0.5933}])
+    shown = _stat_display(row)
+    assert list(shown.columns) == ["Model", "C-index", "C-index SE", "C-index 95% CI lower", "C-index 95% CI upper"]
+    assert shown.iloc[0].tolist() == ["IPI", "0.532", "0.031", "0.471", "0.593"]
+
+
+def test_regimen_classes_print_as_words_in_tables_and_rate_displays():
+    """carpet.cohort.therapy's class codes reach Table 1/Table 3 and the ORR-by-class tables as words."""
+    from carpet.analyze.cohort_runners import _rates_display
+    from carpet.analyze.labels import Labels
+    from carpet.cohort.therapy import REGIMEN_CLASSES
+
+    lab = Labels()
+    shown = {lab.level("first_therapy_class", code) for code, _ in REGIMEN_CLASSES}
+    assert len(shown) == len(REGIMEN_CLASSES) and not any("_" in s for s in shown)
+    assert lab.level("first_salvage_class", "car_t") == "CAR T"
+    assert lab.level("x", "unknown") == "unknown"                      # other values as they are
+    rows = [{"regimen_class": "bcma_bispecific", "responded": 5, "n": 6, "orr_percent": 83.3, "ci_lower": 35.9,
+             "ci_upper": 99.6}]
+    assert _rates_display(rows)["regimen class"].tolist() == ["BCMA bispecific"]

@@ -94,8 +94,8 @@ def add_lesion_columns(table: pd.DataFrame, labels: Volume, ct: Volume | None,
 
 def add_summary_keys(summary: dict, table: pd.DataFrame, ct: Volume | None) -> dict:
     """Add study keys derived from the lesion sites: ``n_bone``, ``n_paramedullary``,
-    ``n_extramedullary`` (null when the sites are unknown)."""
-    known = ct is not None and "site" in table and (table["site"] != "unknown").any()
+    ``n_extramedullary`` (null when the sites are unknown; 0 with a CT and no lesion)."""
+    known = ct is not None and "site" in table and (table.empty or (table["site"] != "unknown").any())
     for site in ("bone", "paramedullary", "extramedullary"):
         summary[f"n_{site}"] = int((table["site"] == site).sum()) if known else None
     return summary

@@ -118,14 +118,14 @@ def _run_proportion(data, a, endpoints, writer, stem, seed, tables=None):
         rows.append({"group": g, "k": p.k, "n": p.n, "percent": 100 * p.estimate, "ci_lower": 100 * p.ci_exact[0],
                      "ci_upper": 100 * p.ci_exact[1]})
     table = pd.DataFrame(rows)
-    label = a.get("label", col)
+    label = a.get("label", writer.labels.label(col))
     display = table.assign(**{f"{label}, % (95% CI)": [f"{r['k']}/{r['n']} = {r['percent']:.0f}% "
                                                        f"({r['ci_lower']:.0f}–{r['ci_upper']:.0f})" for r in rows]})
     files = [writer.table(table, stem, f"{label}: rate with exact (Clopper–Pearson) 95% CI",
                           display=display[["group", f"{label}, % (95% CI)"]])]
     n_missing = len(data) - len(frame)
     if n_missing:
-        writer.note(f"{n_missing} patient(s) with {col} unknown were left out of this rate.")
+        writer.note(f"{n_missing} patient(s) with {label} unknown were left out of this rate.")
     return {"column": col, "rows": rows, "n_missing": n_missing, "ci": "Clopper-Pearson (R binom.test)",
             "files": files}
 
@@ -146,7 +146,10 @@ def _class_rates(lines: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _rates_display(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([{"regimen class": r["regimen_class"], "lines": r["n"],
+    from carpet.cohort.therapy import REGIMEN_CLASS_LABELS
+
+    return pd.DataFrame([{"regimen class": REGIMEN_CLASS_LABELS.get(r["regimen_class"], r["regimen_class"]),
+                          "lines": r["n"],
                           "ORR, % (95% CI)": f"{r['responded']}/{r['n']} = {r['orr_percent']:.0f}% "
                                              f"({r['ci_lower']:.0f}–{r['ci_upper']:.0f})"} for r in rows])
 

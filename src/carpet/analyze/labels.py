@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from carpet.cohort.therapy import REGIMEN_CLASS_LABELS
+
 __all__ = ["Labels", "variables_problems"]
 
 #: written in capitals wherever they appear as a word of a column name
@@ -140,7 +142,7 @@ class Labels:
             return name if value else f"No {name[:1].lower() + name[1:] if not name[:2].isupper() else name}"
         if isinstance(value, (float, np.floating)) and float(value).is_integer():
             return str(int(value))
-        return str(value)
+        return REGIMEN_CLASS_LABELS.get(str(value), str(value))  # carpet's own codes read as words
 
     def order(self, column: str, values: Iterable) -> list:
         """``values`` (distinct, missing dropped) in display order; see the module rules."""

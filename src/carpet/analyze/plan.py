@@ -409,14 +409,16 @@ def required_inputs(plan: dict) -> pd.DataFrame:
     list the tables they read. Run :func:`validate_plan` first (a structurally broken plan raises).
     """
     from carpet.analyze.clinical import ENDPOINT_KINDS
+    from carpet.analyze.labels import Labels
     from carpet.cohort.schema import PATIENTS
 
     docs = {c.name: (c.kind, c.doc or ", ".join(c.choices)) for c in PATIENTS.columns}
+    labels = Labels(plan.get("variables"))  # a column the schema does not know is described by the plan's label
     rows: dict[tuple[str, str], dict] = {}
 
     def need(table, column, why, holds=None):
         kind, doc = docs.get(column, ("", ""))
-        text = holds or (f"{doc} ({kind})" if doc else "")
+        text = holds or (f"{doc} ({kind})" if doc else labels.name(column))
         row = rows.setdefault((table, column), {"table": table, "column": column, "holds": text, "needed_by": []})
         row["needed_by"].append(why)
 

@@ -160,7 +160,8 @@ def _run_km(data, a, endpoints, writer, stem, seed):
     frame = _survival_frame(data, ep, by)
     res = _km_block(writer, frame, ep, _groups(frame, by, writer.labels), a, stem,
                     _title(a, endpoints, writer.labels))
-    res["n_excluded"] = _excluded_note(writer, data, frame, f"time, event or {' / '.join(by) or 'value'}")
+    what = " / ".join(map(writer.labels.label, by)) or "value"
+    res["n_excluded"] = _excluded_note(writer, data, frame, f"time, event or {what}")
     return res
 
 
@@ -201,7 +202,7 @@ def _run_transitions(data, a, endpoints, writer, stem, seed):
     shown = shown.astype(object).apply(lambda row: [fmt.percent(n, row.sum()) for n in row], axis=1,
                                        result_type="broadcast")
     files = [writer.table(tr.table.reset_index(), stem, f"{before} (rows) → {after} (columns), patients",
-                          display=shown.rename_axis(f"{before} \\ {after}").reset_index()
+                          display=shown.rename_axis(index=f"{before} \\ {after}", columns=None).reset_index()
                           .rename(columns=str))]
     writer.text(f"{tr.test.test}: {fmt.p_equals(tr.test.p_value, n_resamples=_resamples(tr.test.test))} "
                 "(patients with both states known).")
@@ -230,7 +231,7 @@ def _run_cutpoint(data, a, endpoints, writer, stem, seed):
     groups = _split_groups(x, cp.value, writer.labels, a["marker"], frame.index, optimised=True)
     km = _km_block(writer, frame, ep, groups, a, f"{stem}_km", f"{ep.get('label', a['endpoint'])} by optimised "
                    f"cut-point of {writer.labels.label(a['marker'])}", p_text=adjusted)
-    n_excl = _excluded_note(writer, data, frame, f"time, event or {a['marker']}")
+    n_excl = _excluded_note(writer, data, frame, f"time, event or {writer.labels.label(a['marker'])}")
     km["logrank_naive"] = km.pop("logrank", None)  # the split's own log-rank p, not adjusted for the search
     return {"endpoint": ep, "cutpoint": cp.value, "statistic": cp.statistic, "p_value": cp.p_value,
             "p_value_lau94": cp.p_value_lau94, "p_value_perm": cp.p_value_perm, "n_perm": cp.n_perm,
@@ -258,7 +259,7 @@ def _run_cutoff(data, a, endpoints, writer, stem, seed):
     groups = _split_groups(x, float(a["value"]), writer.labels, a["marker"], frame.index, optimised=False)
     km = _km_block(writer, frame, ep, groups, a, f"{stem}_km", _title(a, endpoints, writer.labels))
     return {"endpoint": ep, **ev.summary.iloc[0].to_dict(), "logrank_df": ev.logrank.df, "warnings": warned,
-            "n_excluded": _excluded_note(writer, data, frame, f"time, event or {a['marker']}"),
+            "n_excluded": _excluded_note(writer, data, frame, f"time, event or {writer.labels.label(a['marker'])}"),
             "provenance": ev.provenance, "km": km, "files": files + km["files"]}
 
 
@@ -320,7 +321,7 @@ def _run_landmark(data, a, endpoints, writer, stem, seed):
                    xlabel=f"Time from the landmark ({unit})")
     return {"endpoint": ep, "landmark_time": float(a["time"]), "at_risk": lm.at_risk.to_dict("records"),
             "logrank": {"statistic": lm.logrank.statistic, "df": lm.logrank.df, "p_value": lm.logrank.p_value},
-            "n_excluded": _excluded_note(writer, data, frame, f"time, event or {a['by']}"),
+            "n_excluded": _excluded_note(writer, data, frame, f"time, event or {writer.labels.label(a['by'])}"),
             "provenance": lm.provenance, "km": km, "files": files + km["files"]}
 
 

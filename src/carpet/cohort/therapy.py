@@ -14,7 +14,7 @@ import re
 import numpy as np
 import pandas as pd
 
-__all__ = ["REGIMEN_CLASSES", "T_CELL_ENGAGING", "RESPONDED", "classify_regimen", "lines_after_car_t",
+__all__ = ["REGIMEN_CLASSES", "REGIMEN_CLASS_LABELS", "T_CELL_ENGAGING", "RESPONDED", "classify_regimen", "lines_after_car_t",
            "first_line_summary"]
 
 #: (class, keywords) in priority order: the first class with a matching keyword wins, so a bispecific given with
@@ -41,6 +41,11 @@ REGIMEN_CLASSES: tuple[tuple[str, tuple[str, ...]], ...] = (
         "vd", "pd", "xvd", "xpd", "xd", "cyBorD", "vcd", "kcd", "ird", "nrd", "vdpace", "vdt-pace", "dcep",
         "dt-pace", "pace", "auto-sct", "asct", "allo-sct")),
 )
+#: How a report prints each class (the tables and CSVs keep the codes above).
+REGIMEN_CLASS_LABELS = {"hospice": "Hospice", "clinical_trial": "Clinical trial", "car_t": "CAR T",
+                        "bcma_bispecific": "BCMA bispecific", "gprc5d_bispecific": "GPRC5D bispecific",
+                        "fcrh5_bispecific": "FcRH5 bispecific", "other_bcma": "Other BCMA-directed",
+                        "conventional_combination": "Conventional combination"}
 #: Classes whose mechanism engages T cells (the best responders after BCMA CAR T).
 T_CELL_ENGAGING = frozenset({"car_t", "bcma_bispecific", "gprc5d_bispecific", "fcrh5_bispecific"})
 #: Best responses counted as "responded" (partial response or better).

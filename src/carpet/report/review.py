@@ -169,7 +169,7 @@ def review_report(view: StudyView, summary: dict, *, excluded: np.ndarray | None
         quality = (tracking.get("alignment") or {}).get("quality") or {}
         keys["alignment"] = f"{tracking.get('status')}: {tracking.get('reason')} " \
                             f"(before {quality.get('dice_before')})"
-    shown = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in keys.values()]
+    shown = [f"{v:.4g}" if isinstance(v, float) else "NA" if v is None else str(v) for v in keys.values()]
     report.table(pd.DataFrame({"measure": list(keys), "value": shown}), "Study")
 
     table = view.lesions
@@ -191,6 +191,11 @@ def review_report(view: StudyView, summary: dict, *, excluded: np.ndarray | None
     if baseline_status is not None and len(baseline_status):
         report.section("Baseline lesions")
         report.table(baseline_status, "Status of every baseline lesion (resolved: nothing matches it at follow-up)")
+    physiology = pd.DataFrame((summary.get("excluded") or {}).get("components") or [])
+    if len(physiology):  # the physiology rules' calls, with the component_id an 'include' override names
+        report.section(f"Excluded as physiological uptake ({len(physiology)})")
+        cols = [c for c in ("component_id", "organ", "volume_ml", "suv_max", "rule", "reason") if c in physiology]
+        report.table(physiology[cols], "Outlined in blue on the MIP; also in excluded.csv")
     report.section("Reader overrides")
     report.text("To change a call, add a line to the overrides CSV and rerun with --overrides FILE "
                 "(quantify also needs --study-id when the file holds several studies):")
@@ -198,6 +203,10 @@ def review_report(view: StudyView, summary: dict, *, excluded: np.ndarray | None
                              "site": "bone", "reason": "why"},
                             {"study_id": study_id, "lesion_id": int(table["lesion_id"].iloc[0]), "action": "exclude",
                              "site": "", "reason": "physiological"}]) if len(table) else pd.DataFrame()
+    if len(physiology) and "component_id" in physiology:
+        example = pd.concat([example, pd.DataFrame([{"study_id": study_id, "action": "include", "site": "",
+                                                     "lesion_id": int(physiology["component_id"].iloc[0]),
+                                                     "reason": "not physiology (component_id)"}])])
     if len(example):
         report.table(example, "e.g.")
     report.provenance = summary.get("provenance", {})
