@@ -368,6 +368,23 @@ def test_b_studies_missing(w, tmp_path):
         ["nope.csv", "study table not found", "--studies takes a CSV file"])
 
 
+def test_b_studies_evil(w, tmp_path):  # b_studies_evil: dd/mm/yyyy would order a patient's scans wrongly
+    studies = tmp_path / "studies.csv"
+    ids = sorted(p.name for p in w.root.iterdir())
+    studies.write_text("study_id,patient_id,study_date\n" + "".join(
+        f"{sid},=HYPERLINK(\"x\"),{'01/02/2024' if k == 0 else '2024-03-01'}\n" for k, sid in enumerate(ids)))
+    run(["batch", w.root, "--out", tmp_path / "o", "--studies", studies], 1,
+        ["study_date must be an ISO date YYYY-MM-DD", f"row 2 ({ids[0]}: '01/02/2024')", "column study_date"])
+    assert not (tmp_path / "o").exists()
+
+
+def test_b_mapping_inside_out(w, tmp_path):  # b_mapping_inside_out: the key must not travel with the outputs
+    out = tmp_path / "o"
+    run(["batch", w.root, "--out", out, "--pseudonymize", "--salt", "pepper", "--mapping", out / "map.csv"], 1,
+        ["map.csv", "pseudonym mapping would be written inside --out", "--mapping a path outside --out"])
+    assert not out.exists()
+
+
 def test_dask_nosched(w, tmp_path):
     import socket
 

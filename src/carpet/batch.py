@@ -516,6 +516,10 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
         raise InputError(f"workers must be at least 1, got {workers}", hint="--workers 2")
     if mapping_path and not salt:
         raise InputError("a pseudonym mapping needs pseudonymisation", hint="--pseudonymize --salt TEXT")
+    if mapping_path and Path(mapping_path).absolute().is_relative_to(Path(out).absolute()):
+        # the key that undoes the pseudonyms must not travel with the pseudonymised outputs
+        raise InputError("the pseudonym mapping would be written inside --out, beside the outputs it "
+                         "de-identifies", source=mapping_path, hint="--mapping a path outside --out")
     from carpet.segment import METHODS
 
     if options.method not in (None, "all", *METHODS):  # fail once here, not once per study
@@ -745,8 +749,22 @@ def read_study_table(path, study_ids: dict[str, str]) -> pd.DataFrame:
     if unknown:
         raise InputError(f"no row for the studies {', '.join(unknown[:10])}", source=path,
                          hint="add one row per study (study_id, patient_id, study_date)")
+    _check_iso_dates(table, path)
     table = table[table["study_id"].isin(study_ids)]
     return table.assign(study_id=table["study_id"].map(study_ids))
+
+
+def _check_iso_dates(table: pd.DataFrame, path) -> None:
+    """Refuse study dates that are not ISO ``YYYY-MM-DD``: scans of a patient are ordered by this text, and
+    ``01/02/2024`` is 1 February in one country and 2 January in another."""
+    dates = table["study_date"].fillna("").str.strip()
+    parsed = pd.to_datetime(dates, format="%Y-%m-%d", errors="coerce")
+    bad = parsed.isna() | ~dates.str.fullmatch(r"\d{4}-\d{2}-\d{2}")
+    if bad.any():
+        shown = ", ".join(f"row {i + 2} ({sid}: {d!r})" for i, sid, d in
+                          zip(table.index[bad][:5], table["study_id"][bad][:5], dates[bad][:5]))
+        raise InputError(f"study_date must be an ISO date YYYY-MM-DD; {int(bad.sum())} row(s) are not: {shown}",
+                         source=path, where="column study_date", hint="write dates as 2024-02-01")
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
