@@ -376,29 +376,38 @@ def _vertebral_bodies(pet: Volume, ctp: _CtOnPet, marrow: np.ndarray) -> tuple[n
     last = np.where(occ.any(axis=0), occ.shape[0] - 1 - np.argmax(occ[::-1], axis=0), -1)
     width = (last - first + 1) * pet.spacing[ax_x]
     other = tuple(a for a in range(3) if a != axis)
-    n_body = body.sum(axis=other)
-    y = np.broadcast_to(ctp.xyz[1], pet.shape)
+    none = "no vertebral bodies in the field of view (no trabecular marrow behind the trunk's centre on the mid-line)"
+    box = _occupied_box(marrow, 0)
+    if box is None:
+        return np.zeros(pet.shape, bool), none
+    # the body's mean y per slice from its counts per (y, slice): y does not vary along the x axis
+    counts = body.sum(axis=ax_x, dtype=np.int64)                 # 2-D: the y axis and the slices, in order
+    y_plane = np.broadcast_to(ctp.xyz[1], pet.shape).take(0, axis=ax_x)
+    y_dim = 0 if ax_y < axis else 1
     with np.errstate(invalid="ignore", divide="ignore"):
-        y_centre = np.where(body, y, 0).sum(axis=other) / n_body
+        y_centre = (y_plane * counts).sum(axis=y_dim) / counts.sum(axis=y_dim)
     trunk = width >= VERTEBRA["trunk_min_width_mm"]
     shape = [1, 1, 1]
     shape[axis] = -1
-    cand = (marrow & (ctp.hu >= VERTEBRA["min_hu"]) & trunk.reshape(shape)
-            & (y >= np.nan_to_num(y_centre, nan=np.inf).reshape(shape)))
-    n = cand.sum(axis=other)
+    rows_of = lambda a: a.reshape(shape)[tuple(b if i == axis else slice(None) for i, b in enumerate(box))]  # noqa: E731
+    y = np.broadcast_to(ctp.xyz[1], pet.shape)[box]
+    sub = (marrow[box] & (ctp.hu[box] >= VERTEBRA["min_hu"]) & rows_of(trunk)
+           & (y >= rows_of(np.nan_to_num(y_centre, nan=np.inf))))
+    n = sub.sum(axis=other)
     if not n.any():
-        return np.zeros(pet.shape, bool), "no vertebral bodies in the field of view (no trabecular marrow " \
-                                          "behind the trunk's centre on the mid-line)"
-    x = np.broadcast_to(ctp.xyz[0], pet.shape)
+        return np.zeros(pet.shape, bool), none
+    x = np.broadcast_to(ctp.xyz[0], pet.shape)[box]
     with np.errstate(invalid="ignore", divide="ignore"):
-        x_slice = np.where(cand, x, 0).sum(axis=other) / n
+        x_slice = np.where(sub, x, 0).sum(axis=other) / n
     rows = n > 0
     x_col = float(np.median(x_slice[rows]))
     rows &= np.abs(x_slice - x_col) <= VERTEBRA["column_mm"]
     if rows.sum() * pet.spacing[axis] < VERTEBRA["min_length_mm"]:
         return np.zeros(pet.shape, bool), (f"no vertebral bodies in the field of view (a spine column shorter "
                                            f"than {VERTEBRA['min_length_mm']:g} mm)")
-    return cand & rows.reshape(shape), ""
+    out = np.zeros(pet.shape, bool)
+    out[box] = sub & rows.reshape(shape)
+    return out, ""
 
 
 def marrow_reference(pet: Volume, ct: Volume | None = None, *, marrow: Volume | None = None,

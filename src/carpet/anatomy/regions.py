@@ -53,8 +53,6 @@ def lesion_regions(pet: Volume, table: pd.DataFrame, lm: BodyLandmarks, levels: 
     usable : bool
         False when the landmarks cannot place the body (a short field of view): every region ``unknown``.
     """
-    from scipy import ndimage
-
     n = len(table)
     if n == 0:
         return pd.Series([], dtype=object)
@@ -72,20 +70,30 @@ def lesion_regions(pet: Volume, table: pd.DataFrame, lm: BodyLandmarks, levels: 
     z_diaphragm = None
     lung_ok = lungs is not None and lungs.any()
     if lung_ok:
-        z = np.asarray(pet.index_to_world(np.argwhere(lungs)))[:, 2]
-        z_diaphragm = float(z.min())
+        # the lungs' extent from their projections on the array axes (no whole-grid coordinate arrays)
+        ext = []
+        for a in range(3):
+            occupied = np.flatnonzero(lungs.any(axis=tuple(b for b in range(3) if b != a)))
+            ext.append((occupied[0], occupied[-1]))
+        corners = pet.index_to_world(np.array([[ext[0][i], ext[1][j], ext[2][k]] for i in (0, 1)
+                                               for j in (0, 1) for k in (0, 1)], float))
+        z_diaphragm = float(corners[:, 2].min())
+        x_lo, x_hi = float(corners[:, 0].min()), float(corners[:, 0].max())
     elif levels.get("heart_z_mm") is not None:
         z_diaphragm = levels["heart_z_mm"] - PARAMS["heart_to_diaphragm_mm"]
     z_inlet = None if levels.get("bladder_z_mm") is None else levels["bladder_z_mm"] + PARAMS["bladder_to_inlet_mm"]
     if lung_ok:
         in_lung = lungs[tuple(ijk.T)]
-        # the lungs' outer boundary: lung voxels next to the body wall (not the mediastinum) lie where the
-        # filled lung region meets the body's outer part; approximated by the distance to the lung surface
-        # on the side away from the mid-line
-        dist = ndimage.distance_transform_edt(~lungs, sampling=pet.spacing)[tuple(ijk.T)]
-        x_mid = np.nanmedian(lm.trunk_x_mm[lm.has_body & ~lm.head])
-        lung_x = [np.asarray(pet.index_to_world(np.argwhere(lungs)))[:, 0]]
-        lateral = np.abs(xyz[:, 0] - x_mid) > 0.5 * np.abs(np.percentile(lung_x[0], 90) - x_mid)
+        # pleura: outside the lung, within pleura_mm of lung voxels, in the lateral half of the lungs' span
+        # (the mediastinum lies between them); the distance is looked for in a box around the centroid only
+        reach = [int(np.ceil(PARAMS["pleura_mm"] / s)) + 1 for s in pet.spacing]
+        near = np.zeros(n, bool)
+        for i, c in enumerate(ijk):
+            box = tuple(slice(max(0, ci - r), ci + r + 1) for ci, r in zip(c, reach))
+            pts = np.argwhere(lungs[box]) + [b.start for b in box]
+            near[i] = pts.size > 0 and np.min(np.linalg.norm((pts - c) * pet.spacing, axis=1)) <= PARAMS["pleura_mm"]
+        half = (x_hi - x_lo) / 4.0
+        lateral = (xyz[:, 0] < x_lo + half) | (xyz[:, 0] > x_hi - half)
     out = []
     for i in range(n):
         if np.isnan(dx[i]):
@@ -101,7 +109,7 @@ def lesion_regions(pet: Volume, table: pd.DataFrame, lm: BodyLandmarks, levels: 
                 out.append("thorax")
             elif in_lung[i]:
                 out.append("thorax_lung")
-            elif dist[i] <= PARAMS["pleura_mm"] and lateral[i]:
+            elif near[i] and lateral[i]:
                 out.append("thorax_pleura")
             else:
                 out.append("thorax_mediastinum_hilum")
