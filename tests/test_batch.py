@@ -215,7 +215,7 @@ def test_unexpected_exception_is_recorded_with_type(root, tmp_path, monkeypatch)
 def test_pseudonymize_and_studies_table(root, tmp_path):
     studies = tmp_path / "studies.csv"
     pd.DataFrame({"study_id": ["bad", "d0", "s0", "s1", "s2", "solo"],
-                  "patient_id": ["P1", "P2", "P3", "P4", "P5", "P6"],
+                  "patient_id": ["MRN9001", "MRN9002", "MRN9003", "MRN9004", "MRN9005", "MRN9006"],
                   "study_date": ["2024-01-0%d" % i for i in range(1, 7)]}).to_csv(studies, index=False)
     out = tmp_path / "out"
     result = run_batch(root, out, workers=1, progress=False, salt="pepper",
@@ -230,8 +230,10 @@ def test_pseudonymize_and_studies_table(root, tmp_path):
             assert str(root) not in text, path
             for sid in ("s0", "s1", "s2", "d0", "solo"):
                 assert f"/{sid}/" not in text and f'"{sid}"' not in text, (path, sid)
+            assert "MRN900" not in text, path  # patient ids (often MRNs) are pseudonymised too
     imaging = read_imaging(out / "imaging.csv")  # the cohort schema reads the batch table
     assert {"study_id", "patient_id", "study_date"} <= set(imaging.columns)
+    assert set(imaging["patient_id"]) == {"P" + pseudonym(f"MRN900{i}", "pepper")[1:] for i in range(1, 7)}
     assert result.counts["done"] == 5
 
 

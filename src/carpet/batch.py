@@ -535,7 +535,7 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
     sources = discover_studies(root, exclude=out)
     ids = [study_id_of(s) for s in sources]
     out_ids = {i: pseudonym(i, salt) if salt else i for i in ids}
-    studies = read_study_table(studies_table, out_ids) if studies_table else None
+    studies = read_study_table(studies_table, out_ids, salt) if studies_table else None
     if scheduler:
         _check_scheduler(scheduler)
     with owned_dir(out, "batch"):
@@ -726,11 +726,13 @@ def aggregate(out: str | Path, outcomes: pd.DataFrame, *,
     return paths
 
 
-def read_study_table(path, study_ids: dict[str, str]) -> pd.DataFrame:
+def read_study_table(path, study_ids: dict[str, str], salt: str | None = None) -> pd.DataFrame:
     """The ``--studies`` table (study_id, patient_id, study_date), checked before any study runs.
 
     ``study_ids`` maps each study id of the batch (as in ROOT) to the id written in the outputs
-    (itself, or its pseudonym); the returned table carries the output ids.
+    (itself, or its pseudonym); the returned table carries the output ids. With ``salt`` the patient ids
+    are pseudonymised too (:func:`pseudonym`, prefix ``P``): a centre's patient id is often its MRN, and
+    the same salt turns the patients table's ids into the same pseudonyms for the analysis.
     """
     if not Path(path).is_file():
         raise InputError("study table not found" if not Path(path).exists() else "a folder, not a CSV file",
@@ -751,7 +753,10 @@ def read_study_table(path, study_ids: dict[str, str]) -> pd.DataFrame:
                          hint="add one row per study (study_id, patient_id, study_date)")
     _check_iso_dates(table, path)
     table = table[table["study_id"].isin(study_ids)]
-    return table.assign(study_id=table["study_id"].map(study_ids))
+    table = table.assign(study_id=table["study_id"].map(study_ids))
+    if salt:
+        table = table.assign(patient_id=["P" + pseudonym(str(p), salt)[1:] for p in table["patient_id"]])
+    return table
 
 
 def _check_iso_dates(table: pd.DataFrame, path) -> None:

@@ -326,7 +326,7 @@ def batch(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry studies that failed with unchanged inputs."),
     studies: Optional[Path] = typer.Option(None, "--studies", help="CSV study_id,patient_id,study_date: adds "
                                                                    "patient_id and study_date to imaging.csv."),
-    pseudonymize: bool = typer.Option(False, "--pseudonymize", help="Replace study ids by a salted hash in all outputs."),
+    pseudonymize: bool = typer.Option(False, "--pseudonymize", help="Replace study ids (and the --studies table's patient ids) by a salted hash in all outputs."),
     salt: Optional[str] = typer.Option(None, "--salt", envvar="CARPET_SALT",
                                        help="Secret salt of --pseudonymize (or env CARPET_SALT)."),
     mapping: Optional[Path] = typer.Option(None, "--mapping", help="With --pseudonymize: write study_id,pseudonym "
