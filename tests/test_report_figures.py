@@ -112,3 +112,31 @@ def test_mip_has_suv_scale_orientation_letters_and_excluded_regions():
     studies = [{"n_sites": 1, "n_lesions": 9, "mtv_ml": 80}, {"n_sites": 3, "n_lesions": 4, "mtv_ml": 20},
                {"n_sites": 3, "n_lesions": 5, "mtv_ml": 10}]
     assert informative_index(studies) == 2
+
+
+@pytest.mark.parametrize("figsize", [(6.4, 3.8), (5.0, 2.6)])  # the default and a short figure
+@pytest.mark.parametrize("table", [[[37, 17, 0, 3], [7, 15, 0, 0], [2, 1, 6, 0], [7, 6, 0, 0]],
+                                   [[1, 1, 1, 1], [1, 2, 1, 3], [2, 1, 1, 1], [1, 1, 3, 2]]])
+def test_sankey_labels_of_small_flows_never_overlap(table, figsize):
+    import itertools
+
+    import pandas as pd
+
+    from carpet.report.sankey import sankey_figure
+
+    order = ["None", "EMD", "PMD", "Both"]
+    flows = pd.DataFrame([(order[i], order[j], n) for i, row in enumerate(table) for j, n in enumerate(row) if n],
+                         columns=["source", "target", "n"])
+    fig = sankey_figure(flows, order, left_title="Baseline", right_title="Progression", figsize=figsize)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in fig.axes[0].texts if t.get_text()]
+    row_n = flows.groupby("source")["n"].sum()
+    expected = {f"→ {r.target}: {r.n} ({100 * r.n / row_n[r.source]:.0f}%)" for r in flows.itertuples()}
+    assert expected <= {t.get_text() for t in texts}  # every flow keeps its label
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    clashes = [(a, b) for (a, ba), (b, bb) in itertools.combinations(boxes, 2) if ba.overlaps(bb)]
+    assert clashes == []
+    page = fig.bbox
+    assert all(page.x0 <= bb.x0 and bb.x1 <= page.x1 and page.y0 <= bb.y0 and bb.y1 <= page.y1 for _, bb in boxes)
+    plt.close(fig)

@@ -83,27 +83,71 @@ def sankey_figure(flows: pd.DataFrame, order: Sequence | None = None, *, left_ti
                      MplPath.LINETO, MplPath.CURVE4, MplPath.CURVE4, MplPath.CURVE4, MplPath.CLOSEPOLY]
             ax.add_patch(PathPatch(MplPath(verts, codes), facecolor=colour[row.source], alpha=0.45,
                                    edgecolor="none"))
-            ribbon_labels.append((y0_top - n / 2, f"→ {row.target}: {int(n)} ({100 * n / source_n[row.source]:.0f}%)"))
-        _label_ribbons(ax, ribbon_labels, x=bar_w + 0.015, min_gap=0.045 * (total + gap * (len(order) - 1)))
-        for spans, x, ha, dx in ((left, 0, "right", -0.02), (right, 1 - bar_w, "left", bar_w + 0.02)):
+            ribbon_labels.append((y0_top - n / 2, n, f"→ {row.target}: {int(n)} ({100 * n / source_n[row.source]:.0f}%)"))
+        node_labels = {"left": [], "right": []}
+        for side, spans, x in (("left", left, 0), ("right", right, 1 - bar_w)):
             for c, (lo, hi) in spans.items():
                 ax.add_patch(Rectangle((x, lo), bar_w, hi - lo, facecolor=colour[c], edgecolor="none"))
-                ax.text(x + dx, (lo + hi) / 2, f"{c} (n={int(round(hi - lo))})", ha=ha, va="center")
+                node_labels[side].append(((lo + hi) / 2, hi - lo, f"{c} (n={int(round(hi - lo))})"))
         top = total + gap * (len(order) - 1)
-        ax.text(bar_w / 2, top * 1.04, left_title, ha="center", va="bottom", fontweight="bold")
-        ax.text(1 - bar_w / 2, top * 1.04, right_title, ha="center", va="bottom", fontweight="bold")
         ax.set_xlim(-0.55, 1.55)  # room for the node labels on both sides
-        ax.set_ylim(0, top * 1.1)
+        stacks = [_Stack(ax, node_labels["left"], x=0, dx=-0.02, ha="right"),
+                  _Stack(ax, node_labels["right"], x=1, dx=0.02, ha="left"),
+                  _Stack(ax, ribbon_labels, x=bar_w, dx=0.03, ha="left", fontsize=6.5, color="#222222")]
+        # A stack taller than the nodes needs more room above them; the axes' scale changes with the limit,
+        # so place again until the titles clear every label.
+        ceiling = top
+        for _ in range(5):
+            ax.set_ylim(0, ceiling + 0.1 * top)
+            highest = max(stack.place(top) for stack in stacks)
+            if highest <= ceiling + 1e-9:
+                break
+            ceiling = highest
+        ax.text(bar_w / 2, ceiling + 0.04 * top, left_title, ha="center", va="bottom", fontweight="bold")
+        ax.text(1 - bar_w / 2, ceiling + 0.04 * top, right_title, ha="center", va="bottom", fontweight="bold")
         ax.set_axis_off()
         if title:
             ax.set_title(title)
     return fig
 
 
-def _label_ribbons(ax, labels: list[tuple[float, str]], x: float, min_gap: float) -> None:
-    """Write ribbon labels top to bottom, each at least ``min_gap`` (data units) below the previous one."""
-    previous = float("inf")
-    for y, text in sorted(labels, key=lambda v: -v[0]):
-        y = min(y, previous - min_gap)
-        ax.text(x, y, text, ha="left", va="center", fontsize=6.5, color="#222222")
-        previous = y
+class _Stack:
+    """One column of labels, each beside its band (node or ribbon end), stacked so that no two overlap.
+
+    ``labels`` holds (band centre, band height, text) in data units. Label heights are measured with the
+    figure's renderer, so the spacing holds for any font and figure size. Labels sit as close to their
+    band centres as non-overlap allows (pushed down from the top, then back up from the bottom of the
+    axes); a label that ends up beside another band gets a leader line to its own.
+    """
+
+    def __init__(self, ax, labels: list[tuple[float, float, str]], x: float, dx: float, ha: str, **text_kw):
+        self.ax, self.x, self.x_text = ax, x, x + dx
+        self.labels = sorted(labels, key=lambda v: -v[0])
+        self.texts = [ax.text(self.x_text, y, text, ha=ha, va="center", **text_kw) for y, _, text in self.labels]
+        self.leaders = []
+
+    def place(self, top: float) -> float:
+        """Stack the labels below ``top`` where they fit; return the upper edge of the highest label."""
+        if not self.labels:
+            return 0.0
+        ax = self.ax
+        renderer = ax.figure.canvas.get_renderer()
+        per_unit = ax.transData.transform((0, 1))[1] - ax.transData.transform((0, 0))[1]  # pixels per data unit
+        heights = [1.2 * t.get_window_extent(renderer).height / per_unit for t in self.texts]  # 20% leading
+        ys, ceiling = [], top
+        for (y, _, _), h in zip(self.labels, heights):
+            ys.append(min(y, ceiling - h / 2))
+            ceiling = ys[-1] - h / 2
+        floor = ax.get_ylim()[0]
+        for k in range(len(ys) - 1, -1, -1):
+            ys[k] = max(ys[k], floor + heights[k] / 2)
+            floor = ys[k] + heights[k] / 2
+        for line in self.leaders:
+            line.remove()
+        self.leaders = []
+        tip = self.x_text - 0.005 * (1 if self.x_text > self.x else -1)
+        for t, (y, band, _), y_text in zip(self.texts, self.labels, ys):
+            t.set_y(y_text)
+            if abs(y_text - y) > band / 2:  # the label no longer sits beside its own band
+                self.leaders += ax.plot([self.x, tip], [y, y_text], color="#555555", linewidth=0.5)
+        return floor
