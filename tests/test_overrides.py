@@ -134,6 +134,11 @@ def test_include_brings_back_an_excluded_component_as_the_next_lesion():
               for b in sec.blocks if b["kind"] == "table"]
     assert len(listed) == 1 and all(f"<td>{o}</td>" in listed[0] for o in plain.excluded_table["organ"])
     assert listed[0].count("<tr>") == len(plain.excluded_table)   # body rows (the header row has a style)
+    # the study table names its measures for a reader, with units, not by their summary.json keys
+    study = [b["html"] for b in page.sections[0].blocks if b["kind"] == "table"][0]
+    for label in ("Lesions", "MTV (mL)", "TLG (mL·SUV)", "SUVmax"):
+        assert f"<td>{label}</td>" in study
+    assert not any(key in study for key in ("n_lesions", "mtv_ml", "suv_max", "dmax_mm", "n_bone"))
     overrides = [b["html"] for b in page.sections[-1].blocks if b["kind"] == "table"][0]
     assert "<td>include</td>" in overrides and f"<td>{int(comp.component_id)}</td>" in overrides
     rows = pd.DataFrame({"study_id": ["s"], "lesion_id": [int(comp.component_id)], "action": ["include"],

@@ -130,6 +130,16 @@ def _mip_with_exclusions(view: StudyView, excluded: np.ndarray | None, title: st
 
 _MEASURES = ["lesion_id", "site", "volume_ml", "suv_max", "suv_peak", "suv_mean", "tlg", "deauville"]
 _CHANGE = ["baseline_lesion_id", "change", "delta_suv_max_pct", "delta_suv_peak", "delta_volume_ml"]
+#: reader labels with units for the summary.json / lesions.csv keys the page shows (the files keep the keys)
+MEASURE_LABELS = {
+    "n_lesions": "Lesions", "mtv_ml": "MTV (mL)", "tlg": "TLG (mL·SUV)", "suv_max": "SUVmax", "dmax_mm": "Dmax (mm)",
+    "n_bone": "Bone lesions", "n_paramedullary": "Paramedullary lesions", "n_extramedullary": "Extramedullary lesions",
+    "n_new_lesions": "New lesions", "n_resolved_lesions": "Resolved lesions", "impetus": "IMPeTUs",
+    "response": "Lugano response", "alignment": "Alignment to baseline",
+    "lesion_id": "Lesion", "site": "Site", "volume_ml": "Volume (mL)", "suv_peak": "SUVpeak", "suv_mean": "SUVmean",
+    "deauville": "Deauville", "baseline_lesion_id": "Baseline lesion", "change": "Change",
+    "delta_suv_max_pct": "ΔSUVmax (%)", "delta_suv_peak": "ΔSUVpeak", "delta_volume_ml": "ΔVolume (mL)",
+}
 
 
 def review_report(view: StudyView, summary: dict, *, excluded: np.ndarray | None = None,
@@ -161,16 +171,16 @@ def review_report(view: StudyView, summary: dict, *, excluded: np.ndarray | None
                                          "n_paramedullary", "n_extramedullary", "n_new_lesions",
                                          "n_resolved_lesions") if k in summary}
     if "impetus" in summary:
-        keys["IMPeTUs"] = summary["impetus"].get("report_string")
+        keys["impetus"] = summary["impetus"].get("report_string")
     if "response" in summary:
-        keys["Lugano"] = f"{summary['response'].get('category')} ({summary['response'].get('reason')})"
+        keys["response"] = f"{summary['response'].get('category')} ({summary['response'].get('reason')})"
     tracking = summary.get("tracking")
     if tracking:
         quality = (tracking.get("alignment") or {}).get("quality") or {}
         keys["alignment"] = f"{tracking.get('status')}: {tracking.get('reason')} " \
                             f"(before {quality.get('dice_before')})"
     shown = [f"{v:.4g}" if isinstance(v, float) else "NA" if v is None else str(v) for v in keys.values()]
-    report.table(pd.DataFrame({"measure": list(keys), "value": shown}), "Study")
+    report.table(pd.DataFrame({"Measure": [MEASURE_LABELS.get(k, k) for k in keys], "Value": shown}), "Study")
 
     table = view.lesions
     report.section(f"Lesions ({len(table)})")
@@ -187,7 +197,7 @@ def review_report(view: StudyView, summary: dict, *, excluded: np.ndarray | None
         # 110 dpi: a whole-body study's page stays a few MB
         report.image(figure_png_bytes(_lesion_figure(rows, suv_window), dpi=110), f"Lesion {lid}: {site_reason(row)}")
         cols = [c for c in _MEASURES + _CHANGE if c in row]
-        report.table(pd.DataFrame([{c: row[c] for c in cols}]))
+        report.table(pd.DataFrame([{MEASURE_LABELS.get(c, c): row[c] for c in cols}]))
     if baseline_status is not None and len(baseline_status):
         report.section("Baseline lesions")
         report.table(baseline_status, "Status of every baseline lesion (resolved: nothing matches it at follow-up)")
