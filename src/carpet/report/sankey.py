@@ -35,8 +35,9 @@ def sankey_figure(flows: pd.DataFrame, order: Sequence | None = None, *, left_ti
     -----
     Each ribbon is labelled where it leaves its source with its target, patients and their share of the
     source (row %): "→ None: 35 (58%)" reads "35 of the 60 patients in this baseline state went to None".
-    Labels of thin neighbouring ribbons are pushed apart so they never overlap; naming the target keeps a
-    pushed label readable.
+    Labels of thin neighbouring ribbons (and of thin nodes) are stacked by their measured text height so
+    they never overlap; a label pushed off its ribbon gets a leader line, and naming the target keeps it
+    readable.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import PathPatch, Rectangle
@@ -69,7 +70,7 @@ def sankey_figure(flows: pd.DataFrame, order: Sequence | None = None, *, left_ti
         next_in = {c: span[1] for c, span in right.items()}
         rank = {c: k for k, c in enumerate(order)}
         source_n = flows.groupby("source")["n"].sum()
-        ribbon_labels = []  # (y centre at the source, text)
+        ribbon_labels = []  # (y centre at the source, ribbon height, text)
         for row in flows.sort_values(["source", "target"], key=lambda s: s.map(rank)).itertuples():
             n = float(row.n)
             y0_top, y1_top = next_out[row.source], next_in[row.target]
