@@ -338,6 +338,12 @@ def test_imaging_csv_exports_study_readings(root, first_run, tmp_path):
     res = CliRunner().invoke(app, ["quantify", str(root / "s1" / "pet.nii.gz"), "--ct", str(root / "s1" / "ct.nii.gz"),
                                    "--baseline", str(out / "studies" / "s0"), "--out", str(follow / "studies" / "f1")])
     assert res.exit_code == 0, res.output
+    # make the follow-up's metCR against the baseline differ from its scan-alone metCR (here both are
+    # False), so that the test tells the two blocks apart
+    path = follow / "studies" / "f1" / "summary.json"
+    edited = json.loads(path.read_text())
+    edited["follow_up"]["metabolic_response"]["ZAMAGNI2021"]["met_cr"] = True
+    path.write_text(json.dumps(edited))
     outcomes = pd.DataFrame({"study_id": ["s0", "f1"], "status": ["done", "done"], "stage": [None] * 2,
                              "message": [None] * 2})
     aggregate(follow, outcomes)
