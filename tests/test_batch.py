@@ -295,7 +295,7 @@ def _expected_readings(summary: dict) -> dict:
     """The study readings as read straight from summary.json (the truth for imaging.csv's new columns)."""
     imp, metcr, bm_ds = summary["impetus"], summary["metabolic_response"], summary["marrow"]["deauville"]
     expect = {"deauville_ds": summary["deauville"]["study"], "marrow_ds": summary["marrow"]["deauville"],
-              "marrow_suv_median": summary["marrow"]["suv_median"],
+              "marrow_suv_median": summary["marrow"]["suv_median"] if summary["marrow"]["usable"] else None,
               "diffuse_marrow": bm_ds >= 4 if isinstance(bm_ds, int) else None,  # NE: no reading
               "impetus_report": imp["report_string"],
               "metcr_zamagni2021": metcr["ZAMAGNI2021"]["met_cr"],

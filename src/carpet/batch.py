@@ -685,9 +685,7 @@ IMAGING_COLUMNS = ("study_id", "status", "method", "n_lesions", "mtv_ml", "tlg",
                    "n_bone", "n_paramedullary", "n_extramedullary")
 
 
-#: Study readings after the summary's own scalar keys, in this order (empty where a study lacks them).
-#: ``marrow_*`` is the diffuse marrow uptake; the ``*_vs_baseline`` columns, ``lugano_category`` and the
-#: lesion changes are filled only for a follow-up quantified with ``--baseline``.
+#: imaging.csv column of each metCR rule of carpet.scores.metabolic_response; IMPeTUs fields exported.
 METCR_COLUMNS = {"ZAMAGNI2021": "metcr_zamagni2021", "IMWG2016_IMAGING": "metcr_imwg2016_imaging",
                  "LUGANO_STYLE": "metcr_lugano_style"}
 IMPETUS_FIELDS = ("bm_ds", "fl_count", "fl_count_cat", "fl_sites", "fl_target_ds", "lytic_count_cat", "fracture",
@@ -696,6 +694,9 @@ IMPETUS_FIELDS = ("bm_ds", "fl_count", "fl_count_cat", "fl_sites", "fl_target_ds
 #: Diffuse marrow counts as positive from Deauville 4 (uptake above the liver), the level at which the spec
 #: (§1.5) warns of reactive marrow after CAR T; the simulated diffuse marrow (SUV 2.5, liver 2.0) scores 4.
 DIFFUSE_MARROW_MIN_DS = 4
+#: Study readings after the summary's own scalar keys, in this order (empty where a study lacks them).
+#: ``marrow_*`` is the diffuse marrow uptake; the ``*_vs_baseline`` columns, ``lugano_category`` and the
+#: lesion changes are filled only for a follow-up quantified with ``--baseline``.
 READING_COLUMNS = ("deauville_ds", "marrow_suv_median", "marrow_ds", "diffuse_marrow",
                    *(f"impetus_{f}" for f in IMPETUS_FIELDS), "impetus_report",
                    *METCR_COLUMNS.values(),
@@ -764,10 +765,10 @@ def aggregate(out: str | Path, outcomes: pd.DataFrame, *,
         lesions.insert(0, "study_id", o.study_id)
         lesion_tables.append(lesions)
     imaging = pd.DataFrame(rows)
-    for col in (*IMAGING_COLUMNS, *READING_COLUMNS, "carpet_version"):  # a batch where every study failed has none
+    fixed = (*IMAGING_COLUMNS, *READING_COLUMNS, "carpet_version")
+    for col in fixed:  # a batch where every study failed has none
         if col not in imaging:
             imaging[col] = None
-    fixed = {*IMAGING_COLUMNS, *READING_COLUMNS, "carpet_version"}
     rest = [c for c in imaging.columns if c not in fixed]
     imaging = imaging[[*IMAGING_COLUMNS, *rest, *READING_COLUMNS, "carpet_version"]]
     counts = [c for c in imaging.columns if c.startswith("n_") or c in _INT_READINGS]
