@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from carpet.batch import (BatchOptions, StudyTask, discover_studies, pseudonym, resolve_inputs,
-                          run_batch, run_study)
+from carpet.batch import (IMAGING_COLUMNS, BatchOptions, StudyTask, aggregate, discover_studies, pseudonym,
+                          resolve_inputs, run_batch, run_study)
 from carpet.cli import app
 from carpet.cohort.schema import read_imaging
 from carpet.synth.phantom import PhantomSpec, make_phantom
@@ -289,3 +289,78 @@ def test_kill_between_renames_leaves_nothing_that_looks_done(root, first_run, tm
     rerun = run_batch(root, out, workers=1, progress=False)
     assert rerun.counts == {"total": 6, "done": 1, "skipped": 4, "failed": 1}
     assert sorted(p.name for p in (out / "studies").iterdir()) == ["d0", "s0", "s1", "s2", "solo"]
+
+
+def _expected_readings(summary: dict) -> dict:
+    """The study readings as read straight from summary.json (the truth for imaging.csv's new columns)."""
+    imp, metcr, bm_ds = summary["impetus"], summary["metabolic_response"], summary["marrow"]["deauville"]
+    expect = {"deauville_ds": summary["deauville"]["study"], "marrow_ds": summary["marrow"]["deauville"],
+              "marrow_suv_median": summary["marrow"]["suv_median"] if summary["marrow"]["usable"] else None,
+              "diffuse_marrow": bm_ds >= 4 if isinstance(bm_ds, int) else None,  # NE: no reading
+              "impetus_report": imp["report_string"],
+              "metcr_zamagni2021": metcr["ZAMAGNI2021"]["met_cr"],
+              "metcr_imwg2016_imaging": metcr["IMWG2016_IMAGING"]["met_cr"],
+              "metcr_lugano_style": metcr["LUGANO_STYLE"]["met_cr"]}
+    for field in ("bm_ds", "fl_count", "fl_count_cat", "fl_target_ds", "lytic_count_cat", "fracture",
+                  "paramedullary", "paramedullary_ds", "emd", "emd_ds", "n_indeterminate"):
+        expect[f"impetus_{field}"] = imp[field]
+    if "response" in summary:
+        fmet = summary["follow_up"]["metabolic_response"]
+        expect.update(n_new_lesions=summary["n_new_lesions"], n_resolved_lesions=summary["n_resolved_lesions"],
+                      delta_suv_max_pct=summary["response"]["delta_suv_max_pct"],
+                      baseline_suv_max=summary["response"]["baseline_suv_max"],
+                      lugano_category=summary["response"]["category"],
+                      metcr_zamagni2021_vs_baseline=fmet["ZAMAGNI2021"]["met_cr"],
+                      metcr_imwg2016_imaging_vs_baseline=fmet["IMWG2016_IMAGING"]["met_cr"],
+                      metcr_lugano_style_vs_baseline=fmet["LUGANO_STYLE"]["met_cr"])
+    return expect
+
+
+def _same_cell(cell, value) -> bool:
+    if value is None:
+        return pd.isna(cell)
+    if isinstance(value, bool):
+        return bool(cell) is value and not isinstance(cell, str)
+    if isinstance(value, (int, float)):
+        return float(cell) == pytest.approx(float(value), rel=1e-12)
+    if isinstance(cell, float) and pd.isna(cell):
+        return False
+    return cell == value
+
+
+def test_imaging_csv_exports_study_readings(root, first_run, tmp_path):
+    """imaging.csv carries Deauville, marrow, IMPeTUs and the metCR rules of every study, and for a follow-up
+    read against a baseline the Lugano category, delta SUVmax and lesion changes; each equals summary.json."""
+    out, _ = first_run
+    # a follow-up: s1 read against the batch's own s0 as baseline, then aggregated with s0
+    follow = tmp_path / "out"
+    shutil.copytree(out / "studies" / "s0", follow / "studies" / "s0")
+    res = CliRunner().invoke(app, ["quantify", str(root / "s1" / "pet.nii.gz"), "--ct", str(root / "s1" / "ct.nii.gz"),
+                                   "--baseline", str(out / "studies" / "s0"), "--out", str(follow / "studies" / "f1")])
+    assert res.exit_code == 0, res.output
+    # make the follow-up's metCR against the baseline differ from its scan-alone metCR (here both are
+    # False), so that the test tells the two blocks apart
+    path = follow / "studies" / "f1" / "summary.json"
+    edited = json.loads(path.read_text())
+    edited["follow_up"]["metabolic_response"]["ZAMAGNI2021"]["met_cr"] = True
+    path.write_text(json.dumps(edited))
+    outcomes = pd.DataFrame({"study_id": ["s0", "f1"], "status": ["done", "done"], "stage": [None] * 2,
+                             "message": [None] * 2})
+    aggregate(follow, outcomes)
+    for folder in (out, follow):
+        imaging = pd.read_csv(folder / "imaging.csv").set_index("study_id")
+        assert list(imaging.columns[:len(IMAGING_COLUMNS) - 1]) == list(IMAGING_COLUMNS[1:])  # old ones first
+        assert imaging.columns[-1] == "carpet_version"
+        for sid, row in imaging[imaging.status == "done"].iterrows():
+            summary = json.loads((folder / "studies" / sid / "summary.json").read_text())
+            expect = _expected_readings(summary)
+            for col, value in expect.items():
+                assert _same_cell(row[col], value), (sid, col, row[col], value)
+            if "response" not in summary:
+                assert row[["lugano_category", "delta_suv_max_pct", "n_new_lesions"]].isna().all(), sid
+    fu = pd.read_csv(follow / "imaging.csv").set_index("study_id").loc["f1"]
+    assert fu["lugano_category"] in ("CMR", "PMR", "NMR", "PMD") and fu["n_new_lesions"] >= 0
+    # the phantoms' foci are hotter than the liver, so Zamagni's DS <= 3 refuses metCR; solo (PET only, no
+    # liver reference) has no reading, an empty cell
+    metcr = pd.read_csv(out / "imaging.csv").set_index("study_id")["metcr_zamagni2021"]
+    assert metcr[["d0", "s0", "s1", "s2"]].tolist() == [False] * 4 and pd.isna(metcr[["bad", "solo"]]).all()

@@ -19,7 +19,8 @@ a guess. Hidden entries (``.name``) are ignored; other files (``truth.json``, no
 Outputs in ``OUT``::
 
     studies/<study_id>/  lesions.csv, summary.json, lesions.nii.gz (``carpet quantify``) + done.json
-    imaging.csv          one row per study: study_id, status, the summary.json study keys, carpet_version
+    imaging.csv          one row per study: study_id, status, the summary.json study keys, the study
+                         readings (Deauville, marrow, IMPeTUs, metCR, response to baseline), carpet_version
     lesions.csv          every lesion of every done study, with study_id
     errors.csv           study_id, stage, message of every failed study
     logs/<study_id>.log  full traceback of a failure (``.failed.json`` beside it: the failure marker)
@@ -684,6 +685,66 @@ IMAGING_COLUMNS = ("study_id", "status", "method", "n_lesions", "mtv_ml", "tlg",
                    "n_bone", "n_paramedullary", "n_extramedullary")
 
 
+#: imaging.csv column of each metCR rule of carpet.scores.metabolic_response; IMPeTUs fields exported.
+METCR_COLUMNS = {"ZAMAGNI2021": "metcr_zamagni2021", "IMWG2016_IMAGING": "metcr_imwg2016_imaging",
+                 "LUGANO_STYLE": "metcr_lugano_style"}
+IMPETUS_FIELDS = ("bm_ds", "fl_count", "fl_count_cat", "fl_sites", "fl_target_ds", "lytic_count_cat", "fracture",
+                  "fracture_sites", "paramedullary", "paramedullary_ds", "emd", "emd_subtypes", "emd_ds",
+                  "n_indeterminate")
+#: Diffuse marrow counts as positive from Deauville 4 (uptake above the liver), the level at which the spec
+#: (§1.5) warns of reactive marrow after CAR T; the simulated diffuse marrow (SUV 2.5, liver 2.0) scores 4.
+DIFFUSE_MARROW_MIN_DS = 4
+#: Study readings after the summary's own scalar keys, in this order (empty where a study lacks them).
+#: ``marrow_*`` is the diffuse marrow uptake; the ``*_vs_baseline`` columns, ``lugano_category`` and the
+#: lesion changes are filled only for a follow-up quantified with ``--baseline``.
+READING_COLUMNS = ("deauville_ds", "marrow_suv_median", "marrow_ds", "diffuse_marrow",
+                   *(f"impetus_{f}" for f in IMPETUS_FIELDS), "impetus_report",
+                   *METCR_COLUMNS.values(),
+                   "n_new_lesions", "n_resolved_lesions", "baseline_suv_max", "delta_suv_max_pct",
+                   "lugano_category", *(f"{c}_vs_baseline" for c in METCR_COLUMNS.values()))
+#: Reading columns that hold counts or categories (integers, empty when missing).
+_INT_READINGS = ("impetus_fl_count", "impetus_fl_count_cat", "impetus_lytic_count_cat", "impetus_n_indeterminate")
+#: Deauville columns: 1-5, or NE (not evaluable), or empty.
+_DS_READINGS = ("deauville_ds", "marrow_ds", "impetus_bm_ds", "impetus_fl_target_ds", "impetus_paramedullary_ds",
+                "impetus_emd_ds")
+
+
+def study_row(summary: dict) -> dict[str, Any]:
+    """One study's ``summary.json`` flattened to the scalar columns of imaging.csv.
+
+    The summary's own scalar keys come first (``method``, ``n_lesions``, ``mtv_ml`` ...), then
+    :data:`READING_COLUMNS` and ``carpet_version``. Missing readings are ``None``; booleans stay
+    booleans; a set of sites (``fl_sites`` ...) is joined with ``+``.
+    """
+    row = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
+    impetus = summary.get("impetus") or {}
+    marrow = summary.get("marrow") or {}
+    response = summary.get("response") or {}
+    follow_metcr = (summary.get("follow_up") or {}).get("metabolic_response") or {}
+    marrow_ds = marrow.get("deauville")
+    readings = {"deauville_ds": (summary.get("deauville") or {}).get("study"),
+                "marrow_suv_median": marrow.get("suv_median") if marrow.get("usable") else None,
+                "marrow_ds": marrow_ds,
+                "diffuse_marrow": marrow_ds >= DIFFUSE_MARROW_MIN_DS if isinstance(marrow_ds, int) else None,
+                **{f"impetus_{f}": _cell(impetus.get(f)) for f in IMPETUS_FIELDS},
+                "impetus_report": impetus.get("report_string"),
+                **{col: ((summary.get("metabolic_response") or {}).get(rule) or {}).get("met_cr")
+                   for rule, col in METCR_COLUMNS.items()},
+                "n_new_lesions": summary.get("n_new_lesions"),
+                "n_resolved_lesions": summary.get("n_resolved_lesions"),
+                "baseline_suv_max": response.get("baseline_suv_max"),
+                "delta_suv_max_pct": response.get("delta_suv_max_pct"),
+                "lugano_category": response.get("category"),
+                **{f"{col}_vs_baseline": (follow_metcr.get(rule) or {}).get("met_cr")
+                   for rule, col in METCR_COLUMNS.items()}}
+    return {**row, **readings, "carpet_version": summary["provenance"]["carpet_version"]}
+
+
+def _cell(value):
+    """A list of sites as one ``+``-joined cell; scalars unchanged."""
+    return "+".join(map(str, value)) if isinstance(value, (list, tuple, set)) else value
+
+
 def aggregate(out: str | Path, outcomes: pd.DataFrame, *,
               studies: pd.DataFrame | None = None) -> dict[str, Path]:
     """Rebuild ``imaging.csv``, ``lesions.csv`` and ``errors.csv`` of ``out`` from the studies.
@@ -699,20 +760,22 @@ def aggregate(out: str | Path, outcomes: pd.DataFrame, *,
             continue
         folder = out / "studies" / o.study_id
         summary = json.loads((folder / "summary.json").read_text())
-        scalars = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
-        rows.append({"study_id": o.study_id, "status": "done", **scalars,
-                     "carpet_version": summary["provenance"]["carpet_version"]})
+        rows.append({"study_id": o.study_id, "status": "done", **study_row(summary)})
         lesions = pd.read_csv(folder / "lesions.csv")
         lesions.insert(0, "study_id", o.study_id)
         lesion_tables.append(lesions)
     imaging = pd.DataFrame(rows)
-    for col in (*IMAGING_COLUMNS, "carpet_version"):  # a batch where every study failed has none
+    fixed = (*IMAGING_COLUMNS, *READING_COLUMNS, "carpet_version")
+    for col in fixed:  # a batch where every study failed has none
         if col not in imaging:
             imaging[col] = None
-    rest = [c for c in imaging.columns if c not in IMAGING_COLUMNS and c != "carpet_version"]
-    imaging = imaging[[*IMAGING_COLUMNS, *rest, "carpet_version"]]
-    counts = [c for c in imaging.columns if c.startswith("n_")]
+    rest = [c for c in imaging.columns if c not in fixed]
+    imaging = imaging[[*IMAGING_COLUMNS, *rest, *READING_COLUMNS, "carpet_version"]]
+    counts = [c for c in imaging.columns if c.startswith("n_") or c in _INT_READINGS]
     imaging[counts] = imaging[counts].astype("Float64").astype("Int64")  # failed rows: empty, not 8.0
+    for col in _DS_READINGS:  # written 5, not 5.0, beside NE (as text: a mixed column's ints turn float again)
+        imaging[col] = [None if pd.isna(v) else str(int(v)) if isinstance(v, (int, float)) else v
+                        for v in imaging[col]]
     if studies is not None:  # patient_id, study_date first, as the cohort schema reads them
         imaging = studies.merge(imaging, on="study_id", how="right")[
             ["patient_id", "study_date", *imaging.columns]]
