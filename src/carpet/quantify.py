@@ -36,7 +36,8 @@ from carpet.provenance import file_sha256, provenance
 from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
 from carpet.suv import bsa_dubois_m2
-from carpet.tracking import BaselineOutputs, alignment_references, read_study_outputs, track_followup
+from carpet.tracking import (BaselineOutputs, ExcludedUptake, alignment_references, read_study_outputs,
+                             track_followup)
 from carpet.volume import Volume, resample_to
 from carpet.io.tables import write_csv
 
@@ -507,7 +508,8 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
     t_quant = time.perf_counter()
     if baseline is not None:
         tracked = track_followup(baseline, result.lesions, result.labels, result.summary,
-                                 result.extra["align_refs"])
+                                 result.extra["align_refs"], excluded=None if result.excluded is None
+                                 else ExcludedUptake(result.excluded, result.excluded_table))
         result.lesions = tracked.lesions
         result.summary.update(tracked.summary)
         result.summary["tracking"]["baseline_dir"] = str(baseline_dir)
