@@ -212,6 +212,55 @@ def test_suv_half_written_outputs_never_replace_the_old(w, tmp_path, monkeypatch
     assert tree(tmp_path) == before
 
 
+def _suv_pair(out: Path) -> tuple[bytes, bytes]:
+    return out.read_bytes(), out.with_name("suv.json").read_bytes()
+
+
+def test_suv_second_rename_failing_keeps_the_earlier_pair(w, tmp_path, monkeypatch):
+    """The NIfTI is in place, then replacing the .json fails: the earlier NIfTI comes back too."""
+    out = tmp_path / "suv.nii.gz"
+    run(command(w, "suv", out), 0)
+    before = tree(tmp_path)
+    real, failed = os.replace, []
+
+    def fail_on_json(src, dst):
+        if str(dst).endswith("suv.json") and not failed:   # once: putting the old one back works
+            failed.append(dst)
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(src))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", fail_on_json)
+    run(command(w, "suv", out) + ["--weight-kg", "55"], 1, ["suv.json"])   # another SUV: the files would differ
+    monkeypatch.setattr(os, "replace", real)
+    assert tree(tmp_path) == before and leftovers(tmp_path) == []
+
+
+def test_suv_killed_between_its_two_renames_is_repaired_to_the_earlier_pair(w, tmp_path):
+    """SIGKILL right after the new NIfTI replaced the old one (its .json still the old run's): the next
+    run, even one that fails, puts the earlier pair back before anything else."""
+    import sys
+
+    out = tmp_path / "suv.nii.gz"
+    run(command(w, "suv", out), 0)
+    before = _suv_pair(out)
+    script = ("import os, signal, sys\n"
+              "real = os.replace\n"
+              "def replace(src, dst):\n"
+              "    real(src, dst)\n"
+              "    if str(dst).endswith('.nii.gz'):\n"
+              "        os.kill(os.getpid(), signal.SIGKILL)\n"
+              "os.replace = replace\n"
+              "from carpet.cli import app\n"
+              "app(sys.argv[1:], prog_name='carpet')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script, "suv", str(w.dicom_pet), "--out", str(out),
+                           "--weight-kg", "55"], env=env, capture_output=True)
+    assert done.returncode == -9, done.stderr.decode()
+    assert out.read_bytes() != before[0] and out.with_name("suv.json").read_bytes() == before[1]  # mixed now
+    run(["suv", w.dicom_pet, "--out", out, "--dose-mbq", "-1"], 1, ["dose"])   # a failing next run repairs first
+    assert _suv_pair(out) == before and leftovers(tmp_path) == [] and not list(tmp_path.glob(".*.old-*"))
+
+
 # ---------------------------------------------------------------------------------------------
 # finding 5: nothing stale, nothing mixed
 # ---------------------------------------------------------------------------------------------
