@@ -261,6 +261,39 @@ def test_suv_killed_between_its_two_renames_is_repaired_to_the_earlier_pair(w, t
     assert _suv_pair(out) == before and leftovers(tmp_path) == [] and not list(tmp_path.glob(".*.old-*"))
 
 
+def test_python_api_writes_like_the_command(w, tmp_path, monkeypatch):
+    """run_quantify (the function carpet quantify wraps): nothing stale, nothing half-written, no
+    foreign folder replaced, and the returned paths name the final folder."""
+    import carpet.quantify
+    from carpet.errors import OutputError
+
+    out = tmp_path / "q"
+    carpet.quantify.run_quantify(w.pet, out_dir=out, method="all")
+    assert (out / "methods.csv").is_file() and (out / ".carpet-output").is_file()
+    result = carpet.quantify.run_quantify(w.pet, out_dir=out)
+    assert not (out / "methods.csv").exists()
+    assert all(Path(p).parent == out.absolute() and Path(p).is_file() for p in result.extra["files"].values())
+    before = tree(out)
+    real = carpet.quantify.write_outputs
+
+    def full(result, out_dir):
+        real(result, out_dir)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(out_dir) / "lesions.nii.gz"))
+
+    monkeypatch.setattr(carpet.quantify, "write_outputs", full)
+    with pytest.raises(OSError, match="No space") as caught:
+        carpet.quantify.run_quantify(w.pet, out_dir=out, method="suv2.5")
+    assert caught.value.filename == str(out.absolute() / "lesions.nii.gz")   # the final name
+    assert tree(out) == before and leftovers(tmp_path) == []
+    monkeypatch.setattr(carpet.quantify, "write_outputs", real)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's")
+    with pytest.raises(OutputError, match="did not write"):
+        carpet.quantify.run_quantify(w.pet, out_dir=mine)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
 # ---------------------------------------------------------------------------------------------
 # finding 5: nothing stale, nothing mixed
 # ---------------------------------------------------------------------------------------------

@@ -244,9 +244,13 @@ class BatchOptions:
     method: str | None = None
     connectivity: int = 26
     min_volume_ml: float = 0.0
+    keep_identity: bool = False   # the patient's identity in each lesions.seg.dcm (quantify --keep-identity)
 
     def marker(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        if not self.keep_identity:   # markers written before the option existed stay valid
+            del record["keep_identity"]
+        return record
 
 
 def pseudonym(study_id: str, salt: str) -> str:
@@ -437,9 +441,10 @@ def _quantify_tmp(inputs: StudyInputs, tmp: Path, task: StudyTask, sid: str, scr
 
     opts = task.options
     paths = inputs.paths()
-    result = run_quantify(paths["pet"], out_dir=tmp, ct_path=paths.get("ct"),
+    result = run_quantify(paths["pet"], out_dir=tmp, staged=False, ct_path=paths.get("ct"),  # tmp is our stage
                           lesions_path=paths.get("lesions"), exclude_path=paths.get("exclude"),
                           method=opts.method, pseudonym=sid,  # the SEG carries the study id, no identity
+                          keep_identity=opts.keep_identity,   # unless the user asks for it
                           overrides_path=task.overrides, study_id=sid,
                           params=SegmentParams(connectivity=opts.connectivity,
                                                min_volume_ml=opts.min_volume_ml))
@@ -494,7 +499,8 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
         Address of a Dask ``distributed`` scheduler; every study is submitted there (carpet must be
         installed on the workers and ``root``/``out`` reachable by the same paths).
     options : BatchOptions
-        Method, connectivity, minimum lesion volume.
+        Method, connectivity, minimum lesion volume; ``keep_identity`` copies the patient's identity into each
+        DICOM SEG (default: the study id as pseudonym).
     force, retry_failed : bool
         Recompute every study; retry studies that failed with unchanged inputs.
     salt : str, optional
@@ -517,6 +523,9 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
         raise InputError(f"workers must be at least 1, got {workers}", hint="--workers 2")
     if mapping_path and not salt:
         raise InputError("a pseudonym mapping needs pseudonymisation", hint="--pseudonymize --salt TEXT")
+    if options.keep_identity and salt:
+        raise InputError("--keep-identity and --pseudonymize contradict each other: the SEGs would carry the "
+                         "identity the pseudonyms hide", hint="choose one")
     if mapping_path and Path(mapping_path).absolute().is_relative_to(Path(out).absolute()):
         # the key that undoes the pseudonyms must not travel with the pseudonymised outputs
         raise InputError("the pseudonym mapping would be written inside --out, beside the outputs it "

@@ -97,7 +97,8 @@ def _imaging(state: dict) -> None:
         phantom = make_phantom(spec if small else spec.with_physiology())
         study_dir = out / "studies" / pid
         paths = phantom.write_nifti(study_dir / "input")
-        result = run_quantify(paths["pet"], ct_path=paths["ct"], out_dir=study_dir / "quantify", method="suv4")
+        result = run_quantify(paths["pet"], ct_path=paths["ct"], out_dir=study_dir / "quantify", method="suv4",
+                              staged=False)   # the demo's whole output is staged
         truth = phantom.truth["lesions"]
         s = result.summary
         rows.append({"patient_id": pid, "n_lesions": s["n_lesions"], "truth_n_lesions": len(truth),

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import json
 import os
 import re
@@ -44,7 +45,7 @@ from carpet import __version__
 from carpet.errors import OutputError
 
 __all__ = ["OWNER_RECORD", "staged_dir", "staged_files", "owned_dir", "locked_output", "describe_os_error",
-           "remove_quietly", "close_inherited_locks"]
+           "remove_quietly", "close_inherited_locks", "writes_staged"]
 
 #: The record carpet leaves in every folder it writes (hidden): which command, which version.
 OWNER_RECORD = ".carpet-output"
@@ -206,6 +207,46 @@ def staged_dir(out: str | Path, command: str) -> Iterator[Path]:
         except BaseException:
             remove_quietly(tmp)
             raise
+
+
+def writes_staged(command: str):
+    """Decorator giving a library function whose keyword ``out_dir`` is a folder the discipline of the
+    command line (:func:`staged_dir`): locked, written into a stage, moved into place when complete. The
+    command is then thin glue over the function. The wrapped function takes ``staged=False`` to write
+    straight into ``out_dir`` — for a caller that stages the folder itself (``carpet batch`` per study, the
+    demo as a whole). Paths into the stage in the returned value (a ``Path``, or in a dict, list or
+    attribute of the result, e.g. ``result.extra['files']``) are changed to where the files end up.
+    """
+    def decorate(fn):
+        @functools.wraps(fn)
+        def run(*args, out_dir, staged: bool = True, **kwargs):
+            if not staged:
+                return fn(*args, out_dir=out_dir, **kwargs)
+            final = Path(out_dir).absolute()
+            with staged_dir(final, command) as tmp:
+                result = fn(*args, out_dir=tmp, **kwargs)
+            return _moved(result, tmp, final, depth=0)
+        return run
+    return decorate
+
+
+def _moved(value, tmp: Path, final: Path, depth: int):
+    """``value`` with paths (``Path`` or text) inside ``tmp`` pointing into ``final`` instead; dicts and
+    lists are changed in place, an object's attributes only at the top level."""
+    if isinstance(value, Path):
+        return final / value.relative_to(tmp) if value.is_relative_to(tmp) else value
+    if isinstance(value, str):
+        return str(final) + value[len(str(tmp)):] if value.startswith(str(tmp)) else value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _moved(item, tmp, final, depth + 1)
+    elif isinstance(value, list):
+        value[:] = [_moved(item, tmp, final, depth + 1) for item in value]
+    elif depth == 0 and hasattr(value, "__dict__"):
+        for key, item in vars(value).items():
+            if isinstance(item, (Path, str, dict, list)):
+                setattr(value, key, _moved(item, tmp, final, depth + 1))
+    return value
 
 
 #: Text outputs that may record paths of files the run wrote (provenance of the demo's own inputs).
