@@ -412,6 +412,22 @@ def _clinical_with(w, tmp_path, column, rows, value) -> Path:
     return path
 
 
+def test_an_negtime_and_event2_name_the_csv_row(w, tmp_path):  # an_negtime, an_event2 (were 'row 0' of the plan)
+    table = pd.read_csv(w.clinical)
+    table.loc[0, "pfs_months"] = None     # a missing time is left out: positions among analysed rows shift
+    table.loc[5, "pfs_months"] = -1.5     # CSV row 7 (the header is row 1)
+    table.loc[9, "pfs_event"] = 2         # CSV row 11
+    bad = tmp_path / "bad.csv"
+    table.to_csv(bad, index=False)
+    run(["analyze", "--clinical", bad, "--plan", w.plan, "--out", tmp_path / "o"], 1,
+        [f"{bad}: row 7, column 'pfs_months'", "time must be a finite number >= 0", "-1.5"])
+    table.loc[5, "pfs_months"] = 3.0
+    table.to_csv(bad, index=False)
+    run(["analyze", "--clinical", bad, "--plan", w.plan, "--out", tmp_path / "o"], 1,
+        [f"{bad}: row 11, column 'pfs_event'", "event must be 0 (censored) or 1 (event)", "'2"])
+    assert not (tmp_path / "o").exists()
+
+
 def test_an_eventyes(w, tmp_path):
     clinical = _clinical_with(w, tmp_path, "pfs_event", [2, 5, 7], "yes")
     run(["analyze", "--clinical", clinical, "--plan", w.plan, "--out", tmp_path / "o"], 1,
