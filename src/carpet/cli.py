@@ -156,7 +156,9 @@ def quantify(
 
     With --baseline, the follow-up is aligned to the baseline (CT, else PET) and each lesion matched:
     lesions.csv gains baseline_lesion_id and change (matched/new), summary.json n_new_lesions and
-    n_resolved_lesions, and baseline_lesions.csv says which baseline lesions resolved.
+    n_resolved_lesions, and baseline_lesions.csv says which baseline lesions resolved. A component the
+    physiology rules excluded on one scan and kept on the other is physiology_mismatch: neither new
+    nor resolved, flagged for review.
     """
     from carpet.quantify import run_quantify
     from carpet.segment import SegmentParams

@@ -49,8 +49,8 @@ from carpet.provenance import provenance
 from carpet.volume import Volume
 
 __all__ = ["AlignParams", "Alignment", "align_scans", "MatchParams", "ExcludedUptake", "LesionMatch",
-           "match_lesions", "follow_up_reading", "binned", "alignment_references", "BaselineOutputs", "TrackedFollowUp",
-           "track_followup", "read_study_outputs", "track_series"]
+           "match_lesions", "follow_up_reading", "binned", "alignment_references", "BaselineOutputs",
+           "TrackedFollowUp", "track_followup", "read_study_outputs", "track_series"]
 
 
 @dataclass(frozen=True)
@@ -302,8 +302,8 @@ class LesionMatch:
     """Result of :func:`match_lesions`.
 
     ``followup``: the follow-up lesion table with ``baseline_lesion_id`` (empty when new), ``change``
-    (``matched``/``new``/``physiology_mismatch``), ``match_by``, ``match_overlap_ml``, ``match_distance_mm`` and the changes
-    ``delta_suv_max``, ``delta_suv_max_pct``, ``delta_suv_peak``, ``delta_volume_ml`` (follow-up − baseline).
+    (``matched``/``new``/``physiology_mismatch``), ``match_by``, ``match_overlap_ml``, ``match_distance_mm``
+    and the changes ``delta_suv_max``, ``delta_suv_max_pct``, ``delta_suv_peak``, ``delta_volume_ml`` (follow-up − baseline).
     ``baseline``: one row per baseline lesion with ``status`` ∈ matched / merged / resolved / out_of_field /
     physiology_mismatch and ``followup_lesion_ids``. A ``physiology_mismatch`` lesion (either table) has
     ``physiology_note``: what the other scan excluded it as.
@@ -409,7 +409,7 @@ def match_lesions(base_labels: Volume, base_table: pd.DataFrame, fu_labels: Volu
         dist = np.linalg.norm(base_c - fu_c_on_base[k], axis=1) if len(base_c) else np.zeros(0)
         # overlap with a baseline lesion first; lying in the baseline's excluded uptake beats a distance match
         note = "" if overlaps.max() > 0 else physiology_note(fu_in_base_phys, fid, base_excluded, "baseline",
-                                                                    fu_review)
+                                                             fu_review)
         if overlaps.max() > 0:
             bid, by = int(np.argmax(overlaps)), "overlap"
         elif not note and len(dist) and dist.min() <= params.match_distance_mm:
@@ -700,8 +700,8 @@ def track_series(scans: pd.DataFrame, read, *, align_params: AlignParams = Align
         One row per lesion per scan: ``patient_id, track_id, study_id, study_date, lesion_id, change``
         (``first`` at a patient's first scan, ``matched``, ``new``, ``resolved`` — a row at the scan where a
         baseline lesion is no longer seen —, ``physiology_mismatch`` (:func:`match_lesions`), or ``unaligned``
-        when the pair could not be aligned and a new track starts), the previous scan's ``previous_lesion_id`` and the lesion measures. A track id is
-        ``<patient>:T<n>``; a lesion that splits keeps its track on both parts.
+        when the pair could not be aligned and a new track starts), the previous scan's ``previous_lesion_id``
+        and the lesion measures. A track id is ``<patient>:T<n>``; a lesion that splits keeps its track on both parts.
     pairs : DataFrame
         One row per consecutive pair: alignment modality, stage, Dice before/after, status, reason, and the
         new / resolved / matched counts.
