@@ -24,6 +24,8 @@ from carpet.stats.table1 import table1
 from carpet.stats.transitions import transitions
 from carpet.synth.cohort import simulate_cohort
 
+from carpet.report.format import cutpoint as fmt_cut
+
 PLANS = Path(__file__).resolve().parents[1] / "src" / "carpet" / "plans"
 DAYS_PER_MONTH = 365.25 / 12
 
@@ -235,6 +237,12 @@ def test_certainty_plan_via_cli_end_to_end(tmp_path):
     assert res["cutpoint_pfs_mtv_ml"]["cutpoint"] == pytest.approx(cp.value)
     assert res["cutpoint_pfs_mtv_ml"]["p_value"] == pytest.approx(cp.p_value)
     assert res["cutpoint_pfs_mtv_ml"]["p_value_perm"] == pytest.approx(cp.p_value_perm)
+    # the groups are split at the recorded split_value, printed as it is, with the same patients as the cut-point
+    at = res["cutpoint_pfs_mtv_ml"]["split_value"]
+    assert np.array_equal(x > at, x > cp.value) and len(repr(at)) <= len(repr(cp.value))
+    high = [g for g in res["cutpoint_pfs_mtv_ml"]["km"]["groups"] if ">" in g]
+    assert high == [f"MTV > {fmt_cut(at)} mL"] and res["cutpoint_pfs_mtv_ml"]["km"]["groups"][high[0]]["n"] == \
+        int((x > at).sum())
     with pytest.warns(UserWarning):
         ev = evaluate_cutoff(t, e, x, 54.3, marker_method="suv4")
     assert res["cutoff_pfs_mtv_ml"]["hr_high_vs_low"] == pytest.approx(ev.hr)
@@ -670,3 +678,31 @@ def test_flowchart_counts_from_progression_dates(tmp_path):
     counts = {r["stage"]: (r["all"], r["ide-cel"], r["cilta-cel"]) for r in res["counts"]}
     assert counts == {"treated": (5, 3, 2), "progressed": (4, 3, 1), "refractory": (2, 2, 0), "relapsed": (2, 1, 1)}
     assert (tmp_path / "figures" / "flowchart.png").is_file()
+
+
+@pytest.mark.parametrize("codes", [(0, 1), (False, True)])
+def test_cox_reference_of_a_two_level_covariate_is_the_one_the_row_names(tmp_path, codes):
+    """``reference: 1`` on a 0/1 (or true/false) covariate: the HR is 0 vs 1, as the row says — the inverse of
+    the HR per unit of the raw column (R: coxph(Surv(t, e) ~ I(1 - x)) gives 1/HR, CI limits swapped)."""
+    rng = np.random.default_rng(5)
+    n = 60
+    x = rng.random(n) < 0.5
+    t = rng.exponential(np.where(x, 6.0, 14.0))
+    df = pd.DataFrame({"patient_id": [f"p{i}" for i in range(n)], "t": t, "e": (rng.random(n) < 0.8).astype(int),
+                       "emd": np.where(x, codes[1], codes[0])})
+    raw = cox(df, duration="t", event="e", covariates=["emd"]).summary.iloc[0]  # HR of 1 vs 0
+    plan = {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}},
+            "variables": {"emd": {"label": "EMD", "levels": {codes[0]: "No EMD", codes[1]: "EMD"},
+                                  "reference": codes[1]}},
+            "analyses": [{"type": "cox", "endpoint": "pfs", "covariates": ["emd"]}]}
+    run_analysis(df, plan, tmp_path)
+    row = results_json(tmp_path)["analyses"]["cox_pfs"]["summary"][0]
+    assert row["hr"] == pytest.approx(1 / raw["hr"], rel=1e-6)
+    assert (row["hr_lower"], row["hr_upper"]) == pytest.approx((1 / raw["hr_upper"], 1 / raw["hr_lower"]), rel=1e-6)
+    html = (tmp_path / "report.html").read_text()
+    assert "<td>No EMD vs EMD (reference)</td>" in html
+    # without the plan's reference the HR is 1 vs 0 and the row says so
+    plan["variables"]["emd"].pop("reference")
+    run_analysis(df, plan, tmp_path / "default")
+    assert results_json(tmp_path / "default")["analyses"]["cox_pfs"]["summary"][0]["hr"] == pytest.approx(raw["hr"])
+    assert "<td>EMD vs No EMD (reference)</td>" in (tmp_path / "default" / "report.html").read_text()

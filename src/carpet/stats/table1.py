@@ -47,7 +47,7 @@ from scipy.special import gammaln
 from carpet.errors import InputError
 from carpet.provenance import provenance
 from carpet.stats._input import require_columns
-from carpet.stats._results import format_p
+from carpet.report.format import mc_p_value
 from carpet.io.tables import neutralise_formulas, write_csv
 
 # R's fisher.test counts tables whose probability is within this relative error of the observed one.
@@ -70,6 +70,7 @@ class TableTest:
     df: float
     p_value: float
     p_text: str = ""  # how to print p when it is a Monte Carlo value: "< 1/100,000 (Monte Carlo, B = 100,000)"
+    n_resamples: int | None = None  # Monte Carlo draws behind ``p_value`` (None: not a Monte Carlo p)
 
 
 @dataclass
@@ -93,9 +94,11 @@ class Table1:
 
     @property
     def summary(self) -> pd.DataFrame:
-        """The table with p-values formatted for print (``<0.001``, 3 decimals below 0.01, else 2)."""
+        """The table with p-values printed by carpet's one policy (:mod:`carpet.report.format`: ``< 0.001``,
+        else two significant digits; a Monte Carlo p below ``1/B`` as ``< 1/B``)."""
         out = self.table.copy()
-        out["p"] = [format_p(p) for p in out["p"]]
+        resamples = dict(zip(self.tests["test"], self.tests["n_resamples"])) if "n_resamples" in self.tests else {}
+        out["p"] = [mc_p_value(p, _int_or_none(resamples.get(t)), missing="") for p, t in zip(out["p"], out["test"])]
         return out
 
     def to_csv(self, path: str | Path) -> Path:
@@ -215,6 +218,10 @@ def table1(df: pd.DataFrame, by: str, continuous: Sequence[str] = (), categorica
     return Table1(table=table, tests=pd.DataFrame(tests), provenance=prov)
 
 
+def _int_or_none(value) -> int | None:
+    return None if value is None or value != value else int(value)
+
+
 def _levels(series: pd.Series, given: Sequence | None) -> list:
     present = list(pd.unique(series.dropna()))
     if given is None:
@@ -325,7 +332,7 @@ def fisher_test(counts, *, max_tables: int = 2_000_000, seed: int = 0) -> TableT
         p_mc, text = ((1 / b, f"< 1/{b:,} (Monte Carlo, B = {b:,})") if exceed == 0
                       else (float(res.pvalue), f"{res.pvalue:.3g} (Monte Carlo, B = {b:,})"))
         return TableTest(f"Fisher exact (Monte Carlo, B = {b:,}; > {max_tables:,} tables for the exact test)",
-                         float(res.statistic), np.nan, p_mc, text)
+                         float(res.statistic), np.nan, p_mc, text, n_resamples=b)
     return TableTest("Fisher exact", float(np.exp(log_obs)), np.nan, min(1.0, p_value))
 
 
