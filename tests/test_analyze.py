@@ -161,7 +161,7 @@ def test_proportion_heading_and_note_use_the_column_label(tmp_path):
     data = pd.DataFrame({"day90_orr": [True, False, True, None]})
     _run_proportion(data, {"type": "proportion", "column": "day90_orr"}, {}, writer, "rate", 1)
     text = " ".join(b.get("html", b.get("caption", "")) for sec in writer.html.sections for b in sec.blocks)
-    assert "1 patient(s) with Day90 orr unknown were left out" in text and "day90_orr" not in text
+    assert "1 patient(s) with Day 90 ORR unknown were left out" in text and "day90_orr" not in text
 
 
 def test_moffitt_transitions_count_patients(moffitt):
@@ -260,6 +260,12 @@ def test_certainty_plan_via_cli_end_to_end(tmp_path):
     assert res["landmark_pfs_day30_response"]["logrank"]["p_value"] == pytest.approx(lm.logrank.p_value)
     assert sorted(r["n_at_risk"] for r in res["landmark_pfs_day30_response"]["at_risk"]) == sorted(
         lm.at_risk["n_at_risk"].tolist())
+
+    # every number of every table has its source in results.json; no raw column name in a label
+    from _report_checks import raw_labels, unexplained_numbers
+
+    problems, _ = unexplained_numbers(doc, out / "report.html")
+    assert problems == [] and raw_labels(out) == [], problems
 
     # provenance: plan and input hashes, carpet version
     prov = doc["provenance"]
@@ -544,6 +550,18 @@ def test_pdf_letter_pages_and_table_cells_never_overflow(tmp_path):
     assert " ".join(layout.lines[1][8]).split() == wide.iloc[0, 8].split()  # wrapped, nothing cut
     path = PdfReport("Letter", page_size="Letter").table(wide, "wide").write(tmp_path / "letter.pdf")
     assert set(_media_boxes(path.read_bytes())) == {(0.0, 0.0, 612.0, 792.0)}
+
+
+@pytest.mark.parametrize("study", ["moffitt", "lbcl"])
+def test_every_number_of_every_html_table_is_a_results_json_number(study, request):
+    """Table 1 cells, S(t), medians, HRs, C-index and CIs, rates, AUCs, transitions ... (tests/_report_checks.py)."""
+    from _report_checks import raw_labels, unexplained_numbers
+
+    _, _, out = request.getfixturevalue(study)
+    problems, found = unexplained_numbers(results_json(out), out / "report.html")
+    assert problems == [] and found >= 100, "\n".join(problems)
+    hits = raw_labels(out)  # and no heading, header, group or figure text shows a raw column name
+    assert hits == [], "\n".join(hits)
 
 
 def test_html_numbers_are_results_json_numbers(moffitt, lbcl):

@@ -150,7 +150,7 @@ def _run_table1(data, a, endpoints, writer, stem, seed):
     files = [writer.table(shown, stem, f"Patient characteristics by {writer.labels.label(a['by'])}",
                           display=shown.rename(columns={"variable": "Characteristic", "level": "",
                                                         "test": "Test", "missing": "Missing"}))]
-    return {"tests": t1.tests.to_dict("records"), "table": shown.to_dict("records"),
+    return {"tests": t1.tests.to_dict("records"), "table": shown.to_dict("records"), "numbers": t1.numbers,
             "provenance": t1.provenance, "files": files}
 
 
@@ -211,6 +211,9 @@ def _run_transitions(data, a, endpoints, writer, stem, seed):
     files += writer.figure(fig, stem, f"Transitions {before} → {after}: ribbons labelled with patients and row % "
                            f"(share of the {before.lower()} state).")
     return {"table": {str(k): {str(c): int(n) for c, n in row.items()} for k, row in tr.table.iterrows()},
+            "rows": [{"state": str(k), "n": {str(c): int(n) for c, n in row.items()},
+                      "percent": {str(c): 100.0 * n / row.sum() if row.sum() else None for c, n in row.items()}}
+                     for k, row in tr.table.iterrows()],
             "test": tr.test.__dict__, "provenance": tr.provenance, "files": files}
 
 
