@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from carpet.analyze.runners import _two_level
 from carpet.errors import InputError
 
 #: Table 2 row labels of the Moffitt paper, in its order
@@ -132,7 +133,7 @@ def _run_proportion(data, a, endpoints, writer, stem, seed, tables=None):
     display = table.assign(**{f"{label}, % (95% CI)": [f"{r['k']}/{r['n']} = {r['percent']:.0f}% "
                                                        f"({r['ci_lower']:.0f}–{r['ci_upper']:.0f})" for r in rows]})
     files = [writer.table(table, stem, f"{label}: rate with exact (Clopper–Pearson) 95% CI",
-                          display=display[["group", f"{label}, % (95% CI)"]])]
+                          display=display[["group", f"{label}, % (95% CI)"]].rename(columns={"group": "Group"}))]
     n_missing = len(data) - len(frame)
     if n_missing:
         writer.note(f"{n_missing} patient(s) with {label} unknown were left out of this rate.")
@@ -359,9 +360,13 @@ def _cox_table_display(table: pd.DataFrame, data: pd.DataFrame, labels) -> pd.Da
         term = str(r["term"])
         if r["level"] == "(reference)":
             shown = f"{level(term, r.get('reference_level'))} (reference)"
+        elif r["level"]:
+            shown = level(term, r["level"])
+        elif term in data and _two_level(data[term]):  # a 0/1 or true/false column: the HR of 1 vs 0
+            low, high = sorted(data[term].dropna().unique(), key=float)[:2]
+            shown = f"{labels.level(term, high)} vs {labels.level(term, low)} (reference)"
         else:
-            shown = level(term, r["level"]) if r["level"] else (f"per 1 {labels.unit(term)}" if labels.unit(term)
-                                                                 else "per unit")
+            shown = f"per 1 {labels.unit(term)}" if labels.unit(term) else "per unit"
         rows.append({"Covariate": labels.label(term), "Level": shown, "Univariable HR (95% CI)": r["uni"],
                      "p": r["uni_p_text"], "Multivariable HR (95% CI)": r["multi"], "p (multivariable)": r["multi_p_text"]})
     return pd.DataFrame(rows)

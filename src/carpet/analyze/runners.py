@@ -321,7 +321,8 @@ def _run_landmark(data, a, endpoints, writer, stem, seed):
     lm = landmark(frame, ep["time"], ep["event"], landmark_time=float(a["time"]), group=a["by"])
     unit = ep.get("unit", "months")
     files = [writer.table(lm.at_risk, f"{stem}_at_risk",
-                          f"Patients at risk at the landmark ({a['time']:g} {unit} after the start of "
+                          f"Patients at risk at the landmark ({a['time']:g} "
+                          f"{unit[:-1] if a['time'] == 1 and unit.endswith('s') else unit} after the start of "
                           f"{ep.get('label', a['endpoint'])})", display=_stat_display(lm.at_risk))]
     groups = _groups(lm.data, [a["by"]], writer.labels)
     shifted = {**ep, "time": "time_from_landmark"}
