@@ -24,6 +24,8 @@ from carpet.stats.table1 import table1
 from carpet.stats.transitions import transitions
 from carpet.synth.cohort import simulate_cohort
 
+from carpet.report.format import cutpoint as fmt_cut
+
 PLANS = Path(__file__).resolve().parents[1] / "src" / "carpet" / "plans"
 DAYS_PER_MONTH = 365.25 / 12
 
@@ -159,7 +161,7 @@ def test_proportion_heading_and_note_use_the_column_label(tmp_path):
     data = pd.DataFrame({"day90_orr": [True, False, True, None]})
     _run_proportion(data, {"type": "proportion", "column": "day90_orr"}, {}, writer, "rate", 1)
     text = " ".join(b.get("html", b.get("caption", "")) for sec in writer.html.sections for b in sec.blocks)
-    assert "1 patient(s) with Day90 orr unknown were left out" in text and "day90_orr" not in text
+    assert "1 patient(s) with Day 90 ORR unknown were left out" in text and "day90_orr" not in text
 
 
 def test_moffitt_transitions_count_patients(moffitt):
@@ -235,6 +237,12 @@ def test_certainty_plan_via_cli_end_to_end(tmp_path):
     assert res["cutpoint_pfs_mtv_ml"]["cutpoint"] == pytest.approx(cp.value)
     assert res["cutpoint_pfs_mtv_ml"]["p_value"] == pytest.approx(cp.p_value)
     assert res["cutpoint_pfs_mtv_ml"]["p_value_perm"] == pytest.approx(cp.p_value_perm)
+    # the groups are split at the recorded split_value, printed as it is, with the same patients as the cut-point
+    at = res["cutpoint_pfs_mtv_ml"]["split_value"]
+    assert np.array_equal(x > at, x > cp.value) and len(repr(at)) <= len(repr(cp.value))
+    high = [g for g in res["cutpoint_pfs_mtv_ml"]["km"]["groups"] if ">" in g]
+    assert high == [f"MTV > {fmt_cut(at)} mL"] and res["cutpoint_pfs_mtv_ml"]["km"]["groups"][high[0]]["n"] == \
+        int((x > at).sum())
     with pytest.warns(UserWarning):
         ev = evaluate_cutoff(t, e, x, 54.3, marker_method="suv4")
     assert res["cutoff_pfs_mtv_ml"]["hr_high_vs_low"] == pytest.approx(ev.hr)
@@ -252,6 +260,12 @@ def test_certainty_plan_via_cli_end_to_end(tmp_path):
     assert res["landmark_pfs_day30_response"]["logrank"]["p_value"] == pytest.approx(lm.logrank.p_value)
     assert sorted(r["n_at_risk"] for r in res["landmark_pfs_day30_response"]["at_risk"]) == sorted(
         lm.at_risk["n_at_risk"].tolist())
+
+    # every number of every table has its source in results.json; no raw column name in a label
+    from _report_checks import raw_labels, unexplained_numbers
+
+    problems, _ = unexplained_numbers(doc, out / "report.html")
+    assert problems == [] and raw_labels(out) == [], problems
 
     # provenance: plan and input hashes, carpet version
     prov = doc["provenance"]
@@ -538,6 +552,18 @@ def test_pdf_letter_pages_and_table_cells_never_overflow(tmp_path):
     assert set(_media_boxes(path.read_bytes())) == {(0.0, 0.0, 612.0, 792.0)}
 
 
+@pytest.mark.parametrize("study", ["moffitt", "lbcl"])
+def test_every_number_of_every_html_table_is_a_results_json_number(study, request):
+    """Table 1 cells, S(t), medians, HRs, C-index and CIs, rates, AUCs, transitions ... (tests/_report_checks.py)."""
+    from _report_checks import raw_labels, unexplained_numbers
+
+    _, _, out = request.getfixturevalue(study)
+    problems, found = unexplained_numbers(results_json(out), out / "report.html")
+    assert problems == [] and found >= 100, "\n".join(problems)
+    hits = raw_labels(out)  # and no heading, header, group or figure text shows a raw column name
+    assert hits == [], "\n".join(hits)
+
+
 def test_html_numbers_are_results_json_numbers(moffitt, lbcl):
     """Each KM row (n, events, median and CI), each log-rank p, each Cox HR and each AIC shown in the HTML is
     results.json's number printed by the formatting policy."""
@@ -670,3 +696,31 @@ def test_flowchart_counts_from_progression_dates(tmp_path):
     counts = {r["stage"]: (r["all"], r["ide-cel"], r["cilta-cel"]) for r in res["counts"]}
     assert counts == {"treated": (5, 3, 2), "progressed": (4, 3, 1), "refractory": (2, 2, 0), "relapsed": (2, 1, 1)}
     assert (tmp_path / "figures" / "flowchart.png").is_file()
+
+
+@pytest.mark.parametrize("codes", [(0, 1), (False, True)])
+def test_cox_reference_of_a_two_level_covariate_is_the_one_the_row_names(tmp_path, codes):
+    """``reference: 1`` on a 0/1 (or true/false) covariate: the HR is 0 vs 1, as the row says — the inverse of
+    the HR per unit of the raw column (R: coxph(Surv(t, e) ~ I(1 - x)) gives 1/HR, CI limits swapped)."""
+    rng = np.random.default_rng(5)
+    n = 60
+    x = rng.random(n) < 0.5
+    t = rng.exponential(np.where(x, 6.0, 14.0))
+    df = pd.DataFrame({"patient_id": [f"p{i}" for i in range(n)], "t": t, "e": (rng.random(n) < 0.8).astype(int),
+                       "emd": np.where(x, codes[1], codes[0])})
+    raw = cox(df, duration="t", event="e", covariates=["emd"]).summary.iloc[0]  # HR of 1 vs 0
+    plan = {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}},
+            "variables": {"emd": {"label": "EMD", "levels": {codes[0]: "No EMD", codes[1]: "EMD"},
+                                  "reference": codes[1]}},
+            "analyses": [{"type": "cox", "endpoint": "pfs", "covariates": ["emd"]}]}
+    run_analysis(df, plan, tmp_path)
+    row = results_json(tmp_path)["analyses"]["cox_pfs"]["summary"][0]
+    assert row["hr"] == pytest.approx(1 / raw["hr"], rel=1e-6)
+    assert (row["hr_lower"], row["hr_upper"]) == pytest.approx((1 / raw["hr_upper"], 1 / raw["hr_lower"]), rel=1e-6)
+    html = (tmp_path / "report.html").read_text()
+    assert "<td>No EMD vs EMD (reference)</td>" in html
+    # without the plan's reference the HR is 1 vs 0 and the row says so
+    plan["variables"]["emd"].pop("reference")
+    run_analysis(df, plan, tmp_path / "default")
+    assert results_json(tmp_path / "default")["analyses"]["cox_pfs"]["summary"][0]["hr"] == pytest.approx(raw["hr"])
+    assert "<td>EMD vs No EMD (reference)</td>" in (tmp_path / "default" / "report.html").read_text()

@@ -2,6 +2,7 @@
 match is known (carpet.synth.pair)."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -160,6 +161,10 @@ def test_cli_followup_contract_files(tmp_path):
     assert np.allclose(tx.TransformPoint((0.0, 0.0, 0.0)), (0.0, 0.0, 20.0), atol=2.0)
     # the review page: the MIP, then one figure per lesion, a matched lesion drawn beside its baseline lesion
     page = (tmp_path / "f" / "review.html").read_text()
+    # titled by a pseudonym (the PET's hash), never by the input's file or folder name (it may hold a name)
+    pet_hash = summary["provenance"]["inputs"]["pet"]["sha256"]
+    assert re.search(rf"<title>Review — carpet-{pet_hash[:16]}</title>", page), page[:300]
+    assert "fu_pet" not in page.split("Provenance")[0]
     assert page.count("<img") == 1 + len(table)
     for row in table.itertuples():
         assert f"Lesion {row.lesion_id}: {row.site}" in page

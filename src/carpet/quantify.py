@@ -546,7 +546,7 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
             files["seg"] = seg
     if review:
         files["review"] = _write_review(result, pet, baseline, Path(out_dir) / "review.html",
-                                        study_id or _study_name(paths["pet"]))
+                                        _review_name(study_id, pseudonym, prov))
     result.extra["files"] = files
     t_write = time.perf_counter()
     result.extra["timing_s"] = {"read_pet": t_read - t0, "quantify_and_ct": t_quant - t_read,
@@ -573,9 +573,10 @@ def _roi_names(result: QuantifyResult, mask: Volume | None) -> dict[int, str] | 
     return {k: (v if list(by_lesion.values()).count(v) == 1 else f"{v} ({k})") for k, v in by_lesion.items()}
 
 
-def _study_name(path: Path) -> str:
-    """A study's name for the review page: the PET file name without .nii[.gz], or its DICOM folder's."""
-    return path.name.removesuffix(".gz").removesuffix(".nii")
+def _review_name(study_id: str | None, pseudonym: str | None, prov: dict) -> str:
+    """The review page's name for the study: ``--study-id``, else the pseudonym, else ``carpet-`` + the start of
+    the PET's SHA-256 — never the input file's or folder's name, which often holds the patient's name."""
+    return study_id or pseudonym or "carpet-" + prov["inputs"]["pet"]["sha256"][:16]
 
 
 def _write_review(result: QuantifyResult, pet: Volume, baseline, path: Path, study_id: str) -> Path:

@@ -370,6 +370,12 @@ def _default_title(a: dict, endpoints: dict, labels=None) -> str:
         unit = ep.get("unit", "months")
         unit = unit[:-1] if a["time"] == 1 and unit.endswith("s") else unit
         return f"Landmark at {a['time']:g} {unit}: {label} by {name(a['by'])}"
+    if t == "proportion":  # the plan item's label names the rate, as its table does
+        return _RAW_TITLES[t].format(column=a.get("label") or name(a["column"]))
+    if t == "roc":
+        markers = [a["markers"]] if isinstance(a["markers"], str) else list(a["markers"])
+        unit = ep.get("unit", "months")
+        return f"AUC of {' and '.join(map(name, markers))} for {label} by {a['horizon']:g} {unit}"
     if t in _RAW_TITLES:
         return _RAW_TITLES[t].format(**{**a, "column": name(a["column"]) if "column" in a else ""})
     return f"Model comparison for {label}"

@@ -142,7 +142,8 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
     writer.pdf.section("Provenance").text(json.dumps(_jsonable(prov), indent=1))
     document = {"title": plan["title"], "simulated": simulated,
                 "notice": SIMULATED_BANNER if simulated else None, "n_patients": int(len(data)),
-                "notes": notes, "endpoints": endpoints, "derived": derived, "analyses": results,
+                "notes": notes, "columns": [str(c) for c in data.columns], "endpoints": endpoints,
+                "derived": derived, "analyses": results,
                 "figure_checks": writer.figure_checks, "provenance": prov}
     files = writer.files
     files["results.json"] = out / "results.json"

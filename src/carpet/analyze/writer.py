@@ -80,7 +80,7 @@ class _Writer:
         from carpet.report.style import legend_overlaps_data, save_figure
 
         # a legend over data is a defect the reader sees: every figure is checked as drawn, the result kept
-        self.figure_checks[stem] = {"legend_covers_data": legend_overlaps_data(fig)}
+        self.figure_checks[stem] = {"legend_covers_data": legend_overlaps_data(fig), "texts": _figure_texts(fig)}
         if self.simulated:
             fig.text(0.995, 0.005, "SIMULATED", ha="right", va="bottom", fontsize=7, color="#D55E00",
                      fontweight="bold")
@@ -110,6 +110,32 @@ class _Writer:
                 neutralise_formulas(table).to_excel(xl, sheet_name=name, index=False)
         self.files[path.name] = path
         return path
+
+
+def _figure_texts(fig) -> dict[str, list[str]]:
+    """The words a figure shows (titles, axis labels, legend entries, other text; numbers-only ticks left out),
+    kept in results.json so that a machine can check them for raw column names."""
+    from matplotlib.text import Text
+
+    out: dict[str, list[str]] = {"title": [], "axis label": [], "legend": [], "text": []}
+    seen: set[int] = set()
+
+    def add(kind: str, texts) -> None:
+        for t in texts:
+            seen.add(id(t))
+            word = t.get_text().strip()
+            if word and t.get_visible() and any(ch.isalpha() for ch in word) and word not in out[kind]:
+                out[kind].append(word)
+
+    for ax in fig.axes:
+        add("title", [ax.title, ax._left_title, ax._right_title])
+        add("axis label", [ax.xaxis.label, ax.yaxis.label])
+        if ax.get_legend() is not None:
+            add("legend", ax.get_legend().get_texts())
+    for legend in fig.legends:
+        add("legend", legend.get_texts())
+    add("text", [t for t in fig.findobj(Text) if id(t) not in seen])
+    return out
 
 
 def _r_logicals(df: pd.DataFrame) -> pd.DataFrame:
