@@ -77,10 +77,13 @@ class _Writer:
 
     def figure(self, fig, stem: str, caption: str) -> list[str]:
         """Write the figure as PNG (300 dpi), PDF and SVG; embed it in both reports; return the file names."""
-        from carpet.report.style import legend_overlaps_data, save_figure
+        from carpet.report.style import KM_AXES_ID, legend_overlaps_data, save_figure, x_axis_short_of_data
 
-        # a legend over data is a defect the reader sees: every figure is checked as drawn, the result kept
-        self.figure_checks[stem] = {"legend_covers_data": legend_overlaps_data(fig)}
+        # a legend over data, a survival axis ending before its curves: defects the reader sees; every figure
+        # is checked as drawn, the result kept
+        self.figure_checks[stem] = {"legend_covers_data": legend_overlaps_data(fig),
+                                    "x_axis_short_of_data": x_axis_short_of_data(fig),
+                                    "survival_axes": sum(ax.get_gid() == KM_AXES_ID for ax in fig.axes)}
         if self.simulated:
             fig.text(0.995, 0.005, "SIMULATED", ha="right", va="bottom", fontsize=7, color="#D55E00",
                      fontweight="bold")
