@@ -36,7 +36,7 @@ def test_small_demo_writes_report_and_tables(small_demo):
     tmp_path, result = small_demo
     assert result.exit_code == 0, result.output
     html = (tmp_path / "index.html").read_text()
-    assert "SIMULATED" in html and html.count("data:image/png;base64,") >= 3
+    assert "SIMULATED" in html and html.count("data:image/png;base64,") + html.count("data:image/svg+xml,") >= 3
     imaging = pd.read_csv(tmp_path / "imaging.csv")
     # the phantom's truth and the measured MTV agree wherever every lesion is above SUV 4
     assert len(imaging) >= 3

@@ -90,8 +90,8 @@ class _Writer:
         paths = save_figure(fig, self.out / "figures" / stem)
         names = [f"figures/{p.name}" for p in paths]
         self.files.update({name: p for name, p in zip(names, paths)})
-        # The PNG just written goes into the HTML as is; the PDF report draws the figure itself (vector).
-        self.html.image(paths[0].read_bytes(), caption)
+        # The HTML embeds the figure as SVG (or the PNG just written); the PDF report draws it itself (vector).
+        self.html.figure(fig, caption, png=paths[0].read_bytes(), close=False)
         self.pdf.figure(fig, caption)  # the PDF report closes the figure once it has drawn it
         return names
 
