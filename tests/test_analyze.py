@@ -504,13 +504,38 @@ def test_every_analysis_csv_reads_in_r_and_pandas_with_its_columns(study, reques
         assert got[f.name][3] == "logical", f.name  # TRUE, not Python's True, which R keeps as text
 
 
-def test_xlsx_has_one_sheet_per_table(lbcl):
+def test_xlsx_has_a_readme_and_one_formatted_sheet_per_table(lbcl):
+    """tables.xlsx: README first (provenance, what each sheet is), then a sheet per table as the report shows
+    it: labelled headers in bold and frozen, numbers stored as numbers in the report's decimals, intervals as
+    text, columns as wide as their text, names ≤ 31 characters and unique."""
+    import html as html_lib
+
+    from openpyxl import load_workbook
+
     _, result, out = lbcl
-    sheets = pd.read_excel(out / "tables.xlsx", sheet_name=None)
-    csvs = {f.stem: f for f in out.glob("*.csv")}
-    assert set(sheets) == {"about", *(stem[:31] for stem in csvs)}
-    for stem, f in csvs.items():
-        assert sheets[stem[:31]].shape == pd.read_csv(f).shape, stem
+    wb = load_workbook(out / "tables.xlsx")
+    csvs = sorted(f.stem for f in out.glob("*.csv"))
+    names = wb.sheetnames
+    assert names[0] == "README" and len(names) == len(csvs) + 1 == len({n.lower() for n in names})
+    assert all(len(n) <= 31 for n in names) and sorted(n[:31] for n in csvs) == sorted(names[1:])
+    readme = "\n".join(str(v) for row in wb["README"].iter_rows(values_only=True) for v in row if v is not None)
+    assert "carpet_version" in readme and "TRUE" in readme and "sha256" in readme
+    assert all(f"{stem}.csv" in readme for stem in csvs)
+    report = html_lib.unescape(re.sub(r"</?span[^>]*>", "", (out / "report.html").read_text()))
+    km = wb["km_pfs_ipi_group"]
+    header = [c.value for c in km[1]]
+    assert header[:4] == ["Group", "n", "Events", "Median, months (95% CI)"]  # the report's labels
+    assert all(c.font.bold for c in km[1]) and km.freeze_panes == "A2"
+    groups = result.results["km_pfs_ipi_group"]["groups"]
+    for row in km.iter_rows(min_row=2):
+        g = groups[row[0].value]
+        assert (row[1].value, row[2].value) == (g["n"], g["events"])  # numbers, not text
+        assert isinstance(row[3].value, str) and f"<td>{row[3].value}</td>" in report  # as printed
+    assert km.column_dimensions["D"].width >= len("Median, months (95% CI)")
+    p_cells = [r[3] for r in wb["cox_pfs"].iter_rows(min_row=2) if r[3].value is not None]
+    assert p_cells and all(isinstance(c.value, float) for c in p_cells)
+    for c in p_cells:  # the same decimals as the report shows
+        assert f"<td>{c.value:.{len(c.number_format.split('.')[1])}f}</td>" in report
 
 
 def _media_boxes(pdf: bytes) -> list[tuple[float, ...]]:
@@ -573,7 +598,7 @@ def test_html_numbers_are_results_json_numbers(moffitt, lbcl):
 
     for _, _, out in (moffitt, lbcl):
         doc = results_json(out)
-        text = html_lib.unescape((out / "report.html").read_text())
+        text = html_lib.unescape(re.sub(r'</?span[^>]*>', "", (out / "report.html").read_text()))  # no-wrap spans
         cells = re.findall(r"<td>(.*?)</td>", text)
         checked = 0
         for res in doc["analyses"].values():

@@ -72,7 +72,7 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
     input_files : mapping, optional
         The files the tables were read from; their SHA-256 goes into the provenance.
     xlsx : bool
-        Also write ``tables.xlsx``: one sheet per table (same content as the CSVs) and an ``about`` sheet.
+        Also write ``tables.xlsx``: a README sheet, then one sheet per table as the report shows it.
     page_size : {'A4', 'Letter'}
         Page size of ``report.pdf`` (every page the same).
 
