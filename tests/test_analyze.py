@@ -115,6 +115,11 @@ def test_moffitt_table1_csv_equals_table1(moffitt):
     data = patients.copy()  # the simulator's answers, which the plan derived from the raw tables
     data["baseline_emd"] = np.where(data["emd_baseline"].astype(bool), "EMD at baseline", "No EMD at baseline")
     data["high_risk_cytogenetics"] = np.where(data["high_risk_cytogenetics"], "high", "standard")
+    # Table 1's pooled FISH rows, from the raw FISH results (tested together: all missing or all known)
+    fish = data[["gain1q", "amp1q", "del1p32"]]
+    data["chromosome1_abnormality"] = pd.array([None if pd.isna(g) else bool(g or a or d)
+                                                for g, a, d in fish.itertuples(index=False)], dtype="boolean")
+    data["hyperdiploidy"] = data["non_hyperdiploid"].map({False: "hyperdiploid", True: "not_hyperdiploid"})
     plan = example_plan("moffitt_post_progression")
     plan_item = plan["analyses"][1]
     # IMWG needs a confirmed CR (two assessments and a marrow); the simulator's day-90 CR is the lab pattern, so
@@ -586,6 +591,19 @@ def test_zero_one_codes_are_read_as_false_true_and_other_codes_refused(tmp_path)
     bad = df.assign(emd=[1, 0, 2, 0, 0, 1])                      # 2 is no code of a yes/no column
     with pytest.raises(InputError, match=r"holds \['0', '1', '2'\], which the labels do not name"):
         run_analysis(bad, plan, tmp_path / "bad")
+
+
+def test_any_of_is_true_when_one_is_true_false_when_all_are_false_else_unknown():
+    from carpet.analyze.derive import _derive
+
+    df = pd.DataFrame({"gain1q": pd.array([True, False, None, None, False], dtype="boolean"),
+                       "del1p32": pd.array([None, False, True, None, None], dtype="boolean")})
+    out, rec = _derive(df, {"name": "chr1", "any_of": ["gain1q", "del1p32"]}, "derive[0]")
+    assert out["chr1"].tolist() == [True, False, True, pd.NA, pd.NA] and rec["any_of"] == ["gain1q", "del1p32"]
+    assert validate_plan({"title": "t", "endpoints": {"p": {"time": "t", "event": "e"}},
+                          "derive": [{"name": "x", "any_of": "gain1q"}],
+                          "analyses": [{"type": "km", "endpoint": "p"}]}) == ["derive[0].any_of: expected a list "
+                                                                              "of columns"]
 
 
 def test_raw_table_derivations_say_which_table_is_missing(tmp_path):

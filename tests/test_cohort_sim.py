@@ -134,6 +134,23 @@ def test_moffitt_prevalences(column, p):
     assert_prevalence(pooled("moffitt_post_cart")[column], p, column)
 
 
+def test_moffitt_table1_fish_rows_by_baseline_emd():
+    """Table 1: chromosome 1 abnormalities 15/32 vs 44/69, t(11;14) 7/32 vs 10/70, hyperdiploidy 8/32 vs 20/69
+    (EMD vs no EMD, among the tested: 32 of 35 and about 69 of 71)."""
+    df = pooled("moffitt_post_cart")
+    bl = df["emd_baseline"].to_numpy(bool)
+    tested = df["gain1q"].notna().to_numpy()
+    assert (df[["amp1q", "del1p32", "t11_14", "non_hyperdiploid"]].notna().to_numpy() == tested[:, None]).all()
+    assert_prevalence(tested[bl], 32 / 35, "tested | EMD")
+    assert_prevalence(tested[~bl], 69 / 71, "tested | no EMD")
+    chr1 = (df["gain1q"] | df["amp1q"] | df["del1p32"]).to_numpy(bool, na_value=False)
+    for name, flags, p_emd, p_no in (("chromosome 1", chr1, 15 / 32, 44 / 69),
+                                     ("t(11;14)", flag(df["t11_14"]), 7 / 32, 10 / 70),
+                                     ("hyperdiploidy", flag(df["non_hyperdiploid"], False), 8 / 32, 20 / 69)):
+        assert_prevalence(flags[bl & tested], p_emd, f"{name} | EMD")
+        assert_prevalence(flags[~bl & tested], p_no, f"{name} | no EMD")
+
+
 def test_moffitt_emd_at_progression_and_transitions():
     df = pooled("moffitt_post_cart")
     known = df["emd_progression"].notna().to_numpy()

@@ -220,6 +220,14 @@ def _derive(data: pd.DataFrame, d: dict, where: str, tables=None) -> tuple[pd.Da
         status = [emd_pmd_status(e, p) for e, p in zip(data[emd], data[pmd])]
         data[name] = pd.Series([_EMD_PMD_LABELS.get(s) for s in status], index=data.index, dtype=object)
         return data, {"emd_pmd": [emd, pmd], "labels": _EMD_PMD_LABELS, "unknown": "missing"}
+    if "any_of" in d:
+        # Kleene OR of true/false columns: true when any is true, false when all are false, else unknown
+        flags = [data[c].map(lambda v: None if _missing(v) else bool(v)).astype("boolean") for c in d["any_of"]]
+        out = flags[0]
+        for f in flags[1:]:
+            out = out | f
+        data[name] = out
+        return data, {"any_of": d["any_of"], "rule": "true if any is true, false if all are false, else unknown"}
     if "cut" in d:
         cut = d["cut"]
         x = pd.to_numeric(data[cut["column"]], errors="coerce")

@@ -46,7 +46,7 @@ _COMMON = {"type": "str", "title": "str", "name": "str"}
 _TOP = {"title", "subtitle", "seed", "endpoints", "derive", "analyses", "imaging", "assessments", "variables"}
 _SCORES = {"ipi": "IPI", "aaipi": "aaIPI", "car_hematotox": "CAR-HEMATOTOX", "iss": "ISS", "riss": "R-ISS",
            "r_iss": "R-ISS", "r2iss": "R2-ISS", "r2_iss": "R2-ISS"}
-_DERIVE_OPS = ("score", "emd_pmd", "cut", "log", "labels", "combine", "cytogenetics", "responded", "imwg",
+_DERIVE_OPS = ("score", "emd_pmd", "cut", "log", "labels", "combine", "any_of", "cytogenetics", "responded", "imwg",
                "response_at", "first_line_after", "lines_after", "exposed_by")
 #: derive operations that read the raw assessments / therapies (not a column of the analysis table)
 _TABLE_OPS = {"imwg": ("progression",), "response_at": ("assessments",), "first_line_after": ("therapies",),
@@ -222,7 +222,7 @@ def _derive_problems(where: str, d: Any) -> list[str]:
         out.append(f"{where}.score: unknown score {arg!r} (expected one of {sorted(set(_SCORES))})")
     if op == "score" and d.get("output", "points") not in ("points", "group"):
         out.append(f"{where}.output: expected points or group")
-    if op in ("emd_pmd", "combine") and (not isinstance(arg, list) or len(arg) != 2 and op == "emd_pmd"
+    if op in ("emd_pmd", "combine", "any_of") and (not isinstance(arg, list) or len(arg) != 2 and op == "emd_pmd"
                                          or any(not isinstance(a, str) for a in arg)):
         out.append(f"{where}.{op}: expected a list of columns" + (" [emd, pmd]" if op == "emd_pmd" else ""))
     if op == "cut" and not (isinstance(arg, dict) and isinstance(arg.get("column"), str)

@@ -164,6 +164,21 @@ MOFFITT_TARGETS: dict[str, Target] = {
                         f"{MOFFITT}, Table 1 'del(17p)/monosomy17 31, t(4,14) 13, t(14,16) 6'",
                         note="drawn among the high-risk patients only (at least one each), so R-ISS high risk "
                              "from the raw FISH columns is the drawn high-risk flag"),
+    # Table 1 rows beyond the high-risk FISH: published n (%) by any EMD; the percentages give the tested counts
+    "fish_extended_by_emd": _pub(
+        {"chromosome1": {True: 15 / 32, False: 44 / 69}, "t11_14": {True: 7 / 32, False: 10 / 70},
+         "hyperdiploid": {True: 8 / 32, False: 20 / 69}},
+        f"{MOFFITT}, Table 1 'Chromosome 1 abnormalities 59 (58%): 15 (47%) / 44 (64%)', "
+        "'t(11,14) 17 (17%): 7 (22%) / 10 (14%)', 'Hyperdiploidy 28 (28%): 8 (25%) / 20 (29%)'",
+        note="rates among the tested; the denominators (about 32 of 35 with EMD, 69-70 of 71 without) follow from "
+             "the printed n and percent"),
+    "fish_extended_tested_by_emd": _pub(
+        {True: 32 / 35, False: 69 / 71}, f"{MOFFITT}, Table 1 (n / percent of the three rows above)",
+        note="patients without these FISH results have them missing (empty), not negative"),
+    "chromosome1_split": _assumed(
+        {"gain1q": 0.60, "amp1q": 0.20, "del1p32": 0.10, "gain1q+del1p32": 0.10},
+        "Table 1 pools 'chromosome 1 abnormalities'; the raw FISH results behind it (1q gain = 3 copies, 1q "
+        "amplification >= 4 copies, del(1p32)) are split by these assumed shares"),
     "cbc_ranges": _assumed({"hb_g_dl": ((7.0, 9.9), (10.0, 14.5)), "anc_per_ul": ((300, 990), (1000, 5000)),
                             "platelets_per_ul": ((20000, 99000), (100000, 320000)),
                             "creatinine_mg_dl": ((2.1, 4.0), (0.6, 1.9))},

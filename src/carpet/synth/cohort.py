@@ -396,6 +396,29 @@ def _moffitt_raw_inputs(rng: np.random.Generator, df: pd.DataFrame) -> pd.DataFr
     df["os_pp_months"] = os_days / DAYS_PER_MONTH
     df["pfs2_months"] = pfs2_days / DAYS_PER_MONTH
     df["os_months"] = df["pfs_months"] + df["os_pp_months"]
+    return _moffitt_more_fish(rng, df)
+
+
+def _moffitt_more_fish(rng: np.random.Generator, df: pd.DataFrame) -> pd.DataFrame:
+    """The FISH results behind Table 1's chromosome 1, t(11;14) and hyperdiploidy rows, by any baseline EMD.
+
+    Raw columns a lab reports (``gain1q``, ``amp1q``, ``del1p32``, ``t11_14``, ``non_hyperdiploid``; empty = not
+    tested); a plan derives the pooled rows from them. Drawn last, so every earlier draw is unchanged.
+    """
+    t = cal.MOFFITT_TARGETS
+    n = len(df)
+    emd = df["emd_baseline"].to_numpy(bool)
+    tested = rng.random(n) < np.where(emd, *(_tv(t, "fish_extended_tested_by_emd")[k] for k in (True, False)))
+    rates = _tv(t, "fish_extended_by_emd")
+    drawn = {k: rng.random(n) < np.where(emd, rates[k][True], rates[k][False]) for k in rates}
+    kind = _categorical(rng, n, _tv(t, "chromosome1_split"))
+    chr1 = drawn["chromosome1"]
+    raw = {"gain1q": chr1 & np.isin(kind, ["gain1q", "gain1q+del1p32"]), "amp1q": chr1 & (kind == "amp1q"),
+           "del1p32": chr1 & np.isin(kind, ["del1p32", "gain1q+del1p32"]), "t11_14": drawn["t11_14"],
+           "non_hyperdiploid": ~drawn["hyperdiploid"]}
+    df = df.copy()
+    for column, values in raw.items():
+        df[column] = pd.array(np.where(tested, values, None), dtype="boolean")
     return df
 
 
@@ -704,7 +727,8 @@ STUDIES: dict[str, StudyInfo] = {
 # --------------------------------------------------------------------------------------------------
 #: pandas dtypes of the columns whose type a CSV cannot carry (read back by :func:`read_patients`)
 _NULLABLE_BOOL = ("emd_progression", "pmd_progression", "pattern_emd", "pattern_pmd", "emd_baseline",
-                  "pmd_baseline", "diffuse_marrow_uptake", "metcr_day30", "first_salvage_responded")
+                  "pmd_baseline", "diffuse_marrow_uptake", "metcr_day30", "first_salvage_responded",
+                  "gain1q", "amp1q", "del1p32", "t11_14", "non_hyperdiploid")
 _DATE_COLUMNS = ("infusion_date", "progression_date", "death_date", "last_followup_date", "salvage_start_date",
                  "salvage_progression_date", "relapse_date")
 _NULLABLE_INT = ("n_lesions",)
