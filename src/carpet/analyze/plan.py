@@ -41,6 +41,7 @@ ANALYSES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "roc": ({"endpoint": "endpoint", "markers": "columns", "horizon": "number"}, {"direction": "str"}),
     "cox_table": ({"endpoint": "endpoint", "covariates": "columns"}, {"strata": "columns"}),
     "exposure_cox": ({"endpoint": "endpoint", "classes": "classes"}, {"from": "str"}),
+    "association": ({"marker": "column", "outcomes": "columns"}, {"value": "number"}),
 }
 _COMMON = {"type": "str", "title": "str", "name": "str"}
 _TOP = {"title", "subtitle", "seed", "endpoints", "derive", "analyses", "imaging", "assessments", "variables"}
@@ -333,6 +334,8 @@ def _default_stem(a: dict) -> str:
         return f"{t}_{a['endpoint']}_{a['marker']}"
     if t == "landmark":
         return f"landmark_{a['endpoint']}_{a['by']}"
+    if t == "association":
+        return f"association_{a['marker']}"
     if t == "proportion":
         return "_".join(["proportion", a["column"], *_by_list(a.get("by"))])
     if "endpoint" not in a:  # the analyses of the raw tables: patterns, flowchart, lines, swimmer
@@ -371,7 +374,10 @@ def _default_title(a: dict, endpoints: dict, labels=None) -> str:
         unit = unit[:-1] if a["time"] == 1 and unit.endswith("s") else unit
         return f"Landmark at {a['time']:g} {unit}: {label} by {name(a['by'])}"
     if t in _RAW_TITLES:
-        return _RAW_TITLES[t].format(**{**a, "column": name(a["column"]) if "column" in a else ""})
+        return _RAW_TITLES[t].format(**{**a, "column": name(a["column"]) if "column" in a else "",
+                                        **({"marker": name(a["marker"]),
+                                            "outcomes": ", ".join(name(c) for c in _by_list(a["outcomes"]))}
+                                           if t == "association" else {})})
     return f"Model comparison for {label}"
 
 
@@ -380,7 +386,8 @@ _RAW_TITLES = {"patterns": "Patterns of progression", "flowchart": "Patients tre
                "swimmer": "Swimmer plot of the lines after progression",
                "roc": "AUC of {markers} for an event by {horizon}",
                "cox_table": "Univariable and multivariable Cox models",
-               "exposure_cox": "Time-dependent exposure to {classes} (Cox)"}
+               "exposure_cox": "Time-dependent exposure to {classes} (Cox)",
+               "association": "{marker} and {outcomes}: rank tests"}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 (concordance), ``cutpoint`` and ``evaluate_cutoff`` (maxstat.test with smethod="LogRank"), ``proportion``
 (binom.test, prop.test), ``odds_ratio`` (fisher.test), ``logistic`` (glm binomial), ``roc`` and ``roc_test``
 (pROC), ``cuminc`` and ``fine_gray`` (cmprsk cuminc, crr), ``rmst`` and ``followup`` (survfit rmean, reverse Kaplan–Meier), ``cox_table``
-(univariable + multivariable Cox with cox.zph).
+(univariable + multivariable Cox with cox.zph), ``mann_whitney`` and ``spearman`` (wilcox.test, cor.test).
 """
 
 from carpet.stats._results import TestResult
@@ -18,6 +18,7 @@ from carpet.stats.km import KaplanMeier, kaplan_meier
 from carpet.stats.logistic import LogisticResult, logistic
 from carpet.stats.logrank import LogRankResult, logrank
 from carpet.stats.proportion import OddsRatio, Proportion, odds_ratio, proportion
+from carpet.stats.rank_tests import MannWhitney, Spearman, mann_whitney, spearman
 from carpet.stats.rmst import FollowUp, Rmst, followup, rmst
 from carpet.stats.roc import Roc, RocTest, roc, roc_test
 
@@ -26,4 +27,4 @@ __all__ = ["TestResult", "kaplan_meier", "KaplanMeier", "logrank", "LogRankResul
            "concordance_index", "concordance_counts", "proportion", "Proportion", "odds_ratio", "OddsRatio",
            "logistic", "LogisticResult", "roc", "Roc", "roc_test", "RocTest", "cuminc", "CumulativeIncidence",
            "rmst", "Rmst", "followup", "FollowUp", "cox_table", "CoxTable", "fine_gray",
-           "FineGrayResult"]
+           "FineGrayResult", "mann_whitney", "MannWhitney", "spearman", "Spearman"]

@@ -225,6 +225,20 @@ CERTAINTY_TARGETS: dict[str, Target] = {
                                         "by EMD status"),
     "infusion_window": _assumed(("2021-04-01", "2023-12-31"), "treatment window not printed"),
     "follow_up_months": _assumed((6.0, 30.0), "administrative follow-up from infusion, uniform"),
+    # CAR T expansion and TCR diversity (the news item: no effect of MTV on either)
+    "expansion_independent_of_mtv": _pub(
+        True, f"{CERTAINTY}: 'A high MTV (>54.3 mL) was linked to early relapse, but did not affect CAR T "
+              "expansion or T cell receptor diversity'",
+        note="expansion and TCR diversity are drawn independently of MTV (and of EMD)"),
+    "expansion_measured": _assumed(0.80, "share of patients with CAR T kinetics in blood not printed"),
+    "car_t_peak_median_per_ul_by_product": _assumed({"ide-cel": 150.0, "cilta-cel": 600.0},
+                                                    "peak CAR T cells/µL not printed; cilta-cel expands more"),
+    "car_t_peak_log_sd": _assumed(1.0, "spread of log peak CAR T cells/µL"),
+    "car_t_auc_days_median": _assumed(9.0, "AUC over days 0-28 (cells/µL x days) = peak x a lognormal number "
+                                           "of days (median 9, log sd 0.3): the width of the expansion peak"),
+    "tcr_measured": _assumed(0.60, "share with TCR repertoire sequencing not printed"),
+    "tcr_shannon_mean_sd": _assumed((7.5, 1.2), "Shannon diversity (nats) of the T-cell receptor repertoire, "
+                                                "normal; not printed"),
 }
 
 # --------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ Studies (``STUDIES``):
     progression, PFS2 and OS from progression by baseline × progression EMD (Figures 3–5).
 ``certainty_pet``
     61 myeloma patients with baseline PET (MTV, SUVmax, lesions, bone-independent EMD, PMD,
-    diffuse marrow uptake), day-30 metCR and PFS.
+    diffuse marrow uptake), day-30 metCR, PFS, CAR T expansion and TCR diversity.
 ``lbcl_mtv``
     111 LBCL patients from 6 centres with MTV (SUV 4.0), the raw IPI components and PFS/OS.
 ``salvage_post_bcma``
@@ -480,7 +480,29 @@ def _simulate_certainty(rng: np.random.Generator, n: int) -> pd.DataFrame:
         "pfs_months": pfs,
         "pfs_event": pfs_event,
     })
-    return _dated_endpoints(truth, os=False)
+    return _dated_endpoints(_certainty_expansion(rng, truth), os=False)
+
+
+def _certainty_expansion(rng: np.random.Generator, df: pd.DataFrame) -> pd.DataFrame:
+    """CAR T expansion in blood (peak cells/µL, AUC over days 0-28) and TCR diversity, independent of MTV.
+
+    The CERTAINTY news item: a high MTV 'did not affect CAR T expansion or T cell receptor diversity', so both
+    are drawn without reference to MTV (peak by product). Missing for patients not measured. Drawn last.
+    """
+    t = cal.CERTAINTY_TARGETS
+    n = len(df)
+    medians = _tv(t, "car_t_peak_median_per_ul_by_product")
+    peak = _lognormal(rng, df["product"].map(medians).to_numpy(float), _tv(t, "car_t_peak_log_sd"), n)
+    auc = peak * _lognormal(rng, _tv(t, "car_t_auc_days_median"), 0.3, n)
+    measured = rng.random(n) < _tv(t, "expansion_measured")
+    mean, sd = _tv(t, "tcr_shannon_mean_sd")
+    tcr = mean + sd * rng.standard_normal(n)
+    tcr_measured = rng.random(n) < _tv(t, "tcr_measured")
+    df = df.copy()
+    df["car_t_peak_per_ul"] = np.where(measured, np.round(peak, 1), np.nan)
+    df["car_t_auc_0_28"] = np.where(measured, np.round(auc), np.nan)
+    df["tcr_shannon"] = np.where(tcr_measured, np.round(tcr, 2), np.nan)
+    return df
 
 
 # --------------------------------------------------------------------------------------------------
@@ -732,7 +754,7 @@ _NULLABLE_BOOL = ("emd_progression", "pmd_progression", "pattern_emd", "pattern_
 _DATE_COLUMNS = ("infusion_date", "progression_date", "death_date", "last_followup_date", "salvage_start_date",
                  "salvage_progression_date", "relapse_date")
 _NULLABLE_INT = ("n_lesions",)
-_NULLABLE_FLOAT = ("mtv_ml", "suv_max")
+_NULLABLE_FLOAT = ("mtv_ml", "suv_max", "car_t_peak_per_ul", "car_t_auc_0_28", "tcr_shannon")
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: DataFrames do not compare to a single bool
