@@ -204,8 +204,9 @@ def test_lbcl_ipi_from_raw_columns_and_model_comparison(lbcl):
         assert got[row.model]["c_index"] == pytest.approx(row.c_index)
         assert got[row.model]["aic"] == pytest.approx(row.aic)
         assert got[row.model]["td_auc"] == pytest.approx(row.td_auc)
-    lr = result.results["compare_models_pfs"]["lr_tests"]
-    assert lr and lr[0]["p_value"] == pytest.approx(direct.lr_tests["p_value"].iloc[0])
+    lr = {(r["smaller"], r["larger"]): r["p_value"] for r in result.results["compare_models_pfs"]["lr_tests"]}
+    for r in direct.lr_tests.itertuples():
+        assert lr[(r.smaller, r.larger)] == pytest.approx(r.p_value)
     fit = cox(data, duration="pfs_months", event="pfs_event", covariates=["ipi", "log_mtv"])
     csv = pd.read_csv(out / "cox_pfs.csv", comment="#").set_index("term")
     assert csv.loc["log_mtv", "hr"] == pytest.approx(fit.summary.loc["log_mtv", "hr"])

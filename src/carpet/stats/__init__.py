@@ -8,7 +8,7 @@
 """
 
 from carpet.stats._results import TestResult
-from carpet.stats.concordance import concordance_counts, concordance_index
+from carpet.stats.concordance import concordance_contrasts, concordance_counts, concordance_index
 from carpet.stats.cox import CoxResult, cox, cox_zph
 from carpet.stats.cox_table import CoxTable, cox_table
 from carpet.stats.cuminc import CumulativeIncidence, cuminc
@@ -24,7 +24,8 @@ from carpet.stats.roc import Roc, RocTest, roc, roc_test
 
 __all__ = ["TestResult", "kaplan_meier", "KaplanMeier", "logrank", "LogRankResult", "cox", "CoxResult", "cox_zph",
            "cutpoint", "CutpointResult", "evaluate_cutoff", "CutoffEvaluation",
-           "concordance_index", "concordance_counts", "proportion", "Proportion", "odds_ratio", "OddsRatio",
+           "concordance_index", "concordance_counts", "concordance_contrasts", "proportion", "Proportion",
+           "odds_ratio", "OddsRatio",
            "logistic", "LogisticResult", "roc", "Roc", "roc_test", "RocTest", "cuminc", "CumulativeIncidence",
            "rmst", "Rmst", "followup", "FollowUp", "cox_table", "CoxTable", "fine_gray",
            "FineGrayResult", "mann_whitney", "MannWhitney", "spearman", "Spearman"]

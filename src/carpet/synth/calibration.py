@@ -273,6 +273,19 @@ LBCL_TARGETS: dict[str, Target] = {
     "extranodal_sites_mean": _assumed(1.0, "extranodal sites not printed (Poisson)"),
     "infusion_window": _assumed(("2019-01-01", "2023-06-30"), "treatment window not printed"),
     "follow_up_months": _assumed((12.0, 48.0), "administrative follow-up from infusion, uniform"),
+    # raw inputs of CAR-HEMATOTOX before lymphodepletion (spec §6.2), for the comparison with the newer scores
+    "other_scores": _pub("MTV vs IPI and 4 MTV-based risk scores",
+                         f"{LBCL_SPEC}; {LBCL}: 'metabolic tumor volume outperforms other modern risk scores that "
+                         "were designed to supplement the International Prognostic Index'",
+                         note="the four scores are not named in the text available [N]; carpet compares the "
+                              "scores it has (IPI, aaIPI, CAR-HEMATOTOX)"),
+    "hematotox_inputs": _assumed(
+        {"platelets_per_ul": (160_000, 0.5), "anc_per_ul": (2_500, 0.6), "hb_g_dl": (10.5, 0.15),
+         "crp_mg_dl": (1.5, 1.1), "ferritin_ng_ml": (700, 0.9)},
+        "blood counts and inflammation markers before lymphodepletion not printed: lognormal (median, log sd)"),
+    "hematotox_mtv_correlation": _assumed(
+        {"crp_mg_dl": 0.4, "ferritin_ng_ml": 0.3, "platelets_per_ul": -0.2, "hb_g_dl": -0.2, "anc_per_ul": 0.0},
+        "correlation of each log value with log MTV (inflammation and marrow strain rise with tumour burden)"),
 }
 
 # --------------------------------------------------------------------------------------------------

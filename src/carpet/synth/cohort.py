@@ -19,7 +19,7 @@ Studies (``STUDIES``):
     61 myeloma patients with baseline PET (MTV, SUVmax, lesions, bone-independent EMD, PMD,
     diffuse marrow uptake), day-30 metCR, PFS, CAR T expansion and TCR diversity.
 ``lbcl_mtv``
-    111 LBCL patients from 6 centres with MTV (SUV 4.0), the raw IPI components and PFS/OS.
+    111 LBCL patients from 6 centres with MTV (SUV 4.0), the raw IPI and CAR-HEMATOTOX components and PFS/OS.
 ``salvage_post_bcma``
     79 myeloma patients who relapsed after BCMA CAR T and every line they received afterwards (regimen as
     written, start, best response, progression on it), about 237 courses (Blood 2022).
@@ -570,7 +570,23 @@ def _simulate_lbcl(rng: np.random.Generator, n: int) -> pd.DataFrame:
         "os_months": os_,
         "os_event": os_event,
     })
-    return _dated_endpoints(truth, os=True)
+    return _dated_endpoints(_lbcl_hematotox_inputs(rng, truth, z), os=True)
+
+
+def _lbcl_hematotox_inputs(rng: np.random.Generator, df: pd.DataFrame, z: np.ndarray) -> pd.DataFrame:
+    """Platelets, ANC, Hb, CRP and ferritin before lymphodepletion (the CAR-HEMATOTOX inputs, spec §6.2).
+
+    Lognormal, each log value correlated with the standardised log MTV ``z`` (assumed); they act on PFS only
+    through that link. Drawn last, so the earlier draws are unchanged.
+    """
+    t = cal.LBCL_TARGETS
+    df = df.copy()
+    for column, (median, log_sd) in _tv(t, "hematotox_inputs").items():
+        r = _tv(t, "hematotox_mtv_correlation")[column]
+        latent = r * z + np.sqrt(1 - r**2) * rng.standard_normal(len(df))
+        value = median * np.exp(log_sd * latent)
+        df[column] = np.round(value, 1) if column in ("hb_g_dl", "crp_mg_dl") else np.round(value, -1)
+    return df
 
 
 # --------------------------------------------------------------------------------------------------
