@@ -95,6 +95,22 @@ def test_moffitt_km_and_logrank_equal_direct_calls(moffitt):
     assert len(csv) == 2 * 5 and set(csv["time"]) == {0, 6, 12, 18, 24}
 
 
+def test_moffitt_flowchart_counts_every_treated_patient_and_analyses_the_progressed(moffitt):
+    """Figure 1 from the raw tables (every treated patient), the other analyses on the plan's population only."""
+    patients, _, out = moffitt
+    doc = results_json(out)
+    raw = simulate_cohort("moffitt_post_cart", n=40, seed=11).raw_patients  # the fixture's tables
+    counts = {r["stage"]: r for r in doc["analyses"]["flowchart"]["counts"]}
+    refractory = int(patients["refractory"].sum())
+    assert [counts[s]["all"] for s in ("treated", "progressed", "refractory", "relapsed")] == [
+        len(raw), len(patients), refractory, len(patients) - refractory]
+    assert len(raw) > len(patients) and doc["n_in_tables"] == len(raw) and doc["n_patients"] == len(patients)
+    for product in ("ide-cel", "cilta-cel"):
+        assert counts["treated"][product] == int((raw["product"] == product).sum())
+        assert counts["progressed"][product] == int((patients["product"] == product).sum())
+    assert doc["analyses"]["km_pfs2_baseline_emd"]["n_excluded"] == 0  # 40 analysed, none of the others
+
+
 def test_moffitt_four_group_curves_and_cox(moffitt):
     patients, _, out = moffitt
     res = results_json(out)["analyses"]
@@ -605,6 +621,22 @@ def test_any_of_is_true_when_one_is_true_false_when_all_are_false_else_unknown()
                           "derive": [{"name": "x", "any_of": "gain1q"}],
                           "analyses": [{"type": "km", "endpoint": "p"}]}) == ["derive[0].any_of: expected a list "
                                                                               "of columns"]
+
+
+def test_population_restricts_every_analysis_but_the_flowchart(tmp_path):
+    df = pd.DataFrame({"patient_id": list("abcdef"), "t": [1.0, 2, 3, 4, 5, 6], "e": [1, 0, 1, 1, 0, 1],
+                       "progressed": [1, 1, 0, 1, None, 1], "grp": list("xyxyxy")})
+    plan = {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}}, "population": "progressed",
+            "analyses": [{"type": "km", "endpoint": "pfs", "by": "grp"}]}
+    res = run_analysis(df, plan, tmp_path / "ok")
+    assert {g: r["n"] for g, r in res.results["km_pfs_grp"]["groups"].items()} == {"x": 1, "y": 3}
+    assert "the 4 of 6 patients with progressed true" in " ".join(res.notes)
+    with pytest.raises(InputError, match=r"population: column 'progressed' holds \['2'\]"):
+        run_analysis(df.assign(progressed=[1, 2, 0, 1, 0, 1]), plan, tmp_path / "bad")
+    with pytest.raises(InputError, match="population: column 'nope' not in the data"):
+        run_analysis(df, {**plan, "population": "nope"}, tmp_path / "none")
+    assert validate_plan({**plan, "population": 3}) == [
+        "population: expected the name of a true/false column (e.g. a derived 'progressed')"]
 
 
 def test_raw_table_derivations_say_which_table_is_missing(tmp_path):

@@ -373,3 +373,20 @@ def _non_numeric(data: pd.DataFrame, column: str, key: str, expected: str) -> li
 def _dropped_hint(columns) -> str:
     return (" (identifier columns are dropped; --include-identifiers keeps them)"
             if any(c.lower() in IDENTIFIER_COLUMNS for c in columns) else "")
+
+
+def population(data: pd.DataFrame, column: str, source: str, notes: list[str]) -> pd.DataFrame:
+    """The rows of the plan's ``population:`` (a true/false column, given or derived): the patients every analysis
+    but the flowchart is about. Missing counts as not in it; any other value is refused."""
+    if column not in data:
+        raise InputError(f"population: column '{column}' not in the data (available: {sorted(map(str, data))})",
+                         source=source, hint="derive it first, e.g. derive: [{name: progressed, imwg: progressed}]")
+    values = data[column]
+    keys = values.map(lambda v: None if _missing(v) else _label_key(v))
+    bad = sorted(set(keys.dropna()) - {"true", "false", "1", "0"})
+    if bad:
+        raise InputError(f"population: column '{column}' holds {bad[:5]}; expected true/false", source=source)
+    inside = keys.isin(["true", "1"]).to_numpy()
+    notes.append(f"Analysis population: the {int(inside.sum())} of {len(data)} patients with {column} true "
+                 f"(the flowchart counts all {len(data)}).")
+    return data[inside].reset_index(drop=True)

@@ -44,7 +44,10 @@ ANALYSES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "association": ({"marker": "column", "outcomes": "columns"}, {"value": "number"}),
 }
 _COMMON = {"type": "str", "title": "str", "name": "str"}
-_TOP = {"title", "subtitle", "seed", "endpoints", "derive", "analyses", "imaging", "assessments", "variables"}
+_TOP = {"title", "subtitle", "seed", "endpoints", "derive", "analyses", "imaging", "assessments", "variables",
+        "population"}
+#: analyses that count every patient of the tables, not only the plan's population (Figure 1 starts at "treated")
+WHOLE_COHORT_ANALYSES = ("flowchart",)
 _SCORES = {"ipi": "IPI", "aaipi": "aaIPI", "car_hematotox": "CAR-HEMATOTOX", "iss": "ISS", "riss": "R-ISS",
            "r_iss": "R-ISS", "r2iss": "R2-ISS", "r2_iss": "R2-ISS"}
 _DERIVE_OPS = ("score", "emd_pmd", "cut", "log", "labels", "combine", "any_of", "cytogenetics", "responded", "imwg",
@@ -120,6 +123,8 @@ def validate_plan(plan: dict) -> list[str]:
     Column names are checked later, against the data (see :func:`run_analysis`).
     """
     problems = [f"{k}: unknown key (expected one of {sorted(_TOP)})" for k in plan if k not in _TOP]
+    if "population" in plan and not isinstance(plan["population"], str):
+        problems.append("population: expected the name of a true/false column (e.g. a derived 'progressed')")
     if not isinstance(plan.get("title"), str):
         problems.append("title: expected the report title (text)")
     if "seed" in plan and _kind_problem(plan["seed"], "count", set()):

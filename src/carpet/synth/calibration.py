@@ -76,6 +76,19 @@ def _assumed(value, note):
 MOFFITT_TARGETS: dict[str, Target] = {
     "n": _pub(106, f"{MOFFITT}, Results: 'Of them, 106 patients (ide-cel n=92, cilta-cel n=14)'"),
     "product_counts": _pub({"ide-cel": 92, "cilta-cel": 14}, f"{MOFFITT}, Results / Figure 1"),
+    # Figure 1's top box: everyone treated, of whom the 106 above progressed
+    "treated_product_counts": _pub(
+        {"ide-cel": 176, "cilta-cel": 75},
+        f"{MOFFITT}, Results: 'A total of 251 patients ... either ide-cel (n=176) or cilta-cel (n=75)' (Figure 1)",
+        note="the 145 who had not progressed at the cut-off are simulated as raw rows only (patients, labs, the "
+             "CAR T line), so a plan finds the 106 itself; scaled with n when another cohort size is drawn"),
+    "not_progressed_baseline": _assumed(
+        {"emd": 0.15, "pmd": 0.10, "day90_orr": 0.95, "day90_cr": 0.75},
+        "the paper describes only the 106 who progressed; patients still progression-free at the cut-off are "
+        "assumed to have less EMD/PMD and to have responded; their demographics, FISH and blood counts are drawn "
+        "as for the progressed (Table 1 rates)"),
+    "not_progressed_follow_up": _assumed("alive at the cut-off",
+                                         "no death without progression is simulated; followed to the cut-off"),
     "refractory_counts_by_product": _pub(
         {"ide-cel": 13, "cilta-cel": 1},
         f"{MOFFITT}, Results: '14 patients (ide-cel n=13 and cilta-cel n=1) had refractory disease, "

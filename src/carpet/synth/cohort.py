@@ -76,7 +76,8 @@ class StudyInfo:
     n: int
     description: str
     targets: dict[str, Target]
-    simulate: Callable[[np.random.Generator, int], pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]] = field(repr=False)
+    #: draws (patients), (patients, therapies) or (patients, therapies, other treated patients)
+    simulate: Callable[[np.random.Generator, int], pd.DataFrame | tuple[pd.DataFrame, ...]] = field(repr=False)
     #: model parameters derived from the targets (recorded in the provenance)
     derived: Callable[[], dict[str, Any]] = field(repr=False, default=dict)
     #: columns only the simulator knows (its answers); ``patients.csv`` leaves them out, ``truth.csv`` has them
@@ -316,7 +317,59 @@ def _simulate_moffitt(rng: np.random.Generator, n: int) -> pd.DataFrame:
         "os_event": os_pp_event,
     })
     truth = _moffitt_raw_inputs(rng, truth)
-    return truth, _moffitt_therapies(truth)
+    others = _moffitt_not_progressed(rng, n, truth)
+    return truth, _moffitt_therapies(truth, others), others
+
+
+def _moffitt_not_progressed(rng: np.random.Generator, n: int, progressed: pd.DataFrame) -> pd.DataFrame:
+    """Figure 1's other treated patients: those still progression-free at the data cut-off (145 of 251).
+
+    Drawn after the 106 (whose draws are unchanged), with the same raw columns: demographics, FISH and blood
+    counts at the Table 1 rates, less EMD/PMD, a day-90 response, infusion in the study window and follow-up to
+    the cut-off (all ``assumed``, see the targets). Ids continue after the progressed patients'.
+    """
+    t = cal.MOFFITT_TARGETS
+    treated = _tv(t, "treated_product_counts")
+    scale = n / _tv(t, "n")
+    # the treated totals of Figure 1 exactly (at the published n): whatever the progressed draw left
+    drawn = progressed["product"].value_counts()
+    counts = {k: max(int(round(treated[k] * scale)) - int(drawn.get(k, 0)), 0) for k in treated}
+    m = sum(counts.values())
+    base = _tv(t, "not_progressed_baseline")
+    emd = rng.random(m) < base["emd"]
+    pmd = rng.random(m) < base["pmd"]
+    demo = _myeloma_demographics(rng, m, emd)
+    product = rng.permutation(np.repeat(list(counts), list(counts.values())))
+    lines = _by_group(rng, emd, _tv(t, "prior_lines_quartiles_by_emd"),
+                      lambda r, k, q: _quartile_draw(r, k, q, _tv(t, "prior_lines_range")))
+    start, end = (np.datetime64(d, "D") for d in _tv(t, "infusion_window"))
+    infusion = start + rng.integers(0, int((end - start).astype(int)) + 1, size=m).astype("timedelta64[D]")
+    cutoff = np.datetime64(_tv(t, "data_cutoff"), "D")
+    u = rng.random(m)
+    fish = {k: rng.random(m) < v / _tv(t, "n") for k, v in _tv(t, "fish_counts").items()}
+    flags = {k: rng.random(m) < _tv(t, k) for k in ("anemia", "neutropenia", "thrombocytopenia", "renal_failure")}
+    df = pd.DataFrame({
+        "patient_id": [f"SIM-MM-{i:04d}" for i in range(len(progressed) + 1, len(progressed) + m + 1)],
+        **{k: demo[k] for k in ("sex", "age_years", "race", "ecog", "heavy_chain", "involved_light_chain",
+                                "non_secretory")},
+        "disease": "MM", "product": product, "infusion_date": pd.DatetimeIndex(infusion),
+        "prior_lines": np.round(lines.astype(float)).astype(np.int64),
+        "prior_asct": rng.random(m) < _tv(t, "prior_asct"),
+        "high_risk_cytogenetics": np.logical_or.reduce(list(fish.values())), **flags,
+        "emd_baseline": emd, "pmd_baseline": pmd,
+        "day90_orr": u < base["day90_orr"], "day90_cr": u < base["day90_cr"],
+        "pfs_event": np.zeros(m, np.int64), "progression_date": pd.NaT, "refractory": False,
+        "emd_progression": pd.array([None] * m, dtype="boolean"), "pmd_progression": pd.array([None] * m,
+                                                                                            dtype="boolean"),
+        "last_followup_date": pd.Timestamp(cutoff), "death_date": pd.NaT, **fish,
+    })
+    df["pfs_months"] = (df["last_followup_date"] - df["infusion_date"]).dt.days / DAYS_PER_MONTH
+    for column, flag in (("hb_g_dl", "anemia"), ("anc_per_ul", "neutropenia"), ("platelets_per_ul", "thrombocytopenia"),
+                         ("creatinine_mg_dl", "renal_failure")):
+        (a_lo, a_hi), (n_lo, n_hi) = _tv(t, "cbc_ranges")[column]
+        value = np.where(df[flag], rng.uniform(a_lo, a_hi, m), rng.uniform(n_lo, n_hi, m))
+        df[column] = np.round(value, 1 if column in ("hb_g_dl", "creatinine_mg_dl") else -1)
+    return _moffitt_more_fish(rng, df)
 
 
 #: Columns of the Moffitt-like table that only the simulator knows (its answers): a centre's table has the raw
@@ -330,10 +383,13 @@ MOFFITT_TRUTH_ONLY = (
     "salvage_progression_date")
 
 
-def _moffitt_therapies(df: pd.DataFrame) -> pd.DataFrame:
-    """The therapies table: the CAR T line and the first line after progression (Table 3), per patient."""
-    car_t = pd.DataFrame({"patient_id": df["patient_id"], "line": df["prior_lines"] + 1,
-                          "start_date": df["infusion_date"], "regimen": df["product"]})
+def _moffitt_therapies(df: pd.DataFrame, others: pd.DataFrame) -> pd.DataFrame:
+    """The therapies table: the CAR T line and the first line after progression (Table 3), per patient; the CAR T
+    line of every other treated patient."""
+    cols = ["patient_id", "prior_lines", "infusion_date", "product"]
+    treated = pd.concat([df[cols], others[cols]], ignore_index=True)
+    car_t = pd.DataFrame({"patient_id": treated["patient_id"], "line": treated["prior_lines"] + 1,
+                          "start_date": treated["infusion_date"], "regimen": treated["product"]})
     after = df[df["salvage_start_date"].notna()]
     salvage = pd.DataFrame({"patient_id": after["patient_id"], "line": after["prior_lines"] + 2,
                             "start_date": after["salvage_start_date"], "regimen": after["salvage_regimen"],
@@ -798,11 +854,22 @@ class SimulatedCohort:
     provenance: dict[str, Any] = field(repr=False)
     #: lines of therapy (``carpet.cohort.schema.THERAPIES``), for the cohorts that simulate them
     therapies: pd.DataFrame | None = field(repr=False, default=None)
+    #: treated patients outside the study population, with the simulator's answers (Moffitt: the patients still
+    #: progression-free at the cut-off, Figure 1's 251 - 106); None for the other studies
+    others: pd.DataFrame | None = field(repr=False, default=None)
+
+    @property
+    def treated(self) -> pd.DataFrame:
+        """Every simulated treated patient: :attr:`patients` (the study population) and :attr:`others`."""
+        if self.others is None:
+            return self.patients
+        return _normalise_dtypes(pd.concat([self.patients, self.others], ignore_index=True))
 
     @property
     def raw_patients(self) -> pd.DataFrame:
-        """The patients table a centre would hold: :attr:`patients` without the simulator's answers."""
-        return self.patients.drop(columns=list(STUDIES[self.study].truth_only), errors="ignore")
+        """The patients table a centre would hold: every treated patient (:attr:`treated`) without the simulator's
+        answers. The study population is found from these raw tables (Moffitt: the IMWG engine's progression)."""
+        return self.treated.drop(columns=list(STUDIES[self.study].truth_only), errors="ignore")
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``patients.csv``, ``truth.csv``, ``README-simulated.txt`` and ``cohort.json`` into ``out_dir``.
@@ -827,7 +894,7 @@ class SimulatedCohort:
                  "cohort": out / "cohort.json"}
         info = STUDIES[self.study]
         write_csv(self.raw_patients, paths["patients"], date_format="%Y-%m-%d")
-        write_csv(self.patients, paths["truth"], date_format="%Y-%m-%d")
+        write_csv(self.treated, paths["truth"], date_format="%Y-%m-%d")
         if info.disease == "MM":
             paths["labs"] = out / "labs.csv"
             write_csv(self.lab_series(), paths["labs"], date_format="%Y-%m-%d")
@@ -837,7 +904,9 @@ class SimulatedCohort:
         paths["readme"].write_text(
             SIMULATED_NOTICE
             + f"\nStudy simulated: {self.study} - {info.description}\n"
-            + f"Patients: {len(self.patients)}; seed: {self.seed}; carpet {self.provenance['carpet_version']}\n"
+            + f"Patients: {len(self.patients)}"
+            + (f" in the study population, {len(self.treated)} treated in patients.csv" if self.others is not None
+               else "") + f"; seed: {self.seed}; carpet {self.provenance['carpet_version']}\n"
             + "Calibration targets and their sources (published unless marked assumed): cohort.json\n"
             + "The simulator's own answers (endpoints, flags) beside the raw columns: truth.csv\n"
             + ("Simulated laboratory series (long format for `carpet imwg --assessments`): labs.csv\n"
@@ -846,6 +915,7 @@ class SimulatedCohort:
             encoding="utf-8")
         paths["cohort"].write_text(json.dumps(
             {"simulated": True, "study": self.study, "seed": self.seed, "n": len(self.patients),
+             "n_treated": len(self.treated),
              "targets": self.targets, "provenance": self.provenance}, indent=2, default=str), encoding="utf-8")
         return paths
 
@@ -875,7 +945,7 @@ class SimulatedCohort:
         if STUDIES[self.study].disease != "MM":
             raise InputError(f"laboratory series are simulated for myeloma cohorts only, not {self.study}",
                              where="study")
-        rows = self.patients.to_dict("records")
+        rows = self.treated.to_dict("records")
         position = {row["patient_id"]: i for i, row in enumerate(rows)}
         records: list[tuple] = []
         for pid in (position if patient_ids is None else patient_ids):
@@ -977,7 +1047,9 @@ def _patient_labs(row: dict, rng: np.random.Generator) -> list[tuple]:
     See :meth:`SimulatedCohort.lab_series` for the model.
     """
     infusion = pd.Timestamp(row["infusion_date"])
-    if "day90_cr" in row:  # Moffitt- and salvage-like: every patient progressed (CERTAINTY: from pfs_months)
+    if "day90_cr" in row and pd.isna(row["progression_date"]):  # Moffitt: treated, not progressed by the cut-off
+        pd_day, end_day = None, int((pd.Timestamp(row["last_followup_date"]) - infusion).days)
+    elif "day90_cr" in row:  # Moffitt- and salvage-like: progressed (CERTAINTY: from pfs_months)
         pd_day = int((pd.Timestamp(row["progression_date"]) - infusion).days)
         end_day = pd_day + CONFIRMATION_DAYS
     else:
@@ -1076,10 +1148,13 @@ def simulate_cohort(study: str, n: int | None = None, seed: int = 0) -> Simulate
         raise InputError(f"n must be a positive number of patients, got {n}", where="n")
     rng = np.random.default_rng(seed)
     drawn = info.simulate(rng, n)
-    patients, therapies = drawn if isinstance(drawn, tuple) else (drawn, None)
+    patients, therapies, others = (*drawn, None)[:3] if isinstance(drawn, tuple) else (drawn, None, None)
     patients.insert(1, "simulated", True)
     patients = _normalise_dtypes(patients)
-    return SimulatedCohort(therapies=therapies,
+    if others is not None:
+        others.insert(1, "simulated", True)
+        others = _normalise_dtypes(others)
+    return SimulatedCohort(therapies=therapies, others=others,
         study=study, seed=seed, patients=patients,
         targets={k: v.as_dict() for k, v in info.targets.items()},
         provenance=provenance(method="carpet.synth.cohort.simulate_cohort", study=study, seed=seed, n=n,
