@@ -136,6 +136,11 @@ def test_moffitt_table1_csv_equals_table1(moffitt):
     data["chromosome1_abnormality"] = pd.array([None if pd.isna(g) else bool(g or a or d)
                                                 for g, a, d in fish.itertuples(index=False)], dtype="boolean")
     data["hyperdiploidy"] = data["non_hyperdiploid"].map({False: "hyperdiploid", True: "not_hyperdiploid"})
+    # the paper's groupings: ECOG 0-1 / 2 / >= 3, heavy chain None = no heavy chain, light chain None = non-secretory
+    data["ecog_group"] = data["ecog"].map(lambda e: "0-1" if e <= 1 else "2" if e == 2 else ">= 3")
+    data["heavy_chain_component"] = data["heavy_chain"].replace({"light_chain_only": "None", "none": "None"})
+    data["light_chain_component"] = np.where(data["non_secretory"], "None",
+                                             data["involved_light_chain"].str.capitalize())
     plan = example_plan("moffitt_post_progression")
     plan_item = plan["analyses"][1]
     # IMWG needs a confirmed CR (two assessments and a marrow); the simulator's day-90 CR is the lab pattern, so

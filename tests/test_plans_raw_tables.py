@@ -58,6 +58,7 @@ def test_plan_reads_only_raw_tables(tmp_path, study, plan_name, n):
         assert len(raw.everyone) == len(c.raw_patients) > len(raw.data) == len(c.patients)
         truth = c.patients.set_index("patient_id")
         got = raw.data.set_index("patient_id")
-        assert np.allclose(got["pfs2_months"], truth["pfs2_months"]) and (got["pfs2_event"] == truth["pfs2_event"]).all()
+        assert np.allclose(got["pfs2_months"], truth["pfs2_months"])
+        assert (got["pfs2_event"] == truth["pfs2_event"]).all()
         assert np.allclose(got["os_pp_months"], truth["os_pp_months"])
         assert (got["high_risk_cytogenetics"].eq("high") == truth["high_risk_cytogenetics"]).all()

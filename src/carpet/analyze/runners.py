@@ -374,8 +374,8 @@ def _run_association(data, a, endpoints, writer, stem, seed):
         cut = fmt.cutpoint(a["value"])
         for side, sign in (("low", "≤"), ("high", ">")):
             display[f"{name} {sign} {cut}: median (IQR)"] = [
-                f"{fmt.estimate(r[f'median_{side}'])} ({fmt.estimate(r[f'q1_{side}'])}–{fmt.estimate(r[f'q3_{side}'])})"
-                f", n = {r[f'n_{side}']}" for r in rows]
+                f"{fmt.estimate(r[f'median_{side}'])} ({fmt.estimate(r[f'q1_{side}'])}–"
+                f"{fmt.estimate(r[f'q3_{side}'])}), n = {r[f'n_{side}']}" for r in rows]
         display["Wilcoxon p"] = [fmt.p_value(p) for p in table["p_wilcoxon"]]
     display["Spearman rho (95% CI)"] = [fmt.estimate_ci(r["rho"], r["rho_lower"], r["rho_upper"]) for r in rows]
     display["Spearman p"] = [fmt.p_value(p) for p in table["p_spearman"]]
