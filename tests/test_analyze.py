@@ -97,6 +97,22 @@ def test_moffitt_km_and_logrank_equal_direct_calls(moffitt):
     assert len(csv) == 2 * 5 and set(csv["time"]) == {0, 6, 12, 18, 24}
 
 
+def test_moffitt_flowchart_counts_every_treated_patient_and_analyses_the_progressed(moffitt):
+    """Figure 1 from the raw tables (every treated patient), the other analyses on the plan's population only."""
+    patients, _, out = moffitt
+    doc = results_json(out)
+    raw = simulate_cohort("moffitt_post_cart", n=40, seed=11).raw_patients  # the fixture's tables
+    counts = {r["stage"]: r for r in doc["analyses"]["flowchart"]["counts"]}
+    refractory = int(patients["refractory"].sum())
+    assert [counts[s]["all"] for s in ("treated", "progressed", "refractory", "relapsed")] == [
+        len(raw), len(patients), refractory, len(patients) - refractory]
+    assert len(raw) > len(patients) and doc["n_in_tables"] == len(raw) and doc["n_patients"] == len(patients)
+    for product in ("ide-cel", "cilta-cel"):
+        assert counts["treated"][product] == int((raw["product"] == product).sum())
+        assert counts["progressed"][product] == int((patients["product"] == product).sum())
+    assert doc["analyses"]["km_pfs2_baseline_emd"]["n_excluded"] == 0  # 40 analysed, none of the others
+
+
 def test_moffitt_four_group_curves_and_cox(moffitt):
     patients, _, out = moffitt
     res = results_json(out)["analyses"]
@@ -117,6 +133,16 @@ def test_moffitt_table1_csv_equals_table1(moffitt):
     data = patients.copy()  # the simulator's answers, which the plan derived from the raw tables
     data["baseline_emd"] = np.where(data["emd_baseline"].astype(bool), "EMD at baseline", "No EMD at baseline")
     data["high_risk_cytogenetics"] = np.where(data["high_risk_cytogenetics"], "high", "standard")
+    # Table 1's pooled FISH rows, from the raw FISH results (tested together: all missing or all known)
+    fish = data[["gain1q", "amp1q", "del1p32"]]
+    data["chromosome1_abnormality"] = pd.array([None if pd.isna(g) else bool(g or a or d)
+                                                for g, a, d in fish.itertuples(index=False)], dtype="boolean")
+    data["hyperdiploidy"] = data["non_hyperdiploid"].map({False: "hyperdiploid", True: "not_hyperdiploid"})
+    # the paper's groupings: ECOG 0-1 / 2 / >= 3, heavy chain None = no heavy chain, light chain None = non-secretory
+    data["ecog_group"] = data["ecog"].map(lambda e: "0-1" if e <= 1 else "2" if e == 2 else ">= 3")
+    data["heavy_chain_component"] = data["heavy_chain"].replace({"light_chain_only": "None", "none": "None"})
+    data["light_chain_component"] = np.where(data["non_secretory"], "None",
+                                             data["involved_light_chain"].str.capitalize())
     plan = example_plan("moffitt_post_progression")
     plan_item = plan["analyses"][1]
     # IMWG needs a confirmed CR (two assessments and a marrow); the simulator's day-90 CR is the lab pattern, so
@@ -201,8 +227,9 @@ def test_lbcl_ipi_from_raw_columns_and_model_comparison(lbcl):
         assert got[row.model]["c_index"] == pytest.approx(row.c_index)
         assert got[row.model]["aic"] == pytest.approx(row.aic)
         assert got[row.model]["td_auc"] == pytest.approx(row.td_auc)
-    lr = result.results["compare_models_pfs"]["lr_tests"]
-    assert lr and lr[0]["p_value"] == pytest.approx(direct.lr_tests["p_value"].iloc[0])
+    lr = {(r["smaller"], r["larger"]): r["p_value"] for r in result.results["compare_models_pfs"]["lr_tests"]}
+    for r in direct.lr_tests.itertuples():
+        assert lr[(r.smaller, r.larger)] == pytest.approx(r.p_value)
     fit = cox(data, duration="pfs_months", event="pfs_event", covariates=["ipi", "log_mtv"])
     csv = pd.read_csv(out / "cox_pfs.csv", comment="#").set_index("term")
     assert csv.loc["log_mtv", "hr"] == pytest.approx(fit.summary.loc["log_mtv", "hr"])
@@ -637,6 +664,35 @@ def test_zero_one_codes_are_read_as_false_true_and_other_codes_refused(tmp_path)
     bad = df.assign(emd=[1, 0, 2, 0, 0, 1])                      # 2 is no code of a yes/no column
     with pytest.raises(InputError, match=r"holds \['0', '1', '2'\], which the labels do not name"):
         run_analysis(bad, plan, tmp_path / "bad")
+
+
+def test_any_of_is_true_when_one_is_true_false_when_all_are_false_else_unknown():
+    from carpet.analyze.derive import _derive
+
+    df = pd.DataFrame({"gain1q": pd.array([True, False, None, None, False], dtype="boolean"),
+                       "del1p32": pd.array([None, False, True, None, None], dtype="boolean")})
+    out, rec = _derive(df, {"name": "chr1", "any_of": ["gain1q", "del1p32"]}, "derive[0]")
+    assert out["chr1"].tolist() == [True, False, True, pd.NA, pd.NA] and rec["any_of"] == ["gain1q", "del1p32"]
+    assert validate_plan({"title": "t", "endpoints": {"p": {"time": "t", "event": "e"}},
+                          "derive": [{"name": "x", "any_of": "gain1q"}],
+                          "analyses": [{"type": "km", "endpoint": "p"}]}) == ["derive[0].any_of: expected a list "
+                                                                              "of columns"]
+
+
+def test_population_restricts_every_analysis_but_the_flowchart(tmp_path):
+    df = pd.DataFrame({"patient_id": list("abcdef"), "t": [1.0, 2, 3, 4, 5, 6], "e": [1, 0, 1, 1, 0, 1],
+                       "progressed": [1, 1, 0, 1, None, 1], "grp": list("xyxyxy")})
+    plan = {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}}, "population": "progressed",
+            "analyses": [{"type": "km", "endpoint": "pfs", "by": "grp"}]}
+    res = run_analysis(df, plan, tmp_path / "ok")
+    assert {g: r["n"] for g, r in res.results["km_pfs_grp"]["groups"].items()} == {"x": 1, "y": 3}
+    assert "the 4 of 6 patients with progressed true" in " ".join(res.notes)
+    with pytest.raises(InputError, match=r"population: column 'progressed' holds \['2'\]"):
+        run_analysis(df.assign(progressed=[1, 2, 0, 1, 0, 1]), plan, tmp_path / "bad")
+    with pytest.raises(InputError, match="population: column 'nope' not in the data"):
+        run_analysis(df, {**plan, "population": "nope"}, tmp_path / "none")
+    assert validate_plan({**plan, "population": 3}) == [
+        "population: expected the name of a true/false column (e.g. a derived 'progressed')"]
 
 
 def test_raw_table_derivations_say_which_table_is_missing(tmp_path):
