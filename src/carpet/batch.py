@@ -818,6 +818,8 @@ def aggregate(out: str | Path, outcomes: pd.DataFrame, *, studies: pd.DataFrame 
             ["patient_id", "study_date", *imaging.columns]]
     paths = {"imaging": out / "imaging.csv", "lesions": out / "lesions.csv", "errors": out / "errors.csv"}
     _write_csv(imaging, paths["imaging"])
+    # studies without lesions add no rows; they only give the columns when no study has a lesion
+    lesion_tables = [t for t in lesion_tables if len(t)] or lesion_tables[:1]
     lesions = pd.concat(lesion_tables, ignore_index=True) if lesion_tables else pd.DataFrame(
         columns=["study_id", "lesion_id"])
     _write_csv(lesions, paths["lesions"])
