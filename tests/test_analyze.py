@@ -65,7 +65,8 @@ def lbcl(tmp_path_factory):
     cohort = simulate_cohort("lbcl_mtv", n=60, seed=12)
     out = tmp_path_factory.mktemp("lbcl")
     plan = example_plan("lbcl_mtv_vs_ipi", n_boot=20)
-    return cohort.patients, run_analysis(cohort.patients, plan, out, xlsx=True), out
+    # the MTV comes from the imaging table (baseline window), as carpet batch writes it
+    return cohort.patients, run_analysis(cohort.patients, plan, out, imaging=cohort.imaging_table(), xlsx=True), out
 
 
 def results_json(out: Path) -> dict:
@@ -244,8 +245,8 @@ def test_certainty_plan_via_cli_end_to_end(tmp_path):
     plan_path = tmp_path / "plan.yaml"
     plan_path.write_text(yaml.safe_dump(plan))
     out = tmp_path / "out"
-    run = CliRunner().invoke(app, ["analyze", "--clinical", str(paths["patients"]), "--plan", str(plan_path),
-                                   "--out", str(out)])
+    run = CliRunner().invoke(app, ["analyze", "--clinical", str(paths["patients"]), "--imaging", str(paths["imaging"]),
+                                   "--plan", str(plan_path), "--out", str(out)])
     assert run.exit_code == 0, run.output
     expected = {"report.html", "report.pdf", "results.json", "cutpoint_pfs_mtv_ml.csv", "cutpoint_pfs_mtv_ml_km.csv",
                 "cutoff_pfs_mtv_ml.csv", "cutoff_pfs_mtv_ml_km.csv", "landmark_pfs_day30_response.csv",
@@ -720,8 +721,13 @@ def test_describe_lists_the_raw_inputs_of_a_plan():
     assert run.exit_code == 0 and "therapies table (--therapies)" in run.output and "regimen" in run.output
     assert "assessments table" in describe_plan(PLANS / "moffitt_post_progression.yaml")
     # a column the cohort schema does not document is described by the plan's own variables label
-    lines = describe_plan(PLANS / "certainty_mtv.yaml").splitlines()
-    assert any(line.split()[:3] == ["mtv_ml", "MTV", "(mL)"] for line in lines)
+    text = describe_plan(PLANS / "certainty_mtv.yaml")
+    lines = text.splitlines()
+    assert any(line.split()[:3] == ["metcr_day30", "true/false", "(0/1"] for line in lines)
+    # a windowed imaging column is asked of the imaging table, with the window that picks its scan
+    imaging = text.split("imaging table (--imaging):")[1]
+    assert "mtv_ml_suv4  metabolic tumour volume (mL), suv4 (number), of the last scan -60 to 0 days" in imaging
+    assert "study_date" in imaging and "emd_baseline" not in imaging
     assert all(len(line.split()) > 2 for line in lines if line.startswith("  "))   # no column without a text
 
 

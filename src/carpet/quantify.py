@@ -43,7 +43,7 @@ from carpet.volume import Volume, resample_to
 from carpet.io.tables import write_csv
 
 SITES = ("bone", "paramedullary", "extramedullary", "indeterminate", "unknown")
-STUDY_KEYS = ("n_lesions", "mtv_ml", "tlg", "suv_max", "dmax_mm", "dmax_voxel_mm", "sdmax_per_m")
+STUDY_KEYS = ("n_lesions", "mtv_ml", "tlg", "suv_max", "suv_peak", "dmax_mm", "dmax_voxel_mm", "sdmax_per_m")
 
 
 @dataclass

@@ -684,7 +684,7 @@ _TRACK_MEASURES = ["volume_ml", "suv_max", "suv_peak", "site"]
 
 
 def track_series(scans: pd.DataFrame, read, *, align_params: AlignParams = AlignParams(),
-                 match_params: MatchParams = MatchParams()) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 match_params: MatchParams = MatchParams()) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict]]:
     """Lesion tracks across every patient's scans: each scan matched to the patient's previous one.
 
     Parameters
@@ -705,8 +705,11 @@ def track_series(scans: pd.DataFrame, read, *, align_params: AlignParams = Align
     pairs : DataFrame
         One row per consecutive pair: alignment modality, stage, Dice before/after, status, reason, and the
         new / resolved / matched counts.
+    readings : dict
+        Follow-up study id → its reading against the previous scan (:func:`track_followup`'s study keys:
+        ``n_new_lesions``, ``response``, ``follow_up`` ...) and ``baseline_study_id``.
     """
-    track_rows, pair_rows = [], []
+    track_rows, pair_rows, readings = [], [], {}
     for patient, group in scans.sort_values(["patient_id", "study_date", "study_id"]).groupby("patient_id", sort=False):
         counter = iter(range(1, 1 << 30))
         previous, prev_tracks, prev_row = None, {}, None
@@ -723,6 +726,7 @@ def track_series(scans: pd.DataFrame, read, *, align_params: AlignParams = Align
                                          current.references, align_params=align_params, match_params=match_params,
                                          excluded=current.excluded)
                 info = tracked.summary["tracking"]
+                readings[row.study_id] = {**tracked.summary, "baseline_study_id": prev_row.study_id}
                 quality = (info.get("alignment") or {}).get("quality") or {}
                 pair_rows.append({"patient_id": patient, "baseline_study": prev_row.study_id,
                                   "followup_study": row.study_id, "status": info["status"], "reason": info["reason"],
@@ -755,17 +759,17 @@ def track_series(scans: pd.DataFrame, read, *, align_params: AlignParams = Align
     tracks = pd.DataFrame(track_rows, columns=columns)
     for col in ("lesion_id", "previous_lesion_id"):
         tracks[col] = tracks[col].astype("Int64")
-    return tracks, pd.DataFrame(pair_rows)
+    return tracks, pd.DataFrame(pair_rows), readings
 
 
-def write_series(out, studies: pd.DataFrame, outcomes: pd.DataFrame) -> dict[str, Path]:
+def write_series(out, studies: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[dict[str, Path], dict[str, dict]]:
     """``tracks.csv`` and ``pairs.csv`` of a batch (:func:`track_series` over its done studies, paired by
-    the ``--studies`` table's patient_id and study_date)."""
+    the ``--studies`` table's patient_id and study_date); returns their paths and the follow-ups' readings."""
     out = Path(out)
     done = set(outcomes.loc[outcomes["status"] != "failed", "study_id"])
     scans = studies[studies["study_id"].isin(done)]
-    tracks, pairs = track_series(scans, lambda sid: read_study_outputs(out / "studies" / sid))
+    tracks, pairs, readings = track_series(scans, lambda sid: read_study_outputs(out / "studies" / sid))
     paths = {"tracks": out / "tracks.csv", "pairs": out / "pairs.csv"}
     write_csv(tracks, paths["tracks"])
     write_csv(pairs, paths["pairs"])
-    return paths
+    return paths, readings

@@ -272,8 +272,17 @@ def _run_cutoff(data, a, endpoints, writer, stem, seed):
 
 
 def _data_method(frame: pd.DataFrame, a: dict) -> str | None:
-    """The segmentation method of the marker as the data record it (``method``, or ``method_<window>`` beside a
-    ``<marker>_<window>`` column); the plan's ``marker_method`` must agree with it."""
+    """The segmentation method of the marker as the data record it (a per-method column's name, ``mtv_ml_pct41``;
+    else ``method``, or ``method_<window>`` beside a ``<marker>_<window>`` column); the plan's ``marker_method``
+    must agree with it."""
+    from carpet.cohort.schema import method_of_column
+
+    named = method_of_column(a["marker"])
+    if named is not None:
+        if a.get("marker_method") and a["marker_method"] != named:
+            raise InputError(f"the plan says the marker was made with {a['marker_method']!r}, its column "
+                             f"'{a['marker']}' holds {named!r} values", where="marker_method")
+        return named
     column = next((c for c in frame if c.startswith("method_") and a["marker"].endswith(c[len("method"):])),
                   "method")
     if column not in frame:
