@@ -332,10 +332,18 @@ def run_study(task: StudyTask) -> dict[str, Any]:
     """Quantify one study into ``OUT/studies/<id>/`` unless its marker says it is done.
 
     Never raises: returns ``{study_id, status ('done'|'skipped'|'failed'), stage, message,
-    seconds}``; a failure also leaves ``OUT/logs/<id>.log`` (traceback) and ``<id>.failed.json``,
-    and removes the study's earlier outputs (they no longer match its inputs or options).
+    seconds, cpu_seconds, worker}`` (wall and CPU seconds of all the process's threads, and the id of
+    the process that ran it); a failure also leaves ``OUT/logs/<id>.log`` (traceback) and
+    ``<id>.failed.json``, and removes the study's earlier outputs (they no longer match its inputs or
+    options).
     """
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
+    outcome = _run_study(task)
+    return {**outcome, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+            "worker": os.getpid()}
+
+
+def _run_study(task: StudyTask) -> dict[str, Any]:
     source, out = Path(task.source), Path(task.out)
     original = study_id_of(source)
     sid = pseudonym(original, task.salt) if task.salt else original
@@ -358,12 +366,12 @@ def run_study(task: StudyTask) -> dict[str, Any]:
             if done and not _intact(final, done):
                 done = None  # outputs edited or deleted since: recompute, never trust them
             if done and _same(done, expect) and done.get("listing") == listing:
-                return {**outcome, "seconds": time.perf_counter() - t0}
+                return outcome
             failed = _read_json(failed_marker)
             if (failed and not task.retry_failed and _same(failed, expect)
                     and failed.get("listing") == listing):
                 return {**outcome, "status": "failed", "stage": failed["stage"],
-                        "message": failed["message"], "seconds": time.perf_counter() - t0}
+                        "message": failed["message"]}
         inputs = resolve_inputs(source)
         if inputs.error:
             raise InputError(inputs.error)
@@ -372,12 +380,12 @@ def run_study(task: StudyTask) -> dict[str, Any]:
             hashes = {k: file_sha256(p) for k, p in inputs.paths().items()}
             if done.get("inputs") == hashes:
                 _write_atomic(final / MARKER, json.dumps({**done, "listing": listing}, indent=2))
-                return {**outcome, "seconds": time.perf_counter() - t0}
+                return outcome
         stage = "quantify"
         _quantify_into(inputs, final, task, sid, scrub, expect, listing)
         for stale in (failed_marker, logs / f"{sid}.log"):
             stale.unlink(missing_ok=True)
-        return {**outcome, "status": "done", "seconds": time.perf_counter() - t0}
+        return {**outcome, "status": "done"}
     except Exception as exc:  # noqa: BLE001 - one study's failure must not stop the batch
         known = isinstance(exc, CarpetError)
         message = _one_line(scrub(str(exc) if known else f"{type(exc).__name__}: {exc}"))
@@ -394,8 +402,7 @@ def run_study(task: StudyTask) -> dict[str, Any]:
                                                          "message": message}))
         except OSError:
             pass
-        return {**outcome, "status": "failed", "stage": stage, "message": message,
-                "seconds": time.perf_counter() - t0}
+        return {**outcome, "status": "failed", "stage": stage, "message": message}
 
 
 def _same(marker: dict, expect: dict) -> bool:
@@ -463,7 +470,8 @@ class BatchResult:
     Attributes
     ----------
     outcomes : DataFrame
-        One row per study: study_id, status, stage, message, seconds.
+        One row per study: study_id, status, stage, message, seconds, cpu_seconds, worker
+        (:func:`run_study`).
     counts : dict
         total, done (computed in this run), skipped (already done, unchanged), failed.
     paths : dict
@@ -543,6 +551,8 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
         _clear_leftovers(out, set(out_ids.values()))
         tasks = [StudyTask(s, str(out), options, force, retry_failed, salt,
                            None if overrides is None else str(overrides)) for s in sources]
+        if scheduler or workers > 1:
+            tasks = _largest_first(tasks)
         table = pd.DataFrame(list(_execute(tasks, workers, scheduler, progress)))
         table = table.sort_values("study_id").reset_index(drop=True)
         if mapping_path:
@@ -611,6 +621,25 @@ def _check_scheduler(address: str) -> None:
                              hint="is the scheduler running and the address right?") from None
 
 
+def _largest_first(tasks: list[StudyTask]) -> list[StudyTask]:
+    """The tasks by decreasing size of their inputs (bytes; ties by source), so that in parallel runs the
+    longest studies start first and the run does not end with one worker alone on a large study.
+
+    The size of the input files is the estimate of a study's work: decoding and the whole-volume passes
+    are O(voxels), and a file's size follows its voxel count far more closely than anything cheaper.
+    """
+    return sorted(tasks, key=lambda t: (-_input_bytes(Path(t.source)), t.source))
+
+
+def _input_bytes(source: Path) -> int:
+    try:
+        if source.is_file():
+            return source.stat().st_size
+        return sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
+    except OSError:  # vanished or unreadable: run_study reports it; order it last
+        return 0
+
+
 def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
              show: bool) -> Iterable[dict[str, Any]]:
     """Run :func:`run_study` on every task; yield outcomes as they complete, with a progress bar."""
@@ -631,7 +660,9 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
             raise InputError(f"cannot use the Dask scheduler ({type(exc).__name__}: {exc})",
                              source=scheduler, hint="--scheduler tcp://HOST:PORT") from None
         with client, terminate_as_interrupt():
-            futures = {client.submit(run_study, t, pure=False): t for t in tasks}
+            # Dask runs the highest priority first: the tasks' order (largest first, see _largest_first)
+            futures = {client.submit(run_study, t, pure=False, priority=len(tasks) - i): t
+                       for i, t in enumerate(tasks)}
             try:
                 with bar:
                     job = bar.add_task("batch", total=len(tasks))
@@ -653,11 +684,17 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
     try:
         with terminate_as_interrupt(raise_now=False), bar:  # SIGTERM, like Ctrl-C, stops the workers
             job = bar.add_task("batch", total=len(tasks))
-            for outcome in run_in_workers(run_study, tasks, workers, _lost):
+            for outcome in run_in_workers(run_study, tasks, workers, _lost, preload=_WORKER_MODULES):
                 bar.advance(job)
                 yield outcome
     finally:
         _clear_leftovers(Path(tasks[0].out))  # study folders left unfinished by lost or stopped workers
+
+
+#: What a study imports (numpy, scipy, SimpleITK, nibabel, pandas, the anatomy and the scores): imported by
+#: the batch before its workers are forked, so that they inherit them instead of importing them each.
+_WORKER_MODULES = ("carpet.quantify", "carpet.anatomy.physiology", "carpet.anatomy.regions",
+                   "carpet.scores.metabolic_response", "SimpleITK", "nibabel")
 
 
 def _result(future, task: StudyTask) -> dict[str, Any]:
@@ -674,7 +711,8 @@ def _lost(task: StudyTask, exc: BaseException) -> dict[str, Any]:
     sid = study_id_of(task.source)
     return {"study_id": pseudonym(sid, task.salt) if task.salt else sid, "status": "failed",
             "stage": "worker", "message": f"worker lost ({type(exc).__name__}: {exc}); out of memory? "
-                                          "try fewer --workers (the next run retries it)", "seconds": None}
+                                          "try fewer --workers (the next run retries it)", "seconds": None,
+            "cpu_seconds": None, "worker": None}
 
 
 # ---------------------------------------------------------------------------------------------
