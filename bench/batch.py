@@ -8,7 +8,7 @@ runs the batch three times, each in a fresh ``python`` process (start-up, import
 processes included, as ``carpet batch`` pays them) on a fresh ``OUT``, each configuration first in
 turn: 1 worker, 2 workers, and 1 worker confined to 1 core (``sched_setaffinity``). For each run it
 prints the wall time, the CPU seconds of the batch process and of its workers, each study's CPU
-seconds, which process ran which studies (largest first), the peak RSS of a study's process, and the
+seconds, which process ran which studies, the peak RSS of a study's process, and the
 load: load average and the CPU seconds *other* processes used during the run (``/proc/stat``).
 
 Reading it: a study decodes its CT and builds its CT tissue map in threads beside the main one, so
@@ -137,7 +137,7 @@ def _lpt_makespan(times: list[float], workers: int) -> float:
 def _describe(label: str, rec: dict) -> str:
     per = sorted(rec["studies"], key=lambda s: s["study_id"])
     by_worker: dict = {}
-    for s in sorted(rec["studies"], key=lambda s: -s["seconds"]):
+    for s in per:
         by_worker.setdefault(s["worker"], []).append(s["study_id"][-2:])
     rss = rec["maxrss_worker_mb"] if len(by_worker) > 1 or rec["cpu_workers"] > 0 else rec["maxrss_self_mb"]
     return "\n".join([
@@ -146,7 +146,7 @@ def _describe(label: str, rec: dict) -> str:
         f"| load {rec['load']:.2f}, others' CPU {rec['cpu_others']:.1f} s, machine busy {100 * rec['machine_busy']:.0f} %",
         f"      per study (wb00..): CPU s {' '.join('%.2f' % s['cpu_seconds'] for s in per)}; "
         f"wall s {' '.join('%.2f' % s['seconds'] for s in per)}",
-        f"      studies per process, in order: {'; '.join(' '.join(v) for v in by_worker.values())}; "
+        f"      studies per process: {'; '.join(' '.join(v) for v in by_worker.values())}; "
         f"peak RSS of a study's process {rss:.0f} MB"])
 
 
@@ -173,19 +173,25 @@ def whole_body(args) -> None:
                   f"1 core: {one['wall_outside'] / w2['wall_outside']:.2f}x")
             for label, _, _ in order:
                 print(_describe(label, recs[label]))
-        print("summary (wall speed-ups are only meaningful when 'others' CPU' is near 0)")
+        print("summary (wall-time ratios mean something only when the others' CPU is near 0)")
         for i, r in enumerate(rounds):
             w1, w2, one = r["1 worker"], r["2 workers"], r["1 worker, 1 core"]
             used1 = w1["cpu"] / w1["wall_outside"]
-            study1 = sum(s["cpu_seconds"] for s in w1["studies"])
-            study2 = sum(s["cpu_seconds"] for s in w2["studies"])
-            span = _lpt_makespan([s["cpu_seconds"] for s in w2["studies"]], 2)
-            print(f"  round {i + 1}: 2 workers over 1 {w1['wall_outside'] / w2['wall_outside']:.2f}x, over 1 worker on 1 "
-                  f"core {one['wall_outside'] / w2['wall_outside']:.2f}x | one worker keeps {used1:.2f} cores busy, so "
-                  f"the ceiling over 1 worker is {cores / used1:.2f}x | study CPU {study1:.1f} s with 1 worker, "
-                  f"{study2:.1f} s with 2 ({100 * (study2 / study1 - 1):+.0f} %) | 2-worker wall "
-                  f"{w2['wall_outside']:.1f} s vs its floor {span:.1f} s (the busier worker's study CPU) | others' CPU "
+            study = {k: sum(s["cpu_seconds"] for s in r[k]["studies"]) for k in r}
+            floor = _lpt_makespan([s["cpu_seconds"] for s in w2["studies"]], 2)
+            print(f"  round {i + 1}: 2 workers over 1 {w1['wall_outside'] / w2['wall_outside']:.2f}x, over 1 worker on "
+                  f"1 core {one['wall_outside'] / w2['wall_outside']:.2f}x; others' CPU during the runs "
                   f"{w1['cpu_others']:.0f} / {w2['cpu_others']:.0f} / {one['cpu_others']:.0f} s")
+            print(f"    one worker keeps {used1:.2f} of {cores} cores busy (its study threads): {cores / used1:.2f}x "
+                  f"is the most 2 workers could gain at equal CPU per study")
+            print(f"    study CPU: 1 worker {study['1 worker']:.1f} s, 2 workers {study['2 workers']:.1f} s, 1 core "
+                  f"{study['1 worker, 1 core']:.1f} s (2 workers vs 1: "
+                  f"{100 * (study['2 workers'] / study['1 worker'] - 1):+.0f} %)")
+            print(f"    2-worker wall {w2['wall_outside']:.1f} s = floor {floor:.1f} s (the busier worker's study CPU) + "
+                  f"{w2['wall_outside'] - floor:.1f} s (start-up and tables in the batch process: {w2['cpu_self']:.1f} s "
+                  f"CPU; the rest waiting: other processes, the two workers sharing memory)")
+            print(f"    ceiling over 1 worker with this CPU per study: {w1['wall_outside'] / floor:.2f}x "
+                  f"(1-worker wall / 2-worker floor)")
         ratio = sorted(r["1 worker"]["wall_outside"] / r["2 workers"]["wall_outside"] for r in rounds)
         print(f"  speed-up of 2 workers over 1, median of {len(rounds)} rounds: {ratio[len(ratio) // 2]:.2f}x "
               f"(all: {', '.join('%.2f' % v for v in ratio)})")
@@ -239,10 +245,11 @@ timed(batch, "_listing", "batch: input listing")
 out = {"startup": startup, "studies": []}
 for i in range(2):
     stages.clear()
-    w, c = time.perf_counter(), time.process_time()
+    w, c, m = time.perf_counter(), time.process_time(), time.thread_time()
     r = batch.run_study(batch.StudyTask(sys.argv[1], sys.argv[2] + str(i), force=True))
     assert r["status"] == "done", r
     out["studies"].append({"wall": time.perf_counter() - w, "cpu": time.process_time() - c,
+                           "main": time.thread_time() - m,
                            "stages": [[k[0], k[1], *v] for k, v in stages.items()]})
 print(json.dumps(out))
 """
@@ -259,7 +266,9 @@ def profile(study: Path, out: Path) -> None:
           f"{rec['startup'][0]:.2f} s wall, {rec['startup'][1]:.2f} s CPU (paid once per worker)")
     for i, s in enumerate(rec["studies"]):
         print(f"    study, {'first' if i == 0 else 'second'} in the worker: {s['wall']:.2f} s wall, "
-              f"{s['cpu']:.2f} s CPU (all threads)")
+              f"{s['cpu']:.2f} s CPU (all threads), {s['main']:.2f} s CPU in the main thread (wall >= that): "
+              f"one worker keeps at most {s['cpu'] / s['main']:.2f} cores busy, so the ceiling of 2 workers "
+              f"over 1 on 2 cores is at least {2 * s['main'] / s['cpu']:.2f}x")
         for stage, main, wall, cpu, calls in s["stages"]:
             print(f"      {stage:42s} {'main' if main else 'thread':6s} {wall:6.2f} s wall "
                   f"{cpu:6.2f} s CPU ({calls} call{'s' if calls > 1 else ''})")

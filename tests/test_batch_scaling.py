@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,9 @@ def test_workers_inherit_the_preloaded_modules_and_share_the_cores(tmp_path, mon
     (tmp_path / f"{name}.py").write_text("VALUE = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert name not in sys.modules
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()  # ITK set up here: a worker must change it, not inherit it
     got = list(run_in_workers(_probe, [name] * 4, 2, lambda task, exc: exc, preload=[name]))
     assert name in sys.modules  # imported here, once, before the workers were forked
     assert [g[0] for g in got] == [True] * 4
@@ -105,7 +109,7 @@ def test_parallel_runs_hand_out_the_largest_study_first(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_outcomes_record_cpu_seconds_and_the_worker(tmp_path):
+def test_outcomes_record_cpu_seconds_and_the_worker(tmp_path, monkeypatch):
     root = tmp_path / "root"
     for seed in (0, 1):
         make_phantom(PhantomSpec.small(seed=seed)).write_nifti(root / f"s{seed}")["lesions"].unlink()
@@ -114,5 +118,34 @@ def test_outcomes_record_cpu_seconds_and_the_worker(tmp_path):
     outcomes = result.outcomes
     assert (outcomes.cpu_seconds > 0).all() and (outcomes.seconds > 0).all()
     assert os.getpid() not in set(outcomes.worker)
-    alone = run_batch(root, tmp_path / "out", workers=1, progress=False, force=True)
+    original = batch._run_study
+
+    def waiting(task):  # a study that waits 0.3 s: wall, not CPU
+        time.sleep(0.3)
+        return original(task)
+
+    monkeypatch.setattr(batch, "_run_study", waiting)
+    alone = run_batch(root, tmp_path / "out", workers=1, progress=False)  # both skipped, after the wait
     assert set(alone.outcomes.worker) == {os.getpid()}  # one worker: in this process
+    assert (alone.outcomes.seconds >= 0.3).all() and (alone.outcomes.cpu_seconds < 0.25).all()
+
+
+def test_dask_runs_the_largest_study_first(tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    root = tmp_path / "root"
+    sizes = _sized_root(root)
+    log = tmp_path / "started.txt"  # the task travels pickled: a list here would not see its appends
+
+    def recording(task):
+        with open(log, "a") as fh:
+            fh.write(batch.study_id_of(task.source) + "\n")
+        return run_study(task)
+
+    run_study = batch.run_study
+    monkeypatch.setattr(batch, "run_study", recording)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        result = run_batch(root, tmp_path / "out", scheduler=cluster.scheduler_address, progress=False)
+    assert result.counts["total"] == 5
+    assert log.read_text().split() == sorted(sizes, key=lambda s: -sizes[s])
+

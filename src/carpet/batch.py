@@ -498,9 +498,14 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
     root, out : folder of studies; output folder
     workers : int
         Local worker processes (1 = in this process, simplest to debug). Ignored with ``scheduler``.
+        Several workers are forked once for the run (imports paid once, :mod:`carpet.workers`), split
+        the cores between their thread pools, and take the studies largest first.
     scheduler : str, optional
-        Address of a Dask ``distributed`` scheduler; every study is submitted there (carpet must be
-        installed on the workers and ``root``/``out`` reachable by the same paths).
+        Address of a Dask ``distributed`` scheduler; every study is submitted there, largest first
+        (carpet must be installed on the workers and ``root``/``out`` reachable by the same paths). A
+        Dask worker process imports carpet at its first study and keeps it for the next ones; start
+        one single-threaded worker process per core (``dask worker ADDRESS --nworkers N --nthreads
+        1``): studies sharing a process in threads would share its GIL.
     options : BatchOptions
         Method, connectivity, minimum lesion volume.
     force, retry_failed : bool
@@ -660,9 +665,7 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
             raise InputError(f"cannot use the Dask scheduler ({type(exc).__name__}: {exc})",
                              source=scheduler, hint="--scheduler tcp://HOST:PORT") from None
         with client, terminate_as_interrupt():
-            # Dask runs the highest priority first: the tasks' order (largest first, see _largest_first)
-            futures = {client.submit(run_study, t, pure=False, priority=len(tasks) - i): t
-                       for i, t in enumerate(tasks)}
+            futures = {client.submit(run_study, t, pure=False): t for t in tasks}  # run first in, first out
             try:
                 with bar:
                     job = bar.add_task("batch", total=len(tasks))
