@@ -440,8 +440,11 @@ def binned(vol: Volume, voxel_mm: float = ALIGN_VOXEL_MM) -> Volume:
     n = [arr.shape[a] // f for a, f in enumerate(factors)]
     if min(n) < 1:
         raise InputError(f"image of shape {arr.shape} is too small to bin to {voxel_mm} mm")
-    arr = arr[:n[0] * factors[0], :n[1] * factors[1], :n[2] * factors[2]]
-    out = arr.reshape(n[0], factors[0], n[1], factors[1], n[2], factors[2]).mean(axis=(1, 3, 5))
+    out = arr[:n[0] * factors[0], :n[1] * factors[1], :n[2] * factors[2]]
+    for a, f in enumerate(factors):  # one axis at a time: a 6-D mean over strided axes is 5× slower
+        if f > 1:
+            out = out.reshape(*out.shape[:a], n[a], f, *out.shape[a + 1:]).sum(axis=a + 1)
+    out *= np.float32(1.0 / np.prod(factors))
     origin = vol.index_to_world((np.asarray(factors) - 1) / 2.0)
     spacing = tuple(s * f for s, f in zip(vol.spacing, factors))
     return Volume(out, spacing, tuple(origin), vol.direction, {**vol.meta, "binned_from_mm": list(vol.spacing)})
