@@ -456,6 +456,14 @@ def _lesion_bone_measures(bone: np.ndarray, labels, ids: np.ndarray, spacing, ma
     return out
 
 
+def site_region(labels: Volume, ct: Volume, params: SiteParams = SiteParams()) -> tuple[slice, ...] | None:
+    """The box of ``ct``'s grid where :func:`classify_lesions` (``grid='ct'``) looks at bone for the lesions of
+    ``labels`` (a label map on its own grid): to build that bone once with other regions' (``ct_bone``)."""
+    lab = label_lesions(labels)
+    boxes = _GridLabels(lab, ct, _label_extents(np.asarray(lab.array))[1]).boxes
+    return _rule_region(boxes, params, params.resolved(lab.spacing)[0], lab.spacing, ct)
+
+
 def _rule_region(boxes, params: SiteParams, d_contact: float, pet_spacing, ct: Volume) -> tuple[slice, ...] | None:
     """The box of the CT grid where the site rule looks at bone: every lesion's box grown by the widest reach a
     rule needs — the envelope closing's two radii, or four contact margins (d_contact + one voxel diagonal,

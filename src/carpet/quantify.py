@@ -311,16 +311,18 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     ct = _resolve(ct, pet)
     labels_vol = pet.with_array(np.asarray(seg_labels[main], dtype=np.int32), modality="SEG", units="label")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # The CT on the PET grid (for the reference regions) needs no bone mask: built (and cached) in a
-        # second thread while this one builds the bone mask and the lesion sites (the heavy steps release
-        # the GIL); its errors surface here.
-        tissue = pool.submit(ct_tissue_on, pet, ct, BoneParams().smooth_mm) if ct is not None else None
+        # The CT facts on the PET grid that the reference regions read (HU, body, lungs, the mid-line band's
+        # bone and marrow) need nothing of the lesions: built (and cached) in a second thread while this one
+        # builds the bone and the lesion sites; its errors surface here.
+        tissue = pool.submit(_ct_on_pet, pet, ct) if ct is not None else None
+        if ct is not None:
+            _bone_once(pet, ct, labels_vol, landmarks)
         table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
         table = _add_review(table, physiology.get(main))
         if overrides is not None and len(overrides):
             table, changed = apply_sites(table, overrides)
             applied += changed
-        ct_hu = tissue.result()[0] if tissue is not None else None
+        ct_hu = tissue.result().hu if tissue is not None else None
     table = _add_region(table, pet, ct, physiology.get(main), landmarks)
     study = next(r for r in rows if r["method"] == main)
     summary = {"method": main,
@@ -367,6 +369,32 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                                  "align_refs": alignment_references(pet, ct_hu),
                                  "ct_on_pet": ct_hu, "excluded": excl},
                           excluded=excluded_vol, excluded_table=excluded_table)
+
+
+def _bone_once(pet: Volume, ct: Volume, labels: Volume, landmarks) -> None:
+    """Build the CT bone once for every region that will ask for it (:func:`carpet.anatomy.bone.ct_bone`
+    cuts their boxes from it): the lesions' region of the site rule and the mid-line band of the marrow and
+    reference regions. The band is placed on the PET's trunk centre line with 50 mm to spare, since the
+    CT's body is not found yet; a band that misses it is built on its own (same values, more time)."""
+    from carpet.anatomy.bone import ct_bone
+    from carpet.anatomy.landmarks import SPINE_BAND_MM, band_region
+    from carpet.classify import site_region
+
+    boxes = [site_region(labels, ct)]
+    if landmarks.has_body.any():
+        x_mid = float(np.nanmedian(landmarks.trunk_x_mm[landmarks.has_body]))
+        boxes.append(band_region(ct, x_mid, SPINE_BAND_MM + 3.0 * max(pet.spacing) + 50.0))
+    boxes = [b for b in boxes if b is not None]
+    if boxes:
+        ct_bone(ct, BoneParams(), tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes))
+                                        for a in range(3)))
+
+
+def _ct_on_pet(pet: Volume, ct: Volume):
+    """The CT facts on the PET grid shared by the reference regions (cached: they are read later)."""
+    from carpet.anatomy.landmarks import _CtOnPet
+
+    return _CtOnPet.build(pet, ct, BoneParams())
 
 
 def _exclude_physiology(pet: Volume, seg_labels: dict, landmarks) -> tuple[dict, dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +149,7 @@ def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams
         Boolean mask (``meta['provenance']`` records the parameters).
     """
     mask = np.zeros(ct.shape, bool)
+    written = None                                      # the box holding every bone voxel of the mask
     hu_all = np.asarray(ct.array)
     read = tuple(slice(0, n) for n in ct.shape)
     if region is not None:
@@ -171,23 +173,47 @@ def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams
                   for a, g in zip(at, region)]
         first = [r.start + b.start for r, b in zip(read, box)]
         mask[tuple(at)] = solid[tuple(slice(a.start - f, a.stop - f) for a, f in zip(at, first))]
+        written = tuple(at)
     prov = provenance(method="ct_bone_mask", **params.as_dict(),
                       grid="ct" if reference is None or ct.same_grid(reference) else "reference",
                       region=None if region is None else [[int(b.start), int(b.stop)] for b in region])
-    return _mask_volume(mask, ct, reference, prov)
+    out = _mask_volume(mask, ct, reference, prov)
+    if out.same_grid(ct):
+        out.meta["bone_box"] = written
+    return out
+
+
+_BONE_LOCK = threading.Lock()
+_BONE_CACHE: list = []                                  # (ct, params, region or None, mask Volume), newest last
 
 
 def ct_bone(ct: Volume, params: BoneParams = BoneParams(), region: tuple[slice, ...] | None = None) -> Volume:
-    """:func:`bone_mask` on the CT's own grid (in ``region`` only, when given), cached for the last two
-    (CT, region) pairs (volumes hash by identity), so that the lesion sites, the marrow and the reference
-    regions of one study build each once. Do not modify the CT's array in place between calls."""
-    key = None if region is None else tuple((int(b.start), int(b.stop)) for b in region)
-    return _ct_bone_cached(ct, params, key)
+    """:func:`bone_mask` on the CT's own grid (in ``region`` only, when given), cached for the last CT (volumes
+    hash by identity): a region inside one already built is cut from it, so that the lesion sites, the marrow
+    and the reference regions of one study build the bone once (:func:`carpet.quantify.quantify_study` asks
+    first for the box holding all of them). Threads asking at once wait for one build. Do not modify the
+    CT's array in place between calls."""
+    with _BONE_LOCK:
+        for c, p, built, mask in reversed(_BONE_CACHE):
+            if c is ct and p == params and _contains(built, region, ct.shape):
+                break
+        else:
+            mask = bone_mask(ct, params=params, region=region)
+            _BONE_CACHE[:] = [e for e in _BONE_CACHE if e[0] is ct][-2:] + [(ct, params, region, mask)]
+            built = region
+    bone_box = mask.meta.get("bone_box")
+    if region is None or built == region or bone_box is None or _contains(region, bone_box, ct.shape):
+        return mask                                     # nothing outside the region asked for
+    part = np.zeros(ct.shape, bool)                     # the region asked for, not more: results do not
+    part[region] = np.asarray(mask.array)[region]       # depend on what was asked before
+    return mask.with_array(part)
 
 
-@functools.lru_cache(maxsize=2)
-def _ct_bone_cached(ct: Volume, params: BoneParams, key) -> Volume:
-    return bone_mask(ct, params=params, region=None if key is None else tuple(slice(a, b) for a, b in key))
+def _contains(outer, inner, shape) -> bool:
+    """Whether box ``outer`` (None: the whole grid) holds box ``inner`` (None: the whole grid)."""
+    outer = outer or tuple(slice(0, n) for n in shape)
+    inner = inner or tuple(slice(0, n) for n in shape)
+    return all(o.start <= i.start and i.stop <= o.stop for o, i in zip(outer, inner))
 
 
 @functools.lru_cache(maxsize=1)

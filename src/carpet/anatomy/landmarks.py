@@ -76,23 +76,28 @@ class _CtOnPet:
 SPINE_BAND_MM = 35.0
 
 
+def band_region(ct: Volume, x_mid: float, halfwidth_mm: float) -> tuple[slice, ...] | None:
+    """The box of ``ct``'s grid holding every voxel within ``halfwidth_mm`` of the plane LPS x = ``x_mid``
+    (axis-aligned grids; None when the band misses the grid)."""
+    ax = int(np.argmax(np.abs(ct.direction[0, :])))
+    ends = []
+    for x in (x_mid - halfwidth_mm, x_mid + halfwidth_mm):
+        point = np.asarray(ct.origin, float).copy()
+        point[0] = x
+        ends.append(ct.world_to_index(point)[ax])
+    region = [slice(0, n) for n in ct.shape]
+    region[ax] = slice(max(0, int(np.floor(min(ends)))), min(ct.shape[ax], int(np.ceil(max(ends))) + 1))
+    return None if region[ax].stop <= region[ax].start else tuple(region)
+
+
 def band_bone(pet: Volume, ct: Volume, params: BoneParams, x_mid: float, halfwidth_mm: float):
     """(bone, marrow) on the PET grid (boolean arrays) from the CT bone built only in the band of the CT grid
     within ``halfwidth_mm`` (plus three PET voxels) of the LPS x = ``x_mid`` mid-line (:func:`ct_bone` with a
     region): the vertebrae, the sacrum and the sternum, not the arms, ribs' ends or femurs."""
-    ax = int(np.argmax(np.abs(ct.direction[0, :])))
-    half = halfwidth_mm + 3.0 * max(pet.spacing)    # the erosion and majority resampling at its edge
-    ends = []
-    for x in (x_mid - half, x_mid + half):
-        point = np.asarray(ct.origin, float).copy()
-        point[0] = x
-        ends.append(ct.world_to_index(point)[ax])
-    lo, hi = int(np.floor(min(ends))), int(np.ceil(max(ends))) + 1
-    region = [slice(0, n) for n in ct.shape]
-    region[ax] = slice(max(0, lo), min(ct.shape[ax], hi))
-    if region[ax].stop <= region[ax].start:
+    region = band_region(ct, x_mid, halfwidth_mm + 3.0 * max(pet.spacing))  # + the erosion and resampling
+    if region is None:
         return np.zeros(pet.shape, bool), np.zeros(pet.shape, bool)
-    bone_ct = ct_bone(ct, params, tuple(region))
+    bone_ct = ct_bone(ct, params, region)
     bone = np.asarray(_mask_volume(bone_ct.array, bone_ct, pet, {}).array, bool)
     marrow = np.asarray(marrow_mask(bone_ct, ct, cortex_mm=params.cortex_mm, reference=pet).array, bool)
     return bone, marrow
