@@ -315,16 +315,18 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     ct = _resolve(ct, pet)
     labels_vol = pet.with_array(np.asarray(seg_labels[main], dtype=np.int32), modality="SEG", units="label")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # The CT on the PET grid (for the reference regions) needs no bone mask: built (and cached) in a
-        # second thread while this one builds the bone mask and the lesion sites (the heavy steps release
-        # the GIL); its errors surface here.
-        tissue = pool.submit(ct_tissue_on, pet, ct, BoneParams().smooth_mm) if ct is not None else None
+        # The CT facts on the PET grid that the reference regions read (HU, body, lungs, the mid-line band's
+        # bone and marrow) need nothing of the lesions: built (and cached) in a second thread while this one
+        # builds the bone and the lesion sites; its errors surface here.
+        tissue = pool.submit(_ct_on_pet, pet, ct) if ct is not None else None
+        if ct is not None:
+            _bone_once(pet, ct, labels_vol, landmarks)
         table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
         table = _add_review(table, physiology.get(main))
         if overrides is not None and len(overrides):
             table, changed = apply_sites(table, overrides)
             applied += changed
-        ct_hu = tissue.result()[0] if tissue is not None else None
+        ct_hu = tissue.result().hu if tissue is not None else None
     table = _add_region(table, pet, ct, physiology.get(main), landmarks)
     study = next(r for r in rows if r["method"] == main)
     summary = {"method": main,
@@ -371,6 +373,32 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                                  "align_refs": alignment_references(pet, ct_hu),
                                  "ct_on_pet": ct_hu, "excluded": excl},
                           excluded=excluded_vol, excluded_table=excluded_table)
+
+
+def _bone_once(pet: Volume, ct: Volume, labels: Volume, landmarks) -> None:
+    """Build the CT bone once for every region that will ask for it (:func:`carpet.anatomy.bone.ct_bone`
+    cuts their boxes from it): the lesions' region of the site rule and the mid-line band of the marrow and
+    reference regions. The band is placed on the PET's trunk centre line with 50 mm to spare, since the
+    CT's body is not found yet; a band that misses it is built on its own (same values, more time)."""
+    from carpet.anatomy.bone import ct_bone
+    from carpet.anatomy.landmarks import SPINE_BAND_MM, band_region
+    from carpet.classify import site_region
+
+    boxes = [site_region(labels, ct)]
+    if landmarks.has_body.any():
+        x_mid = float(np.nanmedian(landmarks.trunk_x_mm[landmarks.has_body]))
+        boxes.append(band_region(ct, x_mid, SPINE_BAND_MM + 3.0 * max(pet.spacing) + 50.0))
+    boxes = [b for b in boxes if b is not None]
+    if boxes:
+        ct_bone(ct, BoneParams(), tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes))
+                                        for a in range(3)))
+
+
+def _ct_on_pet(pet: Volume, ct: Volume):
+    """The CT facts on the PET grid shared by the reference regions (cached: they are read later)."""
+    from carpet.anatomy.landmarks import _CtOnPet
+
+    return _CtOnPet.build(pet, ct, BoneParams())
 
 
 def _exclude_physiology(pet: Volume, seg_labels: dict, landmarks) -> tuple[dict, dict]:
@@ -639,8 +667,8 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
     dtype = np.uint8 if n < 256 else np.uint16 if n < 65536 else np.int32
     write_nifti(result.labels, files["labels"], dtype=dtype)
     for modality, ref in result.extra.get("align_refs", {}).items():  # for a later follow-up's alignment
-        files[f"align_{modality.lower()}"] = write_nifti(ref, out / f"align_{modality.lower()}.nii.gz",
-                                                         dtype=np.int16 if modality == "CT" else np.float32)
+        files[f"align_{modality.lower()}"] = _write_nifti_fast(ref, out / f"align_{modality.lower()}.nii.gz",
+                                                               np.int16 if modality == "CT" else np.float32)
     tracked = result.extra.get("tracked")
     if tracked is not None and tracked.baseline_lesions is not None:
         files["baseline_lesions"] = out / "baseline_lesions.csv"
@@ -651,15 +679,35 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
         sitk.WriteTransform(tracked.alignment.transform, str(files["alignment"]))
     if result.excluded is not None:
         files["excluded"] = out / "excluded.csv"
-        files["excluded_labels"] = out / "excluded.nii.gz"
         write_csv(result.excluded_table, files["excluded"])
-        n_ex = int(result.excluded.array.max()) if result.excluded.array.size else 0
-        write_nifti(result.excluded, files["excluded_labels"],
-                    dtype=np.uint8 if n_ex < 256 else np.uint16 if n_ex < 65536 else np.int32)
+        n_ex = len(result.excluded_table) if result.excluded_table is not None else 0
+        if n_ex:  # an all-zero label map says nothing excluded.csv does not (and costs a whole-grid write)
+            files["excluded_labels"] = out / "excluded.nii.gz"
+            write_nifti(result.excluded, files["excluded_labels"],
+                        dtype=np.uint8 if n_ex < 256 else np.uint16 if n_ex < 65536 else np.int32)
     if result.methods is not None:
         files["methods"] = out / "methods.csv"
         write_csv(result.methods, files["methods"])
     return files
+
+
+def _write_nifti_fast(vol: Volume, path: Path, dtype) -> Path:
+    """``write_nifti(vol, path, dtype)`` for a ``.nii.gz`` at gzip level 1 (SimpleITK's NIfTI writer ignores
+    the compression level and takes 0.2 s for a noisy 4-MB CT; zlib at level 1 takes a sixth of that and
+    releases the GIL). The same NIfTI bytes: SimpleITK writes them uncompressed, zlib compresses them."""
+    import gzip
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(suffix=".nii", dir=path.parent)
+    os.close(fd)
+    try:
+        write_nifti(vol, tmp, dtype=dtype)
+        raw = Path(tmp).read_bytes()
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    path.write_bytes(gzip.compress(raw, compresslevel=1, mtime=0))
+    return path
 
 
 def _json_default(obj):
