@@ -53,7 +53,8 @@ from carpet.anatomy.landmarks import BodyLandmarks, body_landmarks, leg_slices
 from carpet.volume import Volume
 
 RULES_VERSION = "PHYSIO_PET_2026.1"
-ORGANS = ("brain", "myocardium", "kidney", "bladder")
+ORGANS = ("brain", "myocardium", "kidney", "renal_pelvis", "bladder", "ureter", "salivary_gland", "tonsil", "larynx_pharynx",
+          "injection_site")
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,6 @@ class PhysiologyParams:
     bladder_dx: float = 0.25
     bladder_dy: float = 0.3
     bladder_contrast: float = 2.0
-    bladder_trunk_fraction: float = 0.45
     kidney_dx: tuple[float, float] = (0.1, 0.8)
     kidney_dy: float = -0.2
     kidney_main_dy: float = 0.0
@@ -90,6 +90,31 @@ class PhysiologyParams:
     kidney_half_length_mm: float = 80.0
     kidney_piece_max_ratio: float = 1.5
     kidney_fragment_ratio: float = 1.75
+    brain_min_head_mm: float = 80.0
+    trunk_min_width_mm: float = 220.0
+    heart_min_trunk_mm: float = 100.0
+    heart_below_neck_mm: float = 300.0
+    heart_above_legs_mm: float = 350.0
+    bladder_below_neck_mm: float = 400.0
+    bladder_above_legs_mm: float = 250.0
+    neck_below_brain_mm: float = 25.0
+    neck_max_ml: float = 5.0
+    neck_max_suv: float = 8.0
+    neck_pair_mm: float = 10.0
+    neck_pair_suv_ratio: float = 1.5
+    neck_midline_mm: float = 25.0
+    neck_midline_dy: float = 0.0
+    salivary_min_offset_mm: float = 30.0
+    arm_out_mm: float = 30.0
+    injection_max_ml: float = 2.0
+    injection_max_total_ml: float = 5.0
+    ureter_min_elongation: float = 1.8
+    ureter_max_width_mm: float = 12.0
+    ureter_min_z_cos: float = 0.75
+    ureter_max_ml: float = 5.0
+    ureter_dx: float = 0.7
+    renal_pelvis_dy_mm: float = 20.0
+    renal_pelvis_dz_mm: float = 40.0
     core_fraction: float = 0.5
     bladder_core_fraction: float = 0.75
     split_margin_mm: float = 10.0
@@ -183,7 +208,7 @@ def _box(row, shape, grow=0) -> tuple[slice, ...]:
     return tuple(slice(max(0, int(a) - grow), min(n, int(b) + grow)) for a, b, n in zip(row.lo, row.hi, shape))
 
 
-def _shell_ratio(labels: np.ndarray, row, axis: int) -> float:
+def _shell_ratio(labels: np.ndarray, row) -> float:
     """Volume of the component with its in-slice holes filled (any of the three orientations, the largest)
     over its own volume: about 1 for a solid lesion, larger for a shell around a cold cavity (myocardium)."""
     box = _box(row, labels.shape, 1)
@@ -224,28 +249,109 @@ def find_physiology(pet: Volume, labels: np.ndarray, *, params: PhysiologyParams
     feats = _component_features(pet, labels, lm)
     organ: dict[int, tuple[str, str, str]] = {}        # lesion_id -> (organ, rule, reason)
     review: dict[int, str] = {}
-    found = {o: False for o in ORGANS}
-    heart_z = bladder_z = None
     z_body = lm.z_mm[lm.has_body]
     # length of the body along z: the coarse slices' centres span one slice less than the slices
     fov_mm = float(z_body.max() - z_body.min() + abs(np.diff(lm.z_mm[:2])).sum()) if z_body.size else 0.0
-    # a short field of view (a thigh, a pelvis) cannot be placed in the body: no rule runs on it
-    if len(feats) and fov_mm >= p.min_fov_mm:
+    place = _Placement.of(lm, p)
+    # Each rule runs when the landmarks it needs are in the field of view, else says why not (``absent``).
+    absent = place.absent(p)
+    found = {o: False for o in ORGANS}
+    heart_z = bladder_z = None
+    if len(feats):
         feats = feats.set_index("lesion_id", drop=False)
-        _brain(feats, labels, pet, lm, p, organ, review)
-        heart_z = _heart(feats, labels, lm, p, organ, review)
-        bladder_z = _bladder(feats, labels, lm, p, organ, review, heart_z)
-        _kidneys(feats, p, organ, review, heart_z, bladder_z, float(feats.suv_min.min()))
+        feats["legs"] = place.legs[feats["slice"].to_numpy()]
+        feats["trunk"] = place.trunk[feats["slice"].to_numpy()]
+        if "brain" not in absent:
+            _brain(feats, labels, pet, lm, p, organ, review)
+        if "myocardium" not in absent:
+            heart_z = _heart(feats, labels, place, p, organ, review)
+        if "bladder" not in absent:
+            bladder_z = _bladder(feats, labels, place, p, organ, review, heart_z)
+        if heart_z is None and bladder_z is None:
+            absent["kidney"] = absent["ureter"] = absent["renal_pelvis"] = ("no renal level (neither the heart nor "
+                                                                           "the bladder was found)")
+        else:
+            hot = _kidneys(feats, p, organ, review, heart_z, bladder_z, float(feats.suv_min.min()))
+            _ureters(feats, labels, pet, p, organ, review, heart_z, bladder_z)
+            _renal_pelves(feats, lm, p, organ, review, hot)
+        if not any(v[0] == "brain" for v in organ.values()):
+            absent.setdefault("salivary_gland", "no brain found to measure the neck from")
+        for o in ("salivary_gland", "tonsil", "larynx_pharynx"):
+            absent.setdefault(o, absent.get("salivary_gland"))
+            if absent[o] is None:
+                del absent[o]
+        if "salivary_gland" not in absent:
+            _neck(feats, pet, lm, p, organ, review)
+        if "injection_site" not in absent:
+            _injection_site(feats, lm, p, organ, review)
         found = {o: any(v[0] == o for v in organ.values()) for o in ORGANS}
     kept, excluded, table, lut, split_review = _apply(pet, labels, feats, organ, p)
     review = {**{int(lut[lid]): r for lid, r in review.items() if lut[lid]}, **split_review}
-    marks = {"body": bool(lm.has_body.any()), "body_length_mm": round(fov_mm, 1),
-             "head": lm.head_in_fov if fov_mm >= p.min_fov_mm else None,
-             **{o: found[o] if fov_mm >= p.min_fov_mm else None for o in ORGANS}}
+    marks = {"body": bool(lm.has_body.any()), "body_length_mm": round(fov_mm, 1), "head": lm.head_in_fov,
+             **{o: None if o in absent else found[o] for o in ORGANS},
+             "not_looked_for": {o: absent[o] for o in ORGANS if o in absent}}
     prov = {"rules": "PHYSIO_RULES", "version": RULES_VERSION, "inputs": "PET only (body landmarks on a "
             f"{'x'.join(str(f) for f in lm.factor)}-voxel coarse grid)", "thresholds": p.as_dict()}
     levels = {"heart_z_mm": heart_z, "bladder_z_mm": bladder_z}
     return Physiology(kept, excluded, table, review, marks, prov, levels)
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Where the trunk is along z, from what is in the field of view: the neck's base (the head's lowest
+    slice) and the legs' top, each None when absent; trunk slices are neither head nor legs and at least
+    ``trunk_min_width_mm`` wide (a crop around a thigh holds no trunk)."""
+
+    legs: np.ndarray
+    trunk: np.ndarray
+    neck_base_z: float | None
+    legs_top_z: float | None
+    head_mm: float
+    trunk_mm: float
+
+    @classmethod
+    def of(cls, lm: BodyLandmarks, p: "PhysiologyParams") -> "_Placement":
+        legs = leg_slices(lm)
+        dz = float(abs(np.diff(lm.z_mm[:2])).sum()) if lm.z_mm.size > 1 else 0.0
+        with np.errstate(invalid="ignore"):
+            trunk = lm.has_body & ~lm.head & ~legs & (lm.trunk_width_mm >= p.trunk_min_width_mm)
+        head_z = lm.z_mm[lm.head]
+        return cls(legs, trunk, float(head_z.min()) if head_z.size else None,
+                   float(lm.z_mm[legs].max()) if legs.any() else None,
+                   float(np.ptp(head_z)) + dz if head_z.size else 0.0,
+                   float(np.ptp(lm.z_mm[trunk])) + dz if trunk.any() else 0.0)
+
+    def absent(self, p: "PhysiologyParams") -> dict:
+        """Organ → why its rule cannot run on this field of view."""
+        out = {}
+        if self.head_mm < p.brain_min_head_mm:
+            out["brain"] = (f"no head in the field of view (a narrow cranial end >= {p.brain_min_head_mm:g} mm; "
+                            f"found {self.head_mm:.0f} mm)")
+            out["salivary_gland"] = "no head in the field of view"
+        if self.trunk_mm < p.heart_min_trunk_mm:
+            out["myocardium"] = out["bladder"] = (f"no trunk in the field of view (>= {p.heart_min_trunk_mm:g} mm "
+                                                  f"of slices >= {p.trunk_min_width_mm:g} mm wide between head "
+                                                  f"and legs; found {self.trunk_mm:.0f} mm)")
+            out["injection_site"] = "no trunk in the field of view to tell the arms from"
+        elif self.neck_base_z is None and self.legs_top_z is None:
+            out["bladder"] = "neither the head nor the legs in the field of view: the pelvis cannot be placed"
+        return out
+
+    def heart_ok(self, z: np.ndarray, p: "PhysiologyParams") -> np.ndarray:
+        ok = np.ones(np.shape(z), bool)
+        if self.neck_base_z is not None:
+            ok &= (z <= self.neck_base_z) & (z >= self.neck_base_z - p.heart_below_neck_mm)
+        if self.legs_top_z is not None:
+            ok &= z >= self.legs_top_z + p.heart_above_legs_mm
+        return ok
+
+    def bladder_ok(self, z: np.ndarray, p: "PhysiologyParams") -> np.ndarray:
+        ok = np.ones(np.shape(z), bool)
+        if self.neck_base_z is not None:
+            ok &= z <= self.neck_base_z - p.bladder_below_neck_mm
+        if self.legs_top_z is not None:
+            ok &= (z >= self.legs_top_z) & (z <= self.legs_top_z + p.bladder_above_legs_mm)
+        return ok
 
 
 def _brain(feats, labels, pet, lm, p, organ, review):
@@ -275,18 +381,16 @@ def _brain(feats, labels, pet, lm, p, organ, review):
             review[int(lid)] = "in the head near the skin beside the brain (skull/scalp lesion?)"
 
 
-def _heart(feats, labels, lm, p, organ, review):
-    cand = feats[~feats["head"].astype(bool) & ~feats.index.isin(list(organ)) & (feats.volume_ml >= p.heart_min_ml)
+def _heart(feats, labels, place, p, organ, review):
+    cand = feats[feats["trunk"] & ~feats.index.isin(list(organ)) & (feats.volume_ml >= p.heart_min_ml)
                  & (feats.dx >= p.heart_dx[0]) & (feats.dx <= p.heart_dx[1]) & (feats.dy <= p.heart_dy)]
+    # the heart lies within heart_below_neck_mm below the neck and heart_above_legs_mm above the legs, when
+    # they are in the field of view (a thorax-only field has neither: the shell test alone decides)
+    cand = cand[place.heart_ok(cand.z.to_numpy(), p)]
     if cand.empty:
         return None
-    # the heart lies in the cranial half of the trunk, when the head or the legs say where the trunk is
-    legs = leg_slices(lm)
-    if lm.head.any() or legs.any():
-        z_trunk = lm.z_mm[lm.has_body & ~lm.head & ~legs]
-        cand = cand[cand.z >= z_trunk.min() + 0.5 * (z_trunk.max() - z_trunk.min())]
     for lid, row in cand.sort_values("volume_ml", ascending=False).iterrows():
-        ratio = _shell_ratio(labels, row, lm.axis)
+        ratio = _shell_ratio(labels, row)
         if ratio >= p.heart_shell_min:
             organ[int(lid)] = ("myocardium", "heart_shell", f"left-anterior thorax, shell (filled/volume "
                                f"{ratio:.2f} >= {p.heart_shell_min})")
@@ -295,15 +399,12 @@ def _heart(feats, labels, lm, p, organ, review):
     return None
 
 
-def _bladder(feats, labels, lm, p, organ, review, heart_z):
+def _bladder(feats, labels, place, p, organ, review, heart_z):
     body = feats[~feats["head"].astype(bool) & ~feats.index.isin(list(organ))]
-    cand = body[(body.volume_ml >= p.bladder_min_ml) & (body.suv_max >= p.bladder_min_suv)
+    cand = body[(body.volume_ml >= p.bladder_min_ml) & (body.suv_max >= p.bladder_min_suv) & body["trunk"]
                 & (body.dx.abs() <= p.bladder_dx) & (body.dy <= p.bladder_dy)]
-    # the caudal part of the trunk (neither head nor legs): the pelvis
-    z_body = lm.z_mm[lm.has_body & ~lm.head & ~leg_slices(lm)]
-    if z_body.size == 0:
-        return None
-    cand = cand[cand.z <= z_body.min() + p.bladder_trunk_fraction * (z_body.max() - z_body.min())]
+    # the pelvis: >= bladder_below_neck_mm below the neck, <= bladder_above_legs_mm above the legs
+    cand = cand[place.bladder_ok(cand.z.to_numpy(), p)]
     if heart_z is not None:
         cand = cand[cand.z < heart_z - 150.0]
     if cand.empty:
@@ -318,7 +419,7 @@ def _bladder(feats, labels, lm, p, organ, review, heart_z):
     others = body[~kidney_place & (body.index != row.lesion_id)]
     rival = float(tlg[others.index].max()) if len(others) else 0.0
     own = float(tlg[row.lesion_id])
-    if _shell_ratio(labels, row, lm.axis) >= p.heart_shell_min:
+    if _shell_ratio(labels, row) >= p.heart_shell_min:
         review[int(row.lesion_id)] = "mid-line like the bladder but a shell around a cold core (heart? necrosis?)"
         return None
     if own < p.bladder_contrast * rival:
@@ -333,10 +434,10 @@ def _bladder(feats, labels, lm, p, organ, review, heart_z):
 
 
 def _kidneys(feats, p, organ, review, heart_z, bladder_z, t_seg):
+    """Returns {lesion_id: largest piece's row} of the hot pieces beside a kidney (kept for review here)."""
+    hot = {}
     cand = feats[~feats["head"].astype(bool) & ~feats.index.isin(list(organ)) & (feats.dy >= p.kidney_dy)
                  & (feats.dx.abs() >= p.kidney_dx[0]) & (feats.dx.abs() <= p.kidney_dx[1])]
-    if heart_z is None and bladder_z is None:
-        return                                          # no renal level without the heart or the bladder
     if heart_z is not None:
         cand = cand[cand.z < heart_z - 50.0]
     if bladder_z is not None:
@@ -361,16 +462,131 @@ def _kidneys(feats, p, organ, review, heart_z, bladder_z, t_seg):
                 review[int(lid)] = (f"beside the {side} kidney, SUVmax {row.suv_max:.1f} above a parenchyma "
                                     f"fragment's ({p.kidney_fragment_ratio:g} x the threshold {t_seg:.1f}): "
                                     "a node, a kidney lesion or the renal pelvis")
+                hot[int(lid)] = main
                 continue
             if row.suv_max > p.kidney_piece_max_ratio * main.suv_max:
                 review[int(lid)] = (f"beside the {side} kidney but hotter than its largest piece (SUVmax "
-                                    f"{row.suv_max:.1f} > {p.kidney_piece_max_ratio:g} x {main.suv_max:.1f}): renal pelvis or a kidney lesion")
+                                    f"{row.suv_max:.1f} > {p.kidney_piece_max_ratio:g} x {main.suv_max:.1f}): renal pelvis "
+                                    "or a kidney lesion")
+                hot[int(lid)] = main
                 continue
             rule = "kidney_main" if lid == main.lesion_id else "kidney_piece"
             organ[int(lid)] = ("kidney", rule, f"{side} kidney: paired posterior-lateral components between heart "
                                "and bladder" + ("" if lid == main.lesion_id else
                                                 f", {np.hypot(row.x - main.x, row.y - main.y):.0f} mm from its "
                                                 "largest piece"))
+    return hot
+
+
+def _renal_pelves(feats, lm, p, organ, review, hot):
+    """A hot piece beside a kidney (kept for review by :func:`_kidneys`) is the renal pelvis when it lies at the
+    hilum — medial to the kidney's largest piece, at its depth (within ``renal_pelvis_dy_mm``) and level
+    (within ``renal_pelvis_dz_mm``) — and a ureter was found on its side: urine, not a lesion."""
+    ureter_sides = {np.sign(feats.loc[lid].dx) for lid, v in organ.items() if v[0] == "ureter"}
+    for lid, main in hot.items():
+        row = feats.loc[lid]
+        k = int(row["slice"])
+        hilum = (abs(row.x - lm.trunk_x_mm[k]) < abs(main.x - lm.trunk_x_mm[k])
+                 and abs(row.y - main.y) <= p.renal_pelvis_dy_mm and abs(row.z - main.z) <= p.renal_pelvis_dz_mm)
+        if hilum and np.sign(row.dx) in ureter_sides:
+            review.pop(lid, None)
+            organ[lid] = ("renal_pelvis", "hilum_with_ureter", f"hot piece medial to the kidney's largest piece "
+                          f"(SUVmax {row.suv_max:.1f}), with a ureter found on the same side")
+
+
+def _z_extent(pet, row) -> tuple[float, float]:
+    """LPS z (mm) of the lowest and highest voxel centre of a component's box."""
+    z = [pet.index_to_world(np.asarray(row.lo, float))[2], pet.index_to_world(np.asarray(row.hi, float) - 1)[2]]
+    return min(z), max(z)
+
+
+def _neck(feats, pet, lm, p, organ, review):
+    """Salivary glands, tonsils, larynx/pharynx: small, moderately avid head components well below the brain,
+    paired left-right (glands, tonsils) or on the mid-line in front of the neck's centre (larynx, pharynx,
+    tongue base)."""
+    brain = [feats.loc[lid] for lid, v in organ.items() if v[0] == "brain"]
+    z_floor = min(_z_extent(pet, r)[0] for r in brain) - p.neck_below_brain_mm
+    head = feats[feats["head"].astype(bool) & (feats.dx.abs() <= 1.0) & ~feats.index.isin(list(organ))]
+    head = head[[_z_extent(pet, r)[1] <= z_floor for _, r in head.iterrows()]]
+    if head.empty:
+        return
+    off = head.x - lm.trunk_x_mm[head["slice"].to_numpy()]
+    small = (head.volume_ml <= p.neck_max_ml) & (head.suv_max <= p.neck_max_suv)
+    for lid, row in head.iterrows():
+        if not small[lid]:
+            review[int(lid)] = (f"in the neck below the brain but larger or hotter than a gland ({row.volume_ml:.1f} mL, "
+                                f"SUVmax {row.suv_max:.1f}; limits {p.neck_max_ml:g} mL, {p.neck_max_suv:g})")
+            continue
+        o = off[lid]
+        mates = head[small & (head.index != lid) & ((off + o).abs() <= p.neck_pair_mm)
+                     & ((head.y - row.y).abs() <= p.neck_pair_mm) & ((head.z - row.z).abs() <= p.neck_pair_mm)
+                     & (np.maximum(head.suv_max, row.suv_max) <= p.neck_pair_suv_ratio
+                        * np.minimum(head.suv_max, row.suv_max))]
+        if len(mates) and abs(o) >= p.neck_pair_mm / 2:
+            name = "salivary_gland" if abs(o) >= p.salivary_min_offset_mm else "tonsil"
+            organ[int(lid)] = (name, "neck_pair", f"paired with a mirror component across the mid-line "
+                               f"({abs(o):.0f} mm off it, mirror within {p.neck_pair_mm:g} mm), {row.volume_ml:.2f} mL, "
+                               f"SUVmax {row.suv_max:.1f} <= {p.neck_max_suv:g}")
+        elif abs(o) <= p.neck_midline_mm and row.dy <= p.neck_midline_dy:
+            organ[int(lid)] = ("larynx_pharynx", "neck_midline", f"{abs(o):.0f} mm from the mid-line (<= "
+                               f"{p.neck_midline_mm:g}), in front of the neck's centre, {row.volume_ml:.2f} mL, "
+                               f"SUVmax {row.suv_max:.1f} <= {p.neck_max_suv:g}")
+        else:
+            review[int(lid)] = (f"in the neck, {abs(o):.0f} mm off the mid-line with no mirror partner: a node or a "
+                                "salivary gland")
+
+
+def _injection_site(feats, lm, p, organ, review):
+    """The injection site: small components in one arm (outside the trunk piece by >= ``arm_out_mm``, not in
+    the legs), each <= ``injection_max_ml`` and together <= ``injection_max_total_ml`` (a focus and the trail
+    along the vein). Components in both arms, or larger, are kept for review."""
+    k = feats["slice"].to_numpy()
+    out = (feats.x - lm.trunk_x_mm[k]).abs() - lm.trunk_width_mm[k] / 2.0
+    arm = feats[(out >= p.arm_out_mm).to_numpy() & ~feats["legs"] & ~feats.index.isin(list(organ))]
+    if arm.empty:
+        return
+    side = np.sign(arm.x - lm.trunk_x_mm[arm["slice"].to_numpy()])
+    one_arm = side.nunique() == 1
+    total = float(arm.volume_ml.sum())
+    for lid, row in arm.iterrows():
+        if one_arm and row.volume_ml <= p.injection_max_ml and total <= p.injection_max_total_ml:
+            organ[int(lid)] = ("injection_site", "one_arm_small", f"in one arm, {out[lid]:.0f} mm outside the "
+                               f"trunk, {row.volume_ml:.2f} mL (arm total {total:.2f} mL <= "
+                               f"{p.injection_max_total_ml:g})")
+        else:
+            review[int(lid)] = ("in an arm; not the injection-site pattern (" + ("both arms" if not one_arm else
+                                f"{row.volume_ml:.1f} mL, arm total {total:.1f} mL") + "): a lesion?")
+
+
+def _tube(labels, row, spacing, axis) -> tuple[float, float, float]:
+    """(elongation, width mm, |cos| of the long axis with z) of a component from its voxels' second moments:
+    elongation = sqrt(largest / second eigenvalue), width = 4 × sqrt(second eigenvalue) (a uniform disc's
+    diameter)."""
+    m = labels[_box(row, labels.shape)] == row.lesion_id
+    pts = np.argwhere(m) * np.asarray(spacing, float)
+    if len(pts) < 3:
+        return 1.0, 0.0, 0.0
+    w, v = np.linalg.eigh(np.cov(pts.T))
+    w = np.maximum(w, 1e-9)
+    return float(np.sqrt(w[2] / w[1])), float(4.0 * np.sqrt(w[1])), float(abs(v[axis, 2]))
+
+
+def _ureters(feats, labels, pet, p, organ, review, heart_z, bladder_z):
+    """Ureters: thin tubes running along z between the kidneys and the bladder (urine: any SUV)."""
+    axis = int(np.argmax(np.abs(np.asarray(pet.direction)[2])))
+    kid = [feats.loc[lid].z for lid, v in organ.items() if v[0] == "kidney"]
+    top = max(kid) if kid else heart_z - 100.0 if heart_z is not None else np.inf
+    low = (min(_z_extent(pet, feats.loc[lid])[0] for lid, v in organ.items() if v[0] == "bladder")
+           if bladder_z is not None else -np.inf)
+    cand = feats[~feats["head"].astype(bool) & ~feats["legs"] & ~feats.index.isin(list(organ))
+                 & (feats.z <= top) & (feats.z >= low) & (feats.dx.abs() <= p.ureter_dx)
+                 & (feats.volume_ml <= p.ureter_max_ml)]
+    for lid, row in cand.iterrows():
+        elong, width, zcos = _tube(labels, row, pet.spacing, axis)
+        if elong >= p.ureter_min_elongation and width <= p.ureter_max_width_mm and zcos >= p.ureter_min_z_cos:
+            organ[int(lid)] = ("ureter", "ureter_tube", f"a tube along z between kidneys and bladder (elongation "
+                               f"{elong:.1f} >= {p.ureter_min_elongation:g}, width {width:.0f} mm <= "
+                               f"{p.ureter_max_width_mm:g}, cos to z {zcos:.2f})")
 
 
 def _saddle(m: np.ndarray, v: np.ndarray, seed: tuple, target: np.ndarray, peak: float) -> float:
