@@ -125,6 +125,7 @@ class PhysiologyParams:
     split_tip_min_ml: float = 0.25
     split_wall_mm: float = 15.0
     split_max_peaks: int = 30
+    kidney_core_fraction: float = 0.7
 
     def as_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -634,6 +635,22 @@ def _split_lesions(m: np.ndarray, v: np.ndarray, spacing, name: str, suv_max: fl
         if not cavity.any():
             return []
         body = m & (ndimage.distance_transform_edt(~cavity, sampling=spacing) <= p.split_wall_mm)
+        return _own_maxima(m, v, body, voxel_ml, p)
+    if name in ("kidney", "brain"):
+        # the organ's own body: inside the solid ellipsoid of the component's second moments (a uniform
+        # ellipsoid's surface lies at Mahalanobis distance sqrt(5)); the renal pelvis and the cortex lie within,
+        # a node beside a kidney or a skull lesion pressed on the brain outside
+        pts = np.argwhere(m) * np.asarray(spacing, float)
+        if len(pts) < 10:
+            return []
+        cov_inv = np.linalg.pinv(np.cov(pts.T))
+        d = pts - pts.mean(axis=0)
+        # the kidney's core is its ellipsoid shrunk to kidney_core_fraction: the node's inner half would lie
+        # in the whole ellipsoid (no saddle below it); the brain's cortex needs the whole one
+        frac = p.kidney_core_fraction if name == "kidney" else 1.0
+        inside = np.einsum("ij,jk,ik->i", d, cov_inv, d) <= 5.0 * frac ** 2
+        body = np.zeros(m.shape, bool)
+        body[tuple(np.argwhere(m)[inside].T)] = True
         return _own_maxima(m, v, body, voxel_ml, p)
     if name != "bladder":
         return []
