@@ -309,6 +309,8 @@ class _Placement:
     legs_top_z: float | None
     head_mm: float
     trunk_mm: float
+    z_low: float
+    z_high: float
 
     @classmethod
     def of(cls, lm: BodyLandmarks, p: "PhysiologyParams") -> "_Placement":
@@ -320,7 +322,9 @@ class _Placement:
         return cls(legs, trunk, float(head_z.min()) if head_z.size else None,
                    float(lm.z_mm[legs].max()) if legs.any() else None,
                    float(np.ptp(head_z)) + dz if head_z.size else 0.0,
-                   float(np.ptp(lm.z_mm[trunk])) + dz if trunk.any() else 0.0)
+                   float(np.ptp(lm.z_mm[trunk])) + dz if trunk.any() else 0.0,
+                   float(np.min(lm.z_mm[lm.has_body], initial=np.inf)),
+                   float(np.max(lm.z_mm[lm.has_body], initial=-np.inf)))
 
     def absent(self, p: "PhysiologyParams") -> dict:
         """Organ → why its rule cannot run on this field of view."""
@@ -336,6 +340,13 @@ class _Placement:
             out["injection_site"] = "no trunk in the field of view to tell the arms from"
         elif self.neck_base_z is None and self.legs_top_z is None:
             out["bladder"] = "neither the head nor the legs in the field of view: the pelvis cannot be placed"
+        elif self.legs_top_z is None and self.z_low > self.neck_base_z - p.bladder_below_neck_mm:
+            out["bladder"] = (f"the field of view ends above the pelvis (less than {p.bladder_below_neck_mm:g} mm "
+                              "below the neck)")
+        if self.neck_base_z is None and self.legs_top_z is not None and "myocardium" not in out \
+                and self.z_high < self.legs_top_z + p.heart_above_legs_mm:
+            out["myocardium"] = (f"the field of view ends below the heart (less than {p.heart_above_legs_mm:g} mm "
+                                 "above the legs)")
         return out
 
     def heart_ok(self, z: np.ndarray, p: "PhysiologyParams") -> np.ndarray:
