@@ -472,6 +472,25 @@ def test_kidney_fragment_ratio_edge():
     assert got[0] is None and "parenchyma fragment" in got[1]
 
 
+def test_a_round_node_beside_a_kidney_is_no_fragment():
+    # as faint as a parenchyma fragment (SUV 6 < 1.75 x the threshold) but a ball: kept for review
+    (kx, ky, kz), (rx, _, _) = KIDNEYS[0]
+    node = ((kx - rx - 12.0, ky, kz), 10.0, 6.0)
+    pet, _ = patient(lesions=(node,), fwhm_mm=7.0)
+    labels, res = _run(pet)
+    got = _organ_of(res, labels, node[0])
+    assert got[0] is None and "round like a node" in got[1]
+    from carpet.anatomy.physiology import _moments
+
+    f = _feature(pet, labels, node[0])
+    w = np.sqrt(_moments(labels, f, pet.spacing)[0])
+    for params, organ in ((dict(kidney_node_max_axis_ratio=w[2] / w[0] + 1e-9), None),
+                          (dict(kidney_node_max_axis_ratio=w[2] / w[0] - 1e-6), "kidney"),
+                          (dict(kidney_node_min_ml=f.volume_ml - 1e-9), None),
+                          (dict(kidney_node_min_ml=f.volume_ml + 1e-6), "kidney")):
+        assert _organ_of(_run(pet, PhysiologyParams(**params))[1], labels, node[0])[0] == organ, params
+
+
 def test_node_merged_with_a_kidney_is_split_off_and_flagged():
     (kx, ky, kz), (rx, _, _) = KIDNEYS[0]
     node = ((kx - rx - 9.0, ky, kz), 10.0, 12.0)                 # touches the lateral border (PSF 7 mm)

@@ -1,43 +1,57 @@
-"""Physiological FDG uptake: which segmented components are brain, myocardium, kidneys or bladder.
+"""Physiological FDG uptake: which segmented components are brain, myocardium, kidneys, renal pelves, ureters,
+bladder, salivary glands, tonsils, larynx/pharynx or the injection site.
 
-Rules ``PHYSIO_RULES`` (version :data:`RULES_VERSION`), from the PET alone, on a body at least ``min_fov_mm``
-long in the field of view, decided per connected component
+Rules ``PHYSIO_RULES`` (version :data:`RULES_VERSION`), from the PET alone, decided per connected component
 of a segmentation (the components a threshold method gives) with shape and position tests against the body
 landmarks of :func:`carpet.anatomy.landmarks.body_landmarks`. No library does this; written from
-numpy/scipy.ndimage. The rules and how they fail are written down in ``docs/physiology.md``.
+numpy/scipy.ndimage. Every threshold is a field of :class:`PhysiologyParams`, recorded in the provenance; the
+rules and how they fail are written down in ``docs/physiology.md``.
 
-* **brain** — in the head (the narrow cranial end of the body), in its upper part: the largest component of
-  at least ``brain_min_ml``; further head components are brain when they lie within ``brain_gap_mm`` of it
-  and at least ``brain_skull_mm`` below the skin (scalp and skull), or at least ``brain_depth_mm`` below the
-  skin and not below its lowest slice. A small component near the
-  skin of the head (a skull or scalp lesion) stays and is flagged for review.
-* **myocardium** — outside the head (in the cranial half of the trunk when the head or the legs place the
-  trunk), at least ``heart_min_ml``, centroid left of the mid-line or on it
-  (``heart_dx``, in half trunk widths) and in the anterior part of the trunk (``heart_dy``), shaped like a
-  shell (a cold cavity: its in-slice holes fill ≥ ``heart_shell_min`` × its volume). A component in the
-  heart's place that is no shell is kept and flagged.
-* **bladder** — outside the head and the legs, below the heart, in the caudal ``bladder_trunk_fraction`` of
-  the trunk: on the mid-line
-  (``bladder_dx``), not posterior (``bladder_dy``), at least ``bladder_min_ml`` and SUVmax ≥
-  ``bladder_min_suv``; of these the one holding the most tracer (TLG), and only when its TLG is ≥
-  ``bladder_contrast`` × that of every other component outside the head, the heart and the kidneys' place
-  (else kept and flagged); a shell (the heart's test) is not the bladder.
-* **kidney** — outside the head, between the heart and the bladder when found, posterior (``kidney_dy``) and
-  lateral (``kidney_dx``), and only when the heart or the bladder was found (the renal level): the largest candidate of each side (≥ ``kidney_min_ml``, in the posterior half),
-  and only when the two make a pair (levels within ``kidney_pair_mm``, distances from the mid-line within
-  ``kidney_pair_dx``); then every candidate of that side within ``kidney_reach_mm`` in-slice and
-  ``kidney_half_length_mm`` along z of it that is a parenchyma fragment (the parenchyma breaks into pieces
-  just above a threshold: SUVmax ≤ ``kidney_fragment_ratio`` × the segmentation's threshold, read as the
-  lowest SUV of any component) and not hotter than ``kidney_piece_max_ratio`` × its SUVmax; other
-  candidates there (a node, a kidney lesion) are kept and flagged. A lone candidate, and a piece hotter than its kidney's largest (a renal pelvis, or a kidney
-  lesion), are kept and flagged.
+Each rule runs when the landmarks it needs are in the field of view and says why not otherwise
+(``Physiology.landmarks['not_looked_for']``): the brain needs a head (a narrow cranial end ≥
+``brain_min_head_mm``); the heart and the bladder need a trunk (≥ ``heart_min_trunk_mm`` of slices ≥
+``trunk_min_width_mm`` wide, neither head nor legs); the bladder needs the head or the legs to place the pelvis;
+kidneys, renal pelves and ureters need the heart or the bladder (the renal level); the neck rules need the brain.
 
-A lesion is never removed only because it lies next to an organ: a node merged with an organ's component
-is split off as a lesion and flagged for review when it is a maximum of its own beyond the heart's wall or the
-bladder's bright core (it rises by ≥ ``split_prominence`` × its peak above the saddle joining it to the
-organ), or a bump on the bladder's
-edge (the bladder's urine is uniform, so a node pressed on it has no maximum of its own but reaches farther
-than ``split_margin_mm`` from the bladder's core); see :func:`_split_lesions`.
+* **brain** — in the head, in its upper part: the largest component of at least ``brain_min_ml``; further head
+  components are brain when they lie within ``brain_gap_mm`` of it and at least ``brain_skull_mm`` below the
+  skin, or at least ``brain_depth_mm`` below the skin and not below its lowest slice. A small component near
+  the skin of the head (a skull or scalp lesion) stays and is flagged for review.
+* **myocardium** — in the trunk, within ``heart_below_neck_mm`` below the neck and ≥ ``heart_above_legs_mm``
+  above the legs when they are in the field of view, at least ``heart_min_ml``, left of the mid-line or on it
+  (``heart_dx``) and anterior (``heart_dy``), shaped like a shell (its in-slice holes fill ≥
+  ``heart_shell_min`` × its volume). A component in the heart's place that is no shell is kept and flagged.
+* **bladder** — in the trunk, ≥ ``bladder_below_neck_mm`` below the neck and ≤ ``bladder_above_legs_mm``
+  above the legs (those in the field of view), ≥ 150 mm below the heart: on the mid-line (``bladder_dx``),
+  not posterior (``bladder_dy``), ≥ ``bladder_min_ml``, SUVmax ≥ ``bladder_min_suv``; the one holding the
+  most tracer (TLG), only when it holds ≥ ``bladder_contrast`` × the TLG of every other component outside
+  the head, the heart and the kidneys' place, and is no shell (else kept and flagged).
+* **kidney** — posterior (``kidney_dy``), lateral (``kidney_dx``), between heart and bladder: the largest
+  candidate of each side (≥ ``kidney_min_ml``), only as a pair (levels within ``kidney_pair_mm``, distances
+  from the mid-line within ``kidney_pair_dx``); then the candidates of that side within ``kidney_reach_mm``
+  in-slice and ``kidney_half_length_mm`` along z that are parenchyma fragments (SUVmax ≤
+  ``kidney_fragment_ratio`` × the threshold, not a ball of ≥ ``kidney_node_min_ml`` with axis ratio ≤
+  ``kidney_node_max_axis_ratio``, not hotter than ``kidney_piece_max_ratio`` × the largest piece). The rest
+  there is kept and flagged (a node, a kidney lesion, a renal pelvis).
+* **renal pelvis** — a hot piece beside a kidney at its hilum (medial to the largest piece, within
+  ``renal_pelvis_dy_mm`` of its depth and ``renal_pelvis_dz_mm`` of its level) with a ureter found on its side.
+* **ureter** — below the kidneys and above the bladder's lowest slice, within ``ureter_dx``, ≤
+  ``ureter_max_ml``: a tube (second-moment elongation ≥ ``ureter_min_elongation``, width ≤
+  ``ureter_max_width_mm``, long axis within acos(``ureter_min_z_cos``) of z).
+* **salivary gland, tonsil, larynx/pharynx** — head components ≥ ``neck_below_brain_mm`` below the brain, ≤
+  ``neck_max_ml`` and SUVmax ≤ ``neck_max_suv``: a left-right mirror pair (positions within ``neck_pair_mm``,
+  SUVmax within ``neck_pair_suv_ratio``) is salivary gland (≥ ``salivary_min_offset_mm`` off the mid-line) or
+  tonsil; a single one within ``neck_midline_mm`` of the mid-line and in front of the neck's centre
+  (``neck_midline_dy``) is larynx/pharynx; the rest (lateral, unpaired; larger; hotter) is kept and flagged.
+* **injection site** — components in one arm only (≥ ``arm_out_mm`` outside the trunk piece, not in the legs),
+  each ≤ ``injection_max_ml`` and together ≤ ``injection_max_total_ml``; in both arms or larger: kept, flagged.
+
+A lesion is never removed only because it lies next to an organ: a lesion merged with an organ's component
+is split off as a lesion and flagged for review when it is a maximum of its own outside the organ's body (it
+rises by ≥ ``split_prominence`` × its peak above the saddle joining it to the body) — myocardium, bladder,
+kidney, brain — or a bump on the bladder's edge (the bladder's urine is uniform, so a node pressed on it has
+no maximum of its own but reaches farther than ``split_margin_mm`` from the bladder's core); see
+:func:`_split_lesions`.
 """
 
 from __future__ import annotations
@@ -53,8 +67,8 @@ from carpet.anatomy.landmarks import BodyLandmarks, body_landmarks, leg_slices
 from carpet.volume import Volume
 
 RULES_VERSION = "PHYSIO_PET_2026.1"
-ORGANS = ("brain", "myocardium", "kidney", "renal_pelvis", "bladder", "ureter", "salivary_gland", "tonsil", "larynx_pharynx",
-          "injection_site")
+ORGANS = ("brain", "myocardium", "kidney", "renal_pelvis", "bladder", "ureter", "salivary_gland", "tonsil",
+          "larynx_pharynx", "injection_site")
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,8 @@ class PhysiologyParams:
     kidney_half_length_mm: float = 80.0
     kidney_piece_max_ratio: float = 1.5
     kidney_fragment_ratio: float = 1.75
+    kidney_node_min_ml: float = 1.0
+    kidney_node_max_axis_ratio: float = 1.4
     brain_min_head_mm: float = 80.0
     trunk_min_width_mm: float = 220.0
     heart_min_trunk_mm: float = 100.0
@@ -272,7 +288,8 @@ def find_physiology(pet: Volume, labels: np.ndarray, *, params: PhysiologyParams
             absent["kidney"] = absent["ureter"] = absent["renal_pelvis"] = ("no renal level (neither the heart nor "
                                                                            "the bladder was found)")
         else:
-            hot = _kidneys(feats, p, organ, review, heart_z, bladder_z, float(feats.suv_min.min()))
+            hot = _kidneys(feats, labels, pet.spacing, p, organ, review, heart_z, bladder_z,
+                           float(feats.suv_min.min()))
             _ureters(feats, labels, pet, p, organ, review, heart_z, bladder_z)
             _renal_pelves(feats, lm, p, organ, review, hot)
         if not any(v[0] == "brain" for v in organ.values()):
@@ -445,7 +462,7 @@ def _bladder(feats, labels, place, p, organ, review, heart_z):
     return float(row.z)
 
 
-def _kidneys(feats, p, organ, review, heart_z, bladder_z, t_seg):
+def _kidneys(feats, labels, spacing, p, organ, review, heart_z, bladder_z, t_seg):
     """Returns {lesion_id: largest piece's row} of the hot pieces beside a kidney (kept for review here)."""
     hot = {}
     cand = feats[~feats["head"].astype(bool) & ~feats.index.isin(list(organ)) & (feats.dy >= p.kidney_dy)
@@ -476,10 +493,17 @@ def _kidneys(feats, p, organ, review, heart_z, bladder_z, t_seg):
                                     "a node, a kidney lesion or the renal pelvis")
                 hot[int(lid)] = main
                 continue
+            if lid != main.lesion_id and row.volume_ml >= p.kidney_node_min_ml:
+                # parenchyma breaks into curved plates (STS_001: axis ratios 1.6-3.9); a node is a ball
+                w = np.sqrt(_moments(labels, row, spacing)[0])
+                if w[2] <= p.kidney_node_max_axis_ratio * w[0]:
+                    review[int(lid)] = (f"beside the {side} kidney, round like a node (axis ratio {w[2] / w[0]:.2f} "
+                                        f"<= {p.kidney_node_max_axis_ratio:g}, {row.volume_ml:.1f} mL)")
+                    continue
             if row.suv_max > p.kidney_piece_max_ratio * main.suv_max:
                 review[int(lid)] = (f"beside the {side} kidney but hotter than its largest piece (SUVmax "
-                                    f"{row.suv_max:.1f} > {p.kidney_piece_max_ratio:g} x {main.suv_max:.1f}): renal pelvis "
-                                    "or a kidney lesion")
+                                    f"{row.suv_max:.1f} > {p.kidney_piece_max_ratio:g} x {main.suv_max:.1f}): "
+                                    "renal pelvis or a kidney lesion")
                 hot[int(lid)] = main
                 continue
             rule = "kidney_main" if lid == main.lesion_id else "kidney_piece"
@@ -526,8 +550,9 @@ def _neck(feats, pet, lm, p, organ, review):
     small = (head.volume_ml <= p.neck_max_ml) & (head.suv_max <= p.neck_max_suv)
     for lid, row in head.iterrows():
         if not small[lid]:
-            review[int(lid)] = (f"in the neck below the brain but larger or hotter than a gland ({row.volume_ml:.1f} mL, "
-                                f"SUVmax {row.suv_max:.1f}; limits {p.neck_max_ml:g} mL, {p.neck_max_suv:g})")
+            review[int(lid)] = (f"in the neck below the brain but larger or hotter than a gland "
+                                f"({row.volume_ml:.1f} mL, SUVmax {row.suv_max:.1f}; limits {p.neck_max_ml:g} mL, "
+                                f"{p.neck_max_suv:g})")
             continue
         o = off[lid]
         mates = head[small & (head.index != lid) & ((off + o).abs() <= p.neck_pair_mm)
@@ -537,7 +562,8 @@ def _neck(feats, pet, lm, p, organ, review):
         if len(mates) and abs(o) >= p.neck_pair_mm / 2:
             name = "salivary_gland" if abs(o) >= p.salivary_min_offset_mm else "tonsil"
             organ[int(lid)] = (name, "neck_pair", f"paired with a mirror component across the mid-line "
-                               f"({abs(o):.0f} mm off it, mirror within {p.neck_pair_mm:g} mm), {row.volume_ml:.2f} mL, "
+                               f"({abs(o):.0f} mm off it, mirror within {p.neck_pair_mm:g} mm), "
+                               f"{row.volume_ml:.2f} mL, "
                                f"SUVmax {row.suv_max:.1f} <= {p.neck_max_suv:g}")
         elif abs(o) <= p.neck_midline_mm and row.dy <= p.neck_midline_dy:
             organ[int(lid)] = ("larynx_pharynx", "neck_midline", f"{abs(o):.0f} mm from the mid-line (<= "
@@ -570,16 +596,22 @@ def _injection_site(feats, lm, p, organ, review):
                                 f"{row.volume_ml:.1f} mL, arm total {total:.1f} mL") + "): a lesion?")
 
 
+def _moments(labels, row, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (ascending, mm²) and eigenvectors (columns, array axes) of a component's voxel positions'
+    covariance; ones and the identity for fewer than 3 voxels."""
+    m = labels[_box(row, labels.shape)] == row.lesion_id
+    pts = np.argwhere(m) * np.asarray(spacing, float)
+    if len(pts) < 3:
+        return np.ones(3), np.eye(3)
+    w, v = np.linalg.eigh(np.cov(pts.T))
+    return np.maximum(w, 1e-9), v
+
+
 def _tube(labels, row, spacing, axis) -> tuple[float, float, float]:
     """(elongation, width mm, |cos| of the long axis with z) of a component from its voxels' second moments:
     elongation = sqrt(largest / second eigenvalue), width = 4 × sqrt(second eigenvalue) (a uniform disc's
     diameter)."""
-    m = labels[_box(row, labels.shape)] == row.lesion_id
-    pts = np.argwhere(m) * np.asarray(spacing, float)
-    if len(pts) < 3:
-        return 1.0, 0.0, 0.0
-    w, v = np.linalg.eigh(np.cov(pts.T))
-    w = np.maximum(w, 1e-9)
+    w, v = _moments(labels, row, spacing)
     return float(np.sqrt(w[2] / w[1])), float(4.0 * np.sqrt(w[1])), float(abs(v[axis, 2]))
 
 
@@ -625,10 +657,11 @@ def _split_lesions(m: np.ndarray, v: np.ndarray, spacing, name: str, suv_max: fl
                    p: PhysiologyParams) -> list[np.ndarray]:
     """Lesions inside an organ's component (voxel masks of the component's box); see the module docstring.
 
-    *Own maxima* (the myocardium and the bladder; the brain's cortex and the kidneys' pelves have maxima of
-    their own, so a lesion merged with them is not split — docs/physiology.md): the organ's body is the
-    myocardium's wall (within ``split_wall_mm`` of its cold cavity) or the bladder's bright core (≥
-    ``bladder_core_fraction`` × its SUVmax); a regional maximum outside it (≥ ``split_min_suv``, at most
+    *Own maxima*: the organ's body is the myocardium's wall (within ``split_wall_mm`` of its cold cavity),
+    the bladder's bright core (≥ ``bladder_core_fraction`` × its SUVmax), or the solid ellipsoid of the
+    component's second moments for the brain (whole: the cortex has maxima of its own) and the kidney (shrunk
+    to ``kidney_core_fraction`` of its axes, which keeps the renal pelvis and leaves a merged node's inner half
+    outside, so a saddle lies below its peak); a regional maximum outside it (≥ ``split_min_suv``, at most
     ``split_max_peaks``, highest first) whose peak rises above the saddle joining it to the body by ≥
     ``split_prominence`` × the peak is a lesion's; each voxel goes to the body or the maximum it climbs to
     (marker watershed), and the maxima's regions of ≥ ``split_min_ml`` are lesions. *Bumps* (the bladder,
@@ -666,12 +699,20 @@ def _split_lesions(m: np.ndarray, v: np.ndarray, spacing, name: str, suv_max: fl
     if name != "bladder":
         return []
     out = _own_maxima(m, v, m & (v >= p.bladder_core_fraction * suv_max), voxel_ml, p)
+    return out + _bumps(m, v, m & (v >= p.core_fraction * suv_max), out, spacing, voxel_ml, p)
+
+
+def _bumps(m, v, core, taken_parts, spacing, voxel_ml, p) -> list[np.ndarray]:
+    """Parts of the component ``m`` farther than ``split_margin_mm`` from the organ's ``core`` holding >=
+    ``split_tip_min_ml``, grown back towards the core down to ``split_edge_mm`` from it (see
+    :func:`_split_lesions`)."""
     taken = np.zeros(m.shape, bool)
-    for part in out:
+    for part in taken_parts:
         taken |= part
-    core = m & (v >= p.core_fraction * suv_max) & ~taken
+    core = core & ~taken
     dist = ndimage.distance_transform_edt(~core, sampling=spacing)
     far, n = ndimage.label(m & ~taken & (dist > p.split_margin_mm), structure=np.ones((3, 3, 3)))
+    out = []
     for k in range(1, n + 1):
         tip = far == k
         if tip.sum() * voxel_ml < p.split_tip_min_ml:
@@ -741,7 +782,8 @@ def _apply(pet: Volume, labels: np.ndarray, feats, organ, p):
         organ_mask = m.copy()
         for part in keep_parts:
             organ_mask &= ~part
-            extra.append((box, part, f"split off the {name} ({'a bump on its edge' if name == 'bladder' else 'a maximum of its own'}); "
+            how = "a bump on its edge" if name == "bladder" else "a maximum of its own"
+            extra.append((box, part, f"split off the {name} ({how}); "
                                      "check it is a lesion"))
         sub = excluded[box]
         sub[organ_mask] = cid
