@@ -425,7 +425,8 @@ _STAT_NAMES = {"coef": "log HR", "hr": "HR", "se": "SE", "z": "z", "p": "p", "hr
                "hr_high_vs_low": "HR high vs low", "logrank_chisq": "Log-rank chi-square",
                "logrank_p": "Log-rank p", "concordance": "C-index", "group": "Group", "n_at_risk": "At risk",
                "excluded": "Excluded (event or censored before the landmark)", "model_a": "Model A",
-               "model_b": "Model B", "c_diff": "C-index difference (A − B)", "n_boot": "Bootstrap samples",
+               "model_b": "Model B", "c_a": "C-index A", "c_b": "C-index B",
+               "c_diff": "C-index difference (A − B)", "n_boot": "Bootstrap samples",
                "smaller": "Smaller model", "larger": "Larger model", "c_lower": "95% CI lower",
                "c_upper": "95% CI upper", "c_index_se": "C-index SE", "c_index_lower": "C-index 95% CI lower",
                "c_index_upper": "C-index 95% CI upper"}
