@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from _report_checks import _raw_hits, raw_labels, unexplained_numbers
+from _report_checks import _raw_hits, raw_labels, unexplained_figure_numbers, unexplained_numbers
 from carpet.analyze import run_analysis
 from carpet.synth.cohort import simulate_cohort
 
@@ -34,6 +34,8 @@ def test_salvage_report_numbers_are_results_json_numbers_and_labels_are_words(sa
     problems, found = unexplained_numbers(doc, salvage / "report.html")
     assert problems == [], "\n".join(problems)
     assert found >= 100
+    problems, found = unexplained_figure_numbers(doc)
+    assert problems == [] and found >= 50, "\n".join(problems)
     hits = raw_labels(salvage)
     assert hits == [], "\n".join(hits)
 
@@ -52,6 +54,7 @@ def test_the_number_check_fails_on_a_number_results_json_does_not_hold(salvage):
         (res.get("km") or {}).pop("groups", None)
     problems, _ = unexplained_numbers(doc, salvage / "report.html")
     assert any("km_os_relapse.csv" in p for p in problems)
+    assert any("figure km_os_relapse " in p for p in unexplained_figure_numbers(doc)[0])  # its numbers at risk
 
 
 def test_the_label_check_finds_raw_names_and_codes():

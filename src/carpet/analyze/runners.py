@@ -214,6 +214,8 @@ def _run_transitions(data, a, endpoints, writer, stem, seed):
             "rows": [{"state": str(k), "n": {str(c): int(n) for c, n in row.items()},
                       "percent": {str(c): 100.0 * n / row.sum() if row.sum() else None for c, n in row.items()}}
                      for k, row in tr.table.iterrows()],
+            "totals": {"before": {str(k): int(n) for k, n in tr.table.sum(axis=1).items()},
+                       "after": {str(c): int(n) for c, n in tr.table.sum(axis=0).items()}},
             "test": tr.test.__dict__, "provenance": tr.provenance, "files": files}
 
 
