@@ -274,8 +274,17 @@ def _run_cutoff(data, a, endpoints, writer, stem, seed):
 
 
 def _data_method(frame: pd.DataFrame, a: dict) -> str | None:
-    """The segmentation method of the marker as the data record it (``method``, or ``method_<window>`` beside a
-    ``<marker>_<window>`` column); the plan's ``marker_method`` must agree with it."""
+    """The segmentation method of the marker as the data record it (a per-method column's name, ``mtv_ml_pct41``;
+    else ``method``, or ``method_<window>`` beside a ``<marker>_<window>`` column); the plan's ``marker_method``
+    must agree with it."""
+    from carpet.cohort.schema import method_of_column
+
+    named = method_of_column(a["marker"])
+    if named is not None:
+        if a.get("marker_method") and a["marker_method"] != named:
+            raise InputError(f"the plan says the marker was made with {a['marker_method']!r}, its column "
+                             f"'{a['marker']}' holds {named!r} values", where="marker_method")
+        return named
     column = next((c for c in frame if c.startswith("method_") and a["marker"].endswith(c[len("method"):])),
                   "method")
     if column not in frame:
@@ -311,8 +320,26 @@ def _run_compare_models(data, a, endpoints, writer, stem, seed):
     if len(cmp.lr_tests):
         files.append(writer.table(cmp.lr_tests, f"{stem}_lr_tests", "Likelihood-ratio tests of nested models",
                                   display=_stat_display(cmp.lr_tests)))
+    contrasts = _cindex_contrasts(frame, ep, models, cmp.fits)
+    files.append(writer.table(contrasts, f"{stem}_cindex_contrasts",
+                              "Pairwise differences in C-index, infinitesimal-jackknife covariance (R survival "
+                              "concordance(fit1, fit2, ...) and its contrasts)", display=_stat_display(contrasts)))
     return {"endpoint": ep, "summary": summary.to_dict("records"), "differences": cmp.differences.to_dict("records"),
-            "lr_tests": cmp.lr_tests.to_dict("records"), "provenance": cmp.provenance, "files": files}
+            "contrasts": contrasts.to_dict("records"), "lr_tests": cmp.lr_tests.to_dict("records"),
+            "provenance": {**cmp.provenance, "contrasts": "C_a - C_b, variance V_aa + V_bb - 2 V_ab from the "
+                           "subjects' infinitesimal-jackknife influences (R concordance), normal CI and z-test"},
+            "files": files}
+
+
+def _cindex_contrasts(frame: pd.DataFrame, ep: dict, models: dict, fits: dict) -> pd.DataFrame:
+    """Every pair of models' C-index difference on the complete cases compare_models fitted them on."""
+    from carpet.stats import concordance_contrasts
+
+    used = list(dict.fromkeys(c for covs in models.values() for c in covs))
+    data = frame[[ep["time"], ep["event"], *used]].dropna()
+    _, contrasts = concordance_contrasts(data[ep["time"]].to_numpy(float), data[ep["event"]].to_numpy(int),
+                                         {name: fit.linear_predictor for name, fit in fits.items()})
+    return contrasts
 
 
 def _run_landmark(data, a, endpoints, writer, stem, seed):
@@ -334,6 +361,51 @@ def _run_landmark(data, a, endpoints, writer, stem, seed):
             "logrank": {"statistic": lm.logrank.statistic, "df": lm.logrank.df, "p_value": lm.logrank.p_value},
             "n_excluded": _excluded_note(writer, data, frame, f"time, event or {writer.labels.label(a['by'])}"),
             "provenance": lm.provenance, "km": km, "files": files + km["files"]}
+
+
+def _run_association(data, a, endpoints, writer, stem, seed):
+    """A marker against outcomes measured once per patient (e.g. MTV and CAR T expansion): per outcome, the
+    Wilcoxon rank-sum test between ``marker <= value`` and ``> value`` and Spearman's rho with its 95% CI."""
+    from carpet.stats import mann_whitney, spearman
+
+    marker, labels = a["marker"], writer.labels
+    x = pd.to_numeric(data[marker], errors="coerce")
+    rows = []
+    for col in _by_list(a["outcomes"]):
+        y = pd.to_numeric(data[col], errors="coerce")
+        both = x.notna() & y.notna()
+        if both.sum() < 4:
+            raise InputError(f"'{col}' and '{marker}' are both known for {int(both.sum())} patient(s); "
+                             "a rank correlation needs at least 4", where=col)
+        row = {"outcome": col, "n": int(both.sum())}
+        if "value" in a:
+            high = x[both] > a["value"]
+            mw = mann_whitney(y[both][~high], y[both][high])
+            row.update(n_low=mw.n_x, n_high=mw.n_y, median_low=mw.median_x, q1_low=mw.iqr_x[0], q3_low=mw.iqr_x[1],
+                       median_high=mw.median_y, q1_high=mw.iqr_y[0], q3_high=mw.iqr_y[1], w=mw.statistic,
+                       p_wilcoxon=mw.p_value, wilcoxon_method=mw.method)
+        rho = spearman(x[both], y[both])
+        row.update(rho=rho.rho, rho_lower=rho.ci[0], rho_upper=rho.ci[1], p_spearman=rho.p_value)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    name = labels.label(marker)
+    display = pd.DataFrame({"Outcome": [labels.label(c) for c in table["outcome"]], "n": table["n"]})
+    if "value" in a:
+        cut = fmt.cutpoint(a["value"])
+        for side, sign in (("low", "≤"), ("high", ">")):
+            display[f"{name} {sign} {cut}: median (IQR)"] = [
+                f"{fmt.estimate(r[f'median_{side}'])} ({fmt.estimate(r[f'q1_{side}'])}–"
+                f"{fmt.estimate(r[f'q3_{side}'])}), n = {r[f'n_{side}']}" for r in rows]
+        display["Wilcoxon p"] = [fmt.p_value(p) for p in table["p_wilcoxon"]]
+    display["Spearman rho (95% CI)"] = [fmt.estimate_ci(r["rho"], r["rho_lower"], r["rho_upper"]) for r in rows]
+    display["Spearman p"] = [fmt.p_value(p) for p in table["p_spearman"]]
+    files = [writer.table(table, stem, f"{name} and {', '.join(labels.label(c) for c in table['outcome'])}",
+                          display=display)]
+    writer.text("Wilcoxon rank-sum test (R wilcox.test: exact below 50 per group without ties, else normal "
+                "approximation with continuity correction); Spearman's rho with p from the t approximation (R "
+                "cor.test exact = FALSE) and a Fisher-z 95% CI (variance 1.06/(n - 3)).")
+    prov = {**rho.provenance, "wilcoxon": mw.provenance if "value" in a else None}
+    return {"marker": marker, "value": a.get("value"), "rows": rows, "files": files, "provenance": prov}
 
 
 def _adjusted_p_text(cp) -> str:
@@ -451,5 +523,5 @@ def _cox_display(summary: pd.DataFrame, data: pd.DataFrame, covariates: list[str
 
 _RUNNERS = {"table1": _run_table1, "km": _run_km, "cox": _run_cox, "transitions": _run_transitions,
             "cutpoint": _run_cutpoint, "cutoff": _run_cutoff, "compare_models": _run_compare_models,
-            "landmark": _run_landmark}
+            "landmark": _run_landmark, "association": _run_association}
 assert set(_RUNNERS) <= set(ANALYSES)
