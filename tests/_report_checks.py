@@ -34,7 +34,7 @@ class ShownTable:
     @property
     def csv(self) -> str | None:
         """The CSV file the caption names ("... (km_pfs.csv)"), i.e. the analysis the table belongs to."""
-        found = re.findall(r"\(([\w.-]+\.csv)\)\s*$", self.caption)
+        found = re.findall(r"\(([\w.-]+\.csv)\)", self.caption)  # a wide table's parts: "(x.csv) — part 1 of 2"
         return found[-1] if found else None
 
 
@@ -99,7 +99,7 @@ def read_report(path: Path) -> tuple[list[str], list[ShownTable]]:
 READER_ABBREVIATIONS = {"MTV", "TLG", "SUV", "EMD", "PMD", "IPI", "LDH", "ECOG", "HR", "OR", "CI", "PFS", "PFS2",
                         "OS", "ISS", "CRP", "FLC", "IMWG", "PET", "CT", "CR", "PR", "VGPR", "CAR", "AUC", "AIC", "BIC",
                         "BCMA", "CNS", "ORR", "TCE", "IQR", "SD", "SE", "NA", "NR", "BM", "IMPETUS", "IMPeTUs", "LBCL",
-                        "GPRC5D", "FCRH5", "ASCT", "MM", "DLBCL", "ULN", "ANC", "HB", "IG", "IGG", "IGA", "IGD"}
+                        "GPRC5D", "FCRH5", "ASCT", "TCR", "MM", "DLBCL", "ULN", "ANC", "HB", "IG", "IGG", "IGA", "IGD"}
 
 
 NUMBER = re.compile(r"(?<![\w.])(<\s*)?(-?\d+(?:\.\d+)?(?:e[-+]\d+)?)")

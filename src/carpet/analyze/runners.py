@@ -430,7 +430,7 @@ _STAT_NAMES = {"coef": "log HR", "hr": "HR", "se": "SE", "z": "z", "p": "p", "hr
                "model_b": "Model B", "c_diff": "C-index difference (A − B)", "n_boot": "Bootstrap samples",
                "smaller": "Smaller model", "larger": "Larger model", "c_lower": "95% CI lower",
                "c_upper": "95% CI upper", "c_index_se": "C-index SE", "c_index_lower": "C-index 95% CI lower",
-               "c_index_upper": "C-index 95% CI upper"}
+               "c_index_upper": "C-index 95% CI upper", "c_a": "C-index A", "c_b": "C-index B"}
 
 
 def _stat_cell(column: str, value):
@@ -446,7 +446,7 @@ def _stat_cell(column: str, value):
         return fmt.count(value)
     if column in ("cutpoint", "cutoff"):
         return fmt.cutpoint(value)
-    return fmt.estimate(value, min_decimals=3 if column.startswith(("c_index", "td_auc")) else 2)
+    return fmt.estimate(value, min_decimals=3 if column.startswith(("c_index", "td_auc", "c_a", "c_b")) else 2)
 
 
 def _stat_display(df: pd.DataFrame) -> pd.DataFrame:
