@@ -290,9 +290,9 @@ def test_certainty_plan_via_cli_end_to_end(tmp_path):
         lm.at_risk["n_at_risk"].tolist())
 
     # every number of every table has its source in results.json; no raw column name in a label
-    from _report_checks import raw_labels, unexplained_numbers
+    from _report_checks import raw_labels, unexplained_figure_numbers, unexplained_numbers
 
-    problems, _ = unexplained_numbers(doc, out / "report.html")
+    problems = unexplained_numbers(doc, out / "report.html")[0] + unexplained_figure_numbers(doc)[0]
     assert problems == [] and raw_labels(out) == [], problems
 
     # provenance: plan and input hashes, carpet version
@@ -608,11 +608,13 @@ def test_pdf_letter_pages_and_table_cells_never_overflow(tmp_path):
 @pytest.mark.parametrize("study", ["moffitt", "lbcl"])
 def test_every_number_of_every_html_table_is_a_results_json_number(study, request):
     """Table 1 cells, S(t), medians, HRs, C-index and CIs, rates, AUCs, transitions ... (tests/_report_checks.py)."""
-    from _report_checks import raw_labels, unexplained_numbers
+    from _report_checks import raw_labels, unexplained_figure_numbers, unexplained_numbers
 
     _, _, out = request.getfixturevalue(study)
     problems, found = unexplained_numbers(results_json(out), out / "report.html")
     assert problems == [] and found >= 100, "\n".join(problems)
+    problems, found = unexplained_figure_numbers(results_json(out))  # legends, numbers at risk, flow counts
+    assert problems == [] and found >= 20, "\n".join(problems)
     hits = raw_labels(out)  # and no heading, header, group or figure text shows a raw column name
     assert hits == [], "\n".join(hits)
 

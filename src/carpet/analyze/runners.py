@@ -214,6 +214,8 @@ def _run_transitions(data, a, endpoints, writer, stem, seed):
             "rows": [{"state": str(k), "n": {str(c): int(n) for c, n in row.items()},
                       "percent": {str(c): 100.0 * n / row.sum() if row.sum() else None for c, n in row.items()}}
                      for k, row in tr.table.iterrows()],
+            "totals": {"before": {str(k): int(n) for k, n in tr.table.sum(axis=1).items()},
+                       "after": {str(c): int(n) for c, n in tr.table.sum(axis=0).items()}},
             "test": tr.test.__dict__, "provenance": tr.provenance, "files": files}
 
 
@@ -429,7 +431,7 @@ _STAT_NAMES = {"coef": "log HR", "hr": "HR", "se": "SE", "z": "z", "p": "p", "hr
                "c_diff": "C-index difference (A − B)", "n_boot": "Bootstrap samples",
                "smaller": "Smaller model", "larger": "Larger model", "c_lower": "95% CI lower",
                "c_upper": "95% CI upper", "c_index_se": "C-index SE", "c_index_lower": "C-index 95% CI lower",
-               "c_index_upper": "C-index 95% CI upper"}
+               "c_index_upper": "C-index 95% CI upper", "c_a": "C-index A", "c_b": "C-index B"}
 
 
 def _stat_cell(column: str, value):
@@ -445,7 +447,7 @@ def _stat_cell(column: str, value):
         return fmt.count(value)
     if column in ("cutpoint", "cutoff"):
         return fmt.cutpoint(value)
-    return fmt.estimate(value, min_decimals=3 if column.startswith(("c_index", "td_auc")) else 2)
+    return fmt.estimate(value, min_decimals=3 if column.startswith(("c_index", "td_auc", "c_a", "c_b")) else 2)
 
 
 def _stat_display(df: pd.DataFrame) -> pd.DataFrame:
