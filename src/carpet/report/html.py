@@ -80,8 +80,8 @@ def _png_width_px(png: bytes) -> float | None:
         return round(im.width / float(dpi[0]) * 96 * SCREEN_SCALE, 1) if dpi and dpi[0] else None
 
 
-#: the width a table may take (the page's 1040 px column, less a margin for font differences)
-TABLE_WIDTH_PX = 1000.0
+#: the width a table may take (the page's 1040 px column, less a margin for rounding)
+TABLE_WIDTH_PX = 1030.0
 _FONT_PX, _PAD_PX = 14 * 0.86, 17.0  # the template's table font and cell padding (+ rounding)
 
 
