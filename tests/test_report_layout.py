@@ -8,7 +8,7 @@ import pytest
 
 from carpet.report.html import Report
 from carpet.report.pdf import MIN_FONT_PT, PdfReport, table_parts, text_width_pt
-from carpet.report.wide_tables import column_groups, part_label
+from carpet.report.wide_tables import column_groups, key_columns, part_label
 
 
 def _wide(n_times=13):
@@ -29,8 +29,16 @@ def test_column_groups_repeat_the_key_column_and_fit():
     assert all(p[0] == 0 and sum(widths[c] for c in p) <= 300.0 for p in parts)
     assert sorted(c for p in parts for c in p[1:]) == list(range(1, 14))  # every column once, in order
     assert column_groups([60.0, 400.0, 30.0], 300.0) == [[0, 1], [0, 2]]  # too wide alone: a part of its own
+    # parts about equally wide, not a full part and a stub
+    assert column_groups([10.0] * 7, 45.0) == [[0, 1, 2, 3], [0, 4, 5, 6]]
+    # at most one more part keeps every cell on one line; two more do not pay
+    assert len(column_groups([60.0] + [45.0] * 13, 300.0, natural=[60.0] + [60.0] * 13)) == 4
+    assert len(column_groups([60.0] + [45.0] * 13, 300.0, natural=[60.0] + [80.0] * 13)) == 3
     assert part_label(1, 2, ["Group", "n", "S(6)"]) == "part 1 of 2: n to S(6)"
-    assert part_label(2, 2, ["", "", "Overall"]) == "part 2 of 2"
+    assert part_label(2, 2, ["Group", "", ""]) == "part 2 of 2"  # no names to give
+    assert key_columns(["Characteristic", "", "Overall", "EMD"]) == 2  # Table 1's level column labels rows too
+    assert key_columns(["Group", "n"]) == 1 and part_label(1, 2, ["Characteristic", "", "Overall"]) == \
+        "part 1 of 2: Overall"
 
 
 def test_pdf_table_parts_keep_the_floor_size_and_fit_the_text_width():
