@@ -86,7 +86,8 @@ class _Writer:
         # is checked as drawn, the result kept
         self.figure_checks[stem] = {"legend_covers_data": legend_overlaps_data(fig),
                                     "x_axis_short_of_data": x_axis_short_of_data(fig),
-                                    "survival_axes": sum(ax.get_gid() == KM_AXES_ID for ax in fig.axes)}
+                                    "survival_axes": sum(ax.get_gid() == KM_AXES_ID for ax in fig.axes),
+                                    "texts": _figure_texts(fig)}
         if self.simulated:  # under the drawn content's right edge (the figure's corner may be far from it)
             fig.canvas.draw()
             box = fig.get_tightbbox(fig.canvas.get_renderer()).transformed(fig.dpi_scale_trans)
@@ -113,6 +114,32 @@ class _Writer:
         write_workbook(path, sheets, about, provenance=_jsonable(self.html.provenance))
         self.files[path.name] = path
         return path
+
+
+def _figure_texts(fig) -> dict[str, list[str]]:
+    """The words a figure shows (titles, axis labels, legend entries, other text; numbers-only ticks left out),
+    kept in results.json so that a machine can check them for raw column names."""
+    from matplotlib.text import Text
+
+    out: dict[str, list[str]] = {"title": [], "axis label": [], "legend": [], "text": []}
+    seen: set[int] = set()
+
+    def add(kind: str, texts) -> None:
+        for t in texts:
+            seen.add(id(t))
+            word = t.get_text().strip()
+            if word and t.get_visible() and any(ch.isalpha() for ch in word) and word not in out[kind]:
+                out[kind].append(word)
+
+    for ax in fig.axes:
+        add("title", [ax.title, ax._left_title, ax._right_title])
+        add("axis label", [ax.xaxis.label, ax.yaxis.label])
+        if ax.get_legend() is not None:
+            add("legend", ax.get_legend().get_texts())
+    for legend in fig.legends:
+        add("legend", legend.get_texts())
+    add("text", [t for t in fig.findobj(Text) if id(t) not in seen])
+    return out
 
 
 def _r_logicals(df: pd.DataFrame) -> pd.DataFrame:
