@@ -88,9 +88,11 @@ class _Writer:
                                     "x_axis_short_of_data": x_axis_short_of_data(fig),
                                     "survival_axes": sum(ax.get_gid() == KM_AXES_ID for ax in fig.axes),
                                     "texts": _figure_texts(fig)}
-        if self.simulated:
-            fig.text(0.995, 0.005, "SIMULATED", ha="right", va="bottom", fontsize=7, color="#D55E00",
-                     fontweight="bold")
+        if self.simulated:  # under the drawn content's right edge (the figure's corner may be far from it)
+            fig.canvas.draw()
+            box = fig.get_tightbbox(fig.canvas.get_renderer()).transformed(fig.dpi_scale_trans)
+            fig.text(box.x1 / fig.bbox.width, (box.y0 - 2) / fig.bbox.height, "SIMULATED", ha="right",
+                     va="top", fontsize=7, color="#D55E00", fontweight="bold")
         paths = save_figure(fig, self.out / "figures" / stem)
         names = [f"figures/{p.name}" for p in paths]
         self.files.update({name: p for name, p in zip(names, paths)})
