@@ -109,8 +109,16 @@ def test_write_labels_simulated_and_reads_back_identically(tmp_path):
         paths = c.write(tmp_path / study)
         assert set(paths) == ({"patients", "truth", "readme", "cohort"} | ({"labs"} if STUDIES[study].disease == "MM"
                                                                          else set())
-                              | ({"therapies"} if c.therapies is not None else set()))
+                              | ({"therapies"} if c.therapies is not None else set())
+                              | ({"imaging"} if study in ("certainty_pet", "lbcl_mtv") else set()))
         assert "SIMULATED DATA - NOT REAL PATIENTS" in paths["readme"].read_text()
+        if "imaging" in paths:  # the baseline PET reads, as carpet batch --studies writes imaging.csv
+            from carpet.cohort.schema import read_imaging
+
+            imaging = read_imaging(paths["imaging"], patients=c.raw_patients).merge(c.patients, on="patient_id")
+            days = (imaging["infusion_date"] - imaging["study_date"]).dt.days
+            assert days.between(3, 28).all() and len(imaging) == c.patients["mtv_ml"].notna().sum()
+            assert (imaging["mtv_ml_suv4"] == imaging["mtv_ml_y"]).all() and (imaging["method"] == "suv4").all()
         raw = pd.read_csv(paths["patients"])  # plain pandas, as Excel / R would see it
         assert raw.shape == c.raw_patients.shape and raw["simulated"].all()
         assert not set(STUDIES[study].truth_only) & set(raw.columns)

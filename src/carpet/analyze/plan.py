@@ -378,6 +378,12 @@ def _default_title(a: dict, endpoints: dict, labels=None) -> str:
         unit = ep.get("unit", "months")
         unit = unit[:-1] if a["time"] == 1 and unit.endswith("s") else unit
         return f"Landmark at {a['time']:g} {unit}: {label} by {name(a['by'])}"
+    if t == "proportion":  # the plan item's label names the rate, as its table does
+        return _RAW_TITLES[t].format(column=a.get("label") or name(a["column"]))
+    if t == "roc":
+        markers = [a["markers"]] if isinstance(a["markers"], str) else list(a["markers"])
+        unit = ep.get("unit", "months")
+        return f"AUC of {' and '.join(map(name, markers))} for {label} by {a['horizon']:g} {unit}"
     if t in _RAW_TITLES:
         return _RAW_TITLES[t].format(**{**a, "column": name(a["column"]) if "column" in a else "",
                                         **({"marker": name(a["marker"]),
@@ -421,14 +427,29 @@ def required_inputs(plan: dict) -> pd.DataFrame:
     list the tables they read. Run :func:`validate_plan` first (a structurally broken plan raises).
     """
     from carpet.analyze.clinical import ENDPOINT_KINDS
+    from carpet.analyze.derive import DEFAULT_WINDOWS
     from carpet.analyze.labels import Labels
-    from carpet.cohort.schema import PATIENTS
+    from carpet.cohort.schema import IMAGING, PATIENTS
 
     docs = {c.name: (c.kind, c.doc or ", ".join(c.choices)) for c in PATIENTS.columns}
+    imaging_docs = {c.name: (c.kind, c.doc or ", ".join(c.choices)) for c in IMAGING.columns}
     labels = Labels(plan.get("variables"))  # a column the schema does not know is described by the plan's label
     rows: dict[tuple[str, str], dict] = {}
+    windows = (plan.get("imaging") or {}).get("windows")
+    windows = DEFAULT_WINDOWS if windows == "default" else windows or {}
 
     def need(table, column, why, holds=None):
+        window = next((w for w in windows if table == "patients" and column.endswith(f"_{w}")
+                       and column[:-len(w) - 1] in imaging_docs), None)
+        if window:  # <column>_<window> of an imaging column: that column, of the scan the window picks
+            w = windows[window]
+            need("imaging", "patient_id", why, "the patient of each scan")
+            need("imaging", "study_date", why, "date of the scan (YYYY-MM-DD)")
+            need("patients", "infusion_date", why, "date of the CAR T infusion (YYYY-MM-DD)")
+            table, column = "imaging", column[:-len(window) - 1]
+            kind, doc = imaging_docs[column]
+            holds = holds or (f"{doc} ({kind}), of the {w.get('pick', 'first')} scan "
+                              f"{w['from_days']} to {w['to_days']} days from infusion")
         kind, doc = docs.get(column, ("", ""))
         text = holds or (f"{doc} ({kind})" if doc else labels.name(column))
         row = rows.setdefault((table, column), {"table": table, "column": column, "holds": text, "needed_by": []})

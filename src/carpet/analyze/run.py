@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from carpet.analyze.clinical import load_clinical
@@ -72,7 +73,7 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
     input_files : mapping, optional
         The files the tables were read from; their SHA-256 goes into the provenance.
     xlsx : bool
-        Also write ``tables.xlsx``: one sheet per table (same content as the CSVs) and an ``about`` sheet.
+        Also write ``tables.xlsx``: a README sheet, then one sheet per table as the report shows it.
     page_size : {'A4', 'Letter'}
         Page size of ``report.pdf`` (every page the same).
 
@@ -112,6 +113,7 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
         heading = _title(a, endpoints, labels)
         headings[heading] = headings.get(heading, 0) + 1
         writer.section(heading if headings[heading] == 1 else f"{heading} ({headings[heading]})")
+        _check_survival_rows(data, a, endpoints, patients, (input_files or {}).get("clinical"), i)
         try:
             extra = (tables,) if a["type"] in TABLE_ANALYSES else ()
             rows = everyone if a["type"] in WHOLE_COHORT_ANALYSES else data
@@ -128,7 +130,8 @@ def run_analysis(patients: pd.DataFrame, plan: dict | str | Path, out_dir: str |
     document = {"title": plan["title"], "simulated": simulated,
                 "notice": SIMULATED_BANNER if simulated else None, "n_patients": int(len(data)),
                 "n_in_tables": int(len(everyone)), "population": plan.get("population"),
-                "notes": notes, "endpoints": endpoints, "derived": derived, "analyses": results,
+                "notes": notes, "columns": [str(c) for c in data.columns], "endpoints": endpoints,
+                "derived": derived, "analyses": results,
                 "figure_checks": writer.figure_checks, "provenance": prov}
     files = writer.files
     files["results.json"] = out / "results.json"
@@ -205,6 +208,34 @@ def analysis_table(patients: pd.DataFrame, plan: dict, imaging=None, assessments
 
 RUNNERS = {**_RUNNERS, **COHORT_RUNNERS}
 assert set(RUNNERS) == set(ANALYSES)
+
+
+def _check_survival_rows(data: pd.DataFrame, a: dict, endpoints: dict, patients: pd.DataFrame, clinical,
+                         i: int) -> None:
+    """Refuse a time that is not a number >= 0 or an event that is not 0/1, naming the clinical table's own
+    row (``source_row``: the CSV/XLSX row, header = row 1) and the column — the statistics functions, which
+    see only the rows they analyse, could name only a position among those."""
+    ep = endpoints.get(a.get("endpoint")) if isinstance(a.get("endpoint"), str) else None
+    if not ep or "time" not in ep or ep["time"] not in data or ep["event"] not in data:
+        return
+    rows = dict(zip(patients["patient_id"], patients["source_row"])) if {"patient_id", "source_row"} <= set(
+        patients.columns) else {}
+    frame = data.dropna(subset=[ep["time"], ep["event"]])
+    for column, kind in ((ep["time"], "time"), (ep["event"], "event")):
+        raw = frame[column].map(lambda v: float(v) if isinstance(v, (bool, np.bool_)) else v)
+        value = pd.to_numeric(raw, errors="coerce")
+        if kind == "time":
+            bad, expected = ~np.isfinite(value) | (value < 0), "a finite number >= 0 (time to event or censoring)"
+        else:
+            bad, expected = ~value.isin([0.0, 1.0]), "0 (censored) or 1 (event)"
+        if bad.any():
+            first = bad.to_numpy().nonzero()[0][0]
+            pid = frame["patient_id"].iloc[first] if "patient_id" in frame else None
+            row = rows.get(pid)
+            where = f"row {row}, column {column!r}" if row is not None else f"column {column!r}"
+            raise InputError(f"analyses[{i}] ({a['type']}), endpoint {a['endpoint']!r}: {kind} must be {expected}, "
+                             f"got '{raw.iloc[first]}' ({int(bad.sum())} such value(s))",
+                             source=clinical or "clinical table", where=where)
 
 
 def _input_record(patients, imaging, assessments, input_files) -> dict:

@@ -827,6 +827,14 @@ _DATE_COLUMNS = ("infusion_date", "progression_date", "death_date", "last_follow
                  "salvage_progression_date", "relapse_date")
 _NULLABLE_INT = ("n_lesions",)
 _NULLABLE_FLOAT = ("mtv_ml", "suv_max", "car_t_peak_per_ul", "car_t_auc_0_28", "tcr_shannon")
+#: Days before the infusion a simulated baseline PET/CT is dated (inclusive; plans' baseline window: -60 to 0).
+BASELINE_SCAN_DAYS = (3, 28)
+#: An MTV phantom's spheres hold at most this volume each (mL; radius 49 mm): fewer, larger spheres fit the torso better.
+MTV_SPHERE_MAX_ML = 500.0
+#: SUV of an MTV phantom's spheres: the MTV at SUV >= 4 does not depend on it, and it stays below the bladder level
+#: of carpet's physiology rules (8): a hot mid-line sphere in the pelvis of a phantom without a bladder is what
+#: those rules rightly call the bladder.
+MTV_PHANTOM_SUV = 6.0
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: DataFrames do not compare to a single bool
@@ -880,13 +888,15 @@ class SimulatedCohort:
         in Excel and R; :func:`read_patients` restores the column types. ``cohort.json`` holds the
         targets with their sources and the provenance.
 
-        For myeloma cohorts ``labs.csv`` (:meth:`lab_series`) is written too, and ``therapies.csv`` for
-        cohorts that simulate lines of therapy.
+        For myeloma cohorts ``labs.csv`` (:meth:`lab_series`) is written too, ``therapies.csv`` for
+        cohorts that simulate lines of therapy, and ``imaging.csv`` (:meth:`imaging_table`) for cohorts with
+        baseline PET reads.
 
         Returns
         -------
         dict
-            ``{"patients": path, "truth": path, "readme": path, "cohort": path}`` (+ ``"labs"``, ``"therapies"``).
+            ``{"patients": path, "truth": path, "readme": path, "cohort": path}`` (+ ``"labs"``, ``"therapies"``,
+            ``"imaging"``).
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -901,6 +911,10 @@ class SimulatedCohort:
         if self.therapies is not None:
             paths["therapies"] = out / "therapies.csv"
             write_csv(self.therapies, paths["therapies"], date_format="%Y-%m-%d")
+        imaging = self.imaging_table()
+        if len(imaging):
+            paths["imaging"] = out / "imaging.csv"
+            write_csv(imaging, paths["imaging"])
         paths["readme"].write_text(
             SIMULATED_NOTICE
             + f"\nStudy simulated: {self.study} - {info.description}\n"
@@ -911,7 +925,9 @@ class SimulatedCohort:
             + "The simulator's own answers (endpoints, flags) beside the raw columns: truth.csv\n"
             + ("Simulated laboratory series (long format for `carpet imwg --assessments`): labs.csv\n"
                if "labs" in paths else "")
-            + ("Lines of therapy (`carpet analyze --therapies`): therapies.csv\n" if "therapies" in paths else ""),
+            + ("Lines of therapy (`carpet analyze --therapies`): therapies.csv\n" if "therapies" in paths else "")
+            + ("Baseline PET reads as `carpet batch --studies` writes them (`carpet analyze --imaging`): imaging.csv\n"
+               if "imaging" in paths else ""),
             encoding="utf-8")
         paths["cohort"].write_text(json.dumps(
             {"simulated": True, "study": self.study, "seed": self.seed, "n": len(self.patients),
@@ -1008,6 +1024,58 @@ class SimulatedCohort:
         if small:
             return PhantomSpec.small(seed, **patient)
         return PhantomSpec.whole_body(seed, len(lesions), **patient)
+
+    def baseline_scans(self) -> pd.DataFrame:
+        """One baseline PET/CT per patient with a PET read (a known ``mtv_ml``): ``study_id``
+        (``<patient_id>-BL``), ``patient_id`` and ``study_date``, :data:`BASELINE_SCAN_DAYS` before the
+        infusion (drawn from the cohort seed): the ``--studies`` table of ``carpet batch``."""
+        if "mtv_ml" not in self.patients:
+            return pd.DataFrame(columns=["study_id", "patient_id", "study_date"])
+        pet = self.patients.dropna(subset=["mtv_ml"])
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 13]))
+        days = rng.integers(BASELINE_SCAN_DAYS[0], BASELINE_SCAN_DAYS[1] + 1, size=len(pet))
+        dates = pd.to_datetime(pet["infusion_date"]) - pd.to_timedelta(days, unit="D")
+        return pd.DataFrame({"study_id": pet["patient_id"] + "-BL", "patient_id": pet["patient_id"],
+                             "study_date": dates.dt.strftime("%Y-%m-%d")}).reset_index(drop=True)
+
+    def imaging_table(self) -> pd.DataFrame:
+        """The simulated baseline PET reads as ``carpet batch --studies`` writes imaging.csv (SUV >= 4): one
+        row per :meth:`baseline_scans` study with ``method``, ``n_lesions``, ``mtv_ml``, ``suv_max`` and the
+        same under their per-method names (``mtv_ml_suv4`` ...). ``carpet demo`` measures its own instead."""
+        from carpet.cohort.schema import method_column
+
+        reads = self.patients.set_index("patient_id")
+        table = self.baseline_scans().assign(status="done", method="suv4")
+        for key in ("n_lesions", "mtv_ml", "suv_max"):
+            if key in reads:
+                table[key] = table[method_column(key, "suv4")] = table["patient_id"].map(reads[key]).to_numpy()
+        counts = [c for c in ("n_lesions", method_column("n_lesions", "suv4")) if c in table]
+        return table.astype(dict.fromkeys(counts, "Int64"))
+
+    def mtv_phantom_spec(self, patient_id: str):
+        """A coarse PET/CT torso phantom (6 mm voxels, 64×48×80, or ×150 for more than 2 spheres; no physiology,
+        blur or noise) whose soft-tissue spheres hold this patient's MTV, for measuring MTV the way a centre
+        would (``carpet batch``).
+
+        The MTV is split into equal spheres of at most :data:`MTV_SPHERE_MAX_ML` each, at SUV
+        :data:`MTV_PHANTOM_SUV`. Every other voxel is below SUV 4, so SUV >= 4 finds exactly the spheres' voxels:
+        the measured MTV is the phantom's truth (``truth['summary']['mtv_ml']``), which differs from ``mtv_ml`` by
+        the voxelisation of the spheres. Only the volume is the patient's: the spheres stand in soft tissue
+        whatever the disease's sites, and their SUV is not the patient's SUVmax.
+        """
+        from carpet.synth.phantom import LesionSpec, PhantomSpec
+
+        row = self._row(patient_id)
+        mtv = _value(row, "mtv_ml", None)
+        if mtv is None:
+            raise InputError(f"patient {patient_id!r} has no simulated MTV (no baseline PET)", where="mtv_ml")
+        n = int(np.ceil(mtv / MTV_SPHERE_MAX_ML))
+        radius = float((3 * mtv / n * 1000 / (4 * np.pi)) ** (1 / 3))
+        seed = int(np.random.SeedSequence([self.seed, int(row.name), 6]).generate_state(1)[0])
+        length = 80 if n <= 2 else 150   # a longer torso (900 mm, still no head) holds the bulkiest disease
+        return PhantomSpec(pet_shape=(64, 48, length), pet_spacing_mm=(6.0, 6.0, 6.0), seed=seed, sex=row["sex"],
+                           lesions=tuple(LesionSpec("extramedullary", radius, MTV_PHANTOM_SUV, site="soft_tissue")
+                                         for _ in range(n)))
 
     def _row(self, patient_id: str) -> pd.Series:
         rows = self.patients.loc[self.patients["patient_id"] == patient_id]
