@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -59,6 +60,27 @@ def test_small_demo_writes_report_and_tables(small_demo):
         results = json.loads((tmp_path / "analysis" / name / "results.json").read_text())
         assert results["simulated"] is True
         assert (tmp_path / "analysis" / name / "report.pdf").read_bytes().startswith(b"%PDF")
+    # every checklist line of each plan's header names an output this run wrote
+    from carpet.demo import DEMO_PLANS as pairs
+
+    plans = Path(__file__).resolve().parents[1] / "src" / "carpet" / "plans"
+    for study, plan in pairs:
+        written = {p.relative_to(tmp_path / "analysis" / study).as_posix()
+                   for p in (tmp_path / "analysis" / study).rglob("*") if p.is_file()}
+        for target in checklist_targets(plans / plan):
+            assert any(w == target or w.startswith(target + ".") or w.startswith(target + "_") for w in written), \
+                (plan, target)
+
+
+def checklist_targets(plan_path) -> list[str]:
+    """The output named after each '->' of a plan's header checklist (first word, without a .csv/.png suffix);
+    '-' lines (not produced) name none."""
+    import re
+
+    header = "\n".join(line[1:] for line in plan_path.read_text().splitlines() if line.startswith("#"))
+    checklist = header.split("Checklist", 1)[1].split("\n", 1)[1]  # after the line that explains the arrows
+    targets = [m.group(1).rstrip(".") for m in re.finditer(r"->\s*([\w/.*]+)", checklist)]
+    return [re.sub(r"\.(csv|png)$", "", t) for t in targets if "*" not in t]
 
 
 def test_version_and_exit_codes_of_friendly_errors():

@@ -1,4 +1,4 @@
-"""Every packaged plan runs on the raw tables alone: patients.csv, labs.csv and therapies.csv as written to disk,
+"""Every packaged plan runs on the raw tables alone: patients.csv, labs.csv, therapies.csv and imaging.csv as written,
 truth.csv deleted, read as `carpet analyze` reads them. Every column each analysis reads (endpoint times and
 events, groups, covariates, markers, outcomes) is the same as when the simulator's convenience columns (its
 answers: pfs2_months, refractory, high_risk_cytogenetics, ...) are in the patients table too — so no plan uses
@@ -14,7 +14,7 @@ import pytest
 
 from carpet.analyze import analysis_table, load_plan
 from carpet.analyze.plan import _analysis_columns
-from carpet.cohort.schema import read_imaging, read_patients
+from carpet.cohort.schema import read_patients
 from carpet.synth.cohort import STUDIES, simulate_cohort
 
 PLANS = Path(__file__).resolve().parents[1] / "src" / "carpet" / "plans"
@@ -36,11 +36,12 @@ def test_plan_reads_only_raw_tables(tmp_path, study, plan_name, n):
     paths["truth"].unlink()
     assert not set(STUDIES[study].truth_only) & set(pd.read_csv(paths["patients"]).columns)
     plan, _, _ = load_plan(PLANS / f"{plan_name}.yaml")
-    imaging = read_imaging(paths["imaging"]) if "imaging" in paths else None  # the PET reads, as batch writes
-    raw = analysis_table(read_patients(paths["patients"]), plan, imaging, assessments=paths.get("labs"),
-                         therapies=paths.get("therapies"))
+    raw = analysis_table(read_patients(paths["patients"]), plan, imaging=paths.get("imaging"),
+                         assessments=paths.get("labs"), therapies=paths.get("therapies"))
     labs = c.lab_series() if "labs" in paths else None
-    full = analysis_table(c.treated, plan, imaging, assessments=labs, therapies=c.therapies)  # + the answers
+    imaging = c.imaging_table() if "imaging" in paths else None
+    full = analysis_table(c.treated, plan, imaging=imaging, assessments=labs,  # + the simulator's answers
+                          therapies=c.therapies)
     assert set(STUDIES[study].truth_only) <= set(c.treated.columns)
     assert list(raw.data["patient_id"]) == list(full.data["patient_id"])
     columns = _columns(plan, raw.endpoints)

@@ -57,7 +57,8 @@ def test_rank_tests_refuse_what_they_cannot_compute():
 
 def test_certainty_plan_association_equals_the_direct_calls(tmp_path):
     """The CERTAINTY plan's MTV vs expansion table: the same Wilcoxon and Spearman numbers as the functions (which
-    equal R above), on the raw simulated table; and MTV does not drive expansion (the news item's sentence)."""
+    equal R above), on the raw simulated table and its imaging.csv (the baseline scan's MTV); and MTV does not
+    drive expansion (the news item's sentence)."""
     import yaml
 
     from carpet.analyze import run_analysis

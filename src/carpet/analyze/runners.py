@@ -323,7 +323,7 @@ def _run_compare_models(data, a, endpoints, writer, stem, seed):
     contrasts = _cindex_contrasts(frame, ep, models, cmp.fits)
     files.append(writer.table(contrasts, f"{stem}_cindex_contrasts",
                               "Pairwise differences in C-index, infinitesimal-jackknife covariance (R survival "
-                              "concordance(fit1, fit2, ...) and its contrasts)", display=_stat_display(contrasts)))
+                              "concordance(fit1, fit2, ...) and its contrasts)", display=_contrasts_display(contrasts)))
     return {"endpoint": ep, "summary": summary.to_dict("records"), "differences": cmp.differences.to_dict("records"),
             "contrasts": contrasts.to_dict("records"), "lr_tests": cmp.lr_tests.to_dict("records"),
             "provenance": {**cmp.provenance, "contrasts": "C_a - C_b, variance V_aa + V_bb - 2 V_ab from the "
@@ -469,6 +469,15 @@ def _models_display(summary: pd.DataFrame, labels: Labels) -> pd.DataFrame:
     out["covariates"] = [", ".join(labels.label(c.strip()) for c in str(v).replace(" + ", ", ").split(","))
                          for v in out["covariates"]]
     return _stat_display(out)
+
+
+def _contrasts_display(contrasts: pd.DataFrame) -> pd.DataFrame:
+    """C-index contrasts as a paper prints them: the two models, their C-indices, the difference (95% CI), p."""
+    return pd.DataFrame({
+        "Models": [f"{r.model_a} vs {r.model_b}" for r in contrasts.itertuples()],
+        "C-index": [f"{fmt.estimate(r.c_a)} vs {fmt.estimate(r.c_b)}" for r in contrasts.itertuples()],
+        "Difference (95% CI)": [fmt.estimate_ci(r.difference, r.lower, r.upper) for r in contrasts.itertuples()],
+        "p": [fmt.p_value(r.p_value) for r in contrasts.itertuples()]})
 
 
 def _two_level(values: pd.Series) -> bool:
