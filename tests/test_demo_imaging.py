@@ -39,7 +39,7 @@ def _measured(path) -> pd.Series:
 
 @pytest.mark.slow
 def test_demo_analysis_reads_the_mtv_batch_measured(tmp_path, monkeypatch):
-    cohort = simulate_cohort("certainty_pet", n=24, seed=5)
+    cohort = simulate_cohort("certainty_pet", n=14, seed=5)
     monkeypatch.setattr(demo, "MEASURED_IMAGING", ("certainty_pet",))
     state = {"out": tmp_path / "demo", "cohorts": {"certainty_pet": cohort}, "report": Report("test")}
     demo._measured_imaging(state)
