@@ -246,9 +246,13 @@ class BatchOptions:
     method: str | None = None
     connectivity: int = 26
     min_volume_ml: float = 0.0
+    keep_identity: bool = False   # the patient's identity in each lesions.seg.dcm (quantify --keep-identity)
 
     def marker(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        if not self.keep_identity:   # markers written before the option existed stay valid
+            del record["keep_identity"]
+        return record
 
 
 def pseudonym(study_id: str, salt: str) -> str:
@@ -334,10 +338,18 @@ def run_study(task: StudyTask) -> dict[str, Any]:
     """Quantify one study into ``OUT/studies/<id>/`` unless its marker says it is done.
 
     Never raises: returns ``{study_id, status ('done'|'skipped'|'failed'), stage, message,
-    seconds}``; a failure also leaves ``OUT/logs/<id>.log`` (traceback) and ``<id>.failed.json``,
-    and removes the study's earlier outputs (they no longer match its inputs or options).
+    seconds, cpu_seconds, worker}`` (wall and CPU seconds of all the process's threads, and the id of
+    the process that ran it); a failure also leaves ``OUT/logs/<id>.log`` (traceback) and
+    ``<id>.failed.json``, and removes the study's earlier outputs (they no longer match its inputs or
+    options).
     """
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
+    outcome = _run_study(task)
+    return {**outcome, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+            "worker": os.getpid()}
+
+
+def _run_study(task: StudyTask) -> dict[str, Any]:
     source, out = Path(task.source), Path(task.out)
     original = study_id_of(source)
     sid = pseudonym(original, task.salt) if task.salt else original
@@ -360,12 +372,12 @@ def run_study(task: StudyTask) -> dict[str, Any]:
             if done and not _intact(final, done):
                 done = None  # outputs edited or deleted since: recompute, never trust them
             if done and _same(done, expect) and done.get("listing") == listing:
-                return {**outcome, "seconds": time.perf_counter() - t0}
+                return outcome
             failed = _read_json(failed_marker)
             if (failed and not task.retry_failed and _same(failed, expect)
                     and failed.get("listing") == listing):
                 return {**outcome, "status": "failed", "stage": failed["stage"],
-                        "message": failed["message"], "seconds": time.perf_counter() - t0}
+                        "message": failed["message"]}
         inputs = resolve_inputs(source)
         if inputs.error:
             raise InputError(inputs.error)
@@ -374,12 +386,12 @@ def run_study(task: StudyTask) -> dict[str, Any]:
             hashes = {k: file_sha256(p) for k, p in inputs.paths().items()}
             if done.get("inputs") == hashes:
                 _write_atomic(final / MARKER, json.dumps({**done, "listing": listing}, indent=2))
-                return {**outcome, "seconds": time.perf_counter() - t0}
+                return outcome
         stage = "quantify"
         _quantify_into(inputs, final, task, sid, scrub, expect, listing)
         for stale in (failed_marker, logs / f"{sid}.log"):
             stale.unlink(missing_ok=True)
-        return {**outcome, "status": "done", "seconds": time.perf_counter() - t0}
+        return {**outcome, "status": "done"}
     except Exception as exc:  # noqa: BLE001 - one study's failure must not stop the batch
         known = isinstance(exc, CarpetError)
         message = _one_line(scrub(str(exc) if known else f"{type(exc).__name__}: {exc}"))
@@ -396,8 +408,7 @@ def run_study(task: StudyTask) -> dict[str, Any]:
                                                          "message": message}))
         except OSError:
             pass
-        return {**outcome, "status": "failed", "stage": stage, "message": message,
-                "seconds": time.perf_counter() - t0}
+        return {**outcome, "status": "failed", "stage": stage, "message": message}
 
 
 def _same(marker: dict, expect: dict) -> bool:
@@ -439,9 +450,10 @@ def _quantify_tmp(inputs: StudyInputs, tmp: Path, task: StudyTask, sid: str, scr
 
     opts = task.options
     paths = inputs.paths()
-    result = run_quantify(paths["pet"], out_dir=tmp, ct_path=paths.get("ct"),
+    result = run_quantify(paths["pet"], out_dir=tmp, staged=False, ct_path=paths.get("ct"),  # tmp is our stage
                           lesions_path=paths.get("lesions"), exclude_path=paths.get("exclude"),
                           method=opts.method, pseudonym=sid,  # the SEG carries the study id, no identity
+                          keep_identity=opts.keep_identity,   # unless the user asks for it
                           overrides_path=task.overrides, study_id=sid,
                           params=SegmentParams(connectivity=opts.connectivity,
                                                min_volume_ml=opts.min_volume_ml))
@@ -465,7 +477,8 @@ class BatchResult:
     Attributes
     ----------
     outcomes : DataFrame
-        One row per study: study_id, status, stage, message, seconds.
+        One row per study: study_id, status, stage, message, seconds, cpu_seconds, worker
+        (:func:`run_study`).
     counts : dict
         total, done (computed in this run), skipped (already done, unchanged), failed.
     paths : dict
@@ -492,11 +505,17 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
     root, out : folder of studies; output folder
     workers : int
         Local worker processes (1 = in this process, simplest to debug). Ignored with ``scheduler``.
+        Several workers are forked once for the run (imports paid once, :mod:`carpet.workers`), split
+        the cores between their thread pools, and take the studies largest first.
     scheduler : str, optional
-        Address of a Dask ``distributed`` scheduler; every study is submitted there (carpet must be
-        installed on the workers and ``root``/``out`` reachable by the same paths).
+        Address of a Dask ``distributed`` scheduler; every study is submitted there, largest first
+        (carpet must be installed on the workers and ``root``/``out`` reachable by the same paths). A
+        Dask worker process imports carpet at its first study and keeps it for the next ones; start
+        one single-threaded worker process per core (``dask worker ADDRESS --nworkers N --nthreads
+        1``): studies sharing a process in threads would share its GIL.
     options : BatchOptions
-        Method, connectivity, minimum lesion volume.
+        Method, connectivity, minimum lesion volume; ``keep_identity`` copies the patient's identity into each
+        DICOM SEG (default: the study id as pseudonym).
     force, retry_failed : bool
         Recompute every study; retry studies that failed with unchanged inputs.
     salt : str, optional
@@ -519,6 +538,9 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
         raise InputError(f"workers must be at least 1, got {workers}", hint="--workers 2")
     if mapping_path and not salt:
         raise InputError("a pseudonym mapping needs pseudonymisation", hint="--pseudonymize --salt TEXT")
+    if options.keep_identity and salt:
+        raise InputError("--keep-identity and --pseudonymize contradict each other: the SEGs would carry the "
+                         "identity the pseudonyms hide", hint="choose one")
     if mapping_path and Path(mapping_path).absolute().is_relative_to(Path(out).absolute()):
         # the key that undoes the pseudonyms must not travel with the pseudonymised outputs
         raise InputError("the pseudonym mapping would be written inside --out, beside the outputs it "
@@ -545,6 +567,8 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
         _clear_leftovers(out, set(out_ids.values()))
         tasks = [StudyTask(s, str(out), options, force, retry_failed, salt,
                            None if overrides is None else str(overrides)) for s in sources]
+        if scheduler or workers > 1:
+            tasks = _largest_first(tasks)
         table = pd.DataFrame(list(_execute(tasks, workers, scheduler, progress)))
         table = table.sort_values("study_id").reset_index(drop=True)
         if mapping_path:
@@ -614,6 +638,25 @@ def _check_scheduler(address: str) -> None:
                              hint="is the scheduler running and the address right?") from None
 
 
+def _largest_first(tasks: list[StudyTask]) -> list[StudyTask]:
+    """The tasks by decreasing size of their inputs (bytes; ties by source), so that in parallel runs the
+    longest studies start first and the run does not end with one worker alone on a large study.
+
+    The size of the input files is the estimate of a study's work: decoding and the whole-volume passes
+    are O(voxels), and a file's size follows its voxel count far more closely than anything cheaper.
+    """
+    return sorted(tasks, key=lambda t: (-_input_bytes(Path(t.source)), t.source))
+
+
+def _input_bytes(source: Path) -> int:
+    try:
+        if source.is_file():
+            return source.stat().st_size
+        return sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
+    except OSError:  # vanished or unreadable: run_study reports it; order it last
+        return 0
+
+
 def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
              show: bool) -> Iterable[dict[str, Any]]:
     """Run :func:`run_study` on every task; yield outcomes as they complete, with a progress bar."""
@@ -634,7 +677,7 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
             raise InputError(f"cannot use the Dask scheduler ({type(exc).__name__}: {exc})",
                              source=scheduler, hint="--scheduler tcp://HOST:PORT") from None
         with client, terminate_as_interrupt():
-            futures = {client.submit(run_study, t, pure=False): t for t in tasks}
+            futures = {client.submit(run_study, t, pure=False): t for t in tasks}  # run first in, first out
             try:
                 with bar:
                     job = bar.add_task("batch", total=len(tasks))
@@ -656,11 +699,17 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
     try:
         with terminate_as_interrupt(raise_now=False), bar:  # SIGTERM, like Ctrl-C, stops the workers
             job = bar.add_task("batch", total=len(tasks))
-            for outcome in run_in_workers(run_study, tasks, workers, _lost):
+            for outcome in run_in_workers(run_study, tasks, workers, _lost, preload=_WORKER_MODULES):
                 bar.advance(job)
                 yield outcome
     finally:
         _clear_leftovers(Path(tasks[0].out))  # study folders left unfinished by lost or stopped workers
+
+
+#: What a study imports (numpy, scipy, SimpleITK, nibabel, pandas, the anatomy and the scores): imported by
+#: the batch before its workers are forked, so that they inherit them instead of importing them each.
+_WORKER_MODULES = ("carpet.quantify", "carpet.anatomy.physiology", "carpet.anatomy.regions",
+                   "carpet.scores.metabolic_response", "SimpleITK", "nibabel")
 
 
 def _result(future, task: StudyTask) -> dict[str, Any]:
@@ -677,7 +726,8 @@ def _lost(task: StudyTask, exc: BaseException) -> dict[str, Any]:
     sid = study_id_of(task.source)
     return {"study_id": pseudonym(sid, task.salt) if task.salt else sid, "status": "failed",
             "stage": "worker", "message": f"worker lost ({type(exc).__name__}: {exc}); out of memory? "
-                                          "try fewer --workers (the next run retries it)", "seconds": None}
+                                          "try fewer --workers (the next run retries it)", "seconds": None,
+            "cpu_seconds": None, "worker": None}
 
 
 # ---------------------------------------------------------------------------------------------

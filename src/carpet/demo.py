@@ -100,7 +100,8 @@ def _imaging(state: dict) -> None:
         phantom = make_phantom(spec if small else spec.with_physiology())
         study_dir = out / "studies" / pid
         paths = phantom.write_nifti(study_dir / "input")
-        result = run_quantify(paths["pet"], ct_path=paths["ct"], out_dir=study_dir / "quantify", method="suv4")
+        result = run_quantify(paths["pet"], ct_path=paths["ct"], out_dir=study_dir / "quantify", method="suv4",
+                              staged=False)   # the demo's whole output is staged
         truth = phantom.truth["lesions"]
         s = result.summary
         rows.append({"patient_id": pid, "n_lesions": s["n_lesions"], "truth_n_lesions": len(truth),
@@ -205,15 +206,17 @@ def _imwg(state: dict) -> None:
     report, out = state["report"], state["out"]
     cohort = state["cohorts"]["moffitt_post_cart"]
     labs = out / "cohorts" / "moffitt_post_cart" / "labs.csv"
-    result = assess_cohort(cohort.patients, labs)
+    result = assess_cohort(cohort.raw_patients, labs)  # every treated patient (Figure 1), progressed or not
     files = result.write(out / "imwg")
-    derived = result.progression.set_index("patient_id")["progression_date"]
-    simulated = cohort.patients.set_index("patient_id")["progression_date"]
-    agree = (pd.to_datetime(derived.reindex(simulated.index)) == pd.to_datetime(simulated)).sum()
+    derived = pd.to_datetime(result.progression.set_index("patient_id")["progression_date"].replace("", None))
+    simulated = pd.to_datetime(cohort.treated.set_index("patient_id")["progression_date"])
+    derived = derived.reindex(simulated.index)
+    agree = ((derived == simulated) | (derived.isna() & simulated.isna())).sum()
     report.section("4. IMWG 2016 progression from lab series (Moffitt-like cohort)")
     report.text(f"`carpet imwg` derived response and progression for {len(simulated)} patients from "
                 f"{len(pd.read_csv(labs))} simulated lab values; the derived progression date equals the "
-                f"simulated one for {agree} of {len(simulated)} patients.")
+                f"simulated one (or both have none) for {agree} of {len(simulated)} patients; "
+                f"{int(simulated.notna().sum())} progressed.")
     contract = ["patient_id", "best_response", "progression_date", "progression_confirmed", "refractory"]
     report.table(result.progression[contract].head(8), caption="progression.csv (first rows; contract columns)")
     report.files([(str(Path(p).relative_to(out)), name) for name, p in files.items()])

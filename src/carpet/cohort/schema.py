@@ -118,6 +118,7 @@ _CYTOGENETICS = tuple(
         ("gain1q", "1q gain (3 copies)"), ("amp1q", "1q amplification (>= 4 copies)"),
         ("del1p32", "del(1p32), monoallelic"), ("del1p32_biallelic", "del(1p32), biallelic"),
         ("tp53_mutation", "TP53 mutation"), ("non_hyperdiploid", "non-hyperdiploid karyotype"),
+        ("t11_14", "t(11;14)"),
         ("high_risk_gep", "high-risk gene-expression profile"),
     ]) + (
     _num("del17p_pct", "del(17p) positive nuclei (%) as the lab reported", 0, 100),
