@@ -48,6 +48,7 @@ def test_demo_analysis_reads_the_mtv_batch_measured(tmp_path, monkeypatch):
     simulated = cohort.patients.set_index("patient_id")["mtv_ml"].dropna()
     assert sorted(measured.index) == sorted(simulated.index)
     assert (measured != simulated[measured.index]).any()   # voxelised spheres: not the simulator's numbers
+    assert ((measured - simulated[measured.index]) / simulated[measured.index]).abs().max() < 0.2   # but close
 
     result = run_analysis(cohort.raw_patients, _cox_plan(), tmp_path / "a1", imaging=imaging)
     hr = result.results["cox_pfs"]["summary"][0]["hr"]
