@@ -787,6 +787,30 @@ def test_flowchart_counts_from_progression_dates(tmp_path):
     assert (tmp_path / "figures" / "flowchart.png").is_file()
 
 
+def test_cutoff_on_a_per_method_column_takes_its_method_from_the_name(tmp_path):
+    """imaging.csv's main ``method`` is suv4, but ``mtv_ml_pct41`` is a pct41 MTV: a suv4 cut-off on it must be refused
+    (reading the ``method`` column would have let it run), and on ``mtv_ml_suv4`` it runs without a method warning."""
+    patients = pd.DataFrame({"patient_id": list("abcd"), "infusion_date": pd.to_datetime(["2024-03-01"] * 4),
+                             "t": [12.0, 3.0, 8.0, 20.0], "e": [1, 1, 1, 0]})
+    scans = pd.DataFrame({"study_id": list("ABCD"), "patient_id": list("abcd"),
+                          "study_date": pd.to_datetime(["2024-02-20"] * 4), "method": ["suv4"] * 4,
+                          "mtv_ml_suv4": [10.0, 30.0, 70.0, 90.0], "mtv_ml_pct41": [12.0, 33.0, 75.0, 99.0]})
+
+    def plan(marker, **extra):
+        return {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}},
+                "imaging": {"windows": {"baseline": {"from_days": -60, "to_days": 0, "pick": "last"}}},
+                "analyses": [{"type": "cutoff", "endpoint": "pfs", "marker": marker, "value": 50,
+                              "cutoff_method": "suv4", **extra}]}
+
+    run_analysis(patients, plan("mtv_ml_suv4_baseline"), tmp_path / "ok", imaging=scans)
+    cut = results_json(tmp_path / "ok")["analyses"]["cutoff_pfs_mtv_ml_suv4_baseline"]
+    assert (cut["n_low"], cut["n_high"]) == (2, 2) and not cut["warnings"]
+    with pytest.raises(InputError, match="derived with method 'suv4' but the marker was made with 'pct41'"):
+        run_analysis(patients, plan("mtv_ml_pct41_baseline"), tmp_path / "bad", imaging=scans)
+    with pytest.raises(InputError, match="its column 'mtv_ml_pct41_baseline' holds 'pct41' values"):
+        run_analysis(patients, plan("mtv_ml_pct41_baseline", marker_method="suv4"), tmp_path / "bad2", imaging=scans)
+
+
 @pytest.mark.parametrize("codes", [(0, 1), (False, True)])
 def test_cox_reference_of_a_two_level_covariate_is_the_one_the_row_names(tmp_path, codes):
     """``reference: 1`` on a 0/1 (or true/false) covariate: the HR is 0 vs 1, as the row says — the inverse of
