@@ -630,8 +630,8 @@ def _largest_first(tasks: list[StudyTask]) -> list[StudyTask]:
     """The tasks by decreasing size of their inputs (bytes; ties by source), so that in parallel runs the
     longest studies start first and the run does not end with one worker alone on a large study.
 
-    The size of the input files is the estimate of a study's work: decoding and the whole-volume passes
-    are O(voxels), and a file's size follows its voxel count far more closely than anything cheaper.
+    The size of the input files is a cheap estimate of a study's work: decoding and the whole-volume
+    passes are O(voxels). (A stat of every input file, here in the batch process.)
     """
     return sorted(tasks, key=lambda t: (-_input_bytes(Path(t.source)), t.source))
 
@@ -665,7 +665,8 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
             raise InputError(f"cannot use the Dask scheduler ({type(exc).__name__}: {exc})",
                              source=scheduler, hint="--scheduler tcp://HOST:PORT") from None
         with client, terminate_as_interrupt():
-            futures = {client.submit(run_study, t, pure=False): t for t in tasks}  # run first in, first out
+            # Dask starts independent tasks in the order they were submitted: largest first
+            futures = {client.submit(run_study, t, pure=False): t for t in tasks}
             try:
                 with bar:
                     job = bar.add_task("batch", total=len(tasks))
