@@ -19,8 +19,10 @@ a guess. Hidden entries (``.name``) are ignored; other files (``truth.json``, no
 Outputs in ``OUT``::
 
     studies/<study_id>/  lesions.csv, summary.json, lesions.nii.gz (``carpet quantify``) + done.json
-    imaging.csv          one row per study: study_id, status, the summary.json study keys, the study
-                         readings (Deauville, marrow, IMPeTUs, metCR, response to baseline), carpet_version
+    imaging.csv          one row per study: study_id, status, the summary.json study keys, the measures
+                         of each segmentation method (mtv_ml_suv4 ...), the study readings (Deauville,
+                         marrow, IMPeTUs, metCR, response to the baseline: with --studies, each scan read
+                         against the patient's previous one), carpet_version
     lesions.csv          every lesion of every done study, with study_id
     errors.csv           study_id, stage, message of every failed study
     logs/<study_id>.log  full traceback of a failure (``.failed.json`` beside it: the failure marker)
@@ -247,9 +249,13 @@ class BatchOptions:
     method: str | None = None
     connectivity: int = 26
     min_volume_ml: float = 0.0
+    keep_identity: bool = False   # the patient's identity in each lesions.seg.dcm (quantify --keep-identity)
 
     def marker(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        if not self.keep_identity:   # markers written before the option existed stay valid
+            del record["keep_identity"]
+        return record
 
 
 def pseudonym(study_id: str, salt: str) -> str:
@@ -447,9 +453,10 @@ def _quantify_tmp(inputs: StudyInputs, tmp: Path, task: StudyTask, sid: str, scr
 
     opts = task.options
     paths = inputs.paths()
-    result = run_quantify(paths["pet"], out_dir=tmp, ct_path=paths.get("ct"),
+    result = run_quantify(paths["pet"], out_dir=tmp, staged=False, ct_path=paths.get("ct"),  # tmp is our stage
                           lesions_path=paths.get("lesions"), exclude_path=paths.get("exclude"),
                           method=opts.method, pseudonym=sid,  # the SEG carries the study id, no identity
+                          keep_identity=opts.keep_identity,   # unless the user asks for it
                           overrides_path=task.overrides, study_id=sid,
                           params=SegmentParams(connectivity=opts.connectivity,
                                                min_volume_ml=opts.min_volume_ml))
@@ -510,7 +517,8 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
         one single-threaded worker process per core (``dask worker ADDRESS --nworkers N --nthreads
         1``): studies sharing a process in threads would share its GIL.
     options : BatchOptions
-        Method, connectivity, minimum lesion volume.
+        Method, connectivity, minimum lesion volume; ``keep_identity`` copies the patient's identity into each
+        DICOM SEG (default: the study id as pseudonym).
     force, retry_failed : bool
         Recompute every study; retry studies that failed with unchanged inputs.
     salt : str, optional
@@ -533,6 +541,9 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
         raise InputError(f"workers must be at least 1, got {workers}", hint="--workers 2")
     if mapping_path and not salt:
         raise InputError("a pseudonym mapping needs pseudonymisation", hint="--pseudonymize --salt TEXT")
+    if options.keep_identity and salt:
+        raise InputError("--keep-identity and --pseudonymize contradict each other: the SEGs would carry the "
+                         "identity the pseudonyms hide", hint="choose one")
     if mapping_path and Path(mapping_path).absolute().is_relative_to(Path(out).absolute()):
         # the key that undoes the pseudonyms must not travel with the pseudonymised outputs
         raise InputError("the pseudonym mapping would be written inside --out, beside the outputs it "
@@ -565,11 +576,12 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
         table = table.sort_values("study_id").reset_index(drop=True)
         if mapping_path:
             write_csv(pd.DataFrame(out_ids.items(), columns=["study_id", "pseudonym"]), mapping_path)
-        paths = aggregate(out, table, studies=studies)
-        if studies is not None:
+        series, follow_ups = {}, None
+        if studies is not None:  # each patient's scans paired by date: tracks, and each follow-up's reading
             from carpet.tracking import write_series
 
-            paths.update(write_series(out, studies, table))
+            series, follow_ups = write_series(out, studies, table)
+        paths = {**aggregate(out, table, studies=studies, follow_ups=follow_ups), **series}
         counts = {"total": len(table), **{s: int((table["status"] == s).sum())
                                           for s in ("done", "skipped", "failed")}}
         seconds = time.perf_counter() - t0
@@ -740,11 +752,13 @@ IMPETUS_FIELDS = ("bm_ds", "fl_count", "fl_count_cat", "fl_sites", "fl_target_ds
 #: (§1.5) warns of reactive marrow after CAR T; the simulated diffuse marrow (SUV 2.5, liver 2.0) scores 4.
 DIFFUSE_MARROW_MIN_DS = 4
 #: Study readings after the summary's own scalar keys, in this order (empty where a study lacks them).
-#: ``marrow_*`` is the diffuse marrow uptake; the ``*_vs_baseline`` columns, ``lugano_category`` and the
-#: lesion changes are filled only for a follow-up quantified with ``--baseline``.
+#: ``marrow_*`` is the diffuse marrow uptake; ``baseline_study_id``, the ``*_vs_baseline`` columns,
+#: ``lugano_category`` and the lesion changes are filled for a follow-up: one quantified with ``--baseline``,
+#: or, in a batch with ``--studies``, each scan read against the patient's previous one
+#: (:func:`carpet.tracking.track_series`).
 READING_COLUMNS = ("deauville_ds", "marrow_suv_median", "marrow_ds", "diffuse_marrow",
                    *(f"impetus_{f}" for f in IMPETUS_FIELDS), "impetus_report",
-                   *METCR_COLUMNS.values(),
+                   *METCR_COLUMNS.values(), "baseline_study_id",
                    "n_new_lesions", "n_resolved_lesions", "baseline_suv_max", "delta_suv_max_pct",
                    "lugano_category", *(f"{c}_vs_baseline" for c in METCR_COLUMNS.values()))
 #: Reading columns that hold counts or categories (integers, empty when missing).
@@ -757,11 +771,13 @@ _DS_READINGS = ("deauville_ds", "marrow_ds", "impetus_bm_ds", "impetus_fl_target
 def study_row(summary: dict) -> dict[str, Any]:
     """One study's ``summary.json`` flattened to the scalar columns of imaging.csv.
 
-    The summary's own scalar keys come first (``method``, ``n_lesions``, ``mtv_ml`` ...), then
-    :data:`READING_COLUMNS` and ``carpet_version``. Missing readings are ``None``; booleans stay
-    booleans; a set of sites (``fl_sites`` ...) is joined with ``+``.
+    The summary's own scalar keys come first (``method``, ``n_lesions``, ``mtv_ml`` ...), then the
+    measures of each segmentation method (:func:`method_measures`), :data:`READING_COLUMNS` and
+    ``carpet_version``. Missing readings are ``None``; booleans stay booleans; a set of sites
+    (``fl_sites`` ...) is joined with ``+``.
     """
     row = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
+    row.update(method_measures(summary))
     impetus = summary.get("impetus") or {}
     marrow = summary.get("marrow") or {}
     response = summary.get("response") or {}
@@ -775,6 +791,7 @@ def study_row(summary: dict) -> dict[str, Any]:
                 "impetus_report": impetus.get("report_string"),
                 **{col: ((summary.get("metabolic_response") or {}).get(rule) or {}).get("met_cr")
                    for rule, col in METCR_COLUMNS.items()},
+                "baseline_study_id": summary.get("baseline_study_id"),
                 "n_new_lesions": summary.get("n_new_lesions"),
                 "n_resolved_lesions": summary.get("n_resolved_lesions"),
                 "baseline_suv_max": response.get("baseline_suv_max"),
@@ -785,18 +802,44 @@ def study_row(summary: dict) -> dict[str, Any]:
     return {**row, **readings, "carpet_version": summary["provenance"]["carpet_version"]}
 
 
+def method_measures(summary: dict) -> dict[str, Any]:
+    """``n_lesions``, ``mtv_ml``, ``tlg``, ``suv_max`` and ``suv_peak`` of each segmentation method the study
+    was measured with, and the method's ``threshold``, as ``<measure>_<method>`` columns
+    (:func:`carpet.cohort.schema.method_column`: ``mtv_ml_suv4``, ``tlg_pct41`` ...).
+
+    A study quantified with ``--method all`` gives every method (a method it could not run: empty cells); one
+    quantified with a single method gives that one. A user's lesion mask is no segmentation method: none.
+    """
+    from carpet.cohort.schema import METHOD_MEASURES, SEGMENTATION_METHODS, method_column
+
+    thresholds = summary.get("provenance", {}).get("thresholds_suv")
+    by_method = summary.get("methods") or {summary.get("method"): summary}
+    if not isinstance(thresholds, dict):  # one method: its threshold alone
+        thresholds = {summary.get("method"): thresholds}
+    row = {}
+    for method in SEGMENTATION_METHODS:
+        if method not in by_method:
+            continue
+        row.update({method_column(m, method): by_method[method].get(m) for m in METHOD_MEASURES})
+        row[method_column("threshold", method)] = thresholds.get(method)
+    return row
+
+
 def _cell(value):
     """A list of sites as one ``+``-joined cell; scalars unchanged."""
     return "+".join(map(str, value)) if isinstance(value, (list, tuple, set)) else value
 
 
-def aggregate(out: str | Path, outcomes: pd.DataFrame, *,
-              studies: pd.DataFrame | None = None) -> dict[str, Path]:
+def aggregate(out: str | Path, outcomes: pd.DataFrame, *, studies: pd.DataFrame | None = None,
+              follow_ups: dict[str, dict] | None = None) -> dict[str, Path]:
     """Rebuild ``imaging.csv``, ``lesions.csv`` and ``errors.csv`` of ``out`` from the studies.
 
     ``outcomes`` (study_id, status, stage, message) lists the studies of this run; done and skipped
-    ones are read back from their ``summary.json`` and ``lesions.csv``.
+    ones are read back from their ``summary.json`` and ``lesions.csv``. ``follow_ups`` maps a study id to
+    its reading against its baseline (:func:`carpet.tracking.track_series`), added to its summary.
     """
+    from carpet.cohort.schema import METHOD_MEASURES, SEGMENTATION_METHODS, method_column
+
     out = Path(out)
     rows, lesion_tables = [], []
     for o in outcomes.itertuples(index=False):
@@ -805,6 +848,7 @@ def aggregate(out: str | Path, outcomes: pd.DataFrame, *,
             continue
         folder = out / "studies" / o.study_id
         summary = json.loads((folder / "summary.json").read_text())
+        summary.update((follow_ups or {}).get(o.study_id, {}))
         rows.append({"study_id": o.study_id, "status": "done", **study_row(summary)})
         lesions = pd.read_csv(folder / "lesions.csv")
         lesions.insert(0, "study_id", o.study_id)
@@ -814,8 +858,10 @@ def aggregate(out: str | Path, outcomes: pd.DataFrame, *,
     for col in fixed:  # a batch where every study failed has none
         if col not in imaging:
             imaging[col] = None
-    rest = [c for c in imaging.columns if c not in fixed]
-    imaging = imaging[[*IMAGING_COLUMNS, *rest, *READING_COLUMNS, "carpet_version"]]
+    per_method = [c for method in SEGMENTATION_METHODS for m in (*METHOD_MEASURES, "threshold")
+                  if (c := method_column(m, method)) in imaging]  # the methods measured, in a fixed order
+    rest = [c for c in imaging.columns if c not in fixed and c not in per_method]
+    imaging = imaging[[*IMAGING_COLUMNS, *rest, *per_method, *READING_COLUMNS, "carpet_version"]]
     counts = [c for c in imaging.columns if c.startswith("n_") or c in _INT_READINGS]
     imaging[counts] = imaging[counts].astype("Float64").astype("Int64")  # failed rows: empty, not 8.0
     for col in _DS_READINGS:  # written 5, not 5.0, beside NE (as text: a mixed column's ints turn float again)
@@ -826,6 +872,8 @@ def aggregate(out: str | Path, outcomes: pd.DataFrame, *,
             ["patient_id", "study_date", *imaging.columns]]
     paths = {"imaging": out / "imaging.csv", "lesions": out / "lesions.csv", "errors": out / "errors.csv"}
     _write_csv(imaging, paths["imaging"])
+    # studies without lesions add no rows; they only give the columns when no study has a lesion
+    lesion_tables = [t for t in lesion_tables if len(t)] or lesion_tables[:1]
     lesions = pd.concat(lesion_tables, ignore_index=True) if lesion_tables else pd.DataFrame(
         columns=["study_id", "lesion_id"])
     _write_csv(lesions, paths["lesions"])
