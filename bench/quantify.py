@@ -13,6 +13,7 @@ case). Study: ``carpet.synth`` whole-body phantom, PET 200×200×400 float32 at 
 int16 at 1.5625×1.5625×4 mm.
 
 Run: ``PYTHONPATH=src /work/venv/bin/python bench/quantify.py [--repeat 5] [--workdir DIR]``;
+``--gil`` prints what the GIL lets two threads do at once for each kind of work in the pipeline.
 ``--check-sites`` checks the ideal whole-body phantom's 30 sites (CT on the PET grid and on the
 1.5625×1.5625×4 mm grid, sites on both comparison grids) and the automatic liver/blood pool (±2 %).
 "anatomy 30" times the anatomy step alone (sites + liver, blood pool, marrow; PET and CT in memory).
@@ -177,6 +178,98 @@ def anatomy_only(pet, ct):
     return sites, refs
 
 
+def step_times(paths) -> dict[str, float]:
+    """CPU seconds of each step of the pipeline, run one after the other in this thread on the study's
+    files (run_quantify runs some of them at once in two threads): where the time goes."""
+    import carpet.io.nifti as nifti
+    from carpet.anatomy import blood_pool_reference, liver_reference, marrow_reference
+    from carpet.anatomy.bone import BoneParams
+    from carpet.anatomy.landmarks import _CtOnPet, body_landmarks, ct_tissue_on
+    from carpet.anatomy.physiology import find_physiology
+    from carpet.classify import classify_lesions
+    from carpet.io import read_image
+    from carpet.lesions import measure_lesions
+    from carpet.provenance import file_sha256
+    from carpet.quantify import _bone_once
+    from carpet.segment import segment
+    from carpet.tracking import alignment_references
+
+    out = {}
+
+    def step(name, fn):
+        c = time.process_time()
+        r = fn()
+        out[name] = time.process_time() - c
+        return r
+
+    pet = step("read PET (SimpleITK, finite check)", lambda: read_image(paths["pet"]))
+    step("  of which the finite check (nibabel)", lambda: nifti._check_finite(paths["pet"]))
+    ct = step("read CT (SimpleITK)", lambda: read_image(paths["ct"]))
+    step("sha256 of both files", lambda: [file_sha256(paths[k]) for k in ("pet", "ct")])
+    seg = step("segment (SUV >= 4)", lambda: segment(np.asarray(pet.array), pet.spacing, ["suv4"]))
+    lm = step("PET landmarks", lambda: body_landmarks(pet))
+    found = step("physiology", lambda: find_physiology(pet, seg.labels["suv4"], landmarks=lm))
+    labels = pet.with_array(np.asarray(found.labels, np.int32))
+    step("measures", lambda: measure_lesions(pet, found.labels))
+    step("CT bone (lesions' region + mid-line band)", lambda: _bone_once(pet, ct, labels, lm))
+    step("sites", lambda: classify_lesions(labels, ct))
+    step("CT on PET grid (HU, body, lungs)", lambda: ct_tissue_on(pet, ct, BoneParams().smooth_mm))
+    step("band bone and marrow on PET grid", lambda: _CtOnPet.build(pet, ct, BoneParams()))
+    for name, fn in (("liver", liver_reference), ("blood pool", blood_pool_reference), ("marrow", marrow_reference)):
+        step(f"{name} reference", lambda fn=fn: fn(pet, ct, lesions=labels))
+    step("alignment images (binning)", lambda: alignment_references(pet, ct_tissue_on(pet, ct, 1.0)[0]))
+    return out
+
+
+def gil_table() -> None:
+    """What the GIL allows: each operation twice one after the other, then twice at once in two threads
+    (speed-up = sequential wall / threaded wall: 2.0 = runs on both cores, 1.0 = serialised)."""
+    import os
+    import zlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cc3d
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    a = rng.random((160, 160, 160)).astype(np.float32)
+    m = a > 0.5
+    raw = rng.integers(-20, 21, 8_000_000).astype(np.int16).tobytes()
+    z = zlib.compress(raw, 1)
+    img = sitk.GetImageFromArray(a)
+    ref = sitk.GetImageFromArray(a[::2, ::2, ::2].copy())
+    ref.SetSpacing((2.0, 2.0, 2.0))
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    ops = {"numpy threshold + and + sum": lambda: ((a > 0.3) & (a < 0.7)).sum(),
+           "numpy boolean gather": lambda: a[m].sum(),
+           "ndimage distance_transform_edt": lambda: ndimage.distance_transform_edt(m[:60]),
+           "ndimage binary_dilation": lambda: ndimage.binary_dilation(m),
+           "ndimage gaussian_filter": lambda: ndimage.gaussian_filter(a, 1.0),
+           "ndimage label": lambda: ndimage.label(m),
+           "cc3d connected_components": lambda: cc3d.connected_components(m, connectivity=26),
+           "zlib decompress": lambda: zlib.decompress(z),
+           "zlib compress level 1": lambda: zlib.compress(raw, 1),
+           "SimpleITK Resample (1 ITK thread)": lambda: sitk.Resample(img, ref)}
+    pool = ThreadPoolExecutor(2)
+    print(f"GIL: 2 runs one after the other vs 2 threads at once (best of 3; load {os.getloadavg()[0]:.1f})")
+    try:
+        for name, fn in ops.items():
+            fn()
+            seq = par = 1e9
+            for _ in range(3):
+                t = time.perf_counter()
+                fn(), fn()
+                seq = min(seq, time.perf_counter() - t)
+                t = time.perf_counter()
+                list(pool.map(lambda _: fn(), range(2)))
+                par = min(par, time.perf_counter() - t)
+            print(f"  {name:36s} {seq:6.3f} s  {par:6.3f} s  speed-up {seq / par:4.2f}")
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+
+
 def check_whole_body_sites() -> bool:
     """The ideal whole-body phantom (30 lesions) with CT on the PET grid and on a 1.5625×1.5625×4 mm grid:
     every truth lesion gets its true site on both comparison grids, and the automatic liver and blood-pool
@@ -212,9 +305,14 @@ def main():
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "carpet-bench-quantify")
     ap.add_argument("--check-sites", action="store_true",
                     help="only check the whole-body phantom's sites and reference regions (both CT grids)")
+    ap.add_argument("--gil", action="store_true", help="only print what the GIL allows for the pipeline's kinds "
+                                                       "of work (one thread vs two)")
     args = ap.parse_args()
     if args.check_sites:
         raise SystemExit(0 if check_whole_body_sites() else 1)
+    if args.gil:
+        gil_table()
+        return
     import carpet.quantify  # noqa: F401  (imports are not part of the timed work)
     t = time.perf_counter()
     study = make_study(args.workdir, 30)
@@ -258,6 +356,11 @@ def main():
     print("sites (carpet 30): " + ", ".join(f"{k} {s[f'n_{k}']}" for k in ("bone", "paramedullary", "extramedullary"))
           + f"; all sites: {sites['site'].value_counts().to_dict()}; references (SUV mean): "
           + ", ".join(f"{r.name} {r.mean:.3f}{'' if r.usable else ' (unusable)'}" for r in refs))
+    steps = step_times(study)
+    print("CPU s per step (30 lesions, one after the other in one thread; sum "
+          f"{sum(v for k, v in steps.items() if not k.startswith(' ')):.2f} s):")
+    for k, v in steps.items():
+        print(f"  {k:40s} {v:6.3f} s")
     w = {k: v[0] for k, v in t.items()}
     c = {k: v[1] for k, v in t.items()}
     print(f"ratio carpet/floor ({floor_name}) = {w['carpet 30'] / w[floor_name]:.2f} wall, "

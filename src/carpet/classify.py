@@ -456,6 +456,34 @@ def _lesion_bone_measures(bone: np.ndarray, labels, ids: np.ndarray, spacing, ma
     return out
 
 
+def site_region(labels: Volume, ct: Volume, params: SiteParams = SiteParams()) -> tuple[slice, ...] | None:
+    """The box of ``ct``'s grid where :func:`classify_lesions` (``grid='ct'``) looks at bone for the lesions of
+    ``labels`` (a label map on its own grid): to build that bone once with other regions' (``ct_bone``)."""
+    lab = label_lesions(labels)
+    boxes = _GridLabels(lab, ct, _label_extents(np.asarray(lab.array))[1]).boxes
+    return _rule_region(boxes, params, params.resolved(lab.spacing)[0], lab.spacing, ct)
+
+
+def _rule_region(boxes, params: SiteParams, d_contact: float, pet_spacing, ct: Volume) -> tuple[slice, ...] | None:
+    """The box of the CT grid where the site rule looks at bone: every lesion's box grown by the widest reach a
+    rule needs — the envelope closing's two radii, or four contact margins (d_contact + one voxel diagonal,
+    at least one PET voxel: the depth search doubles its box from one margin, so depths up to twice it are
+    exact); None without lesions on the grid.
+
+    Bone farther than this from every lesion matters only to the reported distance of a lesion with no bone
+    within the reach (extramedullary either way): it is then the distance to the nearest bone in the box
+    (spec §4.3, "where the rule needs the CT")."""
+    present = [b for b in boxes if b is not None]
+    if not present:
+        return None
+    lo = np.min([[s.start for s in b] for b in present], axis=0)
+    hi = np.max([[s.stop for s in b] for b in present], axis=0)
+    contact = max(d_contact + float(np.linalg.norm(ct.spacing)), float(max(pet_spacing)))
+    reach_mm = max(2.0 * params.envelope_mm, 4.0 * contact)
+    union = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    return _grown_box(union, _reach(reach_mm, ct.spacing), ct.shape)
+
+
 def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
                      params: SiteParams = SiteParams(), *, bone: Volume | None = None) -> pd.DataFrame:
     """Classify every lesion as bone / paramedullary / extramedullary / indeterminate (spec §4.3).
@@ -507,7 +535,9 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
 
     if params.grid == "ct":
         grid_labels = _GridLabels(lab, ct, boxes)
-        bone = np.asarray((bone if bone is not None else ct_bone(ct, params.bone)).array, bool)
+        if bone is None:
+            bone = ct_bone(ct, params.bone, _rule_region(grid_labels.boxes, params, d_contact, lab.spacing, ct))
+        bone = np.asarray(bone.array, bool)
         spacing = ct.spacing
         # A lesion voxel with no CT under it disappears in the resampling: compare counts below.
         fov_ok = None

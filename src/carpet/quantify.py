@@ -30,18 +30,20 @@ from carpet.classify import classify_lesions
 from carpet.errors import InputError
 from carpet.io import read_image, read_mask, write_nifti, write_seg
 from carpet.io.checks import check_overlap, check_pet
+from carpet.io.outdir import writes_staged
 from carpet.lesions import dmax_voxel_mm, gather_lesion_voxels, measure_lesions, study_measures
 from carpet.overrides import apply_exclusions, apply_inclusions, apply_sites, overrides_for, read_overrides
 from carpet.provenance import file_sha256, provenance
 from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
 from carpet.suv import bsa_dubois_m2
-from carpet.tracking import BaselineOutputs, alignment_references, read_study_outputs, track_followup
+from carpet.tracking import (BaselineOutputs, ExcludedUptake, alignment_references, read_study_outputs,
+                             track_followup)
 from carpet.volume import Volume, resample_to
 from carpet.io.tables import write_csv
 
 SITES = ("bone", "paramedullary", "extramedullary", "indeterminate", "unknown")
-STUDY_KEYS = ("n_lesions", "mtv_ml", "tlg", "suv_max", "dmax_mm", "dmax_voxel_mm", "sdmax_per_m")
+STUDY_KEYS = ("n_lesions", "mtv_ml", "tlg", "suv_max", "suv_peak", "dmax_mm", "dmax_voxel_mm", "sdmax_per_m")
 
 
 @dataclass
@@ -217,7 +219,9 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     inputs : dict, optional
         Provenance of the input files (name → {path, sha256}).
     auto_exclude : bool
-        Also exclude the brain found by :func:`carpet.segment.auto_exclude_brain` (off by default).
+        Deprecated (superseded by the physiology rules, which exclude the brain by default): also exclude
+        the brain found by :func:`carpet.segment.auto_exclude_brain` (a component ≥ 500 mL in the top 30 cm),
+        still useful with ``keep_physiological`` or a user's ``lesions`` mask, which the rules never filter.
     overrides : DataFrame, optional
         This study's reader overrides (:func:`carpet.overrides.read_overrides`): lesions excluded before
         measuring, sites set after classifying; each applied change is in ``provenance.overrides``.
@@ -311,16 +315,18 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     ct = _resolve(ct, pet)
     labels_vol = pet.with_array(np.asarray(seg_labels[main], dtype=np.int32), modality="SEG", units="label")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # The CT on the PET grid (for the reference regions) needs no bone mask: built (and cached) in a
-        # second thread while this one builds the bone mask and the lesion sites (the heavy steps release
-        # the GIL); its errors surface here.
-        tissue = pool.submit(ct_tissue_on, pet, ct, BoneParams().smooth_mm) if ct is not None else None
+        # The CT facts on the PET grid that the reference regions read (HU, body, lungs, the mid-line band's
+        # bone and marrow) need nothing of the lesions: built (and cached) in a second thread while this one
+        # builds the bone and the lesion sites; its errors surface here.
+        tissue = pool.submit(_ct_on_pet, pet, ct) if ct is not None else None
+        if ct is not None:
+            _bone_once(pet, ct, labels_vol, landmarks)
         table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
         table = _add_review(table, physiology.get(main))
         if overrides is not None and len(overrides):
             table, changed = apply_sites(table, overrides)
             applied += changed
-        ct_hu = tissue.result()[0] if tissue is not None else None
+        ct_hu = tissue.result().hu if tissue is not None else None
     table = _add_region(table, pet, ct, physiology.get(main), landmarks)
     study = next(r for r in rows if r["method"] == main)
     summary = {"method": main,
@@ -369,6 +375,32 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                           excluded=excluded_vol, excluded_table=excluded_table)
 
 
+def _bone_once(pet: Volume, ct: Volume, labels: Volume, landmarks) -> None:
+    """Build the CT bone once for every region that will ask for it (:func:`carpet.anatomy.bone.ct_bone`
+    cuts their boxes from it): the lesions' region of the site rule and the mid-line band of the marrow and
+    reference regions. The band is placed on the PET's trunk centre line with 50 mm to spare, since the
+    CT's body is not found yet; a band that misses it is built on its own (same values, more time)."""
+    from carpet.anatomy.bone import ct_bone
+    from carpet.anatomy.landmarks import SPINE_BAND_MM, band_region
+    from carpet.classify import site_region
+
+    boxes = [site_region(labels, ct)]
+    if landmarks.has_body.any():
+        x_mid = float(np.nanmedian(landmarks.trunk_x_mm[landmarks.has_body]))
+        boxes.append(band_region(ct, x_mid, SPINE_BAND_MM + 3.0 * max(pet.spacing) + 50.0))
+    boxes = [b for b in boxes if b is not None]
+    if boxes:
+        ct_bone(ct, BoneParams(), tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes))
+                                        for a in range(3)))
+
+
+def _ct_on_pet(pet: Volume, ct: Volume):
+    """The CT facts on the PET grid shared by the reference regions (cached: they are read later)."""
+    from carpet.anatomy.landmarks import _CtOnPet
+
+    return _CtOnPet.build(pet, ct, BoneParams())
+
+
 def _exclude_physiology(pet: Volume, seg_labels: dict, landmarks) -> tuple[dict, dict]:
     """Each method's label map without its physiological components (one set of landmarks)."""
     from carpet.anatomy.physiology import find_physiology
@@ -413,10 +445,18 @@ def _physiology_summary(summary: dict, pet: Volume, physiology, keep: bool, user
         "physiology": "on", "n_components": int(len(t)), "volume_ml": float(t["volume_ml"].sum()),
         "by_organ": {o: {"n_components": int(len(g)), "volume_ml": float(g["volume_ml"].sum()),
                          "suv_max": float(g["suv_max"].max())} for o, g in t.groupby("organ")},
-        "components": t.to_dict(orient="records"), "provenance": physiology.provenance}
+        "components": t.to_dict(orient="records"), "provenance": _ruleset_named(physiology.provenance)}
     summary.setdefault("landmarks", {}).update(physiology.landmarks)
     vol = pet.with_array(physiology.excluded, modality="SEG", units="label")
     return vol, t
+
+
+def _ruleset_named(prov: dict) -> dict:
+    """The physiology provenance with the ruleset's name and version first (``ruleset``), where the rules
+    module records the name of its Python constant (``rules: PHYSIO_RULES``)."""
+    rest = {k: v for k, v in prov.items() if k not in ("rules", "version")}
+    return {"ruleset": prov.get("version"), "rules": "carpet physiological-uptake rules (docs/physiology.md)",
+            **rest}
 
 
 def _resolve(ct, pet: Volume):
@@ -451,6 +491,7 @@ def _parse_liver_voi(text):
 # ---------------------------------------------------------------------------------------------
 # I/O edges
 # ---------------------------------------------------------------------------------------------
+@writes_staged("quantify")
 def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_path=None,
                  method: str | None = None, params: SegmentParams | None = None, liver_voi=None,
                  height_cm: float | None = None, weight_kg: float | None = None,
@@ -466,7 +507,9 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
     recorded in the summary. ``overrides_path``: a reader overrides CSV (:mod:`carpet.overrides`) whose
     rows for ``study_id`` are applied (without ``study_id`` the file must hold one study). ``review``: also
     write ``review.html`` (:mod:`carpet.report.review`). The timing of each stage is kept in
-    ``result.extra['timing_s']``.
+    ``result.extra['timing_s']``. ``out_dir`` is written as ``carpet quantify --out`` writes it
+    (:func:`carpet.io.outdir.writes_staged`: locked, staged, moved into place when complete, only a folder
+    carpet wrote is replaced); ``staged=False`` writes straight into it (for a caller that stages it).
     """
     t0 = time.perf_counter()
     baseline = None if baseline_dir is None else read_baseline_outputs(baseline_dir)
@@ -507,7 +550,8 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
     t_quant = time.perf_counter()
     if baseline is not None:
         tracked = track_followup(baseline, result.lesions, result.labels, result.summary,
-                                 result.extra["align_refs"])
+                                 result.extra["align_refs"], excluded=None if result.excluded is None
+                                 else ExcludedUptake(result.excluded, result.excluded_table))
         result.lesions = tracked.lesions
         result.summary.update(tracked.summary)
         result.summary["tracking"]["baseline_dir"] = str(baseline_dir)
@@ -530,7 +574,7 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
             files["seg"] = seg
     if review:
         files["review"] = _write_review(result, pet, baseline, Path(out_dir) / "review.html",
-                                        study_id or _study_name(paths["pet"]))
+                                        _review_name(study_id, pseudonym, prov))
     result.extra["files"] = files
     t_write = time.perf_counter()
     result.extra["timing_s"] = {"read_pet": t_read - t0, "quantify_and_ct": t_quant - t_read,
@@ -557,9 +601,10 @@ def _roi_names(result: QuantifyResult, mask: Volume | None) -> dict[int, str] | 
     return {k: (v if list(by_lesion.values()).count(v) == 1 else f"{v} ({k})") for k, v in by_lesion.items()}
 
 
-def _study_name(path: Path) -> str:
-    """A study's name for the review page: the PET file name without .nii[.gz], or its DICOM folder's."""
-    return path.name.removesuffix(".gz").removesuffix(".nii")
+def _review_name(study_id: str | None, pseudonym: str | None, prov: dict) -> str:
+    """The review page's name for the study: ``--study-id``, else the pseudonym, else ``carpet-`` + the start of
+    the PET's SHA-256 — never the input file's or folder's name, which often holds the patient's name."""
+    return study_id or pseudonym or "carpet-" + prov["inputs"]["pet"]["sha256"][:16]
 
 
 def _write_review(result: QuantifyResult, pet: Volume, baseline, path: Path, study_id: str) -> Path:
@@ -622,8 +667,8 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
     dtype = np.uint8 if n < 256 else np.uint16 if n < 65536 else np.int32
     write_nifti(result.labels, files["labels"], dtype=dtype)
     for modality, ref in result.extra.get("align_refs", {}).items():  # for a later follow-up's alignment
-        files[f"align_{modality.lower()}"] = write_nifti(ref, out / f"align_{modality.lower()}.nii.gz",
-                                                         dtype=np.int16 if modality == "CT" else np.float32)
+        files[f"align_{modality.lower()}"] = _write_nifti_fast(ref, out / f"align_{modality.lower()}.nii.gz",
+                                                               np.int16 if modality == "CT" else np.float32)
     tracked = result.extra.get("tracked")
     if tracked is not None and tracked.baseline_lesions is not None:
         files["baseline_lesions"] = out / "baseline_lesions.csv"
@@ -634,15 +679,35 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
         sitk.WriteTransform(tracked.alignment.transform, str(files["alignment"]))
     if result.excluded is not None:
         files["excluded"] = out / "excluded.csv"
-        files["excluded_labels"] = out / "excluded.nii.gz"
         write_csv(result.excluded_table, files["excluded"])
-        n_ex = int(result.excluded.array.max()) if result.excluded.array.size else 0
-        write_nifti(result.excluded, files["excluded_labels"],
-                    dtype=np.uint8 if n_ex < 256 else np.uint16 if n_ex < 65536 else np.int32)
+        n_ex = len(result.excluded_table) if result.excluded_table is not None else 0
+        if n_ex:  # an all-zero label map says nothing excluded.csv does not (and costs a whole-grid write)
+            files["excluded_labels"] = out / "excluded.nii.gz"
+            write_nifti(result.excluded, files["excluded_labels"],
+                        dtype=np.uint8 if n_ex < 256 else np.uint16 if n_ex < 65536 else np.int32)
     if result.methods is not None:
         files["methods"] = out / "methods.csv"
         write_csv(result.methods, files["methods"])
     return files
+
+
+def _write_nifti_fast(vol: Volume, path: Path, dtype) -> Path:
+    """``write_nifti(vol, path, dtype)`` for a ``.nii.gz`` at gzip level 1 (SimpleITK's NIfTI writer ignores
+    the compression level and takes 0.2 s for a noisy 4-MB CT; zlib at level 1 takes a sixth of that and
+    releases the GIL). The same NIfTI bytes: SimpleITK writes them uncompressed, zlib compresses them."""
+    import gzip
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(suffix=".nii", dir=path.parent)
+    os.close(fd)
+    try:
+        write_nifti(vol, tmp, dtype=dtype)
+        raw = Path(tmp).read_bytes()
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    path.write_bytes(gzip.compress(raw, compresslevel=1, mtime=0))
+    return path
 
 
 def _json_default(obj):

@@ -19,8 +19,8 @@ Gaussian-smoothed (σ = 1 mm) against low-dose noise. The body is the largest co
 
 *Liver*: candidate centres are soft-tissue voxels (``liver_hu``, bone excluded) in the patient's right half
 (LPS ``x`` below the body's mid-line), at least one sphere radius plus one voxel from any non-soft-tissue voxel
-(the sphere fits in soft tissue), off lesions, and at most ``search_below_lung_mm`` caudal to the lowest
-lung voxel. CT alone cannot tell liver from muscle without contrast, so the PET decides: the centre is the
+(the sphere fits in soft tissue), off lesions, at most ``search_below_lung_mm`` caudal to the lowest
+lung voxel and not cranial to the lung's centroid (the brain is soft tissue too). CT alone cannot tell liver from muscle without contrast, so the PET decides: the centre is the
 candidate with the highest mean SUV in a ball 2 cm wider than the VOI whose coefficient of variation is at most
 ``max_cov`` and whose mean is within ``plausible_suv`` (the liver is the hottest large homogeneous organ on the
 right; the wider ball keeps the sphere ≥ 1 cm inside the organ's blurred edge). Without lung on the CT the

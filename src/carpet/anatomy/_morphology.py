@@ -90,7 +90,7 @@ def _axial_axis(vol: Volume) -> int:
     return int(np.argmax(np.abs(vol.direction[2, :])))
 
 
-def _fill_holes_slicewise(mask: np.ndarray, axis: int) -> np.ndarray:
+def _fill_holes_slicewise(mask: np.ndarray, axis: int, max_area_px: float | None = None) -> np.ndarray:
     """Fill the 2-D holes of ``mask`` in every slice across ``axis``: in-slice (4-connected) background
     components that do not reach the slice's border.
 
@@ -100,18 +100,42 @@ def _fill_holes_slicewise(mask: np.ndarray, axis: int) -> np.ndarray:
     of view (a femur or the spine cut by the first and last slice) is no 3-D hole, but in each axial slice it
     is still a hole inside a cortical ring. One labelling pass instead of ``binary_fill_holes``' iterated
     dilation (much faster on CT).
+
+    ``max_area_px``: fill only holes that belong to a small cavity. The 2-D holes stacked across slices
+    (6-connected) form cavities; a cavity is filled only when none of its slices' holes exceeds
+    ``max_area_px`` voxels. A marrow cavity is small in every slice; the cranial vault is a ring in every
+    axial slice, and without the limit the whole brain would be filled, even its small top and bottom
+    slices (they belong to the same cavity as the wide ones). Written here: no library fills holes by size.
     """
-    structure = np.zeros((3, 3, 3), bool)
-    sl = [slice(None)] * 3
-    sl[axis] = 1
-    structure[tuple(sl)] = ndimage.generate_binary_structure(2, 1)
-    background, n = ndimage.label(~mask, structure=structure)
+    # One 2-D labelling (cc3d, 4-connected) of all slices stacked side by side, each followed by a row of
+    # mask that no background component crosses: 2-3 times faster than a 3-D ndimage.label with an
+    # in-slice structure, same components.
+    m = np.moveaxis(mask, axis, 0)
+    nz, nx, ny = m.shape
+    stacked = np.ones((nz, nx + 1, ny), bool)
+    stacked[:, :nx] = m
+    background, n = cc3d.connected_components(~stacked.reshape(nz * (nx + 1), ny), connectivity=4,
+                                              return_N=True)
+    background = background.reshape(nz, nx + 1, ny)[:, :nx]
     outside = np.zeros(n + 1, bool)
-    for a in (a for a in range(3) if a != axis):
-        outside[np.unique(background.take(0, axis=a))] = True
-        outside[np.unique(background.take(-1, axis=a))] = True
+    for face in (background[:, 0, :], background[:, -1, :], background[:, :, 0], background[:, :, -1]):
+        outside[face.ravel()] = True
     outside[0] = True                                   # label 0 is the mask itself
-    return mask | ~outside[background]
+    holes = ~outside[background]
+    if max_area_px is not None and holes.any():
+        hole_ids = background[holes]
+        area = np.bincount(hole_ids, minlength=n + 1)
+        cavities, n_cav = cc3d.connected_components(holes, connectivity=6, return_N=True)
+        cavity_of = np.zeros(n + 1, np.int64)           # a 2-D hole lies in one cavity (4- within 6-connected)
+        cavity_of[hole_ids] = cavities[holes]
+        widest = np.zeros(n_cav + 1, np.int64)
+        ids = np.flatnonzero(area)
+        np.maximum.at(widest, cavity_of[ids], area[ids])
+        small = widest <= max_area_px
+        small[0] = False
+        holes &= small[cavities]
+    holes = np.moveaxis(holes, 0, axis)
+    return mask | holes
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from carpet.anatomy._morphology import (AIR_HU, _axial_axis, _close_mm, _erode_mm, _fill_holes_slicewise,
-                                        _linear_onto, _occupied_box, _remove_small)
+                                        _grown_box, _linear_onto, _occupied_box, _reach, _remove_small)
 from carpet.provenance import provenance
 from carpet.volume import Volume
 
@@ -41,6 +42,15 @@ class BoneParams:
         tumour (28–418 HU on STS_003) has none.
     cortex_mm : float
         Cortical thickness removed from the solid bone to get the marrow (:func:`marrow_mask`).
+    max_hole_mm2 : float
+        Largest in-slice hole (mm²) filled as medulla: a cavity whose widest axial section exceeds it is not
+        bone (the cranial vault, the thoracic or pelvic cavity when bone rings them). Marrow cavities of the
+        trunk's bones are below it (vertebral body ≈ 1,500–2,000 mm², sacrum and femoral head below
+        4,000 mm²); an adult cranial cavity is 10,000–18,000 mm² at its widest.
+    region_margin_mm : float
+        With a ``region`` (:func:`bone_mask`), the CT is read this far around it (plus the smoothing and
+        closing reach): marrow cavities, speckles and bone pieces reaching into the region are judged whole
+        when they lie within this margin of it.
     """
 
     hu_bone: float = 150.0
@@ -50,11 +60,14 @@ class BoneParams:
     cortex_mm: float = 2.0
     skeleton_min_ml: float = 2.0
     cortex_hu: float = 500.0
+    max_hole_mm2: float = 5000.0
+    region_margin_mm: float = 60.0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(hu_bone=self.hu_bone, closing_mm=self.closing_mm, smooth_mm=self.smooth_mm,
                     min_component_ml=self.min_component_ml, cortex_mm=self.cortex_mm,
-                    skeleton_min_ml=self.skeleton_min_ml, cortex_hu=self.cortex_hu)
+                    skeleton_min_ml=self.skeleton_min_ml, cortex_hu=self.cortex_hu,
+                    max_hole_mm2=self.max_hole_mm2, region_margin_mm=self.region_margin_mm)
 
 
 def _denoise_ct(ct: Volume, smooth_mm: float) -> np.ndarray:
@@ -107,9 +120,10 @@ def _skeleton_only(solid: np.ndarray, hu: np.ndarray, box, shape, voxel_ml: floa
     return keep[lab]
 
 
-def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams = BoneParams()) -> Volume:
-    """Solid CT bone mask: HU threshold, closing, hole filling (cortex and medulla one object), skeleton
-    pieces only (no isolated hyperdense spots, :class:`BoneParams`).
+def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams = BoneParams(),
+              region: tuple[slice, ...] | None = None) -> Volume:
+    """Solid CT bone mask: HU threshold, closing, hole filling of marrow-sized cavities (cortex and medulla one
+    object), skeleton pieces only (no isolated hyperdense spots, :class:`BoneParams`).
 
     Parameters
     ----------
@@ -121,6 +135,13 @@ def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams
         mostly bone). Reference voxels outside the CT are not bone.
     params : BoneParams
         Thresholds; see :class:`BoneParams`.
+    region : tuple of 3 slices, optional
+        A box of the CT grid: the mask is built only there (False outside), from the CT within
+        ``params.region_margin_mm`` of it, whose faces count as the field of view's edge (spec §4.3, "where
+        the rule needs the CT"). Inside the box it equals the whole CT's mask wherever every marrow cavity,
+        speckle and bone piece reaching into the box lies within the margin of it or reaches no farther than
+        the whole CT's mask would keep; otherwise a piece leaving the read CT is kept as if cut by the field
+        of view, and a cavity leaving it is not filled.
 
     Returns
     -------
@@ -128,25 +149,71 @@ def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams
         Boolean mask (``meta['provenance']`` records the parameters).
     """
     mask = np.zeros(ct.shape, bool)
-    box = _bone_box(np.asarray(ct.array), ct.spacing, params)
+    written = None                                      # the box holding every bone voxel of the mask
+    hu_all = np.asarray(ct.array)
+    read = tuple(slice(0, n) for n in ct.shape)
+    if region is not None:
+        read = _grown_box(region, _reach(params.region_margin_mm + 4.0 * params.smooth_mm + 2 * params.closing_mm,
+                                         ct.spacing), ct.shape)
+    hu = hu_all[read]
+    box = _bone_box(hu, ct.spacing, params)
     if box is not None:
-        arr = _denoise_ct(Volume(np.asarray(ct.array)[box], ct.spacing, ct.origin, ct.direction), params.smooth_mm)
+        sub = hu[box]
+        arr = _denoise_ct(Volume(sub, ct.spacing, ct.origin, ct.direction), params.smooth_mm)
         part = arr >= params.hu_bone
         part = _remove_small(part, int(np.ceil(params.min_component_ml / ct.voxel_volume_ml)))
         part = _close_mm(part, params.closing_mm, ct.spacing)
-        part = _fill_holes_slicewise(part, _axial_axis(ct))
-        mask[box] = _skeleton_only(part, np.asarray(ct.array)[box], box, ct.shape, ct.voxel_volume_ml, params)
+        axis = _axial_axis(ct)
+        pixel_mm2 = float(np.prod([s for a, s in enumerate(ct.spacing) if a != axis]))
+        part = _fill_holes_slicewise(part, axis, params.max_hole_mm2 / pixel_mm2)
+        solid = _skeleton_only(part, sub, box, hu.shape, ct.voxel_volume_ml, params)
+        at = [slice(r.start + b.start, r.start + b.stop) for r, b in zip(read, box)]
+        if region is not None:                          # only the box asked for: the margin is less exact
+            at = [slice(max(a.start, g.start), max(max(a.start, g.start), min(a.stop, g.stop)))
+                  for a, g in zip(at, region)]
+        first = [r.start + b.start for r, b in zip(read, box)]
+        mask[tuple(at)] = solid[tuple(slice(a.start - f, a.stop - f) for a, f in zip(at, first))]
+        written = tuple(at)
     prov = provenance(method="ct_bone_mask", **params.as_dict(),
-                      grid="ct" if reference is None or ct.same_grid(reference) else "reference")
-    return _mask_volume(mask, ct, reference, prov)
+                      grid="ct" if reference is None or ct.same_grid(reference) else "reference",
+                      region=None if region is None else [[int(b.start), int(b.stop)] for b in region])
+    out = _mask_volume(mask, ct, reference, prov)
+    if out.same_grid(ct):
+        out.meta["bone_box"] = written
+    return out
 
 
-@functools.lru_cache(maxsize=1)
-def ct_bone(ct: Volume, params: BoneParams = BoneParams()) -> Volume:
-    """:func:`bone_mask` on the CT's own grid, cached for the last CT (volumes hash by identity), so that the
-    lesion sites, the marrow and the reference regions of one study build it once. Do not modify the CT's
-    array in place between calls."""
-    return bone_mask(ct, params=params)
+_BONE_LOCK = threading.Lock()
+_BONE_CACHE: list = []                                  # (ct, params, region or None, mask Volume), newest last
+
+
+def ct_bone(ct: Volume, params: BoneParams = BoneParams(), region: tuple[slice, ...] | None = None) -> Volume:
+    """:func:`bone_mask` on the CT's own grid (in ``region`` only, when given), cached for the last CT (volumes
+    hash by identity): a region inside one already built is cut from it, so that the lesion sites, the marrow
+    and the reference regions of one study build the bone once (:func:`carpet.quantify.quantify_study` asks
+    first for the box holding all of them). Threads asking at once wait for one build. Do not modify the
+    CT's array in place between calls."""
+    with _BONE_LOCK:
+        for c, p, built, mask in reversed(_BONE_CACHE):
+            if c is ct and p == params and _contains(built, region, ct.shape):
+                break
+        else:
+            mask = bone_mask(ct, params=params, region=region)
+            _BONE_CACHE[:] = [e for e in _BONE_CACHE if e[0] is ct][-2:] + [(ct, params, region, mask)]
+            built = region
+    bone_box = mask.meta.get("bone_box")
+    if region is None or built == region or bone_box is None or _contains(region, bone_box, ct.shape):
+        return mask                                     # nothing outside the region asked for
+    part = np.zeros(ct.shape, bool)                     # the region asked for, not more: results do not
+    part[region] = np.asarray(mask.array)[region]       # depend on what was asked before
+    return mask.with_array(part)
+
+
+def _contains(outer, inner, shape) -> bool:
+    """Whether box ``outer`` (None: the whole grid) holds box ``inner`` (None: the whole grid)."""
+    outer = outer or tuple(slice(0, n) for n in shape)
+    inner = inner or tuple(slice(0, n) for n in shape)
+    return all(o.start <= i.start and i.stop <= o.stop for o, i in zip(outer, inner))
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,7 +10,7 @@ import numpy as np
 
 from carpet.anatomy._morphology import (AIR_HU, _axial_axis, _fill_holes_slicewise, _largest_component,
                                         _linear_onto, _masked_mean, _remove_small, _voxel_coords_mm)
-from carpet.anatomy.bone import BoneParams, _denoise_ct, ct_bone, ct_bone_on, marrow_mask
+from carpet.anatomy.bone import BoneParams, _denoise_ct, _mask_volume, ct_bone, marrow_mask
 from carpet.volume import Volume
 
 
@@ -63,12 +63,44 @@ class _CtOnPet:
     @functools.lru_cache(maxsize=1)
     def _build(cls, pet: Volume, ct: Volume, params: BoneParams) -> "_CtOnPet":
         hu, body, lungs = ct_tissue_on(pet, ct, params.smooth_mm)
-        bone_ct = ct_bone(ct, params)
-        bone = np.asarray(ct_bone_on(pet, ct, params).array, bool)
-        marrow = np.asarray(marrow_mask(bone_ct, ct, cortex_mm=params.cortex_mm, reference=pet).array, bool)
         xyz = _voxel_coords_mm(pet)
         x_mid = _masked_mean(xyz[0], body) if body.any() else 0.0
+        bone, marrow = band_bone(pet, ct, params, x_mid, SPINE_BAND_MM)
         return cls(hu=hu, body=body, lungs=lungs, bone=bone, marrow=marrow, xyz=xyz, x_mid=x_mid)
+
+
+#: Half-width (mm) of the mid-line band where the CT bone and marrow are built for the reference regions: the
+#: spine marrow (:func:`carpet.anatomy.marrow_reference`'s default band) and the bone the liver and blood-pool
+#: placements keep out of soft tissue. Elsewhere those placements rely on their HU windows (≤ 120 HU: no
+#: cortex), which is all a landmark needs (spec §4.3, "where the rule needs the CT").
+SPINE_BAND_MM = 35.0
+
+
+def band_region(ct: Volume, x_mid: float, halfwidth_mm: float) -> tuple[slice, ...] | None:
+    """The box of ``ct``'s grid holding every voxel within ``halfwidth_mm`` of the plane LPS x = ``x_mid``
+    (axis-aligned grids; None when the band misses the grid)."""
+    ax = int(np.argmax(np.abs(ct.direction[0, :])))
+    ends = []
+    for x in (x_mid - halfwidth_mm, x_mid + halfwidth_mm):
+        point = np.asarray(ct.origin, float).copy()
+        point[0] = x
+        ends.append(ct.world_to_index(point)[ax])
+    region = [slice(0, n) for n in ct.shape]
+    region[ax] = slice(max(0, int(np.floor(min(ends)))), min(ct.shape[ax], int(np.ceil(max(ends))) + 1))
+    return None if region[ax].stop <= region[ax].start else tuple(region)
+
+
+def band_bone(pet: Volume, ct: Volume, params: BoneParams, x_mid: float, halfwidth_mm: float):
+    """(bone, marrow) on the PET grid (boolean arrays) from the CT bone built only in the band of the CT grid
+    within ``halfwidth_mm`` (plus three PET voxels) of the LPS x = ``x_mid`` mid-line (:func:`ct_bone` with a
+    region): the vertebrae, the sacrum and the sternum, not the arms, ribs' ends or femurs."""
+    region = band_region(ct, x_mid, halfwidth_mm + 3.0 * max(pet.spacing))  # + the erosion and resampling
+    if region is None:
+        return np.zeros(pet.shape, bool), np.zeros(pet.shape, bool)
+    bone_ct = ct_bone(ct, params, region)
+    bone = np.asarray(_mask_volume(bone_ct.array, bone_ct, pet, {}).array, bool)
+    marrow = np.asarray(marrow_mask(bone_ct, ct, cortex_mm=params.cortex_mm, reference=pet).array, bool)
+    return bone, marrow
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from carpet.anatomy._morphology import (_axial_axis, _ball_structure, _dilate_mm
                                         _mask_on_pet, _masked_mean, _masked_min, _occupied_box, _reach,
                                         _remove_near, _voxel_coords_mm)
 from carpet.anatomy.bone import BoneParams
-from carpet.anatomy.landmarks import _CtOnPet
+from carpet.anatomy.landmarks import SPINE_BAND_MM, _CtOnPet, band_bone
 from carpet.provenance import provenance
 from carpet.volume import Volume
 
@@ -162,14 +162,17 @@ def _auto_liver_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, liver_hu,
         # field of view (a pelvis or a thigh would offer muscle), so the sphere is refused, not guessed.
         return None, "no liver in the field of view (no lung base on the CT; the liver lies below it)"
     right_lung = ctp.lungs & (ctp.xyz[0] < ctp.x_mid)
-    z_lung_base = _masked_min(ctp.xyz[2], right_lung if right_lung.any() else ctp.lungs)
-    region &= ctp.xyz[2] >= z_lung_base - search_below_lung_mm
-    box = ndimage.find_objects(region.astype(np.uint8))
-    if not box:
+    lung = right_lung if right_lung.any() else ctp.lungs
+    z_lung_base = _masked_min(ctp.xyz[2], lung)
+    # ...and not above the lung's centroid: the liver's dome lies under the lung, while the brain (soft-tissue
+    # HU, homogeneous, no longer bone since the cranial vault is not filled) would otherwise compete.
+    region &= (ctp.xyz[2] >= z_lung_base - search_below_lung_mm) & (ctp.xyz[2] <= _masked_mean(ctp.xyz[2], lung))
+    box = _occupied_box(region, 0)                  # as find_objects, from three projections (5x cheaper)
+    if box is None:
         return None, "no soft tissue in the right upper abdomen can hold the sphere"
     margin_mm = max(diameter_mm / 2.0 + 2 * max(pet.spacing), (diameter_mm + 20.0) / 2.0) + max(pet.spacing)
     reach = _reach(margin_mm, pet.spacing)
-    crop = _grown_box(box[0], reach, pet.shape)
+    crop = _grown_box(box, reach, pet.shape)
     # Zero outside the crop: a false "not soft" there is > margin away from any candidate, so the test
     # depth >= radius + voxel is unchanged (the array's own border is not soft, as before).
     depth = ndimage.distance_transform_edt(np.pad(soft[crop], 1), sampling=pet.spacing)[1:-1, 1:-1, 1:-1]
@@ -434,15 +437,18 @@ def marrow_reference(pet: Volume, ct: Volume | None = None, *, marrow: Volume | 
         reason = ""
     elif ct is not None:
         ctp = _CtOnPet.build(pet, ct, bone_params)
+        marrow = ctp.marrow
+        if spine_halfwidth_mm > SPINE_BAND_MM:          # wider than the band built for every reader
+            marrow = band_bone(pet, ct, bone_params, ctp.x_mid, spine_halfwidth_mm)[1]
         band = np.broadcast_to(np.abs(ctp.xyz[0] - ctp.x_mid) <= spine_halfwidth_mm, pet.shape)
-        spine, reason = _vertebral_bodies(pet, ctp, ctp.marrow & band)
+        spine, reason = _vertebral_bodies(pet, ctp, marrow & band)
         m = np.zeros(pet.shape, bool)
         box = _occupied_box(spine, 0)
         if box is not None:
             # The erosion reaches edge_margin_mm: work in the band's box grown by that.
             crop = _grown_box(box, _reach(edge_margin_mm, pet.spacing), pet.shape)
             # 1.5 PET voxels off the cortex: partial volume with the (cold) compact bone under the PSF.
-            m[crop] = _erode_mm(ctp.marrow[crop], edge_margin_mm, pet.spacing) & spine[crop]
+            m[crop] = _erode_mm(marrow[crop], edge_margin_mm, pet.spacing) & spine[crop]
         prov["placement"] = "automatic"
         prov["vertebral_bodies"] = dict(VERTEBRA)
         reason = reason or ("" if m.any() else "no marrow found in the vertebral bodies")

@@ -82,7 +82,7 @@ def mip_figure(pet: Volume, labels: Volume | None = None, sites: dict[int, str] 
                        bbox_to_anchor=(0.5, 0.0))
         bar = fig.colorbar(image, ax=list(axes), fraction=0.04, pad=0.04, shrink=0.6)
         bar.set_label("SUV (g/mL)", fontsize=7)
-        bar.ax.tick_params(labelsize=6.5)
+        bar.ax.tick_params(labelsize=7)
         if title:
             fig.suptitle(title, fontsize=9, fontweight="bold")
     return fig
