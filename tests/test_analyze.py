@@ -24,6 +24,8 @@ from carpet.stats.table1 import table1
 from carpet.stats.transitions import transitions
 from carpet.synth.cohort import simulate_cohort
 
+from carpet.report.format import cutpoint as fmt_cut
+
 PLANS = Path(__file__).resolve().parents[1] / "src" / "carpet" / "plans"
 DAYS_PER_MONTH = 365.25 / 12
 
@@ -63,7 +65,8 @@ def lbcl(tmp_path_factory):
     cohort = simulate_cohort("lbcl_mtv", n=60, seed=12)
     out = tmp_path_factory.mktemp("lbcl")
     plan = example_plan("lbcl_mtv_vs_ipi", n_boot=20)
-    return cohort.patients, run_analysis(cohort.patients, plan, out, xlsx=True), out
+    # the MTV comes from the imaging table (baseline window), as carpet batch writes it
+    return cohort.patients, run_analysis(cohort.patients, plan, out, imaging=cohort.imaging_table(), xlsx=True), out
 
 
 def results_json(out: Path) -> dict:
@@ -95,6 +98,22 @@ def test_moffitt_km_and_logrank_equal_direct_calls(moffitt):
     assert len(csv) == 2 * 5 and set(csv["time"]) == {0, 6, 12, 18, 24}
 
 
+def test_moffitt_flowchart_counts_every_treated_patient_and_analyses_the_progressed(moffitt):
+    """Figure 1 from the raw tables (every treated patient), the other analyses on the plan's population only."""
+    patients, _, out = moffitt
+    doc = results_json(out)
+    raw = simulate_cohort("moffitt_post_cart", n=40, seed=11).raw_patients  # the fixture's tables
+    counts = {r["stage"]: r for r in doc["analyses"]["flowchart"]["counts"]}
+    refractory = int(patients["refractory"].sum())
+    assert [counts[s]["all"] for s in ("treated", "progressed", "refractory", "relapsed")] == [
+        len(raw), len(patients), refractory, len(patients) - refractory]
+    assert len(raw) > len(patients) and doc["n_in_tables"] == len(raw) and doc["n_patients"] == len(patients)
+    for product in ("ide-cel", "cilta-cel"):
+        assert counts["treated"][product] == int((raw["product"] == product).sum())
+        assert counts["progressed"][product] == int((patients["product"] == product).sum())
+    assert doc["analyses"]["km_pfs2_baseline_emd"]["n_excluded"] == 0  # 40 analysed, none of the others
+
+
 def test_moffitt_four_group_curves_and_cox(moffitt):
     patients, _, out = moffitt
     res = results_json(out)["analyses"]
@@ -115,6 +134,16 @@ def test_moffitt_table1_csv_equals_table1(moffitt):
     data = patients.copy()  # the simulator's answers, which the plan derived from the raw tables
     data["baseline_emd"] = np.where(data["emd_baseline"].astype(bool), "EMD at baseline", "No EMD at baseline")
     data["high_risk_cytogenetics"] = np.where(data["high_risk_cytogenetics"], "high", "standard")
+    # Table 1's pooled FISH rows, from the raw FISH results (tested together: all missing or all known)
+    fish = data[["gain1q", "amp1q", "del1p32"]]
+    data["chromosome1_abnormality"] = pd.array([None if pd.isna(g) else bool(g or a or d)
+                                                for g, a, d in fish.itertuples(index=False)], dtype="boolean")
+    data["hyperdiploidy"] = data["non_hyperdiploid"].map({False: "hyperdiploid", True: "not_hyperdiploid"})
+    # the paper's groupings: ECOG 0-1 / 2 / >= 3, heavy chain None = no heavy chain, light chain None = non-secretory
+    data["ecog_group"] = data["ecog"].map(lambda e: "0-1" if e <= 1 else "2" if e == 2 else ">= 3")
+    data["heavy_chain_component"] = data["heavy_chain"].replace({"light_chain_only": "None", "none": "None"})
+    data["light_chain_component"] = np.where(data["non_secretory"], "None",
+                                             data["involved_light_chain"].str.capitalize())
     plan = example_plan("moffitt_post_progression")
     plan_item = plan["analyses"][1]
     # IMWG needs a confirmed CR (two assessments and a marrow); the simulator's day-90 CR is the lab pattern, so
@@ -159,7 +188,7 @@ def test_proportion_heading_and_note_use_the_column_label(tmp_path):
     data = pd.DataFrame({"day90_orr": [True, False, True, None]})
     _run_proportion(data, {"type": "proportion", "column": "day90_orr"}, {}, writer, "rate", 1)
     text = " ".join(b.get("html", b.get("caption", "")) for sec in writer.html.sections for b in sec.blocks)
-    assert "1 patient(s) with Day90 orr unknown were left out" in text and "day90_orr" not in text
+    assert "1 patient(s) with Day 90 ORR unknown were left out" in text and "day90_orr" not in text
 
 
 def test_moffitt_transitions_count_patients(moffitt):
@@ -199,8 +228,9 @@ def test_lbcl_ipi_from_raw_columns_and_model_comparison(lbcl):
         assert got[row.model]["c_index"] == pytest.approx(row.c_index)
         assert got[row.model]["aic"] == pytest.approx(row.aic)
         assert got[row.model]["td_auc"] == pytest.approx(row.td_auc)
-    lr = result.results["compare_models_pfs"]["lr_tests"]
-    assert lr and lr[0]["p_value"] == pytest.approx(direct.lr_tests["p_value"].iloc[0])
+    lr = {(r["smaller"], r["larger"]): r["p_value"] for r in result.results["compare_models_pfs"]["lr_tests"]}
+    for r in direct.lr_tests.itertuples():
+        assert lr[(r.smaller, r.larger)] == pytest.approx(r.p_value)
     fit = cox(data, duration="pfs_months", event="pfs_event", covariates=["ipi", "log_mtv"])
     csv = pd.read_csv(out / "cox_pfs.csv", comment="#").set_index("term")
     assert csv.loc["log_mtv", "hr"] == pytest.approx(fit.summary.loc["log_mtv", "hr"])
@@ -215,8 +245,8 @@ def test_certainty_plan_via_cli_end_to_end(tmp_path):
     plan_path = tmp_path / "plan.yaml"
     plan_path.write_text(yaml.safe_dump(plan))
     out = tmp_path / "out"
-    run = CliRunner().invoke(app, ["analyze", "--clinical", str(paths["patients"]), "--plan", str(plan_path),
-                                   "--out", str(out)])
+    run = CliRunner().invoke(app, ["analyze", "--clinical", str(paths["patients"]), "--imaging", str(paths["imaging"]),
+                                   "--plan", str(plan_path), "--out", str(out)])
     assert run.exit_code == 0, run.output
     expected = {"report.html", "report.pdf", "results.json", "cutpoint_pfs_mtv_ml.csv", "cutpoint_pfs_mtv_ml_km.csv",
                 "cutoff_pfs_mtv_ml.csv", "cutoff_pfs_mtv_ml_km.csv", "landmark_pfs_day30_response.csv",
@@ -235,6 +265,12 @@ def test_certainty_plan_via_cli_end_to_end(tmp_path):
     assert res["cutpoint_pfs_mtv_ml"]["cutpoint"] == pytest.approx(cp.value)
     assert res["cutpoint_pfs_mtv_ml"]["p_value"] == pytest.approx(cp.p_value)
     assert res["cutpoint_pfs_mtv_ml"]["p_value_perm"] == pytest.approx(cp.p_value_perm)
+    # the groups are split at the recorded split_value, printed as it is, with the same patients as the cut-point
+    at = res["cutpoint_pfs_mtv_ml"]["split_value"]
+    assert np.array_equal(x > at, x > cp.value) and len(repr(at)) <= len(repr(cp.value))
+    high = [g for g in res["cutpoint_pfs_mtv_ml"]["km"]["groups"] if ">" in g]
+    assert high == [f"MTV > {fmt_cut(at)} mL"] and res["cutpoint_pfs_mtv_ml"]["km"]["groups"][high[0]]["n"] == \
+        int((x > at).sum())
     with pytest.warns(UserWarning):
         ev = evaluate_cutoff(t, e, x, 54.3, marker_method="suv4")
     assert res["cutoff_pfs_mtv_ml"]["hr_high_vs_low"] == pytest.approx(ev.hr)
@@ -252,6 +288,12 @@ def test_certainty_plan_via_cli_end_to_end(tmp_path):
     assert res["landmark_pfs_day30_response"]["logrank"]["p_value"] == pytest.approx(lm.logrank.p_value)
     assert sorted(r["n_at_risk"] for r in res["landmark_pfs_day30_response"]["at_risk"]) == sorted(
         lm.at_risk["n_at_risk"].tolist())
+
+    # every number of every table has its source in results.json; no raw column name in a label
+    from _report_checks import raw_labels, unexplained_figure_numbers, unexplained_numbers
+
+    problems = unexplained_numbers(doc, out / "report.html")[0] + unexplained_figure_numbers(doc)[0]
+    assert problems == [] and raw_labels(out) == [], problems
 
     # provenance: plan and input hashes, carpet version
     prov = doc["provenance"]
@@ -490,13 +532,38 @@ def test_every_analysis_csv_reads_in_r_and_pandas_with_its_columns(study, reques
         assert got[f.name][3] == "logical", f.name  # TRUE, not Python's True, which R keeps as text
 
 
-def test_xlsx_has_one_sheet_per_table(lbcl):
+def test_xlsx_has_a_readme_and_one_formatted_sheet_per_table(lbcl):
+    """tables.xlsx: README first (provenance, what each sheet is), then a sheet per table as the report shows
+    it: labelled headers in bold and frozen, numbers stored as numbers in the report's decimals, intervals as
+    text, columns as wide as their text, names ≤ 31 characters and unique."""
+    import html as html_lib
+
+    from openpyxl import load_workbook
+
     _, result, out = lbcl
-    sheets = pd.read_excel(out / "tables.xlsx", sheet_name=None)
-    csvs = {f.stem: f for f in out.glob("*.csv")}
-    assert set(sheets) == {"about", *(stem[:31] for stem in csvs)}
-    for stem, f in csvs.items():
-        assert sheets[stem[:31]].shape == pd.read_csv(f).shape, stem
+    wb = load_workbook(out / "tables.xlsx")
+    csvs = sorted(f.stem for f in out.glob("*.csv"))
+    names = wb.sheetnames
+    assert names[0] == "README" and len(names) == len(csvs) + 1 == len({n.lower() for n in names})
+    assert all(len(n) <= 31 for n in names) and sorted(n[:31] for n in csvs) == sorted(names[1:])
+    readme = "\n".join(str(v) for row in wb["README"].iter_rows(values_only=True) for v in row if v is not None)
+    assert "carpet_version" in readme and "TRUE" in readme and "sha256" in readme
+    assert all(f"{stem}.csv" in readme for stem in csvs)
+    report = html_lib.unescape(re.sub(r"</?span[^>]*>", "", (out / "report.html").read_text()))
+    km = wb["km_pfs_ipi_group"]
+    header = [c.value for c in km[1]]
+    assert header[:4] == ["Group", "n", "Events", "Median, months (95% CI)"]  # the report's labels
+    assert all(c.font.bold for c in km[1]) and km.freeze_panes == "A2"
+    groups = result.results["km_pfs_ipi_group"]["groups"]
+    for row in km.iter_rows(min_row=2):
+        g = groups[row[0].value]
+        assert (row[1].value, row[2].value) == (g["n"], g["events"])  # numbers, not text
+        assert isinstance(row[3].value, str) and f"<td>{row[3].value}</td>" in report  # as printed
+    assert km.column_dimensions["D"].width >= len("Median, months (95% CI)")
+    p_cells = [r[3] for r in wb["cox_pfs"].iter_rows(min_row=2) if r[3].value is not None]
+    assert p_cells and all(isinstance(c.value, float) for c in p_cells)
+    for c in p_cells:  # the same decimals as the report shows
+        assert f"<td>{c.value:.{len(c.number_format.split('.')[1])}f}</td>" in report
 
 
 def _media_boxes(pdf: bytes) -> list[tuple[float, ...]]:
@@ -538,6 +605,20 @@ def test_pdf_letter_pages_and_table_cells_never_overflow(tmp_path):
     assert set(_media_boxes(path.read_bytes())) == {(0.0, 0.0, 612.0, 792.0)}
 
 
+@pytest.mark.parametrize("study", ["moffitt", "lbcl"])
+def test_every_number_of_every_html_table_is_a_results_json_number(study, request):
+    """Table 1 cells, S(t), medians, HRs, C-index and CIs, rates, AUCs, transitions ... (tests/_report_checks.py)."""
+    from _report_checks import raw_labels, unexplained_figure_numbers, unexplained_numbers
+
+    _, _, out = request.getfixturevalue(study)
+    problems, found = unexplained_numbers(results_json(out), out / "report.html")
+    assert problems == [] and found >= 100, "\n".join(problems)
+    problems, found = unexplained_figure_numbers(results_json(out))  # legends, numbers at risk, flow counts
+    assert problems == [] and found >= 20, "\n".join(problems)
+    hits = raw_labels(out)  # and no heading, header, group or figure text shows a raw column name
+    assert hits == [], "\n".join(hits)
+
+
 def test_html_numbers_are_results_json_numbers(moffitt, lbcl):
     """Each KM row (n, events, median and CI), each log-rank p, each Cox HR and each AIC shown in the HTML is
     results.json's number printed by the formatting policy."""
@@ -547,7 +628,7 @@ def test_html_numbers_are_results_json_numbers(moffitt, lbcl):
 
     for _, _, out in (moffitt, lbcl):
         doc = results_json(out)
-        text = html_lib.unescape((out / "report.html").read_text())
+        text = html_lib.unescape(re.sub(r'</?span[^>]*>', "", (out / "report.html").read_text()))  # no-wrap spans
         cells = re.findall(r"<td>(.*?)</td>", text)
         checked = 0
         for res in doc["analyses"].values():
@@ -588,6 +669,35 @@ def test_zero_one_codes_are_read_as_false_true_and_other_codes_refused(tmp_path)
         run_analysis(bad, plan, tmp_path / "bad")
 
 
+def test_any_of_is_true_when_one_is_true_false_when_all_are_false_else_unknown():
+    from carpet.analyze.derive import _derive
+
+    df = pd.DataFrame({"gain1q": pd.array([True, False, None, None, False], dtype="boolean"),
+                       "del1p32": pd.array([None, False, True, None, None], dtype="boolean")})
+    out, rec = _derive(df, {"name": "chr1", "any_of": ["gain1q", "del1p32"]}, "derive[0]")
+    assert out["chr1"].tolist() == [True, False, True, pd.NA, pd.NA] and rec["any_of"] == ["gain1q", "del1p32"]
+    assert validate_plan({"title": "t", "endpoints": {"p": {"time": "t", "event": "e"}},
+                          "derive": [{"name": "x", "any_of": "gain1q"}],
+                          "analyses": [{"type": "km", "endpoint": "p"}]}) == ["derive[0].any_of: expected a list "
+                                                                              "of columns"]
+
+
+def test_population_restricts_every_analysis_but_the_flowchart(tmp_path):
+    df = pd.DataFrame({"patient_id": list("abcdef"), "t": [1.0, 2, 3, 4, 5, 6], "e": [1, 0, 1, 1, 0, 1],
+                       "progressed": [1, 1, 0, 1, None, 1], "grp": list("xyxyxy")})
+    plan = {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}}, "population": "progressed",
+            "analyses": [{"type": "km", "endpoint": "pfs", "by": "grp"}]}
+    res = run_analysis(df, plan, tmp_path / "ok")
+    assert {g: r["n"] for g, r in res.results["km_pfs_grp"]["groups"].items()} == {"x": 1, "y": 3}
+    assert "the 4 of 6 patients with progressed true" in " ".join(res.notes)
+    with pytest.raises(InputError, match=r"population: column 'progressed' holds \['2'\]"):
+        run_analysis(df.assign(progressed=[1, 2, 0, 1, 0, 1]), plan, tmp_path / "bad")
+    with pytest.raises(InputError, match="population: column 'nope' not in the data"):
+        run_analysis(df, {**plan, "population": "nope"}, tmp_path / "none")
+    assert validate_plan({**plan, "population": 3}) == [
+        "population: expected the name of a true/false column (e.g. a derived 'progressed')"]
+
+
 def test_raw_table_derivations_say_which_table_is_missing(tmp_path):
     df = pd.DataFrame({"patient_id": ["a", "b"], "infusion_date": pd.to_datetime(["2024-01-01"] * 2)})
     plan = {"title": "t", "endpoints": {"pfs2": {"derive": "pfs2"}},
@@ -613,8 +723,13 @@ def test_describe_lists_the_raw_inputs_of_a_plan():
     assert run.exit_code == 0 and "therapies table (--therapies)" in run.output and "regimen" in run.output
     assert "assessments table" in describe_plan(PLANS / "moffitt_post_progression.yaml")
     # a column the cohort schema does not document is described by the plan's own variables label
-    lines = describe_plan(PLANS / "certainty_mtv.yaml").splitlines()
-    assert any(line.split()[:3] == ["mtv_ml", "MTV", "(mL)"] for line in lines)
+    text = describe_plan(PLANS / "certainty_mtv.yaml")
+    lines = text.splitlines()
+    assert any(line.split()[:3] == ["metcr_day30", "true/false", "(0/1"] for line in lines)
+    # a windowed imaging column is asked of the imaging table, with the window that picks its scan
+    imaging = text.split("imaging table (--imaging):")[1]
+    assert "mtv_ml_suv4  metabolic tumour volume (mL), suv4 (number), of the last scan -60 to 0 days" in imaging
+    assert "study_date" in imaging and "emd_baseline" not in imaging
     assert all(len(line.split()) > 2 for line in lines if line.startswith("  "))   # no column without a text
 
 
@@ -670,3 +785,55 @@ def test_flowchart_counts_from_progression_dates(tmp_path):
     counts = {r["stage"]: (r["all"], r["ide-cel"], r["cilta-cel"]) for r in res["counts"]}
     assert counts == {"treated": (5, 3, 2), "progressed": (4, 3, 1), "refractory": (2, 2, 0), "relapsed": (2, 1, 1)}
     assert (tmp_path / "figures" / "flowchart.png").is_file()
+
+
+def test_cutoff_on_a_per_method_column_takes_its_method_from_the_name(tmp_path):
+    """imaging.csv's main ``method`` is suv4, but ``mtv_ml_pct41`` is a pct41 MTV: a suv4 cut-off on it must be refused
+    (reading the ``method`` column would have let it run), and on ``mtv_ml_suv4`` it runs without a method warning."""
+    patients = pd.DataFrame({"patient_id": list("abcd"), "infusion_date": pd.to_datetime(["2024-03-01"] * 4),
+                             "t": [12.0, 3.0, 8.0, 20.0], "e": [1, 1, 1, 0]})
+    scans = pd.DataFrame({"study_id": list("ABCD"), "patient_id": list("abcd"),
+                          "study_date": pd.to_datetime(["2024-02-20"] * 4), "method": ["suv4"] * 4,
+                          "mtv_ml_suv4": [10.0, 30.0, 70.0, 90.0], "mtv_ml_pct41": [12.0, 33.0, 75.0, 99.0]})
+
+    def plan(marker, **extra):
+        return {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}},
+                "imaging": {"windows": {"baseline": {"from_days": -60, "to_days": 0, "pick": "last"}}},
+                "analyses": [{"type": "cutoff", "endpoint": "pfs", "marker": marker, "value": 50,
+                              "cutoff_method": "suv4", **extra}]}
+
+    run_analysis(patients, plan("mtv_ml_suv4_baseline"), tmp_path / "ok", imaging=scans)
+    cut = results_json(tmp_path / "ok")["analyses"]["cutoff_pfs_mtv_ml_suv4_baseline"]
+    assert (cut["n_low"], cut["n_high"]) == (2, 2) and not cut["warnings"]
+    with pytest.raises(InputError, match="derived with method 'suv4' but the marker was made with 'pct41'"):
+        run_analysis(patients, plan("mtv_ml_pct41_baseline"), tmp_path / "bad", imaging=scans)
+    with pytest.raises(InputError, match="its column 'mtv_ml_pct41_baseline' holds 'pct41' values"):
+        run_analysis(patients, plan("mtv_ml_pct41_baseline", marker_method="suv4"), tmp_path / "bad2", imaging=scans)
+
+
+@pytest.mark.parametrize("codes", [(0, 1), (False, True)])
+def test_cox_reference_of_a_two_level_covariate_is_the_one_the_row_names(tmp_path, codes):
+    """``reference: 1`` on a 0/1 (or true/false) covariate: the HR is 0 vs 1, as the row says — the inverse of
+    the HR per unit of the raw column (R: coxph(Surv(t, e) ~ I(1 - x)) gives 1/HR, CI limits swapped)."""
+    rng = np.random.default_rng(5)
+    n = 60
+    x = rng.random(n) < 0.5
+    t = rng.exponential(np.where(x, 6.0, 14.0))
+    df = pd.DataFrame({"patient_id": [f"p{i}" for i in range(n)], "t": t, "e": (rng.random(n) < 0.8).astype(int),
+                       "emd": np.where(x, codes[1], codes[0])})
+    raw = cox(df, duration="t", event="e", covariates=["emd"]).summary.iloc[0]  # HR of 1 vs 0
+    plan = {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}},
+            "variables": {"emd": {"label": "EMD", "levels": {codes[0]: "No EMD", codes[1]: "EMD"},
+                                  "reference": codes[1]}},
+            "analyses": [{"type": "cox", "endpoint": "pfs", "covariates": ["emd"]}]}
+    run_analysis(df, plan, tmp_path)
+    row = results_json(tmp_path)["analyses"]["cox_pfs"]["summary"][0]
+    assert row["hr"] == pytest.approx(1 / raw["hr"], rel=1e-6)
+    assert (row["hr_lower"], row["hr_upper"]) == pytest.approx((1 / raw["hr_upper"], 1 / raw["hr_lower"]), rel=1e-6)
+    html = (tmp_path / "report.html").read_text()
+    assert "<td>No EMD vs EMD (reference)</td>" in html
+    # without the plan's reference the HR is 1 vs 0 and the row says so
+    plan["variables"]["emd"].pop("reference")
+    run_analysis(df, plan, tmp_path / "default")
+    assert results_json(tmp_path / "default")["analyses"]["cox_pfs"]["summary"][0]["hr"] == pytest.approx(raw["hr"])
+    assert "<td>EMD vs No EMD (reference)</td>" in (tmp_path / "default" / "report.html").read_text()

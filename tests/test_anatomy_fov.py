@@ -79,3 +79,38 @@ def test_cropped_sts_ct_refuses_absent_references_and_sites(case):
 
     with pytest.raises(InputError, match="no liver in the field of view"):
         quantify_study(pet, ct=ct, method="percist")
+
+
+def _limb(width_mm: float):
+    """A limb-like cylinder (soft tissue 40 HU in air) of diameter ``width_mm``, 200 mm long, on a 4 mm grid,
+    holding a long bone (cortex 1000 HU, marrow 250 HU) 8 mm behind its centre: a column of trabecular marrow
+    behind the body's centre on its mid-line, like a spine, in a body too narrow to be a trunk."""
+    sp = (4.0, 4.0, 4.0)
+    shape = (int(width_mm / 4) + 10, int(width_mm / 4) + 10, 50)
+    x, y, z = np.ogrid[:shape[0], :shape[1], :shape[2]]
+    cx, cy = (shape[0] - 1) / 2, (shape[1] - 1) / 2
+    origin = (-cx * 4.0, -cy * 4.0, 0.0)
+    ct = np.full(shape, -1000, np.int16)
+    ct[np.broadcast_to(np.hypot(x - cx, y - cy) * 4.0 <= width_mm / 2, shape)] = 40
+    r = np.broadcast_to(np.hypot(x - cx, y - cy - 2.0) * 4.0, shape)
+    ct[(r <= 16.0) & (z >= 2) & (z < 48)] = 1000
+    ct[(r <= 11.0) & (z >= 3) & (z < 47)] = 250
+    pet = np.where(ct > -500, 1.0, 0.0).astype(np.float32)
+    pet[(r <= 11.0) & (z >= 3) & (z < 47)] = 2.0
+    return Volume(pet, sp, origin), Volume(ct, sp, origin)
+
+
+def test_spine_marrow_needs_a_trunk_wide_slice(monkeypatch):
+    """The vertebral-body test's trunk width (VERTEBRA['trunk_min_width_mm'], 200 mm): a 160 mm limb with a
+    central long bone is refused; the same limb passes once the width limit is below it."""
+    from carpet.anatomy import references
+    from carpet.anatomy.references import marrow_reference
+
+    pet, ct = _limb(160.0)
+    ref = marrow_reference(pet, ct)
+    assert not ref.usable and "no vertebral bodies" in ref.reason
+    references._CtOnPet._build.cache_clear()
+    monkeypatch.setitem(references.VERTEBRA, "trunk_min_width_mm", 150.0)
+    assert marrow_reference(pet, ct).usable
+    monkeypatch.setitem(references.VERTEBRA, "trunk_min_width_mm", 180.0)
+    assert not marrow_reference(pet, ct).usable

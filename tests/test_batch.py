@@ -20,6 +20,7 @@ from carpet.batch import (IMAGING_COLUMNS, BatchOptions, StudyTask, aggregate, d
                           resolve_inputs, run_batch, run_study)
 from carpet.cli import app
 from carpet.cohort.schema import read_imaging
+from carpet.errors import InputError
 from carpet.synth.phantom import PhantomSpec, make_phantom
 
 SEEDS = (0, 1, 2)
@@ -364,3 +365,56 @@ def test_imaging_csv_exports_study_readings(root, first_run, tmp_path):
     # liver reference) has no reading, an empty cell
     metcr = pd.read_csv(out / "imaging.csv").set_index("study_id")["metcr_zamagni2021"]
     assert metcr[["d0", "s0", "s1", "s2"]].tolist() == [False] * 4 and pd.isna(metcr[["bad", "solo"]]).all()
+
+
+def test_imaging_csv_measures_per_segmentation_method(root, tmp_path):
+    """--method all: MTV, TLG, SUVmax, SUVpeak and the lesion count of every method, each under its own name,
+    with the method's threshold; the ideal phantom's spheres are what SUV >= 4 and SUV >= 2.5 find."""
+    one = tmp_path / "root"
+    shutil.copytree(root / "s0", one / "s0")
+    result = run_batch(one, tmp_path / "out", options=BatchOptions(method="all"), progress=False)
+    imaging = pd.read_csv(result.paths["imaging"]).set_index("study_id")
+    row = imaging.loc["s0"]
+    summary = json.loads((tmp_path / "out" / "studies" / "s0" / "summary.json").read_text())
+    truth = _truth(root, "s0")
+    for method in ("suv4", "suv2.5"):   # every non-lesion voxel of the ideal phantom is below 2.5 SUV
+        name = method.replace(".", "_")
+        assert row[f"mtv_ml_{name}"] == pytest.approx(truth["mtv_ml"], rel=1e-9), method
+        assert row[f"tlg_{name}"] == pytest.approx(truth["tlg"], rel=1e-6), method
+        assert row[f"n_lesions_{name}"] == truth["n_lesions"] and row[f"suv_max_{name}"] == pytest.approx(
+            max(les["suv"] for les in json.loads((root / "s0" / "truth.json").read_text())["lesions"]))
+    assert (row["threshold_suv4"], row["threshold_suv2_5"]) == (4.0, 2.5)
+    assert str(row["threshold_pct41"]).startswith("per lesion")
+    # SUVpeak of the main method (suv4) = the highest SUVpeak of its lesions.csv, a separate file
+    lesions = pd.read_csv(tmp_path / "out" / "studies" / "s0" / "lesions.csv")
+    assert row["suv_peak_suv4"] == pytest.approx(lesions["suv_peak"].max(), rel=1e-12)
+    # every other method as quantify's own per-method record (methods block of summary.json)
+    for method, measures in summary["methods"].items():
+        name = method.replace(".", "_")
+        for key in ("n_lesions", "mtv_ml", "tlg", "suv_max", "suv_peak"):
+            cell, value = row[f"{key}_{name}"], measures[key]
+            assert (pd.isna(cell) if value is None else cell == pytest.approx(value, rel=1e-12)), (method, key)
+    assert len(summary["methods"]) == 8 and not any(c.startswith("mtv_ml_user") for c in imaging)
+    # the cohort schema declares and reads every column (numbers as numbers, flags as flags)
+    read = read_imaging(result.paths["imaging"]).set_index("study_id")
+    assert read.at["s0", "mtv_ml_suv2_5"] == pytest.approx(truth["mtv_ml"], rel=1e-9)
+    assert read.at["s0", "n_lesions_suv4"] == truth["n_lesions"] and read.at["s0", "deauville_ds"] == "5"
+
+
+@pytest.mark.parametrize("column, value, expected", [
+    ("mtv_ml_pct41", "-2", "expected a non-negative number"), ("n_lesions_suv4", "2.5", "expected a whole number"),
+    ("deauville_ds", "7", "expected one of 1, 2, 3, 4, 5, X, NE"), ("metcr_zamagni2021", "maybe", "expected true/false"),
+    ("lugano_category", "CR", "expected one of CMR, PMR, NMR, PMD, NE"),
+    ("delta_suv_max_pct", "-120", "expected a value >= -100"), ("impetus_fl_count_cat", "4", "expected a value <= 3")])
+def test_imaging_schema_refuses_bad_readings_naming_row_and_column(column, value, expected):
+    table = pd.DataFrame({"study_id": ["s0", "s1"], "status": ["done", "done"], column: ["1", value]})
+    with pytest.raises(InputError) as err:
+        read_imaging(table, name="imaging.csv")
+    assert f"row 3, column '{column}': value '{value}': {expected}" in str(err.value)
+
+
+def test_schema_knows_every_segmentation_method():
+    from carpet.cohort.schema import SEGMENTATION_METHODS
+    from carpet.segment import METHODS
+
+    assert SEGMENTATION_METHODS == METHODS   # written out in the schema to keep scipy out of its import

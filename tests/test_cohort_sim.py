@@ -109,17 +109,25 @@ def test_write_labels_simulated_and_reads_back_identically(tmp_path):
         paths = c.write(tmp_path / study)
         assert set(paths) == ({"patients", "truth", "readme", "cohort"} | ({"labs"} if STUDIES[study].disease == "MM"
                                                                          else set())
-                              | ({"therapies"} if c.therapies is not None else set()))
+                              | ({"therapies"} if c.therapies is not None else set())
+                              | ({"imaging"} if study in ("certainty_pet", "lbcl_mtv") else set()))
         assert "SIMULATED DATA - NOT REAL PATIENTS" in paths["readme"].read_text()
+        if "imaging" in paths:  # the baseline PET reads, as carpet batch --studies writes imaging.csv
+            from carpet.cohort.schema import read_imaging
+
+            imaging = read_imaging(paths["imaging"], patients=c.raw_patients).merge(c.patients, on="patient_id")
+            days = (imaging["infusion_date"] - imaging["study_date"]).dt.days
+            assert days.between(3, 28).all() and len(imaging) == c.patients["mtv_ml"].notna().sum()
+            assert (imaging["mtv_ml_suv4"] == imaging["mtv_ml_y"]).all() and (imaging["method"] == "suv4").all()
         raw = pd.read_csv(paths["patients"])  # plain pandas, as Excel / R would see it
         assert raw.shape == c.raw_patients.shape and raw["simulated"].all()
         assert not set(STUDIES[study].truth_only) & set(raw.columns)
         if "infusion_date" in raw:
             assert raw["infusion_date"].str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
-        pd.testing.assert_frame_equal(read_patients(paths["truth"]), c.patients)
+        pd.testing.assert_frame_equal(read_patients(paths["truth"]), c.treated)  # the answers of every row
         pd.testing.assert_frame_equal(read_patients(paths["patients"]), c.raw_patients)
         meta = json.loads(paths["cohort"].read_text())
-        assert meta["simulated"] is True and meta["seed"] == 3 and meta["targets"]["n"]["value"] == len(raw)
+        assert meta["simulated"] is True and meta["seed"] == 3 and meta["targets"]["n"]["value"] == len(c.patients)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -132,6 +140,40 @@ def test_write_labels_simulated_and_reads_back_identically(tmp_path):
     ("anemia", 58 / 106)])
 def test_moffitt_prevalences(column, p):
     assert_prevalence(pooled("moffitt_post_cart")[column], p, column)
+
+
+def test_moffitt_raw_tables_hold_every_treated_patient_and_imwg_finds_the_106():
+    """Figure 1: 251 treated (ide-cel 176, cilta-cel 75), 106 progressed. The raw tables hold all 251; the IMWG
+    engine on the labs finds progression in exactly the 106 of the study population, on the simulated dates."""
+    from carpet.scores.imwg import assess_cohort
+
+    c = simulate_cohort("moffitt_post_cart", seed=4)
+    raw = c.raw_patients
+    assert len(raw) == 251 and raw["product"].value_counts().to_dict() == {"ide-cel": 176, "cilta-cel": 75}
+    assert raw["patient_id"].is_unique and set(c.therapies["patient_id"]) == set(raw["patient_id"])
+    prog = assess_cohort(raw, c.lab_series()).progression.set_index("patient_id")["progression_date"]
+    found = pd.to_datetime(prog.replace("", None)).dropna()
+    truth = c.patients.set_index("patient_id")["progression_date"]
+    assert sorted(found.index) == sorted(truth.index)
+    assert (found.reindex(truth.index) == truth).all()
+    assert c.others["last_followup_date"].eq(pd.Timestamp(cal.MOFFITT_TARGETS["data_cutoff"].value)).all()
+
+
+def test_moffitt_table1_fish_rows_by_baseline_emd():
+    """Table 1: chromosome 1 abnormalities 15/32 vs 44/69, t(11;14) 7/32 vs 10/70, hyperdiploidy 8/32 vs 20/69
+    (EMD vs no EMD, among the tested: 32 of 35 and about 69 of 71)."""
+    df = pooled("moffitt_post_cart")
+    bl = df["emd_baseline"].to_numpy(bool)
+    tested = df["gain1q"].notna().to_numpy()
+    assert (df[["amp1q", "del1p32", "t11_14", "non_hyperdiploid"]].notna().to_numpy() == tested[:, None]).all()
+    assert_prevalence(tested[bl], 32 / 35, "tested | EMD")
+    assert_prevalence(tested[~bl], 69 / 71, "tested | no EMD")
+    chr1 = (df["gain1q"] | df["amp1q"] | df["del1p32"]).to_numpy(bool, na_value=False)
+    for name, flags, p_emd, p_no in (("chromosome 1", chr1, 15 / 32, 44 / 69),
+                                     ("t(11;14)", flag(df["t11_14"]), 7 / 32, 10 / 70),
+                                     ("hyperdiploidy", flag(df["non_hyperdiploid"], False), 8 / 32, 20 / 69)):
+        assert_prevalence(flags[bl & tested], p_emd, f"{name} | EMD")
+        assert_prevalence(flags[~bl & tested], p_no, f"{name} | no EMD")
 
 
 def test_moffitt_emd_at_progression_and_transitions():
@@ -424,7 +466,7 @@ def test_lab_series_deterministic_per_patient_and_written(tmp_path):
     pd.testing.assert_frame_equal(part, full[full["patient_id"].isin(ids)].reset_index(drop=True))
     paths = c.write(tmp_path)
     back = pd.read_csv(paths["labs"], parse_dates=["date"])
-    assert len(back) == len(full) and set(back["patient_id"]) <= set(c.patients["patient_id"])
+    assert len(back) == len(full) and set(back["patient_id"]) == set(c.raw_patients["patient_id"])
     assert "labs.csv" in paths["readme"].read_text()
     with pytest.raises(InputError, match="myeloma"):
         simulate_cohort("lbcl_mtv", n=3).lab_series()

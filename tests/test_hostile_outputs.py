@@ -212,6 +212,88 @@ def test_suv_half_written_outputs_never_replace_the_old(w, tmp_path, monkeypatch
     assert tree(tmp_path) == before
 
 
+def _suv_pair(out: Path) -> tuple[bytes, bytes]:
+    return out.read_bytes(), out.with_name("suv.json").read_bytes()
+
+
+def test_suv_second_rename_failing_keeps_the_earlier_pair(w, tmp_path, monkeypatch):
+    """The NIfTI is in place, then replacing the .json fails: the earlier NIfTI comes back too."""
+    out = tmp_path / "suv.nii.gz"
+    run(command(w, "suv", out), 0)
+    before = tree(tmp_path)
+    real, failed = os.replace, []
+
+    def fail_on_json(src, dst):
+        if str(dst).endswith("suv.json") and not failed:   # once: putting the old one back works
+            failed.append(dst)
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(src))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", fail_on_json)
+    run(command(w, "suv", out) + ["--weight-kg", "55"], 1, ["suv.json"])   # another SUV: the files would differ
+    monkeypatch.setattr(os, "replace", real)
+    assert tree(tmp_path) == before and leftovers(tmp_path) == []
+
+
+def test_suv_killed_between_its_two_renames_is_repaired_to_the_earlier_pair(w, tmp_path):
+    """SIGKILL right after the new NIfTI replaced the old one (its .json still the old run's): the next
+    run, even one that fails, puts the earlier pair back before anything else."""
+    import sys
+
+    out = tmp_path / "suv.nii.gz"
+    run(command(w, "suv", out), 0)
+    before = _suv_pair(out)
+    script = ("import os, signal, sys\n"
+              "real = os.replace\n"
+              "def replace(src, dst):\n"
+              "    real(src, dst)\n"
+              "    if str(dst).endswith('.nii.gz'):\n"
+              "        os.kill(os.getpid(), signal.SIGKILL)\n"
+              "os.replace = replace\n"
+              "from carpet.cli import app\n"
+              "app(sys.argv[1:], prog_name='carpet')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script, "suv", str(w.dicom_pet), "--out", str(out),
+                           "--weight-kg", "55"], env=env, capture_output=True)
+    assert done.returncode == -9, done.stderr.decode()
+    assert out.read_bytes() != before[0] and out.with_name("suv.json").read_bytes() == before[1]  # mixed now
+    run(["suv", w.dicom_pet, "--out", out, "--dose-mbq", "-1"], 1, ["dose"])   # a failing next run repairs first
+    assert _suv_pair(out) == before and leftovers(tmp_path) == [] and not list(tmp_path.glob(".*.old-*"))
+
+
+def test_python_api_writes_like_the_command(w, tmp_path, monkeypatch):
+    """run_quantify (the function carpet quantify wraps): nothing stale, nothing half-written, no
+    foreign folder replaced, and the returned paths name the final folder."""
+    import carpet.quantify
+    from carpet.errors import OutputError
+
+    out = tmp_path / "q"
+    carpet.quantify.run_quantify(w.pet, out_dir=out, method="all")
+    assert (out / "methods.csv").is_file() and (out / ".carpet-output").is_file()
+    result = carpet.quantify.run_quantify(w.pet, out_dir=out)
+    assert not (out / "methods.csv").exists()
+    assert all(Path(p).parent == out.absolute() and Path(p).is_file() for p in result.extra["files"].values())
+    before = tree(out)
+    real = carpet.quantify.write_outputs
+
+    def full(result, out_dir):
+        real(result, out_dir)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(out_dir) / "lesions.nii.gz"))
+
+    monkeypatch.setattr(carpet.quantify, "write_outputs", full)
+    with pytest.raises(OSError, match="No space") as caught:
+        carpet.quantify.run_quantify(w.pet, out_dir=out, method="suv2.5")
+    assert caught.value.filename == str(out.absolute() / "lesions.nii.gz")   # the final name
+    assert tree(out) == before and leftovers(tmp_path) == []
+    monkeypatch.setattr(carpet.quantify, "write_outputs", real)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's")
+    with pytest.raises(OutputError, match="did not write"):
+        carpet.quantify.run_quantify(w.pet, out_dir=mine)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
 # ---------------------------------------------------------------------------------------------
 # finding 5: nothing stale, nothing mixed
 # ---------------------------------------------------------------------------------------------
@@ -328,6 +410,22 @@ def _clinical_with(w, tmp_path, column, rows, value) -> Path:
     path = tmp_path / f"clinical_{column}.csv"
     table.to_csv(path, index=False)
     return path
+
+
+def test_an_negtime_and_event2_name_the_csv_row(w, tmp_path):  # an_negtime, an_event2 (were 'row 0' of the plan)
+    table = pd.read_csv(w.clinical)
+    table.loc[0, "pfs_months"] = None     # a missing time is left out: positions among analysed rows shift
+    table.loc[5, "pfs_months"] = -1.5     # CSV row 7 (the header is row 1)
+    table.loc[9, "pfs_event"] = 2         # CSV row 11
+    bad = tmp_path / "bad.csv"
+    table.to_csv(bad, index=False)
+    run(["analyze", "--clinical", bad, "--plan", w.plan, "--out", tmp_path / "o"], 1,
+        [f"{bad}: row 7, column 'pfs_months'", "time must be a finite number >= 0", "-1.5"])
+    table.loc[5, "pfs_months"] = 3.0
+    table.to_csv(bad, index=False)
+    run(["analyze", "--clinical", bad, "--plan", w.plan, "--out", tmp_path / "o"], 1,
+        [f"{bad}: row 11, column 'pfs_event'", "event must be 0 (censored) or 1 (event)", "'2"])
+    assert not (tmp_path / "o").exists()
 
 
 def test_an_eventyes(w, tmp_path):

@@ -88,7 +88,7 @@ def test_patterns_from_the_imwg_engine_equal_the_simulated_truth():
     from carpet.synth.cohort import simulate_cohort
 
     c = simulate_cohort("moffitt_post_cart", seed=7)
-    labs = c.lab_series()
+    labs = c.lab_series(list(c.patients["patient_id"]))  # the 106 who progressed (not the other treated)
     pt = read_patients(c.patients.drop(columns=[k for k in c.patients if k.startswith("pattern_")]), name="p")
     pat = progression_patterns(assess_cohort(c.patients, labs).progression, pt,
                                read_assessments(labs, patients=pt)).set_index("patient_id")

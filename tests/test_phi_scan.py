@@ -98,3 +98,25 @@ def test_keep_identity_keeps_it_and_the_scan_sees_it(root, tmp_path):
     found = leaks(tmp_path / "keep")
     assert set(found) >= {"MRN77301948", "Zqxwvbert", "ACC5517QX", "19440229"}
     assert set(sum(found.values(), [])) == {"lesions.seg.dcm"}
+
+
+@pytest.mark.slow
+def test_batch_keep_identity_puts_it_in_the_seg_only(root, tmp_path):
+    """carpet batch --keep-identity: the identity in each study's SEG (as quantify --keep-identity), in no
+    other file (tables, summaries, NIfTI, logs, errors); refused with --pseudonymize."""
+    from typer.testing import CliRunner
+
+    from carpet.cli import app
+
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["batch", str(root), "--out", str(out), "--workers", "1", "--no-progress",
+                                   "--keep-identity"])
+    assert res.exit_code == 0, res.output
+    found = leaks(out)
+    assert set(found) >= {"MRN77301948", "Zqxwvbert", "ACC5517QX", "19440229"}
+    assert set(sum(found.values(), [])) == {"studies/A01/lesions.seg.dcm"}
+    seg = pydicom.dcmread(out / "studies" / "A01" / "lesions.seg.dcm")
+    assert seg.PatientID == "MRN77301948" and seg.get("PatientIdentityRemoved") != "YES"
+    res = CliRunner().invoke(app, ["batch", str(root), "--out", str(tmp_path / "o2"), "--keep-identity",
+                                   "--pseudonymize", "--salt", "x"])
+    assert res.exit_code == 1 and "contradict" in res.output

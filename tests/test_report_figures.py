@@ -45,11 +45,44 @@ def test_x_axis_reaches_end_of_follow_up_with_ticks_at_risk_times():
     groups = {"a": ([2.0, 10.0, 35.0], [1, 0, 0]), "b": ([5.0, 20.0, 30.0], [1, 1, 0])}
     fig, stats = km_figure(groups, risk_times=[0, 6, 12, 18, 24])
     ax, ax_risk = fig.axes[:2]
-    assert stats["risk_times"] == [0, 6, 12, 18, 24, 30]
+    assert stats["risk_times"] == [0, 6, 12, 18, 24, 30, 36]  # the axis ends at a tick past the last time
     assert list(ax.get_xticks()) == stats["risk_times"]
     assert ax.get_xlim()[1] >= 35.0
     assert sorted({t.get_position()[0] for t in ax_risk.texts}) == stats["risk_times"]
     np.testing.assert_array_equal(risk_times_to(None, 35.0), [0, 12, 24])
+    plt.close(fig)
+
+
+def test_axis_check_reports_a_km_axis_that_stops_before_the_curves():
+    from carpet.report.style import x_axis_short_of_data
+
+    groups = {"a": ([2.0, 10.0, 28.5], [1, 0, 0])}  # follow-up to 28.5, risk times every 6 months
+    fig, stats = km_figure(groups, risk_times=[0, 6, 12, 18, 24])
+    assert stats["risk_times"][-1] == 30 and x_axis_short_of_data(fig) == []
+    fig.axes[0].set_xticks([0, 6, 12, 18, 24])  # the old figure: axis line to 29, last tick 24
+    assert x_axis_short_of_data(fig) and "last tick 24" in x_axis_short_of_data(fig)[0]
+    fig.axes[0].set_xlim(0, 20)
+    assert "axis to 20" in x_axis_short_of_data(fig)[0]
+    plt.close(fig)
+
+
+def test_flowchart_boxes_never_touch_even_with_long_group_names():
+    import pandas as pd
+
+    from carpet.report.flowchart import box_overlaps, flowchart_figure
+
+    for groups in (["cilta-cel", "ide-cel", "other BCMA CAR T"],
+                   ["academic centre A", "academic centre B", "community hospital C", "community hospital D"]):
+        counts = pd.DataFrame({"stage": ["treated", "progressed", "refractory", "relapsed"],
+                               "all": [79, 79, 10, 69], **{g: [20, 20, 3, 17] for g in groups}})
+        fig = flowchart_figure(counts)
+        boxes = [t for t in fig.axes[0].texts if t.get_bbox_patch() is not None]
+        assert len(boxes) == 4 and box_overlaps(boxes) == []
+        assert all(f"{g} 3" in boxes[2].get_text().replace("\n", " ") for g in groups)  # no name split
+        plt.close(fig)
+    fig = flowchart_figure(counts)
+    fig.axes[0].texts[3].set_x(0.3)  # the check itself: the relapsed box moved onto the refractory box
+    assert box_overlaps(fig.axes[0].texts)
     plt.close(fig)
 
 
@@ -109,6 +142,18 @@ def test_mip_has_suv_scale_orientation_letters_and_excluded_regions():
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["bone", EXCLUDED_LABEL]
     assert len(coronal.collections) == 2  # lesion contour and excluded contour
     plt.close(fig)
+    for shape in [(10, 8, 12), (40, 30, 12), (10, 8, 60)]:  # wide and tall bodies: images narrower than axes
+        pet = Volume(np.zeros(shape, np.float32), (4.0, 4.0, 4.0))
+        pet.array[2:4, 2:4, 2:4] = 8.0
+        fig = mip_figure(pet, pet.with_array((pet.array == 8.0).astype(np.int32)), {1: "bone"}, title="S1")
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        panels = [ax.get_tightbbox(r) for ax in fig.axes[:2]]
+        title, legend = fig._suptitle.get_window_extent(r), fig.legends[0].get_window_extent(r)
+        gap_pt = [(title.y0 - max(p.y1 for p in panels)) * 72 / fig.dpi,
+                  (min(p.y0 for p in panels) - legend.y1) * 72 / fig.dpi]
+        assert all(0 <= g <= 12 for g in gap_pt), (shape, gap_pt)  # next to the images, not at the edges
+        plt.close(fig)
     studies = [{"n_sites": 1, "n_lesions": 9, "mtv_ml": 80}, {"n_sites": 3, "n_lesions": 4, "mtv_ml": 20},
                {"n_sites": 3, "n_lesions": 5, "mtv_ml": 10}]
     assert informative_index(studies) == 2

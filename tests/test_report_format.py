@@ -58,8 +58,9 @@ def test_missing_words_each_have_one_meaning():
 
 
 def test_group_names_carry_the_cut_point_of_the_split():
-    """An optimised cut-point prints with the fewest decimals that keep every patient in their group; a
-    pre-specified cut-off prints as given (54.3 stays 54.3 even where no value lies between 54 and 54.3)."""
+    """An optimised cut-point becomes the shortest rounded number between it and the next observed value (the
+    same groups), and that number is split on and printed; a pre-specified cut-off prints as given (54.3 stays
+    54.3 even where no value lies between 54 and 54.3)."""
     import numpy as np
 
     from carpet.analyze.labels import Labels
@@ -67,11 +68,32 @@ def test_group_names_carry_the_cut_point_of_the_split():
 
     x = np.array([10.0, 27.278634634401502, 28.1, 53.9, 60.0])
     lab = Labels({"mtv_ml": {"label": "MTV", "unit": "mL"}})
-    groups = _split_groups(x, 27.278634634401502, lab, "mtv_ml", range(5), optimised=True)
-    assert list(groups.cat.categories) == ["MTV ≤ 27.3 mL", "MTV > 27.3 mL"]
-    assert list(groups == "MTV > 27.3 mL") == list(x > 27.3) == list(x > 27.278634634401502)
-    groups = _split_groups(x, 54.3, lab, "mtv_ml", range(5), optimised=False)
+    split_at = fmt.split_value(27.278634634401502, x)
+    assert split_at == 28.0
+    groups = _split_groups(x, split_at, lab, "mtv_ml", range(5))
+    assert list(groups.cat.categories) == ["MTV ≤ 28 mL", "MTV > 28 mL"]
+    assert list(groups == "MTV > 28 mL") == list(x > 28) == list(x > 27.278634634401502)
+    groups = _split_groups(x, 54.3, lab, "mtv_ml", range(5))
     assert list(groups.cat.categories) == ["MTV ≤ 54.3 mL", "MTV > 54.3 mL"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_split_value_is_short_and_keeps_every_patient_in_their_group(seed):
+    """Against brute force: no number with fewer decimals lies in [cut, next value), and the split is the same."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.lognormal(3, 1, 30), rng.integers(0, 7))
+    if seed % 4 == 0:
+        x[3] = np.nextafter(x[2], np.inf)  # neighbours one ulp apart: the exact value is the only choice
+    cut = float(np.sort(x)[rng.integers(3, 27)])
+    got = fmt.split_value(cut, x)
+    assert np.array_equal(x > got, x > cut)
+    decimals = len(fmt.cutpoint(got).partition(".")[2])
+    nxt = x[x > cut].min() if (x > cut).any() else np.inf
+    for d in range(decimals):  # nothing shorter would do
+        grid = np.arange(np.ceil(cut * 10 ** d), np.ceil(nxt * 10 ** d)) / 10 ** d
+        assert not any(np.array_equal(x > g, x > cut) for g in grid), (d, grid)
 
 
 def test_model_comparison_c_index_ci_columns_are_named_and_printed_like_the_c_index():

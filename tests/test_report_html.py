@@ -43,3 +43,36 @@ def test_mip_shows_head_up_and_legends_every_site():
     assert sagittal.get_array()[10, 6] == 9.0 and sagittal.get_array().shape == (12, 8)
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["paramedullary", "soft tissue?"]
     plt.close(fig)
+
+
+def test_figures_embed_as_vector_svg_unless_raster_or_larger(tmp_path):
+    """A KM figure goes in as SVG (text as paths: the same on every machine), smaller than the 300 dpi PNG it
+    replaces; a MIP (raster pixels) and a figure whose SVG would be much larger than its PNG go in as PNG,
+    sized to print at 300 dpi. The page stays self-contained (no URL at all, not even SVG namespaces)."""
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from carpet.report.html import SCREEN_SCALE, figure_src
+    from carpet.report.km_plot import km_figure
+
+    rng = np.random.default_rng(0)
+    fig, _ = km_figure({"a": (rng.exponential(10, 60), rng.integers(0, 2, 60))}, title="PFS")
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=300, bbox_inches="tight")
+    src, width = figure_src(fig, png.getvalue())
+    assert src.startswith("data:image/svg+xml,") and "%3Cpath" in src and "%3Ctext" not in src
+    assert len(src) < len(base64.b64encode(png.getvalue()))
+    assert abs(width - fig.get_size_inches()[0] * 96 * SCREEN_SCALE) < 0.25 * width  # print size × scale
+    dense, ax = plt.subplots()
+    ax.plot(rng.uniform(size=40000), rng.uniform(size=40000), ".", ms=1)
+    assert figure_src(dense)[0].startswith("data:image/png;base64,")
+    plt.close("all")
+    vol = Volume(np.zeros((10, 8, 12), np.float32), (4.0, 4.0, 4.0))
+    vol.array[3:5, 3:5, 4:6] = 8.0
+    r = Report("Figures").figure(mip_figure(vol, vol.with_array((vol.array > 4).astype(np.int32)), {1: "bone"}))
+    fig, _ = km_figure({"a": (rng.exponential(10, 60), rng.integers(0, 2, 60))})
+    text = r.figure(fig, "KM").write(tmp_path / "r.html").read_text()
+    assert text.count("data:image/png;base64,") == 1 and text.count("data:image/svg+xml,") == 1
+    assert "http:" not in text and "https:" not in text and text.count('style="width: ') == 2

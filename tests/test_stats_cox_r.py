@@ -111,7 +111,12 @@ def test_univariable_and_multivariable_table(tied):
     # one layout: "HR (95% CI)" text and a formatted p for both columns, reference rows marked
     ref = tab.table[tab.table["level"] == "(reference)"]
     assert list(ref["term"]) == ["group", "site"] and (ref["uni"] == "1 (reference)").all()
-    assert rows["uni"].str.fullmatch(r"\d+\.\d\d \(\d+\.\d\d–\d+\.\d\d\)").all()
+    # the cells follow carpet's one number policy (carpet.report.format.estimate_ci), p likewise
+    from carpet.report.format import estimate_ci, p_value
+
+    assert list(rows["uni"]) == [estimate_ci(*r) for r in rows[["uni_hr", "uni_lower", "uni_upper"]].to_numpy()]
+    assert list(rows["uni_p_text"]) == [p_value(p) for p in rows["uni_p"]]
+    assert rows["uni"].str.fullmatch(r"\d+\.\d\d+ \(\d+\.\d\d+–\d+\.\d\d+\)").all()
 
 
 def test_forest_plot_draws_every_level(tied):

@@ -14,7 +14,8 @@ import pytest
 from scipy import stats
 
 from carpet.errors import InputError
-from carpet.stats.table1 import fisher_test, format_p, table1, wilcox_test
+from carpet.report.format import mc_p_value, p_value
+from carpet.stats.table1 import fisher_test, table1, wilcox_test
 from carpet.stats.transitions import transitions
 
 
@@ -266,9 +267,19 @@ def test_fisher_falls_back_to_monte_carlo_and_says_so():
     assert res.p_text == "< 1/100,000 (Monte Carlo, B = 100,000)" and res.p_value == 1e-5
 
 
-def test_format_p():
-    assert [format_p(p) for p in (0.0004, 0.0076, 0.0499, 0.83, float("nan"))] == [
-        "<0.001", "0.008", "0.050", "0.83", ""]
+def test_table1_summary_prints_p_by_the_report_policy():
+    """One p policy (carpet.report.format): Table1.summary uses it, a Monte Carlo p below 1/B prints "< 1/B"."""
+    import carpet.stats._results as results
+
+    assert not hasattr(results, "format_p")  # the second implementation is gone
+    df = pd.DataFrame({"g": ["a"] * 6 + ["b"] * 6, "x": [1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+                       "c": list("xyzxyz") + list("zzzzzy")})
+    t1 = table1(df, by="g", continuous=["x"], categorical=["c"])
+    assert list(t1.summary["p"].iloc[1:3]) == [p_value(p) for p in t1.table["p"].iloc[1:3]]
+    assert t1.tests["n_resamples"].isna().all()
+    extreme = np.array([[30, 0, 0, 0], [0, 20, 0, 0], [0, 0, 15, 0], [0, 0, 0, 12]])
+    res = fisher_test(extreme, max_tables=10, seed=1)
+    assert res.n_resamples == 100_000 and mc_p_value(res.p_value, res.n_resamples) == "< 0.00001"
 
 
 STUDY_ORDER = ["EMD and PMD negative", "EMD only", "PMD only", "EMD and PMD positive"]

@@ -2,6 +2,7 @@
 match is known (carpet.synth.pair)."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -160,6 +161,10 @@ def test_cli_followup_contract_files(tmp_path):
     assert np.allclose(tx.TransformPoint((0.0, 0.0, 0.0)), (0.0, 0.0, 20.0), atol=2.0)
     # the review page: the MIP, then one figure per lesion, a matched lesion drawn beside its baseline lesion
     page = (tmp_path / "f" / "review.html").read_text()
+    # titled by a pseudonym (the PET's hash), never by the input's file or folder name (it may hold a name)
+    pet_hash = summary["provenance"]["inputs"]["pet"]["sha256"]
+    assert re.search(rf"<title>Review — carpet-{pet_hash[:16]}</title>", page), page[:300]
+    assert "fu_pet" not in page.split("Provenance")[0]
     assert page.count("<img") == 1 + len(table)
     for row in table.itertuples():
         assert f"Lesion {row.lesion_id}: {row.site}" in page
@@ -201,3 +206,166 @@ def test_batch_pairs_each_patients_scans_by_date_and_writes_tracks(tmp_path):
     assert set(later.loc[later["change"] == "new", "track_id"]).isdisjoint(set(first["track_id"]))
     assert tracks.loc[tracks["patient_id"] == "P2", "change"].value_counts().to_dict() == {"first": 8,
                                                                                          "matched": 8}
+    # imaging.csv: each later scan read against the patient's earlier one by the same pairing (issue 13):
+    # the follow-up columns hold the pair's reading, the first scans' stay empty
+    imaging = pd.read_csv(result.paths["imaging"]).set_index("study_id")
+    summaries = {sid: json.loads((tmp_path / "out" / "studies" / sid / "summary.json").read_text()) for sid in scans}
+    follow_cols = ["baseline_study_id", "n_new_lesions", "n_resolved_lesions", "baseline_suv_max",
+                   "delta_suv_max_pct", "lugano_category", "metcr_zamagni2021_vs_baseline"]
+    assert imaging.loc[["a_first", "b_zlast"], follow_cols].isna().all().all()
+    assert imaging.loc[["a_later", "b_early"], "baseline_study_id"].tolist() == ["a_first", "b_zlast"]
+    assert imaging.loc[["a_later", "b_early"], "n_new_lesions"].tolist() == [2, 0]       # the pairs' design
+    assert imaging.loc[["a_later", "b_early"], "n_resolved_lesions"].tolist() == [2, 0]
+    for later, first in (("a_later", "a_first"), ("b_early", "b_zlast")):
+        base, fu = summaries[first]["suv_max"], summaries[later]["suv_max"]
+        assert imaging.at[later, "baseline_suv_max"] == pytest.approx(base, abs=1e-4)   # rounded to 4 places
+        assert imaging.at[later, "delta_suv_max_pct"] == pytest.approx(100 * (fu - base) / base, abs=1e-4)
+    # new lesions: progression by Lugano 2014 and no metabolic CR against the baseline (spec §2.4)
+    assert imaging.at["a_later", "lugano_category"] == "PMD"
+    vs_baseline = imaging.loc["a_later", [c for c in imaging if c.endswith("_vs_baseline")]]
+    assert vs_baseline.notna().any() and not vs_baseline.eq(True).any()
+
+
+def _ball_scan(balls, shape=(40, 40, 40)):
+    """Label map of balls (centre mm, radius mm) on a 4 mm grid, label k for the k-th ball."""
+    grid = np.indices(shape).reshape(3, -1).T * 4.0
+    lab = np.zeros(shape, np.int32)
+    for k, (c, r) in enumerate(balls, start=1):
+        lab[(((grid - c) ** 2).sum(axis=1) <= r ** 2).reshape(shape)] = k
+    return Volume(lab, (4.0, 4.0, 4.0))
+
+
+def _lesion_rows(balls, suv_max, ds, review):
+    return pd.DataFrame([{"lesion_id": k, "centroid_x_mm": c[0], "centroid_y_mm": c[1], "centroid_z_mm": c[2],
+                          "suv_max": s, "suv_peak": s - 1, "volume_ml": 1.0, "deauville": d, "review": rv,
+                          "review_reason": "split off the bladder" if rv else ""}
+                         for k, ((c, _), s, d, rv) in enumerate(zip(balls, suv_max, ds, review), start=1)])
+
+
+def test_physiology_excluded_on_one_scan_and_kept_on_the_other_is_neither_resolved_nor_new():
+    """A hot bladder kept (flagged) at baseline and excluded at follow-up, a kidney excluded at baseline and
+    kept at follow-up: the reading must equal the one where the physiology rules had removed both on both
+    scans (the truth), and the two components are reported as physiology_mismatch."""
+    from carpet.tracking import ExcludedUptake, follow_up_reading
+
+    identity = Alignment(True, "CT", sitk.Transform(3, sitk.sitkIdentity), "rigid", {}, "test")
+    tumour, bladder, kidney = ((40.0, 40.0, 40.0), 8.0), ((100.0, 100.0, 60.0), 16.0), ((60.0, 120.0, 120.0), 12.0)
+    base_labels, fu_labels = _ball_scan([tumour, bladder]), _ball_scan([tumour, kidney])
+    base_t = _lesion_rows([tumour, bladder], [9.0, 17.0], [5, 5], [False, True])
+    fu_t = _lesion_rows([tumour, kidney], [8.0, 6.0], [3, 5], [False, False])
+    base_ex = ExcludedUptake(_ball_scan([kidney]), pd.DataFrame({"component_id": [1], "organ": ["kidney"]}))
+    fu_ex = ExcludedUptake(_ball_scan([bladder]), pd.DataFrame({"component_id": [1], "organ": ["bladder"]}))
+    base_s = {"n_lesions": 2, "suv_max": 17.0}
+    fu_s = {"n_lesions": 2, "suv_max": 8.0, "deauville": {"study": 5}, "marrow": {"deauville": 2}, "impetus": {}}
+
+    m = match_lesions(base_labels, base_t, fu_labels, fu_t, identity, base_excluded=base_ex, fu_excluded=fu_ex)
+    assert m.baseline["status"].tolist() == ["matched", "physiology_mismatch"]
+    assert m.followup["change"].tolist() == ["matched", "physiology_mismatch"]
+    assert "bladder at follow-up" in m.baseline["physiology_note"][1]
+    assert "kidney at baseline" in m.followup["physiology_note"][1]
+    assert (m.n_new, m.n_resolved, m.n_physiology_mismatch) == (0, 0, 2)
+    got = follow_up_reading(base_s, fu_s, m)
+
+    # truth: the same two scans with the physiology taken out of both (what perfect rules would give)
+    truth_m = match_lesions(_ball_scan([tumour]), base_t[:1], _ball_scan([tumour]), fu_t[:1], identity)
+    truth = follow_up_reading({"n_lesions": 1, "suv_max": 9.0}, {**fu_s, "n_lesions": 1, "deauville": {"study": 3}},
+                              truth_m)
+    assert (got["n_new_lesions"], got["n_resolved_lesions"]) == (truth["n_new_lesions"], truth["n_resolved_lesions"])
+    for key in ("category", "delta_suv_max_pct", "followup_ds"):
+        assert got["response"][key] == truth["response"][key], key
+    assert got["response"]["category"] == "CMR"
+    for rule, result in truth["follow_up"]["metabolic_response"].items():
+        if rule != "default_rule":
+            assert got["follow_up"]["metabolic_response"][rule]["met_cr"] == result["met_cr"], rule
+    assert got["follow_up"]["metabolic_response"]["ZAMAGNI2021"]["met_cr"] is True
+    assert got["n_physiology_mismatch"] == 2 and "check them" in got["response"]["physiology_mismatch"]
+
+    # a real lesion next to (not in) the other scan's organ stays resolved / new; without the excluded
+    # uptake the old reading comes back
+    m2 = match_lesions(base_labels, base_t, fu_labels, fu_t, identity)
+    assert m2.baseline["status"].tolist() == ["matched", "resolved"] and m2.followup["change"].tolist()[1] == "new"
+    near = _ball_scan([((100.0, 100.0, 100.0), 16.0)])   # the "bladder" 40 mm away, touching no lesion
+    m3 = match_lesions(base_labels, base_t, fu_labels, fu_t, identity, fu_excluded=ExcludedUptake(near))
+    assert m3.baseline["status"].tolist() == ["matched", "resolved"]
+
+
+def test_physiology_overlap_fraction_decides_for_an_unflagged_lesion():
+    from carpet.tracking import ExcludedUptake
+
+    identity = Alignment(True, "CT", sitk.Transform(3, sitk.sitkIdentity), "rigid", {}, "test")
+    lesion = ((80.0, 80.0, 80.0), 8.0)
+    base_t = _lesion_rows([lesion], [6.0], [5], [False])
+    empty = _ball_scan([])
+    # the follow-up's organ covers part of the (unflagged) lesion: under half -> resolved, over half -> mismatch
+    for organ_centre, expected in (((80.0, 80.0, 92.0), "resolved"), ((80.0, 80.0, 84.0), "physiology_mismatch")):
+        ex = ExcludedUptake(_ball_scan([(organ_centre, 12.0)]))
+        m = match_lesions(_ball_scan([lesion]), base_t, empty, base_t[:0], identity, fu_excluded=ex)
+        assert m.baseline["status"].tolist() == [expected], organ_centre
+        flagged = match_lesions(_ball_scan([lesion]), base_t.assign(review=True), empty, base_t[:0], identity,
+                                fu_excluded=ex)
+        assert flagged.baseline["status"].tolist() == ["physiology_mismatch"]
+    # a follow-up lesion inside the baseline's excluded kidney is a mismatch even with a baseline lesion 16 mm
+    # away: lying in the organ beats the distance match (the baseline lesion resolved)
+    kidney = ((80.0, 80.0, 80.0), 12.0)
+    near = ((80.0, 80.0, 96.0), 3.0)
+    m = match_lesions(_ball_scan([near]), base_t, _ball_scan([((80.0, 80.0, 80.0), 6.0)]), base_t, identity,
+                      base_excluded=ExcludedUptake(_ball_scan([kidney])))
+    assert m.followup["change"].tolist() == ["physiology_mismatch"] and m.followup["baseline_lesion_id"].isna().all()
+    assert m.baseline["status"].tolist() == ["resolved"]
+
+
+def _physiological_read(seed, folder=None):
+    from carpet.synth.phantom import PhantomSpec
+    from carpet.tracking import ExcludedUptake
+
+    pair = make_phantom_pair(PhantomSpec.small(seed=seed).with_physiology(), rotation_deg=(0, 3, 0),
+                             shift_mm=(0, 0, 20), shrink_radius=0.95, shrink_suv=1.0)
+    if folder is not None:   # through the files: the baseline folder's excluded.nii.gz / .csv, run_quantify's glue
+        from carpet.quantify import run_quantify
+
+        paths = {name: (write_nifti(ph.pet, folder / f"{name}_pet.nii.gz"),
+                        write_nifti(ph.ct, folder / f"{name}_ct.nii.gz"))
+                 for name, ph in (("base", pair.baseline), ("fu", pair.followup))}
+        base = run_quantify(paths["base"][0], ct_path=paths["base"][1], out_dir=folder / "b")
+        fu = run_quantify(paths["fu"][0], ct_path=paths["fu"][1], out_dir=folder / "f", baseline_dir=folder / "b")
+        return pair, base, fu, fu.extra["tracked"]
+    base = quantify_study(pair.baseline.pet, ct=pair.baseline.ct, method="suv4")
+    fu = quantify_study(pair.followup.pet, ct=pair.followup.ct, method="suv4")
+    outputs = BaselineOutputs(base.summary, base.lesions, base.labels, base.extra["align_refs"],
+                              excluded=ExcludedUptake(base.excluded, base.excluded_table))
+    tracked = track_followup(outputs, fu.lesions, fu.labels, fu.summary, fu.extra["align_refs"],
+                             excluded=ExcludedUptake(fu.excluded, fu.excluded_table))
+    return pair, base, fu, tracked
+
+
+@pytest.mark.parametrize("seed, files", [(2, False), (3, True)])
+def test_physiological_pair_counts_new_and_resolved_as_the_truth(seed, files, tmp_path):
+    """Phantom pair with brain, heart, kidneys, ureters, bladder: ureter pieces split off the bladder (kept,
+    flagged) at baseline are part of the excluded bladder at follow-up; they used to be 'resolved'."""
+    pair, base, fu, tracked = _physiological_read(seed, tmp_path if files else None)
+    carpet, truth_labels = np.asarray(base.labels.array), np.asarray(pair.baseline.lesion_labels.array)
+    base_ids = {}      # carpet lesion -> phantom lesion under it (None: physiology kept as a lesion)
+    for lid in np.unique(carpet[carpet > 0]):
+        under = truth_labels[carpet == lid]
+        base_ids[int(lid)] = int(np.bincount(under[under > 0]).argmax()) if (under > 0).any() else None
+    status = tracked.baseline_lesions.set_index("baseline_lesion_id")["status"]
+    resolved = sorted(base_ids[i] for i in status.index[status == "resolved"])
+    assert resolved == pair.truth["resolved"]
+    s = tracked.summary
+    assert (s["n_new_lesions"], s["n_resolved_lesions"]) == (2, 2)
+    assert s["response"]["category"] == "PMD" and s["response"]["reason"] == "new lesion(s)"
+    # which scan keeps what the other excludes depends on the rules of the day (ureter pieces kept at baseline,
+    # or organs missed on the moved follow-up); there is at least one, else the pair tests nothing
+    mismatched = status.index[status == "physiology_mismatch"]
+    fu_mismatched = tracked.lesions[tracked.lesions["change"] == "physiology_mismatch"]
+    assert s["n_physiology_mismatch"] == len(mismatched) + len(fu_mismatched) >= 1
+    assert all(base_ids[i] is None for i in mismatched)      # never a real baseline lesion
+    assert fu_mismatched["review"].all()
+    notes = pd.concat([tracked.baseline_lesions.loc[status.to_numpy() == "physiology_mismatch", "physiology_note"],
+                       fu_mismatched["physiology_note"]])
+    assert set(notes.str.split(" ").str[2]) <= {"bladder", "kidney", "myocardium", "brain"}
+    if files:
+        written = json.loads((tmp_path / "f" / "summary.json").read_text())
+        assert (written["n_new_lesions"], written["n_resolved_lesions"]) == (2, 2)
+        table = pd.read_csv(tmp_path / "f" / "baseline_lesions.csv")
+        assert (table["status"] == "physiology_mismatch").sum() == len(mismatched)

@@ -19,8 +19,10 @@ a guess. Hidden entries (``.name``) are ignored; other files (``truth.json``, no
 Outputs in ``OUT``::
 
     studies/<study_id>/  lesions.csv, summary.json, lesions.nii.gz (``carpet quantify``) + done.json
-    imaging.csv          one row per study: study_id, status, the summary.json study keys, the study
-                         readings (Deauville, marrow, IMPeTUs, metCR, response to baseline), carpet_version
+    imaging.csv          one row per study: study_id, status, the summary.json study keys, the measures
+                         of each segmentation method (mtv_ml_suv4 ...), the study readings (Deauville,
+                         marrow, IMPeTUs, metCR, response to the baseline: with --studies, each scan read
+                         against the patient's previous one), carpet_version
     lesions.csv          every lesion of every done study, with study_id
     errors.csv           study_id, stage, message of every failed study
     logs/<study_id>.log  full traceback of a failure (``.failed.json`` beside it: the failure marker)
@@ -43,7 +45,10 @@ its death) and a worker lost while running costs only its own study (:mod:`carpe
 
 Memory and workers: a whole-body study (PET 200×200×400, CT 512×512×400) needs about 1–2 GB
 while it is processed, so workers are limited by cores long before memory: on 24 GB / 2 cores use
-``workers=2``; memory allows about ``(RAM − 4 GB) / 2 GB`` workers on bigger machines.
+``workers=2``; memory allows about ``(RAM − 4 GB) / 2 GB`` workers on bigger machines. Two workers
+gain less than 2× over one on 2 cores: a study decodes its CT and builds its CT tissue map in threads,
+so one worker already keeps about 1.25 cores busy; whole-body studies run at most about 1.8× faster
+with two (``bench/batch.py --whole-body`` prints the measured speed-up, its ceiling and why).
 """
 
 from __future__ import annotations
@@ -244,9 +249,13 @@ class BatchOptions:
     method: str | None = None
     connectivity: int = 26
     min_volume_ml: float = 0.0
+    keep_identity: bool = False   # the patient's identity in each lesions.seg.dcm (quantify --keep-identity)
 
     def marker(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        if not self.keep_identity:   # markers written before the option existed stay valid
+            del record["keep_identity"]
+        return record
 
 
 def pseudonym(study_id: str, salt: str) -> str:
@@ -332,10 +341,18 @@ def run_study(task: StudyTask) -> dict[str, Any]:
     """Quantify one study into ``OUT/studies/<id>/`` unless its marker says it is done.
 
     Never raises: returns ``{study_id, status ('done'|'skipped'|'failed'), stage, message,
-    seconds}``; a failure also leaves ``OUT/logs/<id>.log`` (traceback) and ``<id>.failed.json``,
-    and removes the study's earlier outputs (they no longer match its inputs or options).
+    seconds, cpu_seconds, worker}`` (wall and CPU seconds of all the process's threads, and the id of
+    the process that ran it); a failure also leaves ``OUT/logs/<id>.log`` (traceback) and
+    ``<id>.failed.json``, and removes the study's earlier outputs (they no longer match its inputs or
+    options).
     """
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
+    outcome = _run_study(task)
+    return {**outcome, "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+            "worker": os.getpid()}
+
+
+def _run_study(task: StudyTask) -> dict[str, Any]:
     source, out = Path(task.source), Path(task.out)
     original = study_id_of(source)
     sid = pseudonym(original, task.salt) if task.salt else original
@@ -358,12 +375,12 @@ def run_study(task: StudyTask) -> dict[str, Any]:
             if done and not _intact(final, done):
                 done = None  # outputs edited or deleted since: recompute, never trust them
             if done and _same(done, expect) and done.get("listing") == listing:
-                return {**outcome, "seconds": time.perf_counter() - t0}
+                return outcome
             failed = _read_json(failed_marker)
             if (failed and not task.retry_failed and _same(failed, expect)
                     and failed.get("listing") == listing):
                 return {**outcome, "status": "failed", "stage": failed["stage"],
-                        "message": failed["message"], "seconds": time.perf_counter() - t0}
+                        "message": failed["message"]}
         inputs = resolve_inputs(source)
         if inputs.error:
             raise InputError(inputs.error)
@@ -372,12 +389,12 @@ def run_study(task: StudyTask) -> dict[str, Any]:
             hashes = {k: file_sha256(p) for k, p in inputs.paths().items()}
             if done.get("inputs") == hashes:
                 _write_atomic(final / MARKER, json.dumps({**done, "listing": listing}, indent=2))
-                return {**outcome, "seconds": time.perf_counter() - t0}
+                return outcome
         stage = "quantify"
         _quantify_into(inputs, final, task, sid, scrub, expect, listing)
         for stale in (failed_marker, logs / f"{sid}.log"):
             stale.unlink(missing_ok=True)
-        return {**outcome, "status": "done", "seconds": time.perf_counter() - t0}
+        return {**outcome, "status": "done"}
     except Exception as exc:  # noqa: BLE001 - one study's failure must not stop the batch
         known = isinstance(exc, CarpetError)
         message = _one_line(scrub(str(exc) if known else f"{type(exc).__name__}: {exc}"))
@@ -394,8 +411,7 @@ def run_study(task: StudyTask) -> dict[str, Any]:
                                                          "message": message}))
         except OSError:
             pass
-        return {**outcome, "status": "failed", "stage": stage, "message": message,
-                "seconds": time.perf_counter() - t0}
+        return {**outcome, "status": "failed", "stage": stage, "message": message}
 
 
 def _same(marker: dict, expect: dict) -> bool:
@@ -437,9 +453,10 @@ def _quantify_tmp(inputs: StudyInputs, tmp: Path, task: StudyTask, sid: str, scr
 
     opts = task.options
     paths = inputs.paths()
-    result = run_quantify(paths["pet"], out_dir=tmp, ct_path=paths.get("ct"),
+    result = run_quantify(paths["pet"], out_dir=tmp, staged=False, ct_path=paths.get("ct"),  # tmp is our stage
                           lesions_path=paths.get("lesions"), exclude_path=paths.get("exclude"),
                           method=opts.method, pseudonym=sid,  # the SEG carries the study id, no identity
+                          keep_identity=opts.keep_identity,   # unless the user asks for it
                           overrides_path=task.overrides, study_id=sid,
                           params=SegmentParams(connectivity=opts.connectivity,
                                                min_volume_ml=opts.min_volume_ml))
@@ -463,7 +480,8 @@ class BatchResult:
     Attributes
     ----------
     outcomes : DataFrame
-        One row per study: study_id, status, stage, message, seconds.
+        One row per study: study_id, status, stage, message, seconds, cpu_seconds, worker
+        (:func:`run_study`).
     counts : dict
         total, done (computed in this run), skipped (already done, unchanged), failed.
     paths : dict
@@ -490,11 +508,17 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
     root, out : folder of studies; output folder
     workers : int
         Local worker processes (1 = in this process, simplest to debug). Ignored with ``scheduler``.
+        Several workers are forked once for the run (imports paid once, :mod:`carpet.workers`), split
+        the cores between their thread pools, and take the studies largest first.
     scheduler : str, optional
-        Address of a Dask ``distributed`` scheduler; every study is submitted there (carpet must be
-        installed on the workers and ``root``/``out`` reachable by the same paths).
+        Address of a Dask ``distributed`` scheduler; every study is submitted there, largest first
+        (carpet must be installed on the workers and ``root``/``out`` reachable by the same paths). A
+        Dask worker process imports carpet at its first study and keeps it for the next ones; start
+        one single-threaded worker process per core (``dask worker ADDRESS --nworkers N --nthreads
+        1``): studies sharing a process in threads would share its GIL.
     options : BatchOptions
-        Method, connectivity, minimum lesion volume.
+        Method, connectivity, minimum lesion volume; ``keep_identity`` copies the patient's identity into each
+        DICOM SEG (default: the study id as pseudonym).
     force, retry_failed : bool
         Recompute every study; retry studies that failed with unchanged inputs.
     salt : str, optional
@@ -517,6 +541,9 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
         raise InputError(f"workers must be at least 1, got {workers}", hint="--workers 2")
     if mapping_path and not salt:
         raise InputError("a pseudonym mapping needs pseudonymisation", hint="--pseudonymize --salt TEXT")
+    if options.keep_identity and salt:
+        raise InputError("--keep-identity and --pseudonymize contradict each other: the SEGs would carry the "
+                         "identity the pseudonyms hide", hint="choose one")
     if mapping_path and Path(mapping_path).absolute().is_relative_to(Path(out).absolute()):
         # the key that undoes the pseudonyms must not travel with the pseudonymised outputs
         raise InputError("the pseudonym mapping would be written inside --out, beside the outputs it "
@@ -543,15 +570,18 @@ def run_batch(root: str | Path, out: str | Path, *, workers: int = 1, scheduler:
         _clear_leftovers(out, set(out_ids.values()))
         tasks = [StudyTask(s, str(out), options, force, retry_failed, salt,
                            None if overrides is None else str(overrides)) for s in sources]
+        if scheduler or workers > 1:
+            tasks = _largest_first(tasks)
         table = pd.DataFrame(list(_execute(tasks, workers, scheduler, progress)))
         table = table.sort_values("study_id").reset_index(drop=True)
         if mapping_path:
             write_csv(pd.DataFrame(out_ids.items(), columns=["study_id", "pseudonym"]), mapping_path)
-        paths = aggregate(out, table, studies=studies)
-        if studies is not None:
+        series, follow_ups = {}, None
+        if studies is not None:  # each patient's scans paired by date: tracks, and each follow-up's reading
             from carpet.tracking import write_series
 
-            paths.update(write_series(out, studies, table))
+            series, follow_ups = write_series(out, studies, table)
+        paths = {**aggregate(out, table, studies=studies, follow_ups=follow_ups), **series}
         counts = {"total": len(table), **{s: int((table["status"] == s).sum())
                                           for s in ("done", "skipped", "failed")}}
         seconds = time.perf_counter() - t0
@@ -611,6 +641,25 @@ def _check_scheduler(address: str) -> None:
                              hint="is the scheduler running and the address right?") from None
 
 
+def _largest_first(tasks: list[StudyTask]) -> list[StudyTask]:
+    """The tasks by decreasing size of their inputs (bytes; ties by source), so that in parallel runs the
+    longest studies start first and the run does not end with one worker alone on a large study.
+
+    The size of the input files is a cheap estimate of a study's work: decoding and the whole-volume
+    passes are O(voxels). (A stat of every input file, here in the batch process.)
+    """
+    return sorted(tasks, key=lambda t: (-_input_bytes(Path(t.source)), t.source))
+
+
+def _input_bytes(source: Path) -> int:
+    try:
+        if source.is_file():
+            return source.stat().st_size
+        return sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
+    except OSError:  # vanished or unreadable: run_study reports it; order it last
+        return 0
+
+
 def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
              show: bool) -> Iterable[dict[str, Any]]:
     """Run :func:`run_study` on every task; yield outcomes as they complete, with a progress bar."""
@@ -631,6 +680,7 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
             raise InputError(f"cannot use the Dask scheduler ({type(exc).__name__}: {exc})",
                              source=scheduler, hint="--scheduler tcp://HOST:PORT") from None
         with client, terminate_as_interrupt():
+            # Dask starts independent tasks in the order they were submitted: largest first
             futures = {client.submit(run_study, t, pure=False): t for t in tasks}
             try:
                 with bar:
@@ -653,11 +703,17 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
     try:
         with terminate_as_interrupt(raise_now=False), bar:  # SIGTERM, like Ctrl-C, stops the workers
             job = bar.add_task("batch", total=len(tasks))
-            for outcome in run_in_workers(run_study, tasks, workers, _lost):
+            for outcome in run_in_workers(run_study, tasks, workers, _lost, preload=_WORKER_MODULES):
                 bar.advance(job)
                 yield outcome
     finally:
         _clear_leftovers(Path(tasks[0].out))  # study folders left unfinished by lost or stopped workers
+
+
+#: What a study imports (numpy, scipy, SimpleITK, nibabel, pandas, the anatomy and the scores): imported by
+#: the batch before its workers are forked, so that they inherit them instead of importing them each.
+_WORKER_MODULES = ("carpet.quantify", "carpet.anatomy.physiology", "carpet.anatomy.regions",
+                   "carpet.scores.metabolic_response", "SimpleITK", "nibabel")
 
 
 def _result(future, task: StudyTask) -> dict[str, Any]:
@@ -674,7 +730,8 @@ def _lost(task: StudyTask, exc: BaseException) -> dict[str, Any]:
     sid = study_id_of(task.source)
     return {"study_id": pseudonym(sid, task.salt) if task.salt else sid, "status": "failed",
             "stage": "worker", "message": f"worker lost ({type(exc).__name__}: {exc}); out of memory? "
-                                          "try fewer --workers (the next run retries it)", "seconds": None}
+                                          "try fewer --workers (the next run retries it)", "seconds": None,
+            "cpu_seconds": None, "worker": None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -695,11 +752,13 @@ IMPETUS_FIELDS = ("bm_ds", "fl_count", "fl_count_cat", "fl_sites", "fl_target_ds
 #: (§1.5) warns of reactive marrow after CAR T; the simulated diffuse marrow (SUV 2.5, liver 2.0) scores 4.
 DIFFUSE_MARROW_MIN_DS = 4
 #: Study readings after the summary's own scalar keys, in this order (empty where a study lacks them).
-#: ``marrow_*`` is the diffuse marrow uptake; the ``*_vs_baseline`` columns, ``lugano_category`` and the
-#: lesion changes are filled only for a follow-up quantified with ``--baseline``.
+#: ``marrow_*`` is the diffuse marrow uptake; ``baseline_study_id``, the ``*_vs_baseline`` columns,
+#: ``lugano_category`` and the lesion changes are filled for a follow-up: one quantified with ``--baseline``,
+#: or, in a batch with ``--studies``, each scan read against the patient's previous one
+#: (:func:`carpet.tracking.track_series`).
 READING_COLUMNS = ("deauville_ds", "marrow_suv_median", "marrow_ds", "diffuse_marrow",
                    *(f"impetus_{f}" for f in IMPETUS_FIELDS), "impetus_report",
-                   *METCR_COLUMNS.values(),
+                   *METCR_COLUMNS.values(), "baseline_study_id",
                    "n_new_lesions", "n_resolved_lesions", "baseline_suv_max", "delta_suv_max_pct",
                    "lugano_category", *(f"{c}_vs_baseline" for c in METCR_COLUMNS.values()))
 #: Reading columns that hold counts or categories (integers, empty when missing).
@@ -712,11 +771,13 @@ _DS_READINGS = ("deauville_ds", "marrow_ds", "impetus_bm_ds", "impetus_fl_target
 def study_row(summary: dict) -> dict[str, Any]:
     """One study's ``summary.json`` flattened to the scalar columns of imaging.csv.
 
-    The summary's own scalar keys come first (``method``, ``n_lesions``, ``mtv_ml`` ...), then
-    :data:`READING_COLUMNS` and ``carpet_version``. Missing readings are ``None``; booleans stay
-    booleans; a set of sites (``fl_sites`` ...) is joined with ``+``.
+    The summary's own scalar keys come first (``method``, ``n_lesions``, ``mtv_ml`` ...), then the
+    measures of each segmentation method (:func:`method_measures`), :data:`READING_COLUMNS` and
+    ``carpet_version``. Missing readings are ``None``; booleans stay booleans; a set of sites
+    (``fl_sites`` ...) is joined with ``+``.
     """
     row = {k: v for k, v in summary.items() if not isinstance(v, (dict, list))}
+    row.update(method_measures(summary))
     impetus = summary.get("impetus") or {}
     marrow = summary.get("marrow") or {}
     response = summary.get("response") or {}
@@ -730,6 +791,7 @@ def study_row(summary: dict) -> dict[str, Any]:
                 "impetus_report": impetus.get("report_string"),
                 **{col: ((summary.get("metabolic_response") or {}).get(rule) or {}).get("met_cr")
                    for rule, col in METCR_COLUMNS.items()},
+                "baseline_study_id": summary.get("baseline_study_id"),
                 "n_new_lesions": summary.get("n_new_lesions"),
                 "n_resolved_lesions": summary.get("n_resolved_lesions"),
                 "baseline_suv_max": response.get("baseline_suv_max"),
@@ -740,18 +802,44 @@ def study_row(summary: dict) -> dict[str, Any]:
     return {**row, **readings, "carpet_version": summary["provenance"]["carpet_version"]}
 
 
+def method_measures(summary: dict) -> dict[str, Any]:
+    """``n_lesions``, ``mtv_ml``, ``tlg``, ``suv_max`` and ``suv_peak`` of each segmentation method the study
+    was measured with, and the method's ``threshold``, as ``<measure>_<method>`` columns
+    (:func:`carpet.cohort.schema.method_column`: ``mtv_ml_suv4``, ``tlg_pct41`` ...).
+
+    A study quantified with ``--method all`` gives every method (a method it could not run: empty cells); one
+    quantified with a single method gives that one. A user's lesion mask is no segmentation method: none.
+    """
+    from carpet.cohort.schema import METHOD_MEASURES, SEGMENTATION_METHODS, method_column
+
+    thresholds = summary.get("provenance", {}).get("thresholds_suv")
+    by_method = summary.get("methods") or {summary.get("method"): summary}
+    if not isinstance(thresholds, dict):  # one method: its threshold alone
+        thresholds = {summary.get("method"): thresholds}
+    row = {}
+    for method in SEGMENTATION_METHODS:
+        if method not in by_method:
+            continue
+        row.update({method_column(m, method): by_method[method].get(m) for m in METHOD_MEASURES})
+        row[method_column("threshold", method)] = thresholds.get(method)
+    return row
+
+
 def _cell(value):
     """A list of sites as one ``+``-joined cell; scalars unchanged."""
     return "+".join(map(str, value)) if isinstance(value, (list, tuple, set)) else value
 
 
-def aggregate(out: str | Path, outcomes: pd.DataFrame, *,
-              studies: pd.DataFrame | None = None) -> dict[str, Path]:
+def aggregate(out: str | Path, outcomes: pd.DataFrame, *, studies: pd.DataFrame | None = None,
+              follow_ups: dict[str, dict] | None = None) -> dict[str, Path]:
     """Rebuild ``imaging.csv``, ``lesions.csv`` and ``errors.csv`` of ``out`` from the studies.
 
     ``outcomes`` (study_id, status, stage, message) lists the studies of this run; done and skipped
-    ones are read back from their ``summary.json`` and ``lesions.csv``.
+    ones are read back from their ``summary.json`` and ``lesions.csv``. ``follow_ups`` maps a study id to
+    its reading against its baseline (:func:`carpet.tracking.track_series`), added to its summary.
     """
+    from carpet.cohort.schema import METHOD_MEASURES, SEGMENTATION_METHODS, method_column
+
     out = Path(out)
     rows, lesion_tables = [], []
     for o in outcomes.itertuples(index=False):
@@ -760,6 +848,7 @@ def aggregate(out: str | Path, outcomes: pd.DataFrame, *,
             continue
         folder = out / "studies" / o.study_id
         summary = json.loads((folder / "summary.json").read_text())
+        summary.update((follow_ups or {}).get(o.study_id, {}))
         rows.append({"study_id": o.study_id, "status": "done", **study_row(summary)})
         lesions = pd.read_csv(folder / "lesions.csv")
         lesions.insert(0, "study_id", o.study_id)
@@ -769,8 +858,10 @@ def aggregate(out: str | Path, outcomes: pd.DataFrame, *,
     for col in fixed:  # a batch where every study failed has none
         if col not in imaging:
             imaging[col] = None
-    rest = [c for c in imaging.columns if c not in fixed]
-    imaging = imaging[[*IMAGING_COLUMNS, *rest, *READING_COLUMNS, "carpet_version"]]
+    per_method = [c for method in SEGMENTATION_METHODS for m in (*METHOD_MEASURES, "threshold")
+                  if (c := method_column(m, method)) in imaging]  # the methods measured, in a fixed order
+    rest = [c for c in imaging.columns if c not in fixed and c not in per_method]
+    imaging = imaging[[*IMAGING_COLUMNS, *rest, *per_method, *READING_COLUMNS, "carpet_version"]]
     counts = [c for c in imaging.columns if c.startswith("n_") or c in _INT_READINGS]
     imaging[counts] = imaging[counts].astype("Float64").astype("Int64")  # failed rows: empty, not 8.0
     for col in _DS_READINGS:  # written 5, not 5.0, beside NE (as text: a mixed column's ints turn float again)
@@ -781,6 +872,8 @@ def aggregate(out: str | Path, outcomes: pd.DataFrame, *,
             ["patient_id", "study_date", *imaging.columns]]
     paths = {"imaging": out / "imaging.csv", "lesions": out / "lesions.csv", "errors": out / "errors.csv"}
     _write_csv(imaging, paths["imaging"])
+    # studies without lesions add no rows; they only give the columns when no study has a lesion
+    lesion_tables = [t for t in lesion_tables if len(t)] or lesion_tables[:1]
     lesions = pd.concat(lesion_tables, ignore_index=True) if lesion_tables else pd.DataFrame(
         columns=["study_id", "lesion_id"])
     _write_csv(lesions, paths["lesions"])

@@ -122,12 +122,15 @@ def quantify(
     weight_kg: Optional[float] = typer.Option(None, "--weight-kg", help="Patient weight (kg), for SDmax."),
     auto_exclude: bool = typer.Option(
         False, "--auto-exclude",
-        help="Also remove the brain (conservative rule: a component ≥ 500 mL in the top 30 cm); other organs "
-             "need --exclude."),
+        help="Deprecated (the physiology rules already exclude the brain). Removes the brain by the older rule "
+             "(one component ≥ 500 mL in the top 30 cm of the PET), also from a --lesions mask and with "
+             "--keep-physiological, which the physiology rules leave alone."),
     keep_physiological: bool = typer.Option(
         False, "--keep-physiological",
-        help="Keep brain, myocardium, kidneys and bladder in the lesions. By default the physiology rules "
-             "(PET only) exclude them and list each excluded component in excluded.csv / excluded.nii.gz."),
+        help="Turn the physiology rules off. By default (threshold methods, not a --lesions mask) rules on the "
+             "PET (ruleset PHYSIO_PET, docs/physiology.md) take brain, myocardium, kidneys and bladder out of "
+             "the lesions and list each excluded component in excluded.csv / excluded.nii.gz; components they "
+             "cannot decide stay, flagged in lesions.csv's review column. Other uptake: --exclude MASK."),
     baseline: Optional[Path] = typer.Option(None, "--baseline",
                                             help="OUT folder of this patient's baseline quantify run: "
                                                  "adds the Lugano response (delta SUVmax)."),
@@ -153,20 +156,25 @@ def quantify(
 
     With --baseline, the follow-up is aligned to the baseline (CT, else PET) and each lesion matched:
     lesions.csv gains baseline_lesion_id and change (matched/new), summary.json n_new_lesions and
-    n_resolved_lesions, and baseline_lesions.csv says which baseline lesions resolved.
+    n_resolved_lesions, and baseline_lesions.csv says which baseline lesions resolved. A component the
+    physiology rules excluded on one scan and kept on the other is physiology_mismatch: neither new
+    nor resolved, flagged for review.
     """
-    from carpet.io.outdir import staged_dir
     from carpet.quantify import run_quantify
     from carpet.segment import SegmentParams
 
-    with staged_dir(out, "quantify") as stage:
-        result = run_quantify(pet, out_dir=stage, ct_path=ct, lesions_path=lesions, exclude_path=exclude,
-                              method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
-                              auto_exclude=auto_exclude, baseline_dir=baseline, roi=roi,
-                              keep_identity=keep_identity, overrides_path=overrides, study_id=study_id,
-                              keep_physiological=keep_physiological, review=review,
-                              params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml,
-                                                   seed_suv=seed_suv))
+    if auto_exclude:
+        err.print("[yellow]warning:[/] --auto-exclude is deprecated: the physiology rules (on unless "
+                  "--keep-physiological) exclude the brain with the other organs; it still removes a brain of "
+                  ">= 500 mL from a --lesions mask or with --keep-physiological", highlight=False)
+    # run_quantify stages, locks and moves OUT into place itself (carpet.io.outdir.writes_staged)
+    result = run_quantify(pet, out_dir=out, ct_path=ct, lesions_path=lesions, exclude_path=exclude,
+                          method=method, liver_voi=liver_voi, height_cm=height_cm, weight_kg=weight_kg,
+                          auto_exclude=auto_exclude, baseline_dir=baseline, roi=roi,
+                          keep_identity=keep_identity, overrides_path=overrides, study_id=study_id,
+                          keep_physiological=keep_physiological, review=review,
+                          params=SegmentParams(connectivity=connectivity, min_volume_ml=min_volume_ml,
+                                               seed_suv=seed_suv))
     s = result.summary
     for note in s["provenance"].get("warnings", []):
         err.print(f"[yellow]warning:[/] {note}", highlight=False)
@@ -334,6 +342,10 @@ def batch(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr."),
     overrides: Optional[Path] = typer.Option(None, "--overrides", help="Reader overrides CSV (study_id as in OUT, "
                                                                        "lesion_id, action, site, reason)."),
+    keep_identity: bool = typer.Option(False, "--keep-identity",
+                                       help="Copy the patient's name, ID, birth date etc. into each lesions.seg.dcm "
+                                            "(default: the study id as pseudonym, PS3.15 Basic Profile); nowhere "
+                                            "else. Not with --pseudonymize."),
 ) -> None:
     """Quantify many studies: resumable, with progress, locally or on a Dask cluster.
 
@@ -352,7 +364,8 @@ def batch(
     if pseudonymize and not salt:
         raise InputError("--pseudonymize needs a secret salt", hint="--salt TEXT or CARPET_SALT")
     result = run_batch(root, out, workers=workers, scheduler=scheduler,
-                       options=BatchOptions(method=method, connectivity=connectivity, min_volume_ml=min_volume_ml),
+                       options=BatchOptions(method=method, connectivity=connectivity, min_volume_ml=min_volume_ml,
+                                            keep_identity=keep_identity),
                        force=force, retry_failed=retry_failed, salt=salt if pseudonymize else None,
                        mapping_path=mapping, studies_table=studies, progress=progress, overrides=overrides)
     c = result.counts

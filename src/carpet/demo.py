@@ -1,7 +1,8 @@
 """``carpet demo``: the whole of carpet on simulated data, in one command.
 
 It simulates the four published cohorts carpet is built to reproduce, builds PET/CT phantoms for
-some of their patients, quantifies them as ``carpet quantify`` would, derives IMWG progression from
+some of their patients, quantifies them as ``carpet quantify`` would, measures the baseline MTV of every
+PET patient of the cohorts whose analyses use it with ``carpet batch``, derives IMWG progression from
 simulated lab series, runs the papers' analyses from carpet's packaged plans, and writes everything — CSV
 tables, figures and one self-contained ``index.html`` — into the output folder. Every file says it
 is simulated.
@@ -9,6 +10,7 @@ is simulated.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +36,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2025, small: bool = False,
     seed : int
         Seed for every simulation (same seed, same outputs).
     small : bool
-        Fewer and smaller phantoms (a few seconds instead of about a minute).
+        Fewer and smaller phantoms in section 2 (the MTV measurement of section 3 is the same).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -43,6 +45,7 @@ def run_demo(out_dir: str | Path, *, seed: int = 2025, small: bool = False,
                     subtitle=f"{SIMULATED} Seed {seed}; carpet {__version__}.")
     report.note(SIMULATED)
     steps = [("Simulating cohorts", _cohorts), ("Quantifying phantom PET/CT studies", _imaging),
+             ("Measuring baseline MTV (carpet batch)", _measured_imaging),
              ("IMWG progression", _imwg), ("Published analyses", _analyses)]
     state: dict = {"out": out, "seed": seed, "small": small, "report": report}
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
@@ -97,7 +100,8 @@ def _imaging(state: dict) -> None:
         phantom = make_phantom(spec if small else spec.with_physiology())
         study_dir = out / "studies" / pid
         paths = phantom.write_nifti(study_dir / "input")
-        result = run_quantify(paths["pet"], ct_path=paths["ct"], out_dir=study_dir / "quantify", method="suv4")
+        result = run_quantify(paths["pet"], ct_path=paths["ct"], out_dir=study_dir / "quantify", method="suv4",
+                              staged=False)   # the demo's whole output is staged
         truth = phantom.truth["lesions"]
         s = result.summary
         rows.append({"patient_id": pid, "n_lesions": s["n_lesions"], "truth_n_lesions": len(truth),
@@ -146,6 +150,55 @@ _IMAGING_NAMES = {"patient_id": "Study", "n_lesions": "Lesions", "truth_n_lesion
                   "n_paramedullary": "Paramedullary", "n_extramedullary": "Extramedullary"}
 
 
+#: Cohorts whose plans take the baseline MTV from an imaging table: the demo measures it with ``carpet batch``.
+MEASURED_IMAGING = ("certainty_pet", "lbcl_mtv")
+
+
+def _measured_imaging(state: dict) -> None:
+    """Baseline PET/CT phantoms of every PET patient of the cohorts whose plans use MTV, quantified by ``carpet
+    batch`` (2 workers, ``--studies``); the plans merge the batch's imaging.csv by scan date (section 5)."""
+    from carpet.batch import BatchOptions, run_batch
+    from carpet.io import write_nifti
+    from carpet.synth.phantom import make_phantom
+
+    report, out = state["report"], state["out"]
+    rows, files, state["imaging"] = [], [], {}
+    for study in MEASURED_IMAGING:
+        cohort, base = state["cohorts"][study], out / "measured" / study
+        scans = cohort.baseline_scans()
+        truth = {}
+        for scan in scans.itertuples(index=False):
+            phantom = make_phantom(cohort.mtv_phantom_spec(scan.patient_id))
+            folder = base / "scans" / scan.study_id
+            write_nifti(phantom.pet, folder / "pet.nii.gz")   # no lesion mask: batch segments at SUV >= 4
+            write_nifti(phantom.ct, folder / "ct.nii.gz")
+            (folder / "truth.json").write_text(json.dumps(phantom.truth, indent=2))   # batch ignores it
+            truth[scan.study_id] = phantom.truth["summary"]["mtv_ml"]
+        write_csv(scans, base / "studies.csv")
+        result = run_batch(base / "scans", base / "batch", workers=2, options=BatchOptions(method="suv4"),
+                           studies_table=base / "studies.csv", progress=False)
+        state["imaging"][study] = result.paths["imaging"]
+        measured = pd.read_csv(result.paths["imaging"]).set_index("study_id")["mtv_ml_suv4"]
+        simulated = scans.set_index("study_id")["patient_id"].map(cohort.patients.set_index("patient_id")["mtv_ml"])
+        rows.append({"cohort": study, "baseline scans": len(scans), "measured": int(measured.notna().sum()),
+                     "median MTV (mL), measured": measured.median(), "median MTV (mL), simulated": simulated.median(),
+                     "largest |measured − phantom truth| (mL)": (measured - pd.Series(truth)).abs().max(),
+                     "largest |measured − simulated| / simulated": ((measured - simulated).abs() / simulated).max()})
+        files += [(f"measured/{study}/batch/imaging.csv", f"{study}: the measured imaging.csv the plan reads"),
+                  (f"measured/{study}/studies.csv", f"{study}: study_id, patient_id, study_date (--studies)")]
+    report.section("3. Baseline MTV measured on phantoms (`carpet batch`)")
+    report.text("The MTV the CERTAINTY and LBCL analyses use is measured here, not taken from the simulator: each "
+                "patient with a baseline PET gets a PET/CT phantom (6 mm voxels, no physiology or noise) whose "
+                "soft-tissue spheres hold the patient's simulated MTV, dated 3–28 days before the infusion; "
+                "`carpet batch --workers 2 --method suv4 --studies studies.csv` measures them all, and the plans "
+                "merge its imaging.csv by scan date (baseline: the last scan in the 60 days before infusion, "
+                "column `mtv_ml_suv4_baseline`). SUV ≥ 4 finds exactly the spheres' voxels, so the measured MTV "
+                "equals the phantom's truth; it differs from the simulated MTV by the voxelisation of the spheres. "
+                "Only the volume is the patient's: the spheres stand in soft tissue whatever the disease's sites.")
+    report.table(pd.DataFrame(rows), caption="Measured vs simulated baseline MTV", float_format="{:.2f}")
+    report.files(files)
+
+
 def _imwg(state: dict) -> None:
     """IMWG 2016 progression derived from the Moffitt-like cohort's simulated lab series."""
     from carpet.scores.imwg import assess_cohort
@@ -153,15 +206,17 @@ def _imwg(state: dict) -> None:
     report, out = state["report"], state["out"]
     cohort = state["cohorts"]["moffitt_post_cart"]
     labs = out / "cohorts" / "moffitt_post_cart" / "labs.csv"
-    result = assess_cohort(cohort.patients, labs)
+    result = assess_cohort(cohort.raw_patients, labs)  # every treated patient (Figure 1), progressed or not
     files = result.write(out / "imwg")
-    derived = result.progression.set_index("patient_id")["progression_date"]
-    simulated = cohort.patients.set_index("patient_id")["progression_date"]
-    agree = (pd.to_datetime(derived.reindex(simulated.index)) == pd.to_datetime(simulated)).sum()
-    report.section("3. IMWG 2016 progression from lab series (Moffitt-like cohort)")
+    derived = pd.to_datetime(result.progression.set_index("patient_id")["progression_date"].replace("", None))
+    simulated = pd.to_datetime(cohort.treated.set_index("patient_id")["progression_date"])
+    derived = derived.reindex(simulated.index)
+    agree = ((derived == simulated) | (derived.isna() & simulated.isna())).sum()
+    report.section("4. IMWG 2016 progression from lab series (Moffitt-like cohort)")
     report.text(f"`carpet imwg` derived response and progression for {len(simulated)} patients from "
                 f"{len(pd.read_csv(labs))} simulated lab values; the derived progression date equals the "
-                f"simulated one for {agree} of {len(simulated)} patients.")
+                f"simulated one (or both have none) for {agree} of {len(simulated)} patients; "
+                f"{int(simulated.notna().sum())} progressed.")
     contract = ["patient_id", "best_response", "progression_date", "progression_confirmed", "refractory"]
     report.table(result.progression[contract].head(8), caption="progression.csv (first rows; contract columns)")
     report.files([(str(Path(p).relative_to(out)), name) for name, p in files.items()])
@@ -181,7 +236,7 @@ def _analyses(state: dict) -> None:
 
     report, out = state["report"], state["out"]
     plans = Path(__file__).parent / "plans"
-    report.section("4. The published analyses, reproduced on the simulated cohorts (`carpet analyze`)")
+    report.section("5. The published analyses, reproduced on the simulated cohorts (`carpet analyze`)")
     report.text("Each plan below is a YAML file shipped in carpet/plans/; each run wrote a self-contained HTML "
                 "report, a PDF, one CSV per table, figures (PNG and PDF) and results.json with provenance.")
     links = []
@@ -190,7 +245,9 @@ def _analyses(state: dict) -> None:
         # the tables go in as a centre's would: patients without the simulator's answers, labs, therapies
         raw = {"assessments": cohort.lab_series() if STUDIES[study].disease == "MM" else None,
                "therapies": cohort.therapies}
-        result = run_analysis(cohort.raw_patients, plans / plan, out / "analysis" / study, **raw)
+        # the cohorts with PET: the imaging.csv carpet batch measured above, not the simulator's reads
+        result = run_analysis(cohort.raw_patients, plans / plan, out / "analysis" / study,
+                              imaging=state["imaging"].get(study), **raw)
         links += [(f"analysis/{study}/report.html", f"{study}: {plan} (HTML)"),
                   (f"analysis/{study}/report.pdf", f"{study}: {plan} (PDF)")]
         headline = next((f for f in result.files if f.startswith("figures/") and f.endswith(".png")), None)

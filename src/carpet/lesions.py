@@ -315,7 +315,8 @@ def study_measures(table: pd.DataFrame, *, dmax_voxel: float | None = None,
     -------
     dict
         ``n_lesions``, ``mtv_ml`` (Σ volumes), ``tlg`` (Σ TLG, mL·SUV), ``suv_max`` (hottest
-        lesion voxel; None without lesions), ``dmax_mm`` (largest distance between lesion
+        lesion voxel; None without lesions), ``suv_peak`` (the highest lesion SUVpeak, PERCIST's hottest
+        lesion; None without lesions or peaks), ``dmax_mm`` (largest distance between lesion
         centroids, 0 for fewer than two lesions), ``dmax_voxel_mm`` (as given), ``sdmax_per_m``
         (Dmax in m / BSA in m²; None without BSA).
     """
@@ -329,6 +330,8 @@ def study_measures(table: pd.DataFrame, *, dmax_voxel: float | None = None,
         "mtv_ml": float(table["volume_ml"].sum()),
         "tlg": float(table["tlg"].sum()),
         "suv_max": float(table["suv_max"].max()) if len(table) else None,
+        "suv_peak": float(table["suv_peak"].max()) if "suv_peak" in table and table["suv_peak"].notna().any()
+        else None,
         "dmax_mm": dmax,
         "dmax_voxel_mm": None if dmax_voxel is None else float(dmax_voxel),
         "sdmax_per_m": None if bsa_m2 is None else dmax / 1000.0 / bsa_m2,

@@ -30,18 +30,20 @@ from carpet.classify import classify_lesions
 from carpet.errors import InputError
 from carpet.io import read_image, read_mask, write_nifti, write_seg
 from carpet.io.checks import check_overlap, check_pet
+from carpet.io.outdir import writes_staged
 from carpet.lesions import dmax_voxel_mm, gather_lesion_voxels, measure_lesions, study_measures
 from carpet.overrides import apply_exclusions, apply_inclusions, apply_sites, overrides_for, read_overrides
 from carpet.provenance import file_sha256, provenance
 from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
 from carpet.suv import bsa_dubois_m2
-from carpet.tracking import BaselineOutputs, alignment_references, read_study_outputs, track_followup
+from carpet.tracking import (BaselineOutputs, ExcludedUptake, alignment_references, read_study_outputs,
+                             track_followup)
 from carpet.volume import Volume, resample_to
 from carpet.io.tables import write_csv
 
 SITES = ("bone", "paramedullary", "extramedullary", "indeterminate", "unknown")
-STUDY_KEYS = ("n_lesions", "mtv_ml", "tlg", "suv_max", "dmax_mm", "dmax_voxel_mm", "sdmax_per_m")
+STUDY_KEYS = ("n_lesions", "mtv_ml", "tlg", "suv_max", "suv_peak", "dmax_mm", "dmax_voxel_mm", "sdmax_per_m")
 
 
 @dataclass
@@ -217,7 +219,9 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     inputs : dict, optional
         Provenance of the input files (name → {path, sha256}).
     auto_exclude : bool
-        Also exclude the brain found by :func:`carpet.segment.auto_exclude_brain` (off by default).
+        Deprecated (superseded by the physiology rules, which exclude the brain by default): also exclude
+        the brain found by :func:`carpet.segment.auto_exclude_brain` (a component ≥ 500 mL in the top 30 cm),
+        still useful with ``keep_physiological`` or a user's ``lesions`` mask, which the rules never filter.
     overrides : DataFrame, optional
         This study's reader overrides (:func:`carpet.overrides.read_overrides`): lesions excluded before
         measuring, sites set after classifying; each applied change is in ``provenance.overrides``.
@@ -441,10 +445,18 @@ def _physiology_summary(summary: dict, pet: Volume, physiology, keep: bool, user
         "physiology": "on", "n_components": int(len(t)), "volume_ml": float(t["volume_ml"].sum()),
         "by_organ": {o: {"n_components": int(len(g)), "volume_ml": float(g["volume_ml"].sum()),
                          "suv_max": float(g["suv_max"].max())} for o, g in t.groupby("organ")},
-        "components": t.to_dict(orient="records"), "provenance": physiology.provenance}
+        "components": t.to_dict(orient="records"), "provenance": _ruleset_named(physiology.provenance)}
     summary.setdefault("landmarks", {}).update(physiology.landmarks)
     vol = pet.with_array(physiology.excluded, modality="SEG", units="label")
     return vol, t
+
+
+def _ruleset_named(prov: dict) -> dict:
+    """The physiology provenance with the ruleset's name and version first (``ruleset``), where the rules
+    module records the name of its Python constant (``rules: PHYSIO_RULES``)."""
+    rest = {k: v for k, v in prov.items() if k not in ("rules", "version")}
+    return {"ruleset": prov.get("version"), "rules": "carpet physiological-uptake rules (docs/physiology.md)",
+            **rest}
 
 
 def _resolve(ct, pet: Volume):
@@ -479,6 +491,7 @@ def _parse_liver_voi(text):
 # ---------------------------------------------------------------------------------------------
 # I/O edges
 # ---------------------------------------------------------------------------------------------
+@writes_staged("quantify")
 def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_path=None,
                  method: str | None = None, params: SegmentParams | None = None, liver_voi=None,
                  height_cm: float | None = None, weight_kg: float | None = None,
@@ -494,7 +507,9 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
     recorded in the summary. ``overrides_path``: a reader overrides CSV (:mod:`carpet.overrides`) whose
     rows for ``study_id`` are applied (without ``study_id`` the file must hold one study). ``review``: also
     write ``review.html`` (:mod:`carpet.report.review`). The timing of each stage is kept in
-    ``result.extra['timing_s']``.
+    ``result.extra['timing_s']``. ``out_dir`` is written as ``carpet quantify --out`` writes it
+    (:func:`carpet.io.outdir.writes_staged`: locked, staged, moved into place when complete, only a folder
+    carpet wrote is replaced); ``staged=False`` writes straight into it (for a caller that stages it).
     """
     t0 = time.perf_counter()
     baseline = None if baseline_dir is None else read_baseline_outputs(baseline_dir)
@@ -535,7 +550,8 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
     t_quant = time.perf_counter()
     if baseline is not None:
         tracked = track_followup(baseline, result.lesions, result.labels, result.summary,
-                                 result.extra["align_refs"])
+                                 result.extra["align_refs"], excluded=None if result.excluded is None
+                                 else ExcludedUptake(result.excluded, result.excluded_table))
         result.lesions = tracked.lesions
         result.summary.update(tracked.summary)
         result.summary["tracking"]["baseline_dir"] = str(baseline_dir)
@@ -558,7 +574,7 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
             files["seg"] = seg
     if review:
         files["review"] = _write_review(result, pet, baseline, Path(out_dir) / "review.html",
-                                        study_id or _study_name(paths["pet"]))
+                                        _review_name(study_id, pseudonym, prov))
     result.extra["files"] = files
     t_write = time.perf_counter()
     result.extra["timing_s"] = {"read_pet": t_read - t0, "quantify_and_ct": t_quant - t_read,
@@ -585,9 +601,10 @@ def _roi_names(result: QuantifyResult, mask: Volume | None) -> dict[int, str] | 
     return {k: (v if list(by_lesion.values()).count(v) == 1 else f"{v} ({k})") for k, v in by_lesion.items()}
 
 
-def _study_name(path: Path) -> str:
-    """A study's name for the review page: the PET file name without .nii[.gz], or its DICOM folder's."""
-    return path.name.removesuffix(".gz").removesuffix(".nii")
+def _review_name(study_id: str | None, pseudonym: str | None, prov: dict) -> str:
+    """The review page's name for the study: ``--study-id``, else the pseudonym, else ``carpet-`` + the start of
+    the PET's SHA-256 — never the input file's or folder's name, which often holds the patient's name."""
+    return study_id or pseudonym or "carpet-" + prov["inputs"]["pet"]["sha256"][:16]
 
 
 def _write_review(result: QuantifyResult, pet: Volume, baseline, path: Path, study_id: str) -> Path:

@@ -21,6 +21,14 @@ to the baseline lesion it overlaps most; else to the nearest baseline lesion who
 ``resolved``, ``merged`` when a follow-up lesion matched to another one still overlaps it, and
 ``out_of_field`` when its centroid falls outside the follow-up's field of view (not seen, so not resolved).
 
+Physiology seen differently on the two scans (``physiology_mismatch``): the physiology rules decide each scan
+on its own, so one component can be excluded (say as bladder) on one scan and kept as a lesion — often
+flagged ``review`` — on the other, because the rules compare it with the lesions of its own scan. An
+unmatched lesion lying mostly (``physiology_overlap``) in the other scan's excluded uptake, carried through
+the same transform, is then neither ``resolved`` (baseline) nor ``new`` (follow-up) but ``physiology_mismatch``,
+flagged for the reader, and left out of the new/resolved counts and of the Lugano and metCR comparison with
+the baseline (the evidence of the scan whose rule fired is taken over the scan whose rule did not) [C].
+
 No library matches lesions across scans (LIFEx and 3D Slicer leave it to the reader), so the matching rule
 is written here; registration, resampling and transforms are SimpleITK's.
 """
@@ -40,9 +48,9 @@ from carpet.io.tables import write_csv
 from carpet.provenance import provenance
 from carpet.volume import Volume
 
-__all__ = ["AlignParams", "Alignment", "align_scans", "MatchParams", "LesionMatch", "match_lesions",
-           "follow_up_reading", "binned", "alignment_references", "BaselineOutputs", "TrackedFollowUp",
-           "track_followup", "read_study_outputs", "track_series"]
+__all__ = ["AlignParams", "Alignment", "align_scans", "MatchParams", "ExcludedUptake", "LesionMatch",
+           "match_lesions", "follow_up_reading", "binned", "alignment_references", "BaselineOutputs",
+           "TrackedFollowUp", "track_followup", "read_study_outputs", "track_series"]
 
 
 @dataclass(frozen=True)
@@ -260,9 +268,33 @@ class MatchParams:
     match_distance_mm : float
         A follow-up lesion overlapping no baseline lesion is matched to the nearest baseline centroid
         within this distance (after alignment) [C].
+    physiology_overlap : float
+        An unmatched lesion with at least this fraction of its voxels (on the baseline grid, after alignment)
+        in the other scan's excluded physiological uptake is a ``physiology_mismatch`` [C]; one that the rules
+        flagged ``review`` on its own scan (e.g. split off the bladder's edge) is one on any overlap: the rules
+        doubted it already, and the part left out of the other scan's organ is often just under the threshold
+        there (a thin ureter seen with other partial-volume losses).
     """
 
     match_distance_mm: float = 20.0
+    physiology_overlap: float = 0.5
+
+
+@dataclass
+class ExcludedUptake:
+    """Physiological uptake the rules took out of one scan: ``labels`` on its PET grid (label =
+    ``component_id``, as ``excluded.nii.gz``) and ``table`` (``excluded.csv``: ``component_id``, ``organ``…;
+    optional, names the organ)."""
+
+    labels: Volume
+    table: pd.DataFrame | None = None
+
+    def organ(self, component_id) -> str:
+        t = self.table
+        if component_id is None or t is None or "organ" not in t or "component_id" not in t:
+            return "physiology"
+        hit = t.loc[t["component_id"] == component_id, "organ"]
+        return str(hit.iloc[0]) if len(hit) else "physiology"
 
 
 @dataclass
@@ -270,10 +302,11 @@ class LesionMatch:
     """Result of :func:`match_lesions`.
 
     ``followup``: the follow-up lesion table with ``baseline_lesion_id`` (empty when new), ``change``
-    (``matched``/``new``), ``match_by``, ``match_overlap_ml``, ``match_distance_mm`` and the changes
-    ``delta_suv_max``, ``delta_suv_max_pct``, ``delta_suv_peak``, ``delta_volume_ml`` (follow-up − baseline).
-    ``baseline``: one row per baseline lesion with ``status`` ∈ matched / merged / resolved / out_of_field and
-    ``followup_lesion_ids``.
+    (``matched``/``new``/``physiology_mismatch``), ``match_by``, ``match_overlap_ml``, ``match_distance_mm``
+    and the changes ``delta_suv_max``, ``delta_suv_max_pct``, ``delta_suv_peak``, ``delta_volume_ml`` (follow-up − baseline).
+    ``baseline``: one row per baseline lesion with ``status`` ∈ matched / merged / resolved / out_of_field /
+    physiology_mismatch and ``followup_lesion_ids``. A ``physiology_mismatch`` lesion (either table) has
+    ``physiology_note``: what the other scan excluded it as.
     """
 
     followup: pd.DataFrame
@@ -281,6 +314,11 @@ class LesionMatch:
     n_new: int
     n_resolved: int
     provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_physiology_mismatch(self) -> int:
+        return int((self.followup["change"] == "physiology_mismatch").sum()
+                   + (self.baseline["status"] == "physiology_mismatch").sum())
 
 
 def _centroids(table: pd.DataFrame) -> np.ndarray:
@@ -292,8 +330,27 @@ def _in_field(points: np.ndarray, grid: Volume) -> np.ndarray:
     return np.all((idx >= -0.5) & (idx <= np.asarray(grid.shape) - 0.5), axis=1)
 
 
+def _in_other_physiology(labels: np.ndarray, n: int, excluded: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """For labels 0..n: the fraction of each label's voxels inside ``excluded`` (> 0) and the excluded
+    component it overlaps most (0: none). One pass over the overlapping voxels."""
+    frac, comp = np.zeros(n + 1), np.zeros(n + 1, dtype=np.int64)
+    if excluded is None or n == 0:
+        return frac, comp
+    size = np.bincount(labels[labels > 0].astype(np.int64), minlength=n + 1)[:n + 1]
+    both = (labels > 0) & (excluded > 0)
+    pairs, counts = np.unique(np.stack([labels[both].astype(np.int64), excluded[both].astype(np.int64)]),
+                              axis=1, return_counts=True)
+    inside = np.bincount(pairs[0], weights=counts, minlength=n + 1)[:n + 1] if counts.size else np.zeros(n + 1)
+    frac = np.divide(inside, size, out=np.zeros(n + 1), where=size > 0)
+    order = np.argsort(counts, kind="stable")              # the largest overlap written last wins
+    comp[pairs[0][order]] = pairs[1][order]
+    return frac, comp
+
+
 def match_lesions(base_labels: Volume, base_table: pd.DataFrame, fu_labels: Volume, fu_table: pd.DataFrame,
-                  alignment: Alignment, params: MatchParams = MatchParams()) -> LesionMatch:
+                  alignment: Alignment, params: MatchParams = MatchParams(), *,
+                  base_excluded: ExcludedUptake | None = None,
+                  fu_excluded: ExcludedUptake | None = None) -> LesionMatch:
     """Match each follow-up lesion to a baseline lesion, or call it new (see the module docstring).
 
     Parameters
@@ -305,17 +362,27 @@ def match_lesions(base_labels: Volume, base_table: pd.DataFrame, fu_labels: Volu
         ``volume_ml``).
     alignment : Alignment
         From :func:`align_scans` (must be ``ok``).
+    base_excluded, fu_excluded : ExcludedUptake, optional
+        Each scan's excluded physiological uptake: an unmatched lesion lying in the other scan's is a
+        ``physiology_mismatch`` (module docstring), not resolved / new.
     """
     import SimpleITK as sitk
 
     if not alignment.ok:
         raise InputError(f"lesions cannot be matched: {alignment.reason}")
-    carried = sitk.Resample(fu_labels.to_sitk(), base_labels.to_sitk(), alignment.transform,
-                            sitk.sitkNearestNeighbor, 0, sitk.sitkInt32)
-    fu_on_base = sitk.GetArrayViewFromImage(carried).transpose(2, 1, 0)
+
+    def carried(vol: Volume) -> np.ndarray:    # follow-up labels on the baseline grid
+        out = sitk.Resample(vol.to_sitk(), base_labels.to_sitk(), alignment.transform, sitk.sitkNearestNeighbor,
+                            0, sitk.sitkInt32)
+        return sitk.GetArrayFromImage(out).transpose(2, 1, 0)   # a copy: the image dies here
+
+    fu_on_base = carried(fu_labels)
     base = np.asarray(base_labels.array)
     nb = int(base_table["lesion_id"].max()) if len(base_table) else 0
     nf = int(fu_table["lesion_id"].max()) if len(fu_table) else 0
+    base_in_fu_phys = _in_other_physiology(base, nb, None if fu_excluded is None else carried(fu_excluded.labels))
+    fu_in_base_phys = _in_other_physiology(fu_on_base, nf, None if base_excluded is None
+                                           else np.asarray(base_excluded.labels.array))
     both = (base > 0) & (fu_on_base > 0)
     joint = np.bincount(base[both].astype(np.int64) * (nf + 1) + fu_on_base[both],
                         minlength=(nb + 1) * (nf + 1)).reshape(nb + 1, nf + 1)
@@ -324,23 +391,39 @@ def match_lesions(base_labels: Volume, base_table: pd.DataFrame, fu_labels: Volu
     base_ids = base_table["lesion_id"].to_numpy(int)
     voxel_ml = base_labels.voxel_volume_ml
 
+    def flagged(table: pd.DataFrame) -> set[int]:
+        return set(table.loc[table["review"].astype(bool), "lesion_id"].astype(int)) if "review" in table else set()
+
+    base_review, fu_review = flagged(base_table), flagged(fu_table)
+
+    def physiology_note(in_other, k: int, other: ExcludedUptake | None, scan: str, review: set[int]) -> str:
+        frac, comp = in_other[0][k], int(in_other[1][k])
+        if other is None or frac == 0 or (frac < params.physiology_overlap and k not in review):
+            return ""
+        return (f"excluded as {other.organ(comp)} at {scan} (component {comp}, {100 * frac:.0f}% of the lesion): "
+                "check whether it is a lesion")
+
     rows = []
     for k, fid in enumerate(fu_table["lesion_id"].to_numpy(int)):
         overlaps = joint[:, fid]
         dist = np.linalg.norm(base_c - fu_c_on_base[k], axis=1) if len(base_c) else np.zeros(0)
+        # overlap with a baseline lesion first; lying in the baseline's excluded uptake beats a distance match
+        note = "" if overlaps.max() > 0 else physiology_note(fu_in_base_phys, fid, base_excluded, "baseline",
+                                                             fu_review)
         if overlaps.max() > 0:
             bid, by = int(np.argmax(overlaps)), "overlap"
-        elif len(dist) and dist.min() <= params.match_distance_mm:
+        elif not note and len(dist) and dist.min() <= params.match_distance_mm:
             bid, by = int(base_ids[np.argmin(dist)]), "distance"
         else:
             bid, by = None, ""
         d = float(dist[np.flatnonzero(base_ids == bid)[0]]) if bid is not None else (
             float(dist.min()) if len(dist) else np.nan)
-        rows.append({"baseline_lesion_id": bid, "change": "new" if bid is None else "matched", "match_by": by,
+        change = "matched" if bid is not None else "physiology_mismatch" if note else "new"
+        rows.append({"baseline_lesion_id": bid, "change": change, "match_by": by,
                      "match_overlap_ml": float(overlaps[bid] * voxel_ml) if bid is not None else 0.0,
-                     "match_distance_mm": round(d, 2)})
+                     "match_distance_mm": round(d, 2), "physiology_note": note})
     match = pd.DataFrame(rows, columns=["baseline_lesion_id", "change", "match_by", "match_overlap_ml",
-                                        "match_distance_mm"])
+                                        "match_distance_mm", "physiology_note"])
     match["baseline_lesion_id"] = match["baseline_lesion_id"].astype("Int64")
     followup = pd.concat([fu_table.reset_index(drop=True), match], axis=1)
     ref = base_table.set_index("lesion_id")
@@ -352,24 +435,35 @@ def match_lesions(base_labels: Volume, base_table: pd.DataFrame, fu_labels: Volu
 
     matched = followup.groupby("baseline_lesion_id")["lesion_id"].apply(lambda s: ";".join(map(str, s)))
     in_view = _in_field(alignment.to_followup(base_c), fu_labels) if len(base_c) else np.zeros(0, bool)
-    status = []
+    status, notes = [], []
     for k, bid in enumerate(base_ids):
+        note = ""
         if bid in matched.index:
             status.append("matched")
         elif joint[bid, 1:].any():
             status.append("merged")
+        elif note := physiology_note(base_in_fu_phys, bid, fu_excluded, "follow-up", base_review):
+            status.append("physiology_mismatch")
         elif not in_view[k]:
             status.append("out_of_field")
         else:
             status.append("resolved")
+        notes.append(note)
     baseline = pd.DataFrame({"baseline_lesion_id": base_ids, "status": status,
-                             "followup_lesion_ids": [matched.get(b, "") for b in base_ids]})
+                             "followup_lesion_ids": [matched.get(b, "") for b in base_ids],
+                             "physiology_note": notes})
     keep = [c for c in ("volume_ml", "suv_max", "suv_peak", "site") if c in base_table]
     baseline = baseline.join(base_table.set_index("lesion_id")[keep], on="baseline_lesion_id")
     prov = provenance(method="overlap after alignment, then centroid distance",
                       match_distance_mm=params.match_distance_mm,
                       overlap="follow-up labels carried onto the baseline PET grid (nearest neighbour)",
-                      delta="follow-up minus baseline; delta_suv_max_pct relative to baseline")
+                      delta="follow-up minus baseline; delta_suv_max_pct relative to baseline",
+                      physiology_mismatch=(f"an unmatched lesion with >= {params.physiology_overlap:g} of its "
+                                           "voxels (any, when flagged review on its own scan) in the other "
+                                           "scan's excluded physiological uptake; not counted "
+                                           "as new or resolved, left out of the response comparison"
+                                           if base_excluded is not None or fu_excluded is not None else
+                                           "not checked (no excluded uptake given)"))
     return LesionMatch(followup, baseline, int((followup["change"] == "new").sum()),
                        int((baseline["status"] == "resolved").sum()), prov)
 
@@ -392,10 +486,16 @@ def follow_up_reading(baseline_summary: dict, followup_summary: dict, match: Les
       involved sites (follow-up lesions matched to a baseline lesion, and the marrow) and fails on a new
       lesion; ``ZAMAGNI2021`` and ``IMWG2016_IMAGING`` score every lesion, a new one as DS 5 (Deauville 5
       "and/or new lesions", spec §2.2).
+
+    ``physiology_mismatch`` lesions (either scan) are counted in ``n_physiology_mismatch`` only, and left out of
+    the Lugano SUVmax and Deauville comparison and of metCR with the baseline (:func:`_without_mismatches`).
     """
     from carpet.scores.metabolic_response import METCR_RULES, metabolic_complete_response, response_to_baseline
 
     fu = match.followup
+    if "physiology_mismatch" in set(fu["change"]) | set(match.baseline["status"]):
+        baseline_summary, followup_summary = _without_mismatches(baseline_summary, followup_summary, match)
+        fu = fu[fu["change"] != "physiology_mismatch"]
     new = fu[fu["change"] == "new"]
     sites = new["site"].astype(str) if "site" in new else pd.Series([], dtype=str)
     by_site = {str(k): int(v) for k, v in sites.value_counts().items()}
@@ -415,14 +515,38 @@ def follow_up_reading(baseline_summary: dict, followup_summary: dict, match: Les
     lugano = response_to_baseline(baseline_summary, followup_summary, new_lesions=match.n_new > 0,
                                   significant_change_pct=significant_change_pct)
     status = match.baseline["status"]
+    response = lugano.to_dict()
+    if match.n_physiology_mismatch:
+        response["physiology_mismatch"] = (f"{match.n_physiology_mismatch} lesion(s) excluded as physiology on one "
+                                           "scan and kept on the other were left out of this comparison: check them")
     return {"n_new_lesions": match.n_new, "n_resolved_lesions": match.n_resolved,
             "n_matched_lesions": int((fu["change"] == "matched").sum()),
             "n_out_of_field_lesions": int((status == "out_of_field").sum()),
-            "response": lugano.to_dict(),
+            "n_physiology_mismatch": match.n_physiology_mismatch,
+            "response": response,
             "follow_up": {"new_lesions_by_site": by_site,
                           "new_bone_lesion": bool(sites.isin(FOCAL_SITES).any()),
                           "impetus": impetus, "metabolic_response": met_cr,
                           "baseline_lesions": status.value_counts().to_dict()}}
+
+
+def _without_mismatches(baseline_summary: dict, followup_summary: dict, match: LesionMatch) -> tuple[dict, dict]:
+    """Copies of the two summaries whose study SUVmax (and the follow-up's study Deauville score) leave out
+    the ``physiology_mismatch`` lesions: a bladder kept at baseline and excluded at follow-up must not read as
+    a fall of the hottest lesion's SUVmax."""
+    from carpet.scores.deauville import study_deauville
+
+    def disease(summary: dict, table: pd.DataFrame, keep: pd.Series) -> dict:
+        kept = table[keep.to_numpy()]
+        out = {**summary, "n_lesions": int(len(kept)),
+               "suv_max": float(kept["suv_max"].max()) if len(kept) else None}
+        if "deauville" in table:
+            out["deauville"] = {**(summary.get("deauville") or {}), "study": study_deauville(kept["deauville"])}
+        return out
+
+    base = match.baseline
+    return (disease(baseline_summary, base, base["status"] != "physiology_mismatch"),
+            disease(followup_summary, match.followup, match.followup["change"] != "physiology_mismatch"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,13 +589,15 @@ def alignment_references(pet: Volume, ct_hu_on_pet: np.ndarray | None) -> dict[s
 @dataclass
 class BaselineOutputs:
     """What a follow-up read needs from its baseline's ``carpet quantify`` folder: ``summary.json``,
-    ``lesions.csv``, ``lesions.nii.gz`` and the alignment images (modality → Volume)."""
+    ``lesions.csv``, ``lesions.nii.gz``, the alignment images (modality → Volume) and, when the physiology
+    rules ran, its excluded uptake (``excluded.nii.gz`` and ``excluded.csv``)."""
 
     summary: dict
     lesions: pd.DataFrame
     labels: Volume | None
     references: dict[str, Volume]
     missing: list[str] = field(default_factory=list)
+    excluded: ExcludedUptake | None = None
 
 
 @dataclass
@@ -487,11 +613,14 @@ class TrackedFollowUp:
 
 def track_followup(baseline: BaselineOutputs, lesions: pd.DataFrame, labels: Volume, summary: dict,
                    references: dict[str, Volume], *, align_params: AlignParams = AlignParams(),
-                   match_params: MatchParams = MatchParams()) -> TrackedFollowUp:
+                   match_params: MatchParams = MatchParams(),
+                   excluded: ExcludedUptake | None = None) -> TrackedFollowUp:
     """Align the follow-up to its baseline (CT when both have one, else PET), match the lesions and read
     the follow-up (:func:`follow_up_reading`). When the baseline folder lacks what matching needs or the
     alignment is refused, the contract columns stay empty, ``n_new_lesions`` and ``n_resolved_lesions`` are
-    null and ``tracking.reason`` says why."""
+    null and ``tracking.reason`` says why. ``excluded``: the follow-up's excluded physiological uptake (with
+    the baseline's, ``baseline.excluded``, it tells a ``physiology_mismatch`` from a new or resolved lesion);
+    a follow-up lesion found to be one is flagged ``review`` with the reason."""
     modality = "CT" if "CT" in references and "CT" in baseline.references else "PT"
     alignment, reason = None, None
     if baseline.missing:
@@ -511,10 +640,19 @@ def track_followup(baseline: BaselineOutputs, lesions: pd.DataFrame, labels: Vol
         return TrackedFollowUp(table, {"n_new_lesions": None, "n_resolved_lesions": None,
                                        "tracking": {**record, "status": "refused", "reason": reason}},
                                None, alignment)
-    match = match_lesions(baseline.labels, baseline.lesions, labels, lesions, alignment, match_params)
+    match = match_lesions(baseline.labels, baseline.lesions, labels, lesions, alignment, match_params,
+                          base_excluded=baseline.excluded, fu_excluded=excluded)
     keys = follow_up_reading(baseline.summary, summary, match)
     keys["tracking"] = {**record, "status": "done", "reason": alignment.reason, "matching": match.provenance}
-    return TrackedFollowUp(match.followup, keys, match.baseline, alignment)
+    table = match.followup
+    flag = table["change"] == "physiology_mismatch"
+    if flag.any():   # the reader is asked, like for any component the rules left undecided
+        prior = table["review_reason"].fillna("").astype(str) if "review_reason" in table else ""
+        table["review"] = (table["review"].astype(bool) if "review" in table else False) | flag
+        table["review_reason"] = prior
+        table.loc[flag, "review_reason"] = (table.loc[flag, "review_reason"] + "; "
+                                            + table.loc[flag, "physiology_note"]).str.strip("; ")
+    return TrackedFollowUp(table, keys, match.baseline, alignment)
 
 
 def read_study_outputs(folder, summary: dict | None = None) -> BaselineOutputs:
@@ -540,14 +678,18 @@ def read_study_outputs(folder, summary: dict | None = None) -> BaselineOutputs:
     labels = None if "lesions.nii.gz" in missing else read_nifti(folder / "lesions.nii.gz")
     refs = {m: read_nifti(folder / f"align_{m.lower()}.nii.gz") for m in ("CT", "PT")
             if (folder / f"align_{m.lower()}.nii.gz").is_file()}
-    return BaselineOutputs(summary, lesions, labels, refs, missing)
+    excluded = None
+    if (folder / "excluded.nii.gz").is_file():
+        table = pd.read_csv(folder / "excluded.csv") if (folder / "excluded.csv").is_file() else None
+        excluded = ExcludedUptake(read_nifti(folder / "excluded.nii.gz"), table)
+    return BaselineOutputs(summary, lesions, labels, refs, missing, excluded)
 
 
 _TRACK_MEASURES = ["volume_ml", "suv_max", "suv_peak", "site"]
 
 
 def track_series(scans: pd.DataFrame, read, *, align_params: AlignParams = AlignParams(),
-                 match_params: MatchParams = MatchParams()) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 match_params: MatchParams = MatchParams()) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict]]:
     """Lesion tracks across every patient's scans: each scan matched to the patient's previous one.
 
     Parameters
@@ -562,14 +704,17 @@ def track_series(scans: pd.DataFrame, read, *, align_params: AlignParams = Align
     tracks : DataFrame
         One row per lesion per scan: ``patient_id, track_id, study_id, study_date, lesion_id, change``
         (``first`` at a patient's first scan, ``matched``, ``new``, ``resolved`` — a row at the scan where a
-        baseline lesion is no longer seen —, or ``unaligned`` when the pair could not be aligned and a new track
-        starts), the previous scan's ``previous_lesion_id`` and the lesion measures. A track id is
-        ``<patient>:T<n>``; a lesion that splits keeps its track on both parts.
+        baseline lesion is no longer seen —, ``physiology_mismatch`` (:func:`match_lesions`), or ``unaligned``
+        when the pair could not be aligned and a new track starts), the previous scan's ``previous_lesion_id``
+        and the lesion measures. A track id is ``<patient>:T<n>``; a lesion that splits keeps its track on both parts.
     pairs : DataFrame
         One row per consecutive pair: alignment modality, stage, Dice before/after, status, reason, and the
         new / resolved / matched counts.
+    readings : dict
+        Follow-up study id → its reading against the previous scan (:func:`track_followup`'s study keys:
+        ``n_new_lesions``, ``response``, ``follow_up`` ...) and ``baseline_study_id``.
     """
-    track_rows, pair_rows = [], []
+    track_rows, pair_rows, readings = [], [], {}
     for patient, group in scans.sort_values(["patient_id", "study_date", "study_id"]).groupby("patient_id", sort=False):
         counter = iter(range(1, 1 << 30))
         previous, prev_tracks, prev_row = None, {}, None
@@ -583,8 +728,10 @@ def track_series(scans: pd.DataFrame, read, *, align_params: AlignParams = Align
                 status = None
             else:
                 tracked = track_followup(previous, current.lesions, current.labels, current.summary,
-                                         current.references, align_params=align_params, match_params=match_params)
+                                         current.references, align_params=align_params, match_params=match_params,
+                                         excluded=current.excluded)
                 info = tracked.summary["tracking"]
+                readings[row.study_id] = {**tracked.summary, "baseline_study_id": prev_row.study_id}
                 quality = (info.get("alignment") or {}).get("quality") or {}
                 pair_rows.append({"patient_id": patient, "baseline_study": prev_row.study_id,
                                   "followup_study": row.study_id, "status": info["status"], "reason": info["reason"],
@@ -593,7 +740,8 @@ def track_series(scans: pd.DataFrame, read, *, align_params: AlignParams = Align
                                   "dice_before": quality.get("dice_before"), "dice_after": quality.get("dice_after"),
                                   "n_new_lesions": tracked.summary["n_new_lesions"],
                                   "n_resolved_lesions": tracked.summary["n_resolved_lesions"],
-                                  "n_matched_lesions": tracked.summary.get("n_matched_lesions")})
+                                  "n_matched_lesions": tracked.summary.get("n_matched_lesions"),
+                                  "n_physiology_mismatch": tracked.summary.get("n_physiology_mismatch")})
                 change = {}
                 for r in tracked.lesions.itertuples(index=False):
                     bid = None if pd.isna(r.baseline_lesion_id) or r.change == "" else int(r.baseline_lesion_id)
@@ -606,26 +754,27 @@ def track_series(scans: pd.DataFrame, read, *, align_params: AlignParams = Align
                                    "previous_lesion_id": bid,
                                    **{m: measures.at[lid, m] for m in _TRACK_MEASURES if m in measures}})
             if status is not None:
-                for r in status[status["status"] == "resolved"].itertuples(index=False):
+                gone = status[status["status"].isin(["resolved", "physiology_mismatch"])]
+                for r in gone.itertuples(index=False):
                     track_rows.append({**base, "track_id": prev_tracks[int(r.baseline_lesion_id)], "lesion_id": None,
-                                       "change": "resolved", "previous_lesion_id": int(r.baseline_lesion_id)})
+                                       "change": r.status, "previous_lesion_id": int(r.baseline_lesion_id)})
             previous, prev_tracks, prev_row = current, tracks, row
     columns = ["patient_id", "track_id", "study_id", "study_date", "lesion_id", "change", "previous_lesion_id",
                *_TRACK_MEASURES]
     tracks = pd.DataFrame(track_rows, columns=columns)
     for col in ("lesion_id", "previous_lesion_id"):
         tracks[col] = tracks[col].astype("Int64")
-    return tracks, pd.DataFrame(pair_rows)
+    return tracks, pd.DataFrame(pair_rows), readings
 
 
-def write_series(out, studies: pd.DataFrame, outcomes: pd.DataFrame) -> dict[str, Path]:
+def write_series(out, studies: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[dict[str, Path], dict[str, dict]]:
     """``tracks.csv`` and ``pairs.csv`` of a batch (:func:`track_series` over its done studies, paired by
-    the ``--studies`` table's patient_id and study_date)."""
+    the ``--studies`` table's patient_id and study_date); returns their paths and the follow-ups' readings."""
     out = Path(out)
     done = set(outcomes.loc[outcomes["status"] != "failed", "study_id"])
     scans = studies[studies["study_id"].isin(done)]
-    tracks, pairs = track_series(scans, lambda sid: read_study_outputs(out / "studies" / sid))
+    tracks, pairs, readings = track_series(scans, lambda sid: read_study_outputs(out / "studies" / sid))
     paths = {"tracks": out / "tracks.csv", "pairs": out / "pairs.csv"}
     write_csv(tracks, paths["tracks"])
     write_csv(pairs, paths["pairs"])
-    return paths
+    return paths, readings

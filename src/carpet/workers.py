@@ -15,12 +15,23 @@
 
 Which tasks had started is known from a flag file each worker creates before its task and
 removes after it (a killed worker cannot remove it). No library offers this; it is small.
+
+Start-up is paid once per worker, not per task: workers are forked (``fork`` start method) and live
+for the whole run, so modules the parent imported before (``preload``) cost nothing in the workers,
+and what a worker imports or caches during its first task serves its later ones. The cores are
+split between the workers: each worker's ITK thread pool (SimpleITK's filters) gets ``cores // workers``
+threads, so that ``workers`` processes do not run ``workers × cores`` threads (OpenMP, OpenBLAS and MKL
+pools get the same number through the environment if they start in the worker; numpy's OpenBLAS,
+loaded by the parent, keeps its own: carpet's studies make no BLAS calls large enough to thread).
 """
 
 from __future__ import annotations
 
+import importlib
+import multiprocessing
 import os
 import signal
+import sys
 import tempfile
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -29,7 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-__all__ = ["run_in_workers", "terminate_as_interrupt", "check_stop"]
+__all__ = ["run_in_workers", "terminate_as_interrupt", "check_stop", "limit_native_threads", "usable_cores"]
 
 
 _stop_requested = threading.Event()
@@ -64,8 +75,37 @@ def check_stop() -> None:
         raise KeyboardInterrupt("stop requested")
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which a container or ``taskset`` may narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+#: Environment variables read by native thread pools when they start (OpenMP, OpenBLAS, MKL, ITK).
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                     "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+
+
+def limit_native_threads(threads: int) -> None:
+    """Give ITK's thread pool (SimpleITK filters) ``threads`` threads, now and in a later import, and
+    the same number to OpenMP, OpenBLAS and MKL pools that have not started yet (through the environment)."""
+    for name in _THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    sitk = sys.modules.get("SimpleITK")
+    if sitk is not None:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+
+
+def _start_worker(parent: int, threads: int) -> None:
+    """Worker initializer: die with the parent (:func:`_die_with_parent`), its share of the cores."""
+    _die_with_parent(parent)
+    limit_native_threads(threads)
+
+
 def _die_with_parent(parent: int) -> None:
-    """Worker initializer: default SIGTERM, no SIGINT, and death when the parent process ends."""
+    """Default SIGTERM, no SIGINT, and death when the parent process ends."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits the parent's handler
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from carpet.io.outdir import close_inherited_locks
@@ -99,11 +139,16 @@ def _stop(pool: ProcessPoolExecutor) -> None:
         p.join(timeout=5)
 
 
+#: Forked workers inherit what the parent imported (Python 3.14 makes ``forkserver`` the default on Linux).
+_FORK = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+
+
 def _one_pool(fn, tasks: Sequence[Any], workers: int, flags: Path) -> Iterator[tuple[Any, Any, bool]]:
     """Yield ``(task, result_or_exception, started)`` as tasks end; a broken pool yields the rest
     with their ``BrokenProcessPool`` and whether they had started."""
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=_die_with_parent,
-                             initargs=(os.getpid(),)) as pool:
+    workers = min(workers, len(tasks))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_FORK, initializer=_start_worker,
+                             initargs=(os.getpid(), max(1, usable_cores() // workers))) as pool:
         futures = {}
         for i, task in enumerate(tasks):
             flag = flags / f"{id(task)}-{i}"
@@ -127,14 +172,22 @@ def _one_pool(fn, tasks: Sequence[Any], workers: int, flags: Path) -> Iterator[t
 
 
 def run_in_workers(fn: Callable[[Any], Any], tasks: Iterable[Any], workers: int,
-                   lost: Callable[[Any, BaseException], Any]) -> Iterator[Any]:
+                   lost: Callable[[Any, BaseException], Any], preload: Sequence[str] = ()) -> Iterator[Any]:
     """Yield ``fn(task)`` for every task, computed in ``workers`` processes, in completion order.
 
     ``fn`` must be a top-level function and must not raise for an ordinary failure (return it
     instead). A task whose worker dies while it runs alone yields ``lost(task, exception)``; tasks
-    that merely shared a broken pool are run again.
+    that merely shared a broken pool are run again. Tasks start in the order given (put the longest
+    first, so that no long task starts last). ``preload``: modules imported here before the workers
+    are forked, so that they inherit them instead of each importing them. Each worker's native
+    thread pools get ``cores // workers`` threads (at least 1; a task rerun alone gets every core).
     """
     pending = list(tasks)
+    for module in preload:
+        try:
+            importlib.import_module(module)
+        except ImportError:  # only a saving: a worker that needs it imports it (and fails) itself
+            pass
     with tempfile.TemporaryDirectory(prefix="carpet-workers-") as tmp:
         flags = Path(tmp)
         while pending:

@@ -51,8 +51,9 @@ column), every output says SIMULATED.
 
 from carpet.analyze.derive import IDENTIFIER_COLUMNS
 from carpet.analyze.plan import ANALYSES, describe_plan, load_plan, required_inputs, validate_plan
-from carpet.analyze.run import AnalysisResult, run_analysis
+from carpet.analyze.run import AnalysisResult, AnalysisTable, analysis_table, run_analysis
 from carpet.analyze.writer import SIMULATED_BANNER
 
-__all__ = ["AnalysisResult", "load_plan", "validate_plan", "run_analysis", "IDENTIFIER_COLUMNS", "ANALYSES",
+__all__ = ["AnalysisResult", "AnalysisTable", "analysis_table", "load_plan", "validate_plan", "run_analysis",
+           "IDENTIFIER_COLUMNS", "ANALYSES",
            "SIMULATED_BANNER", "required_inputs", "describe_plan"]

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from carpet.analyze.runners import _two_level
 from carpet.errors import InputError
 
 #: Table 2 row labels of the Moffitt paper, in its order
@@ -88,11 +89,21 @@ def _run_flowchart(data, a, endpoints, writer, stem, seed, tables):
             row[g] = int((mask & (data[by].astype(str) == g).to_numpy()).sum())
         rows.append(row)
     table = pd.DataFrame(rows)
+    named = writer.labels.label(by) if by else ""
+    display = table.assign(stage=table["stage"].str.capitalize()).rename(
+        columns={"stage": "Stage", "all": "All patients", **{g: _level_label(writer.labels, by, data, g) for g in groups[1:]}})
     files = [writer.table(table, stem, f"Flowchart: patients treated, progressed, refractory (progression within "
-                                       f"{window} days of infusion) and relapsed" + (f", by {by}" if by else ""))]
+                                       f"{window} days of infusion) and relapsed" + (f", by {named}" if by else ""),
+                          display=display)]
     files += writer.figure(flowchart_figure(table, refractory_days=window), stem,
-                           "Patients treated, progressed, refractory and relapsed" + (f", by {by}" if by else ""))
+                           "Patients treated, progressed, refractory and relapsed" + (f", by {named}" if by else ""))
     return {"counts": table.to_dict("records"), "refractory_days": window, "files": files}
+
+
+def _level_label(labels, column: str, data: pd.DataFrame, text: str) -> str:
+    """The label of the value of ``column`` whose text is ``text`` (groups made by ``astype(str)``)."""
+    value = next((v for v in data[column].dropna().unique() if str(v) == text), text)
+    return labels.level(column, value)
 
 
 def _run_proportion(data, a, endpoints, writer, stem, seed, tables=None):
@@ -122,7 +133,7 @@ def _run_proportion(data, a, endpoints, writer, stem, seed, tables=None):
     display = table.assign(**{f"{label}, % (95% CI)": [f"{r['k']}/{r['n']} = {r['percent']:.0f}% "
                                                        f"({r['ci_lower']:.0f}–{r['ci_upper']:.0f})" for r in rows]})
     files = [writer.table(table, stem, f"{label}: rate with exact (Clopper–Pearson) 95% CI",
-                          display=display[["group", f"{label}, % (95% CI)"]])]
+                          display=display[["group", f"{label}, % (95% CI)"]].rename(columns={"group": "Group"}))]
     n_missing = len(data) - len(frame)
     if n_missing:
         writer.note(f"{n_missing} patient(s) with {label} unknown were left out of this rate.")
@@ -275,6 +286,7 @@ def _run_roc(data, a, endpoints, writer, stem, seed, tables=None):
     The outcome is the endpoint's event at or before ``horizon`` (1), or follow-up beyond it without one (0);
     patients censored before the horizon are left out (their outcome is unknown), and the report says how many.
     """
+    from carpet.report import format as fmt
     from carpet.stats import roc, roc_test
 
     ep = endpoints[a["endpoint"]]
@@ -295,9 +307,10 @@ def _run_roc(data, a, endpoints, writer, stem, seed, tables=None):
     label = ep.get("label", a["endpoint"])
     files = [writer.table(table, stem, f"AUC (DeLong 95% CI) for {label} event by {horizon:g} "
                                        f"{ep.get('unit', 'months')}",
-                          display=table.assign(**{"AUC (95% CI)": [f"{r['auc']:.2f} ({r['auc_lower']:.2f}–"
-                                                                   f"{r['auc_upper']:.2f})" for r in rows]})[
-                              ["marker", "n", "events", "AUC (95% CI)"]])]
+                          display=pd.DataFrame([{"Marker": writer.labels.name(r["marker"]), "n": r["n"],
+                                                 "Events": r["events"],
+                                                 "AUC (95% CI)": fmt.estimate_ci(r["auc"], r["auc_lower"], r["auc_upper"],
+                                                                                 null=None)} for r in rows]))]
     res: dict[str, Any] = {"endpoint": ep, "horizon": horizon, "rows": rows,
                            "n_censored_before_horizon": int((~known).sum())}
     if (~known).any():
@@ -307,8 +320,8 @@ def _run_roc(data, a, endpoints, writer, stem, seed, tables=None):
         x1, x2 = (pd.to_numeric(frame[m]).to_numpy(float)[known] for m in markers[:2])
         test = roc_test(y, x1, x2, direction1=a.get("direction", "<"), direction2=a.get("direction", "<"))
         res["roc_test"] = {"markers": markers[:2], "difference": test.difference, "p_value": test.p_value}
-        writer.text(f"Paired DeLong test, AUC {markers[0]} − {markers[1]} = {test.difference:.3f}, "
-                    f"p = {test.p_value:.3g}.")
+        writer.text(f"Paired DeLong test, AUC {writer.labels.label(markers[0])} − {writer.labels.label(markers[1])} "
+                    f"= {fmt.estimate(test.difference, min_decimals=3)}, {fmt.p_equals(test.p_value)}.")
     res["files"] = files
     return res
 
@@ -323,9 +336,7 @@ def _run_cox_table(data, a, endpoints, writer, stem, seed, tables=None):
     frame = data.dropna(subset=[ep["time"], ep["event"], *covs])  # the same patients in every model
     ct = cox_table(frame, duration=ep["time"], event=ep["event"], covariates=covs,
                    strata=[strata] if isinstance(strata, str) else strata)
-    display = ct.table[["term", "level", "uni", "uni_p_text", "multi", "multi_p_text"]].rename(columns={
-        "uni": "univariable HR (95% CI)", "uni_p_text": "p", "multi": "multivariable HR (95% CI)",
-        "multi_p_text": "p (multivariable)"})
+    display = _cox_table_display(ct.table, frame, writer.labels)
     files = [writer.table(ct.table, stem, f"Cox models of {ep.get('label', a['endpoint'])}: univariable and "
                                           f"multivariable (n = {len(frame)}, events = {int(frame[ep['event']].sum())})",
                           display=display)]
@@ -335,6 +346,30 @@ def _run_cox_table(data, a, endpoints, writer, stem, seed, tables=None):
         writer.note(f"Cox model, {w}")
     return {"endpoint": ep, "table": ct.table.to_dict("records"), "n": int(len(frame)), "warnings": ct.warnings,
             "provenance": ct.provenance, "files": files}
+
+
+def _cox_table_display(table: pd.DataFrame, data: pd.DataFrame, labels) -> pd.DataFrame:
+    """The Cox table as a paper prints it: covariates and levels by their labels, the reference level named."""
+    def level(term: str, text) -> str:
+        values = data[term].dropna().unique() if term in data else []
+        value = next((v for v in values if str(v) == str(text)), text)
+        return labels.level(term, value)
+
+    rows = []
+    for r in table.to_dict("records"):
+        term = str(r["term"])
+        if r["level"] == "(reference)":
+            shown = f"{level(term, r.get('reference_level'))} (reference)"
+        elif r["level"]:
+            shown = level(term, r["level"])
+        elif term in data and _two_level(data[term]):  # a 0/1 or true/false column: the HR of 1 vs 0
+            low, high = sorted(data[term].dropna().unique(), key=float)[:2]
+            shown = f"{labels.level(term, high)} vs {labels.level(term, low)} (reference)"
+        else:
+            shown = f"per 1 {labels.unit(term)}" if labels.unit(term) else "per unit"
+        rows.append({"Covariate": labels.label(term), "Level": shown, "Univariable HR (95% CI)": r["uni"],
+                     "p": r["uni_p_text"], "Multivariable HR (95% CI)": r["multi"], "p (multivariable)": r["multi_p_text"]})
+    return pd.DataFrame(rows)
 
 
 def exposure_intervals(time: pd.Series, event: pd.Series, exposure_start: pd.Series) -> pd.DataFrame:
@@ -378,8 +413,16 @@ def _run_exposure_cox(data, a, endpoints, writer, stem, seed, tables):
                              "n_exposed": int(cp.groupby("patient_id")["exposed"].max().sum()),
                              "events": int(cp["event"].sum()), "hr": row["hr"], "hr_lower": row["hr_lower"],
                              "hr_upper": row["hr_upper"], "p": row["p"]}])
+    from carpet.cohort.therapy import REGIMEN_CLASS_LABELS
+    from carpet.report import format as fmt
+
+    named = " / ".join(REGIMEN_CLASS_LABELS.get(c, c.replace("_", " ")) for c in classes)
+    s = summary.iloc[0]
+    display = pd.DataFrame([{"Exposure": named, "Patients": s["n_patients"], "Exposed": s["n_exposed"],
+                             "Events": s["events"], "HR (95% CI)": fmt.estimate_ci(s["hr"], s["hr_lower"], s["hr_upper"]),
+                             "p": fmt.p_value(s["p"])}])
     files = [writer.table(summary, stem, f"{ep.get('label', a['endpoint'])}: hazard ratio of a time-dependent "
-                                         f"exposure to {' / '.join(classes)} (counting-process Cox)")]
+                                         f"exposure to {named} (counting-process Cox)", display=display)]
     files.append(writer.csv(cp, f"{stem}_intervals"))
     for w in fit.warnings:
         writer.note(f"Cox model: {w}")

@@ -220,6 +220,14 @@ def _derive(data: pd.DataFrame, d: dict, where: str, tables=None) -> tuple[pd.Da
         status = [emd_pmd_status(e, p) for e, p in zip(data[emd], data[pmd])]
         data[name] = pd.Series([_EMD_PMD_LABELS.get(s) for s in status], index=data.index, dtype=object)
         return data, {"emd_pmd": [emd, pmd], "labels": _EMD_PMD_LABELS, "unknown": "missing"}
+    if "any_of" in d:
+        # Kleene OR of true/false columns: true when any is true, false when all are false, else unknown
+        flags = [data[c].map(lambda v: None if _missing(v) else bool(v)).astype("boolean") for c in d["any_of"]]
+        out = flags[0]
+        for f in flags[1:]:
+            out = out | f
+        data[name] = out
+        return data, {"any_of": d["any_of"], "rule": "true if any is true, false if all are false, else unknown"}
     if "cut" in d:
         cut = d["cut"]
         x = pd.to_numeric(data[cut["column"]], errors="coerce")
@@ -365,3 +373,20 @@ def _non_numeric(data: pd.DataFrame, column: str, key: str, expected: str) -> li
 def _dropped_hint(columns) -> str:
     return (" (identifier columns are dropped; --include-identifiers keeps them)"
             if any(c.lower() in IDENTIFIER_COLUMNS for c in columns) else "")
+
+
+def population(data: pd.DataFrame, column: str, source: str, notes: list[str]) -> pd.DataFrame:
+    """The rows of the plan's ``population:`` (a true/false column, given or derived): the patients every analysis
+    but the flowchart is about. Missing counts as not in it; any other value is refused."""
+    if column not in data:
+        raise InputError(f"population: column '{column}' not in the data (available: {sorted(map(str, data))})",
+                         source=source, hint="derive it first, e.g. derive: [{name: progressed, imwg: progressed}]")
+    values = data[column]
+    keys = values.map(lambda v: None if _missing(v) else _label_key(v))
+    bad = sorted(set(keys.dropna()) - {"true", "false", "1", "0"})
+    if bad:
+        raise InputError(f"population: column '{column}' holds {bad[:5]}; expected true/false", source=source)
+    inside = keys.isin(["true", "1"]).to_numpy()
+    notes.append(f"Analysis population: the {int(inside.sum())} of {len(data)} patients with {column} true "
+                 f"(the flowchart counts all {len(data)}).")
+    return data[inside].reset_index(drop=True)

@@ -13,7 +13,8 @@ A plan may give a ``variables`` mapping; everything else falls back to defaults 
 Rules
 -----
 - label: given, else the column name with underscores as spaces, known abbreviations in capitals (MTV, EMD,
-  IPI, ECOG, ...) and a trailing unit suffix (``_ml``, ``_years``, ``_months``, ``_mm``) read as the unit:
+  IPI, ECOG, ...), mixed-case terms as the literature writes them (metCR, SUVmax), digits set apart from
+  the word they are glued to (``day30`` → "day 30") and a trailing unit suffix (``_ml``, ``_years``, ``_months``, ``_mm``) read as the unit:
   ``age_years`` → "Age (years)", ``baseline_emd`` → "Baseline EMD".
 - levels: given labels, else the value as text; a true/false column's levels are "<label>" and
   "No <label>" (e.g. "EMD at baseline" / "No EMD at baseline"), never "True"/"False".
@@ -29,6 +30,7 @@ Rules
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -41,11 +43,25 @@ __all__ = ["Labels", "variables_problems"]
 
 #: written in capitals wherever they appear as a word of a column name
 ABBREVIATIONS = {"mtv", "tlg", "suv", "emd", "pmd", "ipi", "aaipi", "ldh", "ecog", "hr", "or", "ci", "pfs", "pfs2",
-                 "os", "os_pp", "iss", "riss", "r2iss", "crp", "flc", "imwg", "pet", "ct", "cr", "pr", "vgpr", "metcr",
-                 "car", "dmax", "uln", "auc", "aic", "bic", "id", "bcma", "cns"}
+                 "os", "os_pp", "iss", "riss", "r2iss", "crp", "flc", "imwg", "pet", "ct", "cr", "pr", "vgpr",
+                 "car", "dmax", "uln", "auc", "aic", "bic", "id", "bcma", "cns", "tce", "orr"}
+#: words printed in the mixed case the literature uses (never as an upper-cased code like "METCR")
+MIXED_CASE = {"metcr": "metCR", "impetus": "IMPeTUs", "suvmax": "SUVmax", "suvpeak": "SUVpeak", "suvmean": "SUVmean",
+              "dmax": "Dmax", "riss": "R-ISS", "r2iss": "R2-ISS", "aaipi": "aaIPI"}
 UNIT_SUFFIXES = {"ml": "mL", "years": "years", "months": "months", "days": "days", "mm": "mm", "cm": "cm",
                  "kg": "kg", "pct": "%", "percent": "%", "u_l": "U/L", "mg_l": "mg/L", "g_dl": "g/dL"}
 _KEYS = {"label", "unit", "levels", "order", "show", "reference"}
+
+
+def _word(word: str) -> str:
+    """One word of a column name as a label shows it: "metcr" → "metCR", "mtv" → "MTV", "day30" → "day 30"."""
+    lower = word.lower()
+    if lower in MIXED_CASE:
+        return MIXED_CASE[lower]
+    if lower in ABBREVIATIONS:
+        return word.upper()
+    glued = re.fullmatch(r"([A-Za-z]+)(\d+)", word)  # a code's digits read apart: day30 -> day 30
+    return f"{glued.group(1)} {glued.group(2)}" if glued and lower not in ABBREVIATIONS else word
 
 
 def _key(value) -> str:
@@ -110,8 +126,8 @@ class Labels:
         words = column.split("_")
         if len(words) > 1 and self._suffix_unit(column):
             words = words[:-2] if column.endswith(("_u_l", "_mg_l", "_g_dl")) else words[:-1]
-        text = " ".join(w.upper() if w.lower() in ABBREVIATIONS else w for w in words)
-        return text[:1].upper() + text[1:]
+        text = " ".join(_word(w) for w in words)
+        return text if words and words[0].lower() in MIXED_CASE else text[:1].upper() + text[1:]
 
     def unit(self, column: str) -> str:
         spec = self.spec.get(column, {})

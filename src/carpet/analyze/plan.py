@@ -32,6 +32,7 @@ ANALYSES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
                {"cutoff_method": "str", "marker_method": "str", "strict": "bool"}),
     "compare_models": ({"endpoint": "endpoint", "models": "models"}, {"horizon": "number", "n_boot": "count"}),
     "landmark": ({"endpoint": "endpoint", "time": "number", "by": "column"}, {"risk_times": "numbers"}),
+    "association": ({"marker": "column", "outcomes": "columns"}, {"value": "number"}),
     # analyses of the raw clinical tables (carpet.analyze.cohort_runners)
     "patterns": ({}, {"window_days": "count", "marrow_min_pct": "number"}),
     "flowchart": ({}, {"by": "column", "refractory_days": "count"}),
@@ -43,11 +44,14 @@ ANALYSES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "exposure_cox": ({"endpoint": "endpoint", "classes": "classes"}, {"from": "str"}),
 }
 _COMMON = {"type": "str", "title": "str", "name": "str"}
-_TOP = {"title", "subtitle", "seed", "endpoints", "derive", "analyses", "imaging", "assessments", "variables"}
+_TOP = {"title", "subtitle", "seed", "endpoints", "derive", "analyses", "imaging", "assessments", "variables",
+        "population"}
+#: analyses that count every patient of the tables, not only the plan's population (Figure 1 starts at "treated")
+WHOLE_COHORT_ANALYSES = ("flowchart",)
 _SCORES = {"ipi": "IPI", "aaipi": "aaIPI", "car_hematotox": "CAR-HEMATOTOX", "iss": "ISS", "riss": "R-ISS",
            "r_iss": "R-ISS", "r2iss": "R2-ISS", "r2_iss": "R2-ISS"}
-_DERIVE_OPS = ("score", "emd_pmd", "cut", "log", "labels", "combine", "cytogenetics", "responded", "imwg",
-               "response_at", "first_line_after", "lines_after", "exposed_by")
+_DERIVE_OPS = ("score", "emd_pmd", "cut", "log", "labels", "combine", "any_of", "cytogenetics", "responded",
+               "imwg", "response_at", "first_line_after", "lines_after", "exposed_by")
 #: derive operations that read the raw assessments / therapies (not a column of the analysis table)
 _TABLE_OPS = {"imwg": ("progression",), "response_at": ("assessments",), "first_line_after": ("therapies",),
               "lines_after": ("therapies",), "exposed_by": ("therapies", "progression")}
@@ -119,6 +123,8 @@ def validate_plan(plan: dict) -> list[str]:
     Column names are checked later, against the data (see :func:`run_analysis`).
     """
     problems = [f"{k}: unknown key (expected one of {sorted(_TOP)})" for k in plan if k not in _TOP]
+    if "population" in plan and not isinstance(plan["population"], str):
+        problems.append("population: expected the name of a true/false column (e.g. a derived 'progressed')")
     if not isinstance(plan.get("title"), str):
         problems.append("title: expected the report title (text)")
     if "seed" in plan and _kind_problem(plan["seed"], "count", set()):
@@ -222,7 +228,7 @@ def _derive_problems(where: str, d: Any) -> list[str]:
         out.append(f"{where}.score: unknown score {arg!r} (expected one of {sorted(set(_SCORES))})")
     if op == "score" and d.get("output", "points") not in ("points", "group"):
         out.append(f"{where}.output: expected points or group")
-    if op in ("emd_pmd", "combine") and (not isinstance(arg, list) or len(arg) != 2 and op == "emd_pmd"
+    if op in ("emd_pmd", "combine", "any_of") and (not isinstance(arg, list) or len(arg) != 2 and op == "emd_pmd"
                                          or any(not isinstance(a, str) for a in arg)):
         out.append(f"{where}.{op}: expected a list of columns" + (" [emd, pmd]" if op == "emd_pmd" else ""))
     if op == "cut" and not (isinstance(arg, dict) and isinstance(arg.get("column"), str)
@@ -333,6 +339,8 @@ def _default_stem(a: dict) -> str:
         return f"{t}_{a['endpoint']}_{a['marker']}"
     if t == "landmark":
         return f"landmark_{a['endpoint']}_{a['by']}"
+    if t == "association":
+        return f"association_{a['marker']}"
     if t == "proportion":
         return "_".join(["proportion", a["column"], *_by_list(a.get("by"))])
     if "endpoint" not in a:  # the analyses of the raw tables: patterns, flowchart, lines, swimmer
@@ -370,8 +378,17 @@ def _default_title(a: dict, endpoints: dict, labels=None) -> str:
         unit = ep.get("unit", "months")
         unit = unit[:-1] if a["time"] == 1 and unit.endswith("s") else unit
         return f"Landmark at {a['time']:g} {unit}: {label} by {name(a['by'])}"
+    if t == "proportion":  # the plan item's label names the rate, as its table does
+        return _RAW_TITLES[t].format(column=a.get("label") or name(a["column"]))
+    if t == "roc":
+        markers = [a["markers"]] if isinstance(a["markers"], str) else list(a["markers"])
+        unit = ep.get("unit", "months")
+        return f"AUC of {' and '.join(map(name, markers))} for {label} by {a['horizon']:g} {unit}"
     if t in _RAW_TITLES:
-        return _RAW_TITLES[t].format(**{**a, "column": name(a["column"]) if "column" in a else ""})
+        return _RAW_TITLES[t].format(**{**a, "column": name(a["column"]) if "column" in a else "",
+                                        **({"marker": name(a["marker"]),
+                                            "outcomes": ", ".join(name(c) for c in _by_list(a["outcomes"]))}
+                                           if t == "association" else {})})
     return f"Model comparison for {label}"
 
 
@@ -380,7 +397,8 @@ _RAW_TITLES = {"patterns": "Patterns of progression", "flowchart": "Patients tre
                "swimmer": "Swimmer plot of the lines after progression",
                "roc": "AUC of {markers} for an event by {horizon}",
                "cox_table": "Univariable and multivariable Cox models",
-               "exposure_cox": "Time-dependent exposure to {classes} (Cox)"}
+               "exposure_cox": "Time-dependent exposure to {classes} (Cox)",
+               "association": "{marker} and {outcomes}: rank tests"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -409,14 +427,29 @@ def required_inputs(plan: dict) -> pd.DataFrame:
     list the tables they read. Run :func:`validate_plan` first (a structurally broken plan raises).
     """
     from carpet.analyze.clinical import ENDPOINT_KINDS
+    from carpet.analyze.derive import DEFAULT_WINDOWS
     from carpet.analyze.labels import Labels
-    from carpet.cohort.schema import PATIENTS
+    from carpet.cohort.schema import IMAGING, PATIENTS
 
     docs = {c.name: (c.kind, c.doc or ", ".join(c.choices)) for c in PATIENTS.columns}
+    imaging_docs = {c.name: (c.kind, c.doc or ", ".join(c.choices)) for c in IMAGING.columns}
     labels = Labels(plan.get("variables"))  # a column the schema does not know is described by the plan's label
     rows: dict[tuple[str, str], dict] = {}
+    windows = (plan.get("imaging") or {}).get("windows")
+    windows = DEFAULT_WINDOWS if windows == "default" else windows or {}
 
     def need(table, column, why, holds=None):
+        window = next((w for w in windows if table == "patients" and column.endswith(f"_{w}")
+                       and column[:-len(w) - 1] in imaging_docs), None)
+        if window:  # <column>_<window> of an imaging column: that column, of the scan the window picks
+            w = windows[window]
+            need("imaging", "patient_id", why, "the patient of each scan")
+            need("imaging", "study_date", why, "date of the scan (YYYY-MM-DD)")
+            need("patients", "infusion_date", why, "date of the CAR T infusion (YYYY-MM-DD)")
+            table, column = "imaging", column[:-len(window) - 1]
+            kind, doc = imaging_docs[column]
+            holds = holds or (f"{doc} ({kind}), of the {w.get('pick', 'first')} scan "
+                              f"{w['from_days']} to {w['to_days']} days from infusion")
         kind, doc = docs.get(column, ("", ""))
         text = holds or (f"{doc} ({kind})" if doc else labels.name(column))
         row = rows.setdefault((table, column), {"table": table, "column": column, "holds": text, "needed_by": []})
@@ -466,6 +499,8 @@ def required_inputs(plan: dict) -> pd.DataFrame:
                 if column not in derived:
                     holds = "true/false (0/1 is read as false/true)" if op == "labels" else None
                     need("patients", column, why, holds)
+    if plan.get("population") and plan["population"] not in derived:
+        need("patients", plan["population"], "population", "true/false: the patients the analyses are about")
     for i, a in enumerate(plan.get("analyses") or []):
         why = f"analyses[{i}] ({a['type']})"
         if a["type"] in ("patterns",):

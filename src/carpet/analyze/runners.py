@@ -43,10 +43,10 @@ def _product(levels: list[list[str]]) -> list[tuple[str, ...]]:
     return list(itertools.product(*levels))
 
 
-def _split_groups(x: np.ndarray, value: float, labels: Labels, marker: str, index, optimised: bool) -> pd.Series:
-    """``marker ≤ value`` / ``marker > value``: a pre-specified cut-off as given, an optimised cut-point with the
-    fewest decimals that split ``x`` the same way (:func:`carpet.report.format.cutpoint`)."""
-    name, cut = labels.label(marker), fmt.cutpoint(value, data=x if optimised else None)
+def _split_groups(x: np.ndarray, value: float, labels: Labels, marker: str, index) -> pd.Series:
+    """``marker ≤ value`` / ``marker > value``, the value printed exactly as used (an optimised cut-point is
+    first made :func:`carpet.report.format.split_value` by the caller)."""
+    name, cut = labels.label(marker), fmt.cutpoint(value)
     unit = labels.unit(marker)
     unit = f" {unit}" if unit else ""
     low, high = f"{name} ≤ {cut}{unit}", f"{name} > {cut}{unit}"
@@ -145,13 +145,12 @@ def _run_table1(data, a, endpoints, writer, stem, seed):
     t1 = table1(frame, by=a["by"], continuous=_by_list(a.get("continuous")),
                 categorical=_by_list(a.get("categorical")), nonnormal=_by_list(a.get("nonnormal")),
                 labels={**names, **(a.get("labels") or {})}, order=order, seed=seed, **_exact_limit(a))
-    # p as the policy prints it, in the CSV too (unrounded p-values are in results.json "tests")
-    shown = t1.table.assign(p=[fmt.mc_p_value(p, _resamples(test), missing="")
-                               for p, test in zip(t1.table["p"], t1.table["test"])])
+    # p as the policy prints it (Table1.summary), in the CSV too (unrounded p-values are in results.json "tests")
+    shown = t1.summary
     files = [writer.table(shown, stem, f"Patient characteristics by {writer.labels.label(a['by'])}",
                           display=shown.rename(columns={"variable": "Characteristic", "level": "",
                                                         "test": "Test", "missing": "Missing"}))]
-    return {"tests": t1.tests.to_dict("records"), "table": shown.to_dict("records"),
+    return {"tests": t1.tests.to_dict("records"), "table": shown.to_dict("records"), "numbers": t1.numbers,
             "provenance": t1.provenance, "files": files}
 
 
@@ -170,10 +169,12 @@ def _run_cox(data, a, endpoints, writer, stem, seed):
 
     ep = endpoints[a["endpoint"]]
     covs, strata = _by_list(a["covariates"]), _by_list(a.get("strata"))
-    fit = cox(data, duration=ep["time"], event=ep["event"], covariates=covs, strata=strata or None)
+    coded, reference = _cox_coding(data, covs, writer.labels)
+    fit = cox(coded, duration=ep["time"], event=ep["event"], covariates=covs, strata=strata or None,
+              reference=reference or None)
     summary = fit.summary.rename_axis("term").reset_index()
     files = [writer.table(summary, stem, f"Cox model (n = {fit.n}, events = {fit.n_events})",
-                          display=_cox_display(summary, data, covs, writer.labels))]
+                          display=_cox_display(summary, data, covs, writer.labels, reference))]
     if fit.n_dropped:
         writer.note(f"{fit.n_dropped} patient(s) with a missing value were left out of the Cox model.")
     for w in fit.warnings:  # R's words, e.g. "Loglik converged before variable 2; coefficient may be infinite."
@@ -204,12 +205,17 @@ def _run_transitions(data, a, endpoints, writer, stem, seed):
     files = [writer.table(tr.table.reset_index(), stem, f"{before} (rows) → {after} (columns), patients",
                           display=shown.rename_axis(index=f"{before} \\ {after}", columns=None).reset_index()
                           .rename(columns=str))]
-    writer.text(f"{tr.test.test}: {fmt.p_equals(tr.test.p_value, n_resamples=_resamples(tr.test.test))} "
+    writer.text(f"{tr.test.test}: {fmt.p_equals(tr.test.p_value, n_resamples=tr.test.n_resamples)} "
                 "(patients with both states known).")
     fig = sankey_figure(tr.flows, order=list(tr.table.index), left_title=before, right_title=after)
     files += writer.figure(fig, stem, f"Transitions {before} → {after}: ribbons labelled with patients and row % "
                            f"(share of the {before.lower()} state).")
     return {"table": {str(k): {str(c): int(n) for c, n in row.items()} for k, row in tr.table.iterrows()},
+            "rows": [{"state": str(k), "n": {str(c): int(n) for c, n in row.items()},
+                      "percent": {str(c): 100.0 * n / row.sum() if row.sum() else None for c, n in row.items()}}
+                     for k, row in tr.table.iterrows()],
+            "totals": {"before": {str(k): int(n) for k, n in tr.table.sum(axis=1).items()},
+                       "after": {str(c): int(n) for c, n in tr.table.sum(axis=0).items()}},
             "test": tr.test.__dict__, "provenance": tr.provenance, "files": files}
 
 
@@ -223,17 +229,21 @@ def _run_cutpoint(data, a, endpoints, writer, stem, seed):
                   max_prop=a.get("max_prop", 0.9), n_perm=a.get("n_perm", 0), seed=seed)
     name = writer.labels.name(a["marker"])
     adjusted = _adjusted_p_text(cp)
-    writer.text(f"Maximally selected log-rank cut-point of {name}: {fmt.cutpoint(cp.value, data=x)} "
+    split_at = fmt.split_value(cp.value, x)  # the same groups as cp.value, a number a reader can apply
+    writer.text(f"Maximally selected log-rank cut-point of {name}: {fmt.cutpoint(split_at)} "
                 f"(standardised statistic {fmt.fit_statistic(cp.statistic)}, {cp.n_candidates} candidate cut-points, "
                 f"n = {cp.n}); {adjusted}. An optimised cut-point is reported only with its search-adjusted p-value.")
     files = [writer.table(cp.summary, stem, f"Maximally selected log-rank cut-point of {name}",
-                          display=_cutpoint_display(cp, x))]
-    groups = _split_groups(x, cp.value, writer.labels, a["marker"], frame.index, optimised=True)
+                          display=_cutpoint_display(cp, split_at))]
+    groups = _split_groups(x, split_at, writer.labels, a["marker"], frame.index)
     km = _km_block(writer, frame, ep, groups, a, f"{stem}_km", f"{ep.get('label', a['endpoint'])} by optimised "
                    f"cut-point of {writer.labels.label(a['marker'])}", p_text=adjusted)
     n_excl = _excluded_note(writer, data, frame, f"time, event or {writer.labels.label(a['marker'])}")
     km["logrank_naive"] = km.pop("logrank", None)  # the split's own log-rank p, not adjusted for the search
-    return {"endpoint": ep, "cutpoint": cp.value, "statistic": cp.statistic, "p_value": cp.p_value,
+    return {"endpoint": ep, "cutpoint": cp.value, "split_value": split_at,
+            "split_value_method": "shortest rounded number between the cut-point and the next observed value "
+                                  "(same groups; carpet.report.format.split_value)",
+            "statistic": cp.statistic, "p_value": cp.p_value,
             "p_value_lau94": cp.p_value_lau94, "p_value_perm": cp.p_value_perm, "n_perm": cp.n_perm,
             "n_candidates": cp.n_candidates, "n": cp.n, "n_excluded": n_excl, "seed": seed,
             "provenance": cp.provenance, "km": km, "files": files + km["files"]}
@@ -256,7 +266,7 @@ def _run_cutoff(data, a, endpoints, writer, stem, seed):
         writer.note(f"WARNING: {message}.")
     files = [writer.table(ev.summary, stem, f"Pre-specified cut-off {writer.labels.label(a['marker'])} > "
                           f"{fmt.cutpoint(a['value'])}", display=_stat_display(ev.summary))]
-    groups = _split_groups(x, float(a["value"]), writer.labels, a["marker"], frame.index, optimised=False)
+    groups = _split_groups(x, float(a["value"]), writer.labels, a["marker"], frame.index)
     km = _km_block(writer, frame, ep, groups, a, f"{stem}_km", _title(a, endpoints, writer.labels))
     return {"endpoint": ep, **ev.summary.iloc[0].to_dict(), "logrank_df": ev.logrank.df, "warnings": warned,
             "n_excluded": _excluded_note(writer, data, frame, f"time, event or {writer.labels.label(a['marker'])}"),
@@ -264,8 +274,17 @@ def _run_cutoff(data, a, endpoints, writer, stem, seed):
 
 
 def _data_method(frame: pd.DataFrame, a: dict) -> str | None:
-    """The segmentation method of the marker as the data record it (``method``, or ``method_<window>`` beside a
-    ``<marker>_<window>`` column); the plan's ``marker_method`` must agree with it."""
+    """The segmentation method of the marker as the data record it (a per-method column's name, ``mtv_ml_pct41``;
+    else ``method``, or ``method_<window>`` beside a ``<marker>_<window>`` column); the plan's ``marker_method``
+    must agree with it."""
+    from carpet.cohort.schema import method_of_column
+
+    named = method_of_column(a["marker"])
+    if named is not None:
+        if a.get("marker_method") and a["marker_method"] != named:
+            raise InputError(f"the plan says the marker was made with {a['marker_method']!r}, its column "
+                             f"'{a['marker']}' holds {named!r} values", where="marker_method")
+        return named
     column = next((c for c in frame if c.startswith("method_") and a["marker"].endswith(c[len("method"):])),
                   "method")
     if column not in frame:
@@ -301,8 +320,26 @@ def _run_compare_models(data, a, endpoints, writer, stem, seed):
     if len(cmp.lr_tests):
         files.append(writer.table(cmp.lr_tests, f"{stem}_lr_tests", "Likelihood-ratio tests of nested models",
                                   display=_stat_display(cmp.lr_tests)))
+    contrasts = _cindex_contrasts(frame, ep, models, cmp.fits)
+    files.append(writer.table(contrasts, f"{stem}_cindex_contrasts",
+                              "Pairwise differences in C-index, infinitesimal-jackknife covariance (R survival "
+                              "concordance(fit1, fit2, ...) and its contrasts)", display=_contrasts_display(contrasts)))
     return {"endpoint": ep, "summary": summary.to_dict("records"), "differences": cmp.differences.to_dict("records"),
-            "lr_tests": cmp.lr_tests.to_dict("records"), "provenance": cmp.provenance, "files": files}
+            "contrasts": contrasts.to_dict("records"), "lr_tests": cmp.lr_tests.to_dict("records"),
+            "provenance": {**cmp.provenance, "contrasts": "C_a - C_b, variance V_aa + V_bb - 2 V_ab from the "
+                           "subjects' infinitesimal-jackknife influences (R concordance), normal CI and z-test"},
+            "files": files}
+
+
+def _cindex_contrasts(frame: pd.DataFrame, ep: dict, models: dict, fits: dict) -> pd.DataFrame:
+    """Every pair of models' C-index difference on the complete cases compare_models fitted them on."""
+    from carpet.stats import concordance_contrasts
+
+    used = list(dict.fromkeys(c for covs in models.values() for c in covs))
+    data = frame[[ep["time"], ep["event"], *used]].dropna()
+    _, contrasts = concordance_contrasts(data[ep["time"]].to_numpy(float), data[ep["event"]].to_numpy(int),
+                                         {name: fit.linear_predictor for name, fit in fits.items()})
+    return contrasts
 
 
 def _run_landmark(data, a, endpoints, writer, stem, seed):
@@ -313,7 +350,8 @@ def _run_landmark(data, a, endpoints, writer, stem, seed):
     lm = landmark(frame, ep["time"], ep["event"], landmark_time=float(a["time"]), group=a["by"])
     unit = ep.get("unit", "months")
     files = [writer.table(lm.at_risk, f"{stem}_at_risk",
-                          f"Patients at risk at the landmark ({a['time']:g} {unit} after the start of "
+                          f"Patients at risk at the landmark ({a['time']:g} "
+                          f"{unit[:-1] if a['time'] == 1 and unit.endswith('s') else unit} after the start of "
                           f"{ep.get('label', a['endpoint'])})", display=_stat_display(lm.at_risk))]
     groups = _groups(lm.data, [a["by"]], writer.labels)
     shifted = {**ep, "time": "time_from_landmark"}
@@ -325,12 +363,49 @@ def _run_landmark(data, a, endpoints, writer, stem, seed):
             "provenance": lm.provenance, "km": km, "files": files + km["files"]}
 
 
-#: resamples of carpet.stats' Monte Carlo Fisher test (its test name says "Monte Carlo"); its p is ≥ 1/B
-MONTE_CARLO_RESAMPLES = 100_000
+def _run_association(data, a, endpoints, writer, stem, seed):
+    """A marker against outcomes measured once per patient (e.g. MTV and CAR T expansion): per outcome, the
+    Wilcoxon rank-sum test between ``marker <= value`` and ``> value`` and Spearman's rho with its 95% CI."""
+    from carpet.stats import mann_whitney, spearman
 
-
-def _resamples(test_name) -> int | None:
-    return MONTE_CARLO_RESAMPLES if "Monte Carlo" in str(test_name) else None
+    marker, labels = a["marker"], writer.labels
+    x = pd.to_numeric(data[marker], errors="coerce")
+    rows = []
+    for col in _by_list(a["outcomes"]):
+        y = pd.to_numeric(data[col], errors="coerce")
+        both = x.notna() & y.notna()
+        if both.sum() < 4:
+            raise InputError(f"'{col}' and '{marker}' are both known for {int(both.sum())} patient(s); "
+                             "a rank correlation needs at least 4", where=col)
+        row = {"outcome": col, "n": int(both.sum())}
+        if "value" in a:
+            high = x[both] > a["value"]
+            mw = mann_whitney(y[both][~high], y[both][high])
+            row.update(n_low=mw.n_x, n_high=mw.n_y, median_low=mw.median_x, q1_low=mw.iqr_x[0], q3_low=mw.iqr_x[1],
+                       median_high=mw.median_y, q1_high=mw.iqr_y[0], q3_high=mw.iqr_y[1], w=mw.statistic,
+                       p_wilcoxon=mw.p_value, wilcoxon_method=mw.method)
+        rho = spearman(x[both], y[both])
+        row.update(rho=rho.rho, rho_lower=rho.ci[0], rho_upper=rho.ci[1], p_spearman=rho.p_value)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    name = labels.label(marker)
+    display = pd.DataFrame({"Outcome": [labels.label(c) for c in table["outcome"]], "n": table["n"]})
+    if "value" in a:
+        cut = fmt.cutpoint(a["value"])
+        for side, sign in (("low", "≤"), ("high", ">")):
+            display[f"{name} {sign} {cut}: median (IQR)"] = [
+                f"{fmt.estimate(r[f'median_{side}'])} ({fmt.estimate(r[f'q1_{side}'])}–"
+                f"{fmt.estimate(r[f'q3_{side}'])}), n = {r[f'n_{side}']}" for r in rows]
+        display["Wilcoxon p"] = [fmt.p_value(p) for p in table["p_wilcoxon"]]
+    display["Spearman rho (95% CI)"] = [fmt.estimate_ci(r["rho"], r["rho_lower"], r["rho_upper"]) for r in rows]
+    display["Spearman p"] = [fmt.p_value(p) for p in table["p_spearman"]]
+    files = [writer.table(table, stem, f"{name} and {', '.join(labels.label(c) for c in table['outcome'])}",
+                          display=display)]
+    writer.text("Wilcoxon rank-sum test (R wilcox.test: exact below 50 per group without ties, else normal "
+                "approximation with continuity correction); Spearman's rho with p from the t approximation (R "
+                "cor.test exact = FALSE) and a Fisher-z 95% CI (variance 1.06/(n - 3)).")
+    prov = {**rho.provenance, "wilcoxon": mw.provenance if "value" in a else None}
+    return {"marker": marker, "value": a.get("value"), "rows": rows, "files": files, "provenance": prov}
 
 
 def _adjusted_p_text(cp) -> str:
@@ -352,10 +427,11 @@ _STAT_NAMES = {"coef": "log HR", "hr": "HR", "se": "SE", "z": "z", "p": "p", "hr
                "hr_high_vs_low": "HR high vs low", "logrank_chisq": "Log-rank chi-square",
                "logrank_p": "Log-rank p", "concordance": "C-index", "group": "Group", "n_at_risk": "At risk",
                "excluded": "Excluded (event or censored before the landmark)", "model_a": "Model A",
-               "model_b": "Model B", "c_diff": "C-index difference (A − B)", "n_boot": "Bootstrap samples",
+               "model_b": "Model B", "c_a": "C-index A", "c_b": "C-index B",
+               "c_diff": "C-index difference (A − B)", "n_boot": "Bootstrap samples",
                "smaller": "Smaller model", "larger": "Larger model", "c_lower": "95% CI lower",
                "c_upper": "95% CI upper", "c_index_se": "C-index SE", "c_index_lower": "C-index 95% CI lower",
-               "c_index_upper": "C-index 95% CI upper"}
+               "c_index_upper": "C-index 95% CI upper", "c_a": "C-index A", "c_b": "C-index B"}
 
 
 def _stat_cell(column: str, value):
@@ -371,7 +447,7 @@ def _stat_cell(column: str, value):
         return fmt.count(value)
     if column in ("cutpoint", "cutoff"):
         return fmt.cutpoint(value)
-    return fmt.estimate(value, min_decimals=3 if column.startswith(("c_index", "td_auc")) else 2)
+    return fmt.estimate(value, min_decimals=3 if column.startswith(("c_index", "td_auc", "c_a", "c_b")) else 2)
 
 
 def _stat_display(df: pd.DataFrame) -> pd.DataFrame:
@@ -380,9 +456,9 @@ def _stat_display(df: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns=lambda c: _STAT_NAMES.get(str(c), str(c)))
 
 
-def _cutpoint_display(cp, x: np.ndarray) -> pd.DataFrame:
+def _cutpoint_display(cp, split_at: float) -> pd.DataFrame:
     shown = _stat_display(cp.summary)
-    shown["Cut-point"] = fmt.cutpoint(cp.value, data=x)
+    shown["Cut-point"] = fmt.cutpoint(split_at)
     if "p_perm" in cp.summary and cp.n_perm:
         shown["p (permutation)"] = [fmt.mc_p_value(v, cp.n_perm) for v in cp.summary["p_perm"]]
     return shown
@@ -395,20 +471,58 @@ def _models_display(summary: pd.DataFrame, labels: Labels) -> pd.DataFrame:
     return _stat_display(out)
 
 
-def _cox_display(summary: pd.DataFrame, data: pd.DataFrame, covariates: list[str], labels: Labels) -> pd.DataFrame:
-    """Cox terms as a paper prints them: "Term", "HR (95% CI)", "p", with the comparison each HR makes."""
+def _contrasts_display(contrasts: pd.DataFrame) -> pd.DataFrame:
+    """C-index contrasts as a paper prints them: the two models, their C-indices, the difference (95% CI), p."""
+    return pd.DataFrame({
+        "Models": [f"{r.model_a} vs {r.model_b}" for r in contrasts.itertuples()],
+        "C-index": [f"{fmt.estimate(r.c_a)} vs {fmt.estimate(r.c_b)}" for r in contrasts.itertuples()],
+        "Difference (95% CI)": [fmt.estimate_ci(r.difference, r.lower, r.upper) for r in contrasts.itertuples()],
+        "p": [fmt.p_value(r.p_value) for r in contrasts.itertuples()]})
+
+
+def _two_level(values: pd.Series) -> bool:
+    """A true/false or 0/1 covariate (the Cox model's HR then compares its two levels)."""
+    known = values.dropna()
+    return pd.api.types.is_bool_dtype(values) or (known.isin([0, 1, True, False]).all() and known.nunique() == 2)
+
+
+def _cox_coding(data: pd.DataFrame, covariates: list[str], labels: Labels) -> tuple[pd.DataFrame, dict]:
+    """Covariates coded so that each HR compares with the reference level the report names.
+
+    A two-level covariate becomes 1 for its non-reference level and 0 for the reference (the plan's
+    ``reference``, else the first level): a 0/1 column with ``reference: 1`` gives the HR of 0 vs 1, as its
+    row says. A text covariate whose plan gives ``reference`` passes it to :func:`carpet.stats.cox`.
+    """
+    frame, reference = data.copy(), {}
+    for c in covariates:
+        values = data[c]
+        if _two_level(values):
+            ref = labels.reference(c, values)
+            frame[c] = [np.nan if fmt.is_missing(v) else float(float(v) != float(ref)) for v in values]
+        elif not pd.api.types.is_numeric_dtype(values) and "reference" in labels.spec.get(c, {}):
+            reference[c] = labels.reference(c, values)
+    return frame, reference
+
+
+def _cox_display(summary: pd.DataFrame, data: pd.DataFrame, covariates: list[str], labels: Labels,
+                 reference: dict | None = None) -> pd.DataFrame:
+    """Cox terms as a paper prints them: "Term", "HR (95% CI)", "p", with the comparison each HR makes
+    (coded by :func:`_cox_coding`: the reference level is the one named)."""
     rows = []
     for r in summary.to_dict("records"):
         term = str(r["term"])
         column = next((c for c in sorted(covariates, key=len, reverse=True) if term.startswith(c)), term)
         values = data[column] if column in data else pd.Series(dtype=float)
-        if pd.api.types.is_bool_dtype(values) or (column in data and values.dropna().isin([0, 1, True, False]).all()
-                                                  and values.nunique() == 2):
+        if column in data and _two_level(values):
             ref = labels.reference(column, values)
             other = next(v for v in labels.order(column, values) if v != ref)
             compared = f"{labels.level(column, other)} vs {labels.level(column, ref)} (reference)"
         elif term != column:
-            compared = f"{term[len(column):].strip(':_= ')} vs reference"
+            ref = (reference or {}).get(column)
+            if ref is None:  # R's default: the first level in sorted order
+                ref = sorted(values.dropna().astype(str).unique())[0] if column in data else None
+            compared = (f"{labels.level(column, term[len(column):])} vs {labels.level(column, ref)} (reference)"
+                        if ref is not None else f"{term[len(column):].strip(':_= ')} vs reference")
         else:
             unit = labels.unit(column)
             compared = f"per 1 {unit}" if unit else "per unit"
@@ -419,5 +533,5 @@ def _cox_display(summary: pd.DataFrame, data: pd.DataFrame, covariates: list[str
 
 _RUNNERS = {"table1": _run_table1, "km": _run_km, "cox": _run_cox, "transitions": _run_transitions,
             "cutpoint": _run_cutpoint, "cutoff": _run_cutoff, "compare_models": _run_compare_models,
-            "landmark": _run_landmark}
+            "landmark": _run_landmark, "association": _run_association}
 assert set(_RUNNERS) <= set(ANALYSES)

@@ -8,8 +8,9 @@ Files a spreadsheet or R opens without thinking:
   so that R reads them as logical (and pandas as bool). ``results.json`` says
   ``"simulated": true`` and the reports carry the banner.
 - ``figures/<stem>.png`` (300 dpi), ``.pdf`` and ``.svg`` (vector) per figure.
-- ``tables.xlsx`` (with ``xlsx=True``): one sheet per table, in report order, plus ``about`` (title, simulated,
-  carpet version).
+- ``tables.xlsx`` (with ``xlsx=True``): a README sheet (title, simulated, carpet version, what each sheet
+  is, provenance), then one sheet per table in report order, as the reports show it (labels, numbers as
+  numbers in the report's decimals; :mod:`carpet.report.workbook`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from carpet.analyze.labels import Labels
-from carpet.io.tables import neutralise_formulas, write_csv
+from carpet.io.tables import write_csv
 
 SIMULATED_BANNER = "SIMULATED DATA — not patients"
 
@@ -37,6 +38,7 @@ class _Writer:
         self.out, self.simulated, self.files, self.title = out, simulated, {}, title
         self.labels = labels or Labels()
         self.tables: dict[str, pd.DataFrame] = {}
+        self.shown: dict[str, tuple[pd.DataFrame, str]] = {}
         self.figure_checks: dict[str, dict] = {}
         banner = "SIMULATED" if simulated else ""
         self.html = Report(title, subtitle=(f"{SIMULATED_BANNER}. " if simulated else "") + subtitle)
@@ -71,45 +73,75 @@ class _Writer:
         """Write ``df`` to ``<stem>.csv`` and show it (or the more readable ``display``) in the reports."""
         path = self.out / self.csv(df, stem)
         shown = df if display is None else display
+        self.shown[stem] = (shown, caption)  # the workbook's sheet: the table as the reports show it
         self.html.table(shown, caption=f"{caption} ({path.name})")
         self.pdf.table(shown, caption=f"{caption} ({path.name})")
         return path.name
 
     def figure(self, fig, stem: str, caption: str) -> list[str]:
         """Write the figure as PNG (300 dpi), PDF and SVG; embed it in both reports; return the file names."""
-        from carpet.report.style import legend_overlaps_data, save_figure
+        from carpet.report.style import KM_AXES_ID, legend_overlaps_data, save_figure, x_axis_short_of_data
 
-        # a legend over data is a defect the reader sees: every figure is checked as drawn, the result kept
-        self.figure_checks[stem] = {"legend_covers_data": legend_overlaps_data(fig)}
-        if self.simulated:
-            fig.text(0.995, 0.005, "SIMULATED", ha="right", va="bottom", fontsize=7, color="#D55E00",
-                     fontweight="bold")
+        # a legend over data, a survival axis ending before its curves: defects the reader sees; every figure
+        # is checked as drawn, the result kept
+        self.figure_checks[stem] = {"legend_covers_data": legend_overlaps_data(fig),
+                                    "x_axis_short_of_data": x_axis_short_of_data(fig),
+                                    "survival_axes": sum(ax.get_gid() == KM_AXES_ID for ax in fig.axes),
+                                    "texts": _figure_texts(fig)}
+        if self.simulated:  # under the drawn content's right edge (the figure's corner may be far from it)
+            fig.canvas.draw()
+            box = fig.get_tightbbox(fig.canvas.get_renderer()).transformed(fig.dpi_scale_trans)
+            fig.text(box.x1 / fig.bbox.width, (box.y0 - 2) / fig.bbox.height, "SIMULATED", ha="right",
+                     va="top", fontsize=7, color="#D55E00", fontweight="bold")
         paths = save_figure(fig, self.out / "figures" / stem)
         names = [f"figures/{p.name}" for p in paths]
         self.files.update({name: p for name, p in zip(names, paths)})
-        # The PNG just written goes into the HTML as is; the PDF report draws the figure itself (vector).
-        self.html.image(paths[0].read_bytes(), caption)
+        # The HTML embeds the figure as SVG (or the PNG just written); the PDF report draws it itself (vector).
+        self.html.figure(fig, caption, png=paths[0].read_bytes(), close=False)
         self.pdf.figure(fig, caption)  # the PDF report closes the figure once it has drawn it
         return names
 
     def workbook(self, path: Path) -> Path:
-        """Every table written so far as one sheet of an XLSX workbook (sheet names ≤ 31 characters, unique)."""
+        """Every table written so far as a sheet of an XLSX workbook, as the reports show it (raw when only
+        written as CSV), after a README sheet (:func:`carpet.report.workbook.write_workbook`)."""
         from carpet import __version__
+        from carpet.report.workbook import Sheet, write_workbook
 
-        used: set[str] = set()
-        with pd.ExcelWriter(path, engine="openpyxl") as xl:
-            about = pd.DataFrame({"field": ["title", "simulated", "carpet_version"],
-                                  "value": [self.title, str(self.simulated).upper(), __version__]})
-            neutralise_formulas(about).to_excel(xl, sheet_name="about", index=False)
-            for stem, table in self.tables.items():
-                name, k = stem[:31], 2
-                while name.lower() in used or name.lower() == "about":
-                    suffix = f"_{k}"
-                    name, k = stem[:31 - len(suffix)] + suffix, k + 1
-                used.add(name.lower())
-                neutralise_formulas(table).to_excel(xl, sheet_name=name, index=False)
+        sheets = [Sheet(stem, *self.shown[stem], csv=f"{stem}.csv") if stem in self.shown else
+                  Sheet(stem, table, csv=f"{stem}.csv", shown=False) for stem, table in self.tables.items()]
+        about = {"title": self.title, "simulated": "TRUE — " + SIMULATED_BANNER if self.simulated else "FALSE",
+                 "carpet_version": __version__}
+        write_workbook(path, sheets, about, provenance=_jsonable(self.html.provenance))
         self.files[path.name] = path
         return path
+
+
+def _figure_texts(fig) -> dict[str, list[str]]:
+    """The text a figure shows (titles, axis labels, legend entries, other text such as numbers at risk and
+    flow counts; tick labels left out), kept in results.json so that a machine can check its words for raw
+    column names and its numbers against the results."""
+    from matplotlib.text import Text
+
+    out: dict[str, list[str]] = {"title": [], "axis label": [], "legend": [], "text": []}
+    seen: set[int] = set()
+
+    def add(kind: str, texts) -> None:
+        for t in texts:
+            seen.add(id(t))
+            word = t.get_text().strip()
+            if word and t.get_visible() and word not in out[kind]:
+                out[kind].append(word)
+
+    for ax in fig.axes:
+        seen.update(id(t) for t in [*ax.get_xticklabels(), *ax.get_yticklabels()])  # the scale, not results
+        add("title", [ax.title, ax._left_title, ax._right_title])
+        add("axis label", [ax.xaxis.label, ax.yaxis.label])
+        if ax.get_legend() is not None:
+            add("legend", ax.get_legend().get_texts())
+    for legend in fig.legends:
+        add("legend", legend.get_texts())
+    add("text", [t for t in fig.findobj(Text) if id(t) not in seen])
+    return out
 
 
 def _r_logicals(df: pd.DataFrame) -> pd.DataFrame:

@@ -30,7 +30,8 @@ from carpet.errors import InputError
 __all__ = [
     "Column", "TableSchema", "Problem", "PATIENTS", "ASSESSMENTS", "THERAPIES", "IMAGING", "PARAMETERS",
     "UNIT_CONVERSIONS", "read_table", "read_patients", "read_assessments", "read_therapies", "read_imaging",
-    "validate_frame", "describe", "load_table",
+    "validate_frame", "describe", "load_table", "SEGMENTATION_METHODS", "METHOD_MEASURES", "method_column",
+    "method_of_column",
 ]
 
 #: Excel's day zero for serial dates (the 1900 leap-year bug makes it 1899-12-30).
@@ -117,6 +118,7 @@ _CYTOGENETICS = tuple(
         ("gain1q", "1q gain (3 copies)"), ("amp1q", "1q amplification (>= 4 copies)"),
         ("del1p32", "del(1p32), monoallelic"), ("del1p32_biallelic", "del(1p32), biallelic"),
         ("tp53_mutation", "TP53 mutation"), ("non_hyperdiploid", "non-hyperdiploid karyotype"),
+        ("t11_14", "t(11;14)"),
         ("high_risk_gep", "high-risk gene-expression profile"),
     ]) + (
     _num("del17p_pct", "del(17p) positive nuclei (%) as the lab reported", 0, 100),
@@ -190,17 +192,90 @@ THERAPIES = TableSchema(
     doc="One row per line of therapy.",
 )
 
+#: carpet.segment.METHODS, written out: importing the segmentation module (scipy.signal) would cost every
+#: clinical command a second at start-up (a test keeps the two equal).
+SEGMENTATION_METHODS = ("suv4", "suv2.5", "pct41", "a50p", "percist", "liver3sd", "mv2", "mv3")
+#: Study measures imaging.csv carries for each segmentation method, as ``<measure>_<method>``
+#: (:func:`method_column`): kind and meaning.
+METHOD_MEASURES = {"n_lesions": ("int", "lesions found"), "mtv_ml": ("number", "metabolic tumour volume (mL)"),
+                   "tlg": ("number", "total lesion glycolysis (mL*SUV)"), "suv_max": ("number", "SUVmax"),
+                   "suv_peak": ("number", "SUVpeak of the lesion with the highest SUVpeak (IBSI 1 cm3 peak)")}
+#: Deauville scores as imaging.csv writes them: 1-5, X (uptake unrelated to disease) or NE (not evaluable).
+_DS = ("1", "2", "3", "4", "5", "X", "NE")
+_METCR_RULES = ("zamagni2021", "imwg2016_imaging", "lugano_style")
+
+
+def method_column(measure: str, method: str) -> str:
+    """imaging.csv column of a study measure made with one segmentation method: ``mtv_ml_suv4``,
+    ``tlg_pct41``, ``suv_max_suv2_5`` (a '.' of the method name is written '_', so R and spreadsheets read the
+    name as it is); ``threshold_<method>`` holds the threshold the method used."""
+    return f"{measure}_{method.replace('.', '_')}"
+
+
+def method_of_column(name: str) -> str | None:
+    """The segmentation method a per-method column was made with (``mtv_ml_pct41`` or, after an imaging window,
+    ``mtv_ml_pct41_baseline`` → ``'pct41'``); None for any other column."""
+    for method in SEGMENTATION_METHODS:
+        for measure in METHOD_MEASURES:
+            column = method_column(measure, method)
+            if name == column or name.startswith(column + "_"):
+                return method
+    return None
+
+
+def _per_method_columns() -> tuple[Column, ...]:
+    columns = []
+    for method in SEGMENTATION_METHODS:
+        for measure, (kind, doc) in METHOD_MEASURES.items():
+            columns.append(Column(method_column(measure, method), kind, min_value=0, doc=f"{doc}, {method}"))
+        columns.append(Column(method_column("threshold", method), "text",
+                              doc=f"threshold of {method} in this study (SUV, or the per-lesion rule)"))
+    return tuple(columns)
+
+
 IMAGING = TableSchema(
     "imaging",
     (
         Column("study_id", "id", required=True),
         Column("patient_id", "id", doc="links the study to the patients table (batch --studies adds it)"),
         Column("study_date", "date"),
+        Column("status", "choice", choices=("done", "failed"), doc="done, or failed (see errors.csv)"),
         Column("method", "text", doc="segmentation method of carpet quantify"),
         _num("mtv_ml", "metabolic tumour volume (mL)"), _num("tlg", "total lesion glycolysis (mL*SUV)"),
         _num("suv_max", "SUVmax"), _num("dmax_mm", "largest distance between lesions (mm)"),
         Column("n_lesions", "int", min_value=0), Column("n_bone", "int", min_value=0),
         Column("n_paramedullary", "int", min_value=0), Column("n_extramedullary", "int", min_value=0),
+        *_per_method_columns(),
+        Column("deauville_ds", "choice", choices=_DS, doc="study Deauville score (highest lesion score)"),
+        _num("marrow_suv_median", "median SUV of the marrow (diffuse uptake)"),
+        Column("marrow_ds", "choice", choices=_DS, doc="Deauville score of the diffuse marrow uptake"),
+        _flag("diffuse_marrow", "diffuse marrow uptake (marrow Deauville >= 4)"),
+        Column("impetus_bm_ds", "choice", choices=_DS, doc="IMPeTUs bone marrow score"),
+        Column("impetus_fl_count", "int", min_value=0, doc="IMPeTUs focal lesions"),
+        Column("impetus_fl_count_cat", "int", min_value=0, max_value=3, doc="IMPeTUs focal lesion category 0-3"),
+        Column("impetus_fl_sites", "text", doc="IMPeTUs focal lesion sites, '+'-joined"),
+        Column("impetus_fl_target_ds", "choice", choices=_DS, doc="IMPeTUs score of the hottest focal lesion"),
+        Column("impetus_lytic_count_cat", "int", min_value=0, max_value=3, doc="IMPeTUs lytic lesion category 0-3"),
+        _flag("impetus_fracture", "IMPeTUs fracture"),
+        Column("impetus_fracture_sites", "text", doc="IMPeTUs fracture sites, '+'-joined"),
+        _flag("impetus_paramedullary", "IMPeTUs paramedullary disease"),
+        Column("impetus_paramedullary_ds", "choice", choices=_DS, doc="IMPeTUs paramedullary score"),
+        _flag("impetus_emd", "IMPeTUs extramedullary disease"),
+        Column("impetus_emd_subtypes", "text", doc="IMPeTUs EMD subtypes, '+'-joined"),
+        Column("impetus_emd_ds", "choice", choices=_DS, doc="IMPeTUs EMD score"),
+        Column("impetus_n_indeterminate", "int", min_value=0, doc="lesions of indeterminate site"),
+        Column("impetus_report", "text", doc="IMPeTUs report string"),
+        *(_flag(f"metcr_{r}", f"metabolic CR of the scan ({r.upper()})") for r in _METCR_RULES),
+        Column("baseline_study_id", "text", doc="the scan a follow-up was read against"),
+        Column("n_new_lesions", "int", min_value=0, doc="new lesions against the baseline"),
+        Column("n_resolved_lesions", "int", min_value=0, doc="baseline lesions no longer seen"),
+        _num("baseline_suv_max", "SUVmax of the baseline scan"),
+        _num("delta_suv_max_pct", "SUVmax change from the baseline (%)", lo=-100.0),
+        Column("lugano_category", "choice", choices=("CMR", "PMR", "NMR", "PMD", "NE"),
+               doc="Lugano 2014 response against the baseline"),
+        *(_flag(f"metcr_{r}_vs_baseline", f"metabolic CR against the baseline ({r.upper()})")
+          for r in _METCR_RULES),
+        Column("carpet_version", "text", doc="carpet version that measured the study"),
     ),
     unique=("study_id",),
     doc="One row per PET/CT study, from carpet quantify / batch outputs (key: study_id, as batch writes it).",

@@ -11,7 +11,9 @@ takes the lock and the ownership rule, and stages study by study itself):
   system, so the move is a rename). Only a complete run is moved into place: the old folder is
   renamed aside (``.NAME.PID.old``), the new one renamed in, the old one removed. A run that fails or
   is killed leaves the earlier outputs as they were; a kill between the two renames is repaired by
-  the next run (the old folder is renamed back) before it does anything else.
+  the next run (the old folder is renamed back) before it does anything else. A command whose
+  ``--out`` is a pair of files (``carpet suv``) swaps them under a journal, undone on failure or by the
+  next run after a kill (:func:`staged_files`), so the pair is always of one run.
 * **Nothing stale.** The finished folder holds only what this run wrote: files of an earlier run that
   this one does not write (``methods.csv`` of a ``--method all`` run, ``lesions.seg.dcm`` of a DICOM
   study, the tables of another analysis plan) go with the old folder.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import json
 import os
 import re
@@ -42,7 +45,7 @@ from carpet import __version__
 from carpet.errors import OutputError
 
 __all__ = ["OWNER_RECORD", "staged_dir", "staged_files", "owned_dir", "locked_output", "describe_os_error",
-           "remove_quietly", "close_inherited_locks"]
+           "remove_quietly", "close_inherited_locks", "writes_staged"]
 
 #: The record carpet leaves in every folder it writes (hidden): which command, which version.
 OWNER_RECORD = ".carpet-output"
@@ -206,6 +209,46 @@ def staged_dir(out: str | Path, command: str) -> Iterator[Path]:
             raise
 
 
+def writes_staged(command: str):
+    """Decorator giving a library function whose keyword ``out_dir`` is a folder the discipline of the
+    command line (:func:`staged_dir`): locked, written into a stage, moved into place when complete. The
+    command is then thin glue over the function. The wrapped function takes ``staged=False`` to write
+    straight into ``out_dir`` — for a caller that stages the folder itself (``carpet batch`` per study, the
+    demo as a whole). Paths into the stage in the returned value (a ``Path``, or in a dict, list or
+    attribute of the result, e.g. ``result.extra['files']``) are changed to where the files end up.
+    """
+    def decorate(fn):
+        @functools.wraps(fn)
+        def run(*args, out_dir, staged: bool = True, **kwargs):
+            if not staged:
+                return fn(*args, out_dir=out_dir, **kwargs)
+            final = Path(out_dir).absolute()
+            with staged_dir(final, command) as tmp:
+                result = fn(*args, out_dir=tmp, **kwargs)
+            return _moved(result, tmp, final, depth=0)
+        return run
+    return decorate
+
+
+def _moved(value, tmp: Path, final: Path, depth: int):
+    """``value`` with paths (``Path`` or text) inside ``tmp`` pointing into ``final`` instead; dicts and
+    lists are changed in place, an object's attributes only at the top level."""
+    if isinstance(value, Path):
+        return final / value.relative_to(tmp) if value.is_relative_to(tmp) else value
+    if isinstance(value, str):
+        return str(final) + value[len(str(tmp)):] if value.startswith(str(tmp)) else value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _moved(item, tmp, final, depth + 1)
+    elif isinstance(value, list):
+        value[:] = [_moved(item, tmp, final, depth + 1) for item in value]
+    elif depth == 0 and hasattr(value, "__dict__"):
+        for key, item in vars(value).items():
+            if isinstance(item, (Path, str, dict, list)):
+                setattr(value, key, _moved(item, tmp, final, depth + 1))
+    return value
+
+
 #: Text outputs that may record paths of files the run wrote (provenance of the demo's own inputs).
 _TEXT_SUFFIXES = (".json", ".csv", ".html", ".txt", ".yaml", ".md")
 
@@ -242,11 +285,13 @@ def _renamed(exc: OSError, tmp: Path, out: Path) -> OSError:
 
 @contextmanager
 def staged_files(*targets: str | Path) -> Iterator[tuple[Path, ...]]:
-    """Yield temporary paths beside each target file; on success each replaces its target.
+    """Yield temporary paths beside each target file; on success they replace the targets together.
 
     For commands whose ``--out`` is a file (``carpet suv``: the NIfTI and its ``.json`` record). The
     first target is locked. The temporary names keep the target's suffixes (writers choose the format
-    by them).
+    by them). Two files cannot be renamed in one step, so the swap is journalled (:func:`_swap_files`):
+    a run that fails or is killed part-way leaves, or the next run restores, the earlier files as a whole
+    — never a new NIfTI beside an old record.
     """
     targets = tuple(Path(t).absolute() for t in targets)
     with locked_output(targets[0]):
@@ -254,14 +299,11 @@ def staged_files(*targets: str | Path) -> Iterator[tuple[Path, ...]]:
             if t.is_dir():
                 raise OutputError("a folder stands where the output file should be; --out takes a file "
                                   "name such as suv.nii.gz", path=t)
-            pattern = re.compile(rf"\.\d+\.tmp-{re.escape(t.name)}")
-            for leftover in [p for p in t.parent.iterdir() if pattern.fullmatch(p.name)]:
-                remove_quietly(leftover)
+        _repair_files(targets)
         tmps = tuple(t.with_name(f".{os.getpid()}.tmp-{t.name}") for t in targets)
         try:
             yield tmps
-            for tmp, t in zip(tmps, targets):
-                os.replace(tmp, t)
+            _swap_files(tmps, targets)
         except OSError as exc:
             for tmp, t in zip(tmps, targets):
                 remove_quietly(tmp)
@@ -271,6 +313,73 @@ def staged_files(*targets: str | Path) -> Iterator[tuple[Path, ...]]:
             for tmp in tmps:
                 remove_quietly(tmp)
             raise
+
+
+def _swap_files(tmps: tuple[Path, ...], targets: tuple[Path, ...]) -> None:
+    """Move complete temporary files onto their targets as one change.
+
+    Each existing target is first hard-linked to ``.PID.old-NAME`` (it stays in place meanwhile); the
+    journal ``.PID.swap-NAME`` is then created, and only then are the targets replaced. While the journal
+    exists the swap can be undone: a failure here undoes it at once, a kill is undone by the next run
+    (:func:`_repair_files`). The journal goes when every target is replaced: from then on the new files
+    are the output.
+    """
+    pid = os.getpid()
+    olds = [t.with_name(f".{pid}.old-{t.name}") for t in targets]
+    journal = targets[0].with_name(f".{pid}.swap-{targets[0].name}")
+    try:
+        for t, old in zip(targets, olds):
+            if t.exists():
+                try:
+                    os.link(t, old)
+                except OSError:  # a file system without hard links
+                    shutil.copy2(t, old)
+        journal.touch(exist_ok=False)
+    except BaseException:
+        for old in olds:
+            remove_quietly(old)
+        raise
+    try:
+        for tmp, t in zip(tmps, targets):
+            os.replace(tmp, t)
+    except BaseException:
+        _undo_swap(targets, pid)
+        raise
+    journal.unlink()
+    for old in olds:
+        remove_quietly(old)
+
+
+def _undo_swap(targets: tuple[Path, ...], pid: int) -> None:
+    """Put back the files a journalled swap of process ``pid`` replaced; remove the ones it created.
+    The journal stays when something could not be put back (the next run tries again)."""
+    undone = True
+    for t in targets:
+        old = t.with_name(f".{pid}.old-{t.name}")
+        try:
+            if old.exists():
+                os.replace(old, t)
+                remove_quietly(old)   # still there when it was a link to the same file (rename does nothing)
+            elif t.exists():          # no earlier file: this one is the swap's
+                t.unlink()
+        except OSError:
+            undone = False
+    if undone:
+        remove_quietly(targets[0].with_name(f".{pid}.swap-{targets[0].name}"))
+
+
+def _repair_files(targets: tuple[Path, ...]) -> None:
+    """Under the lock: undo the swap of a run killed in the middle of it (its journal is still there),
+    then clear what killed runs left beside the targets (temporary files, links to old files)."""
+    journal = re.compile(rf"\.(\d+)\.swap-{re.escape(targets[0].name)}")
+    for path in list(targets[0].parent.iterdir()):
+        found = journal.fullmatch(path.name)
+        if found:
+            _undo_swap(targets, int(found.group(1)))
+    for t in targets:
+        pattern = re.compile(rf"\.\d+\.(tmp|old)-{re.escape(t.name)}")
+        for leftover in [p for p in t.parent.iterdir() if pattern.fullmatch(p.name)]:
+            remove_quietly(leftover)
 
 
 @contextmanager

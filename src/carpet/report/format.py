@@ -7,7 +7,7 @@ p-values (journal style)
     0.072 → ``0.072``, 0.83 → ``0.83``); 1 prints ``1.0``. In running text a p is written ``p = 0.072`` or
     ``p < 0.001`` (:func:`p_equals`) — never ``p = <0.001``.
 Monte Carlo / permutation p-values
-    with ``B`` resamples, an estimate of 0 (or below ``1/B``) prints ``< 1/B`` in the same style
+    with ``B`` resamples, an estimate of 0 (or at most ``1/B``) prints ``< 1/B`` in the same style
     (``< 0.001`` for B = 1000, ``< 1e-05`` never: ``< 0.00001``); others as p-values.
 Estimates and confidence limits (HR, OR, medians, survival, differences)
     two significant digits of the *smallest-magnitude* number of the group (estimate, lower, upper) decide
@@ -19,10 +19,11 @@ Estimates and confidence limits (HR, OR, medians, survival, differences)
 Model fit statistics (AIC, BIC, log-likelihood, chi-square statistics)
     one decimal (1060.97 → ``1061.0``, -528.4 → ``-528.4``).
 Cut-points
-    as used for the split (:func:`cutpoint`): the stored float's shortest exact text (``122.5``, ``54.3``),
-    or, given the split data, the fewest decimals that split them identically (27.278634634401502 with
-    the next value 28.1 prints ``27.3``) — never a rounding that moves a patient to the other group, and the
-    same text in the heading, the group names, the legend and the table.
+    as used for the split (:func:`cutpoint`): the stored float's shortest exact text (``122.5``, ``54.3``).
+    An optimised cut-point is replaced by the shortest rounded number between its observed value and the
+    next one, which splits the data identically (:func:`split_value`: 27.278634634401502 with the next value
+    28.1 becomes ``28``); that number is the one used for the split, stored in results.json
+    (``split_value``) and printed — the same text in the heading, the group names, the legend and the table.
 Other numbers in tables
     whole numbers as integers, others to three significant digits (0.512, 54.3, 1235) (:func:`number`).
 Missing values — each word has one meaning
@@ -40,7 +41,7 @@ import math
 from collections.abc import Iterable
 
 __all__ = ["NA", "NR", "NOT_APPLICABLE", "is_missing", "p_value", "p_equals", "mc_p_value", "estimate",
-           "estimate_ci", "fit_statistic", "cutpoint", "number", "count", "percent", "time_value"]
+           "estimate_ci", "fit_statistic", "cutpoint", "split_value", "number", "count", "percent", "time_value"]
 
 NA = "NA"
 NR = "NR"
@@ -106,7 +107,8 @@ def p_equals(p, missing: str = NA, n_resamples: int | None = None) -> str:
 
 
 def mc_p_value(p, n_resamples: int | None, missing: str = NA) -> str:
-    """A Monte Carlo / permutation p-value from ``n_resamples`` draws: below ``1/B`` prints ``< 1/B``.
+    """A Monte Carlo / permutation p-value from ``n_resamples`` draws: at or below ``1/B`` prints ``< 1/B``
+    (a p stored as ``1/B`` is the bound "no draw as extreme", e.g. :func:`carpet.stats.table1.fisher_test`).
 
     >>> mc_p_value(0.0, 100000), mc_p_value(0.0, 1000), mc_p_value(0.034, 1000)
     ('< 0.00001', '< 0.001', '0.034')
@@ -114,7 +116,7 @@ def mc_p_value(p, n_resamples: int | None, missing: str = NA) -> str:
     v = _finite(p)
     if v is None:
         return missing
-    if n_resamples and v < 1.0 / n_resamples:
+    if n_resamples and v <= 1.0 / n_resamples:
         bound = 1.0 / n_resamples
         return "< " + f"{bound:.{max(0, -math.floor(math.log10(bound)))}f}".rstrip("0").rstrip(".")
     return p_value(v, missing=missing)
@@ -193,33 +195,54 @@ def fit_statistic(value, missing: str = NA) -> str:
     return missing if v is None else f"{v:.1f}"
 
 
-def cutpoint(value, missing: str = NA, data=None) -> str:
-    """A cut-point as used for the split.
+def cutpoint(value, missing: str = NA) -> str:
+    """A cut-point as used for the split: the shortest text that reads back as the same float (``repr``).
 
-    Without ``data``: the shortest text that reads back as the same float (``repr``). With ``data`` (the
-    marker values that were split): the fewest decimals whose rounded value splits ``data`` exactly as
-    ``value`` does (``x > cut`` for every x), so the printed rule reproduces the groups; the exact value
-    stays in results.json and the CSV.
+    An optimised cut-point is first replaced by the value the split really uses, :func:`split_value`.
 
-    >>> cutpoint(122.5), cutpoint(54.3), cutpoint(321.98765432)
-    ('122.5', '54.3', '321.98765432')
-    >>> cutpoint(27.278634634401502, data=[12.0, 27.278634634401502, 28.1])
-    '27.3'
+    >>> cutpoint(122.5), cutpoint(54.3), cutpoint(321.98765432), cutpoint(28.0)
+    ('122.5', '54.3', '321.98765432', '28')
     """
     v = _finite(value)
     if v is None:
         return missing
-    if data is not None:
-        import numpy as np
-
-        x = np.asarray(data, dtype=float)
-        x = x[np.isfinite(x)]
-        split = x > v
-        for decimals in range(0, 13):
-            rounded = round(v, decimals)
-            if np.array_equal(x > rounded, split):
-                return f"{rounded:.{decimals}f}"
     return str(int(v)) if v.is_integer() else repr(v)
+
+
+def split_value(value: float, data) -> float:
+    """The shortest rounded number that splits ``data`` exactly as ``value`` does (``x > cut``).
+
+    Every cut in ``[a, b)`` — ``a`` the largest observed value ≤ ``value``, ``b`` the smallest above it —
+    gives the same two groups; this returns the number of that interval with the fewest decimals (0, 1, 2 …),
+    the one nearest ``value`` among those. An optimised cut-point (maxstat's is an observed value, e.g.
+    27.278634634401502) is then printed, stored and used for the split as that number, so the rule a reader
+    applies ("MTV > 28 mL") gives the reported groups. (No library rounds within an interval; written here.)
+
+    >>> split_value(27.278634634401502, [12.0, 27.278634634401502, 28.1])
+    28.0
+    >>> split_value(122.47, [100.0, 122.47, 123.0]), split_value(5.0, [4.0, 5.0, 6.5])
+    (122.5, 5.0)
+    """
+    import numpy as np
+
+    x = np.asarray(data, dtype=float)
+    x = x[np.isfinite(x)]
+    v = float(value)
+    below, above = x[x <= v], x[x > v]
+    if not len(below) or not len(above):
+        return v  # nobody on one side: nothing to round within
+    a, b = float(below.max()), float(above.min())
+    split = x > v
+    for decimals in range(0, 13):
+        scale = 10.0 ** decimals
+        first, last = math.ceil(a * scale), math.ceil(b * scale) - 1
+        if first > last:
+            continue
+        k = min(max(round(v * scale), first), last)
+        candidate = round(k / scale, decimals)
+        if a <= candidate < b and np.array_equal(x > candidate, split):
+            return candidate
+    return v
 
 
 def count(value, missing: str = NA) -> str:

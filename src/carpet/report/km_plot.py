@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from carpet.report import format as fmt
-from carpet.report.style import PALETTE, journal_style, place_legend
+from carpet.report.style import KM_AXES_ID, PALETTE, journal_style, place_legend
 
 
 def risk_times_to(risk_times: Sequence[float] | None, t_max: float) -> np.ndarray:
@@ -31,6 +31,17 @@ def risk_times_to(risk_times: Sequence[float] | None, t_max: float) -> np.ndarra
     while step > 0 and times[-1] + step <= t_max + 1e-9:
         times.append(times[-1] + step)
     return np.asarray(times, float)
+
+
+def axis_times(risk_times: Sequence[float] | None, t_max: float) -> np.ndarray:
+    """The x ticks of a KM figure: the risk times (:func:`risk_times_to`) and, when the last of them falls
+    short of the end of follow-up ``t_max``, one more step — the axis ends at a labelled tick at or after
+    the last time drawn, as journals print it (its number at risk is 0)."""
+    times = risk_times_to(risk_times, t_max)
+    step = times[-1] - times[-2] if len(times) >= 2 else _nice_step(t_max)
+    if times[-1] < t_max and step > 0:
+        times = np.append(times, times[-1] + step * np.ceil((t_max - times[-1]) / step - 1e-9))
+    return times
 
 
 def km_caption(*, n_groups: int, show_ci: bool, conf_type: str, censor_marks: bool, p_text: str | None,
@@ -58,8 +69,8 @@ def km_figure(groups: Mapping[str, tuple[Sequence[float], Sequence[int]]], *, ti
     groups : mapping label -> (time, event)
         Follow-up times (any unit, matching ``xlabel``) and event indicators (1 = event) per group.
     risk_times : sequence of float, optional
-        Times for the number-at-risk table and the x ticks; continued to the end of follow-up
-        (:func:`risk_times_to`). Default: 0 and a round step giving about five intervals.
+        Times for the number-at-risk table and the x ticks; continued to the end of follow-up and ending at a
+        tick at or after it (:func:`axis_times`). Default: 0 and a round step giving about five intervals.
     conf_type : {'log', 'log-log', 'plain'}
         CI transform, as in R's ``survfit``.
     show_p : bool
@@ -86,8 +97,8 @@ def km_figure(groups: Mapping[str, tuple[Sequence[float], Sequence[int]]], *, ti
 
     data = {label: (np.asarray(t, float), np.asarray(e, int)) for label, (t, e) in groups.items()}
     t_max = max(float(t.max()) for t, _ in data.values() if len(t))
-    risk_times = risk_times_to(risk_times, t_max)
-    x_end = max(t_max, float(risk_times[-1]))
+    risk_times = axis_times(risk_times, t_max)
+    x_end = float(risk_times[-1])
 
     out: dict = {"groups": {}, "risk_times": [float(v) for v in risk_times]}
     censor_marks = False
@@ -96,6 +107,7 @@ def km_figure(groups: Mapping[str, tuple[Sequence[float], Sequence[int]]], *, ti
         fig = plt.figure(figsize=(figsize[0], figsize[1] + 0.18 * n_groups))
         gs = fig.add_gridspec(2, 1, height_ratios=[4.0, 0.55 + 0.28 * n_groups], hspace=0.45)
         ax = fig.add_subplot(gs[0])
+        ax.set_gid(KM_AXES_ID)  # lets a check find the curves' axes (style.x_axis_short_of_data)
         ax_risk = fig.add_subplot(gs[1], sharex=ax)
         legend = []
         for k, (label, (t, e)) in enumerate(data.items()):

@@ -5,9 +5,11 @@ matplotlib writes the PDF itself (no LaTeX, no extra dependency). Layout rules:
 - every page has the same size (``page_size``: ``"A4"`` 595 × 842 pt, ``"Letter"`` 612 × 792 pt), the report
   title in its header, a page number, and the ``banner`` (e.g. SIMULATED) when one is given;
 - tables are typeset here (matplotlib's ``Axes.table`` neither wraps nor shrinks): the font shrinks from
-  7.5 pt to 5.5 pt until the columns fit the text width, then the widest columns wrap at spaces
-  (:func:`layout_table`, which a test checks cell by cell); long tables continue on the next page with the
-  header repeated;
+  7.5 pt to 7 pt (``MIN_FONT_PT``, the floor: no text of the report is smaller) until the columns fit the
+  text width, then the widest columns wrap at spaces (:func:`layout_table`, which a test checks cell by
+  cell); a table whose words still do not fit is printed in parts of columns, each repeating the
+  row-label columns (:func:`table_parts`, :mod:`carpet.report.wide_tables`); long tables continue on the next page with
+  the header repeated;
 - figures stay vector: the figure itself becomes the page canvas (moved, not rescaled, to its place under
   the text above it), so its lines and text are PDF paths and fonts; one figure per page at most, and a
   figure larger than the text area is embedded as a 300 dpi image instead;
@@ -32,13 +34,15 @@ from matplotlib.backends.backend_pdf import PdfPages
 from carpet import __version__
 from carpet.report import format as fmt
 from carpet.report.style import PRINT_DPI, journal_style
+from carpet.report.wide_tables import column_groups, key_columns, part_label
 
 PAGE_SIZES = {"A4": (8.27, 11.69), "Letter": (8.5, 11.0)}
 A4_INCH = PAGE_SIZES["A4"]
 ROWS_PER_PAGE = 34
 MARGIN_IN = 0.5  # left/right text margin (inches)
 TOP_IN, BOTTOM_IN = 0.8, 0.7  # text area below the header and above the page number
-TABLE_FONT_SIZES = (7.5, 7.0, 6.5, 6.0, 5.5)
+MIN_FONT_PT = 7.0  # the smallest text of a report (tables, captions, page headers)
+TABLE_FONT_SIZES = (7.5, MIN_FONT_PT)
 CELL_PAD_PT = 4.0
 
 
@@ -180,8 +184,28 @@ def _wrap(text: str, width: float, size: float, bold: bool = False) -> list[str]
     return out
 
 
+def table_parts(header: list[str], rows: list[list[str]], width_pt: float) -> list[tuple[list[int], TableLayout]]:
+    """Typeset a table in ``width_pt`` as one or more parts: ``(column indices, layout)`` per part.
+
+    One part when the columns fit at the floor size ``MIN_FONT_PT`` wrapped at their longest words;
+    otherwise parts of columns, each starting with the row-label columns (:func:`key_columns`), cut where the
+    cells need not wrap when that costs at most one more part (:func:`column_groups`).
+    """
+    table = [list(map(str, header)), *[[str(v) for v in r] for r in rows]]
+    def need(c: int, wrapped: bool) -> float:  # the header may wrap at its spaces either way
+        return max(text_width_pt(w, MIN_FONT_PT, bold=r == 0) + 2 * CELL_PAD_PT + 0.5
+                   for r, row in enumerate(table) for w in (row[c].split(" ") if wrapped or r == 0 else [row[c]]))
+
+    parts = []
+    for cols in column_groups([need(c, True) for c in range(len(header))], width_pt, key=key_columns(header),
+                              natural=[need(c, False) for c in range(len(header))]):
+        parts.append((cols, layout_table([table[0][c] for c in cols], [[r[c] for c in cols] for r in table[1:]],
+                                         width_pt)))
+    return parts
+
+
 def layout_table(header: list[str], rows: list[list[str]], width_pt: float) -> TableLayout:
-    """Fit a table into ``width_pt``: shrink the font (7.5 → 5.5 pt) first, then wrap the widest columns.
+    """Fit a table into ``width_pt``: shrink the font (7.5 → 7 pt) first, then wrap the widest columns.
 
     Every returned line of a cell is at most its column's width minus the cell padding (``CELL_PAD_PT``
     on each side), so no text crosses into the next column.
@@ -290,8 +314,10 @@ class _Page:
         if kind in ("text", "note"):
             return self.LINE_PT * min(3, len(self._lines(content)))
         if kind == "table":
-            layout = layout_table(list(content.columns), content.to_numpy().tolist()[:3], self.text_w_pt)
-            return 1.5 * self.LINE_PT + sum(layout.heights)
+            _, layout = table_parts(list(content.columns), content.to_numpy().tolist(), self.text_w_pt)[0]
+            whole = _table_height(layout)
+            # a table that fits on a page moves whole to the next one (see table): the heading goes with it
+            return whole if whole <= self.bottom_pt - self.top_pt else 1.5 * self.LINE_PT + sum(layout.heights[:4])
         if kind == "figure":
             return self._figure_height(content) + self.LINE_PT
         if kind == "image":
@@ -327,9 +353,14 @@ class _Page:
     def table(self, cells: pd.DataFrame, caption: str) -> None:
         header = [str(c) for c in cells.columns]
         rows = cells.to_numpy().tolist() or [["(no rows)"] + [""] * (len(header) - 1)]
-        layout = layout_table(header, rows, self.text_w_pt)
+        parts = table_parts(header, rows, self.text_w_pt)
+        for k, (cols, layout) in enumerate(parts, 1):
+            self._table_part(layout, caption if len(parts) == 1 else
+                             f"{caption} — {part_label(k, len(parts), [header[c] for c in cols])}")
+
+    def _table_part(self, layout: TableLayout, caption: str) -> None:
         head_h, body = layout.heights[0], list(zip(layout.lines[1:], layout.heights[1:]))
-        whole = 1.5 * self.LINE_PT * 2 + head_h + sum(h for _, h in body) + 8
+        whole = _table_height(layout)
         if self.y is not None and self.y + whole > self.bottom_pt and whole <= self.bottom_pt - self.top_pt:
             self._new()  # a table that fits on one page is not split
         start, first = 0, True
@@ -405,6 +436,11 @@ class _Page:
             self._text(self.left_pt, self.y, "\n".join(cap_lines), fontsize=8, color="#444444")
             self.y += self.LINE_PT * len(cap_lines)
         self.y += self.LINE_PT
+
+
+def _table_height(layout: TableLayout) -> float:
+    """Points a table part takes on one page: its caption (up to two lines), rows and rules."""
+    return 1.5 * _Page.LINE_PT * 2 + sum(layout.heights) + 8
 
 
 def _move_figure(fig, box, page_in, x_in: float, y_in: float) -> None:

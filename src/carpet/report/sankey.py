@@ -94,7 +94,7 @@ def sankey_figure(flows: pd.DataFrame, order: Sequence | None = None, *, left_ti
         ax.set_xlim(-0.55, 1.55)  # room for the node labels on both sides
         stacks = [_Stack(ax, node_labels["left"], x=0, dx=-0.02, ha="right"),
                   _Stack(ax, node_labels["right"], x=1, dx=0.02, ha="left"),
-                  _Stack(ax, ribbon_labels, x=bar_w, dx=0.03, ha="left", fontsize=6.5, color="#222222")]
+                  _Stack(ax, ribbon_labels, x=bar_w, dx=0.03, ha="left", fontsize=7, color="#222222")]
         # A stack taller than the nodes needs more room above them; the axes' scale changes with the limit,
         # so place again until the titles clear every label.
         ceiling = top

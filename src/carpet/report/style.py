@@ -131,6 +131,35 @@ def legend_overlaps_data(fig) -> list[str]:
     return bad
 
 
+#: gid of the axes that hold survival curves (set by km_plot), checked by :func:`x_axis_short_of_data`
+KM_AXES_ID = "km-curves"
+
+
+def x_axis_short_of_data(fig) -> list[str]:
+    """Survival axes of ``fig`` whose x axis (its upper limit, or its last labelled tick) ends before the last
+    time drawn; each as ``"<title>: axis to A, last tick T, data to D"`` (empty when every axis reaches).
+
+    A reader takes the last tick for the end of follow-up, so both must reach the last step or censor mark.
+    """
+    import numpy as np
+
+    bad = []
+    for ax in fig.axes:
+        if ax.get_gid() != KM_AXES_ID:
+            continue
+        ends = [np.nanmax(np.asarray(line.get_xdata(), float)) for line in ax.get_lines()
+                if line.get_visible() and len(line.get_xdata())]
+        if not ends:
+            continue
+        data_end, axis_end = max(ends), ax.get_xlim()[1]
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= axis_end]
+        last_tick = max(ticks) if ticks else -np.inf
+        if axis_end < data_end or last_tick < data_end:
+            bad.append(f"{ax.get_title(loc='left') or ax.get_title()}: axis to {axis_end:g}, last tick "
+                       f"{last_tick:g}, data to {data_end:g}")
+    return bad
+
+
 def place_legend(ax, handles, labels, *, candidates=("upper right", "lower left", "lower right", "upper left",
                                                      "center right", "center left", "lower center",
                                                      "upper center"), **kwargs):

@@ -80,6 +80,11 @@ def concordance_counts(time, event, risk, strata=None) -> ConcordanceCounts:
     ``tied_y``, or ``tied_xy`` when also tied in risk); comparable pairs tied in ``risk`` count 1/2
     (``tied_x``). ``std_err`` is the infinitesimal-jackknife standard error, as R reports it.
     """
+    return _concordance(time, event, risk, strata)[0]
+
+
+def _concordance(time, event, risk, strata=None) -> tuple[ConcordanceCounts, np.ndarray]:
+    """The counts and each subject's infinitesimal-jackknife influence on C (input order)."""
     t, e = survival_arrays(time, event)
     x = np.asarray(risk, dtype=float).ravel()
     if x.shape != t.shape or not np.isfinite(x).all():
@@ -133,10 +138,60 @@ def concordance_counts(time, event, risk, strata=None) -> ConcordanceCounts:
     total = conc + disc + tie_x
     c = (conc + 0.5 * tie_x) / total if total else float("nan")
     # infinitesimal jackknife: dC/dw_k = (dN_k - C dD_k) / D, var = sum_k (dC/dw_k)^2
-    se = float(np.sqrt(np.sum(((score_i - c * comparable_i) / total) ** 2))) if total else float("nan")
-    return ConcordanceCounts(conc, disc, tie_x, same_time - tie_xy, tie_xy, se)
+    influence = np.full(n, np.nan)
+    if total:
+        influence[order] = (score_i - c * comparable_i) / total
+    se = float(np.sqrt(np.sum(influence**2))) if total else float("nan")
+    return ConcordanceCounts(conc, disc, tie_x, same_time - tie_xy, tie_xy, se), influence
 
 
 def concordance_index(time, event, risk, strata=None) -> float:
     """Harrell's C of ``risk`` (higher = worse), as ``concordance(..., reverse=TRUE)$concordance`` in R."""
     return concordance_counts(time, event, risk, strata).concordance
+
+
+def concordance_contrasts(time, event, risks, conf_level: float = 0.95):
+    """Harrell's C of several risk scores on the same subjects, their joint covariance and every pairwise difference,
+    as R ``concordance(fit1, fit2, ...)`` and the contrasts of its coefficients.
+
+    The covariance is the cross-product of the subjects' infinitesimal-jackknife influences (R's ``vcov`` of the
+    concordance object); a difference C_a − C_b has the variance V_aa + V_bb − 2 V_ab, a normal CI and a two-sided
+    z-test p, as the contrasts of R's concordance vignette.
+
+    Parameters
+    ----------
+    time, event : array-like
+        Follow-up time and event indicator (1 = event), one per subject.
+    risks : mapping name -> array-like
+        At least two risk scores (higher = earlier event expected, e.g. Cox linear predictors).
+    conf_level : float
+        Level of the intervals.
+
+    Returns
+    -------
+    tuple of (DataFrame, DataFrame)
+        ``estimates``: ``model, c_index, se``; ``contrasts``: one row per pair ``model_a, model_b, c_a, c_b,
+        difference`` (a − b), ``se, lower, upper, z, p_value``.
+    """
+    import pandas as pd
+    from scipy import stats
+
+    if len(risks) < 2:
+        raise InputError(f"concordance contrasts need at least two risk scores, got {list(risks)}", where="risks")
+    fits = {name: _concordance(time, event, r) for name, r in risks.items()}
+    names = list(fits)
+    c = np.array([fits[k][0].concordance for k in names])
+    infl = np.column_stack([fits[k][1] for k in names])
+    vcov = infl.T @ infl
+    z = stats.norm.ppf(0.5 + conf_level / 2)
+    rows = []
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            d = c[i] - c[j]
+            se = float(np.sqrt(max(vcov[i, i] + vcov[j, j] - 2 * vcov[i, j], 0.0)))
+            zstat = d / se if se > 0 else float("nan")
+            rows.append({"model_a": names[i], "model_b": names[j], "c_a": c[i], "c_b": c[j], "difference": d,
+                         "se": se, "lower": d - z * se, "upper": d + z * se, "z": zstat,
+                         "p_value": float(2 * stats.norm.sf(abs(zstat))) if se > 0 else float("nan")})
+    estimates = pd.DataFrame({"model": names, "c_index": c, "se": np.sqrt(np.diag(vcov))})
+    return estimates, pd.DataFrame(rows)

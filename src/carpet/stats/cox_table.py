@@ -14,7 +14,7 @@ import pandas as pd
 
 from carpet.provenance import provenance
 from carpet.stats._input import design_matrix
-from carpet.stats._results import format_p
+from carpet.report.format import estimate_ci, p_value
 from carpet.stats.cox import CoxResult, cox
 
 
@@ -46,7 +46,7 @@ class CoxTable:
 def _cell(hr, lower, upper, infinite: bool) -> str:
     if not np.isfinite(hr):
         return "NA"
-    text = f"{hr:.2f} ({lower:.2f}–{upper:.2f})"
+    text = estimate_ci(hr, lower, upper)  # carpet's one number policy (carpet.report.format)
     return text + " (may be infinite)" if infinite else text
 
 
@@ -55,7 +55,7 @@ def _rows(fit: CoxResult, prefix: str) -> pd.DataFrame:
     return pd.DataFrame({f"{prefix}_hr": s["hr"], f"{prefix}_lower": s["hr_lower"], f"{prefix}_upper": s["hr_upper"],
                          f"{prefix}_se": s["se"], f"{prefix}_p": s["p"],
                          prefix: [_cell(*r) for r in s[["hr", "hr_lower", "hr_upper", "infinite"]].to_numpy()],
-                         f"{prefix}_p_text": [format_p(p, "NA") for p in s["p"]]})
+                         f"{prefix}_p_text": [p_value(p) for p in s["p"]]})
 
 
 def cox_table(df: pd.DataFrame, duration: str = "time", event: str = "event", covariates: list[str] | None = None,

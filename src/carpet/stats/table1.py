@@ -47,7 +47,7 @@ from scipy.special import gammaln
 from carpet.errors import InputError
 from carpet.provenance import provenance
 from carpet.stats._input import require_columns
-from carpet.stats._results import format_p
+from carpet.report.format import mc_p_value
 from carpet.io.tables import neutralise_formulas, write_csv
 
 # R's fisher.test counts tables whose probability is within this relative error of the observed one.
@@ -70,6 +70,7 @@ class TableTest:
     df: float
     p_value: float
     p_text: str = ""  # how to print p when it is a Monte Carlo value: "< 1/100,000 (Monte Carlo, B = 100,000)"
+    n_resamples: int | None = None  # Monte Carlo draws behind ``p_value`` (None: not a Monte Carlo p)
 
 
 @dataclass
@@ -83,6 +84,10 @@ class Table1:
         on the first row of each variable (NaN elsewhere), cells are strings.
     tests : DataFrame
         One row per variable: ``variable, test, statistic, df, p_value`` (unrounded).
+    numbers : list of dict
+        The numbers behind each row of ``table``, unrounded: ``variable, level, p, missing`` and ``columns``,
+        one dict per column: ``{column, n, of, percent}`` of a count cell, ``{column, n, mean, sd}`` or
+        ``{column, n, median, q1, q3}`` of a continuous one, ``{column, n}`` on the first row.
     provenance : dict
         How the table was made (tests, grouping, carpet version).
     """
@@ -90,12 +95,15 @@ class Table1:
     table: pd.DataFrame
     tests: pd.DataFrame
     provenance: dict = field(default_factory=dict)
+    numbers: list = field(default_factory=list)
 
     @property
     def summary(self) -> pd.DataFrame:
-        """The table with p-values formatted for print (``<0.001``, 3 decimals below 0.01, else 2)."""
+        """The table with p-values printed by carpet's one policy (:mod:`carpet.report.format`: ``< 0.001``,
+        else two significant digits; a Monte Carlo p below ``1/B`` as ``< 1/B``)."""
         out = self.table.copy()
-        out["p"] = [format_p(p) for p in out["p"]]
+        resamples = dict(zip(self.tests["test"], self.tests["n_resamples"])) if "n_resamples" in self.tests else {}
+        out["p"] = [mc_p_value(p, _int_or_none(resamples.get(t)), missing="") for p, t in zip(out["p"], out["test"])]
         return out
 
     def to_csv(self, path: str | Path) -> Path:
@@ -171,6 +179,9 @@ def table1(df: pd.DataFrame, by: str, continuous: Sequence[str] = (), categorica
     rows = [{"variable": "n", "level": "", "Overall": str(len(df)),
              **{str(g): str(int((df[by] == g).sum())) for g in groups},
              "p": np.nan, "test": "", "missing": ""}]
+    numbers = [{"variable": "n", "level": "", "p": None, "missing": None,
+                "columns": [{"column": "Overall", "n": len(df)},
+                            *({"column": str(g), "n": int((df[by] == g).sum())} for g in groups)]}]
     tests = []
     for var in [*continuous, *categorical]:
         label = labels.get(var, var)
@@ -188,6 +199,10 @@ def table1(df: pd.DataFrame, by: str, continuous: Sequence[str] = (), categorica
             stat_name = "median (IQR)" if robust else "mean (SD)"
             rows.append({"variable": f"{label}, {stat_name}", "level": "", **cells, "p": result.p_value,
                          "test": result.test, "missing": str(n_missing)})
+            numbers.append({"variable": var, "level": "", "p": result.p_value, "missing": n_missing,
+                            "columns": [{"column": "Overall", **_continuous_numbers(x, robust)},
+                                        *({"column": str(g), **_continuous_numbers(x[df[by] == g], robust)}
+                                          for g in groups)]})
         else:
             levels = _levels(df[var], order.get(var))
             counts = pd.crosstab(df.loc[in_group, var], df.loc[in_group, by]).reindex(
@@ -203,6 +218,11 @@ def table1(df: pd.DataFrame, by: str, continuous: Sequence[str] = (), categorica
                              "level": "" if len(shown) == 1 else str(level), **cells,
                              "p": result.p_value if first else np.nan,
                              "test": result.test if first else "", "missing": str(n_missing) if first else ""})
+                numbers.append({"variable": var, "level": str(level), "p": result.p_value if first else None,
+                                "missing": n_missing if first else None,
+                                "columns": [{"column": "Overall", **_count_numbers(df[var], level)},
+                                            *({"column": str(g), **_count_numbers(df.loc[df[by] == g, var], level)}
+                                              for g in groups)]})
         tests.append({"variable": var, **result.__dict__})
 
     table = pd.DataFrame(rows, columns=["variable", "level", *columns, "p", "test", "missing"])
@@ -212,7 +232,11 @@ def table1(df: pd.DataFrame, by: str, continuous: Sequence[str] = (), categorica
                       normal_test="Welch t (2 groups) / Welch one-way ANOVA (> 2 groups)",
                       nonnormal_test="Mann-Whitney as R wilcox.test (2 groups) / Kruskal-Wallis",
                       quantiles="R type 7", group_missing_rows=int((~in_group).sum()))
-    return Table1(table=table, tests=pd.DataFrame(tests), provenance=prov)
+    return Table1(table=table, tests=pd.DataFrame(tests), provenance=prov, numbers=numbers)
+
+
+def _int_or_none(value) -> int | None:
+    return None if value is None or value != value else int(value)
 
 
 def _levels(series: pd.Series, given: Sequence | None) -> list:
@@ -242,6 +266,22 @@ def _count_cell(series: pd.Series, level, pct_decimals: int) -> str:
     if len(valid) == 0:
         return "0"
     return f"{n} ({100.0 * n / len(valid):.{pct_decimals}f}%)"
+
+
+def _count_numbers(series: pd.Series, level) -> dict:
+    valid = series.dropna()
+    n = int((valid == level).sum())
+    return {"n": n, "of": int(len(valid)), "percent": 100.0 * n / len(valid) if len(valid) else None}
+
+
+def _continuous_numbers(x: pd.Series, robust: bool) -> dict:
+    v = x.dropna().to_numpy(float)
+    if len(v) == 0:
+        return {"n": 0}
+    if robust:
+        q1, med, q3 = np.quantile(v, [0.25, 0.5, 0.75])
+        return {"n": int(len(v)), "median": float(med), "q1": float(q1), "q3": float(q3)}
+    return {"n": int(len(v)), "mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else None}
 
 
 def _continuous_cell(x: pd.Series, robust: bool, decimals: int) -> str:
@@ -325,7 +365,7 @@ def fisher_test(counts, *, max_tables: int = 2_000_000, seed: int = 0) -> TableT
         p_mc, text = ((1 / b, f"< 1/{b:,} (Monte Carlo, B = {b:,})") if exceed == 0
                       else (float(res.pvalue), f"{res.pvalue:.3g} (Monte Carlo, B = {b:,})"))
         return TableTest(f"Fisher exact (Monte Carlo, B = {b:,}; > {max_tables:,} tables for the exact test)",
-                         float(res.statistic), np.nan, p_mc, text)
+                         float(res.statistic), np.nan, p_mc, text, n_resamples=b)
     return TableTest("Fisher exact", float(np.exp(log_obs)), np.nan, min(1.0, p_value))
 
 

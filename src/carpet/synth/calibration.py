@@ -76,6 +76,19 @@ def _assumed(value, note):
 MOFFITT_TARGETS: dict[str, Target] = {
     "n": _pub(106, f"{MOFFITT}, Results: 'Of them, 106 patients (ide-cel n=92, cilta-cel n=14)'"),
     "product_counts": _pub({"ide-cel": 92, "cilta-cel": 14}, f"{MOFFITT}, Results / Figure 1"),
+    # Figure 1's top box: everyone treated, of whom the 106 above progressed
+    "treated_product_counts": _pub(
+        {"ide-cel": 176, "cilta-cel": 75},
+        f"{MOFFITT}, Results: 'A total of 251 patients ... either ide-cel (n=176) or cilta-cel (n=75)' (Figure 1)",
+        note="the 145 who had not progressed at the cut-off are simulated as raw rows only (patients, labs, the "
+             "CAR T line), so a plan finds the 106 itself; scaled with n when another cohort size is drawn"),
+    "not_progressed_baseline": _assumed(
+        {"emd": 0.15, "pmd": 0.10, "day90_orr": 0.95, "day90_cr": 0.75},
+        "the paper describes only the 106 who progressed; patients still progression-free at the cut-off are "
+        "assumed to have less EMD/PMD and to have responded; their demographics, FISH and blood counts are drawn "
+        "as for the progressed (Table 1 rates)"),
+    "not_progressed_follow_up": _assumed("alive at the cut-off",
+                                         "no death without progression is simulated; followed to the cut-off"),
     "refractory_counts_by_product": _pub(
         {"ide-cel": 13, "cilta-cel": 1},
         f"{MOFFITT}, Results: '14 patients (ide-cel n=13 and cilta-cel n=1) had refractory disease, "
@@ -164,6 +177,21 @@ MOFFITT_TARGETS: dict[str, Target] = {
                         f"{MOFFITT}, Table 1 'del(17p)/monosomy17 31, t(4,14) 13, t(14,16) 6'",
                         note="drawn among the high-risk patients only (at least one each), so R-ISS high risk "
                              "from the raw FISH columns is the drawn high-risk flag"),
+    # Table 1 rows beyond the high-risk FISH: published n (%) by any EMD; the percentages give the tested counts
+    "fish_extended_by_emd": _pub(
+        {"chromosome1": {True: 15 / 32, False: 44 / 69}, "t11_14": {True: 7 / 32, False: 10 / 70},
+         "hyperdiploid": {True: 8 / 32, False: 20 / 69}},
+        f"{MOFFITT}, Table 1 'Chromosome 1 abnormalities 59 (58%): 15 (47%) / 44 (64%)', "
+        "'t(11,14) 17 (17%): 7 (22%) / 10 (14%)', 'Hyperdiploidy 28 (28%): 8 (25%) / 20 (29%)'",
+        note="rates among the tested; the denominators (about 32 of 35 with EMD, 69-70 of 71 without) follow from "
+             "the printed n and percent"),
+    "fish_extended_tested_by_emd": _pub(
+        {True: 32 / 35, False: 69 / 71}, f"{MOFFITT}, Table 1 (n / percent of the three rows above)",
+        note="patients without these FISH results have them missing (empty), not negative"),
+    "chromosome1_split": _assumed(
+        {"gain1q": 0.60, "amp1q": 0.20, "del1p32": 0.10, "gain1q+del1p32": 0.10},
+        "Table 1 pools 'chromosome 1 abnormalities'; the raw FISH results behind it (1q gain = 3 copies, 1q "
+        "amplification >= 4 copies, del(1p32)) are split by these assumed shares"),
     "cbc_ranges": _assumed({"hb_g_dl": ((7.0, 9.9), (10.0, 14.5)), "anc_per_ul": ((300, 990), (1000, 5000)),
                             "platelets_per_ul": ((20000, 99000), (100000, 320000)),
                             "creatinine_mg_dl": ((2.1, 4.0), (0.6, 1.9))},
@@ -210,6 +238,20 @@ CERTAINTY_TARGETS: dict[str, Target] = {
                                         "by EMD status"),
     "infusion_window": _assumed(("2021-04-01", "2023-12-31"), "treatment window not printed"),
     "follow_up_months": _assumed((6.0, 30.0), "administrative follow-up from infusion, uniform"),
+    # CAR T expansion and TCR diversity (the news item: no effect of MTV on either)
+    "expansion_independent_of_mtv": _pub(
+        True, f"{CERTAINTY}: 'A high MTV (>54.3 mL) was linked to early relapse, but did not affect CAR T "
+              "expansion or T cell receptor diversity'",
+        note="expansion and TCR diversity are drawn independently of MTV (and of EMD)"),
+    "expansion_measured": _assumed(0.80, "share of patients with CAR T kinetics in blood not printed"),
+    "car_t_peak_median_per_ul_by_product": _assumed({"ide-cel": 150.0, "cilta-cel": 600.0},
+                                                    "peak CAR T cells/µL not printed; cilta-cel expands more"),
+    "car_t_peak_log_sd": _assumed(1.0, "spread of log peak CAR T cells/µL"),
+    "car_t_auc_days_median": _assumed(9.0, "AUC over days 0-28 (cells/µL x days) = peak x a lognormal number "
+                                           "of days (median 9, log sd 0.3): the width of the expansion peak"),
+    "tcr_measured": _assumed(0.60, "share with TCR repertoire sequencing not printed"),
+    "tcr_shannon_mean_sd": _assumed((7.5, 1.2), "Shannon diversity (nats) of the T-cell receptor repertoire, "
+                                                "normal; not printed"),
 }
 
 # --------------------------------------------------------------------------------------------------
@@ -244,6 +286,19 @@ LBCL_TARGETS: dict[str, Target] = {
     "extranodal_sites_mean": _assumed(1.0, "extranodal sites not printed (Poisson)"),
     "infusion_window": _assumed(("2019-01-01", "2023-06-30"), "treatment window not printed"),
     "follow_up_months": _assumed((12.0, 48.0), "administrative follow-up from infusion, uniform"),
+    # raw inputs of CAR-HEMATOTOX before lymphodepletion (spec §6.2), for the comparison with the newer scores
+    "other_scores": _pub("MTV vs IPI and 4 MTV-based risk scores",
+                         f"{LBCL_SPEC}; {LBCL}: 'metabolic tumor volume outperforms other modern risk scores that "
+                         "were designed to supplement the International Prognostic Index'",
+                         note="the four scores are not named in the text available [N]; carpet compares the "
+                              "scores it has (IPI, aaIPI, CAR-HEMATOTOX)"),
+    "hematotox_inputs": _assumed(
+        {"platelets_per_ul": (160_000, 0.5), "anc_per_ul": (2_500, 0.6), "hb_g_dl": (10.5, 0.15),
+         "crp_mg_dl": (1.5, 1.1), "ferritin_ng_ml": (700, 0.9)},
+        "blood counts and inflammation markers before lymphodepletion not printed: lognormal (median, log sd)"),
+    "hematotox_mtv_correlation": _assumed(
+        {"crp_mg_dl": 0.4, "ferritin_ng_ml": 0.3, "platelets_per_ul": -0.2, "hb_g_dl": -0.2, "anc_per_ul": 0.0},
+        "correlation of each log value with log MTV (inflammation and marrow strain rise with tumour burden)"),
 }
 
 # --------------------------------------------------------------------------------------------------

@@ -17,9 +17,9 @@ Studies (``STUDIES``):
     progression, PFS2 and OS from progression by baseline × progression EMD (Figures 3–5).
 ``certainty_pet``
     61 myeloma patients with baseline PET (MTV, SUVmax, lesions, bone-independent EMD, PMD,
-    diffuse marrow uptake), day-30 metCR and PFS.
+    diffuse marrow uptake), day-30 metCR, PFS, CAR T expansion and TCR diversity.
 ``lbcl_mtv``
-    111 LBCL patients from 6 centres with MTV (SUV 4.0), the raw IPI components and PFS/OS.
+    111 LBCL patients from 6 centres with MTV (SUV 4.0), the raw IPI and CAR-HEMATOTOX components and PFS/OS.
 ``salvage_post_bcma``
     79 myeloma patients who relapsed after BCMA CAR T and every line they received afterwards (regimen as
     written, start, best response, progression on it), about 237 courses (Blood 2022).
@@ -76,7 +76,8 @@ class StudyInfo:
     n: int
     description: str
     targets: dict[str, Target]
-    simulate: Callable[[np.random.Generator, int], pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]] = field(repr=False)
+    #: draws (patients), (patients, therapies) or (patients, therapies, other treated patients)
+    simulate: Callable[[np.random.Generator, int], pd.DataFrame | tuple[pd.DataFrame, ...]] = field(repr=False)
     #: model parameters derived from the targets (recorded in the provenance)
     derived: Callable[[], dict[str, Any]] = field(repr=False, default=dict)
     #: columns only the simulator knows (its answers); ``patients.csv`` leaves them out, ``truth.csv`` has them
@@ -316,7 +317,59 @@ def _simulate_moffitt(rng: np.random.Generator, n: int) -> pd.DataFrame:
         "os_event": os_pp_event,
     })
     truth = _moffitt_raw_inputs(rng, truth)
-    return truth, _moffitt_therapies(truth)
+    others = _moffitt_not_progressed(rng, n, truth)
+    return truth, _moffitt_therapies(truth, others), others
+
+
+def _moffitt_not_progressed(rng: np.random.Generator, n: int, progressed: pd.DataFrame) -> pd.DataFrame:
+    """Figure 1's other treated patients: those still progression-free at the data cut-off (145 of 251).
+
+    Drawn after the 106 (whose draws are unchanged), with the same raw columns: demographics, FISH and blood
+    counts at the Table 1 rates, less EMD/PMD, a day-90 response, infusion in the study window and follow-up to
+    the cut-off (all ``assumed``, see the targets). Ids continue after the progressed patients'.
+    """
+    t = cal.MOFFITT_TARGETS
+    treated = _tv(t, "treated_product_counts")
+    scale = n / _tv(t, "n")
+    # the treated totals of Figure 1 exactly (at the published n): whatever the progressed draw left
+    drawn = progressed["product"].value_counts()
+    counts = {k: max(int(round(treated[k] * scale)) - int(drawn.get(k, 0)), 0) for k in treated}
+    m = sum(counts.values())
+    base = _tv(t, "not_progressed_baseline")
+    emd = rng.random(m) < base["emd"]
+    pmd = rng.random(m) < base["pmd"]
+    demo = _myeloma_demographics(rng, m, emd)
+    product = rng.permutation(np.repeat(list(counts), list(counts.values())))
+    lines = _by_group(rng, emd, _tv(t, "prior_lines_quartiles_by_emd"),
+                      lambda r, k, q: _quartile_draw(r, k, q, _tv(t, "prior_lines_range")))
+    start, end = (np.datetime64(d, "D") for d in _tv(t, "infusion_window"))
+    infusion = start + rng.integers(0, int((end - start).astype(int)) + 1, size=m).astype("timedelta64[D]")
+    cutoff = np.datetime64(_tv(t, "data_cutoff"), "D")
+    u = rng.random(m)
+    fish = {k: rng.random(m) < v / _tv(t, "n") for k, v in _tv(t, "fish_counts").items()}
+    flags = {k: rng.random(m) < _tv(t, k) for k in ("anemia", "neutropenia", "thrombocytopenia", "renal_failure")}
+    df = pd.DataFrame({
+        "patient_id": [f"SIM-MM-{i:04d}" for i in range(len(progressed) + 1, len(progressed) + m + 1)],
+        **{k: demo[k] for k in ("sex", "age_years", "race", "ecog", "heavy_chain", "involved_light_chain",
+                                "non_secretory")},
+        "disease": "MM", "product": product, "infusion_date": pd.DatetimeIndex(infusion),
+        "prior_lines": np.round(lines.astype(float)).astype(np.int64),
+        "prior_asct": rng.random(m) < _tv(t, "prior_asct"),
+        "high_risk_cytogenetics": np.logical_or.reduce(list(fish.values())), **flags,
+        "emd_baseline": emd, "pmd_baseline": pmd,
+        "day90_orr": u < base["day90_orr"], "day90_cr": u < base["day90_cr"],
+        "pfs_event": np.zeros(m, np.int64), "progression_date": pd.NaT, "refractory": False,
+        "emd_progression": pd.array([None] * m, dtype="boolean"), "pmd_progression": pd.array([None] * m,
+                                                                                            dtype="boolean"),
+        "last_followup_date": pd.Timestamp(cutoff), "death_date": pd.NaT, **fish,
+    })
+    df["pfs_months"] = (df["last_followup_date"] - df["infusion_date"]).dt.days / DAYS_PER_MONTH
+    for column, flag in (("hb_g_dl", "anemia"), ("anc_per_ul", "neutropenia"), ("platelets_per_ul", "thrombocytopenia"),
+                         ("creatinine_mg_dl", "renal_failure")):
+        (a_lo, a_hi), (n_lo, n_hi) = _tv(t, "cbc_ranges")[column]
+        value = np.where(df[flag], rng.uniform(a_lo, a_hi, m), rng.uniform(n_lo, n_hi, m))
+        df[column] = np.round(value, 1 if column in ("hb_g_dl", "creatinine_mg_dl") else -1)
+    return _moffitt_more_fish(rng, df)
 
 
 #: Columns of the Moffitt-like table that only the simulator knows (its answers): a centre's table has the raw
@@ -330,10 +383,13 @@ MOFFITT_TRUTH_ONLY = (
     "salvage_progression_date")
 
 
-def _moffitt_therapies(df: pd.DataFrame) -> pd.DataFrame:
-    """The therapies table: the CAR T line and the first line after progression (Table 3), per patient."""
-    car_t = pd.DataFrame({"patient_id": df["patient_id"], "line": df["prior_lines"] + 1,
-                          "start_date": df["infusion_date"], "regimen": df["product"]})
+def _moffitt_therapies(df: pd.DataFrame, others: pd.DataFrame) -> pd.DataFrame:
+    """The therapies table: the CAR T line and the first line after progression (Table 3), per patient; the CAR T
+    line of every other treated patient."""
+    cols = ["patient_id", "prior_lines", "infusion_date", "product"]
+    treated = pd.concat([df[cols], others[cols]], ignore_index=True)
+    car_t = pd.DataFrame({"patient_id": treated["patient_id"], "line": treated["prior_lines"] + 1,
+                          "start_date": treated["infusion_date"], "regimen": treated["product"]})
     after = df[df["salvage_start_date"].notna()]
     salvage = pd.DataFrame({"patient_id": after["patient_id"], "line": after["prior_lines"] + 2,
                             "start_date": after["salvage_start_date"], "regimen": after["salvage_regimen"],
@@ -396,6 +452,29 @@ def _moffitt_raw_inputs(rng: np.random.Generator, df: pd.DataFrame) -> pd.DataFr
     df["os_pp_months"] = os_days / DAYS_PER_MONTH
     df["pfs2_months"] = pfs2_days / DAYS_PER_MONTH
     df["os_months"] = df["pfs_months"] + df["os_pp_months"]
+    return _moffitt_more_fish(rng, df)
+
+
+def _moffitt_more_fish(rng: np.random.Generator, df: pd.DataFrame) -> pd.DataFrame:
+    """The FISH results behind Table 1's chromosome 1, t(11;14) and hyperdiploidy rows, by any baseline EMD.
+
+    Raw columns a lab reports (``gain1q``, ``amp1q``, ``del1p32``, ``t11_14``, ``non_hyperdiploid``; empty = not
+    tested); a plan derives the pooled rows from them. Drawn last, so every earlier draw is unchanged.
+    """
+    t = cal.MOFFITT_TARGETS
+    n = len(df)
+    emd = df["emd_baseline"].to_numpy(bool)
+    tested = rng.random(n) < np.where(emd, *(_tv(t, "fish_extended_tested_by_emd")[k] for k in (True, False)))
+    rates = _tv(t, "fish_extended_by_emd")
+    drawn = {k: rng.random(n) < np.where(emd, rates[k][True], rates[k][False]) for k in rates}
+    kind = _categorical(rng, n, _tv(t, "chromosome1_split"))
+    chr1 = drawn["chromosome1"]
+    raw = {"gain1q": chr1 & np.isin(kind, ["gain1q", "gain1q+del1p32"]), "amp1q": chr1 & (kind == "amp1q"),
+           "del1p32": chr1 & np.isin(kind, ["del1p32", "gain1q+del1p32"]), "t11_14": drawn["t11_14"],
+           "non_hyperdiploid": ~drawn["hyperdiploid"]}
+    df = df.copy()
+    for column, values in raw.items():
+        df[column] = pd.array(np.where(tested, values, None), dtype="boolean")
     return df
 
 
@@ -457,7 +536,29 @@ def _simulate_certainty(rng: np.random.Generator, n: int) -> pd.DataFrame:
         "pfs_months": pfs,
         "pfs_event": pfs_event,
     })
-    return _dated_endpoints(truth, os=False)
+    return _dated_endpoints(_certainty_expansion(rng, truth), os=False)
+
+
+def _certainty_expansion(rng: np.random.Generator, df: pd.DataFrame) -> pd.DataFrame:
+    """CAR T expansion in blood (peak cells/µL, AUC over days 0-28) and TCR diversity, independent of MTV.
+
+    The CERTAINTY news item: a high MTV 'did not affect CAR T expansion or T cell receptor diversity', so both
+    are drawn without reference to MTV (peak by product). Missing for patients not measured. Drawn last.
+    """
+    t = cal.CERTAINTY_TARGETS
+    n = len(df)
+    medians = _tv(t, "car_t_peak_median_per_ul_by_product")
+    peak = _lognormal(rng, df["product"].map(medians).to_numpy(float), _tv(t, "car_t_peak_log_sd"), n)
+    auc = peak * _lognormal(rng, _tv(t, "car_t_auc_days_median"), 0.3, n)
+    measured = rng.random(n) < _tv(t, "expansion_measured")
+    mean, sd = _tv(t, "tcr_shannon_mean_sd")
+    tcr = mean + sd * rng.standard_normal(n)
+    tcr_measured = rng.random(n) < _tv(t, "tcr_measured")
+    df = df.copy()
+    df["car_t_peak_per_ul"] = np.where(measured, np.round(peak, 1), np.nan)
+    df["car_t_auc_0_28"] = np.where(measured, np.round(auc), np.nan)
+    df["tcr_shannon"] = np.where(tcr_measured, np.round(tcr, 2), np.nan)
+    return df
 
 
 # --------------------------------------------------------------------------------------------------
@@ -525,7 +626,23 @@ def _simulate_lbcl(rng: np.random.Generator, n: int) -> pd.DataFrame:
         "os_months": os_,
         "os_event": os_event,
     })
-    return _dated_endpoints(truth, os=True)
+    return _dated_endpoints(_lbcl_hematotox_inputs(rng, truth, z), os=True)
+
+
+def _lbcl_hematotox_inputs(rng: np.random.Generator, df: pd.DataFrame, z: np.ndarray) -> pd.DataFrame:
+    """Platelets, ANC, Hb, CRP and ferritin before lymphodepletion (the CAR-HEMATOTOX inputs, spec §6.2).
+
+    Lognormal, each log value correlated with the standardised log MTV ``z`` (assumed); they act on PFS only
+    through that link. Drawn last, so the earlier draws are unchanged.
+    """
+    t = cal.LBCL_TARGETS
+    df = df.copy()
+    for column, (median, log_sd) in _tv(t, "hematotox_inputs").items():
+        r = _tv(t, "hematotox_mtv_correlation")[column]
+        latent = r * z + np.sqrt(1 - r**2) * rng.standard_normal(len(df))
+        value = median * np.exp(log_sd * latent)
+        df[column] = np.round(value, 1) if column in ("hb_g_dl", "crp_mg_dl") else np.round(value, -1)
+    return df
 
 
 # --------------------------------------------------------------------------------------------------
@@ -704,11 +821,20 @@ STUDIES: dict[str, StudyInfo] = {
 # --------------------------------------------------------------------------------------------------
 #: pandas dtypes of the columns whose type a CSV cannot carry (read back by :func:`read_patients`)
 _NULLABLE_BOOL = ("emd_progression", "pmd_progression", "pattern_emd", "pattern_pmd", "emd_baseline",
-                  "pmd_baseline", "diffuse_marrow_uptake", "metcr_day30", "first_salvage_responded")
+                  "pmd_baseline", "diffuse_marrow_uptake", "metcr_day30", "first_salvage_responded",
+                  "gain1q", "amp1q", "del1p32", "t11_14", "non_hyperdiploid")
 _DATE_COLUMNS = ("infusion_date", "progression_date", "death_date", "last_followup_date", "salvage_start_date",
                  "salvage_progression_date", "relapse_date")
 _NULLABLE_INT = ("n_lesions",)
-_NULLABLE_FLOAT = ("mtv_ml", "suv_max")
+_NULLABLE_FLOAT = ("mtv_ml", "suv_max", "car_t_peak_per_ul", "car_t_auc_0_28", "tcr_shannon")
+#: Days before the infusion a simulated baseline PET/CT is dated (inclusive; plans' baseline window: -60 to 0).
+BASELINE_SCAN_DAYS = (3, 28)
+#: An MTV phantom's spheres hold at most this volume each (mL; radius 49 mm): fewer, larger spheres fit the torso better.
+MTV_SPHERE_MAX_ML = 500.0
+#: SUV of an MTV phantom's spheres: the MTV at SUV >= 4 does not depend on it, and it stays below the bladder level
+#: of carpet's physiology rules (8): a hot mid-line sphere in the pelvis of a phantom without a bladder is what
+#: those rules rightly call the bladder.
+MTV_PHANTOM_SUV = 6.0
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: DataFrames do not compare to a single bool
@@ -736,11 +862,22 @@ class SimulatedCohort:
     provenance: dict[str, Any] = field(repr=False)
     #: lines of therapy (``carpet.cohort.schema.THERAPIES``), for the cohorts that simulate them
     therapies: pd.DataFrame | None = field(repr=False, default=None)
+    #: treated patients outside the study population, with the simulator's answers (Moffitt: the patients still
+    #: progression-free at the cut-off, Figure 1's 251 - 106); None for the other studies
+    others: pd.DataFrame | None = field(repr=False, default=None)
+
+    @property
+    def treated(self) -> pd.DataFrame:
+        """Every simulated treated patient: :attr:`patients` (the study population) and :attr:`others`."""
+        if self.others is None:
+            return self.patients
+        return _normalise_dtypes(pd.concat([self.patients, self.others], ignore_index=True))
 
     @property
     def raw_patients(self) -> pd.DataFrame:
-        """The patients table a centre would hold: :attr:`patients` without the simulator's answers."""
-        return self.patients.drop(columns=list(STUDIES[self.study].truth_only), errors="ignore")
+        """The patients table a centre would hold: every treated patient (:attr:`treated`) without the simulator's
+        answers. The study population is found from these raw tables (Moffitt: the IMWG engine's progression)."""
+        return self.treated.drop(columns=list(STUDIES[self.study].truth_only), errors="ignore")
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``patients.csv``, ``truth.csv``, ``README-simulated.txt`` and ``cohort.json`` into ``out_dir``.
@@ -751,13 +888,15 @@ class SimulatedCohort:
         in Excel and R; :func:`read_patients` restores the column types. ``cohort.json`` holds the
         targets with their sources and the provenance.
 
-        For myeloma cohorts ``labs.csv`` (:meth:`lab_series`) is written too, and ``therapies.csv`` for
-        cohorts that simulate lines of therapy.
+        For myeloma cohorts ``labs.csv`` (:meth:`lab_series`) is written too, ``therapies.csv`` for
+        cohorts that simulate lines of therapy, and ``imaging.csv`` (:meth:`imaging_table`) for cohorts with
+        baseline PET reads.
 
         Returns
         -------
         dict
-            ``{"patients": path, "truth": path, "readme": path, "cohort": path}`` (+ ``"labs"``, ``"therapies"``).
+            ``{"patients": path, "truth": path, "readme": path, "cohort": path}`` (+ ``"labs"``, ``"therapies"``,
+            ``"imaging"``).
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -765,25 +904,34 @@ class SimulatedCohort:
                  "cohort": out / "cohort.json"}
         info = STUDIES[self.study]
         write_csv(self.raw_patients, paths["patients"], date_format="%Y-%m-%d")
-        write_csv(self.patients, paths["truth"], date_format="%Y-%m-%d")
+        write_csv(self.treated, paths["truth"], date_format="%Y-%m-%d")
         if info.disease == "MM":
             paths["labs"] = out / "labs.csv"
             write_csv(self.lab_series(), paths["labs"], date_format="%Y-%m-%d")
         if self.therapies is not None:
             paths["therapies"] = out / "therapies.csv"
             write_csv(self.therapies, paths["therapies"], date_format="%Y-%m-%d")
+        imaging = self.imaging_table()
+        if len(imaging):
+            paths["imaging"] = out / "imaging.csv"
+            write_csv(imaging, paths["imaging"])
         paths["readme"].write_text(
             SIMULATED_NOTICE
             + f"\nStudy simulated: {self.study} - {info.description}\n"
-            + f"Patients: {len(self.patients)}; seed: {self.seed}; carpet {self.provenance['carpet_version']}\n"
+            + f"Patients: {len(self.patients)}"
+            + (f" in the study population, {len(self.treated)} treated in patients.csv" if self.others is not None
+               else "") + f"; seed: {self.seed}; carpet {self.provenance['carpet_version']}\n"
             + "Calibration targets and their sources (published unless marked assumed): cohort.json\n"
             + "The simulator's own answers (endpoints, flags) beside the raw columns: truth.csv\n"
             + ("Simulated laboratory series (long format for `carpet imwg --assessments`): labs.csv\n"
                if "labs" in paths else "")
-            + ("Lines of therapy (`carpet analyze --therapies`): therapies.csv\n" if "therapies" in paths else ""),
+            + ("Lines of therapy (`carpet analyze --therapies`): therapies.csv\n" if "therapies" in paths else "")
+            + ("Baseline PET reads as `carpet batch --studies` writes them (`carpet analyze --imaging`): imaging.csv\n"
+               if "imaging" in paths else ""),
             encoding="utf-8")
         paths["cohort"].write_text(json.dumps(
             {"simulated": True, "study": self.study, "seed": self.seed, "n": len(self.patients),
+             "n_treated": len(self.treated),
              "targets": self.targets, "provenance": self.provenance}, indent=2, default=str), encoding="utf-8")
         return paths
 
@@ -813,7 +961,7 @@ class SimulatedCohort:
         if STUDIES[self.study].disease != "MM":
             raise InputError(f"laboratory series are simulated for myeloma cohorts only, not {self.study}",
                              where="study")
-        rows = self.patients.to_dict("records")
+        rows = self.treated.to_dict("records")
         position = {row["patient_id"]: i for i, row in enumerate(rows)}
         records: list[tuple] = []
         for pid in (position if patient_ids is None else patient_ids):
@@ -877,6 +1025,58 @@ class SimulatedCohort:
             return PhantomSpec.small(seed, **patient)
         return PhantomSpec.whole_body(seed, len(lesions), **patient)
 
+    def baseline_scans(self) -> pd.DataFrame:
+        """One baseline PET/CT per patient with a PET read (a known ``mtv_ml``): ``study_id``
+        (``<patient_id>-BL``), ``patient_id`` and ``study_date``, :data:`BASELINE_SCAN_DAYS` before the
+        infusion (drawn from the cohort seed): the ``--studies`` table of ``carpet batch``."""
+        if "mtv_ml" not in self.patients:
+            return pd.DataFrame(columns=["study_id", "patient_id", "study_date"])
+        pet = self.patients.dropna(subset=["mtv_ml"])
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 13]))
+        days = rng.integers(BASELINE_SCAN_DAYS[0], BASELINE_SCAN_DAYS[1] + 1, size=len(pet))
+        dates = pd.to_datetime(pet["infusion_date"]) - pd.to_timedelta(days, unit="D")
+        return pd.DataFrame({"study_id": pet["patient_id"] + "-BL", "patient_id": pet["patient_id"],
+                             "study_date": dates.dt.strftime("%Y-%m-%d")}).reset_index(drop=True)
+
+    def imaging_table(self) -> pd.DataFrame:
+        """The simulated baseline PET reads as ``carpet batch --studies`` writes imaging.csv (SUV >= 4): one
+        row per :meth:`baseline_scans` study with ``method``, ``n_lesions``, ``mtv_ml``, ``suv_max`` and the
+        same under their per-method names (``mtv_ml_suv4`` ...). ``carpet demo`` measures its own instead."""
+        from carpet.cohort.schema import method_column
+
+        reads = self.patients.set_index("patient_id")
+        table = self.baseline_scans().assign(status="done", method="suv4")
+        for key in ("n_lesions", "mtv_ml", "suv_max"):
+            if key in reads:
+                table[key] = table[method_column(key, "suv4")] = table["patient_id"].map(reads[key]).to_numpy()
+        counts = [c for c in ("n_lesions", method_column("n_lesions", "suv4")) if c in table]
+        return table.astype(dict.fromkeys(counts, "Int64"))
+
+    def mtv_phantom_spec(self, patient_id: str):
+        """A coarse PET/CT torso phantom (6 mm voxels, 64×48×80, or ×150 for more than 2 spheres; no physiology,
+        blur or noise) whose soft-tissue spheres hold this patient's MTV, for measuring MTV the way a centre
+        would (``carpet batch``).
+
+        The MTV is split into equal spheres of at most :data:`MTV_SPHERE_MAX_ML` each, at SUV
+        :data:`MTV_PHANTOM_SUV`. Every other voxel is below SUV 4, so SUV >= 4 finds exactly the spheres' voxels:
+        the measured MTV is the phantom's truth (``truth['summary']['mtv_ml']``), which differs from ``mtv_ml`` by
+        the voxelisation of the spheres. Only the volume is the patient's: the spheres stand in soft tissue
+        whatever the disease's sites, and their SUV is not the patient's SUVmax.
+        """
+        from carpet.synth.phantom import LesionSpec, PhantomSpec
+
+        row = self._row(patient_id)
+        mtv = _value(row, "mtv_ml", None)
+        if mtv is None:
+            raise InputError(f"patient {patient_id!r} has no simulated MTV (no baseline PET)", where="mtv_ml")
+        n = int(np.ceil(mtv / MTV_SPHERE_MAX_ML))
+        radius = float((3 * mtv / n * 1000 / (4 * np.pi)) ** (1 / 3))
+        seed = int(np.random.SeedSequence([self.seed, int(row.name), 6]).generate_state(1)[0])
+        length = 80 if n <= 2 else 150   # a longer torso (900 mm, still no head) holds the bulkiest disease
+        return PhantomSpec(pet_shape=(64, 48, length), pet_spacing_mm=(6.0, 6.0, 6.0), seed=seed, sex=row["sex"],
+                           lesions=tuple(LesionSpec("extramedullary", radius, MTV_PHANTOM_SUV, site="soft_tissue")
+                                         for _ in range(n)))
+
     def _row(self, patient_id: str) -> pd.Series:
         rows = self.patients.loc[self.patients["patient_id"] == patient_id]
         if rows.empty:
@@ -915,7 +1115,9 @@ def _patient_labs(row: dict, rng: np.random.Generator) -> list[tuple]:
     See :meth:`SimulatedCohort.lab_series` for the model.
     """
     infusion = pd.Timestamp(row["infusion_date"])
-    if "day90_cr" in row:  # Moffitt- and salvage-like: every patient progressed (CERTAINTY: from pfs_months)
+    if "day90_cr" in row and pd.isna(row["progression_date"]):  # Moffitt: treated, not progressed by the cut-off
+        pd_day, end_day = None, int((pd.Timestamp(row["last_followup_date"]) - infusion).days)
+    elif "day90_cr" in row:  # Moffitt- and salvage-like: progressed (CERTAINTY: from pfs_months)
         pd_day = int((pd.Timestamp(row["progression_date"]) - infusion).days)
         end_day = pd_day + CONFIRMATION_DAYS
     else:
@@ -1014,10 +1216,13 @@ def simulate_cohort(study: str, n: int | None = None, seed: int = 0) -> Simulate
         raise InputError(f"n must be a positive number of patients, got {n}", where="n")
     rng = np.random.default_rng(seed)
     drawn = info.simulate(rng, n)
-    patients, therapies = drawn if isinstance(drawn, tuple) else (drawn, None)
+    patients, therapies, others = (*drawn, None)[:3] if isinstance(drawn, tuple) else (drawn, None, None)
     patients.insert(1, "simulated", True)
     patients = _normalise_dtypes(patients)
-    return SimulatedCohort(therapies=therapies,
+    if others is not None:
+        others.insert(1, "simulated", True)
+        others = _normalise_dtypes(others)
+    return SimulatedCohort(therapies=therapies, others=others,
         study=study, seed=seed, patients=patients,
         targets={k: v.as_dict() for k, v in info.targets.items()},
         provenance=provenance(method="carpet.synth.cohort.simulate_cohort", study=study, seed=seed, n=n,
