@@ -142,6 +142,18 @@ def test_mip_has_suv_scale_orientation_letters_and_excluded_regions():
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["bone", EXCLUDED_LABEL]
     assert len(coronal.collections) == 2  # lesion contour and excluded contour
     plt.close(fig)
+    for shape in [(10, 8, 12), (40, 30, 12), (10, 8, 60)]:  # wide and tall bodies: images narrower than axes
+        pet = Volume(np.zeros(shape, np.float32), (4.0, 4.0, 4.0))
+        pet.array[2:4, 2:4, 2:4] = 8.0
+        fig = mip_figure(pet, pet.with_array((pet.array == 8.0).astype(np.int32)), {1: "bone"}, title="S1")
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        panels = [ax.get_tightbbox(r) for ax in fig.axes[:2]]
+        title, legend = fig._suptitle.get_window_extent(r), fig.legends[0].get_window_extent(r)
+        gap_pt = [(title.y0 - max(p.y1 for p in panels)) * 72 / fig.dpi,
+                  (min(p.y0 for p in panels) - legend.y1) * 72 / fig.dpi]
+        assert all(0 <= g <= 12 for g in gap_pt), (shape, gap_pt)  # next to the images, not at the edges
+        plt.close(fig)
     studies = [{"n_sites": 1, "n_lesions": 9, "mtv_ml": 80}, {"n_sites": 3, "n_lesions": 4, "mtv_ml": 20},
                {"n_sites": 3, "n_lesions": 5, "mtv_ml": 10}]
     assert informative_index(studies) == 2

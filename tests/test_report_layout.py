@@ -8,7 +8,7 @@ import pytest
 
 from carpet.report.html import Report
 from carpet.report.pdf import MIN_FONT_PT, PdfReport, table_parts, text_width_pt
-from carpet.report.wide_tables import column_groups, part_label
+from carpet.report.wide_tables import column_groups, key_columns, part_label
 
 
 def _wide(n_times=13):
@@ -29,8 +29,16 @@ def test_column_groups_repeat_the_key_column_and_fit():
     assert all(p[0] == 0 and sum(widths[c] for c in p) <= 300.0 for p in parts)
     assert sorted(c for p in parts for c in p[1:]) == list(range(1, 14))  # every column once, in order
     assert column_groups([60.0, 400.0, 30.0], 300.0) == [[0, 1], [0, 2]]  # too wide alone: a part of its own
+    # parts about equally wide, not a full part and a stub
+    assert column_groups([10.0] * 7, 45.0) == [[0, 1, 2, 3], [0, 4, 5, 6]]
+    # at most one more part keeps every cell on one line; two more do not pay
+    assert len(column_groups([60.0] + [45.0] * 13, 300.0, natural=[60.0] + [60.0] * 13)) == 4
+    assert len(column_groups([60.0] + [45.0] * 13, 300.0, natural=[60.0] + [80.0] * 13)) == 3
     assert part_label(1, 2, ["Group", "n", "S(6)"]) == "part 1 of 2: n to S(6)"
-    assert part_label(2, 2, ["", "", "Overall"]) == "part 2 of 2"
+    assert part_label(2, 2, ["Group", "", ""]) == "part 2 of 2"  # no names to give
+    assert key_columns(["Characteristic", "", "Overall", "EMD"]) == 2  # Table 1's level column labels rows too
+    assert key_columns(["Group", "n"]) == 1 and part_label(1, 2, ["Characteristic", "", "Overall"]) == \
+        "part 1 of 2: Overall"
 
 
 def test_pdf_table_parts_keep_the_floor_size_and_fit_the_text_width():
@@ -48,6 +56,8 @@ def test_pdf_table_parts_keep_the_floor_size_and_fit_the_text_width():
         # intervals wrap at their space at most, never inside a number
         body_words = {w for row in layout.lines[1:] for cell in row for ln in cell for w in ln.split()}
         assert body_words <= {w for r in rows for c in cols for w in str(r[c]).split()}
+    prose = table_parts(["Term", "Note"], [["a", "a long note " * 60]], 523.0)  # wraps at 7 pt, never smaller
+    assert len(prose) == 1 and prose[0][1].font_size == MIN_FONT_PT and len(prose[0][1].lines[1][1]) > 3
     narrow = table_parts(header[:6], [r[:6] for r in rows], 523.0)
     assert len(narrow) == 1 and narrow[0][1].font_size == 7.5  # a table that fits is left whole
 
@@ -77,3 +87,18 @@ def test_wide_table_in_the_html_is_split_with_the_key_column_in_each_part():
 
     assert all("–" not in re.sub(r'<span class="nw">[^<]*</span>', "", b["html"]) for b in blocks)
     assert '<span class="nw">(0.' in blocks[-1]["html"]
+
+
+def test_a_heading_moves_with_a_table_that_moves_whole_to_the_next_page(tmp_path):
+    import subprocess
+
+    if shutil.which("pdftotext") is None:
+        pytest.skip("poppler-utils (pdftotext) not installed")
+    table = pd.DataFrame({"Characteristic": [f"row {k}" for k in range(30)], "Overall": ["12 (34%)"] * 30})
+    report = PdfReport("Keep").text("\n".join(f"line {k}" for k in range(40)))  # most of page 1
+    path = report.section("Table 1: baseline characteristics").table(table, "Table 1").write(tmp_path / "k.pdf")
+    pages = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True,
+                           check=True).stdout.split("\f")
+    heading_page = next(k for k, p in enumerate(pages) if "Table 1: baseline characteristics" in p)
+    assert "row 0" in pages[heading_page] and "row 29" in pages[heading_page]  # heading, table: one page
+    assert "line 39" in pages[heading_page - 1]

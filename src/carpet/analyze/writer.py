@@ -88,9 +88,11 @@ class _Writer:
                                     "x_axis_short_of_data": x_axis_short_of_data(fig),
                                     "survival_axes": sum(ax.get_gid() == KM_AXES_ID for ax in fig.axes),
                                     "texts": _figure_texts(fig)}
-        if self.simulated:
-            fig.text(0.995, 0.005, "SIMULATED", ha="right", va="bottom", fontsize=7, color="#D55E00",
-                     fontweight="bold")
+        if self.simulated:  # under the drawn content's right edge (the figure's corner may be far from it)
+            fig.canvas.draw()
+            box = fig.get_tightbbox(fig.canvas.get_renderer()).transformed(fig.dpi_scale_trans)
+            fig.text(box.x1 / fig.bbox.width, (box.y0 - 2) / fig.bbox.height, "SIMULATED", ha="right",
+                     va="top", fontsize=7, color="#D55E00", fontweight="bold")
         paths = save_figure(fig, self.out / "figures" / stem)
         names = [f"figures/{p.name}" for p in paths]
         self.files.update({name: p for name, p in zip(names, paths)})
@@ -115,8 +117,9 @@ class _Writer:
 
 
 def _figure_texts(fig) -> dict[str, list[str]]:
-    """The words a figure shows (titles, axis labels, legend entries, other text; numbers-only ticks left out),
-    kept in results.json so that a machine can check them for raw column names."""
+    """The text a figure shows (titles, axis labels, legend entries, other text such as numbers at risk and
+    flow counts; tick labels left out), kept in results.json so that a machine can check its words for raw
+    column names and its numbers against the results."""
     from matplotlib.text import Text
 
     out: dict[str, list[str]] = {"title": [], "axis label": [], "legend": [], "text": []}
@@ -126,10 +129,11 @@ def _figure_texts(fig) -> dict[str, list[str]]:
         for t in texts:
             seen.add(id(t))
             word = t.get_text().strip()
-            if word and t.get_visible() and any(ch.isalpha() for ch in word) and word not in out[kind]:
+            if word and t.get_visible() and word not in out[kind]:
                 out[kind].append(word)
 
     for ax in fig.axes:
+        seen.update(id(t) for t in [*ax.get_xticklabels(), *ax.get_yticklabels()])  # the scale, not results
         add("title", [ax.title, ax._left_title, ax._right_title])
         add("axis label", [ax.xaxis.label, ax.yaxis.label])
         if ax.get_legend() is not None:

@@ -22,7 +22,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from carpet import __version__
 from carpet.report import format as fmt
 from carpet.report.style import PRINT_DPI
-from carpet.report.wide_tables import column_groups, part_label
+from carpet.report.wide_tables import column_groups, key_columns, part_label
 
 
 # characters after which a browser may break a line inside a word
@@ -80,18 +80,20 @@ def _png_width_px(png: bytes) -> float | None:
         return round(im.width / float(dpi[0]) * 96 * SCREEN_SCALE, 1) if dpi and dpi[0] else None
 
 
-#: the width a table may take (the page's 1040 px column, less a margin for font differences)
-TABLE_WIDTH_PX = 1000.0
+#: the width a table may take (the page's 1040 px column, less a margin for rounding)
+TABLE_WIDTH_PX = 1030.0
 _FONT_PX, _PAD_PX = 14 * 0.86, 17.0  # the template's table font and cell padding (+ rounding)
 
 
-def _narrowest_px(cells: pd.DataFrame) -> list[float]:
-    """The narrowest each column of ``cells`` can be laid out, in CSS px: its longest word (bold in the
-    header), as :func:`_cell_html` lets it wrap only at spaces."""
+def _column_px(cells: pd.DataFrame, wrapped: bool = True) -> list[float]:
+    """The width each column of ``cells`` takes in CSS px: ``wrapped``, the narrowest (its longest word, as
+    :func:`_cell_html` lets a cell wrap only at spaces), else with its cells unwrapped; the bold header may
+    wrap at its spaces either way."""
     from carpet.report.pdf import text_width_pt  # Agg-measured DejaVu Sans, the template's font
 
     def need(text: str, header: bool) -> float:
-        return max((text_width_pt(w, _FONT_PX, bold=header) for w in text.split()), default=0.0) + _PAD_PX
+        words = text.split() if header or wrapped else [text]
+        return max((text_width_pt(w, _FONT_PX, bold=header) for w in words), default=0.0) + _PAD_PX
 
     return [max([need(str(c), True), *(need(str(v), False) for v in cells.iloc[:, j])])
             for j, c in enumerate(cells.columns)]
@@ -155,7 +157,8 @@ class Report:
               na_rep: str = fmt.NA) -> "Report":
         """Embed a table; cells as :func:`carpet.report.format.cell` prints them (missing as ``na_rep``)."""
         shown = fmt.cells(df.reset_index() if index else df, float_format, na_rep)
-        parts = column_groups(_narrowest_px(shown), TABLE_WIDTH_PX, key=1)
+        parts = column_groups(_column_px(shown), TABLE_WIDTH_PX, key=key_columns(shown.columns),
+                              natural=_column_px(shown, wrapped=False))
         for k, cols in enumerate(parts, 1):
             part = shown.iloc[:, cols]
             part = part.map(_cell_html).set_axis([_cell_html(str(c)) for c in part.columns], axis=1)

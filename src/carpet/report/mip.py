@@ -77,14 +77,20 @@ def mip_figure(pet: Volume, labels: Volume | None = None, sites: dict[int, str] 
         if excluded_arr is not None and excluded_arr.any():
             handles.append(plt.Line2D([], [], color=EXCLUDED_COLOUR, lw=1.2, ls="--"))
             present.append(EXCLUDED_LABEL)
-        if present:
-            fig.legend(handles, present, loc="lower center", ncol=min(len(present), 3), fontsize=7,
-                       bbox_to_anchor=(0.5, 0.0))
         bar = fig.colorbar(image, ax=list(axes), fraction=0.04, pad=0.04, shrink=0.6)
         bar.set_label("SUV (g/mL)", fontsize=7)
         bar.ax.tick_params(labelsize=7)
+        # the images keep their true aspect, so they fill less than their axes' boxes: the title and the
+        # legend go next to what is drawn (panel titles and letters included), not to the figure's edges
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        drawn = [ax.get_tightbbox(renderer) for ax in axes]
+        top, bottom = (max(b.y1 for b in drawn) / fig.bbox.height, min(b.y0 for b in drawn) / fig.bbox.height)
+        if present:
+            fig.legend(handles, present, loc="upper center", ncol=min(len(present), 3), fontsize=7,
+                       bbox_to_anchor=(0.5, bottom - 0.005))
         if title:
-            fig.suptitle(title, fontsize=9, fontweight="bold")
+            fig.suptitle(title, fontsize=9, fontweight="bold", y=top + 0.01, va="bottom")
     return fig
 
 

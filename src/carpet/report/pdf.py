@@ -7,8 +7,8 @@ matplotlib writes the PDF itself (no LaTeX, no extra dependency). Layout rules:
 - tables are typeset here (matplotlib's ``Axes.table`` neither wraps nor shrinks): the font shrinks from
   7.5 pt to 7 pt (``MIN_FONT_PT``, the floor: no text of the report is smaller) until the columns fit the
   text width, then the widest columns wrap at spaces (:func:`layout_table`, which a test checks cell by
-  cell); a table whose words still do not fit is printed in parts of columns, each repeating the key (first)
-  column (:func:`table_parts`, :mod:`carpet.report.wide_tables`); long tables continue on the next page with
+  cell); a table whose words still do not fit is printed in parts of columns, each repeating the
+  row-label columns (:func:`table_parts`, :mod:`carpet.report.wide_tables`); long tables continue on the next page with
   the header repeated;
 - figures stay vector: the figure itself becomes the page canvas (moved, not rescaled, to its place under
   the text above it), so its lines and text are PDF paths and fonts; one figure per page at most, and a
@@ -34,7 +34,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from carpet import __version__
 from carpet.report import format as fmt
 from carpet.report.style import PRINT_DPI, journal_style
-from carpet.report.wide_tables import column_groups, part_label
+from carpet.report.wide_tables import column_groups, key_columns, part_label
 
 PAGE_SIZES = {"A4": (8.27, 11.69), "Letter": (8.5, 11.0)}
 A4_INCH = PAGE_SIZES["A4"]
@@ -188,13 +188,17 @@ def table_parts(header: list[str], rows: list[list[str]], width_pt: float) -> li
     """Typeset a table in ``width_pt`` as one or more parts: ``(column indices, layout)`` per part.
 
     One part when the columns fit at the floor size ``MIN_FONT_PT`` wrapped at their longest words;
-    otherwise parts of columns, each starting with the key (first) column (:func:`column_groups`).
+    otherwise parts of columns, each starting with the row-label columns (:func:`key_columns`), cut where the
+    cells need not wrap when that costs at most one more part (:func:`column_groups`).
     """
     table = [list(map(str, header)), *[[str(v) for v in r] for r in rows]]
-    words = [max(text_width_pt(w, MIN_FONT_PT, bold=r == 0) + 2 * CELL_PAD_PT + 0.5
-                 for r, row in enumerate(table) for w in row[c].split(" ")) for c in range(len(header))]
+    def need(c: int, wrapped: bool) -> float:  # the header may wrap at its spaces either way
+        return max(text_width_pt(w, MIN_FONT_PT, bold=r == 0) + 2 * CELL_PAD_PT + 0.5
+                   for r, row in enumerate(table) for w in (row[c].split(" ") if wrapped or r == 0 else [row[c]]))
+
     parts = []
-    for cols in column_groups(words, width_pt, key=1):
+    for cols in column_groups([need(c, True) for c in range(len(header))], width_pt, key=key_columns(header),
+                              natural=[need(c, False) for c in range(len(header))]):
         parts.append((cols, layout_table([table[0][c] for c in cols], [[r[c] for c in cols] for r in table[1:]],
                                          width_pt)))
     return parts
