@@ -314,12 +314,12 @@ def test_physiology_overlap_fraction_decides_for_an_unflagged_lesion():
     assert m.baseline["status"].tolist() == ["resolved"]
 
 
-def _physiological_read(seed, folder=None):
+def _physiological_read(seed, folder=None, **kw):
     from carpet.synth.phantom import PhantomSpec
     from carpet.tracking import ExcludedUptake
 
     pair = make_phantom_pair(PhantomSpec.small(seed=seed).with_physiology(), rotation_deg=(0, 3, 0),
-                             shift_mm=(0, 0, 20), shrink_radius=0.95, shrink_suv=1.0)
+                             shift_mm=(0, 0, 20), shrink_radius=0.95, shrink_suv=1.0, **kw)
     if folder is not None:   # through the files: the baseline folder's excluded.nii.gz / .csv, run_quantify's glue
         from carpet.quantify import run_quantify
 
@@ -369,3 +369,14 @@ def test_physiological_pair_counts_new_and_resolved_as_the_truth(seed, files, tm
         assert (written["n_new_lesions"], written["n_resolved_lesions"]) == (2, 2)
         table = pd.read_csv(tmp_path / "f" / "baseline_lesions.csv")
         assert (table["status"] == "physiology_mismatch").sum() == len(mismatched)
+
+
+@pytest.mark.slow
+def test_physiological_pair_without_new_lesions_is_not_progression():
+    """Truth: no new lesion, 2 resolved, the others unchanged in SUV -> Lugano NMR, no 'new lesion' metCR
+    failure. Physiology one scan keeps and the other excludes used to read as new lesions (PMD)."""
+    pair, base, fu, tracked = _physiological_read(3, new_lesions=())
+    s = tracked.summary
+    assert (s["n_new_lesions"], s["n_resolved_lesions"]) == (0, 2) and s["n_physiology_mismatch"] >= 1
+    assert s["response"]["category"] == "NMR" and abs(s["response"]["delta_suv_max_pct"]) < 30
+    assert s["follow_up"]["metabolic_response"]["LUGANO_STYLE"]["reason"] != "new lesion(s)"
