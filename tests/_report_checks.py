@@ -7,6 +7,8 @@ Each packaged plan's HTML report is read back table by table; two checks stand i
    (a dict of the table's analysis, with what it holds up to two levels down) that explains the whole row — as
    that record's number printed with the cell's decimals (``f"{x:.{d}f}"``, the formatting policy's rounding),
    a ``< b`` bound by a number below it. Strings in results.json are not sources (they are what was printed).
+   Figures: every number of a legend or text (numbers at risk, Sankey counts and row %, flowchart boxes) is a
+   number of the figure's analysis (results.json keeps each figure's texts under ``figure_checks``).
 2. Labels: no heading, table header, row label, figure title, axis label or legend entry shows a snake_case
    name (a column, ``mtv_ml``, or a results key, ``hr_lower``), a one-word column name alone as it is
    (``stage``), one of the data's column words upper-cased as a code a reader does not know ("METCR"), or a
@@ -32,7 +34,7 @@ class ShownTable:
     @property
     def csv(self) -> str | None:
         """The CSV file the caption names ("... (km_pfs.csv)"), i.e. the analysis the table belongs to."""
-        found = re.findall(r"\(([\w.-]+\.csv)\)\s*$", self.caption)
+        found = re.findall(r"\(([\w.-]+\.csv)\)", self.caption)  # a wide table's parts: "(x.csv) — part 1 of 2"
         return found[-1] if found else None
 
 
@@ -97,7 +99,7 @@ def read_report(path: Path) -> tuple[list[str], list[ShownTable]]:
 READER_ABBREVIATIONS = {"MTV", "TLG", "SUV", "EMD", "PMD", "IPI", "LDH", "ECOG", "HR", "OR", "CI", "PFS", "PFS2",
                         "OS", "ISS", "CRP", "FLC", "IMWG", "PET", "CT", "CR", "PR", "VGPR", "CAR", "AUC", "AIC", "BIC",
                         "BCMA", "CNS", "ORR", "TCE", "IQR", "SD", "SE", "NA", "NR", "BM", "IMPETUS", "IMPeTUs", "LBCL",
-                        "GPRC5D", "FCRH5", "ASCT", "MM", "DLBCL", "ULN", "ANC", "HB", "IG", "IGG", "IGA", "IGD"}
+                        "GPRC5D", "FCRH5", "ASCT", "TCR", "MM", "DLBCL", "ULN", "ANC", "HB", "IG", "IGG", "IGA", "IGD"}
 
 
 NUMBER = re.compile(r"(?<![\w.])(<\s*)?(-?\d+(?:\.\d+)?(?:e[-+]\d+)?)")
@@ -172,6 +174,28 @@ def unexplained_numbers(doc: dict, html: Path) -> tuple[list[str], int]:
             missing = [t[1] for t in tokens if not any(_explains(t, values) for _, values in leaves)]
             problems.append(f"{table.csv} row {row[:2]}: " + (f"no source for {missing}" if missing else
                                                                "no one record holds the whole row"))
+    return problems, found
+
+
+def unexplained_figure_numbers(doc: dict) -> tuple[list[str], int]:
+    """Numbers in the figures' legends and texts (numbers at risk, medians, p, Sankey flow counts and row %,
+    flowchart boxes) without a source among the numbers of the figure's analysis in results.json."""
+    by_png = {f: res for res in doc["analyses"].values() for f in res.get("files", []) if f.endswith(".png")}
+    problems, found = [], 0
+    for stem, check in doc["figure_checks"].items():
+        res = by_png.get(f"figures/{stem}.png")
+        if res is None:
+            problems.append(f"figure {stem}: no analysis of results.json lists it")
+            continue
+        leaves = _leaves(res, depth=99)
+        for kind in ("legend", "text"):
+            for text in check.get("texts", {}).get(kind, []):
+                cited = re.sub(r"\b[A-Z][a-z]+ (19|20)\d\d\b", "", text)  # "(Lau 1992)" cites, it does not count
+                tokens = [m.groups(default="") for m in NUMBER.finditer(cited)]
+                missing = [t[1] for t in tokens if not _explains(t, leaves)]
+                found += len(tokens) - len(missing)
+                if missing:
+                    problems.append(f"figure {stem} {kind} {text!r}: no source for {missing}")
     return problems, found
 
 

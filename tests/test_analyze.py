@@ -290,9 +290,9 @@ def test_certainty_plan_via_cli_end_to_end(tmp_path):
         lm.at_risk["n_at_risk"].tolist())
 
     # every number of every table has its source in results.json; no raw column name in a label
-    from _report_checks import raw_labels, unexplained_numbers
+    from _report_checks import raw_labels, unexplained_figure_numbers, unexplained_numbers
 
-    problems, _ = unexplained_numbers(doc, out / "report.html")
+    problems = unexplained_numbers(doc, out / "report.html")[0] + unexplained_figure_numbers(doc)[0]
     assert problems == [] and raw_labels(out) == [], problems
 
     # provenance: plan and input hashes, carpet version
@@ -608,11 +608,13 @@ def test_pdf_letter_pages_and_table_cells_never_overflow(tmp_path):
 @pytest.mark.parametrize("study", ["moffitt", "lbcl"])
 def test_every_number_of_every_html_table_is_a_results_json_number(study, request):
     """Table 1 cells, S(t), medians, HRs, C-index and CIs, rates, AUCs, transitions ... (tests/_report_checks.py)."""
-    from _report_checks import raw_labels, unexplained_numbers
+    from _report_checks import raw_labels, unexplained_figure_numbers, unexplained_numbers
 
     _, _, out = request.getfixturevalue(study)
     problems, found = unexplained_numbers(results_json(out), out / "report.html")
     assert problems == [] and found >= 100, "\n".join(problems)
+    problems, found = unexplained_figure_numbers(results_json(out))  # legends, numbers at risk, flow counts
+    assert problems == [] and found >= 20, "\n".join(problems)
     hits = raw_labels(out)  # and no heading, header, group or figure text shows a raw column name
     assert hits == [], "\n".join(hits)
 
@@ -783,6 +785,30 @@ def test_flowchart_counts_from_progression_dates(tmp_path):
     counts = {r["stage"]: (r["all"], r["ide-cel"], r["cilta-cel"]) for r in res["counts"]}
     assert counts == {"treated": (5, 3, 2), "progressed": (4, 3, 1), "refractory": (2, 2, 0), "relapsed": (2, 1, 1)}
     assert (tmp_path / "figures" / "flowchart.png").is_file()
+
+
+def test_cutoff_on_a_per_method_column_takes_its_method_from_the_name(tmp_path):
+    """imaging.csv's main ``method`` is suv4, but ``mtv_ml_pct41`` is a pct41 MTV: a suv4 cut-off on it must be refused
+    (reading the ``method`` column would have let it run), and on ``mtv_ml_suv4`` it runs without a method warning."""
+    patients = pd.DataFrame({"patient_id": list("abcd"), "infusion_date": pd.to_datetime(["2024-03-01"] * 4),
+                             "t": [12.0, 3.0, 8.0, 20.0], "e": [1, 1, 1, 0]})
+    scans = pd.DataFrame({"study_id": list("ABCD"), "patient_id": list("abcd"),
+                          "study_date": pd.to_datetime(["2024-02-20"] * 4), "method": ["suv4"] * 4,
+                          "mtv_ml_suv4": [10.0, 30.0, 70.0, 90.0], "mtv_ml_pct41": [12.0, 33.0, 75.0, 99.0]})
+
+    def plan(marker, **extra):
+        return {"title": "t", "endpoints": {"pfs": {"time": "t", "event": "e"}},
+                "imaging": {"windows": {"baseline": {"from_days": -60, "to_days": 0, "pick": "last"}}},
+                "analyses": [{"type": "cutoff", "endpoint": "pfs", "marker": marker, "value": 50,
+                              "cutoff_method": "suv4", **extra}]}
+
+    run_analysis(patients, plan("mtv_ml_suv4_baseline"), tmp_path / "ok", imaging=scans)
+    cut = results_json(tmp_path / "ok")["analyses"]["cutoff_pfs_mtv_ml_suv4_baseline"]
+    assert (cut["n_low"], cut["n_high"]) == (2, 2) and not cut["warnings"]
+    with pytest.raises(InputError, match="derived with method 'suv4' but the marker was made with 'pct41'"):
+        run_analysis(patients, plan("mtv_ml_pct41_baseline"), tmp_path / "bad", imaging=scans)
+    with pytest.raises(InputError, match="its column 'mtv_ml_pct41_baseline' holds 'pct41' values"):
+        run_analysis(patients, plan("mtv_ml_pct41_baseline", marker_method="suv4"), tmp_path / "bad2", imaging=scans)
 
 
 @pytest.mark.parametrize("codes", [(0, 1), (False, True)])

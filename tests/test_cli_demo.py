@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -59,6 +60,42 @@ def test_small_demo_writes_report_and_tables(small_demo):
         results = json.loads((tmp_path / "analysis" / name / "results.json").read_text())
         assert results["simulated"] is True
         assert (tmp_path / "analysis" / name / "report.pdf").read_bytes().startswith(b"%PDF")
+    # the MTV plans read the imaging.csv carpet batch measured on the demo's phantoms (one per PET patient),
+    # whose MTV is the phantoms' truth, not the simulator's imaging.csv
+    from carpet.provenance import file_sha256
+
+    for name in ("certainty_pet", "lbcl_mtv"):
+        measured = tmp_path / "measured" / name / "batch" / "imaging.csv"
+        inputs = json.loads((tmp_path / "analysis" / name / "results.json").read_text())["provenance"]["inputs"]
+        assert inputs["imaging"]["sha256"] == file_sha256(measured), name
+        table = pd.read_csv(measured)
+        truth = [json.loads((tmp_path / "measured" / name / "scans" / sid / "truth.json").read_text())["summary"]
+                 ["mtv_ml"] for sid in table["study_id"]]
+        assert (table["mtv_ml_suv4"] - truth).abs().max() < 1e-9 and (table["status"] == "done").all()
+        simulated = pd.read_csv(tmp_path / "cohorts" / name / "imaging.csv")
+        assert set(simulated["study_id"]) == set(table["study_id"])
+        assert not table.set_index("study_id")["mtv_ml_suv4"].equals(simulated.set_index("study_id")["mtv_ml_suv4"])
+    # every checklist line of each plan's header names an output this run wrote
+    from carpet.demo import DEMO_PLANS as pairs
+
+    plans = Path(__file__).resolve().parents[1] / "src" / "carpet" / "plans"
+    for study, plan in pairs:
+        written = {p.relative_to(tmp_path / "analysis" / study).as_posix()
+                   for p in (tmp_path / "analysis" / study).rglob("*") if p.is_file()}
+        for target in checklist_targets(plans / plan):
+            assert any(w == target or w.startswith(target + ".") or w.startswith(target + "_") for w in written), \
+                (plan, target)
+
+
+def checklist_targets(plan_path) -> list[str]:
+    """The output named after each '->' of a plan's header checklist (first word, without a .csv/.png suffix);
+    '-' lines (not produced) name none."""
+    import re
+
+    header = "\n".join(line[1:] for line in plan_path.read_text().splitlines() if line.startswith("#"))
+    checklist = header.split("Checklist", 1)[1].split("\n", 1)[1]  # after the line that explains the arrows
+    targets = [m.group(1).rstrip(".") for m in re.finditer(r"->\s*([\w/.*]+)", checklist)]
+    return [re.sub(r"\.(csv|png)$", "", t) for t in targets if "*" not in t]
 
 
 def test_version_and_exit_codes_of_friendly_errors():

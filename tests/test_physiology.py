@@ -302,6 +302,25 @@ def test_quantify_writes_excluded_components_and_keep_flag(tmp_path):
     assert kept.summary["excluded"]["physiology"] == "off"
 
 
+def test_heart_and_bladder_placement_from_the_neck_edges():
+    from carpet.anatomy.physiology import _Placement
+
+    pet, truth = patient()
+    labels, res = _run(pet)
+    place = _Placement.of(body_landmarks(pet), PhysiologyParams())
+    heart_z = res.table.set_index("organ").loc["myocardium", "centroid_z_mm"]
+    bladder_z = res.table.set_index("organ").loc["bladder", "centroid_z_mm"]
+    # the heart's centroid at most heart_below_neck_mm below the neck; the bladder's at least
+    # bladder_below_neck_mm below it (the table's centroid is the component's: nothing was split off)
+    below = place.neck_base_z - heart_z
+    assert "myocardium" in set(_run(pet, PhysiologyParams(heart_below_neck_mm=below + 1e-6))[1].table.organ)
+    assert "myocardium" not in set(_run(pet, PhysiologyParams(heart_below_neck_mm=below - 1e-3))[1].table.organ)
+    below = place.neck_base_z - bladder_z
+    assert "bladder" in set(_run(pet, PhysiologyParams(bladder_below_neck_mm=below - 1e-6))[1].table.organ)
+    r = _run(pet, PhysiologyParams(bladder_below_neck_mm=below + 1e-3))[1]
+    assert "bladder" not in set(r.table.organ) and r.landmarks["bladder"] is False
+
+
 # ---------------------------------------------------------------------------------------------
 # neck glands, tonsils, larynx; injection site; ureters; renal pelvis; splits at kidney and brain
 # ---------------------------------------------------------------------------------------------
@@ -434,6 +453,12 @@ def test_a_thin_tube_between_kidney_and_bladder_is_a_ureter_a_node_is_not():
     node = patient(lesions=(((URETER[0], URETER[1], 240.0), 10.0, 10.0),))[0]
     labels, res = _run(node)
     assert res.labels.max() == 1 and not res.review                     # round: a node, kept
+    # an oval node, 1.5 x longer along z than across (voxelised: elongation 1.34 < 1.8, width 11.3 mm): kept
+    oval = patient()[0]
+    a = np.asarray(oval.array).copy()
+    a[_ellipsoid((URETER[0], URETER[1], 240.0), (6.0, 6.0, 9.0))] = 10.0
+    labels, res = _run(oval.with_array(a))
+    assert res.labels.max() == 1 and "ureter" not in set(res.table.organ)
 
 
 def test_renal_pelvis_needs_the_hilum_and_a_ureter_on_its_side():

@@ -1,4 +1,4 @@
-"""Every packaged plan runs on the raw tables alone: patients.csv, labs.csv and therapies.csv as written to disk,
+"""Every packaged plan runs on the raw tables alone: patients.csv, labs.csv, therapies.csv and imaging.csv as written,
 truth.csv deleted, read as `carpet analyze` reads them. Every column each analysis reads (endpoint times and
 events, groups, covariates, markers, outcomes) is the same as when the simulator's convenience columns (its
 answers: pfs2_months, refractory, high_risk_cytogenetics, ...) are in the patients table too — so no plan uses
@@ -36,10 +36,12 @@ def test_plan_reads_only_raw_tables(tmp_path, study, plan_name, n):
     paths["truth"].unlink()
     assert not set(STUDIES[study].truth_only) & set(pd.read_csv(paths["patients"]).columns)
     plan, _, _ = load_plan(PLANS / f"{plan_name}.yaml")
-    raw = analysis_table(read_patients(paths["patients"]), plan, assessments=paths.get("labs"),
-                         therapies=paths.get("therapies"))
+    raw = analysis_table(read_patients(paths["patients"]), plan, imaging=paths.get("imaging"),
+                         assessments=paths.get("labs"), therapies=paths.get("therapies"))
     labs = c.lab_series() if "labs" in paths else None
-    full = analysis_table(c.treated, plan, assessments=labs, therapies=c.therapies)  # + the simulator's answers
+    imaging = c.imaging_table() if "imaging" in paths else None
+    full = analysis_table(c.treated, plan, imaging=imaging, assessments=labs,  # + the simulator's answers
+                          therapies=c.therapies)
     assert set(STUDIES[study].truth_only) <= set(c.treated.columns)
     assert list(raw.data["patient_id"]) == list(full.data["patient_id"])
     columns = _columns(plan, raw.endpoints)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from _report_checks import _raw_hits, raw_labels, unexplained_numbers
+from _report_checks import _raw_hits, raw_labels, unexplained_figure_numbers, unexplained_numbers
 from carpet.analyze import run_analysis
 from carpet.synth.cohort import simulate_cohort
 
@@ -34,6 +34,8 @@ def test_salvage_report_numbers_are_results_json_numbers_and_labels_are_words(sa
     problems, found = unexplained_numbers(doc, salvage / "report.html")
     assert problems == [], "\n".join(problems)
     assert found >= 100
+    problems, found = unexplained_figure_numbers(doc)
+    assert problems == [] and found >= 50, "\n".join(problems)
     hits = raw_labels(salvage)
     assert hits == [], "\n".join(hits)
 
@@ -42,9 +44,9 @@ def test_the_number_check_fails_on_a_number_results_json_does_not_hold(salvage):
     """The check can fail: one survival estimate changed in the page, or its source removed from results.json."""
     doc = json.loads((salvage / "results.json").read_text())
     html = (salvage / "report.html").read_text()
-    cell = re.search(r"<td>(0\.\d\d) \((0\.\d\d)–(0\.\d\d)\)</td>", html)
+    cell = re.search(r"<td>0\.\d\d (?=(<span[^>]*>)?\(0\.\d\d–0\.\d\d\))", html)  # an S(t) (95% CI) cell
     bad = salvage / "tampered.html"
-    bad.write_text(html.replace(cell.group(0), f"<td>0.4321 ({cell.group(2)}–{cell.group(3)})</td>", 1))
+    bad.write_text(html[:cell.start()] + "<td>0.4321 " + html[cell.end():])
     problems, _ = unexplained_numbers(doc, bad)
     assert len(problems) == 1 and "no source for ['0.4321']" in problems[0]
     for res in doc["analyses"].values():
@@ -52,6 +54,7 @@ def test_the_number_check_fails_on_a_number_results_json_does_not_hold(salvage):
         (res.get("km") or {}).pop("groups", None)
     problems, _ = unexplained_numbers(doc, salvage / "report.html")
     assert any("km_os_relapse.csv" in p for p in problems)
+    assert any("figure km_os_relapse " in p for p in unexplained_figure_numbers(doc)[0])  # its numbers at risk
 
 
 def test_the_label_check_finds_raw_names_and_codes():

@@ -55,9 +55,10 @@ def test_lbcl_plan_compares_mtv_with_the_other_scores_from_raw_inputs(tmp_path):
 
     plan = yaml.safe_load((Path(__file__).resolve().parents[1] / "src/carpet/plans/lbcl_mtv_vs_ipi.yaml").read_text())
     plan["analyses"] = [dict(a, n_boot=0) for a in plan["analyses"] if a["type"] == "compare_models"]
-    raw = simulate_cohort("lbcl_mtv", seed=2025).raw_patients
+    cohort = simulate_cohort("lbcl_mtv", seed=2025)
+    raw = cohort.raw_patients
     assert not {"pfs_months", "ipi", "car_hematotox"} & set(raw.columns)
-    res = run_analysis(raw, plan, tmp_path).results
+    res = run_analysis(raw, plan, tmp_path, imaging=cohort.imaging_table()).results
     for endpoint in ("pfs", "os"):
         got = pd.DataFrame(res[f"compare_models_{endpoint}"]["contrasts"])
         want = pd.DataFrame(R[endpoint]["contrasts"])

@@ -57,7 +57,8 @@ def test_rank_tests_refuse_what_they_cannot_compute():
 
 def test_certainty_plan_association_equals_the_direct_calls(tmp_path):
     """The CERTAINTY plan's MTV vs expansion table: the same Wilcoxon and Spearman numbers as the functions (which
-    equal R above), on the raw simulated table; and MTV does not drive expansion (the news item's sentence)."""
+    equal R above), on the raw simulated table and its imaging.csv (the baseline scan's MTV); and MTV does not
+    drive expansion (the news item's sentence)."""
     import yaml
 
     from carpet.analyze import run_analysis
@@ -66,7 +67,7 @@ def test_certainty_plan_association_equals_the_direct_calls(tmp_path):
     plan = yaml.safe_load((Path(__file__).resolve().parents[1] / "src/carpet/plans/certainty_mtv.yaml").read_text())
     plan["analyses"] = [a for a in plan["analyses"] if a["type"] == "association"]
     c = simulate_cohort("certainty_pet", seed=2025)
-    rows = run_analysis(c.raw_patients, plan, tmp_path).results["mtv_vs_expansion"]["rows"]
+    rows = run_analysis(c.raw_patients, plan, tmp_path, imaging=c.imaging_table()).results["mtv_vs_expansion"]["rows"]
     assert [r["outcome"] for r in rows] == ["car_t_peak_per_ul", "car_t_auc_0_28", "tcr_shannon"]
     p = c.patients
     for r in rows:

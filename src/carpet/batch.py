@@ -45,7 +45,10 @@ its death) and a worker lost while running costs only its own study (:mod:`carpe
 
 Memory and workers: a whole-body study (PET 200×200×400, CT 512×512×400) needs about 1–2 GB
 while it is processed, so workers are limited by cores long before memory: on 24 GB / 2 cores use
-``workers=2``; memory allows about ``(RAM − 4 GB) / 2 GB`` workers on bigger machines.
+``workers=2``; memory allows about ``(RAM − 4 GB) / 2 GB`` workers on bigger machines. Two workers
+gain less than 2× over one on 2 cores: a study decodes its CT and builds its CT tissue map in threads,
+so one worker already keeps about 1.25 cores busy; whole-body studies run at most about 1.8× faster
+with two (``bench/batch.py --whole-body`` prints the measured speed-up, its ceiling and why).
 """
 
 from __future__ import annotations
@@ -642,8 +645,8 @@ def _largest_first(tasks: list[StudyTask]) -> list[StudyTask]:
     """The tasks by decreasing size of their inputs (bytes; ties by source), so that in parallel runs the
     longest studies start first and the run does not end with one worker alone on a large study.
 
-    The size of the input files is the estimate of a study's work: decoding and the whole-volume passes
-    are O(voxels), and a file's size follows its voxel count far more closely than anything cheaper.
+    The size of the input files is a cheap estimate of a study's work: decoding and the whole-volume
+    passes are O(voxels). (A stat of every input file, here in the batch process.)
     """
     return sorted(tasks, key=lambda t: (-_input_bytes(Path(t.source)), t.source))
 
@@ -677,7 +680,8 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
             raise InputError(f"cannot use the Dask scheduler ({type(exc).__name__}: {exc})",
                              source=scheduler, hint="--scheduler tcp://HOST:PORT") from None
         with client, terminate_as_interrupt():
-            futures = {client.submit(run_study, t, pure=False): t for t in tasks}  # run first in, first out
+            # Dask starts independent tasks in the order they were submitted: largest first
+            futures = {client.submit(run_study, t, pure=False): t for t in tasks}
             try:
                 with bar:
                     job = bar.add_task("batch", total=len(tasks))

@@ -28,6 +28,7 @@ loaded by the parent, keeps its own: carpet's studies make no BLAS calls large e
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 import os
 import signal
 import sys
@@ -138,11 +139,15 @@ def _stop(pool: ProcessPoolExecutor) -> None:
         p.join(timeout=5)
 
 
+#: Forked workers inherit what the parent imported (Python 3.14 makes ``forkserver`` the default on Linux).
+_FORK = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+
+
 def _one_pool(fn, tasks: Sequence[Any], workers: int, flags: Path) -> Iterator[tuple[Any, Any, bool]]:
     """Yield ``(task, result_or_exception, started)`` as tasks end; a broken pool yields the rest
     with their ``BrokenProcessPool`` and whether they had started."""
     workers = min(workers, len(tasks))
-    with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker,
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_FORK, initializer=_start_worker,
                              initargs=(os.getpid(), max(1, usable_cores() // workers))) as pool:
         futures = {}
         for i, task in enumerate(tasks):

@@ -32,6 +32,7 @@ ANALYSES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
                {"cutoff_method": "str", "marker_method": "str", "strict": "bool"}),
     "compare_models": ({"endpoint": "endpoint", "models": "models"}, {"horizon": "number", "n_boot": "count"}),
     "landmark": ({"endpoint": "endpoint", "time": "number", "by": "column"}, {"risk_times": "numbers"}),
+    "association": ({"marker": "column", "outcomes": "columns"}, {"value": "number"}),
     # analyses of the raw clinical tables (carpet.analyze.cohort_runners)
     "patterns": ({}, {"window_days": "count", "marrow_min_pct": "number"}),
     "flowchart": ({}, {"by": "column", "refractory_days": "count"}),
@@ -41,7 +42,6 @@ ANALYSES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "roc": ({"endpoint": "endpoint", "markers": "columns", "horizon": "number"}, {"direction": "str"}),
     "cox_table": ({"endpoint": "endpoint", "covariates": "columns"}, {"strata": "columns"}),
     "exposure_cox": ({"endpoint": "endpoint", "classes": "classes"}, {"from": "str"}),
-    "association": ({"marker": "column", "outcomes": "columns"}, {"value": "number"}),
 }
 _COMMON = {"type": "str", "title": "str", "name": "str"}
 _TOP = {"title", "subtitle", "seed", "endpoints", "derive", "analyses", "imaging", "assessments", "variables",
@@ -50,8 +50,8 @@ _TOP = {"title", "subtitle", "seed", "endpoints", "derive", "analyses", "imaging
 WHOLE_COHORT_ANALYSES = ("flowchart",)
 _SCORES = {"ipi": "IPI", "aaipi": "aaIPI", "car_hematotox": "CAR-HEMATOTOX", "iss": "ISS", "riss": "R-ISS",
            "r_iss": "R-ISS", "r2iss": "R2-ISS", "r2_iss": "R2-ISS"}
-_DERIVE_OPS = ("score", "emd_pmd", "cut", "log", "labels", "combine", "any_of", "cytogenetics", "responded", "imwg",
-               "response_at", "first_line_after", "lines_after", "exposed_by")
+_DERIVE_OPS = ("score", "emd_pmd", "cut", "log", "labels", "combine", "any_of", "cytogenetics", "responded",
+               "imwg", "response_at", "first_line_after", "lines_after", "exposed_by")
 #: derive operations that read the raw assessments / therapies (not a column of the analysis table)
 _TABLE_OPS = {"imwg": ("progression",), "response_at": ("assessments",), "first_line_after": ("therapies",),
               "lines_after": ("therapies",), "exposed_by": ("therapies", "progression")}
@@ -499,6 +499,8 @@ def required_inputs(plan: dict) -> pd.DataFrame:
                 if column not in derived:
                     holds = "true/false (0/1 is read as false/true)" if op == "labels" else None
                     need("patients", column, why, holds)
+    if plan.get("population") and plan["population"] not in derived:
+        need("patients", plan["population"], "population", "true/false: the patients the analyses are about")
     for i, a in enumerate(plan.get("analyses") or []):
         why = f"analyses[{i}] ({a['type']})"
         if a["type"] in ("patterns",):

@@ -244,6 +244,8 @@ def _input_record(patients, imaging, assessments, input_files) -> dict:
         if isinstance(table, pd.DataFrame):
             content = pd.util.hash_pandas_object(table.astype(str), index=False).to_numpy().tobytes()
             record[name] = {"rows": int(len(table)), "content_sha256": hashlib.sha256(content).hexdigest()}
+        elif isinstance(table, (str, Path)):  # a file given directly: which one, and its hash
+            record[name] = {"path": str(table), "sha256": file_sha256(table)}
     for name, path in (input_files or {}).items():
         if path is not None:
             record.setdefault(name, {}).update(path=str(path), sha256=file_sha256(path))

@@ -214,6 +214,8 @@ def _run_transitions(data, a, endpoints, writer, stem, seed):
             "rows": [{"state": str(k), "n": {str(c): int(n) for c, n in row.items()},
                       "percent": {str(c): 100.0 * n / row.sum() if row.sum() else None for c, n in row.items()}}
                      for k, row in tr.table.iterrows()],
+            "totals": {"before": {str(k): int(n) for k, n in tr.table.sum(axis=1).items()},
+                       "after": {str(c): int(n) for c, n in tr.table.sum(axis=0).items()}},
             "test": tr.test.__dict__, "provenance": tr.provenance, "files": files}
 
 
@@ -321,7 +323,7 @@ def _run_compare_models(data, a, endpoints, writer, stem, seed):
     contrasts = _cindex_contrasts(frame, ep, models, cmp.fits)
     files.append(writer.table(contrasts, f"{stem}_cindex_contrasts",
                               "Pairwise differences in C-index, infinitesimal-jackknife covariance (R survival "
-                              "concordance(fit1, fit2, ...) and its contrasts)", display=_stat_display(contrasts)))
+                              "concordance(fit1, fit2, ...) and its contrasts)", display=_contrasts_display(contrasts)))
     return {"endpoint": ep, "summary": summary.to_dict("records"), "differences": cmp.differences.to_dict("records"),
             "contrasts": contrasts.to_dict("records"), "lr_tests": cmp.lr_tests.to_dict("records"),
             "provenance": {**cmp.provenance, "contrasts": "C_a - C_b, variance V_aa + V_bb - 2 V_ab from the "
@@ -425,10 +427,11 @@ _STAT_NAMES = {"coef": "log HR", "hr": "HR", "se": "SE", "z": "z", "p": "p", "hr
                "hr_high_vs_low": "HR high vs low", "logrank_chisq": "Log-rank chi-square",
                "logrank_p": "Log-rank p", "concordance": "C-index", "group": "Group", "n_at_risk": "At risk",
                "excluded": "Excluded (event or censored before the landmark)", "model_a": "Model A",
-               "model_b": "Model B", "c_diff": "C-index difference (A − B)", "n_boot": "Bootstrap samples",
+               "model_b": "Model B", "c_a": "C-index A", "c_b": "C-index B",
+               "c_diff": "C-index difference (A − B)", "n_boot": "Bootstrap samples",
                "smaller": "Smaller model", "larger": "Larger model", "c_lower": "95% CI lower",
                "c_upper": "95% CI upper", "c_index_se": "C-index SE", "c_index_lower": "C-index 95% CI lower",
-               "c_index_upper": "C-index 95% CI upper"}
+               "c_index_upper": "C-index 95% CI upper", "c_a": "C-index A", "c_b": "C-index B"}
 
 
 def _stat_cell(column: str, value):
@@ -444,7 +447,7 @@ def _stat_cell(column: str, value):
         return fmt.count(value)
     if column in ("cutpoint", "cutoff"):
         return fmt.cutpoint(value)
-    return fmt.estimate(value, min_decimals=3 if column.startswith(("c_index", "td_auc")) else 2)
+    return fmt.estimate(value, min_decimals=3 if column.startswith(("c_index", "td_auc", "c_a", "c_b")) else 2)
 
 
 def _stat_display(df: pd.DataFrame) -> pd.DataFrame:
@@ -466,6 +469,15 @@ def _models_display(summary: pd.DataFrame, labels: Labels) -> pd.DataFrame:
     out["covariates"] = [", ".join(labels.label(c.strip()) for c in str(v).replace(" + ", ", ").split(","))
                          for v in out["covariates"]]
     return _stat_display(out)
+
+
+def _contrasts_display(contrasts: pd.DataFrame) -> pd.DataFrame:
+    """C-index contrasts as a paper prints them: the two models, their C-indices, the difference (95% CI), p."""
+    return pd.DataFrame({
+        "Models": [f"{r.model_a} vs {r.model_b}" for r in contrasts.itertuples()],
+        "C-index": [f"{fmt.estimate(r.c_a)} vs {fmt.estimate(r.c_b)}" for r in contrasts.itertuples()],
+        "Difference (95% CI)": [fmt.estimate_ci(r.difference, r.lower, r.upper) for r in contrasts.itertuples()],
+        "p": [fmt.p_value(r.p_value) for r in contrasts.itertuples()]})
 
 
 def _two_level(values: pd.Series) -> bool:

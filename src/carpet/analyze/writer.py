@@ -117,8 +117,9 @@ class _Writer:
 
 
 def _figure_texts(fig) -> dict[str, list[str]]:
-    """The words a figure shows (titles, axis labels, legend entries, other text; numbers-only ticks left out),
-    kept in results.json so that a machine can check them for raw column names."""
+    """The text a figure shows (titles, axis labels, legend entries, other text such as numbers at risk and
+    flow counts; tick labels left out), kept in results.json so that a machine can check its words for raw
+    column names and its numbers against the results."""
     from matplotlib.text import Text
 
     out: dict[str, list[str]] = {"title": [], "axis label": [], "legend": [], "text": []}
@@ -128,10 +129,11 @@ def _figure_texts(fig) -> dict[str, list[str]]:
         for t in texts:
             seen.add(id(t))
             word = t.get_text().strip()
-            if word and t.get_visible() and any(ch.isalpha() for ch in word) and word not in out[kind]:
+            if word and t.get_visible() and word not in out[kind]:
                 out[kind].append(word)
 
     for ax in fig.axes:
+        seen.update(id(t) for t in [*ax.get_xticklabels(), *ax.get_yticklabels()])  # the scale, not results
         add("title", [ax.title, ax._left_title, ax._right_title])
         add("axis label", [ax.xaxis.label, ax.yaxis.label])
         if ax.get_legend() is not None:

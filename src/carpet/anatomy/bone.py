@@ -172,8 +172,11 @@ def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams
             at = [slice(max(a.start, g.start), max(max(a.start, g.start), min(a.stop, g.stop)))
                   for a, g in zip(at, region)]
         first = [r.start + b.start for r, b in zip(read, box)]
-        mask[tuple(at)] = solid[tuple(slice(a.start - f, a.stop - f) for a, f in zip(at, first))]
-        written = tuple(at)
+        kept = solid[tuple(slice(a.start - f, a.stop - f) for a, f in zip(at, first))]
+        mask[tuple(at)] = kept
+        tight = _occupied_box(kept, 0)                  # of the small array: cheap
+        written = None if tight is None else tuple(slice(a.start + t.start, a.start + t.stop)
+                                                   for a, t in zip(at, tight))
     prov = provenance(method="ct_bone_mask", **params.as_dict(),
                       grid="ct" if reference is None or ct.same_grid(reference) else "reference",
                       region=None if region is None else [[int(b.start), int(b.stop)] for b in region])

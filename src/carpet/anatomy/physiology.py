@@ -79,7 +79,7 @@ class PhysiologyParams:
     from the trunk's centre in the component's slice.
     """
 
-    min_fov_mm: float = 300.0
+    min_fov_mm: float = 300.0          # the lesion regions' minimum body length (carpet.anatomy.regions)
     brain_min_ml: float = 5.0
     brain_gap_mm: float = 15.0
     brain_depth_mm: float = 20.0
@@ -292,13 +292,11 @@ def find_physiology(pet: Volume, labels: np.ndarray, *, params: PhysiologyParams
                            float(feats.suv_min.min()))
             _ureters(feats, labels, pet, p, organ, review, heart_z, bladder_z)
             _renal_pelves(feats, lm, p, organ, review, hot)
-        if not any(v[0] == "brain" for v in organ.values()):
-            absent.setdefault("salivary_gland", "no brain found to measure the neck from")
-        for o in ("salivary_gland", "tonsil", "larynx_pharynx"):
-            absent.setdefault(o, absent.get("salivary_gland"))
-            if absent[o] is None:
-                del absent[o]
-        if "salivary_gland" not in absent:
+        if "salivary_gland" not in absent and not any(v[0] == "brain" for v in organ.values()):
+            absent["salivary_gland"] = "no brain found to measure the neck from"
+        if "salivary_gland" in absent:
+            absent["tonsil"] = absent["larynx_pharynx"] = absent["salivary_gland"]
+        else:
             _neck(feats, pet, lm, p, organ, review)
         if "injection_site" not in absent:
             _injection_site(feats, lm, p, organ, review)

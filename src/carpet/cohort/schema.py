@@ -30,7 +30,8 @@ from carpet.errors import InputError
 __all__ = [
     "Column", "TableSchema", "Problem", "PATIENTS", "ASSESSMENTS", "THERAPIES", "IMAGING", "PARAMETERS",
     "UNIT_CONVERSIONS", "read_table", "read_patients", "read_assessments", "read_therapies", "read_imaging",
-    "validate_frame", "describe", "load_table", "METHOD_MEASURES", "method_column", "method_of_column",
+    "validate_frame", "describe", "load_table", "SEGMENTATION_METHODS", "METHOD_MEASURES", "method_column",
+    "method_of_column",
 ]
 
 #: Excel's day zero for serial dates (the 1900 leap-year bug makes it 1899-12-30).
