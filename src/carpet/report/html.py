@@ -12,8 +12,8 @@ import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 import matplotlib.pyplot as plt
 import pandas as pd
