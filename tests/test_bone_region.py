@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from carpet.anatomy import BoneParams, bone_mask
+from carpet.anatomy import BoneParams, bone_mask, liver_reference
 from carpet.synth import PhantomSpec, make_phantom
 from carpet.volume import Volume
 
@@ -54,8 +54,14 @@ def test_patient_phantom_skull_and_vertebrae():
     bone = np.asarray(bone_mask(ph.ct).array)
     brain = np.asarray(ph.physiology_labels.array) == 1    # PHYSIOLOGY_ORGANS[0] is the brain
     assert brain.sum() > 10000 and not bone[brain].any()
-    spine = np.asarray(ph.ct.array) >= 200.0                          # vertebral cortex and marrow, skull and pelvis
+    spine = np.asarray(ph.ct.array) >= 200.0            # vertebral cortex and marrow, skull and pelvis
     assert bone[spine].mean() > 0.99
+    # The liver sphere stays in the liver: the brain, soft tissue now, is homogeneous and on the right too
+    # (without the search's bound at the lung's centroid the sphere went into the brain).
+    liver = liver_reference(ph.pet, ph.ct)
+    assert liver.usable and abs(liver.mean / ph.truth["organ_suv"]["liver"] - 1.0) < 0.05
+    truth = np.asarray(ph.truth["liver_voi"]["centre_mm"])
+    assert np.linalg.norm(np.asarray(liver.centre_mm) - truth) < 100.0
 
 
 def test_region_equals_whole_mask_inside_and_nothing_outside():

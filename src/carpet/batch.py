@@ -47,7 +47,7 @@ Memory and workers: a whole-body study (PET 200×200×400, CT 512×512×400) nee
 while it is processed, so workers are limited by cores long before memory: on 24 GB / 2 cores use
 ``workers=2``; memory allows about ``(RAM − 4 GB) / 2 GB`` workers on bigger machines. Two workers
 gain less than 2× over one on 2 cores: a study decodes its CT and builds its CT tissue map in threads,
-so one worker already keeps about 1.25 cores busy; whole-body studies run at most about 1.8× faster
+so one worker already keeps about 1.3 cores busy; whole-body studies run at most about 1.6–1.8× faster
 with two (``bench/batch.py --whole-body`` prints the measured speed-up, its ceiling and why).
 """
 

@@ -682,6 +682,10 @@ def read_study_outputs(folder, summary: dict | None = None) -> BaselineOutputs:
     if (folder / "excluded.nii.gz").is_file():
         table = pd.read_csv(folder / "excluded.csv") if (folder / "excluded.csv").is_file() else None
         excluded = ExcludedUptake(read_nifti(folder / "excluded.nii.gz"), table)
+    elif (folder / "excluded.csv").is_file() and labels is not None:
+        table = pd.read_csv(folder / "excluded.csv")
+        if table.empty:  # the rules ran and excluded nothing: quantify then writes no label map
+            excluded = ExcludedUptake(labels.with_array(np.zeros(labels.shape, np.uint8)), table)
     return BaselineOutputs(summary, lesions, labels, refs, missing, excluded)
 
 

@@ -416,7 +416,8 @@ def _run_exposure_cox(data, a, endpoints, writer, stem, seed, tables):
     from carpet.cohort.therapy import REGIMEN_CLASS_LABELS
     from carpet.report import format as fmt
 
-    named = " / ".join(REGIMEN_CLASS_LABELS.get(c, c.replace("_", " ")) for c in classes)
+    named = " / ".join({"t_cell_engaging": "T-cell engager", **REGIMEN_CLASS_LABELS}.get(c, c.replace("_", " "))
+                       for c in classes)
     s = summary.iloc[0]
     display = pd.DataFrame([{"Exposure": named, "Patients": s["n_patients"], "Exposed": s["n_exposed"],
                              "Events": s["events"], "HR (95% CI)": fmt.estimate_ci(s["hr"], s["hr_lower"], s["hr_upper"]),

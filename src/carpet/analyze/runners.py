@@ -431,7 +431,7 @@ _STAT_NAMES = {"coef": "log HR", "hr": "HR", "se": "SE", "z": "z", "p": "p", "hr
                "c_diff": "C-index difference (A − B)", "n_boot": "Bootstrap samples",
                "smaller": "Smaller model", "larger": "Larger model", "c_lower": "95% CI lower",
                "c_upper": "95% CI upper", "c_index_se": "C-index SE", "c_index_lower": "C-index 95% CI lower",
-               "c_index_upper": "C-index 95% CI upper", "c_a": "C-index A", "c_b": "C-index B"}
+               "c_index_upper": "C-index 95% CI upper"}
 
 
 def _stat_cell(column: str, value):
