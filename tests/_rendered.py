@@ -108,8 +108,8 @@ def layout_problems(html_path: str | Path, width: int = 1280, height: int = 900)
     return json.loads(_html.unescape(found.group(1)))
 
 
-def pdf_word_sizes(pdf: str | Path) -> list[tuple[int, str, float]]:
-    """(page, word, font size in pt) of every word poppler's ``pdftotext -bbox`` finds in ``pdf``.
+def pdf_word_sizes(pdf: str | Path) -> list[tuple[int, str, float, float, float]]:
+    """(page, word, font size in pt, left x, right x in pt) of every word ``pdftotext -bbox`` finds in ``pdf``.
 
     The size comes from the word's box height: poppler makes it the font's ascent + descent, 1.1655 em for
     DejaVu Sans (carpet's font); a vertical word (a y-axis label) has a box as wide as the font is tall.
@@ -122,5 +122,5 @@ def pdf_word_sizes(pdf: str | Path) -> list[tuple[int, str, float]]:
                              body):
             x0, y0, x1, y1 = map(float, m.groups()[:4])
             w, h = x1 - x0, y1 - y0
-            words.append((page, m.group(5), (w if h > 2 * w and len(m.group(5)) > 1 else h) / 1.1655))
+            words.append((page, m.group(5), (w if h > 2 * w and len(m.group(5)) > 1 else h) / 1.1655, x0, x1))
     return words

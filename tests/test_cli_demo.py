@@ -168,7 +168,7 @@ def test_every_km_axis_of_every_plan_reaches_the_end_of_follow_up(small_demo):
     assert n_km >= 20
 
 
-def test_no_text_in_any_report_pdf_is_smaller_than_the_floor(small_demo):
+def test_no_text_in_any_report_pdf_is_smaller_than_the_floor_or_in_the_margin(small_demo):
     import shutil
 
     from _rendered import pdf_word_sizes
@@ -183,5 +183,8 @@ def test_no_text_in_any_report_pdf_is_smaller_than_the_floor(small_demo):
     for pdf in pdfs:
         words = pdf_word_sizes(pdf)
         assert len(words) > 500, pdf
-        small = [(p, w, round(s, 2)) for p, w, s in words if s < MIN_FONT_PT - 0.05]
+        small = [(p, w, round(s, 2)) for p, w, s, _, _ in words if s < MIN_FONT_PT - 0.05]
         assert small == [], f"{pdf.parent.name}: {small[:10]}"
+        # nothing runs into the margins (0.5 in = 36 pt; A4 is 595 pt wide)
+        outside = [(p, w, round(x0), round(x1)) for p, w, _, x0, x1 in words if x0 < 35 or x1 > 595.44 - 35]
+        assert outside == [], f"{pdf.parent.name}: {outside[:10]}"

@@ -8,7 +8,7 @@ import pytest
 
 from carpet.report.html import Report
 from carpet.report.pdf import MIN_FONT_PT, PdfReport, table_parts, text_width_pt
-from carpet.report.wide_tables import column_groups, key_columns, part_label
+from carpet.report.wide_tables import column_groups, key_columns, part_caption, part_label
 
 
 def _wide(n_times=13):
@@ -35,6 +35,8 @@ def test_column_groups_repeat_the_key_column_and_fit():
     assert len(column_groups([60.0] + [45.0] * 13, 300.0, natural=[60.0] + [60.0] * 13)) == 4
     assert len(column_groups([60.0] + [45.0] * 13, 300.0, natural=[60.0] + [80.0] * 13)) == 3
     assert part_label(1, 2, ["Group", "n", "S(6)"]) == "part 1 of 2: n to S(6)"
+    assert part_caption("KM, PFS (km_pfs.csv)", 2, 2, ["Group", "S(9)", "S(12)"]) == \
+        "KM, PFS — part 2 of 2: S(9) to S(12) (km_pfs.csv)"  # the caption still ends with its file
     assert part_label(2, 2, ["Group", "", ""]) == "part 2 of 2"  # no names to give
     assert key_columns(["Characteristic", "", "Overall", "EMD"]) == 2  # Table 1's level column labels rows too
     assert key_columns(["Group", "n"]) == 1 and part_label(1, 2, ["Characteristic", "", "Overall"]) == \
@@ -69,10 +71,11 @@ def test_wide_table_in_the_pdf_is_never_below_the_floor(tmp_path):
         pytest.skip("poppler-utils (pdftotext) not installed")
     path = PdfReport("Wide").table(_wide(), "PFS per salvage line").write(tmp_path / "wide.pdf")
     words = pdf_word_sizes(path)
-    table_words = [w for _, w, s in words if w.startswith("(0.")]
+    table_words = [w for _, w, *_ in words if w.startswith("(0.")]
     assert len(table_words) == 3 * 13  # every CI printed, none cut
-    assert min(s for _, _, s in words) >= MIN_FONT_PT - 0.05
-    assert sum("part" in w for _, w, _ in words) >= 2
+    assert min(s for _, _, s, *_ in words) >= MIN_FONT_PT - 0.05
+    assert sum("part" in w for _, w, *_ in words) >= 2
+    assert all(x0 >= 35 and x1 <= 595.44 - 35 for *_, x0, x1 in words)  # within the margins
 
 
 def test_wide_table_in_the_html_is_split_with_the_key_column_in_each_part():

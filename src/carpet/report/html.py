@@ -12,8 +12,8 @@ import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -22,7 +22,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from carpet import __version__
 from carpet.report import format as fmt
 from carpet.report.style import PRINT_DPI
-from carpet.report.wide_tables import column_groups, key_columns, part_label
+from carpet.report.wide_tables import column_groups, key_columns, part_caption
 
 
 # characters after which a browser may break a line inside a word
@@ -164,7 +164,7 @@ class Report:
             part = part.map(_cell_html).set_axis([_cell_html(str(c)) for c in part.columns], axis=1)
             table_html = part.to_html(index=False, border=0, classes="tbl", escape=False)
             self._add({"kind": "table", "html": table_html, "caption": caption if len(parts) == 1 else
-                       f"{caption} — {part_label(k, len(parts), shown.columns[cols])}"})
+                       part_caption(caption, k, len(parts), shown.columns[cols])})
         return self
 
     def files(self, paths: list[tuple[str, str]]) -> "Report":

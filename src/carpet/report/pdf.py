@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import io
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from carpet import __version__
 from carpet.report import format as fmt
 from carpet.report.style import PRINT_DPI, journal_style
-from carpet.report.wide_tables import column_groups, key_columns, part_label
+from carpet.report.wide_tables import column_groups, key_columns, part_caption
 
 PAGE_SIZES = {"A4": (8.27, 11.69), "Letter": (8.5, 11.0)}
 A4_INCH = PAGE_SIZES["A4"]
@@ -140,19 +139,21 @@ class TableLayout:
 
 def text_width_pt(text: str, size: float, bold: bool = False) -> float:
     """Width of ``text`` in points at font ``size`` in carpet's font (measured by matplotlib's Agg renderer;
-    glyph widths scale with the size, so one measurement at 10 pt serves every size)."""
-    return _width_10pt(str(text), plt.rcParams["font.family"][0], bold) * size / 10.0
+    glyph widths scale with the size, so one measurement serves every size)."""
+    return _width_100pt(str(text), plt.rcParams["font.family"][0], bold) * size / 100.0
 
 
 @functools.lru_cache(maxsize=65536)
-def _width_10pt(text: str, family: str, bold: bool) -> float:
+def _width_100pt(text: str, family: str, bold: bool) -> float:
+    """Measured at 100 pt: at 10 pt Agg rounds (hints) every glyph advance to whole pixels, which made a
+    line of 8.5 pt text 1.5% (up to 10 pt) wider in the PDF than measured."""
     from matplotlib.backends.backend_agg import RendererAgg
     from matplotlib.font_manager import FontProperties
 
     global _RENDERER
     if _RENDERER is None:
         _RENDERER = RendererAgg(10, 10, 72)  # 72 dpi: pixels are points
-    w, _, _ = _RENDERER.get_text_width_height_descent(text, FontProperties(family=family, size=10,
+    w, _, _ = _RENDERER.get_text_width_height_descent(text, FontProperties(family=family, size=100,
                                                                                  weight="bold" if bold else "normal"),
                                                     ismath=False)
     return float(w)
@@ -162,12 +163,14 @@ _RENDERER = None
 
 
 def _wrap(text: str, width: float, size: float, bold: bool = False) -> list[str]:
-    """Greedy word wrap of ``text`` to ``width`` points; a word wider than a line is split by characters."""
+    """Greedy word wrap of ``text`` to ``width`` points; a word wider than a line is split by characters.
+    A line's leading spaces (indented JSON) are kept on its first piece."""
     out = []
     for para in str(text).split("\n"):
-        line = ""
-        for word in para.split(" "):
-            candidate = f"{line} {word}" if line else word
+        line, indent = "", para[:len(para) - len(para.lstrip(" "))]
+        for word in para.lstrip(" ").split(" "):
+            candidate = f"{line} {word}" if line else indent + word
+            indent = ""
             if text_width_pt(candidate, size, bold) <= width:
                 line = candidate
                 continue
@@ -334,8 +337,7 @@ class _Page:
         self.y += size * 1.3 * len(lines)
 
     def _lines(self, text: str) -> list[str]:
-        chars = int(self.text_w_pt / (8.5 * 0.55))
-        return [ln for para in str(text).splitlines() for ln in (textwrap.wrap(para, chars) or [""])]
+        return _wrap(text, self.text_w_pt, 8.5)
 
     def paragraph(self, text: str, colour: str) -> None:
         lines = self._lines(text)
@@ -356,7 +358,7 @@ class _Page:
         parts = table_parts(header, rows, self.text_w_pt)
         for k, (cols, layout) in enumerate(parts, 1):
             self._table_part(layout, caption if len(parts) == 1 else
-                             f"{caption} — {part_label(k, len(parts), [header[c] for c in cols])}")
+                             part_caption(caption, k, len(parts), [header[c] for c in cols]))
 
     def _table_part(self, layout: TableLayout, caption: str) -> None:
         head_h, body = layout.heights[0], list(zip(layout.lines[1:], layout.heights[1:]))
@@ -366,7 +368,7 @@ class _Page:
         start, first = 0, True
         while start < len(body):
             label = caption if first else f"{caption} (continued)"
-            cap_lines = textwrap.wrap(label, int(self.text_w_pt / (8.5 * 0.58))) if label else []
+            cap_lines = _wrap(label, self.text_w_pt, 8.5, bold=True) if label else []  # measured, not guessed
             cap_h = self.LINE_PT * len(cap_lines) + (4 if cap_lines else 0)
             self._room(cap_h + head_h + body[start][1] + 4)
             if cap_lines:
@@ -404,7 +406,7 @@ class _Page:
         fig.canvas.draw()
         box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches
         w_pt, h_pt = box.width * 72, box.height * 72
-        cap_lines = textwrap.wrap(caption, int(self.text_w_pt / (8 * 0.55))) if caption else []
+        cap_lines = _wrap(caption, self.text_w_pt, 8) if caption else []
         if w_pt > self.text_w_pt + 1 or h_pt + self.LINE_PT * len(cap_lines) > self.bottom_pt - self.top_pt:
             buf = io.BytesIO()  # larger than a page: a 300 dpi image, scaled to fit
             fig.savefig(buf, format="png", dpi=PRINT_DPI, bbox_inches="tight")
@@ -428,7 +430,7 @@ class _Page:
         width = self.text_w_pt
         height = min(width * h_px / w_px, 0.75 * (self.bottom_pt - self.top_pt))
         width = height * w_px / h_px
-        cap_lines = textwrap.wrap(caption, int(self.text_w_pt / (8 * 0.55))) if caption else []
+        cap_lines = _wrap(caption, self.text_w_pt, 8) if caption else []
         self._room(height + self.LINE_PT * (len(cap_lines) + 1))
         self.ops.append(("image", img, self.left_pt, self.y, width, height))
         self.y += height + 4

@@ -9,6 +9,7 @@ print a wide survival table in two parts. Used by the PDF (widths in points) and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 
@@ -95,3 +96,11 @@ def part_label(k: int, n: int, columns: Sequence) -> str:
     if names and names[0] and names[-1]:
         return f"part {k} of {n}: {names[0]} to {names[-1]}" if len(names) > 1 else f"part {k} of {n}: {names[0]}"
     return f"part {k} of {n}"
+
+
+def part_caption(caption: str, k: int, n: int, columns: Sequence) -> str:
+    """``caption`` of part ``k`` of ``n``: the part's label goes before a closing ``(file.csv)``, so the
+    caption still ends with the file the table comes from."""
+    label = part_label(k, n, columns)
+    m = re.fullmatch(r"(.*?)\s*(\([\w.-]+\.csv\))", caption, re.S)
+    return f"{m.group(1)} — {label} {m.group(2)}" if m else f"{caption} — {label}"
