@@ -837,3 +837,15 @@ def test_cox_reference_of_a_two_level_covariate_is_the_one_the_row_names(tmp_pat
     run_analysis(df, plan, tmp_path / "default")
     assert results_json(tmp_path / "default")["analyses"]["cox_pfs"]["summary"][0]["hr"] == pytest.approx(raw["hr"])
     assert "<td>EMD vs No EMD (reference)</td>" in (tmp_path / "default" / "report.html").read_text()
+
+
+def test_cutoff_heading_states_the_cut_off_with_its_unit():
+    from carpet.analyze.labels import Labels
+    from carpet.analyze.plan import _default_title
+
+    item = {"type": "cutoff", "endpoint": "pfs", "marker": "mtv_ml_suv4_baseline", "value": 54.3}
+    labels = Labels({"mtv_ml_suv4_baseline": {"label": "MTV", "unit": "mL"}})
+    assert _default_title(item, {"pfs": {"label": "PFS from infusion"}}, labels) == "PFS from infusion by MTV > 54.3 mL"
+    unitless = Labels({"score": {"label": "Score"}})
+    assert _default_title({**item, "marker": "score", "value": 3}, {"pfs": {"label": "PFS"}}, unitless) == \
+        "PFS by Score > 3"

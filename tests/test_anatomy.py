@@ -333,3 +333,24 @@ def test_broadcast_coordinates_give_the_whole_grid_means_and_minima():
             assert np.allclose(full, world[..., row], atol=1e-4)
             assert _masked_mean(coord, mask) == pytest.approx(world[..., row][mask].mean(), abs=1e-4)
             assert _masked_min(coord, mask) == pytest.approx(world[..., row][mask].min(), abs=1e-4)
+
+
+def test_bowel_gas_below_the_lungs_is_not_lung():
+    """Colon gas (≥ 50 mL, wholly below the lungs) used to be 'lung' and put the diaphragm in the pelvis, so
+    abdominal lesions were called thorax; a stomach bubble at the lung bases is kept (it overlaps their level)."""
+    from carpet.anatomy.landmarks import _lungs_of
+
+    air = np.zeros((40, 40, 60), bool)          # axis 2 is axial
+    air[5:15, 10:30, 35:58] = True               # right lung
+    air[25:35, 10:30, 35:58] = True              # left lung
+    air[15:22, 15:25, 5:15] = True               # colon gas, below the lungs (700 voxels)
+    air[26:30, 31:35, 31:37] = True              # stomach bubble reaching the left lung's base level, apart
+    air[2, 2, 2] = True                          # speckle
+    lungs = _lungs_of(air, axial=2, min_voxels=50)
+    assert lungs[10, 20, 40] and lungs[30, 20, 40] and lungs[27, 32, 31]
+    assert not lungs[18, 20, 10].any() and not lungs[2, 2, 2]
+    assert lungs.sum() == air.sum() - 7 * 10 * 10 - 1
+    # the largest region alone is the lung when nothing else is large
+    only = np.zeros_like(air)
+    only[5:15, 10:30, 35:58] = True
+    assert (_lungs_of(only, axial=2, min_voxels=50) == only).all()

@@ -372,8 +372,9 @@ def _default_title(a: dict, endpoints: dict, labels=None) -> str:
         return f"Cox model of {label}"
     if t == "cutpoint":
         return f"Optimised cut-point of {name(a['marker'])} for {label}"
-    if t == "cutoff":
-        return f"{label} by {name(a['marker'])} > {exact(a['value'])}"
+    if t == "cutoff":  # the cut-off with its unit: "MTV > 54.3 mL"
+        unit = (labels or Labels()).unit(a["marker"])
+        return f"{label} by {name(a['marker'])} > {exact(a['value'])}{f' {unit}' if unit else ''}"
     if t == "landmark":
         unit = ep.get("unit", "months")
         unit = unit[:-1] if a["time"] == 1 and unit.endswith("s") else unit

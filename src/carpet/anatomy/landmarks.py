@@ -6,7 +6,9 @@ import functools
 import threading
 from dataclasses import dataclass, field
 
+import cc3d
 import numpy as np
+from scipy import ndimage
 
 from carpet.anatomy._morphology import (AIR_HU, _axial_axis, _fill_holes_slicewise, _largest_component,
                                         _linear_onto, _masked_mean, _remove_small, _voxel_coords_mm)
@@ -17,7 +19,8 @@ from carpet.volume import Volume
 @functools.lru_cache(maxsize=1)
 def ct_tissue_on(pet: Volume, ct: Volume, smooth_mm: float):
     """(HU, body, lungs) on the PET grid: the CT linearly resampled and denoised, the body (largest region
-    ≥ -400 HU, in-slice holes filled) and the lungs (air ≥ 50 mL inside it).
+    ≥ -400 HU, in-slice holes filled) and the lungs (air ≥ 50 mL inside it, at the level of the largest such
+    region: see :func:`_lungs_of`).
 
     Cached for the last (pet, ct, smooth_mm), like :func:`ct_bone` (``smooth_mm`` is required so that every
     caller hits the same cache key); it needs no bone mask, so
@@ -29,9 +32,27 @@ def ct_tissue_on(pet: Volume, ct: Volume, smooth_mm: float):
     tissue = hu >= -400.0
     body = _fill_holes_slicewise(_largest_component(tissue), _axial_axis(pet))
     air = body & ~tissue
-    # Air inside the body contour that is not bowel-sized speckle: lungs are large.
-    lungs = _remove_small(air, int(np.ceil(50.0 / pet.voxel_volume_ml)))
-    return hu, body, lungs
+    return hu, body, _lungs_of(air, _axial_axis(pet), int(np.ceil(50.0 / pet.voxel_volume_ml)))
+
+
+def _lungs_of(air: np.ndarray, axial: int, min_voxels: int) -> np.ndarray:
+    """The lungs among the air regions inside the body: regions of at least ``min_voxels`` (not bowel-sized
+    speckle) whose axial extent overlaps that of the largest one (a lung). Colon or small-bowel gas of 50 mL
+    or more is common below the diaphragm and lies wholly below the lungs; taking it for lung would put the
+    diaphragm (the lungs' lowest slice) in the abdomen or pelvis. A stomach bubble under the left dome
+    overlaps the lung bases and is kept: it moves the lung base by at most the fundus' height."""
+    big = _remove_small(air, min_voxels)
+    lab, n = cc3d.connected_components(big, connectivity=26, return_N=True)
+    if n <= 1:
+        return big
+    sizes = np.bincount(lab.ravel(order="K"))
+    sizes[0] = 0
+    boxes = ndimage.find_objects(lab)
+    lung = boxes[int(np.argmax(sizes)) - 1][axial]
+    keep = np.zeros(n + 1, bool)
+    for k, box in enumerate(boxes, start=1):
+        keep[k] = box is not None and box[axial].start < lung.stop and lung.start < box[axial].stop
+    return keep[lab]
 
 
 _BUILD_LOCK = threading.Lock()
