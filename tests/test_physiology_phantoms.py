@@ -73,3 +73,32 @@ def test_absent_organs_are_said_absent_with_the_reason(runs):
     marks = runs[(2, "pelvis", "none")][1].summary["landmarks"]
     assert marks["bladder"] is True and marks["myocardium"] is None and marks["brain"] is None
     assert "ends below the heart" in marks["not_looked_for"]["myocardium"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_moved_padded_follow_up_excludes_the_same_organs_as_its_baseline(seed):
+    """A follow-up is never placed as its baseline: tilted 3°, shifted 20 mm and padded 48 mm with zeros, the
+    trunk's cut ends fall part-way into a coarse slice. That partial end slice once read as a one-slice head
+    (heart then looked for below a 'neck' at the top) or one-slice legs, and the follow-up lost its heart and
+    kidneys. Truth: the phantom's heart and kidneys, excluded on both scans; its bladder is not looked for on
+    either (a trunk slab with neither head nor legs)."""
+    from carpet.quantify import quantify_study
+    from carpet.synth.pair import make_phantom_pair
+    from carpet.synth.phantom import PhantomSpec
+
+    pair = make_phantom_pair(PhantomSpec.small(seed=seed).with_physiology(), rotation_deg=(0, 3, 0),
+                             shift_mm=(0, 0, 20), shrink_radius=0.95, shrink_suv=1.0)
+    organs = []
+    for ph in (pair.baseline, pair.followup):
+        res = quantify_study(ph.pet, ct=ph.ct, method="suv4")
+        marks = res.summary["landmarks"]
+        assert marks["head"] is False and marks["bladder"] is None
+        assert "neither the head nor the legs" in marks["not_looked_for"]["bladder"]
+        kept = np.asarray(res.labels.array) > 0
+        for rec in ph.truth["physiology"]:
+            hot = _hot(ph, rec["label"])
+            if rec["organ"] in ("myocardium", "kidney_left", "kidney_right") and hot.any():
+                assert (hot & kept).sum() <= 0.05 * hot.sum(), (rec["organ"], (hot & kept).sum())
+        organs.append(set(res.excluded_table["organ"]))
+    assert organs[0] == organs[1] and {"myocardium", "kidney"} <= organs[0]

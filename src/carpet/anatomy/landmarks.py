@@ -220,7 +220,8 @@ class BodyLandmarks:
         return bool(self.head.any())
 
 
-def body_landmarks(pet: Volume, *, body_fraction: float = 0.3, head_width_ratio: float = 0.7) -> BodyLandmarks:
+def body_landmarks(pet: Volume, *, body_fraction: float = 0.3, head_width_ratio: float = 0.7,
+                   head_min_mm: float = 40.0) -> BodyLandmarks:
     """Body outline, trunk centre line and head from the PET (SUV), on a grid of about ``COARSE_MM`` (every
     n-th voxel).
 
@@ -229,6 +230,10 @@ def body_landmarks(pet: Volume, *, body_fraction: float = 0.3, head_width_ratio:
     slice its largest in-slice piece is the trunk (arms raised beside the head or lying beside the trunk are
     separate pieces when the PSF leaves a gap; when they touch the trunk they widen it). No library locates
     these; written from scipy.ndimage/cc3d, O(voxels of the coarse grid).
+
+    A narrow cranial run shorter than ``head_min_mm`` is no head: it is the end of a trunk the field of view
+    cut, caught part-way by a coarse slice when the patient lies a few degrees tilted and the image was padded
+    or moved (a neck alone is longer).
 
     Fails (and says so through ``has_body``/``head``) on a PET with no body background (a phantom in air
     with only hot spheres), and takes the head for absent when the arms, raised, merge with it.
@@ -293,7 +298,8 @@ def body_landmarks(pet: Volume, *, body_fraction: float = 0.3, head_width_ratio:
             if out["w"][k] > head_width_ratio * widest:
                 break
             run.append(k)
-        if run and len(run) < len(order):              # a narrow cranial end below which the body widens
+        # a narrow cranial end below which the body widens, longer than a tilted cut's partial slices
+        if run and len(run) < len(order) and len(run) * cs[axis] >= head_min_mm:
             head[run] = True
     midline = np.zeros(nz)
     if has_body.any():
@@ -309,9 +315,10 @@ def body_landmarks(pet: Volume, *, body_fraction: float = 0.3, head_width_ratio:
                          factor, axis, midline, tuple(float(c) for c in cs))
 
 
-def leg_slices(lm: BodyLandmarks, depth_ratio: float = 0.88) -> np.ndarray:
+def leg_slices(lm: BodyLandmarks, depth_ratio: float = 0.88, min_mm: float = 40.0) -> np.ndarray:
     """Coarse slices of the legs: from the caudal end up, while the body's mid-line depth stays below
-    ``depth_ratio`` of the trunk's median (or the largest piece lies off the mid-line)."""
+    ``depth_ratio`` of the trunk's median (or the largest piece lies off the mid-line); none when that run is
+    shorter than ``min_mm`` (the partial slices of a tilted trunk's cut end, like ``head_min_mm``)."""
     rows = np.flatnonzero(lm.has_body & ~lm.head)
     legs = np.zeros(lm.z_mm.shape, bool)
     if rows.size < 3:
@@ -326,4 +333,6 @@ def leg_slices(lm: BodyLandmarks, depth_ratio: float = 0.88) -> np.ndarray:
             legs[k] = True
         else:
             break
+    if legs.sum() * lm.coarse_spacing[lm.axis] < min_mm:
+        legs[:] = False
     return legs

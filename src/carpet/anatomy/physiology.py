@@ -66,7 +66,7 @@ from carpet.anatomy._morphology import _fill_holes_slicewise
 from carpet.anatomy.landmarks import BodyLandmarks, body_landmarks, leg_slices
 from carpet.volume import Volume
 
-RULES_VERSION = "PHYSIO_PET_2026.2"
+RULES_VERSION = "PHYSIO_PET_2026.3"
 ORGANS = ("brain", "myocardium", "kidney", "renal_pelvis", "bladder", "ureter", "salivary_gland", "tonsil",
           "larynx_pharynx", "injection_site")
 

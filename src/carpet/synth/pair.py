@@ -66,7 +66,8 @@ def move_phantom(phantom: Phantom, rotation_deg=(0.0, 0.0, 0.0), shift_mm=(0.0, 
     """The phantom's patient rotated about the world origin and shifted (p → R p + t), resampled onto
     its grid grown by ``pad_mm``: PET linear, CT linear (air outside), labels nearest.
 
-    The organ masks are not moved (they are dropped); the truth keeps the baseline-frame geometry.
+    The organ masks are not moved (they are dropped), the physiology labels are (nearest); the truth keeps the
+    baseline-frame geometry.
     """
     import SimpleITK as sitk
 
@@ -91,6 +92,8 @@ def move_phantom(phantom: Phantom, rotation_deg=(0.0, 0.0, 0.0), shift_mm=(0.0, 
                    pet=moved(phantom.pet, ref, sitk.sitkLinear, 0.0, np.float32),
                    ct=moved(phantom.ct, ref_ct, sitk.sitkLinear, -1000, np.int16),
                    lesion_labels=moved(phantom.lesion_labels, ref, sitk.sitkNearestNeighbor, 0, np.int32),
+                   physiology_labels=None if phantom.physiology_labels is None else moved(
+                       phantom.physiology_labels, ref, sitk.sitkNearestNeighbor, 0, np.int32),
                    organs={},
                    truth={**phantom.truth, "motion": {"rotation_deg": [float(a) for a in rotation_deg],
                                                       "shift_mm": shift.tolist(), "pad_mm": pad_mm}})
