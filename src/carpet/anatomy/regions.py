@@ -29,7 +29,7 @@ import pandas as pd
 from carpet.anatomy.landmarks import BodyLandmarks, leg_slices
 from carpet.volume import Volume
 
-RULES_VERSION = "REGION_2026.1"
+RULES_VERSION = "REGION_2026.2"
 REGIONS = ("head_neck", "thorax", "thorax_lung", "thorax_pleura", "thorax_mediastinum_hilum", "abdomen",
            "pelvis", "extremities", "skin_subcutaneous", "unknown")
 PARAMS = {"skin_mm": 12.0, "leg_depth_ratio": 0.88, "heart_to_diaphragm_mm": 60.0, "bladder_to_inlet_mm": 100.0,
