@@ -17,14 +17,12 @@ import numpy as np
 import pandas as pd
 
 from carpet.report.html import Report
-from carpet.report.mip import SITE_COLOURS, mip_figure
+from carpet.report.mip import EXCLUDED_COLOUR, SITE_COLOURS, mip_figure
 from carpet.report.style import figure_png_bytes, journal_style
 from carpet.volume import Volume
 
 __all__ = ["StudyView", "review_report", "site_reason", "EXCLUDED_COLOUR"]
 
-#: Colour of excluded uptake (not one of the site colours).
-EXCLUDED_COLOUR = "#56B4E9"
 CT_WINDOW_HU = (-450.0, 1050.0)   # a bone-and-soft-tissue window: the site calls turn on the cortex
 HALF_WIDTH_MM = 60.0
 
@@ -110,22 +108,10 @@ def _lesion_figure(rows: list[tuple[StudyView, int, str, str]], suv_window: floa
 
 
 def _mip_with_exclusions(view: StudyView, excluded: np.ndarray | None, title: str, suv_window: float):
-    """:func:`carpet.report.mip.mip_figure`, with the excluded uptake outlined on both projections."""
-    import matplotlib.pyplot as plt
-
+    """:func:`carpet.report.mip.mip_figure` of the study, with the excluded uptake outlined on both projections."""
     sites = {int(r.lesion_id): str(r.site) for r in view.lesions.itertuples()} if len(view.lesions) else {}
-    fig = mip_figure(view.pet, view.labels, sites, suv_window=suv_window, title=title)
-    if excluded is not None and np.any(excluded):
-        for ax, axis in zip(fig.axes, (1, 0)):   # mip_figure draws coronal (along j), then sagittal (along i)
-            ax.contour(np.any(excluded, axis=axis).T.astype(float), levels=[0.5], colors=EXCLUDED_COLOUR,
-                       linewidths=0.9, linestyles="dashed")   # dashed: told apart from the bone blue
-        for legend in fig.legends:     # replaced by one that lists the excluded colour too
-            legend.remove()
-        present = sorted(set(sites.values()))
-        handles = [plt.Line2D([], [], color=SITE_COLOURS.get(s, "red"), lw=1.5) for s in present]
-        handles.append(plt.Line2D([], [], color=EXCLUDED_COLOUR, lw=1.5, ls="--"))
-        fig.legend(handles, present + ["excluded"], loc="lower center", ncol=len(handles), fontsize=7)
-    return fig
+    mask = None if excluded is None else view.pet.with_array(np.asarray(excluded) != 0)
+    return mip_figure(view.pet, view.labels, sites, suv_window=suv_window, title=title, excluded=mask)
 
 
 _MEASURES = ["lesion_id", "site", "volume_ml", "suv_max", "suv_peak", "suv_mean", "tlg", "deauville"]
