@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from carpet.anatomy.landmarks import body_landmarks
-from carpet.anatomy.physiology import PhysiologyParams, find_physiology
+from carpet.anatomy.physiology import RULES_VERSION, PhysiologyParams, find_physiology
 from carpet.segment import label_components
 from carpet.volume import Volume
 
@@ -123,7 +123,7 @@ def test_every_organ_is_excluded_whole_and_named():
     t = res.table.set_index("organ")
     assert t.loc["bladder", "suv_max"] == pytest.approx(40.0)
     assert t.loc["bladder", "volume_ml"] == pytest.approx(truth["bladder"].sum() * 0.064)
-    assert res.provenance["version"] and res.provenance["thresholds"]["bladder_contrast"] == 2.0
+    assert res.provenance["ruleset"] == RULES_VERSION and res.provenance["thresholds"]["bladder_contrast"] == 2.0
 
 
 @pytest.mark.parametrize("lesion", [

@@ -445,18 +445,10 @@ def _physiology_summary(summary: dict, pet: Volume, physiology, keep: bool, user
         "physiology": "on", "n_components": int(len(t)), "volume_ml": float(t["volume_ml"].sum()),
         "by_organ": {o: {"n_components": int(len(g)), "volume_ml": float(g["volume_ml"].sum()),
                          "suv_max": float(g["suv_max"].max())} for o, g in t.groupby("organ")},
-        "components": t.to_dict(orient="records"), "provenance": _ruleset_named(physiology.provenance)}
+        "components": t.to_dict(orient="records"), "provenance": physiology.provenance}
     summary.setdefault("landmarks", {}).update(physiology.landmarks)
     vol = pet.with_array(physiology.excluded, modality="SEG", units="label")
     return vol, t
-
-
-def _ruleset_named(prov: dict) -> dict:
-    """The physiology provenance with the ruleset's name and version first (``ruleset``), where the rules
-    module records the name of its Python constant (``rules: PHYSIO_RULES``)."""
-    rest = {k: v for k, v in prov.items() if k not in ("rules", "version")}
-    return {"ruleset": prov.get("version"), "rules": "carpet physiological-uptake rules (docs/physiology.md)",
-            **rest}
 
 
 def _resolve(ct, pet: Volume):

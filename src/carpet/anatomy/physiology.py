@@ -1,7 +1,7 @@
 """Physiological FDG uptake: which segmented components are brain, myocardium, kidneys, renal pelves, ureters,
 bladder, salivary glands, tonsils, larynx/pharynx or the injection site.
 
-Rules ``PHYSIO_RULES`` (version :data:`RULES_VERSION`), from the PET alone, decided per connected component
+Ruleset :data:`RULES_VERSION`, from the PET alone, decided per connected component
 of a segmentation (the components a threshold method gives) with shape and position tests against the body
 landmarks of :func:`carpet.anatomy.landmarks.body_landmarks`. No library does this; written from
 numpy/scipy.ndimage. Every threshold is a field of :class:`PhysiologyParams`, recorded in the provenance; the
@@ -306,7 +306,8 @@ def find_physiology(pet: Volume, labels: np.ndarray, *, params: PhysiologyParams
     marks = {"body": bool(lm.has_body.any()), "body_length_mm": round(fov_mm, 1), "head": lm.head_in_fov,
              **{o: None if o in absent else found[o] for o in ORGANS},
              "not_looked_for": {o: absent[o] for o in ORGANS if o in absent}}
-    prov = {"rules": "PHYSIO_RULES", "version": RULES_VERSION, "inputs": "PET only (body landmarks on a "
+    prov = {"ruleset": RULES_VERSION, "rules": "carpet physiological-uptake rules (docs/physiology.md)",
+            "inputs": "PET only (body landmarks on a "
             f"{'x'.join(str(f) for f in lm.factor)}-voxel coarse grid)", "thresholds": p.as_dict()}
     levels = {"heart_z_mm": heart_z, "bladder_z_mm": bladder_z}
     return Physiology(kept, excluded, table, review, marks, prov, levels)
