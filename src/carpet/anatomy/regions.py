@@ -1,7 +1,7 @@
 """Coarse lesion region for the tables studies print (Moffitt: skin/soft tissue, nodal regions, lung/pleura,
 liver, other organs): ``head_neck``, ``thorax`` (``thorax_lung``, ``thorax_pleura``,
 ``thorax_mediastinum_hilum`` with a CT), ``abdomen``, ``pelvis``, ``extremities``, ``skin_subcutaneous``,
-``unknown`` when a landmark the decision needs is missing. Rules ``REGION_RULES`` (version
+``unknown`` when a landmark the decision needs is missing. Rules (version
 :data:`RULES_VERSION`); no library does this, written from the landmarks of :mod:`carpet.anatomy.landmarks`.
 
 Order of the tests, per lesion centroid:
@@ -123,4 +123,5 @@ def lesion_regions(pet: Volume, table: pd.DataFrame, lm: BodyLandmarks, levels: 
 
 
 def provenance_dict() -> dict:
-    return {"rules": "REGION_RULES", "version": RULES_VERSION, "thresholds": dict(PARAMS)}
+    return {"rules": "carpet lesion-region rules (docs/physiology.md)", "version": RULES_VERSION,
+            "thresholds": dict(PARAMS)}
