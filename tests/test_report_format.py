@@ -120,4 +120,4 @@ def test_regimen_classes_print_as_words_in_tables_and_rate_displays():
     assert lab.level("x", "unknown") == "unknown"                      # other values as they are
     rows = [{"regimen_class": "bcma_bispecific", "responded": 5, "n": 6, "orr_percent": 83.3, "ci_lower": 35.9,
              "ci_upper": 99.6}]
-    assert _rates_display(rows)["regimen class"].tolist() == ["BCMA bispecific"]
+    assert _rates_display(rows)["Regimen class"].tolist() == ["BCMA bispecific"]

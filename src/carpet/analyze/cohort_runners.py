@@ -159,8 +159,8 @@ def _class_rates(lines: pd.DataFrame) -> list[dict[str, Any]]:
 def _rates_display(rows: list[dict]) -> pd.DataFrame:
     from carpet.cohort.therapy import REGIMEN_CLASS_LABELS
 
-    return pd.DataFrame([{"regimen class": REGIMEN_CLASS_LABELS.get(r["regimen_class"], r["regimen_class"]),
-                          "lines": r["n"],
+    return pd.DataFrame([{"Regimen class": REGIMEN_CLASS_LABELS.get(r["regimen_class"], r["regimen_class"]),
+                          "Lines": r["n"],
                           "ORR, % (95% CI)": f"{r['responded']}/{r['n']} = {r['orr_percent']:.0f}% "
                                              f"({r['ci_lower']:.0f}–{r['ci_upper']:.0f})"} for r in rows])
 
@@ -188,16 +188,17 @@ def _run_lines(data, a, endpoints, writer, stem, seed, tables):
     s = summary.iloc[0]
     files = [writer.table(summary, f"{stem}_per_patient",
                           f"Lines of therapy after {'progression' if after == 'progression' else 'CAR T'} per patient",
-                          display=pd.DataFrame([{"patients": s["patients"], "courses": s["courses"],
-                                                 "lines per patient, median (range)":
-                                                     f"{s['median_lines']:g} ({s['min_lines']}–{s['max_lines']})"}]))]
+                          display=pd.DataFrame([{"Patients": int(s["patients"]), "Courses": int(s["courses"]),
+                                                 "Lines per patient, median (range)":
+                                                     f"{s['median_lines']:g} ({int(s['min_lines'])}–"
+                                                     f"{int(s['max_lines'])})"}]))]
     first = lines[lines["salvage_line"] == 1]
     first_rows, all_rows = _class_rates(first), _class_rates(lines)
     files.append(writer.table(pd.DataFrame(first_rows), f"{stem}_first_response",
-                              "Response (>= PR) to the first salvage line, by regimen class; exact 95% CI",
+                              "Response (≥ PR) to the first salvage line, by regimen class; exact 95% CI",
                               display=_rates_display(first_rows)))
     files.append(writer.table(pd.DataFrame(all_rows), f"{stem}_all_response",
-                              "Response (>= PR) across all salvage lines, by regimen class; exact 95% CI",
+                              "Response (≥ PR) across all salvage lines, by regimen class; exact 95% CI",
                               display=_rates_display(all_rows)))
     pfs = _line_pfs(lines, tables)
     res: dict[str, Any] = {"per_patient": summary.iloc[0].to_dict(), "first_line_response": first_rows,
