@@ -123,3 +123,19 @@ def test_to_sitk_hands_back_the_source_image_only_while_array_and_geometry_are_i
         img.SetSpacing((9.0, 9.0, 9.0))                  # the caller's image is its own
         assert v.spacing != (9.0, 9.0, 9.0), name
     assert np.array_equal(vol.array, original.array)
+
+
+def test_write_nifti_at_a_gzip_level_writes_the_same_image(tmp_path):
+    """compresslevel=1 (the alignment images) gives the same NIfTI bytes, compressed by zlib."""
+    import gzip
+
+    from carpet.io.nifti import read_nifti, write_nifti
+
+    rng = np.random.default_rng(0)
+    vol = Volume(rng.normal(0, 100, (20, 18, 16)).astype(np.float32), (2.0, 2.5, 3.0), origin=(1.0, -2.0, 3.0))
+    plain = write_nifti(vol, tmp_path / "a.nii", dtype=np.int16)
+    fast = write_nifti(vol, tmp_path / "b.nii.gz", dtype=np.int16, compresslevel=1)
+    assert gzip.decompress(fast.read_bytes()) == plain.read_bytes()
+    back = read_nifti(fast)
+    assert np.array_equal(np.asarray(back.array), vol.array.astype(np.int16))
+    assert np.allclose(back.spacing, vol.spacing) and np.allclose(back.origin, vol.origin)

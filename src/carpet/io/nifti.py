@@ -111,11 +111,19 @@ def _check_finite(path: Path) -> None:
                          "set them to 0 yourself if that is what they mean)", source=path)
 
 
-def write_nifti(volume: Volume, path: str | Path, dtype: Any | None = None) -> Path:
-    """Write ``volume`` as NIfTI (gzip-compressed when the name ends in ``.gz``)."""
+def write_nifti(volume: Volume, path: str | Path, dtype: Any | None = None,
+                compresslevel: int | None = None) -> Path:
+    """Write ``volume`` as NIfTI (gzip-compressed when the name ends in ``.gz``).
+
+    ``compresslevel`` (1–9, ``.gz`` only): compress with zlib at that level instead of SimpleITK's own (which
+    ignores the level and takes 0.2 s for a noisy 4-MB CT; level 1 takes a sixth of that and releases the GIL).
+    The NIfTI bytes are the same: SimpleITK writes them uncompressed, zlib compresses them.
+    """
+    path = Path(path)
+    if compresslevel is not None and path.suffix == ".gz":
+        return _write_nifti_gz(volume, path, dtype, compresslevel)
     import SimpleITK as sitk
 
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     vol = volume if dtype is None else volume.with_array(volume.array.astype(dtype))
     if vol.array.dtype == bool:
@@ -124,6 +132,23 @@ def write_nifti(volume: Volume, path: str | Path, dtype: Any | None = None) -> P
         sitk.WriteImage(vol.to_sitk(), str(path), useCompression=path.suffix == ".gz")
     except RuntimeError as exc:  # ITK says only "could not write": find out why, as an OSError
         raise _write_error(path, vol.array.nbytes, exc) from None
+    return path
+
+
+def _write_nifti_gz(volume: Volume, path: Path, dtype, compresslevel: int) -> Path:
+    import gzip
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".nii", dir=path.parent)
+    os.close(fd)
+    try:
+        write_nifti(volume, tmp, dtype=dtype)
+        raw = Path(tmp).read_bytes()
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    path.write_bytes(gzip.compress(raw, compresslevel=compresslevel, mtime=0))
     return path
 
 
