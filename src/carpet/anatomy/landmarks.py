@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 
 import cc3d
 import numpy as np
-from scipy import ndimage
 
 from carpet.anatomy._morphology import (AIR_HU, _axial_axis, _fill_holes_slicewise, _largest_component,
-                                        _linear_onto, _masked_mean, _remove_small, _voxel_coords_mm)
+                                        _linear_onto, _masked_mean, _occupied_box, _voxel_coords_mm)
 from carpet.anatomy.bone import BoneParams, _denoise_ct, _mask_volume, ct_bone, marrow_mask
 from carpet.volume import Volume
 
@@ -22,6 +21,12 @@ def ct_tissue_on(pet: Volume, ct: Volume, smooth_mm: float):
     ≥ -400 HU, in-slice holes filled) and the lungs (air ≥ 50 mL inside it, at the level of the largest such
     region: see :func:`_lungs_of`).
 
+    The body and lungs are found in the box of the tissue (grown by one voxel), not the whole grid: every
+    tissue component lies in it, so the largest one is the same; the one-voxel rim outside the tissue is
+    background connected to the slice's border (or the box meets the grid's border), so the in-slice holes
+    are the same; the air inside the body lies in it. Same masks as on the whole grid, at the cost of the
+    box (the body fills a tenth of a whole-body PET's field of view).
+
     Cached for the last (pet, ct, smooth_mm), like :func:`ct_bone` (``smooth_mm`` is required so that every
     caller hits the same cache key); it needs no bone mask, so
     :func:`carpet.quantify.quantify_study` builds it in a second thread while the bone mask and the lesion
@@ -30,9 +35,15 @@ def ct_tissue_on(pet: Volume, ct: Volume, smooth_mm: float):
     hu = _denoise_ct(_linear_onto(ct, pet, AIR_HU), smooth_mm)
     # One threshold for body and air, so that the partial-volume rim of the skin is not taken for lung.
     tissue = hu >= -400.0
-    body = _fill_holes_slicewise(_largest_component(tissue), _axial_axis(pet))
-    air = body & ~tissue
-    return hu, body, _lungs_of(air, _axial_axis(pet), int(np.ceil(50.0 / pet.voxel_volume_ml)))
+    body, lungs = np.zeros_like(tissue), np.zeros_like(tissue)   # the layout of the HU (F order from SimpleITK)
+    box = _occupied_box(tissue, 1)
+    if box is None:
+        return hu, body, lungs
+    axial = _axial_axis(pet)
+    inner = tissue[box]
+    body[box] = filled = _fill_holes_slicewise(_largest_component(inner), axial)
+    lungs[box] = _lungs_of(filled & ~inner, axial, int(np.ceil(50.0 / pet.voxel_volume_ml)))
+    return hu, body, lungs
 
 
 def _lungs_of(air: np.ndarray, axial: int, min_voxels: int) -> np.ndarray:
@@ -40,18 +51,22 @@ def _lungs_of(air: np.ndarray, axial: int, min_voxels: int) -> np.ndarray:
     speckle) whose axial extent overlaps that of the largest one (a lung). Colon or small-bowel gas of 50 mL
     or more is common below the diaphragm and lies wholly below the lungs; taking it for lung would put the
     diaphragm (the lungs' lowest slice) in the abdomen or pelvis. A stomach bubble under the left dome
-    overlaps the lung bases and is kept: it moves the lung base by at most the fundus' height."""
-    big = _remove_small(air, min_voxels)
-    lab, n = cc3d.connected_components(big, connectivity=26, return_N=True)
-    if n <= 1:
-        return big
-    sizes = np.bincount(lab.ravel(order="K"))
+    overlaps the lung bases and is kept: it moves the lung base by at most the fundus' height.
+
+    One labelling (26-connected) gives both rules: removing the small regions leaves the others' components
+    unchanged, and the sizes and axial extents come from one pass over the labels (cc3d's statistics)."""
+    lab, n = cc3d.connected_components(air, connectivity=26, return_N=True)
+    if n == 0:
+        return air.copy()
+    stats = cc3d.statistics(lab, no_slice_conversion=True)
+    sizes = np.asarray(stats["voxel_counts"], np.int64)
     sizes[0] = 0
-    boxes = ndimage.find_objects(lab)
-    lung = boxes[int(np.argmax(sizes)) - 1][axial]
-    keep = np.zeros(n + 1, bool)
-    for k, box in enumerate(boxes, start=1):
-        keep[k] = box is not None and box[axial].start < lung.stop and lung.start < box[axial].stop
+    keep = sizes >= max(min_voxels, 1)
+    if keep.sum() > 1:
+        ends = np.asarray(stats["bounding_boxes"])[:, 2 * axial:2 * axial + 2]   # first, last slice (inclusive)
+        first, last = ends[int(np.argmax(sizes))]
+        keep &= (ends[:, 0] <= last) & (first <= ends[:, 1])
+    keep[0] = False
     return keep[lab]
 
 
