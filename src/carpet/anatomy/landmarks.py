@@ -21,11 +21,12 @@ def ct_tissue_on(pet: Volume, ct: Volume, smooth_mm: float):
     ≥ -400 HU, in-slice holes filled) and the lungs (air ≥ 50 mL inside it, at the level of the largest such
     region: see :func:`_lungs_of`).
 
-    The body and lungs are found in the box of the tissue (grown by one voxel), not the whole grid: every
-    tissue component lies in it, so the largest one is the same; the one-voxel rim outside the tissue is
-    background connected to the slice's border (or the box meets the grid's border), so the in-slice holes
-    are the same; the air inside the body lies in it. Same masks as on the whole grid, at the cost of the
-    box (the body fills a tenth of a whole-body PET's field of view).
+    The body and lungs are found in boxes, not on the whole grid (same masks, at the cost of the boxes: the
+    body fills a tenth of a whole-body PET's field of view). The largest tissue component is labelled in the
+    box of the tissue, which holds every component whole. The holes are filled in the box of that component:
+    in-slice background on the box's border is background on the grid's border or touches, just outside the
+    box, background that reaches the grid's border (what lies around a box in a slice does), so it is no hole
+    either way. The air inside the body lies in the body's box.
 
     Cached for the last (pet, ct, smooth_mm), like :func:`ct_bone` (``smooth_mm`` is required so that every
     caller hits the same cache key); it needs no bone mask, so
@@ -36,13 +37,16 @@ def ct_tissue_on(pet: Volume, ct: Volume, smooth_mm: float):
     # One threshold for body and air, so that the partial-volume rim of the skin is not taken for lung.
     tissue = hu >= -400.0
     body, lungs = np.zeros_like(tissue), np.zeros_like(tissue)   # the layout of the HU (F order from SimpleITK)
-    box = _occupied_box(tissue, 1)
-    if box is None:
+    outer = _occupied_box(tissue, 0)
+    if outer is None:
         return hu, body, lungs
+    inner = tissue[outer]
+    largest = _largest_component(inner)
+    box = _occupied_box(largest, 0)
     axial = _axial_axis(pet)
-    inner = tissue[box]
-    body[box] = filled = _fill_holes_slicewise(_largest_component(inner), axial)
-    lungs[box] = _lungs_of(filled & ~inner, axial, int(np.ceil(50.0 / pet.voxel_volume_ml)))
+    at = tuple(slice(o.start + b.start, o.start + b.stop) for o, b in zip(outer, box))
+    body[at] = filled = _fill_holes_slicewise(largest[box], axial)
+    lungs[at] = _lungs_of(filled & ~inner[box], axial, int(np.ceil(50.0 / pet.voxel_volume_ml)))
     return hu, body, lungs
 
 
