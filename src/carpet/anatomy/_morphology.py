@@ -5,6 +5,8 @@ Written here from scipy.ndimage / cc3d primitives; every step is O(voxels) or O(
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import cc3d  # connected components: faster than ndimage.label, same components
 import numpy as np
 from scipy import ndimage
@@ -233,23 +235,97 @@ def _linear_onto(moving: Volume, grid: Volume, default_value: float) -> Volume:
     """``moving`` linearly resampled onto ``grid`` as float32 (``default_value`` outside ``moving``).
 
     The values equal ``resample_to(moving.with_array(float32 copy), grid, interpolation="linear")``:
-    SimpleITK's linear interpolator works in double whatever the input type and casts to the output type, so
-    ``moving`` is handed over in its own type (an int16 CT: no float copy of it), the output grid is given by
-    its geometry (no copy of ``grid``'s voxels) and the result is viewed, not copied.
+    SimpleITK's linear interpolator works in double whatever the input type and casts to the output type.
+    When both grids share their axes (the same direction, a signed permutation: PET and CT of one scanner)
+    the interpolation is separable and :func:`_separable_linear` does it in numpy; otherwise SimpleITK,
+    handed ``moving`` in its own type (an int16 CT: no float copy of it) and ``grid`` by its geometry.
     """
     import SimpleITK as sitk
 
     if moving.same_grid(grid):
         return moving.with_array(np.asarray(moving.array, np.float32))
+    direction = np.asarray(grid.direction, float)
+    if (np.array_equal(direction, np.asarray(moving.direction, float)) and np.isin(direction, (-1.0, 0.0, 1.0)).all()
+            and (np.abs(direction).sum(axis=0) == 1).all()):
+        return Volume(_separable_linear(moving, grid, default_value), grid.spacing, grid.origin, grid.direction,
+                      dict(moving.meta))
     f = sitk.ResampleImageFilter()
     f.SetSize([int(n) for n in grid.shape])
     f.SetOutputSpacing([float(s) for s in grid.spacing])
     f.SetOutputOrigin([float(o) for o in grid.origin])
-    f.SetOutputDirection([float(d) for d in np.asarray(grid.direction).flatten()])
+    f.SetOutputDirection([float(d) for d in direction.flatten()])
     f.SetInterpolator(sitk.sitkLinear)
     f.SetDefaultPixelValue(float(default_value))
     f.SetOutputPixelType(sitk.sitkFloat32)
     return Volume.from_sitk(f.Execute(moving.to_sitk()), **moving.meta)
+
+
+def _linear_taps(moving: Volume, grid: Volume, axis: int):
+    """ITK's linear interpolation along one array axis of two grids with the same axes: for every index of
+    ``grid`` the base and next index in ``moving``, the weight of the next one, and whether the point lies
+    in ``moving`` (its continuous index in [-0.5, n - 0.5), ITK's buffer test). In the half voxel beyond the
+    first or last voxel centre ITK takes the edge voxel (a non-positive distance, or a next index past the
+    end, means no interpolation along that axis): the same as clamping both indices and the weight."""
+    d = np.asarray(grid.direction, float)[:, axis]
+    offset = float(d @ (np.asarray(grid.origin, float) - np.asarray(moving.origin, float)))
+    n = moving.shape[axis]
+    ci = (offset + grid.spacing[axis] * np.arange(grid.shape[axis])) / moving.spacing[axis]
+    base = np.clip(np.floor(ci), 0, n - 1).astype(np.intp)
+    return base, np.minimum(base + 1, n - 1), np.clip(ci - base, 0.0, None), (ci >= -0.5) & (ci < n - 0.5)
+
+
+def _separable_linear(moving: Volume, grid: Volume, default_value: float) -> np.ndarray:
+    """Trilinear resampling of ``moving`` onto ``grid`` when their array axes coincide (same direction
+    matrix): one axis at a time, in ITK's order (axis 0, then 1, then 2) and arithmetic (``a + (b - a) * w``
+    in double, cast to float32), slice by slice along axis 2 so that the intermediates stay in cache; only
+    in the box of ``grid`` that lies in ``moving``, ``default_value`` elsewhere. Equals SimpleITK's values
+    up to the last bit of the continuous index (ITK multiplies by an inverted matrix where this divides):
+    at most one float32 step on rare voxels. Written here: numpy has no resampler, and scipy.ndimage's
+    (per voxel, 2^3 taps) and SimpleITK's are 1.3-2x slower on a CT of 100 M voxels."""
+    taps = [_linear_taps(moving, grid, a) for a in range(3)]
+    out = np.full(grid.shape[::-1], np.float32(default_value), np.float32)      # (axis 2, 1, 0): C order
+    runs = [np.flatnonzero(t[3]) for t in taps]
+    if any(r.size == 0 for r in runs):
+        return out.T
+    box = [slice(int(r[0]), int(r[-1]) + 1) for r in runs]                     # the inside is a box
+    (x0, x1, wx), (y0, y1, wy), (z0, z1, wz) = [tuple(v[b] for v in t[:3]) for t, b in zip(taps, box)]
+    src = np.asarray(moving.array).T                                           # (axis 2, 1, 0)
+    rows = slice(int(y0[0]), int(y1[-1]) + 1)
+    y0, y1 = y0 - rows.start, y1 - rows.start
+    wy = wy[:, None]
+
+    def plane(k: int) -> np.ndarray:
+        s = src[k, rows]
+        a, b = np.take(s, x0, axis=1), np.take(s, x1, axis=1)   # np.take: 1.5x faster than s[:, x0]
+        v = np.subtract(b, a, dtype=np.float64)
+        v *= wx
+        v += a                                                   # along axis 0
+        a, b = np.take(v, y0, axis=0), np.take(v, y1, axis=0)
+        b -= a
+        b *= wy
+        b += a                                                   # along axis 1
+        return b
+
+    def slices(part: range) -> None:
+        planes: dict[int, np.ndarray] = {}              # the last slice's planes: the next one often reuses one
+        for i in part:
+            k0, k1, w = int(z0[i]), int(z1[i]), float(wz[i])
+            need = (k0, k1) if w > 0.0 and k1 != k0 else (k0,)
+            planes = {k: planes[k] if k in planes else plane(k) for k in need}
+            v = planes[k0]
+            if len(need) == 2:
+                v = v + (planes[k1] - v) * w                     # along axis 2
+            out[box[2].start + i, box[1], box[0]] = v
+
+    # numpy releases the GIL in take and arithmetic: two threads take half the slices each (as SimpleITK
+    # would run two), so the wall time halves when a core is free.
+    n = len(z0)
+    if n * len(y0) * len(x0) < 1_000_000:
+        slices(range(n))
+    else:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(slices, (range(0, n // 2), range(n // 2, n))))
+    return out.T
 
 
 def _mask_centroid_mm(pet: Volume, mask: np.ndarray):
