@@ -26,7 +26,7 @@ def ct_tissue_on(pet: Volume, ct: Volume, smooth_mm: float):
     box of the tissue, which holds every component whole. The holes are filled in the box of that component:
     in-slice background on the box's border is background on the grid's border or touches, just outside the
     box, background that reaches the grid's border (what lies around a box in a slice does), so it is no hole
-    either way. The air inside the body lies in the body's box.
+    either way. The air inside the body is labelled in its own box.
 
     Cached for the last (pet, ct, smooth_mm), like :func:`ct_bone` (``smooth_mm`` is required so that every
     caller hits the same cache key); it needs no bone mask, so
@@ -46,7 +46,11 @@ def ct_tissue_on(pet: Volume, ct: Volume, smooth_mm: float):
     axial = _axial_axis(pet)
     at = tuple(slice(o.start + b.start, o.start + b.stop) for o, b in zip(outer, box))
     body[at] = filled = _fill_holes_slicewise(largest[box], axial)
-    lungs[at] = _lungs_of(filled & ~inner[box], axial, int(np.ceil(50.0 / pet.voxel_volume_ml)))
+    air = filled & ~inner[box]
+    pocket = _occupied_box(air, 0)                    # the air's own box (every air region whole)
+    if pocket is not None:
+        at = tuple(slice(a.start + p.start, a.start + p.stop) for a, p in zip(at, pocket))
+        lungs[at] = _lungs_of(air[pocket], axial, int(np.ceil(50.0 / pet.voxel_volume_ml)))
     return hu, body, lungs
 
 
