@@ -198,3 +198,23 @@ def test_separable_linear_equals_simpleitk(direction, case):
     assert np.array_equal(_linear_onto(moving, grid, -1024.0).array, want)
     inside = want != -1024.0
     assert inside.any() == (case != "disjoint") and (inside.all() == (case == "inside"))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_occupied_box_equals_find_objects(order):
+    """The box from projections is ndimage.find_objects' box of the mask, grown and clipped; None when empty."""
+    from carpet.anatomy._morphology import _occupied_box
+
+    rng = np.random.default_rng(5)
+    for shape in [(17, 1, 9), (12, 15, 8), (1, 1, 1)]:
+        mask = np.zeros(shape, bool, order=order)
+        assert _occupied_box(mask, 1) is None
+        for _ in range(5):
+            mask[...] = False
+            k = rng.integers(1, 4)
+            mask[tuple(rng.integers(0, shape, (k, 3)).T)] = True
+            want = ndimage.find_objects(mask.astype(np.uint8))[0]
+            assert _occupied_box(mask, 0) == want
+            grow = rng.integers(0, 3, 3)
+            assert _occupied_box(mask, grow) == tuple(
+                slice(max(0, w.start - g), min(n, w.stop + g)) for w, g, n in zip(want, grow, shape))

@@ -183,12 +183,24 @@ def _remove_near(region: np.ndarray, lesions: np.ndarray, margin_mm: float, spac
 
 def _occupied_box(mask: np.ndarray, grow) -> tuple[slice, ...] | None:
     """Bounding box of the True voxels grown by ``grow`` voxels per axis (clipped); None when empty.
-    Three axis projections: cheaper than ``ndimage.find_objects`` on a large grid."""
-    span = [np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
-    if span[0].size == 0:
-        return None
+    Projections, cheaper than ``ndimage.find_objects`` on a large grid: one pass over ``mask`` onto the plane
+    of the two axes other than the slowest in memory gives their spans; the slowest axis's span comes from
+    the mask in that box only."""
+    slow = int(np.argmax(np.abs(mask.strides)))
+    plane = mask.any(axis=slow)
+    others = [a for a in range(3) if a != slow]
+    span = {}
+    for i, a in enumerate(others):
+        idx = np.flatnonzero(plane.any(axis=1 - i))
+        if idx.size == 0:
+            return None
+        span[a] = (int(idx[0]), int(idx[-1]) + 1)
+    idx = np.flatnonzero(mask[tuple(slice(*span[a]) if a in span else slice(None) for a in range(3))]
+                         .any(axis=tuple(others)))
+    span[slow] = (int(idx[0]), int(idx[-1]) + 1)
     grow = np.broadcast_to(grow, (3,))
-    return tuple(slice(max(0, int(i[0] - g)), min(n, int(i[-1] + 1 + g))) for i, g, n in zip(span, grow, mask.shape))
+    return tuple(slice(max(0, span[a][0] - int(g)), min(n, span[a][1] + int(g)))
+                 for a, g, n in zip(range(3), grow, mask.shape))
 
 
 def _voxel_coords_mm(vol: Volume, box: tuple[slice, ...] | None = None) -> tuple[np.ndarray, ...]:
@@ -292,12 +304,12 @@ def _separable_linear(moving: Volume, grid: Volume, default_value: float) -> np.
         out.fill(default_value)
     (x0, x1, wx), (y0, y1, wy), (z0, z1, wz) = [tuple(v[b] for v in t[:3]) for t, b in zip(taps, box)]
     src = np.asarray(moving.array).T                                           # (axis 2, 1, 0)
-    rows = slice(int(y0[0]), int(y1[-1]) + 1)
-    y0, y1 = y0 - rows.start, y1 - rows.start
+    rows = np.unique(np.concatenate([y0, y1]))          # axis 1's rows read (2 of 5 skipped from 1.56 to 4 mm)
+    y0, y1 = np.searchsorted(rows, y0), np.searchsorted(rows, y1)
     wy = wy[:, None]
 
     def plane(k: int) -> np.ndarray:
-        s = src[k, rows]
+        s = np.take(src[k], rows, axis=0)
         a, b = np.take(s, x0, axis=1), np.take(s, x1, axis=1)   # np.take: 1.5x faster than s[:, x0]
         v = np.subtract(b, a, dtype=np.float64)
         v *= wx
