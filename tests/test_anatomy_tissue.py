@@ -218,3 +218,20 @@ def test_occupied_box_equals_find_objects(order):
             grow = rng.integers(0, 3, 3)
             assert _occupied_box(mask, grow) == tuple(
                 slice(max(0, w.start - g), min(n, w.stop + g)) for w, g, n in zip(want, grow, shape))
+
+
+def test_separable_linear_where_voxel_centres_coincide():
+    """Where output and input voxel centres coincide along an axis whose spacing has no exact inverse, ITK's
+    continuous index is off the integer by ~1e-16 and its value by as much of the neighbour step: the
+    stated tolerance (1e-12 of the values' range), equal elsewhere."""
+    from carpet.anatomy._morphology import _separable_linear
+    from carpet.volume import resample_to
+
+    rng = np.random.default_rng(1)
+    m = Volume((rng.random((20, 18, 9)) > 0.5).astype(np.float32), (1.5, 1.5, 3.0), (0.0, 0.0, 0.0))
+    g = Volume(np.zeros((9, 8, 7), np.float32), (4.0, 4.0, 4.0), (-2.0, 1.0, 0.5))   # x: 6 mm = 4 voxels
+    got = _separable_linear(m, g, 0.0)
+    want = resample_to(m, g, default_value=0.0).array
+    assert np.abs(got - want).max() <= 1e-12
+    assert np.array_equal(got[np.abs(want) > 1e-12], want[np.abs(want) > 1e-12])
+    assert not got.flags.writeable
