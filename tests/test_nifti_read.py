@@ -125,17 +125,34 @@ def test_unusual_files_go_through_simpleitk(tmp_path, sitk_count):
     scaled = nib.Nifti1Image(arr, aff)
     scaled.header.set_slope_inter(0.5, 10.0)
     nib.save(scaled, tmp_path / "scaled.nii.gz")
+    scaled_float = nib.Nifti1Image(arr.astype(np.float32), aff)
+    scaled_float.header.set_slope_inter(2.0, 1.0)  # ITK keeps float32 but scales the values
+    nib.save(scaled_float, tmp_path / "scaled_float.nii")
     nib.save(nib.Nifti1Image(arr[..., None], aff), tmp_path / "frame.nii.gz")
     swapped = nib.Nifti1Image(arr.astype(">i2"), aff, header=nib.Nifti1Header(endianness=">"))
     nib.save(swapped, tmp_path / "swapped.nii")
     (tmp_path / "plain.nii.gz").write_bytes(gzip.decompress((write_nifti(
         Volume(arr, (1.0, 1.0, 1.0)), tmp_path / "p.nii.gz")).read_bytes()))
-    for name in ("scaled.nii.gz", "frame.nii.gz", "swapped.nii", "plain.nii.gz"):
+    for name in ("scaled.nii.gz", "scaled_float.nii", "frame.nii.gz", "swapped.nii", "plain.nii.gz"):
         vol = read_nifti(tmp_path / name)
         assert sitk_count[-1] == tmp_path / name, name
         assert_same_as_sitk(vol, tmp_path / name)
     assert read_nifti(tmp_path / "scaled.nii.gz").array.dtype == np.float32  # ITK applied the scaling
+    assert np.array_equal(read_nifti(tmp_path / "scaled_float.nii").array, arr * 2.0 + 1.0)
     assert np.array_equal(read_nifti(tmp_path / "swapped.nii").array, arr)
+
+
+def test_identity_scaling_is_decoded_here(tmp_path, fast_only):
+    """A slope of 1 or 0 (NIfTI: no scaling) with no intercept: the file's own values, decoded here."""
+    arr = np.random.default_rng(4).integers(-1000, 1000, (6, 7, 8)).astype(np.int16)
+    raw = bytearray(write_nifti(Volume(arr, (2.0, 2.0, 2.0)), tmp_path / "v.nii").read_bytes())
+    for slope, inter in ((1.0, 0.0), (0.0, 0.0), (np.nan, np.nan), (1.0, np.nan)):
+        raw[112:120] = np.array([slope, inter], np.float32).tobytes()  # scl_slope, scl_inter
+        path = tmp_path / f"s{slope}_{inter}.nii.gz"
+        path.write_bytes(gzip.compress(bytes(raw)))
+        vol = read_nifti(path)
+        assert_same_as_sitk(vol, path)
+        assert np.array_equal(vol.array, arr)
 
 
 def test_reference_files(fast_only):
