@@ -215,14 +215,13 @@ def _check_gzip_complete(path: Path, expected: int) -> None:
 def _check_finite(data: np.ndarray, path: Path) -> None:
     """Refuse NaN and ±Inf voxels (``data`` indexed [i, j, k]), which SimpleITK's NIfTI reader turns into 0
     without a word."""
-    if np.isfinite(data).all():
-        return
     bad = ~np.isfinite(data)
-    first = tuple(int(i) for i in np.argwhere(bad)[0])
-    n_nan = int(np.isnan(data).sum())
-    raise InputError(f"{n_nan} NaN and {int(bad.sum()) - n_nan} infinite voxel value(s) (first at "
-                     f"voxel {first}); every voxel must be a finite number (fill the gaps, or "
-                     "set them to 0 yourself if that is what they mean)", source=path)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        n_nan = int(np.isnan(data).sum())
+        raise InputError(f"{n_nan} NaN and {int(bad.sum()) - n_nan} infinite voxel value(s) (first at "
+                         f"voxel {first}); every voxel must be a finite number (fill the gaps, or "
+                         "set them to 0 yourself if that is what they mean)", source=path)
 
 
 def write_nifti(volume: Volume, path: str | Path, dtype: Any | None = None,
