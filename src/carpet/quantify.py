@@ -695,16 +695,20 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {"lesions": out / "lesions.csv", "summary": out / "summary.json",
              "labels": out / "lesions.nii.gz"}
-    write_csv(result.lesions, files["lesions"])
-    files["summary"].write_text(json.dumps(result.summary, indent=2, default=_json_default))
     n = int(result.labels.array.max()) if result.labels.array.size else 0
     # the smallest integer type that holds the labels: less to compress
     dtype = np.uint8 if n < 256 else np.uint16 if n < 65536 else np.int32
-    write_nifti(result.labels, files["labels"], dtype=dtype)
-    for modality, ref in result.extra.get("align_refs", {}).items():  # for a later follow-up's alignment
-        files[f"align_{modality.lower()}"] = write_nifti(ref, out / f"align_{modality.lower()}.nii.gz",
-                                                         dtype=np.int16 if modality == "CT" else np.float32,
-                                                         compresslevel=1)
+    with ThreadPoolExecutor(max_workers=2) as pool:   # the images are compressed in threads (zlib frees the GIL)
+        images = [pool.submit(write_nifti, result.labels, files["labels"], dtype=dtype)]
+        for modality, ref in result.extra.get("align_refs", {}).items():  # for a later follow-up's alignment
+            name = f"align_{modality.lower()}"
+            files[name] = out / f"{name}.nii.gz"
+            images.append(pool.submit(write_nifti, ref, files[name], compresslevel=1,
+                                      dtype=np.int16 if modality == "CT" else np.float32))
+        write_csv(result.lesions, files["lesions"])
+        files["summary"].write_text(json.dumps(result.summary, indent=2, default=_json_default))
+        for image in images:
+            image.result()
     tracked = result.extra.get("tracked")
     if tracked is not None and tracked.baseline_lesions is not None:
         files["baseline_lesions"] = out / "baseline_lesions.csv"
