@@ -388,6 +388,8 @@ def main():
               f"{w['carpet 30'] / w[name]:.2f} wall, {c['carpet 30'] / c[name]:.2f} CPU   (goal <= 1.3)")
     print(f"ratio carpet/floor (SimpleITK, 2 threads) = {w['carpet 30'] / w['floor SimpleITK, 2 threads']:.2f} wall")
     print(f"ratio carpet/peer  = {w['carpet 30'] / w['peer']:.2f} wall, {c['carpet 30'] / c['peer']:.2f} CPU   (goal <= 1.0)")
+    print(f"cores busy (CPU / wall, best runs): carpet 30 {c['carpet 30'] / w['carpet 30']:.2f}, "
+          f"peer {c['peer'] / w['peer']:.2f}")
     print(f"ratio 1000/30 lesions = {w['carpet 1000'] / w['carpet 30']:.2f} wall (files to outputs; goal < 2), "
           f"in memory {w['in-memory 1000'] / w['in-memory 30']:.2f}")
 
