@@ -36,7 +36,7 @@ def ct_tissue_on(pet: Volume, ct: Volume, smooth_mm: float):
     hu = _denoise_ct(_linear_onto(ct, pet, AIR_HU), smooth_mm)
     # One threshold for body and air, so that the partial-volume rim of the skin is not taken for lung.
     tissue = hu >= -400.0
-    body, lungs = np.zeros_like(tissue), np.zeros_like(tissue)   # the layout of the HU (F order from SimpleITK)
+    body, lungs = np.zeros_like(tissue), np.zeros_like(tissue)   # the HU's layout (F order)
     outer = _occupied_box(tissue, 0)
     if outer is None:
         return hu, body, lungs
