@@ -432,16 +432,16 @@ class _FarBone:
         if occupied is None:                            # no bone at all
             return
         box = _grown_box(occupied, [1, 1, 1], self.bone.array.shape)   # one voxel of non-bone around
-        b = self.bone.array[box]
-        inner = b.copy()
+        b = self.bone.array[box].view(np.uint8)         # uint8: bitwise ops 4x faster than on bool
+        inner = b.copy(order="K")
         for a in range(3):                              # interior: all six neighbours are bone (edges count)
             lo = [slice(None)] * 3
             hi = [slice(None)] * 3
             lo[a], hi[a] = slice(1, None), slice(None, -1)
-            inner[tuple(hi)] &= b[tuple(lo)]
-            inner[tuple(lo)] &= b[tuple(hi)]
+            np.bitwise_and(inner[tuple(hi)], b[tuple(lo)], out=inner[tuple(hi)])
+            np.bitwise_and(inner[tuple(lo)], b[tuple(hi)], out=inner[tuple(lo)])
         start = [sl.start for sl in box]
-        self._tree = cKDTree((np.argwhere(b & ~inner) + start) * self.spacing)
+        self._tree = cKDTree((np.argwhere(b > inner) + start) * self.spacing)
 
     def nearest(self, lesions: list) -> list[float]:
         """Distance (mm) from each lesion, (its box, its voxels as n × 3 indices), to the nearest bone voxel
@@ -460,14 +460,29 @@ class _FarBone:
     def _nearest(self, voxels: list) -> list[float]:
         """Minimum distance (mm) from each set of voxels (n × 3 indices) to the tree's bone voxel centres.
 
-        The distance from each set's first voxel bounds the set's minimum from above; looking up the set's
-        voxels with that bound prunes the tree's search to the bone within it (a far lookup without a bound
-        visits much of the tree). Same values as unbounded lookups."""
+        A far lookup visits much of the tree, so each set costs one, from its centre ``c``: the bone is at
+        least ``d(c)`` from ``c``, and the set's voxel ``v`` nearest to ``c`` is at most ``d(c) + |v - c|``
+        from bone, so the bone point nearest to the set lies within ``d(c) + |v - c| + r`` of ``c`` (``r``: the
+        set's radius about ``c``). The tree gives those candidates at once; the set's voxels nearest to them
+        (compared by brute force) are then looked up in the tree, so the values are the tree's own. A set with
+        many candidates is looked up voxel by voxel, the search bounded. Same values as unbounded lookups."""
+        from scipy.spatial.distance import cdist
+
         if self._tree is False:
             return [np.inf] * len(voxels)
-        upper = self._tree.query(np.array([v[0] for v in voxels]) * self.spacing)[0]
-        return [float(self._tree.query(v * self.spacing, distance_upper_bound=u * (1.0 + 1e-9) + 1e-9)[0].min())
-                for v, u in zip(voxels, upper)]
+        points = [v * self.spacing for v in voxels]
+        centres = np.array([p.mean(axis=0) for p in points])
+        d_centre = self._tree.query(centres)[0]
+        out = []
+        for p, c, dc in zip(points, centres, d_centre):
+            off = np.sqrt(((p - c) ** 2).sum(axis=1))
+            bound = (dc + off.min()) * (1.0 + 1e-9) + 1e-9          # ≥ the set's distance
+            near = self._tree.query_ball_point(c, bound + off.max())
+            if len(p) > 1 and len(near) * len(p) <= 1_000_000:
+                gap = cdist(p, self._tree.data[near], "sqeuclidean").min(axis=1)
+                p = p[gap <= gap.min() * (1.0 + 1e-9) + 1e-9]
+            out.append(float(self._tree.query(p, distance_upper_bound=bound)[0].min()))
+        return out
 
 
 def _box_depth(bone: np.ndarray, box, spacing) -> np.ndarray:
