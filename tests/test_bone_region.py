@@ -97,8 +97,8 @@ def spine_ct():
     radius 18–24 mm around x = -40, y = 0; marrow at soft-tissue HU: filled only if the whole ring is read), a
     long bone (radius 10 mm, along x at y = 40, z = 0) leaving the field of view at x's far edge, and an
     isolated calcification (900 HU ball of radius 5 mm, 0.5 mL: not skeleton)."""
-    n = (120, 100, 40)
-    origin = [-(k - 1) * s / 2 for k, s in zip(n, SPACING)]
+    n = (120, 100, 120)
+    origin = [-(k - 1) * s / 2 for k, s in zip(n[:2], SPACING)] + [-78.0]
     x, y, z = (o + s * np.arange(k) for o, s, k in zip(origin, SPACING, n))
     X, Y, Z = np.meshgrid(x, y, z, indexing="ij")
     hu = np.full(n, 40.0, np.float32)
@@ -112,12 +112,12 @@ def spine_ct():
 def spine_lesions(ct: Volume) -> Volume:
     """Lesion labels on the CT's grid: 1 and 2 beside the ring, their neighbourhoods overlapping (and cutting
     through the ring and the calcification), 3 at the array's edge beside the long bone, 4 far from all bone
-    (its distance needs bone beyond its neighbourhood)."""
+    (its distance needs the ring's bone beyond its neighbourhood: ``_Bone.ensure``)."""
     lab = np.zeros(ct.shape, np.int32)
     lab[56:61, 46:52, 29:33] = 1                          # 9–19 mm outside the ring's cortex
     lab[58:62, 40:45, 33:36] = 2                          # next to lesion 1
     lab[112:120, 76:80, 18:22] = 3                        # 3–9 mm from the long bone, at the array's x edge
-    lab[98:101, 8:11, 0:2] = 4                            # far from bone, at the array's z edge
+    lab[98:101, 8:11, 110:113] = 4                        # far from bone (117 mm from the ring)
     return ct.with_array(lab)
 
 
@@ -169,7 +169,45 @@ def test_sites_from_neighbourhoods_equal_whole_ct_sites():
     local = classify_lesions(lab, ct.with_array(ct.array))
     pd_equal = local.equals(whole)
     assert pd_equal, (local, whole)
-    assert whole.loc[3, "distance_to_bone_mm"] > 60.0    # lesion 4: beyond its own neighbourhood's reach
+    assert 100.0 < whole.loc[3, "distance_to_bone_mm"] < 120.0   # lesion 4: the ring, beyond its neighbourhood
+
+
+def test_depth_beyond_the_neighbourhood():
+    """A lesion at the centre of a bone thicker than twice the neighbourhood's reach: its depth (65 mm) needs
+    bone beyond its neighbourhood, built on demand (``_Bone.ensure``), and equals the whole CT's."""
+    from carpet.classify import classify_lesions
+
+    hu = np.full((100, 100, 50), 40.0, np.float32)
+    hu[17:83, 17:83, 8:42] = 900.0                        # a 132 × 132 × 136 mm block of bone
+    ct = Volume(hu, SPACING)
+    lab = np.zeros(ct.shape, np.int32)
+    lab[48:52, 48:52, 24:26] = 1
+    whole = classify_lesions(ct.with_array(lab), ct, bone=bone_mask(ct))
+    local = classify_lesions(ct.with_array(lab), ct.with_array(ct.array))
+    assert local.equals(whole)
+    assert whole.loc[0, "depth_in_bone_mm"] > 60.0
+
+
+@pytest.mark.parametrize("spacing", [(1.5625, 1.5625, 4.0), (2.0, 2.0, 2.0), (1.0, 1.0, 1.0), (4.0, 4.0, 4.0)])
+def test_smoothing_near_bone_and_box_closing_equal_whole_box(spacing):
+    """The bone's smoothing run slab by slab near raw bone voxels and the closing as shifted ORs/ANDs give the
+    masks of the whole box's Gaussian and of ndimage's binary morphology (noisy soft tissue close to the
+    threshold, sparse bone voxels, several spacings)."""
+    from carpet.anatomy import _close_mm
+    from carpet.anatomy.bone import _close_bone, _denoise_ct, _smooth_above
+
+    rng = np.random.default_rng(1)
+    hu = rng.uniform(60.0, 149.0, (50, 44, 40)).astype(np.float32)
+    hu[rng.random(hu.shape) < 0.002] = 400.0
+    hu[10:14, 30:33, 5:30] = 700.0
+    ct = Volume(hu, spacing)
+    params = BoneParams()
+    expect = np.asarray(_denoise_ct(ct, params.smooth_mm)) >= params.hu_bone
+    np.testing.assert_array_equal(_smooth_above(hu, ct, params, slab=7), expect)
+    assert 0 < expect.sum() < expect.size
+    for radius in (3.0, 5.0):
+        mask = rng.random(hu.shape) < 0.3
+        np.testing.assert_array_equal(_close_bone(mask, radius, spacing), _close_mm(mask, radius, spacing))
 
 
 def test_bone_cache_serves_the_band_and_the_sites():

@@ -168,16 +168,11 @@ def _close_bone(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
         for k in range(1, h + 1):
             np.bitwise_or(_shifted(padded, a, k), _shifted(src, a, -k), out=_shifted(padded, a, k))
             np.bitwise_or(_shifted(padded, a, -k), _shifted(src, a, k), out=_shifted(padded, a, -k))
-    for a, h in enumerate(half):                        # erosion: AND, background beyond the array
-        src = padded.copy(order="K")
+    for a, h in enumerate(half):                        # erosion: AND (the padding's own values are wrong
+        src = padded.copy(order="K")                    # where its ball leaves the array, but it is cut off)
         for k in range(1, h + 1):
             np.bitwise_and(_shifted(padded, a, k), _shifted(src, a, -k), out=_shifted(padded, a, k))
             np.bitwise_and(_shifted(padded, a, -k), _shifted(src, a, k), out=_shifted(padded, a, -k))
-            edge = [slice(None)] * 3
-            edge[a] = slice(k - 1, k)
-            padded[tuple(edge)] = 0
-            edge[a] = slice(padded.shape[a] - k, padded.shape[a] - k + 1)
-            padded[tuple(edge)] = 0
     return padded.view(bool)[tuple(slice(h, padded.shape[a] - h) for a, h in enumerate(half))]
 
 
