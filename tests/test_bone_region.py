@@ -265,3 +265,30 @@ def test_quantify_bone_once_serves_the_band():
 
     np.testing.assert_array_equal(np.asarray(ct_bone(ct, BoneParams(), region).array)[region],
                                   np.asarray(bone_mask(ph.ct).array)[region])
+
+
+def test_smoothing_box_reaches_two_kernel_radii():
+    """A voxel beside bone whose smoothed HU lands just below the threshold because of air three kernel
+    voxels beyond it: smoothing a box reaching only one kernel radius past the bone replaces that air by the
+    box's edge (soft tissue) and puts the voxel above the threshold; the slab smoothing reaches two."""
+    from carpet.anatomy.bone import _denoise_ct, _smooth_above
+
+    spacing = (1.5625, 1.5625, 4.0)
+    hu = np.full((24, 21, 3), 100.0, np.float32)
+    hu[14, :, :] = -1000.0                                # air, 4 voxels from the bone voxel along x
+
+    def smoothed(peak):
+        h = hu.copy()
+        h[10, 10, 1] = peak
+        return h, float(np.asarray(_denoise_ct(Volume(h, spacing), 1.0))[11, 10, 1])
+
+    lo, hi = 150.0, 2000.0                                # the voxel beside the peak: just below 150 HU
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if smoothed(mid)[1] < 150.0 - 0.002 else (lo, mid)
+    h, value = smoothed(lo)
+    assert 150.0 - 0.01 < value < 150.0
+    ct = Volume(h, spacing)
+    np.testing.assert_array_equal(_smooth_above(h, ct, BoneParams()),
+                                  np.asarray(_denoise_ct(ct, 1.0)) >= 150.0)
+    assert not _smooth_above(h, ct, BoneParams())[11, 10, 1]
