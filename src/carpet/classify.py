@@ -31,12 +31,14 @@ Deviations from the letter of §4.3 (documented, deliberate):
   lesion voxels that a per-bone closing of radius ``envelope_mm`` fills (:class:`SiteParams`).
 * ``v_min_out`` defaults to 0.5 mL (spec: 1.0 mL), see :class:`SiteParams`.
 
-Everything after the one CT bone mask runs in per-lesion bounding boxes grown by the farthest reach a rule
-needs (the envelope closing, only for lesions with bone within its radius; the contact distance): the lesion
-labels are resampled to the CT grid box by box, and distances outside and inside bone come from Euclidean
-distance transforms of each box — exact up to the box margin; beyond it a k-d tree of the bone surface
-(distance) or boxes grown until they bound the lesion's depth (depth) give the same values as whole-grid
-transforms. The cost follows the lesions' neighbourhoods, never lesions × volume or bones × volume.
+The CT bone is built only in each lesion's neighbourhood (its box grown by the farthest reach a rule needs:
+the envelope closing, the contact distance; :func:`site_regions`), as a set of boxes (:func:`ct_bone`), and
+everything after it runs in per-lesion bounding boxes: the lesion labels are resampled to the CT grid box by
+box, and distances outside and inside bone come from Euclidean distance transforms of each box — exact up to
+the box margin; beyond it a k-d tree of the bone surface (distance) or boxes grown until they bound the
+lesion's depth (depth) give the same values as whole-grid transforms, the bone they read beyond the
+neighbourhoods built when they need it (:class:`_Bone`). Every value is the whole CT's; the cost follows the
+lesions' neighbourhoods, never lesions × volume or bones × volume.
 """
 
 from __future__ import annotations
@@ -378,10 +380,11 @@ class _Bone:
         merged); True when some was built."""
         if self.boxes is None:
             return False
-        extent = ct_bone_extent(self.ct, self.params)   # no bone outside it: nothing to build there
-        if extent is None:
-            return False
-        todo = [c for c in (_intersect(b, extent) for b in boxes) if c is not None and not _covered(c, self.boxes)]
+        todo = [b for b in boxes if not _covered(b, self.boxes)]
+        if todo:                                        # no bone outside the extent: nothing to build there
+            extent = ct_bone_extent(self.ct, self.params)
+            todo = [c for c in (_intersect(b, extent) for b in todo if extent is not None)
+                    if c is not None and not _covered(c, self.boxes)]
         if not todo:
             return False
         more = ct_bone(self.ct, self.params, todo)

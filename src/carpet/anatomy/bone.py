@@ -322,7 +322,9 @@ def _size(box) -> int:
 
 class _BuiltBone:
     """The bone of one (CT, parameters) built so far: a CT-grid mask (False where nothing was built; pages
-    never written cost no memory) and the boxes built, each with the tight box of its bone."""
+    never written cost no memory) and the boxes built, each with the tight box of its bone. A box overlapping
+    one built before writes the overlap again: the same values wherever both meet :func:`bone_mask`'s region
+    contract (the whole CT's mask)."""
 
     def __init__(self, ct: Volume, params: BoneParams):
         self.ct, self.params = ct, params
