@@ -34,7 +34,7 @@ from carpet.io.checks import check_overlap, check_pet
 from carpet.io.outdir import writes_staged
 from carpet.lesions import dmax_voxel_mm, gather_lesion_voxels, measure_lesions, study_measures
 from carpet.overrides import apply_exclusions, apply_inclusions, apply_sites, overrides_for, read_overrides
-from carpet.provenance import file_sha256, provenance
+from carpet.provenance import bytes_sha256, file_sha256, provenance
 from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
 from carpet.suv import bsa_dubois_m2
@@ -558,13 +558,17 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
         if not p.exists():
             raise InputError(f"{k} input not found", source=p)
     # In two threads beside the main one: decode the CT, which is needed only after the PET is
-    # segmented and measured, and hash the input files (hashlib releases the GIL).
+    # segmented and measured, and hash the input files (hashlib releases the GIL): a NIfTI image from the
+    # bytes its reader read, a folder (DICOM) and the masks from disk.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        ct = pool.submit(read_image, paths["ct"]) if "ct" in paths else None  # first in the queue
-        hashes = {k: pool.submit(file_sha256, p) for k, p in paths.items()}
+        hashes = {}
+        on_bytes = {k: (lambda raw, k=k: hashes.setdefault(k, pool.submit(bytes_sha256, raw))) for k in paths}
+        ct = pool.submit(read_image, paths["ct"], on_bytes=on_bytes["ct"]) if "ct" in paths else None  # first
+        hashes.update({k: pool.submit(file_sha256, p) for k, p in paths.items()
+                       if k not in ("pet", "ct") or p.is_dir()})
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            pet = read_image(paths["pet"])
+            pet = read_image(paths["pet"], on_bytes=on_bytes["pet"])
             check_pet(pet)
             masks = {k: read_mask(paths[k], reference=pet, roi=roi if k == "lesions" else None,
                                   what=f"{'lesion' if k == 'lesions' else 'exclusion'} mask")
@@ -578,7 +582,8 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
         roi_names = _roi_names(result, masks.get("lesions"))
         prov = result.summary["provenance"]
         prov["warnings"] = [str(w.message) for w in caught] + list(prov.get("warnings") or [])
-        prov["inputs"] = {k: {"path": str(p), "sha256": hashes[k].result()} for k, p in paths.items()}
+        prov["inputs"] = {k: {"path": str(p), "sha256": (hashes.get(k) or pool.submit(file_sha256, p)).result()}
+                          for k, p in paths.items()}
         prov["pet_units"] = pet.meta.get("units")
         prov["pet_units_assumed"] = bool(pet.meta.get("units_assumed", False))
         prov["bsa_source"] = bsa_source
