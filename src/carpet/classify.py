@@ -444,7 +444,8 @@ class _FarBone:
             np.bitwise_and(inner[tuple(hi)], b[tuple(lo)], out=inner[tuple(hi)])
             np.bitwise_and(inner[tuple(lo)], b[tuple(hi)], out=inner[tuple(lo)])
         start = [sl.start for sl in box]
-        self._tree = cKDTree((np.argwhere(b > inner) + start) * self.spacing)
+        self._tree = cKDTree((np.argwhere(b > inner) + start) * self.spacing, balanced_tree=False,
+                             compact_nodes=False)       # built 2x faster; few look-ups follow
 
     def nearest(self, lesions: list) -> list[float]:
         """Distance (mm) from each lesion, (its box, its voxels as n × 3 indices), to the nearest bone voxel
@@ -570,6 +571,10 @@ def _lesion_bone_measures(bone: _Bone | np.ndarray, labels, ids: np.ndarray, spa
         start = [g.start for g in grown]
         inside = lesion & b
         out["n"][i], out["n_in"][i] = n, int(inside.sum())
+        if out["n_in"][i] == n:                         # all in bone: every distance is 0
+            out["d_centre"][i], out["touch"][i] = 0.0, 1.0
+            out["depth"][i] = _max_depth(bone, np.argwhere(inside) + start, spacing, margin_mm)
+            continue
         dist = ndimage.distance_transform_edt(~b, sampling=spacing)[lesion] if b.any() else None
         if dist is None or dist.min() > margin_mm:     # no bone within the margin: exact far distance below
             far.append((i, box, np.argwhere(lesion) + start))
