@@ -418,9 +418,9 @@ class _FarBone:
 
     The nearest bone voxel of an outside point is always on the bone's 6-connected boundary (from an interior
     voxel one step towards the point is closer), so a k-d tree of the boundary voxels' centres gives the same
-    value as the Euclidean distance transform of the whole grid. Where the bone is built box
-    by box (:class:`_Bone`), the bone within the distance found of the lesion is built too and the distance
-    looked up again, until no unbuilt voxel can be nearer.
+    value as the Euclidean distance transform of the whole grid. Where the bone is built box by box
+    (:class:`_Bone`), the bone within the distance found of the lesion is built too and the distance looked up
+    again, until no unbuilt voxel can be nearer.
     """
 
     def __init__(self, bone: _Bone, spacing):

@@ -84,6 +84,7 @@ def _denoise_ct(ct: Volume, smooth_mm: float) -> np.ndarray:
         arr = ndimage.gaussian_filter(arr, sigma=sigma, mode="nearest")
     return arr
 
+
 def _smooth_above(hu: np.ndarray, ct: Volume, params: BoneParams, slab: int = 16) -> np.ndarray:
     """``_denoise_ct(hu) >= hu_bone`` for ``hu``, a box of ``ct``'s array, smoothed only near raw voxels
     ≥ ``hu_bone``: slab by slab along the axial axis (with the kernel's reach of slices around), in each slab
@@ -110,11 +111,10 @@ def _smooth_above(hu: np.ndarray, ct: Volume, params: BoneParams, slab: int = 16
         box[ax] = slice(0, hi - lo)
         smooth = ndimage.gaussian_filter(np.asarray(block[tuple(box)], dtype=np.float32), sigma=sigma,
                                          mode="nearest")
-        keep = list(box)
-        keep[ax] = slice(k0 - lo, k1 - lo)             # this slab's slices of the smoothed block
-        at = list(box)
-        at[ax] = slice(k0, k1)
-        out[tuple(at)] = smooth[tuple(slice(0, None) if a != ax else keep[ax] for a in range(3))] >= params.hu_bone
+        rows = [slice(None)] * 3
+        rows[ax] = slice(k0 - lo, k1 - lo)             # this slab's slices of the smoothed block
+        box[ax] = slice(k0, k1)
+        out[tuple(box)] = smooth[tuple(rows)] >= params.hu_bone
     return out
 
 
