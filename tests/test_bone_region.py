@@ -167,8 +167,7 @@ def test_sites_from_neighbourhoods_equal_whole_ct_sites():
     lab = spine_lesions(ct)
     whole = classify_lesions(lab, ct, bone=bone_mask(ct))
     local = classify_lesions(lab, ct.with_array(ct.array))
-    pd_equal = local.equals(whole)
-    assert pd_equal, (local, whole)
+    assert local.equals(whole), (local, whole)
     assert 100.0 < whole.loc[3, "distance_to_bone_mm"] < 120.0   # lesion 4: the ring, beyond its neighbourhood
 
 
