@@ -125,11 +125,16 @@ def band_bone(pet: Volume, ct: Volume, params: BoneParams, x_mid: float, halfwid
     region = band_region(ct, x_mid, halfwidth_mm + 3.0 * max(pet.spacing))  # + the erosion and resampling
     if region is None:
         return bone, marrow
-    # two voxels of (False) background beyond the band: the resampled boxes grow by two (_mask_volume)
-    read = _grown_box(region, (2, 2, 2), ct.shape)
+    solid = np.asarray(ct_bone(ct, params, region).array)     # False outside the band
+    tight = _occupied_box(solid[region], 0)
+    if tight is None:
+        return bone, marrow
+    # the band's bone with two voxels of (False) background around it: the resampled boxes grow by two
+    # (_mask_volume), the erosion reaches one
+    read = _grown_box([slice(r.start + t.start, r.start + t.stop) for r, t in zip(region, tight)], (2, 2, 2),
+                      ct.shape)
     start = [r.start for r in read]
-    band = Volume(np.asarray(ct_bone(ct, params, region).array)[read], ct.spacing, ct.index_to_world(start),
-                  ct.direction)
+    band = Volume(solid[read], ct.spacing, ct.index_to_world(start), ct.direction)
     inner = marrow_mask(band, band.with_array(np.asarray(ct.array)[read]), cortex_mm=params.cortex_mm).array
     for mask, out in ((band.array, bone), (np.asarray(inner, bool), marrow)):
         _majority_onto(mask, start, ct, pet, out)

@@ -237,24 +237,57 @@ def _auto_liver_centre(pet: Volume, ctp: _CtOnPet, diameter_mm: float, liver_hu,
         return None, none
     crop = _grown_box(box, reach, soft.shape)       # in ``outer``: the same as grown in the whole grid
     at = tuple(slice(o.start + c.start, o.start + c.stop) for o, c in zip(outer, crop))
-    # Zero outside the crop: a false "not soft" there is > margin away from any candidate, so the test
-    # depth >= radius + voxel is unchanged (the array's own border is not soft, as before).
-    depth = ndimage.distance_transform_edt(np.pad(soft[crop], 1), sampling=pet.spacing)[1:-1, 1:-1, 1:-1]
-    cand = region[crop] & (depth >= diameter_mm / 2.0 + max(pet.spacing))
+    soft, region = soft[crop], region[crop]
+    depth_mm = diameter_mm / 2.0 + max(pet.spacing)
     lesions = None if avoid is None else avoid(at)
-    if lesions is not None and lesions.any():
-        cand &= ~_dilate_mm(lesions, diameter_mm / 2.0 + max(pet.spacing), pet.spacing)
-    if not cand.any():
-        return None, none
+    near = np.zeros(soft.shape, bool)               # within depth_mm of a lesion, in the lesions' box only
+    around = None if lesions is None else _occupied_box(lesions, _reach(depth_mm, pet.spacing))
+    if around is not None:
+        near[around] = _dilate_mm(lesions[around], depth_mm, pet.spacing)
     # The liver is the right-sided soft tissue with the highest homogeneous uptake; a ball 2 cm wider than
     # the VOI keeps the centre at least 1 cm inside the organ's PET edge (blurred by the PSF).
     mean, cov = _local_mean_cov(np.asarray(pet.array)[at], pet.spacing, diameter_mm + 20.0)
-    ok = cand & (cov <= max_cov) & (mean >= plausible_suv[0]) & (mean <= plausible_suv[1])
-    if not ok.any():
-        return None, "no homogeneous soft-tissue region with plausible liver uptake on the patient's right"
-    best = np.unravel_index(np.argmax(np.where(ok, mean, -np.inf)), mean.shape)
+    homogeneous = region & ~near & (cov <= max_cov) & (mean >= plausible_suv[0]) & (mean <= plausible_suv[1])
+    # The hottest such voxel that also lies depth_mm deep in soft tissue: the hottest voxels are tried first
+    # (usually the first one fits), each in its own small box.
+    best = _first_that_fits(homogeneous, mean, soft, depth_mm, pet.spacing)
+    if best is None:                                # none of the first ones fits: the whole crop at once
+        # Zero outside the crop: a false "not soft" there is > margin away from any candidate, so the test
+        # depth >= radius + voxel is unchanged (the array's own border is not soft, as before).
+        depth = ndimage.distance_transform_edt(np.pad(soft, 1), sampling=pet.spacing)[1:-1, 1:-1, 1:-1]
+        cand = region & (depth >= depth_mm) & ~near
+        if not cand.any():
+            return None, none
+        ok = cand & homogeneous
+        if not ok.any():
+            return None, "no homogeneous soft-tissue region with plausible liver uptake on the patient's right"
+        best = np.unravel_index(np.argmax(np.where(ok, mean, -np.inf)), mean.shape)
     best = [b + c.start for b, c in zip(best, at)]
     return tuple(pet.index_to_world(np.asarray(best, float))), ""
+
+
+def _first_that_fits(candidates: np.ndarray, score: np.ndarray, soft: np.ndarray, depth_mm: float, spacing,
+                     tries: int = 64):
+    """The index of ``argmax(where(ok, score, -inf))`` with ``ok = candidates & (depth >= depth_mm)`` (depth:
+    the distance transform of ``soft`` padded with one voxel of background), found by testing the candidates
+    in the order of that argmax (highest score, then array order), each in the box holding every voxel
+    within ``depth_mm`` of it: the same distances, so the same answer as the transform of the whole array.
+    None when none of the first ``tries`` candidates fits."""
+    flat = np.flatnonzero(candidates)
+    values = score.ravel()[flat]
+    if flat.size > tries:                           # only the first ones are sorted (ties at the cut kept)
+        keep = values >= np.partition(values, flat.size - tries)[flat.size - tries]
+        flat, values = flat[keep], values[keep]
+    order = flat[np.argsort(-values, kind="stable")]
+    half = _reach(depth_mm, spacing)
+    for k in order[:tries]:
+        v = np.unravel_index(k, candidates.shape)
+        box = tuple(slice(max(0, c - h), min(n, c + h + 1)) for c, h, n in zip(v, half, candidates.shape))
+        local = tuple(int(c - b.start) for c, b in zip(v, box))
+        depth = ndimage.distance_transform_edt(np.pad(soft[box], 1), sampling=spacing)
+        if depth[tuple(i + 1 for i in local)] >= depth_mm:
+            return v
+    return None
 
 
 def _correlate_in_box(arr: np.ndarray, kernel: np.ndarray, box: tuple[slice, ...],
