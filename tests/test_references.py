@@ -16,7 +16,8 @@ from scipy import ndimage
 from carpet.anatomy import BoneParams, blood_pool_reference, bone_mask, liver_reference, marrow_mask, \
     marrow_reference
 from carpet.anatomy.landmarks import SPINE_BAND_MM, _CtOnPet, band_bone, band_region
-from carpet.anatomy.references import _ball_kernel
+from carpet.anatomy._morphology import _voxel_coords_mm
+from carpet.anatomy.references import _auto_aorta_centre, _ball_kernel, _first_that_fits
 from carpet.synth import PhantomSpec, make_phantom
 from carpet.tracking import binned
 from carpet.volume import Volume
@@ -124,26 +125,78 @@ def test_box_searches_find_a_best_centre_of_the_whole_grid(spec):
     moved, _ = _assert_a_best_liver_centre(pet, ct, ph.lesion_labels.with_array(fake))
     assert np.linalg.norm(np.subtract(moved.centre_mm, ref.centre_mm)) > 15.0
 
-    # blood pool: the hottest column between the lungs' centroids and behind them whose disk fits in the
-    # thorax's slices (the whole grid, direct sums)
+    # blood pool: a best column of the whole-grid search, its centre in a thorax slice
     ctp = _CtOnPet.build(pet, ct, BoneParams())
-    x, y, _ = _world(pet)
-    left, right = ctp.lungs & (x > ctp.x_mid), ctp.lungs & (x <= ctp.x_mid)
-    thorax = left.any(axis=(0, 1)) & right.any(axis=(0, 1))
-    soft = (ctp.hu >= -20.0) & (ctp.hu <= 120.0) & ctp.body & ~ctp.bone & ~(np.asarray(ph.lesion_labels.array) > 0)
-    disk = _ball_kernel(pet.spacing, 10.0)[:, :, [_ball_kernel(pet.spacing, 10.0).shape[2] // 2]].astype(float)
-    disk /= disk.sum()
-    fits = (ndimage.correlate(soft.astype(float), disk, mode="constant") > 0.999)[:, :, thorax]
-    pet_disk = ndimage.correlate(np.asarray(pet.array, float), disk, mode="nearest")[:, :, thorax]
-    col_pet = np.where(fits.all(axis=2), np.median(pet_disk, axis=2), np.nan)
-    xs, ys = np.broadcast_to(x, pet.shape), np.broadcast_to(y, pet.shape)
-    columns = ((x[:, :, 0] > xs[right].mean()) & (x[:, :, 0] < xs[left].mean()) & (y[:, :, 0] >= ys[ctp.lungs].mean())
-               & (fits.mean(axis=2) >= 0.8) & (col_pet >= 0.5) & (col_pet <= 4.0))
+    columns, col_pet, thorax = _aorta_columns(pet, ctp, np.asarray(ph.lesion_labels.array) > 0)
     blood = blood_pool_reference(pet, ct, lesions=ph.lesion_labels)
     assert blood.usable, blood.reason
     i, j, k = _index(pet, blood.centre_mm)
     assert columns[i, j] and thorax[k]
     assert col_pet[i, j] >= np.nanmax(np.where(columns, col_pet, np.nan)) - 1e-5
+
+
+def _aorta_columns(pet, ctp, lesions, diameter=10.0, blood_hu=(-20.0, 120.0), plausible=(0.5, 4.0)):
+    """The blood-pool search's definition over the whole grid (axial axis 2): the qualifying columns, their
+    median disk SUV over the thorax's slices and the thorax's slices."""
+    x, y, _ = _world(pet)
+    left, right = ctp.lungs & (x > ctp.x_mid), ctp.lungs & (x <= ctp.x_mid)
+    thorax = left.any(axis=(0, 1)) & right.any(axis=(0, 1))
+    soft = (ctp.hu >= blood_hu[0]) & (ctp.hu <= blood_hu[1]) & ctp.body & ~ctp.bone & ~lesions
+    ball = _ball_kernel(pet.spacing, diameter)
+    disk = ball[:, :, [ball.shape[2] // 2]].astype(float)
+    disk /= disk.sum()
+    fits = (ndimage.correlate(soft.astype(float), disk, mode="constant") > 0.999)[:, :, thorax]
+    pet_disk = ndimage.correlate(np.asarray(pet.array, float), disk, mode="nearest")[:, :, thorax]
+    col_pet = np.where(fits.all(axis=2), np.median(pet_disk, axis=2), np.nan)
+    xs, ys = np.broadcast_to(x, pet.shape), np.broadcast_to(y, pet.shape)
+    with np.errstate(invalid="ignore"):
+        columns = ((x[:, :, 0] > xs[right].mean()) & (x[:, :, 0] < xs[left].mean())
+                   & (y[:, :, 0] >= ys[ctp.lungs].mean()) & (fits.mean(axis=2) >= 0.8)
+                   & (col_pet >= plausible[0]) & (col_pet <= plausible[1]))
+    return columns, col_pet, thorax
+
+
+def test_aorta_on_the_edge_of_the_searched_columns():
+    """Hand-built thorax: two lungs, soft tissue around, and the hottest blood column on the first row of the
+    columns searched (behind the lungs' centroid): its disk reaches into the row in front, outside those
+    columns, which must count as the soft tissue it is."""
+    shape, spacing = (48, 48, 24), (4.0, 4.0, 4.0)
+    pet = Volume(np.ones(shape, np.float32), spacing)
+    hu = np.full(shape, 40.0, np.float32)
+    lungs = np.zeros(shape, bool)
+    lungs[4:18, 10:30, 2:22] = lungs[30:44, 10:30, 2:22] = True     # centroid row 19.5: columns from row 20
+    hu[lungs] = -800.0
+    suv = np.asarray(pet.array)
+    suv[lungs] = 0.3
+    suv[23:26, 19:22, :] = 2.0                      # hottest column (24, 20): on the searched columns' edge
+    suv[23:26, 25:28, :] = 1.8                      # a colder one inside them
+    body = np.ones(shape, bool)
+    xyz = _voxel_coords_mm(pet)
+    ctp = _CtOnPet(hu=hu, body=body, lungs=lungs, bone=np.zeros(shape, bool), marrow=np.zeros(shape, bool),
+                   xyz=xyz, x_mid=float(np.broadcast_to(xyz[0], shape).mean()))
+    columns, col_pet, _ = _aorta_columns(pet, ctp, np.zeros(shape, bool))
+    assert np.nanargmax(np.where(columns, col_pet, np.nan)) == np.ravel_multi_index((24, 20), shape[:2])
+    centre, reason = _auto_aorta_centre(pet, ctp, 10.0, 20.0, (-20.0, 120.0), None, (0.5, 4.0))
+    assert reason == "" and _index(pet, centre)[:2] == (24, 20)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_first_that_fits_is_the_whole_arrays_best(seed):
+    rng = np.random.default_rng(seed)
+    shape, spacing = (30, 26, 22), (4.0, 3.0, 5.0)
+    soft = ndimage.binary_opening(rng.random(shape) > 0.08 + 0.02 * seed, iterations=1)
+    candidates = soft & (rng.random(shape) > 0.3)
+    score = np.round(rng.random(shape), 1).astype(np.float32)      # many ties: array order must break them
+    depth_mm = 9.0
+    depth = ndimage.distance_transform_edt(np.pad(soft, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    ok = candidates & (depth >= depth_mm)
+    found = _first_that_fits(candidates, score, soft, depth_mm, spacing, tries=candidates.size)
+    if not ok.any():
+        assert found is None
+        return
+    assert found == np.unravel_index(np.argmax(np.where(ok, score, -np.inf)), shape)
+    first = _first_that_fits(candidates, score, soft, depth_mm, spacing, tries=3)
+    assert first is None or first == found
 
 
 @pytest.mark.slow
