@@ -180,14 +180,14 @@ def test_aorta_on_the_edge_of_the_searched_columns():
     assert reason == "" and _index(pet, centre)[:2] == (24, 20)
 
 
+@pytest.mark.parametrize("depth_mm", [6.0, 9.0])
 @pytest.mark.parametrize("seed", range(6))
-def test_first_that_fits_is_the_whole_arrays_best(seed):
+def test_first_that_fits_is_the_whole_arrays_best(seed, depth_mm):
     rng = np.random.default_rng(seed)
     shape, spacing = (30, 26, 22), (4.0, 3.0, 5.0)
     soft = ndimage.binary_opening(rng.random(shape) > 0.08 + 0.02 * seed, iterations=1)
     candidates = soft & (rng.random(shape) > 0.3)
-    score = np.round(rng.random(shape), 1).astype(np.float32)      # many ties: array order must break them
-    depth_mm = 9.0
+    score = np.round(rng.random(shape) * 2).astype(np.float32) / 2   # three values: array order breaks ties
     depth = ndimage.distance_transform_edt(np.pad(soft, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
     ok = candidates & (depth >= depth_mm)
     found = _first_that_fits(candidates, score, soft, depth_mm, spacing, tries=candidates.size)
