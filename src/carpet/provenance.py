@@ -33,6 +33,12 @@ def file_sha256(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def bytes_sha256(data: bytes) -> str:
+    """SHA-256 of bytes already in memory (a file's, as its reader read them): the same digest as
+    :func:`file_sha256` of that file, without reading it again. hashlib releases the GIL while it hashes."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def provenance(**fields: Any) -> dict[str, Any]:
     """Return a provenance record: carpet version, UTC time, Python version and ``fields``.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import queue
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,7 +34,7 @@ from carpet.io.checks import check_overlap, check_pet
 from carpet.io.outdir import writes_staged
 from carpet.lesions import dmax_voxel_mm, gather_lesion_voxels, measure_lesions, study_measures
 from carpet.overrides import apply_exclusions, apply_inclusions, apply_sites, overrides_for, read_overrides
-from carpet.provenance import file_sha256, provenance
+from carpet.provenance import bytes_sha256, file_sha256, provenance
 from carpet.scores.impetus import read_study
 from carpet.segment import METHODS, SegmentParams, auto_exclude_brain, label_components, segment
 from carpet.suv import bsa_dubois_m2
@@ -104,10 +105,13 @@ def add_summary_keys(summary: dict, table: pd.DataFrame, ct: Volume | None) -> d
 
 
 def add_anatomy_reading(summary: dict, table: pd.DataFrame, pet: Volume, ct: Volume | None,
-                        labels: Volume, liver_centre_mm=None, baseline: dict | None = None) -> pd.DataFrame:
+                        labels: Volume, liver_centre_mm=None, baseline: dict | None = None,
+                        references: dict | None = None) -> pd.DataFrame:
     """Reference regions, marrow, per-lesion Deauville, IMPeTUs record and metCR (carpet.scores.impetus),
-    and with a baseline ``summary.json`` the Lugano response; returns the table with ``deauville``."""
-    reading = read_study(pet, ct, labels, table, liver_centre_mm=liver_centre_mm)
+    and with a baseline ``summary.json`` the Lugano response; returns the table with ``deauville``.
+    ``references``: the liver, blood-pool and marrow regions when already read (see
+    :func:`carpet.scores.impetus.read_study`)."""
+    reading = read_study(pet, ct, labels, table, liver_centre_mm=liver_centre_mm, references=references)
     summary.update(reading.to_summary())
     if table.attrs.get("site_provenance"):
         summary["site_rule"] = table.attrs["site_provenance"]
@@ -312,13 +316,18 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
                      "skipped": None})
 
     main = methods[0]
-    ct = _resolve(ct, pet)
     labels_vol = pet.with_array(np.asarray(seg_labels[main], dtype=np.int32), modality="SEG", units="label")
+    align_refs = alignment_references(pet, None)      # the PET's, while the CT may still be decoding
+    ct = _resolve(ct, pet)
+    liver_centre = _parse_liver_voi(liver_voi)[0]
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # The CT facts on the PET grid that the reference regions read (HU, body, lungs, the mid-line band's
-        # bone and marrow) need nothing of the lesions: built (and cached) in a second thread while this one
-        # builds the bone and the lesion sites; its errors surface here.
-        tissue = pool.submit(_ct_on_pet, pet, ct) if ct is not None else None
+        # Two threads share the CT work. The other thread builds the CT facts on the PET grid (HU, body, lungs,
+        # the mid-line band's bone and marrow: cached) while this one builds the bone and the lesion sites;
+        # then both take the reference regions and the CT alignment image from one queue, each as it comes
+        # free (they need the CT facts, not the sites). Errors of the other thread surface here.
+        tasks = _ct_tasks(pet, ct, labels_vol, liver_centre) if ct is not None else queue.SimpleQueue()
+        done: dict = {}
+        other = pool.submit(_tissue_then, pet, ct, tasks, done) if ct is not None else None
         if ct is not None:
             _bone_once(pet, ct, labels_vol, landmarks)
         table = add_lesion_columns(tables[main], labels_vol, ct, params.connectivity)
@@ -326,7 +335,11 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         if overrides is not None and len(overrides):
             table, changed = apply_sites(table, overrides)
             applied += changed
-        ct_hu = tissue.result().hu if tissue is not None else None
+        _drain(tasks, done)
+        if other is not None:
+            other.result()
+    if "align_ct" in done:
+        align_refs["CT"] = done["align_ct"]
     table = _add_region(table, pet, ct, physiology.get(main), landmarks)
     study = next(r for r in rows if r["method"] == main)
     summary = {"method": main,
@@ -338,7 +351,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     summary["region_rule"] = provenance_dict()
     excluded_vol, excluded_table = _physiology_summary(summary, pet, physiology.get(main), keep_physiological,
                                                        user is not None)
-    table = add_anatomy_reading(summary, table, pet, ct, labels_vol, _parse_liver_voi(liver_voi)[0], baseline)
+    table = add_anatomy_reading(summary, table, pet, ct, labels_vol, liver_centre, baseline,
+                                references={k: done[k] for k in ("liver", "blood_pool", "marrow")} if ct is not None else None)
     summary["provenance"] = provenance(
         inputs=inputs or {},
         method=main, thresholds_suv=thresholds.get(main),
@@ -370,8 +384,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         summary["provenance"]["skipped"] = skipped
     return QuantifyResult(table, summary, labels_vol, methods_table,
                           extra={"labels": seg_labels, "tables": tables,
-                                 "align_refs": alignment_references(pet, ct_hu),
-                                 "ct_on_pet": ct_hu, "excluded": excl},
+                                 "align_refs": align_refs, "excluded": excl,
+                                 "ct_on_pet": None if ct is None else ct_tissue_on(pet, ct, BoneParams().smooth_mm)[0]},
                           excluded=excluded_vol, excluded_table=excluded_table)
 
 
@@ -394,11 +408,40 @@ def _bone_once(pet: Volume, ct: Volume, labels: Volume, landmarks) -> None:
                                         for a in range(3)))
 
 
-def _ct_on_pet(pet: Volume, ct: Volume):
-    """The CT facts on the PET grid shared by the reference regions (cached: they are read later)."""
+def _ct_tasks(pet: Volume, ct: Volume, labels: Volume, liver_centre_mm) -> queue.SimpleQueue:
+    """The CT work that needs the CT facts on the PET grid but not the lesion sites, longest first: the liver,
+    blood-pool and marrow reference regions and the CT alignment image (binned HU)."""
+    from carpet.anatomy import blood_pool_reference, marrow_reference
+    from carpet.tracking import binned
+
+    tasks = queue.SimpleQueue()
+    for name, fn in (
+            ("liver", lambda: liver_reference(pet, ct, centre_mm=liver_centre_mm, lesions=labels)),
+            ("blood_pool", lambda: blood_pool_reference(pet, ct, lesions=labels)),
+            ("marrow", lambda: marrow_reference(pet, ct, lesions=labels)),
+            ("align_ct", lambda: binned(pet.with_array(ct_tissue_on(pet, ct, BoneParams().smooth_mm)[0],
+                                                       modality="CT", units="HU")))):
+        tasks.put((name, fn))
+    return tasks
+
+
+def _drain(tasks: queue.SimpleQueue, done: dict) -> None:
+    """Run queued ``(name, fn)`` tasks until the queue is empty, each result into ``done[name]``."""
+    while True:
+        try:
+            name, fn = tasks.get_nowait()
+        except queue.Empty:
+            return
+        done[name] = fn()
+
+
+def _tissue_then(pet: Volume, ct: Volume, tasks: queue.SimpleQueue, done: dict) -> None:
+    """The CT facts on the PET grid shared by the reference regions (:class:`carpet.anatomy.landmarks._CtOnPet`,
+    cached), then queued tasks."""
     from carpet.anatomy.landmarks import _CtOnPet
 
-    return _CtOnPet.build(pet, ct, BoneParams())
+    _CtOnPet.build(pet, ct, BoneParams())
+    _drain(tasks, done)
 
 
 def _exclude_physiology(pet: Volume, seg_labels: dict, landmarks) -> tuple[dict, dict]:
@@ -515,13 +558,17 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
         if not p.exists():
             raise InputError(f"{k} input not found", source=p)
     # In two threads beside the main one: decode the CT, which is needed only after the PET is
-    # segmented and measured, and hash the input files (hashlib releases the GIL).
+    # segmented and measured, and hash the input files (hashlib releases the GIL): a NIfTI image from the
+    # bytes its reader read, a folder (DICOM) and the masks from disk.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        ct = pool.submit(read_image, paths["ct"]) if "ct" in paths else None  # first in the queue
-        hashes = {k: pool.submit(file_sha256, p) for k, p in paths.items()}
+        hashes = {}
+        on_bytes = {k: (lambda raw, k=k: hashes.setdefault(k, pool.submit(bytes_sha256, raw))) for k in paths}
+        ct = pool.submit(read_image, paths["ct"], on_bytes=on_bytes["ct"]) if "ct" in paths else None  # first
+        hashes.update({k: pool.submit(file_sha256, p) for k, p in paths.items()
+                       if k not in ("pet", "ct") or p.is_dir()})
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            pet = read_image(paths["pet"])
+            pet = read_image(paths["pet"], on_bytes=on_bytes["pet"])
             check_pet(pet)
             masks = {k: read_mask(paths[k], reference=pet, roi=roi if k == "lesions" else None,
                                   what=f"{'lesion' if k == 'lesions' else 'exclusion'} mask")
@@ -535,7 +582,8 @@ def run_quantify(pet_path, *, out_dir, ct_path=None, lesions_path=None, exclude_
         roi_names = _roi_names(result, masks.get("lesions"))
         prov = result.summary["provenance"]
         prov["warnings"] = [str(w.message) for w in caught] + list(prov.get("warnings") or [])
-        prov["inputs"] = {k: {"path": str(p), "sha256": hashes[k].result()} for k, p in paths.items()}
+        prov["inputs"] = {k: {"path": str(p), "sha256": (hashes.get(k) or pool.submit(file_sha256, p)).result()}
+                          for k, p in paths.items()}
         prov["pet_units"] = pet.meta.get("units")
         prov["pet_units_assumed"] = bool(pet.meta.get("units_assumed", False))
         prov["bsa_source"] = bsa_source
@@ -652,16 +700,20 @@ def write_outputs(result: QuantifyResult, out_dir) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {"lesions": out / "lesions.csv", "summary": out / "summary.json",
              "labels": out / "lesions.nii.gz"}
-    write_csv(result.lesions, files["lesions"])
-    files["summary"].write_text(json.dumps(result.summary, indent=2, default=_json_default))
     n = int(result.labels.array.max()) if result.labels.array.size else 0
     # the smallest integer type that holds the labels: less to compress
     dtype = np.uint8 if n < 256 else np.uint16 if n < 65536 else np.int32
-    write_nifti(result.labels, files["labels"], dtype=dtype)
-    for modality, ref in result.extra.get("align_refs", {}).items():  # for a later follow-up's alignment
-        files[f"align_{modality.lower()}"] = write_nifti(ref, out / f"align_{modality.lower()}.nii.gz",
-                                                         dtype=np.int16 if modality == "CT" else np.float32,
-                                                         compresslevel=1)
+    with ThreadPoolExecutor(max_workers=2) as pool:   # the images are compressed in threads (zlib frees the GIL)
+        images = [pool.submit(write_nifti, result.labels, files["labels"], dtype=dtype)]
+        for modality, ref in result.extra.get("align_refs", {}).items():  # for a later follow-up's alignment
+            name = f"align_{modality.lower()}"
+            files[name] = out / f"{name}.nii.gz"
+            images.append(pool.submit(write_nifti, ref, files[name], compresslevel=1,
+                                      dtype=np.int16 if modality == "CT" else np.float32))
+        write_csv(result.lesions, files["lesions"])
+        files["summary"].write_text(json.dumps(result.summary, indent=2, default=_json_default))
+        for image in images:
+            image.result()
     tracked = result.extra.get("tracked")
     if tracked is not None and tracked.baseline_lesions is not None:
         files["baseline_lesions"] = out / "baseline_lesions.csv"

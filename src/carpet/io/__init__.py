@@ -17,7 +17,7 @@ __all__ = ["read_image", "read_nifti", "write_nifti", "read_series", "find_serie
 NIFTI_UNITS = ("SUVbw", "SUVlbm", "SUVbsa", "SUVibw", "HU")
 
 
-def read_image(path: str | Path, *, units: str | None = None, **suv_options) -> Volume:
+def read_image(path: str | Path, *, units: str | None = None, on_bytes=None, **suv_options) -> Volume:
     """Read a PET or CT image from a NIfTI file or a DICOM series folder.
 
     Parameters
@@ -27,6 +27,9 @@ def read_image(path: str | Path, *, units: str | None = None, **suv_options) -> 
         For NIfTI only: what the voxels hold (one of ``NIFTI_UNITS``). A NIfTI without ``units`` is
         taken to be PET in SUVbw (the contract of ``carpet quantify``), recorded as
         ``meta['units_assumed'] = True``.
+    on_bytes : callable, optional
+        For NIfTI only: called once with the file's bytes as read (to hash them without a second read; see
+        :func:`~carpet.io.nifti.read_nifti`). Not called for a DICOM folder.
     **suv_options
         For DICOM PET: ``norm``, ``lbm_formula`` and the overrides of :func:`carpet.suv.suv_factor`.
 
@@ -43,7 +46,7 @@ def read_image(path: str | Path, *, units: str | None = None, **suv_options) -> 
             raise InputError(f"NIfTI voxels in {units!r} cannot be converted to SUV without the DICOM "
                              f"header; give a NIfTI in one of {NIFTI_UNITS} or the DICOM series",
                              source=path)
-        return read_nifti(path, units=units or "SUVbw", units_assumed=units is None)
+        return read_nifti(path, on_bytes=on_bytes, units=units or "SUVbw", units_assumed=units is None)
     if path.is_file():
         raise InputError("a single file that is not NIfTI: a DICOM image is a folder of slices, one "
                          "file each", source=path, hint="give the folder of the series")

@@ -211,7 +211,7 @@ class StudyReading:
 
 
 def read_study(pet, ct, labels, lesions: pd.DataFrame, *, liver_centre_mm=None, deauville_params=None,
-               days_from_infusion: float | None = None) -> StudyReading:
+               days_from_infusion: float | None = None, references: dict | None = None) -> StudyReading:
     """Read one study: automatic (or given) liver and blood-pool references, spine marrow, per-lesion
     Deauville (lesion SUVmax), diffuse-marrow Deauville (marrow SUV median), the IMPeTUs record and metCR by
     each rule.
@@ -230,18 +230,25 @@ def read_study(pet, ct, labels, lesions: pd.DataFrame, *, liver_centre_mm=None, 
     liver_centre_mm : sequence of 3 floats, optional
         Liver VOI centre (LPS mm) overriding the automatic placement.
     deauville_params : DeauvilleParams, optional
+    references : dict, optional
+        The ``'liver'``, ``'blood_pool'`` and ``'marrow'`` reference regions when the caller has already read
+        them (with the same ``liver_centre_mm``): :func:`carpet.quantify.quantify_study` reads them while the
+        lesion sites are classified.
     """
     from carpet.anatomy import blood_pool_reference, liver_reference, marrow_reference
     from carpet.scores.deauville import DeauvilleParams, deauville_from_references, study_deauville
     from carpet.scores.metabolic_response import METCR_RULES, metabolic_complete_response
 
     params = deauville_params or DeauvilleParams()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # The three regions are independent and their heavy steps release the GIL: two at a time.
-        blood = pool.submit(blood_pool_reference, pet, ct, lesions=labels)
-        liver = liver_reference(pet, ct, centre_mm=liver_centre_mm, lesions=labels)
-        marrow = marrow_reference(pet, ct, lesions=labels)
-        blood = blood.result()
+    if references is not None:
+        liver, blood, marrow = (references[k] for k in ("liver", "blood_pool", "marrow"))
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The three regions are independent and their heavy steps release the GIL: two at a time.
+            blood = pool.submit(blood_pool_reference, pet, ct, lesions=labels)
+            liver = liver_reference(pet, ct, centre_mm=liver_centre_mm, lesions=labels)
+            marrow = marrow_reference(pet, ct, lesions=labels)
+            blood = blood.result()
     table = lesions.copy()
     table["deauville"] = deauville_from_references(table["suv_max"], liver, blood, params)
     bm_ds = (deauville_from_references([marrow.median], liver, blood, params)[0] if marrow.usable
