@@ -202,6 +202,18 @@ def test_crop_measures_equal_whole_grid_distance_transforms(margin_mm):
     _assert_measures_equal_whole_grid(bone, labels, spacing, margin_mm)
 
 
+def test_far_distance_of_an_elongated_lesion():
+    """A rod-shaped lesion far from bone: the bone nearest its centre (beside its middle) is not the bone
+    nearest the rod (beyond one end), so the far look-up must search around the whole rod, not its centre."""
+    spacing = (2.0, 2.0, 4.0)
+    bone = np.zeros((60, 40, 10), bool)
+    bone[55:58, 18:21, 4:6] = True                # 8 mm beyond the rod's end
+    bone[28:31, 35:38, 4:6] = True                # 30 mm beside the rod's middle (nearest its centre)
+    labels = np.zeros(bone.shape, np.int32)
+    labels[10:50, 18:21, 4:6] = 1                 # a rod 80 mm long
+    _assert_measures_equal_whole_grid(bone, labels, spacing, margin_mm=1.0)
+
+
 @pytest.mark.parametrize("margin_mm", [1.0, 6.0])
 def test_depth_bounded_by_the_array_border_only(margin_mm):
     """Bone filling the whole array but for a small pocket: the deepest lesion's nearest non-bone is the

@@ -391,21 +391,21 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
 
 def _bone_once(pet: Volume, ct: Volume, labels: Volume, landmarks) -> None:
     """Build the CT bone once for every region that will ask for it (:func:`carpet.anatomy.bone.ct_bone`
-    cuts their boxes from it): the lesions' region of the site rule and the mid-line band of the marrow and
-    reference regions. The band is placed on the PET's trunk centre line with 50 mm to spare, since the
-    CT's body is not found yet; a band that misses it is built on its own (same values, more time)."""
-    from carpet.anatomy.bone import ct_bone
+    cuts their boxes from it): each lesion's neighbourhood of the site rule and the mid-line band of the
+    marrow and reference regions, as a set of boxes (overlapping ones merged), not the box holding them all.
+    The band is placed on the PET's trunk centre line with 50 mm to spare, since the CT's body is not found
+    yet; a band that misses it is built on its own (same values, more time)."""
+    from carpet.anatomy.bone import build_ct_bone
     from carpet.anatomy.landmarks import SPINE_BAND_MM, band_region
-    from carpet.classify import site_region
+    from carpet.classify import site_regions
 
-    boxes = [site_region(labels, ct)]
+    boxes = site_regions(labels, ct)
     if landmarks.has_body.any():
         x_mid = float(np.nanmedian(landmarks.trunk_x_mm[landmarks.has_body]))
         boxes.append(band_region(ct, x_mid, SPINE_BAND_MM + 3.0 * max(pet.spacing) + 50.0))
     boxes = [b for b in boxes if b is not None]
     if boxes:
-        ct_bone(ct, BoneParams(), tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes))
-                                        for a in range(3)))
+        build_ct_bone(ct, BoneParams(), boxes)
 
 
 def _ct_tasks(pet: Volume, ct: Volume, labels: Volume, liver_centre_mm) -> queue.SimpleQueue:

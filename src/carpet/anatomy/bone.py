@@ -7,11 +7,12 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import cc3d
 import numpy as np
 from scipy import ndimage
 
-from carpet.anatomy._morphology import (AIR_HU, _axial_axis, _close_mm, _erode_mm, _fill_holes_slicewise,
-                                        _grown_box, _linear_onto, _occupied_box, _reach, _remove_small)
+from carpet.anatomy._morphology import (AIR_HU, _axial_axis, _ball_structure, _close_mm, _erode_mm,
+                                        _fill_holes_slicewise, _grown_box, _linear_onto, _occupied_box, _reach)
 from carpet.provenance import provenance
 from carpet.volume import Volume
 
@@ -83,6 +84,40 @@ def _denoise_ct(ct: Volume, smooth_mm: float) -> np.ndarray:
         arr = ndimage.gaussian_filter(arr, sigma=sigma, mode="nearest")
     return arr
 
+
+def _smooth_above(hu: np.ndarray, ct: Volume, params: BoneParams, slab: int = 16) -> np.ndarray:
+    """``_denoise_ct(hu) >= hu_bone`` for ``hu``, a box of ``ct``'s array, smoothed only near raw voxels
+    ≥ ``hu_bone``: slab by slab along the axial axis (with the kernel's reach of slices around), in each slab
+    the box of those voxels grown by two kernel radii (:func:`_bone_box`'s argument: a smoothed voxel farther
+    than one radius from them is below the threshold, and one within it sees only voxels of the box). The
+    same mask, where the skeleton's slices are far narrower than its box (a whole body: 2-3 times less)."""
+    sigma = [params.smooth_mm / s if params.smooth_mm > s / 3.0 else 0.0 for s in ct.spacing]   # _denoise_ct's
+    if not any(sigma):
+        return np.asarray(hu, dtype=np.float32) >= params.hu_bone
+    reach = [int(4.0 * sd + 0.5) for sd in sigma]     # gaussian_filter's radius (truncate = 4)
+    ax = _axial_axis(ct)
+    out = np.zeros(hu.shape, bool)
+    n = hu.shape[ax]
+    for k0 in range(0, n, slab):
+        k1 = min(n, k0 + slab)
+        lo, hi = max(0, k0 - 2 * reach[ax]), min(n, k1 + 2 * reach[ax])
+        read = [slice(None)] * 3
+        read[ax] = slice(lo, hi)
+        block = hu[tuple(read)]
+        box = _occupied_box(block >= params.hu_bone, [2 * r for r in reach])
+        if box is None:
+            continue
+        box = list(box)
+        box[ax] = slice(0, hi - lo)
+        smooth = ndimage.gaussian_filter(np.asarray(block[tuple(box)], dtype=np.float32), sigma=sigma,
+                                         mode="nearest")
+        rows = [slice(None)] * 3
+        rows[ax] = slice(k0 - lo, k1 - lo)             # this slab's slices of the smoothed block
+        box[ax] = slice(k0, k1)
+        out[tuple(box)] = smooth[tuple(rows)] >= params.hu_bone
+    return out
+
+
 def _bone_box(hu: np.ndarray, spacing, params: BoneParams) -> tuple[slice, ...] | None:
     """The box holding every voxel the bone mask can contain, grown so that the mask computed in it is the
     mask of the whole grid; None when no voxel reaches ``hu_bone``.
@@ -91,22 +126,72 @@ def _bone_box(hu: np.ndarray, spacing, params: BoneParams) -> tuple[slice, ...] 
     ``hu_bone`` lie within one kernel radius of a raw voxel at or above it; a second radius keeps their
     smoothed values exact, and the closing radius plus two voxels leave a ring of background around the bone,
     connected to the outside as the rest of the grid is (hole filling unchanged).
+
+    The raw voxels' box comes from maximum projections (a line holds a voxel ≥ ``hu_bone`` when its maximum
+    is): one projection along the slowest axis in memory, the last one in the footprint's box only — the
+    same box as the threshold mask's, without a mask of the whole grid.
     """
     gauss = [int(4.0 * params.smooth_mm / sp + 0.5) if params.smooth_mm > 0 else 0 for sp in spacing]  # truncate=4
-    return _occupied_box(hu >= params.hu_bone,
-                         [2 * g + int(np.ceil(params.closing_mm / sp)) + 2 for g, sp in zip(gauss, spacing)])
+    grow = [2 * g + int(np.ceil(params.closing_mm / sp)) + 2 for g, sp in zip(gauss, spacing)]
+    if hu.size == 0:
+        return None
+    peak = np.fmax.reduce if np.issubdtype(hu.dtype, np.floating) else np.maximum.reduce   # fmax: NaN is no bone
+    slow = int(np.argmax(np.abs(hu.strides)))
+    rest = [a for a in range(3) if a != slow]
+    foot = peak(hu, axis=slow) >= params.hu_bone
+    box2 = _occupied_box(foot[..., None], 0)
+    if box2 is None:
+        return None
+    crop = [slice(None)] * 3
+    for a, b in zip(rest, box2[:2]):
+        crop[a] = b
+    line = peak(hu[tuple(crop)], axis=tuple(rest)) >= params.hu_bone
+    on = np.flatnonzero(line)
+    crop[slow] = slice(int(on[0]), int(on[-1]) + 1)
+    return tuple(slice(max(0, c.start - g), min(n, c.stop + g)) for c, g, n in zip(crop, grow, hu.shape))
+
+
+def _close_bone(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
+    """:func:`_close_mm` (closing by the Euclidean ball, background beyond the array); when the ball's voxels
+    fill its bounding box (the 3-mm closing on CT voxels of 1.5–2 mm in-plane and ≥ 4 mm apart: a 3×3 square)
+    the dilation and erosion by a box are runs of shifted ORs and ANDs along each axis — the same mask as
+    ``ndimage``'s binary morphology with the ball, several times faster. Written here: scipy has no separable
+    binary morphology."""
+    ball = _ball_structure(radius_mm, spacing) if radius_mm > 0 else None
+    if ball is None or not ball.all():
+        return _close_mm(mask, radius_mm, spacing)
+    half = [(n - 1) // 2 for n in ball.shape]
+    # the dilation reaches ``half`` beyond the array; uint8 views: bitwise ops are 4x faster than bool ones
+    padded = np.pad(mask, [(h, h) for h in half]).view(np.uint8)
+    for a, h in enumerate(half):                        # dilation: OR of the shifted masks along each axis
+        src = padded.copy(order="K")
+        for k in range(1, h + 1):
+            np.bitwise_or(_shifted(padded, a, k), _shifted(src, a, -k), out=_shifted(padded, a, k))
+            np.bitwise_or(_shifted(padded, a, -k), _shifted(src, a, k), out=_shifted(padded, a, -k))
+    for a, h in enumerate(half):                        # erosion: AND (the padding's own values are wrong
+        src = padded.copy(order="K")                    # where its ball leaves the array, but it is cut off)
+        for k in range(1, h + 1):
+            np.bitwise_and(_shifted(padded, a, k), _shifted(src, a, -k), out=_shifted(padded, a, k))
+            np.bitwise_and(_shifted(padded, a, -k), _shifted(src, a, k), out=_shifted(padded, a, -k))
+    return padded.view(bool)[tuple(slice(h, padded.shape[a] - h) for a, h in enumerate(half))]
+
+
+def _shifted(arr: np.ndarray, axis: int, k: int) -> np.ndarray:
+    """The view of ``arr`` that a shift by ``k`` voxels along ``axis`` pairs with :func:`_shifted` (-k):
+    ``k > 0`` drops the first ``k`` planes, ``k < 0`` the last ``-k``."""
+    sl = [slice(None)] * 3
+    sl[axis] = slice(k, None) if k > 0 else slice(None, arr.shape[axis] + k)
+    return arr[tuple(sl)]
 
 
 def _skeleton_only(solid: np.ndarray, hu: np.ndarray, box, shape, voxel_ml: float,
                    params: BoneParams) -> np.ndarray:
     """``solid`` without the pieces that are not skeleton: a piece (26-connected) stays when it holds a raw
     voxel ≥ ``cortex_hu`` and either holds ≥ ``skeleton_min_ml`` or reaches the CT's field-of-view border."""
-    import cc3d
-
     lab, n = cc3d.connected_components(solid, connectivity=26, return_N=True)
     if n == 0:
         return solid
-    sizes = np.bincount(lab.ravel(order="K"), minlength=n + 1)
+    sizes = np.bincount(lab[solid], minlength=n + 1)    # the pieces' voxels only (background's count unused)
     compact = np.zeros(n + 1, bool)
     compact[lab[np.asarray(hu) >= params.cortex_hu]] = True
     border = np.zeros(n + 1, bool)
@@ -117,7 +202,13 @@ def _skeleton_only(solid: np.ndarray, hu: np.ndarray, box, shape, voxel_ml: floa
             border[np.unique(lab.take(-1, axis=a))] = True
     keep = compact & ((sizes * voxel_ml >= params.skeleton_min_ml) | border)
     keep[0] = False
-    return keep[lab]
+    gone = np.flatnonzero(~keep[1:]) + 1
+    if gone.size > 8:
+        return keep[lab]
+    out = solid.copy()                                  # a few pieces to drop (usually none): one pass each
+    for piece in gone:
+        out[lab == piece] = False
+    return out
 
 
 def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams = BoneParams(),
@@ -150,30 +241,10 @@ def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams
     """
     mask = np.zeros(ct.shape, bool)
     written = None                                      # the box holding every bone voxel of the mask
-    hu_all = np.asarray(ct.array)
-    read = tuple(slice(0, n) for n in ct.shape)
-    if region is not None:
-        read = _grown_box(region, _reach(params.region_margin_mm + 4.0 * params.smooth_mm + 2 * params.closing_mm,
-                                         ct.spacing), ct.shape)
-    hu = hu_all[read]
-    box = _bone_box(hu, ct.spacing, params)
-    if box is not None:
-        sub = hu[box]
-        arr = _denoise_ct(Volume(sub, ct.spacing, ct.origin, ct.direction), params.smooth_mm)
-        part = arr >= params.hu_bone
-        part = _remove_small(part, int(np.ceil(params.min_component_ml / ct.voxel_volume_ml)))
-        part = _close_mm(part, params.closing_mm, ct.spacing)
-        axis = _axial_axis(ct)
-        pixel_mm2 = float(np.prod([s for a, s in enumerate(ct.spacing) if a != axis]))
-        part = _fill_holes_slicewise(part, axis, params.max_hole_mm2 / pixel_mm2)
-        solid = _skeleton_only(part, sub, box, hu.shape, ct.voxel_volume_ml, params)
-        at = [slice(r.start + b.start, r.start + b.stop) for r, b in zip(read, box)]
-        if region is not None:                          # only the box asked for: the margin is less exact
-            at = [slice(max(a.start, g.start), max(max(a.start, g.start), min(a.stop, g.stop)))
-                  for a, g in zip(at, region)]
-        first = [r.start + b.start for r, b in zip(read, box)]
-        kept = solid[tuple(slice(a.start - f, a.stop - f) for a, f in zip(at, first))]
-        mask[tuple(at)] = kept
+    built = _bone_in(ct, params, region)
+    if built is not None:
+        at, kept = built
+        mask[at] = kept
         tight = _occupied_box(kept, 0)                  # of the small array: cheap
         written = None if tight is None else tuple(slice(a.start + t.start, a.start + t.stop)
                                                    for a, t in zip(at, tight))
@@ -186,30 +257,194 @@ def bone_mask(ct: Volume, *, reference: Volume | None = None, params: BoneParams
     return out
 
 
+def _bone_in(ct: Volume, params: BoneParams, region: tuple[slice, ...] | None):
+    """(box, mask) of :func:`bone_mask` on the CT grid: the box (within ``region``) holding every voxel that can
+    be bone and the mask there; None when no voxel reaches ``hu_bone``."""
+    hu_all = np.asarray(ct.array)
+    read = tuple(slice(0, n) for n in ct.shape)
+    if region is not None:
+        read = _grown_box(region, _read_reach(ct, params), ct.shape)
+    hu = hu_all[read]
+    box = _bone_box(hu, ct.spacing, params)
+    if box is None:
+        return None
+    sub = hu[box]
+    part = _smooth_above(sub, ct, params)
+    part = cc3d.dust(part, threshold=int(np.ceil(params.min_component_ml / ct.voxel_volume_ml)), connectivity=26,
+                     in_place=True)                     # speckles: _remove_small's result, faster
+    part = _close_bone(part, params.closing_mm, ct.spacing)
+    axis = _axial_axis(ct)
+    pixel_mm2 = float(np.prod([s for a, s in enumerate(ct.spacing) if a != axis]))
+    part = _fill_holes_slicewise(part, axis, params.max_hole_mm2 / pixel_mm2)
+    solid = _skeleton_only(part, sub, box, hu.shape, ct.voxel_volume_ml, params)
+    at = [slice(r.start + b.start, r.start + b.stop) for r, b in zip(read, box)]
+    if region is not None:                              # only the box asked for: the margin is less exact
+        at = [slice(max(a.start, g.start), max(max(a.start, g.start), min(a.stop, g.stop)))
+              for a, g in zip(at, region)]
+    first = [r.start + b.start for r, b in zip(read, box)]
+    return tuple(at), solid[tuple(slice(a.start - f, a.stop - f) for a, f in zip(at, first))]
+
+
+def _read_reach(ct: Volume, params: BoneParams) -> list[int]:
+    """Voxels per axis of CT read around a region (:func:`bone_mask`): the margin, smoothing and closing."""
+    return _reach(params.region_margin_mm + 4.0 * params.smooth_mm + 2 * params.closing_mm, ct.spacing)
+
+
+def merge_boxes(boxes, grow=None, shape=None) -> list[tuple[slice, ...]]:
+    """Boxes with every overlapping pair replaced by the box holding both, until none overlap (a voxel then
+    lies in one box: it is built once). With ``grow`` (voxels per axis) and ``shape``, two boxes are also
+    merged when their boxes grown by ``grow`` overlap and the grown merged box holds no more voxels than the
+    two grown boxes: what the CT read around each (:func:`bone_mask`'s margin) costs no more merged."""
+    out = [tuple(b) for b in boxes if b is not None]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, b = out[i], out[j]
+                join = _overlap(a, b)
+                both = tuple(slice(min(x.start, y.start), max(x.stop, y.stop)) for x, y in zip(a, b))
+                if not join and grow is not None:
+                    ga, gb, gu = (_grown_box(x, grow, shape) for x in (a, b, both))
+                    join = _overlap(ga, gb) and _size(gu) <= _size(ga) + _size(gb)
+                if join:
+                    out[i] = both
+                    del out[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return out
+
+
+def _overlap(a, b) -> bool:
+    return all(x.start < y.stop and y.start < x.stop for x, y in zip(a, b))
+
+
+def _size(box) -> int:
+    return int(np.prod([b.stop - b.start for b in box]))
+
+
+class _BuiltBone:
+    """The bone of one (CT, parameters) built so far: a CT-grid mask (False where nothing was built; pages
+    never written cost no memory) and the boxes built, each with the tight box of its bone. A box overlapping
+    one built before writes the overlap again: the same values wherever both meet :func:`bone_mask`'s region
+    contract (the whole CT's mask)."""
+
+    def __init__(self, ct: Volume, params: BoneParams):
+        self.ct, self.params = ct, params
+        self.array = np.zeros(ct.shape, bool)
+        self.boxes: list = []
+        self.tight: list = []
+        self._extent = ...
+
+    def extent(self) -> tuple[slice, ...] | None:
+        """The box of the grid holding every voxel the whole CT's mask can hold (:func:`_bone_box`)."""
+        if self._extent is ...:
+            self._extent = _bone_box(np.asarray(self.ct.array), self.ct.spacing, self.params)
+        return self._extent
+
+    def covers(self, box) -> bool:
+        return any(_contains(b, box, self.ct.shape) for b in self.boxes)
+
+    def build(self, boxes) -> None:
+        """Build the boxes not inside one already built, overlapping (or cheaper merged) ones merged."""
+        todo = [b for b in boxes if not self.covers(b)]
+        for box in merge_boxes(todo, _read_reach(self.ct, self.params), self.ct.shape):
+            if self.covers(box):
+                continue
+            built = _bone_in(self.ct, self.params, box)
+            tight = None
+            if built is not None:
+                at, kept = built
+                self.array[at] = kept
+                t = _occupied_box(kept, 0)
+                tight = None if t is None else tuple(slice(a.start + s.start, a.start + s.stop)
+                                                     for a, s in zip(at, t))
+            self.boxes.append(box)
+            self.tight.append(tight)
+
+
 _BONE_LOCK = threading.Lock()
-_BONE_CACHE: list = []                                  # (ct, params, region or None, mask Volume), newest last
+_BONE_CACHE: list = []                                  # _BuiltBone of the last CT (one per params), newest last
 
 
-def ct_bone(ct: Volume, params: BoneParams = BoneParams(), region: tuple[slice, ...] | None = None) -> Volume:
-    """:func:`bone_mask` on the CT's own grid (in ``region`` only, when given), cached for the last CT (volumes
-    hash by identity): a region inside one already built is cut from it, so that the lesion sites, the marrow
-    and the reference regions of one study build the bone once (:func:`carpet.quantify.quantify_study` asks
-    first for the box holding all of them). Threads asking at once wait for one build. Do not modify the
-    CT's array in place between calls."""
+def ct_bone(ct: Volume, params: BoneParams = BoneParams(), region=None, *, all_built: bool = False) -> Volume:
+    """:func:`bone_mask` on the CT's own grid, only in ``region`` when given (one box of the CT grid or a list
+    of boxes: spec §4.3, "where the rule needs the CT"), cached for the last CT (volumes hash by identity).
+
+    Boxes are built once: a box inside one already built is cut from it, and the boxes of one call are built
+    as a set — overlapping ones merged, so that no voxel is built twice, but never into the box holding all of
+    them (:func:`merge_boxes`). :func:`carpet.quantify.quantify_study` asks first for every lesion's
+    neighbourhood and the mid-line band, which the lesion sites and the reference regions then cut. Threads
+    asking at once wait for one build. Do not modify the CT's array in place between calls.
+
+    Returns
+    -------
+    Volume
+        The mask in the boxes asked for (overlapping ones merged: ``meta['bone_boxes']``), False elsewhere,
+        so that results do not depend on what was asked before; ``meta['bone_box']`` is a box holding all
+        its bone (None: none). With no region: the whole CT's mask (shared with the cache: do not modify).
+        With ``all_built``, a copy holding every box built so far for this CT (``meta['bone_boxes']``), for
+        a caller whose results do not depend on it (:class:`carpet.classify._Bone` builds what it reads).
+    """
+    asked, built, tight = _build(ct, params, region)
+    if all_built:
+        with _BONE_LOCK:
+            asked, tight = list(built.boxes), [t for t in built.tight if t is not None]
+            array = np.zeros(ct.shape, bool)
+            for t in tight:                             # no bone outside the tight boxes
+                array[t] = built.array[t]
+    elif region is None:
+        array = built.array
+    else:
+        array = np.zeros(ct.shape, bool)
+        for box in asked:
+            array[box] = built.array[box]
+        tight = [t for t in (_intersect(t, a) for t in tight for a in asked) if t is not None]
+    bone_box = None if not tight else tuple(slice(min(t[a].start for t in tight), max(t[a].stop for t in tight))
+                                            for a in range(3))
+    prov = provenance(method="ct_bone_mask", **params.as_dict(), grid="ct",
+                      region=None if region is None and not all_built else
+                      [[[int(b.start), int(b.stop)] for b in box] for box in asked])
+    return Volume(array, ct.spacing, ct.origin, ct.direction, {"provenance": prov, "modality": "mask",
+                                                               "bone_box": bone_box, "bone_boxes": asked})
+
+
+def build_ct_bone(ct: Volume, params: BoneParams = BoneParams(), region=None) -> None:
+    """Build (and cache) what :func:`ct_bone` with these arguments would return, without returning it: for a
+    caller that only prepares the boxes other steps will ask for."""
+    _build(ct, params, region)
+
+
+def ct_bone_extent(ct: Volume, params: BoneParams = BoneParams()) -> tuple[slice, ...] | None:
+    """A box of the CT grid outside which no voxel is bone (the mask of any region, or of the whole CT, is
+    False there): the raw voxels ≥ ``hu_bone`` grown by the smoothing and closing reach (:func:`_bone_box`);
+    None when the CT has none. Cached with :func:`ct_bone`'s boxes."""
+    built = _build(ct, params, [])[1]
     with _BONE_LOCK:
-        for c, p, built, mask in reversed(_BONE_CACHE):
-            if c is ct and p == params and _contains(built, region, ct.shape):
+        return built.extent()
+
+
+def _build(ct: Volume, params: BoneParams, region):
+    """(the boxes asked, overlapping ones merged; the cache entry; the tight bone boxes built so far)."""
+    whole = tuple(slice(0, n) for n in ct.shape)
+    one = isinstance(region, tuple) and len(region) > 0 and isinstance(region[0], slice)
+    asked = [whole] if region is None else merge_boxes([region] if one else region)
+    with _BONE_LOCK:
+        for built in _BONE_CACHE:
+            if built.ct is ct and built.params == params:
                 break
         else:
-            mask = bone_mask(ct, params=params, region=region)
-            _BONE_CACHE[:] = [e for e in _BONE_CACHE if e[0] is ct][-2:] + [(ct, params, region, mask)]
-            built = region
-    bone_box = mask.meta.get("bone_box")
-    if region is None or built == region or bone_box is None or _contains(region, bone_box, ct.shape):
-        return mask                                     # nothing outside the region asked for
-    part = np.zeros(ct.shape, bool)                     # the region asked for, not more: results do not
-    part[region] = np.asarray(mask.array)[region]       # depend on what was asked before
-    return mask.with_array(part)
+            built = _BuiltBone(ct, params)
+            _BONE_CACHE[:] = [e for e in _BONE_CACHE if e.ct is ct][-2:] + [built]
+        built.build(asked)
+        return asked, built, [t for t in built.tight if t is not None]
+
+
+def _intersect(a, b):
+    """The common box of ``a`` and ``b``, None when they do not overlap."""
+    return tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b)) if _overlap(a, b) else None
 
 
 def _contains(outer, inner, shape) -> bool:
