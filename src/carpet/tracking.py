@@ -569,11 +569,27 @@ def binned(vol: Volume, voxel_mm: float = ALIGN_VOXEL_MM) -> Volume:
     out, order = (out.T, [2, 1, 0]) if flip else (out, [0, 1, 2])
     for a, k in enumerate(order):  # one axis at a time: a 6-D mean over strided axes is 5× slower
         if factors[k] > 1:
-            out = out.reshape(*out.shape[:a], n[k], factors[k], *out.shape[a + 1:]).sum(axis=a + 1)
+            out = _block_sums(out, a, factors[k])
     out = (out.T if flip else out) * np.float32(1.0 / np.prod(factors))
     origin = vol.index_to_world((np.asarray(factors) - 1) / 2.0)
     spacing = tuple(s * f for s, f in zip(vol.spacing, factors))
     return Volume(out, spacing, tuple(origin), vol.direction, {**vol.meta, "binned_from_mm": list(vol.spacing)})
+
+
+def _block_sums(arr: np.ndarray, axis: int, factor: int) -> np.ndarray:
+    """Sums of ``factor`` consecutive slices of ``arr`` along ``axis`` (its length a multiple of ``factor``).
+
+    Below 8 terms numpy's sum adds them one after the other, so adding the strided slices in order gives the
+    same float32 values as ``reshape(..., n, factor, ...).sum()`` at a quarter of the cost (no reduction
+    machinery over a short axis); longer blocks go through numpy's (pairwise) sum."""
+    if factor >= 8:
+        n = arr.shape[axis] // factor
+        return arr.reshape(*arr.shape[:axis], n, factor, *arr.shape[axis + 1:]).sum(axis=axis + 1)
+    part = lambda i: arr[(slice(None),) * axis + (slice(i, None, factor),)]  # noqa: E731
+    out = part(0) + part(1)
+    for i in range(2, factor):
+        out += part(i)
+    return out
 
 
 def alignment_references(pet: Volume, ct_hu_on_pet: np.ndarray | None) -> dict[str, Volume]:

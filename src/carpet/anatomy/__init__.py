@@ -15,7 +15,11 @@ Automatic placement — the heuristics and how they fail
 ------------------------------------------------------
 Both placements work on the PET grid (the region is drawn there anyway) with the CT resampled onto it and
 Gaussian-smoothed (σ = 1 mm) against low-dose noise. The body is the largest connected region at or above
-``-400 HU`` with its in-slice holes filled; the lungs are the air (``< -400 HU``) enclosed by it.
+``-400 HU`` with its in-slice holes filled; the lungs are the air (``< -400 HU``) enclosed by it. Each search
+reads only the box where its candidates can lie (the liver: right of the mid-line, from the lung's centroid
+down to ``search_below_lung_mm`` below its base; the aorta: the columns between the lungs' centroids over the
+thorax's slices; the marrow: the mid-line band) grown by the reach of its tests: the same decisions as over
+the whole grid, at the cost of the box.
 
 *Liver*: candidate centres are soft-tissue voxels (``liver_hu``, bone excluded) in the patient's right half
 (LPS ``x`` below the body's mid-line), at least one sphere radius plus one voxel from any non-soft-tissue voxel
