@@ -300,3 +300,97 @@ def test_envelope_restoration_equals_whole_grid_closings():
     assert added[0] > 0 and added[2] > 0 and added[4] == 1 and added[1] == added[3] == 0
     far_only = (labels == 4).astype(np.int32)
     assert _restore_envelope(bone, far_only, radius, spacing, axial_axis=2) is bone    # nothing added: no copy
+
+
+# Anisotropic spacings, dyadic (exact arithmetic) and not (rounded squares and sums), and one in-slice grid.
+EDT_SPACINGS = [(1.5625, 1.5625, 4.0), (0.976562, 0.976562, 3.27), (2.0, 1.17, 0.7), (0.859375, 1.3, 2.5)]
+
+
+def _blobs(rng, shape, fraction, sigma=1.5):
+    """Random smooth blobs (a thresholded smoothed noise field) holding about ``fraction`` of the voxels."""
+    from scipy import ndimage
+
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
+    return field > np.quantile(field, 1.0 - fraction)
+
+
+def _tie_radii(edt, lo, hi):
+    """Radii in [lo, hi] that are distances the EDT itself reports: voxels lie exactly at the radius."""
+    values = np.unique(edt[(edt >= lo) & (edt <= hi)])
+    return [float(values[0]), float(values[len(values) // 2]), float(values[-1])]
+
+
+@pytest.mark.parametrize("spacing", EDT_SPACINGS)
+def test_windowed_distances_equal_scipy_edt(spacing):
+    """``_nearest_sq`` is scipy's ``distance_transform_edt`` before its square root, bit for bit: with a window
+    holding the whole array every value; with a window of radius r (exact-tie radii: distances the EDT
+    reports), every value ≤ r, and every other value > r."""
+    from scipy import ndimage
+
+    from carpet.classify import _nearest_sq, _window
+
+    rng = np.random.default_rng(17)
+    for density in (0.002, 0.03, 0.3):
+        feat = rng.random((19, 23, 13)) < density
+        feat[3, 4, 5] = True
+        edt = ndimage.distance_transform_edt(~feat, sampling=spacing)
+        whole = feat.shape
+        got = np.sqrt(_nearest_sq(np.pad(feat, [(n, n) for n in whole]), whole, spacing))
+        np.testing.assert_array_equal(got, edt)
+        for radius in _tie_radii(edt, 2.0, 9.0) + [3.0 * spacing[2], 4.0 * spacing[0]]:
+            w = _window(radius, spacing)
+            got = np.sqrt(_nearest_sq(np.pad(feat, [(k, k) for k in w]), w, spacing))
+            near = edt <= radius
+            np.testing.assert_array_equal(got[near], edt[near])
+            assert (got[~near] > radius).all()
+
+
+@pytest.mark.parametrize("spacing", EDT_SPACINGS + [(1.5625, 1.5625, 1e9)])
+def test_closing_at_voxels_equals_whole_grid_closing(spacing):
+    """``_closed_at`` (the closing evaluated at the wanted voxels only) equals ``_close_mm``'s closing of the
+    whole array (distance transforms; background beyond the array), at exact-tie radii — distances between
+    voxel centres, so that voxels lie exactly on the ball's surface — and for a ball small enough for binary
+    morphology; wanted voxels everywhere, the array's faces included."""
+    from scipy import ndimage
+
+    from carpet.anatomy import _close_mm
+    from carpet.classify import _closed_at
+
+    rng = np.random.default_rng(4)
+    mask = _blobs(rng, (34, 30, 16), 0.25)
+    want = rng.random(mask.shape) < 0.4
+    in_plane = tuple(s for s in spacing if s < 1e6)
+    probe = np.zeros((15, 15, 9), bool)
+    probe[7, 7, 4] = True
+    offsets = ndimage.distance_transform_edt(~probe, sampling=spacing)   # every offset's distance, as EDT has it
+    for radius in _tie_radii(offsets, 4.0, 8.0) + [1.05 * min(in_plane)]:
+        expect = _close_mm(mask, radius, spacing) & want
+        np.testing.assert_array_equal(_closed_at(mask, want, radius, spacing), expect)
+    assert (_close_mm(mask, 6.0, spacing) & want & ~mask).any()   # the closing does add voxels here
+
+
+@pytest.mark.parametrize("spacing", EDT_SPACINGS)
+def test_measures_equal_whole_grid_on_random_bone(spacing):
+    """Distances (up to the margin; farther ones come from the k-d tree), contact shares and depths of random
+    lesions in random bone equal the whole grid's distance transforms exactly (==), with margins at exact ties (distances the EDT reports) and lesions deeper in
+    bone than the margin (the depth search must grow its window, bounded by the first pass's maximum)."""
+    from scipy import ndimage
+
+    from carpet.classify import _lesion_bone_measures
+
+    rng = np.random.default_rng(9)
+    bone = _blobs(rng, (40, 36, 22), 0.45, sigma=2.5)
+    labels = cc3d.connected_components(_blobs(rng, bone.shape, 0.08), connectivity=26).astype(np.int32)
+    ids = np.unique(labels[labels > 0])
+    outside = ndimage.distance_transform_edt(~bone, sampling=spacing)
+    depth = ndimage.distance_transform_edt(np.pad(bone, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+    deepest = [depth[labels == lid].max() for lid in ids]
+    for margin in _tie_radii(depth[bone], 0.8, 2.0):
+        assert max(deepest) > 2 * margin                 # some depths need a grown window
+        m = _lesion_bone_measures(bone, labels, ids, spacing, margin, touch_mm=margin)
+        for i, lid in enumerate(ids):
+            sel = labels == lid
+            gap = outside[sel].min()                     # beyond the margin: the k-d tree's rounding
+            assert m["d_centre"][i] == gap if gap <= margin else m["d_centre"][i] == pytest.approx(gap, rel=1e-12)
+            assert m["depth"][i] == deepest[i]
+            assert m["touch"][i] == np.count_nonzero(outside[sel] <= margin) / sel.sum()

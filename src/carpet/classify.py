@@ -50,8 +50,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from carpet.anatomy import (BoneParams, _axial_axis, _close_in_box, _grown_box, _occupied_box, _reach, ct_bone,
-                            ct_bone_on)
+from carpet.anatomy import (BoneParams, _axial_axis, _ball_structure, _close_in_box, _grown_box, _occupied_box,
+                            _reach, ct_bone, ct_bone_on)
 from carpet.anatomy.bone import _intersect, ct_bone_extent
 from carpet.errors import InputError
 from carpet.provenance import provenance
@@ -310,39 +310,153 @@ def _restored_voxels(bone: np.ndarray, labels: _GridLabels, lid: int, box, radiu
                      axial_axis: int) -> tuple[tuple[slice, ...], np.ndarray] | None:
     """(box, mask) of lesion ``lid``'s non-bone voxels that the closing of one bone near it fills; None if none.
 
-    Computed in the lesion's box grown by the closing's reach (2 radii): the bones are the connected parts of
-    ``bone`` there, and only parts with a voxel within ``radius_mm`` of the lesion are closed (a closing lies
-    in the dilation). The closings are evaluated on the lesion's box only (:func:`_close_in_box`) and the
-    in-slice one is skipped once the 3-D one restored every voxel.
+    Only lesion voxels within one radius of bone can be filled (a closing lies in the dilation): a lesion
+    with none costs one windowed distance look-up in its box. Otherwise the bones are the connected parts of
+    ``bone`` in the lesion's box grown by the closing's reach (2 radii), and only a part with a voxel within
+    one radius of those voxels can fill them: its closings (3-D ball, then the in-slice disc for the voxels
+    the ball left) are evaluated at those voxels only (:func:`_closed_at`).
     """
     in_slice = tuple(1e9 if a == axial_axis else s for a, s in enumerate(spacing))   # no reach across slices
-    reach = _reach(2 * radius_mm, spacing)
-    half = [int(np.ceil(radius_mm / s)) for s in spacing]
-    grown = _grown_box(box, reach, bone.shape)
-    crop = bone[grown]
-    lesion = labels.mask(grown, lid)
-    todo = lesion & ~crop                               # only these voxels can be added
-    if not todo.any():
+    near = labels.mask(box, lid) & ~bone[box]           # only these voxels can be added ...
+    near = _within(bone, near, radius_mm, spacing, at=box)  # ... those within one radius of bone
+    if not near.any():
         return None
-    lbox = _occupied_box(lesion, 0)
-    near_box = _grown_box(lbox, half, lesion.shape)     # holds every voxel within one radius of the lesion
-    near = ndimage.distance_transform_edt(~lesion[near_box], sampling=spacing) <= radius_mm
+    grown = _grown_box(box, _reach(2 * radius_mm, spacing), bone.shape)
+    crop = bone[grown]
+    todo = np.zeros(crop.shape, bool)
+    todo[tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown))] = near
     parts = cc3d.connected_components(crop, connectivity=26)   # ndimage.label's parts, 5x faster
-    relevant = np.unique(parts[near_box][near & (parts[near_box] > 0)])
-    todo = todo[lbox]
+    relevant = np.unique(parts[_occupied_box(todo, _window(radius_mm, spacing))])
     added = np.zeros_like(todo)
-    for part in relevant:
+    for part in relevant[relevant > 0]:
         one = parts == part
-        new = _close_in_box(one, lbox, radius_mm, spacing) & todo
-        if (todo & ~new).any():                         # else all restored: the in-slice closing adds nothing
-            new |= _close_in_box(one, lbox, radius_mm, in_slice) & todo
+        new = _closed_at(one, todo, radius_mm, spacing)
+        left = todo & ~new
+        if left.any():
+            new |= _closed_at(one, left, radius_mm, in_slice)
         added |= new
         todo &= ~new
         if not todo.any():
             break
-    if not added.any():
+    where = _occupied_box(added, 0)
+    if where is None:
         return None
-    return tuple(slice(g.start + b.start, g.start + b.stop) for g, b in zip(grown, lbox)), added
+    return tuple(slice(g.start + b.start, g.start + b.stop) for g, b in zip(grown, where)), added[where]
+
+
+def _window(radius_mm: float, spacing) -> tuple[int, ...]:
+    """Per axis the largest voxel offset ``d`` whose length ``fl(d * s)`` is at most ``radius_mm``.
+
+    An offset beyond it is farther than ``radius_mm`` in scipy's EDT arithmetic too: the EDT's distance
+    ``sqrt(fl(fl(x0² + x1²) + x2²))`` with ``x = fl(d * s)`` is at least each ``x`` (sums of non-negative
+    terms only grow, and ``sqrt(fl(x²)) = x`` in binary floating point), so a search over these offsets finds
+    every voxel at most ``radius_mm`` away, ties included.
+    """
+    out = []
+    for s in spacing:
+        d = int(np.floor(radius_mm / s)) + 1
+        while d > 0 and d * float(s) > radius_mm:
+            d -= 1
+        out.append(d)
+    return tuple(out)
+
+
+def _around(arr: np.ndarray, box, window, fill: bool) -> np.ndarray:
+    """``arr`` over ``box`` grown by ``window`` voxels per axis (C order), ``fill`` beyond ``arr``'s bounds."""
+    want = [(b.start - w, b.stop + w) for b, w in zip(box, window)]
+    src = tuple(slice(max(lo, 0), min(hi, n)) for (lo, hi), n in zip(want, arr.shape))
+    pad = [(s.start - lo, hi - s.stop) for s, (lo, hi) in zip(src, want)]
+    if not any(p for pair in pad for p in pair):
+        return np.ascontiguousarray(arr[src])
+    return np.pad(arr[src], pad, constant_values=fill)
+
+
+def _squares(window: int, s: float) -> np.ndarray:
+    """``fl(fl(d * s)²)`` for d = 0..window: one axis's term of the EDT's squared distance."""
+    return (np.arange(window + 1, dtype=np.float64) * float(s)) ** 2
+
+
+def _nearest_sq(feat: np.ndarray, window, spacing) -> np.ndarray:
+    """Squared distance (mm²) from each voxel of ``feat``'s array shrunk by ``window`` voxels per axis to the
+    nearest True voxel of ``feat`` at most ``window`` voxels away along each axis; inf where there is none.
+
+    The value is scipy's ``distance_transform_edt`` before its square root, in its arithmetic: the minimum
+    over the features of ``fl(fl(x0² + x1²) + x2²)``, ``x = fl(d * s)``. Computed axis by axis — the
+    nearest feature along axis 0 (exact integer offset), then min-plus with each offset's square along axes
+    1 and 2 — which gives that minimum exactly, since rounded addition is monotone. Cost: the shrunken
+    array times the window, no feature transform; written here (scipy has no windowed EDT).
+    """
+    w0, w1, w2 = window
+    m0, m1, m2 = feat.shape
+    o0, o1, o2 = m0 - 2 * w0, m1 - 2 * w1, m2 - 2 * w2
+    if w0 == 0:
+        a = np.where(feat, 0.0, np.inf)
+    else:
+        rows = np.arange(m0, dtype=np.int32).reshape(-1, 1, 1)
+        big = np.int32(1 << 28)
+        prev = np.where(feat[:w0 + o0], rows[:w0 + o0], -big)
+        np.maximum.accumulate(prev, axis=0, out=prev)
+        nxt = np.minimum.accumulate(np.where(feat[w0:], rows[w0:], big)[::-1], axis=0)[::-1]
+        at = rows[w0:w0 + o0]
+        d = np.minimum(at - prev[w0:], nxt[:o0] - at)
+        np.minimum(d, w0 + 1, out=d)
+        a = np.append(_squares(w0, spacing[0]), np.inf)[d]
+    for axis, w in ((1, w1), (2, w2)):
+        n = (o1, o2)[axis - 1]
+        cut = [slice(None)] * 3
+        cut[axis] = slice(w, w + n)
+        out = a[tuple(cut)].copy()
+        if w:
+            sq = _squares(w, spacing[axis])
+            tmp = np.empty_like(out)
+            for k in range(1, w + 1):
+                for lo in (w - k, w + k):
+                    cut[axis] = slice(lo, lo + n)
+                    np.add(a[tuple(cut)], sq[k], out=tmp)
+                    np.minimum(out, tmp, out=out)
+        a = out
+    return a
+
+
+def _within(mask: np.ndarray, want: np.ndarray, radius_mm: float, spacing, at=None) -> np.ndarray:
+    """The voxels of ``want`` (``mask`` over the box ``at``; default: all of it) within ``radius_mm`` of a
+    True voxel of ``mask`` — where ``distance_transform_edt(~mask, sampling=spacing) <= radius_mm`` —
+    computed around ``want``'s voxels."""
+    out = np.zeros_like(want)
+    box = _occupied_box(want, 0)
+    if box is None:
+        return out
+    start = [0] * 3 if at is None else [a.start for a in at]
+    w = _window(radius_mm, spacing)
+    feat = _around(mask, tuple(slice(b.start + s, b.stop + s) for b, s in zip(box, start)), w, False)
+    out[box] = want[box] & (np.sqrt(_nearest_sq(feat, w, spacing)) <= radius_mm)
+    return out
+
+
+def _closed_at(mask: np.ndarray, want: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
+    """The voxels of ``want`` (``mask``'s shape) that the closing of ``mask`` by the ball of ``radius_mm``
+    fills: ``_close_mm(mask, radius_mm, spacing) & want``, background beyond ``mask``'s array.
+
+    Evaluated at ``want``'s voxels only: the dilation (EDT ≤ r) in their box grown by one window, then the
+    erosion (distance to the dilation's outside > r) in their box, both by :func:`_nearest_sq` — the same
+    decisions as the distance transforms of :func:`_close_mm` (a voxel's ball lies within one window).
+    Balls small enough for ``_close_mm``'s binary morphology go through it.
+    """
+    if radius_mm <= 0 or _ball_structure(radius_mm, spacing).size <= 125:
+        box = _occupied_box(want, 0)
+        out = np.zeros_like(want)
+        if box is not None:
+            out[box] = _close_in_box(mask, box, radius_mm, spacing) & want[box]
+        return out
+    want = _within(mask, want, radius_mm, spacing)      # a closing lies in the dilation
+    box = _occupied_box(want, 0)
+    if box is None:
+        return want
+    w = _window(radius_mm, spacing)
+    grown = tuple(slice(b.start - k, b.stop + k) for b, k in zip(box, w))     # may leave the array
+    dilated = np.sqrt(_nearest_sq(_around(mask, grown, w, False), w, spacing)) <= radius_mm
+    want[box] &= np.sqrt(_nearest_sq(~dilated, w, spacing)) > radius_mm
+    return want
 
 
 class _Bone:
@@ -489,48 +603,32 @@ class _FarBone:
         return out
 
 
-def _box_depth(bone: np.ndarray, box, spacing) -> np.ndarray:
-    """Depth in bone (mm, 0 outside) on ``box``: the distance transform of ``bone[box]`` padded by one voxel,
-    bone beyond the box's faces inside the array, non-bone beyond the array's own border.
-
-    Only non-bone voxels of the whole grid remain non-bone, so these depths are ≥ the whole grid's (the
-    padded whole-grid transform); they are equal wherever the box holds the nearest non-bone voxel (or array
-    border) — certainly where the box value is ≤ ``m`` for a box reaching ``m`` mm beyond the voxel. A box
-    all bone has depths beyond it: infinite here (the transform of an array with no background is not).
-    """
-    padded = np.pad(bone[box], 1, constant_values=True)
-    for a, (g, size) in enumerate(zip(box, bone.shape)):
-        face = [slice(None)] * 3
-        if g.start == 0:
-            face[a] = 0
-            padded[tuple(face)] = False
-        if g.stop == size:
-            face[a] = -1
-            padded[tuple(face)] = False
-    if padded.all():
-        return np.full(bone[box].shape, np.inf)
-    return ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1, 1:-1]
-
-
 def _max_depth(bone: _Bone, idx: np.ndarray, spacing, margin_mm: float) -> float:
-    """Largest depth in bone (mm) over the bone voxels ``idx`` (n × 3 indices), equal to the whole grid's.
+    """Largest depth in bone (mm) over the bone voxels ``idx`` (n × 3 indices), equal to the whole grid's
+    distance transform of the bone padded by non-bone beyond the array.
 
-    Computed in the voxels' box grown by ``margin_mm`` (:func:`_box_depth`). A box value ≤ the margin is
-    exact, and a box value > margin means the true depth is > margin too (it would be exact otherwise), so a
-    maximum ≤ margin is the true maximum. Otherwise the box maximum bounds the true one from above: the box
-    grown by it (at most twice the margin, so that a box of bone with nothing to bound it still ends) gives
-    exact values, usually on the second pass. The box grown over the whole array is the whole grid, exact:
-    the loop ends there at the latest. Cost: boxes up to about twice the lesion's depth, never the volume.
-    A box beyond the bone built so far is built first (:meth:`_Bone.ensure`).
+    Each pass looks for non-bone (or the array's border) within ``margin_mm`` of the voxels' box only
+    (:func:`_nearest_sq`, one window): a value ≤ the margin is exact, a value > margin (inf: none found)
+    means the true depth is > margin too, so a maximum ≤ margin is the true maximum. Otherwise the maximum
+    bounds the true one from above: the next pass searches that far (at most twice the margin, so that bone
+    with nothing to bound it still ends), exact, usually on the second pass; a window reaching past the
+    array's border on every side is exact too, so the loop ends there at the latest. Cost: boxes up to
+    about twice the lesion's depth, never the volume. Bone beyond what is built is built first
+    (:meth:`_Bone.ensure`).
     """
-    box = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(idx.min(axis=0), idx.max(axis=0)))
+    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     shape = bone.array.shape
+    # offsets up to `whole` reach the array's border (and one voxel past it) from every voxel of the box
+    whole = [max(b.stop, n - b.start) for b, n in zip(box, shape)]
     while True:
-        grown = _grown_box(box, _reach(margin_mm, spacing), shape)
-        bone.ensure([grown])
-        depth = _box_depth(bone.array, grown, spacing)[tuple((idx - [g.start for g in grown]).T)].max()
-        if depth <= margin_mm or all(g.start == 0 and g.stop == n for g, n in zip(grown, shape)):
-            return float(depth)
+        w = [min(k, m) for k, m in zip(_window(margin_mm, spacing), whole)]
+        bone.ensure([_grown_box(box, w, shape)])
+        # the nearest voxel beyond the array is one just past its border: all of them count as non-bone
+        sq = _nearest_sq(~_around(bone.array, box, w, False), w, spacing)
+        depth = float(np.sqrt(sq[tuple((idx - lo).T)].max()))
+        if depth <= margin_mm or w == whole:
+            return depth
         margin_mm = min(depth, 2.0 * margin_mm)
 
 
@@ -551,6 +649,7 @@ def _lesion_bone_measures(bone: _Bone | np.ndarray, labels, ids: np.ndarray, spa
     spacing = np.asarray(spacing, float)
     margin_mm = max(margin_mm, touch_mm)
     reach = _reach(margin_mm, spacing)
+    window = _window(margin_mm, spacing)
     labels = _as_grid_labels(labels)
     bone = bone if isinstance(bone, _Bone) else _Bone(bone)
     shape = bone.array.shape
@@ -575,8 +674,11 @@ def _lesion_bone_measures(bone: _Bone | np.ndarray, labels, ids: np.ndarray, spa
             out["d_centre"][i], out["touch"][i] = 0.0, 1.0
             out["depth"][i] = _max_depth(bone, np.argwhere(inside) + start, spacing, margin_mm)
             continue
-        dist = ndimage.distance_transform_edt(~b, sampling=spacing)[lesion] if b.any() else None
-        if dist is None or dist.min() > margin_mm:     # no bone within the margin: exact far distance below
+        # distance to bone within the margin (_nearest_sq: exact up to it, > margin beyond)
+        if b.any():
+            own = _occupied_box(lesion, 0)
+            dist = np.sqrt(_nearest_sq(_around(b, own, window, False), window, spacing))[lesion[own]]
+        if not b.any() or dist.min() > margin_mm:      # no bone within the margin: exact far distance below
             far.append((i, box, np.argwhere(lesion) + start))
             out["touch"][i] = 0.0
             out["depth"][i] = 0.0
