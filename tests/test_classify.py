@@ -394,3 +394,15 @@ def test_measures_equal_whole_grid_on_random_bone(spacing):
             assert m["d_centre"][i] == gap if gap <= margin else m["d_centre"][i] == pytest.approx(gap, rel=1e-12)
             assert m["depth"][i] == deepest[i]
             assert m["touch"][i] == np.count_nonzero(outside[sel] <= margin) / sel.sum()
+
+
+@pytest.mark.parametrize("spacing", [(2.0, 1.0, 3.0), (0.976562, 0.976562, 3.27)])
+def test_depth_in_bone_filling_the_array(spacing):
+    """Bone everywhere: the only non-bone is beyond the array's border, which the depth search reaches only
+    when its window spans the array from every voxel of the lesion's box — one voxel at the centre of an
+    odd-sized array (the border as far on both sides) and a lesion as wide as the array."""
+    bone = np.ones((21, 25, 11), bool)
+    labels = np.zeros(bone.shape, np.int32)
+    labels[10, 12, 5] = 1
+    labels[:, 3:5, 2:4] = 2
+    _assert_measures_equal_whole_grid(bone, labels, spacing, margin_mm=1.0)
