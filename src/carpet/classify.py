@@ -510,6 +510,12 @@ class _Bone:
         return True
 
 
+def _indices(mask: np.ndarray) -> np.ndarray:
+    """``np.argwhere(mask)`` (n × 3, C order), from the flat indices: several times faster on a large mask."""
+    flat = np.flatnonzero(mask)
+    return np.stack(np.unravel_index(flat, mask.shape), axis=1) if flat.size else np.zeros((0, mask.ndim), np.intp)
+
+
 def _covered(box, boxes) -> bool:
     """Whether the union of ``boxes`` holds every voxel of ``box``: the cells between all boxes' faces
     within ``box``, each inside one box or none."""
@@ -558,7 +564,7 @@ class _FarBone:
             np.bitwise_and(inner[tuple(hi)], b[tuple(lo)], out=inner[tuple(hi)])
             np.bitwise_and(inner[tuple(lo)], b[tuple(hi)], out=inner[tuple(lo)])
         start = [sl.start for sl in box]
-        self._tree = cKDTree((np.argwhere(b > inner) + start) * self.spacing, balanced_tree=False,
+        self._tree = cKDTree((_indices(b > inner) + start) * self.spacing, balanced_tree=False,
                              compact_nodes=False)       # built 2x faster; few look-ups follow
 
     def nearest(self, lesions: list) -> list[float]:
@@ -672,20 +678,20 @@ def _lesion_bone_measures(bone: _Bone | np.ndarray, labels, ids: np.ndarray, spa
         out["n"][i], out["n_in"][i] = n, int(inside.sum())
         if out["n_in"][i] == n:                         # all in bone: every distance is 0
             out["d_centre"][i], out["touch"][i] = 0.0, 1.0
-            out["depth"][i] = _max_depth(bone, np.argwhere(inside) + start, spacing, margin_mm)
+            out["depth"][i] = _max_depth(bone, _indices(inside) + start, spacing, margin_mm)
             continue
         # distance to bone within the margin (_nearest_sq: exact up to it, > margin beyond)
         if b.any():
             own = _occupied_box(lesion, 0)
             dist = np.sqrt(_nearest_sq(_around(b, own, window, False), window, spacing))[lesion[own]]
         if not b.any() or dist.min() > margin_mm:      # no bone within the margin: exact far distance below
-            far.append((i, box, np.argwhere(lesion) + start))
+            far.append((i, box, _indices(lesion) + start))
             out["touch"][i] = 0.0
             out["depth"][i] = 0.0
             continue
         out["d_centre"][i] = dist.min()
         out["touch"][i] = np.count_nonzero(dist <= touch_mm) / n
-        out["depth"][i] = _max_depth(bone, np.argwhere(inside) + start, spacing, margin_mm) if out["n_in"][i] else 0.0
+        out["depth"][i] = _max_depth(bone, _indices(inside) + start, spacing, margin_mm) if out["n_in"][i] else 0.0
     if far:
         out["d_centre"][[i for i, _, _ in far]] = _FarBone(bone, spacing).nearest([(b, idx) for _, b, idx in far])
     return out
