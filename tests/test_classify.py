@@ -406,3 +406,26 @@ def test_depth_in_bone_filling_the_array(spacing):
     labels[10, 12, 5] = 1
     labels[:, 3:5, 2:4] = 2
     _assert_measures_equal_whole_grid(bone, labels, spacing, margin_mm=1.0)
+
+
+def test_nonzero_by_chunks_and_negative_labels():
+    """``_nonzero`` (only chunks with a nonzero value compared) equals ``np.flatnonzero`` across chunk edges and
+    the tail, for every integer width and booleans; a negative label anywhere is an error of the sites, with
+    or without a CT (it is found with the labelled voxels, not by a scan of its own)."""
+    from carpet.classify import _nonzero
+    from carpet.errors import InputError
+
+    rng = np.random.default_rng(3)
+    for n in (0, 7, 1 << 15, (1 << 15) + 1, 5 * (1 << 15) + 123):
+        for dtype in (bool, np.uint8, np.int16, np.int32, np.int64):
+            arr = (rng.random(n) < 0.0005).astype(dtype)
+            if n > 2:
+                arr[[0, n - 1]] = 1                     # the first and the last voxel
+            np.testing.assert_array_equal(_nonzero(arr), np.flatnonzero(arr))
+    arr = np.zeros((40, 40, 41), np.int32)
+    arr[5, 5, 5] = 1
+    arr[35, 30, 38] = -1                                # a chunk holding no positive label
+    ct = Volume(np.zeros(arr.shape, np.int16), (4.0, 4.0, 4.0))
+    for c in (ct, None):
+        with pytest.raises(InputError, match="negative labels"):
+            classify_lesions(Volume(arr, (4.0, 4.0, 4.0)), c)

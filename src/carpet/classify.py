@@ -139,6 +139,17 @@ class SiteParams:
 
 def label_lesions(labels: Volume, connectivity: int = 26) -> Volume:
     """Integer lesion labels: a boolean mask is split into connected components (cc3d), labels pass through."""
+    lab = _integer_labels(labels, connectivity)
+    if np.asarray(lab.array).min() < 0:
+        raise InputError(NEGATIVE_LABELS)
+    return lab
+
+
+NEGATIVE_LABELS = "lesion label map has negative labels; expected 0 = background, 1..n = lesions"
+
+
+def _integer_labels(labels: Volume, connectivity: int = 26) -> Volume:
+    """:func:`label_lesions` without the check for negative labels (:func:`_label_extents` makes it)."""
     arr = np.asarray(labels.array)
     if arr.dtype == bool:
         if connectivity not in (6, 18, 26):
@@ -148,8 +159,6 @@ def label_lesions(labels: Volume, connectivity: int = 26) -> Volume:
         if not np.all(np.equal(np.mod(arr, 1), 0)):
             raise InputError("lesion label map must hold integer labels (0 = background)")
         arr = arr.astype(np.int32)
-    if arr.min() < 0:
-        raise InputError("lesion label map has negative labels; expected 0 = background, 1..n = lesions")
     return labels.with_array(arr)
 
 
@@ -166,12 +175,15 @@ def _label_extents(arr: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, ...] 
     boxes of labels 1..max (None for an absent label), as ``np.bincount`` and ``ndimage.find_objects`` give them.
 
     Read from the labelled voxels only, found by one pass over the map in memory order (no copy of a
-    Fortran-ordered map); the rest costs the lesions' voxels, not the volume.
+    Fortran-ordered map; :func:`_nonzero`); the rest costs the lesions' voxels, not the volume. Negative
+    labels raise :class:`InputError`.
     """
     order = "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
     flat = arr.ravel(order=order)                       # a view when the map is contiguous
-    where = np.flatnonzero(flat > 0)                    # boolean nonzero: much faster than on the labels
+    where = _nonzero(flat)
     values = flat[where]
+    if values.size and values.min() < 0:
+        raise InputError(NEGATIVE_LABELS)
     counts = np.bincount(values, minlength=1)
     boxes: list[tuple[slice, ...] | None] = [None] * (counts.size - 1)
     if where.size == 0:
@@ -185,6 +197,21 @@ def _label_extents(arr: np.ndarray) -> tuple[np.ndarray, list[tuple[slice, ...] 
     for k, lid in enumerate(present):
         boxes[lid - 1] = tuple(slice(int(lo[a][k]), int(hi[a][k])) for a in range(3))
     return counts, boxes
+
+
+def _nonzero(flat: np.ndarray, chunk: int = 1 << 15) -> np.ndarray:
+    """``np.flatnonzero(flat)`` (a 1-D integer or boolean array), comparing only the chunks that hold a nonzero
+    value, found by one OR-reduction over the bits: a label map is mostly background."""
+    cut = flat.size - flat.size % chunk
+    hit = np.zeros(0, bool)
+    if cut:
+        bits = flat[:cut].view(f"u{flat.dtype.itemsize}").reshape(-1, chunk)
+        hit = np.bitwise_or.reduce(bits, axis=1) != 0
+    hit = np.append(hit, cut < flat.size)               # the tail: compared as it is
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], hit, [False])).astype(np.int8)))
+    out = [np.flatnonzero(flat[a * chunk:min(b * chunk, flat.size)] != 0) + a * chunk
+           for a, b in zip(edges[::2], edges[1::2])]
+    return np.concatenate(out) if out else np.zeros(0, np.intp)
 
 
 class _GridLabels:
@@ -704,7 +731,7 @@ def site_regions(labels: Volume, ct: Volume, params: SiteParams = SiteParams()) 
     """The boxes of ``ct``'s grid where :func:`classify_lesions` (``grid='ct'``) looks at bone for the lesions
     of ``labels`` (a label map on its own grid), one per lesion: to build that bone once with other regions'
     (``ct_bone``)."""
-    lab = label_lesions(labels)
+    lab = _integer_labels(labels)
     boxes = _GridLabels(lab, ct, _label_extents(np.asarray(lab.array))[1]).boxes
     return _rule_regions(boxes, params, params.resolved(lab.spacing)[0], lab.spacing, ct)
 
@@ -749,9 +776,9 @@ def classify_lesions(labels: Volume, ct: Volume | None, connectivity: int = 26,
         lesion volume), so they add up to the lesion's ``volume_ml``. ``df.attrs['provenance']`` records the
         parameters. A lesion (partly) outside the CT field of view is ``unknown``.
     """
-    lab = label_lesions(labels, connectivity)
+    lab = _integer_labels(labels, connectivity)
     lab_arr = np.asarray(lab.array)
-    counts, boxes = _label_extents(lab_arr)          # labels are >= 0 (label_lesions)
+    counts, boxes = _label_extents(lab_arr)          # raises on negative labels
     ids = np.flatnonzero(counts[1:]) + 1
     d_contact, d_enter = params.resolved(lab.spacing)
     prov = provenance(method="site_rule_spec_4_3", f_med=params.f_med, v_min_out_ml=params.v_min_out_ml,
