@@ -34,10 +34,12 @@ Deviations from the letter of §4.3 (documented, deliberate):
 The CT bone is built only in each lesion's neighbourhood (its box grown by the farthest reach a rule needs:
 the envelope closing, the contact distance; :func:`site_regions`), as a set of boxes (:func:`ct_bone`), and
 everything after it runs in per-lesion bounding boxes: the lesion labels are resampled to the CT grid box by
-box, and distances outside and inside bone come from Euclidean distance transforms of each box — exact up to
-the box margin; beyond it a k-d tree of the bone surface (distance) or boxes grown until they bound the
-lesion's depth (depth) give the same values as whole-grid transforms, the bone they read beyond the
-neighbourhoods built when they need it (:class:`_Bone`). Every value is the whole CT's; the cost follows the
+box, and distances outside and inside bone come from windowed look-ups around the lesion's voxels
+(:func:`_nearest_sq`: scipy's Euclidean distance transform's values, bit for bit, without its feature
+transform) — exact up to the window; beyond it a k-d tree of the bone surface (distance) or windows grown
+until they bound the lesion's depth (depth) give the same values as whole-grid transforms, the bone they read
+beyond the neighbourhoods built when they need it (:class:`_Bone`). The envelope closings are evaluated at
+the lesion voxels they could fill only (:func:`_closed_at`). Every value is the whole CT's; the cost follows the
 lesions' neighbourhoods, never lesions × volume or bones × volume.
 """
 
