@@ -99,8 +99,9 @@ def interleaved(cases: dict, repeat: int) -> dict:
 def readers():
     import nibabel as nib
     import SimpleITK as sitk
-    import deflate
     from isal import isal_zlib
+
+    import carpet.io.nifti as nifti
 
     def sitk_read(p):
         img = sitk.ReadImage(str(p))
@@ -109,9 +110,9 @@ def readers():
     def nib_read(p):
         return float(np.max(np.asanyarray(nib.load(str(p)).dataobj)))
 
-    def raw_read(inflate):
+    def raw_read(inflate, load=lambda p: Path(p).read_bytes()):
         def read(p):  # raw NIfTI-1: 352-byte header, then the voxels
-            raw = inflate(Path(p).read_bytes())
+            raw = inflate(load(p))
             vox_offset = int(np.frombuffer(raw[108:112], np.float32)[0])
             dtype = {16: np.float32, 4: np.int16, 2: np.uint8, 512: np.uint16, 8: np.int32}[
                 int(np.frombuffer(raw[70:72], np.int16)[0])]
@@ -120,8 +121,10 @@ def readers():
 
     return {"SimpleITK": sitk_read, "nibabel": nib_read, "gzip+numpy": raw_read(gzip.decompress),
             "isal+numpy": raw_read(lambda raw: isal_zlib.decompress(raw, 31)),
-            # the size from the trailer's ISIZE: right for these one-member files of < 4 GiB
-            "libdeflate+numpy": raw_read(deflate.gzip_decompress)}
+            # carpet's own read and libdeflate call (into numpy buffers), the size from the trailer's ISIZE
+            # (right for these one-member files of < 4 GiB); without carpet's header and geometry reads
+            "libdeflate+numpy": raw_read(lambda raw: nifti._libdeflate(raw, int.from_bytes(raw[-4:], "little")),
+                                         lambda p: nifti._read_file(Path(p)))}
 
 
 def floor_cases(paths) -> dict:
