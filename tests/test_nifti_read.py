@@ -1,6 +1,6 @@
-"""read_nifti decodes plain NIfTI-1 files itself (ISA-L gzip, numpy view): the volume must be exactly what
-SimpleITK reads — every voxel, dtype, memory layout, spacing, origin, direction — and anything unusual must
-go through SimpleITK as before."""
+"""read_nifti decodes plain NIfTI-1 files itself (libdeflate or ISA-L gzip, numpy view): the volume must be
+exactly what SimpleITK reads — every voxel, dtype, memory layout, spacing, origin, direction — and anything
+unusual must go through SimpleITK as before."""
 
 from __future__ import annotations
 
