@@ -1,6 +1,6 @@
-"""read_nifti decodes plain NIfTI-1 files itself (ISA-L gzip, numpy view): the volume must be exactly what
-SimpleITK reads — every voxel, dtype, memory layout, spacing, origin, direction — and anything unusual must
-go through SimpleITK as before."""
+"""read_nifti decodes plain NIfTI-1 files itself (libdeflate or ISA-L gzip, numpy view): the volume must be
+exactly what SimpleITK reads — every voxel, dtype, memory layout, spacing, origin, direction — and anything
+unusual must go through SimpleITK as before."""
 
 from __future__ import annotations
 
@@ -176,6 +176,95 @@ def test_multi_member_gzip_is_read_whole_and_a_cut_one_is_truncated(tmp_path, fa
     for name in ("short.nii.gz", "cut.nii.gz"):
         with pytest.raises(InputError, match="truncated"):
             read_nifti(tmp_path / name)
+
+
+@pytest.fixture
+def inflaters(monkeypatch):
+    """Record which decoder inflated each whole .nii.gz: libdeflate's answers (the length of what it
+    inflated, or None when it refused the stream) and ISA-L's whole-stream reads (the fallback)."""
+    seen = {"libdeflate": [], "isal": []}
+    real_libdeflate, real_isal = nifti._libdeflate, nifti._gunzip
+
+    def libdeflate(raw, size):
+        out = real_libdeflate(raw, size)
+        seen["libdeflate"].append(None if out is None else len(out))
+        return out
+
+    def isal(raw, max_bytes):
+        if max_bytes is None:
+            seen["isal"].append(len(raw))
+        return real_isal(raw, max_bytes)
+
+    monkeypatch.setattr(nifti, "_libdeflate", libdeflate)
+    monkeypatch.setattr(nifti, "_gunzip", isal)
+    return seen
+
+
+def _members(raw: bytes, layout: str) -> bytes:
+    """``raw`` (a NIfTI file's bytes) as a gzip stream of the given layout."""
+    cut = len(raw) // 3
+    size = len(raw).to_bytes(4, "little")
+    return {"one member": gzip.compress(raw),
+            "two members": gzip.compress(raw[:cut]) + gzip.compress(raw[cut:]),
+            "two members, zeros after": gzip.compress(raw[:cut]) + gzip.compress(raw[cut:]) + b"\0" * 8,
+            "one member, zeros after": gzip.compress(raw) + b"\0" * 8,
+            "one member, garbage ending in its size": gzip.compress(raw) + b"garbage" + size,
+            "two members, garbage ending in the size": gzip.compress(raw[:cut]) + gzip.compress(raw[cut:])
+            + b"garbage" + size}[layout]
+
+
+@pytest.mark.parametrize("layout, inflater", [
+    ("one member", "libdeflate"),
+    ("two members", "isal"),                      # the last member's size is not the whole: libdeflate not tried
+    ("two members, zeros after", "isal"),
+    ("one member, zeros after", "isal"),          # the stream's last 4 bytes are not its size
+    ("one member, garbage ending in its size", "libdeflate"),  # libdeflate reads the member's own trailer
+    ("two members, garbage ending in the size", "isal"),  # libdeflate tried: a third of the size announced
+])
+def test_libdeflate_only_when_its_answer_is_the_whole_file(tmp_path, fast_only, inflaters, layout, inflater):
+    """libdeflate inflates the first gzip member only: any other layout is inflated by ISA-L, and every
+    layout gives SimpleITK's voxels."""
+    vol = _phantom(np.float32, (30, 20, 10))
+    raw = gzip.decompress(write_nifti(vol, tmp_path / "v.nii.gz").read_bytes())
+    path = tmp_path / "layout.nii.gz"
+    path.write_bytes(_members(raw, layout))
+    back = read_nifti(path)
+    assert np.array_equal(back.array, vol.array)
+    assert_same_as_sitk(back, path)
+    if inflater == "libdeflate":
+        assert inflaters == {"libdeflate": [len(raw)], "isal": []}
+    else:
+        assert inflaters["isal"] == [path.stat().st_size]
+        assert inflaters["libdeflate"] == ([len(raw) // 3] if "garbage" in layout else [])
+
+
+def test_without_libdeflate_isal_inflates(tmp_path, fast_only, inflaters, monkeypatch):
+    """Where the deflate wheel does not export libdeflate's C API, ISA-L inflates every file, the same voxels."""
+    vol = _phantom(np.int16, (30, 20, 10))
+    path = write_nifti(vol, tmp_path / "v.nii.gz")
+    monkeypatch.setattr(nifti, "_libdeflate_api", lambda: None)
+    back = read_nifti(path)
+    assert np.array_equal(back.array, vol.array)
+    assert_same_as_sitk(back, path)
+    assert inflaters == {"libdeflate": [None], "isal": [path.stat().st_size]}
+
+
+def test_a_damaged_stream_never_gives_voxels(tmp_path, inflaters):
+    """A stream that inflates but whose CRC-32 does not match (a flipped voxel byte in a stored block, or a
+    flipped trailer): libdeflate refuses it, ISA-L too, and SimpleITK's path says the file is unreadable."""
+    arr = np.arange(30 * 20 * 10, dtype=np.int16).reshape(30, 20, 10)
+    raw = gzip.decompress(write_nifti(Volume(arr, (1.0, 1.0, 1.0)), tmp_path / "v.nii.gz").read_bytes())
+    stored = bytearray(gzip.compress(raw, compresslevel=0))  # the voxel bytes stand as they are in the stream
+    at = stored.index(raw[5000:5016])
+    stored[at] ^= 0xFF
+    trailer = bytearray(gzip.compress(raw))
+    trailer[-8] ^= 0x01
+    for name, data in (("flipped_voxel.nii.gz", stored), ("flipped_crc.nii.gz", trailer)):
+        (tmp_path / name).write_bytes(bytes(data))
+        with pytest.raises(InputError, match=name):
+            read_nifti(tmp_path / name)
+    assert inflaters["libdeflate"] == [None, None]
+    assert len(inflaters["isal"]) == 2
 
 
 def test_nan_and_inf_are_refused_with_the_first_voxel(tmp_path):

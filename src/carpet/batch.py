@@ -713,7 +713,7 @@ def _execute(tasks: list[StudyTask], workers: int, scheduler: str | None,
 #: What a study imports (numpy, scipy, SimpleITK, nibabel, pandas, the anatomy and the scores): imported by
 #: the batch before its workers are forked, so that they inherit them instead of importing them each.
 _WORKER_MODULES = ("carpet.quantify", "carpet.anatomy.physiology", "carpet.anatomy.regions",
-                   "carpet.scores.metabolic_response", "SimpleITK", "nibabel", "isal.isal_zlib")
+                   "carpet.scores.metabolic_response", "SimpleITK", "nibabel", "isal.isal_zlib", "deflate")
 
 
 def _result(future, task: StudyTask) -> dict[str, Any]:
