@@ -39,8 +39,8 @@ box, and distances outside and inside bone come from windowed look-ups around th
 transform) — exact up to the window; beyond it a k-d tree of the bone surface (distance) or windows grown
 until they bound the lesion's depth (depth) give the same values as whole-grid transforms, the bone they read
 beyond the neighbourhoods built when they need it (:class:`_Bone`). The envelope closings are evaluated at
-the lesion voxels they could fill only (:func:`_closed_at`). Every value is the whole CT's; the cost follows the
-lesions' neighbourhoods, never lesions × volume or bones × volume.
+the lesion voxels they could fill only (:func:`_closed_at`). Every value is the whole CT's; the cost follows
+the lesions' neighbourhoods, never lesions × volume or bones × volume.
 """
 
 from __future__ import annotations
@@ -649,10 +649,10 @@ def _max_depth(bone: _Bone, idx: np.ndarray, spacing, margin_mm: float) -> float
     (:func:`_nearest_sq`, one window): a value ≤ the margin is exact, a value > margin (inf: none found)
     means the true depth is > margin too, so a maximum ≤ margin is the true maximum. Otherwise the maximum
     bounds the true one from above: the next pass searches that far (at most twice the margin, so that bone
-    with nothing to bound it still ends), exact, usually on the second pass; a window reaching past the
-    array's border on every side is exact too, so the loop ends there at the latest. Cost: boxes up to
-    about twice the lesion's depth, never the volume. Bone beyond what is built is built first
-    (:meth:`_Bone.ensure`).
+    with nothing to bound it still ends), exact, usually on the second pass; a window reaching one voxel past
+    the array's border on every side from every voxel of the box is exact too, so the loop ends there at the
+    latest. Cost: boxes up to about twice the lesion's depth, never the volume. Bone beyond what is built is
+    built first (:meth:`_Bone.ensure`).
     """
     lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
@@ -713,10 +713,11 @@ def _lesion_bone_measures(bone: _Bone | np.ndarray, labels, ids: np.ndarray, spa
             out["depth"][i] = _max_depth(bone, _indices(inside) + start, spacing, margin_mm)
             continue
         # distance to bone within the margin (_nearest_sq: exact up to it, > margin beyond)
+        dist = None
         if b.any():
             own = _occupied_box(lesion, 0)
             dist = np.sqrt(_nearest_sq(_around(b, own, window, False), window, spacing))[lesion[own]]
-        if not b.any() or dist.min() > margin_mm:      # no bone within the margin: exact far distance below
+        if dist is None or dist.min() > margin_mm:     # no bone within the margin: exact far distance below
             far.append((i, box, _indices(lesion) + start))
             out["touch"][i] = 0.0
             out["depth"][i] = 0.0
