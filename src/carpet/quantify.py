@@ -340,6 +340,8 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
             other.result()
     if "align_ct" in done:
         align_refs["CT"] = done["align_ct"]
+    references = {k: done[k] for k in ("liver", "blood_pool", "marrow")} if ct is not None else None
+    ct_hu = None if ct is None else ct_tissue_on(pet, ct, BoneParams().smooth_mm)[0]   # cached
     table = _add_region(table, pet, ct, physiology.get(main), landmarks)
     study = next(r for r in rows if r["method"] == main)
     summary = {"method": main,
@@ -351,8 +353,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
     summary["region_rule"] = provenance_dict()
     excluded_vol, excluded_table = _physiology_summary(summary, pet, physiology.get(main), keep_physiological,
                                                        user is not None)
-    table = add_anatomy_reading(summary, table, pet, ct, labels_vol, liver_centre, baseline,
-                                references={k: done[k] for k in ("liver", "blood_pool", "marrow")} if ct is not None else None)
+    table = add_anatomy_reading(summary, table, pet, ct, labels_vol, liver_centre, baseline, references)
     summary["provenance"] = provenance(
         inputs=inputs or {},
         method=main, thresholds_suv=thresholds.get(main),
@@ -384,8 +385,7 @@ def quantify_study(pet: Volume, *, ct: Volume | None = None, lesions: Volume | N
         summary["provenance"]["skipped"] = skipped
     return QuantifyResult(table, summary, labels_vol, methods_table,
                           extra={"labels": seg_labels, "tables": tables,
-                                 "align_refs": align_refs, "excluded": excl,
-                                 "ct_on_pet": None if ct is None else ct_tissue_on(pet, ct, BoneParams().smooth_mm)[0]},
+                                 "align_refs": align_refs, "ct_on_pet": ct_hu, "excluded": excl},
                           excluded=excluded_vol, excluded_table=excluded_table)
 
 

@@ -51,8 +51,7 @@ attempted: the region is returned unusable with that reason.
 from carpet.anatomy._morphology import (AIR_HU, _axial_axis, _ball_structure, _close_in_box, _close_mm,
                                         _dilate_mm, _erode_mm, _fill_holes_slicewise, _grown_box,
                                         _largest_component, _linear_onto, _mask_on_pet, _masked_mean,
-                                        _masked_min, _occupied_box, _reach, _remove_near, _remove_small,
-                                        _voxel_coords_mm)
+                                        _masked_min, _occupied_box, _reach, _remove_near, _voxel_coords_mm)
 from carpet.anatomy.bone import BoneParams, bone_mask, ct_bone, ct_bone_on, marrow_mask
 from carpet.anatomy.landmarks import _CtOnPet, ct_tissue_on
 from carpet.anatomy.references import (ReferenceRegion, blood_pool_reference, liver_reference,

@@ -152,18 +152,6 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return lab == int(np.argmax(sizes))
 
 
-def _remove_small(mask: np.ndarray, min_voxels: int) -> np.ndarray:
-    if min_voxels <= 1:
-        return mask
-    lab, n = cc3d.connected_components(mask, connectivity=26, return_N=True)
-    if n == 0:
-        return mask
-    sizes = np.bincount(lab.ravel(order="K"))
-    keep = sizes >= min_voxels
-    keep[0] = False
-    return keep[lab]
-
-
 def _reach(margin_mm: float, spacing) -> list[int]:
     """Voxels per axis holding every voxel within ``margin_mm`` of a box, plus one."""
     return [int(np.ceil(margin_mm / s)) + 1 for s in spacing]

@@ -271,7 +271,7 @@ def _bone_in(ct: Volume, params: BoneParams, region: tuple[slice, ...] | None):
     sub = hu[box]
     part = _smooth_above(sub, ct, params)
     part = cc3d.dust(part, threshold=int(np.ceil(params.min_component_ml / ct.voxel_volume_ml)), connectivity=26,
-                     in_place=True)                     # speckles: _remove_small's result, faster
+                     in_place=True)                     # speckles: components under the minimum volume
     part = _close_bone(part, params.closing_mm, ct.spacing)
     axis = _axial_axis(ct)
     pixel_mm2 = float(np.prod([s for a, s in enumerate(ct.spacing) if a != axis]))
