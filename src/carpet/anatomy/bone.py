@@ -466,17 +466,33 @@ def _mask_volume(mask: np.ndarray, grid: Volume, reference: Volume | None, prov:
     """``mask`` (on ``grid``) as a boolean Volume on ``reference``'s grid: a voxel is in when the linearly
     resampled 0/1 mask is ≥ 0.5 there (mostly inside); voxels outside ``grid`` are out."""
     if reference is not None and not grid.same_grid(reference):
-        # Only the mask's box (grown by two voxels of background) is resampled: outside it the linear
-        # interpolation of the whole grid is 0 as well, which is the default value.
-        box = _occupied_box(mask, 2)
-        if box is None:
-            grid, mask = reference, np.zeros(reference.shape, bool)
-        else:
-            part = Volume(mask[box].astype(np.float32), grid.spacing,
-                          grid.index_to_world([b.start for b in box]), grid.direction)
-            frac = _linear_onto(part, reference, 0.0)
-            grid, mask = reference, np.asarray(frac.array) >= 0.5
+        out = np.zeros(reference.shape, bool)
+        _majority_onto(mask, (0, 0, 0), grid, reference, out)
+        grid, mask = reference, out
     return Volume(mask, grid.spacing, grid.origin, grid.direction, {"provenance": prov, "modality": "mask"})
+
+
+def _majority_onto(mask: np.ndarray, start, grid: Volume, reference: Volume, out: np.ndarray) -> None:
+    """Set in ``out`` (``reference``'s grid) the voxels where ``mask`` (a box of ``grid`` from index ``start``,
+    or the whole grid with ``start`` 0) linearly resampled is >= 0.5: mostly inside. Only the mask's box grown
+    by two voxels of background is resampled (same origin arithmetic: index_to_world of whole-grid indices),
+    onto the box of ``reference`` holding every voxel centre that falls inside it: elsewhere the linear
+    interpolation of the whole grids is 0 as well, the default value. ``out`` keeps its other voxels."""
+    box = _occupied_box(mask, 2)
+    if box is None:
+        return
+    first = [s + b.start for s, b in zip(start, box)]
+    part = Volume(mask[box].astype(np.float32), grid.spacing, grid.index_to_world(first), grid.direction)
+    # the corners of the part's extent (continuous indices -0.5 and n - 0.5) in reference indices
+    corners = np.array([[(-0.5, n - 0.5)[c] for c, n in zip(k, part.shape)] for k in np.ndindex(2, 2, 2)])
+    idx = reference.world_to_index(part.index_to_world(corners))
+    lo, hi = np.floor(idx.min(axis=0)) - 1, np.ceil(idx.max(axis=0)) + 2
+    at = tuple(slice(int(max(0, a)), int(min(n, b))) for a, b, n in zip(lo, hi, reference.shape))
+    if any(s.stop <= s.start for s in at):
+        return
+    grid = Volume(np.broadcast_to(np.zeros((), np.uint8), tuple(s.stop - s.start for s in at)),
+                  reference.spacing, reference.index_to_world([s.start for s in at]), reference.direction)
+    out[at] = np.asarray(_linear_onto(part, grid, 0.0).array) >= 0.5
 
 
 def marrow_mask(bone: Volume, ct: Volume | None = None, *, cortex_mm: float = BoneParams.cortex_mm,

@@ -12,7 +12,7 @@ import numpy as np
 from carpet.anatomy._morphology import (AIR_HU, _axial_axis, _fill_holes_slicewise, _grown_box,
                                         _largest_component, _linear_onto, _masked_mean, _occupied_box,
                                         _voxel_coords_mm)
-from carpet.anatomy.bone import BoneParams, _denoise_ct, ct_bone, marrow_mask
+from carpet.anatomy.bone import BoneParams, _denoise_ct, _majority_onto, ct_bone, marrow_mask
 from carpet.volume import Volume
 
 
@@ -153,7 +153,7 @@ def band_bone(pet: Volume, ct: Volume, params: BoneParams, x_mid: float, halfwid
     if tight is None:
         return bone, marrow
     # the band's bone with two voxels of (False) background around it: the resampled boxes grow by two
-    # (_mask_volume), the erosion reaches one
+    # (_majority_onto), the erosion reaches one
     read = _grown_box([slice(r.start + t.start, r.start + t.stop) for r, t in zip(region, tight)], (2, 2, 2),
                       ct.shape)
     start = [r.start for r in read]
@@ -162,29 +162,6 @@ def band_bone(pet: Volume, ct: Volume, params: BoneParams, x_mid: float, halfwid
     for mask, out in ((band.array, bone), (np.asarray(inner, bool), marrow)):
         _majority_onto(mask, start, ct, pet, out)
     return bone, marrow
-
-
-def _majority_onto(mask: np.ndarray, start, ct: Volume, pet: Volume, out: np.ndarray) -> None:
-    """Write into ``out`` (PET grid) the PET voxels where ``mask`` (a box of ``ct``'s grid from index ``start``)
-    linearly resampled is >= 0.5, as :func:`carpet.anatomy.bone._mask_volume` gives on the whole grids: the
-    mask's box grown by two voxels is resampled (same origin arithmetic: index_to_world of whole-grid
-    indices), onto the PET box holding every PET voxel centre that falls inside it (elsewhere the
-    interpolation is the default 0)."""
-    box = _occupied_box(mask, 2)
-    if box is None:
-        return
-    first = [s + b.start for s, b in zip(start, box)]
-    part = Volume(mask[box].astype(np.float32), ct.spacing, ct.index_to_world(first), ct.direction)
-    # the corners of the part's extent (continuous indices -0.5 and n - 0.5) in PET indices
-    corners = np.array([[(-0.5, n - 0.5)[c] for c, n in zip(k, part.shape)] for k in np.ndindex(2, 2, 2)])
-    idx = pet.world_to_index(part.index_to_world(corners))
-    lo, hi = np.floor(idx.min(axis=0)) - 1, np.ceil(idx.max(axis=0)) + 2
-    at = tuple(slice(int(max(0, a)), int(min(n, b))) for a, b, n in zip(lo, hi, pet.shape))
-    if any(s.stop <= s.start for s in at):
-        return
-    grid = Volume(np.broadcast_to(np.zeros((), np.uint8), tuple(s.stop - s.start for s in at)), pet.spacing,
-                  pet.index_to_world([s.start for s in at]), pet.direction)
-    out[at] = np.asarray(_linear_onto(part, grid, 0.0).array) >= 0.5
 
 
 # ------------------------------------------------------------------------------------------------
